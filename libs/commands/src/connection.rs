@@ -1,0 +1,181 @@
+//! Connection and server commands a node answers without touching data: PING, ECHO, QUIT,
+//! HELLO, SELECT, CLIENT, COMMAND, INFO, TIME.
+
+use bytes::Bytes;
+
+use crate::error::CommandError;
+use crate::number::parse_i64;
+use crate::spec::{spec, Access, CommandSpec, NO_KEYS};
+
+const C: Access = Access::Connection;
+
+/// CLIENT subcommands.
+pub static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
+    spec("client|id", 2, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "5.0.0", "Returns the unique client ID of the connection."),
+    spec("client|getname", 2, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "2.6.9", "Returns the name of the connection."),
+    spec("client|setname", 3, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "2.6.9", "Sets the connection name."),
+    spec("client|help", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
+];
+
+/// COMMAND subcommands.
+pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
+    spec("command|count", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "2.8.13", "Returns a count of commands."),
+    spec("command|info", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "2.8.13", "Returns information about one, multiple or all commands."),
+    spec("command|docs", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "7.0.0", "Returns documentary information about one, multiple or all commands."),
+    spec("command|list", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
+    spec("command|help", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+];
+
+const fn container(
+    name: &'static str,
+    summary: &'static str,
+    group: &'static str,
+    since: &'static str,
+    subcommands: &'static [CommandSpec],
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity: -2,
+        access: C,
+        flags: &[],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["slow"],
+        group,
+        since,
+        summary,
+        subcommands,
+    }
+}
+
+/// Specs of the connection family.
+pub static SPECS: &[CommandSpec] = &[
+    spec("ping", -1, C, &["fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Returns the server's liveliness response."),
+    spec("echo", 2, C, &["fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Returns the given string."),
+    spec("quit", -1, C, &["allow_busy", "noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Closes the connection."),
+    spec("hello", -1, C, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NO_KEYS, &["fast", "connection"], "connection", "6.0.0", "Handshakes with the Redis server."),
+    spec("select", 2, C, &["loading", "stale", "fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Changes the selected database."),
+    spec("info", -1, C, &["loading", "stale"], NO_KEYS, &["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
+    spec("time", 1, C, &["loading", "stale", "fast"], NO_KEYS, &["fast"], "server", "2.6.0", "Returns the server time."),
+    container("client", "A container for client connection commands.", "connection", "2.4.0", CLIENT_SUBCOMMANDS),
+    CommandSpec { arity: -1, ..container("command", "Returns detailed information about all commands.", "server", "2.8.13", COMMAND_SUBCOMMANDS) },
+];
+
+/// A typed connection/server command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectionCommand {
+    /// PING [message]
+    Ping(Option<Bytes>),
+    /// ECHO message
+    Echo(Bytes),
+    /// QUIT
+    Quit,
+    /// HELLO [protover [AUTH user pass] [SETNAME name]]
+    Hello {
+        /// Requested protocol version (2 or 3).
+        version: Option<u8>,
+        /// AUTH username and password.
+        auth: Option<(Bytes, Bytes)>,
+        /// SETNAME value.
+        setname: Option<Bytes>,
+    },
+    /// SELECT 0
+    Select(i64),
+    /// CLIENT ID
+    ClientId,
+    /// CLIENT GETNAME
+    ClientGetName,
+    /// CLIENT SETNAME name (validated)
+    ClientSetName(Bytes),
+    /// CLIENT HELP
+    ClientHelp,
+    /// COMMAND (all infos)
+    CommandAll,
+    /// COMMAND COUNT
+    CommandCount,
+    /// COMMAND INFO [name...] (empty = all)
+    CommandInfo(Vec<Bytes>),
+    /// COMMAND DOCS [name...] (empty = all)
+    CommandDocs(Vec<Bytes>),
+    /// COMMAND LIST
+    CommandList,
+    /// COMMAND HELP
+    CommandHelp,
+    /// INFO [section...]
+    Info(Vec<Bytes>),
+    /// TIME
+    Time,
+}
+
+/// Checks a client name the way CLIENT SETNAME does: printable ASCII without spaces.
+fn valid_client_name(name: &[u8]) -> bool {
+    name.iter().all(|&c| (b'!'..=b'~').contains(&c))
+}
+
+impl ConnectionCommand {
+    /// Parses a connection command; `name` is lower case (for containers, `container|sub`)
+    /// and arity has been checked.
+    pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
+        Ok(match name {
+            "ping" => match args {
+                [] => ConnectionCommand::Ping(None),
+                [msg] => ConnectionCommand::Ping(Some(msg.clone())),
+                _ => return Err(CommandError::WrongArity("ping".into())),
+            },
+            "echo" => ConnectionCommand::Echo(args[0].clone()),
+            "quit" => ConnectionCommand::Quit,
+            "hello" => {
+                let mut version = None;
+                let mut rest = args;
+                if let Some(v) = args.first() {
+                    let v = parse_i64(v).ok_or(CommandError::ProtocolVersionNotInteger)?;
+                    if !(2..=3).contains(&v) {
+                        return Err(CommandError::NoProto);
+                    }
+                    version = Some(v as u8);
+                    rest = &args[1..];
+                }
+                let (mut auth, mut setname) = (None, None);
+                let mut j = 0;
+                while j < rest.len() {
+                    let more = rest.len() - 1 - j;
+                    if rest[j].eq_ignore_ascii_case(b"auth") && more >= 2 {
+                        auth = Some((rest[j + 1].clone(), rest[j + 2].clone()));
+                        j += 3;
+                    } else if rest[j].eq_ignore_ascii_case(b"setname") && more >= 1 {
+                        setname = Some(rest[j + 1].clone());
+                        j += 2;
+                    } else {
+                        return Err(CommandError::HelloOption(String::from_utf8_lossy(&rest[j]).into_owned()));
+                    }
+                }
+                if let Some(n) = &setname {
+                    if !valid_client_name(n) {
+                        return Err(CommandError::BadClientName);
+                    }
+                }
+                ConnectionCommand::Hello { version, auth, setname }
+            }
+            "select" => ConnectionCommand::Select(parse_i64(&args[0]).ok_or(CommandError::NotInteger)?),
+            "client|id" => ConnectionCommand::ClientId,
+            "client|getname" => ConnectionCommand::ClientGetName,
+            "client|setname" => {
+                if !valid_client_name(&args[1]) {
+                    return Err(CommandError::BadClientName);
+                }
+                ConnectionCommand::ClientSetName(args[1].clone())
+            }
+            "client|help" => ConnectionCommand::ClientHelp,
+            "command" => ConnectionCommand::CommandAll,
+            "command|count" => ConnectionCommand::CommandCount,
+            "command|info" => ConnectionCommand::CommandInfo(args[1..].to_vec()),
+            "command|docs" => ConnectionCommand::CommandDocs(args[1..].to_vec()),
+            "command|list" => ConnectionCommand::CommandList,
+            "command|help" => ConnectionCommand::CommandHelp,
+            "info" => ConnectionCommand::Info(args.to_vec()),
+            "time" => ConnectionCommand::Time,
+            _ => unreachable!("connection family dispatched an unknown name: {name}"),
+        })
+    }
+}

@@ -1,0 +1,193 @@
+//! The one place where command errors become Redis error text.
+//!
+//! Every error a client can see from a command is a variant of [`CommandError`]; its `Display`
+//! is the exact text Redis 7.0 sends (without the leading `-`). Nothing else in the workspace
+//! formats Redis error strings.
+
+use thiserror::Error;
+
+/// An error answered to a client instead of a command's reply.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum CommandError {
+    /// A command name that no spec knows. `args` are the first arguments, already quoted.
+    #[error("ERR unknown command '{name}', with args beginning with: {args}")]
+    UnknownCommand {
+        /// The name as the client sent it (truncated, sanitised).
+        name: String,
+        /// The first arguments, each as `'arg' `.
+        args: String,
+    },
+    /// A container command (CLIENT, COMMAND) with an unknown subcommand.
+    #[error("ERR unknown subcommand '{sub}'. Try {command} HELP.")]
+    UnknownSubcommand {
+        /// The subcommand as sent.
+        sub: String,
+        /// The container command in upper case.
+        command: &'static str,
+    },
+    /// Argument count does not match the command's arity.
+    #[error("ERR wrong number of arguments for '{0}' command")]
+    WrongArity(String),
+    /// Generic option parsing failure.
+    #[error("ERR syntax error")]
+    Syntax,
+    /// The key holds a value of another type.
+    #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
+    WrongType,
+    /// An argument or stored value that should be a 64-bit integer is not.
+    #[error("ERR value is not an integer or out of range")]
+    NotInteger,
+    /// An argument or stored value that should be a float is not.
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    /// A numeric argument is outside the accepted range.
+    #[error("ERR value is out of range")]
+    OutOfRange,
+    /// A numeric argument outside a documented range.
+    #[error("ERR value is out of range, value must between {0} and {1}")]
+    OutOfRangeBetween(i64, i64),
+    /// HINCRBYFLOAT with an infinite increment.
+    #[error("ERR value is NaN or Infinity")]
+    NanOrInfinityArgument,
+    /// HELLO with an unknown option.
+    #[error("ERR Syntax error in HELLO option '{0}'")]
+    HelloOption(String),
+    /// INCR-family result does not fit in a signed 64-bit integer.
+    #[error("ERR increment or decrement would overflow")]
+    Overflow,
+    /// DECRBY with i64::MIN.
+    #[error("ERR decrement would overflow")]
+    DecrementOverflow,
+    /// A float increment whose result is NaN or infinite.
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    /// RENAME of a missing key.
+    #[error("ERR no such key")]
+    NoSuchKey,
+    /// An expiry that overflows or is not positive where it must be.
+    #[error("ERR invalid expire time in '{0}' command")]
+    InvalidExpireTime(&'static str),
+    /// EXPIRE with an option other than NX/XX/GT/LT.
+    #[error("ERR Unsupported option {0}")]
+    UnsupportedOption(String),
+    /// EXPIRE NX combined with XX, GT or LT.
+    #[error("ERR NX and XX, GT or LT options at the same time are not compatible")]
+    ExpireNxConflict,
+    /// EXPIRE GT combined with LT.
+    #[error("ERR GT and LT options at the same time are not compatible")]
+    ExpireGtLtConflict,
+    /// SETBIT/GETBIT offset invalid.
+    #[error("ERR bit offset is not an integer or out of range")]
+    BitOffset,
+    /// SETBIT value other than 0 or 1.
+    #[error("ERR bit is not an integer or out of range")]
+    BitValue,
+    /// BITPOS bit other than 0 or 1.
+    #[error("ERR The bit argument must be 1 or 0.")]
+    BitArgument,
+    /// SETRANGE with a negative offset.
+    #[error("ERR offset is out of range")]
+    OffsetOutOfRange,
+    /// A string would grow past proto-max-bulk-len.
+    #[error("ERR string exceeds maximum allowed size (proto-max-bulk-len)")]
+    StringTooLong,
+    /// HINCRBY on a field that is not an integer.
+    #[error("ERR hash value is not an integer")]
+    HashNotInteger,
+    /// HINCRBYFLOAT on a field that is not a float.
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
+    /// SCAN-family cursor that is not an unsigned integer.
+    #[error("ERR invalid cursor")]
+    InvalidCursor,
+    /// SELECT/COPY DB with an index this server does not have.
+    #[error("ERR DB index is out of range")]
+    DbIndexOutOfRange,
+    /// COPY of a key onto itself.
+    #[error("ERR source and destination objects are the same")]
+    SameObject,
+    /// HELLO with a protocol version that is not a number.
+    #[error("ERR Protocol version is not an integer or out of range")]
+    ProtocolVersionNotInteger,
+    /// HELLO with a protocol version other than 2 or 3.
+    #[error("NOPROTO unsupported protocol version")]
+    NoProto,
+    /// CLIENT SETNAME with spaces or special characters.
+    #[error("ERR Client names cannot contain spaces, newlines or special characters.")]
+    BadClientName,
+    /// Authentication failed.
+    #[error("WRONGPASS invalid username-password pair or user is disabled.")]
+    WrongPass,
+    /// Malformed request framing; the connection is closed after this reply.
+    #[error("ERR Protocol error: {0}")]
+    Protocol(String),
+    /// The server is shutting down or a partition worker is gone.
+    #[error("ERR server is shutting down")]
+    ShuttingDown,
+    /// Storage failure that is not the client's fault (disk error, corruption). The text is
+    /// meant for operators; the request was not applied.
+    #[error("ERR internal error: {0}")]
+    Internal(String),
+}
+
+impl CommandError {
+    /// Builds the unknown-command error the way Redis 7.0 quotes the name and the first
+    /// arguments (each truncated to 128 bytes, at most as many as fit in 128 characters).
+    pub fn unknown_command(name: &[u8], args: &[bytes::Bytes]) -> Self {
+        let mut quoted = String::new();
+        for arg in args {
+            if quoted.len() >= 128 {
+                break;
+            }
+            let shown = &arg[..arg.len().min(128 - quoted.len())];
+            quoted.push('\'');
+            quoted.push_str(&sanitize(shown));
+            quoted.push_str("' ");
+        }
+        CommandError::UnknownCommand {
+            name: sanitize(&name[..name.len().min(128)]),
+            args: quoted,
+        }
+    }
+
+    /// Whether the connection must be closed after replying (protocol errors).
+    pub fn closes_connection(&self) -> bool {
+        matches!(self, CommandError::Protocol(_))
+    }
+}
+
+/// Redis formats echoed names as C strings (so they end at the first NUL byte) and replaces
+/// CR and LF with spaces, so the error stays one line. Non-UTF-8 bytes are shown lossily.
+fn sanitize(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end])
+        .chars()
+        .map(|c| if c == '\r' || c == '\n' { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn unknown_command_text_matches_redis() {
+        let err =
+            CommandError::unknown_command(b"foo", &[Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        assert_eq!(
+            err.to_string(),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+        let err = CommandError::unknown_command(b"foo", &[]);
+        assert_eq!(err.to_string(), "ERR unknown command 'foo', with args beginning with: ");
+    }
+
+    #[test]
+    fn arity_text_matches_redis() {
+        assert_eq!(
+            CommandError::WrongArity("get".into()).to_string(),
+            "ERR wrong number of arguments for 'get' command"
+        );
+    }
+}

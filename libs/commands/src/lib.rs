@@ -1,0 +1,225 @@
+//! Typed Redis commands shared by the zankv proxy and storage node.
+//!
+//! This crate owns everything about a command that does not depend on where it runs:
+//! - [`request`]: reading requests off the wire (RESP multibulk and inline);
+//! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
+//! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`]) with a
+//!   typed command enum and its parser;
+//! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
+//! - [`error`]: the one mapping from errors to Redis error text.
+//!
+//! Invariants: parsing is pure and deterministic (a storage node re-parses a replicated
+//! change's arguments and must get the same command); every error a client sees is a
+//! [`CommandError`].
+
+pub mod connection;
+pub mod error;
+pub mod hash;
+pub mod keyspace;
+pub mod number;
+pub mod pattern;
+pub mod reply;
+pub mod request;
+pub mod spec;
+pub mod string;
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+pub use connection::ConnectionCommand;
+pub use error::CommandError;
+pub use hash::HashCommand;
+pub use keyspace::KeyspaceCommand;
+pub use reply::{Protocol, Reply};
+pub use spec::{Access, CommandSpec};
+pub use string::StringCommand;
+
+/// A parsed command of any family.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Connection/server commands.
+    Connection(ConnectionCommand),
+    /// Generic key commands.
+    Keyspace(KeyspaceCommand),
+    /// String commands.
+    String(StringCommand),
+    /// Hash commands.
+    Hash(HashCommand),
+}
+
+#[derive(Clone, Copy)]
+enum Family {
+    Connection,
+    Keyspace,
+    String,
+    Hash,
+}
+
+fn families() -> [(Family, &'static [CommandSpec]); 4] {
+    [
+        (Family::Connection, connection::SPECS),
+        (Family::Keyspace, keyspace::SPECS),
+        (Family::String, string::SPECS),
+        (Family::Hash, hash::SPECS),
+    ]
+}
+
+fn table() -> &'static HashMap<&'static str, (Family, &'static CommandSpec)> {
+    static TABLE: OnceLock<HashMap<&'static str, (Family, &'static CommandSpec)>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut map = HashMap::new();
+        for (family, specs) in families() {
+            for spec in specs {
+                let previous = map.insert(spec.name, (family, spec));
+                assert!(previous.is_none(), "command {} defined twice", spec.name);
+            }
+        }
+        map
+    })
+}
+
+/// Every top-level command spec, in family order.
+pub fn all_specs() -> impl Iterator<Item = &'static CommandSpec> {
+    families().into_iter().flat_map(|(_, specs)| specs.iter())
+}
+
+/// Looks up a top-level command by name, case-insensitively.
+pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
+    let lower = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
+    table().get(lower.as_str()).map(|(_, spec)| *spec)
+}
+
+/// Parses a request's arguments into a command, checking the name, arity and options.
+/// Returns the command and its spec (the subcommand's spec for CLIENT/COMMAND).
+pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandError> {
+    let Some(name) = argv.first() else {
+        return Err(CommandError::Syntax);
+    };
+    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
+    let Some(&(family, spec)) = table().get(lower.as_str()) else {
+        return Err(CommandError::unknown_command(name, &argv[1..]));
+    };
+    if !spec.arity_ok(argv.len()) {
+        return Err(CommandError::WrongArity(spec.name.to_string()));
+    }
+    let mut spec = spec;
+    let mut full_name = lower;
+    if !spec.subcommands.is_empty() && argv.len() >= 2 {
+        let sub = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
+        let wanted = format!("{}|{}", spec.name, sub);
+        let container = spec.name.to_ascii_uppercase();
+        match spec.subcommands.iter().find(|s| s.name == wanted) {
+            Some(s) => {
+                if !s.arity_ok(argv.len()) {
+                    return Err(CommandError::WrongArity(s.name.to_string()));
+                }
+                spec = s;
+                full_name = wanted;
+            }
+            None => {
+                return Err(CommandError::UnknownSubcommand {
+                    sub: String::from_utf8_lossy(&argv[1]).into_owned(),
+                    command: if container == "CLIENT" { "CLIENT" } else { "COMMAND" },
+                })
+            }
+        }
+    }
+    let args = &argv[1..];
+    let command = match family {
+        Family::Connection => Command::Connection(ConnectionCommand::parse(&full_name, args)?),
+        Family::Keyspace => Command::Keyspace(KeyspaceCommand::parse(&full_name, args)?),
+        Family::String => Command::String(StringCommand::parse(&full_name, args)?),
+        Family::Hash => Command::Hash(HashCommand::parse(&full_name, args)?),
+    };
+    Ok((command, spec))
+}
+
+/// `COMMAND INFO` entry for one spec (Redis 7.0 shape: name, arity, flags, first key, last
+/// key, step, ACL categories, tips, key specs, subcommands).
+pub fn command_info(spec: &CommandSpec) -> Reply {
+    let status_set = |items: &[&'static str]| Reply::Set(items.iter().map(|s| Reply::Status(s)).collect());
+    let acl: Vec<Reply> = spec.acl.iter().map(|c| Reply::StatusOwned(format!("@{c}"))).collect();
+    Reply::Array(vec![
+        Reply::bulk(spec.name),
+        Reply::Integer(i64::from(spec.arity)),
+        status_set(spec.flags),
+        Reply::Integer(i64::from(spec.first_key)),
+        Reply::Integer(i64::from(spec.last_key)),
+        Reply::Integer(i64::from(spec.step)),
+        Reply::Set(acl),
+        Reply::Array(vec![]),
+        Reply::Array(vec![]),
+        Reply::Array(spec.subcommands.iter().map(command_info).collect()),
+    ])
+}
+
+/// `COMMAND DOCS` entry for one spec: a map of summary, since, group (and subcommands).
+pub fn command_docs(spec: &CommandSpec) -> Reply {
+    let mut fields = vec![
+        (Reply::bulk("summary"), Reply::bulk(spec.summary)),
+        (Reply::bulk("since"), Reply::bulk(spec.since)),
+        (Reply::bulk("group"), Reply::bulk(spec.group)),
+    ];
+    if !spec.subcommands.is_empty() {
+        let subs = spec.subcommands.iter().map(|s| (Reply::bulk(s.name), command_docs(s))).collect();
+        fields.push((Reply::bulk("subcommands"), Reply::Map(subs)));
+    }
+    Reply::Map(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<Bytes> {
+        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+    }
+
+    fn err(words: &[&str]) -> String {
+        parse(&argv(words)).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn parse_errors_match_redis() {
+        assert_eq!(err(&["GET"]), "ERR wrong number of arguments for 'get' command");
+        assert_eq!(err(&["mset", "a"]), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(err(&["mset", "a", "b", "c"]), "ERR wrong number of arguments for 'mset' command");
+        assert_eq!(err(&["client", "setname"]), "ERR wrong number of arguments for 'client|setname' command");
+        assert_eq!(err(&["client", "nope"]), "ERR unknown subcommand 'nope'. Try CLIENT HELP.");
+        assert_eq!(err(&["set", "k", "v", "nx", "xx"]), "ERR syntax error");
+        assert_eq!(err(&["set", "k", "v", "ex", "0"]), "ERR invalid expire time in 'set' command");
+        assert_eq!(err(&["set", "k", "v", "ex", "x"]), "ERR value is not an integer or out of range");
+        assert_eq!(err(&["expire", "k", "1", "nx", "xx"]), "ERR NX and XX, GT or LT options at the same time are not compatible");
+        assert_eq!(err(&["expire", "k", "1", "foo"]), "ERR Unsupported option foo");
+        assert_eq!(err(&["hello", "4"]), "NOPROTO unsupported protocol version");
+        assert_eq!(err(&["decrby", "k", "-9223372036854775808"]), "ERR decrement would overflow");
+        assert_eq!(err(&["setbit", "k", "-1", "1"]), "ERR bit offset is not an integer or out of range");
+        assert_eq!(err(&["setbit", "k", "1", "2"]), "ERR bit is not an integer or out of range");
+    }
+
+    #[test]
+    fn every_spec_parses_with_minimal_arity() {
+        // Each command must be reachable from its spec: the parser knows every name.
+        for spec in all_specs() {
+            if !spec.subcommands.is_empty() {
+                continue;
+            }
+            let n = spec.arity.unsigned_abs() as usize;
+            let mut words = vec![spec.name];
+            words.extend(std::iter::repeat_n("1", n.saturating_sub(1)));
+            let _ = parse(&argv(&words));
+        }
+    }
+
+    #[test]
+    fn key_positions() {
+        let (_, spec) = parse(&argv(&["mset", "a", "1", "b", "2"])).unwrap();
+        assert_eq!(spec.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        let (_, spec) = parse(&argv(&["del", "a", "b"])).unwrap();
+        assert_eq!(spec.key_positions(3).collect::<Vec<_>>(), vec![1, 2]);
+        let (_, spec) = parse(&argv(&["ping"])).unwrap();
+        assert_eq!(spec.key_positions(1).count(), 0);
+    }
+}

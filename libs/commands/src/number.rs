@@ -1,0 +1,102 @@
+//! Number parsing and formatting exactly as Redis 7.0 does it.
+//!
+//! - integers: `string2ll` rules (no `+`, no leading zeros, no spaces, `-0` rejected);
+//! - float increments: long-double arithmetic with `%.17Lf` output, via a small C helper,
+//!   because Rust has no 80-bit float and Redis's replies depend on its rounding.
+
+pub use crate::request::parse_i64;
+
+/// Parses an unsigned cursor the way Redis's SCAN does (`strtoul` of the whole string).
+pub fn parse_cursor(s: &[u8]) -> Option<u64> {
+    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(s).ok()?.parse().ok()
+}
+
+/// Why a long-double increment failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloatIncrError {
+    /// The stored value is not a float.
+    BaseNotFloat,
+    /// The increment is not a float.
+    IncrNotFloat,
+    /// The result would be NaN or infinite.
+    NanOrInfinity,
+}
+
+mod ffi {
+    extern "C" {
+        pub fn zankv_ld_valid(s: *const u8, len: usize) -> i32;
+        pub fn zankv_ld_classify(s: *const u8, len: usize) -> i32;
+        pub fn zankv_ld_add(
+            base: *const u8,
+            base_len: usize,
+            incr: *const u8,
+            incr_len: usize,
+            out: *mut u8,
+            out_len: usize,
+        ) -> i64;
+    }
+}
+
+/// Whether Redis would accept `s` as a long double (`string2ld`).
+pub fn is_valid_long_double(s: &[u8]) -> bool {
+    // SAFETY: the pointer and length describe a live slice; the helper only reads it.
+    unsafe { ffi::zankv_ld_valid(s.as_ptr(), s.len()) == 1 }
+}
+
+/// Whether `s` is a valid long double that is infinite (`inf`, `-inf`, `1e5000`).
+pub fn is_infinite_long_double(s: &[u8]) -> bool {
+    // SAFETY: as in `is_valid_long_double`.
+    unsafe { ffi::zankv_ld_classify(s.as_ptr(), s.len()) == 2 }
+}
+
+/// Adds `incr` to `base` (missing base = 0) in long-double precision and formats the sum as
+/// Redis's INCRBYFLOAT does.
+pub fn long_double_add(base: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, FloatIncrError> {
+    let mut out = vec![0u8; 5120];
+    let (bp, bl) = match base {
+        Some(b) => (b.as_ptr(), b.len()),
+        None => (std::ptr::null(), 0),
+    };
+    // SAFETY: input pointers/lengths describe live slices (or null with length 0 for "no
+    // base"); `out` is writable for its full length and the helper never writes past it.
+    let n = unsafe { ffi::zankv_ld_add(bp, bl, incr.as_ptr(), incr.len(), out.as_mut_ptr(), out.len()) };
+    match n {
+        -1 => Err(FloatIncrError::BaseNotFloat),
+        -2 => Err(FloatIncrError::IncrNotFloat),
+        -3 | -4 => Err(FloatIncrError::NanOrInfinity),
+        n => {
+            out.truncate(n as usize);
+            Ok(out)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn incrbyfloat_formatting_matches_redis() {
+        let add = |b: Option<&str>, i: &str| {
+            long_double_add(b.map(str::as_bytes), i.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+        };
+        assert_eq!(add(Some("10.50"), "0.1").unwrap(), "10.6");
+        assert_eq!(add(None, "5.0e3").unwrap(), "5000");
+        assert_eq!(add(Some("3"), "-3").unwrap(), "0");
+        assert_eq!(add(Some("0x10"), "1").unwrap(), "17");
+        assert_eq!(add(Some(" 1"), "1"), Err(FloatIncrError::BaseNotFloat));
+        assert_eq!(add(Some("1"), "nan"), Err(FloatIncrError::IncrNotFloat));
+        assert_eq!(add(Some("1"), "inf"), Err(FloatIncrError::NanOrInfinity));
+        assert_eq!(add(Some("1"), ""), Err(FloatIncrError::IncrNotFloat));
+    }
+
+    #[test]
+    fn cursors() {
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b"-1"), None);
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+    }
+}

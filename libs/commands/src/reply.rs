@@ -1,0 +1,213 @@
+//! Typed command replies and their encoding as RESP2 or RESP3.
+//!
+//! Commands produce a [`Reply`]; the connection encodes it for the protocol version the client
+//! chose with HELLO. Encoding goes through the `redis-protocol` crate's frame encoders. RESP2 has
+//! no maps, sets, booleans or doubles, so those are flattened the way Redis 7.0 does: maps become
+//! flat arrays of key, value; sets become arrays; booleans become integers 1/0.
+
+use bytes::{Bytes, BytesMut};
+use redis_protocol::resp2::types::BytesFrame as Resp2Frame;
+use redis_protocol::resp3::types::{BytesFrame as Resp3Frame, FrameMap, FrameSet};
+
+use crate::error::CommandError;
+
+/// The RESP version a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// RESP2, the default for new connections.
+    #[default]
+    Resp2,
+    /// RESP3, chosen with `HELLO 3`.
+    Resp3,
+}
+
+/// A command's reply, independent of the protocol version.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// A status line such as `OK` or `PONG`.
+    Status(&'static str),
+    /// A status line built at run time (TYPE answers, for instance).
+    StatusOwned(String),
+    /// An error reply.
+    Error(CommandError),
+    /// A signed integer.
+    Integer(i64),
+    /// A binary-safe string.
+    Bulk(Bytes),
+    /// The null reply (`$-1` in RESP2, `_` in RESP3).
+    Nil,
+    /// An ordered array.
+    Array(Vec<Reply>),
+    /// A map (RESP3); a flat array of key, value in RESP2.
+    Map(Vec<(Reply, Reply)>),
+    /// A set (RESP3); an array in RESP2.
+    Set(Vec<Reply>),
+    /// Verbatim text (RESP3 `=txt:`); a bulk string in RESP2.
+    Verbatim(Bytes),
+}
+
+impl Reply {
+    /// The `+OK` reply.
+    pub const OK: Reply = Reply::Status("OK");
+
+    /// A bulk reply from anything byte-like.
+    pub fn bulk(data: impl Into<Bytes>) -> Reply {
+        Reply::Bulk(data.into())
+    }
+
+    /// A bulk reply from a byte slice, copied.
+    pub fn bulk_from(data: &[u8]) -> Reply {
+        Reply::Bulk(Bytes::copy_from_slice(data))
+    }
+
+    /// `Bulk` for `Some`, `Nil` for `None`.
+    pub fn bulk_or_nil(data: Option<impl Into<Bytes>>) -> Reply {
+        data.map_or(Reply::Nil, |d| Reply::Bulk(d.into()))
+    }
+
+    /// An array of bulk strings.
+    pub fn bulk_array<I, B>(items: I) -> Reply
+    where
+        I: IntoIterator<Item = B>,
+        B: Into<Bytes>,
+    {
+        Reply::Array(items.into_iter().map(|b| Reply::Bulk(b.into())).collect())
+    }
+
+    /// Whether this reply is an error.
+    pub fn is_error(&self) -> bool {
+        matches!(self, Reply::Error(_))
+    }
+
+    /// Appends this reply, encoded for `protocol`, to `out`.
+    pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
+        // Encoding a well-formed frame into a growable buffer cannot fail: the encoder only
+        // reports buffers that are too small, and `extend_encode` grows the buffer first.
+        match protocol {
+            Protocol::Resp2 => {
+                let frame = self.to_resp2();
+                redis_protocol::resp2::encode::extend_encode(out, &frame, false)
+                    .expect("encoding into a growable buffer");
+            }
+            Protocol::Resp3 => {
+                let frame = self.to_resp3();
+                redis_protocol::resp3::encode::complete::extend_encode(out, &frame, false)
+                    .expect("encoding into a growable buffer");
+            }
+        }
+    }
+
+    fn to_resp2(&self) -> Resp2Frame {
+        match self {
+            Reply::Status(s) => Resp2Frame::SimpleString(Bytes::from_static(s.as_bytes())),
+            Reply::StatusOwned(s) => Resp2Frame::SimpleString(Bytes::from(s.clone())),
+            Reply::Error(e) => Resp2Frame::Error(e.to_string().into()),
+            Reply::Integer(i) => Resp2Frame::Integer(*i),
+            Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
+            Reply::Nil => Resp2Frame::Null,
+            Reply::Array(items) | Reply::Set(items) => {
+                Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
+            }
+            Reply::Map(pairs) => Resp2Frame::Array(
+                pairs
+                    .iter()
+                    .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
+                    .collect(),
+            ),
+        }
+    }
+
+    fn to_resp3(&self) -> Resp3Frame {
+        match self {
+            Reply::Status(s) => Resp3Frame::SimpleString {
+                data: Bytes::from_static(s.as_bytes()),
+                attributes: None,
+            },
+            Reply::StatusOwned(s) => Resp3Frame::SimpleString {
+                data: Bytes::from(s.clone()),
+                attributes: None,
+            },
+            Reply::Error(e) => Resp3Frame::SimpleError {
+                data: e.to_string().into(),
+                attributes: None,
+            },
+            Reply::Integer(i) => Resp3Frame::Number {
+                data: *i,
+                attributes: None,
+            },
+            Reply::Bulk(b) => Resp3Frame::BlobString {
+                data: b.clone(),
+                attributes: None,
+            },
+            Reply::Verbatim(b) => Resp3Frame::VerbatimString {
+                data: b.clone(),
+                format: redis_protocol::resp3::types::VerbatimStringFormat::Text,
+                attributes: None,
+            },
+            Reply::Nil => Resp3Frame::Null,
+            Reply::Array(items) => Resp3Frame::Array {
+                data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Set(items) => {
+                let mut set = FrameSet::default();
+                for item in items {
+                    set.insert(item.to_resp3());
+                }
+                Resp3Frame::Set {
+                    data: set,
+                    attributes: None,
+                }
+            }
+            Reply::Map(pairs) => {
+                let mut map = FrameMap::default();
+                for (k, v) in pairs {
+                    map.insert(k.to_resp3(), v.to_resp3());
+                }
+                Resp3Frame::Map {
+                    data: map,
+                    attributes: None,
+                }
+            }
+        }
+    }
+}
+
+impl From<CommandError> for Reply {
+    fn from(e: CommandError) -> Self {
+        Reply::Error(e)
+    }
+}
+
+impl From<Result<Reply, CommandError>> for Reply {
+    fn from(r: Result<Reply, CommandError>) -> Self {
+        r.unwrap_or_else(Reply::Error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(r: &Reply, p: Protocol) -> String {
+        let mut out = BytesMut::new();
+        r.encode(p, &mut out);
+        String::from_utf8(out.to_vec()).expect("utf8")
+    }
+
+    #[test]
+    fn golden_encodings() {
+        assert_eq!(enc(&Reply::OK, Protocol::Resp2), "+OK\r\n");
+        assert_eq!(enc(&Reply::Nil, Protocol::Resp2), "$-1\r\n");
+        assert_eq!(enc(&Reply::Nil, Protocol::Resp3), "_\r\n");
+        assert_eq!(enc(&Reply::Integer(-3), Protocol::Resp3), ":-3\r\n");
+        assert_eq!(enc(&Reply::bulk_from(b"a\r\n"), Protocol::Resp2), "$3\r\na\r\n\r\n");
+        let map = Reply::Map(vec![(Reply::bulk_from(b"f"), Reply::bulk_from(b"v"))]);
+        assert_eq!(enc(&map, Protocol::Resp2), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        assert_eq!(enc(&map, Protocol::Resp3), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");
+        assert_eq!(
+            enc(&Reply::Error(CommandError::Syntax), Protocol::Resp2),
+            "-ERR syntax error\r\n"
+        );
+    }
+}

@@ -1,0 +1,364 @@
+//! Reading client requests off the wire: RESP multibulk arrays and inline commands.
+//!
+//! A Redis server accepts only two request shapes: an array of bulk strings, or an inline
+//! line of space-separated words. This parser handles exactly those, with Redis 7.0's limits
+//! and its exact protocol-error texts (which a generic RESP decoder cannot produce), and never
+//! allocates by a length the client claims before the bytes have arrived.
+//!
+//! Invariants:
+//! - `parse` consumes bytes only for a complete request (or an empty one that Redis skips);
+//!   on `Ok(None)` the buffer is untouched and more bytes are needed.
+//! - After a protocol error the caller must reply and close the connection, as Redis does.
+//! - Arguments are split off the read buffer without copying.
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::error::CommandError;
+
+/// Request-size limits, Redis's defaults unless configured.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestLimits {
+    /// Largest accepted bulk argument (`proto-max-bulk-len`, 512 MiB).
+    pub max_bulk_len: usize,
+    /// Largest inline request or header line (`PROTO_INLINE_MAX_SIZE`, 64 KiB).
+    pub max_inline_len: usize,
+    /// Largest number of arguments in one request (Redis: `INT_MAX`; kept lower here).
+    pub max_args: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        RequestLimits {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_args: 1024 * 1024,
+        }
+    }
+}
+
+/// Parses one request from the front of `buf`.
+///
+/// Returns `Ok(Some(args))` for a complete request (possibly with zero arguments, which the
+/// caller ignores), `Ok(None)` when more bytes are needed, and `Err` for a protocol error.
+pub fn parse(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+    if buf.is_empty() {
+        return Ok(None);
+    }
+    if buf[0] == b'*' {
+        parse_multibulk(buf, limits)
+    } else {
+        parse_inline(buf, limits)
+    }
+}
+
+fn protocol(msg: impl Into<String>) -> CommandError {
+    CommandError::Protocol(msg.into())
+}
+
+/// Finds the `\r\n`-terminated line starting at `from`; returns the index of `\r`.
+fn find_crlf(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while i < buf.len() {
+        match memchr_cr(&buf[i..]) {
+            Some(off) => {
+                let at = i + off;
+                if at + 1 < buf.len() {
+                    if buf[at + 1] == b'\n' {
+                        return Some(at);
+                    }
+                    i = at + 1;
+                } else {
+                    return None;
+                }
+            }
+            None => return None,
+        }
+    }
+    None
+}
+
+fn memchr_cr(s: &[u8]) -> Option<usize> {
+    s.iter().position(|&b| b == b'\r')
+}
+
+/// Redis's strict integer parsing (`string2ll`): optional `-`, no `+`, no leading zeros, no
+/// spaces, fits in i64.
+pub fn parse_i64(s: &[u8]) -> Option<i64> {
+    if s.is_empty() || s.len() > 20 {
+        return None;
+    }
+    if s == b"0" {
+        return Some(0);
+    }
+    let (neg, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !(b'1'..=b'9').contains(&digits[0]) {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    if neg {
+        if v > (i64::MAX as u64) + 1 {
+            None
+        } else {
+            Some((v as i64).wrapping_neg())
+        }
+    } else {
+        i64::try_from(v).ok()
+    }
+}
+
+fn parse_multibulk(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+    let Some(eol) = find_crlf(buf, 0) else {
+        if buf.len() > limits.max_inline_len {
+            return Err(protocol("too big mbulk count string"));
+        }
+        return Ok(None);
+    };
+    let count = match parse_i64(&buf[1..eol]) {
+        Some(n) if n <= i64::from(i32::MAX) => n,
+        _ => return Err(protocol("invalid multibulk length")),
+    };
+    if count <= 0 {
+        buf.advance(eol + 2);
+        return Ok(Some(Vec::new()));
+    }
+    let count = count as usize;
+    if count > limits.max_args {
+        return Err(protocol("invalid multibulk length"));
+    }
+    // First pass: validate and find where each argument lies, without consuming anything.
+    let mut pos = eol + 2;
+    let mut spans = Vec::with_capacity(count.min(1024));
+    for _ in 0..count {
+        if pos >= buf.len() {
+            return Ok(None);
+        }
+        if buf[pos] != b'$' {
+            return Err(protocol(format!("expected '$', got '{}'", buf[pos] as char)));
+        }
+        let Some(len_eol) = find_crlf(buf, pos) else {
+            if buf.len() - pos > limits.max_inline_len {
+                return Err(protocol("too big bulk count string"));
+            }
+            return Ok(None);
+        };
+        let len = match parse_i64(&buf[pos + 1..len_eol]) {
+            Some(n) if n >= 0 && (n as u64) <= limits.max_bulk_len as u64 => n as usize,
+            _ => return Err(protocol("invalid bulk length")),
+        };
+        let start = len_eol + 2;
+        if buf.len() < start + len + 2 {
+            // Reserve room for a large argument once its length is known and plausible.
+            let want = start + len + 2;
+            if want > buf.capacity() {
+                buf.reserve(want - buf.len());
+            }
+            return Ok(None);
+        }
+        spans.push((start, len));
+        pos = start + len + 2;
+    }
+    let mut frame = buf.split_to(pos).freeze();
+    let mut args = Vec::with_capacity(spans.len());
+    let mut consumed = 0;
+    for (start, len) in spans {
+        frame.advance(start - consumed);
+        args.push(frame.split_to(len));
+        consumed = start + len;
+    }
+    Ok(Some(args))
+}
+
+fn parse_inline(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+        if buf.len() > limits.max_inline_len {
+            return Err(protocol("too big inline request"));
+        }
+        return Ok(None);
+    };
+    let line = buf.split_to(nl + 1);
+    let mut end = nl;
+    if end > 0 && line[end - 1] == b'\r' {
+        end -= 1;
+    }
+    match split_inline_args(&line[..end]) {
+        Some(args) => Ok(Some(args)),
+        None => Err(protocol("unbalanced quotes in request")),
+    }
+}
+
+/// Splits an inline command line into words: spaces separate words; `"..."` allows escapes
+/// (`\n \r \t \b \a \\ \" \xHH`), `'...'` allows only `\'`; a closing quote must be followed by
+/// a space or the end of the line. Returns `None` for unbalanced quotes.
+pub fn split_inline_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    let mut args = Vec::new();
+    let mut i = 0;
+    let n = line.len();
+    loop {
+        while i < n && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i >= n {
+            return Some(args);
+        }
+        let mut word = Vec::new();
+        let mut in_double = false;
+        let mut in_single = false;
+        loop {
+            if in_double {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                    word.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
+                    i += 3;
+                } else if c == b'\\' && i + 1 < n {
+                    i += 1;
+                    word.push(match line[i] {
+                        b'n' => b'\n',
+                        b'r' => b'\r',
+                        b't' => b'\t',
+                        b'b' => 0x08,
+                        b'a' => 0x07,
+                        other => other,
+                    });
+                } else if c == b'"' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    word.push(c);
+                }
+            } else if in_single {
+                if i >= n {
+                    return None;
+                }
+                let c = line[i];
+                if c == b'\\' && i + 1 < n && line[i + 1] == b'\'' {
+                    word.push(b'\'');
+                    i += 1;
+                } else if c == b'\'' {
+                    if i + 1 < n && !line[i + 1].is_ascii_whitespace() {
+                        return None;
+                    }
+                    i += 1;
+                    break;
+                } else {
+                    word.push(c);
+                }
+            } else {
+                if i >= n {
+                    break;
+                }
+                match line[i] {
+                    b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+                    b'"' => in_double = true,
+                    b'\'' => in_single = true,
+                    c => word.push(c),
+                }
+            }
+            i += 1;
+        }
+        args.push(Bytes::from(word));
+    }
+}
+
+fn is_hex(c: u8) -> bool {
+    c.is_ascii_hexdigit()
+}
+
+fn hex_val(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => c - b'A' + 10,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn parse_all(input: &[u8]) -> Result<Option<Vec<Bytes>>, CommandError> {
+        let mut buf = BytesMut::from(input);
+        parse(&mut buf, &RequestLimits::default())
+    }
+
+    #[test]
+    fn multibulk_and_inline() {
+        let args = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![Bytes::from("GET"), Bytes::from("k")]);
+        assert_eq!(parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\n").unwrap(), None);
+        let args = parse_all(b"set a \"b c\\n\" 'd'\r\n").unwrap().unwrap();
+        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b c\n"), Bytes::from("d")]);
+        assert_eq!(parse_all(b"\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
+    }
+
+    #[test]
+    fn protocol_errors_have_redis_text() {
+        let err = |input: &[u8]| parse_all(input).unwrap_err().to_string();
+        assert_eq!(err(b"*1\r\n+foo\r\n"), "ERR Protocol error: expected '$', got '+'");
+        assert_eq!(err(b"*abc\r\n"), "ERR Protocol error: invalid multibulk length");
+        assert_eq!(err(b"*1\r\n$-5\r\n"), "ERR Protocol error: invalid bulk length");
+        assert_eq!(err(b"*1\r\n$600000000\r\n"), "ERR Protocol error: invalid bulk length");
+        assert_eq!(err(b"set a \"b\r\n"), "ERR Protocol error: unbalanced quotes in request");
+    }
+
+    #[test]
+    fn huge_claims_do_not_allocate_up_front() {
+        // A client claiming 2^31-1 arguments and sending none must not make us allocate.
+        assert_eq!(parse_all(b"*1048576\r\n").unwrap(), None);
+    }
+
+    #[test]
+    fn integers_follow_string2ll() {
+        assert_eq!(parse_i64(b"0"), Some(0));
+        assert_eq!(parse_i64(b"-9223372036854775808"), Some(i64::MIN));
+        assert_eq!(parse_i64(b"9223372036854775808"), None);
+        for bad in [&b"-0"[..], b"+1", b"01", b" 1", b"1 ", b"", b"-", b"1.0"] {
+            assert_eq!(parse_i64(bad), None, "{:?}", bad);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn multibulk_round_trip(args in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..40), 1..8), split in 0usize..400) {
+            let mut wire = format!("*{}\r\n", args.len()).into_bytes();
+            for a in &args {
+                wire.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+                wire.extend_from_slice(a);
+                wire.extend_from_slice(b"\r\n");
+            }
+            // Fed in two pieces, the parser must wait, then return exactly the arguments.
+            let cut = split.min(wire.len());
+            let mut buf = BytesMut::from(&wire[..cut]);
+            let limits = RequestLimits::default();
+            if cut < wire.len() {
+                prop_assert_eq!(parse(&mut buf, &limits).unwrap(), None);
+                prop_assert_eq!(buf.len(), cut);
+                buf.extend_from_slice(&wire[cut..]);
+            }
+            let got = parse(&mut buf, &limits).unwrap().unwrap();
+            let want: Vec<Bytes> = args.into_iter().map(Bytes::from).collect();
+            prop_assert_eq!(got, want);
+            prop_assert!(buf.is_empty());
+        }
+
+        #[test]
+        fn parse_i64_agrees_with_display(n in any::<i64>()) {
+            prop_assert_eq!(parse_i64(n.to_string().as_bytes()), Some(n));
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Static facts about each command: name, arity, flags, key positions, documentation.
+//!
+//! The table is the single source for arity checks, COMMAND INFO/DOCS replies, whether a
+//! command writes (and so must become a replicated change), and which arguments are keys
+//! (which the proxy uses to route). Family modules each export their own `SPECS` slice.
+
+/// What a command does to the keyspace, which decides how a storage node executes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads data; runs against the current state.
+    Read,
+    /// Changes data; becomes a deterministic change applied in order.
+    Write,
+    /// Touches only the connection or server state (PING, HELLO, CLIENT).
+    Connection,
+}
+
+/// One command's static description, mirroring what `COMMAND INFO` and `COMMAND DOCS` report.
+#[derive(Debug)]
+pub struct CommandSpec {
+    /// Lower-case name (`client|setname` style for subcommands).
+    pub name: &'static str,
+    /// Redis arity: positive = exact argument count including the name; negative = minimum.
+    pub arity: i32,
+    /// How the node executes it.
+    pub access: Access,
+    /// COMMAND INFO flags.
+    pub flags: &'static [&'static str],
+    /// Position of the first key (0 = none).
+    pub first_key: i32,
+    /// Position of the last key (-1 = last argument).
+    pub last_key: i32,
+    /// Step between keys.
+    pub step: i32,
+    /// ACL categories, without the `@`.
+    pub acl: &'static [&'static str],
+    /// COMMAND DOCS group.
+    pub group: &'static str,
+    /// Redis version that introduced it.
+    pub since: &'static str,
+    /// One-line summary.
+    pub summary: &'static str,
+    /// Subcommands of a container command (CLIENT, COMMAND).
+    pub subcommands: &'static [CommandSpec],
+}
+
+impl CommandSpec {
+    /// Whether `argc` (including the command name) satisfies the arity.
+    pub fn arity_ok(&self, argc: usize) -> bool {
+        let argc = argc as i64;
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
+    }
+
+    /// Whether the command changes data.
+    pub fn is_write(&self) -> bool {
+        self.access == Access::Write
+    }
+
+    /// Indexes of the key arguments of `argc` arguments.
+    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let first = self.first_key.max(0) as usize;
+        let last = if self.last_key < 0 {
+            (argc as i64 + i64::from(self.last_key)).max(0) as usize
+        } else {
+            self.last_key as usize
+        };
+        let step = self.step.max(1) as usize;
+        let end = if first == 0 { 0 } else { last.min(argc.saturating_sub(1)) + 1 };
+        (first..end.max(first)).step_by(step)
+    }
+}
+
+/// Shorthand used by the family tables.
+#[allow(clippy::too_many_arguments)]
+pub(crate) const fn spec(
+    name: &'static str,
+    arity: i32,
+    access: Access,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    acl: &'static [&'static str],
+    group: &'static str,
+    since: &'static str,
+    summary: &'static str,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        access,
+        flags,
+        first_key: keys.0,
+        last_key: keys.1,
+        step: keys.2,
+        acl,
+        group,
+        since,
+        summary,
+        subcommands: &[],
+    }
+}
+
+/// No keys.
+pub(crate) const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
+/// The first argument is the only key.
+pub(crate) const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
+/// Every argument is a key.
+pub(crate) const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+/// Arguments 1 and 2 are keys.
+pub(crate) const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);
