@@ -1,1 +1,79 @@
-fn main() {}
+//! `zankv-storage`: a zankv storage node.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use zankv_storage::config::StorageConfig;
+
+/// zankv storage node: serves Redis commands (RESP2/RESP3) on data kept in RocksDB.
+///
+/// With only --data-dir and --redis-addr it runs standalone, serving plain keys in the
+/// "default" namespace. Settings come from --config (a TOML file; see conf/storage.toml for
+/// every key), and flags override the file.
+#[derive(Parser, Debug)]
+#[command(name = "zankv-storage", version)]
+struct Args {
+    /// TOML configuration file (see conf/storage.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory for the node's data (default ./zankv-data/storage).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to serve RESP on (default 127.0.0.1:12381; bind a non-loopback address only
+    /// on a trusted network: the storage node has no authentication).
+    #[arg(long, value_name = "HOST:PORT")]
+    redis_addr: Option<SocketAddr>,
+    /// Most simultaneous client connections (default 10000).
+    #[arg(long, value_name = "N")]
+    max_clients: Option<usize>,
+    /// Log filter: error, warn, info, debug, trace or a tracing directive (default info;
+    /// RUST_LOG overrides it).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match StorageConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("zankv-storage: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => StorageConfig::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.redis_addr {
+        config.redis_addr = a;
+    }
+    if let Some(n) = args.max_clients {
+        config.max_clients = n;
+    }
+    if let Some(l) = args.log_level {
+        config.log_level = l;
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level));
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("zankv-storage: invalid log level {:?}: {e}", config.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match zankv_storage::node::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("zankv-storage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

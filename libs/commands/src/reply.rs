@@ -42,6 +42,9 @@ pub enum Reply {
     Map(Vec<(Reply, Reply)>),
     /// A set (RESP3); an array in RESP2.
     Set(Vec<Reply>),
+    /// Pairs such as HRANDFIELD's WITHVALUES reply: an array of two-element arrays in RESP3,
+    /// a flat array in RESP2.
+    Pairs(Vec<(Reply, Reply)>),
     /// Verbatim text (RESP3 `=txt:`); a bulk string in RESP2.
     Verbatim(Bytes),
 }
@@ -108,7 +111,7 @@ impl Reply {
             Reply::Array(items) | Reply::Set(items) => {
                 Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
             }
-            Reply::Map(pairs) => Resp2Frame::Array(
+            Reply::Map(pairs) | Reply::Pairs(pairs) => Resp2Frame::Array(
                 pairs
                     .iter()
                     .flat_map(|(k, v)| [k.to_resp2(), v.to_resp2()])
@@ -147,6 +150,13 @@ impl Reply {
             Reply::Nil => Resp3Frame::Null,
             Reply::Array(items) => Resp3Frame::Array {
                 data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Pairs(pairs) => Resp3Frame::Array {
+                data: pairs
+                    .iter()
+                    .map(|(k, v)| Resp3Frame::Array { data: vec![k.to_resp3(), v.to_resp3()], attributes: None })
+                    .collect(),
                 attributes: None,
             },
             Reply::Set(items) => {

@@ -1,0 +1,266 @@
+//! Execution of hash commands. A hash is a metadata record (version, field count) plus one
+//! element key per field under that version.
+
+use bytes::Bytes;
+use zankv_commands::hash::{hscan_options, HashCommand, RandFieldCount};
+use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
+use zankv_commands::pattern::glob_match;
+use zankv_commands::{CommandError, Reply};
+
+use super::{not_here, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
+use crate::engine::EngineError;
+use crate::keys;
+use crate::records::{KeyBody, KeyMeta, KeyType};
+
+fn version_of(meta: &KeyMeta) -> u64 {
+    match meta.body {
+        KeyBody::Collection { version, .. } => version,
+        KeyBody::String(_) => 0,
+    }
+}
+
+fn len_of(meta: &KeyMeta) -> u64 {
+    match meta.body {
+        KeyBody::Collection { len, .. } => len,
+        KeyBody::String(_) => 0,
+    }
+}
+
+fn field(view: &(impl View + ?Sized), version: u64, name: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+    view.get(&keys::element_key(keys::HASH, version, name))
+}
+
+/// Every (field, value) of a hash version, in field order.
+fn all_fields(view: &(impl View + ?Sized), version: u64) -> Result<Vec<(Bytes, Bytes)>, EngineError> {
+    let prefix = keys::element_prefix(keys::HASH, version);
+    let mut out = Vec::new();
+    view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, v| {
+        out.push((Bytes::copy_from_slice(&k[prefix.len()..]), Bytes::copy_from_slice(v)));
+        true
+    })?;
+    Ok(out)
+}
+
+/// Executes a read-only hash command.
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
+    let view = ctx.view;
+    let now = ctx.now_ms;
+    let meta_of = |key: &[u8]| typed_meta(view, key, now, KeyType::Hash);
+    match cmd {
+        HashCommand::Get(key, f) => Ok(match meta_of(key)? {
+            Some(m) => Reply::bulk_or_nil(field(view, version_of(&m), f)?),
+            None => Reply::Nil,
+        }),
+        HashCommand::MGet(key, fields) => {
+            let meta = meta_of(key)?;
+            let mut out = Vec::with_capacity(fields.len());
+            for f in fields {
+                out.push(match &meta {
+                    Some(m) => Reply::bulk_or_nil(field(view, version_of(m), f)?),
+                    None => Reply::Nil,
+                });
+            }
+            Ok(Reply::Array(out))
+        }
+        HashCommand::Len(key) => Ok(Reply::Integer(meta_of(key)?.map_or(0, |m| len_of(&m) as i64))),
+        HashCommand::StrLen(key, f) => Ok(Reply::Integer(match meta_of(key)? {
+            Some(m) => field(view, version_of(&m), f)?.map_or(0, |v| v.len() as i64),
+            None => 0,
+        })),
+        HashCommand::Exists(key, f) => Ok(Reply::Integer(match meta_of(key)? {
+            Some(m) => i64::from(field(view, version_of(&m), f)?.is_some()),
+            None => 0,
+        })),
+        HashCommand::Keys(key) | HashCommand::Vals(key) | HashCommand::GetAll(key) => {
+            let fields = match meta_of(key)? {
+                Some(m) => all_fields(view, version_of(&m))?,
+                None => Vec::new(),
+            };
+            Ok(match cmd {
+                HashCommand::Keys(_) => Reply::Array(fields.into_iter().map(|(f, _)| Reply::Bulk(f)).collect()),
+                HashCommand::Vals(_) => Reply::Array(fields.into_iter().map(|(_, v)| Reply::Bulk(v)).collect()),
+                _ => Reply::Map(fields.into_iter().map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v))).collect()),
+            })
+        }
+        HashCommand::RandField(key, count) => rand_field(view, meta_of(key)?, *count),
+        HashCommand::Scan(key, cursor, opts) => {
+            let Some(meta) = meta_of(key)? else {
+                return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
+            };
+            let args = hscan_options(*cursor, opts)?;
+            let prefix = keys::element_prefix(keys::HASH, version_of(&meta));
+            let start = match args.cursor {
+                0 => prefix.clone(),
+                c => match ctx.cursors.get(c) {
+                    Some(pos) => {
+                        let mut after = pos.to_vec();
+                        after.push(0);
+                        after
+                    }
+                    None => return Err(CommandError::InvalidCursor.into()),
+                },
+            };
+            let mut out = Vec::new();
+            let (mut seen, mut more, mut last) = (0usize, false, None);
+            view.scan(&start, &keys::prefix_end(&prefix), false, &mut |k, v| {
+                if seen == args.count {
+                    more = true;
+                    return false;
+                }
+                seen += 1;
+                last = Some(k.to_vec());
+                let name = &k[prefix.len()..];
+                if args.pattern.as_ref().is_none_or(|p| glob_match(p, name)) {
+                    out.push(Reply::bulk_from(name));
+                    out.push(Reply::bulk_from(v));
+                }
+                true
+            })?;
+            let next = match (more, last) {
+                (true, Some(pos)) => ctx.cursors.save(pos),
+                _ => 0,
+            };
+            Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
+        }
+        _ => Err(not_here("hash write on the read path")),
+    }
+}
+
+/// HRANDFIELD. Random choices are made here, on the node answering the read: reads are not
+/// replicated, so they need not be deterministic.
+fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> ExecResult {
+    let Some(meta) = meta else {
+        return Ok(match count {
+            RandFieldCount::One => Reply::Nil,
+            RandFieldCount::Many { .. } => Reply::Array(vec![]),
+        });
+    };
+    let fields = all_fields(view, version_of(&meta))?;
+    if fields.is_empty() {
+        return Ok(Reply::Nil);
+    }
+    let pick = |(f, v): &(Bytes, Bytes), with_values: bool| {
+        if with_values {
+            (Reply::Bulk(f.clone()), Some(Reply::Bulk(v.clone())))
+        } else {
+            (Reply::Bulk(f.clone()), None)
+        }
+    };
+    let (n, distinct, with_values) = match count {
+        RandFieldCount::One => return Ok(Reply::Bulk(fields[fastrand::usize(..fields.len())].0.clone())),
+        RandFieldCount::Many { n, distinct, with_values } => (n, distinct, with_values),
+    };
+    let chosen: Vec<(Reply, Option<Reply>)> = if distinct {
+        let mut idx: Vec<usize> = (0..fields.len()).collect();
+        fastrand::shuffle(&mut idx);
+        idx.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        idx.into_iter().map(|i| pick(&fields[i], with_values)).collect()
+    } else {
+        (0..n).map(|_| pick(&fields[fastrand::usize(..fields.len())], with_values)).collect()
+    };
+    Ok(if with_values {
+        Reply::Pairs(chosen.into_iter().map(|(f, v)| (f, v.unwrap_or(Reply::Nil))).collect())
+    } else {
+        Reply::Array(chosen.into_iter().map(|(f, _)| f).collect())
+    })
+}
+
+/// The hash at `key` for writing: its metadata, or a new empty hash with a fresh version.
+fn hash_for_write(txn: &mut Txn<'_>, key: &[u8]) -> Result<KeyMeta, ExecError> {
+    match txn.typed_meta(key, KeyType::Hash)? {
+        Some(m) => Ok(m),
+        None => {
+            let version = txn.new_version();
+            Ok(KeyMeta { expire_at: None, body: KeyBody::Collection { kind: KeyType::Hash, version, len: 0 } })
+        }
+    }
+}
+
+fn with_len(mut meta: KeyMeta, new_len: u64) -> KeyMeta {
+    if let KeyBody::Collection { len, .. } = &mut meta.body {
+        *len = new_len;
+    }
+    meta
+}
+
+/// Executes a hash command that writes.
+pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
+    match cmd {
+        HashCommand::Set { key, pairs, reply_ok } => {
+            let meta = hash_for_write(txn, key)?;
+            let version = version_of(&meta);
+            let mut added = 0u64;
+            for (f, v) in pairs {
+                let k = keys::element_key(keys::HASH, version, f);
+                if txn.get(&k)?.is_none() {
+                    added += 1;
+                }
+                txn.put(k, v.to_vec());
+            }
+            let len = len_of(&meta) + added;
+            txn.set_meta(key, &with_len(meta, len))?;
+            Ok(if *reply_ok { Reply::OK } else { Reply::Integer(added as i64) })
+        }
+        HashCommand::SetNx(key, f, v) => {
+            let meta = hash_for_write(txn, key)?;
+            let k = keys::element_key(keys::HASH, version_of(&meta), f);
+            if txn.get(&k)?.is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            txn.put(k, v.to_vec());
+            let len = len_of(&meta) + 1;
+            txn.set_meta(key, &with_len(meta, len))?;
+            Ok(Reply::Integer(1))
+        }
+        HashCommand::Del(key, fields) => {
+            let Some(meta) = txn.typed_meta(key, KeyType::Hash)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let version = version_of(&meta);
+            let mut removed = 0u64;
+            for f in fields {
+                let k = keys::element_key(keys::HASH, version, f);
+                if txn.get(&k)?.is_some() {
+                    txn.delete(k);
+                    removed += 1;
+                }
+            }
+            let left = len_of(&meta).saturating_sub(removed);
+            if left == 0 {
+                txn.delete_key(key)?;
+            } else if removed > 0 {
+                txn.set_meta(key, &with_len(meta, left))?;
+            }
+            Ok(Reply::Integer(removed as i64))
+        }
+        HashCommand::IncrBy(key, f, by) => {
+            let meta = hash_for_write(txn, key)?;
+            let k = keys::element_key(keys::HASH, version_of(&meta), f);
+            let old = txn.get(&k)?;
+            let current = match &old {
+                Some(v) => parse_i64(v).ok_or(CommandError::HashNotInteger)?,
+                None => 0,
+            };
+            let next = current.checked_add(*by).ok_or(CommandError::Overflow)?;
+            txn.put(k, next.to_string().into_bytes());
+            let len = len_of(&meta) + u64::from(old.is_none());
+            txn.set_meta(key, &with_len(meta, len))?;
+            Ok(Reply::Integer(next))
+        }
+        HashCommand::IncrByFloat(key, f, by) => {
+            let meta = hash_for_write(txn, key)?;
+            let k = keys::element_key(keys::HASH, version_of(&meta), f);
+            let old = txn.get(&k)?;
+            let next = long_double_add(old.as_deref(), by).map_err(|e| match e {
+                FloatIncrError::BaseNotFloat => CommandError::HashNotFloat,
+                FloatIncrError::IncrNotFloat => CommandError::NotFloat,
+                FloatIncrError::NanOrInfinity => CommandError::NanOrInfinity,
+            })?;
+            txn.put(k, next.clone());
+            let len = len_of(&meta) + u64::from(old.is_none());
+            txn.set_meta(key, &with_len(meta, len))?;
+            Ok(Reply::bulk(next))
+        }
+        _ => Err(not_here("hash read on the write path")),
+    }
+}

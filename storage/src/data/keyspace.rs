@@ -1,0 +1,277 @@
+//! Execution of keyspace commands: existence, types, expiry, renames, copies, iteration and
+//! flushing.
+
+use bytes::Bytes;
+use zankv_commands::keyspace::{KeyspaceCommand, ScanArgs, TimeUnit};
+use zankv_commands::pattern::glob_match;
+use zankv_commands::{CommandError, Reply};
+
+use super::{live_meta, not_here, ExecError, ExecResult, ReadCtx, Txn};
+use crate::keys;
+use crate::records::{KeyBody, KeyMeta};
+
+/// Executes a read-only keyspace command.
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
+    let now = ctx.now_ms;
+    match cmd {
+        KeyspaceCommand::Exists(keys) | KeyspaceCommand::Touch(keys) => {
+            let mut n = 0;
+            for key in keys {
+                if live_meta(ctx.view, key, now)?.is_some() {
+                    n += 1;
+                }
+            }
+            Ok(Reply::Integer(n))
+        }
+        KeyspaceCommand::Type(key) => Ok(Reply::Status(match live_meta(ctx.view, key, now)? {
+            Some(m) => m.key_type().name(),
+            None => "none",
+        })),
+        KeyspaceCommand::Ttl(key, unit) => Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
+            None => -2,
+            Some(KeyMeta { expire_at: None, .. }) => -1,
+            Some(KeyMeta { expire_at: Some(at), .. }) => {
+                let left = (at as i64 - now).max(0);
+                match unit {
+                    TimeUnit::Millis => left,
+                    TimeUnit::Seconds => (left + 500) / 1000,
+                }
+            }
+        })),
+        KeyspaceCommand::ExpireTime(key, unit) => Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
+            None => -2,
+            Some(KeyMeta { expire_at: None, .. }) => -1,
+            Some(KeyMeta { expire_at: Some(at), .. }) => match unit {
+                TimeUnit::Millis => at as i64,
+                TimeUnit::Seconds => at as i64 / 1000,
+            },
+        })),
+        KeyspaceCommand::Scan(args) => scan(ctx, args),
+        KeyspaceCommand::Keys(pattern) => {
+            let mut out = Vec::new();
+            let (start, end) = keys::space(keys::META);
+            let mut bad = None;
+            ctx.view.scan(&start, &end, false, &mut |k, v| {
+                let user_key = keys::user_key_of_meta(k);
+                if glob_match(pattern, user_key) {
+                    match KeyMeta::decode(v) {
+                        Ok(m) if !m.is_expired(now) => out.push(Reply::bulk_from(user_key)),
+                        Ok(_) => {}
+                        Err(e) => {
+                            bad = Some(e);
+                            return false;
+                        }
+                    }
+                }
+                true
+            })?;
+            if let Some(e) = bad {
+                return Err(e.into());
+            }
+            Ok(Reply::Array(out))
+        }
+        KeyspaceCommand::RandomKey => random_key(ctx),
+        KeyspaceCommand::DbSize => Ok(Reply::Integer(ctx.state.keys as i64)),
+        _ => Err(not_here("keyspace write on the read path")),
+    }
+}
+
+/// SCAN: walks metadata keys in byte order from the cursor's position, looking at up to
+/// COUNT records, and returns the live ones that pass MATCH and TYPE.
+fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
+    let (space_start, end) = keys::space(keys::META);
+    let start = match args.cursor {
+        0 => space_start,
+        c => match ctx.cursors.get(c) {
+            Some(pos) => {
+                let mut after = pos.to_vec();
+                after.push(0);
+                after
+            }
+            None => return Err(CommandError::InvalidCursor.into()),
+        },
+    };
+    let now = ctx.now_ms;
+    let mut found = Vec::new();
+    let mut seen = 0usize;
+    let mut last = None;
+    let mut more = false;
+    let mut bad = None;
+    ctx.view.scan(&start, &end, false, &mut |k, v| {
+        if seen == args.count {
+            more = true;
+            return false;
+        }
+        seen += 1;
+        last = Some(k.to_vec());
+        let user_key = keys::user_key_of_meta(k);
+        if args.pattern.as_ref().is_some_and(|p| !glob_match(p, user_key)) {
+            return true;
+        }
+        match KeyMeta::decode(v) {
+            Ok(m) if m.is_expired(now) => {}
+            Ok(m) => {
+                if args.type_filter.as_deref().is_none_or(|t| t == m.key_type().name().as_bytes()) {
+                    found.push(Reply::bulk_from(user_key));
+                }
+            }
+            Err(e) => {
+                bad = Some(e);
+                return false;
+            }
+        }
+        true
+    })?;
+    if let Some(e) = bad {
+        return Err(e.into());
+    }
+    let next = match (more, last) {
+        (true, Some(pos)) => ctx.cursors.save(pos),
+        _ => 0,
+    };
+    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(found)]))
+}
+
+/// RANDOMKEY: seeks to a random point of the key space and takes the first live key at or
+/// after it, wrapping around once.
+fn random_key(ctx: &mut ReadCtx<'_>) -> ExecResult {
+    let (space_start, end) = keys::space(keys::META);
+    let mut probe = vec![keys::META];
+    probe.extend((0..fastrand::usize(1..4)).map(|_| fastrand::u8(..)));
+    let now = ctx.now_ms;
+    for (from, to) in [(probe.clone(), end.clone()), (space_start, probe)] {
+        let mut hit = None;
+        let mut bad = None;
+        ctx.view.scan(&from, &to, false, &mut |k, v| match KeyMeta::decode(v) {
+            Ok(m) if m.is_expired(now) => true,
+            Ok(_) => {
+                hit = Some(Bytes::copy_from_slice(keys::user_key_of_meta(k)));
+                false
+            }
+            Err(e) => {
+                bad = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = bad {
+            return Err(e.into());
+        }
+        if let Some(k) = hit {
+            return Ok(Reply::Bulk(k));
+        }
+    }
+    Ok(Reply::Nil)
+}
+
+/// Executes a keyspace command that writes.
+pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
+    match cmd {
+        KeyspaceCommand::Del(keys) => {
+            let mut n = 0;
+            for key in keys {
+                if txn.delete_key(key)? {
+                    n += 1;
+                }
+            }
+            Ok(Reply::Integer(n))
+        }
+        KeyspaceCommand::Expire { key, when_ms, relative, condition, command } => {
+            let base = if *relative { txn.now_ms } else { 0 };
+            let at = when_ms.checked_add(base).ok_or(CommandError::InvalidExpireTime(command))?;
+            let Some(mut meta) = txn.live_meta(key)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let current = meta.expire_at.map(|a| a as i64);
+            let refused = (condition.nx && current.is_some())
+                || (condition.xx && current.is_none())
+                || (condition.gt && current.is_none_or(|c| at <= c))
+                || (condition.lt && current.is_some_and(|c| at >= c));
+            if refused {
+                return Ok(Reply::Integer(0));
+            }
+            if at <= txn.now_ms {
+                txn.delete_key(key)?;
+            } else {
+                meta.expire_at = Some(at as u64);
+                txn.set_meta(key, &meta)?;
+            }
+            Ok(Reply::Integer(1))
+        }
+        KeyspaceCommand::Persist(key) => match txn.live_meta(key)? {
+            Some(mut meta) if meta.expire_at.is_some() => {
+                meta.expire_at = None;
+                txn.set_meta(key, &meta)?;
+                Ok(Reply::Integer(1))
+            }
+            _ => Ok(Reply::Integer(0)),
+        },
+        KeyspaceCommand::Rename { src, dst, only_if_missing } => {
+            let Some(meta) = txn.live_meta(src)? else {
+                return Err(CommandError::NoSuchKey.into());
+            };
+            if src == dst {
+                return Ok(if *only_if_missing { Reply::Integer(0) } else { Reply::OK });
+            }
+            if *only_if_missing && txn.live_meta(dst)?.is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            // Elements are keyed by version, not by key: moving the metadata moves the value.
+            match meta.body {
+                KeyBody::Collection { version, .. } => txn.detach_key(src, version)?,
+                KeyBody::String(_) => txn.delete_key(src)?,
+            };
+            txn.set_meta(dst, &meta)?;
+            Ok(if *only_if_missing { Reply::Integer(1) } else { Reply::OK })
+        }
+        KeyspaceCommand::Copy { src, dst, replace } => {
+            if src == dst {
+                return Err(CommandError::SameObject.into());
+            }
+            let Some(meta) = txn.live_meta(src)? else {
+                return Ok(Reply::Integer(0));
+            };
+            if !*replace && txn.live_meta(dst)?.is_some() {
+                return Ok(Reply::Integer(0));
+            }
+            copy_value(txn, &meta, dst)?;
+            Ok(Reply::Integer(1))
+        }
+        KeyspaceCommand::Flush => {
+            for tag in [keys::META, keys::HASH, keys::EXPIRY, keys::RECLAIM] {
+                let (start, end) = keys::space(tag);
+                txn.delete_range(start, end);
+            }
+            txn.state.keys = 0;
+            txn.state.expires = 0;
+            Ok(Reply::OK)
+        }
+        _ => Err(not_here("keyspace read on the write path")),
+    }
+}
+
+/// Writes a copy of a value (whose live metadata is `meta`) under `dst`, replacing whatever
+/// `dst` held, keeping the TTL. Collections get a new version with copied elements.
+fn copy_value(txn: &mut Txn<'_>, meta: &KeyMeta, dst: &[u8]) -> Result<(), ExecError> {
+    match &meta.body {
+        KeyBody::String(_) => txn.set_meta(dst, meta)?,
+        KeyBody::Collection { kind, version, len } => {
+            let tag = kind.element_tag().ok_or_else(|| not_here("collection without elements"))?;
+            let new_version = txn.new_version();
+            let prefix = keys::element_prefix(tag, *version);
+            let mut elements = Vec::new();
+            super::View::scan(txn, &prefix, &keys::prefix_end(&prefix), false, &mut |k, v| {
+                elements.push((k[prefix.len()..].to_vec(), v.to_vec()));
+                true
+            })?;
+            for (sub, value) in elements {
+                txn.put(keys::element_key(tag, new_version, &sub), value);
+            }
+            let copy = KeyMeta {
+                expire_at: meta.expire_at,
+                body: KeyBody::Collection { kind: *kind, version: new_version, len: *len },
+            };
+            txn.set_meta(dst, &copy)?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,350 @@
+//! Executing Redis commands against a partition's data.
+//!
+//! Reads run against a [`View`] of the current state; writes run inside a [`Txn`] that
+//! buffers every change into one write batch and also serves reads of its own writes, so a
+//! command that touches the same key twice sees its first touch. The family modules
+//! ([`keyspace`], [`string`], [`hash`]) hold one function per command.
+//!
+//! Invariants:
+//! - every metadata change goes through [`Txn::set_meta`] / [`Txn::delete_key`], which keep
+//!   the expiry index, the key and expiry counts, and reclamation records consistent;
+//! - a write's result depends only on the data, the change's `now_ms` and its arguments, so
+//!   replaying the same changes gives byte-identical data;
+//! - a key whose expiry is at or before "now" is invisible to every command.
+
+pub mod hash;
+pub mod keyspace;
+pub mod string;
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+
+use zankv_commands::{Command, CommandError, Reply};
+
+use crate::engine::{Engine, EngineError, Visit, WriteBatch};
+use crate::keys;
+use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType};
+
+/// Why executing a command did not produce a normal reply.
+#[derive(Debug)]
+pub enum ExecError {
+    /// A user error; deterministic, so it is simply the command's reply.
+    Command(CommandError),
+    /// A storage failure; not deterministic, never applied partially.
+    Engine(EngineError),
+}
+
+impl From<CommandError> for ExecError {
+    fn from(e: CommandError) -> Self {
+        ExecError::Command(e)
+    }
+}
+
+impl From<EngineError> for ExecError {
+    fn from(e: EngineError) -> Self {
+        ExecError::Engine(e)
+    }
+}
+
+/// Result of executing one command.
+pub type ExecResult = Result<Reply, ExecError>;
+
+/// Read access to a partition's data.
+pub trait View {
+    /// Reads one stored key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+    /// Visits stored keys in `[start, end)`, in order (reverse order when `reverse`).
+    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError>;
+}
+
+/// A [`View`] of an engine's committed data, for reads.
+pub struct EngineView<'a>(pub &'a dyn Engine);
+
+impl View for EngineView<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.0.get(key)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+        self.0.scan(start, end, reverse, visit)
+    }
+}
+
+/// A key's metadata record, whether or not it has expired.
+pub fn raw_meta(view: &(impl View + ?Sized), key: &[u8]) -> Result<Option<KeyMeta>, EngineError> {
+    match view.get(&keys::meta_key(key))? {
+        Some(bytes) => Ok(Some(KeyMeta::decode(&bytes)?)),
+        None => Ok(None),
+    }
+}
+
+/// A key's metadata if the key exists and has not expired at `now_ms`.
+pub fn live_meta(view: &(impl View + ?Sized), key: &[u8], now_ms: i64) -> Result<Option<KeyMeta>, EngineError> {
+    Ok(raw_meta(view, key)?.filter(|m| !m.is_expired(now_ms)))
+}
+
+/// Like [`live_meta`] but WRONGTYPE unless the key is of `kind`.
+pub fn typed_meta(view: &(impl View + ?Sized), key: &[u8], now_ms: i64, kind: KeyType) -> Result<Option<KeyMeta>, ExecError> {
+    match live_meta(view, key, now_ms)? {
+        Some(m) if m.key_type() != kind => Err(CommandError::WrongType.into()),
+        other => Ok(other),
+    }
+}
+
+/// Everything a read command needs.
+pub struct ReadCtx<'a> {
+    /// The data.
+    pub view: &'a dyn View,
+    /// The time reads are evaluated at (expiry, TTL).
+    pub now_ms: i64,
+    /// The partition's bookkeeping (DBSIZE).
+    pub state: AppliedState,
+    /// SCAN-family cursor positions.
+    pub cursors: &'a mut ScanCursors,
+}
+
+/// Executes a read command.
+pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &Command) -> ExecResult {
+    match cmd {
+        Command::Keyspace(c) => keyspace::read(ctx, c),
+        Command::String(c) => string::read(ctx, c),
+        Command::Hash(c) => hash::read(ctx, c),
+        Command::Connection(_) => Err(not_here("connection command sent to a partition")),
+    }
+}
+
+/// Executes a write command inside `txn`.
+pub fn execute_write(txn: &mut Txn<'_>, cmd: &Command) -> ExecResult {
+    match cmd {
+        Command::Keyspace(c) => keyspace::write(txn, c),
+        Command::String(c) => string::write(txn, c),
+        Command::Hash(c) => hash::write(txn, c),
+        Command::Connection(_) => Err(not_here("connection command sent to a partition")),
+    }
+}
+
+/// An internal routing mistake (a read sent down the write path or the reverse).
+pub(crate) fn not_here(what: &str) -> ExecError {
+    ExecError::Command(CommandError::Internal(what.to_string()))
+}
+
+/// Remembers where unfinished SCAN/HSCAN iterations stopped. Cursor numbers are opaque;
+/// the oldest positions are forgotten past a fixed capacity (an expired cursor answers
+/// "ERR invalid cursor").
+pub struct ScanCursors {
+    next: u64,
+    positions: HashMap<u64, Vec<u8>>,
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl ScanCursors {
+    /// A table holding up to `capacity` open cursors, numbered from a random start so
+    /// cursors from before a restart are not mistaken for new ones.
+    pub fn new(capacity: usize) -> Self {
+        ScanCursors {
+            next: fastrand::u64(1..u64::MAX / 2),
+            positions: HashMap::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Stores a position and returns its cursor number (never 0).
+    pub fn save(&mut self, position: Vec<u8>) -> u64 {
+        let id = self.next;
+        self.next = self.next.checked_add(1).unwrap_or(1);
+        self.positions.insert(id, position);
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.positions.remove(&old);
+            }
+        }
+        id
+    }
+
+    /// The position of a cursor, if still known.
+    pub fn get(&self, id: u64) -> Option<&[u8]> {
+        self.positions.get(&id).map(Vec::as_slice)
+    }
+}
+
+/// A write in progress: buffers one change's writes into a single batch and reads through
+/// them.
+pub struct Txn<'a> {
+    engine: &'a dyn Engine,
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    batch: WriteBatch,
+    /// The change's time; every expiry decision uses it.
+    pub now_ms: i64,
+    /// Bookkeeping, updated as the change proceeds.
+    pub state: AppliedState,
+}
+
+impl View for Txn<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        if let Some(v) = self.overlay.get(key) {
+            return Ok(v.clone());
+        }
+        if self.in_deleted_range(key) {
+            return Ok(None);
+        }
+        self.engine.get(key)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+        if start >= end {
+            return Ok(());
+        }
+        let touched = self.overlay.range(start.to_vec()..end.to_vec()).next().is_some()
+            || self.deleted_ranges.iter().any(|(s, e)| s.as_slice() < end && e.as_slice() > start);
+        if !touched {
+            return self.engine.scan(start, end, reverse, visit);
+        }
+        let mut merged = BTreeMap::new();
+        self.engine.scan(start, end, false, &mut |k, v| {
+            if !self.in_deleted_range(k) {
+                merged.insert(k.to_vec(), v.to_vec());
+            }
+            true
+        })?;
+        for (k, v) in self.overlay.range(start.to_vec()..end.to_vec()) {
+            match v {
+                Some(v) => merged.insert(k.clone(), v.clone()),
+                None => merged.remove(k),
+            };
+        }
+        let mut visit_all = |it: &mut dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>| {
+            for (k, v) in it {
+                if !visit(k, v) {
+                    break;
+                }
+            }
+        };
+        if reverse {
+            visit_all(&mut merged.iter().rev());
+        } else {
+            visit_all(&mut merged.iter());
+        }
+        Ok(())
+    }
+}
+
+impl<'a> Txn<'a> {
+    /// Starts a change at `now_ms` on top of `state`.
+    pub fn new(engine: &'a dyn Engine, now_ms: i64, state: AppliedState) -> Self {
+        Txn { engine, overlay: BTreeMap::new(), deleted_ranges: Vec::new(), batch: WriteBatch::default(), now_ms, state }
+    }
+
+    fn in_deleted_range(&self, key: &[u8]) -> bool {
+        self.deleted_ranges.iter().any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+    }
+
+    /// Stores a raw key.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.overlay.insert(key.clone(), Some(value.clone()));
+        self.batch.put(key, value);
+    }
+
+    /// Removes a raw key.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.overlay.insert(key.clone(), None);
+        self.batch.delete(key);
+    }
+
+    /// Removes every raw key in `[start, end)`.
+    pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
+        let doomed: Vec<Vec<u8>> = self.overlay.range(start.clone()..end.clone()).map(|(k, _)| k.clone()).collect();
+        for k in doomed {
+            self.overlay.remove(&k);
+        }
+        self.batch.delete_range(start.clone(), end.clone());
+        self.deleted_ranges.push((start, end));
+    }
+
+    /// A fresh collection version.
+    pub fn new_version(&mut self) -> u64 {
+        let v = self.state.next_version;
+        self.state.next_version += 1;
+        v
+    }
+
+    /// Live metadata of `key` (see [`live_meta`]).
+    pub fn live_meta(&self, key: &[u8]) -> Result<Option<KeyMeta>, EngineError> {
+        live_meta(self, key, self.now_ms)
+    }
+
+    /// Live metadata, WRONGTYPE unless of `kind`.
+    pub fn typed_meta(&self, key: &[u8], kind: KeyType) -> Result<Option<KeyMeta>, ExecError> {
+        typed_meta(self, key, self.now_ms, kind)
+    }
+
+    /// Removes what an old metadata record implies (expiry index entry, elements of another
+    /// version); returns whether there was a record.
+    fn retire(&mut self, key: &[u8], keep_version: Option<u64>) -> Result<Option<KeyMeta>, EngineError> {
+        let Some(old) = raw_meta(self, key)? else {
+            return Ok(None);
+        };
+        if let Some(at) = old.expire_at {
+            self.delete(keys::expiry_key(at, key));
+            self.state.expires = self.state.expires.saturating_sub(1);
+        }
+        if let KeyBody::Collection { kind, version, .. } = old.body {
+            if keep_version != Some(version) {
+                self.put(keys::reclaim_key(version), vec![kind_code(kind)]);
+            }
+        }
+        Ok(Some(old))
+    }
+
+    /// Writes `key`'s metadata, keeping counts, the expiry index and reclamation in step.
+    pub fn set_meta(&mut self, key: &[u8], meta: &KeyMeta) -> Result<(), EngineError> {
+        let keep = match meta.body {
+            KeyBody::Collection { version, .. } => Some(version),
+            KeyBody::String(_) => None,
+        };
+        if self.retire(key, keep)?.is_none() {
+            self.state.keys += 1;
+        }
+        if let Some(at) = meta.expire_at {
+            self.put(keys::expiry_key(at, key), Vec::new());
+            self.state.expires += 1;
+        }
+        self.put(keys::meta_key(key), meta.encode());
+        Ok(())
+    }
+
+    /// Deletes `key` (live or expired). Returns whether a live key was deleted.
+    pub fn delete_key(&mut self, key: &[u8]) -> Result<bool, EngineError> {
+        self.remove_key(key, None)
+    }
+
+    /// Deletes `key`'s metadata but keeps the elements of collection version `keep` (they
+    /// now belong to another key: RENAME).
+    pub fn detach_key(&mut self, key: &[u8], keep: u64) -> Result<bool, EngineError> {
+        self.remove_key(key, Some(keep))
+    }
+
+    fn remove_key(&mut self, key: &[u8], keep_version: Option<u64>) -> Result<bool, EngineError> {
+        match self.retire(key, keep_version)? {
+            Some(old) => {
+                self.delete(keys::meta_key(key));
+                self.state.keys = self.state.keys.saturating_sub(1);
+                Ok(!old.is_expired(self.now_ms))
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Ends the change: the batch to write (with the applied state appended by the caller)
+    /// and the new bookkeeping.
+    pub fn finish(self) -> (WriteBatch, AppliedState) {
+        (self.batch, self.state)
+    }
+}
+
+/// Type byte stored in reclamation records.
+pub fn kind_code(kind: KeyType) -> u8 {
+    kind.element_tag().unwrap_or(0)
+}

@@ -1,0 +1,81 @@
+//! The narrow storage-engine interface the rest of the storage node is written against.
+//!
+//! An [`Engine`] is one ordered key-value store holding one partition's data: point reads,
+//! ordered range scans, atomic write batches, and an explicit WAL sync so the caller can
+//! group-commit (write many batches, then sync once). No RocksDB type appears here; the
+//! RocksDB implementation lives in [`rocks`] (the only file that names RocksDB), and
+//! [`memory`] is a `BTreeMap` implementation for tests.
+//!
+//! Invariants every implementation keeps:
+//! - a batch is applied atomically and in order (later operations see earlier ones);
+//! - after `sync` returns, every batch written before it survives a crash;
+//! - scans see every batch written before the scan started.
+
+pub mod memory;
+pub mod rocks;
+
+use thiserror::Error;
+
+/// A storage failure. Never the client's fault: callers report it as an internal error.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    /// The underlying store returned an error (IO, corruption, ...).
+    #[error("storage engine: {0}")]
+    Backend(String),
+    /// Data read from disk does not decode.
+    #[error("corrupt record: {0}")]
+    Corruption(String),
+}
+
+/// One operation of a write batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteOp {
+    /// Set `key` to `value`.
+    Put(Vec<u8>, Vec<u8>),
+    /// Remove `key`.
+    Delete(Vec<u8>),
+    /// Remove every key in `[start, end)`.
+    DeleteRange(Vec<u8>, Vec<u8>),
+}
+
+/// An ordered list of writes applied atomically.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    /// The operations, in order.
+    pub ops: Vec<WriteOp>,
+}
+
+impl WriteBatch {
+    /// Appends a put.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push(WriteOp::Put(key, value));
+    }
+
+    /// Appends a delete.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push(WriteOp::Delete(key));
+    }
+
+    /// Appends a range delete of `[start, end)`.
+    pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
+        self.ops.push(WriteOp::DeleteRange(start, end));
+    }
+}
+
+/// Visitor for scans: called with each key and value in order; return `false` to stop.
+pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> bool + 'a;
+
+/// An ordered key-value store for one partition.
+pub trait Engine: Send + Sync {
+    /// Reads one key.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
+
+    /// Visits keys in `[start, end)` in ascending order (descending when `reverse`).
+    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError>;
+
+    /// Applies a batch atomically. With `sync`, the batch is durable on return.
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError>;
+
+    /// Makes every batch written so far durable (one fsync for many batches).
+    fn sync(&self) -> Result<(), EngineError>;
+}

@@ -1,0 +1,106 @@
+//! The RocksDB [`Engine`]: the only file in the workspace that names RocksDB types.
+//!
+//! One RocksDB database per partition (see docs/storage-format.md for why). Writes go to the
+//! WAL without fsync; [`Engine::sync`] syncs the WAL once for everything written before it,
+//! which is how the partition worker group-commits. All partitions of a node share one block
+//! cache, handed in through [`RocksOptions`].
+
+use std::path::Path;
+
+use rocksdb::{Cache, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB};
+
+use super::{Engine, EngineError, Visit, WriteBatch, WriteOp};
+
+/// Node-wide RocksDB settings shared by every partition's database.
+#[derive(Clone)]
+pub struct RocksOptions {
+    cache: Cache,
+    write_buffer_size: usize,
+}
+
+impl RocksOptions {
+    /// Settings with one shared block cache of `block_cache_bytes` and a per-partition write
+    /// buffer (memtable) of `write_buffer_bytes`.
+    pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> Result<Self, EngineError> {
+        let cache = Cache::new_lru_cache(block_cache_bytes).map_err(backend)?;
+        Ok(RocksOptions { cache, write_buffer_size: write_buffer_bytes })
+    }
+
+    fn db_options(&self) -> Options {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.set_compression_type(DBCompressionType::Lz4);
+        opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        opts.set_write_buffer_size(self.write_buffer_size);
+        opts.set_max_write_buffer_number(3);
+        opts.set_keep_log_file_num(4);
+        let mut table = rocksdb::BlockBasedOptions::default();
+        table.set_block_cache(&self.cache);
+        table.set_bloom_filter(10.0, false);
+        table.set_cache_index_and_filter_blocks(true);
+        opts.set_block_based_table_factory(&table);
+        opts
+    }
+}
+
+fn backend(e: rocksdb::Error) -> EngineError {
+    EngineError::Backend(e.into_string())
+}
+
+/// A partition's RocksDB database.
+pub struct RocksEngine {
+    db: DB,
+}
+
+impl RocksEngine {
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path, options: &RocksOptions) -> Result<Self, EngineError> {
+        let db = DB::open(&options.db_options(), dir).map_err(backend)?;
+        Ok(RocksEngine { db })
+    }
+}
+
+impl Engine for RocksEngine {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        self.db.get(key).map_err(backend)
+    }
+
+    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+        if start >= end {
+            return Ok(());
+        }
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(start.to_vec());
+        read.set_iterate_upper_bound(end.to_vec());
+        let mode = if reverse {
+            IteratorMode::End
+        } else {
+            IteratorMode::From(start, Direction::Forward)
+        };
+        for item in self.db.iterator_opt(mode, read) {
+            let (k, v) = item.map_err(backend)?;
+            if !visit(&k, &v) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError> {
+        let mut wb = rocksdb::WriteBatch::default();
+        for op in batch.ops {
+            match op {
+                WriteOp::Put(k, v) => wb.put(k, v),
+                WriteOp::Delete(k) => wb.delete(k),
+                WriteOp::DeleteRange(s, e) => wb.delete_range(s, e),
+            }
+        }
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(wb, &opts).map_err(backend)
+    }
+
+    fn sync(&self) -> Result<(), EngineError> {
+        self.db.flush_wal(true).map_err(backend)
+    }
+}

@@ -1,0 +1,192 @@
+//! Value encodings of the records named in [`crate::keys`]: key metadata and the partition's
+//! applied state. Decoding never panics: malformed bytes become `EngineError::Corruption`.
+
+use crate::engine::EngineError;
+
+/// The Redis type of a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyType {
+    /// A string (value stored inline in the metadata record).
+    String,
+    /// A hash (fields stored as element keys).
+    Hash,
+}
+
+impl KeyType {
+    fn code(self) -> u8 {
+        match self {
+            KeyType::String => 1,
+            KeyType::Hash => 2,
+        }
+    }
+
+    fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(KeyType::String),
+            2 => Some(KeyType::Hash),
+            _ => None,
+        }
+    }
+
+    /// The name TYPE answers.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyType::String => "string",
+            KeyType::Hash => "hash",
+        }
+    }
+
+    /// The key-space tag of this type's element keys, if it is a collection.
+    pub fn element_tag(self) -> Option<u8> {
+        match self {
+            KeyType::String => None,
+            KeyType::Hash => Some(crate::keys::HASH),
+        }
+    }
+}
+
+/// The contents of a key's metadata record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyBody {
+    /// String value, inline.
+    String(Vec<u8>),
+    /// A collection: the version its elements are stored under, and how many there are.
+    Collection {
+        /// Collection type.
+        kind: KeyType,
+        /// Element version (unique per partition).
+        version: u64,
+        /// Number of elements.
+        len: u64,
+    },
+}
+
+/// A key's metadata: its value or collection header, and its expiry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyMeta {
+    /// Unix time in ms at which the key expires, if any.
+    pub expire_at: Option<u64>,
+    /// Type-specific body.
+    pub body: KeyBody,
+}
+
+impl KeyMeta {
+    /// A string without expiry.
+    pub fn string(value: Vec<u8>) -> Self {
+        KeyMeta { expire_at: None, body: KeyBody::String(value) }
+    }
+
+    /// The key's type.
+    pub fn key_type(&self) -> KeyType {
+        match &self.body {
+            KeyBody::String(_) => KeyType::String,
+            KeyBody::Collection { kind, .. } => *kind,
+        }
+    }
+
+    /// Whether the key is expired at `now_ms`.
+    pub fn is_expired(&self, now_ms: i64) -> bool {
+        self.expire_at.is_some_and(|at| (at as i64) <= now_ms)
+    }
+
+    /// Encodes as: type u8, expire-at u64-BE (0 = none), then the string value, or version
+    /// u64-BE and length u64-BE for collections.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            17 + match &self.body {
+                KeyBody::String(v) => v.len(),
+                KeyBody::Collection { .. } => 16,
+            },
+        );
+        out.push(self.key_type().code());
+        out.extend_from_slice(&self.expire_at.unwrap_or(0).to_be_bytes());
+        match &self.body {
+            KeyBody::String(v) => out.extend_from_slice(v),
+            KeyBody::Collection { version, len, .. } => {
+                out.extend_from_slice(&version.to_be_bytes());
+                out.extend_from_slice(&len.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    /// Decodes [`KeyMeta::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        let corrupt = || EngineError::Corruption(format!("key metadata of {} bytes", bytes.len()));
+        if bytes.len() < 9 {
+            return Err(corrupt());
+        }
+        let kind = KeyType::from_code(bytes[0]).ok_or_else(corrupt)?;
+        let at = u64::from_be_bytes(bytes[1..9].try_into().map_err(|_| corrupt())?);
+        let expire_at = (at != 0).then_some(at);
+        let body = match kind {
+            KeyType::String => KeyBody::String(bytes[9..].to_vec()),
+            _ => {
+                if bytes.len() != 25 {
+                    return Err(corrupt());
+                }
+                KeyBody::Collection {
+                    kind,
+                    version: u64::from_be_bytes(bytes[9..17].try_into().map_err(|_| corrupt())?),
+                    len: u64::from_be_bytes(bytes[17..25].try_into().map_err(|_| corrupt())?),
+                }
+            }
+        };
+        Ok(KeyMeta { expire_at, body })
+    }
+}
+
+/// The partition's bookkeeping, written in the same batch as every applied change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AppliedState {
+    /// Index of the last applied change.
+    pub applied_index: u64,
+    /// Next collection version to hand out.
+    pub next_version: u64,
+    /// Number of metadata records (keys, including expired ones not yet reclaimed).
+    pub keys: u64,
+    /// Number of keys with an expiry.
+    pub expires: u64,
+}
+
+impl AppliedState {
+    /// Encodes as four u64-BE values after a format byte (1).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(33);
+        out.push(1);
+        for v in [self.applied_index, self.next_version, self.keys, self.expires] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`AppliedState::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        if bytes.len() != 33 || bytes[0] != 1 {
+            return Err(EngineError::Corruption(format!("applied state of {} bytes", bytes.len())));
+        }
+        let field = |i: usize| u64::from_be_bytes(bytes[1 + 8 * i..9 + 8 * i].try_into().expect("8-byte slice"));
+        Ok(AppliedState { applied_index: field(0), next_version: field(1), keys: field(2), expires: field(3) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), hash in any::<bool>()) {
+            let body = if hash { KeyBody::Collection { kind: KeyType::Hash, version, len } } else { KeyBody::String(value) };
+            let meta = KeyMeta { expire_at: at, body };
+            prop_assert_eq!(KeyMeta::decode(&meta.encode()).unwrap(), meta);
+        }
+
+        #[test]
+        fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = KeyMeta::decode(&bytes);
+            let _ = AppliedState::decode(&bytes);
+        }
+    }
+}

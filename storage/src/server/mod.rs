@@ -1,0 +1,3 @@
+//! Network front ends of the storage node. Only this module touches sockets.
+
+pub mod resp;

@@ -1,0 +1,332 @@
+//! The RESP front end: accepts client connections and runs each as a task that reads
+//! pipelined requests, answers connection commands itself and queues data commands to the
+//! partition worker, then writes the replies back in request order.
+//!
+//! Invariants:
+//! - replies leave in exactly the order requests arrived, whatever executes them;
+//! - a protocol error is answered, then the connection is closed (as Redis does); any other
+//!   error is just that command's reply;
+//! - at most `max_clients` connections are served; one more gets Redis's error and is closed;
+//! - no RocksDB call and no blocking call runs on this module's tasks.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{oneshot, watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{debug, info, warn};
+use zankv_commands::request::{self, RequestLimits};
+use zankv_commands::{all_specs, command_docs, command_info, lookup, Command, CommandError, ConnectionCommand, Protocol, Reply};
+
+use crate::node_stats::NodeStats;
+use crate::worker::PartitionHandle;
+
+/// Most requests parsed from one connection before their replies are written.
+const MAX_PIPELINE: usize = 1024;
+/// The Redis version this server reports (the command set and replies follow Redis 7.0).
+pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
+
+/// What every connection task shares.
+pub struct ServerContext {
+    /// The partition serving this node's keys.
+    pub partition: PartitionHandle,
+    /// Counters for INFO.
+    pub stats: Arc<NodeStats>,
+    /// Request limits.
+    pub limits: RequestLimits,
+    /// Largest unparsed input a client may accumulate.
+    pub max_query_buffer: usize,
+    /// Most simultaneous clients.
+    pub max_clients: usize,
+    /// The port clients connect to (INFO).
+    pub port: u16,
+}
+
+static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Per-connection state.
+struct Session {
+    id: u64,
+    name: Option<Bytes>,
+    protocol: Protocol,
+}
+
+/// A reply that is known now or will come from a partition worker.
+enum Pending {
+    Ready(Reply),
+    Waiting(oneshot::Receiver<Reply>),
+}
+
+/// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
+/// task to finish its current batch.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(ctx.max_clients));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let ctx = ctx.clone();
+                        let shutdown = shutdown.clone();
+                        tasks.spawn(async move {
+                            ctx.stats.client_connected();
+                            debug!(%peer, "client connected");
+                            connection(socket, &ctx, shutdown).await;
+                            ctx.stats.client_disconnected();
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        ctx.stats.connection_rejected();
+                        tasks.spawn(async move {
+                            let mut socket = socket;
+                            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    info!("RESP server stopping; waiting for connections to finish");
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn connection(mut socket: TcpStream, ctx: &ServerContext, mut shutdown: watch::Receiver<bool>) {
+    let _ = socket.set_nodelay(true);
+    let mut session = Session { id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed), name: None, protocol: Protocol::Resp2 };
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut pending: VecDeque<(Pending, Protocol)> = VecDeque::new();
+    loop {
+        tokio::select! {
+            read = socket.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
+            _ = shutdown.changed() => return,
+        }
+        let mut close = false;
+        loop {
+            match request::parse(&mut input, &ctx.limits) {
+                Ok(Some(argv)) if argv.is_empty() => continue,
+                Ok(Some(argv)) => {
+                    let (reply, quit) = dispatch(argv, &mut session, ctx).await;
+                    pending.push_back((reply, session.protocol));
+                    if quit {
+                        close = true;
+                        break;
+                    }
+                    if pending.len() >= MAX_PIPELINE && flush(&mut socket, &mut pending, &mut output).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    debug!(client = session.id, error = %e, "protocol error; closing connection");
+                    pending.push_back((Pending::Ready(Reply::Error(e)), session.protocol));
+                    close = true;
+                    break;
+                }
+            }
+        }
+        ctx.stats.add_commands(pending.len() as u64);
+        if flush(&mut socket, &mut pending, &mut output).await.is_err() || close {
+            return;
+        }
+        if input.len() > ctx.max_query_buffer {
+            warn!(client = session.id, bytes = input.len(), "closing client that exceeded the query buffer limit");
+            return;
+        }
+    }
+}
+
+/// Waits for every pending reply in order, encodes them and writes them in one go.
+async fn flush(socket: &mut TcpStream, pending: &mut VecDeque<(Pending, Protocol)>, out: &mut BytesMut) -> std::io::Result<()> {
+    while let Some((p, protocol)) = pending.pop_front() {
+        let reply = match p {
+            Pending::Ready(r) => r,
+            Pending::Waiting(rx) => rx.await.unwrap_or(Reply::Error(CommandError::ShuttingDown)),
+        };
+        reply.encode(protocol, out);
+    }
+    if !out.is_empty() {
+        socket.write_all(out).await?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// Parses one request and either answers it (connection commands, errors) or queues it to
+/// the partition. Returns the pending reply and whether the connection must close after it.
+async fn dispatch(argv: Vec<Bytes>, session: &mut Session, ctx: &ServerContext) -> (Pending, bool) {
+    let (cmd, spec) = match zankv_commands::parse(&argv) {
+        Ok(parsed) => parsed,
+        Err(e) => return (Pending::Ready(Reply::Error(e)), false),
+    };
+    match cmd {
+        Command::Connection(c) => {
+            let quit = c == ConnectionCommand::Quit;
+            (Pending::Ready(connection_command(c, session, ctx).await), quit)
+        }
+        other if spec.is_write() => {
+            drop(other);
+            (Pending::Waiting(ctx.partition.write(argv).await), false)
+        }
+        other => (Pending::Waiting(ctx.partition.read(other).await), false),
+    }
+}
+
+fn unix_now() -> Duration {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+}
+
+async fn connection_command(cmd: ConnectionCommand, session: &mut Session, ctx: &ServerContext) -> Reply {
+    match cmd {
+        ConnectionCommand::Ping(None) => Reply::Status("PONG"),
+        ConnectionCommand::Ping(Some(msg)) | ConnectionCommand::Echo(msg) => Reply::Bulk(msg),
+        ConnectionCommand::Quit => Reply::OK,
+        ConnectionCommand::Hello { version, auth, setname } => {
+            if let Some((user, _password)) = &auth {
+                // The storage node has only Redis's passwordless default user; the proxy is
+                // where passwords are checked.
+                if user.as_ref() != b"default" {
+                    return Reply::Error(CommandError::WrongPass);
+                }
+            }
+            if let Some(name) = setname {
+                session.name = (!name.is_empty()).then_some(name);
+            }
+            if let Some(v) = version {
+                session.protocol = if v == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+            }
+            let proto = if session.protocol == Protocol::Resp3 { 3 } else { 2 };
+            Reply::Map(vec![
+                (Reply::bulk("server"), Reply::bulk("redis")),
+                (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+                (Reply::bulk("proto"), Reply::Integer(proto)),
+                (Reply::bulk("id"), Reply::Integer(session.id as i64)),
+                (Reply::bulk("mode"), Reply::bulk("standalone")),
+                (Reply::bulk("role"), Reply::bulk("master")),
+                (Reply::bulk("modules"), Reply::Array(vec![])),
+            ])
+        }
+        ConnectionCommand::Select(0) => Reply::OK,
+        ConnectionCommand::Select(_) => Reply::Error(CommandError::DbIndexOutOfRange),
+        ConnectionCommand::ClientId => Reply::Integer(session.id as i64),
+        ConnectionCommand::ClientGetName => Reply::bulk_or_nil(session.name.clone()),
+        ConnectionCommand::ClientSetName(name) => {
+            session.name = (!name.is_empty()).then_some(name);
+            Reply::OK
+        }
+        ConnectionCommand::ClientHelp => help(&[
+            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "GETNAME",
+            "    Return the name of the current connection.",
+            "ID",
+            "    Return the ID of the current connection.",
+            "SETNAME <name>",
+            "    Assign the name <name> to the current connection.",
+            "HELP",
+            "    Print this help.",
+        ]),
+        ConnectionCommand::CommandAll => Reply::Array(all_specs().map(command_info).collect()),
+        ConnectionCommand::CommandCount => Reply::Integer(all_specs().count() as i64),
+        ConnectionCommand::CommandInfo(names) if names.is_empty() => Reply::Array(all_specs().map(command_info).collect()),
+        ConnectionCommand::CommandInfo(names) => {
+            Reply::Array(names.iter().map(|n| lookup(n).map_or(Reply::Nil, command_info)).collect())
+        }
+        ConnectionCommand::CommandDocs(names) => {
+            let specs: Vec<_> = if names.is_empty() { all_specs().collect() } else { names.iter().filter_map(|n| lookup(n)).collect() };
+            Reply::Map(specs.into_iter().map(|s| (Reply::bulk(s.name), command_docs(s))).collect())
+        }
+        ConnectionCommand::CommandList => Reply::Array(all_specs().map(|s| Reply::bulk(s.name)).collect()),
+        ConnectionCommand::CommandHelp => help(&[
+            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "(no subcommand)",
+            "    Return details about all commands.",
+            "COUNT",
+            "    Return the total number of commands in this server.",
+            "LIST",
+            "    Return a list of all commands in this server.",
+            "INFO [<command-name> ...]",
+            "    Return details about multiple commands.",
+            "DOCS [<command-name> ...]",
+            "    Return documentation details about multiple commands.",
+            "HELP",
+            "    Print this help.",
+        ]),
+        ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await)),
+        ConnectionCommand::Time => {
+            let now = unix_now();
+            Reply::Array(vec![Reply::bulk(now.as_secs().to_string()), Reply::bulk(now.subsec_micros().to_string())])
+        }
+    }
+}
+
+fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect())
+}
+
+/// Builds INFO's text for the requested sections (default: all of ours).
+async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> String {
+    const ALL: [&str; 4] = ["server", "clients", "stats", "keyspace"];
+    let wanted: Vec<String> = sections.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
+    let everything = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "default" || w == "everything");
+    let mut out = String::new();
+    let stats = ctx.stats.snapshot();
+    for section in ALL {
+        if !everything && !wanted.iter().any(|w| w == section) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str("\r\n");
+        }
+        match section {
+            "server" => {
+                let uptime = ctx.stats.started.elapsed().as_secs();
+                out.push_str(&format!(
+                    "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nzankv_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
+                    env!("CARGO_PKG_VERSION"),
+                    std::env::consts::OS,
+                    std::process::id(),
+                    ctx.port,
+                    uptime / 86400
+                ));
+            }
+            "clients" => out.push_str(&format!(
+                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
+                stats.connected_clients, ctx.max_clients
+            )),
+            "stats" => out.push_str(&format!(
+                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n",
+                stats.total_connections, stats.total_commands, stats.rejected_connections, stats.expired_keys
+            )),
+            _ => {
+                out.push_str("# Keyspace\r\n");
+                if let Some(state) = ctx.partition.state().await {
+                    if state.keys > 0 {
+                        out.push_str(&format!("db0:keys={},expires={},avg_ttl=0\r\n", state.keys, state.expires));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
