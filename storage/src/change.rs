@@ -64,11 +64,15 @@ impl<'a> Reader<'a> {
     }
 
     fn u32(&mut self) -> Result<u32, EngineError> {
-        Ok(u32::from_be_bytes(self.take(4)?.try_into().expect("4 bytes")))
+        Ok(u32::from_be_bytes(
+            self.take(4)?.try_into().expect("4 bytes"),
+        ))
     }
 
     fn u64(&mut self) -> Result<u64, EngineError> {
-        Ok(u64::from_be_bytes(self.take(8)?.try_into().expect("8 bytes")))
+        Ok(u64::from_be_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
     }
 
     fn bytes(&mut self) -> Result<Bytes, EngineError> {
@@ -81,7 +85,9 @@ impl<'a> Reader<'a> {
     fn count(&mut self, min_item: usize) -> Result<usize, EngineError> {
         let n = self.u32()? as usize;
         if n.saturating_mul(min_item) > self.buf.len() {
-            return Err(EngineError::Corruption("change item count exceeds its size".into()));
+            return Err(EngineError::Corruption(
+                "change item count exceeds its size".into(),
+            ));
         }
         Ok(n)
     }
@@ -158,10 +164,16 @@ impl Change {
                 }
                 Change::Reclaim { versions, budget }
             }
-            kind => return Err(EngineError::Corruption(format!("unknown change kind {kind}"))),
+            kind => {
+                return Err(EngineError::Corruption(format!(
+                    "unknown change kind {kind}"
+                )))
+            }
         };
         if !r.buf.is_empty() {
-            return Err(EngineError::Corruption("trailing bytes after change".into()));
+            return Err(EngineError::Corruption(
+                "trailing bytes after change".into(),
+            ));
         }
         Ok(change)
     }
@@ -178,9 +190,18 @@ mod tests {
 
     fn change() -> impl Strategy<Value = Change> {
         prop_oneof![
-            (any::<i64>(), proptest::collection::vec(bytes(), 0..5)).prop_map(|(now_ms, argv)| Change::Command { now_ms, argv }),
-            (any::<i64>(), proptest::collection::vec((bytes(), any::<u64>()), 0..5)).prop_map(|(now_ms, keys)| Change::Expire { now_ms, keys }),
-            (proptest::collection::vec((any::<u8>(), any::<u64>()), 0..5), any::<u32>()).prop_map(|(versions, budget)| Change::Reclaim { versions, budget }),
+            (any::<i64>(), proptest::collection::vec(bytes(), 0..5))
+                .prop_map(|(now_ms, argv)| Change::Command { now_ms, argv }),
+            (
+                any::<i64>(),
+                proptest::collection::vec((bytes(), any::<u64>()), 0..5)
+            )
+                .prop_map(|(now_ms, keys)| Change::Expire { now_ms, keys }),
+            (
+                proptest::collection::vec((any::<u8>(), any::<u64>()), 0..5),
+                any::<u32>()
+            )
+                .prop_map(|(versions, budget)| Change::Reclaim { versions, budget }),
         ]
     }
 

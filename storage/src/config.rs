@@ -61,21 +61,30 @@ impl Default for StorageConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_bulk_len: 512 * 1024 * 1024, max_inline_len: 64 * 1024, max_query_buffer: 1024 * 1024 * 1024 }
+        LimitsConfig {
+            max_bulk_len: 512 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_query_buffer: 1024 * 1024 * 1024,
+        }
     }
 }
 
 impl Default for RocksConfig {
     fn default() -> Self {
-        RocksConfig { block_cache_mb: 256, write_buffer_mb: 64 }
+        RocksConfig {
+            block_cache_mb: 256,
+            write_buffer_mb: 64,
+        }
     }
 }
 
 impl StorageConfig {
     /// Reads a TOML file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let config: StorageConfig = toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let config: StorageConfig =
+            toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
         config.validate()?;
         Ok(config)
     }
@@ -114,7 +123,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_rejected() {
-        let err = toml::from_str::<StorageConfig>("data_dri = \"x\"").unwrap_err().to_string();
+        let err = toml::from_str::<StorageConfig>("data_dri = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("data_dri"), "{err}");
     }
 }

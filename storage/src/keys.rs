@@ -123,8 +123,14 @@ mod tests {
     #[test]
     fn golden_layout() {
         assert_eq!(meta_key(b"k"), b"mk".to_vec());
-        assert_eq!(element_key(HASH, 7, b"f"), [&b"h"[..], &[0, 0, 0, 0, 0, 0, 0, 7], b"f"].concat());
-        assert_eq!(expiry_key(1, b"k"), [&b"x"[..], &[0, 0, 0, 0, 0, 0, 0, 1], b"k"].concat());
+        assert_eq!(
+            element_key(HASH, 7, b"f"),
+            [&b"h"[..], &[0, 0, 0, 0, 0, 0, 0, 7], b"f"].concat()
+        );
+        assert_eq!(
+            expiry_key(1, b"k"),
+            [&b"x"[..], &[0, 0, 0, 0, 0, 0, 0, 1], b"k"].concat()
+        );
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(parse_reclaim_key(&reclaim_key(9)), Some(9));
     }
@@ -154,7 +160,8 @@ mod tests {
                                          k1 in proptest::collection::vec(any::<u8>(), 0..6),
                                          k2 in proptest::collection::vec(any::<u8>(), 0..6)) {
             prop_assert_eq!(expiry_key(t1, &k1).cmp(&expiry_key(t2, &k2)), (t1, &k1).cmp(&(t2, &k2)));
-            prop_assert_eq!(parse_expiry_key(&expiry_key(t1, &k1)), Some((t1, &k1[..])));
+            let encoded = expiry_key(t1, &k1);
+            prop_assert_eq!(parse_expiry_key(&encoded), Some((t1, &k1[..])));
         }
 
         #[test]

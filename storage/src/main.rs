@@ -63,11 +63,17 @@ fn main() -> ExitCode {
     let filter = match filter {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("zankv-storage: invalid log level {:?}: {e}", config.log_level);
+            eprintln!(
+                "zankv-storage: invalid log level {:?}: {e}",
+                config.log_level
+            );
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match zankv_storage::node::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -29,17 +29,27 @@ const TICK: Duration = Duration::from_millis(100);
 /// for an operator.
 pub fn run(config: StorageConfig) -> Result<(), String> {
     config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
-        .map_err(|e| format!("cannot create data directory {}: {e}", config.data_dir.display()))?;
-    let rocks = RocksOptions::new(config.rocksdb.block_cache_mb << 20, config.rocksdb.write_buffer_mb << 20)
-        .map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+        format!(
+            "cannot create data directory {}: {e}",
+            config.data_dir.display()
+        )
+    })?;
+    let rocks = RocksOptions::new(
+        config.rocksdb.block_cache_mb << 20,
+        config.rocksdb.write_buffer_mb << 20,
+    )
+    .map_err(|e| e.to_string())?;
     let partition_name = format!("{DEFAULT_NAMESPACE}-0");
     let dir = config.data_dir.join(&partition_name);
-    let engine = RocksEngine::open(&dir, &rocks).map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let partition = Partition::open(Box::new(engine)).map_err(|e| format!("cannot read partition {partition_name}: {e}"))?;
+    let engine = RocksEngine::open(&dir, &rocks)
+        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+    let partition = Partition::open(Box::new(engine))
+        .map_err(|e| format!("cannot read partition {partition_name}: {e}"))?;
     let stats = Arc::new(NodeStats::default());
-    let (handle, worker_thread) = worker::spawn(partition_name, partition, PARTITION_QUEUE, stats.clone())
-        .map_err(|e| format!("cannot start partition worker: {e}"))?;
+    let (handle, worker_thread) =
+        worker::spawn(partition_name, partition, PARTITION_QUEUE, stats.clone())
+            .map_err(|e| format!("cannot start partition worker: {e}"))?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

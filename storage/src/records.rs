@@ -73,7 +73,10 @@ pub struct KeyMeta {
 impl KeyMeta {
     /// A string without expiry.
     pub fn string(value: Vec<u8>) -> Self {
-        KeyMeta { expire_at: None, body: KeyBody::String(value) }
+        KeyMeta {
+            expire_at: None,
+            body: KeyBody::String(value),
+        }
     }
 
     /// The key's type.
@@ -154,7 +157,12 @@ impl AppliedState {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(33);
         out.push(1);
-        for v in [self.applied_index, self.next_version, self.keys, self.expires] {
+        for v in [
+            self.applied_index,
+            self.next_version,
+            self.keys,
+            self.expires,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out
@@ -163,10 +171,24 @@ impl AppliedState {
     /// Decodes [`AppliedState::encode`]'s output.
     pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
         if bytes.len() != 33 || bytes[0] != 1 {
-            return Err(EngineError::Corruption(format!("applied state of {} bytes", bytes.len())));
+            return Err(EngineError::Corruption(format!(
+                "applied state of {} bytes",
+                bytes.len()
+            )));
         }
-        let field = |i: usize| u64::from_be_bytes(bytes[1 + 8 * i..9 + 8 * i].try_into().expect("8-byte slice"));
-        Ok(AppliedState { applied_index: field(0), next_version: field(1), keys: field(2), expires: field(3) })
+        let field = |i: usize| {
+            u64::from_be_bytes(
+                bytes[1 + 8 * i..9 + 8 * i]
+                    .try_into()
+                    .expect("8-byte slice"),
+            )
+        };
+        Ok(AppliedState {
+            applied_index: field(0),
+            next_version: field(1),
+            keys: field(2),
+            expires: field(3),
+        })
     }
 }
 

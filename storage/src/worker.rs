@@ -107,11 +107,26 @@ impl PartitionHandle {
 }
 
 /// Starts a worker thread for `partition`.
-pub fn spawn(name: String, partition: Partition, queue: usize, stats: Arc<NodeStats>) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
+pub fn spawn(
+    name: String,
+    partition: Partition,
+    queue: usize,
+    stats: Arc<NodeStats>,
+) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel(queue);
     let thread = std::thread::Builder::new()
         .name(format!("partition-{name}"))
-        .spawn(move || Worker { name, partition, stats, cursors: ScanCursors::new(SCAN_CURSORS), clock: Clock::default(), failed: None }.run(rx))?;
+        .spawn(move || {
+            Worker {
+                name,
+                partition,
+                stats,
+                cursors: ScanCursors::new(SCAN_CURSORS),
+                clock: Clock::default(),
+                failed: None,
+            }
+            .run(rx)
+        })?;
     Ok((PartitionHandle { tx }, thread))
 }
 
@@ -124,7 +139,9 @@ struct Clock {
 
 impl Clock {
     fn now(&mut self) -> i64 {
-        let wall = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         self.last = self.last.max(wall);
         self.last
     }
@@ -153,7 +170,9 @@ impl Worker {
             while let Some(req) = next {
                 match req {
                     Request::Read { cmd, reply } => {
-                        let r = self.partition.read(&cmd, self.clock.now(), &mut self.cursors);
+                        let r = self
+                            .partition
+                            .read(&cmd, self.clock.now(), &mut self.cursors);
                         replies.push((reply, r));
                     }
                     Request::Write { argv, reply } => {
@@ -168,7 +187,11 @@ impl Worker {
                     Request::Tick => tick = true,
                 }
                 handled += 1;
-                next = if handled < MAX_BATCH { rx.try_recv().ok() } else { None };
+                next = if handled < MAX_BATCH {
+                    rx.try_recv().ok()
+                } else {
+                    None
+                };
             }
             if wrote {
                 if let Err(e) = self.partition.sync() {
@@ -224,10 +247,15 @@ impl Worker {
         }
         match self.partition.pending_reclaims(RECLAIM_BATCH) {
             Ok(versions) if !versions.is_empty() => {
-                self.apply(Change::Reclaim { versions, budget: RECLAIM_BUDGET });
+                self.apply(Change::Reclaim {
+                    versions,
+                    budget: RECLAIM_BUDGET,
+                });
             }
             Ok(_) => {}
-            Err(e) => warn!(partition = %self.name, error = %e, "reading reclamation records failed"),
+            Err(e) => {
+                warn!(partition = %self.name, error = %e, "reading reclamation records failed")
+            }
         }
     }
 }

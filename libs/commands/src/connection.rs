@@ -11,19 +11,109 @@ const C: Access = Access::Connection;
 
 /// CLIENT subcommands.
 pub static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
-    spec("client|id", 2, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "5.0.0", "Returns the unique client ID of the connection."),
-    spec("client|getname", 2, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "2.6.9", "Returns the name of the connection."),
-    spec("client|setname", 3, C, &["noscript", "loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "2.6.9", "Sets the connection name."),
-    spec("client|help", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "connection", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec(
+        "client|id",
+        2,
+        C,
+        &["noscript", "loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "connection",
+        "5.0.0",
+        "Returns the unique client ID of the connection.",
+    ),
+    spec(
+        "client|getname",
+        2,
+        C,
+        &["noscript", "loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "connection",
+        "2.6.9",
+        "Returns the name of the connection.",
+    ),
+    spec(
+        "client|setname",
+        3,
+        C,
+        &["noscript", "loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "connection",
+        "2.6.9",
+        "Sets the connection name.",
+    ),
+    spec(
+        "client|help",
+        2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "connection",
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+    ),
 ];
 
 /// COMMAND subcommands.
 pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
-    spec("command|count", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "2.8.13", "Returns a count of commands."),
-    spec("command|info", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "2.8.13", "Returns information about one, multiple or all commands."),
-    spec("command|docs", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "7.0.0", "Returns documentary information about one, multiple or all commands."),
-    spec("command|list", -2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "7.0.0", "Returns a list of command names."),
-    spec("command|help", 2, C, &["loading", "stale"], NO_KEYS, &["slow", "connection"], "server", "5.0.0", "Returns helpful text about the different subcommands."),
+    spec(
+        "command|count",
+        2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Returns a count of commands.",
+    ),
+    spec(
+        "command|info",
+        -2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Returns information about one, multiple or all commands.",
+    ),
+    spec(
+        "command|docs",
+        -2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "7.0.0",
+        "Returns documentary information about one, multiple or all commands.",
+    ),
+    spec(
+        "command|list",
+        -2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "7.0.0",
+        "Returns a list of command names.",
+    ),
+    spec(
+        "command|help",
+        2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+    ),
 ];
 
 const fn container(
@@ -51,15 +141,114 @@ const fn container(
 
 /// Specs of the connection family.
 pub static SPECS: &[CommandSpec] = &[
-    spec("ping", -1, C, &["fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Returns the server's liveliness response."),
-    spec("echo", 2, C, &["fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Returns the given string."),
-    spec("quit", -1, C, &["allow_busy", "noscript", "loading", "stale", "fast", "no_auth"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Closes the connection."),
-    spec("hello", -1, C, &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"], NO_KEYS, &["fast", "connection"], "connection", "6.0.0", "Handshakes with the Redis server."),
-    spec("select", 2, C, &["loading", "stale", "fast"], NO_KEYS, &["fast", "connection"], "connection", "1.0.0", "Changes the selected database."),
-    spec("info", -1, C, &["loading", "stale"], NO_KEYS, &["slow", "dangerous"], "server", "1.0.0", "Returns information and statistics about the server."),
-    spec("time", 1, C, &["loading", "stale", "fast"], NO_KEYS, &["fast"], "server", "2.6.0", "Returns the server time."),
-    container("client", "A container for client connection commands.", "connection", "2.4.0", CLIENT_SUBCOMMANDS),
-    CommandSpec { arity: -1, ..container("command", "Returns detailed information about all commands.", "server", "2.8.13", COMMAND_SUBCOMMANDS) },
+    spec(
+        "ping",
+        -1,
+        C,
+        &["fast"],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "1.0.0",
+        "Returns the server's liveliness response.",
+    ),
+    spec(
+        "echo",
+        2,
+        C,
+        &["fast"],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "1.0.0",
+        "Returns the given string.",
+    ),
+    spec(
+        "quit",
+        -1,
+        C,
+        &[
+            "allow_busy",
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+        ],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "1.0.0",
+        "Closes the connection.",
+    ),
+    spec(
+        "hello",
+        -1,
+        C,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "6.0.0",
+        "Handshakes with the Redis server.",
+    ),
+    spec(
+        "select",
+        2,
+        C,
+        &["loading", "stale", "fast"],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "1.0.0",
+        "Changes the selected database.",
+    ),
+    spec(
+        "info",
+        -1,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "dangerous"],
+        "server",
+        "1.0.0",
+        "Returns information and statistics about the server.",
+    ),
+    spec(
+        "time",
+        1,
+        C,
+        &["loading", "stale", "fast"],
+        NO_KEYS,
+        &["fast"],
+        "server",
+        "2.6.0",
+        "Returns the server time.",
+    ),
+    container(
+        "client",
+        "A container for client connection commands.",
+        "connection",
+        "2.4.0",
+        CLIENT_SUBCOMMANDS,
+    ),
+    CommandSpec {
+        arity: -1,
+        ..container(
+            "command",
+            "Returns detailed information about all commands.",
+            "server",
+            "2.8.13",
+            COMMAND_SUBCOMMANDS,
+        )
+    },
 ];
 
 /// A typed connection/server command.
@@ -147,7 +336,9 @@ impl ConnectionCommand {
                         setname = Some(rest[j + 1].clone());
                         j += 2;
                     } else {
-                        return Err(CommandError::HelloOption(String::from_utf8_lossy(&rest[j]).into_owned()));
+                        return Err(CommandError::HelloOption(
+                            String::from_utf8_lossy(&rest[j]).into_owned(),
+                        ));
                     }
                 }
                 if let Some(n) = &setname {
@@ -155,9 +346,15 @@ impl ConnectionCommand {
                         return Err(CommandError::BadClientName);
                     }
                 }
-                ConnectionCommand::Hello { version, auth, setname }
+                ConnectionCommand::Hello {
+                    version,
+                    auth,
+                    setname,
+                }
             }
-            "select" => ConnectionCommand::Select(parse_i64(&args[0]).ok_or(CommandError::NotInteger)?),
+            "select" => {
+                ConnectionCommand::Select(parse_i64(&args[0]).ok_or(CommandError::NotInteger)?)
+            }
             "client|id" => ConnectionCommand::ClientId,
             "client|getname" => ConnectionCommand::ClientGetName,
             "client|setname" => {

@@ -173,14 +173,19 @@ mod tests {
 
     #[test]
     fn unknown_command_text_matches_redis() {
-        let err =
-            CommandError::unknown_command(b"foo", &[Bytes::from_static(b"a"), Bytes::from_static(b"b")]);
+        let err = CommandError::unknown_command(
+            b"foo",
+            &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        );
         assert_eq!(
             err.to_string(),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
         );
         let err = CommandError::unknown_command(b"foo", &[]);
-        assert_eq!(err.to_string(), "ERR unknown command 'foo', with args beginning with: ");
+        assert_eq!(
+            err.to_string(),
+            "ERR unknown command 'foo', with args beginning with: "
+        );
     }
 
     #[test]

@@ -99,8 +99,15 @@ impl HashCommand {
                 if args.len() % 2 == 0 {
                     return Err(CommandError::WrongArity(name.to_string()));
                 }
-                let pairs = args[1..].chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
-                HashCommand::Set { key: key(), pairs, reply_ok: name == "hmset" }
+                let pairs = args[1..]
+                    .chunks(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect();
+                HashCommand::Set {
+                    key: key(),
+                    pairs,
+                    reply_ok: name == "hmset",
+                }
             }
             "hsetnx" => HashCommand::SetNx(key(), args[1].clone(), args[2].clone()),
             "hget" => HashCommand::Get(key(), args[1].clone()),
@@ -138,10 +145,14 @@ impl HashCommand {
                         [a] if a.eq_ignore_ascii_case(b"withvalues") => true,
                         _ => return Err(CommandError::Syntax),
                     };
-                    if with_values && (n < -i64::MAX / 2 || n > i64::MAX / 2) {
+                    if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&n) {
                         return Err(CommandError::OutOfRange);
                     }
-                    RandFieldCount::Many { n: n.unsigned_abs(), distinct: n >= 0, with_values }
+                    RandFieldCount::Many {
+                        n: n.unsigned_abs(),
+                        distinct: n >= 0,
+                        with_values,
+                    }
                 };
                 HashCommand::RandField(key(), count)
             }

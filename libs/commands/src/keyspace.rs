@@ -140,8 +140,17 @@ pub fn scan_cursor(arg: &Bytes) -> Result<u64, CommandError> {
 }
 
 /// Parses SCAN-family options after the cursor. `allow_type` is true only for SCAN.
-pub fn scan_options(cursor: u64, opts: &[Bytes], allow_type: bool) -> Result<ScanArgs, CommandError> {
-    let mut args = ScanArgs { cursor, pattern: None, count: 10, type_filter: None };
+pub fn scan_options(
+    cursor: u64,
+    opts: &[Bytes],
+    allow_type: bool,
+) -> Result<ScanArgs, CommandError> {
+    let mut args = ScanArgs {
+        cursor,
+        pattern: None,
+        count: 10,
+        type_filter: None,
+    };
     let mut j = 0;
     while j < opts.len() {
         let opt = &opts[j];
@@ -184,7 +193,9 @@ fn expire(name: &str, args: &[Bytes]) -> Result<KeyspaceCommand, CommandError> {
         } else if opt.eq_ignore_ascii_case(b"lt") {
             c.lt = true;
         } else {
-            return Err(CommandError::UnsupportedOption(String::from_utf8_lossy(opt).into_owned()));
+            return Err(CommandError::UnsupportedOption(
+                String::from_utf8_lossy(opt).into_owned(),
+            ));
         }
     }
     if c.nx && (c.xx || c.gt || c.lt) {
@@ -195,9 +206,17 @@ fn expire(name: &str, args: &[Bytes]) -> Result<KeyspaceCommand, CommandError> {
     }
     let mut when = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
     if seconds {
-        when = when.checked_mul(1000).ok_or(CommandError::InvalidExpireTime(command))?;
+        when = when
+            .checked_mul(1000)
+            .ok_or(CommandError::InvalidExpireTime(command))?;
     }
-    Ok(KeyspaceCommand::Expire { key: args[0].clone(), when_ms: when, relative, condition: c, command })
+    Ok(KeyspaceCommand::Expire {
+        key: args[0].clone(),
+        when_ms: when,
+        relative,
+        condition: c,
+        command,
+    })
 }
 
 impl KeyspaceCommand {
@@ -236,16 +255,24 @@ impl KeyspaceCommand {
                     }
                     j += 1;
                 }
-                KeyspaceCommand::Copy { src: args[0].clone(), dst: args[1].clone(), replace }
+                KeyspaceCommand::Copy {
+                    src: args[0].clone(),
+                    dst: args[1].clone(),
+                    replace,
+                }
             }
-            "scan" => KeyspaceCommand::Scan(scan_options(scan_cursor(&args[0])?, &args[1..], true)?),
+            "scan" => {
+                KeyspaceCommand::Scan(scan_options(scan_cursor(&args[0])?, &args[1..], true)?)
+            }
             "keys" => KeyspaceCommand::Keys(args[0].clone()),
             "randomkey" => KeyspaceCommand::RandomKey,
             "dbsize" => KeyspaceCommand::DbSize,
             "flushdb" | "flushall" => {
                 match args {
                     [] => {}
-                    [mode] if mode.eq_ignore_ascii_case(b"async") || mode.eq_ignore_ascii_case(b"sync") => {}
+                    [mode]
+                        if mode.eq_ignore_ascii_case(b"async")
+                            || mode.eq_ignore_ascii_case(b"sync") => {}
                     _ => return Err(CommandError::Syntax),
                 }
                 KeyspaceCommand::Flush

@@ -121,7 +121,11 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
             None => {
                 return Err(CommandError::UnknownSubcommand {
                     sub: String::from_utf8_lossy(&argv[1]).into_owned(),
-                    command: if container == "CLIENT" { "CLIENT" } else { "COMMAND" },
+                    command: if container == "CLIENT" {
+                        "CLIENT"
+                    } else {
+                        "COMMAND"
+                    },
                 })
             }
         }
@@ -139,8 +143,13 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
 /// `COMMAND INFO` entry for one spec (Redis 7.0 shape: name, arity, flags, first key, last
 /// key, step, ACL categories, tips, key specs, subcommands).
 pub fn command_info(spec: &CommandSpec) -> Reply {
-    let status_set = |items: &[&'static str]| Reply::Set(items.iter().map(|s| Reply::Status(s)).collect());
-    let acl: Vec<Reply> = spec.acl.iter().map(|c| Reply::StatusOwned(format!("@{c}"))).collect();
+    let status_set =
+        |items: &[&'static str]| Reply::Set(items.iter().map(|s| Reply::Status(s)).collect());
+    let acl: Vec<Reply> = spec
+        .acl
+        .iter()
+        .map(|c| Reply::StatusOwned(format!("@{c}")))
+        .collect();
     Reply::Array(vec![
         Reply::bulk(spec.name),
         Reply::Integer(i64::from(spec.arity)),
@@ -163,7 +172,11 @@ pub fn command_docs(spec: &CommandSpec) -> Reply {
         (Reply::bulk("group"), Reply::bulk(spec.group)),
     ];
     if !spec.subcommands.is_empty() {
-        let subs = spec.subcommands.iter().map(|s| (Reply::bulk(s.name), command_docs(s))).collect();
+        let subs = spec
+            .subcommands
+            .iter()
+            .map(|s| (Reply::bulk(s.name), command_docs(s)))
+            .collect();
         fields.push((Reply::bulk("subcommands"), Reply::Map(subs)));
     }
     Reply::Map(fields)
@@ -174,7 +187,10 @@ mod tests {
     use super::*;
 
     fn argv(words: &[&str]) -> Vec<Bytes> {
-        words.iter().map(|w| Bytes::copy_from_slice(w.as_bytes())).collect()
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
     }
 
     fn err(words: &[&str]) -> String {
@@ -183,20 +199,56 @@ mod tests {
 
     #[test]
     fn parse_errors_match_redis() {
-        assert_eq!(err(&["GET"]), "ERR wrong number of arguments for 'get' command");
-        assert_eq!(err(&["mset", "a"]), "ERR wrong number of arguments for 'mset' command");
-        assert_eq!(err(&["mset", "a", "b", "c"]), "ERR wrong number of arguments for 'mset' command");
-        assert_eq!(err(&["client", "setname"]), "ERR wrong number of arguments for 'client|setname' command");
-        assert_eq!(err(&["client", "nope"]), "ERR unknown subcommand 'nope'. Try CLIENT HELP.");
+        assert_eq!(
+            err(&["GET"]),
+            "ERR wrong number of arguments for 'get' command"
+        );
+        assert_eq!(
+            err(&["mset", "a"]),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+        assert_eq!(
+            err(&["mset", "a", "b", "c"]),
+            "ERR wrong number of arguments for 'mset' command"
+        );
+        assert_eq!(
+            err(&["client", "setname"]),
+            "ERR wrong number of arguments for 'client|setname' command"
+        );
+        assert_eq!(
+            err(&["client", "nope"]),
+            "ERR unknown subcommand 'nope'. Try CLIENT HELP."
+        );
         assert_eq!(err(&["set", "k", "v", "nx", "xx"]), "ERR syntax error");
-        assert_eq!(err(&["set", "k", "v", "ex", "0"]), "ERR invalid expire time in 'set' command");
-        assert_eq!(err(&["set", "k", "v", "ex", "x"]), "ERR value is not an integer or out of range");
-        assert_eq!(err(&["expire", "k", "1", "nx", "xx"]), "ERR NX and XX, GT or LT options at the same time are not compatible");
-        assert_eq!(err(&["expire", "k", "1", "foo"]), "ERR Unsupported option foo");
+        assert_eq!(
+            err(&["set", "k", "v", "ex", "0"]),
+            "ERR invalid expire time in 'set' command"
+        );
+        assert_eq!(
+            err(&["set", "k", "v", "ex", "x"]),
+            "ERR value is not an integer or out of range"
+        );
+        assert_eq!(
+            err(&["expire", "k", "1", "nx", "xx"]),
+            "ERR NX and XX, GT or LT options at the same time are not compatible"
+        );
+        assert_eq!(
+            err(&["expire", "k", "1", "foo"]),
+            "ERR Unsupported option foo"
+        );
         assert_eq!(err(&["hello", "4"]), "NOPROTO unsupported protocol version");
-        assert_eq!(err(&["decrby", "k", "-9223372036854775808"]), "ERR decrement would overflow");
-        assert_eq!(err(&["setbit", "k", "-1", "1"]), "ERR bit offset is not an integer or out of range");
-        assert_eq!(err(&["setbit", "k", "1", "2"]), "ERR bit is not an integer or out of range");
+        assert_eq!(
+            err(&["decrby", "k", "-9223372036854775808"]),
+            "ERR decrement would overflow"
+        );
+        assert_eq!(
+            err(&["setbit", "k", "-1", "1"]),
+            "ERR bit offset is not an integer or out of range"
+        );
+        assert_eq!(
+            err(&["setbit", "k", "1", "2"]),
+            "ERR bit is not an integer or out of range"
+        );
     }
 
     #[test]

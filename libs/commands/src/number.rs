@@ -62,7 +62,16 @@ pub fn long_double_add(base: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Floa
     };
     // SAFETY: input pointers/lengths describe live slices (or null with length 0 for "no
     // base"); `out` is writable for its full length and the helper never writes past it.
-    let n = unsafe { ffi::zankv_ld_add(bp, bl, incr.as_ptr(), incr.len(), out.as_mut_ptr(), out.len()) };
+    let n = unsafe {
+        ffi::zankv_ld_add(
+            bp,
+            bl,
+            incr.as_ptr(),
+            incr.len(),
+            out.as_mut_ptr(),
+            out.len(),
+        )
+    };
     match n {
         -1 => Err(FloatIncrError::BaseNotFloat),
         -2 => Err(FloatIncrError::IncrNotFloat),
@@ -81,7 +90,8 @@ mod tests {
     #[test]
     fn incrbyfloat_formatting_matches_redis() {
         let add = |b: Option<&str>, i: &str| {
-            long_double_add(b.map(str::as_bytes), i.as_bytes()).map(|v| String::from_utf8(v).unwrap())
+            long_double_add(b.map(str::as_bytes), i.as_bytes())
+                .map(|v| String::from_utf8(v).unwrap())
         };
         assert_eq!(add(Some("10.50"), "0.1").unwrap(), "10.6");
         assert_eq!(add(None, "5.0e3").unwrap(), "5000");

@@ -155,7 +155,10 @@ impl Reply {
             Reply::Pairs(pairs) => Resp3Frame::Array {
                 data: pairs
                     .iter()
-                    .map(|(k, v)| Resp3Frame::Array { data: vec![k.to_resp3(), v.to_resp3()], attributes: None })
+                    .map(|(k, v)| Resp3Frame::Array {
+                        data: vec![k.to_resp3(), v.to_resp3()],
+                        attributes: None,
+                    })
                     .collect(),
                 attributes: None,
             },
@@ -211,7 +214,10 @@ mod tests {
         assert_eq!(enc(&Reply::Nil, Protocol::Resp2), "$-1\r\n");
         assert_eq!(enc(&Reply::Nil, Protocol::Resp3), "_\r\n");
         assert_eq!(enc(&Reply::Integer(-3), Protocol::Resp3), ":-3\r\n");
-        assert_eq!(enc(&Reply::bulk_from(b"a\r\n"), Protocol::Resp2), "$3\r\na\r\n\r\n");
+        assert_eq!(
+            enc(&Reply::bulk_from(b"a\r\n"), Protocol::Resp2),
+            "$3\r\na\r\n\r\n"
+        );
         let map = Reply::Map(vec![(Reply::bulk_from(b"f"), Reply::bulk_from(b"v"))]);
         assert_eq!(enc(&map, Protocol::Resp2), "*2\r\n$1\r\nf\r\n$1\r\nv\r\n");
         assert_eq!(enc(&map, Protocol::Resp3), "%1\r\n$1\r\nf\r\n$1\r\nv\r\n");

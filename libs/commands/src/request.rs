@@ -40,7 +40,10 @@ impl Default for RequestLimits {
 ///
 /// Returns `Ok(Some(args))` for a complete request (possibly with zero arguments, which the
 /// caller ignores), `Ok(None)` when more bytes are needed, and `Err` for a protocol error.
-pub fn parse(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+pub fn parse(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Vec<Bytes>>, CommandError> {
     if buf.is_empty() {
         return Ok(None);
     }
@@ -115,7 +118,10 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     }
 }
 
-fn parse_multibulk(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+fn parse_multibulk(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Vec<Bytes>>, CommandError> {
     let Some(eol) = find_crlf(buf, 0) else {
         if buf.len() > limits.max_inline_len {
             return Err(protocol("too big mbulk count string"));
@@ -142,7 +148,10 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<
             return Ok(None);
         }
         if buf[pos] != b'$' {
-            return Err(protocol(format!("expected '$', got '{}'", buf[pos] as char)));
+            return Err(protocol(format!(
+                "expected '$', got '{}'",
+                buf[pos] as char
+            )));
         }
         let Some(len_eol) = find_crlf(buf, pos) else {
             if buf.len() - pos > limits.max_inline_len {
@@ -177,7 +186,10 @@ fn parse_multibulk(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<
     Ok(Some(args))
 }
 
-fn parse_inline(buf: &mut BytesMut, limits: &RequestLimits) -> Result<Option<Vec<Bytes>>, CommandError> {
+fn parse_inline(
+    buf: &mut BytesMut,
+    limits: &RequestLimits,
+) -> Result<Option<Vec<Bytes>>, CommandError> {
     let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
         if buf.len() > limits.max_inline_len {
             return Err(protocol("too big inline request"));
@@ -218,7 +230,12 @@ pub fn split_inline_args(line: &[u8]) -> Option<Vec<Bytes>> {
                     return None;
                 }
                 let c = line[i];
-                if c == b'\\' && i + 3 < n && line[i + 1] == b'x' && is_hex(line[i + 2]) && is_hex(line[i + 3]) {
+                if c == b'\\'
+                    && i + 3 < n
+                    && line[i + 1] == b'x'
+                    && is_hex(line[i + 2])
+                    && is_hex(line[i + 3])
+                {
                     word.push(hex_val(line[i + 2]) * 16 + hex_val(line[i + 3]));
                     i += 3;
                 } else if c == b'\\' && i + 1 < n {
@@ -298,22 +315,47 @@ mod tests {
 
     #[test]
     fn multibulk_and_inline() {
-        let args = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n").unwrap().unwrap();
+        let args = parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n")
+            .unwrap()
+            .unwrap();
         assert_eq!(args, vec![Bytes::from("GET"), Bytes::from("k")]);
         assert_eq!(parse_all(b"*2\r\n$3\r\nGET\r\n$1\r\n").unwrap(), None);
         let args = parse_all(b"set a \"b c\\n\" 'd'\r\n").unwrap().unwrap();
-        assert_eq!(args, vec![Bytes::from("set"), Bytes::from("a"), Bytes::from("b c\n"), Bytes::from("d")]);
+        assert_eq!(
+            args,
+            vec![
+                Bytes::from("set"),
+                Bytes::from("a"),
+                Bytes::from("b c\n"),
+                Bytes::from("d")
+            ]
+        );
         assert_eq!(parse_all(b"\r\n").unwrap().unwrap(), Vec::<Bytes>::new());
     }
 
     #[test]
     fn protocol_errors_have_redis_text() {
         let err = |input: &[u8]| parse_all(input).unwrap_err().to_string();
-        assert_eq!(err(b"*1\r\n+foo\r\n"), "ERR Protocol error: expected '$', got '+'");
-        assert_eq!(err(b"*abc\r\n"), "ERR Protocol error: invalid multibulk length");
-        assert_eq!(err(b"*1\r\n$-5\r\n"), "ERR Protocol error: invalid bulk length");
-        assert_eq!(err(b"*1\r\n$600000000\r\n"), "ERR Protocol error: invalid bulk length");
-        assert_eq!(err(b"set a \"b\r\n"), "ERR Protocol error: unbalanced quotes in request");
+        assert_eq!(
+            err(b"*1\r\n+foo\r\n"),
+            "ERR Protocol error: expected '$', got '+'"
+        );
+        assert_eq!(
+            err(b"*abc\r\n"),
+            "ERR Protocol error: invalid multibulk length"
+        );
+        assert_eq!(
+            err(b"*1\r\n$-5\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"*1\r\n$600000000\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"set a \"b\r\n"),
+            "ERR Protocol error: unbalanced quotes in request"
+        );
     }
 
     #[test]

@@ -70,7 +70,11 @@ impl CommandSpec {
             self.last_key as usize
         };
         let step = self.step.max(1) as usize;
-        let end = if first == 0 { 0 } else { last.min(argc.saturating_sub(1)) + 1 };
+        let end = if first == 0 {
+            0
+        } else {
+            last.min(argc.saturating_sub(1)) + 1
+        };
         (first..end.max(first)).step_by(step)
     }
 }

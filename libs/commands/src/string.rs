@@ -167,7 +167,11 @@ fn bit_offset(arg: &Bytes) -> Result<u64, CommandError> {
 }
 
 /// Converts an EX/PX/EXAT/PXAT argument to milliseconds, with Redis's checks.
-pub(crate) fn expire_arg(arg: &Bytes, seconds: bool, command: &'static str) -> Result<i64, CommandError> {
+pub(crate) fn expire_arg(
+    arg: &Bytes,
+    seconds: bool,
+    command: &'static str,
+) -> Result<i64, CommandError> {
     let v = int(arg)?;
     if v <= 0 || (seconds && v > i64::MAX / 1000) {
         return Err(CommandError::InvalidExpireTime(command));
@@ -194,7 +198,14 @@ struct SetOptions {
 }
 
 fn parse_set_options(args: &[Bytes], is_set: bool) -> Result<SetOptions, CommandError> {
-    let mut o = SetOptions { nx: false, xx: false, get: false, keepttl: false, persist: false, expire: None };
+    let mut o = SetOptions {
+        nx: false,
+        xx: false,
+        get: false,
+        keepttl: false,
+        persist: false,
+        expire: None,
+    };
     let mut j = 0;
     while j < args.len() {
         let opt = &args[j];
@@ -235,7 +246,11 @@ fn parse_set_options(args: &[Bytes], is_set: bool) -> Result<SetOptions, Command
     Ok(o)
 }
 
-fn expiry_of(kind: ExpireKind, value: &Bytes, command: &'static str) -> Result<Expiry, CommandError> {
+fn expiry_of(
+    kind: ExpireKind,
+    value: &Bytes,
+    command: &'static str,
+) -> Result<Expiry, CommandError> {
     Ok(match kind {
         ExpireKind::Ex => Expiry::In(expire_arg(value, true, command)?),
         ExpireKind::Px => Expiry::In(expire_arg(value, false, command)?),
@@ -264,7 +279,14 @@ impl StringCommand {
                 } else {
                     SetCondition::Always
                 };
-                StringCommand::Set { key: key(), value: args[1].clone(), condition, get: o.get, ttl, command: "set" }
+                StringCommand::Set {
+                    key: key(),
+                    value: args[1].clone(),
+                    condition,
+                    get: o.get,
+                    ttl,
+                    command: "set",
+                }
             }
             "setex" | "psetex" => {
                 let command = if name == "setex" { "setex" } else { "psetex" };
@@ -302,8 +324,14 @@ impl StringCommand {
                 if args.len() % 2 != 0 {
                     return Err(CommandError::WrongArity(name.to_string()));
                 }
-                let pairs = args.chunks(2).map(|p| (p[0].clone(), p[1].clone())).collect();
-                StringCommand::MSet { pairs, only_if_none_exist: name == "msetnx" }
+                let pairs = args
+                    .chunks(2)
+                    .map(|p| (p[0].clone(), p[1].clone()))
+                    .collect();
+                StringCommand::MSet {
+                    pairs,
+                    only_if_none_exist: name == "msetnx",
+                }
             }
             "incr" => StringCommand::IncrBy(key(), 1),
             "decr" => StringCommand::IncrBy(key(), -1),
@@ -378,7 +406,11 @@ pub fn parse_bitcount_range(args: &[Bytes]) -> Result<Option<BitRange>, Option<C
                 Some(a) if eq(a, "byte") => false,
                 Some(_) => return Err(Some(CommandError::Syntax)),
             };
-            Ok(Some(BitRange { start, end: Some(end), bits }))
+            Ok(Some(BitRange {
+                start,
+                end: Some(end),
+                bits,
+            }))
         }
         _ => Err(Some(CommandError::Syntax)),
     }

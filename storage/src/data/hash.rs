@@ -26,16 +26,26 @@ fn len_of(meta: &KeyMeta) -> u64 {
     }
 }
 
-fn field(view: &(impl View + ?Sized), version: u64, name: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+fn field(
+    view: &(impl View + ?Sized),
+    version: u64,
+    name: &[u8],
+) -> Result<Option<Vec<u8>>, EngineError> {
     view.get(&keys::element_key(keys::HASH, version, name))
 }
 
 /// Every (field, value) of a hash version, in field order.
-fn all_fields(view: &(impl View + ?Sized), version: u64) -> Result<Vec<(Bytes, Bytes)>, EngineError> {
+fn all_fields(
+    view: &(impl View + ?Sized),
+    version: u64,
+) -> Result<Vec<(Bytes, Bytes)>, EngineError> {
     let prefix = keys::element_prefix(keys::HASH, version);
     let mut out = Vec::new();
     view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, v| {
-        out.push((Bytes::copy_from_slice(&k[prefix.len()..]), Bytes::copy_from_slice(v)));
+        out.push((
+            Bytes::copy_from_slice(&k[prefix.len()..]),
+            Bytes::copy_from_slice(v),
+        ));
         true
     })?;
     Ok(out)
@@ -62,7 +72,9 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        HashCommand::Len(key) => Ok(Reply::Integer(meta_of(key)?.map_or(0, |m| len_of(&m) as i64))),
+        HashCommand::Len(key) => Ok(Reply::Integer(
+            meta_of(key)?.map_or(0, |m| len_of(&m) as i64),
+        )),
         HashCommand::StrLen(key, f) => Ok(Reply::Integer(match meta_of(key)? {
             Some(m) => field(view, version_of(&m), f)?.map_or(0, |v| v.len() as i64),
             None => 0,
@@ -77,9 +89,18 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
                 None => Vec::new(),
             };
             Ok(match cmd {
-                HashCommand::Keys(_) => Reply::Array(fields.into_iter().map(|(f, _)| Reply::Bulk(f)).collect()),
-                HashCommand::Vals(_) => Reply::Array(fields.into_iter().map(|(_, v)| Reply::Bulk(v)).collect()),
-                _ => Reply::Map(fields.into_iter().map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v))).collect()),
+                HashCommand::Keys(_) => {
+                    Reply::Array(fields.into_iter().map(|(f, _)| Reply::Bulk(f)).collect())
+                }
+                HashCommand::Vals(_) => {
+                    Reply::Array(fields.into_iter().map(|(_, v)| Reply::Bulk(v)).collect())
+                }
+                _ => Reply::Map(
+                    fields
+                        .into_iter()
+                        .map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v)))
+                        .collect(),
+                ),
             })
         }
         HashCommand::RandField(key, count) => rand_field(view, meta_of(key)?, *count),
@@ -120,7 +141,10 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
                 (true, Some(pos)) => ctx.cursors.save(pos),
                 _ => 0,
             };
-            Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(out)]))
+            Ok(Reply::Array(vec![
+                Reply::bulk(next.to_string()),
+                Reply::Array(out),
+            ]))
         }
         _ => Err(not_here("hash write on the read path")),
     }
@@ -147,19 +171,36 @@ fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> 
         }
     };
     let (n, distinct, with_values) = match count {
-        RandFieldCount::One => return Ok(Reply::Bulk(fields[fastrand::usize(..fields.len())].0.clone())),
-        RandFieldCount::Many { n, distinct, with_values } => (n, distinct, with_values),
+        RandFieldCount::One => {
+            return Ok(Reply::Bulk(
+                fields[fastrand::usize(..fields.len())].0.clone(),
+            ))
+        }
+        RandFieldCount::Many {
+            n,
+            distinct,
+            with_values,
+        } => (n, distinct, with_values),
     };
     let chosen: Vec<(Reply, Option<Reply>)> = if distinct {
         let mut idx: Vec<usize> = (0..fields.len()).collect();
         fastrand::shuffle(&mut idx);
         idx.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-        idx.into_iter().map(|i| pick(&fields[i], with_values)).collect()
+        idx.into_iter()
+            .map(|i| pick(&fields[i], with_values))
+            .collect()
     } else {
-        (0..n).map(|_| pick(&fields[fastrand::usize(..fields.len())], with_values)).collect()
+        (0..n)
+            .map(|_| pick(&fields[fastrand::usize(..fields.len())], with_values))
+            .collect()
     };
     Ok(if with_values {
-        Reply::Pairs(chosen.into_iter().map(|(f, v)| (f, v.unwrap_or(Reply::Nil))).collect())
+        Reply::Pairs(
+            chosen
+                .into_iter()
+                .map(|(f, v)| (f, v.unwrap_or(Reply::Nil)))
+                .collect(),
+        )
     } else {
         Reply::Array(chosen.into_iter().map(|(f, _)| f).collect())
     })
@@ -171,7 +212,14 @@ fn hash_for_write(txn: &mut Txn<'_>, key: &[u8]) -> Result<KeyMeta, ExecError> {
         Some(m) => Ok(m),
         None => {
             let version = txn.new_version();
-            Ok(KeyMeta { expire_at: None, body: KeyBody::Collection { kind: KeyType::Hash, version, len: 0 } })
+            Ok(KeyMeta {
+                expire_at: None,
+                body: KeyBody::Collection {
+                    kind: KeyType::Hash,
+                    version,
+                    len: 0,
+                },
+            })
         }
     }
 }
@@ -186,7 +234,11 @@ fn with_len(mut meta: KeyMeta, new_len: u64) -> KeyMeta {
 /// Executes a hash command that writes.
 pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
     match cmd {
-        HashCommand::Set { key, pairs, reply_ok } => {
+        HashCommand::Set {
+            key,
+            pairs,
+            reply_ok,
+        } => {
             let meta = hash_for_write(txn, key)?;
             let version = version_of(&meta);
             let mut added = 0u64;
@@ -199,7 +251,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
             }
             let len = len_of(&meta) + added;
             txn.set_meta(key, &with_len(meta, len))?;
-            Ok(if *reply_ok { Reply::OK } else { Reply::Integer(added as i64) })
+            Ok(if *reply_ok {
+                Reply::OK
+            } else {
+                Reply::Integer(added as i64)
+            })
         }
         HashCommand::SetNx(key, f, v) => {
             let meta = hash_for_write(txn, key)?;

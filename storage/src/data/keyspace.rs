@@ -27,25 +27,39 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             Some(m) => m.key_type().name(),
             None => "none",
         })),
-        KeyspaceCommand::Ttl(key, unit) => Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
-            None => -2,
-            Some(KeyMeta { expire_at: None, .. }) => -1,
-            Some(KeyMeta { expire_at: Some(at), .. }) => {
-                let left = (at as i64 - now).max(0);
-                match unit {
-                    TimeUnit::Millis => left,
-                    TimeUnit::Seconds => (left + 500) / 1000,
+        KeyspaceCommand::Ttl(key, unit) => {
+            Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
+                None => -2,
+                Some(KeyMeta {
+                    expire_at: None, ..
+                }) => -1,
+                Some(KeyMeta {
+                    expire_at: Some(at),
+                    ..
+                }) => {
+                    let left = (at as i64 - now).max(0);
+                    match unit {
+                        TimeUnit::Millis => left,
+                        TimeUnit::Seconds => (left + 500) / 1000,
+                    }
                 }
-            }
-        })),
-        KeyspaceCommand::ExpireTime(key, unit) => Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
-            None => -2,
-            Some(KeyMeta { expire_at: None, .. }) => -1,
-            Some(KeyMeta { expire_at: Some(at), .. }) => match unit {
-                TimeUnit::Millis => at as i64,
-                TimeUnit::Seconds => at as i64 / 1000,
-            },
-        })),
+            }))
+        }
+        KeyspaceCommand::ExpireTime(key, unit) => {
+            Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
+                None => -2,
+                Some(KeyMeta {
+                    expire_at: None, ..
+                }) => -1,
+                Some(KeyMeta {
+                    expire_at: Some(at),
+                    ..
+                }) => match unit {
+                    TimeUnit::Millis => at as i64,
+                    TimeUnit::Seconds => at as i64 / 1000,
+                },
+            }))
+        }
         KeyspaceCommand::Scan(args) => scan(ctx, args),
         KeyspaceCommand::Keys(pattern) => {
             let mut out = Vec::new();
@@ -105,13 +119,21 @@ fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
         seen += 1;
         last = Some(k.to_vec());
         let user_key = keys::user_key_of_meta(k);
-        if args.pattern.as_ref().is_some_and(|p| !glob_match(p, user_key)) {
+        if args
+            .pattern
+            .as_ref()
+            .is_some_and(|p| !glob_match(p, user_key))
+        {
             return true;
         }
         match KeyMeta::decode(v) {
             Ok(m) if m.is_expired(now) => {}
             Ok(m) => {
-                if args.type_filter.as_deref().is_none_or(|t| t == m.key_type().name().as_bytes()) {
+                if args
+                    .type_filter
+                    .as_deref()
+                    .is_none_or(|t| t == m.key_type().name().as_bytes())
+                {
                     found.push(Reply::bulk_from(user_key));
                 }
             }
@@ -129,7 +151,10 @@ fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
         (true, Some(pos)) => ctx.cursors.save(pos),
         _ => 0,
     };
-    Ok(Reply::Array(vec![Reply::bulk(next.to_string()), Reply::Array(found)]))
+    Ok(Reply::Array(vec![
+        Reply::bulk(next.to_string()),
+        Reply::Array(found),
+    ]))
 }
 
 /// RANDOMKEY: seeks to a random point of the key space and takes the first live key at or
@@ -142,17 +167,18 @@ fn random_key(ctx: &mut ReadCtx<'_>) -> ExecResult {
     for (from, to) in [(probe.clone(), end.clone()), (space_start, probe)] {
         let mut hit = None;
         let mut bad = None;
-        ctx.view.scan(&from, &to, false, &mut |k, v| match KeyMeta::decode(v) {
-            Ok(m) if m.is_expired(now) => true,
-            Ok(_) => {
-                hit = Some(Bytes::copy_from_slice(keys::user_key_of_meta(k)));
-                false
-            }
-            Err(e) => {
-                bad = Some(e);
-                false
-            }
-        })?;
+        ctx.view
+            .scan(&from, &to, false, &mut |k, v| match KeyMeta::decode(v) {
+                Ok(m) if m.is_expired(now) => true,
+                Ok(_) => {
+                    hit = Some(Bytes::copy_from_slice(keys::user_key_of_meta(k)));
+                    false
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    false
+                }
+            })?;
         if let Some(e) = bad {
             return Err(e.into());
         }
@@ -175,9 +201,17 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             Ok(Reply::Integer(n))
         }
-        KeyspaceCommand::Expire { key, when_ms, relative, condition, command } => {
+        KeyspaceCommand::Expire {
+            key,
+            when_ms,
+            relative,
+            condition,
+            command,
+        } => {
             let base = if *relative { txn.now_ms } else { 0 };
-            let at = when_ms.checked_add(base).ok_or(CommandError::InvalidExpireTime(command))?;
+            let at = when_ms
+                .checked_add(base)
+                .ok_or(CommandError::InvalidExpireTime(command))?;
             let Some(mut meta) = txn.live_meta(key)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -205,12 +239,20 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             _ => Ok(Reply::Integer(0)),
         },
-        KeyspaceCommand::Rename { src, dst, only_if_missing } => {
+        KeyspaceCommand::Rename {
+            src,
+            dst,
+            only_if_missing,
+        } => {
             let Some(meta) = txn.live_meta(src)? else {
                 return Err(CommandError::NoSuchKey.into());
             };
             if src == dst {
-                return Ok(if *only_if_missing { Reply::Integer(0) } else { Reply::OK });
+                return Ok(if *only_if_missing {
+                    Reply::Integer(0)
+                } else {
+                    Reply::OK
+                });
             }
             if *only_if_missing && txn.live_meta(dst)?.is_some() {
                 return Ok(Reply::Integer(0));
@@ -221,7 +263,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
                 KeyBody::String(_) => txn.delete_key(src)?,
             };
             txn.set_meta(dst, &meta)?;
-            Ok(if *only_if_missing { Reply::Integer(1) } else { Reply::OK })
+            Ok(if *only_if_missing {
+                Reply::Integer(1)
+            } else {
+                Reply::OK
+            })
         }
         KeyspaceCommand::Copy { src, dst, replace } => {
             if src == dst {
@@ -255,20 +301,32 @@ fn copy_value(txn: &mut Txn<'_>, meta: &KeyMeta, dst: &[u8]) -> Result<(), ExecE
     match &meta.body {
         KeyBody::String(_) => txn.set_meta(dst, meta)?,
         KeyBody::Collection { kind, version, len } => {
-            let tag = kind.element_tag().ok_or_else(|| not_here("collection without elements"))?;
+            let tag = kind
+                .element_tag()
+                .ok_or_else(|| not_here("collection without elements"))?;
             let new_version = txn.new_version();
             let prefix = keys::element_prefix(tag, *version);
             let mut elements = Vec::new();
-            super::View::scan(txn, &prefix, &keys::prefix_end(&prefix), false, &mut |k, v| {
-                elements.push((k[prefix.len()..].to_vec(), v.to_vec()));
-                true
-            })?;
+            super::View::scan(
+                txn,
+                &prefix,
+                &keys::prefix_end(&prefix),
+                false,
+                &mut |k, v| {
+                    elements.push((k[prefix.len()..].to_vec(), v.to_vec()));
+                    true
+                },
+            )?;
             for (sub, value) in elements {
                 txn.put(keys::element_key(tag, new_version, &sub), value);
             }
             let copy = KeyMeta {
                 expire_at: meta.expire_at,
-                body: KeyBody::Collection { kind: *kind, version: new_version, len: *len },
+                body: KeyBody::Collection {
+                    kind: *kind,
+                    version: new_version,
+                    len: *len,
+                },
             };
             txn.set_meta(dst, &copy)?;
         }

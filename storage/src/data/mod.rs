@@ -53,7 +53,13 @@ pub trait View {
     /// Reads one stored key.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
     /// Visits stored keys in `[start, end)`, in order (reverse order when `reverse`).
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError>;
 }
 
 /// A [`View`] of an engine's committed data, for reads.
@@ -64,7 +70,13 @@ impl View for EngineView<'_> {
         self.0.get(key)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError> {
         self.0.scan(start, end, reverse, visit)
     }
 }
@@ -78,12 +90,21 @@ pub fn raw_meta(view: &(impl View + ?Sized), key: &[u8]) -> Result<Option<KeyMet
 }
 
 /// A key's metadata if the key exists and has not expired at `now_ms`.
-pub fn live_meta(view: &(impl View + ?Sized), key: &[u8], now_ms: i64) -> Result<Option<KeyMeta>, EngineError> {
+pub fn live_meta(
+    view: &(impl View + ?Sized),
+    key: &[u8],
+    now_ms: i64,
+) -> Result<Option<KeyMeta>, EngineError> {
     Ok(raw_meta(view, key)?.filter(|m| !m.is_expired(now_ms)))
 }
 
 /// Like [`live_meta`] but WRONGTYPE unless the key is of `kind`.
-pub fn typed_meta(view: &(impl View + ?Sized), key: &[u8], now_ms: i64, kind: KeyType) -> Result<Option<KeyMeta>, ExecError> {
+pub fn typed_meta(
+    view: &(impl View + ?Sized),
+    key: &[u8],
+    now_ms: i64,
+    kind: KeyType,
+) -> Result<Option<KeyMeta>, ExecError> {
     match live_meta(view, key, now_ms)? {
         Some(m) if m.key_type() != kind => Err(CommandError::WrongType.into()),
         other => Ok(other),
@@ -193,12 +214,25 @@ impl View for Txn<'_> {
         self.engine.get(key)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError> {
         if start >= end {
             return Ok(());
         }
-        let touched = self.overlay.range(start.to_vec()..end.to_vec()).next().is_some()
-            || self.deleted_ranges.iter().any(|(s, e)| s.as_slice() < end && e.as_slice() > start);
+        let touched = self
+            .overlay
+            .range(start.to_vec()..end.to_vec())
+            .next()
+            .is_some()
+            || self
+                .deleted_ranges
+                .iter()
+                .any(|(s, e)| s.as_slice() < end && e.as_slice() > start);
         if !touched {
             return self.engine.scan(start, end, reverse, visit);
         }
@@ -234,11 +268,20 @@ impl View for Txn<'_> {
 impl<'a> Txn<'a> {
     /// Starts a change at `now_ms` on top of `state`.
     pub fn new(engine: &'a dyn Engine, now_ms: i64, state: AppliedState) -> Self {
-        Txn { engine, overlay: BTreeMap::new(), deleted_ranges: Vec::new(), batch: WriteBatch::default(), now_ms, state }
+        Txn {
+            engine,
+            overlay: BTreeMap::new(),
+            deleted_ranges: Vec::new(),
+            batch: WriteBatch::default(),
+            now_ms,
+            state,
+        }
     }
 
     fn in_deleted_range(&self, key: &[u8]) -> bool {
-        self.deleted_ranges.iter().any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
+        self.deleted_ranges
+            .iter()
+            .any(|(s, e)| key >= s.as_slice() && key < e.as_slice())
     }
 
     /// Stores a raw key.
@@ -255,7 +298,11 @@ impl<'a> Txn<'a> {
 
     /// Removes every raw key in `[start, end)`.
     pub fn delete_range(&mut self, start: Vec<u8>, end: Vec<u8>) {
-        let doomed: Vec<Vec<u8>> = self.overlay.range(start.clone()..end.clone()).map(|(k, _)| k.clone()).collect();
+        let doomed: Vec<Vec<u8>> = self
+            .overlay
+            .range(start.clone()..end.clone())
+            .map(|(k, _)| k.clone())
+            .collect();
         for k in doomed {
             self.overlay.remove(&k);
         }
@@ -282,7 +329,11 @@ impl<'a> Txn<'a> {
 
     /// Removes what an old metadata record implies (expiry index entry, elements of another
     /// version); returns whether there was a record.
-    fn retire(&mut self, key: &[u8], keep_version: Option<u64>) -> Result<Option<KeyMeta>, EngineError> {
+    fn retire(
+        &mut self,
+        key: &[u8],
+        keep_version: Option<u64>,
+    ) -> Result<Option<KeyMeta>, EngineError> {
         let Some(old) = raw_meta(self, key)? else {
             return Ok(None);
         };

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::string::{
-    parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringCommand, TtlUpdate,
-    MAX_STRING_LEN,
+    parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringCommand,
+    TtlUpdate, MAX_STRING_LEN,
 };
 use zankv_commands::{CommandError, Reply};
 
@@ -30,13 +30,18 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(match super::live_meta(ctx.view, key, ctx.now_ms)? {
-                    Some(KeyMeta { body: KeyBody::String(v), .. }) => Reply::bulk(v),
+                    Some(KeyMeta {
+                        body: KeyBody::String(v),
+                        ..
+                    }) => Reply::bulk(v),
                     _ => Reply::Nil,
                 });
             }
             Ok(Reply::Array(out))
         }
-        StringCommand::StrLen(key) => Ok(Reply::Integer(get(key)?.map_or(0, |m| string_value(&m).len() as i64))),
+        StringCommand::StrLen(key) => Ok(Reply::Integer(
+            get(key)?.map_or(0, |m| string_value(&m).len() as i64),
+        )),
         StringCommand::GetRange(key, start, end) => {
             let Some(m) = get(key)? else {
                 return Ok(Reply::bulk(Bytes::new()));
@@ -71,9 +76,20 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
 /// Executes a string command that writes.
 pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
     match cmd {
-        StringCommand::Set { key, value, condition, get, ttl, command } => {
+        StringCommand::Set {
+            key,
+            value,
+            condition,
+            get,
+            ttl,
+            command,
+        } => {
             let expire_at = match ttl {
-                TtlUpdate::Set(e) => Some(e.at(txn.now_ms).filter(|&at| at > 0).ok_or(CommandError::InvalidExpireTime(command))?),
+                TtlUpdate::Set(e) => Some(
+                    e.at(txn.now_ms)
+                        .filter(|&at| at > 0)
+                        .ok_or(CommandError::InvalidExpireTime(command))?,
+                ),
                 _ => None,
             };
             let old = txn.live_meta(key)?;
@@ -86,7 +102,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
                 };
             }
             let found = old.is_some();
-            if (*condition == SetCondition::IfMissing && found) || (*condition == SetCondition::IfExists && !found) {
+            if (*condition == SetCondition::IfMissing && found)
+                || (*condition == SetCondition::IfExists && !found)
+            {
                 return Ok(if *get { reply } else { Reply::Nil });
             }
             let expire_at = match ttl {
@@ -94,7 +112,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
                 TtlUpdate::Keep => old.and_then(|m| m.expire_at),
                 TtlUpdate::Set(_) => expire_at.map(|at| at as u64),
             };
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(value.to_vec()) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(value.to_vec()),
+                },
+            )?;
             Ok(reply)
         }
         StringCommand::SetNx(key, value) => {
@@ -113,9 +137,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
         }
         StringCommand::GetEx(key, update) => {
             let new_at = match update {
-                GetExUpdate::Set(e) => {
-                    Some(e.at(txn.now_ms).filter(|&at| at > 0).ok_or(CommandError::InvalidExpireTime("getex"))?)
-                }
+                GetExUpdate::Set(e) => Some(
+                    e.at(txn.now_ms)
+                        .filter(|&at| at > 0)
+                        .ok_or(CommandError::InvalidExpireTime("getex"))?,
+                ),
                 _ => None,
             };
             let Some(mut m) = txn.typed_meta(key, KeyType::String)? else {
@@ -138,7 +164,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             }
             Ok(reply)
         }
-        StringCommand::MSet { pairs, only_if_none_exist } => {
+        StringCommand::MSet {
+            pairs,
+            only_if_none_exist,
+        } => {
             if *only_if_none_exist {
                 for (key, _) in pairs {
                     if txn.live_meta(key)?.is_some() {
@@ -149,7 +178,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             for (key, value) in pairs {
                 txn.set_meta(key, &KeyMeta::string(value.to_vec()))?;
             }
-            Ok(if *only_if_none_exist { Reply::Integer(1) } else { Reply::OK })
+            Ok(if *only_if_none_exist {
+                Reply::Integer(1)
+            } else {
+                Reply::OK
+            })
         }
         StringCommand::IncrBy(key, by) => {
             let old = txn.typed_meta(key, KeyType::String)?;
@@ -159,18 +192,32 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             };
             let next = current.checked_add(*by).ok_or(CommandError::Overflow)?;
             let expire_at = old.and_then(|m| m.expire_at);
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(next.to_string().into_bytes()) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(next.to_string().into_bytes()),
+                },
+            )?;
             Ok(Reply::Integer(next))
         }
         StringCommand::IncrByFloat(key, by) => {
             let old = txn.typed_meta(key, KeyType::String)?;
             let base = old.as_ref().map(string_value);
             let next = long_double_add(base, by).map_err(|e| match e {
-                FloatIncrError::BaseNotFloat | FloatIncrError::IncrNotFloat => CommandError::NotFloat,
+                FloatIncrError::BaseNotFloat | FloatIncrError::IncrNotFloat => {
+                    CommandError::NotFloat
+                }
                 FloatIncrError::NanOrInfinity => CommandError::NanOrInfinity,
             })?;
             let expire_at = old.and_then(|m| m.expire_at);
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(next.clone()) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(next.clone()),
+                },
+            )?;
             Ok(Reply::bulk(next))
         }
         StringCommand::Append(key, suffix) => {
@@ -184,7 +231,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             }
             value.extend_from_slice(suffix);
             let len = value.len() as i64;
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(value) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(value),
+                },
+            )?;
             Ok(Reply::Integer(len))
         }
         StringCommand::SetRange(key, offset, patch) => {
@@ -207,7 +260,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             }
             value[offset..offset + patch.len()].copy_from_slice(patch);
             let len = value.len() as i64;
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(value) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(value),
+                },
+            )?;
             Ok(Reply::Integer(len))
         }
         StringCommand::SetBit(key, offset, bit) => {
@@ -227,7 +286,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             } else {
                 value[byte] &= !mask;
             }
-            txn.set_meta(key, &KeyMeta { expire_at, body: KeyBody::String(value) })?;
+            txn.set_meta(
+                key,
+                &KeyMeta {
+                    expire_at,
+                    body: KeyBody::String(value),
+                },
+            )?;
             Ok(Reply::Integer(i64::from(previous)))
         }
         _ => Err(not_here("string read on the write path")),
@@ -290,7 +355,10 @@ fn bit_count(value: &[u8], range: Option<BitRange>) -> i64 {
         let Some((s, e)) = clamp_range(range.start, end, total_bytes) else {
             return 0;
         };
-        value[s as usize..=e as usize].iter().map(|b| i64::from(b.count_ones())).sum()
+        value[s as usize..=e as usize]
+            .iter()
+            .map(|b| i64::from(b.count_ones()))
+            .sum()
     }
 }
 
@@ -303,7 +371,11 @@ fn bit_pos(value: &[u8], bit: bool, range: Option<BitRange>) -> i64 {
         Some(r) => {
             let total = if r.bits { len * 8 } else { len };
             let end = r.end.unwrap_or(total - 1);
-            let mut start = if r.start < 0 { total + r.start } else { r.start };
+            let mut start = if r.start < 0 {
+                total + r.start
+            } else {
+                r.start
+            };
             let mut end = if end < 0 { total + end } else { end };
             start = start.max(0);
             end = end.max(0);
@@ -316,7 +388,11 @@ fn bit_pos(value: &[u8], bit: bool, range: Option<BitRange>) -> i64 {
     if start > end {
         return -1;
     }
-    let (first_bit, last_bit) = if bits { (start, end) } else { (start * 8, end * 8 + 7) };
+    let (first_bit, last_bit) = if bits {
+        (start, end)
+    } else {
+        (start * 8, end * 8 + 7)
+    };
     let want = u8::from(bit);
     for i in first_bit..=last_bit {
         if bit_at(value, i as u64) == want {
@@ -349,21 +425,106 @@ mod tests {
         let v = [0xffu8, 0xf0, 0x00];
         assert_eq!(bit_pos(&v, false, None), 12);
         let v = [0x00u8, 0xff, 0xf0];
-        assert_eq!(bit_pos(&v, true, Some(BitRange { start: 0, end: None, bits: false })), 8);
-        assert_eq!(bit_pos(&v, true, Some(BitRange { start: 2, end: None, bits: false })), 16);
-        assert_eq!(bit_pos(&v, true, Some(BitRange { start: 2, end: Some(-1), bits: false })), 16);
-        assert_eq!(bit_pos(&v, true, Some(BitRange { start: 7, end: Some(15), bits: true })), 8);
+        assert_eq!(
+            bit_pos(
+                &v,
+                true,
+                Some(BitRange {
+                    start: 0,
+                    end: None,
+                    bits: false
+                })
+            ),
+            8
+        );
+        assert_eq!(
+            bit_pos(
+                &v,
+                true,
+                Some(BitRange {
+                    start: 2,
+                    end: None,
+                    bits: false
+                })
+            ),
+            16
+        );
+        assert_eq!(
+            bit_pos(
+                &v,
+                true,
+                Some(BitRange {
+                    start: 2,
+                    end: Some(-1),
+                    bits: false
+                })
+            ),
+            16
+        );
+        assert_eq!(
+            bit_pos(
+                &v,
+                true,
+                Some(BitRange {
+                    start: 7,
+                    end: Some(15),
+                    bits: true
+                })
+            ),
+            8
+        );
         assert_eq!(bit_pos(&[0u8; 3], true, None), -1);
         assert_eq!(bit_pos(&[0xffu8], false, None), 8);
-        assert_eq!(bit_pos(&[0xffu8], false, Some(BitRange { start: 0, end: Some(-1), bits: false })), -1);
+        assert_eq!(
+            bit_pos(
+                &[0xffu8],
+                false,
+                Some(BitRange {
+                    start: 0,
+                    end: Some(-1),
+                    bits: false
+                })
+            ),
+            -1
+        );
     }
 
     #[test]
     fn bitcount_examples_from_redis_docs() {
         let v = b"foobar";
         assert_eq!(bit_count(v, None), 26);
-        assert_eq!(bit_count(v, Some(BitRange { start: 0, end: Some(0), bits: false })), 4);
-        assert_eq!(bit_count(v, Some(BitRange { start: 1, end: Some(1), bits: false })), 6);
-        assert_eq!(bit_count(v, Some(BitRange { start: 5, end: Some(30), bits: true })), 17);
+        assert_eq!(
+            bit_count(
+                v,
+                Some(BitRange {
+                    start: 0,
+                    end: Some(0),
+                    bits: false
+                })
+            ),
+            4
+        );
+        assert_eq!(
+            bit_count(
+                v,
+                Some(BitRange {
+                    start: 1,
+                    end: Some(1),
+                    bits: false
+                })
+            ),
+            6
+        );
+        assert_eq!(
+            bit_count(
+                v,
+                Some(BitRange {
+                    start: 5,
+                    end: Some(30),
+                    bits: true
+                })
+            ),
+            17
+        );
     }
 }

@@ -26,10 +26,21 @@ impl MemoryEngine {
 
 impl Engine for MemoryEngine {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        Ok(self.map.read().expect("memory engine lock poisoned").get(key).cloned())
+        Ok(self
+            .map
+            .read()
+            .expect("memory engine lock poisoned")
+            .get(key)
+            .cloned())
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError> {
         if start >= end {
             return Ok(());
         }
@@ -63,7 +74,8 @@ impl Engine for MemoryEngine {
                 }
                 WriteOp::DeleteRange(start, end) => {
                     if start < end {
-                        let doomed: Vec<Vec<u8>> = map.range(start..end).map(|(k, _)| k.clone()).collect();
+                        let doomed: Vec<Vec<u8>> =
+                            map.range(start..end).map(|(k, _)| k.clone()).collect();
                         for k in doomed {
                             map.remove(&k);
                         }

@@ -71,7 +71,13 @@ pub trait Engine: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError>;
 
     /// Visits keys in `[start, end)` in ascending order (descending when `reverse`).
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError>;
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError>;
 
     /// Applies a batch atomically. With `sync`, the batch is durable on return.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError>;

@@ -7,7 +7,9 @@
 
 use std::path::Path;
 
-use rocksdb::{Cache, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB};
+use rocksdb::{
+    Cache, DBCompressionType, Direction, IteratorMode, Options, ReadOptions, WriteOptions, DB,
+};
 
 use super::{Engine, EngineError, Visit, WriteBatch, WriteOp};
 
@@ -23,7 +25,10 @@ impl RocksOptions {
     /// buffer (memtable) of `write_buffer_bytes`.
     pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> Result<Self, EngineError> {
         let cache = Cache::new_lru_cache(block_cache_bytes).map_err(backend)?;
-        Ok(RocksOptions { cache, write_buffer_size: write_buffer_bytes })
+        Ok(RocksOptions {
+            cache,
+            write_buffer_size: write_buffer_bytes,
+        })
     }
 
     fn db_options(&self) -> Options {
@@ -65,7 +70,13 @@ impl Engine for RocksEngine {
         self.db.get(key).map_err(backend)
     }
 
-    fn scan(&self, start: &[u8], end: &[u8], reverse: bool, visit: &mut Visit<'_>) -> Result<(), EngineError> {
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError> {
         if start >= end {
             return Ok(());
         }

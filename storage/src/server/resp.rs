@@ -21,7 +21,10 @@ use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 use zankv_commands::request::{self, RequestLimits};
-use zankv_commands::{all_specs, command_docs, command_info, lookup, Command, CommandError, ConnectionCommand, Protocol, Reply};
+use zankv_commands::{
+    all_specs, command_docs, command_info, lookup, Command, CommandError, ConnectionCommand,
+    Protocol, Reply,
+};
 
 use crate::node_stats::NodeStats;
 use crate::worker::PartitionHandle;
@@ -64,7 +67,11 @@ enum Pending {
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
 /// task to finish its current batch.
-pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ServerContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let permits = Arc::new(Semaphore::new(ctx.max_clients));
     let mut tasks = JoinSet::new();
     loop {
@@ -108,9 +115,17 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerContext>, mut shutdown:
     while tasks.join_next().await.is_some() {}
 }
 
-async fn connection(mut socket: TcpStream, ctx: &ServerContext, mut shutdown: watch::Receiver<bool>) {
+async fn connection(
+    mut socket: TcpStream,
+    ctx: &ServerContext,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let _ = socket.set_nodelay(true);
-    let mut session = Session { id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed), name: None, protocol: Protocol::Resp2 };
+    let mut session = Session {
+        id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
+        name: None,
+        protocol: Protocol::Resp2,
+    };
     let mut input = BytesMut::with_capacity(16 * 1024);
     let mut output = BytesMut::with_capacity(16 * 1024);
     let mut pending: VecDeque<(Pending, Protocol)> = VecDeque::new();
@@ -133,7 +148,9 @@ async fn connection(mut socket: TcpStream, ctx: &ServerContext, mut shutdown: wa
                         close = true;
                         break;
                     }
-                    if pending.len() >= MAX_PIPELINE && flush(&mut socket, &mut pending, &mut output).await.is_err() {
+                    if pending.len() >= MAX_PIPELINE
+                        && flush(&mut socket, &mut pending, &mut output).await.is_err()
+                    {
                         return;
                     }
                 }
@@ -151,14 +168,22 @@ async fn connection(mut socket: TcpStream, ctx: &ServerContext, mut shutdown: wa
             return;
         }
         if input.len() > ctx.max_query_buffer {
-            warn!(client = session.id, bytes = input.len(), "closing client that exceeded the query buffer limit");
+            warn!(
+                client = session.id,
+                bytes = input.len(),
+                "closing client that exceeded the query buffer limit"
+            );
             return;
         }
     }
 }
 
 /// Waits for every pending reply in order, encodes them and writes them in one go.
-async fn flush(socket: &mut TcpStream, pending: &mut VecDeque<(Pending, Protocol)>, out: &mut BytesMut) -> std::io::Result<()> {
+async fn flush(
+    socket: &mut TcpStream,
+    pending: &mut VecDeque<(Pending, Protocol)>,
+    out: &mut BytesMut,
+) -> std::io::Result<()> {
     while let Some((p, protocol)) = pending.pop_front() {
         let reply = match p {
             Pending::Ready(r) => r,
@@ -183,7 +208,10 @@ async fn dispatch(argv: Vec<Bytes>, session: &mut Session, ctx: &ServerContext) 
     match cmd {
         Command::Connection(c) => {
             let quit = c == ConnectionCommand::Quit;
-            (Pending::Ready(connection_command(c, session, ctx).await), quit)
+            (
+                Pending::Ready(connection_command(c, session, ctx).await),
+                quit,
+            )
         }
         other if spec.is_write() => {
             drop(other);
@@ -194,15 +222,25 @@ async fn dispatch(argv: Vec<Bytes>, session: &mut Session, ctx: &ServerContext) 
 }
 
 fn unix_now() -> Duration {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
 }
 
-async fn connection_command(cmd: ConnectionCommand, session: &mut Session, ctx: &ServerContext) -> Reply {
+async fn connection_command(
+    cmd: ConnectionCommand,
+    session: &mut Session,
+    ctx: &ServerContext,
+) -> Reply {
     match cmd {
         ConnectionCommand::Ping(None) => Reply::Status("PONG"),
         ConnectionCommand::Ping(Some(msg)) | ConnectionCommand::Echo(msg) => Reply::Bulk(msg),
         ConnectionCommand::Quit => Reply::OK,
-        ConnectionCommand::Hello { version, auth, setname } => {
+        ConnectionCommand::Hello {
+            version,
+            auth,
+            setname,
+        } => {
             if let Some((user, _password)) = &auth {
                 // The storage node has only Redis's passwordless default user; the proxy is
                 // where passwords are checked.
@@ -214,9 +252,17 @@ async fn connection_command(cmd: ConnectionCommand, session: &mut Session, ctx: 
                 session.name = (!name.is_empty()).then_some(name);
             }
             if let Some(v) = version {
-                session.protocol = if v == 3 { Protocol::Resp3 } else { Protocol::Resp2 };
+                session.protocol = if v == 3 {
+                    Protocol::Resp3
+                } else {
+                    Protocol::Resp2
+                };
             }
-            let proto = if session.protocol == Protocol::Resp3 { 3 } else { 2 };
+            let proto = if session.protocol == Protocol::Resp3 {
+                3
+            } else {
+                2
+            };
             Reply::Map(vec![
                 (Reply::bulk("server"), Reply::bulk("redis")),
                 (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
@@ -248,15 +294,31 @@ async fn connection_command(cmd: ConnectionCommand, session: &mut Session, ctx: 
         ]),
         ConnectionCommand::CommandAll => Reply::Array(all_specs().map(command_info).collect()),
         ConnectionCommand::CommandCount => Reply::Integer(all_specs().count() as i64),
-        ConnectionCommand::CommandInfo(names) if names.is_empty() => Reply::Array(all_specs().map(command_info).collect()),
-        ConnectionCommand::CommandInfo(names) => {
-            Reply::Array(names.iter().map(|n| lookup(n).map_or(Reply::Nil, command_info)).collect())
+        ConnectionCommand::CommandInfo(names) if names.is_empty() => {
+            Reply::Array(all_specs().map(command_info).collect())
         }
+        ConnectionCommand::CommandInfo(names) => Reply::Array(
+            names
+                .iter()
+                .map(|n| lookup(n).map_or(Reply::Nil, command_info))
+                .collect(),
+        ),
         ConnectionCommand::CommandDocs(names) => {
-            let specs: Vec<_> = if names.is_empty() { all_specs().collect() } else { names.iter().filter_map(|n| lookup(n)).collect() };
-            Reply::Map(specs.into_iter().map(|s| (Reply::bulk(s.name), command_docs(s))).collect())
+            let specs: Vec<_> = if names.is_empty() {
+                all_specs().collect()
+            } else {
+                names.iter().filter_map(|n| lookup(n)).collect()
+            };
+            Reply::Map(
+                specs
+                    .into_iter()
+                    .map(|s| (Reply::bulk(s.name), command_docs(s)))
+                    .collect(),
+            )
         }
-        ConnectionCommand::CommandList => Reply::Array(all_specs().map(|s| Reply::bulk(s.name)).collect()),
+        ConnectionCommand::CommandList => {
+            Reply::Array(all_specs().map(|s| Reply::bulk(s.name)).collect())
+        }
         ConnectionCommand::CommandHelp => help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "(no subcommand)",
@@ -272,10 +334,15 @@ async fn connection_command(cmd: ConnectionCommand, session: &mut Session, ctx: 
             "HELP",
             "    Print this help.",
         ]),
-        ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await)),
+        ConnectionCommand::Info(sections) => {
+            Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await))
+        }
         ConnectionCommand::Time => {
             let now = unix_now();
-            Reply::Array(vec![Reply::bulk(now.as_secs().to_string()), Reply::bulk(now.subsec_micros().to_string())])
+            Reply::Array(vec![
+                Reply::bulk(now.as_secs().to_string()),
+                Reply::bulk(now.subsec_micros().to_string()),
+            ])
         }
     }
 }
@@ -287,8 +354,14 @@ fn help(lines: &[&'static str]) -> Reply {
 /// Builds INFO's text for the requested sections (default: all of ours).
 async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> String {
     const ALL: [&str; 4] = ["server", "clients", "stats", "keyspace"];
-    let wanted: Vec<String> = sections.iter().map(|s| String::from_utf8_lossy(s).to_ascii_lowercase()).collect();
-    let everything = wanted.is_empty() || wanted.iter().any(|w| w == "all" || w == "default" || w == "everything");
+    let wanted: Vec<String> = sections
+        .iter()
+        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
+        .collect();
+    let everything = wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| w == "all" || w == "default" || w == "everything");
     let mut out = String::new();
     let stats = ctx.stats.snapshot();
     for section in ALL {
