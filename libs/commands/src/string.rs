@@ -80,14 +80,29 @@ pub enum SetCondition {
 }
 
 /// GETEX's effect on the TTL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GetExUpdate {
     /// No option: just GET.
     None,
     /// PERSIST.
     Persist,
-    /// EX/PX/EXAT/PXAT.
-    Set(Expiry),
+    /// EX/PX/EXAT/PXAT with its still unchecked argument: Redis validates it only after
+    /// finding the key, so `GETEX missing EX junk` answers nil.
+    Set(UncheckedExpiry),
+}
+
+/// An expiry argument kept as sent, checked when the command executes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UncheckedExpiry {
+    arg: Bytes,
+    kind: ExpireKind,
+}
+
+impl UncheckedExpiry {
+    /// Validates the argument as Redis does (integer, positive, no overflow in ms).
+    pub fn check(&self, command: &'static str) -> Result<Expiry, CommandError> {
+        expiry_of(self.kind, &self.arg, command)
+    }
 }
 
 /// A typed string command.
@@ -179,7 +194,7 @@ pub(crate) fn expire_arg(
     Ok(if seconds { v * 1000 } else { v })
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum ExpireKind {
     Ex,
     Px,
@@ -312,8 +327,8 @@ impl StringCommand {
             "getdel" => StringCommand::GetDel(key()),
             "getex" => {
                 let o = parse_set_options(&args[1..], false)?;
-                let update = match &o.expire {
-                    Some((k, v)) => GetExUpdate::Set(expiry_of(*k, v, "getex")?),
+                let update = match o.expire {
+                    Some((kind, arg)) => GetExUpdate::Set(UncheckedExpiry { arg, kind }),
                     None if o.persist => GetExUpdate::Persist,
                     None => GetExUpdate::None,
                 };

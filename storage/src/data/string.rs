@@ -136,16 +136,17 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             Ok(Reply::bulk_from(string_value(&m)))
         }
         StringCommand::GetEx(key, update) => {
+            let Some(mut m) = txn.typed_meta(key, KeyType::String)? else {
+                return Ok(Reply::Nil);
+            };
             let new_at = match update {
                 GetExUpdate::Set(e) => Some(
-                    e.at(txn.now_ms)
+                    e.check("getex")?
+                        .at(txn.now_ms)
                         .filter(|&at| at > 0)
                         .ok_or(CommandError::InvalidExpireTime("getex"))?,
                 ),
                 _ => None,
-            };
-            let Some(mut m) = txn.typed_meta(key, KeyType::String)? else {
-                return Ok(Reply::Nil);
             };
             let reply = Reply::bulk_from(string_value(&m));
             match (update, new_at) {
