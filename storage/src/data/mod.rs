@@ -16,6 +16,7 @@ pub mod hash;
 pub mod keyspace;
 pub mod string;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use zankv_commands::{Command, CommandError, Reply};
@@ -195,6 +196,9 @@ impl ScanCursors {
 pub struct Txn<'a> {
     engine: &'a dyn Engine,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Engine reads already made by this change (commands often read a key's metadata more
+    /// than once: to decide, then to update counters and indexes).
+    reads: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
     deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
     batch: WriteBatch,
     /// The change's time; every expiry decision uses it.
@@ -211,7 +215,12 @@ impl View for Txn<'_> {
         if self.in_deleted_range(key) {
             return Ok(None);
         }
-        self.engine.get(key)
+        if let Some(v) = self.reads.borrow().get(key) {
+            return Ok(v.clone());
+        }
+        let v = self.engine.get(key)?;
+        self.reads.borrow_mut().insert(key.to_vec(), v.clone());
+        Ok(v)
     }
 
     fn scan(
@@ -271,6 +280,7 @@ impl<'a> Txn<'a> {
         Txn {
             engine,
             overlay: BTreeMap::new(),
+            reads: RefCell::new(HashMap::new()),
             deleted_ranges: Vec::new(),
             batch: WriteBatch::default(),
             now_ms,
