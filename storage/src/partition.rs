@@ -58,39 +58,61 @@ impl Partition {
             "change {index} applied out of order after {}",
             self.state.applied_index
         );
-        let (now_ms, engine) = match change {
-            Change::Command { now_ms, .. } | Change::Expire { now_ms, .. } => {
-                (*now_ms, self.engine.as_ref())
+        let mut replies = self.apply_all(std::slice::from_ref(change))?;
+        Ok(replies.pop().expect("one reply per change"))
+    }
+
+    /// Applies `changes` as the next log entries, in order, and writes all their effects and
+    /// the final applied state in **one** engine batch. Each change sees the effects of the
+    /// earlier ones. Returns one reply per change.
+    pub fn apply_all(&mut self, changes: &[Change]) -> Result<Vec<Reply>, EngineError> {
+        let committed = EngineView(self.engine.as_ref());
+        let mut batch_txn = Txn::new(&committed, 0, self.state);
+        let mut replies = Vec::with_capacity(changes.len());
+        for change in changes {
+            let now_ms = match change {
+                Change::Command { now_ms, .. } | Change::Expire { now_ms, .. } => *now_ms,
+                Change::Reclaim { .. } => 0,
+            };
+            let mut state = batch_txn.state;
+            state.applied_index += 1;
+            let mut txn = Txn::new(&batch_txn, now_ms, state);
+            let outcome = match change {
+                Change::Command { argv, .. } => match zankv_commands::parse(argv) {
+                    Ok((cmd, spec)) if spec.is_write() => data::execute_write(&mut txn, &cmd),
+                    Ok(_) => Err(ExecError::Command(CommandError::Internal(
+                        "read command in a change".into(),
+                    ))),
+                    Err(e) => Err(ExecError::Command(e)),
+                },
+                Change::Expire { keys, .. } => {
+                    expire_keys(&mut txn, keys).map_err(ExecError::Engine)
+                }
+                Change::Reclaim { versions, budget } => {
+                    reclaim(&mut txn, versions, *budget).map_err(ExecError::Engine)
+                }
+            };
+            match outcome {
+                Ok(reply) => {
+                    let (writes, state) = txn.finish();
+                    batch_txn.absorb(writes);
+                    batch_txn.state = state;
+                    replies.push(reply);
+                }
+                Err(ExecError::Command(e)) => {
+                    // A user error changes nothing but still consumes its index.
+                    drop(txn);
+                    batch_txn.state = state;
+                    replies.push(Reply::Error(e));
+                }
+                Err(ExecError::Engine(e)) => return Err(e),
             }
-            Change::Reclaim { .. } => (0, self.engine.as_ref()),
-        };
-        let mut txn = Txn::new(engine, now_ms, self.state);
-        let reply = match change {
-            Change::Command { argv, .. } => match zankv_commands::parse(argv) {
-                Ok((cmd, spec)) if spec.is_write() => data::execute_write(&mut txn, &cmd),
-                Ok(_) => Err(ExecError::Command(CommandError::Internal(
-                    "read command in a change".into(),
-                ))),
-                Err(e) => Err(ExecError::Command(e)),
-            },
-            Change::Expire { keys, .. } => expire_keys(&mut txn, keys).map_err(ExecError::Engine),
-            Change::Reclaim { versions, budget } => {
-                reclaim(&mut txn, versions, *budget).map_err(ExecError::Engine)
-            }
-        };
-        let (mut batch, mut state, reply) = match reply {
-            Ok(reply) => {
-                let (batch, state) = txn.finish();
-                (batch, state, reply)
-            }
-            Err(ExecError::Command(e)) => (Default::default(), self.state, Reply::Error(e)),
-            Err(ExecError::Engine(e)) => return Err(e),
-        };
-        state.applied_index = index;
+        }
+        let (mut batch, state) = batch_txn.finish();
         batch.put(keys::applied_state_key(), state.encode());
         self.engine.write(batch, false)?;
         self.state = state;
-        Ok(reply)
+        Ok(replies)
     }
 
     /// Makes every applied change durable.
@@ -211,7 +233,13 @@ mod tests {
         fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
             self.0.get(key)
         }
-        fn scan(&self, s: &[u8], e: &[u8], r: bool, v: &mut crate::engine::Visit<'_>) -> Result<(), EngineError> {
+        fn scan(
+            &self,
+            s: &[u8],
+            e: &[u8],
+            r: bool,
+            v: &mut crate::engine::Visit<'_>,
+        ) -> Result<(), EngineError> {
             self.0.scan(s, e, r, v)
         }
         fn write(&self, b: crate::engine::WriteBatch, sync: bool) -> Result<(), EngineError> {
@@ -227,21 +255,46 @@ mod tests {
         let field = || Bytes::from(format!("f{}", fastrand::u8(0..4)));
         let words: Vec<Bytes> = match rng.u8(0..14) {
             0 => vec!["set".into(), key(), "v".into()],
-            1 => vec!["set".into(), key(), "v".into(), "px".into(), Bytes::from(rng.u16(1..50).to_string())],
-            2 => vec!["hset".into(), key(), field(), "1".into(), field(), "2".into()],
+            1 => vec![
+                "set".into(),
+                key(),
+                "v".into(),
+                "px".into(),
+                Bytes::from(rng.u16(1..50).to_string()),
+            ],
+            2 => vec![
+                "hset".into(),
+                key(),
+                field(),
+                "1".into(),
+                field(),
+                "2".into(),
+            ],
             3 => vec!["hdel".into(), key(), field()],
             4 => vec!["del".into(), key(), key()],
             5 => vec!["rename".into(), key(), key()],
             6 => vec!["copy".into(), key(), key(), "replace".into()],
             7 => vec!["incrbyfloat".into(), key(), "1.5".into()],
             8 => vec!["hincrby".into(), key(), field(), "3".into()],
-            9 => vec!["pexpire".into(), key(), Bytes::from(rng.u16(1..50).to_string())],
+            9 => vec![
+                "pexpire".into(),
+                key(),
+                Bytes::from(rng.u16(1..50).to_string()),
+            ],
             10 => vec!["append".into(), key(), "xyz".into()],
-            11 => vec!["setbit".into(), key(), Bytes::from(rng.u16(0..100).to_string()), "1".into()],
+            11 => vec![
+                "setbit".into(),
+                key(),
+                Bytes::from(rng.u16(0..100).to_string()),
+                "1".into(),
+            ],
             12 => vec!["flushdb".into()],
             _ => vec!["persist".into(), key()],
         };
-        Change::Command { now_ms: now, argv: words }
+        Change::Command {
+            now_ms: now,
+            argv: words,
+        }
     }
 
     /// Applies the same random changes (commands, background expiry and reclamation) to
@@ -254,10 +307,16 @@ mod tests {
             now += i64::from(rng.u8(0..10));
             let change = if i % 10 == 0 {
                 let due = partitions[0].due_expirations(now, 16).unwrap();
-                Change::Expire { now_ms: now, keys: due }
+                Change::Expire {
+                    now_ms: now,
+                    keys: due,
+                }
             } else if i % 15 == 0 {
                 let versions = partitions[0].pending_reclaims(4).unwrap();
-                Change::Reclaim { versions, budget: 3 }
+                Change::Reclaim {
+                    versions,
+                    budget: 3,
+                }
             } else {
                 random_change(&mut rng, now)
             };
@@ -279,9 +338,12 @@ mod tests {
     #[test]
     fn replicas_applying_the_same_changes_are_byte_identical() {
         for seed in 0..20 {
-            let engines: Vec<Arc<MemoryEngine>> = (0..2).map(|_| Arc::new(MemoryEngine::new())).collect();
-            let mut parts: Vec<Partition> =
-                engines.iter().map(|e| Partition::open(Box::new(Shared(e.clone()))).unwrap()).collect();
+            let engines: Vec<Arc<MemoryEngine>> =
+                (0..2).map(|_| Arc::new(MemoryEngine::new())).collect();
+            let mut parts: Vec<Partition> = engines
+                .iter()
+                .map(|e| Partition::open(Box::new(Shared(e.clone()))).unwrap())
+                .collect();
             replay(seed, &mut parts);
             assert_eq!(engines[0].dump(), engines[1].dump(), "seed {seed}");
             // Counters agree with the records they count.
@@ -290,6 +352,33 @@ mod tests {
             let index = dump.iter().filter(|(k, _)| k[0] == keys::EXPIRY).count() as u64;
             assert_eq!(parts[0].state().keys, metas, "seed {seed}");
             assert_eq!(parts[0].state().expires, index, "seed {seed}");
+        }
+    }
+
+    #[test]
+    fn batched_apply_equals_one_by_one() {
+        for seed in 0..10 {
+            let mut rng = fastrand::Rng::with_seed(seed);
+            let changes: Vec<Change> = (0..300)
+                .map(|i| random_change(&mut rng, 1_000 + i))
+                .collect();
+            let one = Arc::new(MemoryEngine::new());
+            let many = Arc::new(MemoryEngine::new());
+            let mut p1 = Partition::open(Box::new(Shared(one.clone()))).unwrap();
+            let mut p2 = Partition::open(Box::new(Shared(many.clone()))).unwrap();
+            let mut replies1 = Vec::new();
+            for (i, c) in changes.iter().enumerate() {
+                replies1.push(p1.apply(i as u64 + 1, c).unwrap());
+            }
+            let mut replies2 = Vec::new();
+            let mut rest = &changes[..];
+            while !rest.is_empty() {
+                let n = rng.usize(1..=rest.len().min(40));
+                replies2.extend(p2.apply_all(&rest[..n]).unwrap());
+                rest = &rest[n..];
+            }
+            assert_eq!(replies1, replies2, "seed {seed}");
+            assert_eq!(one.dump(), many.dump(), "seed {seed}");
         }
     }
 
@@ -304,10 +393,13 @@ mod tests {
         ];
         replay(7, &mut parts);
         let mut rocks_dump = Vec::new();
-        parts[0].engine().scan(&[0], &[0xff], false, &mut |k, v| {
-            rocks_dump.push((k.to_vec(), v.to_vec()));
-            true
-        }).unwrap();
+        parts[0]
+            .engine()
+            .scan(&[0], &[0xff], false, &mut |k, v| {
+                rocks_dump.push((k.to_vec(), v.to_vec()));
+                true
+            })
+            .unwrap();
         assert_eq!(rocks_dump, mem.dump());
     }
 
@@ -321,15 +413,33 @@ mod tests {
             argv.push("v".into());
         }
         p.apply(1, &Change::Command { now_ms: 1, argv }).unwrap();
-        p.apply(2, &Change::Command { now_ms: 1, argv: vec!["del".into(), "h".into()] }).unwrap();
+        p.apply(
+            2,
+            &Change::Command {
+                now_ms: 1,
+                argv: vec!["del".into(), "h".into()],
+            },
+        )
+        .unwrap();
         let mut index = 2;
         while !p.pending_reclaims(10).unwrap().is_empty() {
             index += 1;
             let versions = p.pending_reclaims(10).unwrap();
-            p.apply(index, &Change::Reclaim { versions, budget: 7 }).unwrap();
+            p.apply(
+                index,
+                &Change::Reclaim {
+                    versions,
+                    budget: 7,
+                },
+            )
+            .unwrap();
             assert!(index < 20, "reclamation does not make progress");
         }
-        let left: Vec<_> = mem.dump().into_iter().filter(|(k, _)| k[0] != keys::SYSTEM).collect();
+        let left: Vec<_> = mem
+            .dump()
+            .into_iter()
+            .filter(|(k, _)| k[0] != keys::SYSTEM)
+            .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
     }
 
@@ -338,8 +448,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = RocksOptions::new(8 << 20, 4 << 20).unwrap();
         {
-            let mut p = Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap();
-            p.apply(1, &Change::Command { now_ms: 5, argv: vec!["hset".into(), "h".into(), "f".into(), "v".into()] }).unwrap();
+            let mut p =
+                Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap();
+            p.apply(
+                1,
+                &Change::Command {
+                    now_ms: 5,
+                    argv: vec!["hset".into(), "h".into(), "f".into(), "v".into()],
+                },
+            )
+            .unwrap();
             p.sync().unwrap();
         }
         let p = Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap();

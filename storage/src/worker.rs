@@ -163,6 +163,7 @@ impl Worker {
         info!(partition = %self.name, applied = self.partition.state().applied_index, "partition worker started");
         while let Some(first) = rx.blocking_recv() {
             let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
+            let mut writes: Vec<(Change, oneshot::Sender<Reply>)> = Vec::new();
             let mut wrote = false;
             let mut tick = false;
             let mut next = Some(first);
@@ -170,18 +171,19 @@ impl Worker {
             while let Some(req) = next {
                 match req {
                     Request::Read { cmd, reply } => {
+                        // Reads must see the writes queued before them.
+                        wrote |= self.apply_writes(&mut writes, &mut replies);
                         let r = self
                             .partition
                             .read(&cmd, self.clock.now(), &mut self.cursors);
                         replies.push((reply, r));
                     }
                     Request::Write { argv, reply } => {
-                        wrote |= self.failed.is_none();
                         let now_ms = self.clock.now();
-                        let r = self.apply(Change::Command { now_ms, argv });
-                        replies.push((reply, r));
+                        writes.push((Change::Command { now_ms, argv }, reply));
                     }
                     Request::State { reply } => {
+                        wrote |= self.apply_writes(&mut writes, &mut replies);
                         let _ = reply.send(self.partition.state());
                     }
                     Request::Tick => tick = true,
@@ -193,6 +195,7 @@ impl Worker {
                     None
                 };
             }
+            wrote |= self.apply_writes(&mut writes, &mut replies);
             if wrote {
                 if let Err(e) = self.partition.sync() {
                     error!(partition = %self.name, error = %e, "syncing the write-ahead log failed; refusing writes");
@@ -215,13 +218,43 @@ impl Worker {
         info!(partition = %self.name, "partition worker stopped");
     }
 
+    /// Applies the queued writes as one batch; their replies join `replies` (to be released
+    /// after the sync). Returns whether anything was written.
+    fn apply_writes(
+        &mut self,
+        writes: &mut Vec<(Change, oneshot::Sender<Reply>)>,
+        replies: &mut Vec<(oneshot::Sender<Reply>, Reply)>,
+    ) -> bool {
+        if writes.is_empty() {
+            return false;
+        }
+        let (changes, senders): (Vec<Change>, Vec<_>) = writes.drain(..).unzip();
+        let results = match &self.failed {
+            Some(why) => Err(why.clone()),
+            None => self.partition.apply_all(&changes).map_err(|e| {
+                error!(partition = %self.name, error = %e, "applying changes failed; refusing writes");
+                self.failed = Some(e.to_string());
+                e.to_string()
+            }),
+        };
+        match results {
+            Ok(rs) => replies.extend(senders.into_iter().zip(rs)),
+            Err(why) => replies.extend(
+                senders
+                    .into_iter()
+                    .map(|s| (s, Reply::Error(CommandError::Internal(why.clone())))),
+            ),
+        }
+        self.failed.is_none()
+    }
+
+    /// Applies one background change.
     fn apply(&mut self, change: Change) -> Reply {
         if let Some(why) = &self.failed {
             return Reply::Error(CommandError::Internal(why.clone()));
         }
-        let index = self.partition.state().applied_index + 1;
-        match self.partition.apply(index, &change) {
-            Ok(reply) => reply,
+        match self.partition.apply_all(std::slice::from_ref(&change)) {
+            Ok(mut replies) => replies.pop().unwrap_or(Reply::Nil),
             Err(e) => {
                 error!(partition = %self.name, error = %e, "applying a change failed; refusing writes");
                 self.failed = Some(e.to_string());

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use zankv_commands::{Command, CommandError, Reply};
 
-use crate::engine::{Engine, EngineError, Visit, WriteBatch};
+use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
 use crate::keys;
 use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType};
 
@@ -194,7 +194,9 @@ impl ScanCursors {
 /// A write in progress: buffers one change's writes into a single batch and reads through
 /// them.
 pub struct Txn<'a> {
-    engine: &'a dyn Engine,
+    /// What the change reads through to: the engine, or an enclosing transaction that holds
+    /// earlier changes of the same batch.
+    base: &'a dyn View,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Engine reads already made by this change (commands often read a key's metadata more
     /// than once: to decide, then to update counters and indexes).
@@ -218,7 +220,7 @@ impl View for Txn<'_> {
         if let Some(v) = self.reads.borrow().get(key) {
             return Ok(v.clone());
         }
-        let v = self.engine.get(key)?;
+        let v = self.base.get(key)?;
         self.reads.borrow_mut().insert(key.to_vec(), v.clone());
         Ok(v)
     }
@@ -243,10 +245,10 @@ impl View for Txn<'_> {
                 .iter()
                 .any(|(s, e)| s.as_slice() < end && e.as_slice() > start);
         if !touched {
-            return self.engine.scan(start, end, reverse, visit);
+            return self.base.scan(start, end, reverse, visit);
         }
         let mut merged = BTreeMap::new();
-        self.engine.scan(start, end, false, &mut |k, v| {
+        self.base.scan(start, end, false, &mut |k, v| {
             if !self.in_deleted_range(k) {
                 merged.insert(k.to_vec(), v.to_vec());
             }
@@ -275,10 +277,10 @@ impl View for Txn<'_> {
 }
 
 impl<'a> Txn<'a> {
-    /// Starts a change at `now_ms` on top of `state`.
-    pub fn new(engine: &'a dyn Engine, now_ms: i64, state: AppliedState) -> Self {
+    /// Starts a change at `now_ms` on top of `state`, reading through to `base`.
+    pub fn new(base: &'a dyn View, now_ms: i64, state: AppliedState) -> Self {
         Txn {
-            engine,
+            base,
             overlay: BTreeMap::new(),
             reads: RefCell::new(HashMap::new()),
             deleted_ranges: Vec::new(),
@@ -395,6 +397,18 @@ impl<'a> Txn<'a> {
                 Ok(!old.is_expired(self.now_ms))
             }
             None => Ok(false),
+        }
+    }
+
+    /// Replays another transaction's writes (a finished change of the same batch) on top of
+    /// this one, in their original order.
+    pub fn absorb(&mut self, batch: WriteBatch) {
+        for op in batch.ops {
+            match op {
+                WriteOp::Put(k, v) => self.put(k, v),
+                WriteOp::Delete(k) => self.delete(k),
+                WriteOp::DeleteRange(s, e) => self.delete_range(s, e),
+            }
         }
     }
 
