@@ -1,0 +1,219 @@
+//! End-to-end checks of the `zankv-storage` process itself: start-up errors, the client
+//! limit, background expiry, and clean shutdown. Every test starts its own node on a free
+//! loopback port and kills it when done.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zankv-storage");
+
+struct Node {
+    child: Child,
+    port: u16,
+}
+
+impl Node {
+    /// Starts a node on an OS-chosen port (`127.0.0.1:0`) and learns the port from its
+    /// "ready" log line, so no other process can take the port in between.
+    fn must_start(dir: &Path, extra: &[&str]) -> Node {
+        let mut child = Command::new(BIN)
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--redis-addr")
+            .arg("127.0.0.1:0")
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zankv-storage");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(rest) = line.split("addr=127.0.0.1:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = tx.send(port.parse::<u16>().expect("port in ready line"));
+                }
+            }
+        });
+        let port = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("node did not report ready");
+        Node { child, port }
+    }
+
+    fn connect(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "node did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends one inline command and reads one reply line (enough for simple replies).
+fn call(s: &mut TcpStream, line: &str) -> String {
+    s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let mut byte = [0u8; 1];
+    loop {
+        match s.read(&mut byte) {
+            Ok(0) => break,
+            Ok(_) => {
+                out.push(byte[0]);
+                if out.ends_with(b"\r\n") {
+                    // A bulk header: read the payload line too.
+                    if out[0] == b'$' && out != b"$-1\r\n" {
+                        let mut payload = Vec::new();
+                        while !payload.ends_with(b"\r\n") {
+                            s.read_exact(&mut byte).unwrap();
+                            payload.push(byte[0]);
+                        }
+                        return String::from_utf8_lossy(&payload[..payload.len() - 2]).into_owned();
+                    }
+                    break;
+                }
+            }
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    String::from_utf8_lossy(&out).trim_end().to_string()
+}
+
+#[test]
+fn client_limit_refuses_with_redis_error_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &["--max-clients", "2"]);
+    let mut a = node.connect();
+    let mut b = node.connect();
+    assert_eq!(call(&mut a, "PING"), "+PONG");
+    assert_eq!(call(&mut b, "PING"), "+PONG");
+    let mut c = node.connect();
+    let mut reply = String::new();
+    c.read_to_string(&mut reply).unwrap();
+    assert_eq!(reply, "-ERR max number of clients reached\r\n");
+    drop(a);
+    // The slot frees once the server notices the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut d = node.connect();
+        if call(&mut d, "PING") == "+PONG" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(call(&mut b, "PING"), "+PONG");
+}
+
+#[test]
+fn expired_keys_are_reclaimed_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &[]);
+    let mut s = node.connect();
+    for i in 0..20 {
+        assert_eq!(call(&mut s, &format!("SET k{i} v PX 30")), "+OK");
+    }
+    assert_eq!(call(&mut s, "HSET h f v"), ":1");
+    assert_eq!(call(&mut s, "PEXPIRE h 30"), ":1");
+    // Invisible at once after expiry, whatever the reclamation state.
+    std::thread::sleep(Duration::from_millis(40));
+    assert_eq!(call(&mut s, "EXISTS k0 k1 h"), ":0");
+    // And gone from the key count once background expiry ran.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call(&mut s, "DBSIZE") != ":0" {
+        assert!(Instant::now() < deadline, "expired keys were not reclaimed");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    s.write_all(b"INFO stats\r\n").unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).unwrap();
+    let info = String::from_utf8_lossy(&buf[..n]);
+    assert!(info.contains("expired_keys:21"), "{info}");
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_data_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &[]);
+    let mut s = node.connect();
+    assert_eq!(call(&mut s, "SET durable yes"), "+OK");
+    assert_eq!(call(&mut s, "HSET h a 1 b 2"), ":2");
+    drop(s);
+    let status = node.terminate();
+    assert!(status.success(), "exit status {status}");
+    let node = Node::must_start(dir.path(), &[]);
+    let mut s = node.connect();
+    assert_eq!(call(&mut s, "GET durable"), "yes");
+    assert_eq!(call(&mut s, "HLEN h"), ":2");
+    assert_eq!(call(&mut s, "DBSIZE"), ":2");
+}
+
+#[test]
+fn startup_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    // A config file with an unknown key is refused, naming the key.
+    let conf = dir.path().join("bad.toml");
+    std::fs::write(&conf, "data_dri = \"x\"\n").unwrap();
+    let out = Command::new(BIN)
+        .arg("--config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("data_dri"));
+    // A port in use is reported as such.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .arg("--redis-addr")
+        .arg(format!("127.0.0.1:{port}"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_config_file_in_conf_starts_a_node() {
+    // conf/storage.toml must be accepted by the binary itself (flags override its addresses).
+    let dir = tempfile::tempdir().unwrap();
+    let conf = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/storage.toml");
+    let node = Node::must_start(dir.path(), &["--config", conf.to_str().unwrap()]);
+    let mut s = node.connect();
+    assert_eq!(call(&mut s, "PING"), "+PONG");
+}
