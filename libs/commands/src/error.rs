@@ -196,3 +196,109 @@ mod tests {
         );
     }
 }
+
+#[cfg(test)]
+mod docs_table {
+    use super::CommandError as E;
+
+    /// One example of every variant. The match below fails to compile when a variant is
+    /// added without an example here (and so without a row in docs/errors.md).
+    fn examples() -> Vec<E> {
+        let all = vec![
+            E::unknown_command(b"foo", &[bytes::Bytes::from_static(b"a")]),
+            E::UnknownSubcommand {
+                sub: "x".into(),
+                command: "CLIENT",
+            },
+            E::WrongArity("get".into()),
+            E::Syntax,
+            E::WrongType,
+            E::NotInteger,
+            E::NotFloat,
+            E::OutOfRange,
+            E::OutOfRangeBetween(-9223372036854775807, 9223372036854775807),
+            E::NanOrInfinityArgument,
+            E::HelloOption("x".into()),
+            E::Overflow,
+            E::DecrementOverflow,
+            E::NanOrInfinity,
+            E::NoSuchKey,
+            E::InvalidExpireTime("set"),
+            E::UnsupportedOption("x".into()),
+            E::ExpireNxConflict,
+            E::ExpireGtLtConflict,
+            E::BitOffset,
+            E::BitValue,
+            E::BitArgument,
+            E::OffsetOutOfRange,
+            E::StringTooLong,
+            E::HashNotInteger,
+            E::HashNotFloat,
+            E::InvalidCursor,
+            E::DbIndexOutOfRange,
+            E::SameObject,
+            E::ProtocolVersionNotInteger,
+            E::NoProto,
+            E::BadClientName,
+            E::WrongPass,
+            E::Protocol("invalid bulk length".into()),
+            E::ShuttingDown,
+            E::Internal("x".into()),
+        ];
+        for e in &all {
+            match e {
+                E::UnknownCommand { .. }
+                | E::UnknownSubcommand { .. }
+                | E::WrongArity(_)
+                | E::Syntax
+                | E::WrongType
+                | E::NotInteger
+                | E::NotFloat
+                | E::OutOfRange
+                | E::OutOfRangeBetween(..)
+                | E::NanOrInfinityArgument
+                | E::HelloOption(_)
+                | E::Overflow
+                | E::DecrementOverflow
+                | E::NanOrInfinity
+                | E::NoSuchKey
+                | E::InvalidExpireTime(_)
+                | E::UnsupportedOption(_)
+                | E::ExpireNxConflict
+                | E::ExpireGtLtConflict
+                | E::BitOffset
+                | E::BitValue
+                | E::BitArgument
+                | E::OffsetOutOfRange
+                | E::StringTooLong
+                | E::HashNotInteger
+                | E::HashNotFloat
+                | E::InvalidCursor
+                | E::DbIndexOutOfRange
+                | E::SameObject
+                | E::ProtocolVersionNotInteger
+                | E::NoProto
+                | E::BadClientName
+                | E::WrongPass
+                | E::Protocol(_)
+                | E::ShuttingDown
+                | E::Internal(_) => {}
+            }
+        }
+        all
+    }
+
+    #[test]
+    fn every_error_text_is_documented() {
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/errors.md"))
+                .expect("docs/errors.md");
+        for e in examples() {
+            let text = e.to_string();
+            assert!(
+                doc.contains(&format!("`{text}`")),
+                "docs/errors.md lacks `{text}`"
+            );
+        }
+    }
+}

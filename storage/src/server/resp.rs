@@ -126,8 +126,8 @@ async fn connection(
         name: None,
         protocol: Protocol::Resp2,
     };
-    let mut input = BytesMut::with_capacity(16 * 1024);
-    let mut output = BytesMut::with_capacity(16 * 1024);
+    let mut input = BytesMut::with_capacity(4 * 1024);
+    let mut output = BytesMut::with_capacity(4 * 1024);
     let mut pending: VecDeque<(Pending, Protocol)> = VecDeque::new();
     loop {
         tokio::select! {
