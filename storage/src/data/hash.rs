@@ -110,17 +110,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             };
             let args = hscan_options(*cursor, opts)?;
             let prefix = keys::element_prefix(keys::HASH, version_of(&meta));
-            let start = match args.cursor {
-                0 => prefix.clone(),
-                c => match ctx.cursors.get(c) {
-                    Some(pos) => {
-                        let mut after = pos.to_vec();
-                        after.push(0);
-                        after
-                    }
-                    None => return Err(CommandError::InvalidCursor.into()),
-                },
-            };
+            let start = ctx.cursors.resume(args.cursor, prefix.clone())?;
             let mut out = Vec::new();
             let (mut seen, mut more, mut last) = (0usize, false, None);
             view.scan(&start, &keys::prefix_end(&prefix), false, &mut |k, v| {

@@ -94,17 +94,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
 /// COUNT records, and returns the live ones that pass MATCH and TYPE.
 fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
     let (space_start, end) = keys::space(keys::META);
-    let start = match args.cursor {
-        0 => space_start,
-        c => match ctx.cursors.get(c) {
-            Some(pos) => {
-                let mut after = pos.to_vec();
-                after.push(0);
-                after
-            }
-            None => return Err(CommandError::InvalidCursor.into()),
-        },
-    };
+    let start = ctx.cursors.resume(args.cursor, space_start)?;
     let now = ctx.now_ms;
     let mut found = Vec::new();
     let mut seen = 0usize;

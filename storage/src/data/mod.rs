@@ -189,6 +189,16 @@ impl ScanCursors {
     pub fn get(&self, id: u64) -> Option<&[u8]> {
         self.positions.get(&id).map(Vec::as_slice)
     }
+
+    /// Where an iteration resumes: `first` for cursor 0, else just after the stored position.
+    pub fn resume(&self, cursor: u64, first: Vec<u8>) -> Result<Vec<u8>, CommandError> {
+        if cursor == 0 {
+            return Ok(first);
+        }
+        let mut after = self.get(cursor).ok_or(CommandError::InvalidCursor)?.to_vec();
+        after.push(0);
+        Ok(after)
+    }
 }
 
 /// A write in progress: buffers one change's writes into a single batch and reads through
