@@ -66,7 +66,7 @@ impl Partition {
     /// the final applied state in **one** engine batch. Each change sees the effects of the
     /// earlier ones. Returns one reply per change.
     pub fn apply_all(&mut self, changes: &[Change]) -> Result<Vec<Reply>, EngineError> {
-        let committed = EngineView(self.engine.as_ref());
+        let committed = EngineView::new(self.engine.as_ref());
         let mut batch_txn = Txn::new(&committed, 0, self.state);
         let mut replies = Vec::with_capacity(changes.len());
         for change in changes {
@@ -92,6 +92,10 @@ impl Partition {
                     reclaim(&mut txn, versions, *budget).map_err(ExecError::Engine)
                 }
             };
+            let outcome = outcome.and_then(|reply| {
+                txn.reap_expired()?;
+                Ok(reply)
+            });
             match outcome {
                 Ok(reply) => {
                     let (writes, state) = txn.finish();
@@ -100,8 +104,14 @@ impl Partition {
                     replies.push(reply);
                 }
                 Err(ExecError::Command(e)) => {
-                    // A user error changes nothing but still consumes its index.
+                    // A user error changes nothing but still consumes its index; only the
+                    // expired keys it looked up are deleted, as Redis does on access.
+                    let expired = txn.take_noted_expired();
                     drop(txn);
+                    let mut reaper = Txn::new(&batch_txn, now_ms, state);
+                    reaper.reap(expired)?;
+                    let (writes, state) = reaper.finish();
+                    batch_txn.absorb(writes);
                     batch_txn.state = state;
                     replies.push(Reply::Error(e));
                 }
@@ -121,19 +131,27 @@ impl Partition {
     }
 
     /// Answers a read command at `now_ms`.
-    pub fn read(&self, cmd: &Command, now_ms: i64, cursors: &mut ScanCursors) -> Reply {
-        let view = EngineView(self.engine.as_ref());
+    /// Also returns the expired keys the read came across, which the caller should delete
+    /// with an expiry change (Redis deletes expired keys on access).
+    pub fn read(
+        &self,
+        cmd: &Command,
+        now_ms: i64,
+        cursors: &mut ScanCursors,
+    ) -> (Reply, Vec<(bytes::Bytes, u64)>) {
+        let view = EngineView::new(self.engine.as_ref());
         let mut ctx = ReadCtx {
             view: &view,
             now_ms,
             state: self.state,
             cursors,
         };
-        match data::execute_read(&mut ctx, cmd) {
+        let reply = match data::execute_read(&mut ctx, cmd) {
             Ok(reply) => reply,
             Err(ExecError::Command(e)) => Reply::Error(e),
             Err(ExecError::Engine(e)) => Reply::Error(CommandError::Internal(e.to_string())),
-        }
+        };
+        (reply, view.take_expired())
     }
 
     /// Up to `limit` (key, expire-at) entries of the expiry index that are due at `now_ms`.

@@ -173,10 +173,15 @@ impl Worker {
                     Request::Read { cmd, reply } => {
                         // Reads must see the writes queued before them.
                         wrote |= self.apply_writes(&mut writes, &mut replies);
-                        let r = self
-                            .partition
-                            .read(&cmd, self.clock.now(), &mut self.cursors);
+                        let now_ms = self.clock.now();
+                        let (r, expired) = self.partition.read(&cmd, now_ms, &mut self.cursors);
                         replies.push((reply, r));
+                        if !expired.is_empty() && self.failed.is_none() {
+                            // Delete what the read found expired before the next request,
+                            // as Redis does on access.
+                            self.expire(now_ms, expired);
+                            wrote = true;
+                        }
                     }
                     Request::Write { argv, reply } => {
                         let now_ms = self.clock.now();
@@ -248,6 +253,14 @@ impl Worker {
         self.failed.is_none()
     }
 
+    /// Deletes keys found expired (by the background scan or by a read) with an expiry
+    /// change, and counts them.
+    fn expire(&mut self, now_ms: i64, keys: Vec<(Bytes, u64)>) {
+        if let Reply::Integer(n) = self.apply(Change::Expire { now_ms, keys }) {
+            self.stats.add_expired(n as u64);
+        }
+    }
+
     /// Applies one background change.
     fn apply(&mut self, change: Change) -> Reply {
         if let Some(why) = &self.failed {
@@ -270,11 +283,7 @@ impl Worker {
         }
         let now = self.clock.now();
         match self.partition.due_expirations(now, EXPIRE_BATCH) {
-            Ok(keys) if !keys.is_empty() => {
-                if let Reply::Integer(n) = self.apply(Change::Expire { now_ms: now, keys }) {
-                    self.stats.add_expired(n as u64);
-                }
-            }
+            Ok(keys) if !keys.is_empty() => self.expire(now, keys),
             Ok(_) => {}
             Err(e) => warn!(partition = %self.name, error = %e, "reading the expiry index failed"),
         }

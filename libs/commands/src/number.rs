@@ -6,12 +6,26 @@
 
 pub use crate::request::parse_i64;
 
-/// Parses an unsigned cursor the way Redis's SCAN does (`strtoul` of the whole string).
+/// Parses an unsigned cursor the way Redis's SCAN does (`strtoul` of the whole string): the
+/// empty string is 0, a sign is allowed (`-1` wraps to the largest cursor), a leading space
+/// or anything after the digits is invalid, and so is overflow.
 pub fn parse_cursor(s: &[u8]) -> Option<u64> {
-    if s.is_empty() || s.len() > 20 || !s.iter().all(u8::is_ascii_digit) {
+    if s.is_empty() {
+        return Some(0);
+    }
+    let (negative, digits) = match s[0] {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    std::str::from_utf8(s).ok()?.parse().ok()
+    let mut v: u64 = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add(u64::from(d - b'0'))?;
+    }
+    Some(if negative { v.wrapping_neg() } else { v })
 }
 
 /// Why a long-double increment failed.
@@ -106,7 +120,10 @@ mod tests {
     #[test]
     fn cursors() {
         assert_eq!(parse_cursor(b"0"), Some(0));
-        assert_eq!(parse_cursor(b"-1"), None);
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b" 0"), None);
+        assert_eq!(parse_cursor(b"+"), None);
         assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
     }
 }

@@ -104,7 +104,7 @@ impl Reply {
         match self {
             Reply::Status(s) => Resp2Frame::SimpleString(Bytes::from_static(s.as_bytes())),
             Reply::StatusOwned(s) => Resp2Frame::SimpleString(Bytes::from(s.clone())),
-            Reply::Error(e) => Resp2Frame::Error(e.to_string().into()),
+            Reply::Error(e) => Resp2Frame::Error(error_line(e).into()),
             Reply::Integer(i) => Resp2Frame::Integer(*i),
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Nil => Resp2Frame::Null,
@@ -131,7 +131,7 @@ impl Reply {
                 attributes: None,
             },
             Reply::Error(e) => Resp3Frame::SimpleError {
-                data: e.to_string().into(),
+                data: error_line(e).into(),
                 attributes: None,
             },
             Reply::Integer(i) => Resp3Frame::Number {
@@ -183,6 +183,18 @@ impl Reply {
                 }
             }
         }
+    }
+}
+
+/// An error's text as one protocol line, as Redis makes it: CR and LF at the end (which can
+/// come from echoed client input) are trimmed, and those inside become spaces.
+fn error_line(e: &CommandError) -> String {
+    let text = e.to_string();
+    if text.contains(['\r', '\n']) {
+        text.trim_end_matches(['\r', '\n'])
+            .replace(['\r', '\n'], " ")
+    } else {
+        text
     }
 }
 

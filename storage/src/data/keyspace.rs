@@ -117,7 +117,10 @@ fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
             return true;
         }
         match KeyMeta::decode(v) {
-            Ok(m) if m.is_expired(now) => {}
+            Ok(m) if m.is_expired(now) => {
+                // Redis's SCAN deletes the expired keys it walks over.
+                ctx.view.note_expired(user_key, m.expire_at.unwrap_or(0));
+            }
             Ok(m) => {
                 if args
                     .type_filter
@@ -159,7 +162,11 @@ fn random_key(ctx: &mut ReadCtx<'_>) -> ExecResult {
         let mut bad = None;
         ctx.view
             .scan(&from, &to, false, &mut |k, v| match KeyMeta::decode(v) {
-                Ok(m) if m.is_expired(now) => true,
+                Ok(m) if m.is_expired(now) => {
+                    ctx.view
+                        .note_expired(keys::user_key_of_meta(k), m.expire_at.unwrap_or(0));
+                    true
+                }
                 Ok(_) => {
                     hit = Some(Bytes::copy_from_slice(keys::user_key_of_meta(k)));
                     false

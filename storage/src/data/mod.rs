@@ -19,6 +19,7 @@ pub mod string;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
+use bytes::Bytes;
 use zankv_commands::{Command, CommandError, Reply};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
@@ -61,14 +62,43 @@ pub trait View {
         reverse: bool,
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError>;
+
+    /// Called when a command looked up `key` and found it expired (at `expire_at`). Redis
+    /// deletes such keys on access; views remember them so they are deleted right after
+    /// the command (by a replicated expiry change, so replicas stay identical).
+    fn note_expired(&self, _key: &[u8], _expire_at: u64) {}
 }
 
 /// A [`View`] of an engine's committed data, for reads.
-pub struct EngineView<'a>(pub &'a dyn Engine);
+pub struct EngineView<'a> {
+    engine: &'a dyn Engine,
+    expired: RefCell<Vec<(Bytes, u64)>>,
+}
+
+impl<'a> EngineView<'a> {
+    /// A view of `engine`.
+    pub fn new(engine: &'a dyn Engine) -> Self {
+        EngineView {
+            engine,
+            expired: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The expired keys reads came across, to be deleted.
+    pub fn take_expired(&self) -> Vec<(Bytes, u64)> {
+        std::mem::take(&mut self.expired.borrow_mut())
+    }
+}
 
 impl View for EngineView<'_> {
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-        self.0.get(key)
+        self.engine.get(key)
+    }
+
+    fn note_expired(&self, key: &[u8], expire_at: u64) {
+        self.expired
+            .borrow_mut()
+            .push((Bytes::copy_from_slice(key), expire_at));
     }
 
     fn scan(
@@ -78,7 +108,7 @@ impl View for EngineView<'_> {
         reverse: bool,
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError> {
-        self.0.scan(start, end, reverse, visit)
+        self.engine.scan(start, end, reverse, visit)
     }
 }
 
@@ -90,13 +120,23 @@ pub fn raw_meta(view: &(impl View + ?Sized), key: &[u8]) -> Result<Option<KeyMet
     }
 }
 
-/// A key's metadata if the key exists and has not expired at `now_ms`.
+/// A key's metadata if the key exists and has not expired at `now_ms` (an expired key is
+/// reported to [`View::note_expired`]).
 pub fn live_meta(
     view: &(impl View + ?Sized),
     key: &[u8],
     now_ms: i64,
 ) -> Result<Option<KeyMeta>, EngineError> {
-    Ok(raw_meta(view, key)?.filter(|m| !m.is_expired(now_ms)))
+    match raw_meta(view, key)? {
+        Some(KeyMeta {
+            expire_at: Some(at),
+            ..
+        }) if (at as i64) <= now_ms => {
+            view.note_expired(key, at);
+            Ok(None)
+        }
+        other => Ok(other),
+    }
 }
 
 /// Like [`live_meta`] but WRONGTYPE unless the key is of `kind`.
@@ -195,7 +235,10 @@ impl ScanCursors {
         if cursor == 0 {
             return Ok(first);
         }
-        let mut after = self.get(cursor).ok_or(CommandError::InvalidCursor)?.to_vec();
+        let mut after = self
+            .get(cursor)
+            .ok_or(CommandError::InvalidCursor)?
+            .to_vec();
         after.push(0);
         Ok(after)
     }
@@ -211,6 +254,9 @@ pub struct Txn<'a> {
     /// Engine reads already made by this change (commands often read a key's metadata more
     /// than once: to decide, then to update counters and indexes).
     reads: RefCell<HashMap<Vec<u8>, Option<Vec<u8>>>>,
+    /// Expired keys this change came across; deleted when it finishes (as Redis does on
+    /// access).
+    expired: RefCell<Vec<Vec<u8>>>,
     deleted_ranges: Vec<(Vec<u8>, Vec<u8>)>,
     batch: WriteBatch,
     /// The change's time; every expiry decision uses it.
@@ -220,6 +266,10 @@ pub struct Txn<'a> {
 }
 
 impl View for Txn<'_> {
+    fn note_expired(&self, key: &[u8], _expire_at: u64) {
+        self.expired.borrow_mut().push(key.to_vec());
+    }
+
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
         if let Some(v) = self.overlay.get(key) {
             return Ok(v.clone());
@@ -293,6 +343,7 @@ impl<'a> Txn<'a> {
             base,
             overlay: BTreeMap::new(),
             reads: RefCell::new(HashMap::new()),
+            expired: RefCell::new(Vec::new()),
             deleted_ranges: Vec::new(),
             batch: WriteBatch::default(),
             now_ms,
@@ -420,6 +471,28 @@ impl<'a> Txn<'a> {
                 WriteOp::DeleteRange(s, e) => self.delete_range(s, e),
             }
         }
+    }
+
+    /// Deletes the expired keys this change came across and that are still expired (a
+    /// command may have recreated one since).
+    pub fn reap_expired(&mut self) -> Result<(), EngineError> {
+        let keys = self.take_noted_expired();
+        self.reap(keys)
+    }
+
+    /// The expired keys this change came across so far.
+    pub fn take_noted_expired(&self) -> Vec<Vec<u8>> {
+        std::mem::take(&mut *self.expired.borrow_mut())
+    }
+
+    /// Deletes those of `keys` that exist and are expired.
+    pub fn reap(&mut self, keys: Vec<Vec<u8>>) -> Result<(), EngineError> {
+        for key in keys {
+            if raw_meta(self, &key)?.is_some_and(|m| m.is_expired(self.now_ms)) {
+                self.delete_key(&key)?;
+            }
+        }
+        Ok(())
     }
 
     /// Ends the change: the batch to write (with the applied state appended by the caller)

@@ -1,0 +1,503 @@
+//! Durability across crashes: every write a zankv node acknowledged must still be there after
+//! the process is killed with SIGKILL (and, in one round, stopped with SIGTERM) and started
+//! again on the same data dir: values, hash contents, expirations and DBSIZE.
+//!
+//! Writes are pipelined in random batches so acknowledged writes may have shared a batch
+//! with others; the expected state is a model updated only from acknowledged replies.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use support::{escape, Client, Frame, ZankvNode};
+
+/// Restart rounds: SIGKILL, SIGTERM, SIGKILL.
+const ROUNDS: [Stop; 3] = [Stop::Kill, Stop::Term, Stop::Kill];
+
+/// Write commands per round.
+const WRITES_PER_ROUND: usize = 400;
+
+/// Distinct keys the writes draw from (per round some are new, most are reused).
+const KEY_POOL: usize = 120;
+
+/// Longest a round may take; the test fails rather than run on.
+const ROUND_DEADLINE: Duration = Duration::from_secs(60);
+
+/// Relative TTLs are checked against [send time, ack time] widened by this much.
+const TTL_SLACK_MS: i64 = 1500;
+
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Kill,
+    Term,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum Value {
+    Str(Vec<u8>),
+    Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+}
+
+#[derive(Clone, Debug)]
+struct Entry {
+    value: Value,
+    /// Absolute expiration in unix ms, as a range [lo, hi] (equal for absolute writes).
+    expire: Option<(i64, i64)>,
+}
+
+type Model = BTreeMap<Vec<u8>, Entry>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis() as i64
+}
+
+/// One write and how the model changes when it is acknowledged.
+struct Write {
+    args: Vec<Vec<u8>>,
+    effect: Effect,
+}
+
+enum Effect {
+    /// SET key value [PXAT t | EX s]: replaces value and expiration.
+    Set {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        expire_at: Option<i64>,
+        expire_in_ms: Option<i64>,
+    },
+    /// HSET key f v ...: adds fields; reply is the count of new fields.
+    HSet {
+        key: Vec<u8>,
+        pairs: Vec<(Vec<u8>, Vec<u8>)>,
+    },
+    /// HDEL key f: reply is 0 or 1.
+    HDel { key: Vec<u8>, field: Vec<u8> },
+    /// APPEND key value: reply is the new length.
+    Append { key: Vec<u8>, value: Vec<u8> },
+    /// PEXPIREAT key t: reply 1 if the key exists.
+    PExpireAt { key: Vec<u8>, at: i64 },
+    /// EXPIRE key s: reply 1 if the key exists.
+    Expire { key: Vec<u8>, secs: i64 },
+    /// PERSIST key: reply 1 if it had an expiration.
+    Persist { key: Vec<u8> },
+    /// DEL key: reply 0 or 1.
+    Del { key: Vec<u8> },
+}
+
+fn random_bytes(rng: &mut fastrand::Rng) -> Vec<u8> {
+    match rng.u32(0..10) {
+        0 => Vec::new(),
+        1..=6 => format!("v{}", rng.u32(..)).into_bytes(),
+        7 | 8 => (0..rng.usize(1..40)).map(|_| rng.u8(..)).collect(),
+        _ => (0..rng.usize(1000..20_000)).map(|_| rng.u8(..)).collect(),
+    }
+}
+
+fn pick_key(rng: &mut fastrand::Rng) -> Vec<u8> {
+    let i = rng.usize(..KEY_POOL);
+    if i % 17 == 0 {
+        format!("bin\0\r\n{i}\u{ff}").into_bytes()
+    } else {
+        format!("key:{i}").into_bytes()
+    }
+}
+
+/// A random write that is valid for the key's current type in the model.
+fn gen_write(rng: &mut fastrand::Rng, model: &Model) -> Write {
+    let key = pick_key(rng);
+    let kind = model.get(&key).map(|e| matches!(e.value, Value::Hash(_)));
+    let arg = |s: &str| s.as_bytes().to_vec();
+    let choice = rng.u32(0..100);
+    let effect = match (kind, choice) {
+        (_, 0..=4) => Effect::Del { key: key.clone() },
+        (_, 5..=9) if kind.is_some() => Effect::Persist { key: key.clone() },
+        (_, 10..=16) if kind.is_some() => Effect::PExpireAt {
+            key: key.clone(),
+            at: now_ms() + rng.i64(3_600_000..360_000_000),
+        },
+        (_, 17..=22) if kind.is_some() => Effect::Expire {
+            key: key.clone(),
+            secs: rng.i64(3_600..360_000),
+        },
+        (Some(true), _) | (None, 23..=59) => {
+            if kind == Some(true) && rng.u32(0..4) == 0 {
+                Effect::HDel {
+                    key: key.clone(),
+                    field: format!("f{}", rng.u32(0..8)).into_bytes(),
+                }
+            } else {
+                let pairs = (0..rng.usize(1..=4))
+                    .map(|_| {
+                        (
+                            format!("f{}", rng.u32(0..8)).into_bytes(),
+                            random_bytes(rng),
+                        )
+                    })
+                    .collect();
+                Effect::HSet {
+                    key: key.clone(),
+                    pairs,
+                }
+            }
+        }
+        (Some(false), 23..=39) => Effect::Append {
+            key: key.clone(),
+            value: random_bytes(rng),
+        },
+        _ => {
+            let value = random_bytes(rng);
+            match rng.u32(0..4) {
+                0 => Effect::Set {
+                    key: key.clone(),
+                    value,
+                    expire_at: Some(now_ms() + rng.i64(3_600_000..360_000_000)),
+                    expire_in_ms: None,
+                },
+                1 => Effect::Set {
+                    key: key.clone(),
+                    value,
+                    expire_at: None,
+                    expire_in_ms: Some(1000 * rng.i64(3_600..360_000)),
+                },
+                _ => Effect::Set {
+                    key: key.clone(),
+                    value,
+                    expire_at: None,
+                    expire_in_ms: None,
+                },
+            }
+        }
+    };
+    let args = match &effect {
+        Effect::Set {
+            key,
+            value,
+            expire_at,
+            expire_in_ms,
+        } => {
+            let mut args = vec![arg("SET"), key.clone(), value.clone()];
+            if let Some(at) = expire_at {
+                args.extend([arg("PXAT"), at.to_string().into_bytes()]);
+            }
+            if let Some(ms) = expire_in_ms {
+                args.extend([arg("EX"), (ms / 1000).to_string().into_bytes()]);
+            }
+            args
+        }
+        Effect::HSet { key, pairs } => {
+            let mut args = vec![arg("HSET"), key.clone()];
+            for (f, v) in pairs {
+                args.extend([f.clone(), v.clone()]);
+            }
+            args
+        }
+        Effect::HDel { key, field } => vec![arg("HDEL"), key.clone(), field.clone()],
+        Effect::Append { key, value } => vec![arg("APPEND"), key.clone(), value.clone()],
+        Effect::PExpireAt { key, at } => {
+            vec![arg("PEXPIREAT"), key.clone(), at.to_string().into_bytes()]
+        }
+        Effect::Expire { key, secs } => {
+            vec![arg("EXPIRE"), key.clone(), secs.to_string().into_bytes()]
+        }
+        Effect::Persist { key } => vec![arg("PERSIST"), key.clone()],
+        Effect::Del { key } => vec![arg("DEL"), key.clone()],
+    };
+    Write { args, effect }
+}
+
+/// Applies an acknowledged write to the model, checking the reply on the way.
+/// `sent`/`acked` bound the node's clock for relative expirations.
+fn must_apply(model: &mut Model, write: &Write, reply: &Frame, sent: i64, acked: i64) {
+    let what = support::show_cmd(&write.args);
+    let expect_int = |n: i64| assert_eq!(reply, &Frame::Integer(n), "reply to {what}");
+    match &write.effect {
+        Effect::Set {
+            key,
+            value,
+            expire_at,
+            expire_in_ms,
+        } => {
+            assert_eq!(reply, &Frame::simple("OK"), "reply to {what}");
+            let expire = match (expire_at, expire_in_ms) {
+                (Some(at), _) => Some((*at, *at)),
+                (_, Some(ms)) => Some((sent + ms, acked + ms)),
+                _ => None,
+            };
+            model.insert(
+                key.clone(),
+                Entry {
+                    value: Value::Str(value.clone()),
+                    expire,
+                },
+            );
+        }
+        Effect::HSet { key, pairs } => {
+            let entry = model.entry(key.clone()).or_insert(Entry {
+                value: Value::Hash(BTreeMap::new()),
+                expire: None,
+            });
+            let Value::Hash(hash) = &mut entry.value else {
+                panic!("model: HSET on a string")
+            };
+            let mut added = 0;
+            for (f, v) in pairs {
+                if hash.insert(f.clone(), v.clone()).is_none() {
+                    added += 1;
+                }
+            }
+            expect_int(added);
+        }
+        Effect::HDel { key, field } => {
+            let removed = match model.get_mut(key) {
+                Some(Entry {
+                    value: Value::Hash(hash),
+                    ..
+                }) => hash.remove(field).is_some(),
+                _ => false,
+            };
+            if model
+                .get(key)
+                .is_some_and(|e| e.value == Value::Hash(BTreeMap::new()))
+            {
+                model.remove(key);
+            }
+            expect_int(removed as i64);
+        }
+        Effect::Append { key, value } => {
+            let entry = model.entry(key.clone()).or_insert(Entry {
+                value: Value::Str(Vec::new()),
+                expire: None,
+            });
+            let Value::Str(s) = &mut entry.value else {
+                panic!("model: APPEND on a hash")
+            };
+            s.extend_from_slice(value);
+            expect_int(s.len() as i64);
+        }
+        Effect::PExpireAt { key, at } => {
+            let exists = model
+                .get_mut(key)
+                .map(|e| e.expire = Some((*at, *at)))
+                .is_some();
+            expect_int(exists as i64);
+        }
+        Effect::Expire { key, secs } => {
+            let ms = secs * 1000;
+            let exists = model
+                .get_mut(key)
+                .map(|e| e.expire = Some((sent + ms, acked + ms)))
+                .is_some();
+            expect_int(exists as i64);
+        }
+        Effect::Persist { key } => {
+            let had = model
+                .get_mut(key)
+                .map(|e| e.expire.take().is_some())
+                .unwrap_or(false);
+            expect_int(had as i64);
+        }
+        Effect::Del { key } => expect_int(model.remove(key).is_some() as i64),
+    }
+}
+
+/// Runs `WRITES_PER_ROUND` writes in pipelined batches, updating the model from the acks.
+fn must_write_round(
+    client: &mut Client,
+    rng: &mut fastrand::Rng,
+    model: &mut Model,
+    deadline: Instant,
+) {
+    let mut done = 0;
+    while done < WRITES_PER_ROUND {
+        assert!(
+            Instant::now() < deadline,
+            "write round took longer than {ROUND_DEADLINE:?}"
+        );
+        let batch = rng.usize(1..=32).min(WRITES_PER_ROUND - done);
+        // The batch is generated against the model as of its start; a later write in the
+        // batch may target a key an earlier one changed, so each write is generated against
+        // a scratch copy that already includes the earlier writes' likely effects.
+        let mut scratch = model.clone();
+        let mut writes = Vec::with_capacity(batch);
+        for _ in 0..batch {
+            let write = gen_write(rng, &scratch);
+            predict(&mut scratch, &write);
+            writes.push(write);
+        }
+        let mut bytes = Vec::new();
+        for write in &writes {
+            let refs: Vec<&[u8]> = write.args.iter().map(|a| a.as_slice()).collect();
+            bytes.extend(Client::encode(&refs));
+        }
+        let sent = now_ms();
+        client.send_raw(&bytes);
+        let replies: Vec<Frame> = (0..batch)
+            .map(|_| {
+                client
+                    .read_frame()
+                    .expect("node closed the connection during a write batch")
+            })
+            .collect();
+        let acked = now_ms();
+        for (write, reply) in writes.iter().zip(&replies) {
+            must_apply(model, write, reply, sent, acked);
+        }
+        done += batch;
+    }
+}
+
+/// The type a write leaves its key with, for generating the rest of a batch.
+fn predict(model: &mut Model, write: &Write) {
+    let placeholder = |v| Entry {
+        value: v,
+        expire: None,
+    };
+    match &write.effect {
+        Effect::Set { key, .. } | Effect::Append { key, .. } => {
+            if !matches!(
+                model.get(key),
+                Some(Entry {
+                    value: Value::Str(_),
+                    ..
+                })
+            ) {
+                model.insert(key.clone(), placeholder(Value::Str(Vec::new())));
+            }
+        }
+        Effect::HSet { key, pairs } => {
+            let entry = model
+                .entry(key.clone())
+                .or_insert(placeholder(Value::Hash(BTreeMap::new())));
+            if let Value::Hash(h) = &mut entry.value {
+                for (f, v) in pairs {
+                    h.insert(f.clone(), v.clone());
+                }
+            }
+        }
+        Effect::HDel { key, field } => {
+            if let Some(Entry {
+                value: Value::Hash(h),
+                ..
+            }) = model.get_mut(key)
+            {
+                h.remove(field);
+                if h.is_empty() {
+                    model.remove(key);
+                }
+            }
+        }
+        Effect::Del { key } => {
+            model.remove(key);
+        }
+        Effect::PExpireAt { .. } | Effect::Expire { .. } | Effect::Persist { .. } => {}
+    }
+}
+
+/// Every key in the model is on the node with its value and expiration, and nothing else is.
+fn must_match_model(client: &mut Client, model: &Model, context: &str) {
+    assert_eq!(
+        client.cmd(&[b"DBSIZE"]),
+        Frame::Integer(model.len() as i64),
+        "{context}: DBSIZE"
+    );
+    for (key, entry) in model {
+        let name = escape(key);
+        match &entry.value {
+            Value::Str(expected) => match client.cmd(&[b"GET", key]) {
+                Frame::Bulk(got) => assert!(
+                    &got == expected,
+                    "{context}: GET \"{name}\" returned {} bytes, expected {} bytes (\"{}\")",
+                    got.len(),
+                    expected.len(),
+                    escape(&expected[..expected.len().min(60)])
+                ),
+                other => panic!("{context}: GET \"{name}\" returned {other}"),
+            },
+            Value::Hash(expected) => {
+                let reply = client.cmd(&[b"HGETALL", key]);
+                let items = reply
+                    .as_items()
+                    .unwrap_or_else(|| panic!("{context}: HGETALL \"{name}\" returned {reply}"));
+                let mut got = BTreeMap::new();
+                for pair in items.chunks(2) {
+                    match pair {
+                        [Frame::Bulk(f), Frame::Bulk(v)] => {
+                            got.insert(f.clone(), v.clone());
+                        }
+                        _ => panic!("{context}: HGETALL \"{name}\" returned {reply}"),
+                    }
+                }
+                assert!(
+                    &got == expected,
+                    "{context}: HGETALL \"{name}\" = {reply}, expected {expected:?}"
+                );
+            }
+        }
+        let at = client.cmd(&[b"PEXPIRETIME", key]);
+        match (entry.expire, &at) {
+            (None, Frame::Integer(-1)) => {}
+            (Some((lo, hi)), Frame::Integer(t))
+                if *t >= lo - TTL_SLACK_MS && *t <= hi + TTL_SLACK_MS => {}
+            _ => panic!(
+                "{context}: PEXPIRETIME \"{name}\" = {at}, expected {:?}",
+                entry.expire
+            ),
+        }
+    }
+}
+
+#[test]
+fn acknowledged_writes_survive_restarts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let mut rng = fastrand::Rng::with_seed(0x5eed);
+    let mut model = Model::new();
+    let mut node = ZankvNode::must_start(&data_dir);
+    let port = node.port();
+    for (round, stop) in ROUNDS.iter().enumerate() {
+        let deadline = Instant::now() + ROUND_DEADLINE;
+        let mut client = node.client();
+        must_write_round(&mut client, &mut rng, &mut model, deadline);
+        must_match_model(
+            &mut client,
+            &model,
+            &format!("round {round}, before {stop:?}"),
+        );
+        drop(client);
+        match stop {
+            Stop::Kill => node.kill9(),
+            Stop::Term => {
+                let status = node.stop();
+                assert!(
+                    status.success(),
+                    "round {round}: node exited with {status} after SIGTERM"
+                );
+            }
+        }
+        node = ZankvNode::must_start_on(&data_dir, port);
+        let mut client = node.client();
+        must_match_model(
+            &mut client,
+            &model,
+            &format!("round {round}, after {stop:?} and restart"),
+        );
+        assert!(
+            Instant::now() < deadline,
+            "round {round} took longer than {ROUND_DEADLINE:?}"
+        );
+        let hashes = model
+            .values()
+            .filter(|e| matches!(e.value, Value::Hash(_)))
+            .count();
+        let with_ttl = model.values().filter(|e| e.expire.is_some()).count();
+        eprintln!(
+            "round {round} ({stop:?}): {} keys ({hashes} hashes, {with_ttl} with a TTL) intact",
+            model.len()
+        );
+    }
+    assert!(!model.is_empty(), "the rounds left no keys to check");
+}
