@@ -66,6 +66,54 @@ pub fn element_key(tag: u8, version: u64, sub: &[u8]) -> Vec<u8> {
     k
 }
 
+/// Tag of list elements (for the list commands to come).
+pub const LIST: u8 = b'l';
+/// Tag of set members.
+pub const SET: u8 = b's';
+/// Tag of sorted-set members (member → score).
+pub const ZSET_MEMBER: u8 = b'z';
+/// Tag of the sorted-set score index (score, member → empty).
+pub const ZSET_SCORE: u8 = b'Z';
+
+/// Encodes a list position so that byte order is numeric order: positions are signed (a
+/// list grows at both ends from 0), stored with the sign bit flipped.
+pub fn encode_list_position(position: i64) -> [u8; 8] {
+    ((position as u64) ^ (1 << 63)).to_be_bytes()
+}
+
+/// Encodes a score so that byte order is numeric order (IEEE 754 total order for every
+/// non-NaN value; -0.0 is stored as 0.0 so the two compare equal, as in Redis). Positive
+/// numbers get their sign bit set; negative numbers have every bit flipped.
+pub fn encode_score(score: f64) -> [u8; 8] {
+    let score = if score == 0.0 { 0.0 } else { score };
+    let bits = score.to_bits();
+    let ordered = if bits >> 63 == 0 {
+        bits | (1 << 63)
+    } else {
+        !bits
+    };
+    ordered.to_be_bytes()
+}
+
+/// Inverse of [`encode_score`].
+pub fn decode_score(bytes: [u8; 8]) -> f64 {
+    let ordered = u64::from_be_bytes(bytes);
+    let bits = if ordered >> 63 == 1 {
+        ordered & !(1 << 63)
+    } else {
+        !ordered
+    };
+    f64::from_bits(bits)
+}
+
+/// Key of a sorted set's score-index entry: members in (score, member) order.
+pub fn zset_score_key(version: u64, score: f64, member: &[u8]) -> Vec<u8> {
+    let mut k = element_prefix(ZSET_SCORE, version);
+    k.extend_from_slice(&encode_score(score));
+    k.extend_from_slice(member);
+    k
+}
+
 /// Expiry-index key.
 pub fn expiry_key(expire_at_ms: u64, user_key: &[u8]) -> Vec<u8> {
     let mut k = Vec::with_capacity(9 + user_key.len());
@@ -133,6 +181,10 @@ mod tests {
         );
         assert_eq!(prefix_end(b"a\xff"), b"b".to_vec());
         assert_eq!(parse_reclaim_key(&reclaim_key(9)), Some(9));
+        assert_eq!(encode_score(0.0), encode_score(-0.0));
+        assert_eq!(encode_score(1.0), [0xbf, 0xf0, 0, 0, 0, 0, 0, 0]);
+        assert!(encode_score(f64::NEG_INFINITY) < encode_score(f64::MIN));
+        assert!(encode_score(f64::MAX) < encode_score(f64::INFINITY));
     }
 
     proptest! {
@@ -162,6 +214,29 @@ mod tests {
             prop_assert_eq!(expiry_key(t1, &k1).cmp(&expiry_key(t2, &k2)), (t1, &k1).cmp(&(t2, &k2)));
             let encoded = expiry_key(t1, &k1);
             prop_assert_eq!(parse_expiry_key(&encoded), Some((t1, &k1[..])));
+        }
+
+        #[test]
+        fn score_order_is_numeric_order(a in any::<f64>(), b in any::<f64>()) {
+            prop_assume!(!a.is_nan() && !b.is_nan());
+            let ordering = a.partial_cmp(&b).expect("no NaN");
+            prop_assert_eq!(encode_score(a).cmp(&encode_score(b)), ordering);
+            let back = decode_score(encode_score(a));
+            prop_assert!(back == a, "{} decoded as {}", a, back);
+        }
+
+        #[test]
+        fn score_index_orders_by_score_then_member(s1 in any::<f64>(), s2 in any::<f64>(),
+                                                   m1 in proptest::collection::vec(any::<u8>(), 0..6),
+                                                   m2 in proptest::collection::vec(any::<u8>(), 0..6)) {
+            prop_assume!(!s1.is_nan() && !s2.is_nan());
+            let by_value = s1.partial_cmp(&s2).expect("no NaN").then_with(|| m1.cmp(&m2));
+            prop_assert_eq!(zset_score_key(1, s1, &m1).cmp(&zset_score_key(1, s2, &m2)), by_value);
+        }
+
+        #[test]
+        fn list_position_order_is_numeric_order(a in any::<i64>(), b in any::<i64>()) {
+            prop_assert_eq!(encode_list_position(a).cmp(&encode_list_position(b)), a.cmp(&b));
         }
 
         #[test]
