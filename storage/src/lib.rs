@@ -19,5 +19,6 @@ pub mod node;
 pub mod node_stats;
 pub mod partition;
 pub mod records;
+pub mod replication;
 pub mod server;
 pub mod worker;

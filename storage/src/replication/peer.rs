@@ -1,0 +1,254 @@
+//! One replica of one partition: raft-rs `RawNode` over a [`GroupLog`], as a pure state
+//! machine.
+//!
+//! A peer does no IO and reads no clock. Its driver (the store loop, or a test) feeds it
+//! ticks, messages and proposals, then runs the two halves of a ready cycle:
+//!
+//! 1. [`Peer::take_ready`]: the log changes (new entries, hard state, snapshot) are appended
+//!    to the caller's write batch, and the messages that may leave before persistence are
+//!    returned;
+//! 2. once the batch is durable, [`Peer::advance`]: returns the messages that had to wait
+//!    for persistence and the committed entries to apply.
+//!
+//! Between the two, the driver persists the batches of all its peers with one fsync.
+//! `pre_vote` and `check_quorum` are on: a partitioned replica cannot disrupt the group when
+//! it returns, and a leader that loses its quorum steps down.
+
+use raft::eraftpb::{Entry, Message, Snapshot};
+use raft::{Config, RawNode, StateRole};
+
+use super::log_store::{GroupId, GroupLog};
+use crate::engine::WriteBatch;
+
+/// Raft timing, in ticks.
+#[derive(Debug, Clone, Copy)]
+pub struct RaftTiming {
+    /// Ticks without hearing from a leader before a follower campaigns (randomised up to
+    /// twice this by raft-rs).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+}
+
+impl Default for RaftTiming {
+    fn default() -> Self {
+        RaftTiming {
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+        }
+    }
+}
+
+/// Why a proposal was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProposeError {
+    /// This replica is not the leader; `leader` is its best guess (0 = unknown).
+    NotLeader {
+        /// Replica id of the leader this peer knows of, or 0.
+        leader: u64,
+    },
+    /// raft-rs dropped the proposal (leadership transfer in progress, ...).
+    Dropped,
+}
+
+/// What a peer produced in the first half of a ready cycle.
+#[derive(Debug, Default)]
+pub struct ReadyOutput {
+    /// Messages to send now (they do not depend on this peer's persistence).
+    pub messages: Vec<Message>,
+    /// A snapshot received from the leader: the state machine must be replaced by it.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What a peer produced once its log changes are durable.
+#[derive(Debug, Default)]
+pub struct AdvanceOutput {
+    /// Messages to send now.
+    pub messages: Vec<Message>,
+    /// Committed entries to apply, in order.
+    pub committed: Vec<Entry>,
+}
+
+/// A replica of one partition's raft group.
+pub struct Peer {
+    node: RawNode<GroupLog>,
+    pending: Option<raft::Ready>,
+    committed: Vec<Entry>,
+}
+
+impl Peer {
+    /// Creates (or restarts, when `log` was loaded from disk) replica `id` of the log's group;
+    /// `applied` is the index the state machine has applied.
+    pub fn new(
+        id: u64,
+        log: GroupLog,
+        applied: u64,
+        timing: RaftTiming,
+        logger: &slog::Logger,
+    ) -> raft::Result<Self> {
+        let config = Config {
+            id,
+            election_tick: timing.election_ticks,
+            heartbeat_tick: timing.heartbeat_ticks,
+            applied,
+            pre_vote: true,
+            check_quorum: true,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 256,
+            ..Config::default()
+        };
+        let group = log.group();
+        let node = RawNode::new(
+            &config,
+            log,
+            &logger.new(slog::o!("group" => group, "replica" => id)),
+        )?;
+        Ok(Peer {
+            node,
+            pending: None,
+            committed: Vec::new(),
+        })
+    }
+
+    /// The group this peer belongs to.
+    pub fn group(&self) -> GroupId {
+        self.node.store().group()
+    }
+
+    /// This replica's id.
+    pub fn id(&self) -> u64 {
+        self.node.raft.id
+    }
+
+    /// Current term.
+    pub fn term(&self) -> u64 {
+        self.node.raft.term
+    }
+
+    /// Whether this replica is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.node.raft.state == StateRole::Leader
+    }
+
+    /// The leader this replica knows of (0 = none).
+    pub fn leader(&self) -> u64 {
+        self.node.raft.leader_id
+    }
+
+    /// The highest index known committed.
+    pub fn commit_index(&self) -> u64 {
+        self.node.raft.raft_log.committed
+    }
+
+    /// The log (for compaction and inspection).
+    pub fn log(&self) -> &GroupLog {
+        self.node.store()
+    }
+
+    /// Advances logical time by one tick.
+    pub fn tick(&mut self) {
+        self.node.tick();
+    }
+
+    /// Starts an election now (bootstrap, tests).
+    pub fn campaign(&mut self) -> raft::Result<()> {
+        self.node.campaign()
+    }
+
+    /// Handles a message from another replica of the group. Messages for other terms or
+    /// from removed replicas are dropped by raft-rs.
+    pub fn step(&mut self, msg: Message) -> raft::Result<()> {
+        self.node.step(msg)
+    }
+
+    /// Proposes a change on the leader.
+    pub fn propose(&mut self, data: Vec<u8>) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        self.node
+            .propose(Vec::new(), data)
+            .map_err(|_| ProposeError::Dropped)
+    }
+
+    /// Reports that messages to `to` could not be delivered (so raft-rs probes instead of
+    /// streaming).
+    pub fn report_unreachable(&mut self, to: u64) {
+        self.node.report_unreachable(to);
+    }
+
+    /// Reports whether a snapshot sent to `to` arrived. raft-rs keeps that follower paused
+    /// until told; a failed send makes it retry.
+    pub fn report_snapshot(&mut self, to: u64, delivered: bool) {
+        let status = if delivered {
+            raft::SnapshotStatus::Finish
+        } else {
+            raft::SnapshotStatus::Failure
+        };
+        self.node.report_snapshot(to, status);
+    }
+
+    /// Compacts the log up to `index` (applied by the state machine) and keeps `data` as the
+    /// snapshot for followers that fall behind.
+    pub fn compact_log(&mut self, index: u64, data: bytes::Bytes, batch: &mut WriteBatch) {
+        self.node.mut_store().compact(index, data, batch);
+    }
+
+    /// First half of a ready cycle: appends the log changes to `batch`. Returns `None` when
+    /// there is nothing to do. [`Peer::advance`] must follow once `batch` is durable.
+    pub fn take_ready(&mut self, batch: &mut WriteBatch) -> Option<ReadyOutput> {
+        assert!(
+            self.pending.is_none(),
+            "take_ready called twice without advance"
+        );
+        if !self.node.has_ready() {
+            return None;
+        }
+        let mut rd = self.node.ready();
+        let mut out = ReadyOutput {
+            messages: rd.take_messages(),
+            snapshot: None,
+        };
+        if !rd.snapshot().is_empty() {
+            let snap = rd.snapshot().clone();
+            self.node.mut_store().apply_snapshot(snap.clone(), batch);
+            out.snapshot = Some(snap);
+        }
+        // Entries committed by a quorum may be applied before our own log is persisted, but
+        // we apply after the sync: simpler to reason about, and the sync is shared anyway.
+        self.committed = rd.take_committed_entries();
+        self.node.mut_store().append(rd.entries(), batch);
+        if let Some(hs) = rd.hs() {
+            self.node.mut_store().set_hard_state(hs.clone(), batch);
+        }
+        self.pending = Some(rd);
+        Some(out)
+    }
+
+    /// Second half of a ready cycle, after the batch from [`Peer::take_ready`] is durable.
+    pub fn advance(&mut self) -> AdvanceOutput {
+        let Some(mut rd) = self.pending.take() else {
+            return AdvanceOutput::default();
+        };
+        let mut out = AdvanceOutput {
+            messages: rd.take_persisted_messages(),
+            committed: std::mem::take(&mut self.committed),
+        };
+        let mut light = self.node.advance(rd);
+        if let Some(commit) = light.commit_index() {
+            // The commit index moved without a new hard state; the next Ready persists it,
+            // and losing it in a crash is harmless (it is re-learned from the leader).
+            self.node.mut_store().note_commit(commit);
+        }
+        out.messages.extend(light.take_messages());
+        out.committed.extend(light.take_committed_entries());
+        out
+    }
+
+    /// Tells raft-rs the state machine has applied everything handed out so far.
+    pub fn applied_to(&mut self, index: u64) {
+        self.node.advance_apply_to(index);
+    }
+}
