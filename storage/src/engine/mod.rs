@@ -85,3 +85,29 @@ pub trait Engine: Send + Sync {
     /// Makes every batch written so far durable (one fsync for many batches).
     fn sync(&self) -> Result<(), EngineError>;
 }
+
+/// A shared engine is an engine (tests keep a handle to a store's engine to inspect it or to
+/// reopen the store on it after a simulated crash).
+impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        (**self).get(key)
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        reverse: bool,
+        visit: &mut Visit<'_>,
+    ) -> Result<(), EngineError> {
+        (**self).scan(start, end, reverse, visit)
+    }
+
+    fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError> {
+        (**self).write(batch, sync)
+    }
+
+    fn sync(&self) -> Result<(), EngineError> {
+        (**self).sync()
+    }
+}

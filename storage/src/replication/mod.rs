@@ -12,6 +12,7 @@
 
 pub mod log_store;
 pub mod peer;
+pub mod store;
 
 #[cfg(test)]
 mod sim;

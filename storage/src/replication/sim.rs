@@ -1,85 +1,84 @@
-//! Simulated raft groups: several [`Peer`]s on an in-memory network with seeded fault
-//! injection (message loss, delay, isolation of a replica, crash and restart from its
-//! persisted log), checking raft's safety properties at every step and convergence at the
-//! end.
+//! Simulated multi-raft: several nodes, each a [`RaftStore`] hosting replicas of several
+//! groups, on an in-memory network with seeded fault injection (message loss, delay,
+//! isolation of a node, crash and restart of a node from its persisted raft log).
 //!
 //! Faults come from a seeded RNG, so a failing seed names its fault schedule (raft-rs
 //! randomises election timeouts with its own RNG, so timings can still vary between runs;
 //! the checked properties must hold whatever they are). Properties checked:
-//! - at most one leader per term;
-//! - applied sequences are prefixes of one another (no replica applies a different entry at
-//!   the same position), across crashes and snapshot installs;
+//! - at most one leader per term in every group;
+//! - applied sequences of a group are prefixes of one another (no replica applies a different
+//!   entry at the same position), across crashes and snapshot installs;
 //! - every entry any replica applied (a write a client would have seen succeed) is applied
-//!   by every replica once the faults stop.
+//!   by every replica once the faults stop;
+//! - group commit: one sync persists the raft output of several groups.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 use bytes::Bytes;
-use raft::eraftpb::{Message, MessageType};
+use raft::eraftpb::MessageType;
 
-use super::log_store::GroupLog;
-use super::peer::{Peer, RaftTiming};
+use super::log_store::GroupId;
+use super::peer::RaftTiming;
+use super::store::{GroupMessage, RaftStore};
 use crate::engine::memory::MemoryEngine;
-use crate::engine::{Engine, WriteBatch};
-
-const GROUP: u64 = 42;
 
 fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-/// One simulated storage node hosting one replica of the group.
-struct Node {
-    id: u64,
-    /// The raft-log engine: survives crashes.
-    disk: MemoryEngine,
-    /// None while crashed.
-    peer: Option<Peer>,
-    /// The state machine (durable, like a partition's data): applied proposal ids.
+/// One group's state machine on one node (durable, like a partition's data): the applied
+/// proposal ids.
+#[derive(Default, Clone)]
+struct StateMachine {
     applied: Vec<u64>,
     applied_index: u64,
 }
 
-impl Node {
-    fn persist(&self, batch: WriteBatch) {
-        self.disk.write(batch, true).expect("memory engine write");
+impl StateMachine {
+    fn snapshot_data(&self) -> Bytes {
+        Bytes::from(
+            self.applied
+                .iter()
+                .flat_map(|v| v.to_be_bytes())
+                .collect::<Vec<u8>>(),
+        )
     }
+}
 
-    fn start(&mut self, voters: &[u64]) {
-        let log = match GroupLog::load(&self.disk, GROUP).expect("load log") {
-            Some(log) => log,
-            None => {
-                let mut batch = WriteBatch::default();
-                let log = GroupLog::new(GROUP, voters, &mut batch);
-                self.persist(batch);
-                log
-            }
-        };
+/// One simulated storage node.
+struct Node {
+    id: u64,
+    /// The raft-log engine: survives crashes.
+    disk: Arc<MemoryEngine>,
+    /// None while crashed.
+    store: Option<RaftStore>,
+    machines: BTreeMap<GroupId, StateMachine>,
+}
+
+impl Node {
+    fn start(&mut self, groups: &[GroupId], voters: &[u64]) {
         let timing = RaftTiming {
             election_ticks: 10,
             heartbeat_ticks: 2,
         };
-        self.peer = Some(
-            Peer::new(self.id, log, self.applied_index, timing, &logger()).expect("create peer"),
-        );
-    }
-
-    fn install_snapshot(&mut self, index: u64, data: &[u8]) {
-        self.applied = data
-            .chunks(8)
-            .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-            .collect();
-        self.applied_index = index;
+        let mut store = RaftStore::new(Box::new(self.disk.clone()), timing, logger());
+        for &g in groups {
+            let applied = self.machines.entry(g).or_default().applied_index;
+            store.host(g, self.id, voters, applied).expect("host group");
+        }
+        self.store = Some(store);
     }
 }
 
 struct InFlight {
     deliver_at: u64,
-    msg: Message,
+    m: GroupMessage,
 }
 
 struct Sim {
     rng: fastrand::Rng,
+    groups: Vec<GroupId>,
     nodes: Vec<Node>,
     net: Vec<InFlight>,
     now: u64,
@@ -89,32 +88,32 @@ struct Sim {
     isolated: Vec<(u64, u64)>,
     /// (node, restart at step): crashed nodes.
     crashed: Vec<(u64, u64)>,
-    leaders: BTreeMap<u64, u64>,
+    /// (group, term) → leader.
+    leaders: BTreeMap<(GroupId, u64), u64>,
     next_proposal: u64,
-    /// How many times a replica caught up by installing a snapshot.
     snapshots_installed: usize,
-    /// How many crashes were injected.
     crashes: usize,
 }
 
 impl Sim {
-    fn new(seed: u64, size: u64) -> Sim {
+    fn new(seed: u64, size: u64, groups: u64) -> Sim {
         let voters: Vec<u64> = (1..=size).collect();
+        let groups: Vec<GroupId> = (1..=groups).collect();
         let mut nodes: Vec<Node> = voters
             .iter()
             .map(|&id| Node {
                 id,
-                disk: MemoryEngine::new(),
-                peer: None,
-                applied: Vec::new(),
-                applied_index: 0,
+                disk: Arc::new(MemoryEngine::new()),
+                store: None,
+                machines: BTreeMap::new(),
             })
             .collect();
         for n in &mut nodes {
-            n.start(&voters);
+            n.start(&groups, &voters);
         }
         Sim {
             rng: fastrand::Rng::with_seed(seed),
+            groups,
             nodes,
             net: Vec::new(),
             now: 0,
@@ -139,36 +138,41 @@ impl Sim {
             .any(|&(n, until)| n == id && until > self.now)
     }
 
+    fn running(&self, id: u64) -> bool {
+        !self.is_isolated(id) && self.nodes.iter().any(|n| n.id == id && n.store.is_some())
+    }
+
     /// Tells the sender of a snapshot whether it arrived, as a snapshot transport does.
-    fn report_snapshot(&mut self, msg: &Message, delivered: bool) {
-        if msg.get_msg_type() != MessageType::MsgSnapshot {
+    fn report_snapshot(&mut self, m: &GroupMessage, delivered: bool) {
+        if m.msg.get_msg_type() != MessageType::MsgSnapshot {
             return;
         }
-        if let Some(p) = self
+        if let Some(s) = self
             .nodes
             .iter_mut()
-            .find(|n| n.id == msg.from)
-            .and_then(|n| n.peer.as_mut())
+            .find(|n| n.id == m.msg.from)
+            .and_then(|n| n.store.as_mut())
         {
-            p.report_snapshot(msg.to, delivered);
+            s.report_snapshot(m.group, m.msg.to, delivered);
         }
     }
 
-    fn send(&mut self, msgs: Vec<Message>) {
-        for msg in msgs {
-            if self.is_isolated(msg.from)
-                || self.is_isolated(msg.to)
+    fn send(&mut self, msgs: Vec<GroupMessage>) {
+        for m in msgs {
+            if self.is_isolated(m.msg.from)
+                || self.is_isolated(m.msg.to)
                 || self.rng.u32(0..1000) < self.drop_per_mille
             {
-                self.report_snapshot(&msg, false);
+                self.report_snapshot(&m, false);
                 continue;
             }
             let deliver_at = self.now + 1 + self.rng.u64(0..=self.max_delay);
-            self.net.push(InFlight { deliver_at, msg });
+            self.net.push(InFlight { deliver_at, m });
         }
     }
 
-    /// One step of simulated time: faults, ticks, deliveries, proposals, ready cycles.
+    /// One step of simulated time: faults, ticks, deliveries, proposals, one loop iteration
+    /// per node.
     fn step(&mut self, faults: bool, propose: bool) {
         self.now += 1;
         if faults {
@@ -176,8 +180,8 @@ impl Sim {
         }
         self.restart_due();
         for n in &mut self.nodes {
-            if let Some(p) = &mut n.peer {
-                p.tick();
+            if let Some(s) = &mut n.store {
+                s.tick();
             }
         }
         let now = self.now;
@@ -185,99 +189,93 @@ impl Sim {
             .into_iter()
             .partition(|m| m.deliver_at <= now);
         self.net = later;
-        for m in due {
+        for InFlight { m, .. } in due {
             let to = m.msg.to;
-            let running =
-                !self.is_isolated(to) && self.nodes.iter().any(|n| n.id == to && n.peer.is_some());
-            self.report_snapshot(&m.msg, running);
-            if !running {
-                continue;
-            }
-            if let Some(p) = self
-                .nodes
-                .iter_mut()
-                .find(|n| n.id == to)
-                .and_then(|n| n.peer.as_mut())
-            {
-                let _ = p.step(m.msg);
+            let running = self.running(to);
+            self.report_snapshot(&m, running);
+            if running {
+                if let Some(s) = self
+                    .nodes
+                    .iter_mut()
+                    .find(|n| n.id == to)
+                    .and_then(|n| n.store.as_mut())
+                {
+                    s.step(m);
+                }
             }
         }
-        if propose && self.rng.u8(0..3) == 0 {
-            if let Some(n) = self
-                .nodes
-                .iter_mut()
-                .find(|n| n.peer.as_ref().is_some_and(Peer::is_leader))
-            {
-                let id = self.next_proposal;
-                if n.peer
-                    .as_mut()
-                    .expect("leader is running")
-                    .propose(id.to_be_bytes().to_vec())
-                    .is_ok()
-                {
-                    self.next_proposal += 1;
+        if propose {
+            for g in self.groups.clone() {
+                if self.rng.u8(0..3) != 0 {
+                    continue;
+                }
+                let leader = self
+                    .nodes
+                    .iter_mut()
+                    .filter_map(|n| n.store.as_mut())
+                    .find(|s| s.peer(g).is_some_and(|p| p.is_leader()));
+                if let Some(store) = leader {
+                    if store
+                        .propose(g, self.next_proposal.to_be_bytes().to_vec())
+                        .is_ok()
+                    {
+                        self.next_proposal += 1;
+                    }
                 }
             }
         }
         for i in 0..self.nodes.len() {
-            self.ready_cycle(i);
+            self.loop_iteration(i);
         }
         self.check_safety();
     }
 
-    fn ready_cycle(&mut self, i: usize) {
+    /// What a store loop does once: persist and advance every group, install snapshots,
+    /// apply committed entries, compact long logs, send messages.
+    fn loop_iteration(&mut self, i: usize) {
         let node = &mut self.nodes[i];
-        let Some(peer) = &mut node.peer else {
+        let Some(store) = &mut node.store else {
             return;
         };
-        let mut batch = WriteBatch::default();
-        let Some(ready) = peer.take_ready(&mut batch) else {
-            return;
-        };
-        node.persist(batch);
-        if let Some(snap) = &ready.snapshot {
-            let index = snap.get_metadata().index;
-            let data = snap.data.clone();
-            node.install_snapshot(index, &data);
+        let out = store.process_ready().expect("process ready");
+        for (g, snap) in &out.snapshots {
+            let data = &snap.data;
+            let sm = node.machines.entry(*g).or_default();
+            sm.applied = data
+                .chunks(8)
+                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            sm.applied_index = snap.get_metadata().index;
             self.snapshots_installed += 1;
         }
-        let peer = node.peer.as_mut().expect("running");
-        let after = peer.advance();
-        for e in &after.committed {
-            if e.index <= node.applied_index {
-                continue;
+        for (g, entries) in &out.committed {
+            let sm = node.machines.entry(*g).or_default();
+            for e in entries {
+                if e.index <= sm.applied_index {
+                    continue;
+                }
+                assert_eq!(
+                    e.index,
+                    sm.applied_index + 1,
+                    "node {} group {g} skipped an entry",
+                    node.id
+                );
+                if e.data.len() == 8 {
+                    sm.applied
+                        .push(u64::from_be_bytes(e.data[..].try_into().expect("8 bytes")));
+                }
+                sm.applied_index = e.index;
             }
-            assert_eq!(
-                e.index,
-                node.applied_index + 1,
-                "node {} skipped an entry",
-                node.id
-            );
-            if e.data.len() == 8 {
-                node.applied
-                    .push(u64::from_be_bytes(e.data[..].try_into().expect("8 bytes")));
-            }
-            node.applied_index = e.index;
+            store.applied_to(*g, sm.applied_index);
         }
-        peer.applied_to(node.applied_index);
-        // Compact long logs so that lagging replicas must catch up by snapshot.
-        // The snapshot's data must be the state at exactly the compaction index. Compact when
-        // the log is long, or when a follower needs a snapshot we do not have (after a
-        // restart only its metadata survives).
-        if peer.log().len() > 40 || peer.log().take_snapshot_request() {
-            let data = Bytes::from(
-                node.applied
-                    .iter()
-                    .flat_map(|v| v.to_be_bytes())
-                    .collect::<Vec<u8>>(),
-            );
-            let mut batch = WriteBatch::default();
-            peer.compact_log(node.applied_index, data, &mut batch);
-            node.persist(batch);
+        // The snapshot's data must be the state at exactly the compaction index.
+        for g in store.groups_to_compact(40) {
+            let sm = &node.machines[&g];
+            store
+                .compact(g, sm.applied_index, sm.snapshot_data())
+                .expect("compact");
         }
-        let mut out = ready.messages;
-        out.extend(after.messages);
-        self.send(out);
+        self.send(out.messages);
     }
 
     fn inject_faults(&mut self) {
@@ -295,7 +293,7 @@ impl Sim {
                     .iter_mut()
                     .find(|n| n.id == victim)
                     .expect("node");
-                node.peer = None;
+                node.store = None;
                 let at = self.now + self.rng.u64(10..150);
                 self.crashed.push((victim, at));
                 self.crashes += 1;
@@ -311,11 +309,12 @@ impl Sim {
     fn restart_due(&mut self) {
         let now = self.now;
         let voters = self.voters();
+        let groups = self.groups.clone();
         let (due, later): (Vec<_>, Vec<_>) = self.crashed.iter().partition(|&&(_, at)| at <= now);
         self.crashed = later;
         for (id, _) in due {
             let node = self.nodes.iter_mut().find(|n| n.id == id).expect("node");
-            node.start(&voters);
+            node.start(&groups, &voters);
         }
     }
 
@@ -330,38 +329,52 @@ impl Sim {
 
     fn check_safety(&mut self) {
         for n in &self.nodes {
-            if let Some(p) = &n.peer {
-                if p.is_leader() {
-                    let previous = self.leaders.insert(p.term(), n.id);
+            let Some(store) = &n.store else { continue };
+            for g in store.groups() {
+                let peer = store.peer(g).expect("hosted");
+                if peer.is_leader() {
+                    let previous = self.leaders.insert((g, peer.term()), n.id);
                     assert!(
                         previous.is_none_or(|prev| prev == n.id),
-                        "two leaders in term {}: {:?} and {}",
-                        p.term(),
+                        "group {g}: two leaders in term {}: {:?} and {}",
+                        peer.term(),
                         previous,
                         n.id
                     );
                 }
             }
         }
-        for a in &self.nodes {
-            for b in &self.nodes {
-                let common = a.applied.len().min(b.applied.len());
-                assert_eq!(
-                    a.applied[..common],
-                    b.applied[..common],
-                    "nodes {} and {} applied different entries",
-                    a.id,
-                    b.id
-                );
+        for &g in &self.groups {
+            for a in &self.nodes {
+                for b in &self.nodes {
+                    let (Some(x), Some(y)) = (a.machines.get(&g), b.machines.get(&g)) else {
+                        continue;
+                    };
+                    let common = x.applied.len().min(y.applied.len());
+                    assert_eq!(
+                        x.applied[..common],
+                        y.applied[..common],
+                        "group {g}: nodes {} and {} applied different entries",
+                        a.id,
+                        b.id
+                    );
+                }
             }
         }
     }
 }
 
-/// Runs one seed; returns (snapshots installed, crashes) so callers can check the faults
-/// really happened.
-fn run(seed: u64, size: u64) -> (usize, usize) {
-    let mut sim = Sim::new(seed, size);
+/// What a run exercised, so callers can check the faults really happened.
+#[derive(Default)]
+struct Exercised {
+    snapshots: usize,
+    crashes: usize,
+    syncs: u64,
+    groups_persisted: u64,
+}
+
+fn run(seed: u64, size: u64, groups: u64) -> Exercised {
+    let mut sim = Sim::new(seed, size, groups);
     for _ in 0..3000 {
         sim.step(true, true);
     }
@@ -369,58 +382,80 @@ fn run(seed: u64, size: u64) -> (usize, usize) {
     for _ in 0..600 {
         sim.step(false, false);
     }
-    let acknowledged: HashSet<u64> = sim
-        .nodes
-        .iter()
-        .flat_map(|n| n.applied.iter().copied())
-        .collect();
-    let reference = &sim.nodes[0].applied;
-    for n in &sim.nodes {
+    for &g in &sim.groups {
+        let acknowledged: HashSet<u64> = sim
+            .nodes
+            .iter()
+            .flat_map(|n| n.machines[&g].applied.iter().copied())
+            .collect();
+        let reference = &sim.nodes[0].machines[&g].applied;
+        for n in &sim.nodes {
+            assert_eq!(
+                &n.machines[&g].applied, reference,
+                "seed {seed} group {g}: node {} did not converge",
+                n.id
+            );
+        }
+        let final_set: HashSet<u64> = reference.iter().copied().collect();
         assert_eq!(
-            &n.applied, reference,
-            "seed {seed}: node {} did not converge",
-            n.id
+            final_set, acknowledged,
+            "seed {seed} group {g}: an applied entry was lost"
+        );
+        assert!(
+            reference.len() > 30,
+            "seed {seed} group {g}: too little progress ({} entries)",
+            reference.len()
         );
     }
-    let final_set: HashSet<u64> = reference.iter().copied().collect();
-    assert_eq!(
-        final_set, acknowledged,
-        "seed {seed}: an applied entry was lost"
-    );
-    assert!(
-        reference.len() > 50,
-        "seed {seed}: too little progress ({} entries)",
-        reference.len()
-    );
-    (sim.snapshots_installed, sim.crashes)
+    let mut ex = Exercised {
+        snapshots: sim.snapshots_installed,
+        crashes: sim.crashes,
+        ..Default::default()
+    };
+    for n in &sim.nodes {
+        if let Some(s) = &n.store {
+            ex.syncs += s.stats().syncs;
+            ex.groups_persisted += s.stats().groups_persisted;
+        }
+    }
+    ex
 }
 
 #[test]
-fn three_replicas_stay_safe_and_converge_under_faults() {
-    let (mut snapshots, mut crashes) = (0, 0);
-    for seed in 0..12 {
-        let (s, c) = run(seed, 3);
-        snapshots += s;
-        crashes += c;
+fn three_nodes_four_groups_stay_safe_and_converge_under_faults() {
+    let mut total = Exercised::default();
+    for seed in 0..8 {
+        let ex = run(seed, 3, 4);
+        total.snapshots += ex.snapshots;
+        total.crashes += ex.crashes;
+        total.syncs += ex.syncs;
+        total.groups_persisted += ex.groups_persisted;
     }
     assert!(
-        snapshots > 0 && crashes > 0,
-        "faults not exercised: {snapshots} snapshots, {crashes} crashes"
+        total.snapshots > 0 && total.crashes > 0,
+        "faults not exercised"
+    );
+    // Several groups share each sync.
+    assert!(
+        total.groups_persisted > total.syncs * 2,
+        "group commit not happening: {} group cycles over {} syncs",
+        total.groups_persisted,
+        total.syncs
     );
 }
 
 #[test]
-fn five_replicas_stay_safe_and_converge_under_faults() {
-    for seed in 100..104 {
-        let _ = run(seed, 5);
+fn five_nodes_stay_safe_and_converge_under_faults() {
+    for seed in 100..103 {
+        let _ = run(seed, 5, 2);
     }
 }
 
 #[test]
 fn a_single_replica_group_commits_alone() {
-    let mut sim = Sim::new(7, 1);
+    let mut sim = Sim::new(7, 1, 1);
     for _ in 0..200 {
         sim.step(false, true);
     }
-    assert!(sim.nodes[0].applied.len() > 20);
+    assert!(sim.nodes[0].machines[&1].applied.len() > 20);
 }

@@ -1,0 +1,228 @@
+//! The raft half of a node's store loop: every peer the node hosts, driven together so that
+//! one write batch and **one** sync persist the raft output of all groups (group commit
+//! across partitions).
+//!
+//! [`RaftStore`] does no networking and reads no clock: its owner (the store thread, or a
+//! simulation) feeds it ticks, messages and proposals, calls [`RaftStore::process_ready`]
+//! once per loop iteration, sends the returned messages and hands the committed entries to
+//! the partitions' apply workers.
+//!
+//! Invariants:
+//! - within one `process_ready`, every peer's log changes are written in a single batch,
+//!   followed by a single sync, before any message that depends on them leaves and before any
+//!   committed entry is handed out;
+//! - a message for a group this node does not host is dropped (and counted), never an error.
+
+use std::collections::BTreeMap;
+
+use raft::eraftpb::{Entry, Message, Snapshot};
+
+use super::log_store::{GroupId, GroupLog};
+use super::peer::{Peer, ProposeError, RaftTiming};
+use crate::engine::{Engine, EngineError, WriteBatch};
+
+/// A raft message addressed to one group.
+#[derive(Debug, Clone)]
+pub struct GroupMessage {
+    /// The group.
+    pub group: GroupId,
+    /// The raft message (its `to` is the replica id).
+    pub msg: Message,
+}
+
+/// What one loop iteration produced.
+#[derive(Debug, Default)]
+pub struct StoreOutput {
+    /// Messages to send, each to the node hosting replica `msg.to` of `group`.
+    pub messages: Vec<GroupMessage>,
+    /// Committed entries per group, in order, to apply.
+    pub committed: Vec<(GroupId, Vec<Entry>)>,
+    /// Snapshots received from leaders: each group's state machine must be replaced.
+    pub snapshots: Vec<(GroupId, Snapshot)>,
+    /// How many groups had log changes persisted by this iteration's single sync.
+    pub groups_persisted: usize,
+}
+
+/// Counters for metrics and tests.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Syncs of the raft-log engine.
+    pub syncs: u64,
+    /// Group ready cycles persisted (so `groups_persisted / syncs` is the group-commit ratio).
+    pub groups_persisted: u64,
+    /// Messages dropped because their group is not hosted here.
+    pub dropped_unknown_group: u64,
+}
+
+/// All raft peers of one node, over one shared raft-log engine.
+pub struct RaftStore {
+    log_engine: Box<dyn Engine>,
+    peers: BTreeMap<GroupId, Peer>,
+    timing: RaftTiming,
+    logger: slog::Logger,
+    stats: StoreStats,
+}
+
+impl RaftStore {
+    /// A store with no groups yet, persisting raft logs to `log_engine`.
+    pub fn new(log_engine: Box<dyn Engine>, timing: RaftTiming, logger: slog::Logger) -> Self {
+        RaftStore {
+            log_engine,
+            peers: BTreeMap::new(),
+            timing,
+            logger,
+            stats: StoreStats::default(),
+        }
+    }
+
+    /// Hosts replica `replica` of `group`, restarting from its persisted log if there is one,
+    /// else creating it with `voters` as the initial configuration. `applied` is what the
+    /// group's state machine has applied.
+    pub fn host(
+        &mut self,
+        group: GroupId,
+        replica: u64,
+        voters: &[u64],
+        applied: u64,
+    ) -> Result<(), EngineError> {
+        let log = match GroupLog::load(self.log_engine.as_ref(), group)? {
+            Some(log) => log,
+            None => {
+                let mut batch = WriteBatch::default();
+                let log = GroupLog::new(group, voters, &mut batch);
+                self.log_engine.write(batch, true)?;
+                log
+            }
+        };
+        let peer = Peer::new(replica, log, applied, self.timing, &self.logger)
+            .map_err(|e| EngineError::Corruption(format!("cannot start group {group}: {e}")))?;
+        self.peers.insert(group, peer);
+        Ok(())
+    }
+
+    /// The peer of `group`, if hosted.
+    pub fn peer(&self, group: GroupId) -> Option<&Peer> {
+        self.peers.get(&group)
+    }
+
+    /// Hosted groups.
+    pub fn groups(&self) -> impl Iterator<Item = GroupId> + '_ {
+        self.peers.keys().copied()
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> StoreStats {
+        self.stats
+    }
+
+    /// Advances every peer's logical clock by one tick.
+    pub fn tick(&mut self) {
+        for peer in self.peers.values_mut() {
+            peer.tick();
+        }
+    }
+
+    /// Delivers a message from another node.
+    pub fn step(&mut self, m: GroupMessage) {
+        match self.peers.get_mut(&m.group) {
+            // raft-rs rejects stale or misaddressed messages itself; nothing to do with them.
+            Some(peer) => {
+                let _ = peer.step(m.msg);
+            }
+            None => self.stats.dropped_unknown_group += 1,
+        }
+    }
+
+    /// Proposes a change to `group` (this node must host its leader).
+    pub fn propose(&mut self, group: GroupId, data: Vec<u8>) -> Result<(), ProposeError> {
+        match self.peers.get_mut(&group) {
+            Some(peer) => peer.propose(data),
+            None => Err(ProposeError::NotLeader { leader: 0 }),
+        }
+    }
+
+    /// Reports a snapshot transfer's outcome to the sending peer.
+    pub fn report_snapshot(&mut self, group: GroupId, to: u64, delivered: bool) {
+        if let Some(peer) = self.peers.get_mut(&group) {
+            peer.report_snapshot(to, delivered);
+        }
+    }
+
+    /// Tells `group`'s peer that its state machine applied up to `index`.
+    pub fn applied_to(&mut self, group: GroupId, index: u64) {
+        if let Some(peer) = self.peers.get_mut(&group) {
+            peer.applied_to(index);
+        }
+    }
+
+    /// Compacts `group`'s log up to `index`, keeping `data` (the state machine at `index`) as
+    /// the snapshot for lagging followers.
+    pub fn compact(
+        &mut self,
+        group: GroupId,
+        index: u64,
+        data: bytes::Bytes,
+    ) -> Result<(), EngineError> {
+        if let Some(peer) = self.peers.get_mut(&group) {
+            let mut batch = WriteBatch::default();
+            peer.compact_log(index, data, &mut batch);
+            self.log_engine.write(batch, false)?;
+        }
+        Ok(())
+    }
+
+    /// Groups whose log is longer than `max_entries` or that a follower needs a snapshot of.
+    pub fn groups_to_compact(&self, max_entries: usize) -> Vec<GroupId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.log().len() > max_entries || p.log().take_snapshot_request())
+            .map(|(g, _)| *g)
+            .collect()
+    }
+
+    /// One loop iteration: collect every peer's ready, persist them all with one batch and
+    /// one sync, then advance every peer. Returns what to send and what to apply.
+    pub fn process_ready(&mut self) -> Result<StoreOutput, EngineError> {
+        let mut out = StoreOutput::default();
+        let mut batch = WriteBatch::default();
+        let mut readied = Vec::new();
+        for (&group, peer) in &mut self.peers {
+            if let Some(ready) = peer.take_ready(&mut batch) {
+                out.messages.extend(
+                    ready
+                        .messages
+                        .into_iter()
+                        .map(|msg| GroupMessage { group, msg }),
+                );
+                if let Some(snap) = ready.snapshot {
+                    out.snapshots.push((group, snap));
+                }
+                readied.push(group);
+            }
+        }
+        if readied.is_empty() {
+            return Ok(out);
+        }
+        if !batch.ops.is_empty() {
+            self.log_engine.write(batch, false)?;
+            self.log_engine.sync()?;
+            self.stats.syncs += 1;
+        }
+        for group in readied {
+            let peer = self.peers.get_mut(&group).expect("readied peer is hosted");
+            let after = peer.advance();
+            out.messages.extend(
+                after
+                    .messages
+                    .into_iter()
+                    .map(|msg| GroupMessage { group, msg }),
+            );
+            if !after.committed.is_empty() {
+                out.committed.push((group, after.committed));
+            }
+            out.groups_persisted += 1;
+        }
+        self.stats.groups_persisted += out.groups_persisted as u64;
+        Ok(out)
+    }
+}
