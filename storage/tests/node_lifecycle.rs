@@ -43,10 +43,12 @@ impl Node {
                 }
             }
         });
-        let port = rx
+        // Own the child before anything can panic, so it is killed whatever happens.
+        let mut node = Node { child, port: 0 };
+        node.port = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("node did not report ready");
-        Node { child, port }
+        node
     }
 
     fn connect(&self) -> TcpStream {
