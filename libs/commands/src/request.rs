@@ -165,10 +165,11 @@ fn parse_multibulk(
         };
         let start = len_eol + 2;
         if buf.len() < start + len + 2 {
-            // Reserve room for a large argument once its length is known and plausible.
+            // Make room for a large argument as its bytes arrive, at most 1 MiB ahead: memory
+            // follows what a client actually sent, not what its header claims.
             let want = start + len + 2;
             if want > buf.capacity() {
-                buf.reserve(want - buf.len());
+                buf.reserve((want - buf.len()).min(1 << 20));
             }
             return Ok(None);
         }
