@@ -130,6 +130,11 @@ async fn connection(
     let mut output = BytesMut::with_capacity(4 * 1024);
     let mut pending: VecDeque<(Pending, Protocol)> = VecDeque::new();
     loop {
+        // Keep room for a full-sized read (a full buffer would otherwise be refilled a few
+        // bytes at a time); BytesMut reuses its allocation once consumed input is released.
+        if input.capacity() - input.len() < 4096 {
+            input.reserve(16 * 1024);
+        }
         tokio::select! {
             read = socket.read_buf(&mut input) => match read {
                 Ok(0) | Err(_) => return,
