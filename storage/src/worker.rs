@@ -33,21 +33,24 @@ const RECLAIM_BATCH: usize = 64;
 /// Open SCAN cursors remembered per partition.
 const SCAN_CURSORS: usize = 10_000;
 
+/// One command of a batch sent by a connection.
+pub enum BatchItem {
+    /// A read command, parsed.
+    Read(Command),
+    /// A write command's arguments (they become a [`Change`]).
+    Write(Vec<Bytes>),
+}
+
 /// A request to a partition worker.
 pub enum Request {
-    /// Execute a read command.
-    Read {
-        /// The parsed command.
-        cmd: Command,
-        /// Where the reply goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Apply a write command (its raw arguments become a [`Change`]).
-    Write {
-        /// The command's arguments.
-        argv: Vec<Bytes>,
-        /// Where the reply goes.
-        reply: oneshot::Sender<Reply>,
+    /// Execute commands in order; one reply per item, all sent together. A pipelining
+    /// connection sends its consecutive data commands as one batch, so the channel and the
+    /// reply cost once per batch, not once per command.
+    Batch {
+        /// The commands.
+        items: Vec<BatchItem>,
+        /// Where the replies go.
+        reply: oneshot::Sender<Vec<Reply>>,
     },
     /// Report the applied state (key counts for INFO/DBSIZE).
     State {
@@ -65,32 +68,12 @@ pub struct PartitionHandle {
 }
 
 impl PartitionHandle {
-    async fn call(&self, make: impl FnOnce(oneshot::Sender<Reply>) -> Request) -> Reply {
+    /// Queues a batch and returns a receiver for its replies (dropped, without replies, if
+    /// the worker is gone).
+    pub async fn batch(&self, items: Vec<BatchItem>) -> oneshot::Receiver<Vec<Reply>> {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(make(tx)).await.is_err() {
-            return Reply::Error(CommandError::ShuttingDown);
-        }
-        rx.await.unwrap_or(Reply::Error(CommandError::ShuttingDown))
-    }
-
-    /// Queues a read and returns a receiver for its reply, so a connection can pipeline.
-    pub async fn read(&self, cmd: Command) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
-        // If the worker is gone the sender is dropped and the receiver reports it.
-        let _ = self.tx.send(Request::Read { cmd, reply: tx }).await;
+        let _ = self.tx.send(Request::Batch { items, reply: tx }).await;
         rx
-    }
-
-    /// Queues a write and returns a receiver for its reply.
-    pub async fn write(&self, argv: Vec<Bytes>) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Request::Write { argv, reply: tx }).await;
-        rx
-    }
-
-    /// Executes a read and waits for the reply.
-    pub async fn read_now(&self, cmd: Command) -> Reply {
-        self.call(|reply| Request::Read { cmd, reply }).await
     }
 
     /// The partition's applied state.
@@ -162,33 +145,45 @@ impl Worker {
     fn run(mut self, mut rx: mpsc::Receiver<Request>) {
         info!(partition = %self.name, applied = self.partition.state().applied_index, "partition worker started");
         while let Some(first) = rx.blocking_recv() {
-            let mut replies: Vec<(oneshot::Sender<Reply>, Reply)> = Vec::new();
-            let mut writes: Vec<(Change, oneshot::Sender<Reply>)> = Vec::new();
+            // Replies of this iteration's batches, released after the sync.
+            let mut done: Vec<(oneshot::Sender<Vec<Reply>>, Vec<Reply>)> = Vec::new();
+            // Writes waiting to be applied: the change and where its reply goes.
+            let mut writes: Vec<(Change, usize, usize)> = Vec::new();
             let mut wrote = false;
             let mut tick = false;
             let mut next = Some(first);
             let mut handled = 0;
             while let Some(req) = next {
                 match req {
-                    Request::Read { cmd, reply } => {
-                        // Reads must see the writes queued before them.
-                        wrote |= self.apply_writes(&mut writes, &mut replies);
-                        let now_ms = self.clock.now();
-                        let (r, expired) = self.partition.read(&cmd, now_ms, &mut self.cursors);
-                        replies.push((reply, r));
-                        if !expired.is_empty() && self.failed.is_none() {
-                            // Delete what the read found expired before the next request,
-                            // as Redis does on access.
-                            self.expire(now_ms, expired);
-                            wrote = true;
+                    Request::Batch { items, reply } => {
+                        let batch = done.len();
+                        handled += items.len();
+                        done.push((reply, vec![Reply::Nil; items.len()]));
+                        for (slot, item) in items.into_iter().enumerate() {
+                            match item {
+                                BatchItem::Read(cmd) => {
+                                    // Reads must see the writes queued before them.
+                                    wrote |= self.apply_writes(&mut writes, &mut done);
+                                    let now_ms = self.clock.now();
+                                    let (r, expired) =
+                                        self.partition.read(&cmd, now_ms, &mut self.cursors);
+                                    done[batch].1[slot] = r;
+                                    if !expired.is_empty() && self.failed.is_none() {
+                                        // Delete what the read found expired before the next
+                                        // command, as Redis does on access.
+                                        self.expire(now_ms, expired);
+                                        wrote = true;
+                                    }
+                                }
+                                BatchItem::Write(argv) => {
+                                    let now_ms = self.clock.now();
+                                    writes.push((Change::Command { now_ms, argv }, batch, slot));
+                                }
+                            }
                         }
                     }
-                    Request::Write { argv, reply } => {
-                        let now_ms = self.clock.now();
-                        writes.push((Change::Command { now_ms, argv }, reply));
-                    }
                     Request::State { reply } => {
-                        wrote |= self.apply_writes(&mut writes, &mut replies);
+                        wrote |= self.apply_writes(&mut writes, &mut done);
                         let _ = reply.send(self.partition.state());
                     }
                     Request::Tick => tick = true,
@@ -200,18 +195,20 @@ impl Worker {
                     None
                 };
             }
-            wrote |= self.apply_writes(&mut writes, &mut replies);
+            wrote |= self.apply_writes(&mut writes, &mut done);
             if wrote {
                 if let Err(e) = self.partition.sync() {
                     error!(partition = %self.name, error = %e, "syncing the write-ahead log failed; refusing writes");
                     self.failed = Some(e.to_string());
-                    for (_, r) in &mut replies {
-                        *r = Reply::Error(CommandError::Internal(e.to_string()));
+                    for (_, replies) in &mut done {
+                        for r in replies.iter_mut() {
+                            *r = Reply::Error(CommandError::Internal(e.to_string()));
+                        }
                     }
                 }
             }
-            for (tx, r) in replies {
-                let _ = tx.send(r);
+            for (tx, replies) in done {
+                let _ = tx.send(replies);
             }
             if tick {
                 self.background();
@@ -223,17 +220,18 @@ impl Worker {
         info!(partition = %self.name, "partition worker stopped");
     }
 
-    /// Applies the queued writes as one batch; their replies join `replies` (to be released
+    /// Applies the queued writes as one batch, putting each reply in its batch slot (released
     /// after the sync). Returns whether anything was written.
     fn apply_writes(
         &mut self,
-        writes: &mut Vec<(Change, oneshot::Sender<Reply>)>,
-        replies: &mut Vec<(oneshot::Sender<Reply>, Reply)>,
+        writes: &mut Vec<(Change, usize, usize)>,
+        done: &mut [(oneshot::Sender<Vec<Reply>>, Vec<Reply>)],
     ) -> bool {
         if writes.is_empty() {
             return false;
         }
-        let (changes, senders): (Vec<Change>, Vec<_>) = writes.drain(..).unzip();
+        let (changes, slots): (Vec<Change>, Vec<(usize, usize)>) =
+            writes.drain(..).map(|(c, b, s)| (c, (b, s))).unzip();
         let results = match &self.failed {
             Some(why) => Err(why.clone()),
             None => self.partition.apply_all(&changes).map_err(|e| {
@@ -243,12 +241,16 @@ impl Worker {
             }),
         };
         match results {
-            Ok(rs) => replies.extend(senders.into_iter().zip(rs)),
-            Err(why) => replies.extend(
-                senders
-                    .into_iter()
-                    .map(|s| (s, Reply::Error(CommandError::Internal(why.clone())))),
-            ),
+            Ok(replies) => {
+                for ((b, s), r) in slots.into_iter().zip(replies) {
+                    done[b].1[s] = r;
+                }
+            }
+            Err(why) => {
+                for (b, s) in slots {
+                    done[b].1[s] = Reply::Error(CommandError::Internal(why.clone()));
+                }
+            }
         }
         self.failed.is_none()
     }

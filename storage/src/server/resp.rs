@@ -27,7 +27,7 @@ use zankv_commands::{
 };
 
 use crate::node_stats::NodeStats;
-use crate::worker::PartitionHandle;
+use crate::worker::{BatchItem, PartitionHandle};
 
 /// Most requests parsed from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -59,10 +59,26 @@ struct Session {
     protocol: Protocol,
 }
 
-/// A reply that is known now or will come from a partition worker.
+/// Replies that are known now or will come from a partition worker.
 enum Pending {
-    Ready(Reply),
-    Waiting(oneshot::Receiver<Reply>),
+    /// A reply produced by the connection itself, encoded for `Protocol`.
+    Ready(Reply, Protocol),
+    /// The replies of a batch of `len` data commands.
+    Batch {
+        rx: oneshot::Receiver<Vec<Reply>>,
+        len: usize,
+        protocol: Protocol,
+    },
+}
+
+/// What the connection does with one request.
+enum Dispatch {
+    /// Answered already (a command that does not parse).
+    Reply(Reply),
+    /// A connection or server command, answered by the connection itself.
+    Connection(ConnectionCommand),
+    /// A data command for the partition worker.
+    Data(BatchItem),
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -128,7 +144,9 @@ async fn connection(
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut output = BytesMut::with_capacity(4 * 1024);
-    let mut pending: VecDeque<(Pending, Protocol)> = VecDeque::new();
+    let mut pending: VecDeque<Pending> = VecDeque::new();
+    // Consecutive data commands, sent to the worker as one batch.
+    let mut batch: Vec<BatchItem> = Vec::new();
     loop {
         // Keep room for a full-sized read (a full buffer would otherwise be refilled a few
         // bytes at a time); BytesMut reuses its allocation once consumed input is released.
@@ -143,32 +161,49 @@ async fn connection(
             _ = shutdown.changed() => return,
         }
         let mut close = false;
+        let mut commands = 0u64;
         loop {
             match request::parse(&mut input, &ctx.limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
-                    let (reply, quit) = dispatch(argv, &mut session, ctx).await;
-                    pending.push_back((reply, session.protocol));
-                    if quit {
-                        close = true;
-                        break;
+                    commands += 1;
+                    match dispatch(argv) {
+                        Dispatch::Data(item) => batch.push(item),
+                        Dispatch::Reply(reply) => {
+                            send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                            pending.push_back(Pending::Ready(reply, session.protocol));
+                        }
+                        Dispatch::Connection(c) => {
+                            // Earlier data commands go first (INFO must see their effects).
+                            send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                            let quit = c == ConnectionCommand::Quit;
+                            let reply = connection_command(c, &mut session, ctx).await;
+                            pending.push_back(Pending::Ready(reply, session.protocol));
+                            if quit {
+                                close = true;
+                                break;
+                            }
+                        }
                     }
-                    if pending.len() >= MAX_PIPELINE
-                        && flush(&mut socket, &mut pending, &mut output).await.is_err()
-                    {
-                        return;
+                    if pending.len() + batch.len() >= MAX_PIPELINE {
+                        send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                        if flush(&mut socket, &mut pending, &mut output).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => {
                     debug!(client = session.id, error = %e, "protocol error; closing connection");
-                    pending.push_back((Pending::Ready(Reply::Error(e)), session.protocol));
+                    send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                    pending.push_back(Pending::Ready(Reply::Error(e), session.protocol));
                     close = true;
                     break;
                 }
             }
         }
-        ctx.stats.add_commands(pending.len() as u64);
+        ctx.stats.add_commands(commands);
+        send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
         if flush(&mut socket, &mut pending, &mut output).await.is_err() || close {
             return;
         }
@@ -183,18 +218,44 @@ async fn connection(
     }
 }
 
+/// Sends the open batch of data commands, if any, to the partition worker.
+async fn send_batch(
+    ctx: &ServerContext,
+    batch: &mut Vec<BatchItem>,
+    pending: &mut VecDeque<Pending>,
+    protocol: Protocol,
+) {
+    if batch.is_empty() {
+        return;
+    }
+    let items = std::mem::take(batch);
+    let len = items.len();
+    let rx = ctx.partition.batch(items).await;
+    pending.push_back(Pending::Batch { rx, len, protocol });
+}
+
 /// Waits for every pending reply in order, encodes them and writes them in one go.
 async fn flush(
     socket: &mut TcpStream,
-    pending: &mut VecDeque<(Pending, Protocol)>,
+    pending: &mut VecDeque<Pending>,
     out: &mut BytesMut,
 ) -> std::io::Result<()> {
-    while let Some((p, protocol)) = pending.pop_front() {
-        let reply = match p {
-            Pending::Ready(r) => r,
-            Pending::Waiting(rx) => rx.await.unwrap_or(Reply::Error(CommandError::ShuttingDown)),
-        };
-        reply.encode(protocol, out);
+    while let Some(p) = pending.pop_front() {
+        match p {
+            Pending::Ready(reply, protocol) => reply.encode(protocol, out),
+            Pending::Batch { rx, len, protocol } => match rx.await {
+                Ok(replies) => {
+                    for reply in replies {
+                        reply.encode(protocol, out);
+                    }
+                }
+                Err(_) => {
+                    for _ in 0..len {
+                        Reply::Error(CommandError::ShuttingDown).encode(protocol, out);
+                    }
+                }
+            },
+        }
     }
     if !out.is_empty() {
         socket.write_all(out).await?;
@@ -203,26 +264,13 @@ async fn flush(
     Ok(())
 }
 
-/// Parses one request and either answers it (connection commands, errors) or queues it to
-/// the partition. Returns the pending reply and whether the connection must close after it.
-async fn dispatch(argv: Vec<Bytes>, session: &mut Session, ctx: &ServerContext) -> (Pending, bool) {
-    let (cmd, spec) = match zankv_commands::parse(&argv) {
-        Ok(parsed) => parsed,
-        Err(e) => return (Pending::Ready(Reply::Error(e)), false),
-    };
-    match cmd {
-        Command::Connection(c) => {
-            let quit = c == ConnectionCommand::Quit;
-            (
-                Pending::Ready(connection_command(c, session, ctx).await),
-                quit,
-            )
-        }
-        other if spec.is_write() => {
-            drop(other);
-            (Pending::Waiting(ctx.partition.write(argv).await), false)
-        }
-        other => (Pending::Waiting(ctx.partition.read(other).await), false),
+/// Parses one request and decides who answers it.
+fn dispatch(argv: Vec<Bytes>) -> Dispatch {
+    match zankv_commands::parse(&argv) {
+        Err(e) => Dispatch::Reply(Reply::Error(e)),
+        Ok((Command::Connection(c), _)) => Dispatch::Connection(c),
+        Ok((_, spec)) if spec.is_write() => Dispatch::Data(BatchItem::Write(argv)),
+        Ok((cmd, _)) => Dispatch::Data(BatchItem::Read(cmd)),
     }
 }
 
