@@ -14,6 +14,8 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Address the RESP server listens on.
     pub redis_addr: SocketAddr,
+    /// Address of the HTTP endpoint (`/ping`, `/status`, `/metrics`).
+    pub http_addr: SocketAddr,
     /// Most simultaneous client connections (Redis's `maxclients`).
     pub max_clients: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
@@ -51,6 +53,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./zankv-data/storage"),
             redis_addr: SocketAddr::from(([127, 0, 0, 1], 12381)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 12380)),
             max_clients: 10_000,
             log_level: "info".into(),
             limits: LimitsConfig::default(),

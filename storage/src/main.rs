@@ -25,6 +25,10 @@ struct Args {
     /// on a trusted network: the storage node has no authentication).
     #[arg(long, value_name = "HOST:PORT")]
     redis_addr: Option<SocketAddr>,
+    /// Address of the HTTP endpoint with /ping, /status and /metrics (default
+    /// 127.0.0.1:12380).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<SocketAddr>,
     /// Most simultaneous client connections (default 10000).
     #[arg(long, value_name = "N")]
     max_clients: Option<usize>,
@@ -51,6 +55,9 @@ fn main() -> ExitCode {
     }
     if let Some(a) = args.redis_addr {
         config.redis_addr = a;
+    }
+    if let Some(a) = args.http_addr {
+        config.http_addr = a;
     }
     if let Some(n) = args.max_clients {
         config.max_clients = n;

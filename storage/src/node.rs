@@ -15,6 +15,7 @@ use crate::config::StorageConfig;
 use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::node_stats::NodeStats;
 use crate::partition::Partition;
+use crate::server::http::{self, HttpContext};
 use crate::server::resp::{self, ServerContext};
 use crate::worker;
 
@@ -61,6 +62,10 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.redis_addr))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let http_listener = TcpListener::bind(config.http_addr)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+        let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let ticker = {
             let handle = handle.clone();
@@ -75,6 +80,8 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 }
             })
         };
+        let http_ctx = Arc::new(HttpContext { stats: stats.clone(), partition: handle.clone() });
+        let http = tokio::spawn(http::serve(http_listener, http_ctx, stop_rx.clone()));
         let ctx = Arc::new(ServerContext {
             partition: handle,
             stats,
@@ -88,11 +95,12 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             port: local.port(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_rx));
-        info!(addr = %local, data_dir = %config.data_dir.display(), "zankv storage node ready");
+        info!(addr = %local, http_addr = %http_local, data_dir = %config.data_dir.display(), "zankv storage node ready");
         wait_for_signal().await;
         info!("shutting down");
         let _ = stop_tx.send(true);
         let _ = server.await;
+        let _ = http.await;
         let _ = ticker.await;
         Ok::<(), String>(())
     });

@@ -1,35 +1,30 @@
-//! Node-wide counters reported by INFO. Plain atomics: many connection tasks and the
-//! partition workers update them; INFO reads them.
+//! Node-wide counters, reported by INFO and exported as Prometheus metrics on `/metrics`.
+//!
+//! Many connection tasks and the partition workers update them; INFO and the HTTP endpoint
+//! read them. They are Prometheus collectors (atomics inside), registered in one registry
+//! owned here. Metric names follow `zankv_storage_<subsystem>_<what>_<unit>`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-/// Counters for INFO's clients and stats sections.
-#[derive(Debug)]
+use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+
+/// Counters and histograms of one storage node.
 pub struct NodeStats {
     /// When the node started.
     pub started: Instant,
-    connected_clients: AtomicU64,
-    total_connections: AtomicU64,
-    rejected_connections: AtomicU64,
-    total_commands: AtomicU64,
-    expired_keys: AtomicU64,
+    registry: Registry,
+    connected_clients: IntGauge,
+    total_connections: IntCounter,
+    rejected_connections: IntCounter,
+    total_commands: IntCounter,
+    expired_keys: IntCounter,
+    keys: IntGauge,
+    apply_batch_changes: Histogram,
+    apply_seconds: Histogram,
+    wal_sync_seconds: Histogram,
 }
 
-impl Default for NodeStats {
-    fn default() -> Self {
-        NodeStats {
-            started: Instant::now(),
-            connected_clients: AtomicU64::new(0),
-            total_connections: AtomicU64::new(0),
-            rejected_connections: AtomicU64::new(0),
-            total_commands: AtomicU64::new(0),
-            expired_keys: AtomicU64::new(0),
-        }
-    }
-}
-
-/// A snapshot of the counters.
+/// A snapshot of the counters INFO shows.
 #[derive(Debug, Clone, Copy)]
 pub struct StatsSnapshot {
     /// Open client connections.
@@ -40,45 +35,146 @@ pub struct StatsSnapshot {
     pub rejected_connections: u64,
     /// Commands executed since start.
     pub total_commands: u64,
-    /// Keys deleted by background expiry.
+    /// Keys deleted because they expired.
     pub expired_keys: u64,
+}
+
+fn register<C: prometheus::core::Collector + Clone + 'static>(registry: &Registry, c: C) -> C {
+    registry
+        .register(Box::new(c.clone()))
+        .expect("metric names are unique");
+    c
+}
+
+impl Default for NodeStats {
+    fn default() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| {
+            register(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            register(&registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            register(
+                &registry,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                    .expect("valid metric"),
+            )
+        };
+        let seconds = vec![
+            0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+        ];
+        NodeStats {
+            started: Instant::now(),
+            connected_clients: gauge(
+                "zankv_storage_clients_connected",
+                "Open client connections.",
+            ),
+            total_connections: counter(
+                "zankv_storage_connections_total",
+                "Client connections accepted.",
+            ),
+            rejected_connections: counter(
+                "zankv_storage_connections_rejected_total",
+                "Client connections refused at max_clients.",
+            ),
+            total_commands: counter(
+                "zankv_storage_commands_total",
+                "Commands received (including errors).",
+            ),
+            expired_keys: counter(
+                "zankv_storage_expired_keys_total",
+                "Keys deleted because they expired.",
+            ),
+            keys: gauge(
+                "zankv_storage_keys",
+                "Keys stored (including expired keys not yet deleted).",
+            ),
+            apply_batch_changes: histogram(
+                "zankv_storage_apply_batch_changes",
+                "Changes applied per engine write batch (group commit).",
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
+            ),
+            apply_seconds: histogram(
+                "zankv_storage_apply_seconds",
+                "Time to apply one batch of changes.",
+                seconds.clone(),
+            ),
+            wal_sync_seconds: histogram(
+                "zankv_storage_wal_sync_seconds",
+                "Time of one write-ahead-log sync.",
+                seconds,
+            ),
+            registry,
+        }
+    }
 }
 
 impl NodeStats {
     /// A client connected.
     pub fn client_connected(&self) {
-        self.connected_clients.fetch_add(1, Ordering::Relaxed);
-        self.total_connections.fetch_add(1, Ordering::Relaxed);
+        self.connected_clients.inc();
+        self.total_connections.inc();
     }
 
     /// A client disconnected.
     pub fn client_disconnected(&self) {
-        self.connected_clients.fetch_sub(1, Ordering::Relaxed);
+        self.connected_clients.dec();
     }
 
     /// A connection was refused at the limit.
     pub fn connection_rejected(&self) {
-        self.rejected_connections.fetch_add(1, Ordering::Relaxed);
+        self.rejected_connections.inc();
     }
 
-    /// `n` commands were executed.
+    /// `n` commands were received.
     pub fn add_commands(&self, n: u64) {
-        self.total_commands.fetch_add(n, Ordering::Relaxed);
+        self.total_commands.inc_by(n);
     }
 
-    /// Background expiry deleted `n` keys.
+    /// `n` expired keys were deleted.
     pub fn add_expired(&self, n: u64) {
-        self.expired_keys.fetch_add(n, Ordering::Relaxed);
+        self.expired_keys.inc_by(n);
     }
 
-    /// Reads every counter.
+    /// The partition now holds `n` keys.
+    pub fn set_keys(&self, n: u64) {
+        self.keys.set(n as i64);
+    }
+
+    /// A batch of `changes` was applied in `took`.
+    pub fn observe_apply(&self, changes: usize, took: Duration) {
+        self.apply_batch_changes.observe(changes as f64);
+        self.apply_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A write-ahead-log sync took `took`.
+    pub fn observe_sync(&self, took: Duration) {
+        self.wal_sync_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Reads INFO's counters.
     pub fn snapshot(&self) -> StatsSnapshot {
         StatsSnapshot {
-            connected_clients: self.connected_clients.load(Ordering::Relaxed),
-            total_connections: self.total_connections.load(Ordering::Relaxed),
-            rejected_connections: self.rejected_connections.load(Ordering::Relaxed),
-            total_commands: self.total_commands.load(Ordering::Relaxed),
-            expired_keys: self.expired_keys.load(Ordering::Relaxed),
+            connected_clients: self.connected_clients.get().max(0) as u64,
+            total_connections: self.total_connections.get(),
+            rejected_connections: self.rejected_connections.get(),
+            total_commands: self.total_commands.get(),
+            expired_keys: self.expired_keys.get(),
         }
+    }
+
+    /// Every metric in the Prometheus text format.
+    pub fn prometheus_text(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into memory cannot fail for well-formed metrics.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8_lossy(&out).into_owned()
     }
 }

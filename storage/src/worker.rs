@@ -11,7 +11,7 @@
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
@@ -197,7 +197,11 @@ impl Worker {
             }
             wrote |= self.apply_writes(&mut writes, &mut done);
             if wrote {
-                if let Err(e) = self.partition.sync() {
+                let started = Instant::now();
+                let synced = self.partition.sync();
+                self.stats.observe_sync(started.elapsed());
+                self.stats.set_keys(self.partition.state().keys);
+                if let Err(e) = synced {
                     error!(partition = %self.name, error = %e, "syncing the write-ahead log failed; refusing writes");
                     self.failed = Some(e.to_string());
                     for (_, replies) in &mut done {
@@ -234,11 +238,16 @@ impl Worker {
             writes.drain(..).map(|(c, b, s)| (c, (b, s))).unzip();
         let results = match &self.failed {
             Some(why) => Err(why.clone()),
-            None => self.partition.apply_all(&changes).map_err(|e| {
-                error!(partition = %self.name, error = %e, "applying changes failed; refusing writes");
-                self.failed = Some(e.to_string());
-                e.to_string()
-            }),
+            None => {
+                let started = Instant::now();
+                let applied = self.partition.apply_all(&changes);
+                self.stats.observe_apply(changes.len(), started.elapsed());
+                applied.map_err(|e| {
+                    error!(partition = %self.name, error = %e, "applying changes failed; refusing writes");
+                    self.failed = Some(e.to_string());
+                    e.to_string()
+                })
+            }
         };
         match results {
             Ok(replies) => {

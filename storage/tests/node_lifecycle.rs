@@ -13,6 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_zankv-storage");
 struct Node {
     child: Child,
     port: u16,
+    http_port: u16,
 }
 
 impl Node {
@@ -23,6 +24,8 @@ impl Node {
             .arg("--data-dir")
             .arg(dir)
             .arg("--redis-addr")
+            .arg("127.0.0.1:0")
+            .arg("--http-addr")
             .arg("127.0.0.1:0")
             .args(extra)
             .stdout(Stdio::null())
@@ -37,15 +40,27 @@ impl Node {
                 .lines()
                 .map_while(Result::ok)
             {
-                if let Some(rest) = line.split("addr=127.0.0.1:").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = tx.send(port.parse::<u16>().expect("port in ready line"));
+                if line.contains("storage node ready") {
+                    let port_after = |marker: &str| -> u16 {
+                        let rest = line.split(marker).nth(1).expect("address in ready line");
+                        let digits: String =
+                            rest.chars().take_while(char::is_ascii_digit).collect();
+                        digits.parse().expect("port in ready line")
+                    };
+                    let _ = tx.send((
+                        port_after(" addr=127.0.0.1:"),
+                        port_after("http_addr=127.0.0.1:"),
+                    ));
                 }
             }
         });
         // Own the child before anything can panic, so it is killed whatever happens.
-        let mut node = Node { child, port: 0 };
-        node.port = rx
+        let mut node = Node {
+            child,
+            port: 0,
+            http_port: 0,
+        };
+        (node.port, node.http_port) = rx
             .recv_timeout(Duration::from_secs(10))
             .expect("node did not report ready");
         node
@@ -177,6 +192,62 @@ fn sigterm_stops_cleanly_and_data_survives() {
     assert_eq!(call(&mut s, "GET durable"), "yes");
     assert_eq!(call(&mut s, "HLEN h"), ":2");
     assert_eq!(call(&mut s, "DBSIZE"), ":2");
+}
+
+/// One HTTP/1.1 request; returns the status code and the body.
+fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    s.read_to_string(&mut response).unwrap();
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    (status, body)
+}
+
+#[test]
+fn http_endpoint_serves_metrics_status_and_json_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &[]);
+    let mut s = node.connect();
+    assert_eq!(call(&mut s, "SET a 1"), "+OK");
+    assert_eq!(
+        http(node.http_port, "GET", "/ping"),
+        (200, "OK".to_string())
+    );
+    let (code, metrics) = http(node.http_port, "GET", "/metrics");
+    assert_eq!(code, 200);
+    for name in [
+        "zankv_storage_commands_total",
+        "zankv_storage_clients_connected 1",
+        "zankv_storage_keys 1",
+        "zankv_storage_wal_sync_seconds_count",
+        "zankv_storage_apply_batch_changes_bucket",
+    ] {
+        assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
+    }
+    let (code, status) = http(node.http_port, "GET", "/status");
+    assert_eq!(code, 200);
+    assert!(status.contains("\"applied_index\":1"), "{status}");
+    let (code, body) = http(node.http_port, "GET", "/nope");
+    assert_eq!(
+        (code, body.as_str()),
+        (404, r#"{"message":"no such endpoint"}"#)
+    );
+    let (code, body) = http(node.http_port, "POST", "/ping");
+    assert_eq!(
+        (code, body.as_str()),
+        (405, r#"{"message":"method not allowed"}"#)
+    );
 }
 
 #[test]

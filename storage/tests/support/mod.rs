@@ -710,6 +710,8 @@ impl ZankvNode {
             .arg(data_dir)
             .arg("--redis-addr")
             .arg(format!("127.0.0.1:{port}"))
+            .arg("--http-addr")
+            .arg("127.0.0.1:0")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file)

@@ -1,0 +1,98 @@
+//! The storage node's HTTP endpoint: liveness, a JSON status, and Prometheus metrics.
+//!
+//! | method | path | answer |
+//! |---|---|---|
+//! | GET | `/ping` | `OK` |
+//! | GET | `/status` | JSON: version, uptime, partitions with applied index and key counts |
+//! | GET | `/metrics` | Prometheus text format |
+//!
+//! Anything else answers 404 (unknown path) or 405 (wrong method) with `{"message": ...}`.
+//! The endpoint is read-only; the admin operations of replication will join it.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::node::DEFAULT_NAMESPACE;
+use crate::node_stats::NodeStats;
+use crate::worker::PartitionHandle;
+
+/// What the HTTP handlers read.
+pub struct HttpContext {
+    /// Node counters.
+    pub stats: Arc<NodeStats>,
+    /// The node's partition.
+    pub partition: PartitionHandle,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(json!({ "message": message }))).into_response()
+}
+
+async fn ping() -> &'static str {
+    "OK"
+}
+
+async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
+    let Some(state) = ctx.partition.state().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "partition worker stopped");
+    };
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "uptime_seconds": ctx.stats.started.elapsed().as_secs(),
+        "partitions": [{
+            "namespace": DEFAULT_NAMESPACE,
+            "partition": 0,
+            "applied_index": state.applied_index,
+            "keys": state.keys,
+            "expires": state.expires,
+        }],
+    }))
+    .into_response()
+}
+
+async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.stats.prometheus_text(),
+    )
+        .into_response()
+}
+
+/// The router, separate from serving so tests can call it directly.
+pub fn router(ctx: Arc<HttpContext>) -> Router {
+    Router::new()
+        .route("/ping", get(ping))
+        .route("/status", get(status))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(ctx)
+}
+
+/// Serves HTTP on `listener` until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<HttpContext>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = router(ctx);
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
