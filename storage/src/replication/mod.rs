@@ -13,6 +13,7 @@
 pub mod log_store;
 pub mod peer;
 pub mod store;
+pub mod transport;
 
 #[cfg(test)]
 mod sim;
