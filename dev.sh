@@ -23,7 +23,7 @@ case "$cmd" in
     ./scripts/setup.sh
     cargo build --release --locked -p zankv-storage
     echo "zankv: storage node on 127.0.0.1:${port}, data in ${data_dir}/storage"
-    echo "zankv: metrics at http://127.0.0.1:12380/metrics (status: /status)"
+    echo "zankv: metrics at http://127.0.0.1:$((port - 1))/metrics (status: /status)"
     echo "zankv: connect with: redis-cli -p ${port}    stop with: Ctrl-C"
     exec ./target/release/zankv-storage --data-dir "${data_dir}/storage" --redis-addr "127.0.0.1:${port}"
     ;;

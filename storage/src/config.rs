@@ -14,8 +14,10 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Address the RESP server listens on.
     pub redis_addr: SocketAddr,
-    /// Address of the HTTP endpoint (`/ping`, `/status`, `/metrics`).
-    pub http_addr: SocketAddr,
+    /// Address of the HTTP endpoint (`/ping`, `/status`, `/metrics`); by default the RESP
+    /// address's host with the port just below it (12380 beside 12381), so nodes given
+    /// only different RESP ports do not collide.
+    pub http_addr: Option<SocketAddr>,
     /// Most simultaneous client connections (Redis's `maxclients`).
     pub max_clients: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
@@ -53,7 +55,7 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./zankv-data/storage"),
             redis_addr: SocketAddr::from(([127, 0, 0, 1], 12381)),
-            http_addr: SocketAddr::from(([127, 0, 0, 1], 12380)),
+            http_addr: None,
             max_clients: 10_000,
             log_level: "info".into(),
             limits: LimitsConfig::default(),
@@ -92,6 +94,14 @@ impl StorageConfig {
         Ok(config)
     }
 
+    /// The HTTP address in effect (see [`StorageConfig::http_addr`]).
+    pub fn effective_http_addr(&self) -> SocketAddr {
+        self.http_addr.unwrap_or_else(|| {
+            let port = self.redis_addr.port().saturating_sub(1);
+            SocketAddr::new(self.redis_addr.ip(), port)
+        })
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_clients == 0 {
@@ -122,6 +132,13 @@ mod tests {
         assert_eq!(config.limits, defaults.limits);
         assert_eq!(config.rocksdb, defaults.rocksdb);
         assert_eq!(config.max_clients, defaults.max_clients);
+        // The file spells out the default addresses.
+        assert_eq!(config.redis_addr, defaults.redis_addr);
+        assert_eq!(config.effective_http_addr(), defaults.effective_http_addr());
+        assert_eq!(
+            defaults.effective_http_addr().to_string(),
+            "127.0.0.1:12380"
+        );
     }
 
     #[test]

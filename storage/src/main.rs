@@ -25,8 +25,8 @@ struct Args {
     /// on a trusted network: the storage node has no authentication).
     #[arg(long, value_name = "HOST:PORT")]
     redis_addr: Option<SocketAddr>,
-    /// Address of the HTTP endpoint with /ping, /status and /metrics (default
-    /// 127.0.0.1:12380).
+    /// Address of the HTTP endpoint with /ping, /status and /metrics (default: the RESP
+    /// host with the port below the RESP port, e.g. 127.0.0.1:12380).
     #[arg(long, value_name = "HOST:PORT")]
     http_addr: Option<SocketAddr>,
     /// Most simultaneous client connections (default 10000).
@@ -57,7 +57,7 @@ fn main() -> ExitCode {
         config.redis_addr = a;
     }
     if let Some(a) = args.http_addr {
-        config.http_addr = a;
+        config.http_addr = Some(a);
     }
     if let Some(n) = args.max_clients {
         config.max_clients = n;

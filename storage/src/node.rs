@@ -62,9 +62,10 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.redis_addr))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let http_listener = TcpListener::bind(config.http_addr)
+        let http_addr = config.effective_http_addr();
+        let http_listener = TcpListener::bind(http_addr)
             .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+            .map_err(|e| format!("cannot listen on {http_addr} (HTTP): {e}"))?;
         let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let ticker = {
