@@ -31,6 +31,7 @@ case "$cmd" in
     ./scripts/setup.sh
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+    RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --locked
     cargo test --workspace --locked
     ;;
   *)

@@ -254,13 +254,13 @@ pub static SPECS: &[CommandSpec] = &[
 /// A typed connection/server command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ConnectionCommand {
-    /// PING [message]
+    /// `PING [message]`
     Ping(Option<Bytes>),
     /// ECHO message
     Echo(Bytes),
     /// QUIT
     Quit,
-    /// HELLO [protover [AUTH user pass] [SETNAME name]]
+    /// `HELLO [protover [AUTH user pass] [SETNAME name]]`
     Hello {
         /// Requested protocol version (2 or 3).
         version: Option<u8>,
@@ -283,15 +283,15 @@ pub enum ConnectionCommand {
     CommandAll,
     /// COMMAND COUNT
     CommandCount,
-    /// COMMAND INFO [name...] (empty = all)
+    /// `COMMAND INFO [name...] (empty = all)`
     CommandInfo(Vec<Bytes>),
-    /// COMMAND DOCS [name...] (empty = all)
+    /// `COMMAND DOCS [name...] (empty = all)`
     CommandDocs(Vec<Bytes>),
     /// COMMAND LIST
     CommandList,
     /// COMMAND HELP
     CommandHelp,
-    /// INFO [section...]
+    /// `INFO [section...]`
     Info(Vec<Bytes>),
     /// TIME
     Time,

@@ -100,7 +100,7 @@ pub enum KeyspaceCommand {
         /// RENAMENX semantics.
         only_if_missing: bool,
     },
-    /// COPY source destination [DB 0] [REPLACE]
+    /// `COPY source destination [DB 0] [REPLACE]`
     Copy {
         /// Source key.
         src: Bytes,
@@ -109,7 +109,7 @@ pub enum KeyspaceCommand {
         /// Overwrite an existing destination.
         replace: bool,
     },
-    /// SCAN cursor [MATCH p] [COUNT n] [TYPE t]
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`
     Scan(ScanArgs),
     /// KEYS pattern
     Keys(Bytes),
@@ -117,7 +117,7 @@ pub enum KeyspaceCommand {
     RandomKey,
     /// DBSIZE
     DbSize,
-    /// FLUSHDB / FLUSHALL [ASYNC|SYNC]
+    /// `FLUSHDB / FLUSHALL [ASYNC|SYNC]`
     Flush,
 }
 

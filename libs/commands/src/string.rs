@@ -129,7 +129,7 @@ pub enum StringCommand {
     SetNx(Bytes, Bytes),
     /// GETDEL key
     GetDel(Bytes),
-    /// GETEX key [option]
+    /// `GETEX key [option]`
     GetEx(Bytes, GetExUpdate),
     /// MGET key...
     MGet(Vec<Bytes>),
@@ -156,9 +156,9 @@ pub enum StringCommand {
     SetBit(Bytes, u64, bool),
     /// GETBIT key offset
     GetBit(Bytes, u64),
-    /// BITCOUNT key [start end [BYTE|BIT]] (the range is parsed at execution, after the key lookup)
+    /// `BITCOUNT key [start end [BYTE|BIT]] (the range is parsed at execution, after the key lookup)`
     BitCount(Bytes, Vec<Bytes>),
-    /// BITPOS key bit [start [end [BYTE|BIT]]]
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`
     BitPos(Bytes, bool, Vec<Bytes>),
 }
 
