@@ -283,9 +283,9 @@ pub enum ConnectionCommand {
     CommandAll,
     /// COMMAND COUNT
     CommandCount,
-    /// `COMMAND INFO [name...] (empty = all)`
+    /// `COMMAND INFO [name...]` (empty = all)
     CommandInfo(Vec<Bytes>),
-    /// `COMMAND DOCS [name...] (empty = all)`
+    /// `COMMAND DOCS [name...]` (empty = all)
     CommandDocs(Vec<Bytes>),
     /// COMMAND LIST
     CommandList,

@@ -50,7 +50,7 @@ pub enum RandFieldCount {
 /// A typed hash command.
 #[derive(Debug, Clone, PartialEq)]
 pub enum HashCommand {
-    /// `HSET / HMSET key field value [field value ...]`
+    /// `HSET`/`HMSET key field value [field value ...]`
     Set {
         /// Key.
         key: Bytes,
@@ -85,7 +85,7 @@ pub enum HashCommand {
     IncrByFloat(Bytes, Bytes, Bytes),
     /// `HRANDFIELD key [count [WITHVALUES]]`
     RandField(Bytes, RandFieldCount),
-    /// `HSCAN key cursor [MATCH p] [COUNT n]; options are parsed after the key lookup, as`
+    /// `HSCAN key cursor [MATCH p] [COUNT n]`; options are parsed after the key lookup, as
     /// Redis does, so they are kept raw here.
     Scan(Bytes, u64, Vec<Bytes>),
 }

@@ -117,7 +117,7 @@ pub enum KeyspaceCommand {
     RandomKey,
     /// DBSIZE
     DbSize,
-    /// `FLUSHDB / FLUSHALL [ASYNC|SYNC]`
+    /// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`
     Flush,
 }
 

@@ -156,7 +156,7 @@ pub enum StringCommand {
     SetBit(Bytes, u64, bool),
     /// GETBIT key offset
     GetBit(Bytes, u64),
-    /// `BITCOUNT key [start end [BYTE|BIT]] (the range is parsed at execution, after the key lookup)`
+    /// `BITCOUNT key [start end [BYTE|BIT]]` (the range is parsed at execution, after the key lookup)
     BitCount(Bytes, Vec<Bytes>),
     /// `BITPOS key bit [start [end [BYTE|BIT]]]`
     BitPos(Bytes, bool, Vec<Bytes>),
