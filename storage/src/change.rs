@@ -31,6 +31,9 @@ pub enum Change {
         /// (key, expire-at) pairs read from the expiry index.
         keys: Vec<(Bytes, u64)>,
     },
+    /// No data change: raft's empty entries (a new leader's first entry) and membership
+    /// changes. Applying it only advances the applied index. Encoded as zero bytes.
+    Noop,
     /// Background reclamation of the elements of dropped collection versions.
     Reclaim {
         /// Versions (with their element tag) to reclaim.
@@ -96,8 +99,12 @@ impl<'a> Reader<'a> {
 impl Change {
     /// Encodes the change.
     pub fn encode(&self) -> Vec<u8> {
+        if *self == Change::Noop {
+            return Vec::new();
+        }
         let mut out = vec![FORMAT];
         match self {
+            Change::Noop => unreachable!("encoded above"),
             Change::Command { now_ms, argv } => {
                 out.push(1);
                 out.extend_from_slice(&now_ms.to_be_bytes());
@@ -130,6 +137,9 @@ impl Change {
 
     /// Decodes [`Change::encode`]'s output.
     pub fn decode(buf: &[u8]) -> Result<Change, EngineError> {
+        if buf.is_empty() {
+            return Ok(Change::Noop);
+        }
         let mut r = Reader { buf };
         if r.u8()? != FORMAT {
             return Err(EngineError::Corruption("unknown change format".into()));
@@ -202,6 +212,7 @@ mod tests {
                 any::<u32>()
             )
                 .prop_map(|(versions, budget)| Change::Reclaim { versions, budget }),
+            Just(Change::Noop),
         ]
     }
 

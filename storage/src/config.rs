@@ -26,6 +26,62 @@ pub struct StorageConfig {
     pub limits: LimitsConfig,
     /// RocksDB sizing shared by all partitions.
     pub rocksdb: RocksConfig,
+    /// This node's id in the cluster; it is also the raft replica id of every replica the
+    /// node hosts. Unique per cluster, never reused.
+    pub node_id: u64,
+    /// Address raft traffic from other storage nodes arrives on; by default the RESP
+    /// address's host with the port just above it.
+    pub raft_addr: Option<SocketAddr>,
+    /// Namespace of keys that do not start with `<known namespace>:`.
+    pub default_namespace: String,
+    /// Raft timing and limits.
+    pub raft: RaftConfig,
+    /// The other storage nodes of a static cluster (without PD).
+    pub nodes: Vec<NodeConfig>,
+    /// Namespaces of a static cluster. When empty, one namespace named after
+    /// `default_namespace` with one partition replicated on this node alone.
+    pub namespaces: Vec<NamespaceConfig>,
+}
+
+/// Raft timing and limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftConfig {
+    /// Length of one raft tick in milliseconds.
+    pub tick_ms: u64,
+    /// Ticks without a leader before a follower campaigns (randomised up to twice this).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long a client waits for its write to commit before it is told the outcome is
+    /// unknown, in milliseconds.
+    pub write_timeout_ms: u64,
+}
+
+/// Another storage node of a static cluster.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Its node id.
+    pub id: u64,
+    /// Where it receives raft traffic.
+    pub raft_addr: SocketAddr,
+    /// Where it serves RESP (named in leader hints).
+    pub redis_addr: SocketAddr,
+}
+
+/// A namespace of a static cluster.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Its name: 1 to 255 characters of `[A-Za-z0-9_]`.
+    pub name: String,
+    /// Its id (1..65535), unique in the cluster; raft groups are numbered from it.
+    pub id: u32,
+    /// Number of partitions (1..1024).
+    pub partitions: u32,
+    /// Node ids holding a replica of every partition (1 to 5 nodes).
+    pub replicas: Vec<u64>,
 }
 
 /// Request-size limits (Redis's defaults).
@@ -60,6 +116,23 @@ impl Default for StorageConfig {
             log_level: "info".into(),
             limits: LimitsConfig::default(),
             rocksdb: RocksConfig::default(),
+            node_id: 1,
+            raft_addr: None,
+            default_namespace: "default".into(),
+            raft: RaftConfig::default(),
+            nodes: Vec::new(),
+            namespaces: Vec::new(),
+        }
+    }
+}
+
+impl Default for RaftConfig {
+    fn default() -> Self {
+        RaftConfig {
+            tick_ms: 100,
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            write_timeout_ms: 10_000,
         }
     }
 }
@@ -102,8 +175,116 @@ impl StorageConfig {
         })
     }
 
+    /// The raft address in effect (see [`StorageConfig::raft_addr`]).
+    pub fn effective_raft_addr(&self) -> SocketAddr {
+        self.raft_addr.unwrap_or_else(|| {
+            // Port 0 (any free port) stays 0.
+            let port = match self.redis_addr.port() {
+                0 => 0,
+                p => p.saturating_add(1),
+            };
+            SocketAddr::new(self.redis_addr.ip(), port)
+        })
+    }
+
+    /// The namespaces in effect (see [`StorageConfig::namespaces`]).
+    pub fn effective_namespaces(&self) -> Vec<NamespaceConfig> {
+        if self.namespaces.is_empty() {
+            vec![NamespaceConfig {
+                name: self.default_namespace.clone(),
+                id: 1,
+                partitions: 1,
+                replicas: vec![self.node_id],
+            }]
+        } else {
+            self.namespaces.clone()
+        }
+    }
+
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_limits()?;
+        self.validate_cluster()
+    }
+
+    fn validate_cluster(&self) -> Result<(), String> {
+        if self.node_id == 0 {
+            return Err("node_id must be at least 1".into());
+        }
+        let r = &self.raft;
+        if r.tick_ms == 0 || r.heartbeat_ticks == 0 || r.election_ticks <= r.heartbeat_ticks {
+            return Err(
+                "raft: tick_ms and heartbeat_ticks must be positive and election_ticks larger than heartbeat_ticks"
+                    .into(),
+            );
+        }
+        if r.write_timeout_ms == 0 {
+            return Err("raft.write_timeout_ms must be positive".into());
+        }
+        let mut known = vec![self.node_id];
+        for n in &self.nodes {
+            if known.contains(&n.id) || n.id == 0 {
+                return Err(format!(
+                    "nodes: node id {} is zero or listed twice (this node is {})",
+                    n.id, self.node_id
+                ));
+            }
+            known.push(n.id);
+        }
+        let namespaces = self.effective_namespaces();
+        if !namespaces
+            .iter()
+            .any(|ns| ns.name == self.default_namespace)
+        {
+            return Err(format!(
+                "default_namespace {:?} is not among the namespaces",
+                self.default_namespace
+            ));
+        }
+        for (i, ns) in namespaces.iter().enumerate() {
+            if !zankv_commands::partitioning::valid_namespace_name(&ns.name) {
+                return Err(format!(
+                    "namespace name {:?} must be 1 to 255 characters of [A-Za-z0-9_]",
+                    ns.name
+                ));
+            }
+            if ns.id == 0 || ns.id > 65535 {
+                return Err(format!("namespace {}: id must be within 1..65535", ns.name));
+            }
+            if !(1..=1024).contains(&ns.partitions) {
+                return Err(format!(
+                    "namespace {}: partitions must be within 1..1024",
+                    ns.name
+                ));
+            }
+            if !(1..=5).contains(&ns.replicas.len()) {
+                return Err(format!(
+                    "namespace {}: replicas must list 1 to 5 node ids",
+                    ns.name
+                ));
+            }
+            for (j, id) in ns.replicas.iter().enumerate() {
+                if !known.contains(id) {
+                    return Err(format!(
+                        "namespace {}: replica node {id} is neither node_id nor in [[nodes]]",
+                        ns.name
+                    ));
+                }
+                if ns.replicas[..j].contains(id) {
+                    return Err(format!("namespace {}: node {id} listed twice", ns.name));
+                }
+            }
+            if namespaces[..i]
+                .iter()
+                .any(|o| o.name == ns.name || o.id == ns.id)
+            {
+                return Err(format!("namespace {}: name or id used twice", ns.name));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_limits(&self) -> Result<(), String> {
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
         }

@@ -7,10 +7,14 @@
 //! - [`change`]: deterministic changes, what writes become before they are applied;
 //! - [`partition`]: a partition's state machine (apply changes with their applied index,
 //!   answer reads);
-//! - [`worker`]: the thread that owns a partition and group-commits its writes;
-//! - [`server`]: the RESP front end; [`node`]: wiring; [`config`]: settings.
+//! - [`replication`]: raft groups (peers, log, store loop, transport);
+//! - [`worker`]: the thread that owns a partition, applies its committed entries and runs
+//!   reads at linearizable positions;
+//! - [`routing`]: which partition a command belongs to;
+//! - [`server`]: the RESP and HTTP front ends; [`node`]: wiring; [`config`]: settings.
 
 pub mod change;
+pub mod clock;
 pub mod config;
 pub mod data;
 pub mod engine;
@@ -20,5 +24,6 @@ pub mod node_stats;
 pub mod partition;
 pub mod records;
 pub mod replication;
+pub mod routing;
 pub mod server;
 pub mod worker;

@@ -9,8 +9,9 @@ use zankv_storage::config::StorageConfig;
 
 /// zankv storage node: serves Redis commands (RESP2/RESP3) on data kept in RocksDB.
 ///
-/// With only --data-dir and --redis-addr it runs standalone, serving plain keys in the
-/// "default" namespace. Settings come from --config (a TOML file; see conf/storage.toml for
+/// With only --data-dir and --redis-addr it runs standalone: one partition of the "default"
+/// namespace, replicated by a raft group of this node alone. A static cluster of several
+/// nodes is described in the config file ([[nodes]], [[namespaces]]). Settings come from --config (a TOML file; see conf/storage.toml for
 /// every key), and flags override the file.
 #[derive(Parser, Debug)]
 #[command(name = "zankv-storage", version)]
@@ -29,6 +30,14 @@ struct Args {
     /// host with the port below the RESP port, e.g. 127.0.0.1:12380).
     #[arg(long, value_name = "HOST:PORT")]
     http_addr: Option<SocketAddr>,
+    /// Address raft traffic from other storage nodes arrives on (default: the RESP host
+    /// with the port above the RESP port, e.g. 127.0.0.1:12382).
+    #[arg(long, value_name = "HOST:PORT")]
+    raft_addr: Option<SocketAddr>,
+    /// This node's id in the cluster (default 1; see [[nodes]] and [[namespaces]] in the
+    /// config file for a static multi-node cluster).
+    #[arg(long, value_name = "ID")]
+    node_id: Option<u64>,
     /// Most simultaneous client connections (default 10000).
     #[arg(long, value_name = "N")]
     max_clients: Option<usize>,
@@ -58,6 +67,12 @@ fn main() -> ExitCode {
     }
     if let Some(a) = args.http_addr {
         config.http_addr = Some(a);
+    }
+    if let Some(a) = args.raft_addr {
+        config.raft_addr = Some(a);
+    }
+    if let Some(id) = args.node_id {
+        config.node_id = id;
     }
     if let Some(n) = args.max_clients {
         config.max_clients = n;

@@ -1,13 +1,19 @@
-//! The composition root: turns a [`StorageConfig`] into a running storage node (partition
-//! worker, background ticker, RESP server) and stops it cleanly on SIGINT/SIGTERM.
+//! The composition root: turns a [`StorageConfig`] into a running storage node (one
+//! partition worker per hosted partition, the store loop with its raft transport, the RESP
+//! and HTTP servers) and stops it cleanly on SIGINT/SIGTERM.
 //!
-//! This is the only module that wires concrete types together.
+//! This is the only module that wires concrete types together. Shutdown order: the servers
+//! stop taking requests and finish the ones in flight; then the store loop and the
+//! transport stop; then every partition worker drains its queue, syncs and exits.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tracing::info;
 use zankv_commands::request::RequestLimits;
 
@@ -15,16 +21,33 @@ use crate::config::StorageConfig;
 use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::node_stats::NodeStats;
 use crate::partition::Partition;
+use crate::replication::peer::RaftTiming;
+use crate::replication::raft_logging;
+use crate::replication::store::RaftStore;
+use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
+use crate::replication::transport::{self, Transport, TransportStats};
+use crate::routing::Routing;
 use crate::server::http::{self, HttpContext};
 use crate::server::resp::{self, ServerContext};
 use crate::worker;
 
-/// The namespace a standalone node serves.
-pub const DEFAULT_NAMESPACE: &str = "default";
-/// Requests queued per partition before clients wait.
-const PARTITION_QUEUE: usize = 4096;
-/// Background expiry/reclamation period.
-const TICK: Duration = Duration::from_millis(100);
+/// Client batches and background changes queued for the store loop before senders wait.
+const STORE_QUEUE: usize = 4096;
+/// Raft messages queued from peer nodes before arrivals are dropped.
+const RAFT_INBOUND_QUEUE: usize = 16 * 1024;
+/// Raft messages queued per peer node before sends are dropped.
+const RAFT_OUTBOUND_QUEUE: usize = 16 * 1024;
+/// Directory (under the data directory) of the raft-log database shared by all groups.
+const RAFT_LOG_DIR: &str = "raft";
+
+fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener, String> {
+    let listener = std::net::TcpListener::bind(addr)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
+    Ok(listener)
+}
 
 /// Runs a storage node until it is told to stop. Errors are start-up failures, described
 /// for an operator.
@@ -36,55 +59,143 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             config.data_dir.display()
         )
     })?;
+    // Listeners first: a taken port is reported before any database is opened.
+    let resp_listener = bind(config.redis_addr, "RESP")?;
+    let http_listener = bind(config.effective_http_addr(), "HTTP")?;
+    let raft_listener = bind(config.effective_raft_addr(), "raft")?;
+
     let rocks = RocksOptions::new(
         config.rocksdb.block_cache_mb << 20,
         config.rocksdb.write_buffer_mb << 20,
     )
     .map_err(|e| e.to_string())?;
-    let partition_name = format!("{DEFAULT_NAMESPACE}-0");
-    let dir = config.data_dir.join(&partition_name);
-    let engine = RocksEngine::open(&dir, &rocks)
-        .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    let partition = Partition::open(Box::new(engine))
-        .map_err(|e| format!("cannot read partition {partition_name}: {e}"))?;
+    let routing = Arc::new(Routing::new(
+        config.effective_namespaces(),
+        &config.default_namespace,
+    ));
     let stats = Arc::new(NodeStats::default());
-    let (handle, worker_thread) =
-        worker::spawn(partition_name, partition, PARTITION_QUEUE, stats.clone())
-            .map_err(|e| format!("cannot start partition worker: {e}"))?;
+    let transport_stats = Arc::new(TransportStats::default());
+    let raft_dir = config.data_dir.join(RAFT_LOG_DIR);
+    let log_engine = RocksEngine::open(&raft_dir, &rocks)
+        .map_err(|e| format!("cannot open {}: {e}", raft_dir.display()))?;
+    let timing = RaftTiming {
+        election_ticks: config.raft.election_ticks,
+        heartbeat_ticks: config.raft.heartbeat_ticks,
+    };
+    let mut store = RaftStore::new(Box::new(log_engine), timing, raft_logging::logger());
+    let (store_handle, store_requests) = store_loop::channel(STORE_QUEUE);
+    let write_timeout = Duration::from_millis(config.raft.write_timeout_ms);
+
+    let mut groups = HashMap::new();
+    let mut workers: Vec<(String, worker::WorkerHandle)> = Vec::new();
+    let mut worker_threads: Vec<JoinHandle<()>> = Vec::new();
+    for layout in routing.groups() {
+        if !layout.replicas.contains(&config.node_id) {
+            continue;
+        }
+        let dir = config.data_dir.join(&layout.name);
+        let engine = RocksEngine::open(&dir, &rocks)
+            .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
+        let partition = Partition::open(Box::new(engine))
+            .map_err(|e| format!("cannot read partition {}: {e}", layout.name))?;
+        let applied = partition.state().applied_index;
+        store
+            .host(layout.id, config.node_id, &layout.replicas, applied)
+            .map_err(|e| format!("cannot start raft group of {}: {e}", layout.name))?;
+        if layout.replicas == [config.node_id] {
+            // The only voter: no need to wait an election timeout.
+            let _ = store.peer_mut(layout.id).map(|p| p.campaign());
+        }
+        let (handle, thread) = worker::spawn(
+            layout.name.clone(),
+            partition,
+            store_handle.proposer(layout.id),
+            write_timeout,
+            stats.clone(),
+        )
+        .map_err(|e| format!("cannot start partition worker: {e}"))?;
+        groups.insert(
+            layout.id,
+            HostedGroup {
+                name: layout.name.clone(),
+                worker: handle.clone(),
+            },
+        );
+        workers.push((layout.name.clone(), handle));
+        worker_threads.push(thread);
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("zankv-io")
         .build()
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
+    let (stop_front_tx, stop_front) = watch::channel(false);
+    let (stop_store_tx, stop_store) = watch::channel(false);
+    let (raft_in_tx, raft_in) = mpsc::channel(RAFT_INBOUND_QUEUE);
+
+    let transport = {
+        let _entered = runtime.enter();
+        let mut t = Transport::new(
+            RAFT_OUTBOUND_QUEUE,
+            transport_stats.clone(),
+            stop_store.clone(),
+        );
+        for n in &config.nodes {
+            t.add_peer(n.id, n.raft_addr);
+        }
+        t
+    };
+    let mut redis_addrs: HashMap<u64, SocketAddr> =
+        config.nodes.iter().map(|n| (n.id, n.redis_addr)).collect();
+    redis_addrs.insert(config.node_id, config.redis_addr);
+    let store_thread = store_loop::spawn(
+        StoreLoop {
+            store,
+            transport,
+            groups,
+            settings: LoopSettings {
+                node_id: config.node_id,
+                tick: Duration::from_millis(config.raft.tick_ms),
+                read_timeout_ticks: 2 * config.raft.election_ticks as u64,
+                redis_addrs,
+            },
+            stats: stats.clone(),
+        },
+        raft_in,
+        store_requests,
+        stop_store.clone(),
+    )
+    .map_err(|e| format!("cannot start the store loop: {e}"))?;
+
     let result = runtime.block_on(async {
-        let listener = TcpListener::bind(config.redis_addr)
-            .await
-            .map_err(|e| format!("cannot listen on {}: {e}", config.redis_addr))?;
-        let local = listener.local_addr().map_err(|e| e.to_string())?;
-        let http_addr = config.effective_http_addr();
-        let http_listener = TcpListener::bind(http_addr)
-            .await
-            .map_err(|e| format!("cannot listen on {http_addr} (HTTP): {e}"))?;
-        let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let ticker = {
-            let handle = handle.clone();
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                let mut interval = tokio::time::interval(TICK);
-                loop {
-                    tokio::select! {
-                        _ = interval.tick() => handle.tick(),
-                        _ = stop.changed() => break,
-                    }
-                }
-            })
+        let to_tokio = |l: std::net::TcpListener| {
+            TcpListener::from_std(l).map_err(|e| format!("cannot listen: {e}"))
         };
-        let http_ctx = Arc::new(HttpContext { stats: stats.clone(), partition: handle.clone() });
-        let http = tokio::spawn(http::serve(http_listener, http_ctx, stop_rx.clone()));
+        let listener = to_tokio(resp_listener)?;
+        let http_listener = to_tokio(http_listener)?;
+        let raft_listener = to_tokio(raft_listener)?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+        let raft_local = raft_listener.local_addr().map_err(|e| e.to_string())?;
+        let raft_server = tokio::spawn(transport::serve(
+            raft_listener,
+            raft_in_tx,
+            transport_stats.clone(),
+            stop_store.clone(),
+        ));
+        let http_ctx = Arc::new(HttpContext {
+            node_id: config.node_id,
+            stats: stats.clone(),
+            transport: transport_stats.clone(),
+            store: store_handle.clone(),
+            partitions: workers.clone(),
+        });
+        let http = tokio::spawn(http::serve(http_listener, http_ctx, stop_front.clone()));
         let ctx = Arc::new(ServerContext {
-            partition: handle,
+            store: store_handle,
+            routing,
+            partitions: workers.iter().map(|(_, w)| w.clone()).collect(),
             stats,
             limits: RequestLimits {
                 max_bulk_len: config.limits.max_bulk_len,
@@ -95,20 +206,34 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             max_clients: config.max_clients,
             port: local.port(),
         });
-        let server = tokio::spawn(resp::serve(listener, ctx, stop_rx));
-        info!(addr = %local, http_addr = %http_local, data_dir = %config.data_dir.display(), "zankv storage node ready");
+        let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
+        info!(
+            node_id = config.node_id,
+            addr = %local,
+            http_addr = %http_local,
+            raft_addr = %raft_local,
+            partitions = workers.len(),
+            data_dir = %config.data_dir.display(),
+            "zankv storage node ready"
+        );
         wait_for_signal().await;
         info!("shutting down");
-        let _ = stop_tx.send(true);
+        let _ = stop_front_tx.send(true);
         let _ = server.await;
         let _ = http.await;
-        let _ = ticker.await;
+        let _ = stop_store_tx.send(true);
+        let _ = raft_server.await;
         Ok::<(), String>(())
     });
-    // Every handle to the worker is gone once the server and ticker have stopped: the worker
-    // drains its queue, syncs, and exits.
+    // With the servers gone, the store loop stops, dropping its worker handles; each worker
+    // then drains its queue, syncs and exits.
+    let _ = stop_store_tx.send(true);
+    let _ = store_thread.join();
+    drop(workers);
+    for t in worker_threads {
+        let _ = t.join();
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
-    let _ = worker_thread.join();
     info!("stopped");
     result
 }

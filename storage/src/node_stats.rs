@@ -21,7 +21,15 @@ pub struct NodeStats {
     keys: IntGauge,
     apply_batch_changes: Histogram,
     apply_seconds: Histogram,
-    wal_sync_seconds: Histogram,
+    raft_log_sync_seconds: Histogram,
+    groups_per_sync: Histogram,
+    raft_proposals: IntCounter,
+    raft_read_indexes: IntCounter,
+    raft_not_leader: IntCounter,
+    raft_dropped_send: IntCounter,
+    raft_dropped_receive: IntCounter,
+    raft_frames_sent: IntCounter,
+    raft_messages_sent: IntCounter,
 }
 
 /// A snapshot of the counters INFO shows.
@@ -106,10 +114,43 @@ impl Default for NodeStats {
                 "Time to apply one batch of changes.",
                 seconds.clone(),
             ),
-            wal_sync_seconds: histogram(
-                "zankv_storage_wal_sync_seconds",
-                "Time of one write-ahead-log sync.",
+            raft_log_sync_seconds: histogram(
+                "zankv_storage_raft_log_sync_seconds",
+                "Time of one store-loop iteration's raft-log write and fsync (all groups).",
                 seconds,
+            ),
+            groups_per_sync: histogram(
+                "zankv_storage_raft_groups_per_sync",
+                "Raft groups whose log changes one fsync persisted (group commit).",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+            ),
+            raft_proposals: counter(
+                "zankv_storage_raft_proposals_total",
+                "Entries proposed by this node's leaders (client writes and background changes).",
+            ),
+            raft_read_indexes: counter(
+                "zankv_storage_raft_read_indexes_total",
+                "ReadIndex requests (each confirms every read batch of a group waiting then).",
+            ),
+            raft_not_leader: counter(
+                "zankv_storage_raft_not_leader_total",
+                "Client batches refused because this node does not lead their partition.",
+            ),
+            raft_dropped_send: counter(
+                "zankv_storage_raft_messages_dropped_send_total",
+                "Raft messages dropped on the way out (peer queue full or connection lost).",
+            ),
+            raft_dropped_receive: counter(
+                "zankv_storage_raft_messages_dropped_receive_total",
+                "Raft messages dropped on arrival (store loop queue full).",
+            ),
+            raft_frames_sent: counter(
+                "zankv_storage_raft_frames_sent_total",
+                "Batched frames written to peer nodes.",
+            ),
+            raft_messages_sent: counter(
+                "zankv_storage_raft_messages_sent_total",
+                "Raft messages written to peer nodes.",
             ),
             registry,
         }
@@ -154,9 +195,40 @@ impl NodeStats {
         self.apply_seconds.observe(took.as_secs_f64());
     }
 
-    /// A write-ahead-log sync took `took`.
+    /// A raft-log write and sync took `took`.
     pub fn observe_sync(&self, took: Duration) {
-        self.wal_sync_seconds.observe(took.as_secs_f64());
+        self.raft_log_sync_seconds.observe(took.as_secs_f64());
+    }
+
+    /// One sync persisted the log changes of `groups` groups.
+    pub fn observe_groups_per_sync(&self, groups: usize) {
+        self.groups_per_sync.observe(groups as f64);
+    }
+
+    /// An entry was proposed.
+    pub fn raft_proposed(&self) {
+        self.raft_proposals.inc();
+    }
+
+    /// A ReadIndex request was made.
+    pub fn raft_read_index(&self) {
+        self.raft_read_indexes.inc();
+    }
+
+    /// A batch reached a replica that does not lead.
+    pub fn raft_not_leader(&self) {
+        self.raft_not_leader.inc();
+    }
+
+    /// Brings the transport's counters (plain atomics, updated on its hot path) into the
+    /// registry; called before each scrape.
+    pub fn mirror_transport(&self, t: &crate::replication::transport::TransportStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
+        catch_up(&self.raft_dropped_send, t.dropped_send.load(Relaxed));
+        catch_up(&self.raft_dropped_receive, t.dropped_receive.load(Relaxed));
+        catch_up(&self.raft_frames_sent, t.frames_sent.load(Relaxed));
+        catch_up(&self.raft_messages_sent, t.messages_sent.load(Relaxed));
     }
 
     /// Reads INFO's counters.

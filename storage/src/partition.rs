@@ -72,7 +72,7 @@ impl Partition {
         for change in changes {
             let now_ms = match change {
                 Change::Command { now_ms, .. } | Change::Expire { now_ms, .. } => *now_ms,
-                Change::Reclaim { .. } => 0,
+                Change::Reclaim { .. } | Change::Noop => 0,
             };
             let mut state = batch_txn.state;
             state.applied_index += 1;
@@ -91,6 +91,7 @@ impl Partition {
                 Change::Reclaim { versions, budget } => {
                     reclaim(&mut txn, versions, *budget).map_err(ExecError::Engine)
                 }
+                Change::Noop => Ok(Reply::Nil),
             };
             let outcome = outcome.and_then(|reply| {
                 txn.reap_expired()?;

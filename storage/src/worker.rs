@@ -1,31 +1,45 @@
-//! The partition worker: one OS thread that owns a [`Partition`] and executes every request
-//! for it, in arrival order.
+//! The partition worker: one OS thread that owns a [`Partition`], applies its committed raft
+//! entries in log order and answers the reads of client batches at the log position that
+//! makes them linearizable.
 //!
-//! Requests arrive on a bounded channel (a full channel makes clients wait: back-pressure).
-//! Each loop iteration drains what is queued, applies the writes, syncs the write-ahead log
-//! **once** for all of them (group commit), and only then releases the replies, so a client
-//! never sees a write (or a read of one) that a crash could still lose. Ticks drive
-//! background expiry and reclamation, which are applied as ordinary changes.
+//! The store loop sends, in this order on one channel: the **plan** of a client batch as
+//! soon as its writes are proposed (each write known by its log index and term, each read
+//! anchored right after a log index), then the committed entries. So a plan always arrives
+//! before the entries it waits for. Then:
+//! - a write's reply is the result of applying its entry, if the entry at its index carries
+//!   its term; otherwise a leader change replaced it and the client is told it was not
+//!   applied;
+//! - a read in a batch with writes runs right after the entry it is anchored to is applied
+//!   (after the previous write of the batch, or just before the first one), so a pipeline
+//!   sees exactly its own earlier writes; it is answered only if the batch's writes
+//!   committed in their term, which proves this node still led when they were appended;
+//! - a batch of reads alone runs once the partition has applied the index the leader
+//!   confirmed with ReadIndex.
+//!
+//! Background expiry and reclamation, and keys a read found expired, become changes that
+//! are **proposed** (only the leader is asked to, on ticks) and deleted when they come back
+//! committed, so every replica deletes the same keys at the same log index.
 //!
 //! RocksDB is only ever called from this thread, never from an async task.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use zankv_commands::{Command, CommandError, Reply};
 
 use crate::change::Change;
+use crate::clock::Clock;
 use crate::data::ScanCursors;
 use crate::node_stats::NodeStats;
 use crate::partition::{Partition, RECLAIM_BUDGET};
 use crate::records::AppliedState;
 
-/// Most requests handled between two syncs.
-const MAX_BATCH: usize = 1024;
 /// Most keys expired by one background change.
 const EXPIRE_BATCH: usize = 256;
 /// Most collection versions reclaimed by one background change.
@@ -33,7 +47,7 @@ const RECLAIM_BATCH: usize = 64;
 /// Open SCAN cursors remembered per partition.
 const SCAN_CURSORS: usize = 10_000;
 
-/// One command of a batch sent by a connection.
+/// One command of a client batch.
 pub enum BatchItem {
     /// A read command, parsed.
     Read(Command),
@@ -41,51 +55,93 @@ pub enum BatchItem {
     Write(Vec<Bytes>),
 }
 
-/// A request to a partition worker.
-pub enum Request {
-    /// Execute commands in order; one reply per item, all sent together. A pipelining
-    /// connection sends its consecutive data commands as one batch, so the channel and the
-    /// reply cost once per batch, not once per command.
-    Batch {
-        /// The commands.
-        items: Vec<BatchItem>,
-        /// Where the replies go.
-        reply: oneshot::Sender<Vec<Reply>>,
+/// One slot of a planned client batch.
+pub enum Slot {
+    /// Answered already (for example a proposal raft refused).
+    Done(Reply),
+    /// A write proposed as log entry `index` in `term`.
+    Write {
+        /// Its log index.
+        index: u64,
+        /// The leader's term when it was proposed.
+        term: u64,
     },
-    /// Report the applied state (key counts for INFO/DBSIZE).
+    /// A read to run right after entry `after` is applied, before entry `after + 1`.
+    Read {
+        /// The command.
+        cmd: Command,
+        /// The log index it is anchored to.
+        after: u64,
+    },
+}
+
+/// A client batch with writes, as the store loop proposed it.
+pub struct Plan {
+    /// One slot per command, in order.
+    pub slots: Vec<Slot>,
+    /// Where the replies go, all together.
+    pub reply: oneshot::Sender<Vec<Reply>>,
+}
+
+/// A client batch of reads alone.
+pub struct ReadBatch {
+    /// The reads, in order.
+    pub items: Vec<Command>,
+    /// Where the replies go.
+    pub reply: oneshot::Sender<Vec<Reply>>,
+}
+
+/// A message to a partition worker.
+pub enum WorkerMsg {
+    /// A client batch whose writes were just proposed.
+    Plan(Plan),
+    /// Committed entries, in log order.
+    Apply(Vec<Entry>),
+    /// Read batches confirmed by ReadIndex at `index`.
+    ReadAt {
+        /// The confirmed commit index.
+        index: u64,
+        /// The batches.
+        batches: Vec<ReadBatch>,
+    },
+    /// Time passed. `leader`: whether this replica leads (then it proposes background
+    /// expiry and reclamation).
+    Tick {
+        /// Whether this replica is the leader.
+        leader: bool,
+    },
+    /// Report the applied state.
     State {
-        /// Where the state goes.
+        /// Where it goes.
         reply: oneshot::Sender<AppliedState>,
     },
-    /// Time passed: run background expiry and reclamation.
-    Tick,
 }
+
+/// Hands a background change to the store loop to propose; returns false when it could not
+/// be queued (it is recomputed on the next tick).
+pub type Proposer = Box<dyn Fn(Change) -> bool + Send>;
 
 /// A cloneable handle to a partition worker.
 #[derive(Clone)]
-pub struct PartitionHandle {
-    tx: mpsc::Sender<Request>,
+pub struct WorkerHandle {
+    tx: mpsc::UnboundedSender<WorkerMsg>,
 }
 
-impl PartitionHandle {
-    /// Queues a batch and returns a receiver for its replies (dropped, without replies, if
-    /// the worker is gone).
-    pub async fn batch(&self, items: Vec<BatchItem>) -> oneshot::Receiver<Vec<Reply>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self.tx.send(Request::Batch { items, reply: tx }).await;
-        rx
+impl WorkerHandle {
+    /// Sends a message; false if the worker is gone. Never blocks: the store loop must not
+    /// wait on a slow partition (its backlog is bounded by raft's flow control and the
+    /// store loop's admission limit).
+    pub fn send(&self, msg: WorkerMsg) -> bool {
+        self.tx.send(msg).is_ok()
     }
 
     /// The partition's applied state.
     pub async fn state(&self) -> Option<AppliedState> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Request::State { reply: tx }).await.ok()?;
+        if !self.send(WorkerMsg::State { reply: tx }) {
+            return None;
+        }
         rx.await.ok()
-    }
-
-    /// Sends a tick without waiting; dropped if the queue is full (the next one will do).
-    pub fn tick(&self) {
-        let _ = self.tx.try_send(Request::Tick);
     }
 }
 
@@ -93,10 +149,11 @@ impl PartitionHandle {
 pub fn spawn(
     name: String,
     partition: Partition,
-    queue: usize,
+    propose: Proposer,
+    write_timeout: Duration,
     stats: Arc<NodeStats>,
-) -> std::io::Result<(PartitionHandle, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel(queue);
+) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name(format!("partition-{name}"))
         .spawn(move || {
@@ -104,119 +161,106 @@ pub fn spawn(
                 name,
                 partition,
                 stats,
+                propose,
+                write_timeout,
                 cursors: ScanCursors::new(SCAN_CURSORS),
                 clock: Clock::default(),
                 failed: None,
+                plans: HashMap::new(),
+                next_plan: 0,
+                writes: BTreeMap::new(),
+                anchored: BTreeMap::new(),
+                waiting_reads: BTreeMap::new(),
+                applied_term: 0,
             }
             .run(rx)
         })?;
-    Ok((PartitionHandle { tx }, thread))
+    Ok((WorkerHandle { tx }, thread))
 }
 
-/// Milliseconds since the epoch that never go backwards within a worker, so expiry
-/// decisions stay monotonic even if the wall clock is stepped back.
-#[derive(Default)]
-struct Clock {
-    last: i64,
-}
-
-impl Clock {
-    fn now(&mut self) -> i64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
-        self.last = self.last.max(wall);
-        self.last
-    }
+/// A plan being answered.
+struct PlanState {
+    replies: Vec<Option<Reply>>,
+    is_read: Vec<bool>,
+    remaining: usize,
+    /// A write of the batch was replaced by a leader change: its reads are not confirmed.
+    lost: bool,
+    reply: oneshot::Sender<Vec<Reply>>,
+    deadline: Instant,
 }
 
 struct Worker {
     name: String,
     partition: Partition,
     stats: Arc<NodeStats>,
+    propose: Proposer,
+    write_timeout: Duration,
     cursors: ScanCursors,
     clock: Clock,
-    /// Set after a storage error while applying: writes are refused from then on, because
-    /// the partition's state can no longer be trusted to match its log.
+    /// Set after a storage error while applying: this replica's state can no longer be
+    /// trusted to match its log, so it stops applying and answers errors.
     failed: Option<String>,
+    plans: HashMap<u64, PlanState>,
+    next_plan: u64,
+    /// Writes waiting for their entry: index → (plan, slot, term).
+    writes: BTreeMap<u64, (u64, usize, u64)>,
+    /// Reads waiting for an entry to be applied: index → (plan, slot, command).
+    anchored: BTreeMap<u64, Vec<(u64, usize, Command)>>,
+    /// ReadIndex-confirmed batches waiting for their index to be applied.
+    waiting_reads: BTreeMap<u64, Vec<ReadBatch>>,
+    /// Term of the last applied entry.
+    applied_term: u64,
+}
+
+fn lost_write() -> Reply {
+    Reply::Error(CommandError::ClusterChanged(
+        "a leader change dropped the write before it committed; it was not applied".into(),
+    ))
+}
+
+fn unconfirmed_read() -> Reply {
+    Reply::Error(CommandError::ClusterChanged(
+        "leadership changed before the read was confirmed; retry".into(),
+    ))
 }
 
 impl Worker {
-    fn run(mut self, mut rx: mpsc::Receiver<Request>) {
-        info!(partition = %self.name, applied = self.partition.state().applied_index, "partition worker started");
-        while let Some(first) = rx.blocking_recv() {
-            // Replies of this iteration's batches, released after the sync.
-            let mut done: Vec<(oneshot::Sender<Vec<Reply>>, Vec<Reply>)> = Vec::new();
-            // Writes waiting to be applied: the change and where its reply goes.
-            let mut writes: Vec<(Change, usize, usize)> = Vec::new();
-            let mut wrote = false;
-            let mut tick = false;
-            let mut next = Some(first);
-            let mut handled = 0;
-            while let Some(req) = next {
-                match req {
-                    Request::Batch { items, reply } => {
-                        let batch = done.len();
-                        handled += items.len();
-                        done.push((reply, vec![Reply::Nil; items.len()]));
-                        for (slot, item) in items.into_iter().enumerate() {
-                            match item {
-                                BatchItem::Read(cmd) => {
-                                    // Reads must see the writes queued before them.
-                                    wrote |= self.apply_writes(&mut writes, &mut done);
-                                    let now_ms = self.clock.now();
-                                    let (r, expired) =
-                                        self.partition.read(&cmd, now_ms, &mut self.cursors);
-                                    done[batch].1[slot] = r;
-                                    if !expired.is_empty() && self.failed.is_none() {
-                                        // Delete what the read found expired before the next
-                                        // command, as Redis does on access.
-                                        self.expire(now_ms, expired);
-                                        wrote = true;
-                                    }
-                                }
-                                BatchItem::Write(argv) => {
-                                    let now_ms = self.clock.now();
-                                    writes.push((Change::Command { now_ms, argv }, batch, slot));
-                                }
-                            }
+    fn applied(&self) -> u64 {
+        self.partition.state().applied_index
+    }
+
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
+        info!(partition = %self.name, applied = self.applied(), "partition worker started");
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                WorkerMsg::Plan(plan) => self.on_plan(plan),
+                WorkerMsg::Apply(entries) => self.apply_entries(entries),
+                WorkerMsg::ReadAt { index, batches } => {
+                    if index <= self.applied() {
+                        for b in batches {
+                            self.answer_reads(b);
                         }
-                    }
-                    Request::State { reply } => {
-                        wrote |= self.apply_writes(&mut writes, &mut done);
-                        let _ = reply.send(self.partition.state());
-                    }
-                    Request::Tick => tick = true,
-                }
-                handled += 1;
-                next = if handled < MAX_BATCH {
-                    rx.try_recv().ok()
-                } else {
-                    None
-                };
-            }
-            wrote |= self.apply_writes(&mut writes, &mut done);
-            if wrote {
-                let started = Instant::now();
-                let synced = self.partition.sync();
-                self.stats.observe_sync(started.elapsed());
-                self.stats.set_keys(self.partition.state().keys);
-                if let Err(e) = synced {
-                    error!(partition = %self.name, error = %e, "syncing the write-ahead log failed; refusing writes");
-                    self.failed = Some(e.to_string());
-                    for (_, replies) in &mut done {
-                        for r in replies.iter_mut() {
-                            *r = Reply::Error(CommandError::Internal(e.to_string()));
-                        }
+                    } else {
+                        self.waiting_reads.entry(index).or_default().extend(batches);
                     }
                 }
+                WorkerMsg::Tick { leader } => {
+                    self.expire_plans();
+                    if leader {
+                        self.background();
+                    }
+                }
+                WorkerMsg::State { reply } => {
+                    let _ = reply.send(self.partition.state());
+                }
             }
-            for (tx, replies) in done {
-                let _ = tx.send(replies);
-            }
-            if tick {
-                self.background();
-            }
+        }
+        // Answer whoever still waits: the node is stopping.
+        for (_, plan) in self.plans.drain() {
+            let _ = plan.reply.send(vec![
+                Reply::Error(CommandError::ShuttingDown);
+                plan.is_read.len()
+            ]);
         }
         if let Err(e) = self.partition.sync() {
             error!(partition = %self.name, error = %e, "final sync failed");
@@ -224,83 +268,291 @@ impl Worker {
         info!(partition = %self.name, "partition worker stopped");
     }
 
-    /// Applies the queued writes as one batch, putting each reply in its batch slot (released
-    /// after the sync). Returns whether anything was written.
-    fn apply_writes(
-        &mut self,
-        writes: &mut Vec<(Change, usize, usize)>,
-        done: &mut [(oneshot::Sender<Vec<Reply>>, Vec<Reply>)],
-    ) -> bool {
-        if writes.is_empty() {
-            return false;
+    fn on_plan(&mut self, plan: Plan) {
+        let id = self.next_plan;
+        self.next_plan += 1;
+        let n = plan.slots.len();
+        self.plans.insert(
+            id,
+            PlanState {
+                replies: vec![None; n],
+                is_read: plan
+                    .slots
+                    .iter()
+                    .map(|s| matches!(s, Slot::Read { .. }))
+                    .collect(),
+                remaining: n,
+                lost: false,
+                reply: plan.reply,
+                deadline: Instant::now() + self.write_timeout,
+            },
+        );
+        let applied = self.applied();
+        for (slot, s) in plan.slots.into_iter().enumerate() {
+            match s {
+                Slot::Done(reply) => self.fill(id, slot, reply),
+                Slot::Write { index, term } => {
+                    self.writes.insert(index, (id, slot, term));
+                }
+                Slot::Read { cmd, after } if after == applied => {
+                    let reply = self.read(&cmd);
+                    self.fill(id, slot, reply);
+                }
+                // Its position has been applied past already: it cannot be answered at it.
+                Slot::Read { after, .. } if after < applied => {
+                    self.fill(id, slot, unconfirmed_read())
+                }
+                Slot::Read { cmd, after } => self
+                    .anchored
+                    .entry(after)
+                    .or_default()
+                    .push((id, slot, cmd)),
+            }
         }
-        let (changes, slots): (Vec<Change>, Vec<(usize, usize)>) =
-            writes.drain(..).map(|(c, b, s)| (c, (b, s))).unzip();
+    }
+
+    /// Records one reply of a plan and sends the plan's replies once complete.
+    fn fill(&mut self, plan: u64, slot: usize, reply: Reply) {
+        let Some(state) = self.plans.get_mut(&plan) else {
+            return;
+        };
+        if state.replies[slot].is_none() {
+            state.remaining -= 1;
+        }
+        state.replies[slot] = Some(reply);
+        if state.remaining > 0 {
+            return;
+        }
+        let state = self.plans.remove(&plan).expect("present");
+        let replies = state
+            .replies
+            .into_iter()
+            .zip(state.is_read)
+            .map(|(r, is_read)| {
+                if is_read && state.lost {
+                    unconfirmed_read()
+                } else {
+                    r.expect("every slot filled")
+                }
+            })
+            .collect();
+        let _ = state.reply.send(replies);
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) {
+        let mut run: Vec<(u64, u64, Change)> = Vec::new();
+        let mut next = self.applied() + 1;
+        for e in entries {
+            if e.index < next {
+                // Already applied before a restart: raft replays from its durable commit.
+                continue;
+            }
+            if e.index != next {
+                self.fail(format!(
+                    "entry {} handed out after {} (a gap)",
+                    e.index,
+                    next - 1
+                ));
+                return;
+            }
+            next += 1;
+            let change = if e.get_entry_type() == EntryType::EntryNormal {
+                Change::decode(&e.data).unwrap_or_else(|err| {
+                    // Every replica decodes the same bytes the same way: skipping keeps them
+                    // identical.
+                    error!(partition = %self.name, index = e.index, error = %err, "undecodable entry applied as a no-op");
+                    Change::Noop
+                })
+            } else {
+                Change::Noop
+            };
+            let anchor = self.anchored.contains_key(&e.index);
+            run.push((e.index, e.term, change));
+            if anchor {
+                self.apply_run(&mut run);
+            }
+        }
+        self.apply_run(&mut run);
+    }
+
+    /// Applies a run of consecutive entries as one engine batch, then answers what waited
+    /// for them.
+    fn apply_run(&mut self, run: &mut Vec<(u64, u64, Change)>) {
+        if run.is_empty() {
+            return;
+        }
+        let (last_index, last_term) = {
+            let (i, t, _) = run.last().expect("non-empty");
+            (*i, *t)
+        };
+        let (meta, changes): (Vec<(u64, u64)>, Vec<Change>) =
+            run.drain(..).map(|(i, t, c)| ((i, t), c)).unzip();
         let results = match &self.failed {
             Some(why) => Err(why.clone()),
             None => {
                 let started = Instant::now();
                 let applied = self.partition.apply_all(&changes);
                 self.stats.observe_apply(changes.len(), started.elapsed());
-                applied.map_err(|e| {
-                    error!(partition = %self.name, error = %e, "applying changes failed; refusing writes");
-                    self.failed = Some(e.to_string());
-                    e.to_string()
-                })
+                applied.map_err(|e| e.to_string())
             }
         };
         match results {
             Ok(replies) => {
-                for ((b, s), r) in slots.into_iter().zip(replies) {
-                    done[b].1[s] = r;
+                for (((index, term), reply), change) in meta.into_iter().zip(replies).zip(&changes)
+                {
+                    if let (Change::Expire { .. }, Reply::Integer(n)) = (change, &reply) {
+                        self.stats.add_expired(*n as u64);
+                    }
+                    self.resolve_write(index, term, reply);
                 }
+                self.stats.set_keys(self.partition.state().keys);
             }
             Err(why) => {
-                for (b, s) in slots {
-                    done[b].1[s] = Reply::Error(CommandError::Internal(why.clone()));
+                self.fail(why.clone());
+                for (index, term) in meta {
+                    self.resolve_write(
+                        index,
+                        term,
+                        Reply::Error(CommandError::Internal(why.clone())),
+                    );
                 }
+                return;
             }
         }
-        self.failed.is_none()
-    }
-
-    /// Deletes keys found expired (by the background scan or by a read) with an expiry
-    /// change, and counts them.
-    fn expire(&mut self, now_ms: i64, keys: Vec<(Bytes, u64)>) {
-        if let Reply::Integer(n) = self.apply(Change::Expire { now_ms, keys }) {
-            self.stats.add_expired(n as u64);
+        self.note_term(last_term);
+        if let Some(reads) = self.anchored.remove(&last_index) {
+            for (plan, slot, cmd) in reads {
+                let reply = self.read(&cmd);
+                self.fill(plan, slot, reply);
+            }
+        }
+        let later = self.waiting_reads.split_off(&(last_index + 1));
+        let ready = std::mem::replace(&mut self.waiting_reads, later);
+        for batch in ready.into_values().flatten() {
+            self.answer_reads(batch);
         }
     }
 
-    /// Applies one background change.
-    fn apply(&mut self, change: Change) -> Reply {
-        if let Some(why) = &self.failed {
-            return Reply::Error(CommandError::Internal(why.clone()));
+    fn resolve_write(&mut self, index: u64, entry_term: u64, reply: Reply) {
+        let Some((plan, slot, term)) = self.writes.remove(&index) else {
+            return;
+        };
+        if term == entry_term {
+            self.fill(plan, slot, reply);
+        } else {
+            self.lose(plan, slot);
         }
-        match self.partition.apply_all(std::slice::from_ref(&change)) {
-            Ok(mut replies) => replies.pop().unwrap_or(Reply::Nil),
-            Err(e) => {
-                error!(partition = %self.name, error = %e, "applying a change failed; refusing writes");
-                self.failed = Some(e.to_string());
-                Reply::Error(CommandError::Internal(e.to_string()))
+    }
+
+    fn lose(&mut self, plan: u64, slot: usize) {
+        if let Some(state) = self.plans.get_mut(&plan) {
+            state.lost = true;
+        }
+        self.fill(plan, slot, lost_write());
+    }
+
+    /// An entry of `term` was applied: a waiting write proposed in an older term at a later
+    /// index can no longer commit (terms never decrease along the log).
+    fn note_term(&mut self, term: u64) {
+        if term <= self.applied_term {
+            return;
+        }
+        self.applied_term = term;
+        let doomed: Vec<(u64, u64, usize)> = self
+            .writes
+            .iter()
+            .filter(|(_, (_, _, t))| *t < term)
+            .map(|(i, (p, s, _))| (*i, *p, *s))
+            .collect();
+        for (index, plan, slot) in doomed {
+            self.writes.remove(&index);
+            self.lose(plan, slot);
+        }
+    }
+
+    /// Answers the plans whose time is up: their writes' outcome is unknown.
+    fn expire_plans(&mut self) {
+        let now = Instant::now();
+        let late: Vec<u64> = self
+            .plans
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        if late.is_empty() {
+            return;
+        }
+        let timeout_ms = self.write_timeout.as_millis() as u64;
+        self.writes.retain(|_, (p, _, _)| !late.contains(p));
+        for reads in self.anchored.values_mut() {
+            reads.retain(|(p, _, _)| !late.contains(p));
+        }
+        self.anchored.retain(|_, reads| !reads.is_empty());
+        for id in late {
+            let Some(state) = self.plans.get(&id) else {
+                continue;
+            };
+            let open: Vec<(usize, bool)> = state
+                .replies
+                .iter()
+                .zip(&state.is_read)
+                .enumerate()
+                .filter(|(_, (r, _))| r.is_none())
+                .map(|(slot, (_, is_read))| (slot, *is_read))
+                .collect();
+            for (slot, is_read) in open {
+                let reply = if is_read {
+                    unconfirmed_read()
+                } else {
+                    Reply::Error(CommandError::WriteTimeout(timeout_ms))
+                };
+                self.fill(id, slot, reply);
             }
         }
     }
 
-    /// One round of background work: expire due keys, reclaim dropped collection elements.
+    fn answer_reads(&mut self, batch: ReadBatch) {
+        let replies = batch.items.iter().map(|cmd| self.read(cmd)).collect();
+        let _ = batch.reply.send(replies);
+    }
+
+    /// Executes a read now; keys it found expired are proposed for deletion.
+    fn read(&mut self, cmd: &Command) -> Reply {
+        let now_ms = self.clock.now_ms();
+        let (reply, expired) = self.partition.read(cmd, now_ms, &mut self.cursors);
+        if !expired.is_empty() && self.failed.is_none() {
+            (self.propose)(Change::Expire {
+                now_ms,
+                keys: expired,
+            });
+        }
+        reply
+    }
+
+    fn fail(&mut self, why: String) {
+        if self.failed.is_none() {
+            error!(partition = %self.name, error = %why, "applying failed; this replica stops applying");
+            self.failed = Some(why);
+        }
+    }
+
+    /// One round of background work on the leader: propose the deletion of due keys and the
+    /// reclamation of dropped collection elements.
     fn background(&mut self) {
         if self.failed.is_some() {
             return;
         }
-        let now = self.clock.now();
-        match self.partition.due_expirations(now, EXPIRE_BATCH) {
-            Ok(keys) if !keys.is_empty() => self.expire(now, keys),
+        let now_ms = self.clock.now_ms();
+        match self.partition.due_expirations(now_ms, EXPIRE_BATCH) {
+            Ok(keys) if !keys.is_empty() => {
+                (self.propose)(Change::Expire { now_ms, keys });
+            }
             Ok(_) => {}
             Err(e) => warn!(partition = %self.name, error = %e, "reading the expiry index failed"),
         }
         match self.partition.pending_reclaims(RECLAIM_BATCH) {
             Ok(versions) if !versions.is_empty() => {
-                self.apply(Change::Reclaim {
+                (self.propose)(Change::Reclaim {
                     versions,
                     budget: RECLAIM_BUDGET,
                 });

@@ -230,14 +230,16 @@ fn http_endpoint_serves_metrics_status_and_json_errors() {
         "zankv_storage_commands_total",
         "zankv_storage_clients_connected 1",
         "zankv_storage_keys 1",
-        "zankv_storage_wal_sync_seconds_count",
+        "zankv_storage_raft_log_sync_seconds_count",
         "zankv_storage_apply_batch_changes_bucket",
     ] {
         assert!(metrics.contains(name), "missing {name} in:\n{metrics}");
     }
     let (code, status) = http(node.http_port, "GET", "/status");
     assert_eq!(code, 200);
-    assert!(status.contains("\"applied_index\":1"), "{status}");
+    // Entry 1 is the new leader's empty entry, entry 2 the SET.
+    assert!(status.contains("\"applied_index\":2"), "{status}");
+    assert!(status.contains("\"role\":\"leader\""), "{status}");
     let (code, body) = http(node.http_port, "GET", "/nope");
     assert_eq!(
         (code, body.as_str()),

@@ -124,6 +124,25 @@ pub enum CommandError {
     /// The server is shutting down or a partition worker is gone.
     #[error("ERR server is shutting down")]
     ShuttingDown,
+    /// The request reached a node that cannot serve it now: not the partition's leader, no
+    /// leader elected yet, partition not hosted here, or a leader change dropped a write
+    /// before it committed (so it was not applied). Smart clients and the proxy refresh their
+    /// routing and retry; the text starts like ZanRedisDB's so its clients do too.
+    #[error("ERR_CLUSTER_CHANGED: {0}")]
+    ClusterChanged(String),
+    /// The keys of one command belong to different partitions.
+    #[error("CROSSSLOT Keys in request don't hash to the same slot")]
+    CrossSlot,
+    /// A keyless data command (DBSIZE, SCAN, KEYS, ...) sent to a node that hosts several
+    /// partitions: only the proxy can combine them.
+    #[error("ERR this command has no key and this node hosts several partitions; send it through the proxy")]
+    KeylessOnManyPartitions,
+    /// A write whose commit was not confirmed in time: it may or may not have been applied,
+    /// so it must not be retried blindly.
+    #[error(
+        "TIMEOUT the write was not confirmed within {0} ms; it may or may not have been applied"
+    )]
+    WriteTimeout(u64),
     /// Storage failure that is not the client's fault (disk error, corruption). The text is
     /// meant for operators; the request was not applied.
     #[error("ERR internal error: {0}")]
@@ -243,6 +262,12 @@ mod docs_table {
             E::WrongPass,
             E::Protocol("invalid bulk length".into()),
             E::ShuttingDown,
+            E::ClusterChanged(
+                "not leader of default-0, leader is node 2 at 127.0.0.1:22381".into(),
+            ),
+            E::CrossSlot,
+            E::KeylessOnManyPartitions,
+            E::WriteTimeout(10000),
             E::Internal("x".into()),
         ];
         for e in &all {
@@ -282,6 +307,10 @@ mod docs_table {
                 | E::WrongPass
                 | E::Protocol(_)
                 | E::ShuttingDown
+                | E::ClusterChanged(_)
+                | E::CrossSlot
+                | E::KeylessOnManyPartitions
+                | E::WriteTimeout(_)
                 | E::Internal(_) => {}
             }
         }

@@ -6,7 +6,8 @@
 //! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`]) with a
 //!   typed command enum and its parser;
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
-//! - [`error`]: the one mapping from errors to Redis error text.
+//! - [`error`]: the one mapping from errors to Redis error text;
+//! - [`partitioning`]: which namespace partition a key belongs to.
 //!
 //! Invariants: parsing is pure and deterministic (a storage node re-parses a replicated
 //! change's arguments and must get the same command); every error a client sees is a
@@ -17,6 +18,7 @@ pub mod error;
 pub mod hash;
 pub mod keyspace;
 pub mod number;
+pub mod partitioning;
 pub mod pattern;
 pub mod reply;
 pub mod request;

@@ -4,15 +4,20 @@
 //!   for raft-rs and persisted as write operations on the node's shared raft-log engine;
 //! - [`peer`]: one replica of one partition around raft-rs `RawNode`: a pure state machine
 //!   (no IO, no clock: time enters as ticks) whose `Ready` handling is split so that a store
-//!   loop can persist the output of every group in one batch with one fsync.
+//!   loop can persist the output of every group in one batch with one fsync;
+//! - [`store`]: every peer of a node, persisted with one batch and one fsync per iteration;
+//! - [`store_loop`]: the thread that drives the store with real time, the transport and the
+//!   partition workers, and turns client batches into proposals and ReadIndex reads;
+//! - [`transport`]: batched raft messages between nodes; [`raft_logging`]: raft-rs's logs.
 //!
-//! What is not here yet (see the replication issue): the store loop driving all peers of a
-//! node, the transport between nodes, snapshots as RocksDB checkpoints, ReadIndex reads and
-//! membership operations.
+//! What is not here yet (see docs/replication.md): snapshots as RocksDB checkpoints, log
+//! compaction on a live node, lease and follower reads, membership operations.
 
 pub mod log_store;
 pub mod peer;
+pub mod raft_logging;
 pub mod store;
+pub mod store_loop;
 pub mod transport;
 
 #[cfg(test)]

@@ -49,6 +49,9 @@ pub enum ProposeError {
     },
     /// raft-rs dropped the proposal (leadership transfer in progress, ...).
     Dropped,
+    /// This replica leads but has not yet committed an entry of its term, so it cannot
+    /// confirm reads yet (raft-rs would silently drop the request); ask again shortly.
+    NotReady,
 }
 
 /// What a peer produced in the first half of a ready cycle.
@@ -58,6 +61,32 @@ pub struct ReadyOutput {
     pub messages: Vec<Message>,
     /// A snapshot received from the leader: the state machine must be replaced by it.
     pub snapshot: Option<Snapshot>,
+    /// Confirmed read indexes: `(context, index)` — a read registered with `context` may be
+    /// answered once the state machine has applied `index`.
+    pub reads: Vec<(u64, u64)>,
+}
+
+/// A replica's view of its group, for status pages and PD.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// This replica's id.
+    pub id: u64,
+    /// Current term.
+    pub term: u64,
+    /// Leader known to this replica (0 = none).
+    pub leader: u64,
+    /// Whether this replica leads.
+    pub is_leader: bool,
+    /// Highest committed index known.
+    pub commit: u64,
+    /// Last index of the log.
+    pub last_index: u64,
+    /// Voting replicas.
+    pub voters: Vec<u64>,
+    /// Learners.
+    pub learners: Vec<u64>,
+    /// On the leader: each replica's matched index.
+    pub matched: Vec<(u64, u64)>,
 }
 
 /// What a peer produced once its log changes are durable.
@@ -145,6 +174,96 @@ impl Peer {
         self.node.store()
     }
 
+    /// Index of the last entry of the log (a proposal just accepted sits there).
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
+    /// The replica's view of its group.
+    pub fn status(&self) -> PeerStatus {
+        let cs = self.node.store().conf_state();
+        let mut matched: Vec<(u64, u64)> = if self.is_leader() {
+            self.node
+                .raft
+                .prs()
+                .iter()
+                .map(|(id, pr)| (*id, pr.matched))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        matched.sort_unstable();
+        PeerStatus {
+            id: self.id(),
+            term: self.term(),
+            leader: self.leader(),
+            is_leader: self.is_leader(),
+            commit: self.commit_index(),
+            last_index: self.last_index(),
+            voters: cs.voters.clone(),
+            learners: cs.learners.clone(),
+            matched,
+        }
+    }
+
+    /// Asks the group to confirm this leader's commit index for a linearizable read
+    /// (ReadIndex); the answer comes out of a later ready as `(context, index)`. Refused
+    /// with [`ProposeError::NotReady`] until the leader has committed an entry of its term;
+    /// raft-rs drops the request if leadership is lost, so callers need a deadline.
+    pub fn read_index(&mut self, context: u64) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        if !self.node.raft.commit_to_current_term() {
+            return Err(ProposeError::NotReady);
+        }
+        self.node.read_index(context.to_be_bytes().to_vec());
+        Ok(())
+    }
+
+    /// Proposes a membership change (raft-rs ConfChangeV2) on the leader.
+    pub fn propose_conf_change(
+        &mut self,
+        change: raft::eraftpb::ConfChangeV2,
+    ) -> Result<(), ProposeError> {
+        if !self.is_leader() {
+            return Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            });
+        }
+        self.node
+            .propose_conf_change(Vec::new(), change)
+            .map_err(|_| ProposeError::Dropped)
+    }
+
+    /// Applies a committed membership change entry and records the new configuration in
+    /// `batch`. Returns the new configuration.
+    pub fn apply_conf_change(
+        &mut self,
+        entry: &Entry,
+        batch: &mut WriteBatch,
+    ) -> raft::Result<raft::eraftpb::ConfState> {
+        use protobuf::Message as _;
+        let cs = if entry.get_entry_type() == raft::eraftpb::EntryType::EntryConfChangeV2 {
+            let cc = raft::eraftpb::ConfChangeV2::parse_from_bytes(&entry.data)
+                .map_err(|e| raft::Error::ConfChangeError(e.to_string()))?;
+            self.node.apply_conf_change(&cc)?
+        } else {
+            let cc = raft::eraftpb::ConfChange::parse_from_bytes(&entry.data)
+                .map_err(|e| raft::Error::ConfChangeError(e.to_string()))?;
+            self.node.apply_conf_change(&cc)?
+        };
+        self.node.mut_store().set_conf_state(cs.clone(), batch);
+        Ok(cs)
+    }
+
+    /// Starts handing leadership to `to` (a caught-up voter).
+    pub fn transfer_leader(&mut self, to: u64) {
+        self.node.transfer_leader(to);
+    }
+
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         self.node.tick();
@@ -210,6 +329,14 @@ impl Peer {
         let mut out = ReadyOutput {
             messages: rd.take_messages(),
             snapshot: None,
+            reads: rd
+                .take_read_states()
+                .into_iter()
+                .filter_map(|rs| {
+                    let ctx: [u8; 8] = rs.request_ctx.as_slice().try_into().ok()?;
+                    Some((u64::from_be_bytes(ctx), rs.index))
+                })
+                .collect(),
         };
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();

@@ -39,6 +39,11 @@ pub struct StoreOutput {
     pub committed: Vec<(GroupId, Vec<Entry>)>,
     /// Snapshots received from leaders: each group's state machine must be replaced.
     pub snapshots: Vec<(GroupId, Snapshot)>,
+    /// Confirmed reads per group: `(context, index)` as registered with
+    /// [`RaftStore::read_index`].
+    pub reads: Vec<(GroupId, Vec<(u64, u64)>)>,
+    /// Groups whose membership changed (their conf-change entries were applied).
+    pub conf_changed: Vec<GroupId>,
     /// How many groups had log changes persisted by this iteration's single sync.
     pub groups_persisted: usize,
 }
@@ -94,6 +99,10 @@ impl RaftStore {
                 log
             }
         };
+        // The state machine may have applied entries whose commit index was not persisted
+        // yet (a crash in between): restart from the durable commit and let the state
+        // machine skip what it already has.
+        let applied = applied.min(log.hard_state().commit);
         let peer = Peer::new(replica, log, applied, self.timing, &self.logger)
             .map_err(|e| EngineError::Corruption(format!("cannot start group {group}: {e}")))?;
         self.peers.insert(group, peer);
@@ -130,6 +139,31 @@ impl RaftStore {
                 let _ = peer.step(m.msg);
             }
             None => self.stats.dropped_unknown_group += 1,
+        }
+    }
+
+    /// The peer of `group`, mutable (status, campaigns, leadership transfer).
+    pub fn peer_mut(&mut self, group: GroupId) -> Option<&mut Peer> {
+        self.peers.get_mut(&group)
+    }
+
+    /// Registers a linearizable read on `group`'s leader; see [`Peer::read_index`].
+    pub fn read_index(&mut self, group: GroupId, context: u64) -> Result<(), ProposeError> {
+        match self.peers.get_mut(&group) {
+            Some(peer) => peer.read_index(context),
+            None => Err(ProposeError::NotLeader { leader: 0 }),
+        }
+    }
+
+    /// Proposes a membership change to `group` (this node must host its leader).
+    pub fn propose_conf_change(
+        &mut self,
+        group: GroupId,
+        change: raft::eraftpb::ConfChangeV2,
+    ) -> Result<(), ProposeError> {
+        match self.peers.get_mut(&group) {
+            Some(peer) => peer.propose_conf_change(change),
+            None => Err(ProposeError::NotLeader { leader: 0 }),
         }
     }
 
@@ -197,6 +231,9 @@ impl RaftStore {
                 if let Some(snap) = ready.snapshot {
                     out.snapshots.push((group, snap));
                 }
+                if !ready.reads.is_empty() {
+                    out.reads.push((group, ready.reads));
+                }
                 readied.push(group);
             }
         }
@@ -208,9 +245,24 @@ impl RaftStore {
             self.log_engine.sync()?;
             self.stats.syncs += 1;
         }
+        let mut conf_batch = WriteBatch::default();
         for group in readied {
             let peer = self.peers.get_mut(&group).expect("readied peer is hosted");
             let after = peer.advance();
+            let mut changed = false;
+            for e in &after.committed {
+                if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
+                    // A malformed change cannot be applied by any replica; it is skipped
+                    // alike everywhere.
+                    if let Err(err) = peer.apply_conf_change(e, &mut conf_batch) {
+                        slog::error!(self.logger, "membership change not applied"; "group" => group, "index" => e.index, "error" => %err);
+                    }
+                    changed = true;
+                }
+            }
+            if changed {
+                out.conf_changed.push(group);
+            }
             out.messages.extend(
                 after
                     .messages
@@ -223,6 +275,10 @@ impl RaftStore {
             out.groups_persisted += 1;
         }
         self.stats.groups_persisted += out.groups_persisted as u64;
+        if !conf_batch.ops.is_empty() {
+            // The configuration must survive a crash once its entry counts as applied.
+            self.log_engine.write(conf_batch, true)?;
+        }
         Ok(out)
     }
 }

@@ -3,7 +3,7 @@
 //! | method | path | answer |
 //! |---|---|---|
 //! | GET | `/ping` | `OK` |
-//! | GET | `/status` | JSON: version, uptime, partitions with applied index and key counts |
+//! | GET | `/status` | JSON: version, uptime, node id, and per hosted partition its applied index, key counts and raft status (role, term, leader, commit, replicas, lag) |
 //! | GET | `/metrics` | Prometheus text format |
 //!
 //! Anything else answers 404 (unknown path) or 405 (wrong method) with `{"message": ...}`.
@@ -20,16 +20,23 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::node::DEFAULT_NAMESPACE;
 use crate::node_stats::NodeStats;
-use crate::worker::PartitionHandle;
+use crate::replication::store_loop::StoreHandle;
+use crate::replication::transport::TransportStats;
+use crate::worker::WorkerHandle;
 
 /// What the HTTP handlers read.
 pub struct HttpContext {
+    /// This node's id.
+    pub node_id: u64,
     /// Node counters.
     pub stats: Arc<NodeStats>,
-    /// The node's partition.
-    pub partition: PartitionHandle,
+    /// Raft transport counters, mirrored into the metrics on each scrape.
+    pub transport: Arc<TransportStats>,
+    /// The store loop (raft status).
+    pub store: StoreHandle,
+    /// The hosted partitions by name.
+    pub partitions: Vec<(String, WorkerHandle)>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -41,24 +48,36 @@ async fn ping() -> &'static str {
 }
 
 async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
-    let Some(state) = ctx.partition.state().await else {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "partition worker stopped");
+    let Some(raft) = ctx.store.status().await else {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "store loop stopped");
     };
-    Json(json!({
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_seconds": ctx.stats.started.elapsed().as_secs(),
-        "partitions": [{
-            "namespace": DEFAULT_NAMESPACE,
-            "partition": 0,
+    let mut partitions = Vec::new();
+    for (name, worker) in &ctx.partitions {
+        let Some(state) = worker.state().await else {
+            return error(StatusCode::SERVICE_UNAVAILABLE, "partition worker stopped");
+        };
+        let (namespace, partition) = name.rsplit_once('-').unwrap_or((name, "0"));
+        partitions.push(json!({
+            "name": name,
+            "namespace": namespace,
+            "partition": partition.parse::<u32>().unwrap_or(0),
             "applied_index": state.applied_index,
             "keys": state.keys,
             "expires": state.expires,
-        }],
+            "raft": raft.iter().find(|g| &g.name == name),
+        }));
+    }
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node_id": ctx.node_id,
+        "uptime_seconds": ctx.stats.started.elapsed().as_secs(),
+        "partitions": partitions,
     }))
     .into_response()
 }
 
 async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
+    ctx.stats.mirror_transport(&ctx.transport);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.stats.prometheus_text(),

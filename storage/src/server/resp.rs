@@ -1,6 +1,6 @@
 //! The RESP front end: accepts client connections and runs each as a task that reads
 //! pipelined requests, answers connection commands itself and queues data commands to the
-//! partition worker, then writes the replies back in request order.
+//! store loop, then writes the replies back in request order.
 //!
 //! Invariants:
 //! - replies leave in exactly the order requests arrived, whatever executes them;
@@ -27,7 +27,10 @@ use zankv_commands::{
 };
 
 use crate::node_stats::NodeStats;
-use crate::worker::{BatchItem, PartitionHandle};
+use crate::replication::log_store::GroupId;
+use crate::replication::store_loop::StoreHandle;
+use crate::routing::Routing;
+use crate::worker::{BatchItem, WorkerHandle};
 
 /// Most requests parsed from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -36,8 +39,12 @@ pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 /// What every connection task shares.
 pub struct ServerContext {
-    /// The partition serving this node's keys.
-    pub partition: PartitionHandle,
+    /// The store loop, which executes data commands.
+    pub store: StoreHandle,
+    /// Which group a command's keys belong to.
+    pub routing: Arc<Routing>,
+    /// The partitions hosted here (INFO keyspace).
+    pub partitions: Vec<WorkerHandle>,
     /// Counters for INFO.
     pub stats: Arc<NodeStats>,
     /// Request limits.
@@ -59,7 +66,7 @@ struct Session {
     protocol: Protocol,
 }
 
-/// Replies that are known now or will come from a partition worker.
+/// Replies that are known now or will come from a store loop.
 enum Pending {
     /// A reply produced by the connection itself, encoded for `Protocol`.
     Ready(Reply, Protocol),
@@ -77,8 +84,8 @@ enum Dispatch {
     Reply(Reply),
     /// A connection or server command, answered by the connection itself.
     Connection(ConnectionCommand),
-    /// A data command for the partition worker.
-    Data(BatchItem),
+    /// A data command for the group's leader.
+    Data(GroupId, BatchItem),
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -145,8 +152,8 @@ async fn connection(
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut output = BytesMut::with_capacity(4 * 1024);
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    // Consecutive data commands, sent to the worker as one batch.
-    let mut batch: Vec<BatchItem> = Vec::new();
+    // Consecutive data commands of one group, sent to the store loop as one batch.
+    let mut batch = OpenBatch::default();
     loop {
         // Keep room for a full-sized read (a full buffer would otherwise be refilled a few
         // bytes at a time); BytesMut reuses its allocation once consumed input is released.
@@ -167,8 +174,14 @@ async fn connection(
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
-                    match dispatch(argv) {
-                        Dispatch::Data(item) => batch.push(item),
+                    match dispatch(argv, &ctx.routing) {
+                        Dispatch::Data(group, item) => {
+                            if batch.group != Some(group) {
+                                send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                                batch.group = Some(group);
+                            }
+                            batch.items.push(item);
+                        }
                         Dispatch::Reply(reply) => {
                             send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
                             pending.push_back(Pending::Ready(reply, session.protocol));
@@ -185,7 +198,7 @@ async fn connection(
                             }
                         }
                     }
-                    if pending.len() + batch.len() >= MAX_PIPELINE {
+                    if pending.len() + batch.items.len() >= MAX_PIPELINE {
                         send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
                         if flush(&mut socket, &mut pending, &mut output).await.is_err() {
                             return;
@@ -218,19 +231,26 @@ async fn connection(
     }
 }
 
-/// Sends the open batch of data commands, if any, to the partition worker.
+/// Consecutive data commands of one group.
+#[derive(Default)]
+struct OpenBatch {
+    group: Option<GroupId>,
+    items: Vec<BatchItem>,
+}
+
+/// Sends the open batch of data commands, if any, to the store loop.
 async fn send_batch(
     ctx: &ServerContext,
-    batch: &mut Vec<BatchItem>,
+    batch: &mut OpenBatch,
     pending: &mut VecDeque<Pending>,
     protocol: Protocol,
 ) {
-    if batch.is_empty() {
+    let Some(group) = batch.group.take() else {
         return;
-    }
-    let items = std::mem::take(batch);
+    };
+    let items = std::mem::take(&mut batch.items);
     let len = items.len();
-    let rx = ctx.partition.batch(items).await;
+    let rx = ctx.store.batch(group, items).await;
     pending.push_back(Pending::Batch { rx, len, protocol });
 }
 
@@ -265,12 +285,20 @@ async fn flush(
 }
 
 /// Parses one request and decides who answers it.
-fn dispatch(argv: Vec<Bytes>) -> Dispatch {
-    match zankv_commands::parse(&argv) {
-        Err(e) => Dispatch::Reply(Reply::Error(e)),
-        Ok((Command::Connection(c), _)) => Dispatch::Connection(c),
-        Ok((_, spec)) if spec.is_write() => Dispatch::Data(BatchItem::Write(argv)),
-        Ok((cmd, _)) => Dispatch::Data(BatchItem::Read(cmd)),
+fn dispatch(argv: Vec<Bytes>, routing: &Routing) -> Dispatch {
+    let (cmd, spec) = match zankv_commands::parse(&argv) {
+        Err(e) => return Dispatch::Reply(Reply::Error(e)),
+        Ok((Command::Connection(c), _)) => return Dispatch::Connection(c),
+        Ok(parsed) => parsed,
+    };
+    let group = match routing.route(spec, &argv) {
+        Ok(g) => g,
+        Err(e) => return Dispatch::Reply(Reply::Error(e)),
+    };
+    if spec.is_write() {
+        Dispatch::Data(group, BatchItem::Write(argv))
+    } else {
+        Dispatch::Data(group, BatchItem::Read(cmd))
     }
 }
 
@@ -446,10 +474,16 @@ async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> St
             )),
             _ => {
                 out.push_str("# Keyspace\r\n");
-                if let Some(state) = ctx.partition.state().await {
-                    if state.keys > 0 {
-                        out.push_str(&format!("db0:keys={},expires={},avg_ttl=0\r\n", state.keys, state.expires));
+                // The replicas hosted here, leaders and followers alike.
+                let (mut keys, mut expires) = (0, 0);
+                for p in &ctx.partitions {
+                    if let Some(state) = p.state().await {
+                        keys += state.keys;
+                        expires += state.expires;
                     }
+                }
+                if keys > 0 {
+                    out.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
                 }
             }
         }

@@ -697,7 +697,20 @@ impl ZankvNode {
         ZankvNode::start_on(data_dir, port).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts a cluster node from a config file (which names its HTTP and raft addresses)
+    /// on the given RESP port and waits until it answers PING.
+    pub fn must_start_with_config(data_dir: &Path, port: u16, config: &Path) -> ZankvNode {
+        let args = vec!["--config".to_string(), config.display().to_string()];
+        ZankvNode::start_with(data_dir, port, &args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn start_on(data_dir: &Path, port: u16) -> Result<ZankvNode, String> {
+        // A standalone node: its HTTP and raft listeners on any free port.
+        let args = ["--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"].map(String::from);
+        ZankvNode::start_with(data_dir, port, &args)
+    }
+
+    fn start_with(data_dir: &Path, port: u16, extra: &[String]) -> Result<ZankvNode, String> {
         std::fs::create_dir_all(data_dir).expect("create data dir");
         let log = log_path_for(data_dir);
         let log_file = OpenOptions::new()
@@ -710,8 +723,7 @@ impl ZankvNode {
             .arg(data_dir)
             .arg("--redis-addr")
             .arg(format!("127.0.0.1:{port}"))
-            .arg("--http-addr")
-            .arg("127.0.0.1:0")
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().expect("clone log handle"))
             .stderr(log_file)

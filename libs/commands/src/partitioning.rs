@@ -1,0 +1,112 @@
+//! Which partition of which namespace a key belongs to: the rule storage nodes, the proxy and
+//! smart clients must agree on.
+//!
+//! A key written `namespace:rest` whose `namespace` is a known namespace belongs to it, and
+//! `rest` (everything after the first colon) is hashed; any other key belongs to the default
+//! namespace and is hashed whole. The hash is MurmurHash3 x86_32 with seed 0 and the
+//! partition is `hash mod partition_count`, ZanRedisDB's rule, so its clients keep working.
+//! Keys are stored exactly as the client sent them.
+
+/// MurmurHash3, x86 32-bit variant.
+pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
+    const C1: u32 = 0xcc9e_2d51;
+    const C2: u32 = 0x1b87_3593;
+    let mix = |k: u32| k.wrapping_mul(C1).rotate_left(15).wrapping_mul(C2);
+    let mut h = seed;
+    let mut blocks = data.chunks_exact(4);
+    for block in &mut blocks {
+        let k = u32::from_le_bytes(block.try_into().expect("4-byte block"));
+        h ^= mix(k);
+        h = h.rotate_left(13).wrapping_mul(5).wrapping_add(0xe654_6b64);
+    }
+    let tail = blocks.remainder();
+    if !tail.is_empty() {
+        let mut k = 0u32;
+        for (i, b) in tail.iter().enumerate() {
+            k |= u32::from(*b) << (8 * i);
+        }
+        h ^= mix(k);
+    }
+    h ^= data.len() as u32;
+    h ^= h >> 16;
+    h = h.wrapping_mul(0x85eb_ca6b);
+    h ^= h >> 13;
+    h = h.wrapping_mul(0xc2b2_ae35);
+    h ^= h >> 16;
+    h
+}
+
+/// The partition of a namespace with `partitions` partitions that `hashed` (the part of the
+/// key that is hashed) belongs to.
+pub fn partition_of(hashed: &[u8], partitions: u32) -> u32 {
+    assert!(partitions > 0, "a namespace has at least one partition");
+    murmur3_32(hashed, 0) % partitions
+}
+
+/// Splits `namespace:rest` at the first colon; `None` when the key has no colon.
+pub fn split_namespace(key: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = key.iter().position(|&b| b == b':')?;
+    Some((&key[..colon], &key[colon + 1..]))
+}
+
+/// Whether `name` is a valid namespace name: 1 to 255 characters of `[A-Za-z0-9_]` (a `-`
+/// would clash with partition names such as `default-3`).
+pub fn valid_namespace_name(name: &str) -> bool {
+    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn murmur3_matches_the_reference_vectors() {
+        assert_eq!(murmur3_32(b"", 0), 0);
+        assert_eq!(murmur3_32(b"", 1), 0x514e_28b7);
+        assert_eq!(murmur3_32(b"hello", 0), 0x248b_fa47);
+        assert_eq!(murmur3_32(b"Hello, world!", 1234), 0xfaf6_cdb3);
+        assert_eq!(
+            murmur3_32(b"The quick brown fox jumps over the lazy dog", 0),
+            0x2e4f_f723
+        );
+        // Every tail length.
+        assert_eq!(murmur3_32(b"a", 0), 0x3c25_69b2);
+        assert_eq!(murmur3_32(b"ab", 0), 0x9bbf_d75f);
+        assert_eq!(murmur3_32(b"abc", 0), 0xb3dd_93fa);
+        assert_eq!(murmur3_32(b"abcd", 0), 0x43ed_676a);
+    }
+
+    #[test]
+    fn namespace_split_is_at_the_first_colon() {
+        assert_eq!(
+            split_namespace(b"ns:table:key"),
+            Some((&b"ns"[..], &b"table:key"[..]))
+        );
+        assert_eq!(split_namespace(b":x"), Some((&b""[..], &b"x"[..])));
+        assert_eq!(split_namespace(b"plain"), None);
+    }
+
+    #[test]
+    fn partitions_are_spread_and_in_range() {
+        let mut counts = [0u32; 8];
+        for i in 0..8000 {
+            let p = partition_of(format!("table:key{i}").as_bytes(), 8);
+            counts[p as usize] += 1;
+        }
+        assert!(
+            counts.iter().all(|&c| (800..1200).contains(&c)),
+            "{counts:?}"
+        );
+        assert_eq!(partition_of(b"anything", 1), 0);
+    }
+
+    #[test]
+    fn namespace_names() {
+        assert!(valid_namespace_name("default"));
+        assert!(valid_namespace_name("user_data_2"));
+        assert!(!valid_namespace_name(""));
+        assert!(!valid_namespace_name("a-b"));
+        assert!(!valid_namespace_name("a:b"));
+        assert!(!valid_namespace_name(&"x".repeat(256)));
+    }
+}

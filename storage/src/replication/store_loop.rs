@@ -1,0 +1,568 @@
+//! The store loop: the one thread of a node that owns its [`RaftStore`] and drives every
+//! raft group it hosts.
+//!
+//! Each iteration: wait for input (raft messages from the transport, client batches and
+//! background changes from the RESP server and the partition workers, or the next tick),
+//! drain what is queued, step/tick/propose, register the iteration's reads with ReadIndex
+//! (one request per group for all its waiting read batches), then `process_ready`: one
+//! write batch and **one** fsync for the raft output of every group, messages handed to the
+//! transport, committed entries and confirmed reads handed to the partition workers.
+//!
+//! Invariants:
+//! - only a leader proposes; a batch reaching a non-leader is answered at once with
+//!   `ERR_CLUSTER_CHANGED` naming the leader when known;
+//! - a batch's plan is sent to its worker before any of its entries can be committed, so
+//!   the worker always knows whom an entry answers;
+//! - the loop never waits on a partition worker and never on a peer node (the transport
+//!   drops instead). Worker queues are unbounded but their backlog is bounded by the
+//!   clients: every entry answers a client batch (at most `max_clients` connections with
+//!   a bounded pipeline each) or is a background change (a few per tick).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{error, info, warn};
+use zankv_commands::{CommandError, Reply};
+
+use super::log_store::GroupId;
+use super::peer::ProposeError;
+use super::store::{GroupMessage, RaftStore};
+use super::transport::Transport;
+use crate::change::Change;
+use crate::clock::Clock;
+use crate::node_stats::NodeStats;
+use crate::worker::{BatchItem, Plan, ReadBatch, Slot, WorkerHandle, WorkerMsg};
+
+/// Most inputs taken from each queue per iteration, so one source cannot starve the rest.
+const DRAIN: usize = 4096;
+
+/// A request to the store loop.
+pub enum StoreRequest {
+    /// A client batch for one group; one reply per item, all together.
+    Batch {
+        /// The group all items belong to.
+        group: GroupId,
+        /// The commands, in order.
+        items: Vec<BatchItem>,
+        /// Where the replies go.
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
+    /// A change from a partition worker (background expiry or reclamation, keys found
+    /// expired); proposed if this node leads the group, else dropped.
+    Propose {
+        /// The group.
+        group: GroupId,
+        /// The change.
+        change: Change,
+    },
+    /// Report the raft status of every hosted group.
+    Status {
+        /// Where it goes.
+        reply: oneshot::Sender<Vec<GroupStatus>>,
+    },
+}
+
+/// The raft status of one hosted group (the storage node's `/status`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct GroupStatus {
+    /// Group id.
+    pub group: GroupId,
+    /// `<namespace>-<partition>`.
+    pub name: String,
+    /// This node's replica id.
+    pub replica: u64,
+    /// `leader`, `follower` (or `candidate`).
+    pub role: &'static str,
+    /// Current term.
+    pub term: u64,
+    /// Leader known here (0 = none).
+    pub leader: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Last log index.
+    pub last_index: u64,
+    /// Voting replicas.
+    pub voters: Vec<u64>,
+    /// Learners.
+    pub learners: Vec<u64>,
+    /// On the leader: each replica's lag behind the last index, in entries.
+    pub lag: Vec<(u64, u64)>,
+}
+
+/// A cloneable handle to send requests to the store loop.
+#[derive(Clone)]
+pub struct StoreHandle {
+    tx: mpsc::Sender<StoreRequest>,
+}
+
+impl StoreHandle {
+    /// Queues a client batch (waiting while the loop's queue is full: back-pressure) and
+    /// returns a receiver for its replies (closed without replies if the node stops).
+    pub async fn batch(
+        &self,
+        group: GroupId,
+        items: Vec<BatchItem>,
+    ) -> oneshot::Receiver<Vec<Reply>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(StoreRequest::Batch {
+                group,
+                items,
+                reply: tx,
+            })
+            .await;
+        rx
+    }
+
+    /// The raft status of every hosted group.
+    pub async fn status(&self) -> Option<Vec<GroupStatus>> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(StoreRequest::Status { reply: tx })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+
+    /// A proposer for `group`'s worker: queues without waiting, false when full.
+    pub fn proposer(&self, group: GroupId) -> crate::worker::Proposer {
+        let tx = self.tx.clone();
+        Box::new(move |change| tx.try_send(StoreRequest::Propose { group, change }).is_ok())
+    }
+}
+
+/// Creates the store loop's request queue.
+pub fn channel(capacity: usize) -> (StoreHandle, mpsc::Receiver<StoreRequest>) {
+    let (tx, rx) = mpsc::channel(capacity);
+    (StoreHandle { tx }, rx)
+}
+
+/// A hosted group as the loop sees it.
+pub struct HostedGroup {
+    /// `<namespace>-<partition>`.
+    pub name: String,
+    /// Its partition worker.
+    pub worker: WorkerHandle,
+}
+
+/// Settings of the loop.
+pub struct LoopSettings {
+    /// This node's id.
+    pub node_id: u64,
+    /// Length of a tick.
+    pub tick: Duration,
+    /// Ticks a ReadIndex request may wait before its reads are refused.
+    pub read_timeout_ticks: u64,
+    /// RESP addresses of the cluster's nodes, for leader hints.
+    pub redis_addrs: HashMap<u64, SocketAddr>,
+}
+
+/// Everything the loop owns.
+pub struct StoreLoop {
+    /// The raft peers.
+    pub store: RaftStore,
+    /// Outbound raft messages.
+    pub transport: Transport,
+    /// Hosted groups.
+    pub groups: HashMap<GroupId, HostedGroup>,
+    /// Settings.
+    pub settings: LoopSettings,
+    /// Node counters.
+    pub stats: Arc<NodeStats>,
+}
+
+/// Read batches of one group waiting to be registered with ReadIndex.
+struct HeldReads {
+    /// Tick by which they must be registered, or refused.
+    deadline: u64,
+    batches: Vec<ReadBatch>,
+}
+
+/// Read batches registered under one ReadIndex context.
+struct PendingRead {
+    group: GroupId,
+    deadline: u64,
+    batches: Vec<ReadBatch>,
+}
+
+/// A read that could not be confirmed by a quorum in time.
+fn unconfirmed_read_error() -> CommandError {
+    CommandError::ClusterChanged(
+        "the read could not be confirmed by a quorum in time; retry".into(),
+    )
+}
+
+struct Runner {
+    l: StoreLoop,
+    clock: Clock,
+    ticks: u64,
+    next_read: u64,
+    /// Read batches not yet registered with ReadIndex, per group: those of this iteration,
+    /// and those held because the group's new leader has not committed in its term yet.
+    new_reads: HashMap<GroupId, HeldReads>,
+    pending_reads: HashMap<u64, PendingRead>,
+}
+
+/// Starts the loop on its own thread. It stops when `stop` turns true or every request
+/// sender is gone; the partition workers stop once it has (their queues close).
+pub fn spawn(
+    l: StoreLoop,
+    raft_in: mpsc::Receiver<GroupMessage>,
+    requests: mpsc::Receiver<StoreRequest>,
+    stop: watch::Receiver<bool>,
+) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("store-loop".into())
+        .spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("a current-thread runtime starts");
+            let runner = Runner {
+                l,
+                clock: Clock::default(),
+                ticks: 0,
+                next_read: 1,
+                new_reads: HashMap::new(),
+                pending_reads: HashMap::new(),
+            };
+            runtime.block_on(runner.run(raft_in, requests, stop));
+        })
+}
+
+impl Runner {
+    async fn run(
+        mut self,
+        mut raft_in: mpsc::Receiver<GroupMessage>,
+        mut requests: mpsc::Receiver<StoreRequest>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        info!(
+            node = self.l.settings.node_id,
+            groups = self.l.groups.len(),
+            "store loop started"
+        );
+        let mut interval = tokio::time::interval(self.l.settings.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                _ = interval.tick() => self.on_tick(),
+                Some(m) = raft_in.recv() => self.l.store.step(m),
+                r = requests.recv() => match r {
+                    Some(r) => self.on_request(r),
+                    None => break,
+                },
+            }
+            for _ in 0..DRAIN {
+                match raft_in.try_recv() {
+                    Ok(m) => self.l.store.step(m),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..DRAIN {
+                match requests.try_recv() {
+                    Ok(r) => self.on_request(r),
+                    Err(_) => break,
+                }
+            }
+            self.register_reads();
+            self.process_ready();
+        }
+        // Whoever still waits for a read is told the node is stopping (dropping the reply
+        // senders does that).
+        self.pending_reads.clear();
+        info!("store loop stopped");
+    }
+
+    fn on_tick(&mut self) {
+        self.ticks += 1;
+        self.l.store.tick();
+        let now = self.ticks;
+        let late: Vec<u64> = self
+            .pending_reads
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(ctx, _)| *ctx)
+            .collect();
+        for ctx in late {
+            if let Some(p) = self.pending_reads.remove(&ctx) {
+                for b in p.batches {
+                    let err = unconfirmed_read_error();
+                    let _ = b.reply.send(vec![Reply::Error(err); b.items.len()]);
+                }
+            }
+        }
+        for (group, hosted) in &self.l.groups {
+            let leader = self.l.store.peer(*group).is_some_and(|p| p.is_leader());
+            hosted.worker.send(WorkerMsg::Tick { leader });
+        }
+    }
+
+    /// The error for a batch this node cannot serve.
+    fn not_leader(&self, group: GroupId, leader: u64) -> CommandError {
+        let name = self
+            .l
+            .groups
+            .get(&group)
+            .map_or_else(|| group.to_string(), |g| g.name.clone());
+        let text = match (leader, self.l.settings.redis_addrs.get(&leader)) {
+            (0, _) => format!("no leader of {name} is known yet; retry"),
+            (id, Some(addr)) => format!("not leader of {name}, leader is node {id} at {addr}"),
+            (id, None) => format!("not leader of {name}, leader is node {id}"),
+        };
+        CommandError::ClusterChanged(text)
+    }
+
+    fn on_request(&mut self, r: StoreRequest) {
+        match r {
+            StoreRequest::Batch {
+                group,
+                items,
+                reply,
+            } => self.on_batch(group, items, reply),
+            StoreRequest::Propose { group, change } => {
+                if self.l.store.peer(group).is_some_and(|p| p.is_leader())
+                    && self.l.store.propose(group, change.encode()).is_ok()
+                {
+                    self.l.stats.raft_proposed();
+                }
+            }
+            StoreRequest::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+        }
+    }
+
+    fn on_batch(
+        &mut self,
+        group: GroupId,
+        items: Vec<BatchItem>,
+        reply: oneshot::Sender<Vec<Reply>>,
+    ) {
+        let refuse = |err: CommandError, reply: oneshot::Sender<Vec<Reply>>, n: usize| {
+            let _ = reply.send(vec![Reply::Error(err); n]);
+        };
+        let (Some(peer), Some(hosted)) = (self.l.store.peer(group), self.l.groups.get(&group))
+        else {
+            let err = CommandError::ClusterChanged(format!(
+                "partition {group} is not hosted on node {}",
+                self.l.settings.node_id
+            ));
+            return refuse(err, reply, items.len());
+        };
+        if !peer.is_leader() {
+            self.l.stats.raft_not_leader();
+            let err = self.not_leader(group, peer.leader());
+            return refuse(err, reply, items.len());
+        }
+        if items.iter().all(|i| matches!(i, BatchItem::Read(_))) {
+            let items = items
+                .into_iter()
+                .filter_map(|i| match i {
+                    BatchItem::Read(cmd) => Some(cmd),
+                    BatchItem::Write(_) => None,
+                })
+                .collect();
+            let deadline = self.ticks + self.l.settings.read_timeout_ticks;
+            self.new_reads
+                .entry(group)
+                .or_insert_with(|| HeldReads {
+                    deadline,
+                    batches: Vec::new(),
+                })
+                .batches
+                .push(ReadBatch { items, reply });
+            return;
+        }
+        let worker = hosted.worker.clone();
+        let now_ms = self.clock.now_ms();
+        let mut slots: Vec<Slot> = Vec::with_capacity(items.len());
+        // Reads before the first write, anchored once that write has an index.
+        let mut leading: Vec<usize> = Vec::new();
+        let mut last_write: Option<u64> = None;
+        let mut failure: Option<CommandError> = None;
+        for item in items {
+            if let Some(err) = &failure {
+                slots.push(Slot::Done(Reply::Error(err.clone())));
+                continue;
+            }
+            match item {
+                BatchItem::Read(cmd) => match last_write {
+                    Some(after) => slots.push(Slot::Read { cmd, after }),
+                    None => {
+                        leading.push(slots.len());
+                        slots.push(Slot::Read { cmd, after: 0 });
+                    }
+                },
+                BatchItem::Write(argv) => {
+                    let data = Change::Command { now_ms, argv }.encode();
+                    match self.l.store.propose(group, data) {
+                        Ok(()) => {
+                            self.l.stats.raft_proposed();
+                            let peer = self.l.store.peer(group).expect("hosted");
+                            let (index, term) = (peer.last_index(), peer.term());
+                            if last_write.is_none() {
+                                for &slot in &leading {
+                                    if let Slot::Read { after, .. } = &mut slots[slot] {
+                                        *after = index - 1;
+                                    }
+                                }
+                            }
+                            last_write = Some(index);
+                            slots.push(Slot::Write { index, term });
+                        }
+                        Err(e) => {
+                            let err = match e {
+                                ProposeError::NotLeader { leader } => self.not_leader(group, leader),
+                                ProposeError::Dropped | ProposeError::NotReady => CommandError::ClusterChanged(
+                                    "the leader refused the proposal (leadership transfer in progress); retry".into(),
+                                ),
+                            };
+                            if last_write.is_none() {
+                                for &slot in &leading {
+                                    slots[slot] = Slot::Done(Reply::Error(err.clone()));
+                                }
+                            }
+                            slots.push(Slot::Done(Reply::Error(err.clone())));
+                            failure = Some(err);
+                        }
+                    }
+                }
+            }
+        }
+        worker.send(WorkerMsg::Plan(Plan { slots, reply }));
+    }
+
+    /// Registers one ReadIndex request per group for its waiting read batches. A group
+    /// whose leader cannot confirm reads yet keeps them until it can or their deadline.
+    fn register_reads(&mut self) {
+        if self.new_reads.is_empty() {
+            return;
+        }
+        for (group, held) in std::mem::take(&mut self.new_reads) {
+            let ctx = self.next_read;
+            match self.l.store.read_index(group, ctx) {
+                Ok(()) => {
+                    self.next_read += 1;
+                    self.l.stats.raft_read_index();
+                    self.pending_reads.insert(
+                        ctx,
+                        PendingRead {
+                            group,
+                            deadline: held.deadline.max(self.ticks + 1),
+                            batches: held.batches,
+                        },
+                    );
+                }
+                Err(ProposeError::NotReady) if held.deadline > self.ticks => {
+                    self.new_reads.insert(group, held);
+                }
+                Err(e) => {
+                    let err = match e {
+                        ProposeError::NotLeader { leader } => self.not_leader(group, leader),
+                        ProposeError::Dropped | ProposeError::NotReady => unconfirmed_read_error(),
+                    };
+                    for b in held.batches {
+                        let _ = b.reply.send(vec![Reply::Error(err.clone()); b.items.len()]);
+                    }
+                }
+            }
+        }
+    }
+
+    fn process_ready(&mut self) {
+        let started = Instant::now();
+        let before = self.l.store.stats().syncs;
+        let out = match self.l.store.process_ready() {
+            Ok(out) => out,
+            Err(e) => {
+                // Continuing could acknowledge writes that are not durable.
+                error!(error = %e, "writing the raft log failed; stopping the node to protect acknowledged writes");
+                std::process::exit(70);
+            }
+        };
+        if self.l.store.stats().syncs > before {
+            self.l.stats.observe_sync(started.elapsed());
+            self.l.stats.observe_groups_per_sync(out.groups_persisted);
+        }
+        for m in out.messages {
+            let to = m.msg.to;
+            self.l.transport.send(to, m);
+        }
+        for (group, entries) in out.committed {
+            if let Some(g) = self.l.groups.get(&group) {
+                g.worker.send(WorkerMsg::Apply(entries));
+            }
+        }
+        for (group, reads) in out.reads {
+            for (ctx, index) in reads {
+                if let Some(p) = self.pending_reads.remove(&ctx) {
+                    if let Some(g) = self.l.groups.get(&p.group) {
+                        g.worker.send(WorkerMsg::ReadAt {
+                            index,
+                            batches: p.batches,
+                        });
+                    }
+                } else {
+                    warn!(group, ctx, "confirmed read nobody waits for");
+                }
+            }
+        }
+        for (group, _) in out.snapshots {
+            error!(
+                group,
+                "received a raft snapshot, which this version cannot install yet"
+            );
+        }
+        for group in out.conf_changed {
+            if let Some(p) = self.l.store.peer(group) {
+                let s = p.status();
+                info!(group, voters = ?s.voters, learners = ?s.learners, "membership changed");
+            }
+        }
+    }
+
+    fn status(&self) -> Vec<GroupStatus> {
+        let mut out: Vec<GroupStatus> = self
+            .l
+            .groups
+            .iter()
+            .filter_map(|(group, hosted)| {
+                let s = self.l.store.peer(*group)?.status();
+                Some(GroupStatus {
+                    group: *group,
+                    name: hosted.name.clone(),
+                    replica: s.id,
+                    role: if s.is_leader {
+                        "leader"
+                    } else if s.leader != 0 {
+                        "follower"
+                    } else {
+                        "candidate"
+                    },
+                    term: s.term,
+                    leader: s.leader,
+                    commit: s.commit,
+                    last_index: s.last_index,
+                    voters: s.voters,
+                    learners: s.learners,
+                    lag: s
+                        .matched
+                        .iter()
+                        .map(|(id, m)| (*id, s.last_index.saturating_sub(*m)))
+                        .collect(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+}
