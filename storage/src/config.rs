@@ -36,7 +36,7 @@ pub struct StorageConfig {
     pub default_namespace: String,
     /// Raft timing and limits.
     pub raft: RaftConfig,
-    /// The other storage nodes of a static cluster (without PD).
+    /// The storage nodes of a static cluster (without PD); this node may be among them.
     pub nodes: Vec<NodeConfig>,
     /// Namespaces of a static cluster. When empty, one namespace named after
     /// `default_namespace` with one partition replicated on this node alone.
@@ -221,13 +221,11 @@ impl StorageConfig {
         if r.write_timeout_ms == 0 {
             return Err("raft.write_timeout_ms must be positive".into());
         }
+        // This node may be listed too, so that every node of a cluster can share one list.
         let mut known = vec![self.node_id];
-        for n in &self.nodes {
-            if known.contains(&n.id) || n.id == 0 {
-                return Err(format!(
-                    "nodes: node id {} is zero or listed twice (this node is {})",
-                    n.id, self.node_id
-                ));
+        for (i, n) in self.nodes.iter().enumerate() {
+            if n.id == 0 || self.nodes[..i].iter().any(|o| o.id == n.id) {
+                return Err(format!("nodes: node id {} is zero or listed twice", n.id));
             }
             known.push(n.id);
         }

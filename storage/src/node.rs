@@ -88,6 +88,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
 
     let mut groups = HashMap::new();
     let mut workers: Vec<(String, worker::WorkerHandle)> = Vec::new();
+    let mut worker_map = HashMap::new();
     let mut worker_threads: Vec<JoinHandle<()>> = Vec::new();
     for layout in routing.groups() {
         if !layout.replicas.contains(&config.node_id) {
@@ -121,6 +122,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 worker: handle.clone(),
             },
         );
+        worker_map.insert(layout.id, handle.clone());
         workers.push((layout.name.clone(), handle));
         worker_threads.push(thread);
     }
@@ -141,14 +143,17 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             transport_stats.clone(),
             stop_store.clone(),
         );
-        for n in &config.nodes {
+        for n in config.nodes.iter().filter(|n| n.id != config.node_id) {
             t.add_peer(n.id, n.raft_addr);
         }
         t
     };
     let mut redis_addrs: HashMap<u64, SocketAddr> =
         config.nodes.iter().map(|n| (n.id, n.redis_addr)).collect();
-    redis_addrs.insert(config.node_id, config.redis_addr);
+    // This node's own entry, if listed, is the address others know it by.
+    redis_addrs
+        .entry(config.node_id)
+        .or_insert(config.redis_addr);
     let store_thread = store_loop::spawn(
         StoreLoop {
             store,
@@ -195,7 +200,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         let ctx = Arc::new(ServerContext {
             store: store_handle,
             routing,
-            partitions: workers.iter().map(|(_, w)| w.clone()).collect(),
+            workers: worker_map,
             stats,
             limits: RequestLimits {
                 max_bulk_len: config.limits.max_bulk_len,

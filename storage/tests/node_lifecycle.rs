@@ -8,6 +8,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::http;
+
 const BIN: &str = env!("CARGO_BIN_EXE_zankv-storage");
 
 struct Node {
@@ -192,26 +196,6 @@ fn sigterm_stops_cleanly_and_data_survives() {
     assert_eq!(call(&mut s, "GET durable"), "yes");
     assert_eq!(call(&mut s, "HLEN h"), ":2");
     assert_eq!(call(&mut s, "DBSIZE"), ":2");
-}
-
-/// One HTTP/1.1 request; returns the status code and the body.
-fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    s.read_to_string(&mut response).unwrap();
-    let status = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    (status, body)
 }
 
 #[test]

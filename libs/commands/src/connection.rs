@@ -232,6 +232,28 @@ pub static SPECS: &[CommandSpec] = &[
         "2.6.0",
         "Returns the server time.",
     ),
+    spec(
+        "readonly",
+        1,
+        C,
+        &["loading", "stale", "fast"],
+        NO_KEYS,
+        &["fast", "connection"],
+        "cluster",
+        "3.0.0",
+        "Enables read-only queries for a connection to a Redis Cluster replica node.",
+    ),
+    spec(
+        "readwrite",
+        1,
+        C,
+        &["loading", "stale", "fast"],
+        NO_KEYS,
+        &["fast", "connection"],
+        "cluster",
+        "3.0.0",
+        "Enables read-write queries for a connection to a Redis Cluster replica node.",
+    ),
     container(
         "client",
         "A container for client connection commands.",
@@ -295,6 +317,11 @@ pub enum ConnectionCommand {
     Info(Vec<Bytes>),
     /// TIME
     Time,
+    /// READONLY: this connection's reads may be served by a follower replica, from its
+    /// applied state (stale reads), as on a Redis Cluster replica.
+    ReadOnly,
+    /// READWRITE: back to linearizable reads served by the leader.
+    ReadWrite,
 }
 
 /// Checks a client name the way CLIENT SETNAME does: printable ASCII without spaces.
@@ -372,6 +399,8 @@ impl ConnectionCommand {
             "command|help" => ConnectionCommand::CommandHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
+            "readonly" => ConnectionCommand::ReadOnly,
+            "readwrite" => ConnectionCommand::ReadWrite,
             _ => unreachable!("connection family dispatched an unknown name: {name}"),
         })
     }

@@ -9,7 +9,7 @@
 //! - at most `max_clients` connections are served; one more gets Redis's error and is closed;
 //! - no RocksDB call and no blocking call runs on this module's tasks.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,7 +30,7 @@ use crate::node_stats::NodeStats;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::Routing;
-use crate::worker::{BatchItem, WorkerHandle};
+use crate::worker::{BatchItem, ReadBatch, WorkerHandle, WorkerMsg};
 
 /// Most requests parsed from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -43,8 +43,9 @@ pub struct ServerContext {
     pub store: StoreHandle,
     /// Which group a command's keys belong to.
     pub routing: Arc<Routing>,
-    /// The partitions hosted here (INFO keyspace).
-    pub partitions: Vec<WorkerHandle>,
+    /// The partition workers hosted here: INFO keyspace, and stale reads of READONLY
+    /// connections, which go to the worker directly.
+    pub workers: HashMap<GroupId, WorkerHandle>,
     /// Counters for INFO.
     pub stats: Arc<NodeStats>,
     /// Request limits.
@@ -64,6 +65,8 @@ struct Session {
     id: u64,
     name: Option<Bytes>,
     protocol: Protocol,
+    /// READONLY: reads are served from this node's replica, whatever its role.
+    readonly: bool,
 }
 
 /// Replies that are known now or will come from a store loop.
@@ -148,6 +151,7 @@ async fn connection(
         id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
         name: None,
         protocol: Protocol::Resp2,
+        readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut output = BytesMut::with_capacity(4 * 1024);
@@ -176,9 +180,11 @@ async fn connection(
                     commands += 1;
                     match dispatch(argv, &ctx.routing) {
                         Dispatch::Data(group, item) => {
-                            if batch.group != Some(group) {
+                            let stale = session.readonly && matches!(item, BatchItem::Read(_));
+                            if batch.group != Some(group) || batch.stale != stale {
                                 send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
                                 batch.group = Some(group);
+                                batch.stale = stale;
                             }
                             batch.items.push(item);
                         }
@@ -235,10 +241,13 @@ async fn connection(
 #[derive(Default)]
 struct OpenBatch {
     group: Option<GroupId>,
+    /// Reads of a READONLY connection, served by the local replica as it is.
+    stale: bool,
     items: Vec<BatchItem>,
 }
 
-/// Sends the open batch of data commands, if any, to the store loop.
+/// Sends the open batch of data commands, if any, to the store loop (or, for stale reads,
+/// straight to the local replica's worker).
 async fn send_batch(
     ctx: &ServerContext,
     batch: &mut OpenBatch,
@@ -250,8 +259,40 @@ async fn send_batch(
     };
     let items = std::mem::take(&mut batch.items);
     let len = items.len();
-    let rx = ctx.store.batch(group, items).await;
+    let rx = if batch.stale {
+        stale_reads(ctx, group, items)
+    } else {
+        ctx.store.batch(group, items).await
+    };
     pending.push_back(Pending::Batch { rx, len, protocol });
+}
+
+/// Reads served by this node's replica of `group` at whatever it has applied.
+fn stale_reads(
+    ctx: &ServerContext,
+    group: GroupId,
+    items: Vec<BatchItem>,
+) -> oneshot::Receiver<Vec<Reply>> {
+    let (tx, rx) = oneshot::channel();
+    let Some(worker) = ctx.workers.get(&group) else {
+        let err =
+            CommandError::ClusterChanged(format!("partition {group} is not hosted on this node"));
+        let _ = tx.send(vec![Reply::Error(err); items.len()]);
+        return rx;
+    };
+    let items = items
+        .into_iter()
+        .map(|i| match i {
+            BatchItem::Read(cmd) => cmd,
+            BatchItem::Write(_) => unreachable!("a stale batch holds reads only"),
+        })
+        .collect();
+    // A closed worker drops `tx`, which answers "shutting down".
+    worker.send(WorkerMsg::ReadAt {
+        index: 0,
+        batches: vec![ReadBatch { items, reply: tx }],
+    });
+    rx
 }
 
 /// Waits for every pending reply in order, encodes them and writes them in one go.
@@ -353,6 +394,14 @@ async fn connection_command(
                 (Reply::bulk("role"), Reply::bulk("master")),
                 (Reply::bulk("modules"), Reply::Array(vec![])),
             ])
+        }
+        ConnectionCommand::ReadOnly => {
+            session.readonly = true;
+            Reply::OK
+        }
+        ConnectionCommand::ReadWrite => {
+            session.readonly = false;
+            Reply::OK
         }
         ConnectionCommand::Select(0) => Reply::OK,
         ConnectionCommand::Select(_) => Reply::Error(CommandError::DbIndexOutOfRange),
@@ -476,7 +525,7 @@ async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> St
                 out.push_str("# Keyspace\r\n");
                 // The replicas hosted here, leaders and followers alike.
                 let (mut keys, mut expires) = (0, 0);
-                for p in &ctx.partitions {
+                for p in ctx.workers.values() {
                     if let Some(state) = p.state().await {
                         keys += state.keys;
                         expires += state.expires;

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod cluster;
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
@@ -339,8 +341,26 @@ impl Client {
         }
     }
 
+    /// Connects to 127.0.0.1:`port`, or `None` if nothing accepts there.
+    pub fn try_connect(port: u16) -> Option<Client> {
+        TcpStream::connect(("127.0.0.1", port)).ok()?;
+        Some(Client::connect(port))
+    }
+
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// Sends one command and reads its reply; `None` if the connection failed, closed or
+    /// timed out (the server may have died): the command's outcome is then unknown.
+    pub fn try_cmd(&mut self, args: &[&[u8]]) -> Option<Frame> {
+        if !self.try_send_raw(&Client::encode(args)) {
+            return None;
+        }
+        match self.try_read_frame() {
+            ReadOutcome::Frame(frame) => Some(frame),
+            ReadOutcome::Closed | ReadOutcome::TimedOut => None,
+        }
     }
 
     pub fn set_read_timeout(&mut self, timeout: Duration) {
@@ -509,6 +529,33 @@ impl Client {
     pub fn shutdown_write(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Write);
     }
+}
+
+/// One HTTP/1.1 request to 127.0.0.1:`port`; the status code and the body, or why it
+/// failed.
+pub fn try_http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut response = String::new();
+    s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+    let status = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("no status code in {response:?}"))?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Ok((status, body))
+}
+
+/// Like [`try_http`]; panics if the request fails.
+pub fn http(port: u16, method: &str, path: &str) -> (u16, String) {
+    try_http(port, method, path).unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
 }
 
 /// Polls until a fresh connection to `port` answers PING with PONG, or `deadline` passes.

@@ -1,0 +1,266 @@
+//! Multi-process replication tests: three `zankv-storage` processes on loopback form raft
+//! groups from their config files; leaders are killed with SIGKILL under write load, and
+//! the whole cluster is killed and restarted.
+//!
+//! What must hold every time: every acknowledged write is readable afterwards, through the
+//! leader and on every replica; a write whose outcome the client could not learn is either
+//! entirely there or entirely absent (each write sets three fields of one hash, so a
+//! half-applied write would show); replicas converge to the same applied index.
+
+mod support;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use support::cluster::{ClusterClient, TestCluster, WriteOutcome};
+use support::{Client, Frame};
+
+/// Short ticks so elections take a fraction of a second.
+const FAST_RAFT: &str =
+    "[raft]\ntick_ms = 50\nelection_ticks = 10\nheartbeat_ticks = 2\nwrite_timeout_ms = 5000\n";
+
+const CONVERGE: Duration = Duration::from_secs(30);
+
+/// What one writer saw.
+#[derive(Default)]
+struct Ledger {
+    /// Keys whose write was acknowledged.
+    acked: Vec<String>,
+    /// Keys whose write had an unknown outcome.
+    unknown: Vec<String>,
+    /// When each acknowledgement arrived.
+    ack_times: Vec<Instant>,
+}
+
+fn hset_args(key: &str) -> Vec<Vec<u8>> {
+    let v = key.as_bytes().to_vec();
+    vec![
+        b"HSET".to_vec(),
+        v.clone(),
+        b"a".to_vec(),
+        v.clone(),
+        b"b".to_vec(),
+        v.clone(),
+        b"c".to_vec(),
+        v,
+    ]
+}
+
+fn write_one(client: &mut ClusterClient, key: &str, ledger: &mut Ledger) {
+    let args = hset_args(key);
+    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+    match client.write(&refs) {
+        WriteOutcome::Done(Frame::Integer(3)) => {
+            ledger.acked.push(key.to_string());
+            ledger.ack_times.push(Instant::now());
+        }
+        WriteOutcome::Done(other) => panic!("HSET {key} answered {other}"),
+        WriteOutcome::Unknown => ledger.unknown.push(key.to_string()),
+    }
+}
+
+/// Writes fresh keys `<prefix>:<n>` until `stop`.
+fn spawn_writer(
+    mut client: ClusterClient,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Ledger> {
+    std::thread::spawn(move || {
+        let mut ledger = Ledger::default();
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            write_one(&mut client, &format!("{prefix}:{n}"), &mut ledger);
+            n += 1;
+        }
+        ledger
+    })
+}
+
+/// Checks one key on one connection: `Some(true)` all three fields, `Some(false)` none.
+fn hash_state(conn: &mut Client, key: &str) -> Result<bool, String> {
+    let reply = conn.cmd(&[b"HGETALL", key.as_bytes()]);
+    let Some(items) = reply.as_items() else {
+        return Err(format!("HGETALL {key} answered {reply}"));
+    };
+    if items.is_empty() {
+        return Ok(false);
+    }
+    let mut pairs: Vec<(Vec<u8>, Vec<u8>)> = items
+        .chunks(2)
+        .map(|c| {
+            (
+                c[0].as_bytes().unwrap_or_default().to_vec(),
+                c[1].as_bytes().unwrap_or_default().to_vec(),
+            )
+        })
+        .collect();
+    pairs.sort();
+    let v = key.as_bytes().to_vec();
+    let want = vec![
+        (b"a".to_vec(), v.clone()),
+        (b"b".to_vec(), v.clone()),
+        (b"c".to_vec(), v),
+    ];
+    if pairs == want {
+        Ok(true)
+    } else {
+        Err(format!("{key} is half-applied or wrong: {reply}"))
+    }
+}
+
+/// Every acknowledged key is complete and every unknown one complete or absent, on every
+/// running replica (read with READONLY from its local state once converged) and through
+/// the leaders.
+fn must_hold(cluster: &TestCluster, ledgers: &[Ledger]) {
+    cluster.must_converge(CONVERGE);
+    let mut smart = cluster.smart_client();
+    for ledger in ledgers {
+        for key in &ledger.acked {
+            let reply = smart.read(&[b"HLEN", key.as_bytes()]);
+            assert_eq!(
+                reply,
+                Frame::Integer(3),
+                "acknowledged {key} through the leader"
+            );
+        }
+    }
+    for i in (0..cluster.len()).filter(|&i| cluster.is_up(i)) {
+        let mut conn = cluster.client(i);
+        assert_eq!(conn.cmd(&[b"READONLY"]), Frame::simple("OK"));
+        for ledger in ledgers {
+            for key in &ledger.acked {
+                match hash_state(&mut conn, key) {
+                    Ok(true) => {}
+                    Ok(false) => panic!("acknowledged {key} is missing on node {}", i + 1),
+                    Err(e) => panic!("node {}: {e}", i + 1),
+                }
+            }
+            for key in &ledger.unknown {
+                if let Err(e) = hash_state(&mut conn, key) {
+                    panic!("node {}: {e}", i + 1);
+                }
+            }
+        }
+    }
+}
+
+/// The node leading the most partitions.
+fn busiest_leader(leaders: &HashMap<String, u64>) -> usize {
+    let mut counts: HashMap<u64, usize> = HashMap::new();
+    for id in leaders.values() {
+        *counts.entry(*id).or_default() += 1;
+    }
+    let (id, _) = counts
+        .into_iter()
+        .max_by_key(|(id, n)| (*n, *id))
+        .expect("some leader");
+    id as usize - 1
+}
+
+#[test]
+fn killing_a_leader_under_write_load_loses_no_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::must_start(dir.path(), 3, 4, FAST_RAFT);
+    let leaders = cluster.must_converge(CONVERGE);
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..3)
+        .map(|w| spawn_writer(cluster.smart_client(), format!("w{w}"), stop.clone()))
+        .collect();
+    sleep(Duration::from_millis(1500));
+    let victim = busiest_leader(&leaders);
+    cluster.kill9(victim);
+    let killed_at = Instant::now();
+    sleep(Duration::from_secs(3));
+    cluster.start(victim);
+    sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::Relaxed);
+    let ledgers: Vec<Ledger> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+
+    let acked: usize = ledgers.iter().map(|l| l.acked.len()).sum();
+    let after_kill: usize = ledgers
+        .iter()
+        .map(|l| l.ack_times.iter().filter(|t| **t > killed_at).count())
+        .sum();
+    assert!(after_kill > 0, "no write was acknowledged after the kill");
+    // Writers stall only while a new leader is elected (well under the write timeout).
+    for l in &ledgers {
+        let worst = l
+            .ack_times
+            .windows(2)
+            .map(|w| w[1] - w[0])
+            .max()
+            .unwrap_or_default();
+        assert!(
+            worst < Duration::from_secs(10),
+            "a writer stalled for {worst:?}"
+        );
+    }
+    eprintln!(
+        "acknowledged {acked} writes ({after_kill} after the kill), {} unknown",
+        ledgers.iter().map(|l| l.unknown.len()).sum::<usize>()
+    );
+    must_hold(&cluster, &ledgers);
+}
+
+#[test]
+fn whole_cluster_kill_and_restart_keeps_every_acknowledged_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::must_start(dir.path(), 3, 3, FAST_RAFT);
+    cluster.must_converge(CONVERGE);
+    let mut client = cluster.smart_client();
+    let mut ledger = Ledger::default();
+    for n in 0..200 {
+        write_one(&mut client, &format!("k:{n}"), &mut ledger);
+    }
+    assert_eq!(ledger.acked.len(), 200, "nothing was killed yet");
+    for i in 0..cluster.len() {
+        cluster.kill9(i);
+    }
+    for i in 0..cluster.len() {
+        cluster.start(i);
+    }
+    must_hold(&cluster, &[ledger]);
+}
+
+#[test]
+fn followers_serve_stale_reads_only_when_asked_and_refuse_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::must_start(dir.path(), 3, 1, FAST_RAFT);
+    let leaders = cluster.must_converge(CONVERGE);
+    let leader = leaders["default-0"] as usize - 1;
+    let follower = (leader + 1) % 3;
+    let mut lead = cluster.client(leader);
+    assert_eq!(lead.cmd_str(&["SET", "k", "v"]), Frame::simple("OK"));
+    cluster.must_converge(CONVERGE);
+
+    let mut conn = cluster.client(follower);
+    let hint = format!(
+        "ERR_CLUSTER_CHANGED: not leader of default-0, leader is node {} at 127.0.0.1:{}",
+        leader + 1,
+        cluster.ports()[leader].redis
+    );
+    assert_eq!(conn.cmd_str(&["GET", "k"]), Frame::error(&hint));
+    assert_eq!(conn.cmd_str(&["READONLY"]), Frame::simple("OK"));
+    assert_eq!(conn.cmd_str(&["GET", "k"]), Frame::bulk("v"));
+    // READONLY does not make a follower accept writes.
+    assert_eq!(conn.cmd_str(&["SET", "k", "w"]), Frame::error(&hint));
+    assert_eq!(conn.cmd_str(&["READWRITE"]), Frame::simple("OK"));
+    assert_eq!(conn.cmd_str(&["GET", "k"]), Frame::error(&hint));
+
+    // A follower killed and restarted catches up from the leader's log.
+    cluster.kill9(follower);
+    for n in 0..50 {
+        assert_eq!(
+            lead.cmd_str(&["SET", &format!("x{n}"), "1"]),
+            Frame::simple("OK")
+        );
+    }
+    cluster.start(follower);
+    cluster.must_converge(CONVERGE);
+    let mut conn = cluster.client(follower);
+    assert_eq!(conn.cmd_str(&["READONLY"]), Frame::simple("OK"));
+    assert_eq!(conn.cmd_str(&["GET", "x49"]), Frame::bulk("1"));
+}
