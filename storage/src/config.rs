@@ -56,6 +56,15 @@ pub struct RaftConfig {
     /// How long a client waits for its write to commit before it is told the outcome is
     /// unknown, in milliseconds.
     pub write_timeout_ms: u64,
+    /// A group's raft log is compacted once it holds more entries than this (ZanRedisDB's
+    /// snap_count).
+    pub log_compact_entries: usize,
+    /// Entries kept after compaction so that a follower a little behind catches up from
+    /// the log rather than by snapshot (ZanRedisDB's snap_catchup).
+    pub log_catchup_entries: u64,
+    /// Most MiB per second all snapshot transfers of this node send together (0 = no
+    /// limit).
+    pub snapshot_rate_mb: u64,
 }
 
 /// Another storage node of a static cluster.
@@ -133,6 +142,9 @@ impl Default for RaftConfig {
             election_ticks: 10,
             heartbeat_ticks: 2,
             write_timeout_ms: 10_000,
+            log_compact_entries: 20_000,
+            log_catchup_entries: 5_000,
+            snapshot_rate_mb: 100,
         }
     }
 }
@@ -220,6 +232,11 @@ impl StorageConfig {
         }
         if r.write_timeout_ms == 0 {
             return Err("raft.write_timeout_ms must be positive".into());
+        }
+        if r.log_catchup_entries >= r.log_compact_entries as u64 {
+            return Err(
+                "raft.log_catchup_entries must be smaller than raft.log_compact_entries".into(),
+            );
         }
         // This node may be listed too, so that every node of a cluster can share one list.
         let mut known = vec![self.node_id];

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -19,17 +20,21 @@ use zankv_commands::request::RequestLimits;
 
 use crate::config::StorageConfig;
 use crate::engine::rocks::{RocksEngine, RocksOptions};
+use crate::engine::{Engine, EngineError};
 use crate::node_stats::NodeStats;
 use crate::partition::Partition;
 use crate::replication::peer::RaftTiming;
 use crate::replication::raft_logging;
+use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
 use crate::replication::store::RaftStore;
 use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
+use crate::replication::transport::SnapshotInbox;
 use crate::replication::transport::{self, Transport, TransportStats};
 use crate::routing::Routing;
 use crate::server::http::{self, HttpContext};
 use crate::server::resp::{self, ServerContext};
 use crate::worker;
+use crate::worker::{PartitionFiles, WorkerSettings};
 
 /// Client batches and background changes queued for the store loop before senders wait.
 const STORE_QUEUE: usize = 4096;
@@ -39,6 +44,48 @@ const RAFT_INBOUND_QUEUE: usize = 16 * 1024;
 const RAFT_OUTBOUND_QUEUE: usize = 16 * 1024;
 /// Directory (under the data directory) of the raft-log database shared by all groups.
 const RAFT_LOG_DIR: &str = "raft";
+/// Directory (under the data directory) of snapshots being sent or received.
+const SNAPSHOT_DIR: &str = "snapshots";
+
+/// Opens a hosted partition at start-up. An interrupted snapshot install is finished: if
+/// the raft log was compacted (or replaced by a snapshot) beyond what the database holds,
+/// the snapshot received for that point is swapped in; without it the replica cannot go on,
+/// and the node refuses to start rather than serve data that does not match its log.
+fn open_partition(
+    files: &PartitionFiles,
+    name: &str,
+    compaction: Result<u64, EngineError>,
+) -> Result<Partition, String> {
+    let compaction = compaction.map_err(|e| format!("cannot read the raft log of {name}: {e}"))?;
+    snapshot::recover_swap(&files.dir)
+        .map_err(|e| format!("cannot recover {}: {e}", files.dir.display()))?;
+    let partition = files.open_partition().map_err(|e| {
+        format!(
+            "cannot open partition {name} in {}: {e}",
+            files.dir.display()
+        )
+    })?;
+    let applied = partition.state().applied_index;
+    if applied >= compaction {
+        return Ok(partition);
+    }
+    files.check_received(compaction).map_err(|e| {
+        format!(
+            "partition {name} holds index {applied} but its raft log starts after {compaction}, \
+             and the snapshot for {compaction} cannot be used ({e}); this replica must be \
+             re-created from the others"
+        )
+    })?;
+    drop(partition);
+    info!(
+        partition = name,
+        index = compaction,
+        "installing a snapshot received before a restart"
+    );
+    files
+        .install_received(compaction)
+        .map_err(|e| format!("cannot install the snapshot of {name}: {e}"))
+}
 
 fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener, String> {
     let listener = std::net::TcpListener::bind(addr)
@@ -86,20 +133,35 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let (store_handle, store_requests) = store_loop::channel(STORE_QUEUE);
     let write_timeout = Duration::from_millis(config.raft.write_timeout_ms);
 
+    let snapshot_dirs = SnapshotDirs::new(config.data_dir.join(SNAPSHOT_DIR)).map_err(|e| {
+        format!(
+            "cannot create {}: {e}",
+            config.data_dir.join(SNAPSHOT_DIR).display()
+        )
+    })?;
+    let snapshot_stats = Arc::new(SnapshotStats::default());
     let mut groups = HashMap::new();
     let mut workers: Vec<(String, worker::WorkerHandle)> = Vec::new();
     let mut worker_map = HashMap::new();
     let mut worker_threads: Vec<JoinHandle<()>> = Vec::new();
+    let mut applied_at_start = HashMap::new();
     for layout in routing.groups() {
         if !layout.replicas.contains(&config.node_id) {
             continue;
         }
-        let dir = config.data_dir.join(&layout.name);
-        let engine = RocksEngine::open(&dir, &rocks)
-            .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-        let partition = Partition::open(Box::new(engine))
-            .map_err(|e| format!("cannot read partition {}: {e}", layout.name))?;
+        let opener_options = rocks.clone();
+        let files = PartitionFiles {
+            group: layout.id,
+            dir: config.data_dir.join(&layout.name),
+            snapshots: snapshot_dirs.clone(),
+            open: Box::new(move |dir: &Path| {
+                RocksEngine::open(dir, &opener_options).map(|e| Box::new(e) as Box<dyn Engine>)
+            }),
+        };
+        let partition =
+            open_partition(&files, &layout.name, store.persisted_compaction(layout.id))?;
         let applied = partition.state().applied_index;
+        applied_at_start.insert(layout.id, applied);
         store
             .host(layout.id, config.node_id, &layout.replicas, applied)
             .map_err(|e| format!("cannot start raft group of {}: {e}", layout.name))?;
@@ -108,11 +170,15 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             let _ = store.peer_mut(layout.id).map(|p| p.campaign());
         }
         let (handle, thread) = worker::spawn(
-            layout.name.clone(),
             partition,
-            store_handle.proposer(layout.id),
-            write_timeout,
-            stats.clone(),
+            WorkerSettings {
+                name: layout.name.clone(),
+                files,
+                to_store: store_handle.to_store(layout.id),
+                write_timeout,
+                stats: stats.clone(),
+                snapshot_stats: snapshot_stats.clone(),
+            },
         )
         .map_err(|e| format!("cannot start partition worker: {e}"))?;
         groups.insert(
@@ -127,6 +193,8 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         worker_threads.push(thread);
     }
 
+    snapshot_dirs.clean_at_start(&|g| applied_at_start.get(&g).copied());
+
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("zankv-io")
@@ -140,7 +208,9 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         let _entered = runtime.enter();
         let mut t = Transport::new(
             RAFT_OUTBOUND_QUEUE,
+            config.raft.snapshot_rate_mb << 20,
             transport_stats.clone(),
+            snapshot_stats.clone(),
             stop_store.clone(),
         );
         for n in config.nodes.iter().filter(|n| n.id != config.node_id) {
@@ -164,11 +234,14 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 tick: Duration::from_millis(config.raft.tick_ms),
                 read_timeout_ticks: 2 * config.raft.election_ticks as u64,
                 redis_addrs,
+                compact_entries: config.raft.log_compact_entries,
+                catchup_entries: config.raft.log_catchup_entries,
             },
             stats: stats.clone(),
         },
         raft_in,
         store_requests,
+        store_handle.clone(),
         stop_store.clone(),
     )
     .map_err(|e| format!("cannot start the store loop: {e}"))?;
@@ -187,12 +260,17 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             raft_listener,
             raft_in_tx,
             transport_stats.clone(),
+            SnapshotInbox {
+                dirs: snapshot_dirs.clone(),
+                stats: snapshot_stats.clone(),
+            },
             stop_store.clone(),
         ));
         let http_ctx = Arc::new(HttpContext {
             node_id: config.node_id,
             stats: stats.clone(),
             transport: transport_stats.clone(),
+            snapshots: snapshot_stats.clone(),
             store: store_handle.clone(),
             partitions: workers.clone(),
         });

@@ -4,6 +4,7 @@
 //! read them. They are Prometheus collectors (atomics inside), registered in one registry
 //! owned here. Metric names follow `zankv_storage_<subsystem>_<what>_<unit>`.
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
@@ -30,6 +31,14 @@ pub struct NodeStats {
     raft_dropped_receive: IntCounter,
     raft_frames_sent: IntCounter,
     raft_messages_sent: IntCounter,
+    snapshots_sent: IntCounter,
+    snapshot_bytes_sent: IntCounter,
+    snapshot_send_failures: IntCounter,
+    snapshots_received: IntCounter,
+    snapshot_bytes_received: IntCounter,
+    snapshots_installed: IntCounter,
+    /// Serialises [`NodeStats::mirror`] (two scrapes at once would count twice).
+    mirroring: Mutex<()>,
 }
 
 /// A snapshot of the counters INFO shows.
@@ -152,6 +161,31 @@ impl Default for NodeStats {
                 "zankv_storage_raft_messages_sent_total",
                 "Raft messages written to peer nodes.",
             ),
+            snapshots_sent: counter(
+                "zankv_storage_raft_snapshots_sent_total",
+                "Snapshots (partition checkpoints) sent to lagging followers and stored there.",
+            ),
+            snapshot_bytes_sent: counter(
+                "zankv_storage_raft_snapshot_sent_bytes_total",
+                "File bytes of snapshots sent.",
+            ),
+            snapshot_send_failures: counter(
+                "zankv_storage_raft_snapshot_send_failures_total",
+                "Snapshot transfers that failed (raft retries them).",
+            ),
+            snapshots_received: counter(
+                "zankv_storage_raft_snapshots_received_total",
+                "Snapshots received from leaders.",
+            ),
+            snapshot_bytes_received: counter(
+                "zankv_storage_raft_snapshot_received_bytes_total",
+                "File bytes of snapshots received.",
+            ),
+            snapshots_installed: counter(
+                "zankv_storage_raft_snapshots_installed_total",
+                "Snapshots swapped in for a partition's database.",
+            ),
+            mirroring: Mutex::new(()),
             registry,
         }
     }
@@ -220,15 +254,28 @@ impl NodeStats {
         self.raft_not_leader.inc();
     }
 
-    /// Brings the transport's counters (plain atomics, updated on its hot path) into the
-    /// registry; called before each scrape.
-    pub fn mirror_transport(&self, t: &crate::replication::transport::TransportStats) {
+    /// Brings the transport's and the snapshot path's counters (plain atomics, updated
+    /// where the work happens) into the registry; called before each scrape.
+    pub fn mirror(
+        &self,
+        t: &crate::replication::transport::TransportStats,
+        s: &crate::replication::snapshot::SnapshotStats,
+    ) {
         use std::sync::atomic::Ordering::Relaxed;
-        let catch_up = |c: &IntCounter, v: u64| c.inc_by(v.saturating_sub(c.get()));
-        catch_up(&self.raft_dropped_send, t.dropped_send.load(Relaxed));
-        catch_up(&self.raft_dropped_receive, t.dropped_receive.load(Relaxed));
-        catch_up(&self.raft_frames_sent, t.frames_sent.load(Relaxed));
-        catch_up(&self.raft_messages_sent, t.messages_sent.load(Relaxed));
+        let _one_at_a_time = self.mirroring.lock().expect("stats lock poisoned");
+        let catch_up = |c: &IntCounter, v: &std::sync::atomic::AtomicU64| {
+            c.inc_by(v.load(Relaxed).saturating_sub(c.get()))
+        };
+        catch_up(&self.raft_dropped_send, &t.dropped_send);
+        catch_up(&self.raft_dropped_receive, &t.dropped_receive);
+        catch_up(&self.raft_frames_sent, &t.frames_sent);
+        catch_up(&self.raft_messages_sent, &t.messages_sent);
+        catch_up(&self.snapshots_sent, &s.sent);
+        catch_up(&self.snapshot_bytes_sent, &s.sent_bytes);
+        catch_up(&self.snapshot_send_failures, &s.send_failures);
+        catch_up(&self.snapshots_received, &s.received);
+        catch_up(&self.snapshot_bytes_received, &s.received_bytes);
+        catch_up(&self.snapshots_installed, &s.installed);
     }
 
     /// Reads INFO's counters.

@@ -245,30 +245,6 @@ mod tests {
     use bytes::Bytes;
     use std::sync::Arc;
 
-    /// An engine shared between the partition and the test, so the test can dump it.
-    struct Shared(Arc<MemoryEngine>);
-
-    impl Engine for Shared {
-        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
-            self.0.get(key)
-        }
-        fn scan(
-            &self,
-            s: &[u8],
-            e: &[u8],
-            r: bool,
-            v: &mut crate::engine::Visit<'_>,
-        ) -> Result<(), EngineError> {
-            self.0.scan(s, e, r, v)
-        }
-        fn write(&self, b: crate::engine::WriteBatch, sync: bool) -> Result<(), EngineError> {
-            self.0.write(b, sync)
-        }
-        fn sync(&self) -> Result<(), EngineError> {
-            Ok(())
-        }
-    }
-
     fn random_change(rng: &mut fastrand::Rng, now: i64) -> Change {
         let key = || Bytes::from(format!("k{}", fastrand::u8(0..4)));
         let field = || Bytes::from(format!("f{}", fastrand::u8(0..4)));
@@ -361,7 +337,7 @@ mod tests {
                 (0..2).map(|_| Arc::new(MemoryEngine::new())).collect();
             let mut parts: Vec<Partition> = engines
                 .iter()
-                .map(|e| Partition::open(Box::new(Shared(e.clone()))).unwrap())
+                .map(|e| Partition::open(Box::new(e.clone())).unwrap())
                 .collect();
             replay(seed, &mut parts);
             assert_eq!(engines[0].dump(), engines[1].dump(), "seed {seed}");
@@ -383,8 +359,8 @@ mod tests {
                 .collect();
             let one = Arc::new(MemoryEngine::new());
             let many = Arc::new(MemoryEngine::new());
-            let mut p1 = Partition::open(Box::new(Shared(one.clone()))).unwrap();
-            let mut p2 = Partition::open(Box::new(Shared(many.clone()))).unwrap();
+            let mut p1 = Partition::open(Box::new(one.clone())).unwrap();
+            let mut p2 = Partition::open(Box::new(many.clone())).unwrap();
             let mut replies1 = Vec::new();
             for (i, c) in changes.iter().enumerate() {
                 replies1.push(p1.apply(i as u64 + 1, c).unwrap());
@@ -408,7 +384,7 @@ mod tests {
         let mem = Arc::new(MemoryEngine::new());
         let mut parts = vec![
             Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap(),
-            Partition::open(Box::new(Shared(mem.clone()))).unwrap(),
+            Partition::open(Box::new(mem.clone())).unwrap(),
         ];
         replay(7, &mut parts);
         let mut rocks_dump = Vec::new();
@@ -425,7 +401,7 @@ mod tests {
     #[test]
     fn reclamation_removes_every_element_of_a_dropped_hash() {
         let mem = Arc::new(MemoryEngine::new());
-        let mut p = Partition::open(Box::new(Shared(mem.clone()))).unwrap();
+        let mut p = Partition::open(Box::new(mem.clone())).unwrap();
         let mut argv: Vec<Bytes> = vec!["hset".into(), "h".into()];
         for i in 0..50 {
             argv.push(Bytes::from(format!("f{i}")));

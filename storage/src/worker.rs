@@ -20,9 +20,17 @@
 //! are **proposed** (only the leader is asked to, on ticks) and deleted when they come back
 //! committed, so every replica deletes the same keys at the same log index.
 //!
+//! Snapshots: on the leader the worker writes a checkpoint of its database at its applied
+//! index when raft needs one for a lagging follower; on a follower it swaps a received
+//! checkpoint in for its database (see [`crate::replication::snapshot`]). Before the store
+//! loop compacts the raft log, the worker syncs its database and reports the index that is
+//! now durable, so the log never drops an entry the partition could still lose.
+//!
 //! RocksDB is only ever called from this thread, never from an async task.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -36,9 +44,13 @@ use zankv_commands::{Command, CommandError, Reply};
 use crate::change::Change;
 use crate::clock::Clock;
 use crate::data::ScanCursors;
+use crate::engine::memory::MemoryEngine;
+use crate::engine::{Engine, EngineError};
 use crate::node_stats::NodeStats;
 use crate::partition::{Partition, RECLAIM_BUDGET};
 use crate::records::AppliedState;
+use crate::replication::log_store::GroupId;
+use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
 
 /// Most keys expired by one background change.
 const EXPIRE_BATCH: usize = 256;
@@ -115,11 +127,95 @@ pub enum WorkerMsg {
         /// Where it goes.
         reply: oneshot::Sender<AppliedState>,
     },
+    /// Write a checkpoint of the database at the applied index for a lagging follower;
+    /// answered with [`WorkerEvent::CheckpointReady`].
+    Checkpoint,
+    /// Replace the database by the snapshot received for log index `index` (in its
+    /// received directory), then continue from there.
+    InstallSnapshot {
+        /// The snapshot's log index.
+        index: u64,
+        /// The term of that entry.
+        term: u64,
+    },
+    /// Sync the database and report the applied index that is durable
+    /// ([`WorkerEvent::Durable`]), so the raft log can be compacted up to it.
+    SyncForCompaction,
 }
 
-/// Hands a background change to the store loop to propose; returns false when it could not
-/// be queued (it is recomputed on the next tick).
-pub type Proposer = Box<dyn Fn(Change) -> bool + Send>;
+/// What a worker tells the store loop.
+#[derive(Debug)]
+pub enum WorkerEvent {
+    /// A background change to propose (only if this node leads).
+    Propose(Change),
+    /// A checkpoint of the database at `index` is in `dir` (or could not be made).
+    CheckpointReady {
+        /// The applied index inside the checkpoint.
+        index: u64,
+        /// Where it is; `None` if writing it failed.
+        dir: Option<PathBuf>,
+    },
+    /// The database holds everything up to `index` durably.
+    Durable {
+        /// The durable applied index.
+        index: u64,
+    },
+}
+
+/// Hands an event to the store loop; returns false when it could not be queued (a
+/// background change is recomputed on the next tick; the store loop asks again for the
+/// others).
+pub type ToStore = Box<dyn Fn(WorkerEvent) -> bool + Send>;
+
+/// Opens a partition's engine on a directory.
+pub type EngineOpener =
+    Box<dyn Fn(&std::path::Path) -> Result<Box<dyn Engine>, EngineError> + Send>;
+
+/// Where a partition's files live and how to open them: what snapshots need.
+pub struct PartitionFiles {
+    /// The group the partition belongs to.
+    pub group: GroupId,
+    /// The database directory.
+    pub dir: PathBuf,
+    /// The node's snapshot directories.
+    pub snapshots: SnapshotDirs,
+    /// Opens an engine on a directory.
+    pub open: EngineOpener,
+}
+
+impl PartitionFiles {
+    /// Opens the partition's database.
+    pub fn open_partition(&self) -> Result<Partition, EngineError> {
+        (self.open)(&self.dir).and_then(Partition::open)
+    }
+
+    /// Checks that the snapshot received for `index` holds a partition at exactly `index`.
+    pub fn check_received(&self, index: u64) -> Result<(), String> {
+        let dir = self.snapshots.recv_dir(self.group, index);
+        if !dir.exists() {
+            return Err(format!("{} is missing", dir.display()));
+        }
+        let partition = (self.open)(&dir)
+            .and_then(Partition::open)
+            .map_err(|e| e.to_string())?;
+        let applied = partition.state().applied_index;
+        if applied != index {
+            return Err(format!("{} holds index {applied}", dir.display()));
+        }
+        Ok(())
+    }
+
+    /// Swaps the snapshot received for `index` in for the database (which the caller has
+    /// closed) and opens it; other received snapshots of the group are deleted.
+    pub fn install_received(&self, index: u64) -> Result<Partition, String> {
+        let dir = self.snapshots.recv_dir(self.group, index);
+        snapshot::swap_in(&self.dir, &dir)
+            .map_err(|e| format!("swapping in {}: {e}", dir.display()))?;
+        let partition = self.open_partition().map_err(|e| e.to_string())?;
+        self.snapshots.remove_received(self.group, None);
+        Ok(partition)
+    }
+}
 
 /// A cloneable handle to a partition worker.
 #[derive(Clone)]
@@ -145,14 +241,35 @@ impl WorkerHandle {
     }
 }
 
+/// What a worker needs besides its partition.
+pub struct WorkerSettings {
+    /// `<namespace>-<partition>`, for logs and the thread name.
+    pub name: String,
+    /// Its files (snapshots).
+    pub files: PartitionFiles,
+    /// The way to the store loop.
+    pub to_store: ToStore,
+    /// How long a client batch with writes may wait for them to commit.
+    pub write_timeout: Duration,
+    /// Node counters.
+    pub stats: Arc<NodeStats>,
+    /// Snapshot counters.
+    pub snapshot_stats: Arc<SnapshotStats>,
+}
+
 /// Starts a worker thread for `partition`.
 pub fn spawn(
-    name: String,
     partition: Partition,
-    propose: Proposer,
-    write_timeout: Duration,
-    stats: Arc<NodeStats>,
+    settings: WorkerSettings,
 ) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
+    let WorkerSettings {
+        name,
+        files,
+        to_store,
+        write_timeout,
+        stats,
+        snapshot_stats,
+    } = settings;
     let (tx, rx) = mpsc::unbounded_channel();
     let thread = std::thread::Builder::new()
         .name(format!("partition-{name}"))
@@ -161,7 +278,9 @@ pub fn spawn(
                 name,
                 partition,
                 stats,
-                propose,
+                snapshot_stats,
+                files,
+                to_store,
                 write_timeout,
                 cursors: ScanCursors::new(SCAN_CURSORS),
                 clock: Clock::default(),
@@ -193,7 +312,9 @@ struct Worker {
     name: String,
     partition: Partition,
     stats: Arc<NodeStats>,
-    propose: Proposer,
+    snapshot_stats: Arc<SnapshotStats>,
+    files: PartitionFiles,
+    to_store: ToStore,
     write_timeout: Duration,
     cursors: ScanCursors,
     clock: Clock,
@@ -253,6 +374,18 @@ impl Worker {
                 WorkerMsg::State { reply } => {
                     let _ = reply.send(self.partition.state());
                 }
+                WorkerMsg::Checkpoint => self.checkpoint(),
+                WorkerMsg::InstallSnapshot { index, term } => self.install_snapshot(index, term),
+                WorkerMsg::SyncForCompaction => match self.partition.sync() {
+                    Ok(()) => {
+                        (self.to_store)(WorkerEvent::Durable {
+                            index: self.applied(),
+                        });
+                    }
+                    Err(e) => {
+                        warn!(partition = %self.name, error = %e, "sync before log compaction failed")
+                    }
+                },
             }
         }
         // Answer whoever still waits: the node is stopping.
@@ -521,12 +654,75 @@ impl Worker {
         let now_ms = self.clock.now_ms();
         let (reply, expired) = self.partition.read(cmd, now_ms, &mut self.cursors);
         if !expired.is_empty() && self.failed.is_none() {
-            (self.propose)(Change::Expire {
+            (self.to_store)(WorkerEvent::Propose(Change::Expire {
                 now_ms,
                 keys: expired,
-            });
+            }));
         }
         reply
+    }
+
+    /// Writes a checkpoint at the applied index and tells the store loop where it is.
+    fn checkpoint(&mut self) {
+        let index = self.applied();
+        let dir = self.files.snapshots.send_dir(self.files.group, index);
+        let _ = std::fs::remove_dir_all(&dir);
+        let made = match &self.failed {
+            Some(why) => Err(EngineError::Backend(why.clone())),
+            None => self.partition.engine().checkpoint(&dir),
+        };
+        let dir = match made {
+            Ok(()) => {
+                info!(partition = %self.name, index, "checkpoint written for a snapshot");
+                Some(dir)
+            }
+            Err(e) => {
+                warn!(partition = %self.name, error = %e, "writing a checkpoint failed");
+                let _ = std::fs::remove_dir_all(&dir);
+                None
+            }
+        };
+        (self.to_store)(WorkerEvent::CheckpointReady { index, dir });
+    }
+
+    /// Replaces the database by the snapshot received for `index`. The raft log already
+    /// records the snapshot, so a replica that cannot install it must not go on: a failure
+    /// after the old database is closed stops the process (a restart finishes the install
+    /// from the received directory).
+    fn install_snapshot(&mut self, index: u64, term: u64) {
+        if index <= self.applied() {
+            // Already there (a snapshot raft handed out again after a restart).
+            self.files.snapshots.remove_received(self.files.group, None);
+            return;
+        }
+        if let Err(e) = self.files.check_received(index) {
+            fatal(
+                &self.name,
+                &format!("received snapshot at {index} is unusable: {e}"),
+            );
+        }
+        let placeholder = Partition::open(Box::new(MemoryEngine::new()))
+            .expect("an empty in-memory partition opens");
+        drop(std::mem::replace(&mut self.partition, placeholder));
+        match self.files.install_received(index) {
+            Ok(p) => self.partition = p,
+            Err(e) => fatal(
+                &self.name,
+                &format!("installing the snapshot at {index}: {e}"),
+            ),
+        }
+        self.snapshot_stats
+            .installed
+            .fetch_add(1, Ordering::Relaxed);
+        self.cursors = ScanCursors::new(SCAN_CURSORS);
+        self.note_term(term);
+        self.stats.set_keys(self.partition.state().keys);
+        info!(partition = %self.name, index, "snapshot installed");
+        let later = self.waiting_reads.split_off(&(index + 1));
+        let ready = std::mem::replace(&mut self.waiting_reads, later);
+        for batch in ready.into_values().flatten() {
+            self.answer_reads(batch);
+        }
     }
 
     fn fail(&mut self, why: String) {
@@ -545,17 +741,17 @@ impl Worker {
         let now_ms = self.clock.now_ms();
         match self.partition.due_expirations(now_ms, EXPIRE_BATCH) {
             Ok(keys) if !keys.is_empty() => {
-                (self.propose)(Change::Expire { now_ms, keys });
+                (self.to_store)(WorkerEvent::Propose(Change::Expire { now_ms, keys }));
             }
             Ok(_) => {}
             Err(e) => warn!(partition = %self.name, error = %e, "reading the expiry index failed"),
         }
         match self.partition.pending_reclaims(RECLAIM_BATCH) {
             Ok(versions) if !versions.is_empty() => {
-                (self.propose)(Change::Reclaim {
+                (self.to_store)(WorkerEvent::Propose(Change::Reclaim {
                     versions,
                     budget: RECLAIM_BUDGET,
-                });
+                }));
             }
             Ok(_) => {}
             Err(e) => {
@@ -563,4 +759,15 @@ impl Worker {
             }
         }
     }
+}
+
+/// Stops the process: this replica's data no longer matches its raft log, and serving on
+/// would risk acknowledged writes.
+fn fatal(partition: &str, why: &str) -> ! {
+    error!(
+        partition,
+        error = why,
+        "stopping the node to protect the data"
+    );
+    std::process::exit(70);
 }

@@ -264,3 +264,52 @@ fn followers_serve_stale_reads_only_when_asked_and_refuse_writes() {
     assert_eq!(conn.cmd_str(&["READONLY"]), Frame::simple("OK"));
     assert_eq!(conn.cmd_str(&["GET", "x49"]), Frame::bulk("1"));
 }
+
+/// The value of a counter on node `i`'s `/metrics`.
+fn metric(cluster: &TestCluster, i: usize, name: &str) -> u64 {
+    let (_, body) = support::http(cluster.ports()[i].http, "GET", "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let raft = format!("{FAST_RAFT}log_compact_entries = 100\nlog_catchup_entries = 20\n");
+    let mut cluster = TestCluster::must_start(dir.path(), 3, 2, &raft);
+    let leaders = cluster.must_converge(CONVERGE);
+    // A node that leads nothing, so writes keep flowing while it is down.
+    let follower = (0..3)
+        .find(|i| !leaders.values().any(|l| *l == *i as u64 + 1))
+        .unwrap_or(0);
+    cluster.kill9(follower);
+    let mut client = cluster.smart_client();
+    let mut ledger = Ledger::default();
+    for n in 0..600 {
+        write_one(&mut client, &format!("s:{n}"), &mut ledger);
+    }
+    assert_eq!(ledger.acked.len(), 600);
+    cluster.start(follower);
+    must_hold(&cluster, std::slice::from_ref(&ledger));
+    assert!(
+        metric(
+            &cluster,
+            follower,
+            "zankv_storage_raft_snapshots_installed_total"
+        ) >= 1,
+        "the follower caught up without a snapshot"
+    );
+    let sent: u64 = (0..3)
+        .map(|i| metric(&cluster, i, "zankv_storage_raft_snapshots_sent_total"))
+        .sum();
+    assert!(sent >= 1);
+    // The installed snapshot is the replica's database now: it survives a restart, and the
+    // replica keeps following.
+    cluster.kill9(follower);
+    cluster.start(follower);
+    for n in 600..650 {
+        write_one(&mut client, &format!("s:{n}"), &mut ledger);
+    }
+    must_hold(&cluster, &[ledger]);
+}

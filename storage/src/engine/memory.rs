@@ -89,4 +89,10 @@ impl Engine for MemoryEngine {
     fn sync(&self) -> Result<(), EngineError> {
         Ok(())
     }
+
+    fn checkpoint(&self, _dir: &std::path::Path) -> Result<(), EngineError> {
+        Err(EngineError::Backend(
+            "the memory engine keeps no files to checkpoint".into(),
+        ))
+    }
 }

@@ -84,6 +84,10 @@ pub trait Engine: Send + Sync {
 
     /// Makes every batch written so far durable (one fsync for many batches).
     fn sync(&self) -> Result<(), EngineError>;
+
+    /// Writes a consistent, durable copy of everything written so far into `dir` (which
+    /// must not exist), in a form [`rocks::RocksEngine::open`] opens: a raft snapshot.
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), EngineError>;
 }
 
 /// A shared engine is an engine (tests keep a handle to a store's engine to inspect it or to
@@ -109,5 +113,9 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
 
     fn sync(&self) -> Result<(), EngineError> {
         (**self).sync()
+    }
+
+    fn checkpoint(&self, dir: &std::path::Path) -> Result<(), EngineError> {
+        (**self).checkpoint(dir)
     }
 }

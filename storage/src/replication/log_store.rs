@@ -12,10 +12,18 @@
 //! | `e` group index | `Entry` (protobuf) |
 //! | `h` group | `HardState` (protobuf) |
 //! | `c` group | `ConfState` (protobuf) |
+//! | `i` group | `u64-BE`: index of the entry that produced the `ConfState` |
 //! | `s` group | `SnapshotMetadata` (protobuf): the log's compaction point |
 //!
+//! The compaction point (entries up to it are gone) and the snapshot offered to followers
+//! are kept apart: a follower that needs entries from before the compaction point gets the
+//! latest offered snapshot, a copy of the state machine the driver produced on request
+//! ([`GroupLog::take_snapshot_request`], [`GroupLog::offer_snapshot`]); it is never
+//! persisted here (after a restart a new one is produced when needed).
+//!
 //! Invariants:
-//! - entries are contiguous and start right after the snapshot index;
+//! - entries are contiguous and start right after the compaction point;
+//! - an offered snapshot is at or after the compaction point, so the entries after it exist;
 //! - the durable form holds exactly the in-memory entries once the batch is written (a
 //!   truncated suffix is deleted in the same batch that appends its replacement).
 
@@ -55,9 +63,13 @@ pub struct GroupLog {
     group: GroupId,
     hard_state: HardState,
     conf_state: ConfState,
-    /// The latest snapshot: metadata always; data only while it is being offered to a
-    /// follower (the data of a real snapshot is the partition itself).
+    /// Index of the entry whose membership change produced `conf_state` (0: the initial
+    /// configuration or a snapshot's).
+    conf_index: u64,
+    /// The compaction point: metadata of the last entry dropped (index 0 = none).
     snapshot: Snapshot,
+    /// The snapshot offered to followers that need entries before the compaction point.
+    offered: Option<Snapshot>,
     entries: Vec<Entry>,
     /// Set when raft-rs asked for a snapshot we could not give: the driver should produce
     /// one (compact at the applied index with the state machine's data).
@@ -76,7 +88,9 @@ impl GroupLog {
             group,
             hard_state: HardState::default(),
             conf_state,
+            conf_index: 0,
             snapshot: Snapshot::default(),
+            offered: None,
             entries: Vec::new(),
             snapshot_wanted: std::cell::Cell::new(false),
         }
@@ -92,6 +106,14 @@ impl GroupLog {
         let hard_state = match engine.get(&key(b'h', group))? {
             Some(b) => decode(&b, "hard state")?,
             None => HardState::default(),
+        };
+        let conf_index = match engine.get(&key(b'i', group))? {
+            Some(b) => u64::from_be_bytes(
+                b.as_slice()
+                    .try_into()
+                    .map_err(|_| EngineError::Corruption("raft conf index".into()))?,
+            ),
+            None => 0,
         };
         let mut snapshot = Snapshot::default();
         if let Some(b) = engine.get(&key(b's', group))? {
@@ -132,10 +154,21 @@ impl GroupLog {
             group,
             hard_state,
             conf_state,
+            conf_index,
             snapshot,
+            offered: None,
             entries,
             snapshot_wanted: std::cell::Cell::new(false),
         }))
+    }
+
+    /// The persisted compaction point of `group` (0 if none or the group is unknown),
+    /// without loading its entries.
+    pub fn persisted_compaction(engine: &dyn Engine, group: GroupId) -> Result<u64, EngineError> {
+        match engine.get(&key(b's', group))? {
+            Some(b) => Ok(decode::<SnapshotMetadata>(&b, "snapshot metadata")?.index),
+            None => Ok(0),
+        }
     }
 
     /// The group this log belongs to.
@@ -151,6 +184,21 @@ impl GroupLog {
     /// The current configuration.
     pub fn conf_state(&self) -> &ConfState {
         &self.conf_state
+    }
+
+    /// Index of the entry that produced the current configuration (0 if none did).
+    pub fn conf_index(&self) -> u64 {
+        self.conf_index
+    }
+
+    /// The compaction point: entries up to this index are gone.
+    pub fn compacted_index(&self) -> u64 {
+        self.snapshot.get_metadata().index
+    }
+
+    /// The index of the snapshot offered to followers, if any.
+    pub fn offered_index(&self) -> Option<u64> {
+        self.offered.as_ref().map(|s| s.get_metadata().index)
     }
 
     fn first(&self) -> u64 {
@@ -222,10 +270,13 @@ impl GroupLog {
         self.hard_state.commit = self.hard_state.commit.max(commit);
     }
 
-    /// Records a new configuration (after a membership change is applied).
-    pub fn set_conf_state(&mut self, cs: ConfState, batch: &mut WriteBatch) {
+    /// Records a new configuration, produced by the membership change at `index` (0 for a
+    /// snapshot's configuration).
+    pub fn set_conf_state(&mut self, cs: ConfState, index: u64, batch: &mut WriteBatch) {
         batch.put(key(b'c', self.group), encode(&cs));
+        batch.put(key(b'i', self.group), index.to_be_bytes().to_vec());
         self.conf_state = cs;
+        self.conf_index = index;
     }
 
     /// Replaces the log with a snapshot received from the leader.
@@ -244,15 +295,16 @@ impl GroupLog {
         hs.term = hs.term.max(meta.term);
         hs.commit = meta.index;
         self.set_hard_state(hs, batch);
-        self.set_conf_state(meta.get_conf_state().clone(), batch);
+        self.set_conf_state(meta.get_conf_state().clone(), meta.index, batch);
         batch.put(key(b's', self.group), encode(&meta));
         self.snapshot = Snapshot::default();
         self.snapshot.set_metadata(meta);
+        self.offered = None;
     }
 
-    /// Compacts the log up to `index` (which the state machine has applied): entries at or
-    /// below it are dropped, and `data` becomes the snapshot offered to lagging followers.
-    pub fn compact(&mut self, index: u64, data: bytes::Bytes, batch: &mut WriteBatch) {
+    /// Compacts the log up to `index`: entries at or below it are dropped. The caller
+    /// guarantees the state machine durably holds them. Indexes outside the log are ignored.
+    pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) {
         if index < self.first() || index > self.last() {
             return;
         }
@@ -272,7 +324,39 @@ impl GroupLog {
         batch.put(key(b's', self.group), encode(&meta));
         self.snapshot = Snapshot::default();
         self.snapshot.set_metadata(meta);
-        self.snapshot.data = data;
+        if self.offered_index().is_some_and(|i| i < index) {
+            self.offered = None;
+        }
+    }
+
+    /// The metadata a snapshot of the state machine at `index` carries, if it can be
+    /// offered: `index` must be in the log (or be the compaction point), and the current
+    /// configuration must already hold at `index` (no membership change after it).
+    pub fn snapshot_metadata(&self, index: u64) -> Option<SnapshotMetadata> {
+        if self.conf_index > index || index < self.compacted_index() || index > self.last() {
+            return None;
+        }
+        let term = self.term(index).ok()?;
+        let mut meta = SnapshotMetadata {
+            index,
+            term,
+            ..Default::default()
+        };
+        meta.set_conf_state(self.conf_state.clone());
+        Some(meta)
+    }
+
+    /// Offers a snapshot (built for metadata from [`GroupLog::snapshot_metadata`]) to
+    /// followers that need one; it replaces an older offer.
+    pub fn offer_snapshot(&mut self, snapshot: Snapshot) {
+        assert!(
+            snapshot.get_metadata().index >= self.compacted_index(),
+            "group {}: offered snapshot {} is older than the compaction point {}",
+            self.group,
+            snapshot.get_metadata().index,
+            self.compacted_index()
+        );
+        self.offered = Some(snapshot);
     }
 }
 
@@ -326,15 +410,17 @@ impl Storage for GroupLog {
     }
 
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        let meta = self.snapshot.get_metadata();
-        if meta.index == 0 || meta.index < request_index || self.snapshot.data.is_empty() {
-            // Not ready yet: the driver produces one, and raft-rs asks again later.
-            self.snapshot_wanted.set(true);
-            return Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            ));
+        let needed = request_index.max(self.compacted_index());
+        match &self.offered {
+            Some(snap) if snap.get_metadata().index >= needed => Ok(snap.clone()),
+            _ => {
+                // Not ready yet: the driver produces one, and raft-rs asks again later.
+                self.snapshot_wanted.set(true);
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
         }
-        Ok(self.snapshot.clone())
     }
 }
 
@@ -389,15 +475,45 @@ mod tests {
         assert_eq!(reloaded.conf_state().voters, vec![1, 2, 3]);
 
         let mut batch = WriteBatch::default();
-        log.compact(3, bytes::Bytes::from_static(b"state"), &mut batch);
+        log.compact(3, &mut batch);
         persist(&disk, batch);
         assert_eq!(log.first_index().unwrap(), 4);
         assert_eq!(log.term(3).unwrap(), 1);
         assert!(log.term(2).is_err());
-        assert_eq!(log.snapshot(3, 2).unwrap().get_metadata().index, 3);
+        // No snapshot offered yet: raft-rs is told to wait, and the driver is asked for one.
+        assert!(log.snapshot(0, 2).is_err());
+        assert!(log.take_snapshot_request());
+        assert!(!log.take_snapshot_request());
+        assert!(log.snapshot_metadata(2).is_none(), "compacted away");
+        let meta = log.snapshot_metadata(4).unwrap();
+        assert_eq!((meta.index, meta.term), (4, 2));
+        let mut snap = Snapshot::default();
+        snap.set_metadata(meta);
+        snap.data = bytes::Bytes::from_static(b"state at 4");
+        log.offer_snapshot(snap);
+        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 4);
+        assert!(log.snapshot(5, 2).is_err(), "older than requested");
+        // A membership change after an index makes that index unfit for a snapshot.
+        let mut batch = WriteBatch::default();
+        log.set_conf_state(
+            ConfState {
+                voters: vec![1, 2, 3, 4],
+                ..Default::default()
+            },
+            4,
+            &mut batch,
+        );
+        assert!(log.snapshot_metadata(3).is_none());
+        assert_eq!(
+            log.snapshot_metadata(4).unwrap().get_conf_state().voters,
+            vec![1, 2, 3, 4]
+        );
+        persist(&disk, batch);
         let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
         assert_eq!(reloaded.first_index().unwrap(), 4);
         assert_eq!(reloaded.last_index().unwrap(), 4);
+        assert_eq!(reloaded.conf_index(), 4);
+        assert_eq!(reloaded.offered_index(), None, "offers are not persisted");
         assert!(GroupLog::load(&disk, 8).unwrap().is_none());
     }
 

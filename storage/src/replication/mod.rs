@@ -8,14 +8,14 @@
 //! - [`store`]: every peer of a node, persisted with one batch and one fsync per iteration;
 //! - [`store_loop`]: the thread that drives the store with real time, the transport and the
 //!   partition workers, and turns client batches into proposals and ReadIndex reads;
-//! - [`transport`]: batched raft messages between nodes; [`raft_logging`]: raft-rs's logs.
-//!
-//! What is not here yet (see docs/replication.md): snapshots as RocksDB checkpoints, log
-//! compaction on a live node, lease and follower reads, membership operations.
+//! - [`transport`]: batched raft messages between nodes; [`snapshot`]: partition
+//!   checkpoints streamed to lagging followers and swapped in there; [`raft_logging`]:
+//!   raft-rs's logs.
 
 pub mod log_store;
 pub mod peer;
 pub mod raft_logging;
+pub mod snapshot;
 pub mod store;
 pub mod store_loop;
 pub mod transport;

@@ -239,13 +239,17 @@ impl Peer {
     }
 
     /// Applies a committed membership change entry and records the new configuration in
-    /// `batch`. Returns the new configuration.
+    /// `batch`. Returns the new configuration, or `None` when the entry's change is already
+    /// part of the configuration (an entry handed out again after a restart).
     pub fn apply_conf_change(
         &mut self,
         entry: &Entry,
         batch: &mut WriteBatch,
-    ) -> raft::Result<raft::eraftpb::ConfState> {
+    ) -> raft::Result<Option<raft::eraftpb::ConfState>> {
         use protobuf::Message as _;
+        if entry.index <= self.node.store().conf_index() {
+            return Ok(None);
+        }
         let cs = if entry.get_entry_type() == raft::eraftpb::EntryType::EntryConfChangeV2 {
             let cc = raft::eraftpb::ConfChangeV2::parse_from_bytes(&entry.data)
                 .map_err(|e| raft::Error::ConfChangeError(e.to_string()))?;
@@ -255,8 +259,10 @@ impl Peer {
                 .map_err(|e| raft::Error::ConfChangeError(e.to_string()))?;
             self.node.apply_conf_change(&cc)?
         };
-        self.node.mut_store().set_conf_state(cs.clone(), batch);
-        Ok(cs)
+        self.node
+            .mut_store()
+            .set_conf_state(cs.clone(), entry.index, batch);
+        Ok(Some(cs))
     }
 
     /// Starts handing leadership to `to` (a caught-up voter).
@@ -309,10 +315,24 @@ impl Peer {
         self.node.report_snapshot(to, status);
     }
 
-    /// Compacts the log up to `index` (applied by the state machine) and keeps `data` as the
-    /// snapshot for followers that fall behind.
-    pub fn compact_log(&mut self, index: u64, data: bytes::Bytes, batch: &mut WriteBatch) {
-        self.node.mut_store().compact(index, data, batch);
+    /// Compacts the log up to `index` (durably applied by the state machine).
+    pub fn compact_log(&mut self, index: u64, batch: &mut WriteBatch) {
+        self.node.mut_store().compact(index, batch);
+    }
+
+    /// Offers a snapshot of the state machine at `index` to followers that need one; `data`
+    /// tells the receiver what to fetch. Returns false (nothing offered) when `index` cannot
+    /// carry a snapshot: compacted away, beyond the log, or before the latest membership
+    /// change.
+    pub fn offer_snapshot(&mut self, index: u64, data: bytes::Bytes) -> bool {
+        let Some(meta) = self.node.store().snapshot_metadata(index) else {
+            return false;
+        };
+        let mut snap = Snapshot::default();
+        snap.set_metadata(meta);
+        snap.data = data;
+        self.node.mut_store().offer_snapshot(snap);
+        true
     }
 
     /// First half of a ready cycle: appends the log changes to `batch`. Returns `None` when
@@ -371,6 +391,9 @@ impl Peer {
         }
         out.messages.extend(light.take_messages());
         out.committed.extend(light.take_committed_entries());
+        // Everything handed out counts as applied for raft-rs (it gates campaigns and
+        // membership proposals on it); the state machine applies it in order later.
+        self.node.advance_apply();
         out
     }
 

@@ -268,12 +268,16 @@ impl Sim {
             }
             store.applied_to(*g, sm.applied_index);
         }
-        // The snapshot's data must be the state at exactly the compaction index.
-        for g in store.groups_to_compact(40) {
-            let sm = &node.machines[&g];
+        // Long logs are compacted at the applied index (the machines here are durable);
+        // a follower that needs one gets a snapshot of the state at exactly its index.
+        for g in store.groups_with_long_logs(40) {
             store
-                .compact(g, sm.applied_index, sm.snapshot_data())
+                .compact(g, node.machines[&g].applied_index)
                 .expect("compact");
+        }
+        for g in store.groups_wanting_snapshots() {
+            let sm = &node.machines[&g];
+            store.offer_snapshot(g, sm.applied_index, sm.snapshot_data());
         }
         self.send(out.messages);
     }

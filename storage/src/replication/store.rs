@@ -109,6 +109,12 @@ impl RaftStore {
         Ok(())
     }
 
+    /// The compaction point persisted for `group`: its state machine must hold at least
+    /// this index before the group is hosted (0 for a new group).
+    pub fn persisted_compaction(&self, group: GroupId) -> Result<u64, EngineError> {
+        GroupLog::persisted_compaction(self.log_engine.as_ref(), group)
+    }
+
     /// The peer of `group`, if hosted.
     pub fn peer(&self, group: GroupId) -> Option<&Peer> {
         self.peers.get(&group)
@@ -189,27 +195,42 @@ impl RaftStore {
         }
     }
 
-    /// Compacts `group`'s log up to `index`, keeping `data` (the state machine at `index`) as
-    /// the snapshot for lagging followers.
-    pub fn compact(
-        &mut self,
-        group: GroupId,
-        index: u64,
-        data: bytes::Bytes,
-    ) -> Result<(), EngineError> {
+    /// Compacts `group`'s log up to `index`, which its state machine holds durably.
+    pub fn compact(&mut self, group: GroupId, index: u64) -> Result<(), EngineError> {
         if let Some(peer) = self.peers.get_mut(&group) {
             let mut batch = WriteBatch::default();
-            peer.compact_log(index, data, &mut batch);
-            self.log_engine.write(batch, false)?;
+            peer.compact_log(index, &mut batch);
+            if !batch.ops.is_empty() {
+                // Losing a compaction in a crash only keeps entries longer.
+                self.log_engine.write(batch, false)?;
+            }
         }
         Ok(())
     }
 
-    /// Groups whose log is longer than `max_entries` or that a follower needs a snapshot of.
-    pub fn groups_to_compact(&self, max_entries: usize) -> Vec<GroupId> {
+    /// Offers followers of `group` a snapshot of its state machine at `index`; see
+    /// [`Peer::offer_snapshot`].
+    pub fn offer_snapshot(&mut self, group: GroupId, index: u64, data: bytes::Bytes) -> bool {
+        self.peers
+            .get_mut(&group)
+            .is_some_and(|p| p.offer_snapshot(index, data))
+    }
+
+    /// Groups whose log holds more than `max_entries` entries.
+    pub fn groups_with_long_logs(&self, max_entries: usize) -> Vec<GroupId> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.log().len() > max_entries || p.log().take_snapshot_request())
+            .filter(|(_, p)| p.log().len() > max_entries)
+            .map(|(g, _)| *g)
+            .collect()
+    }
+
+    /// Groups a follower needs a snapshot of that is not offered yet (reading clears the
+    /// request; raft-rs asks again while it still needs one).
+    pub fn groups_wanting_snapshots(&self) -> Vec<GroupId> {
+        self.peers
+            .iter()
+            .filter(|(_, p)| p.log().take_snapshot_request())
             .map(|(g, _)| *g)
             .collect()
     }
@@ -254,10 +275,13 @@ impl RaftStore {
                 if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
                     // A malformed change cannot be applied by any replica; it is skipped
                     // alike everywhere.
-                    if let Err(err) = peer.apply_conf_change(e, &mut conf_batch) {
-                        slog::error!(self.logger, "membership change not applied"; "group" => group, "index" => e.index, "error" => %err);
+                    match peer.apply_conf_change(e, &mut conf_batch) {
+                        Ok(Some(_)) => changed = true,
+                        Ok(None) => {}
+                        Err(err) => {
+                            slog::error!(self.logger, "membership change not applied"; "group" => group, "index" => e.index, "error" => %err);
+                        }
                     }
-                    changed = true;
                 }
             }
             if changed {

@@ -18,12 +18,15 @@
 //!   clients: every entry answers a client batch (at most `max_clients` connections with
 //!   a bounded pipeline each) or is a background change (a few per tick).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use raft::eraftpb::MessageType;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
@@ -31,12 +34,15 @@ use zankv_commands::{CommandError, Reply};
 
 use super::log_store::GroupId;
 use super::peer::ProposeError;
+use super::snapshot::SnapshotFiles;
 use super::store::{GroupMessage, RaftStore};
 use super::transport::Transport;
 use crate::change::Change;
 use crate::clock::Clock;
 use crate::node_stats::NodeStats;
-use crate::worker::{BatchItem, Plan, ReadBatch, Slot, WorkerHandle, WorkerMsg};
+use crate::worker::{
+    BatchItem, Plan, ReadBatch, Slot, ToStore, WorkerEvent, WorkerHandle, WorkerMsg,
+};
 
 /// Most inputs taken from each queue per iteration, so one source cannot starve the rest.
 const DRAIN: usize = 4096;
@@ -52,13 +58,22 @@ pub enum StoreRequest {
         /// Where the replies go.
         reply: oneshot::Sender<Vec<Reply>>,
     },
-    /// A change from a partition worker (background expiry or reclamation, keys found
-    /// expired); proposed if this node leads the group, else dropped.
-    Propose {
+    /// An event from a partition worker: a background change to propose (if this node
+    /// leads the group, else dropped), a checkpoint written, a durable index.
+    Worker {
         /// The group.
         group: GroupId,
-        /// The change.
-        change: Change,
+        /// What happened.
+        event: WorkerEvent,
+    },
+    /// A snapshot transfer to replica `to` of `group` ended.
+    SnapshotSent {
+        /// The group.
+        group: GroupId,
+        /// The replica it went to.
+        to: u64,
+        /// Whether the follower stored it.
+        delivered: bool,
     },
     /// Report the raft status of every hosted group.
     Status {
@@ -130,10 +145,34 @@ impl StoreHandle {
         rx.await.ok()
     }
 
-    /// A proposer for `group`'s worker: queues without waiting, false when full.
-    pub fn proposer(&self, group: GroupId) -> crate::worker::Proposer {
+    /// The way `group`'s worker reaches the loop. Changes to propose are dropped when the
+    /// queue is full (the worker recomputes them); other events wait for room (the loop
+    /// never waits on a worker, so this cannot deadlock).
+    pub fn to_store(&self, group: GroupId) -> ToStore {
         let tx = self.tx.clone();
-        Box::new(move |change| tx.try_send(StoreRequest::Propose { group, change }).is_ok())
+        Box::new(move |event| {
+            let request = StoreRequest::Worker { group, event };
+            match &request {
+                StoreRequest::Worker {
+                    event: WorkerEvent::Propose(_),
+                    ..
+                } => tx.try_send(request).is_ok(),
+                _ => tx.blocking_send(request).is_ok(),
+            }
+        })
+    }
+
+    /// Reports the end of a snapshot transfer (waits for room: raft keeps the follower
+    /// paused until it hears).
+    pub async fn snapshot_sent(&self, group: GroupId, to: u64, delivered: bool) {
+        let _ = self
+            .tx
+            .send(StoreRequest::SnapshotSent {
+                group,
+                to,
+                delivered,
+            })
+            .await;
     }
 }
 
@@ -161,6 +200,11 @@ pub struct LoopSettings {
     pub read_timeout_ticks: u64,
     /// RESP addresses of the cluster's nodes, for leader hints.
     pub redis_addrs: HashMap<u64, SocketAddr>,
+    /// A group's log is compacted once it holds more entries than this.
+    pub compact_entries: usize,
+    /// Entries kept behind the compaction point for followers that lag a little (they
+    /// catch up from the log instead of needing a snapshot).
+    pub catchup_entries: u64,
 }
 
 /// Everything the loop owns.
@@ -176,6 +220,21 @@ pub struct StoreLoop {
     /// Node counters.
     pub stats: Arc<NodeStats>,
 }
+
+/// A group's snapshot for lagging followers.
+enum Checkpoint {
+    /// The worker was asked for one at this tick.
+    Requested(u64),
+    /// Offered to raft; transfers in flight hold clones.
+    Offered(Arc<SnapshotFiles>),
+}
+
+/// Ticks after which an unanswered checkpoint or compaction request is forgotten (and
+/// asked again when still needed).
+const WORKER_REQUEST_TICKS: u64 = 600;
+
+/// What a snapshot's data says: "the files come on the snapshot stream" (format 1).
+const SNAPSHOT_DATA: &[u8] = b"zankv-checkpoint-1";
 
 /// Read batches of one group waiting to be registered with ReadIndex.
 struct HeldReads {
@@ -207,14 +266,21 @@ struct Runner {
     /// and those held because the group's new leader has not committed in its term yet.
     new_reads: HashMap<GroupId, HeldReads>,
     pending_reads: HashMap<u64, PendingRead>,
+    checkpoints: HashMap<GroupId, Checkpoint>,
+    /// Groups whose worker was asked to sync before a compaction, with the tick asked.
+    compacting: HashMap<GroupId, u64>,
+    /// The loop's own request queue (transfers report back through it).
+    handle: StoreHandle,
 }
 
-/// Starts the loop on its own thread. It stops when `stop` turns true or every request
-/// sender is gone; the partition workers stop once it has (their queues close).
+/// Starts the loop on its own thread; `handle` is a handle to its own request queue (for
+/// reports of snapshot transfers). It stops when `stop` turns true; the partition workers
+/// stop once it has (their queues close).
 pub fn spawn(
     l: StoreLoop,
     raft_in: mpsc::Receiver<GroupMessage>,
     requests: mpsc::Receiver<StoreRequest>,
+    handle: StoreHandle,
     stop: watch::Receiver<bool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
@@ -231,6 +297,9 @@ pub fn spawn(
                 next_read: 1,
                 new_reads: HashMap::new(),
                 pending_reads: HashMap::new(),
+                checkpoints: HashMap::new(),
+                compacting: HashMap::new(),
+                handle,
             };
             runtime.block_on(runner.run(raft_in, requests, stop));
         })
@@ -304,6 +373,101 @@ impl Runner {
             let leader = self.l.store.peer(*group).is_some_and(|p| p.is_leader());
             hosted.worker.send(WorkerMsg::Tick { leader });
         }
+        self.compacting
+            .retain(|_, asked| now < *asked + WORKER_REQUEST_TICKS);
+        self.checkpoints.retain(|_, c| match c {
+            Checkpoint::Requested(asked) => now < *asked + WORKER_REQUEST_TICKS,
+            Checkpoint::Offered(_) => true,
+        });
+        for group in self
+            .l
+            .store
+            .groups_with_long_logs(self.l.settings.compact_entries)
+        {
+            if let (Some(hosted), Entry::Vacant(e)) =
+                (self.l.groups.get(&group), self.compacting.entry(group))
+            {
+                e.insert(now);
+                hosted.worker.send(WorkerMsg::SyncForCompaction);
+            }
+        }
+    }
+
+    fn on_worker_event(&mut self, group: GroupId, event: WorkerEvent) {
+        match event {
+            WorkerEvent::Propose(change) => {
+                if self.l.store.peer(group).is_some_and(|p| p.is_leader())
+                    && self.l.store.propose(group, change.encode()).is_ok()
+                {
+                    self.l.stats.raft_proposed();
+                }
+            }
+            WorkerEvent::Durable { index } => {
+                self.compacting.remove(&group);
+                let upto = index.saturating_sub(self.l.settings.catchup_entries);
+                if let Err(e) = self.l.store.compact(group, upto) {
+                    warn!(group, error = %e, "compacting the raft log failed");
+                }
+            }
+            WorkerEvent::CheckpointReady { index, dir } => {
+                let Some(dir) = dir else {
+                    self.checkpoints.remove(&group);
+                    return;
+                };
+                let files = Arc::new(SnapshotFiles { dir, index });
+                if self
+                    .l
+                    .store
+                    .offer_snapshot(group, index, Bytes::from_static(SNAPSHOT_DATA))
+                {
+                    self.checkpoints.insert(group, Checkpoint::Offered(files));
+                } else {
+                    // A membership change after `index`, or compacted past it: the files
+                    // go with `files`, and raft asks again.
+                    self.checkpoints.remove(&group);
+                }
+            }
+        }
+    }
+
+    /// Asks the workers of groups that need a snapshot for a checkpoint.
+    fn request_checkpoints(&mut self) {
+        for group in self.l.store.groups_wanting_snapshots() {
+            if matches!(self.checkpoints.get(&group), Some(Checkpoint::Requested(_))) {
+                continue;
+            }
+            if let Some(hosted) = self.l.groups.get(&group) {
+                self.checkpoints
+                    .insert(group, Checkpoint::Requested(self.ticks));
+                hosted.worker.send(WorkerMsg::Checkpoint);
+            }
+        }
+    }
+
+    /// Hands a `MsgSnapshot` to the snapshot path with the files it describes.
+    fn send_snapshot(&mut self, m: GroupMessage) {
+        let index = m.msg.get_snapshot().get_metadata().index;
+        let files = match self.checkpoints.get(&m.group) {
+            Some(Checkpoint::Offered(f)) if f.index == index => f.clone(),
+            _ => {
+                warn!(
+                    group = m.group,
+                    index, "no checkpoint for an outgoing snapshot"
+                );
+                self.l.store.report_snapshot(m.group, m.msg.to, false);
+                return;
+            }
+        };
+        let (group, to) = (m.group, m.msg.to);
+        let handle = self.handle.clone();
+        self.l.transport.send_snapshot(
+            to,
+            m,
+            files,
+            Box::new(move |delivered| {
+                Box::pin(async move { handle.snapshot_sent(group, to, delivered).await })
+            }),
+        );
     }
 
     /// The error for a batch this node cannot serve.
@@ -328,13 +492,12 @@ impl Runner {
                 items,
                 reply,
             } => self.on_batch(group, items, reply),
-            StoreRequest::Propose { group, change } => {
-                if self.l.store.peer(group).is_some_and(|p| p.is_leader())
-                    && self.l.store.propose(group, change.encode()).is_ok()
-                {
-                    self.l.stats.raft_proposed();
-                }
-            }
+            StoreRequest::Worker { group, event } => self.on_worker_event(group, event),
+            StoreRequest::SnapshotSent {
+                group,
+                to,
+                delivered,
+            } => self.l.store.report_snapshot(group, to, delivered),
             StoreRequest::Status { reply } => {
                 let _ = reply.send(self.status());
             }
@@ -494,9 +657,14 @@ impl Runner {
             self.l.stats.observe_groups_per_sync(out.groups_persisted);
         }
         for m in out.messages {
-            let to = m.msg.to;
-            self.l.transport.send(to, m);
+            if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                self.send_snapshot(m);
+            } else {
+                let to = m.msg.to;
+                self.l.transport.send(to, m);
+            }
         }
+        self.request_checkpoints();
         for (group, entries) in out.committed {
             if let Some(g) = self.l.groups.get(&group) {
                 g.worker.send(WorkerMsg::Apply(entries));
@@ -516,11 +684,16 @@ impl Runner {
                 }
             }
         }
-        for (group, _) in out.snapshots {
-            error!(
-                group,
-                "received a raft snapshot, which this version cannot install yet"
-            );
+        for (group, snap) in out.snapshots {
+            // The raft log now records the snapshot; the worker swaps its files in before
+            // it applies any later entry (its queue is ordered).
+            let meta = snap.get_metadata();
+            if let Some(g) = self.l.groups.get(&group) {
+                g.worker.send(WorkerMsg::InstallSnapshot {
+                    index: meta.index,
+                    term: meta.term,
+                });
+            }
         }
         for group in out.conf_changed {
             if let Some(p) = self.l.store.peer(group) {

@@ -8,24 +8,32 @@
 //! connections from peer nodes and forwards decoded messages to the store loop's inbound
 //! queue, dropping (and counting) when that queue is full.
 //!
-//! Frame: `u32-BE length` then `u32-BE count` and `count` × (`u64-BE group`,
-//! `u32-BE length`, protobuf `Message`). A malformed frame closes the connection.
+//! A connection starts with one kind byte: `R` for raft messages, `S` for one snapshot
+//! transfer ([`super::snapshot`]), which gets a connection of its own so bulk data never
+//! delays raft messages; transfers of a node share one rate limit.
 //!
-//! Snapshots travel on a separate, rate-limited path (not here yet).
+//! Frame: `u32-BE length` then `u32-BE count` and `count` × (`u64-BE group`,
+//! `u32-BE length`, protobuf `Message`). A malformed frame closes the connection; a
+//! `MsgSnapshot` on a message connection is dropped (its files would be missing).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use protobuf::Message as _;
-use raft::eraftpb::Message;
+use raft::eraftpb::{Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
 
+use super::snapshot::{
+    self, RateLimiter, SnapshotDirs, SnapshotFiles, SnapshotStats, RAFT_STREAM, SNAPSHOT_STREAM,
+};
 use super::store::GroupMessage;
 
 /// Largest frame accepted from a peer (a batch of messages, snapshots excluded).
@@ -97,30 +105,93 @@ pub fn decode_frame(body: &[u8]) -> Result<Vec<GroupMessage>, String> {
     Ok(out)
 }
 
-/// Sends raft messages to peer nodes.
+/// Called with the outcome of a snapshot transfer (true: the follower stored it).
+pub type SnapshotDone = Box<dyn FnOnce(bool) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Sends raft messages and snapshots to peer nodes.
 pub struct Transport {
     queue: usize,
-    peers: HashMap<u64, mpsc::Sender<GroupMessage>>,
+    peers: HashMap<u64, (SocketAddr, mpsc::Sender<GroupMessage>)>,
     stats: Arc<TransportStats>,
+    snapshot_stats: Arc<SnapshotStats>,
+    limiter: Arc<RateLimiter>,
+    runtime: tokio::runtime::Handle,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Transport {
-    /// A transport whose per-peer queues hold `queue` messages.
-    pub fn new(queue: usize, stats: Arc<TransportStats>, shutdown: watch::Receiver<bool>) -> Self {
+    /// A transport whose per-peer queues hold `queue` messages and whose snapshot
+    /// transfers together send at most `snapshot_bytes_per_sec` (0 = unlimited). Must be
+    /// created inside the tokio runtime its tasks run on.
+    pub fn new(
+        queue: usize,
+        snapshot_bytes_per_sec: u64,
+        stats: Arc<TransportStats>,
+        snapshot_stats: Arc<SnapshotStats>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
         Transport {
             queue,
             peers: HashMap::new(),
             stats,
+            snapshot_stats,
+            limiter: Arc::new(RateLimiter::new(snapshot_bytes_per_sec)),
+            runtime: tokio::runtime::Handle::current(),
             shutdown,
         }
     }
 
-    /// Declares (or moves) peer node `node` at `addr`; must run inside a tokio runtime.
+    /// Declares (or moves) peer node `node` at `addr`.
     pub fn add_peer(&mut self, node: u64, addr: SocketAddr) {
         let (tx, rx) = mpsc::channel(self.queue);
-        tokio::spawn(sender(addr, rx, self.stats.clone(), self.shutdown.clone()));
-        self.peers.insert(node, tx);
+        self.runtime
+            .spawn(sender(addr, rx, self.stats.clone(), self.shutdown.clone()));
+        self.peers.insert(node, (addr, tx));
+    }
+
+    /// Streams a snapshot (`m` is its `MsgSnapshot`, `files` its checkpoint) to node
+    /// `node` on a connection of its own; `done` learns the outcome. Never blocks.
+    pub fn send_snapshot(
+        &self,
+        node: u64,
+        m: GroupMessage,
+        files: Arc<SnapshotFiles>,
+        done: SnapshotDone,
+    ) {
+        let Some((addr, _)) = self.peers.get(&node) else {
+            self.runtime.spawn(done(false));
+            return;
+        };
+        let addr = *addr;
+        let limiter = self.limiter.clone();
+        let stats = self.snapshot_stats.clone();
+        let mut shutdown = self.shutdown.clone();
+        self.runtime.spawn(async move {
+            let transfer = async {
+                let mut stream = TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connecting: {e}"))?;
+                snapshot::send(&mut stream, &m, &files, &limiter).await
+            };
+            let outcome = tokio::select! {
+                _ = shutdown.changed() => Err("the node is stopping".to_string()),
+                r = transfer => r,
+            };
+            let (group, index) = (m.group, m.msg.get_snapshot().get_metadata().index);
+            match outcome {
+                Ok(bytes) => {
+                    stats.sent.fetch_add(1, Ordering::Relaxed);
+                    stats.sent_bytes.fetch_add(bytes, Ordering::Relaxed);
+                    tracing::info!(group, index, bytes, %addr, "snapshot sent");
+                    done(true).await;
+                }
+                Err(e) => {
+                    stats.send_failures.fetch_add(1, Ordering::Relaxed);
+                    warn!(group, index, %addr, error = %e, "snapshot transfer failed");
+                    done(false).await;
+                }
+            }
+        });
     }
 
     /// Queues a message for node `node`; drops it (counted) if the queue is full or the node
@@ -129,7 +200,7 @@ impl Transport {
         let queued = self
             .peers
             .get(&node)
-            .is_some_and(|tx| tx.try_send(m).is_ok());
+            .is_some_and(|(_, tx)| tx.try_send(m).is_ok());
         if !queued {
             self.stats.dropped_send.fetch_add(1, Ordering::Relaxed);
         }
@@ -151,9 +222,12 @@ async fn sender(
             s = TcpStream::connect(addr) => s,
         };
         let stream = match stream {
-            Ok(s) => {
-                backoff = BACKOFF_MIN;
+            Ok(mut s) => {
                 let _ = s.set_nodelay(true);
+                if s.write_all(&[RAFT_STREAM]).await.is_err() {
+                    continue;
+                }
+                backoff = BACKOFF_MIN;
                 s
             }
             Err(e) => {
@@ -210,11 +284,22 @@ async fn sender(
     }
 }
 
-/// Accepts raft connections from peer nodes and forwards their messages to `inbound`.
+/// Where received snapshots go.
+#[derive(Clone)]
+pub struct SnapshotInbox {
+    /// The node's snapshot directories.
+    pub dirs: SnapshotDirs,
+    /// Counters.
+    pub stats: Arc<SnapshotStats>,
+}
+
+/// Accepts raft connections from peer nodes and forwards their messages (and received
+/// snapshots) to `inbound`.
 pub async fn serve(
     listener: TcpListener,
     inbound: mpsc::Sender<GroupMessage>,
     stats: Arc<TransportStats>,
+    inbox: SnapshotInbox,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -224,11 +309,12 @@ pub async fn serve(
         };
         match accepted {
             Ok((stream, peer)) => {
-                tokio::spawn(receive(
+                tokio::spawn(accept(
                     stream,
                     peer,
                     inbound.clone(),
                     stats.clone(),
+                    inbox.clone(),
                     shutdown.clone(),
                 ));
             }
@@ -237,6 +323,39 @@ pub async fn serve(
                 tokio::time::sleep(BACKOFF_MIN).await;
             }
         }
+    }
+}
+
+/// Reads a connection's kind byte and serves it.
+async fn accept(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    inbound: mpsc::Sender<GroupMessage>,
+    stats: Arc<TransportStats>,
+    inbox: SnapshotInbox,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut kind = [0u8; 1];
+    let read = tokio::select! {
+        _ = shutdown.changed() => return,
+        r = stream.read_exact(&mut kind) => r,
+    };
+    if read.is_err() {
+        return;
+    }
+    match kind[0] {
+        RAFT_STREAM => receive(stream, peer, inbound, stats, shutdown).await,
+        SNAPSHOT_STREAM => {
+            let received = tokio::select! {
+                _ = shutdown.changed() => return,
+                r = snapshot::receive(&mut stream, &inbox.dirs, &inbound, &inbox.stats) => r,
+            };
+            if let Err(e) = received {
+                warn!(%peer, error = %e, "receiving a snapshot failed");
+                let _ = stream.write_all(&[0]).await;
+            }
+        }
+        other => warn!(%peer, kind = other, "unknown raft connection kind; closing"),
     }
 }
 
@@ -269,6 +388,11 @@ async fn receive(
         match decode_frame(&body) {
             Ok(messages) => {
                 for m in messages {
+                    if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                        warn!(%peer, group = m.group, "snapshot message outside a snapshot stream; dropped");
+                        stats.dropped_receive.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if inbound.try_send(m).is_err() {
                         stats.dropped_receive.fetch_add(1, Ordering::Relaxed);
                     }
@@ -320,6 +444,88 @@ mod tests {
         got
     }
 
+    fn inbox(dir: &std::path::Path) -> SnapshotInbox {
+        SnapshotInbox {
+            dirs: SnapshotDirs::new(dir.join("snapshots")).unwrap(),
+            stats: Arc::new(SnapshotStats::default()),
+        }
+    }
+
+    fn transport(
+        queue: usize,
+        stats: &Arc<TransportStats>,
+        stop: watch::Receiver<bool>,
+    ) -> Transport {
+        let snapshot_stats = Arc::new(SnapshotStats::default());
+        Transport::new(queue, 0, stats.clone(), snapshot_stats, stop)
+    }
+
+    #[tokio::test]
+    async fn snapshots_travel_on_their_own_connection_and_only_there() {
+        let (_stop_tx, stop) = watch::channel(false);
+        let stats = Arc::new(TransportStats::default());
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (in_tx, mut in_rx) = mpsc::channel(100);
+        let tmp = tempfile::tempdir().unwrap();
+        let receiving = inbox(tmp.path());
+        tokio::spawn(serve(
+            listener,
+            in_tx,
+            stats.clone(),
+            receiving.clone(),
+            stop.clone(),
+        ));
+        let mut transport = transport(100, &stats, stop);
+        transport.add_peer(2, addr);
+        let mut snap = message(5);
+        snap.msg.set_msg_type(MessageType::MsgSnapshot);
+        snap.msg.mut_snapshot().mut_metadata().index = 77;
+        // Not on the message connection: it would arrive without its files.
+        transport.send(2, snap.clone());
+        transport.send(2, message(6));
+        let got = wait_for(&mut in_rx, 1).await;
+        assert_eq!(got[0].msg.get_msg_type(), MessageType::MsgHeartbeat);
+
+        let dir = tmp.path().join("checkpoint");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("CURRENT"), b"x").unwrap();
+        let files = Arc::new(SnapshotFiles { dir, index: 77 });
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        transport.send_snapshot(
+            2,
+            snap,
+            files,
+            Box::new(move |ok| {
+                Box::pin(async move {
+                    let _ = done_tx.send(ok);
+                })
+            }),
+        );
+        let got = wait_for(&mut in_rx, 1).await;
+        assert_eq!(got[0].msg.get_msg_type(), MessageType::MsgSnapshot);
+        assert!(done_rx.await.unwrap(), "the transfer reports success");
+        let stored = receiving.dirs.recv_dir(5, 77); // message(5) is for group 5
+        assert_eq!(std::fs::read(stored.join("CURRENT")).unwrap(), b"x");
+        // Nothing listens for node 3: the failure is reported, not lost.
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let files = Arc::new(SnapshotFiles {
+            dir: tmp.path().join("gone"),
+            index: 1,
+        });
+        transport.send_snapshot(
+            3,
+            message(1),
+            files,
+            Box::new(move |ok| {
+                Box::pin(async move {
+                    let _ = done_tx.send(ok);
+                })
+            }),
+        );
+        assert!(!done_rx.await.unwrap());
+    }
+
     #[tokio::test]
     async fn messages_arrive_in_order_and_survive_a_receiver_restart() {
         let (stop_tx, stop) = watch::channel(false);
@@ -328,8 +534,15 @@ mod tests {
         let addr = listener.local_addr().unwrap();
         let (in_tx, mut in_rx) = mpsc::channel(10_000);
         let (recv_stop_tx, recv_stop) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, in_tx.clone(), stats.clone(), recv_stop));
-        let mut transport = Transport::new(10_000, stats.clone(), stop.clone());
+        let tmp = tempfile::tempdir().unwrap();
+        let server = tokio::spawn(serve(
+            listener,
+            in_tx.clone(),
+            stats.clone(),
+            inbox(tmp.path()),
+            recv_stop,
+        ));
+        let mut transport = transport(10_000, &stats, stop.clone());
         transport.add_peer(2, addr);
         for i in 0..1000 {
             transport.send(2, message(i));
@@ -349,7 +562,13 @@ mod tests {
         let _ = server.await;
         let listener = TcpListener::bind(addr).await.unwrap();
         let (_again_tx, again) = watch::channel(false);
-        tokio::spawn(serve(listener, in_tx, stats.clone(), again));
+        tokio::spawn(serve(
+            listener,
+            in_tx,
+            stats.clone(),
+            inbox(tmp.path()),
+            again,
+        ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut i = 1000;
         loop {
@@ -374,7 +593,7 @@ mod tests {
         let stats = Arc::new(TransportStats::default());
         // A peer that never answers: nothing drains the queue of 4 messages.
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let mut transport = Transport::new(4, stats.clone(), stop);
+        let mut transport = transport(4, &stats, stop);
         transport.add_peer(2, addr);
         transport.send(3, message(0));
         for i in 0..100 {

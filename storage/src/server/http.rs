@@ -21,6 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::node_stats::NodeStats;
+use crate::replication::snapshot::SnapshotStats;
 use crate::replication::store_loop::StoreHandle;
 use crate::replication::transport::TransportStats;
 use crate::worker::WorkerHandle;
@@ -33,6 +34,8 @@ pub struct HttpContext {
     pub stats: Arc<NodeStats>,
     /// Raft transport counters, mirrored into the metrics on each scrape.
     pub transport: Arc<TransportStats>,
+    /// Snapshot counters, likewise.
+    pub snapshots: Arc<SnapshotStats>,
     /// The store loop (raft status).
     pub store: StoreHandle,
     /// The hosted partitions by name.
@@ -77,7 +80,7 @@ async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
 }
 
 async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
-    ctx.stats.mirror_transport(&ctx.transport);
+    ctx.stats.mirror(&ctx.transport, &ctx.snapshots);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         ctx.stats.prometheus_text(),

@@ -324,8 +324,12 @@ pub struct Client {
 impl Client {
     /// Connects to 127.0.0.1:`port`, with a 10 s read timeout. Panics if it cannot.
     pub fn connect(port: u16) -> Client {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| panic!("connect to 127.0.0.1:{port}: {e}"));
+        Client::try_connect(port).unwrap_or_else(|| panic!("connect to 127.0.0.1:{port} failed"))
+    }
+
+    /// Connects to 127.0.0.1:`port`, or `None` if nothing accepts there.
+    pub fn try_connect(port: u16) -> Option<Client> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
         stream
             .set_read_timeout(Some(READ_TIMEOUT))
             .expect("set read timeout");
@@ -333,18 +337,12 @@ impl Client {
             .set_write_timeout(Some(READ_TIMEOUT))
             .expect("set write timeout");
         stream.set_nodelay(true).expect("set nodelay");
-        Client {
+        Some(Client {
             stream,
             buf: BytesMut::with_capacity(16 * 1024),
             resp3: false,
             port,
-        }
-    }
-
-    /// Connects to 127.0.0.1:`port`, or `None` if nothing accepts there.
-    pub fn try_connect(port: u16) -> Option<Client> {
-        TcpStream::connect(("127.0.0.1", port)).ok()?;
-        Some(Client::connect(port))
+        })
     }
 
     pub fn port(&self) -> u16 {
