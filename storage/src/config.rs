@@ -38,9 +38,36 @@ pub struct StorageConfig {
     pub raft: RaftConfig,
     /// The storage nodes of a static cluster (without PD); this node may be among them.
     pub nodes: Vec<NodeConfig>,
+    /// When set, the HTTP endpoint's admin (mutating) operations require the header
+    /// `Authorization: Bearer <admin_token>`. Never logged.
+    pub admin_token: Option<Secret>,
     /// Namespaces of a static cluster. When empty, one namespace named after
     /// `default_namespace` with one partition replicated on this node alone.
     pub namespaces: Vec<NamespaceConfig>,
+}
+
+/// A secret from the configuration: compared, never printed.
+#[derive(Clone, Deserialize, PartialEq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"<redacted>\"")
+    }
+}
+
+impl Secret {
+    /// A secret holding `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// Whether `given` is the secret, compared in time independent of where they differ.
+    pub fn matches(&self, given: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), given.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 /// Raft timing and limits.
@@ -130,6 +157,7 @@ impl Default for StorageConfig {
             default_namespace: "default".into(),
             raft: RaftConfig::default(),
             nodes: Vec::new(),
+            admin_token: None,
             namespaces: Vec::new(),
         }
     }

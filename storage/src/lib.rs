@@ -10,7 +10,8 @@
 //! - [`replication`]: raft groups (peers, log, store loop, transport);
 //! - [`worker`]: the thread that owns a partition, applies its committed entries and runs
 //!   reads at linearizable positions;
-//! - [`routing`]: which partition a command belongs to;
+//! - [`routing`]: which partition a command belongs to; [`replicas`]: opening hosted
+//!   partitions and starting their workers;
 //! - [`server`]: the RESP and HTTP front ends; [`node`]: wiring; [`config`]: settings.
 
 pub mod change;
@@ -23,6 +24,7 @@ pub mod node;
 pub mod node_stats;
 pub mod partition;
 pub mod records;
+pub mod replicas;
 pub mod replication;
 pub mod routing;
 pub mod server;

@@ -8,33 +8,27 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::sync::Arc;
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
-use tracing::info;
+use tracing::{info, warn};
 use zankv_commands::request::RequestLimits;
 
 use crate::config::StorageConfig;
 use crate::engine::rocks::{RocksEngine, RocksOptions};
-use crate::engine::{Engine, EngineError};
 use crate::node_stats::NodeStats;
-use crate::partition::Partition;
+use crate::replicas::ReplicaFactory;
 use crate::replication::peer::RaftTiming;
 use crate::replication::raft_logging;
-use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
+use crate::replication::snapshot::{SnapshotDirs, SnapshotStats};
 use crate::replication::store::RaftStore;
 use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
-use crate::replication::transport::SnapshotInbox;
-use crate::replication::transport::{self, Transport, TransportStats};
-use crate::routing::Routing;
+use crate::replication::transport::{self, SnapshotInbox, Transport, TransportStats};
+use crate::routing::{GroupLayout, Routing};
 use crate::server::http::{self, HttpContext};
 use crate::server::resp::{self, ServerContext};
-use crate::worker;
-use crate::worker::{PartitionFiles, WorkerSettings};
 
 /// Client batches and background changes queued for the store loop before senders wait.
 const STORE_QUEUE: usize = 4096;
@@ -47,44 +41,63 @@ const RAFT_LOG_DIR: &str = "raft";
 /// Directory (under the data directory) of snapshots being sent or received.
 const SNAPSHOT_DIR: &str = "snapshots";
 
-/// Opens a hosted partition at start-up. An interrupted snapshot install is finished: if
-/// the raft log was compacted (or replaced by a snapshot) beyond what the database holds,
-/// the snapshot received for that point is swapped in; without it the replica cannot go on,
-/// and the node refuses to start rather than serve data that does not match its log.
-fn open_partition(
-    files: &PartitionFiles,
-    name: &str,
-    compaction: Result<u64, EngineError>,
-) -> Result<Partition, String> {
-    let compaction = compaction.map_err(|e| format!("cannot read the raft log of {name}: {e}"))?;
-    snapshot::recover_swap(&files.dir)
-        .map_err(|e| format!("cannot recover {}: {e}", files.dir.display()))?;
-    let partition = files.open_partition().map_err(|e| {
-        format!(
-            "cannot open partition {name} in {}: {e}",
-            files.dir.display()
-        )
-    })?;
-    let applied = partition.state().applied_index;
-    if applied >= compaction {
-        return Ok(partition);
+/// How long a membership or leadership operation may take to show as done.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The partitions this node hosts at start-up, with each one's initial voters: those of the
+/// static layout that list this node, and those it was given a replica of at run time (its
+/// raft log holds them); minus those removed from it.
+fn hosted_at_start(
+    config: &StorageConfig,
+    routing: &Routing,
+    store: &RaftStore,
+) -> Result<Vec<(GroupLayout, Vec<u64>)>, String> {
+    let persisted = store
+        .persisted_groups()
+        .map_err(|e| format!("cannot read the raft log: {e}"))?;
+    let mut hosted = Vec::new();
+    for layout in routing.groups() {
+        let tombstoned = store
+            .is_tombstoned(layout.id)
+            .map_err(|e| format!("cannot read the raft log: {e}"))?;
+        let listed = layout.replicas.contains(&config.node_id) && !tombstoned;
+        if listed || persisted.contains(&layout.id) {
+            let voters = layout.replicas.clone();
+            hosted.push((layout, voters));
+        }
     }
-    files.check_received(compaction).map_err(|e| {
-        format!(
-            "partition {name} holds index {applied} but its raft log starts after {compaction}, \
-             and the snapshot for {compaction} cannot be used ({e}); this replica must be \
-             re-created from the others"
-        )
-    })?;
-    drop(partition);
-    info!(
-        partition = name,
-        index = compaction,
-        "installing a snapshot received before a restart"
-    );
-    files
-        .install_received(compaction)
-        .map_err(|e| format!("cannot install the snapshot of {name}: {e}"))
+    for group in persisted {
+        if routing.layout(group).is_none() {
+            warn!(group, "the raft log holds a partition of a namespace the configuration does not name; not served");
+        }
+    }
+    Ok(hosted)
+}
+
+/// Raft and RESP addresses of every known node: the configuration's, then those declared
+/// at run time (which win, being newer).
+fn known_nodes(
+    config: &StorageConfig,
+    store: &RaftStore,
+) -> Result<HashMap<u64, (SocketAddr, SocketAddr)>, String> {
+    let mut nodes: HashMap<u64, (SocketAddr, SocketAddr)> = config
+        .nodes
+        .iter()
+        .map(|n| (n.id, (n.raft_addr, n.redis_addr)))
+        .collect();
+    let saved = store
+        .saved_nodes()
+        .map_err(|e| format!("cannot read the raft log: {e}"))?;
+    for (id, addrs) in saved {
+        let mut parts = addrs.split(' ').map(str::parse::<SocketAddr>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(raft)), Some(Ok(redis))) => {
+                nodes.insert(id, (raft, redis));
+            }
+            _ => warn!(node = id, record = %addrs, "unreadable node record ignored"),
+        }
+    }
+    Ok(nodes)
 }
 
 fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener, String> {
@@ -140,59 +153,40 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         )
     })?;
     let snapshot_stats = Arc::new(SnapshotStats::default());
+    let factory = Arc::new(ReplicaFactory {
+        data_dir: config.data_dir.clone(),
+        rocks: rocks.clone(),
+        snapshots: snapshot_dirs.clone(),
+        store: store_handle.clone(),
+        write_timeout,
+        stats: stats.clone(),
+        snapshot_stats: snapshot_stats.clone(),
+        threads: Mutex::new(Vec::new()),
+    });
     let mut groups = HashMap::new();
-    let mut workers: Vec<(String, worker::WorkerHandle)> = Vec::new();
-    let mut worker_map = HashMap::new();
-    let mut worker_threads: Vec<JoinHandle<()>> = Vec::new();
     let mut applied_at_start = HashMap::new();
-    for layout in routing.groups() {
-        if !layout.replicas.contains(&config.node_id) {
-            continue;
-        }
-        let opener_options = rocks.clone();
-        let files = PartitionFiles {
-            group: layout.id,
-            dir: config.data_dir.join(&layout.name),
-            snapshots: snapshot_dirs.clone(),
-            open: Box::new(move |dir: &Path| {
-                RocksEngine::open(dir, &opener_options).map(|e| Box::new(e) as Box<dyn Engine>)
-            }),
-        };
-        let partition =
-            open_partition(&files, &layout.name, store.persisted_compaction(layout.id))?;
-        let applied = partition.state().applied_index;
+    for (layout, voters) in hosted_at_start(&config, &routing, &store)? {
+        let compaction = store
+            .persisted_compaction(layout.id)
+            .map_err(|e| format!("cannot read the raft log of {}: {e}", layout.name))?;
+        let (worker, applied) = factory.start(&layout, compaction)?;
         applied_at_start.insert(layout.id, applied);
         store
-            .host(layout.id, config.node_id, &layout.replicas, applied)
+            .host(layout.id, config.node_id, &voters, applied)
             .map_err(|e| format!("cannot start raft group of {}: {e}", layout.name))?;
-        if layout.replicas == [config.node_id] {
+        if voters == [config.node_id] {
             // The only voter: no need to wait an election timeout.
             let _ = store.peer_mut(layout.id).map(|p| p.campaign());
         }
-        let (handle, thread) = worker::spawn(
-            partition,
-            WorkerSettings {
-                name: layout.name.clone(),
-                files,
-                to_store: store_handle.to_store(layout.id),
-                write_timeout,
-                stats: stats.clone(),
-                snapshot_stats: snapshot_stats.clone(),
-            },
-        )
-        .map_err(|e| format!("cannot start partition worker: {e}"))?;
         groups.insert(
             layout.id,
             HostedGroup {
                 name: layout.name.clone(),
-                worker: handle.clone(),
+                worker,
             },
         );
-        worker_map.insert(layout.id, handle.clone());
-        workers.push((layout.name.clone(), handle));
-        worker_threads.push(thread);
     }
-
+    let hosted_count = groups.len();
     snapshot_dirs.clean_at_start(&|g| applied_at_start.get(&g).copied());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -204,6 +198,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let (stop_store_tx, stop_store) = watch::channel(false);
     let (raft_in_tx, raft_in) = mpsc::channel(RAFT_INBOUND_QUEUE);
 
+    let nodes = known_nodes(&config, &store)?;
     let transport = {
         let _entered = runtime.enter();
         let mut t = Transport::new(
@@ -213,13 +208,15 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             snapshot_stats.clone(),
             stop_store.clone(),
         );
-        for n in config.nodes.iter().filter(|n| n.id != config.node_id) {
-            t.add_peer(n.id, n.raft_addr);
+        for (id, (raft_addr, _)) in &nodes {
+            if *id != config.node_id {
+                t.add_peer(*id, *raft_addr);
+            }
         }
         t
     };
     let mut redis_addrs: HashMap<u64, SocketAddr> =
-        config.nodes.iter().map(|n| (n.id, n.redis_addr)).collect();
+        nodes.iter().map(|(id, (_, redis))| (*id, *redis)).collect();
     // This node's own entry, if listed, is the address others know it by.
     redis_addrs
         .entry(config.node_id)
@@ -236,6 +233,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 redis_addrs,
                 compact_entries: config.raft.log_compact_entries,
                 catchup_entries: config.raft.log_catchup_entries,
+                admin_timeout_ticks: ADMIN_TIMEOUT.as_millis() as u64 / config.raft.tick_ms,
             },
             stats: stats.clone(),
         },
@@ -272,13 +270,15 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             transport: transport_stats.clone(),
             snapshots: snapshot_stats.clone(),
             store: store_handle.clone(),
-            partitions: workers.clone(),
+            routing: routing.clone(),
+            factory: factory.clone(),
+            admin_token: config.admin_token.clone(),
+            hosting: tokio::sync::Mutex::new(()),
         });
         let http = tokio::spawn(http::serve(http_listener, http_ctx, stop_front.clone()));
         let ctx = Arc::new(ServerContext {
             store: store_handle,
             routing,
-            workers: worker_map,
             stats,
             limits: RequestLimits {
                 max_bulk_len: config.limits.max_bulk_len,
@@ -295,7 +295,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             addr = %local,
             http_addr = %http_local,
             raft_addr = %raft_local,
-            partitions = workers.len(),
+            partitions = hosted_count,
             data_dir = %config.data_dir.display(),
             "zankv storage node ready"
         );
@@ -312,10 +312,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     // then drains its queue, syncs and exits.
     let _ = stop_store_tx.send(true);
     let _ = store_thread.join();
-    drop(workers);
-    for t in worker_threads {
-        let _ = t.join();
-    }
+    factory.join_all();
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result

@@ -62,6 +62,16 @@ impl Routing {
             .collect()
     }
 
+    /// The partition with group id `group`.
+    pub fn layout(&self, group: GroupId) -> Option<GroupLayout> {
+        self.groups().into_iter().find(|g| g.id == group)
+    }
+
+    /// The partition named `name` (`<namespace>-<partition>`).
+    pub fn layout_by_name(&self, name: &str) -> Option<GroupLayout> {
+        self.groups().into_iter().find(|g| g.name == name)
+    }
+
     /// The group `key` belongs to.
     pub fn key_group(&self, key: &[u8]) -> GroupId {
         let (ns, hashed) = match split_namespace(key) {

@@ -141,6 +141,9 @@ pub enum WorkerMsg {
     /// Sync the database and report the applied index that is durable
     /// ([`WorkerEvent::Durable`]), so the raft log can be compacted up to it.
     SyncForCompaction,
+    /// The replica was removed from this node: answer who waits, close and delete the
+    /// database, stop.
+    Destroy,
 }
 
 /// What a worker tells the store loop.
@@ -354,6 +357,7 @@ impl Worker {
         info!(partition = %self.name, applied = self.applied(), "partition worker started");
         while let Some(msg) = rx.blocking_recv() {
             match msg {
+                WorkerMsg::Destroy => return self.destroy(),
                 WorkerMsg::Plan(plan) => self.on_plan(plan),
                 WorkerMsg::Apply(entries) => self.apply_entries(entries),
                 WorkerMsg::ReadAt { index, batches } => {
@@ -723,6 +727,27 @@ impl Worker {
         for batch in ready.into_values().flatten() {
             self.answer_reads(batch);
         }
+    }
+
+    /// Closes and deletes the partition's database; the thread then ends.
+    fn destroy(self) {
+        let gone = || {
+            Reply::Error(CommandError::ClusterChanged(
+                "the partition is no longer hosted on this node".into(),
+            ))
+        };
+        for (_, plan) in self.plans {
+            let _ = plan.reply.send(vec![gone(); plan.is_read.len()]);
+        }
+        for batch in self.waiting_reads.into_values().flatten() {
+            let _ = batch.reply.send(vec![gone(); batch.items.len()]);
+        }
+        drop(self.partition);
+        if let Err(e) = std::fs::remove_dir_all(&self.files.dir) {
+            warn!(partition = %self.name, error = %e, "deleting the removed replica's data failed");
+        }
+        self.files.snapshots.remove_received(self.files.group, None);
+        info!(partition = %self.name, "replica deleted");
     }
 
     fn fail(&mut self, why: String) {

@@ -127,7 +127,9 @@ fn must_hold(cluster: &TestCluster, ledgers: &[Ledger]) {
             );
         }
     }
-    for i in (0..cluster.len()).filter(|&i| cluster.is_up(i)) {
+    // Nodes hosting nothing (never given a replica, or theirs was removed) are skipped.
+    let hosting = |i: usize| cluster.replicas(i).is_some_and(|r| !r.is_empty());
+    for i in (0..cluster.len()).filter(|&i| cluster.is_up(i) && hosting(i)) {
         let mut conn = cluster.client(i);
         assert_eq!(conn.cmd(&[b"READONLY"]), Frame::simple("OK"));
         for ledger in ledgers {
@@ -312,4 +314,127 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
         write_one(&mut client, &format!("s:{n}"), &mut ledger);
     }
     must_hold(&cluster, &[ledger]);
+}
+
+/// Calls an admin operation until it answers 200 (a learner may still be catching up, a
+/// change may still be in progress); returns the outcome.
+fn must_admin(cluster: &TestCluster, i: usize, method: &str, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, body) = cluster.http(i, method, path);
+        if code == 200 {
+            return body["outcome"].as_str().unwrap_or_default().to_string();
+        }
+        assert!(
+            Instant::now() < deadline && (code == 409 || code == 504),
+            "{method} {path} on node {}: {code} {body}",
+            i + 1
+        );
+        sleep(Duration::from_millis(100));
+    }
+}
+
+/// The node leading `name`, as the running nodes agree.
+fn leader_of(cluster: &TestCluster, name: &str) -> usize {
+    let leaders = cluster.must_agree_on_leaders(CONVERGE);
+    leaders[name] as usize - 1
+}
+
+#[test]
+fn a_replica_moves_to_a_new_node_under_write_load_without_losing_a_write() {
+    let dir = tempfile::tempdir().unwrap();
+    // Four nodes; the partition starts on nodes 1-3, node 4 is new.
+    let mut cluster = TestCluster::must_start_with(dir.path(), 4, 1, &[1, 2, 3], FAST_RAFT);
+    let p = "default-0";
+    let leader = leader_of(&cluster, p);
+    assert!(
+        cluster.replicas(3).unwrap().is_empty(),
+        "node 4 starts empty"
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|w| spawn_writer(cluster.smart_client(), format!("m{w}"), stop.clone()))
+        .collect();
+    sleep(Duration::from_millis(500));
+
+    // Node 4 gets an empty replica, which the leader adds as a learner and promotes once
+    // it has caught up.
+    assert_eq!(
+        must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica")),
+        "done"
+    );
+    assert_eq!(
+        must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica")),
+        "unchanged"
+    );
+    let learners = format!("/partitions/{p}/learners/4");
+    assert_eq!(must_admin(&cluster, leader, "POST", &learners), "done");
+    assert_eq!(must_admin(&cluster, leader, "POST", &learners), "unchanged");
+    let (code, body) = cluster.http((leader + 1) % 3, "POST", &learners);
+    assert_eq!(code, 409, "a follower refuses: {body}");
+    assert_eq!(body["leader"], leader as u64 + 1);
+    assert_eq!(
+        must_admin(
+            &cluster,
+            leader,
+            "POST",
+            &format!("/partitions/{p}/voters/4")
+        ),
+        "done"
+    );
+    // Leadership moves to the new node, which then removes node 1's replica; node 1
+    // deletes it.
+    let leader = if leader == 0 {
+        must_admin(&cluster, 0, "POST", &format!("/partitions/{p}/leader/2"));
+        leader_of(&cluster, p)
+    } else {
+        leader
+    };
+    assert_eq!(
+        must_admin(
+            &cluster,
+            leader,
+            "POST",
+            &format!("/partitions/{p}/leader/4")
+        ),
+        "done"
+    );
+    let leader = leader_of(&cluster, p);
+    assert_eq!(leader, 3, "node 4 leads");
+    assert_eq!(
+        must_admin(&cluster, 3, "DELETE", &format!("/partitions/{p}/members/1")),
+        "done"
+    );
+    let removed = must_admin(
+        &cluster,
+        0,
+        "DELETE",
+        &format!("/partitions/{p}/replica?force=true"),
+    );
+    assert_eq!(removed, "done");
+    sleep(Duration::from_millis(500));
+    stop.store(true, Ordering::Relaxed);
+    let ledgers: Vec<Ledger> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+    assert!(ledgers.iter().all(|l| !l.acked.is_empty()));
+
+    assert!(
+        cluster.replicas(0).unwrap().is_empty(),
+        "node 1 hosts nothing now"
+    );
+    assert!(
+        !cluster.data_dir(0).join(p).exists(),
+        "node 1 deleted its data"
+    );
+    let mut voters = cluster.replicas(3).unwrap()[0].voters.clone();
+    voters.sort_unstable();
+    assert_eq!(voters, vec![2, 3, 4]);
+    must_hold(&cluster, &ledgers);
+    // The new layout survives a restart of every node (node 1 does not bring its replica
+    // back, node 4 keeps its own).
+    for i in 0..4 {
+        cluster.kill9(i);
+        cluster.start(i);
+    }
+    assert!(cluster.replicas(0).unwrap().is_empty());
+    must_hold(&cluster, &ledgers);
 }

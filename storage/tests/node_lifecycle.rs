@@ -276,3 +276,95 @@ fn every_config_file_in_conf_starts_a_node() {
     let mut s = node.connect();
     assert_eq!(call(&mut s, "PING"), "+PONG");
 }
+
+#[test]
+fn admin_operations_need_the_token_and_valid_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("admin.toml");
+    std::fs::write(&conf, "admin_token = \"s3cret\"\n").unwrap();
+    let data = dir.path().join("data");
+    let node = Node::must_start(&data, &["--config", conf.to_str().unwrap()]);
+    let port = node.http_port;
+    let declare = "/nodes/7?raft_addr=127.0.0.1:1&redis_addr=127.0.0.1:2";
+    let with = |token: &str, method: &str, path: &str| {
+        let auth = format!("Bearer {token}");
+        support::try_http_with(port, method, path, &[("Authorization", &auth)]).unwrap()
+    };
+    let (code, body) = http(port, "POST", declare);
+    assert_eq!(code, 401, "{body}");
+    assert!(body.contains("Authorization: Bearer"), "{body}");
+    assert_eq!(with("wrong", "POST", declare).0, 401);
+    let (code, body) = with("s3cret", "POST", declare);
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(r#""raft_addr":"127.0.0.1:1""#), "{body}");
+    // Reads stay open.
+    assert_eq!(http(port, "GET", "/status").0, 200);
+
+    for (method, path, want, says) in [
+        (
+            "POST",
+            "/nodes/zero?raft_addr=127.0.0.1:1&redis_addr=127.0.0.1:2",
+            400,
+            "positive integer",
+        ),
+        (
+            "POST",
+            "/nodes/7?raft_addr=127.0.0.1:1",
+            400,
+            "missing parameter redis_addr",
+        ),
+        (
+            "POST",
+            "/nodes/7?raft_addr=nowhere&redis_addr=127.0.0.1:2",
+            400,
+            "HOST:PORT",
+        ),
+        (
+            "POST",
+            "/partitions/nope-3/learners/2",
+            404,
+            "no partition named",
+        ),
+        (
+            "POST",
+            "/partitions/default-0/learners/0",
+            400,
+            "positive integer",
+        ),
+        (
+            "DELETE",
+            "/partitions/default-0/replica?force=maybe",
+            400,
+            "true or false",
+        ),
+        // The standalone node leads its only partition: it cannot delete it.
+        (
+            "DELETE",
+            "/partitions/default-0/replica",
+            409,
+            "leads the partition",
+        ),
+        (
+            "DELETE",
+            "/partitions/default-0/members/1",
+            409,
+            "cannot remove itself",
+        ),
+        (
+            "POST",
+            "/partitions/default-0/voters/5",
+            409,
+            "not a learner",
+        ),
+    ] {
+        let (code, body) = with("s3cret", method, path);
+        assert_eq!(code, want, "{method} {path}: {body}");
+        assert!(body.contains(says), "{method} {path}: {body}");
+        assert!(body.starts_with("{\"message\""), "{method} {path}: {body}");
+    }
+    // Idempotent: what already holds is unchanged.
+    let (code, body) = with("s3cret", "POST", "/partitions/default-0/replica");
+    assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
+    let (code, body) = with("s3cret", "POST", "/partitions/default-0/leader/1");
+    assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
+}

@@ -14,6 +14,10 @@
 //! | `c` group | `ConfState` (protobuf) |
 //! | `i` group | `u64-BE`: index of the entry that produced the `ConfState` |
 //! | `s` group | `SnapshotMetadata` (protobuf): the log's compaction point |
+//! | `t` group | empty: the replica was removed from this node (not hosted again at start) |
+//! | `N` node | `raft_addr redis_addr` of a node declared at run time |
+//!
+//! A group with a `c` record is hosted here: the node restarts it from its log.
 //!
 //! The compaction point (entries up to it are gone) and the snapshot offered to followers
 //! are kept apart: a follower that needs entries from before the compaction point gets the
@@ -169,6 +173,57 @@ impl GroupLog {
             Some(b) => Ok(decode::<SnapshotMetadata>(&b, "snapshot metadata")?.index),
             None => Ok(0),
         }
+    }
+
+    /// Groups with a persisted log on `engine`: the replicas this node hosts.
+    pub fn persisted_groups(engine: &dyn Engine) -> Result<Vec<GroupId>, EngineError> {
+        let mut groups = Vec::new();
+        engine.scan(b"c", b"d", false, &mut |k, _| {
+            if let Ok(id) = <[u8; 8]>::try_from(&k[1..]) {
+                groups.push(GroupId::from_be_bytes(id));
+            }
+            true
+        })?;
+        Ok(groups)
+    }
+
+    /// Whether a replica of `group` was removed from this node.
+    pub fn is_tombstoned(engine: &dyn Engine, group: GroupId) -> Result<bool, EngineError> {
+        Ok(engine.get(&key(b't', group))?.is_some())
+    }
+
+    /// Deletes every record of `group` and leaves a tombstone (`tombstone`), or clears
+    /// one (a replica hosted here again starts from nothing).
+    pub fn destroy(group: GroupId, tombstone: bool, batch: &mut WriteBatch) {
+        batch.delete_range(key(b'e', group), key(b'e', group + 1));
+        for tag in [b'h', b'c', b'i', b's'] {
+            batch.delete(key(tag, group));
+        }
+        if tombstone {
+            batch.put(key(b't', group), Vec::new());
+        } else {
+            batch.delete(key(b't', group));
+        }
+    }
+
+    /// Records node `node`'s addresses (`raft_addr redis_addr`).
+    pub fn save_node(node: u64, addrs: &str, batch: &mut WriteBatch) {
+        batch.put(key(b'N', node), addrs.as_bytes().to_vec());
+    }
+
+    /// Nodes recorded with [`GroupLog::save_node`].
+    pub fn saved_nodes(engine: &dyn Engine) -> Result<Vec<(u64, String)>, EngineError> {
+        let mut nodes = Vec::new();
+        engine.scan(b"N", b"O", false, &mut |k, v| {
+            if let Ok(id) = <[u8; 8]>::try_from(&k[1..]) {
+                nodes.push((
+                    u64::from_be_bytes(id),
+                    String::from_utf8_lossy(v).into_owned(),
+                ));
+            }
+            true
+        })?;
+        Ok(nodes)
     }
 
     /// The group this log belongs to.

@@ -6,6 +6,8 @@
 //!   (no IO, no clock: time enters as ticks) whose `Ready` handling is split so that a store
 //!   loop can persist the output of every group in one batch with one fsync;
 //! - [`store`]: every peer of a node, persisted with one batch and one fsync per iteration;
+//! - [`membership`]: decisions for adding, promoting and removing replicas and moving
+//!   leadership;
 //! - [`store_loop`]: the thread that drives the store with real time, the transport and the
 //!   partition workers, and turns client batches into proposals and ReadIndex reads;
 //! - [`transport`]: batched raft messages between nodes; [`snapshot`]: partition
@@ -13,6 +15,7 @@
 //!   raft-rs's logs.
 
 pub mod log_store;
+pub mod membership;
 pub mod peer;
 pub mod raft_logging;
 pub mod snapshot;

@@ -109,6 +109,45 @@ impl RaftStore {
         Ok(())
     }
 
+    /// Stops hosting `group`: its peer goes, and its log is deleted and a tombstone left so
+    /// that a restart does not bring it back. Durable on return.
+    pub fn unhost(&mut self, group: GroupId) -> Result<(), EngineError> {
+        self.peers.remove(&group);
+        let mut batch = WriteBatch::default();
+        GroupLog::destroy(group, true, &mut batch);
+        self.log_engine.write(batch, true)
+    }
+
+    /// Clears whatever an earlier replica of `group` left here (a tombstone), so that a new
+    /// replica can be hosted. Durable on return.
+    pub fn forget(&mut self, group: GroupId) -> Result<(), EngineError> {
+        let mut batch = WriteBatch::default();
+        GroupLog::destroy(group, false, &mut batch);
+        self.log_engine.write(batch, true)
+    }
+
+    /// Groups with a persisted log here (see [`GroupLog::persisted_groups`]).
+    pub fn persisted_groups(&self) -> Result<Vec<GroupId>, EngineError> {
+        GroupLog::persisted_groups(self.log_engine.as_ref())
+    }
+
+    /// Whether a replica of `group` was removed from this node.
+    pub fn is_tombstoned(&self, group: GroupId) -> Result<bool, EngineError> {
+        GroupLog::is_tombstoned(self.log_engine.as_ref(), group)
+    }
+
+    /// Records a node's addresses durably.
+    pub fn save_node(&mut self, node: u64, addrs: &str) -> Result<(), EngineError> {
+        let mut batch = WriteBatch::default();
+        GroupLog::save_node(node, addrs, &mut batch);
+        self.log_engine.write(batch, true)
+    }
+
+    /// Nodes recorded with [`RaftStore::save_node`].
+    pub fn saved_nodes(&self) -> Result<Vec<(u64, String)>, EngineError> {
+        GroupLog::saved_nodes(self.log_engine.as_ref())
+    }
+
     /// The compaction point persisted for `group`: its state machine must hold at least
     /// this index before the group is hosted (0 for a new group).
     pub fn persisted_compaction(&self, group: GroupId) -> Result<u64, EngineError> {

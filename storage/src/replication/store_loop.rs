@@ -30,9 +30,10 @@ use raft::eraftpb::MessageType;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::{Command, CommandError, Reply};
 
 use super::log_store::GroupId;
+use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
 use super::peer::ProposeError;
 use super::snapshot::SnapshotFiles;
 use super::store::{GroupMessage, RaftStore};
@@ -79,6 +80,63 @@ pub enum StoreRequest {
     Status {
         /// Where it goes.
         reply: oneshot::Sender<Vec<GroupStatus>>,
+    },
+    /// A membership or leadership operation on `group`, which this node must lead.
+    Admin {
+        /// The group.
+        group: GroupId,
+        /// The operation.
+        op: AdminOp,
+        /// Answered once the operation shows as done, or failed.
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    },
+    /// Start hosting a new, empty replica of `group` (it joins once the leader adds it);
+    /// its worker is already running.
+    Host {
+        /// The group.
+        group: GroupId,
+        /// `<namespace>-<partition>`.
+        name: String,
+        /// The replica's worker.
+        worker: WorkerHandle,
+        /// The group's initial voters (its configuration before any membership change).
+        voters: Vec<u64>,
+        /// Answered once the replica is hosted (durably).
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    },
+    /// Stop hosting `group` and delete this node's replica of it.
+    Unhost {
+        /// The group.
+        group: GroupId,
+        /// Delete it even though this replica still counts itself a member.
+        force: bool,
+        /// Answered once done.
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    },
+    /// Declare (or move) node `id`, persisted across restarts.
+    AddNode {
+        /// Its node id.
+        id: u64,
+        /// Where it receives raft traffic.
+        raft_addr: SocketAddr,
+        /// Where it serves RESP (named in leader hints).
+        redis_addr: SocketAddr,
+        /// Answered once recorded.
+        reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    /// The hosted partitions' workers.
+    Workers {
+        /// Where they go: group, name, worker.
+        reply: oneshot::Sender<Vec<(GroupId, String, WorkerHandle)>>,
+    },
+    /// Reads of a READONLY connection, served by the local replica as it is (stale).
+    StaleReads {
+        /// The group.
+        group: GroupId,
+        /// The reads.
+        items: Vec<Command>,
+        /// Where the replies go.
+        reply: oneshot::Sender<Vec<Reply>>,
     },
 }
 
@@ -127,6 +185,38 @@ impl StoreHandle {
         let _ = self
             .tx
             .send(StoreRequest::Batch {
+                group,
+                items,
+                reply: tx,
+            })
+            .await;
+        rx
+    }
+
+    /// Sends `make(reply)` and waits for the answer; `None` if the loop is gone.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> StoreRequest) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
+    }
+
+    /// The hosted partitions' workers (group, name, worker).
+    pub async fn workers(&self) -> Vec<(GroupId, String, WorkerHandle)> {
+        self.ask(|reply| StoreRequest::Workers { reply })
+            .await
+            .unwrap_or_default()
+    }
+
+    /// Queues the reads of a READONLY connection (see [`StoreRequest::StaleReads`]).
+    pub async fn stale_reads(
+        &self,
+        group: GroupId,
+        items: Vec<Command>,
+    ) -> oneshot::Receiver<Vec<Reply>> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(StoreRequest::StaleReads {
                 group,
                 items,
                 reply: tx,
@@ -205,6 +295,8 @@ pub struct LoopSettings {
     /// Entries kept behind the compaction point for followers that lag a little (they
     /// catch up from the log instead of needing a snapshot).
     pub catchup_entries: u64,
+    /// Ticks an admin operation may take to show as done.
+    pub admin_timeout_ticks: u64,
 }
 
 /// Everything the loop owns.
@@ -243,6 +335,14 @@ struct HeldReads {
     batches: Vec<ReadBatch>,
 }
 
+/// An admin operation proposed and waiting to show as done.
+struct PendingAdmin {
+    group: GroupId,
+    op: AdminOp,
+    deadline: u64,
+    reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+}
+
 /// Read batches registered under one ReadIndex context.
 struct PendingRead {
     group: GroupId,
@@ -271,6 +371,7 @@ struct Runner {
     compacting: HashMap<GroupId, u64>,
     /// The loop's own request queue (transfers report back through it).
     handle: StoreHandle,
+    pending_admin: Vec<PendingAdmin>,
 }
 
 /// Starts the loop on its own thread; `handle` is a handle to its own request queue (for
@@ -300,6 +401,7 @@ pub fn spawn(
                 checkpoints: HashMap::new(),
                 compacting: HashMap::new(),
                 handle,
+                pending_admin: Vec::new(),
             };
             runtime.block_on(runner.run(raft_in, requests, stop));
         })
@@ -501,7 +603,207 @@ impl Runner {
             StoreRequest::Status { reply } => {
                 let _ = reply.send(self.status());
             }
+            StoreRequest::Admin { group, op, reply } => self.on_admin(group, op, reply),
+            StoreRequest::Host {
+                group,
+                name,
+                worker,
+                voters,
+                reply,
+            } => {
+                let _ = reply.send(self.host(group, name, worker, &voters));
+            }
+            StoreRequest::Unhost {
+                group,
+                force,
+                reply,
+            } => {
+                let _ = reply.send(self.unhost(group, force));
+            }
+            StoreRequest::AddNode {
+                id,
+                raft_addr,
+                redis_addr,
+                reply,
+            } => {
+                let _ = reply.send(self.add_node(id, raft_addr, redis_addr));
+            }
+            StoreRequest::Workers { reply } => {
+                let mut workers: Vec<_> = self
+                    .l
+                    .groups
+                    .iter()
+                    .map(|(g, h)| (*g, h.name.clone(), h.worker.clone()))
+                    .collect();
+                workers.sort_by(|a, b| a.1.cmp(&b.1));
+                let _ = reply.send(workers);
+            }
+            StoreRequest::StaleReads {
+                group,
+                items,
+                reply,
+            } => match self.l.groups.get(&group) {
+                // Index 0: answered at whatever the replica has applied.
+                Some(g) => {
+                    g.worker.send(WorkerMsg::ReadAt {
+                        index: 0,
+                        batches: vec![ReadBatch { items, reply }],
+                    });
+                }
+                None => {
+                    let err = CommandError::ClusterChanged(format!(
+                        "partition {group} is not hosted on node {}",
+                        self.l.settings.node_id
+                    ));
+                    let _ = reply.send(vec![Reply::Error(err); items.len()]);
+                }
+            },
         }
+    }
+
+    fn on_admin(
+        &mut self,
+        group: GroupId,
+        op: AdminOp,
+        reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+    ) {
+        let Some(peer) = self.l.store.peer_mut(group) else {
+            let _ = reply.send(Err(AdminError::NotHosted));
+            return;
+        };
+        let proposed = match membership::plan(op, &peer.status()) {
+            Err(e) => Err(e),
+            Ok(Step::AlreadyDone) => {
+                let _ = reply.send(Ok(AdminOutcome::Unchanged));
+                return;
+            }
+            Ok(Step::Propose(cc)) => peer.propose_conf_change(cc).map_err(|e| match e {
+                ProposeError::NotLeader { leader } => AdminError::NotLeader(leader),
+                ProposeError::Dropped | ProposeError::NotReady => AdminError::Refused(
+                    "the leader refused the change (leadership transfer in progress); ask again"
+                        .into(),
+                ),
+            }),
+            Ok(Step::Transfer(to)) => {
+                peer.transfer_leader(to);
+                Ok(())
+            }
+        };
+        match proposed {
+            Ok(()) => {
+                info!(group, ?op, "admin operation started");
+                self.pending_admin.push(PendingAdmin {
+                    group,
+                    op,
+                    deadline: self.ticks + self.l.settings.admin_timeout_ticks,
+                    reply,
+                });
+            }
+            Err(e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+
+    /// Answers the admin operations that show as done or ran out of time.
+    fn settle_admin(&mut self) {
+        if self.pending_admin.is_empty() {
+            return;
+        }
+        for p in std::mem::take(&mut self.pending_admin) {
+            let done = self
+                .l
+                .store
+                .peer(p.group)
+                .map(|peer| membership::satisfied(p.op, &peer.status()));
+            match done {
+                Some(true) => {
+                    info!(group = p.group, op = ?p.op, "admin operation done");
+                    let _ = p.reply.send(Ok(AdminOutcome::Done));
+                }
+                None => {
+                    let _ = p.reply.send(Err(AdminError::NotHosted));
+                }
+                Some(false) if self.ticks >= p.deadline => {
+                    let _ = p.reply.send(Err(AdminError::Timeout));
+                }
+                Some(false) => self.pending_admin.push(p),
+            }
+        }
+    }
+
+    fn host(
+        &mut self,
+        group: GroupId,
+        name: String,
+        worker: WorkerHandle,
+        voters: &[u64],
+    ) -> Result<AdminOutcome, AdminError> {
+        if self.l.groups.contains_key(&group) {
+            return Ok(AdminOutcome::Unchanged);
+        }
+        let hosted = self
+            .l
+            .store
+            .forget(group)
+            .and_then(|()| self.l.store.host(group, self.l.settings.node_id, voters, 0));
+        if let Err(e) = hosted {
+            return Err(AdminError::Refused(format!(
+                "cannot start the raft group: {e}"
+            )));
+        }
+        info!(group, partition = %name, "hosting a new replica");
+        self.l.groups.insert(group, HostedGroup { name, worker });
+        Ok(AdminOutcome::Done)
+    }
+
+    fn unhost(&mut self, group: GroupId, force: bool) -> Result<AdminOutcome, AdminError> {
+        let Some(peer) = self.l.store.peer(group) else {
+            return Ok(AdminOutcome::Unchanged);
+        };
+        let s = peer.status();
+        if s.is_leader {
+            return Err(AdminError::Refused(
+                "this replica leads the partition; transfer leadership and remove it first".into(),
+            ));
+        }
+        let member = s.voters.contains(&s.id) || s.learners.contains(&s.id);
+        if member && !force {
+            return Err(AdminError::Refused(
+                "this replica is still a member of the partition as far as it knows; remove it at the leader first (or force)".into(),
+            ));
+        }
+        if let Err(e) = self.l.store.unhost(group) {
+            return Err(AdminError::Refused(format!(
+                "cannot delete the raft log: {e}"
+            )));
+        }
+        if let Some(hosted) = self.l.groups.remove(&group) {
+            info!(group, partition = %hosted.name, "replica removed from this node");
+            hosted.worker.send(WorkerMsg::Destroy);
+        }
+        self.checkpoints.remove(&group);
+        self.compacting.remove(&group);
+        Ok(AdminOutcome::Done)
+    }
+
+    fn add_node(
+        &mut self,
+        id: u64,
+        raft_addr: SocketAddr,
+        redis_addr: SocketAddr,
+    ) -> Result<(), AdminError> {
+        if id == self.l.settings.node_id {
+            return Err(AdminError::Refused("that is this node's own id".into()));
+        }
+        self.l
+            .store
+            .save_node(id, &format!("{raft_addr} {redis_addr}"))
+            .map_err(|e| AdminError::Refused(format!("cannot record the node: {e}")))?;
+        self.l.transport.add_peer(id, raft_addr);
+        self.l.settings.redis_addrs.insert(id, redis_addr);
+        info!(node = id, %raft_addr, %redis_addr, "node declared");
+        Ok(())
     }
 
     fn on_batch(
@@ -701,6 +1003,7 @@ impl Runner {
                 info!(group, voters = ?s.voters, learners = ?s.learners, "membership changed");
             }
         }
+        self.settle_admin();
     }
 
     fn status(&self) -> Vec<GroupStatus> {

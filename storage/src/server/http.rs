@@ -6,8 +6,8 @@
 //! | GET | `/status` | JSON: version, uptime, node id, and per hosted partition its applied index, key counts and raft status (role, term, leader, commit, replicas, lag) |
 //! | GET | `/metrics` | Prometheus text format |
 //!
-//! Anything else answers 404 (unknown path) or 405 (wrong method) with `{"message": ...}`.
-//! The endpoint is read-only; the admin operations of replication will join it.
+//! Admin operations (membership, hosting replicas) are in [`super::admin`]. Anything else
+//! answers 404 (unknown path) or 405 (wrong method) with `{"message": ...}`.
 
 use std::sync::Arc;
 
@@ -20,11 +20,14 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use super::admin;
+use crate::config::Secret;
 use crate::node_stats::NodeStats;
+use crate::replicas::ReplicaFactory;
 use crate::replication::snapshot::SnapshotStats;
 use crate::replication::store_loop::StoreHandle;
 use crate::replication::transport::TransportStats;
-use crate::worker::WorkerHandle;
+use crate::routing::Routing;
 
 /// What the HTTP handlers read.
 pub struct HttpContext {
@@ -38,11 +41,18 @@ pub struct HttpContext {
     pub snapshots: Arc<SnapshotStats>,
     /// The store loop (raft status).
     pub store: StoreHandle,
-    /// The hosted partitions by name.
-    pub partitions: Vec<(String, WorkerHandle)>,
+    /// The cluster's partitions (admin operations name them).
+    pub routing: Arc<Routing>,
+    /// Starts new replicas.
+    pub factory: Arc<ReplicaFactory>,
+    /// Required by admin operations when set.
+    pub admin_token: Option<Secret>,
+    /// Held while a replica is hosted or removed (one at a time).
+    pub hosting: tokio::sync::Mutex<()>,
 }
 
-fn error(status: StatusCode, message: &str) -> Response {
+/// A JSON error answer.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(json!({ "message": message }))).into_response()
 }
 
@@ -55,11 +65,11 @@ async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
         return error(StatusCode::SERVICE_UNAVAILABLE, "store loop stopped");
     };
     let mut partitions = Vec::new();
-    for (name, worker) in &ctx.partitions {
+    for (_, name, worker) in ctx.store.workers().await {
         let Some(state) = worker.state().await else {
             return error(StatusCode::SERVICE_UNAVAILABLE, "partition worker stopped");
         };
-        let (namespace, partition) = name.rsplit_once('-').unwrap_or((name, "0"));
+        let (namespace, partition) = name.rsplit_once('-').unwrap_or((&name, "0"));
         partitions.push(json!({
             "name": name,
             "namespace": namespace,
@@ -67,7 +77,7 @@ async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
             "applied_index": state.applied_index,
             "keys": state.keys,
             "expires": state.expires,
-            "raft": raft.iter().find(|g| &g.name == name),
+            "raft": raft.iter().find(|g| g.name == name),
         }));
     }
     Json(json!({
@@ -94,6 +104,7 @@ pub fn router(ctx: Arc<HttpContext>) -> Router {
         .route("/ping", get(ping))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .merge(admin::routes())
         .method_not_allowed_fallback(|| async {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
         })

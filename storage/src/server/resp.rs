@@ -9,7 +9,7 @@
 //! - at most `max_clients` connections are served; one more gets Redis's error and is closed;
 //! - no RocksDB call and no blocking call runs on this module's tasks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -30,7 +30,7 @@ use crate::node_stats::NodeStats;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::Routing;
-use crate::worker::{BatchItem, ReadBatch, WorkerHandle, WorkerMsg};
+use crate::worker::BatchItem;
 
 /// Most requests parsed from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -43,9 +43,6 @@ pub struct ServerContext {
     pub store: StoreHandle,
     /// Which group a command's keys belong to.
     pub routing: Arc<Routing>,
-    /// The partition workers hosted here: INFO keyspace, and stale reads of READONLY
-    /// connections, which go to the worker directly.
-    pub workers: HashMap<GroupId, WorkerHandle>,
     /// Counters for INFO.
     pub stats: Arc<NodeStats>,
     /// Request limits.
@@ -260,39 +257,18 @@ async fn send_batch(
     let items = std::mem::take(&mut batch.items);
     let len = items.len();
     let rx = if batch.stale {
-        stale_reads(ctx, group, items)
+        let reads = items
+            .into_iter()
+            .map(|i| match i {
+                BatchItem::Read(cmd) => cmd,
+                BatchItem::Write(_) => unreachable!("a stale batch holds reads only"),
+            })
+            .collect();
+        ctx.store.stale_reads(group, reads).await
     } else {
         ctx.store.batch(group, items).await
     };
     pending.push_back(Pending::Batch { rx, len, protocol });
-}
-
-/// Reads served by this node's replica of `group` at whatever it has applied.
-fn stale_reads(
-    ctx: &ServerContext,
-    group: GroupId,
-    items: Vec<BatchItem>,
-) -> oneshot::Receiver<Vec<Reply>> {
-    let (tx, rx) = oneshot::channel();
-    let Some(worker) = ctx.workers.get(&group) else {
-        let err =
-            CommandError::ClusterChanged(format!("partition {group} is not hosted on this node"));
-        let _ = tx.send(vec![Reply::Error(err); items.len()]);
-        return rx;
-    };
-    let items = items
-        .into_iter()
-        .map(|i| match i {
-            BatchItem::Read(cmd) => cmd,
-            BatchItem::Write(_) => unreachable!("a stale batch holds reads only"),
-        })
-        .collect();
-    // A closed worker drops `tx`, which answers "shutting down".
-    worker.send(WorkerMsg::ReadAt {
-        index: 0,
-        batches: vec![ReadBatch { items, reply: tx }],
-    });
-    rx
 }
 
 /// Waits for every pending reply in order, encodes them and writes them in one go.
@@ -525,7 +501,7 @@ async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> St
                 out.push_str("# Keyspace\r\n");
                 // The replicas hosted here, leaders and followers alike.
                 let (mut keys, mut expires) = (0, 0);
-                for p in ctx.workers.values() {
+                for (_, _, p) in ctx.store.workers().await {
                     if let Some(state) = p.state().await {
                         keys += state.keys;
                         expires += state.expires;

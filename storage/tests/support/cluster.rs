@@ -66,6 +66,19 @@ impl TestCluster {
     /// config (settings such as `[raft]`); it must not contain tables that precede the
     /// cluster's own `[[nodes]]`/`[[namespaces]]`, so put tables last.
     pub fn must_start(root: &Path, n: usize, partitions: u32, extra_toml: &str) -> TestCluster {
+        let all: Vec<u64> = (1..=n as u64).collect();
+        TestCluster::must_start_with(root, n, partitions, &all, extra_toml)
+    }
+
+    /// Like [`TestCluster::must_start`], with the partitions initially replicated on
+    /// `replicas` (node ids) only; the other nodes start empty.
+    pub fn must_start_with(
+        root: &Path,
+        n: usize,
+        partitions: u32,
+        replicas: &[u64],
+        extra_toml: &str,
+    ) -> TestCluster {
         let ports: Vec<NodePorts> = (0..n)
             .map(|i| NodePorts {
                 id: i as u64 + 1,
@@ -79,7 +92,7 @@ impl TestCluster {
             ports,
             nodes: (0..n).map(|_| None).collect(),
         };
-        let replicas: Vec<String> = cluster.ports.iter().map(|p| p.id.to_string()).collect();
+        let replicas: Vec<String> = replicas.iter().map(u64::to_string).collect();
         for i in 0..n {
             let p = cluster.ports[i];
             let mut toml = format!(
@@ -162,6 +175,14 @@ impl TestCluster {
         ClusterClient::new(self.ports.clone())
     }
 
+    /// An HTTP call to node `i`; panics if it cannot be made.
+    pub fn http(&self, i: usize, method: &str, path: &str) -> (u16, Value) {
+        let (code, body) = try_http(self.ports[i].http, method, path)
+            .unwrap_or_else(|e| panic!("{method} {path} on node {}: {e}", i + 1));
+        let json = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        (code, json)
+    }
+
     /// Node `i`'s `/status`, or `None` if it does not answer.
     pub fn status(&self, i: usize) -> Option<Value> {
         let (code, body) = try_http(self.ports[i].http, "GET", "/status").ok()?;
@@ -203,6 +224,16 @@ impl TestCluster {
     /// the leader committed. Returns partition name → leader node id. Panics after
     /// `timeout`, showing the last status of every node.
     pub fn must_converge(&self, timeout: Duration) -> HashMap<String, u64> {
+        self.must_settle(timeout, true)
+    }
+
+    /// Waits until every partition has one leader that every running replica agrees on
+    /// (whatever they applied: under write load they never all show the same index).
+    pub fn must_agree_on_leaders(&self, timeout: Duration) -> HashMap<String, u64> {
+        self.must_settle(timeout, false)
+    }
+
+    fn must_settle(&self, timeout: Duration, applied: bool) -> HashMap<String, u64> {
         let deadline = Instant::now() + timeout;
         loop {
             let views: Vec<(usize, Vec<ReplicaView>)> = (0..self.len())
@@ -211,7 +242,7 @@ impl TestCluster {
                 .collect();
             let up = (0..self.len()).filter(|&i| self.is_up(i)).count();
             if views.len() == up {
-                if let Some(leaders) = converged(&views) {
+                if let Some(leaders) = converged(&views, applied) {
                     return leaders;
                 }
             }
@@ -230,9 +261,9 @@ impl TestCluster {
     }
 }
 
-/// Partition → leader if every partition has one agreed leader (running, and leading) and
-/// all replicas applied the leader's commit index.
-fn converged(views: &[(usize, Vec<ReplicaView>)]) -> Option<HashMap<String, u64>> {
+/// Partition → leader if every partition has one agreed leader (running, and leading) and,
+/// with `applied`, all replicas applied the leader's commit index.
+fn converged(views: &[(usize, Vec<ReplicaView>)], applied: bool) -> Option<HashMap<String, u64>> {
     let mut by_name: HashMap<&str, Vec<(usize, &ReplicaView)>> = HashMap::new();
     for (i, replicas) in views {
         for r in replicas {
@@ -249,9 +280,10 @@ fn converged(views: &[(usize, Vec<ReplicaView>)]) -> Option<HashMap<String, u64>
         if lead.role != "leader" {
             return None;
         }
-        if replicas
-            .iter()
-            .any(|(_, r)| r.applied < lead.commit || r.commit < lead.commit)
+        if applied
+            && replicas
+                .iter()
+                .any(|(_, r)| r.applied < lead.commit || r.commit < lead.commit)
         {
             return None;
         }

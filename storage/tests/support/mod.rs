@@ -532,12 +532,27 @@ impl Client {
 /// One HTTP/1.1 request to 127.0.0.1:`port`; the status code and the body, or why it
 /// failed.
 pub fn try_http(port: u16, method: &str, path: &str) -> Result<(u16, String), String> {
+    try_http_with(port, method, path, &[])
+}
+
+/// [`try_http`] with extra request headers.
+pub fn try_http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<(u16, String), String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))
+    // Admin calls wait up to 10 s for a change to show.
+    s.set_read_timeout(Some(Duration::from_secs(15)))
         .map_err(|e| e.to_string())?;
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n{extra}Connection: close\r\n\r\n"
     )
     .map_err(|e| e.to_string())?;
     let mut response = String::new();

@@ -1,0 +1,160 @@
+//! Starting the replicas a node hosts: open a partition's database (finishing a snapshot
+//! install a crash interrupted) and start its worker thread, at start-up and when the admin
+//! API hosts a new replica.
+//!
+//! Invariants:
+//! - a partition is served only if its database holds at least its raft log's compaction
+//!   point; otherwise the snapshot received for that point is swapped in first, and without
+//!   one the node refuses to start (the replica must be re-created from the others);
+//! - a new replica starts from an empty database: whatever an earlier replica of the same
+//!   partition left in its directory is deleted first.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::engine::rocks::{RocksEngine, RocksOptions};
+use crate::engine::{Engine, EngineError};
+use crate::node_stats::NodeStats;
+use crate::partition::Partition;
+use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
+use crate::replication::store_loop::StoreHandle;
+use crate::routing::GroupLayout;
+use crate::worker::{self, PartitionFiles, WorkerHandle, WorkerSettings};
+
+/// Opens partitions and starts their workers.
+pub struct ReplicaFactory {
+    /// The node's data directory (each partition in `<data_dir>/<name>`).
+    pub data_dir: PathBuf,
+    /// RocksDB settings shared by every partition.
+    pub rocks: RocksOptions,
+    /// Snapshot directories.
+    pub snapshots: SnapshotDirs,
+    /// The store loop, for the workers' events.
+    pub store: StoreHandle,
+    /// How long a client batch may wait for its writes.
+    pub write_timeout: Duration,
+    /// Node counters.
+    pub stats: Arc<NodeStats>,
+    /// Snapshot counters.
+    pub snapshot_stats: Arc<SnapshotStats>,
+    /// Worker threads started, joined at shutdown.
+    pub threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl ReplicaFactory {
+    fn files(&self, layout: &GroupLayout) -> PartitionFiles {
+        let rocks = self.rocks.clone();
+        PartitionFiles {
+            group: layout.id,
+            dir: self.data_dir.join(&layout.name),
+            snapshots: self.snapshots.clone(),
+            open: Box::new(move |dir: &Path| {
+                RocksEngine::open(dir, &rocks).map(|e| Box::new(e) as Box<dyn Engine>)
+            }),
+        }
+    }
+
+    /// Opens the hosted partition `layout` whose raft log is compacted up to `compaction`
+    /// and starts its worker. Returns the worker and the partition's applied index.
+    pub fn start(
+        &self,
+        layout: &GroupLayout,
+        compaction: u64,
+    ) -> Result<(WorkerHandle, u64), String> {
+        let files = self.files(layout);
+        let partition = open_partition(&files, &layout.name, compaction)?;
+        let applied = partition.state().applied_index;
+        Ok((self.spawn(layout, files, partition)?, applied))
+    }
+
+    /// Starts a new, empty replica of `layout`.
+    pub fn start_empty(&self, layout: &GroupLayout) -> Result<WorkerHandle, String> {
+        let files = self.files(layout);
+        if files.dir.exists() {
+            std::fs::remove_dir_all(&files.dir).map_err(|e| {
+                format!("cannot delete the old data of {}: {e}", files.dir.display())
+            })?;
+        }
+        self.snapshots.remove_received(layout.id, None);
+        let partition = files
+            .open_partition()
+            .map_err(|e| format!("cannot create partition {}: {e}", layout.name))?;
+        self.spawn(layout, files, partition)
+    }
+
+    fn spawn(
+        &self,
+        layout: &GroupLayout,
+        files: PartitionFiles,
+        partition: Partition,
+    ) -> Result<WorkerHandle, String> {
+        let (handle, thread) = worker::spawn(
+            partition,
+            WorkerSettings {
+                name: layout.name.clone(),
+                files,
+                to_store: self.store.to_store(layout.id),
+                write_timeout: self.write_timeout,
+                stats: self.stats.clone(),
+                snapshot_stats: self.snapshot_stats.clone(),
+            },
+        )
+        .map_err(|e| format!("cannot start the worker of {}: {e}", layout.name))?;
+        self.threads
+            .lock()
+            .expect("worker thread list poisoned")
+            .push(thread);
+        Ok(handle)
+    }
+
+    /// Waits for every worker thread to end (they do once the store loop is gone).
+    pub fn join_all(&self) {
+        let threads =
+            std::mem::take(&mut *self.threads.lock().expect("worker thread list poisoned"));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Opens a hosted partition: an interrupted snapshot install is finished, and if the raft
+/// log was compacted (or replaced by a snapshot) beyond what the database holds, the
+/// snapshot received for that point is swapped in.
+fn open_partition(
+    files: &PartitionFiles,
+    name: &str,
+    compaction: u64,
+) -> Result<Partition, String> {
+    snapshot::recover_swap(&files.dir)
+        .map_err(|e| format!("cannot recover {}: {e}", files.dir.display()))?;
+    let partition = files.open_partition().map_err(|e: EngineError| {
+        format!(
+            "cannot open partition {name} in {}: {e}",
+            files.dir.display()
+        )
+    })?;
+    let applied = partition.state().applied_index;
+    if applied >= compaction {
+        return Ok(partition);
+    }
+    files.check_received(compaction).map_err(|e| {
+        format!(
+            "partition {name} holds index {applied} but its raft log starts after {compaction}, \
+             and the snapshot for {compaction} cannot be used ({e}); this replica must be \
+             re-created from the others"
+        )
+    })?;
+    drop(partition);
+    info!(
+        partition = name,
+        index = compaction,
+        "installing a snapshot received before a restart"
+    );
+    files
+        .install_received(compaction)
+        .map_err(|e| format!("cannot install the snapshot of {name}: {e}"))
+}
