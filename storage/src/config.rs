@@ -92,6 +92,19 @@ pub struct RaftConfig {
     /// Most MiB per second all snapshot transfers of this node send together (0 = no
     /// limit).
     pub snapshot_rate_mb: u64,
+    /// How a leader confirms that it still leads before answering a read.
+    pub read_mode: ReadMode,
+}
+
+/// How leaders confirm linearizable reads.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReadMode {
+    /// ReadIndex: one heartbeat round to a quorum, shared by all reads waiting then.
+    ReadIndex,
+    /// The leader's lease (check-quorum): no round trip; assumes clocks drift less than
+    /// an election timeout.
+    Lease,
 }
 
 /// Another storage node of a static cluster.
@@ -116,8 +129,13 @@ pub struct NamespaceConfig {
     pub id: u32,
     /// Number of partitions (1..1024).
     pub partitions: u32,
-    /// Node ids holding a replica of every partition (1 to 5 nodes).
+    /// Node ids holding a replica of every partition (1 to 5 nodes): the initial
+    /// membership of each partition's raft group.
     pub replicas: Vec<u64>,
+    /// Followers answer reads from their own applied state (possibly stale) instead of
+    /// sending clients to the leader. Off by default: reads are linearizable.
+    #[serde(default)]
+    pub stale_reads: bool,
 }
 
 /// Request-size limits (Redis's defaults).
@@ -173,6 +191,7 @@ impl Default for RaftConfig {
             log_compact_entries: 20_000,
             log_catchup_entries: 5_000,
             snapshot_rate_mb: 100,
+            read_mode: ReadMode::ReadIndex,
         }
     }
 }
@@ -235,6 +254,7 @@ impl StorageConfig {
                 id: 1,
                 partitions: 1,
                 replicas: vec![self.node_id],
+                stale_reads: false,
             }]
         } else {
             self.namespaces.clone()
@@ -363,6 +383,58 @@ mod tests {
             defaults.effective_http_addr().to_string(),
             "127.0.0.1:12380"
         );
+        assert_eq!(config.raft, defaults.raft);
+        assert_eq!(config.node_id, defaults.node_id);
+        assert_eq!(config.default_namespace, defaults.default_namespace);
+        assert!(config.namespaces.is_empty() && config.nodes.is_empty());
+    }
+
+    #[test]
+    fn the_commented_cluster_example_is_a_valid_cluster() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/storage.toml");
+        let text = std::fs::read_to_string(path).unwrap();
+        let (_, example) = text
+            .split_once("# A static three-node cluster")
+            .expect("the example is in the file");
+        let at = example
+            .find("# [[nodes]]")
+            .expect("the example lists nodes");
+        // Uncomment it, as an operator would.
+        let uncommented: String = example[at..]
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let config: StorageConfig = toml::from_str(&uncommented).expect("the example parses");
+        config.validate().expect("the example is valid");
+        assert_eq!(config.nodes.len(), 3);
+        assert_eq!(config.namespaces[0].replicas, vec![1, 2, 3]);
+        let admin: StorageConfig = toml::from_str("admin_token = \"t0ken\"").unwrap();
+        assert!(
+            !format!("{admin:?}").contains("t0ken"),
+            "the token is never printed"
+        );
+        assert!(admin.admin_token.unwrap().matches("t0ken"));
+    }
+
+    #[test]
+    fn cluster_settings_are_validated() {
+        let bad = [
+            ("node_id = 0", "node_id"),
+            ("[raft]\nlog_compact_entries = 10\nlog_catchup_entries = 10", "log_catchup_entries"),
+            ("[raft]\nread_mode = \"fast\"", "read_mode"),
+            ("default_namespace = \"a-b\"\n[[namespaces]]\nname = \"a-b\"\nid = 1\npartitions = 1\nreplicas = [1]", "namespace name"),
+            ("[[namespaces]]\nname = \"default\"\nid = 1\npartitions = 0\nreplicas = [1]", "partitions"),
+            ("[[namespaces]]\nname = \"default\"\nid = 1\npartitions = 1\nreplicas = [1, 9]", "replica node 9"),
+            ("[[namespaces]]\nname = \"other\"\nid = 1\npartitions = 1\nreplicas = [1]", "default_namespace"),
+        ];
+        for (text, says) in bad {
+            let err = match toml::from_str::<StorageConfig>(text) {
+                Err(e) => e.to_string(),
+                Ok(c) => c.validate().expect_err(text),
+            };
+            assert!(err.contains(says), "{text}: {err}");
+        }
     }
 
     #[test]

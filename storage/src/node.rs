@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use zankv_commands::request::RequestLimits;
 
-use crate::config::StorageConfig;
+use crate::config::{ReadMode, StorageConfig};
 use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::node_stats::NodeStats;
 use crate::replicas::ReplicaFactory;
@@ -141,6 +141,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let timing = RaftTiming {
         election_ticks: config.raft.election_ticks,
         heartbeat_ticks: config.raft.heartbeat_ticks,
+        lease_reads: config.raft.read_mode == ReadMode::Lease,
     };
     let mut store = RaftStore::new(Box::new(log_engine), timing, raft_logging::logger());
     let (store_handle, store_requests) = store_loop::channel(STORE_QUEUE);
@@ -183,6 +184,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             HostedGroup {
                 name: layout.name.clone(),
                 worker,
+                stale_reads: layout.stale_reads,
             },
         );
     }

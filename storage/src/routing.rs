@@ -24,8 +24,10 @@ pub struct GroupLayout {
     pub id: GroupId,
     /// `<namespace>-<partition>`: its name in logs, metrics and on disk.
     pub name: String,
-    /// Node ids holding its replicas.
+    /// Node ids holding its replicas initially.
     pub replicas: Vec<u64>,
+    /// Whether followers answer reads from their own state (the namespace's setting).
+    pub stale_reads: bool,
 }
 
 /// The namespaces of the cluster and how keys map to their partitions.
@@ -57,6 +59,7 @@ impl Routing {
                     id: group_id(ns.id, p),
                     name: format!("{}-{p}", ns.name),
                     replicas: ns.replicas.clone(),
+                    stale_reads: ns.stale_reads,
                 })
             })
             .collect()
@@ -117,6 +120,7 @@ mod tests {
             id,
             partitions,
             replicas: vec![1, 2, 3],
+            stale_reads: false,
         }
     }
 

@@ -67,6 +67,19 @@ pub enum BatchItem {
     Write(Vec<Bytes>),
 }
 
+impl BatchItem {
+    /// The commands of a batch known to hold reads only.
+    pub fn into_reads(items: Vec<BatchItem>) -> Vec<Command> {
+        items
+            .into_iter()
+            .map(|i| match i {
+                BatchItem::Read(cmd) => cmd,
+                BatchItem::Write(_) => unreachable!("a batch of reads holds a write"),
+            })
+            .collect()
+    }
+}
+
 /// One slot of a planned client batch.
 pub enum Slot {
     /// Answered already (for example a proposal raft refused).

@@ -438,3 +438,26 @@ fn a_replica_moves_to_a_new_node_under_write_load_without_losing_a_write() {
     assert!(cluster.replicas(0).unwrap().is_empty());
     must_hold(&cluster, &ledgers);
 }
+
+#[test]
+fn lease_reads_and_a_namespace_that_allows_follower_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    // The bare key lands in the namespace's table (the cluster's config ends with it).
+    let extra = format!("stale_reads = true\n{FAST_RAFT}read_mode = \"lease\"\n");
+    let cluster = TestCluster::must_start(dir.path(), 3, 1, &extra);
+    let leader = leader_of(&cluster, "default-0");
+    let mut lead = cluster.client(leader);
+    assert_eq!(lead.cmd_str(&["SET", "k", "v1"]), Frame::simple("OK"));
+    // The leader answers reads from its lease, no quorum round needed.
+    assert_eq!(lead.cmd_str(&["GET", "k"]), Frame::bulk("v1"));
+    cluster.must_converge(CONVERGE);
+    // Followers answer reads themselves (no READONLY needed) but still refuse writes.
+    let follower = (leader + 1) % 3;
+    let mut conn = cluster.client(follower);
+    assert_eq!(conn.cmd_str(&["GET", "k"]), Frame::bulk("v1"));
+    let refused = conn.cmd_str(&["SET", "k", "v2"]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED: not leader")),
+        "{refused}"
+    );
+}

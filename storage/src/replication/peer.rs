@@ -28,6 +28,9 @@ pub struct RaftTiming {
     pub election_ticks: usize,
     /// Ticks between leader heartbeats.
     pub heartbeat_ticks: usize,
+    /// Confirm reads by the leader's lease instead of a quorum round (ReadIndex): no
+    /// round trip, but correct only while clocks drift less than the election timeout.
+    pub lease_reads: bool,
 }
 
 impl Default for RaftTiming {
@@ -35,6 +38,7 @@ impl Default for RaftTiming {
         RaftTiming {
             election_ticks: 10,
             heartbeat_ticks: 2,
+            lease_reads: false,
         }
     }
 }
@@ -124,6 +128,11 @@ impl Peer {
             check_quorum: true,
             max_size_per_msg: 1 << 20,
             max_inflight_msgs: 256,
+            read_only_option: if timing.lease_reads {
+                raft::ReadOnlyOption::LeaseBased
+            } else {
+                raft::ReadOnlyOption::Safe
+            },
             ..Config::default()
         };
         let group = log.group();

@@ -58,10 +58,7 @@ struct Node {
 
 impl Node {
     fn start(&mut self, groups: &[GroupId], voters: &[u64]) {
-        let timing = RaftTiming {
-            election_ticks: 10,
-            heartbeat_ticks: 2,
-        };
+        let timing = RaftTiming::default();
         let mut store = RaftStore::new(Box::new(self.disk.clone()), timing, logger());
         for &g in groups {
             let applied = self.machines.entry(g).or_default().applied_index;

@@ -99,6 +99,8 @@ pub enum StoreRequest {
         name: String,
         /// The replica's worker.
         worker: WorkerHandle,
+        /// Whether the namespace allows stale reads from followers.
+        stale_reads: bool,
         /// The group's initial voters (its configuration before any membership change).
         voters: Vec<u64>,
         /// Answered once the replica is hosted (durably).
@@ -278,6 +280,9 @@ pub struct HostedGroup {
     pub name: String,
     /// Its partition worker.
     pub worker: WorkerHandle,
+    /// Whether this replica answers reads itself when it does not lead (the namespace
+    /// allows stale reads).
+    pub stale_reads: bool,
 }
 
 /// Settings of the loop.
@@ -608,10 +613,16 @@ impl Runner {
                 group,
                 name,
                 worker,
+                stale_reads,
                 voters,
                 reply,
             } => {
-                let _ = reply.send(self.host(group, name, worker, &voters));
+                let hosted = HostedGroup {
+                    name,
+                    worker,
+                    stale_reads,
+                };
+                let _ = reply.send(self.host(group, hosted, &voters));
             }
             StoreRequest::Unhost {
                 group,
@@ -735,25 +746,24 @@ impl Runner {
     fn host(
         &mut self,
         group: GroupId,
-        name: String,
-        worker: WorkerHandle,
+        hosted: HostedGroup,
         voters: &[u64],
     ) -> Result<AdminOutcome, AdminError> {
         if self.l.groups.contains_key(&group) {
             return Ok(AdminOutcome::Unchanged);
         }
-        let hosted = self
+        let started = self
             .l
             .store
             .forget(group)
             .and_then(|()| self.l.store.host(group, self.l.settings.node_id, voters, 0));
-        if let Err(e) = hosted {
+        if let Err(e) = started {
             return Err(AdminError::Refused(format!(
                 "cannot start the raft group: {e}"
             )));
         }
-        info!(group, partition = %name, "hosting a new replica");
-        self.l.groups.insert(group, HostedGroup { name, worker });
+        info!(group, partition = %hosted.name, "hosting a new replica");
+        self.l.groups.insert(group, hosted);
         Ok(AdminOutcome::Done)
     }
 
@@ -823,19 +833,23 @@ impl Runner {
             ));
             return refuse(err, reply, items.len());
         };
+        let all_reads = items.iter().all(|i| matches!(i, BatchItem::Read(_)));
+        if !peer.is_leader() && hosted.stale_reads && all_reads {
+            // The namespace accepts reads from followers: answered at what is applied here.
+            let items = BatchItem::into_reads(items);
+            hosted.worker.send(WorkerMsg::ReadAt {
+                index: 0,
+                batches: vec![ReadBatch { items, reply }],
+            });
+            return;
+        }
         if !peer.is_leader() {
             self.l.stats.raft_not_leader();
             let err = self.not_leader(group, peer.leader());
             return refuse(err, reply, items.len());
         }
-        if items.iter().all(|i| matches!(i, BatchItem::Read(_))) {
-            let items = items
-                .into_iter()
-                .filter_map(|i| match i {
-                    BatchItem::Read(cmd) => Some(cmd),
-                    BatchItem::Write(_) => None,
-                })
-                .collect();
+        if all_reads {
+            let items = BatchItem::into_reads(items);
             let deadline = self.ticks + self.l.settings.read_timeout_ticks;
             self.new_reads
                 .entry(group)

@@ -233,6 +233,7 @@ async fn host_replica(
             group: layout.id,
             name: layout.name.clone(),
             worker,
+            stale_reads: layout.stale_reads,
             voters: layout.replicas.clone(),
             reply,
         })

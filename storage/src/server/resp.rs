@@ -257,14 +257,9 @@ async fn send_batch(
     let items = std::mem::take(&mut batch.items);
     let len = items.len();
     let rx = if batch.stale {
-        let reads = items
-            .into_iter()
-            .map(|i| match i {
-                BatchItem::Read(cmd) => cmd,
-                BatchItem::Write(_) => unreachable!("a stale batch holds reads only"),
-            })
-            .collect();
-        ctx.store.stale_reads(group, reads).await
+        ctx.store
+            .stale_reads(group, BatchItem::into_reads(items))
+            .await
     } else {
         ctx.store.batch(group, items).await
     };

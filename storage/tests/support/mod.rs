@@ -38,14 +38,30 @@ const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// [`free_port`] and the child's bind.
 const START_ATTEMPTS: usize = 3;
 
-/// Returns a loopback port that was free a moment ago: binds 127.0.0.1:0, reads the port the
-/// OS chose, and releases it.
+/// Returns a loopback port that was free a moment ago and that no other caller in this
+/// process has been given. Ports come from below the kernel's ephemeral range (read from
+/// `/proc`), so the outgoing connections of concurrent tests cannot take them between this
+/// check and the server's bind.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("local_addr of a bound listener")
-        .port()
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let mut given = GIVEN.lock().expect("port registry poisoned");
+    let given = given.get_or_insert_with(HashSet::new);
+    let mut rng = fastrand::Rng::new();
+    for _ in 0..10_000 {
+        let port = rng.u16(low..high);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in {low}..{high}");
 }
 
 // ---------------------------------------------------------------------------------------
