@@ -41,6 +41,9 @@ pub struct StorageConfig {
     /// When set, the HTTP endpoint's admin (mutating) operations require the header
     /// `Authorization: Bearer <admin_token>`. Never logged.
     pub admin_token: Option<Secret>,
+    /// Threads that apply committed entries and serve reads, shared by all partitions
+    /// (0 = as many as CPUs, at most 4).
+    pub apply_threads: usize,
     /// Namespaces of a static cluster. When empty, one namespace named after
     /// `default_namespace` with one partition replicated on this node alone.
     pub namespaces: Vec<NamespaceConfig>,
@@ -176,6 +179,7 @@ impl Default for StorageConfig {
             raft: RaftConfig::default(),
             nodes: Vec::new(),
             admin_token: None,
+            apply_threads: 0,
             namespaces: Vec::new(),
         }
     }
@@ -232,6 +236,16 @@ impl StorageConfig {
             let port = self.redis_addr.port().saturating_sub(1);
             SocketAddr::new(self.redis_addr.ip(), port)
         })
+    }
+
+    /// The number of apply threads in effect (see [`StorageConfig::apply_threads`]).
+    pub fn apply_threads(&self) -> usize {
+        match self.apply_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .min(4),
+            n => n,
+        }
     }
 
     /// The raft address in effect (see [`StorageConfig::raft_addr`]).

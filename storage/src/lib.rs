@@ -8,12 +8,13 @@
 //! - [`partition`]: a partition's state machine (apply changes with their applied index,
 //!   answer reads);
 //! - [`replication`]: raft groups (peers, log, store loop, transport);
-//! - [`worker`]: the thread that owns a partition, applies its committed entries and runs
-//!   reads at linearizable positions;
+//! - [`worker`]: a partition's worker, which applies its committed entries and runs reads
+//!   at linearizable positions; [`apply_pool`]: the threads workers run on;
 //! - [`routing`]: which partition a command belongs to; [`replicas`]: opening hosted
 //!   partitions and starting their workers;
 //! - [`server`]: the RESP and HTTP front ends; [`node`]: wiring; [`config`]: settings.
 
+pub mod apply_pool;
 pub mod change;
 pub mod clock;
 pub mod config;

@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use zankv_commands::request::RequestLimits;
 
+use crate::apply_pool::ApplyPool;
 use crate::config::{ReadMode, StorageConfig};
 use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::node_stats::NodeStats;
@@ -162,7 +163,8 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         write_timeout,
         stats: stats.clone(),
         snapshot_stats: snapshot_stats.clone(),
-        threads: Mutex::new(Vec::new()),
+        pool: ApplyPool::new(config.apply_threads())
+            .map_err(|e| format!("cannot start the apply threads: {e}"))?,
     });
     let mut groups = HashMap::new();
     let mut applied_at_start = HashMap::new();
@@ -314,7 +316,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     // then drains its queue, syncs and exits.
     let _ = stop_store_tx.send(true);
     let _ = store_thread.join();
-    factory.join_all();
+    factory.shutdown();
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result

@@ -383,7 +383,10 @@ mod tests {
         let opts = RocksOptions::new(8 << 20, 4 << 20).unwrap();
         let mem = Arc::new(MemoryEngine::new());
         let mut parts = vec![
-            Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap(),
+            Partition::open(Box::new(
+                RocksEngine::open_unlogged(dir.path(), &opts).unwrap(),
+            ))
+            .unwrap(),
             Partition::open(Box::new(mem.clone())).unwrap(),
         ];
         replay(7, &mut parts);
@@ -443,8 +446,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let opts = RocksOptions::new(8 << 20, 4 << 20).unwrap();
         {
-            let mut p =
-                Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap();
+            let mut p = Partition::open(Box::new(
+                RocksEngine::open_unlogged(dir.path(), &opts).unwrap(),
+            ))
+            .unwrap();
             p.apply(
                 1,
                 &Change::Command {
@@ -455,7 +460,10 @@ mod tests {
             .unwrap();
             p.sync().unwrap();
         }
-        let p = Partition::open(Box::new(RocksEngine::open(dir.path(), &opts).unwrap())).unwrap();
+        let p = Partition::open(Box::new(
+            RocksEngine::open_unlogged(dir.path(), &opts).unwrap(),
+        ))
+        .unwrap();
         assert_eq!(p.state().applied_index, 1);
         assert_eq!(p.state().keys, 1);
         assert_eq!(p.state().next_version, 2);

@@ -10,12 +10,12 @@
 //!   partition left in its directory is deleted first.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::info;
 
+use crate::apply_pool::ApplyPool;
 use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::engine::{Engine, EngineError};
 use crate::node_stats::NodeStats;
@@ -23,7 +23,7 @@ use crate::partition::Partition;
 use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::GroupLayout;
-use crate::worker::{self, PartitionFiles, WorkerHandle, WorkerSettings};
+use crate::worker::{PartitionFiles, WorkerHandle, WorkerSettings};
 
 /// Opens partitions and starts their workers.
 pub struct ReplicaFactory {
@@ -41,8 +41,8 @@ pub struct ReplicaFactory {
     pub stats: Arc<NodeStats>,
     /// Snapshot counters.
     pub snapshot_stats: Arc<SnapshotStats>,
-    /// Worker threads started, joined at shutdown.
-    pub threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The apply threads the workers run on.
+    pub pool: ApplyPool,
 }
 
 impl ReplicaFactory {
@@ -53,7 +53,7 @@ impl ReplicaFactory {
             dir: self.data_dir.join(&layout.name),
             snapshots: self.snapshots.clone(),
             open: Box::new(move |dir: &Path| {
-                RocksEngine::open(dir, &rocks).map(|e| Box::new(e) as Box<dyn Engine>)
+                RocksEngine::open_unlogged(dir, &rocks).map(|e| Box::new(e) as Box<dyn Engine>)
             }),
         }
     }
@@ -92,32 +92,20 @@ impl ReplicaFactory {
         files: PartitionFiles,
         partition: Partition,
     ) -> Result<WorkerHandle, String> {
-        let (handle, thread) = worker::spawn(
-            partition,
-            WorkerSettings {
-                name: layout.name.clone(),
-                files,
-                to_store: self.store.to_store(layout.id),
-                write_timeout: self.write_timeout,
-                stats: self.stats.clone(),
-                snapshot_stats: self.snapshot_stats.clone(),
-            },
-        )
-        .map_err(|e| format!("cannot start the worker of {}: {e}", layout.name))?;
-        self.threads
-            .lock()
-            .expect("worker thread list poisoned")
-            .push(thread);
-        Ok(handle)
+        let settings = WorkerSettings {
+            name: layout.name.clone(),
+            files,
+            to_store: self.store.to_store(layout.id),
+            write_timeout: self.write_timeout,
+            stats: self.stats.clone(),
+            snapshot_stats: self.snapshot_stats.clone(),
+        };
+        Ok(self.pool.start(layout.id, partition, settings))
     }
 
-    /// Waits for every worker thread to end (they do once the store loop is gone).
-    pub fn join_all(&self) {
-        let threads =
-            std::mem::take(&mut *self.threads.lock().expect("worker thread list poisoned"));
-        for t in threads {
-            let _ = t.join();
-        }
+    /// Stops every worker (once the store loop is gone) and waits for the apply threads.
+    pub fn shutdown(&self) {
+        self.pool.shutdown();
     }
 }
 

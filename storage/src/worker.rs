@@ -32,7 +32,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -233,18 +232,34 @@ impl PartitionFiles {
     }
 }
 
-/// A cloneable handle to a partition worker.
+/// A message to an apply thread.
+pub(crate) enum PoolMsg {
+    /// Start serving a partition.
+    Add(GroupId, Box<Worker>),
+    /// A message for one partition's worker.
+    Worker(GroupId, WorkerMsg),
+    /// Finish what is queued, close every partition, end the thread.
+    Stop,
+}
+
+/// A cloneable handle to a partition worker (which runs on one of the node's apply
+/// threads).
 #[derive(Clone)]
 pub struct WorkerHandle {
-    tx: mpsc::UnboundedSender<WorkerMsg>,
+    tx: mpsc::UnboundedSender<PoolMsg>,
+    group: GroupId,
 }
 
 impl WorkerHandle {
+    pub(crate) fn new(tx: mpsc::UnboundedSender<PoolMsg>, group: GroupId) -> Self {
+        WorkerHandle { tx, group }
+    }
+
     /// Sends a message; false if the worker is gone. Never blocks: the store loop must not
     /// wait on a slow partition (its backlog is bounded by raft's flow control and the
     /// store loop's admission limit).
     pub fn send(&self, msg: WorkerMsg) -> bool {
-        self.tx.send(msg).is_ok()
+        self.tx.send(PoolMsg::Worker(self.group, msg)).is_ok()
     }
 
     /// The partition's applied state.
@@ -273,44 +288,37 @@ pub struct WorkerSettings {
     pub snapshot_stats: Arc<SnapshotStats>,
 }
 
-/// Starts a worker thread for `partition`.
-pub fn spawn(
-    partition: Partition,
-    settings: WorkerSettings,
-) -> std::io::Result<(WorkerHandle, JoinHandle<()>)> {
-    let WorkerSettings {
-        name,
-        files,
-        to_store,
-        write_timeout,
-        stats,
-        snapshot_stats,
-    } = settings;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let thread = std::thread::Builder::new()
-        .name(format!("partition-{name}"))
-        .spawn(move || {
-            Worker {
-                name,
-                partition,
-                stats,
-                snapshot_stats,
-                files,
-                to_store,
-                write_timeout,
-                cursors: ScanCursors::new(SCAN_CURSORS),
-                clock: Clock::default(),
-                failed: None,
-                plans: HashMap::new(),
-                next_plan: 0,
-                writes: BTreeMap::new(),
-                anchored: BTreeMap::new(),
-                waiting_reads: BTreeMap::new(),
-                applied_term: 0,
-            }
-            .run(rx)
-        })?;
-    Ok((WorkerHandle { tx }, thread))
+impl Worker {
+    /// A worker for `partition`, to run on an apply thread ([`crate::apply_pool`]).
+    pub(crate) fn new(partition: Partition, settings: WorkerSettings) -> Worker {
+        let WorkerSettings {
+            name,
+            files,
+            to_store,
+            write_timeout,
+            stats,
+            snapshot_stats,
+        } = settings;
+        info!(partition = %name, applied = partition.state().applied_index, "partition worker started");
+        Worker {
+            name,
+            partition,
+            stats,
+            snapshot_stats,
+            files,
+            to_store,
+            write_timeout,
+            cursors: ScanCursors::new(SCAN_CURSORS),
+            clock: Clock::default(),
+            failed: None,
+            plans: HashMap::new(),
+            next_plan: 0,
+            writes: BTreeMap::new(),
+            anchored: BTreeMap::new(),
+            waiting_reads: BTreeMap::new(),
+            applied_term: 0,
+        }
+    }
 }
 
 /// A plan being answered.
@@ -324,7 +332,8 @@ struct PlanState {
     deadline: Instant,
 }
 
-struct Worker {
+/// One partition's worker: its state machine and the client requests waiting on it.
+pub(crate) struct Worker {
     name: String,
     partition: Partition,
     stats: Arc<NodeStats>,
@@ -366,46 +375,52 @@ impl Worker {
         self.partition.state().applied_index
     }
 
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<WorkerMsg>) {
-        info!(partition = %self.name, applied = self.applied(), "partition worker started");
-        while let Some(msg) = rx.blocking_recv() {
-            match msg {
-                WorkerMsg::Destroy => return self.destroy(),
-                WorkerMsg::Plan(plan) => self.on_plan(plan),
-                WorkerMsg::Apply(entries) => self.apply_entries(entries),
-                WorkerMsg::ReadAt { index, batches } => {
-                    if index <= self.applied() {
-                        for b in batches {
-                            self.answer_reads(b);
-                        }
-                    } else {
-                        self.waiting_reads.entry(index).or_default().extend(batches);
-                    }
-                }
-                WorkerMsg::Tick { leader } => {
-                    self.expire_plans();
-                    if leader {
-                        self.background();
-                    }
-                }
-                WorkerMsg::State { reply } => {
-                    let _ = reply.send(self.partition.state());
-                }
-                WorkerMsg::Checkpoint => self.checkpoint(),
-                WorkerMsg::InstallSnapshot { index, term } => self.install_snapshot(index, term),
-                WorkerMsg::SyncForCompaction => match self.partition.sync() {
-                    Ok(()) => {
-                        (self.to_store)(WorkerEvent::Durable {
-                            index: self.applied(),
-                        });
-                    }
-                    Err(e) => {
-                        warn!(partition = %self.name, error = %e, "sync before log compaction failed")
-                    }
-                },
+    /// Handles one message. Returns false once the partition was destroyed (the worker
+    /// must be dropped).
+    pub(crate) fn handle(&mut self, msg: WorkerMsg) -> bool {
+        match msg {
+            WorkerMsg::Destroy => {
+                self.destroy();
+                return false;
             }
+            WorkerMsg::Plan(plan) => self.on_plan(plan),
+            WorkerMsg::Apply(entries) => self.apply_entries(entries),
+            WorkerMsg::ReadAt { index, batches } => {
+                if index <= self.applied() {
+                    for b in batches {
+                        self.answer_reads(b);
+                    }
+                } else {
+                    self.waiting_reads.entry(index).or_default().extend(batches);
+                }
+            }
+            WorkerMsg::Tick { leader } => {
+                self.expire_plans();
+                if leader {
+                    self.background();
+                }
+            }
+            WorkerMsg::State { reply } => {
+                let _ = reply.send(self.partition.state());
+            }
+            WorkerMsg::Checkpoint => self.checkpoint(),
+            WorkerMsg::InstallSnapshot { index, term } => self.install_snapshot(index, term),
+            WorkerMsg::SyncForCompaction => match self.partition.sync() {
+                Ok(()) => {
+                    (self.to_store)(WorkerEvent::Durable {
+                        index: self.applied(),
+                    });
+                }
+                Err(e) => {
+                    warn!(partition = %self.name, error = %e, "sync before log compaction failed")
+                }
+            },
         }
-        // Answer whoever still waits: the node is stopping.
+        true
+    }
+
+    /// The node is stopping: answers whoever still waits and makes the data durable.
+    pub(crate) fn stop(&mut self) {
         for (_, plan) in self.plans.drain() {
             let _ = plan.reply.send(vec![
                 Reply::Error(CommandError::ShuttingDown);
@@ -742,20 +757,25 @@ impl Worker {
         }
     }
 
-    /// Closes and deletes the partition's database; the thread then ends.
-    fn destroy(self) {
+    /// Closes and deletes the partition's database; the worker is dropped after.
+    fn destroy(&mut self) {
         let gone = || {
             Reply::Error(CommandError::ClusterChanged(
                 "the partition is no longer hosted on this node".into(),
             ))
         };
-        for (_, plan) in self.plans {
+        for (_, plan) in self.plans.drain() {
             let _ = plan.reply.send(vec![gone(); plan.is_read.len()]);
         }
-        for batch in self.waiting_reads.into_values().flatten() {
+        for batch in std::mem::take(&mut self.waiting_reads)
+            .into_values()
+            .flatten()
+        {
             let _ = batch.reply.send(vec![gone(); batch.items.len()]);
         }
-        drop(self.partition);
+        let placeholder = Partition::open(Box::new(MemoryEngine::new()))
+            .expect("an empty in-memory partition opens");
+        drop(std::mem::replace(&mut self.partition, placeholder));
         if let Err(e) = std::fs::remove_dir_all(&self.files.dir) {
             warn!(partition = %self.name, error = %e, "deleting the removed replica's data failed");
         }

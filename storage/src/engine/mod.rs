@@ -8,7 +8,8 @@
 //!
 //! Invariants every implementation keeps:
 //! - a batch is applied atomically and in order (later operations see earlier ones);
-//! - after `sync` returns, every batch written before it survives a crash;
+//! - after `sync` returns, every batch written before it survives a crash (an engine may
+//!   make batches durable earlier, never later);
 //! - scans see every batch written before the scan started.
 
 pub mod memory;

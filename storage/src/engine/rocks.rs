@@ -1,9 +1,16 @@
 //! The RocksDB [`Engine`]: the only file in the workspace that names RocksDB types.
 //!
-//! One RocksDB database per partition (see docs/storage-format.md for why). Writes go to the
-//! WAL without fsync; [`Engine::sync`] syncs the WAL once for everything written before it,
-//! which is how the partition worker group-commits. All partitions of a node share one block
-//! cache, handed in through [`RocksOptions`].
+//! One RocksDB database per partition (see docs/storage-format.md for why), plus the
+//! node's raft-log database. Two kinds:
+//! - [`RocksEngine::open`] (the raft log): writes go to the WAL without fsync, and
+//!   [`Engine::sync`] syncs the WAL once for everything written before it (group commit);
+//! - [`RocksEngine::open_unlogged`] (partition data): no WAL at all, because the raft log is
+//!   the record of every change. Writes live in memtables until RocksDB flushes them;
+//!   [`Engine::sync`] flushes. After a crash the database holds what was flushed, and the
+//!   node replays the rest from the raft log (which is compacted only up to a flushed
+//!   index).
+//!
+//! All databases of a node share one block cache, handed in through [`RocksOptions`].
 
 use std::path::Path;
 
@@ -52,16 +59,25 @@ fn backend(e: rocksdb::Error) -> EngineError {
     EngineError::Backend(e.into_string())
 }
 
-/// A partition's RocksDB database.
+/// A RocksDB database.
 pub struct RocksEngine {
     db: DB,
+    /// Whether writes go to a WAL.
+    logged: bool,
 }
 
 impl RocksEngine {
-    /// Opens (creating if needed) the database in `dir`.
+    /// Opens (creating if needed) the database in `dir`, with a write-ahead log.
     pub fn open(dir: &Path, options: &RocksOptions) -> Result<Self, EngineError> {
         let db = DB::open(&options.db_options(), dir).map_err(backend)?;
-        Ok(RocksEngine { db })
+        Ok(RocksEngine { db, logged: true })
+    }
+
+    /// Opens (creating if needed) the database in `dir` without a write-ahead log: writes
+    /// are durable once [`Engine::sync`] (a flush) returns or RocksDB flushes by itself.
+    pub fn open_unlogged(dir: &Path, options: &RocksOptions) -> Result<Self, EngineError> {
+        let db = DB::open(&options.db_options(), dir).map_err(backend)?;
+        Ok(RocksEngine { db, logged: false })
     }
 }
 
@@ -107,12 +123,24 @@ impl Engine for RocksEngine {
             }
         }
         let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        self.db.write_opt(wb, &opts).map_err(backend)
+        if self.logged {
+            opts.set_sync(sync);
+        } else {
+            opts.disable_wal(true);
+        }
+        self.db.write_opt(wb, &opts).map_err(backend)?;
+        if sync && !self.logged {
+            self.sync()?;
+        }
+        Ok(())
     }
 
     fn sync(&self) -> Result<(), EngineError> {
-        self.db.flush_wal(true).map_err(backend)
+        if self.logged {
+            self.db.flush_wal(true).map_err(backend)
+        } else {
+            self.db.flush().map_err(backend)
+        }
     }
 
     fn checkpoint(&self, dir: &Path) -> Result<(), EngineError> {
