@@ -9,7 +9,7 @@
 //! redis-server, give its one address.
 //!
 //! Prints one JSON line on stdout: clients, ops, seconds, ops_per_sec, p50_ms, p99_ms,
-//! max_ms, errors, redirects.
+//! max_ms, errors, redirects, and all_ops (ops including the warm-up).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -78,6 +78,8 @@ struct Shared {
 #[derive(Default)]
 struct ClientResult {
     latencies_us: Vec<u32>,
+    /// Commands answered during the warm-up.
+    warmup_ops: u64,
     errors: u64,
     redirects: u64,
 }
@@ -193,6 +195,7 @@ async fn client(shared: Arc<Shared>, measure_from: Instant, stop: Arc<AtomicBool
             }
         };
         if started < measure_from {
+            result.warmup_ops += u64::from(ok);
             continue;
         }
         if ok {
@@ -256,6 +259,7 @@ fn main() {
     let ops = latencies.len() as u64;
     let errors: u64 = results.iter().map(|r| r.errors).sum();
     let redirects: u64 = results.iter().map(|r| r.redirects).sum();
+    let warmup_ops: u64 = results.iter().map(|r| r.warmup_ops).sum();
     let seconds = measured.as_secs_f64();
     let report = serde_json::json!({
         "clients": shared.args.clients,
@@ -267,6 +271,7 @@ fn main() {
         "max_ms": percentile(&latencies, 1.0),
         "errors": errors,
         "redirects": redirects,
+        "all_ops": ops + warmup_ops,
     });
     println!("{report}");
 }

@@ -5,10 +5,10 @@
 //! ticks, messages and proposals, then runs the two halves of a ready cycle:
 //!
 //! 1. [`Peer::take_ready`]: the log changes (new entries, hard state, snapshot) are appended
-//!    to the caller's write batch, and the messages that may leave before persistence are
-//!    returned;
+//!    to the caller's write batch, and what may proceed before persistence is returned:
+//!    messages (a leader's appends), entries already committed, confirmed reads;
 //! 2. once the batch is durable, [`Peer::advance`]: returns the messages that had to wait
-//!    for persistence and the committed entries to apply.
+//!    for persistence and the entries that persistence committed.
 //!
 //! Between the two, the driver persists the batches of all its peers with one fsync.
 //! `pre_vote` and `check_quorum` are on: a partitioned replica cannot disrupt the group when
@@ -68,6 +68,9 @@ pub struct ReadyOutput {
     /// Confirmed read indexes: `(context, index)` — a read registered with `context` may be
     /// answered once the state machine has applied `index`.
     pub reads: Vec<(u64, u64)>,
+    /// Committed entries to apply, in order. raft-rs hands out only entries this replica
+    /// has persisted, so they may be applied before this ready's batch is durable.
+    pub committed: Vec<Entry>,
 }
 
 /// A replica's view of its group, for status pages and PD.
@@ -98,7 +101,7 @@ pub struct PeerStatus {
 pub struct AdvanceOutput {
     /// Messages to send now.
     pub messages: Vec<Message>,
-    /// Committed entries to apply, in order.
+    /// Entries committed by the persistence just done, to apply in order.
     pub committed: Vec<Entry>,
 }
 
@@ -106,7 +109,6 @@ pub struct AdvanceOutput {
 pub struct Peer {
     node: RawNode<GroupLog>,
     pending: Option<raft::Ready>,
-    committed: Vec<Entry>,
 }
 
 impl Peer {
@@ -144,7 +146,6 @@ impl Peer {
         Ok(Peer {
             node,
             pending: None,
-            committed: Vec::new(),
         })
     }
 
@@ -366,15 +367,14 @@ impl Peer {
                     Some((u64::from_be_bytes(ctx), rs.index))
                 })
                 .collect(),
+            committed: Vec::new(),
         };
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.node.mut_store().apply_snapshot(snap.clone(), batch);
             out.snapshot = Some(snap);
         }
-        // Entries committed by a quorum may be applied before our own log is persisted, but
-        // we apply after the sync: simpler to reason about, and the sync is shared anyway.
-        self.committed = rd.take_committed_entries();
+        out.committed = rd.take_committed_entries();
         self.node.mut_store().append(rd.entries(), batch);
         if let Some(hs) = rd.hs() {
             self.node.mut_store().set_hard_state(hs.clone(), batch);
@@ -390,7 +390,7 @@ impl Peer {
         };
         let mut out = AdvanceOutput {
             messages: rd.take_persisted_messages(),
-            committed: std::mem::take(&mut self.committed),
+            committed: Vec::new(),
         };
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
@@ -404,10 +404,5 @@ impl Peer {
         // membership proposals on it); the state machine applies it in order later.
         self.node.advance_apply();
         out
-    }
-
-    /// Tells raft-rs the state machine has applied everything handed out so far.
-    pub fn applied_to(&mut self, index: u64) {
-        self.node.advance_apply_to(index);
     }
 }

@@ -234,36 +234,44 @@ impl Sim {
         let Some(store) = &mut node.store else {
             return;
         };
-        let out = store.process_ready().expect("process ready");
-        for (g, snap) in &out.snapshots {
-            let data = &snap.data;
-            let sm = node.machines.entry(*g).or_default();
-            sm.applied = data
-                .chunks(8)
-                .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
-                .collect();
-            sm.applied_index = snap.get_metadata().index;
-            self.snapshots_installed += 1;
-        }
-        for (g, entries) in &out.committed {
-            let sm = node.machines.entry(*g).or_default();
-            for e in entries {
-                if e.index <= sm.applied_index {
-                    continue;
-                }
-                assert_eq!(
-                    e.index,
-                    sm.applied_index + 1,
-                    "node {} group {g} skipped an entry",
-                    node.id
-                );
-                if e.data.len() == 8 {
-                    sm.applied
-                        .push(u64::from_be_bytes(e.data[..].try_into().expect("8 bytes")));
-                }
-                sm.applied_index = e.index;
+        // What the store hands out before its sync and what it hands out after are
+        // handled alike here, in that order.
+        let mut early = None;
+        let late = store
+            .process_ready(&mut |o| early = Some(o))
+            .expect("process ready");
+        let mut messages = Vec::new();
+        for out in early.into_iter().chain(Some(late)) {
+            for (g, snap) in &out.snapshots {
+                let data = &snap.data;
+                let sm = node.machines.entry(*g).or_default();
+                sm.applied = data
+                    .chunks(8)
+                    .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
+                    .collect();
+                sm.applied_index = snap.get_metadata().index;
+                self.snapshots_installed += 1;
             }
-            store.applied_to(*g, sm.applied_index);
+            for (g, entries) in &out.committed {
+                let sm = node.machines.entry(*g).or_default();
+                for e in entries {
+                    if e.index <= sm.applied_index {
+                        continue;
+                    }
+                    assert_eq!(
+                        e.index,
+                        sm.applied_index + 1,
+                        "node {} group {g} skipped an entry",
+                        node.id
+                    );
+                    if e.data.len() == 8 {
+                        sm.applied
+                            .push(u64::from_be_bytes(e.data[..].try_into().expect("8 bytes")));
+                    }
+                    sm.applied_index = e.index;
+                }
+            }
+            messages.extend(out.messages);
         }
         // Long logs are compacted at the applied index (the machines here are durable);
         // a follower that needs one gets a snapshot of the state at exactly its index.
@@ -276,7 +284,7 @@ impl Sim {
             let sm = &node.machines[&g];
             store.offer_snapshot(g, sm.applied_index, sm.snapshot_data());
         }
-        self.send(out.messages);
+        self.send(messages);
     }
 
     fn inject_faults(&mut self) {

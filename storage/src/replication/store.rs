@@ -9,8 +9,9 @@
 //!
 //! Invariants:
 //! - within one `process_ready`, every peer's log changes are written in a single batch,
-//!   followed by a single sync, before any message that depends on them leaves and before any
-//!   committed entry is handed out;
+//!   followed by a single sync, before any message that depends on them leaves and before
+//!   any entry they commit is handed out (what does not depend on them goes out before the
+//!   sync, to overlap it);
 //! - a message for a group this node does not host is dropped (and counted), never an error.
 
 use std::collections::BTreeMap;
@@ -227,13 +228,6 @@ impl RaftStore {
         }
     }
 
-    /// Tells `group`'s peer that its state machine applied up to `index`.
-    pub fn applied_to(&mut self, group: GroupId, index: u64) {
-        if let Some(peer) = self.peers.get_mut(&group) {
-            peer.applied_to(index);
-        }
-    }
-
     /// Compacts `group`'s log up to `index`, which its state machine holds durably.
     pub fn compact(&mut self, group: GroupId, index: u64) -> Result<(), EngineError> {
         if let Some(peer) = self.peers.get_mut(&group) {
@@ -275,73 +269,117 @@ impl RaftStore {
     }
 
     /// One loop iteration: collect every peer's ready, persist them all with one batch and
-    /// one sync, then advance every peer. Returns what to send and what to apply.
-    pub fn process_ready(&mut self) -> Result<StoreOutput, EngineError> {
-        let mut out = StoreOutput::default();
+    /// one sync, then advance every peer.
+    ///
+    /// What does not depend on this iteration's persistence is handed to `before_sync`
+    /// before the sync starts, so it overlaps the fsync: the leaders' appends to followers
+    /// (their fsyncs then run while ours does), entries already committed (raft-rs only
+    /// hands out entries this node has persisted) and confirmed reads. The rest (messages
+    /// that must wait for persistence, entries committed by it, snapshots to install) is
+    /// returned.
+    pub fn process_ready(
+        &mut self,
+        before_sync: &mut dyn FnMut(StoreOutput),
+    ) -> Result<StoreOutput, EngineError> {
+        let mut early = StoreOutput::default();
+        let mut late = StoreOutput::default();
         let mut batch = WriteBatch::default();
+        let mut conf_batch = WriteBatch::default();
         let mut readied = Vec::new();
         for (&group, peer) in &mut self.peers {
             if let Some(ready) = peer.take_ready(&mut batch) {
-                out.messages.extend(
+                early.messages.extend(
                     ready
                         .messages
                         .into_iter()
                         .map(|msg| GroupMessage { group, msg }),
                 );
                 if let Some(snap) = ready.snapshot {
-                    out.snapshots.push((group, snap));
+                    late.snapshots.push((group, snap));
                 }
                 if !ready.reads.is_empty() {
-                    out.reads.push((group, ready.reads));
+                    early.reads.push((group, ready.reads));
                 }
+                Self::hand_out(
+                    &self.logger,
+                    group,
+                    peer,
+                    ready.committed,
+                    &mut conf_batch,
+                    &mut early,
+                );
                 readied.push(group);
             }
         }
         if readied.is_empty() {
-            return Ok(out);
+            return Ok(late);
         }
+        if !conf_batch.ops.is_empty() {
+            // A configuration must be durable before its entry can count as applied.
+            self.log_engine
+                .write(std::mem::take(&mut conf_batch), true)?;
+        }
+        before_sync(early);
         if !batch.ops.is_empty() {
             self.log_engine.write(batch, false)?;
             self.log_engine.sync()?;
             self.stats.syncs += 1;
         }
-        let mut conf_batch = WriteBatch::default();
         for group in readied {
             let peer = self.peers.get_mut(&group).expect("readied peer is hosted");
             let after = peer.advance();
-            let mut changed = false;
-            for e in &after.committed {
-                if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
-                    // A malformed change cannot be applied by any replica; it is skipped
-                    // alike everywhere.
-                    match peer.apply_conf_change(e, &mut conf_batch) {
-                        Ok(Some(_)) => changed = true,
-                        Ok(None) => {}
-                        Err(err) => {
-                            slog::error!(self.logger, "membership change not applied"; "group" => group, "index" => e.index, "error" => %err);
-                        }
-                    }
-                }
-            }
-            if changed {
-                out.conf_changed.push(group);
-            }
-            out.messages.extend(
+            late.messages.extend(
                 after
                     .messages
                     .into_iter()
                     .map(|msg| GroupMessage { group, msg }),
             );
-            if !after.committed.is_empty() {
-                out.committed.push((group, after.committed));
-            }
-            out.groups_persisted += 1;
+            Self::hand_out(
+                &self.logger,
+                group,
+                peer,
+                after.committed,
+                &mut conf_batch,
+                &mut late,
+            );
+            late.groups_persisted += 1;
         }
-        self.stats.groups_persisted += out.groups_persisted as u64;
+        self.stats.groups_persisted += late.groups_persisted as u64;
         if !conf_batch.ops.is_empty() {
-            // The configuration must survive a crash once its entry counts as applied.
             self.log_engine.write(conf_batch, true)?;
         }
-        Ok(out)
+        Ok(late)
+    }
+
+    /// Hands committed entries out, applying membership changes among them to the peer.
+    fn hand_out(
+        logger: &slog::Logger,
+        group: GroupId,
+        peer: &mut Peer,
+        committed: Vec<Entry>,
+        conf_batch: &mut WriteBatch,
+        out: &mut StoreOutput,
+    ) {
+        if committed.is_empty() {
+            return;
+        }
+        let mut changed = false;
+        for e in &committed {
+            if e.get_entry_type() != raft::eraftpb::EntryType::EntryNormal {
+                // A malformed change cannot be applied by any replica; it is skipped alike
+                // everywhere.
+                match peer.apply_conf_change(e, conf_batch) {
+                    Ok(Some(_)) => changed = true,
+                    Ok(None) => {}
+                    Err(err) => {
+                        slog::error!(logger, "membership change not applied"; "group" => group, "index" => e.index, "error" => %err);
+                    }
+                }
+            }
+        }
+        if changed {
+            out.conf_changed.push(group);
+        }
+        out.committed.push((group, committed));
     }
 }

@@ -36,7 +36,7 @@ use super::log_store::GroupId;
 use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
 use super::peer::ProposeError;
 use super::snapshot::SnapshotFiles;
-use super::store::{GroupMessage, RaftStore};
+use super::store::{GroupMessage, RaftStore, StoreOutput};
 use super::transport::Transport;
 use crate::change::Change;
 use crate::clock::Clock;
@@ -360,6 +360,50 @@ fn unconfirmed_read_error() -> CommandError {
     CommandError::ClusterChanged(
         "the read could not be confirmed by a quorum in time; retry".into(),
     )
+}
+
+/// Where the output of a ready cycle goes; borrows only what the raft store does not, so it
+/// can run while the store is in the middle of a cycle.
+struct Outbox<'a> {
+    transport: &'a Transport,
+    groups: &'a HashMap<GroupId, HostedGroup>,
+    pending_reads: &'a mut HashMap<u64, PendingRead>,
+}
+
+impl Outbox<'_> {
+    /// Sends messages to the transport, committed entries and confirmed reads to the
+    /// workers. Returns the snapshot messages, which need the loop's checkpoints.
+    fn dispatch(&mut self, out: StoreOutput) -> Vec<GroupMessage> {
+        let mut snapshots = Vec::new();
+        for m in out.messages {
+            if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                snapshots.push(m);
+            } else {
+                let to = m.msg.to;
+                self.transport.send(to, m);
+            }
+        }
+        for (group, entries) in out.committed {
+            if let Some(g) = self.groups.get(&group) {
+                g.worker.send(WorkerMsg::Apply(entries));
+            }
+        }
+        for (group, reads) in out.reads {
+            for (ctx, index) in reads {
+                if let Some(p) = self.pending_reads.remove(&ctx) {
+                    if let Some(g) = self.groups.get(&p.group) {
+                        g.worker.send(WorkerMsg::ReadAt {
+                            index,
+                            batches: p.batches,
+                        });
+                    }
+                } else {
+                    warn!(group, ctx, "confirmed read nobody waits for");
+                }
+            }
+        }
+        snapshots
+    }
 }
 
 struct Runner {
@@ -960,7 +1004,22 @@ impl Runner {
     fn process_ready(&mut self) {
         let started = Instant::now();
         let before = self.l.store.stats().syncs;
-        let out = match self.l.store.process_ready() {
+        let mut deferred = Vec::new();
+        let mut changed = Vec::new();
+        let late = {
+            let mut outbox = Outbox {
+                transport: &self.l.transport,
+                groups: &self.l.groups,
+                pending_reads: &mut self.pending_reads,
+            };
+            // Sent while the sync runs: leaders' appends, already committed entries,
+            // confirmed reads.
+            self.l.store.process_ready(&mut |early| {
+                changed.extend(early.conf_changed.iter().copied());
+                deferred = outbox.dispatch(early);
+            })
+        };
+        let late = match late {
             Ok(out) => out,
             Err(e) => {
                 // Continuing could acknowledge writes that are not durable.
@@ -970,53 +1029,36 @@ impl Runner {
         };
         if self.l.store.stats().syncs > before {
             self.l.stats.observe_sync(started.elapsed());
-            self.l.stats.observe_groups_per_sync(out.groups_persisted);
+            self.l.stats.observe_groups_per_sync(late.groups_persisted);
         }
-        for m in out.messages {
-            if m.msg.get_msg_type() == MessageType::MsgSnapshot {
-                self.send_snapshot(m);
-            } else {
-                let to = m.msg.to;
-                self.l.transport.send(to, m);
-            }
-        }
-        self.request_checkpoints();
-        for (group, entries) in out.committed {
-            if let Some(g) = self.l.groups.get(&group) {
-                g.worker.send(WorkerMsg::Apply(entries));
-            }
-        }
-        for (group, reads) in out.reads {
-            for (ctx, index) in reads {
-                if let Some(p) = self.pending_reads.remove(&ctx) {
-                    if let Some(g) = self.l.groups.get(&p.group) {
-                        g.worker.send(WorkerMsg::ReadAt {
-                            index,
-                            batches: p.batches,
-                        });
-                    }
-                } else {
-                    warn!(group, ctx, "confirmed read nobody waits for");
-                }
-            }
-        }
-        for (group, snap) in out.snapshots {
+        changed.extend(late.conf_changed.iter().copied());
+        for (group, snap) in &late.snapshots {
             // The raft log now records the snapshot; the worker swaps its files in before
             // it applies any later entry (its queue is ordered).
             let meta = snap.get_metadata();
-            if let Some(g) = self.l.groups.get(&group) {
+            if let Some(g) = self.l.groups.get(group) {
                 g.worker.send(WorkerMsg::InstallSnapshot {
                     index: meta.index,
                     term: meta.term,
                 });
             }
         }
-        for group in out.conf_changed {
+        let mut outbox = Outbox {
+            transport: &self.l.transport,
+            groups: &self.l.groups,
+            pending_reads: &mut self.pending_reads,
+        };
+        deferred.extend(outbox.dispatch(late));
+        for m in deferred {
+            self.send_snapshot(m);
+        }
+        for group in changed {
             if let Some(p) = self.l.store.peer(group) {
                 let s = p.status();
                 info!(group, voters = ?s.voters, learners = ?s.learners, "membership changed");
             }
         }
+        self.request_checkpoints();
         self.settle_admin();
     }
 
