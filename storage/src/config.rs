@@ -159,8 +159,10 @@ pub struct LimitsConfig {
 pub struct RocksConfig {
     /// Block cache shared by every partition, in MiB.
     pub block_cache_mb: usize,
-    /// Memtable size per partition, in MiB.
-    pub write_buffer_mb: usize,
+    /// Memtable memory of all partitions together, in MiB: each partition hosted at start
+    /// gets an equal share (between 1 and 64 MiB), and the raft log gets half of it (at
+    /// most 64 MiB).
+    pub write_buffer_budget_mb: usize,
 }
 
 impl Default for StorageConfig {
@@ -214,7 +216,7 @@ impl Default for RocksConfig {
     fn default() -> Self {
         RocksConfig {
             block_cache_mb: 256,
-            write_buffer_mb: 64,
+            write_buffer_budget_mb: 256,
         }
     }
 }
@@ -371,8 +373,8 @@ impl StorageConfig {
         if self.limits.max_query_buffer < self.limits.max_inline_len {
             return Err("limits.max_query_buffer must be at least limits.max_inline_len".into());
         }
-        if self.rocksdb.write_buffer_mb == 0 {
-            return Err("rocksdb.write_buffer_mb must be at least 1".into());
+        if self.rocksdb.write_buffer_budget_mb == 0 {
+            return Err("rocksdb.write_buffer_budget_mb must be at least 1".into());
         }
         Ok(())
     }

@@ -125,11 +125,9 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let http_listener = bind(config.effective_http_addr(), "HTTP")?;
     let raft_listener = bind(config.effective_raft_addr(), "raft")?;
 
-    let rocks = RocksOptions::new(
-        config.rocksdb.block_cache_mb << 20,
-        config.rocksdb.write_buffer_mb << 20,
-    )
-    .map_err(|e| e.to_string())?;
+    let budget = config.rocksdb.write_buffer_budget_mb << 20;
+    let rocks = RocksOptions::new(config.rocksdb.block_cache_mb << 20, budget / 2)
+        .map_err(|e| e.to_string())?;
     let routing = Arc::new(Routing::new(
         config.effective_namespaces(),
         &config.default_namespace,
@@ -155,9 +153,11 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         )
     })?;
     let snapshot_stats = Arc::new(SnapshotStats::default());
+    let hosted = hosted_at_start(&config, &routing, &store)?;
     let factory = Arc::new(ReplicaFactory {
         data_dir: config.data_dir.clone(),
-        rocks: rocks.clone(),
+        // The partitions share the memtable budget.
+        rocks: rocks.sharing(budget, hosted.len()),
         snapshots: snapshot_dirs.clone(),
         store: store_handle.clone(),
         write_timeout,
@@ -168,7 +168,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     });
     let mut groups = HashMap::new();
     let mut applied_at_start = HashMap::new();
-    for (layout, voters) in hosted_at_start(&config, &routing, &store)? {
+    for (layout, voters) in hosted {
         let compaction = store
             .persisted_compaction(layout.id)
             .map_err(|e| format!("cannot read the raft log of {}: {e}", layout.name))?;

@@ -20,7 +20,12 @@ use rocksdb::{
 
 use super::{Engine, EngineError, Visit, WriteBatch, WriteOp};
 
-/// Node-wide RocksDB settings shared by every partition's database.
+/// Smallest and largest memtable a database gets from the node's budget.
+const MIN_WRITE_BUFFER: usize = 1 << 20;
+const MAX_WRITE_BUFFER: usize = 64 << 20;
+
+/// Node-wide RocksDB settings: one block cache shared by every database, and the memtable
+/// size of the databases opened with these options.
 #[derive(Clone)]
 pub struct RocksOptions {
     cache: Cache,
@@ -28,14 +33,24 @@ pub struct RocksOptions {
 }
 
 impl RocksOptions {
-    /// Settings with one shared block cache of `block_cache_bytes` and a per-partition write
-    /// buffer (memtable) of `write_buffer_bytes`.
+    /// Settings with one shared block cache of `block_cache_bytes` and memtables of
+    /// `write_buffer_bytes` (clamped to 1..64 MiB).
     pub fn new(block_cache_bytes: usize, write_buffer_bytes: usize) -> Result<Self, EngineError> {
         let cache = Cache::new_lru_cache(block_cache_bytes).map_err(backend)?;
         Ok(RocksOptions {
             cache,
-            write_buffer_size: write_buffer_bytes,
+            write_buffer_size: write_buffer_bytes.clamp(MIN_WRITE_BUFFER, MAX_WRITE_BUFFER),
         })
+    }
+
+    /// The same cache, with memtables of `budget_bytes / databases` each (clamped): how a
+    /// memory budget is shared by many databases.
+    pub fn sharing(&self, budget_bytes: usize, databases: usize) -> RocksOptions {
+        RocksOptions {
+            cache: self.cache.clone(),
+            write_buffer_size: (budget_bytes / databases.max(1))
+                .clamp(MIN_WRITE_BUFFER, MAX_WRITE_BUFFER),
+        }
     }
 
     fn db_options(&self) -> Options {
@@ -43,8 +58,14 @@ impl RocksOptions {
         opts.create_if_missing(true);
         opts.set_compression_type(DBCompressionType::Lz4);
         opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-        opts.set_write_buffer_size(self.write_buffer_size);
-        opts.set_max_write_buffer_number(3);
+        // One memtable filling while at most one flushes: a database holds at most twice
+        // its share.
+        opts.set_write_buffer_size(self.write_buffer_size / 2);
+        opts.set_max_write_buffer_number(2);
+        // Most writes look a key up first (type, expiry): a memtable bloom filter answers
+        // "absent" without walking the skip list.
+        opts.set_memtable_whole_key_filtering(true);
+        opts.set_memtable_prefix_bloom_ratio(0.02);
         opts.set_keep_log_file_num(4);
         let mut table = rocksdb::BlockBasedOptions::default();
         table.set_block_cache(&self.cache);

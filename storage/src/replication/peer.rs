@@ -71,6 +71,11 @@ pub struct ReadyOutput {
     /// Committed entries to apply, in order. raft-rs hands out only entries this replica
     /// has persisted, so they may be applied before this ready's batch is durable.
     pub committed: Vec<Entry>,
+    /// Whether the batch must be synced before the messages that wait for persistence
+    /// leave: it holds entries, a snapshot, or a new term or vote. A ready that only moves
+    /// the commit index need not be (a commit index lost in a crash is learned again from
+    /// the leader, and the state machine skips what it already applied).
+    pub must_sync: bool,
 }
 
 /// A replica's view of its group, for status pages and PD.
@@ -368,7 +373,14 @@ impl Peer {
                 })
                 .collect(),
             committed: Vec::new(),
+            must_sync: false,
         };
+        let previous = self.node.store().hard_state().clone();
+        out.must_sync = !rd.entries().is_empty()
+            || !rd.snapshot().is_empty()
+            || rd
+                .hs()
+                .is_some_and(|hs| hs.term != previous.term || hs.vote != previous.vote);
         if !rd.snapshot().is_empty() {
             let snap = rd.snapshot().clone();
             self.node.mut_store().apply_snapshot(snap.clone(), batch);

@@ -11,7 +11,7 @@
 //! - within one `process_ready`, every peer's log changes are written in a single batch,
 //!   followed by a single sync, before any message that depends on them leaves and before
 //!   any entry they commit is handed out (what does not depend on them goes out before the
-//!   sync, to overlap it);
+//!   sync, to overlap it); the sync is skipped when the batch only moves commit indexes;
 //! - a message for a group this node does not host is dropped (and counted), never an error.
 
 use std::collections::BTreeMap;
@@ -286,8 +286,10 @@ impl RaftStore {
         let mut batch = WriteBatch::default();
         let mut conf_batch = WriteBatch::default();
         let mut readied = Vec::new();
+        let mut must_sync = false;
         for (&group, peer) in &mut self.peers {
             if let Some(ready) = peer.take_ready(&mut batch) {
+                must_sync |= ready.must_sync;
                 early.messages.extend(
                     ready
                         .messages
@@ -322,8 +324,10 @@ impl RaftStore {
         before_sync(early);
         if !batch.ops.is_empty() {
             self.log_engine.write(batch, false)?;
-            self.log_engine.sync()?;
-            self.stats.syncs += 1;
+            if must_sync {
+                self.log_engine.sync()?;
+                self.stats.syncs += 1;
+            }
         }
         for group in readied {
             let peer = self.peers.get_mut(&group).expect("readied peer is hosted");
