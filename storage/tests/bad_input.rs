@@ -153,8 +153,6 @@ fn cases() -> Vec<Case> {
             vec![Frame::simple("OK"), Frame::bulk("aA\n\"q\"\t")],
             false,
         ),
-        // Not tested: an inline line containing NUL. Redis 7.0 looks for the newline with
-        // strchr, so it never finds one and waits for more input (the connection hangs).
         pinned(
             "inline with non-UTF-8 bytes",
             b"set inl4 caf\xc3\xa9\xff\r\nget inl4\r\n",
@@ -337,6 +335,14 @@ fn cases() -> Vec<Case> {
         pinned(
             "inline request over 64 KiB without newline",
             &vec![b'a'; 70 * 1024],
+            vec![err("ERR Protocol error: too big inline request")],
+            true,
+        ),
+        // Redis finds the end of an inline line with strchr, so a NUL hides the newline:
+        // the request waits for more input until it is too big, then the connection closes.
+        pinned(
+            "inline line with a NUL, then more than 64 KiB",
+            &[&b"\x00\x01\r\na\x00b c\r\n"[..], &vec![b'a'; 70 * 1024]].concat(),
             vec![err("ERR Protocol error: too big inline request")],
             true,
         ),

@@ -191,7 +191,10 @@ fn parse_inline(
     buf: &mut BytesMut,
     limits: &RequestLimits,
 ) -> Result<Option<Vec<Bytes>>, CommandError> {
-    let Some(nl) = buf.iter().position(|&b| b == b'\n') else {
+    // Like Redis, which looks for the newline with strchr: a NUL before it hides it, so the
+    // request waits for more input until it is too big.
+    let end_of_line = buf.iter().position(|&b| b == b'\n' || b == 0);
+    let Some(nl) = end_of_line.filter(|&i| buf[i] == b'\n') else {
         if buf.len() > limits.max_inline_len {
             return Err(protocol("too big inline request"));
         }
@@ -212,6 +215,8 @@ fn parse_inline(
 /// (`\n \r \t \b \a \\ \" \xHH`), `'...'` allows only `\'`; a closing quote must be followed by
 /// a space or the end of the line. Returns `None` for unbalanced quotes.
 pub fn split_inline_args(line: &[u8]) -> Option<Vec<Bytes>> {
+    // A NUL ends the line, as it ends Redis's C string.
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut args = Vec::new();
     let mut i = 0;
     let n = line.len();
@@ -312,6 +317,17 @@ mod tests {
     fn parse_all(input: &[u8]) -> Result<Option<Vec<Bytes>>, CommandError> {
         let mut buf = BytesMut::from(input);
         parse(&mut buf, &RequestLimits::default())
+    }
+
+    #[test]
+    fn a_nul_ends_an_inline_line_and_hides_its_newline() {
+        // The newline after a NUL is not seen: more input is awaited.
+        assert_eq!(parse_all(b"\x00\x01\r\n").unwrap(), None);
+        assert_eq!(parse_all(b"a\x00b c\r\nping\r\n").unwrap(), None);
+        // Splitting stops at a NUL, however the line got there.
+        assert_eq!(split_inline_args(b"a\x00b c"), Some(vec![Bytes::from("a")]));
+        assert_eq!(split_inline_args(b"\x00 x"), Some(vec![]));
+        assert_eq!(split_inline_args(b"\"ab\x00c\""), None);
     }
 
     #[test]
