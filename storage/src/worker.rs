@@ -13,8 +13,15 @@
 //!   (after the previous write of the batch, or just before the first one), so a pipeline
 //!   sees exactly its own earlier writes; it is answered only if the batch's writes
 //!   committed in their term, which proves this node still led when they were appended;
-//! - a batch of reads alone runs once the partition has applied the index the leader
-//!   confirmed with ReadIndex.
+//! - a batch of reads alone is anchored after the last log index the leader had when the
+//!   batch arrived: it runs once that entry is applied and the leader confirmed with
+//!   ReadIndex that it still led after the batch arrived, and before the next entry is
+//!   applied (applying waits for the confirmation, which a heartbeat round brings). So a
+//!   pipeline's read never sees a write sent after it, and always sees every write
+//!   acknowledged before it arrived.
+//!
+//! Reads of READONLY connections (and of namespaces that allow it) on a follower run at
+//! once, on whatever is applied.
 //!
 //! Background expiry and reclamation, and keys a read found expired, become changes that
 //! are **proposed** (only the leader is asked to, on ticks) and deleted when they come back
@@ -28,7 +35,7 @@
 //!
 //! RocksDB is only ever called from this thread, never from an async task.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -121,13 +128,30 @@ pub enum WorkerMsg {
     Plan(Plan),
     /// Committed entries, in log order.
     Apply(Vec<Entry>),
-    /// Read batches confirmed by ReadIndex at `index`.
-    ReadAt {
-        /// The confirmed commit index.
-        index: u64,
-        /// The batches.
-        batches: Vec<ReadBatch>,
+    /// A batch of reads alone, to run right after entry `after` is applied, once the
+    /// ReadIndex request `ctx` confirms this node still leads.
+    Reads {
+        /// The ReadIndex request that confirms it.
+        ctx: u64,
+        /// The log index it runs after.
+        after: u64,
+        /// The batch.
+        batch: ReadBatch,
     },
+    /// The ReadIndex request `ctx` was confirmed.
+    ReadConfirmed {
+        /// The request.
+        ctx: u64,
+    },
+    /// The ReadIndex request `ctx` failed: its batches are answered with `error`.
+    ReadFailed {
+        /// The request.
+        ctx: u64,
+        /// The answer to each of its reads.
+        error: CommandError,
+    },
+    /// Reads to run now on whatever is applied (stale reads).
+    StaleReads(Vec<ReadBatch>),
     /// Time passed. `leader`: whether this replica leads (then it proposes background
     /// expiry and reclamation).
     Tick {
@@ -315,7 +339,9 @@ impl Worker {
             next_plan: 0,
             writes: BTreeMap::new(),
             anchored: BTreeMap::new(),
-            waiting_reads: BTreeMap::new(),
+            read_batches: BTreeMap::new(),
+            confirmed_reads: HashSet::new(),
+            held: VecDeque::new(),
             applied_term: 0,
         }
     }
@@ -352,8 +378,13 @@ pub(crate) struct Worker {
     writes: BTreeMap<u64, (u64, usize, u64)>,
     /// Reads waiting for an entry to be applied: index → (plan, slot, command).
     anchored: BTreeMap<u64, Vec<(u64, usize, Command)>>,
-    /// ReadIndex-confirmed batches waiting for their index to be applied.
-    waiting_reads: BTreeMap<u64, Vec<ReadBatch>>,
+    /// Batches of reads alone by the log index they run after, with their ReadIndex
+    /// request.
+    read_batches: BTreeMap<u64, Vec<(u64, ReadBatch)>>,
+    /// ReadIndex requests confirmed whose batches have not all run yet.
+    confirmed_reads: HashSet<u64>,
+    /// Committed entries held back behind a read batch still waiting for confirmation.
+    held: VecDeque<Entry>,
     /// Term of the last applied entry.
     applied_term: u64,
 }
@@ -385,13 +416,30 @@ impl Worker {
             }
             WorkerMsg::Plan(plan) => self.on_plan(plan),
             WorkerMsg::Apply(entries) => self.apply_entries(entries),
-            WorkerMsg::ReadAt { index, batches } => {
-                if index <= self.applied() {
-                    for b in batches {
-                        self.answer_reads(b);
+            WorkerMsg::Reads { ctx, after, batch } => {
+                self.read_batches
+                    .entry(after)
+                    .or_default()
+                    .push((ctx, batch));
+            }
+            WorkerMsg::ReadConfirmed { ctx } => {
+                self.confirmed_reads.insert(ctx);
+                self.apply_held();
+            }
+            WorkerMsg::ReadFailed { ctx, error } => {
+                for batches in self.read_batches.values_mut() {
+                    for (_, b) in batches.extract_if(.., |(c, _)| *c == ctx) {
+                        let _ = b
+                            .reply
+                            .send(vec![Reply::Error(error.clone()); b.items.len()]);
                     }
-                } else {
-                    self.waiting_reads.entry(index).or_default().extend(batches);
+                }
+                self.read_batches.retain(|_, b| !b.is_empty());
+                self.apply_held();
+            }
+            WorkerMsg::StaleReads(batches) => {
+                for b in batches {
+                    self.answer_reads(b);
                 }
             }
             WorkerMsg::Tick { leader } => {
@@ -427,6 +475,7 @@ impl Worker {
                 plan.is_read.len()
             ]);
         }
+        self.drop_read_batches(|| Reply::Error(CommandError::ShuttingDown));
         if let Err(e) = self.partition.sync() {
             error!(partition = %self.name, error = %e, "final sync failed");
         }
@@ -505,9 +554,59 @@ impl Worker {
     }
 
     fn apply_entries(&mut self, entries: Vec<Entry>) {
+        self.held.extend(entries);
+        self.apply_held();
+    }
+
+    /// Runs the read batches anchored at or before the applied index whose ReadIndex is
+    /// confirmed. Returns false if one of them is still unconfirmed: entries must wait.
+    fn serve_read_batches(&mut self) -> bool {
+        let applied = self.applied();
+        while let Some(mut entry) = self.read_batches.first_entry() {
+            if *entry.key() > applied {
+                break;
+            }
+            let confirmed = &self.confirmed_reads;
+            let ready: Vec<(u64, ReadBatch)> = entry
+                .get_mut()
+                .extract_if(.., |(ctx, _)| confirmed.contains(ctx))
+                .collect();
+            let blocked = !entry.get().is_empty();
+            if !blocked {
+                entry.remove();
+            }
+            for (_, batch) in ready {
+                self.answer_reads(batch);
+            }
+            if blocked {
+                return false;
+            }
+        }
+        if self.read_batches.is_empty() {
+            self.confirmed_reads.clear();
+        }
+        true
+    }
+
+    /// Applies the held entries in order, stopping before an entry that a read batch
+    /// anchored ahead of it is still waiting to run in front of.
+    fn apply_held(&mut self) {
         let mut run: Vec<(u64, u64, Change)> = Vec::new();
         let mut next = self.applied() + 1;
-        for e in entries {
+        loop {
+            if self
+                .read_batches
+                .first_key_value()
+                .is_some_and(|(after, _)| *after < next)
+            {
+                self.apply_run(&mut run);
+                if !self.serve_read_batches() {
+                    return;
+                }
+            }
+            let Some(e) = self.held.pop_front() else {
+                break;
+            };
             if e.index < next {
                 // Already applied before a restart: raft replays from its durable commit.
                 continue;
@@ -518,6 +617,7 @@ impl Worker {
                     e.index,
                     next - 1
                 ));
+                self.held.clear();
                 return;
             }
             next += 1;
@@ -538,6 +638,7 @@ impl Worker {
             }
         }
         self.apply_run(&mut run);
+        self.serve_read_batches();
     }
 
     /// Applies a run of consecutive entries as one engine batch, then answers what waited
@@ -590,11 +691,6 @@ impl Worker {
                 let reply = self.read(&cmd);
                 self.fill(plan, slot, reply);
             }
-        }
-        let later = self.waiting_reads.split_off(&(last_index + 1));
-        let ready = std::mem::replace(&mut self.waiting_reads, later);
-        for batch in ready.into_values().flatten() {
-            self.answer_reads(batch);
         }
     }
 
@@ -750,11 +846,23 @@ impl Worker {
         self.note_term(term);
         self.stats.set_keys(self.partition.state().keys);
         info!(partition = %self.name, index, "snapshot installed");
-        let later = self.waiting_reads.split_off(&(index + 1));
-        let ready = std::mem::replace(&mut self.waiting_reads, later);
-        for batch in ready.into_values().flatten() {
-            self.answer_reads(batch);
+        // Reads anchored in a log this replica no longer follows cannot run where they
+        // were meant to; entries up to the snapshot are in it.
+        self.drop_read_batches(unconfirmed_read);
+        while self.held.front().is_some_and(|e| e.index <= index) {
+            self.held.pop_front();
         }
+    }
+
+    /// Answers every batch of reads alone still waiting.
+    fn drop_read_batches(&mut self, reply: impl Fn() -> Reply) {
+        for (_, batch) in std::mem::take(&mut self.read_batches)
+            .into_values()
+            .flatten()
+        {
+            let _ = batch.reply.send(vec![reply(); batch.items.len()]);
+        }
+        self.confirmed_reads.clear();
     }
 
     /// Closes and deletes the partition's database; the worker is dropped after.
@@ -767,12 +875,7 @@ impl Worker {
         for (_, plan) in self.plans.drain() {
             let _ = plan.reply.send(vec![gone(); plan.is_read.len()]);
         }
-        for batch in std::mem::take(&mut self.waiting_reads)
-            .into_values()
-            .flatten()
-        {
-            let _ = batch.reply.send(vec![gone(); batch.items.len()]);
-        }
+        self.drop_read_batches(gone);
         let placeholder = Partition::open(Box::new(MemoryEngine::new()))
             .expect("an empty in-memory partition opens");
         drop(std::mem::replace(&mut self.partition, placeholder));

@@ -1492,3 +1492,77 @@ fn differential_resp3() {
             .for_each(|&seed| run_seed(seed, OPS_PER_RESP3_SEED, true)),
     }
 }
+
+/// Commands sent in pipelines: each chunk of commands goes out in one write, and only then
+/// are the replies read. A read must see exactly the writes sent before it on the
+/// connection, whatever path each command takes inside the server. Steps that need
+/// follow-up commands (SCAN iterations, RANDOMKEY and HRANDFIELD checks) are left out.
+fn run_pipelined_seed(seed: u64, ops: usize, chunk: usize) {
+    let mut pair = must_start_pair(false);
+    let mut gen = Gen::new(seed);
+    let mut sent = 0;
+    while sent < ops {
+        let mut steps = Vec::new();
+        while steps.len() < chunk {
+            let step = gen.step();
+            if matches!(
+                step.check,
+                Check::Scan | Check::HScan | Check::RandomKey | Check::HRandField
+            ) {
+                continue;
+            }
+            steps.push(step);
+        }
+        sent += steps.len();
+        let wire: Vec<u8> = steps
+            .iter()
+            .flat_map(|s| {
+                let refs: Vec<&[u8]> = s.args.iter().map(Vec::as_slice).collect();
+                Client::encode(&refs)
+            })
+            .collect();
+        pair.redis.send_raw(&wire);
+        pair.zankv.send_raw(&wire);
+        let replies: Vec<(Frame, Frame)> = steps
+            .iter()
+            .map(|s| {
+                let a = pair.redis.read_frame().expect("redis answers");
+                let b = pair.zankv.read_frame().unwrap_or_else(|| {
+                    panic!(
+                        "seed {seed}: zankv closed the connection at {}",
+                        show_cmd(&s.args)
+                    )
+                });
+                (a, b)
+            })
+            .collect();
+        for (i, (step, (a, b))) in steps.iter().zip(&replies).enumerate() {
+            if let Err(why) = compare_plain(step.check, a, b) {
+                let pipeline: Vec<String> = steps
+                    .iter()
+                    .zip(&replies)
+                    .map(|(s, (a, _))| format!("    {} -> {a}", show_cmd(&s.args)))
+                    .collect();
+                panic!(
+                    "pipelined differential mismatch: seed {seed}, command {i} of a pipeline of {}\n  \
+                     command: {}\n  {why}\n  redis: {a}\n  zankv: {b}\n  \
+                     rerun: ZANKV_DIFF_SEED={seed} cargo test -p zankv-storage --test differential pipelined\n  \
+                     the pipeline, with redis's replies:\n{}",
+                    steps.len(),
+                    show_cmd(&step.args),
+                    pipeline.join("\n")
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn differential_resp2_pipelined() {
+    match seed_from_env() {
+        Some(seed) => run_pipelined_seed(seed, OPS_PER_SEED, 25),
+        None => [11, 12, 13, 14]
+            .iter()
+            .for_each(|&seed| run_pipelined_seed(seed, OPS_PER_SEED, 25)),
+    }
+}

@@ -368,3 +368,25 @@ fn admin_operations_need_the_token_and_valid_parameters() {
     let (code, body) = with("s3cret", "POST", "/partitions/default-0/leader/1");
     assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
 }
+
+#[test]
+fn info_in_a_pipeline_sees_the_writes_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &[]);
+    let mut s = node.connect();
+    s.write_all(b"SET a 1\r\nSET b 2\r\nINFO keyspace\r\n")
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains("db0:keys=") && Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read failed: {e}"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("+OK\r\n+OK\r\n"), "{text}");
+    assert!(text.contains("db0:keys=2,"), "{text}");
+}

@@ -99,7 +99,7 @@ fn random_bytes(rng: &mut fastrand::Rng) -> Vec<u8> {
 
 fn pick_key(rng: &mut fastrand::Rng) -> Vec<u8> {
     let i = rng.usize(..KEY_POOL);
-    if i % 17 == 0 {
+    if i.is_multiple_of(17) {
         format!("bin\0\r\n{i}\u{ff}").into_bytes()
     } else {
         format!("key:{i}").into_bytes()

@@ -96,7 +96,7 @@ impl HashCommand {
         let key = || args[0].clone();
         Ok(match name {
             "hset" | "hmset" => {
-                if args.len() % 2 == 0 {
+                if args.len().is_multiple_of(2) {
                     return Err(CommandError::WrongArity(name.to_string()));
                 }
                 let pairs = args[1..]

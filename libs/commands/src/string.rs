@@ -336,7 +336,7 @@ impl StringCommand {
             }
             "mget" => StringCommand::MGet(args.to_vec()),
             "mset" | "msetnx" => {
-                if args.len() % 2 != 0 {
+                if !args.len().is_multiple_of(2) {
                     return Err(CommandError::WrongArity(name.to_string()));
                 }
                 let pairs = args

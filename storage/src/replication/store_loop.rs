@@ -333,11 +333,13 @@ const WORKER_REQUEST_TICKS: u64 = 600;
 /// What a snapshot's data says: "the files come on the snapshot stream" (format 1).
 const SNAPSHOT_DATA: &[u8] = b"zankv-checkpoint-1";
 
-/// Read batches of one group waiting to be registered with ReadIndex.
+/// A ReadIndex request of one group not registered yet (its read batches are with the
+/// worker already).
 struct HeldReads {
-    /// Tick by which they must be registered, or refused.
+    /// The request's context.
+    ctx: u64,
+    /// Tick by which it must be registered, or its reads refused.
     deadline: u64,
-    batches: Vec<ReadBatch>,
 }
 
 /// An admin operation proposed and waiting to show as done.
@@ -352,7 +354,6 @@ struct PendingAdmin {
 struct PendingRead {
     group: GroupId,
     deadline: u64,
-    batches: Vec<ReadBatch>,
 }
 
 /// A read that could not be confirmed by a quorum in time.
@@ -389,13 +390,13 @@ impl Outbox<'_> {
             }
         }
         for (group, reads) in out.reads {
-            for (ctx, index) in reads {
+            for (ctx, _index) in reads {
+                // The index is not needed: a read batch runs after the last entry the
+                // leader had when it arrived, which is at or past everything committed
+                // then; the confirmation proves the leadership.
                 if let Some(p) = self.pending_reads.remove(&ctx) {
                     if let Some(g) = self.groups.get(&p.group) {
-                        g.worker.send(WorkerMsg::ReadAt {
-                            index,
-                            batches: p.batches,
-                        });
+                        g.worker.send(WorkerMsg::ReadConfirmed { ctx });
                     }
                 } else {
                     warn!(group, ctx, "confirmed read nobody waits for");
@@ -514,10 +515,7 @@ impl Runner {
             .collect();
         for ctx in late {
             if let Some(p) = self.pending_reads.remove(&ctx) {
-                for b in p.batches {
-                    let err = unconfirmed_read_error();
-                    let _ = b.reply.send(vec![Reply::Error(err); b.items.len()]);
-                }
+                self.read_failed(p.group, ctx, unconfirmed_read_error());
             }
         }
         for (group, hosted) in &self.l.groups {
@@ -698,12 +696,9 @@ impl Runner {
                 items,
                 reply,
             } => match self.l.groups.get(&group) {
-                // Index 0: answered at whatever the replica has applied.
                 Some(g) => {
-                    g.worker.send(WorkerMsg::ReadAt {
-                        index: 0,
-                        batches: vec![ReadBatch { items, reply }],
-                    });
+                    g.worker
+                        .send(WorkerMsg::StaleReads(vec![ReadBatch { items, reply }]));
                 }
                 None => {
                     let err = CommandError::ClusterChanged(format!(
@@ -881,10 +876,9 @@ impl Runner {
         if !peer.is_leader() && hosted.stale_reads && all_reads {
             // The namespace accepts reads from followers: answered at what is applied here.
             let items = BatchItem::into_reads(items);
-            hosted.worker.send(WorkerMsg::ReadAt {
-                index: 0,
-                batches: vec![ReadBatch { items, reply }],
-            });
+            hosted
+                .worker
+                .send(WorkerMsg::StaleReads(vec![ReadBatch { items, reply }]));
             return;
         }
         if !peer.is_leader() {
@@ -893,16 +887,28 @@ impl Runner {
             return refuse(err, reply, items.len());
         }
         if all_reads {
-            let items = BatchItem::into_reads(items);
+            // Runs after everything this leader has proposed so far, once a ReadIndex
+            // request registered from now on confirms the leadership. All batches of a
+            // group until the request is registered share it.
+            let after = peer.last_index();
             let deadline = self.ticks + self.l.settings.read_timeout_ticks;
-            self.new_reads
+            let next_read = &mut self.next_read;
+            let ctx = self
+                .new_reads
                 .entry(group)
-                .or_insert_with(|| HeldReads {
-                    deadline,
-                    batches: Vec::new(),
+                .or_insert_with(|| {
+                    *next_read += 1;
+                    HeldReads {
+                        ctx: *next_read,
+                        deadline,
+                    }
                 })
-                .batches
-                .push(ReadBatch { items, reply });
+                .ctx;
+            let batch = ReadBatch {
+                items: BatchItem::into_reads(items),
+                reply,
+            };
+            hosted.worker.send(WorkerMsg::Reads { ctx, after, batch });
             return;
         }
         let worker = hosted.worker.clone();
@@ -971,17 +977,14 @@ impl Runner {
             return;
         }
         for (group, held) in std::mem::take(&mut self.new_reads) {
-            let ctx = self.next_read;
-            match self.l.store.read_index(group, ctx) {
+            match self.l.store.read_index(group, held.ctx) {
                 Ok(()) => {
-                    self.next_read += 1;
                     self.l.stats.raft_read_index();
                     self.pending_reads.insert(
-                        ctx,
+                        held.ctx,
                         PendingRead {
                             group,
                             deadline: held.deadline.max(self.ticks + 1),
-                            batches: held.batches,
                         },
                     );
                 }
@@ -993,11 +996,16 @@ impl Runner {
                         ProposeError::NotLeader { leader } => self.not_leader(group, leader),
                         ProposeError::Dropped | ProposeError::NotReady => unconfirmed_read_error(),
                     };
-                    for b in held.batches {
-                        let _ = b.reply.send(vec![Reply::Error(err.clone()); b.items.len()]);
-                    }
+                    self.read_failed(group, held.ctx, err);
                 }
             }
+        }
+    }
+
+    /// Tells `group`'s worker that ReadIndex request `ctx` failed.
+    fn read_failed(&self, group: GroupId, ctx: u64, error: CommandError) {
+        if let Some(g) = self.l.groups.get(&group) {
+            g.worker.send(WorkerMsg::ReadFailed { ctx, error });
         }
     }
 

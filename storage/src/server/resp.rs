@@ -190,8 +190,14 @@ async fn connection(
                             pending.push_back(Pending::Ready(reply, session.protocol));
                         }
                         Dispatch::Connection(c) => {
-                            // Earlier data commands go first (INFO must see their effects).
+                            // Earlier data commands go first; INFO must see their effects,
+                            // so it waits for their replies.
                             send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                            if matches!(c, ConnectionCommand::Info(_))
+                                && flush(&mut socket, &mut pending, &mut output).await.is_err()
+                            {
+                                return;
+                            }
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx).await;
                             pending.push_back(Pending::Ready(reply, session.protocol));
