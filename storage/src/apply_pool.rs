@@ -10,12 +10,13 @@
 //! RocksDB is called from these threads, never from an async task.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{error, info};
 
 use crate::partition::Partition;
 use crate::replication::log_store::GroupId;
@@ -58,10 +59,11 @@ impl ApplyPool {
     ) -> WorkerHandle {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         let tx = self.senders[i].clone();
-        let worker = Box::new(Worker::new(partition, settings));
+        let ticking = Arc::new(AtomicBool::new(false));
+        let worker = Box::new(Worker::new(partition, settings, ticking.clone()));
         // A stopped thread drops the worker, closing what waits on it.
         let _ = tx.send(PoolMsg::Add(group, worker));
-        WorkerHandle::new(tx, group)
+        WorkerHandle::new(tx, group, ticking)
     }
 
     /// Lets every thread finish what is queued, close its partitions and end; waits for
@@ -88,8 +90,18 @@ fn run(mut rx: mpsc::UnboundedReceiver<PoolMsg>) {
                 // A message for a partition gone from this node is dropped, which closes
                 // whatever reply it carried.
                 if let Some(w) = workers.get_mut(&group) {
-                    if !w.handle(msg) {
-                        workers.remove(&group);
+                    // Commands contain their own panics; one elsewhere in a worker stops
+                    // that partition here, not the thread and its other partitions.
+                    let handled = std::panic::catch_unwind(AssertUnwindSafe(|| w.handle(msg)));
+                    match handled {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            workers.remove(&group);
+                        }
+                        Err(_) => {
+                            error!(group, "a partition worker panicked; this replica stops serving until the node restarts");
+                            workers.remove(&group);
+                        }
                     }
                 }
             }

@@ -78,13 +78,18 @@ impl Partition {
             state.applied_index += 1;
             let mut txn = Txn::new(&batch_txn, now_ms, state);
             let outcome = match change {
-                Change::Command { argv, .. } => match zankv_commands::parse(argv) {
-                    Ok((cmd, spec)) if spec.is_write() => data::execute_write(&mut txn, &cmd),
-                    Ok(_) => Err(ExecError::Command(CommandError::Internal(
-                        "read command in a change".into(),
-                    ))),
-                    Err(e) => Err(ExecError::Command(e)),
-                },
+                // A bug that panics inside one command must not take the partition down: the
+                // command fails and changes nothing, the same way on every replica (its
+                // writes are still buffered in `txn`, which is dropped).
+                Change::Command { argv, .. } => {
+                    contain_panic(|| match zankv_commands::parse(argv) {
+                        Ok((cmd, spec)) if spec.is_write() => data::execute_write(&mut txn, &cmd),
+                        Ok(_) => Err(ExecError::Command(CommandError::Internal(
+                            "read command in a change".into(),
+                        ))),
+                        Err(e) => Err(ExecError::Command(e)),
+                    })
+                }
                 Change::Expire { keys, .. } => {
                     expire_keys(&mut txn, keys).map_err(ExecError::Engine)
                 }
@@ -131,23 +136,27 @@ impl Partition {
         self.engine.sync()
     }
 
-    /// Answers a read command at `now_ms`.
-    /// Also returns the expired keys the read came across, which the caller should delete
-    /// with an expiry change (Redis deletes expired keys on access).
+    /// Answers a read command at `now_ms`, counting `hidden_keys` fewer keys than stored
+    /// (keys known expired whose deletion is pending). Also returns the expired keys the
+    /// read came across, which the caller should delete with an expiry change (Redis
+    /// deletes expired keys on access).
     pub fn read(
         &self,
         cmd: &Command,
         now_ms: i64,
+        hidden_keys: u64,
         cursors: &mut ScanCursors,
     ) -> (Reply, Vec<(bytes::Bytes, u64)>) {
         let view = EngineView::new(self.engine.as_ref());
+        let mut state = self.state;
+        state.keys = state.keys.saturating_sub(hidden_keys);
         let mut ctx = ReadCtx {
             view: &view,
             now_ms,
-            state: self.state,
+            state,
             cursors,
         };
-        let reply = match data::execute_read(&mut ctx, cmd) {
+        let reply = match contain_panic(|| data::execute_read(&mut ctx, cmd)) {
             Ok(reply) => reply,
             Err(ExecError::Command(e)) => Reply::Error(e),
             Err(ExecError::Engine(e)) => Reply::Error(CommandError::Internal(e.to_string())),
@@ -161,6 +170,9 @@ impl Partition {
         now_ms: i64,
         limit: usize,
     ) -> Result<Vec<(bytes::Bytes, u64)>, EngineError> {
+        if self.state.expires == 0 {
+            return Ok(Vec::new());
+        }
         let start = vec![keys::EXPIRY];
         let end = keys::expiry_key(now_ms.max(0) as u64 + 1, b"");
         let mut out = Vec::new();
@@ -175,6 +187,9 @@ impl Partition {
 
     /// Up to `limit` collection versions waiting for reclamation.
     pub fn pending_reclaims(&self, limit: usize) -> Result<Vec<(u8, u64)>, EngineError> {
+        if self.state.reclaims == 0 {
+            return Ok(Vec::new());
+        }
         let (start, end) = keys::space(keys::RECLAIM);
         let mut out = Vec::new();
         self.engine.scan(&start, &end, false, &mut |k, v| {
@@ -229,12 +244,23 @@ fn reclaim(txn: &mut Txn<'_>, versions: &[(u8, u64)], budget: u32) -> Result<Rep
         }
         if finished {
             txn.delete(keys::reclaim_key(version));
+            txn.state.reclaims = txn.state.reclaims.saturating_sub(1);
         }
         if left == 0 {
             break;
         }
     }
     Ok(Reply::Integer((budget as usize - left) as i64))
+}
+
+/// Runs one command's execution; a panic in it becomes that command's error.
+fn contain_panic(run: impl FnOnce() -> Result<Reply, ExecError>) -> Result<Reply, ExecError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
+        tracing::error!("a command panicked; it was answered with an error and changed nothing");
+        Err(ExecError::Command(CommandError::Internal(
+            "the command failed unexpectedly and changed nothing".into(),
+        )))
+    })
 }
 
 #[cfg(test)]
@@ -378,6 +404,16 @@ mod tests {
     }
 
     #[test]
+    fn a_panicking_command_fails_alone() {
+        let e = contain_panic(|| panic!("a bug")).unwrap_err();
+        assert!(
+            matches!(e, ExecError::Command(CommandError::Internal(ref t)) if t.contains("changed nothing")),
+            "{e:?}"
+        );
+        assert!(contain_panic(|| Ok(Reply::OK)).is_ok());
+    }
+
+    #[test]
     fn rocksdb_and_memory_engines_agree() {
         let dir = tempfile::tempdir().unwrap();
         let opts = RocksOptions::new(8 << 20, 4 << 20).unwrap();
@@ -419,6 +455,11 @@ mod tests {
             },
         )
         .unwrap();
+        assert_eq!(
+            p.state().reclaims,
+            1,
+            "the dropped hash waits for reclamation"
+        );
         let mut index = 2;
         while !p.pending_reclaims(10).unwrap().is_empty() {
             index += 1;
@@ -433,6 +474,7 @@ mod tests {
             .unwrap();
             assert!(index < 20, "reclamation does not make progress");
         }
+        assert_eq!(p.state().reclaims, 0);
         let left: Vec<_> = mem
             .dump()
             .into_iter()

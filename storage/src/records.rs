@@ -150,27 +150,33 @@ pub struct AppliedState {
     pub keys: u64,
     /// Number of keys with an expiry.
     pub expires: u64,
+    /// Number of collection versions waiting to be reclaimed (`g` records), so background
+    /// reclamation looks at the disk only when there is work.
+    pub reclaims: u64,
 }
 
 impl AppliedState {
-    /// Encodes as four u64-BE values after a format byte (1).
+    /// Encodes as five u64-BE values after a format byte (2).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(33);
-        out.push(1);
+        let mut out = Vec::with_capacity(41);
+        out.push(2);
         for v in [
             self.applied_index,
             self.next_version,
             self.keys,
             self.expires,
+            self.reclaims,
         ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         out
     }
 
-    /// Decodes [`AppliedState::encode`]'s output.
+    /// Decodes [`AppliedState::encode`]'s output (format 1, without the reclaim count,
+    /// reads as having none pending).
     pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
-        if bytes.len() != 33 || bytes[0] != 1 {
+        let valid = matches!((bytes.first(), bytes.len()), (Some(1), 33) | (Some(2), 41));
+        if !valid {
             return Err(EngineError::Corruption(format!(
                 "applied state of {} bytes",
                 bytes.len()
@@ -188,6 +194,7 @@ impl AppliedState {
             next_version: field(1),
             keys: field(2),
             expires: field(3),
+            reclaims: if bytes[0] == 2 { field(4) } else { 0 },
         })
     }
 }
@@ -203,6 +210,18 @@ mod tests {
             let body = if hash { KeyBody::Collection { kind: KeyType::Hash, version, len } } else { KeyBody::String(value) };
             let meta = KeyMeta { expire_at: at, body };
             prop_assert_eq!(KeyMeta::decode(&meta.encode()).unwrap(), meta);
+        }
+
+        #[test]
+        fn applied_state_round_trip(v in proptest::array::uniform5(any::<u64>())) {
+            let state = AppliedState { applied_index: v[0], next_version: v[1], keys: v[2], expires: v[3], reclaims: v[4] };
+            prop_assert_eq!(AppliedState::decode(&state.encode()).unwrap(), state);
+            // The first format, without the reclaim count, still reads.
+            let mut v1 = vec![1u8];
+            for x in &v[..4] {
+                v1.extend_from_slice(&x.to_be_bytes());
+            }
+            prop_assert_eq!(AppliedState::decode(&v1).unwrap(), AppliedState { reclaims: 0, ..state });
         }
 
         #[test]

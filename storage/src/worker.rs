@@ -37,7 +37,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,8 @@ const EXPIRE_BATCH: usize = 256;
 const RECLAIM_BATCH: usize = 64;
 /// Open SCAN cursors remembered per partition.
 const SCAN_CURSORS: usize = 10_000;
+/// Keys found expired by reads and not deleted yet, remembered per partition.
+const EXPIRED_SEEN: usize = 4096;
 
 /// One command of a client batch.
 pub enum BatchItem {
@@ -272,11 +274,25 @@ pub(crate) enum PoolMsg {
 pub struct WorkerHandle {
     tx: mpsc::UnboundedSender<PoolMsg>,
     group: GroupId,
+    /// Set while a tick is queued and not yet handled.
+    ticking: Arc<AtomicBool>,
 }
 
 impl WorkerHandle {
-    pub(crate) fn new(tx: mpsc::UnboundedSender<PoolMsg>, group: GroupId) -> Self {
-        WorkerHandle { tx, group }
+    pub(crate) fn new(
+        tx: mpsc::UnboundedSender<PoolMsg>,
+        group: GroupId,
+        ticking: Arc<AtomicBool>,
+    ) -> Self {
+        WorkerHandle { tx, group, ticking }
+    }
+
+    /// Queues a tick unless one is queued already: a worker that falls behind sees one tick
+    /// for all the time it missed, rather than a growing backlog of them.
+    pub fn tick(&self, leader: bool) {
+        if !self.ticking.swap(true, Ordering::AcqRel) {
+            self.send(WorkerMsg::Tick { leader });
+        }
     }
 
     /// Sends a message; false if the worker is gone. Never blocks: the store loop must not
@@ -313,8 +329,13 @@ pub struct WorkerSettings {
 }
 
 impl Worker {
-    /// A worker for `partition`, to run on an apply thread ([`crate::apply_pool`]).
-    pub(crate) fn new(partition: Partition, settings: WorkerSettings) -> Worker {
+    /// A worker for `partition`, to run on an apply thread ([`crate::apply_pool`]);
+    /// `ticking` is shared with its handles.
+    pub(crate) fn new(
+        partition: Partition,
+        settings: WorkerSettings,
+        ticking: Arc<AtomicBool>,
+    ) -> Worker {
         let WorkerSettings {
             name,
             files,
@@ -339,6 +360,8 @@ impl Worker {
             next_plan: 0,
             writes: BTreeMap::new(),
             anchored: BTreeMap::new(),
+            ticking,
+            expired_seen: HashSet::new(),
             read_batches: BTreeMap::new(),
             confirmed_reads: HashSet::new(),
             held: VecDeque::new(),
@@ -378,6 +401,13 @@ pub(crate) struct Worker {
     writes: BTreeMap<u64, (u64, usize, u64)>,
     /// Reads waiting for an entry to be applied: index → (plan, slot, command).
     anchored: BTreeMap<u64, Vec<(u64, usize, Command)>>,
+    /// Shared with the handles: set while a tick is queued.
+    ticking: Arc<AtomicBool>,
+    /// Keys a read found expired, whose deletion is proposed but not applied yet. Each
+    /// still has its (expired) metadata record, so DBSIZE and INFO leave them out, as
+    /// Redis, which deletes such a key on access, does. A key leaves the set as soon as
+    /// any change touches it.
+    expired_seen: HashSet<Bytes>,
     /// Batches of reads alone by the log index they run after, with their ReadIndex
     /// request.
     read_batches: BTreeMap<u64, Vec<(u64, ReadBatch)>>,
@@ -443,13 +473,16 @@ impl Worker {
                 }
             }
             WorkerMsg::Tick { leader } => {
+                self.ticking.store(false, Ordering::Release);
                 self.expire_plans();
                 if leader {
                     self.background();
                 }
             }
             WorkerMsg::State { reply } => {
-                let _ = reply.send(self.partition.state());
+                let mut state = self.partition.state();
+                state.keys = state.keys.saturating_sub(self.expired_seen.len() as u64);
+                let _ = reply.send(state);
             }
             WorkerMsg::Checkpoint => self.checkpoint(),
             WorkerMsg::InstallSnapshot { index, term } => self.install_snapshot(index, term),
@@ -664,6 +697,9 @@ impl Worker {
         };
         match results {
             Ok(replies) => {
+                for change in &changes {
+                    self.forget_expired(change);
+                }
                 for (((index, term), reply), change) in meta.into_iter().zip(replies).zip(&changes)
                 {
                     if let (Change::Expire { .. }, Reply::Integer(n)) = (change, &reply) {
@@ -780,7 +816,13 @@ impl Worker {
     /// Executes a read now; keys it found expired are proposed for deletion.
     fn read(&mut self, cmd: &Command) -> Reply {
         let now_ms = self.clock.now_ms();
-        let (reply, expired) = self.partition.read(cmd, now_ms, &mut self.cursors);
+        let hidden = self.expired_seen.len() as u64;
+        let (reply, expired) = self.partition.read(cmd, now_ms, hidden, &mut self.cursors);
+        for (key, _) in &expired {
+            if self.expired_seen.len() < EXPIRED_SEEN {
+                self.expired_seen.insert(key.clone());
+            }
+        }
         if !expired.is_empty() && self.failed.is_none() {
             (self.to_store)(WorkerEvent::Propose(Change::Expire {
                 now_ms,
@@ -788,6 +830,34 @@ impl Worker {
             }));
         }
         reply
+    }
+
+    /// Drops the keys `change` touched from the keys known expired.
+    fn forget_expired(&mut self, change: &Change) {
+        if self.expired_seen.is_empty() {
+            return;
+        }
+        match change {
+            Change::Expire { keys, .. } => {
+                for (key, _) in keys {
+                    self.expired_seen.remove(key);
+                }
+            }
+            Change::Command { argv, .. } => {
+                let Some(spec) = argv.first().and_then(|name| zankv_commands::lookup(name)) else {
+                    return;
+                };
+                let mut positions = spec.key_positions(argv.len()).peekable();
+                if positions.peek().is_none() {
+                    // FLUSHDB/FLUSHALL.
+                    self.expired_seen.clear();
+                }
+                for pos in positions {
+                    self.expired_seen.remove(&argv[pos]);
+                }
+            }
+            Change::Reclaim { .. } | Change::Noop => {}
+        }
     }
 
     /// Writes a checkpoint at the applied index and tells the store loop where it is.
@@ -843,6 +913,7 @@ impl Worker {
             .installed
             .fetch_add(1, Ordering::Relaxed);
         self.cursors = ScanCursors::new(SCAN_CURSORS);
+        self.expired_seen.clear();
         self.note_term(term);
         self.stats.set_keys(self.partition.state().keys);
         info!(partition = %self.name, index, "snapshot installed");

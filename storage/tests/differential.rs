@@ -1566,3 +1566,38 @@ fn differential_resp2_pipelined() {
             .for_each(|&seed| run_pipelined_seed(seed, OPS_PER_SEED, 25)),
     }
 }
+
+/// A read that finds a key expired deletes it for the commands after it, as in Redis,
+/// even in the same pipeline (zankv's deletion goes through raft a little later).
+#[test]
+fn a_key_a_read_found_expired_is_gone_for_the_next_command() {
+    let mut pair = must_start_pair(false);
+    for c in [&mut pair.redis, &mut pair.zankv] {
+        assert_eq!(
+            c.cmd_str(&["SET", "k", "v", "PX", "20"]),
+            Frame::simple("OK")
+        );
+        assert_eq!(c.cmd_str(&["SET", "other", "v"]), Frame::simple("OK"));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(60));
+    let wire = [
+        Client::encode(&[b"GET", b"k"]),
+        Client::encode(&[b"DBSIZE"]),
+        Client::encode(&[b"INFO", b"keyspace"]),
+    ]
+    .concat();
+    let mut replies = Vec::new();
+    for c in [&mut pair.redis, &mut pair.zankv] {
+        c.send_raw(&wire);
+        let get = c.read_frame().unwrap();
+        let dbsize = c.read_frame().unwrap();
+        let info = c.read_frame().unwrap();
+        let keys = info
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).contains("db0:keys=1,"))
+            .unwrap_or(false);
+        replies.push((get, dbsize, keys));
+    }
+    assert_eq!(replies[0], (Frame::Null, Frame::Integer(1), true), "redis");
+    assert_eq!(replies[1], replies[0], "zankv");
+}

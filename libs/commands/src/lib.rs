@@ -251,6 +251,17 @@ mod tests {
             err(&["setbit", "k", "1", "2"]),
             "ERR bit is not an integer or out of range"
         );
+        // A repeating HRANDFIELD count is bounded: its reply is built in memory.
+        assert_eq!(
+            err(&["hrandfield", "h", "-4611686018427387903", "withvalues"]),
+            "ERR value is out of range"
+        );
+        assert_eq!(
+            err(&["hrandfield", "h", "-10000001"]),
+            "ERR value is out of range"
+        );
+        assert!(parse(&argv(&["hrandfield", "h", "-10000000"])).is_ok());
+        assert!(parse(&argv(&["hrandfield", "h", "4611686018427387903"])).is_ok());
     }
 
     #[test]

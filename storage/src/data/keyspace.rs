@@ -286,6 +286,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             txn.state.keys = 0;
             txn.state.expires = 0;
+            txn.state.reclaims = 0;
             Ok(Reply::OK)
         }
         _ => Err(not_here("keyspace read on the write path")),

@@ -417,6 +417,7 @@ impl<'a> Txn<'a> {
         if let KeyBody::Collection { kind, version, .. } = old.body {
             if keep_version != Some(version) {
                 self.put(keys::reclaim_key(version), vec![kind_code(kind)]);
+                self.state.reclaims += 1;
             }
         }
         Ok(Some(old))

@@ -520,7 +520,7 @@ impl Runner {
         }
         for (group, hosted) in &self.l.groups {
             let leader = self.l.store.peer(*group).is_some_and(|p| p.is_leader());
-            hosted.worker.send(WorkerMsg::Tick { leader });
+            hosted.worker.tick(leader);
         }
         self.compacting
             .retain(|_, asked| now < *asked + WORKER_REQUEST_TICKS);
