@@ -327,6 +327,24 @@ fn cases() -> Vec<Case> {
             false,
         ),
         pinned(
+            "COMMAND LIST with a stray argument",
+            &multibulk(&[b"COMMAND", b"LIST", b"x"]),
+            vec![err("ERR syntax error")],
+            false,
+        ),
+        pinned(
+            "COMMAND LIST with an unknown filter",
+            &multibulk(&[b"COMMAND", b"LIST", b"FILTERBY", b"foo", b"x"]),
+            vec![err("ERR syntax error")],
+            false,
+        ),
+        pinned(
+            "COMMAND LIST of a module that is not loaded",
+            &multibulk(&[b"COMMAND", b"LIST", b"FILTERBY", b"MODULE", b"x"]),
+            vec![Frame::Array(vec![])],
+            false,
+        ),
+        pinned(
             "unsupported protocol version",
             &multibulk(&[b"HELLO", b"4"]),
             vec![err("NOPROTO unsupported protocol version")],

@@ -390,3 +390,34 @@ fn info_in_a_pipeline_sees_the_writes_before_it() {
     assert!(text.starts_with("+OK\r\n+OK\r\n"), "{text}");
     assert!(text.contains("db0:keys=2,"), "{text}");
 }
+
+#[test]
+fn command_list_filters_by_pattern_and_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = Node::must_start(dir.path(), &[]);
+    let mut c = support::Client::connect(node.port);
+    let names = |reply: support::Frame| -> Vec<String> {
+        let mut v: Vec<String> = reply
+            .as_items()
+            .expect("an array")
+            .iter()
+            .map(|f| String::from_utf8_lossy(f.as_bytes().unwrap()).into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let h = names(c.cmd_str(&["COMMAND", "LIST", "FILTERBY", "PATTERN", "H*"]));
+    assert!(h.iter().all(|n| n.starts_with('h')), "{h:?}");
+    assert!(
+        h.contains(&"hset".to_string()) && h.contains(&"hello".to_string()),
+        "{h:?}"
+    );
+    let conn = names(c.cmd_str(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", "connection"]));
+    assert!(
+        conn.contains(&"client|id".to_string()),
+        "subcommands are listed: {conn:?}"
+    );
+    assert!(!conn.contains(&"get".to_string()), "{conn:?}");
+    let all = names(c.cmd_str(&["COMMAND", "LIST"]));
+    assert!(all.contains(&"get".to_string()) && all.contains(&"client|setname".to_string()));
+}

@@ -309,8 +309,8 @@ pub enum ConnectionCommand {
     CommandInfo(Vec<Bytes>),
     /// `COMMAND DOCS [name...]` (empty = all)
     CommandDocs(Vec<Bytes>),
-    /// COMMAND LIST
-    CommandList,
+    /// `COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN pattern]`
+    CommandList(Option<ListFilter>),
     /// COMMAND HELP
     CommandHelp,
     /// `INFO [section...]`
@@ -322,6 +322,34 @@ pub enum ConnectionCommand {
     ReadOnly,
     /// READWRITE: back to linearizable reads served by the leader.
     ReadWrite,
+}
+
+/// Which commands COMMAND LIST names.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListFilter {
+    /// Commands of a module (there are none).
+    Module(Bytes),
+    /// Commands in an ACL category.
+    AclCategory(Bytes),
+    /// Commands whose full name (`container|sub` for subcommands) matches a glob,
+    /// ignoring case.
+    Pattern(Bytes),
+}
+
+impl ListFilter {
+    /// Whether `spec` passes the filter.
+    pub fn admits(&self, spec: &CommandSpec) -> bool {
+        match self {
+            ListFilter::Module(_) => false,
+            ListFilter::AclCategory(cat) => spec
+                .acl
+                .iter()
+                .any(|a| a.as_bytes().eq_ignore_ascii_case(cat)),
+            ListFilter::Pattern(p) => {
+                crate::pattern::glob_match(&p.to_ascii_lowercase(), spec.name.as_bytes())
+            }
+        }
+    }
 }
 
 /// Checks a client name the way CLIENT SETNAME does: printable ASCII without spaces.
@@ -395,7 +423,21 @@ impl ConnectionCommand {
             "command|count" => ConnectionCommand::CommandCount,
             "command|info" => ConnectionCommand::CommandInfo(args[1..].to_vec()),
             "command|docs" => ConnectionCommand::CommandDocs(args[1..].to_vec()),
-            "command|list" => ConnectionCommand::CommandList,
+            "command|list" => ConnectionCommand::CommandList(match &args[1..] {
+                [] => None,
+                [by, kind, arg] if by.eq_ignore_ascii_case(b"filterby") => {
+                    Some(if kind.eq_ignore_ascii_case(b"module") {
+                        ListFilter::Module(arg.clone())
+                    } else if kind.eq_ignore_ascii_case(b"aclcat") {
+                        ListFilter::AclCategory(arg.clone())
+                    } else if kind.eq_ignore_ascii_case(b"pattern") {
+                        ListFilter::Pattern(arg.clone())
+                    } else {
+                        return Err(CommandError::Syntax);
+                    })
+                }
+                _ => return Err(CommandError::Syntax),
+            }),
             "command|help" => ConnectionCommand::CommandHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,

@@ -6,8 +6,11 @@
 //! allocates by a length the client claims before the bytes have arrived.
 //!
 //! Invariants:
-//! - `parse` consumes bytes only for a complete request (or an empty one that Redis skips);
-//!   on `Ok(None)` the buffer is untouched and more bytes are needed.
+//! - a read consumes bytes only for a complete request (or an empty one that Redis skips);
+//!   on `Ok(None)` the buffer is untouched and more bytes are needed;
+//! - [`RequestReader`] remembers how far it validated a multibulk request, so a request
+//!   arriving in many reads is scanned once, not once per read (the caller only appends to
+//!   the buffer between calls).
 //! - After a protocol error the caller must reply and close the connection, as Redis does.
 //! - Arguments are split off the read buffer without copying.
 
@@ -22,7 +25,8 @@ pub struct RequestLimits {
     pub max_bulk_len: usize,
     /// Largest inline request or header line (`PROTO_INLINE_MAX_SIZE`, 64 KiB).
     pub max_inline_len: usize,
-    /// Largest number of arguments in one request (Redis: `INT_MAX`; kept lower here).
+    /// Largest number of arguments in one request (Redis: `INT_MAX`). Memory is bounded
+    /// by the bytes a client actually sends (the caller's query-buffer limit), not by this.
     pub max_args: usize,
 }
 
@@ -31,27 +35,163 @@ impl Default for RequestLimits {
         RequestLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_inline_len: 64 * 1024,
-            max_args: 1024 * 1024,
+            max_args: i32::MAX as usize,
         }
     }
 }
 
-/// Parses one request from the front of `buf`.
-///
-/// Returns `Ok(Some(args))` for a complete request (possibly with zero arguments, which the
-/// caller ignores), `Ok(None)` when more bytes are needed, and `Err` for a protocol error.
+/// Parses one request from the front of `buf` (see [`RequestReader::next`]), with no memory
+/// of earlier calls.
 pub fn parse(
     buf: &mut BytesMut,
     limits: &RequestLimits,
 ) -> Result<Option<Vec<Bytes>>, CommandError> {
-    if buf.is_empty() {
+    RequestReader::default().next(buf, limits)
+}
+
+/// Reads requests off one connection's buffer, remembering how far a multibulk request
+/// that has not fully arrived was validated.
+#[derive(Debug, Default)]
+pub struct RequestReader {
+    partial: Option<Partial>,
+}
+
+/// A multibulk request seen in part.
+#[derive(Debug, Clone, Copy)]
+struct Partial {
+    /// Arguments announced.
+    count: usize,
+    /// Arguments validated so far.
+    done: usize,
+    /// Where the first argument's header starts.
+    first: usize,
+    /// Where the next argument's header starts.
+    pos: usize,
+}
+
+impl RequestReader {
+    /// Parses one request from the front of `buf`.
+    ///
+    /// Returns `Ok(Some(args))` for a complete request (possibly with zero arguments,
+    /// which the caller ignores), `Ok(None)` when more bytes are needed, and `Err` for a
+    /// protocol error. Between calls the caller may only append to `buf`.
+    pub fn next(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &RequestLimits,
+    ) -> Result<Option<Vec<Bytes>>, CommandError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if buf[0] == b'*' {
+            let result = self.multibulk(buf, limits);
+            if !matches!(result, Ok(None)) {
+                self.partial = None;
+            }
+            result
+        } else {
+            parse_inline(buf, limits)
+        }
+    }
+
+    fn multibulk(
+        &mut self,
+        buf: &mut BytesMut,
+        limits: &RequestLimits,
+    ) -> Result<Option<Vec<Bytes>>, CommandError> {
+        let mut p = match self.partial {
+            Some(p) => p,
+            None => {
+                let Some(eol) = find_crlf(buf, 0) else {
+                    if buf.len() > limits.max_inline_len {
+                        return Err(protocol("too big mbulk count string"));
+                    }
+                    return Ok(None);
+                };
+                let count = match parse_i64(&buf[1..eol]) {
+                    Some(n) if n <= i64::from(i32::MAX) => n,
+                    _ => return Err(protocol("invalid multibulk length")),
+                };
+                if count <= 0 {
+                    buf.advance(eol + 2);
+                    return Ok(Some(Vec::new()));
+                }
+                let count = count as usize;
+                if count > limits.max_args {
+                    return Err(protocol("invalid multibulk length"));
+                }
+                Partial {
+                    count,
+                    done: 0,
+                    first: eol + 2,
+                    pos: eol + 2,
+                }
+            }
+        };
+        while p.done < p.count {
+            match bulk_at(buf, p.pos, limits)? {
+                Some((start, len)) => {
+                    p.pos = start + len + 2;
+                    p.done += 1;
+                }
+                None => {
+                    self.partial = Some(p);
+                    return Ok(None);
+                }
+            }
+        }
+        // Every argument is there and valid: split them off without copying.
+        let mut frame = buf.split_to(p.pos).freeze();
+        frame.advance(p.first);
+        let mut args = Vec::with_capacity(p.count);
+        for _ in 0..p.count {
+            let eol = find_crlf(&frame, 0).expect("validated header");
+            let len = parse_i64(&frame[1..eol]).expect("validated length") as usize;
+            frame.advance(eol + 2);
+            args.push(frame.split_to(len));
+            frame.advance(2);
+        }
+        Ok(Some(args))
+    }
+}
+
+/// Validates the bulk argument whose header starts at `pos`: `Some((start, len))` of its
+/// bytes once it has fully arrived, `None` while more bytes are needed.
+fn bulk_at(
+    buf: &mut BytesMut,
+    pos: usize,
+    limits: &RequestLimits,
+) -> Result<Option<(usize, usize)>, CommandError> {
+    if pos >= buf.len() {
         return Ok(None);
     }
-    if buf[0] == b'*' {
-        parse_multibulk(buf, limits)
-    } else {
-        parse_inline(buf, limits)
+    if buf[pos] != b'$' {
+        return Err(protocol(format!(
+            "expected '$', got '{}'",
+            buf[pos] as char
+        )));
     }
+    let Some(len_eol) = find_crlf(buf, pos) else {
+        if buf.len() - pos > limits.max_inline_len {
+            return Err(protocol("too big bulk count string"));
+        }
+        return Ok(None);
+    };
+    let len = match parse_i64(&buf[pos + 1..len_eol]) {
+        Some(n) if n >= 0 && (n as u64) <= limits.max_bulk_len as u64 => n as usize,
+        _ => return Err(protocol("invalid bulk length")),
+    };
+    let start = len_eol + 2;
+    if buf.len() < start + len + 2 {
+        // Make room for a large argument as its bytes arrive, at most 1 MiB ahead: memory
+        // follows what a client actually sent, not what its header claims.
+        let want = start + len + 2;
+        if want > buf.capacity() {
+            buf.reserve((want - buf.len()).min(1 << 20));
+        }
+        return Ok(None);
+    }
+    Ok(Some((start, len)))
 }
 
 fn protocol(msg: impl Into<String>) -> CommandError {
@@ -116,75 +256,6 @@ pub fn parse_i64(s: &[u8]) -> Option<i64> {
     } else {
         i64::try_from(v).ok()
     }
-}
-
-fn parse_multibulk(
-    buf: &mut BytesMut,
-    limits: &RequestLimits,
-) -> Result<Option<Vec<Bytes>>, CommandError> {
-    let Some(eol) = find_crlf(buf, 0) else {
-        if buf.len() > limits.max_inline_len {
-            return Err(protocol("too big mbulk count string"));
-        }
-        return Ok(None);
-    };
-    let count = match parse_i64(&buf[1..eol]) {
-        Some(n) if n <= i64::from(i32::MAX) => n,
-        _ => return Err(protocol("invalid multibulk length")),
-    };
-    if count <= 0 {
-        buf.advance(eol + 2);
-        return Ok(Some(Vec::new()));
-    }
-    let count = count as usize;
-    if count > limits.max_args {
-        return Err(protocol("invalid multibulk length"));
-    }
-    // First pass: validate and find where each argument lies, without consuming anything.
-    let mut pos = eol + 2;
-    let mut spans = Vec::with_capacity(count.min(1024));
-    for _ in 0..count {
-        if pos >= buf.len() {
-            return Ok(None);
-        }
-        if buf[pos] != b'$' {
-            return Err(protocol(format!(
-                "expected '$', got '{}'",
-                buf[pos] as char
-            )));
-        }
-        let Some(len_eol) = find_crlf(buf, pos) else {
-            if buf.len() - pos > limits.max_inline_len {
-                return Err(protocol("too big bulk count string"));
-            }
-            return Ok(None);
-        };
-        let len = match parse_i64(&buf[pos + 1..len_eol]) {
-            Some(n) if n >= 0 && (n as u64) <= limits.max_bulk_len as u64 => n as usize,
-            _ => return Err(protocol("invalid bulk length")),
-        };
-        let start = len_eol + 2;
-        if buf.len() < start + len + 2 {
-            // Make room for a large argument as its bytes arrive, at most 1 MiB ahead: memory
-            // follows what a client actually sent, not what its header claims.
-            let want = start + len + 2;
-            if want > buf.capacity() {
-                buf.reserve((want - buf.len()).min(1 << 20));
-            }
-            return Ok(None);
-        }
-        spans.push((start, len));
-        pos = start + len + 2;
-    }
-    let mut frame = buf.split_to(pos).freeze();
-    let mut args = Vec::with_capacity(spans.len());
-    let mut consumed = 0;
-    for (start, len) in spans {
-        frame.advance(start - consumed);
-        args.push(frame.split_to(len));
-        consumed = start + len;
-    }
-    Ok(Some(args))
 }
 
 fn parse_inline(
@@ -317,6 +388,48 @@ mod tests {
     fn parse_all(input: &[u8]) -> Result<Option<Vec<Bytes>>, CommandError> {
         let mut buf = BytesMut::from(input);
         parse(&mut buf, &RequestLimits::default())
+    }
+
+    #[test]
+    fn a_request_arriving_in_pieces_parses_once_whole() {
+        let mut wire = Vec::new();
+        for _ in 0..3 {
+            wire.extend_from_slice(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5\r\nvalue\r\n");
+        }
+        let limits = RequestLimits::default();
+        let mut reader = RequestReader::default();
+        let mut buf = BytesMut::new();
+        let mut got = Vec::new();
+        for b in &wire {
+            buf.extend_from_slice(&[*b]);
+            while let Some(args) = reader.next(&mut buf, &limits).unwrap() {
+                got.push(args);
+            }
+        }
+        assert!(buf.is_empty());
+        assert_eq!(got.len(), 3);
+        assert!(got
+            .iter()
+            .all(|a| a == &[Bytes::from("SET"), Bytes::from("k"), Bytes::from("value")]));
+    }
+
+    #[test]
+    fn millions_of_arguments_are_accepted_as_they_arrive() {
+        // Redis accepts up to INT_MAX arguments; nothing is allocated for them up front.
+        let limits = RequestLimits::default();
+        let mut reader = RequestReader::default();
+        let mut buf = BytesMut::from(&b"*2000000\r\n"[..]);
+        assert_eq!(reader.next(&mut buf, &limits).unwrap(), None);
+        let n = 2_000_000;
+        for i in 0..n {
+            buf.extend_from_slice(b"$1\r\nx\r\n");
+            if i % 500_000 == 0 {
+                assert_eq!(reader.next(&mut buf, &limits).unwrap(), None);
+            }
+        }
+        let args = reader.next(&mut buf, &limits).unwrap().unwrap();
+        assert_eq!(args.len(), n);
+        assert!(parse_all(b"*2147483648\r\n").is_err(), "over INT_MAX");
     }
 
     #[test]

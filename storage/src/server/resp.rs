@@ -151,6 +151,7 @@ async fn connection(
         readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
+    let mut reader = request::RequestReader::default();
     let mut output = BytesMut::with_capacity(4 * 1024);
     let mut pending: VecDeque<Pending> = VecDeque::new();
     // Consecutive data commands of one group, sent to the store loop as one batch.
@@ -171,7 +172,7 @@ async fn connection(
         let mut close = false;
         let mut commands = 0u64;
         loop {
-            match request::parse(&mut input, &ctx.limits) {
+            match reader.next(&mut input, &ctx.limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
@@ -423,9 +424,14 @@ async fn connection_command(
                     .collect(),
             )
         }
-        ConnectionCommand::CommandList => {
-            Reply::Array(all_specs().map(|s| Reply::bulk(s.name)).collect())
-        }
+        ConnectionCommand::CommandList(filter) => Reply::Array(
+            // Subcommands are listed too (`client|id`), as Redis does.
+            all_specs()
+                .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
+                .filter(|s| filter.as_ref().is_none_or(|f| f.admits(s)))
+                .map(|s| Reply::bulk(s.name))
+                .collect(),
+        ),
         ConnectionCommand::CommandHelp => help(&[
             "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
             "(no subcommand)",
