@@ -135,7 +135,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let stats = Arc::new(NodeStats::default());
     let transport_stats = Arc::new(TransportStats::default());
     let raft_dir = config.data_dir.join(RAFT_LOG_DIR);
-    let log_engine = RocksEngine::open(&raft_dir, &rocks)
+    let log_engine = RocksEngine::open_log(&raft_dir, &rocks)
         .map_err(|e| format!("cannot open {}: {e}", raft_dir.display()))?;
     let timing = RaftTiming {
         election_ticks: config.raft.election_ticks,
