@@ -7,7 +7,10 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use prometheus::{Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
 
 /// Counters and histograms of one storage node.
 pub struct NodeStats {
@@ -19,7 +22,8 @@ pub struct NodeStats {
     rejected_connections: IntCounter,
     total_commands: IntCounter,
     expired_keys: IntCounter,
-    keys: IntGauge,
+    keys: IntGaugeVec,
+    entries_committed: IntCounter,
     apply_batch_changes: Histogram,
     apply_seconds: Histogram,
     raft_log_sync_seconds: Histogram,
@@ -107,9 +111,20 @@ impl Default for NodeStats {
                 "zankv_storage_expired_keys_total",
                 "Keys deleted because they expired.",
             ),
-            keys: gauge(
-                "zankv_storage_keys",
-                "Keys stored (including expired keys not yet deleted).",
+            keys: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "zankv_storage_keys",
+                        "Keys stored in each hosted partition (including expired keys not yet deleted).",
+                    ),
+                    &["partition"],
+                )
+                .expect("valid metric"),
+            ),
+            entries_committed: counter(
+                "zankv_storage_raft_entries_committed_total",
+                "Raft entries committed and handed to the partitions to apply.",
             ),
             apply_batch_changes: histogram(
                 "zankv_storage_apply_batch_changes",
@@ -219,8 +234,18 @@ impl NodeStats {
     }
 
     /// The partition now holds `n` keys.
-    pub fn set_keys(&self, n: u64) {
-        self.keys.set(n as i64);
+    pub fn set_keys(&self, partition: &str, n: u64) {
+        self.keys.with_label_values(&[partition]).set(n as i64);
+    }
+
+    /// Partition `partition` is no longer hosted here.
+    pub fn forget_partition(&self, partition: &str) {
+        let _ = self.keys.remove_label_values(&[partition]);
+    }
+
+    /// `n` entries were committed.
+    pub fn add_committed(&self, n: usize) {
+        self.entries_committed.inc_by(n as u64);
     }
 
     /// A batch of `changes` was applied in `took`.

@@ -707,7 +707,7 @@ impl Worker {
                     }
                     self.resolve_write(index, term, reply);
                 }
-                self.stats.set_keys(self.partition.state().keys);
+                self.stats.set_keys(&self.name, self.partition.state().keys);
             }
             Err(why) => {
                 self.fail(why.clone());
@@ -915,7 +915,7 @@ impl Worker {
         self.cursors = ScanCursors::new(SCAN_CURSORS);
         self.expired_seen.clear();
         self.note_term(term);
-        self.stats.set_keys(self.partition.state().keys);
+        self.stats.set_keys(&self.name, self.partition.state().keys);
         info!(partition = %self.name, index, "snapshot installed");
         // Reads anchored in a log this replica no longer follows cannot run where they
         // were meant to; entries up to the snapshot are in it.
@@ -954,6 +954,7 @@ impl Worker {
             warn!(partition = %self.name, error = %e, "deleting the removed replica's data failed");
         }
         self.files.snapshots.remove_received(self.files.group, None);
+        self.stats.forget_partition(&self.name);
         info!(partition = %self.name, "replica deleted");
     }
 

@@ -213,7 +213,8 @@ fn http_endpoint_serves_metrics_status_and_json_errors() {
     for name in [
         "zankv_storage_commands_total",
         "zankv_storage_clients_connected 1",
-        "zankv_storage_keys 1",
+        "zankv_storage_keys{partition=\"default-0\"} 1",
+        "zankv_storage_raft_entries_committed_total",
         "zankv_storage_raft_log_sync_seconds_count",
         "zankv_storage_apply_batch_changes_bucket",
     ] {

@@ -367,6 +367,7 @@ fn unconfirmed_read_error() -> CommandError {
 /// can run while the store is in the middle of a cycle.
 struct Outbox<'a> {
     transport: &'a Transport,
+    stats: &'a NodeStats,
     groups: &'a HashMap<GroupId, HostedGroup>,
     pending_reads: &'a mut HashMap<u64, PendingRead>,
 }
@@ -385,6 +386,7 @@ impl Outbox<'_> {
             }
         }
         for (group, entries) in out.committed {
+            self.stats.add_committed(entries.len());
             if let Some(g) = self.groups.get(&group) {
                 g.worker.send(WorkerMsg::Apply(entries));
             }
@@ -1017,6 +1019,7 @@ impl Runner {
         let late = {
             let mut outbox = Outbox {
                 transport: &self.l.transport,
+                stats: &self.l.stats,
                 groups: &self.l.groups,
                 pending_reads: &mut self.pending_reads,
             };
@@ -1053,6 +1056,7 @@ impl Runner {
         }
         let mut outbox = Outbox {
             transport: &self.l.transport,
+            stats: &self.l.stats,
             groups: &self.l.groups,
             pending_reads: &mut self.pending_reads,
         };
