@@ -135,6 +135,11 @@ impl Change {
         out
     }
 
+    /// The encoded size of a command change with arguments `argv`.
+    pub fn command_size(argv: &[Bytes]) -> usize {
+        1 + 1 + 8 + 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>()
+    }
+
     /// Decodes [`Change::encode`]'s output.
     pub fn decode(buf: &[u8]) -> Result<Change, EngineError> {
         if buf.is_empty() {
@@ -226,5 +231,16 @@ mod tests {
         fn decode_never_panics(buf in proptest::collection::vec(any::<u8>(), 0..64)) {
             let _ = Change::decode(&buf);
         }
+    }
+
+    #[test]
+    fn command_size_is_the_encoded_size() {
+        let argv: Vec<Bytes> = vec!["set".into(), "k".into(), Bytes::from(vec![7u8; 300])];
+        let encoded = Change::Command {
+            now_ms: 5,
+            argv: argv.clone(),
+        }
+        .encode();
+        assert_eq!(Change::command_size(&argv), encoded.len());
     }
 }

@@ -97,6 +97,9 @@ pub struct RaftConfig {
     pub snapshot_rate_mb: u64,
     /// How a leader confirms that it still leads before answering a read.
     pub read_mode: ReadMode,
+    /// Largest replicated write (a command's arguments), in MiB, 1..512. Larger writes are
+    /// refused: every one is held in memory by the raft log of each replica.
+    pub max_entry_mb: usize,
 }
 
 /// How leaders confirm linearizable reads.
@@ -198,6 +201,7 @@ impl Default for RaftConfig {
             log_catchup_entries: 5_000,
             snapshot_rate_mb: 100,
             read_mode: ReadMode::ReadIndex,
+            max_entry_mb: 64,
         }
     }
 }
@@ -296,6 +300,9 @@ impl StorageConfig {
         }
         if r.write_timeout_ms == 0 {
             return Err("raft.write_timeout_ms must be positive".into());
+        }
+        if !(1..=512).contains(&r.max_entry_mb) {
+            return Err("raft.max_entry_mb must be within 1..512".into());
         }
         if r.log_catchup_entries >= r.log_compact_entries as u64 {
             return Err(

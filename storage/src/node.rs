@@ -290,6 +290,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 ..RequestLimits::default()
             },
             max_query_buffer: config.limits.max_query_buffer,
+            max_write_bytes: config.raft.max_entry_mb << 20,
             max_clients: config.max_clients,
             port: local.port(),
         });

@@ -461,3 +461,38 @@ fn lease_reads_and_a_namespace_that_allows_follower_reads() {
         "{refused}"
     );
 }
+
+#[test]
+fn large_values_replicate_and_writes_over_the_entry_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let raft = format!("{FAST_RAFT}max_entry_mb = 16\n");
+    let cluster = TestCluster::must_start(dir.path(), 3, 1, &raft);
+    let leader = leader_of(&cluster, "default-0");
+    let mut lead = cluster.client(leader);
+    lead.set_read_timeout(Duration::from_secs(30));
+    // 10 MiB: larger than a transport frame's target, so it travels in a frame of its own.
+    let big = vec![b'v'; 10 << 20];
+    assert_eq!(lead.cmd(&[b"SET", b"big", &big]), Frame::simple("OK"));
+    let too_big = vec![b'v'; 17 << 20];
+    let refused = lead.cmd(&[b"SET", b"huge", &too_big]);
+    assert!(
+        matches!(&refused, Frame::Error(e) if e.starts_with(b"ERR the write is")),
+        "{refused}"
+    );
+    // The connection and the group go on.
+    assert_eq!(lead.cmd_str(&["SET", "after", "1"]), Frame::simple("OK"));
+    cluster.must_converge(CONVERGE);
+    for i in 0..3 {
+        let mut c = cluster.client(i);
+        c.set_read_timeout(Duration::from_secs(30));
+        assert_eq!(c.cmd_str(&["READONLY"]), Frame::simple("OK"));
+        assert_eq!(
+            c.cmd_str(&["STRLEN", "big"]),
+            Frame::Integer(10 << 20),
+            "node {}",
+            i + 1
+        );
+        assert_eq!(c.cmd_str(&["EXISTS", "huge"]), Frame::Integer(0));
+        assert_eq!(c.cmd_str(&["GET", "after"]), Frame::bulk("1"));
+    }
+}

@@ -143,6 +143,9 @@ pub enum CommandError {
         "TIMEOUT the write was not confirmed within {0} ms; it may or may not have been applied"
     )]
     WriteTimeout(u64),
+    /// A write whose replicated form exceeds the node's limit on raft entries.
+    #[error("ERR the write is {0} bytes, over the {1} bytes one replicated write may take (raft.max_entry_mb)")]
+    WriteTooLarge(usize, usize),
     /// Storage failure that is not the client's fault (disk error, corruption). The text is
     /// meant for operators; the request was not applied.
     #[error("ERR internal error: {0}")]
@@ -268,6 +271,7 @@ mod docs_table {
             E::CrossSlot,
             E::KeylessOnManyPartitions,
             E::WriteTimeout(10000),
+            E::WriteTooLarge(70000000, 67108864),
             E::Internal("x".into()),
         ];
         for e in &all {
@@ -311,6 +315,7 @@ mod docs_table {
                 | E::CrossSlot
                 | E::KeylessOnManyPartitions
                 | E::WriteTimeout(_)
+                | E::WriteTooLarge(..)
                 | E::Internal(_) => {}
             }
         }

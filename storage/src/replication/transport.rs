@@ -36,8 +36,13 @@ use super::snapshot::{
 };
 use super::store::GroupMessage;
 
-/// Largest frame accepted from a peer (a batch of messages, snapshots excluded).
-const MAX_FRAME: usize = 64 << 20;
+/// Largest frame accepted from a peer: one message with the largest entry a node may be
+/// configured to replicate (512 MiB), plus headers. Frames are read as their bytes arrive,
+/// never allocated by the length a peer claims.
+const MAX_FRAME: usize = 520 << 20;
+/// Messages are packed into frames of about this many bytes (a larger message travels
+/// alone), so one huge entry never makes a frame of many.
+const FRAME_TARGET: usize = 4 << 20;
 /// Most messages written in one frame.
 const MAX_BATCH: usize = 4096;
 /// Reconnection backoff bounds.
@@ -74,6 +79,24 @@ pub fn encode_frame(messages: &[GroupMessage]) -> Vec<u8> {
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
     frame
+}
+
+/// Splits messages into runs that each make a frame of about [`FRAME_TARGET`] bytes.
+fn frame_chunks(messages: &[GroupMessage]) -> Vec<&[GroupMessage]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut size) = (0, 0);
+    for (i, m) in messages.iter().enumerate() {
+        let len = m.msg.compute_size() as usize;
+        if i > start && size + len > FRAME_TARGET {
+            chunks.push(&messages[start..i]);
+            (start, size) = (i, 0);
+        }
+        size += len;
+    }
+    if start < messages.len() {
+        chunks.push(&messages[start..]);
+    }
+    chunks
 }
 
 /// Decodes a frame body (without its length prefix).
@@ -257,9 +280,10 @@ async fn sender(
                     Err(_) => break,
                 }
             }
-            let frame = encode_frame(&pending);
             let written = async {
-                out.write_all(&frame).await?;
+                for chunk in frame_chunks(&pending) {
+                    out.write_all(&encode_frame(chunk)).await?;
+                }
                 out.flush().await
             };
             match written.await {
@@ -381,9 +405,10 @@ async fn receive(
             warn!(%peer, len, "raft frame too large; closing connection");
             return;
         }
-        body.resize(len, 0);
-        if stream.read_exact(&mut body).await.is_err() {
-            return;
+        body.clear();
+        match (&mut stream).take(len as u64).read_to_end(&mut body).await {
+            Ok(n) if n == len => {}
+            _ => return,
         }
         match decode_frame(&body) {
             Ok(messages) => {
@@ -458,6 +483,27 @@ mod tests {
     ) -> Transport {
         let snapshot_stats = Arc::new(SnapshotStats::default());
         Transport::new(queue, 0, stats.clone(), snapshot_stats, stop)
+    }
+
+    #[test]
+    fn frames_hold_about_four_mebibytes_and_a_huge_message_travels_alone() {
+        let mut big = message(1);
+        big.msg.mut_entries().push(raft::eraftpb::Entry {
+            data: vec![0u8; 10 << 20].into(),
+            ..Default::default()
+        });
+        let mut msgs: Vec<GroupMessage> = (0..3).map(message).collect();
+        msgs.push(big);
+        msgs.extend((0..3).map(message));
+        let chunks = frame_chunks(&msgs);
+        let sizes: Vec<usize> = chunks.iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![3, 1, 3]);
+        let total: Vec<GroupMessage> = chunks
+            .iter()
+            .flat_map(|c| decode_frame(&encode_frame(c)[4..]).unwrap())
+            .collect();
+        assert_eq!(total.len(), msgs.len());
+        assert!(frame_chunks(&[]).is_empty());
     }
 
     #[tokio::test]

@@ -26,6 +26,7 @@ use zankv_commands::{
     Protocol, Reply,
 };
 
+use crate::change::Change;
 use crate::node_stats::NodeStats;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
@@ -45,6 +46,8 @@ pub struct ServerContext {
     pub routing: Arc<Routing>,
     /// Counters for INFO.
     pub stats: Arc<NodeStats>,
+    /// Largest replicated write, encoded (`raft.max_entry_mb`).
+    pub max_write_bytes: usize,
     /// Request limits.
     pub limits: RequestLimits,
     /// Largest unparsed input a client may accumulate.
@@ -176,7 +179,7 @@ async fn connection(
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
-                    match dispatch(argv, &ctx.routing) {
+                    match dispatch(argv, &ctx.routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item) => {
                             let stale = session.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {
@@ -304,7 +307,7 @@ async fn flush(
 }
 
 /// Parses one request and decides who answers it.
-fn dispatch(argv: Vec<Bytes>, routing: &Routing) -> Dispatch {
+fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Dispatch {
     let (cmd, spec) = match zankv_commands::parse(&argv) {
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
         Ok((Command::Connection(c), _)) => return Dispatch::Connection(c),
@@ -314,6 +317,12 @@ fn dispatch(argv: Vec<Bytes>, routing: &Routing) -> Dispatch {
         Ok(g) => g,
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
     };
+    if spec.is_write() && Change::command_size(&argv) > max_write_bytes {
+        return Dispatch::Reply(Reply::Error(CommandError::WriteTooLarge(
+            Change::command_size(&argv),
+            max_write_bytes,
+        )));
+    }
     if spec.is_write() {
         Dispatch::Data(group, BatchItem::Write(argv))
     } else {
