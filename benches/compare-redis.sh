@@ -27,7 +27,7 @@ wait_port() { for _ in $(seq 100); do redis-cli -p "$1" ping >/dev/null 2>&1 && 
 
 redis_mem=$(free_port); redis-server --port "$redis_mem" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null & pids+=($!)
 redis_fsync=$(free_port); mkdir -p "$work/fsync"; redis-server --port "$redis_fsync" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$work/fsync" >/dev/null & pids+=($!)
-zankv=$(free_port); ./target/release/zankv-storage --data-dir "$work/zankv" --redis-addr "127.0.0.1:$zankv" --http-addr 127.0.0.1:0 2>"$work/zankv.log" & pids+=($!)
+zankv=$(free_port); ./target/release/zankv-storage --data-dir "$work/zankv" --redis-addr "127.0.0.1:$zankv" --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 2>"$work/zankv.log" & pids+=($!)
 for p in "$redis_mem" "$redis_fsync" "$zankv"; do wait_port "$p"; done
 
 run() { # port pipeline -> "TEST ops" lines
