@@ -92,6 +92,9 @@ pub struct RaftConfig {
     /// Entries kept after compaction so that a follower a little behind catches up from
     /// the log rather than by snapshot (ZanRedisDB's snap_catchup).
     pub log_catchup_entries: u64,
+    /// A group's raft log is also compacted once its entries hold more than this many MiB
+    /// (the log is kept in memory).
+    pub log_compact_mb: usize,
     /// Most MiB per second all snapshot transfers of this node send together (0 = no
     /// limit).
     pub snapshot_rate_mb: u64,
@@ -199,6 +202,7 @@ impl Default for RaftConfig {
             write_timeout_ms: 10_000,
             log_compact_entries: 20_000,
             log_catchup_entries: 5_000,
+            log_compact_mb: 64,
             snapshot_rate_mb: 100,
             read_mode: ReadMode::ReadIndex,
             max_entry_mb: 64,
@@ -300,6 +304,9 @@ impl StorageConfig {
         }
         if r.write_timeout_ms == 0 {
             return Err("raft.write_timeout_ms must be positive".into());
+        }
+        if r.log_compact_mb == 0 {
+            return Err("raft.log_compact_mb must be at least 1".into());
         }
         if !(1..=512).contains(&r.max_entry_mb) {
             return Err("raft.max_entry_mb must be within 1..512".into());

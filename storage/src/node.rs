@@ -236,6 +236,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 read_timeout_ticks: 2 * config.raft.election_ticks as u64,
                 redis_addrs,
                 compact_entries: config.raft.log_compact_entries,
+                compact_bytes: config.raft.log_compact_mb << 20,
                 catchup_entries: config.raft.log_catchup_entries,
                 admin_timeout_ticks: ADMIN_TIMEOUT.as_millis() as u64 / config.raft.tick_ms,
             },

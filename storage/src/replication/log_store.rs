@@ -75,6 +75,8 @@ pub struct GroupLog {
     /// The snapshot offered to followers that need entries before the compaction point.
     offered: Option<Snapshot>,
     entries: Vec<Entry>,
+    /// Data bytes of `entries`.
+    bytes: usize,
     /// Set when raft-rs asked for a snapshot we could not give: the driver should produce
     /// one (compact at the applied index with the state machine's data).
     snapshot_wanted: std::cell::Cell<bool>,
@@ -96,6 +98,7 @@ impl GroupLog {
             snapshot: Snapshot::default(),
             offered: None,
             entries: Vec::new(),
+            bytes: 0,
             snapshot_wanted: std::cell::Cell::new(false),
         }
     }
@@ -161,6 +164,7 @@ impl GroupLog {
             conf_index,
             snapshot,
             offered: None,
+            bytes: entries.iter().map(|e| e.data.len()).sum(),
             entries,
             snapshot_wanted: std::cell::Cell::new(false),
         }))
@@ -276,6 +280,11 @@ impl GroupLog {
         self.entries.len()
     }
 
+    /// Data bytes of the entries held.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Whether no entries are held.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -300,9 +309,15 @@ impl GroupLog {
             head.index
         );
         let old_last = self.last();
-        self.entries.truncate((head.index - self.first()) as usize);
+        let keep = (head.index - self.first()) as usize;
+        self.bytes -= self.entries[keep..]
+            .iter()
+            .map(|e| e.data.len())
+            .sum::<usize>();
+        self.entries.truncate(keep);
         for e in new {
             batch.put(entry_key(self.group, e.index), encode(e));
+            self.bytes += e.data.len();
         }
         self.entries.extend_from_slice(new);
         let new_last = self.last();
@@ -340,6 +355,7 @@ impl GroupLog {
         let old_first = self.first();
         let old_last = self.last();
         self.entries.clear();
+        self.bytes = 0;
         if old_last >= old_first {
             batch.delete_range(
                 entry_key(self.group, old_first),
@@ -365,7 +381,9 @@ impl GroupLog {
         }
         let term = self.entries[(index - self.first()) as usize].term;
         let old_first = self.first();
-        self.entries.drain(..(index + 1 - old_first) as usize);
+        for e in self.entries.drain(..(index + 1 - old_first) as usize) {
+            self.bytes -= e.data.len();
+        }
         batch.delete_range(
             entry_key(self.group, old_first),
             entry_key(self.group, index + 1),
@@ -517,6 +535,12 @@ mod tests {
         persist(&disk, batch);
         assert_eq!(log.last_index().unwrap(), 4);
         assert_eq!(log.term(4).unwrap(), 2);
+        let data_bytes = |log: &GroupLog| log.entries.iter().map(|e| e.data.len()).sum::<usize>();
+        assert_eq!(
+            log.bytes(),
+            data_bytes(&log),
+            "truncation keeps the byte count"
+        );
 
         let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
         assert_eq!(reloaded.last_index().unwrap(), 4);
@@ -527,12 +551,18 @@ mod tests {
             log.entries
         );
         assert_eq!(reloaded.hard_state().commit, 3);
+        assert_eq!(reloaded.bytes(), log.bytes());
         assert_eq!(reloaded.conf_state().voters, vec![1, 2, 3]);
 
         let mut batch = WriteBatch::default();
         log.compact(3, &mut batch);
         persist(&disk, batch);
         assert_eq!(log.first_index().unwrap(), 4);
+        assert_eq!(
+            log.bytes(),
+            data_bytes(&log),
+            "compaction keeps the byte count"
+        );
         assert_eq!(log.term(3).unwrap(), 1);
         assert!(log.term(2).is_err());
         // No snapshot offered yet: raft-rs is told to wait, and the driver is asked for one.

@@ -275,7 +275,7 @@ impl Sim {
         }
         // Long logs are compacted at the applied index (the machines here are durable);
         // a follower that needs one gets a snapshot of the state at exactly its index.
-        for g in store.groups_with_long_logs(40) {
+        for g in store.groups_with_long_logs(40, usize::MAX) {
             store
                 .compact(g, node.machines[&g].applied_index)
                 .expect("compact");

@@ -249,11 +249,11 @@ impl RaftStore {
             .is_some_and(|p| p.offer_snapshot(index, data))
     }
 
-    /// Groups whose log holds more than `max_entries` entries.
-    pub fn groups_with_long_logs(&self, max_entries: usize) -> Vec<GroupId> {
+    /// Groups whose log holds more than `max_entries` entries or `max_bytes` bytes.
+    pub fn groups_with_long_logs(&self, max_entries: usize, max_bytes: usize) -> Vec<GroupId> {
         self.peers
             .iter()
-            .filter(|(_, p)| p.log().len() > max_entries)
+            .filter(|(_, p)| p.log().len() > max_entries || p.log().bytes() > max_bytes)
             .map(|(g, _)| *g)
             .collect()
     }

@@ -295,8 +295,10 @@ pub struct LoopSettings {
     pub read_timeout_ticks: u64,
     /// RESP addresses of the cluster's nodes, for leader hints.
     pub redis_addrs: HashMap<u64, SocketAddr>,
-    /// A group's log is compacted once it holds more entries than this.
+    /// A group's log is compacted once it holds more entries than this...
     pub compact_entries: usize,
+    /// ...or more bytes than this.
+    pub compact_bytes: usize,
     /// Entries kept behind the compaction point for followers that lag a little (they
     /// catch up from the log instead of needing a snapshot).
     pub catchup_entries: u64,
@@ -329,6 +331,9 @@ enum Checkpoint {
 /// Ticks after which an unanswered checkpoint or compaction request is forgotten (and
 /// asked again when still needed).
 const WORKER_REQUEST_TICKS: u64 = 600;
+
+/// Ticks after a compaction before the same group may be compacted again.
+const COMPACT_COOLDOWN_TICKS: u64 = 10;
 
 /// What a snapshot's data says: "the files come on the snapshot stream" (format 1).
 const SNAPSHOT_DATA: &[u8] = b"zankv-checkpoint-1";
@@ -419,7 +424,9 @@ struct Runner {
     new_reads: HashMap<GroupId, HeldReads>,
     pending_reads: HashMap<u64, PendingRead>,
     checkpoints: HashMap<GroupId, Checkpoint>,
-    /// Groups whose worker was asked to sync before a compaction, with the tick asked.
+    /// Groups not to be asked for a compaction sync before the given tick: one was asked
+    /// (and may still answer), or one just compacted (so a log that cannot shrink further
+    /// does not make the partition flush on every tick).
     compacting: HashMap<GroupId, u64>,
     /// The loop's own request queue (transfers report back through it).
     handle: StoreHandle,
@@ -524,21 +531,19 @@ impl Runner {
             let leader = self.l.store.peer(*group).is_some_and(|p| p.is_leader());
             hosted.worker.tick(leader);
         }
-        self.compacting
-            .retain(|_, asked| now < *asked + WORKER_REQUEST_TICKS);
+        self.compacting.retain(|_, not_before| now < *not_before);
         self.checkpoints.retain(|_, c| match c {
             Checkpoint::Requested(asked) => now < *asked + WORKER_REQUEST_TICKS,
             Checkpoint::Offered(_) => true,
         });
-        for group in self
-            .l
-            .store
-            .groups_with_long_logs(self.l.settings.compact_entries)
-        {
+        for group in self.l.store.groups_with_long_logs(
+            self.l.settings.compact_entries,
+            self.l.settings.compact_bytes,
+        ) {
             if let (Some(hosted), Entry::Vacant(e)) =
                 (self.l.groups.get(&group), self.compacting.entry(group))
             {
-                e.insert(now);
+                e.insert(now + WORKER_REQUEST_TICKS);
                 hosted.worker.send(WorkerMsg::SyncForCompaction);
             }
         }
@@ -554,8 +559,20 @@ impl Runner {
                 }
             }
             WorkerEvent::Durable { index } => {
-                self.compacting.remove(&group);
-                let upto = index.saturating_sub(self.l.settings.catchup_entries);
+                self.compacting
+                    .insert(group, self.ticks + COMPACT_COOLDOWN_TICKS);
+                // Keep some entries for followers slightly behind, unless the log is too
+                // big in bytes: then it goes down to what is durable.
+                let too_big = self
+                    .l
+                    .store
+                    .peer(group)
+                    .is_some_and(|p| p.log().bytes() > self.l.settings.compact_bytes);
+                let upto = if too_big {
+                    index
+                } else {
+                    index.saturating_sub(self.l.settings.catchup_entries)
+                };
                 if let Err(e) = self.l.store.compact(group, upto) {
                     warn!(group, error = %e, "compacting the raft log failed");
                 }
