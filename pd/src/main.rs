@@ -1,17 +1,71 @@
-//! `zankv-pd`: placeholder binary. The role is specified (see docs/architecture.md) but not
-//! built yet; it refuses to start rather than pretend to work.
+//! `zankv-pd`: the placement driver. See `lib.rs` for its parts and conf/pd.toml for its
+//! settings.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use zankv_pd::config::PdConfig;
 
-/// zankv placement driver (PD): cluster metadata, placement and routing. Not implemented yet: this release ships the storage node (zankv-storage) only.
+/// zankv placement driver (PD): keeps the cluster's namespaces and storage nodes, places new
+/// partitions on the nodes and serves routing tables (GET /query/{namespace}).
+///
+/// Settings come from --config (a TOML file; see conf/pd.toml for every key), and flags
+/// override the file.
 #[derive(Parser, Debug)]
 #[command(name = "zankv-pd", version)]
-struct Args {}
+struct Args {
+    /// TOML configuration file (see conf/pd.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Directory of PD's metadata (default ./zankv-data/pd).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the HTTP API (default 127.0.0.1:18001).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<SocketAddr>,
+    /// Log filter: error, warn, info, debug, trace (default info).
+    #[arg(long, value_name = "LEVEL")]
+    log_level: Option<String>,
+}
 
 fn main() -> ExitCode {
-    let _ = Args::parse();
-    eprintln!("zankv-pd: not implemented yet; run zankv-storage for a standalone node");
-    ExitCode::from(2)
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match PdConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("zankv-pd: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => PdConfig::default(),
+    };
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(a) = args.http_addr {
+        config.http_addr = a;
+    }
+    if let Some(l) = args.log_level {
+        config.log_level = l;
+    }
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+    match zankv_pd::node::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("zankv-pd: {e}");
+            ExitCode::from(1)
+        }
+    }
 }

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+pub use zankv_pd_api::Secret;
 
 /// The whole configuration of a storage node.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -47,30 +48,6 @@ pub struct StorageConfig {
     /// Namespaces of a static cluster. When empty, one namespace named after
     /// `default_namespace` with one partition replicated on this node alone.
     pub namespaces: Vec<NamespaceConfig>,
-}
-
-/// A secret from the configuration: compared, never printed.
-#[derive(Clone, Deserialize, PartialEq)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"<redacted>\"")
-    }
-}
-
-impl Secret {
-    /// A secret holding `value`.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// Whether `given` is the secret, compared in time independent of where they differ.
-    pub fn matches(&self, given: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), given.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-    }
 }
 
 /// Raft timing and limits.
@@ -335,7 +312,7 @@ impl StorageConfig {
             ));
         }
         for (i, ns) in namespaces.iter().enumerate() {
-            if !zankv_commands::partitioning::valid_namespace_name(&ns.name) {
+            if !zankv_pd_api::valid_namespace_name(&ns.name) {
                 return Err(format!(
                     "namespace name {:?} must be 1 to 255 characters of [A-Za-z0-9_]",
                     ns.name

@@ -49,12 +49,6 @@ pub fn split_namespace(key: &[u8]) -> Option<(&[u8], &[u8])> {
     Some((&key[..colon], &key[colon + 1..]))
 }
 
-/// Whether `name` is a valid namespace name: 1 to 255 characters of `[A-Za-z0-9_]` (a `-`
-/// would clash with partition names such as `default-3`).
-pub fn valid_namespace_name(name: &str) -> bool {
-    (1..=255).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,15 +92,5 @@ mod tests {
             "{counts:?}"
         );
         assert_eq!(partition_of(b"anything", 1), 0);
-    }
-
-    #[test]
-    fn namespace_names() {
-        assert!(valid_namespace_name("default"));
-        assert!(valid_namespace_name("user_data_2"));
-        assert!(!valid_namespace_name(""));
-        assert!(!valid_namespace_name("a-b"));
-        assert!(!valid_namespace_name("a:b"));
-        assert!(!valid_namespace_name(&"x".repeat(256)));
     }
 }

@@ -1,0 +1,371 @@
+//! PD's HTTP API: ZanRedisDB's paths where it has them, JSON everywhere, errors as an HTTP
+//! status with `{"message": ...}` naming the problem. Mutating calls need
+//! `Authorization: Bearer <admin_token>` when a token is configured.
+//!
+//! | method | path | what |
+//! |---|---|---|
+//! | GET | `/ping` | `OK` |
+//! | GET | `/info` | version, this member, whether it leads |
+//! | GET | `/namespaces` | `{"namespaces": [...]}` |
+//! | GET | `/datanodes` | `{"nodes": [...]}` with liveness and replica counts |
+//! | GET | `/listpd` | `{"pdnodes": [...], "pdleader": {...}}` |
+//! | GET | `/query/{ns}?epoch=N` | the namespace's routing table; 304 when `epoch` is current |
+//! | GET | `/catalog` | namespaces and nodes, as storage nodes get them |
+//! | GET | `/cluster/stats` | `{"stable": ...}` and counts |
+//! | POST | `/cluster/namespace/create?namespace=&partition_num=&replicator=[&expiration_policy=&tags=&hash_tags=]` | create a namespace |
+//! | DELETE | `/cluster/namespace/delete?namespace=[&partition=**]` | delete a namespace and its data |
+//! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
+//! | GET | `/metrics` | Prometheus text |
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use zankv_pd_api::{
+    valid_namespace_name, ExpirationPolicy, Heartbeat, MAX_PARTITIONS, MAX_REPLICAS,
+};
+
+use crate::cluster::{CreateNamespace, Refusal};
+use crate::config::Secret;
+use crate::metrics::PdMetrics;
+use crate::server::{PdHandle, Unavailable};
+
+/// What the handlers share.
+pub struct ApiContext {
+    /// The cluster's owner.
+    pub pd: PdHandle,
+    /// Required by mutating calls when set.
+    pub token: Option<Secret>,
+    /// Metrics.
+    pub metrics: Arc<PdMetrics>,
+    /// This member's HTTP address.
+    pub http_addr: SocketAddr,
+}
+
+type Ctx = State<Arc<ApiContext>>;
+
+/// An error answer.
+pub struct ApiError(Refusal);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        (status, Json(json!({ "message": self.0.message }))).into_response()
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        ApiError(r)
+    }
+}
+
+impl From<Unavailable> for ApiError {
+    fn from(u: Unavailable) -> Self {
+        ApiError(Refusal {
+            status: 503,
+            message: match u {
+                Unavailable::Busy => "PD is busy; retry".into(),
+                Unavailable::Stopped => "PD is stopping".into(),
+            },
+        })
+    }
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError(Refusal::bad_request(message))
+}
+
+/// The routes.
+pub fn router(ctx: Arc<ApiContext>) -> Router {
+    Router::new()
+        .route("/ping", get(|| async { "OK" }))
+        .route("/info", get(info))
+        .route("/namespaces", get(namespaces))
+        .route("/datanodes", get(datanodes))
+        .route("/listpd", get(listpd))
+        .route("/query/{ns}", get(query))
+        .route("/catalog", get(catalog))
+        .route("/cluster/stats", get(stats))
+        .route("/cluster/namespace/create", post(create_namespace))
+        .route("/cluster/namespace/delete", delete(delete_namespace))
+        .route("/storage/heartbeat", post(heartbeat))
+        .route("/metrics", get(metrics))
+        .method_not_allowed_fallback(|| async {
+            ApiError(Refusal {
+                status: 405,
+                message: "method not allowed".into(),
+            })
+        })
+        .fallback(|| async { ApiError(Refusal::not_found("no such endpoint")) })
+        .with_state(ctx)
+}
+
+/// Refuses a mutating call that lacks the token (when one is configured).
+fn authorize(ctx: &ApiContext, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &ctx.token else {
+        return Ok(());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match given {
+        Some(g) if token.matches(g) => Ok(()),
+        Some(_) => Err(ApiError(Refusal {
+            status: 401,
+            message: "wrong admin token".into(),
+        })),
+        None => Err(ApiError(Refusal {
+            status: 401,
+            message: "this call needs the header Authorization: Bearer <admin_token>".into(),
+        })),
+    }
+}
+
+/// Refuses parameters a call does not take.
+fn only(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !allowed.contains(k))
+        .collect();
+    unknown.sort_unstable();
+    match unknown.first() {
+        None => Ok(()),
+        Some(k) => Err(bad(format!(
+            "INVALID_ARG: unknown parameter {k} (this call takes {})",
+            allowed.join(", ")
+        ))),
+    }
+}
+
+fn required<'a>(params: &'a HashMap<String, String>, key: &str) -> Result<&'a str, ApiError> {
+    params.get(key).map(String::as_str).ok_or_else(|| {
+        bad(format!(
+            "MISSING_ARG_{}: {key} is required",
+            key.to_uppercase()
+        ))
+    })
+}
+
+fn number_in(
+    params: &HashMap<String, String>,
+    key: &str,
+    low: u32,
+    high: u32,
+) -> Result<u32, ApiError> {
+    let text = required(params, key)?;
+    match text.parse::<u32>() {
+        Ok(n) if (low..=high).contains(&n) => Ok(n),
+        _ => Err(bad(format!(
+            "INVALID_ARG_{}: {key} must be an integer within {low}..{high}, not {text:?}",
+            key.to_uppercase()
+        ))),
+    }
+}
+
+fn flag(params: &HashMap<String, String>, key: &str) -> Result<Option<bool>, ApiError> {
+    match params.get(key).map(String::as_str) {
+        None => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(other) => Err(bad(format!(
+            "INVALID_ARG_{}: {key} must be true or false, not {other:?}",
+            key.to_uppercase()
+        ))),
+    }
+}
+
+fn namespace_param(params: &HashMap<String, String>) -> Result<String, ApiError> {
+    let name = required(params, "namespace")?;
+    if !valid_namespace_name(name) {
+        return Err(bad(format!(
+            "INVALID_ARG_NAMESPACE: {name:?} is not 1 to 255 characters of [A-Za-z0-9_]"
+        )));
+    }
+    Ok(name.to_string())
+}
+
+async fn info(State(ctx): Ctx) -> Json<Value> {
+    Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "http_address": ctx.http_addr.to_string(),
+        "leader": true,
+    }))
+}
+
+async fn namespaces(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let names = ctx.pd.call(|c, _| c.namespaces()).await?;
+    Ok(Json(json!({ "namespaces": names })))
+}
+
+async fn datanodes(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let nodes = ctx.pd.call(|c, now| c.datanodes(now)).await?;
+    Ok(Json(json!({ "nodes": nodes })))
+}
+
+async fn listpd(State(ctx): Ctx) -> Json<Value> {
+    let me = json!({ "id": "1", "http_address": ctx.http_addr.to_string() });
+    Json(json!({ "pdnodes": [me.clone()], "pdleader": me }))
+}
+
+async fn catalog(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let catalog = ctx.pd.call(|c, _| c.catalog()).await?;
+    Ok(Json(
+        serde_json::to_value(catalog).expect("catalog serializes"),
+    ))
+}
+
+async fn stats(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let stats = ctx.pd.call(|c, now| c.stats(now)).await?;
+    Ok(Json(serde_json::to_value(stats).expect("stats serialize")))
+}
+
+async fn query(
+    State(ctx): Ctx,
+    Path(ns): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    only(&params, &["epoch", "disable_cache"])?;
+    let epoch = match params.get("epoch") {
+        None => None,
+        Some(text) => Some(text.parse::<u64>().map_err(|_| {
+            bad(format!(
+                "INVALID_ARG_EPOCH: epoch must be an integer, not {text:?}"
+            ))
+        })?),
+    };
+    let name = ns.clone();
+    let table = ctx
+        .pd
+        .call(move |c, now| c.query(&name, now))
+        .await?
+        .ok_or_else(|| ApiError(Refusal::not_found(format!("no namespace named {ns}"))))?;
+    if epoch == Some(table.epoch) {
+        return Ok(StatusCode::NOT_MODIFIED.into_response());
+    }
+    Ok(Json(table).into_response())
+}
+
+async fn create_namespace(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(
+        &params,
+        &[
+            "namespace",
+            "partition_num",
+            "replicator",
+            "expiration_policy",
+            "tags",
+            "hash_tags",
+            "engtype",
+            "data_version",
+            "optimizedfsync",
+        ],
+    )?;
+    let name = namespace_param(&params)?;
+    let partition_num = number_in(&params, "partition_num", 1, MAX_PARTITIONS)?;
+    let replicator = number_in(&params, "replicator", 1, MAX_REPLICAS)?;
+    let expiration_policy = match params.get("expiration_policy").map(String::as_str) {
+        None => ExpirationPolicy::WaitCompact,
+        Some(text) => ExpirationPolicy::parse(text).ok_or_else(|| {
+            bad(format!(
+                "INVALID_ARG_EXPIRATION_POLICY: expiration_policy must be local_deletion or wait_compact, not {text:?}"
+            ))
+        })?,
+    };
+    let tags: Vec<String> = match params.get("tags") {
+        None => Vec::new(),
+        Some(text) => {
+            let tags: Vec<String> = text.split(',').map(|t| t.trim().to_string()).collect();
+            if tags.iter().any(String::is_empty) {
+                return Err(bad(format!("INVALID_ARG_TAGS: {text:?} has an empty tag")));
+            }
+            tags
+        }
+    };
+    let hash_tags = flag(&params, "hash_tags")?.unwrap_or(false);
+    flag(&params, "optimizedfsync")?;
+    if let Some(e) = params.get("engtype").filter(|e| e.as_str() != "rockredis") {
+        return Err(bad(format!(
+            "INVALID_ARG_ENGTYPE: only rockredis is supported, not {e:?}"
+        )));
+    }
+    if let Some(v) = params
+        .get("data_version")
+        .filter(|v| !matches!(v.as_str(), "" | "default" | "value_header_v1"))
+    {
+        return Err(bad(format!(
+            "INVALID_ARG_DATA_VERSION: data_version must be value_header_v1 or default, not {v:?}"
+        )));
+    }
+    let req = CreateNamespace {
+        name,
+        partition_num,
+        replicator,
+        expiration_policy,
+        tags,
+        hash_tags,
+    };
+    let created = ctx
+        .pd
+        .call(move |c, now| c.create_namespace(req, now))
+        .await??;
+    Ok(Json(
+        serde_json::to_value(created).expect("namespace serializes"),
+    ))
+}
+
+async fn delete_namespace(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["namespace", "partition"])?;
+    let name = namespace_param(&params)?;
+    if let Some(p) = params.get("partition").filter(|p| p.as_str() != "**") {
+        return Err(bad(format!(
+            "INVALID_ARG_PARTITION: only a whole namespace can be deleted (partition=**), not {p:?}"
+        )));
+    }
+    let target = name.clone();
+    ctx.pd
+        .call(move |c, _| c.delete_namespace(&target))
+        .await??;
+    Ok(Json(json!({ "namespace": name, "deleted": true })))
+}
+
+async fn heartbeat(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    let hb: Heartbeat = serde_json::from_slice(&body)
+        .map_err(|e| bad(format!("INVALID_BODY: not a heartbeat: {e}")))?;
+    ctx.metrics.heartbeats.inc();
+    let reply = ctx.pd.call(move |c, now| c.heartbeat(hb, now)).await??;
+    Ok(Json(serde_json::to_value(reply).expect("reply serializes")))
+}
+
+async fn metrics(State(ctx): Ctx) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        ctx.metrics.text(),
+    )
+        .into_response()
+}

@@ -1,0 +1,624 @@
+//! PD's model of the cluster: the durable metadata plus what storage nodes last reported.
+//!
+//! [`Cluster`] is owned by one thread (see `server.rs`); everything else asks it through
+//! messages. It is a plain value driven by inputs (heartbeats, API calls, ticks) and the
+//! current time, so it is tested without sockets or clocks. The desired state is the
+//! metadata; [`Cluster::commands`] compares it with the reports and says what each node
+//! must do (level-triggered: the same comparison runs again until reports show it done, so
+//! every command is idempotent).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use zankv_pd_api::{
+    partition_name, Catalog, ExpirationPolicy, Heartbeat, HeartbeatReply, NamespaceMeta, NodeInfo,
+    QueryNode, QueryPartition, QueryResponse, ReplicaReport,
+};
+
+use crate::meta::{ClusterMeta, MetaStore};
+use crate::placement::{self, Candidate};
+
+/// Why a request failed: an HTTP status and a message naming the problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status.
+    pub status: u16,
+    /// What went wrong.
+    pub message: String,
+}
+
+impl Refusal {
+    /// A 400.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Refusal {
+            status: 400,
+            message: message.into(),
+        }
+    }
+
+    /// A 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Refusal {
+            status: 404,
+            message: message.into(),
+        }
+    }
+
+    /// A 409: the cluster's state does not allow it.
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Refusal {
+            status: 409,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<String> for Refusal {
+    /// A failure to persist metadata.
+    fn from(message: String) -> Self {
+        Refusal {
+            status: 500,
+            message,
+        }
+    }
+}
+
+/// A validated request to create a namespace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateNamespace {
+    /// Its name.
+    pub name: String,
+    /// Number of partitions.
+    pub partition_num: u32,
+    /// Replicas per partition.
+    pub replicator: u32,
+    /// Expiration policy.
+    pub expiration_policy: ExpirationPolicy,
+    /// Placement tags.
+    pub tags: Vec<String>,
+    /// Redis-style hash tags.
+    pub hash_tags: bool,
+}
+
+/// Something a storage node must do to match the metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum NodeCommand {
+    /// Host a new, empty replica of the partition (it joins as one of the group's initial
+    /// voters).
+    Host {
+        /// The node.
+        node: u64,
+        /// `<namespace>-<partition>`.
+        partition: String,
+    },
+}
+
+impl NodeCommand {
+    /// The node it is for.
+    pub fn node(&self) -> u64 {
+        match self {
+            NodeCommand::Host { node, .. } => *node,
+        }
+    }
+}
+
+/// A storage node as `/datanodes` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeView {
+    /// Its registration.
+    #[serde(flatten)]
+    pub info: NodeInfo,
+    /// Whether it sent a heartbeat recently.
+    pub alive: bool,
+    /// Milliseconds since its last heartbeat (absent if none since PD started).
+    pub last_heartbeat_ms: Option<u64>,
+    /// Replicas it hosts.
+    pub replicas: usize,
+    /// Replicas it leads.
+    pub leaders: usize,
+}
+
+/// `/cluster/stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterStats {
+    /// True when every registered node is alive and every partition has a leader and all
+    /// its replicas (ZanRedisDB's field).
+    pub stable: bool,
+    /// Registered nodes.
+    pub nodes: usize,
+    /// Nodes alive.
+    pub alive_nodes: usize,
+    /// Namespaces.
+    pub namespaces: usize,
+    /// Partitions of all namespaces.
+    pub partitions: usize,
+    /// Partitions with no known leader.
+    pub leaderless: usize,
+}
+
+/// What the last heartbeat of a node said.
+struct NodeLive {
+    last: Instant,
+    catalog_epoch: u64,
+    replicas: Vec<ReplicaReport>,
+}
+
+/// A routing table published for a namespace, with its epoch.
+struct Published {
+    epoch: u64,
+    table: QueryResponse,
+}
+
+/// The cluster as PD sees it.
+pub struct Cluster {
+    meta: MetaStore,
+    live: HashMap<u64, NodeLive>,
+    published: HashMap<String, Published>,
+    routing_counter: u64,
+    heartbeat_timeout: Duration,
+}
+
+impl Cluster {
+    /// A cluster over `meta`; nodes silent for `heartbeat_timeout` count as down.
+    pub fn new(meta: MetaStore, heartbeat_timeout: Duration) -> Self {
+        Cluster {
+            meta,
+            live: HashMap::new(),
+            published: HashMap::new(),
+            routing_counter: 0,
+            heartbeat_timeout,
+        }
+    }
+
+    /// The metadata.
+    pub fn meta(&self) -> &ClusterMeta {
+        self.meta.meta()
+    }
+
+    /// Whether node `id` sent a heartbeat within the timeout.
+    pub fn alive(&self, id: u64, now: Instant) -> bool {
+        self.live
+            .get(&id)
+            .is_some_and(|l| now.duration_since(l.last) < self.heartbeat_timeout)
+    }
+
+    /// A storage node's heartbeat: registers (or updates) it and records its replicas.
+    pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> Result<HeartbeatReply, Refusal> {
+        if hb.node.node_id == 0 {
+            return Err(Refusal::bad_request("node_id must be positive"));
+        }
+        let known = self.meta().nodes.get(&hb.node.node_id).cloned();
+        if known.as_ref() != Some(&hb.node) {
+            let node = hb.node.clone();
+            self.meta.update(|m| {
+                m.nodes.insert(node.node_id, node);
+                m.catalog_epoch += 1;
+                Ok::<(), Refusal>(())
+            })?;
+            tracing::info!(node = hb.node.node_id, address = %hb.node.broadcast_address, "storage node registered");
+        }
+        let catalog = (hb.catalog_epoch < self.meta().catalog_epoch).then(|| self.meta().catalog());
+        self.live.insert(
+            hb.node.node_id,
+            NodeLive {
+                last: now,
+                catalog_epoch: hb
+                    .catalog_epoch
+                    .max(catalog.as_ref().map_or(0, |c| c.epoch)),
+                replicas: hb.replicas,
+            },
+        );
+        Ok(HeartbeatReply { catalog })
+    }
+
+    /// Creates a namespace, placing its partitions on the alive nodes.
+    pub fn create_namespace(
+        &mut self,
+        req: CreateNamespace,
+        now: Instant,
+    ) -> Result<NamespaceMeta, Refusal> {
+        if self.meta().namespace(&req.name).is_some() {
+            return Err(Refusal::conflict(format!(
+                "namespace {} already exists",
+                req.name
+            )));
+        }
+        let candidates: Vec<Candidate> = self
+            .meta()
+            .nodes
+            .values()
+            .filter(|n| self.alive(n.node_id, now))
+            .map(|n| Candidate {
+                id: n.node_id,
+                dc_info: n.dc_info.clone(),
+                tags: n.tags.clone(),
+            })
+            .collect();
+        let initial = placement::place(&candidates, req.partition_num, req.replicator, &req.tags)
+            .map_err(Refusal::conflict)?;
+        let created = self.meta.update(|m| {
+            let id = m.next_namespace_id;
+            if id > u32::from(u16::MAX) {
+                return Err(Refusal::conflict("every namespace id has been used"));
+            }
+            let ns = NamespaceMeta {
+                name: req.name.clone(),
+                id,
+                partition_num: req.partition_num,
+                replicator: req.replicator,
+                expiration_policy: req.expiration_policy,
+                tags: req.tags.clone(),
+                hash_tags: req.hash_tags,
+                initial_replicas: initial,
+            };
+            m.next_namespace_id += 1;
+            m.namespaces.push(ns.clone());
+            m.catalog_epoch += 1;
+            Ok(ns)
+        })?;
+        tracing::info!(namespace = %created.name, partitions = created.partition_num, replicas = created.replicator, "namespace created");
+        Ok(created)
+    }
+
+    /// Deletes a namespace. Storage nodes drop its replicas once their catalog no longer
+    /// lists it.
+    pub fn delete_namespace(&mut self, name: &str) -> Result<(), Refusal> {
+        if self.meta().namespace(name).is_none() {
+            return Err(Refusal::not_found(format!("no namespace named {name}")));
+        }
+        self.meta.update(|m| {
+            m.namespaces.retain(|ns| ns.name != name);
+            m.catalog_epoch += 1;
+            Ok::<(), Refusal>(())
+        })?;
+        self.published.remove(name);
+        tracing::info!(namespace = name, "namespace deleted");
+        Ok(())
+    }
+
+    /// The names of the namespaces.
+    pub fn namespaces(&self) -> Vec<String> {
+        self.meta()
+            .namespaces
+            .iter()
+            .map(|ns| ns.name.clone())
+            .collect()
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> Catalog {
+        self.meta().catalog()
+    }
+
+    /// Every alive replica report of partition `name`, with its node.
+    fn reports(&self, name: &str, now: Instant) -> Vec<(u64, &ReplicaReport)> {
+        let mut out: Vec<(u64, &ReplicaReport)> = self
+            .live
+            .iter()
+            .filter(|(id, _)| self.alive(**id, now))
+            .flat_map(|(id, l)| {
+                l.replicas
+                    .iter()
+                    .filter(|r| r.partition == name)
+                    .map(move |r| (*id, r))
+            })
+            .collect();
+        out.sort_by_key(|(id, _)| *id);
+        out
+    }
+
+    /// The leader of partition `name` (the alive replica that says it leads, in the
+    /// highest term) and its voters.
+    fn leader_of(&self, name: &str, now: Instant) -> Option<(u64, Vec<u64>)> {
+        self.reports(name, now)
+            .into_iter()
+            .filter(|(_, r)| r.role == "leader")
+            .max_by_key(|(_, r)| r.term)
+            .map(|(id, r)| (id, r.voters.clone()))
+    }
+
+    /// The routing table of namespace `ns`, with an epoch that grows whenever it changes.
+    pub fn query(&mut self, ns: &str, now: Instant) -> Option<QueryResponse> {
+        let meta = self.meta().namespace(ns)?.clone();
+        let node = |id: u64| self.meta().nodes.get(&id).map(QueryNode::from);
+        let mut partitions = BTreeMap::new();
+        for p in 0..meta.partition_num {
+            let name = partition_name(&meta.name, p);
+            let (leader, voters) = match self.leader_of(&name, now) {
+                Some((leader, voters)) => (node(leader), voters),
+                None => (None, meta.initial_replicas[p as usize].clone()),
+            };
+            partitions.insert(
+                p.to_string(),
+                QueryPartition {
+                    leader,
+                    replicas: voters.into_iter().filter_map(node).collect(),
+                },
+            );
+        }
+        let mut table = QueryResponse {
+            epoch: 0,
+            partition_num: meta.partition_num,
+            replicator: meta.replicator,
+            expire_policy: meta.expiration_policy.name().to_string(),
+            fsync_optimized: true,
+            eng_type: "rockredis".into(),
+            hash_tags: meta.hash_tags,
+            partitions,
+        };
+        let generation = self.meta().generation;
+        let changed = self
+            .published
+            .get(ns)
+            .is_none_or(|p| p.table.partitions != table.partitions);
+        if changed {
+            self.routing_counter += 1;
+            let epoch = (generation << 32) | self.routing_counter;
+            table.epoch = epoch;
+            self.published.insert(
+                ns.to_string(),
+                Published {
+                    epoch,
+                    table: table.clone(),
+                },
+            );
+        }
+        let published = &self.published[ns];
+        table.epoch = published.epoch;
+        Some(table)
+    }
+
+    /// The registered nodes.
+    pub fn datanodes(&self, now: Instant) -> Vec<NodeView> {
+        self.meta()
+            .nodes
+            .values()
+            .map(|n| {
+                let live = self.live.get(&n.node_id);
+                let replicas = live.map_or(0, |l| l.replicas.len());
+                let leaders = live.map_or(0, |l| {
+                    l.replicas.iter().filter(|r| r.role == "leader").count()
+                });
+                NodeView {
+                    info: n.clone(),
+                    alive: self.alive(n.node_id, now),
+                    last_heartbeat_ms: live.map(|l| now.duration_since(l.last).as_millis() as u64),
+                    replicas,
+                    leaders,
+                }
+            })
+            .collect()
+    }
+
+    /// `/cluster/stats`.
+    pub fn stats(&self, now: Instant) -> ClusterStats {
+        let nodes = self.meta().nodes.len();
+        let alive_nodes = self
+            .meta()
+            .nodes
+            .keys()
+            .filter(|id| self.alive(**id, now))
+            .count();
+        let mut partitions = 0;
+        let mut leaderless = 0;
+        let mut incomplete = 0;
+        for ns in &self.meta().namespaces {
+            for p in 0..ns.partition_num {
+                partitions += 1;
+                let name = partition_name(&ns.name, p);
+                match self.leader_of(&name, now) {
+                    None => leaderless += 1,
+                    Some((_, voters)) if voters.len() < ns.replicator as usize => incomplete += 1,
+                    Some(_) => {}
+                }
+            }
+        }
+        ClusterStats {
+            stable: alive_nodes == nodes && leaderless == 0 && incomplete == 0,
+            nodes,
+            alive_nodes,
+            namespaces: self.meta().namespaces.len(),
+            partitions,
+            leaderless,
+        }
+    }
+
+    /// What nodes must do so that they match the metadata: an alive node that is one of a
+    /// partition's initial replicas, knows the namespace (its catalog is recent enough)
+    /// and does not report the partition, must host it. (Replacing lost replicas and
+    /// balancing come with operators.)
+    pub fn commands(&self, now: Instant) -> Vec<NodeCommand> {
+        let epoch = self.meta().catalog_epoch;
+        let mut out = Vec::new();
+        for (id, live) in &self.live {
+            if !self.alive(*id, now) || live.catalog_epoch < epoch {
+                continue;
+            }
+            for ns in &self.meta().namespaces {
+                for (p, replicas) in ns.initial_replicas.iter().enumerate() {
+                    if !replicas.contains(id) {
+                        continue;
+                    }
+                    let name = partition_name(&ns.name, p as u32);
+                    let group = zankv_pd_api::group_id(ns.id, p as u32);
+                    if !live.replicas.iter().any(|r| r.group == group) {
+                        out.push(NodeCommand::Host {
+                            node: *id,
+                            partition: name,
+                        });
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(id: u64) -> NodeInfo {
+        NodeInfo {
+            node_id: id,
+            broadcast_address: "127.0.0.1".into(),
+            redis_port: 10000 + id as u16,
+            http_port: 11000 + id as u16,
+            raft_port: 12000 + id as u16,
+            version: "0.1.0".into(),
+            dc_info: String::new(),
+            tags: vec![],
+        }
+    }
+
+    fn report(partition: &str, group: u64, role: &str, term: u64, voters: &[u64]) -> ReplicaReport {
+        ReplicaReport {
+            partition: partition.into(),
+            group,
+            role: role.into(),
+            term,
+            leader: 0,
+            commit: 1,
+            applied: 1,
+            voters: voters.to_vec(),
+            learners: vec![],
+            lag: vec![],
+            keys: 0,
+        }
+    }
+
+    fn hb(id: u64, epoch: u64, replicas: Vec<ReplicaReport>) -> Heartbeat {
+        Heartbeat {
+            node: node(id),
+            replicas,
+            catalog_epoch: epoch,
+        }
+    }
+
+    fn create(name: &str, partitions: u32, replicas: u32) -> CreateNamespace {
+        CreateNamespace {
+            name: name.into(),
+            partition_num: partitions,
+            replicator: replicas,
+            expiration_policy: ExpirationPolicy::WaitCompact,
+            tags: vec![],
+            hash_tags: false,
+        }
+    }
+
+    #[test]
+    fn nodes_register_create_namespaces_and_are_told_to_host_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Cluster::new(
+            MetaStore::open(dir.path()).unwrap(),
+            Duration::from_secs(10),
+        );
+        let t0 = Instant::now();
+        for id in 1..=3 {
+            let reply = c.heartbeat(hb(id, 0, vec![]), t0).unwrap();
+            assert!(reply.catalog.is_some(), "a new node gets the catalog");
+        }
+        assert_eq!(c.meta().nodes.len(), 3);
+        let ns = c.create_namespace(create("users", 2, 3), t0).unwrap();
+        assert_eq!(ns.id, 1);
+        assert_eq!(ns.initial_replicas, vec![vec![1, 2, 3], vec![2, 3, 1]]);
+        assert_eq!(
+            c.create_namespace(create("users", 1, 1), t0)
+                .unwrap_err()
+                .status,
+            409
+        );
+        assert_eq!(
+            c.create_namespace(create("big", 1, 4), t0)
+                .unwrap_err()
+                .status,
+            409,
+            "not enough nodes"
+        );
+        // Nodes with an old catalog are not told yet; once they have it, they are.
+        assert!(c.commands(t0).is_empty());
+        let epoch = c.meta().catalog_epoch;
+        for id in 1..=3 {
+            let reply = c.heartbeat(hb(id, epoch - 1, vec![]), t0).unwrap();
+            assert_eq!(reply.catalog.unwrap().namespaces.len(), 1);
+        }
+        let commands = c.commands(t0);
+        assert_eq!(commands.len(), 6, "{commands:?}");
+        assert!(commands.contains(&NodeCommand::Host {
+            node: 2,
+            partition: "users-1".into()
+        }));
+        // Node 1 now hosts users-0: it is not told again; silent nodes are not told at all.
+        let g0 = zankv_pd_api::group_id(1, 0);
+        c.heartbeat(
+            hb(
+                1,
+                epoch,
+                vec![report("users-0", g0, "leader", 2, &[1, 2, 3])],
+            ),
+            t0,
+        )
+        .unwrap();
+        let later = t0 + Duration::from_secs(11);
+        c.heartbeat(
+            hb(
+                1,
+                epoch,
+                vec![report("users-0", g0, "leader", 2, &[1, 2, 3])],
+            ),
+            later,
+        )
+        .unwrap();
+        let commands = c.commands(later);
+        assert_eq!(
+            commands,
+            vec![NodeCommand::Host {
+                node: 1,
+                partition: "users-1".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn routing_epochs_grow_only_when_the_table_changes_and_across_restarts() {
+        let dir = tempfile::tempdir().unwrap();
+        let t0 = Instant::now();
+        let first_epoch;
+        {
+            let mut c = Cluster::new(
+                MetaStore::open(dir.path()).unwrap(),
+                Duration::from_secs(10),
+            );
+            c.heartbeat(hb(1, 0, vec![]), t0).unwrap();
+            c.create_namespace(create("default", 1, 1), t0).unwrap();
+            let q1 = c.query("default", t0).unwrap();
+            assert!(q1.partitions["0"].leader.is_none());
+            assert_eq!(c.query("default", t0).unwrap().epoch, q1.epoch, "unchanged");
+            let g = zankv_pd_api::group_id(1, 0);
+            c.heartbeat(
+                hb(1, 2, vec![report("default-0", g, "leader", 1, &[1])]),
+                t0,
+            )
+            .unwrap();
+            let q2 = c.query("default", t0).unwrap();
+            assert!(q2.epoch > q1.epoch);
+            assert_eq!(q2.partitions["0"].leader.as_ref().unwrap().node_id, "1");
+            assert_eq!(q2.partitions["0"].replicas.len(), 1);
+            assert!(c.stats(t0).stable);
+            first_epoch = q2.epoch;
+            assert!(c.query("nope", t0).is_none());
+        }
+        let mut c = Cluster::new(
+            MetaStore::open(dir.path()).unwrap(),
+            Duration::from_secs(10),
+        );
+        assert_eq!(c.namespaces(), vec!["default".to_string()]);
+        let q = c.query("default", t0).unwrap();
+        assert!(q.epoch > first_epoch, "epochs keep growing after a restart");
+        c.delete_namespace("default").unwrap();
+        assert_eq!(c.delete_namespace("default").unwrap_err().status, 404);
+        assert!(c.catalog().namespaces.is_empty());
+    }
+}

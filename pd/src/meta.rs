@@ -1,0 +1,173 @@
+//! PD's durable metadata: the namespaces (with where each partition was created), the
+//! registered storage nodes and the catalog epoch.
+//!
+//! [`MetaStore`] keeps it in `<data_dir>/meta.json`. A change is made on a copy, written to
+//! a temporary file, synced and renamed over the old file (and the directory synced), and
+//! only then becomes the current state: a change that cannot be made durable is not made,
+//! and a crash leaves the old or the new file, never a torn one.
+//!
+//! Invariants: the catalog epoch grows with every change of namespaces or nodes;
+//! namespace ids are never reused; `generation` grows at every start, so routing epochs
+//! built on it keep growing across restarts.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use zankv_pd_api::{Catalog, NamespaceMeta, NodeInfo};
+
+/// Everything PD must not forget.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterMeta {
+    /// Grows with every change of `namespaces` or `nodes`.
+    pub catalog_epoch: u64,
+    /// Grows at every start of PD.
+    pub generation: u64,
+    /// The next namespace id to hand out.
+    pub next_namespace_id: u32,
+    /// The namespaces.
+    pub namespaces: Vec<NamespaceMeta>,
+    /// The storage nodes that registered, by id.
+    pub nodes: BTreeMap<u64, NodeInfo>,
+}
+
+impl ClusterMeta {
+    /// The catalog storage nodes get.
+    pub fn catalog(&self) -> Catalog {
+        Catalog {
+            epoch: self.catalog_epoch,
+            namespaces: self.namespaces.clone(),
+            nodes: self.nodes.values().cloned().collect(),
+        }
+    }
+
+    /// The namespace named `name`.
+    pub fn namespace(&self, name: &str) -> Option<&NamespaceMeta> {
+        self.namespaces.iter().find(|ns| ns.name == name)
+    }
+}
+
+/// The metadata and the file that keeps it.
+pub struct MetaStore {
+    path: PathBuf,
+    meta: ClusterMeta,
+}
+
+impl MetaStore {
+    /// Opens (or creates) the metadata in `dir`, and counts this start in `generation`.
+    pub fn open(dir: &Path) -> Result<MetaStore, String> {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create data directory {}: {e}", dir.display()))?;
+        let path = dir.join("meta.json");
+        let meta = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| format!("{} is corrupt: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterMeta {
+                next_namespace_id: 1,
+                ..ClusterMeta::default()
+            },
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        };
+        let mut store = MetaStore { path, meta };
+        store.update(|m| {
+            m.generation += 1;
+            Ok::<(), String>(())
+        })?;
+        Ok(store)
+    }
+
+    /// The current metadata.
+    pub fn meta(&self) -> &ClusterMeta {
+        &self.meta
+    }
+
+    /// Changes the metadata with `change` and makes it durable before it counts. If `change`
+    /// fails or the file cannot be written, nothing changes.
+    pub fn update<T, E: From<String>>(
+        &mut self,
+        change: impl FnOnce(&mut ClusterMeta) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut next = self.meta.clone();
+        let out = change(&mut next)?;
+        if next != self.meta {
+            write_atomically(&self.path, &next).map_err(E::from)?;
+            self.meta = next;
+        }
+        Ok(out)
+    }
+}
+
+fn write_atomically(path: &Path, meta: &ClusterMeta) -> Result<(), String> {
+    let tmp = path.with_extension("json.tmp");
+    let bytes = serde_json::to_vec_pretty(meta).expect("metadata serializes");
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        if let Some(dir) = path.parent() {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zankv_pd_api::ExpirationPolicy;
+
+    fn ns(name: &str, id: u32) -> NamespaceMeta {
+        NamespaceMeta {
+            name: name.into(),
+            id,
+            partition_num: 2,
+            replicator: 1,
+            expiration_policy: ExpirationPolicy::WaitCompact,
+            tags: vec![],
+            hash_tags: false,
+            initial_replicas: vec![vec![1], vec![1]],
+        }
+    }
+
+    #[test]
+    fn changes_survive_a_reopen_and_failed_changes_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.meta().generation, 1);
+        assert_eq!(store.meta().next_namespace_id, 1);
+        store
+            .update(|m| {
+                m.namespaces.push(ns("a", 1));
+                m.next_namespace_id = 2;
+                m.catalog_epoch += 1;
+                Ok::<(), String>(())
+            })
+            .unwrap();
+        let failed: Result<(), String> = store.update(|m| {
+            m.namespaces.clear();
+            Err("refused".into())
+        });
+        assert!(failed.is_err());
+        assert_eq!(
+            store.meta().namespaces.len(),
+            1,
+            "a failed change changes nothing"
+        );
+        drop(store);
+        let store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.meta().namespace("a"), Some(&ns("a", 1)));
+        assert_eq!(store.meta().catalog_epoch, 1);
+        assert_eq!(store.meta().generation, 2, "every start counts");
+    }
+
+    #[test]
+    fn a_corrupt_file_is_refused_with_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("meta.json"), b"{not json").unwrap();
+        let err = MetaStore::open(dir.path()).err().unwrap();
+        assert!(err.contains("meta.json is corrupt"), "{err}");
+    }
+}

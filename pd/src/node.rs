@@ -1,0 +1,77 @@
+//! Turns a [`PdConfig`] into a running PD and stops it cleanly on SIGINT/SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::info;
+
+use crate::api::{self, ApiContext};
+use crate::cluster::Cluster;
+use crate::config::PdConfig;
+use crate::meta::MetaStore;
+use crate::metrics::PdMetrics;
+use crate::server;
+
+/// Runs PD until it is told to stop. Errors are start-up failures, described for an
+/// operator.
+pub fn run(config: PdConfig) -> Result<(), String> {
+    config.validate()?;
+    let meta = MetaStore::open(&config.data_dir)?;
+    let listener = std::net::TcpListener::bind(config.http_addr)
+        .map_err(|e| format!("cannot listen on {} (HTTP): {e}", config.http_addr))?;
+    listener
+        .set_nonblocking(true)
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("pd-io")
+        .build()
+        .map_err(|e| format!("cannot start async runtime: {e}"))?;
+    let metrics = Arc::new(PdMetrics::default());
+    let cluster = Cluster::new(meta, Duration::from_millis(config.heartbeat_timeout_ms));
+    let (pd, owner) = server::spawn_owner(
+        cluster,
+        Duration::from_millis(config.check_interval_ms),
+        runtime.handle().clone(),
+        config.admin_token.clone(),
+        metrics.clone(),
+    )
+    .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
+    let result = runtime.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)
+            .map_err(|e| format!("cannot listen: {e}"))?;
+        let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let ctx = Arc::new(ApiContext {
+            pd: pd.clone(),
+            token: config.admin_token.clone(),
+            metrics,
+            http_addr: local,
+        });
+        info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
+        axum::serve(listener, api::router(ctx))
+            .with_graceful_shutdown(wait_for_signal())
+            .await
+            .map_err(|e| format!("HTTP server failed: {e}"))
+    });
+    info!("shutting down");
+    pd.stop();
+    let _ = owner.join();
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    info!("stopped");
+    result
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

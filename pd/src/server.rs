@@ -1,0 +1,203 @@
+//! Running PD: the thread that owns the [`Cluster`], its periodic check that sends storage
+//! nodes what they must do, and the HTTP API.
+//!
+//! The cluster model has one owner, a thread of its own: HTTP handlers hand it closures
+//! through a bounded queue and await their answers ([`PdHandle::call`]), so every change
+//! is serialized and its metadata write (an fsync) never runs on an async thread. Commands
+//! to storage nodes are HTTP calls made on the async runtime; their outcomes come back
+//! through the same queue. A command is sent again while the reports do not show it done
+//! (at most every [`RESEND`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+use tracing::{info, warn};
+
+use crate::cluster::{Cluster, NodeCommand};
+use crate::config::Secret;
+use crate::metrics::PdMetrics;
+
+/// How long a command may stay unanswered before it is sent again.
+pub const RESEND: Duration = Duration::from_secs(10);
+/// Calls queued for the owner before callers are told PD is busy.
+const QUEUE: usize = 1024;
+/// Deadline of a call to a storage node.
+const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+type Job = Box<dyn FnOnce(&mut Owner) + Send>;
+
+/// Why a call to the owner did not happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unavailable {
+    /// Its queue is full.
+    Busy,
+    /// It stopped.
+    Stopped,
+}
+
+/// A handle to the owner of the cluster model.
+#[derive(Clone)]
+pub struct PdHandle {
+    tx: SyncSender<Job>,
+}
+
+impl PdHandle {
+    /// Runs `f` on the owner with the current time and returns its result.
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Cluster, Instant) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |owner: &mut Owner| {
+            let _ = tx.send(f(&mut owner.cluster, Instant::now()));
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => rx.await.map_err(|_| Unavailable::Stopped),
+            Err(TrySendError::Full(_)) => Err(Unavailable::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Unavailable::Stopped),
+        }
+    }
+
+    /// Stops the owner thread once it has run what is queued.
+    pub fn stop(&self) {
+        let job: Job = Box::new(|owner: &mut Owner| owner.stopping = true);
+        let _ = self.tx.send(job);
+    }
+}
+
+/// The owner thread's state.
+struct Owner {
+    cluster: Cluster,
+    /// Commands sent and not answered yet, with when they were sent.
+    in_flight: HashMap<NodeCommand, Instant>,
+    runtime: tokio::runtime::Handle,
+    token: Option<Secret>,
+    metrics: Arc<PdMetrics>,
+    tx: SyncSender<Job>,
+    stopping: bool,
+}
+
+/// Starts the owner thread of `cluster`; it checks the cluster every `interval` until
+/// [`PdHandle::stop`].
+pub fn spawn_owner(
+    cluster: Cluster,
+    interval: Duration,
+    runtime: tokio::runtime::Handle,
+    token: Option<Secret>,
+    metrics: Arc<PdMetrics>,
+) -> std::io::Result<(PdHandle, JoinHandle<()>)> {
+    let (tx, rx) = sync_channel::<Job>(QUEUE);
+    let owner = Owner {
+        cluster,
+        in_flight: HashMap::new(),
+        runtime,
+        token,
+        metrics,
+        tx: tx.clone(),
+        stopping: false,
+    };
+    let thread = std::thread::Builder::new()
+        .name("pd-cluster".into())
+        .spawn(move || run(owner, rx, interval))?;
+    Ok((PdHandle { tx }, thread))
+}
+
+fn run(mut owner: Owner, rx: Receiver<Job>, interval: Duration) {
+    let mut next_check = Instant::now() + interval;
+    loop {
+        let wait = next_check.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(job) => job(&mut owner),
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if Instant::now() >= next_check {
+            owner.check();
+            next_check = Instant::now() + interval;
+        }
+        if owner.stopping {
+            break;
+        }
+    }
+    info!("cluster owner stopped");
+}
+
+impl Owner {
+    /// Compares the cluster with the metadata and sends what is missing.
+    fn check(&mut self) {
+        let now = Instant::now();
+        self.metrics.observe(&self.cluster, now);
+        self.in_flight
+            .retain(|_, sent| now.duration_since(*sent) < RESEND);
+        for command in self.cluster.commands(now) {
+            if self.in_flight.contains_key(&command) {
+                continue;
+            }
+            let Some(node) = self.cluster.meta().nodes.get(&command.node()) else {
+                continue;
+            };
+            let Ok(ip) = node.broadcast_address.parse::<std::net::IpAddr>() else {
+                warn!(node = node.node_id, address = %node.broadcast_address, "node address is not an IP address");
+                continue;
+            };
+            let addr = SocketAddr::new(ip, node.http_port);
+            self.in_flight.insert(command.clone(), now);
+            self.metrics.commands_sent.inc();
+            let tx = self.tx.clone();
+            let token = self.token.clone();
+            self.runtime.spawn(async move {
+                let outcome = send(addr, &command, token.as_ref()).await;
+                let job: Job = Box::new(move |owner: &mut Owner| owner.done(command, outcome));
+                let _ = tx.try_send(job);
+            });
+        }
+    }
+
+    /// A command's outcome: on success it may be sent again once due (if reports still do
+    /// not show it done); a failure waits for the resend delay.
+    fn done(&mut self, command: NodeCommand, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                self.in_flight.remove(&command);
+            }
+            Err(e) => {
+                self.metrics.command_failures.inc();
+                warn!(?command, error = %e, "command to a storage node failed; it will be sent again");
+            }
+        }
+    }
+}
+
+/// Sends one command to a storage node's admin API.
+async fn send(
+    addr: SocketAddr,
+    command: &NodeCommand,
+    token: Option<&Secret>,
+) -> Result<(), String> {
+    let (method, path) = match command {
+        NodeCommand::Host { partition, .. } => ("POST", format!("/partitions/{partition}/replica")),
+    };
+    let r = zankv_pd_api::client::call(
+        addr,
+        method,
+        &path,
+        None,
+        token.map(Secret::expose),
+        NODE_CALL_TIMEOUT,
+    )
+    .await?;
+    if r.status == 200 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{method} {path} on {addr}: {} {}",
+            r.status,
+            r.message()
+        ))
+    }
+}

@@ -1,0 +1,327 @@
+//! PD's HTTP API, end to end: a `zankv-pd` process on a free loopback port, storage nodes
+//! played by heartbeats sent from the test. Every endpoint, its 4xx cases, the admin token,
+//! and metadata surviving a restart.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_zankv-pd");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A PD process, killed on drop.
+struct Pd {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Pd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Pd {
+    fn start(dir: &Path, port: u16, extra_toml: &str) -> Pd {
+        let conf = dir.join("pd.toml");
+        std::fs::write(
+            &conf,
+            format!(
+                "data_dir = \"{}\"\nhttp_addr = \"127.0.0.1:{port}\"\nheartbeat_timeout_ms = 3000\n{extra_toml}",
+                dir.join("data").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(BIN)
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zankv-pd");
+        let pd = Pd { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while pd.try_call("GET", "/ping", None, None).is_err() {
+            assert!(Instant::now() < deadline, "zankv-pd did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        pd
+    }
+
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> Result<(u16, String), String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let auth = token
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
+        write!(
+            s,
+            "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .map_err(|e| e.to_string())?;
+        let mut response = String::new();
+        s.read_to_string(&mut response).map_err(|e| e.to_string())?;
+        let status = response
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or("no status")?;
+        let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+        Ok((status, body))
+    }
+
+    fn call(&self, method: &str, path: &str, token: Option<&str>) -> (u16, Value) {
+        self.send(method, path, None, token)
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        token: Option<&str>,
+    ) -> (u16, Value) {
+        let (status, body) = self.try_call(method, path, body, token).unwrap();
+        let v = serde_json::from_str(&body).unwrap_or(Value::String(body));
+        (status, v)
+    }
+}
+
+fn heartbeat(node: u64, epoch: u64, replicas: Value) -> Value {
+    json!({
+        "node": {
+            "node_id": node,
+            "broadcast_address": "127.0.0.1",
+            "redis_port": 20000 + node,
+            "http_port": 21000 + node,
+            "raft_port": 22000 + node,
+            "version": "0.1.0",
+            "dc_info": "",
+            "tags": [],
+        },
+        "replicas": replicas,
+        "catalog_epoch": epoch,
+    })
+}
+
+#[test]
+fn namespaces_nodes_and_routing_through_the_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Pd::start(dir.path(), free_port(), "");
+    assert_eq!(
+        pd.try_call("GET", "/ping", None, None).unwrap(),
+        (200, "OK".into())
+    );
+    let (code, info) = pd.call("GET", "/info", None);
+    assert_eq!((code, info["leader"].clone()), (200, json!(true)));
+    let (_, list) = pd.call("GET", "/listpd", None);
+    assert_eq!(
+        list["pdleader"]["http_address"],
+        format!("127.0.0.1:{}", pd.port)
+    );
+
+    // Three storage nodes register through heartbeats and get the catalog.
+    for node in 1..=3 {
+        let (code, reply) = pd.send(
+            "POST",
+            "/storage/heartbeat",
+            Some(&heartbeat(node, 0, json!([]))),
+            None,
+        );
+        assert_eq!(code, 200, "{reply}");
+        assert!(reply["catalog"]["epoch"].as_u64().unwrap() >= 1);
+    }
+    let (_, nodes) = pd.call("GET", "/datanodes", None);
+    let nodes = nodes["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3);
+    assert!(nodes.iter().all(|n| n["alive"] == json!(true)));
+    assert_eq!(nodes[0]["redis_port"], 20001);
+
+    let (code, ns) = pd.call(
+        "POST",
+        "/cluster/namespace/create?namespace=users&partition_num=4&replicator=3&tags=&hash_tags=true",
+        None,
+    );
+    assert_eq!(code, 400, "an empty tag: {ns}");
+    let (code, ns) = pd.call(
+        "POST",
+        "/cluster/namespace/create?namespace=users&partition_num=4&replicator=3&hash_tags=true&expiration_policy=wait_compact",
+        None,
+    );
+    assert_eq!(code, 200, "{ns}");
+    assert_eq!(ns["initial_replicas"].as_array().unwrap().len(), 4);
+    assert_eq!(ns["hash_tags"], json!(true));
+    let (_, names) = pd.call("GET", "/namespaces", None);
+    assert_eq!(names, json!({"namespaces": ["users"]}));
+
+    // The routing table: no leader yet; then node 2 reports leading partition 1.
+    let (code, q) = pd.call("GET", "/query/users", None);
+    assert_eq!(code, 200);
+    assert_eq!(q["partition_num"], 4);
+    assert_eq!(q["eng_type"], "rockredis");
+    assert!(q["partitions"]["1"]["leader"].is_null());
+    let epoch = q["epoch"].as_u64().unwrap();
+    let (code, _) = pd.call("GET", &format!("/query/users?epoch={epoch}"), None);
+    assert_eq!(code, 304, "unchanged");
+    let group1 = (1u64 << 32) | 1;
+    let report = json!([{
+        "partition": "users-1", "group": group1, "role": "leader", "term": 3, "leader": 2,
+        "commit": 5, "applied": 5, "voters": [2, 3, 4], "learners": [], "lag": [], "keys": 0
+    }]);
+    let catalog_epoch = pd.call("GET", "/catalog", None).1["epoch"]
+        .as_u64()
+        .unwrap();
+    pd.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&heartbeat(2, catalog_epoch, report)),
+        None,
+    );
+    let (code, q) = pd.call("GET", &format!("/query/users?epoch={epoch}"), None);
+    assert_eq!(code, 200);
+    assert!(q["epoch"].as_u64().unwrap() > epoch, "{q}");
+    assert_eq!(q["partitions"]["1"]["leader"]["node_id"], "2");
+    assert_eq!(q["partitions"]["1"]["leader"]["redis_port"], "20002");
+    let (_, stats) = pd.call("GET", "/cluster/stats", None);
+    assert_eq!(stats["namespaces"], 1);
+    assert_eq!(stats["stable"], json!(false), "partitions without leaders");
+    let (code, metrics) = pd.call("GET", "/metrics", None);
+    assert_eq!(code, 200);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("zankv_pd_heartbeats_total 4"),
+        "{metrics}"
+    );
+
+    // Every 4xx, with a message naming the problem.
+    let cases: &[(&str, &str, u16, &str)] = &[
+        ("POST", "/cluster/namespace/create?partition_num=1&replicator=1", 400, "MISSING_ARG_NAMESPACE"),
+        ("POST", "/cluster/namespace/create?namespace=a-b&partition_num=1&replicator=1", 400, "INVALID_ARG_NAMESPACE"),
+        ("POST", "/cluster/namespace/create?namespace=a&replicator=1", 400, "MISSING_ARG_PARTITION_NUM"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=0&replicator=1", 400, "INVALID_ARG_PARTITION_NUM"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1025&replicator=1", 400, "within 1..1024"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=6", 400, "INVALID_ARG_REPLICATOR"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=x", 400, "INVALID_ARG_REPLICATOR"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&expiration_policy=never", 400, "INVALID_ARG_EXPIRATION_POLICY"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&hash_tags=yes", 400, "INVALID_ARG_HASH_TAGS"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&engtype=pebble", 400, "INVALID_ARG_ENGTYPE"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&data_version=v9", 400, "INVALID_ARG_DATA_VERSION"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&color=red", 400, "unknown parameter color"),
+        ("POST", "/cluster/namespace/create?namespace=users&partition_num=1&replicator=1", 409, "already exists"),
+        ("POST", "/cluster/namespace/create?namespace=big&partition_num=1&replicator=4", 409, "4 replicas need 4 alive nodes"),
+        ("DELETE", "/cluster/namespace/delete?namespace=nope", 404, "no namespace named nope"),
+        ("DELETE", "/cluster/namespace/delete?namespace=users&partition=3", 400, "INVALID_ARG_PARTITION"),
+        ("DELETE", "/cluster/namespace/delete", 400, "MISSING_ARG_NAMESPACE"),
+        ("GET", "/query/nope", 404, "no namespace named nope"),
+        ("GET", "/query/users?epoch=x", 400, "INVALID_ARG_EPOCH"),
+        ("GET", "/query/users?foo=1", 400, "unknown parameter foo"),
+        ("GET", "/nowhere", 404, "no such endpoint"),
+        ("GET", "/cluster/namespace/create", 405, "method not allowed"),
+    ];
+    for (method, path, want, says) in cases {
+        let (code, body) = pd.call(method, path, None);
+        assert_eq!(code, *want, "{method} {path}: {body}");
+        assert!(
+            body["message"].as_str().unwrap_or_default().contains(says),
+            "{method} {path}: {body}"
+        );
+    }
+    let (code, body) = pd.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&json!({"node": 1})),
+        None,
+    );
+    assert_eq!(code, 400);
+    assert!(
+        body["message"].as_str().unwrap().contains("INVALID_BODY"),
+        "{body}"
+    );
+    let (code, _) = pd.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&heartbeat(0, 0, json!([]))),
+        None,
+    );
+    assert_eq!(code, 400, "node id 0");
+
+    // The metadata survives a restart; the namespace can then be deleted.
+    let port = pd.port;
+    drop(pd);
+    let pd = Pd::start(dir.path(), port, "");
+    assert_eq!(
+        pd.call("GET", "/namespaces", None).1,
+        json!({"namespaces": ["users"]})
+    );
+    assert_eq!(
+        pd.call("GET", "/datanodes", None).1["nodes"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let (code, _) = pd.call(
+        "DELETE",
+        "/cluster/namespace/delete?namespace=users&partition=**",
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        pd.call("GET", "/namespaces", None).1,
+        json!({"namespaces": []})
+    );
+}
+
+#[test]
+fn mutating_calls_need_the_admin_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Pd::start(dir.path(), free_port(), "admin_token = \"s3cret\"\n");
+    let create = "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1";
+    let (code, body) = pd.call("POST", create, None);
+    assert_eq!(code, 401);
+    assert!(body["message"]
+        .as_str()
+        .unwrap()
+        .contains("Authorization: Bearer"));
+    assert_eq!(pd.call("POST", create, Some("wrong")).0, 401);
+    let hb = heartbeat(1, 0, json!([]));
+    assert_eq!(
+        pd.send("POST", "/storage/heartbeat", Some(&hb), None).0,
+        401
+    );
+    assert_eq!(
+        pd.send("POST", "/storage/heartbeat", Some(&hb), Some("s3cret"))
+            .0,
+        200
+    );
+    assert_eq!(pd.call("POST", create, Some("s3cret")).0, 200);
+    // Reads stay open.
+    assert_eq!(pd.call("GET", "/query/a", None).0, 200);
+    assert_eq!(
+        pd.call("DELETE", "/cluster/namespace/delete?namespace=a", None)
+            .0,
+        401
+    );
+}
