@@ -180,7 +180,12 @@ async fn send(
     token: Option<&Secret>,
 ) -> Result<(), String> {
     let (method, path) = match command {
-        NodeCommand::Host { partition, .. } => ("POST", format!("/partitions/{partition}/replica")),
+        // PD hosts replicas this way only when it creates a partition: they are its initial
+        // voters.
+        NodeCommand::Host { partition, .. } => (
+            "POST",
+            format!("/partitions/{partition}/replica?bootstrap=true"),
+        ),
     };
     let r = zankv_pd_api::client::call(
         addr,

@@ -24,7 +24,7 @@ use crate::replicas::ReplicaFactory;
 use crate::replication::peer::RaftTiming;
 use crate::replication::raft_logging;
 use crate::replication::snapshot::{SnapshotDirs, SnapshotStats};
-use crate::replication::store::RaftStore;
+use crate::replication::store::{RaftStore, Start};
 use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
 use crate::replication::transport::{self, SnapshotInbox, Transport, TransportStats};
 use crate::routing::{GroupLayout, Routing};
@@ -168,14 +168,24 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     });
     let mut groups = HashMap::new();
     let mut applied_at_start = HashMap::new();
+    let persisted = store
+        .persisted_groups()
+        .map_err(|e| format!("cannot read the raft log: {e}"))?;
     for (layout, voters) in hosted {
         let compaction = store
             .persisted_compaction(layout.id)
             .map_err(|e| format!("cannot read the raft log of {}: {e}", layout.name))?;
-        let (worker, applied) = factory.start(&layout, compaction)?;
+        // A group without a log here is created now, from the configuration.
+        let bootstrap = !persisted.contains(&layout.id);
+        let (worker, applied) = factory.start(&layout, compaction, bootstrap)?;
         applied_at_start.insert(layout.id, applied);
         store
-            .host(layout.id, config.node_id, &voters, applied)
+            .host(
+                layout.id,
+                config.node_id,
+                Start::Bootstrap(&voters),
+                applied,
+            )
             .map_err(|e| format!("cannot start raft group of {}: {e}", layout.name))?;
         if voters == [config.node_id] {
             // The only voter: no need to wait an election timeout.

@@ -45,6 +45,22 @@ impl Partition {
         self.state
     }
 
+    /// Makes an empty partition start at log index `index` (where a new raft group's log
+    /// starts: see [`crate::replication::log_store::INIT_INDEX`]), durably. A partition that
+    /// applied anything already is left alone.
+    pub fn bootstrap_at(&mut self, index: u64) -> Result<(), EngineError> {
+        if self.state.applied_index != 0 {
+            return Ok(());
+        }
+        let mut state = self.state;
+        state.applied_index = index;
+        let mut batch = crate::engine::WriteBatch::default();
+        batch.put(keys::applied_state_key(), state.encode());
+        self.engine.write(batch, true)?;
+        self.state = state;
+        Ok(())
+    }
+
     /// The engine, for reads.
     pub fn engine(&self) -> &dyn Engine {
         self.engine.as_ref()

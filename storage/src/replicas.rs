@@ -20,6 +20,7 @@ use crate::engine::rocks::{RocksEngine, RocksOptions};
 use crate::engine::{Engine, EngineError};
 use crate::node_stats::NodeStats;
 use crate::partition::Partition;
+use crate::replication::log_store::INIT_INDEX;
 use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::GroupLayout;
@@ -60,19 +61,33 @@ impl ReplicaFactory {
 
     /// Opens the hosted partition `layout` whose raft log is compacted up to `compaction`
     /// and starts its worker. Returns the worker and the partition's applied index.
+    /// With `bootstrap`, the group is new and this node one of its initial voters: an
+    /// empty partition starts at the group log's first index.
     pub fn start(
         &self,
         layout: &GroupLayout,
         compaction: u64,
+        bootstrap: bool,
     ) -> Result<(WorkerHandle, u64), String> {
         let files = self.files(layout);
-        let partition = open_partition(&files, &layout.name, compaction)?;
+        let mut partition = open_partition(&files, &layout.name, compaction)?;
+        if bootstrap {
+            partition
+                .bootstrap_at(INIT_INDEX)
+                .map_err(|e| format!("cannot create partition {}: {e}", layout.name))?;
+        }
         let applied = partition.state().applied_index;
         Ok((self.spawn(layout, files, partition)?, applied))
     }
 
-    /// Starts a new, empty replica of `layout`.
-    pub fn start_empty(&self, layout: &GroupLayout) -> Result<WorkerHandle, String> {
+    /// Starts a new, empty replica of `layout`: one of the group's initial voters with
+    /// `bootstrap`, else a replica that joins the existing group (and waits for a
+    /// snapshot).
+    pub fn start_empty(
+        &self,
+        layout: &GroupLayout,
+        bootstrap: bool,
+    ) -> Result<WorkerHandle, String> {
         let files = self.files(layout);
         if files.dir.exists() {
             std::fs::remove_dir_all(&files.dir).map_err(|e| {
@@ -80,9 +95,14 @@ impl ReplicaFactory {
             })?;
         }
         self.snapshots.remove_received(layout.id, None);
-        let partition = files
+        let mut partition = files
             .open_partition()
             .map_err(|e| format!("cannot create partition {}: {e}", layout.name))?;
+        if bootstrap {
+            partition
+                .bootstrap_at(INIT_INDEX)
+                .map_err(|e| format!("cannot create partition {}: {e}", layout.name))?;
+        }
         self.spawn(layout, files, partition)
     }
 

@@ -180,8 +180,11 @@ pub enum WorkerMsg {
     /// ([`WorkerEvent::Durable`]), so the raft log can be compacted up to it.
     SyncForCompaction,
     /// The replica was removed from this node: answer who waits, close and delete the
-    /// database, stop.
-    Destroy,
+    /// database, stop; then `done` is told (dropped).
+    Destroy {
+        /// Dropped once the database is closed and deleted.
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What a worker tells the store loop.
@@ -440,8 +443,9 @@ impl Worker {
     /// must be dropped).
     pub(crate) fn handle(&mut self, msg: WorkerMsg) -> bool {
         match msg {
-            WorkerMsg::Destroy => {
+            WorkerMsg::Destroy { done } => {
                 self.destroy();
+                drop(done);
                 return false;
             }
             WorkerMsg::Plan(plan) => self.on_plan(plan),

@@ -127,8 +127,13 @@ fn must_hold(cluster: &TestCluster, ledgers: &[Ledger]) {
             );
         }
     }
-    // Nodes hosting nothing (never given a replica, or theirs was removed) are skipped.
-    let hosting = |i: usize| cluster.replicas(i).is_some_and(|r| !r.is_empty());
+    // Nodes hosting nothing (never given a replica, or theirs was removed, or it is not
+    // added to its group yet) are skipped.
+    let hosting = |i: usize| {
+        cluster
+            .replicas(i)
+            .is_some_and(|r| r.iter().any(|r| r.role != "joining"))
+    };
     for i in (0..cluster.len()).filter(|&i| cluster.is_up(i) && hosting(i)) {
         let mut conn = cluster.client(i);
         assert_eq!(conn.cmd(&[b"READONLY"]), Frame::simple("OK"));
@@ -495,4 +500,95 @@ fn large_values_replicate_and_writes_over_the_entry_limit_are_refused() {
         assert_eq!(c.cmd_str(&["EXISTS", "huge"]), Frame::Integer(0));
         assert_eq!(c.cmd_str(&["GET", "after"]), Frame::bulk("1"));
     }
+}
+
+/// Every (term, leader) pair the running nodes report for `name`.
+fn leaders_by_term(cluster: &TestCluster, name: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for i in (0..cluster.len()).filter(|&i| cluster.is_up(i)) {
+        for r in cluster.replicas(i).unwrap_or_default() {
+            if r.name == name && r.role == "leader" {
+                out.push((r.term, i as u64 + 1));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_replica_re_created_on_a_node_that_held_one_cannot_elect_a_second_leader() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = TestCluster::must_start_with(dir.path(), 4, 1, &[1, 2, 3], FAST_RAFT);
+    let p = "default-0";
+    let first = leader_of(&cluster, p);
+    // Node 3 (or 2, if 3 leads) goes down with the old membership in its log.
+    let stale = if first == 2 { 1 } else { 2 };
+    cluster.kill9(stale);
+    // The partition moves to node 4, which takes the lead and removes another old replica.
+    must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica"));
+    must_admin(
+        &cluster,
+        first,
+        "POST",
+        &format!("/partitions/{p}/learners/4"),
+    );
+    must_admin(
+        &cluster,
+        first,
+        "POST",
+        &format!("/partitions/{p}/voters/4"),
+    );
+    must_admin(
+        &cluster,
+        first,
+        "POST",
+        &format!("/partitions/{p}/leader/4"),
+    );
+    assert_eq!(leader_of(&cluster, p), 3);
+    let removed = (0..3).find(|&i| i != stale).unwrap();
+    must_admin(
+        &cluster,
+        3,
+        "DELETE",
+        &format!("/partitions/{p}/members/{}", removed + 1),
+    );
+    // The removed node deletes its replica and is given an empty one again (as an operator
+    // moving the partition back would): it has the same replica id and no memory of votes.
+    must_admin(
+        &cluster,
+        removed,
+        "DELETE",
+        &format!("/partitions/{p}/replica?force=true"),
+    );
+    must_admin(
+        &cluster,
+        removed,
+        "POST",
+        &format!("/partitions/{p}/replica"),
+    );
+    let mut writer = cluster.smart_client();
+    let mut ledger = Ledger::default();
+    cluster.start(stale);
+    // The stale node campaigns with the old membership; it must not win a term that
+    // already has a leader, however the votes go.
+    let deadline = Instant::now() + Duration::from_secs(6);
+    let mut n = 0;
+    while Instant::now() < deadline {
+        let seen = leaders_by_term(&cluster, p);
+        for (term, leader) in &seen {
+            assert!(
+                seen.iter().all(|(t, l)| t != term || l == leader),
+                "two leaders in term {term}: {seen:?}"
+            );
+        }
+        write_one(&mut writer, &format!("r:{n}"), &mut ledger);
+        n += 1;
+    }
+    assert!(!ledger.acked.is_empty());
+    let view = cluster.replicas(removed).unwrap();
+    assert!(
+        view[0].role == "joining" || view[0].role == "learner",
+        "the re-created replica is not a member: {view:?}"
+    );
+    must_hold(&cluster, &[ledger]);
 }

@@ -222,8 +222,9 @@ fn http_endpoint_serves_metrics_status_and_json_errors() {
     }
     let (code, status) = http(node.http_port, "GET", "/status");
     assert_eq!(code, 200);
-    // Entry 1 is the new leader's empty entry, entry 2 the SET.
-    assert!(status.contains("\"applied_index\":2"), "{status}");
+    // A new group's log starts after index 5; entry 6 is the new leader's empty entry,
+    // entry 7 the SET.
+    assert!(status.contains("\"applied_index\":7"), "{status}");
     assert!(status.contains("\"role\":\"leader\""), "{status}");
     let (code, body) = http(node.http_port, "GET", "/nope");
     assert_eq!(

@@ -82,13 +82,57 @@ pub struct GroupLog {
     snapshot_wanted: std::cell::Cell<bool>,
 }
 
+/// Index (and term) at which a group's log starts when it is created with its initial
+/// voters: the configuration sits in snapshot metadata at this index and the first entry is
+/// the next one, so a replica added later, which has nothing, always needs a snapshot (and
+/// so learns the configuration from its metadata, never from a partial history).
+pub const INIT_INDEX: u64 = 5;
+/// Term of [`INIT_INDEX`].
+pub const INIT_TERM: u64 = 5;
+
 impl GroupLog {
-    /// A new, empty log for a group whose initial voters are `voters`.
-    pub fn new(group: GroupId, voters: &[u64], batch: &mut WriteBatch) -> Self {
+    /// The log of a new group whose initial voters are `voters` (this replica among them):
+    /// it starts after [`INIT_INDEX`], whose state is the empty partition.
+    pub fn bootstrap(group: GroupId, voters: &[u64], batch: &mut WriteBatch) -> Self {
         let conf_state = ConfState {
             voters: voters.to_vec(),
             ..Default::default()
         };
+        let mut meta = SnapshotMetadata {
+            index: INIT_INDEX,
+            term: INIT_TERM,
+            ..Default::default()
+        };
+        meta.set_conf_state(conf_state.clone());
+        let hard_state = HardState {
+            term: INIT_TERM,
+            commit: INIT_INDEX,
+            ..Default::default()
+        };
+        batch.put(key(b'c', group), encode(&conf_state));
+        batch.put(key(b'i', group), INIT_INDEX.to_be_bytes().to_vec());
+        batch.put(key(b's', group), encode(&meta));
+        batch.put(key(b'h', group), encode(&hard_state));
+        let mut snapshot = Snapshot::default();
+        snapshot.set_metadata(meta);
+        GroupLog {
+            group,
+            hard_state,
+            conf_state,
+            conf_index: INIT_INDEX,
+            snapshot,
+            offered: None,
+            entries: Vec::new(),
+            bytes: 0,
+            snapshot_wanted: std::cell::Cell::new(false),
+        }
+    }
+
+    /// The log of a replica joining an existing group: no configuration and no entries
+    /// until the leader sends a snapshot. Until then the replica is not a voter, so it
+    /// neither campaigns nor votes.
+    pub fn joiner(group: GroupId, batch: &mut WriteBatch) -> Self {
+        let conf_state = ConfState::default();
         batch.put(key(b'c', group), encode(&conf_state));
         GroupLog {
             group,
@@ -515,26 +559,60 @@ mod tests {
         engine.write(batch, true).unwrap();
     }
 
+    /// Index `n` entries after a new group's log starts.
+    fn at(n: u64) -> u64 {
+        INIT_INDEX + n
+    }
+
+    #[test]
+    fn a_new_group_starts_after_its_initial_index_and_a_joiner_with_nothing() {
+        let disk = MemoryEngine::new();
+        let mut batch = WriteBatch::default();
+        let log = GroupLog::bootstrap(7, &[1, 2, 3], &mut batch);
+        let joiner = GroupLog::joiner(8, &mut batch);
+        persist(&disk, batch);
+        assert_eq!(log.first_index().unwrap(), INIT_INDEX + 1);
+        assert_eq!(log.last_index().unwrap(), INIT_INDEX);
+        assert_eq!(log.term(INIT_INDEX).unwrap(), INIT_TERM);
+        let state = log.initial_state().unwrap();
+        assert_eq!(state.conf_state.voters, vec![1, 2, 3]);
+        assert_eq!(state.hard_state.commit, INIT_INDEX);
+        let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
+        assert_eq!(reloaded.first_index().unwrap(), INIT_INDEX + 1);
+        assert_eq!(reloaded.compacted_index(), INIT_INDEX);
+        // Entry 1 never existed here: a replica that needs it gets a snapshot.
+        assert!(reloaded
+            .entries(1, 2, None, GetEntriesContext::empty(false))
+            .is_err());
+        assert!(joiner.conf_state().voters.is_empty());
+        let joiner = GroupLog::load(&disk, 8).unwrap().unwrap();
+        assert!(joiner.conf_state().voters.is_empty());
+        assert_eq!(joiner.last_index().unwrap(), 0);
+        let mut hosted = GroupLog::persisted_groups(&disk).unwrap();
+        hosted.sort_unstable();
+        assert_eq!(hosted, vec![7, 8]);
+    }
+
     #[test]
     fn append_truncate_compact_and_reload() {
         let disk = MemoryEngine::new();
         let mut batch = WriteBatch::default();
-        let mut log = GroupLog::new(7, &[1, 2, 3], &mut batch);
+        let mut log = GroupLog::bootstrap(7, &[1, 2, 3], &mut batch);
         log.append(
-            &(1..=5).map(|i| entry(i, 1)).collect::<Vec<_>>(),
+            &(1..=5).map(|n| entry(at(n), 6)).collect::<Vec<_>>(),
             &mut batch,
         );
-        // A new leader overwrites 4..5 with one entry at term 2.
-        log.append(&[entry(4, 2)], &mut batch);
+        // A new leader overwrites 4..5 with one entry at term 7.
+        log.append(&[entry(at(4), 7)], &mut batch);
         let hs = HardState {
-            term: 2,
-            commit: 3,
+            term: 7,
+            commit: at(3),
             ..Default::default()
         };
         log.set_hard_state(hs, &mut batch);
         persist(&disk, batch);
-        assert_eq!(log.last_index().unwrap(), 4);
-        assert_eq!(log.term(4).unwrap(), 2);
+        assert_eq!(log.last_index().unwrap(), at(4));
+        assert_eq!(log.term(at(4)).unwrap(), 7);
         let data_bytes = |log: &GroupLog| log.entries.iter().map(|e| e.data.len()).sum::<usize>();
         assert_eq!(
             log.bytes(),
@@ -543,41 +621,41 @@ mod tests {
         );
 
         let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
-        assert_eq!(reloaded.last_index().unwrap(), 4);
+        assert_eq!(reloaded.last_index().unwrap(), at(4));
         assert_eq!(
             reloaded
-                .entries(1, 5, None, GetEntriesContext::empty(false))
+                .entries(at(1), at(5), None, GetEntriesContext::empty(false))
                 .unwrap(),
             log.entries
         );
-        assert_eq!(reloaded.hard_state().commit, 3);
+        assert_eq!(reloaded.hard_state().commit, at(3));
         assert_eq!(reloaded.bytes(), log.bytes());
         assert_eq!(reloaded.conf_state().voters, vec![1, 2, 3]);
 
         let mut batch = WriteBatch::default();
-        log.compact(3, &mut batch);
+        log.compact(at(3), &mut batch);
         persist(&disk, batch);
-        assert_eq!(log.first_index().unwrap(), 4);
+        assert_eq!(log.first_index().unwrap(), at(4));
         assert_eq!(
             log.bytes(),
             data_bytes(&log),
             "compaction keeps the byte count"
         );
-        assert_eq!(log.term(3).unwrap(), 1);
-        assert!(log.term(2).is_err());
+        assert_eq!(log.term(at(3)).unwrap(), 6);
+        assert!(log.term(at(2)).is_err());
         // No snapshot offered yet: raft-rs is told to wait, and the driver is asked for one.
         assert!(log.snapshot(0, 2).is_err());
         assert!(log.take_snapshot_request());
         assert!(!log.take_snapshot_request());
-        assert!(log.snapshot_metadata(2).is_none(), "compacted away");
-        let meta = log.snapshot_metadata(4).unwrap();
-        assert_eq!((meta.index, meta.term), (4, 2));
+        assert!(log.snapshot_metadata(at(2)).is_none(), "compacted away");
+        let meta = log.snapshot_metadata(at(4)).unwrap();
+        assert_eq!((meta.index, meta.term), (at(4), 7));
         let mut snap = Snapshot::default();
         snap.set_metadata(meta);
         snap.data = bytes::Bytes::from_static(b"state at 4");
         log.offer_snapshot(snap);
-        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, 4);
-        assert!(log.snapshot(5, 2).is_err(), "older than requested");
+        assert_eq!(log.snapshot(0, 2).unwrap().get_metadata().index, at(4));
+        assert!(log.snapshot(at(5), 2).is_err(), "older than requested");
         // A membership change after an index makes that index unfit for a snapshot.
         let mut batch = WriteBatch::default();
         log.set_conf_state(
@@ -585,28 +663,31 @@ mod tests {
                 voters: vec![1, 2, 3, 4],
                 ..Default::default()
             },
-            4,
+            at(4),
             &mut batch,
         );
-        assert!(log.snapshot_metadata(3).is_none());
+        assert!(log.snapshot_metadata(at(3)).is_none());
         assert_eq!(
-            log.snapshot_metadata(4).unwrap().get_conf_state().voters,
+            log.snapshot_metadata(at(4))
+                .unwrap()
+                .get_conf_state()
+                .voters,
             vec![1, 2, 3, 4]
         );
         persist(&disk, batch);
         let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
-        assert_eq!(reloaded.first_index().unwrap(), 4);
-        assert_eq!(reloaded.last_index().unwrap(), 4);
-        assert_eq!(reloaded.conf_index(), 4);
+        assert_eq!(reloaded.first_index().unwrap(), at(4));
+        assert_eq!(reloaded.last_index().unwrap(), at(4));
+        assert_eq!(reloaded.conf_index(), at(4));
         assert_eq!(reloaded.offered_index(), None, "offers are not persisted");
-        assert!(GroupLog::load(&disk, 8).unwrap().is_none());
+        assert!(GroupLog::load(&disk, 9).unwrap().is_none());
     }
 
     #[test]
     fn snapshot_replaces_the_log() {
         let disk = MemoryEngine::new();
         let mut batch = WriteBatch::default();
-        let mut log = GroupLog::new(1, &[1, 2, 3], &mut batch);
+        let mut log = GroupLog::joiner(1, &mut batch);
         log.append(&[entry(1, 1), entry(2, 1)], &mut batch);
         let mut snap = Snapshot::default();
         snap.mut_metadata().index = 10;
@@ -619,6 +700,7 @@ mod tests {
         assert_eq!(reloaded.last_index().unwrap(), 10);
         assert_eq!(reloaded.term(10).unwrap(), 3);
         assert_eq!(reloaded.hard_state().commit, 10);
+        assert_eq!(reloaded.conf_state().voters, vec![1, 2, 3]);
         assert!(disk.dump().iter().all(|(k, _)| k[0] != b'e'));
     }
 }

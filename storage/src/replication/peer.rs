@@ -296,8 +296,17 @@ impl Peer {
     }
 
     /// Handles a message from another replica of the group. Messages for other terms or
-    /// from removed replicas are dropped by raft-rs.
+    /// from removed replicas are dropped by raft-rs. Vote requests to a replica that is not
+    /// a voter in its own configuration are dropped here: raft-rs would answer them, and a
+    /// replica re-created on a node that once held one (same replica id, no memory of its
+    /// votes) could then help a stale candidate win a term that already has a leader.
     pub fn step(&mut self, msg: Message) -> raft::Result<()> {
+        use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
+        if matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote)
+            && !self.node.store().conf_state().voters.contains(&self.id())
+        {
+            return Ok(());
+        }
         self.node.step(msg)
     }
 
@@ -416,5 +425,62 @@ impl Peer {
         // membership proposals on it); the state machine applies it in order later.
         self.node.advance_apply();
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raft::eraftpb::MessageType;
+
+    fn logger() -> slog::Logger {
+        slog::Logger::root(slog::Discard, slog::o!())
+    }
+
+    fn vote_request(from: u64, to: u64, term: u64) -> Message {
+        let mut m = Message::default();
+        m.set_msg_type(MessageType::MsgRequestVote);
+        m.from = from;
+        m.to = to;
+        m.term = term;
+        m.index = 100;
+        m.log_term = term - 1;
+        m
+    }
+
+    fn answers(peer: &mut Peer) -> Vec<MessageType> {
+        let mut batch = WriteBatch::default();
+        let mut out: Vec<MessageType> = Vec::new();
+        if let Some(ready) = peer.take_ready(&mut batch) {
+            out.extend(ready.messages.iter().map(|m| m.get_msg_type()));
+            out.extend(peer.advance().messages.iter().map(|m| m.get_msg_type()));
+        }
+        out
+    }
+
+    #[test]
+    fn only_voters_answer_vote_requests() {
+        let mut batch = WriteBatch::default();
+        let voter_log = GroupLog::bootstrap(1, &[1, 2, 3], &mut batch);
+        let mut voter = Peer::new(1, voter_log, 0, RaftTiming::default(), &logger()).unwrap();
+        voter.step(vote_request(3, 1, 9)).unwrap();
+        assert_eq!(
+            answers(&mut voter),
+            vec![MessageType::MsgRequestVoteResponse]
+        );
+
+        // A replica re-created with nothing (say, on a node that held one before) stays out
+        // of elections until the leader has sent it the group's configuration.
+        let joiner_log = GroupLog::joiner(1, &mut batch);
+        let mut joiner = Peer::new(2, joiner_log, 0, RaftTiming::default(), &logger()).unwrap();
+        joiner.step(vote_request(3, 2, 9)).unwrap();
+        assert!(answers(&mut joiner).is_empty());
+        for _ in 0..100 {
+            joiner.tick();
+        }
+        assert!(
+            !answers(&mut joiner).contains(&MessageType::MsgRequestPreVote),
+            "a joiner never campaigns"
+        );
     }
 }

@@ -19,8 +19,9 @@ use bytes::Bytes;
 use raft::eraftpb::MessageType;
 
 use super::log_store::GroupId;
+use super::log_store::INIT_INDEX;
 use super::peer::RaftTiming;
-use super::store::{GroupMessage, RaftStore};
+use super::store::{GroupMessage, RaftStore, Start};
 use crate::engine::memory::MemoryEngine;
 
 fn logger() -> slog::Logger {
@@ -61,8 +62,15 @@ impl Node {
         let timing = RaftTiming::default();
         let mut store = RaftStore::new(Box::new(self.disk.clone()), timing, logger());
         for &g in groups {
-            let applied = self.machines.entry(g).or_default().applied_index;
-            store.host(g, self.id, voters, applied).expect("host group");
+            // A new group's state machine starts where its log does.
+            let machine = self.machines.entry(g).or_insert_with(|| StateMachine {
+                applied: Vec::new(),
+                applied_index: INIT_INDEX,
+            });
+            let applied = machine.applied_index;
+            store
+                .host(g, self.id, Start::Bootstrap(voters), applied)
+                .expect("host group");
         }
         self.store = Some(store);
     }

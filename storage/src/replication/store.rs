@@ -49,6 +49,18 @@ pub struct StoreOutput {
     pub groups_persisted: usize,
 }
 
+/// How a replica with no log yet starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start<'a> {
+    /// As one of the group's initial voters (`voters`, this replica among them), when the
+    /// group is created: its log starts at [`super::log_store::INIT_INDEX`], and its state
+    /// machine must start there too.
+    Bootstrap(&'a [u64]),
+    /// As a new replica of an existing group, with nothing: the leader will send a
+    /// snapshot once the replica is added to the group.
+    Join,
+}
+
 /// Counters for metrics and tests.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StoreStats {
@@ -82,20 +94,23 @@ impl RaftStore {
     }
 
     /// Hosts replica `replica` of `group`, restarting from its persisted log if there is one,
-    /// else creating it with `voters` as the initial configuration. `applied` is what the
-    /// group's state machine has applied.
+    /// else creating it as `start` says. `applied` is what the group's state machine has
+    /// applied.
     pub fn host(
         &mut self,
         group: GroupId,
         replica: u64,
-        voters: &[u64],
+        start: Start<'_>,
         applied: u64,
     ) -> Result<(), EngineError> {
         let log = match GroupLog::load(self.log_engine.as_ref(), group)? {
             Some(log) => log,
             None => {
                 let mut batch = WriteBatch::default();
-                let log = GroupLog::new(group, voters, &mut batch);
+                let log = match start {
+                    Start::Bootstrap(voters) => GroupLog::bootstrap(group, voters, &mut batch),
+                    Start::Join => GroupLog::joiner(group, &mut batch),
+                };
                 self.log_engine.write(batch, true)?;
                 log
             }

@@ -33,10 +33,11 @@ use tracing::{error, info, warn};
 use zankv_commands::{Command, CommandError, Reply};
 
 use super::log_store::GroupId;
+use super::log_store::INIT_INDEX;
 use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
 use super::peer::ProposeError;
 use super::snapshot::SnapshotFiles;
-use super::store::{GroupMessage, RaftStore, StoreOutput};
+use super::store::{GroupMessage, RaftStore, Start, StoreOutput};
 use super::transport::Transport;
 use crate::change::Change;
 use crate::clock::Clock;
@@ -101,8 +102,10 @@ pub enum StoreRequest {
         worker: WorkerHandle,
         /// Whether the namespace allows stale reads from followers.
         stale_reads: bool,
-        /// The group's initial voters (its configuration before any membership change).
-        voters: Vec<u64>,
+        /// `Some(initial voters)` when the group is being created with this replica as one of
+        /// them; `None` for a replica joining an existing group (the leader adds it and
+        /// sends it a snapshot).
+        bootstrap: Option<Vec<u64>>,
         /// Answered once the replica is hosted (durably).
         reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
     },
@@ -112,8 +115,10 @@ pub enum StoreRequest {
         group: GroupId,
         /// Delete it even though this replica still counts itself a member.
         force: bool,
-        /// Answered once done.
+        /// Answered once the replica is out of the group table and its log deleted.
         reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
+        /// Dropped once its database is closed and deleted too.
+        deleted: oneshot::Sender<()>,
     },
     /// Declare (or move) node `id`, persisted across restarts.
     AddNode {
@@ -151,7 +156,8 @@ pub struct GroupStatus {
     pub name: String,
     /// This node's replica id.
     pub replica: u64,
-    /// `leader`, `follower` (or `candidate`).
+    /// `leader`, `follower`, `candidate`, `learner`, or `joining` (hosted here but not a
+    /// member of the group, waiting to be added and sent a snapshot).
     pub role: &'static str,
     /// Current term.
     pub term: u64,
@@ -675,7 +681,7 @@ impl Runner {
                 name,
                 worker,
                 stale_reads,
-                voters,
+                bootstrap,
                 reply,
             } => {
                 let hosted = HostedGroup {
@@ -683,14 +689,15 @@ impl Runner {
                     worker,
                     stale_reads,
                 };
-                let _ = reply.send(self.host(group, hosted, &voters));
+                let _ = reply.send(self.host(group, hosted, bootstrap.as_deref()));
             }
             StoreRequest::Unhost {
                 group,
                 force,
                 reply,
+                deleted,
             } => {
-                let _ = reply.send(self.unhost(group, force));
+                let _ = reply.send(self.unhost(group, force, deleted));
             }
             StoreRequest::AddNode {
                 id,
@@ -805,16 +812,21 @@ impl Runner {
         &mut self,
         group: GroupId,
         hosted: HostedGroup,
-        voters: &[u64],
+        bootstrap: Option<&[u64]>,
     ) -> Result<AdminOutcome, AdminError> {
         if self.l.groups.contains_key(&group) {
             return Ok(AdminOutcome::Unchanged);
         }
+        let (start, applied) = match bootstrap {
+            Some(voters) => (Start::Bootstrap(voters), INIT_INDEX),
+            None => (Start::Join, 0),
+        };
+        let node = self.l.settings.node_id;
         let started = self
             .l
             .store
             .forget(group)
-            .and_then(|()| self.l.store.host(group, self.l.settings.node_id, voters, 0));
+            .and_then(|()| self.l.store.host(group, node, start, applied));
         if let Err(e) = started {
             return Err(AdminError::Refused(format!(
                 "cannot start the raft group: {e}"
@@ -825,7 +837,12 @@ impl Runner {
         Ok(AdminOutcome::Done)
     }
 
-    fn unhost(&mut self, group: GroupId, force: bool) -> Result<AdminOutcome, AdminError> {
+    fn unhost(
+        &mut self,
+        group: GroupId,
+        force: bool,
+        deleted: oneshot::Sender<()>,
+    ) -> Result<AdminOutcome, AdminError> {
         let Some(peer) = self.l.store.peer(group) else {
             return Ok(AdminOutcome::Unchanged);
         };
@@ -848,7 +865,7 @@ impl Runner {
         }
         if let Some(hosted) = self.l.groups.remove(&group) {
             info!(group, partition = %hosted.name, "replica removed from this node");
-            hosted.worker.send(WorkerMsg::Destroy);
+            hosted.worker.send(WorkerMsg::Destroy { done: deleted });
         }
         self.checkpoints.remove(&group);
         self.compacting.remove(&group);
@@ -1104,6 +1121,11 @@ impl Runner {
                     replica: s.id,
                     role: if s.is_leader {
                         "leader"
+                    } else if s.learners.contains(&s.id) {
+                        "learner"
+                    } else if !s.voters.contains(&s.id) {
+                        // Hosted but not (yet, or any more) a member.
+                        "joining"
                     } else if s.leader != 0 {
                         "follower"
                     } else {

@@ -5,7 +5,7 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | POST | `/nodes/{id}?raft_addr=H:P&redis_addr=H:P` | declare (or move) a node; kept across restarts |
-//! | POST | `/partitions/{name}/replica` | host a new, empty replica of partition `name` here; it fills once the leader adds it |
+//! | POST | `/partitions/{name}/replica[?bootstrap=true]` | host a new, empty replica of partition `name` here: it joins the group and fills once the leader adds it; with `bootstrap`, the group is being created and this node is one of its initial voters (the partition's `replicas` in the layout) |
 //! | DELETE | `/partitions/{name}/replica[?force=true]` | delete this node's replica (after the leader removed it) |
 //! | POST | `/partitions/{name}/learners/{node}` | at the leader: add `node` as a learner |
 //! | POST | `/partitions/{name}/voters/{node}` | at the leader: promote learner `node` (once caught up) |
@@ -206,9 +206,28 @@ async fn host_replica(
     State(ctx): State<Arc<HttpContext>>,
     headers: HeaderMap,
     Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> ApiResult {
     authorize(&ctx, &headers)?;
     let layout = partition(&ctx, &name)?;
+    let bootstrap = match params.get("bootstrap").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "bootstrap must be true or false, not {other:?}"
+            )))
+        }
+    };
+    if bootstrap && !layout.replicas.contains(&ctx.node_id) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "this node is not one of {name}'s initial replicas {:?}; host it without bootstrap and add it at the leader",
+                layout.replicas
+            ),
+        ));
+    }
     // One hosting at a time: two would race for the same directory.
     let _one = ctx.hosting.lock().await;
     if ctx
@@ -222,7 +241,7 @@ async fn host_replica(
     }
     let factory = ctx.factory.clone();
     let to_start = layout.clone();
-    let worker = tokio::task::spawn_blocking(move || factory.start_empty(&to_start))
+    let worker = tokio::task::spawn_blocking(move || factory.start_empty(&to_start, bootstrap))
         .await
         .map_err(|_| "starting the replica failed".to_string())
         .and_then(|started| started)
@@ -234,7 +253,7 @@ async fn host_replica(
             name: layout.name.clone(),
             worker,
             stale_reads: layout.stale_reads,
-            voters: layout.replicas.clone(),
+            bootstrap: bootstrap.then(|| layout.replicas.clone()),
             reply,
         })
         .await;
@@ -259,14 +278,19 @@ async fn remove_replica(
         }
     };
     let _one = ctx.hosting.lock().await;
+    let (deleted, gone) = tokio::sync::oneshot::channel();
     let result = ctx
         .store
         .ask(|reply| StoreRequest::Unhost {
             group: layout.id,
             force,
             reply,
+            deleted,
         })
         .await;
+    // Answer once the database is closed and deleted, so that the partition can be hosted
+    // here again right away.
+    let _ = gone.await;
     answer(&name, "remove_replica", result)
 }
 

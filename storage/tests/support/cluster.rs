@@ -266,7 +266,8 @@ impl TestCluster {
 fn converged(views: &[(usize, Vec<ReplicaView>)], applied: bool) -> Option<HashMap<String, u64>> {
     let mut by_name: HashMap<&str, Vec<(usize, &ReplicaView)>> = HashMap::new();
     for (i, replicas) in views {
-        for r in replicas {
+        // A replica hosted but not added to its group yet takes no part.
+        for r in replicas.iter().filter(|r| r.role != "joining") {
             by_name.entry(&r.name).or_default().push((*i, r));
         }
     }
