@@ -24,6 +24,7 @@ pub mod keys;
 pub mod node;
 pub mod node_stats;
 pub mod partition;
+pub mod process_limits;
 pub mod records;
 pub mod replicas;
 pub mod replication;

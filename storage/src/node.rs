@@ -125,6 +125,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let http_listener = bind(config.effective_http_addr(), "HTTP")?;
     let raft_listener = bind(config.effective_raft_addr(), "raft")?;
 
+    let open_files = crate::process_limits::raise_open_files()?;
     let budget = config.rocksdb.write_buffer_budget_mb << 20;
     let rocks = RocksOptions::new(config.rocksdb.block_cache_mb << 20, budget / 2)
         .map_err(|e| e.to_string())?;
@@ -154,10 +155,24 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     })?;
     let snapshot_stats = Arc::new(SnapshotStats::default());
     let hosted = hosted_at_start(&config, &routing, &store)?;
+    // Each database keeps a few files open besides its tables (lock, log, manifest); the
+    // tables share what is left of the limit, leaving room for sockets.
+    let reserve = (open_files / 4).min(1024);
+    let per_partition = ((open_files - reserve) / (hosted.len() as u64 + 1)).clamp(16, 1 << 20);
+    // At least 16 tables and a few other files per partition must fit.
+    if 24 * hosted.len() as u64 > open_files - reserve {
+        warn!(
+            open_files,
+            partitions = hosted.len(),
+            "the open-file limit is low for this many partitions; raise it (ulimit -n)"
+        );
+    }
     let factory = Arc::new(ReplicaFactory {
         data_dir: config.data_dir.clone(),
         // The partitions share the memtable budget.
-        rocks: rocks.sharing(budget, hosted.len()),
+        rocks: rocks
+            .sharing(budget, hosted.len())
+            .with_open_files(per_partition as i32),
         snapshots: snapshot_dirs.clone(),
         store: store_handle.clone(),
         write_timeout,
@@ -249,6 +264,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 compact_bytes: config.raft.log_compact_mb << 20,
                 catchup_entries: config.raft.log_catchup_entries,
                 admin_timeout_ticks: ADMIN_TIMEOUT.as_millis() as u64 / config.raft.tick_ms,
+                routing: routing.clone(),
             },
             stats: stats.clone(),
         },

@@ -420,6 +420,31 @@ mod tests {
     }
 
     #[test]
+    fn a_huge_repeating_hrandfield_of_an_existing_hash_is_refused() {
+        let mem = Arc::new(MemoryEngine::new());
+        let mut p = Partition::open(Box::new(mem.clone())).unwrap();
+        let argv: Vec<Bytes> = vec!["hset".into(), "h".into(), "f".into(), "v".into()];
+        p.apply(1, &Change::Command { now_ms: 1, argv }).unwrap();
+        let read = |p: &Partition, count: &str| {
+            let argv: Vec<Bytes> = vec![
+                "hrandfield".into(),
+                "h".into(),
+                Bytes::from(count.to_string()),
+            ];
+            let (cmd, _) = zankv_commands::parse(&argv).unwrap();
+            p.read(&cmd, 1, 0, &mut ScanCursors::new(10)).0
+        };
+        assert_eq!(
+            read(&p, "-20000000"),
+            Reply::Error(CommandError::OutOfRange)
+        );
+        match read(&p, "-3") {
+            Reply::Array(items) => assert_eq!(items.len(), 3),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
     fn a_panicking_command_fails_alone() {
         let e = contain_panic(|| panic!("a bug")).unwrap_err();
         assert!(

@@ -327,6 +327,12 @@ fn cases() -> Vec<Case> {
             false,
         ),
         pinned(
+            "HRANDFIELD of a missing key with a huge repeating count",
+            &multibulk(&[b"HRANDFIELD", b"no-such-hash", b"-20000000"]),
+            vec![Frame::Array(vec![])],
+            false,
+        ),
+        pinned(
             "COMMAND LIST with a stray argument",
             &multibulk(&[b"COMMAND", b"LIST", b"x"]),
             vec![err("ERR syntax error")],

@@ -576,12 +576,18 @@ impl Gen {
         }
     }
 
-    /// An absolute time argument (unix seconds or ms).
+    /// An absolute time argument (unix seconds or ms; ms values have any sub-second part,
+    /// so EXPIRETIME's rounding is exercised).
     fn abs_time(&mut self, ms: bool) -> Vec<u8> {
         match self.rng.u32(0..100) {
             0..=74 => {
                 let s = self.fresh_abs_secs();
-                (if ms { s * 1000 } else { s }).to_string().into_bytes()
+                let v = if ms {
+                    s * 1000 + self.rng.i64(0..1000)
+                } else {
+                    s
+                };
+                v.to_string().into_bytes()
             }
             75..=86 => {
                 let past = now_ms() / 1000 - self.rng.i64(1..=1_000_000);

@@ -148,11 +148,6 @@ impl HashCommand {
                     if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&n) {
                         return Err(CommandError::OutOfRange);
                     }
-                    // A negative count repeats fields: the reply would be built whole in
-                    // memory, so it is bounded (Redis streams it instead).
-                    if n < -MAX_RANDOM_PICKS {
-                        return Err(CommandError::OutOfRange);
-                    }
                     RandFieldCount::Many {
                         n: n.unsigned_abs(),
                         distinct: n >= 0,
@@ -167,7 +162,9 @@ impl HashCommand {
     }
 }
 
-/// Most fields HRANDFIELD returns for a negative count (fields may repeat).
+/// Most fields HRANDFIELD returns for a negative count (fields may repeat): the reply is
+/// built whole in memory, so a larger count is refused when the hash exists (Redis streams
+/// such a reply instead).
 pub const MAX_RANDOM_PICKS: i64 = 10_000_000;
 
 /// Parses HSCAN options once the key is known to exist.

@@ -172,6 +172,9 @@ fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> 
             with_values,
         } => (n, distinct, with_values),
     };
+    if !distinct && n > zankv_commands::hash::MAX_RANDOM_PICKS as u64 {
+        return Err(ExecError::Command(CommandError::OutOfRange));
+    }
     let chosen: Vec<(Reply, Option<Reply>)> = if distinct {
         let mut idx: Vec<usize> = (0..fields.len()).collect();
         fastrand::shuffle(&mut idx);

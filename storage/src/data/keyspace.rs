@@ -56,7 +56,8 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
                     ..
                 }) => match unit {
                     TimeUnit::Millis => at as i64,
-                    TimeUnit::Seconds => at as i64 / 1000,
+                    // Rounded to the nearest second, as Redis does.
+                    TimeUnit::Seconds => ((at + 500) / 1000) as i64,
                 },
             }))
         }

@@ -31,6 +31,8 @@ const MAX_WRITE_BUFFER: usize = 64 << 20;
 pub struct RocksOptions {
     cache: Cache,
     write_buffer_size: usize,
+    /// Most table files one database keeps open (-1: no limit).
+    max_open_files: i32,
 }
 
 impl RocksOptions {
@@ -41,7 +43,16 @@ impl RocksOptions {
         Ok(RocksOptions {
             cache,
             write_buffer_size: write_buffer_bytes.clamp(MIN_WRITE_BUFFER, MAX_WRITE_BUFFER),
+            max_open_files: -1,
         })
+    }
+
+    /// The same settings, with each database keeping at most `files` table files open.
+    pub fn with_open_files(&self, files: i32) -> RocksOptions {
+        RocksOptions {
+            max_open_files: files,
+            ..self.clone()
+        }
     }
 
     /// The same cache, with memtables of `budget_bytes / databases` each (clamped): how a
@@ -51,6 +62,7 @@ impl RocksOptions {
             cache: self.cache.clone(),
             write_buffer_size: (budget_bytes / databases.max(1))
                 .clamp(MIN_WRITE_BUFFER, MAX_WRITE_BUFFER),
+            max_open_files: self.max_open_files,
         }
     }
 
@@ -68,6 +80,7 @@ impl RocksOptions {
         opts.set_memtable_whole_key_filtering(true);
         opts.set_memtable_prefix_bloom_ratio(0.02);
         opts.set_keep_log_file_num(4);
+        opts.set_max_open_files(self.max_open_files);
         // Each database has one writer (its partition's worker, or the store loop): no
         // concurrent memtable inserts, no spinning for a write group to form.
         opts.set_allow_concurrent_memtable_write(false);

@@ -42,6 +42,7 @@ use super::transport::Transport;
 use crate::change::Change;
 use crate::clock::Clock;
 use crate::node_stats::NodeStats;
+use crate::routing::Routing;
 use crate::worker::{
     BatchItem, Plan, ReadBatch, Slot, ToStore, WorkerEvent, WorkerHandle, WorkerMsg,
 };
@@ -310,6 +311,8 @@ pub struct LoopSettings {
     pub catchup_entries: u64,
     /// Ticks an admin operation may take to show as done.
     pub admin_timeout_ticks: u64,
+    /// The cluster's partitions (names in errors).
+    pub routing: Arc<Routing>,
 }
 
 /// Everything the loop owns.
@@ -645,6 +648,20 @@ impl Runner {
     }
 
     /// The error for a batch this node cannot serve.
+    /// The error for a batch of a partition this node does not host.
+    fn not_hosted(&self, group: GroupId) -> CommandError {
+        let name = self
+            .l
+            .settings
+            .routing
+            .layout(group)
+            .map_or_else(|| group.to_string(), |l| l.name);
+        CommandError::ClusterChanged(format!(
+            "partition {name} is not hosted on node {}",
+            self.l.settings.node_id
+        ))
+    }
+
     fn not_leader(&self, group: GroupId, leader: u64) -> CommandError {
         let name = self
             .l
@@ -727,10 +744,7 @@ impl Runner {
                         .send(WorkerMsg::StaleReads(vec![ReadBatch { items, reply }]));
                 }
                 None => {
-                    let err = CommandError::ClusterChanged(format!(
-                        "partition {group} is not hosted on node {}",
-                        self.l.settings.node_id
-                    ));
+                    let err = self.not_hosted(group);
                     let _ = reply.send(vec![Reply::Error(err); items.len()]);
                 }
             },
@@ -879,7 +893,8 @@ impl Runner {
         redis_addr: SocketAddr,
     ) -> Result<(), AdminError> {
         if id == self.l.settings.node_id {
-            return Err(AdminError::Refused("that is this node's own id".into()));
+            // Every node may be sent the same declarations; its own is nothing to do.
+            return Ok(());
         }
         self.l
             .store
@@ -902,10 +917,7 @@ impl Runner {
         };
         let (Some(peer), Some(hosted)) = (self.l.store.peer(group), self.l.groups.get(&group))
         else {
-            let err = CommandError::ClusterChanged(format!(
-                "partition {group} is not hosted on node {}",
-                self.l.settings.node_id
-            ));
+            let err = self.not_hosted(group);
             return refuse(err, reply, items.len());
         };
         let all_reads = items.iter().all(|i| matches!(i, BatchItem::Read(_)));
