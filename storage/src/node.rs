@@ -142,6 +142,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         election_ticks: config.raft.election_ticks,
         heartbeat_ticks: config.raft.heartbeat_ticks,
         lease_reads: config.raft.read_mode == ReadMode::Lease,
+        fixed_election_timeout: None,
     };
     let mut store = RaftStore::new(Box::new(log_engine), timing, raft_logging::logger());
     let (store_handle, store_requests) = store_loop::channel(STORE_QUEUE);

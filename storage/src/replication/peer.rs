@@ -31,6 +31,11 @@ pub struct RaftTiming {
     /// Confirm reads by the leader's lease instead of a quorum round (ReadIndex): no
     /// round trip, but correct only while clocks drift less than the election timeout.
     pub lease_reads: bool,
+    /// When set, every election timeout is exactly this many ticks (at least
+    /// `election_ticks`) instead of raft-rs's random pick in `[election_ticks,
+    /// 2 × election_ticks)`, which uses an RNG no seed reaches. Deterministic simulations
+    /// choose it per replica from their seed; nodes leave it `None`.
+    pub fixed_election_timeout: Option<usize>,
 }
 
 impl Default for RaftTiming {
@@ -39,6 +44,7 @@ impl Default for RaftTiming {
             election_ticks: 10,
             heartbeat_ticks: 2,
             lease_reads: false,
+            fixed_election_timeout: None,
         }
     }
 }
@@ -141,6 +147,15 @@ impl Peer {
                 raft::ReadOnlyOption::Safe
             },
             ..Config::default()
+        };
+        let config = match timing.fixed_election_timeout {
+            // raft-rs picks in [min, max): a range of one value is no choice at all.
+            Some(ticks) => Config {
+                min_election_tick: ticks,
+                max_election_tick: ticks + 1,
+                ..config
+            },
+            None => config,
         };
         let group = log.group();
         let node = RawNode::new(
