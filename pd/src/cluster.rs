@@ -198,6 +198,28 @@ impl Cluster {
             })?;
             tracing::info!(node = hb.node.node_id, address = %hb.node.broadcast_address, "storage node registered");
         }
+        let node = hb.node.node_id;
+        let first_reports: Vec<(u64, u64)> = hb
+            .replicas
+            .iter()
+            .map(|r| (r.group, node))
+            .filter(|pair| {
+                !self.meta().bootstrapped.contains(pair)
+                    && self.meta().namespaces.iter().any(|ns| {
+                        u64::from(ns.id) == pair.0 >> 32
+                            && ns
+                                .initial_replicas
+                                .get((pair.0 & u64::from(u32::MAX)) as usize)
+                                .is_some_and(|voters| voters.contains(&node))
+                    })
+            })
+            .collect();
+        if !first_reports.is_empty() {
+            self.meta.update(|m| {
+                m.bootstrapped.extend(first_reports);
+                Ok::<(), Refusal>(())
+            })?;
+        }
         let catalog = (hb.catalog_epoch < self.meta().catalog_epoch).then(|| self.meta().catalog());
         self.live.insert(
             hb.node.node_id,
@@ -269,6 +291,9 @@ impl Cluster {
         }
         self.meta.update(|m| {
             m.namespaces.retain(|ns| ns.name != name);
+            let kept: Vec<u64> = m.namespaces.iter().map(|ns| u64::from(ns.id)).collect();
+            m.bootstrapped
+                .retain(|(group, _)| kept.contains(&(group >> 32)));
             m.catalog_epoch += 1;
             Ok::<(), Refusal>(())
         })?;
@@ -425,9 +450,9 @@ impl Cluster {
     }
 
     /// What nodes must do so that they match the metadata: an alive node that is one of a
-    /// partition's initial replicas, knows the namespace (its catalog is recent enough)
-    /// and does not report the partition, must host it. (Replacing lost replicas and
-    /// balancing come with operators.)
+    /// partition's initial replicas, knows the namespace (its catalog is recent enough),
+    /// has never hosted it (see `bootstrapped`) and does not report it, must host it as an
+    /// initial voter. (Replacing lost replicas and balancing come with operators.)
     pub fn commands(&self, now: Instant) -> Vec<NodeCommand> {
         let epoch = self.meta().catalog_epoch;
         let mut out = Vec::new();
@@ -442,7 +467,9 @@ impl Cluster {
                     }
                     let name = partition_name(&ns.name, p as u32);
                     let group = zankv_pd_api::group_id(ns.id, p as u32);
-                    if !live.replicas.iter().any(|r| r.group == group) {
+                    if !self.meta().bootstrapped.contains(&(group, *id))
+                        && !live.replicas.iter().any(|r| r.group == group)
+                    {
                         out.push(NodeCommand::Host {
                             node: *id,
                             partition: name,
@@ -579,6 +606,16 @@ mod tests {
                 partition: "users-1".into()
             }]
         );
+        // Node 1 lost its users-0 replica (say, its disk): it is not told to bootstrap the
+        // group again, which would let it vote with a log that forgot acknowledged writes.
+        c.heartbeat(hb(1, epoch, vec![]), later).unwrap();
+        assert!(c.meta().bootstrapped.contains(&(g0, 1)));
+        assert!(!c.commands(later).contains(&NodeCommand::Host {
+            node: 1,
+            partition: "users-0".into()
+        }));
+        c.delete_namespace("users").unwrap();
+        assert!(c.meta().bootstrapped.is_empty());
     }
 
     #[test]

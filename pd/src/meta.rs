@@ -6,11 +6,13 @@
 //! only then becomes the current state: a change that cannot be made durable is not made,
 //! and a crash leaves the old or the new file, never a torn one.
 //!
-//! Invariants: the catalog epoch grows with every change of namespaces or nodes;
+//! Invariants: `cluster_id` is chosen once, when the metadata is created, and never
+//! changes (storage nodes refuse a catalog of another cluster); the catalog epoch grows
+//! with every change of namespaces or nodes;
 //! namespace ids are never reused; `generation` grows at every start, so routing epochs
 //! built on it keep growing across restarts.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -20,6 +22,9 @@ use zankv_pd_api::{Catalog, NamespaceMeta, NodeInfo};
 /// Everything PD must not forget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMeta {
+    /// This cluster's identity, random, chosen when the metadata is created.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Grows with every change of `namespaces` or `nodes`.
     pub catalog_epoch: u64,
     /// Grows at every start of PD.
@@ -30,12 +35,19 @@ pub struct ClusterMeta {
     pub namespaces: Vec<NamespaceMeta>,
     /// The storage nodes that registered, by id.
     pub nodes: BTreeMap<u64, NodeInfo>,
+    /// (raft group, node) pairs where the node has hosted the group as one of its initial
+    /// voters. PD asks a node to bootstrap a group only while the pair is not here: a node
+    /// that lost its replica later must rejoin as a new member, never start over from the
+    /// initial configuration.
+    #[serde(default)]
+    pub bootstrapped: BTreeSet<(u64, u64)>,
 }
 
 impl ClusterMeta {
     /// The catalog storage nodes get.
     pub fn catalog(&self) -> Catalog {
         Catalog {
+            cluster_id: self.cluster_id.clone(),
             epoch: self.catalog_epoch,
             namespaces: self.namespaces.clone(),
             nodes: self.nodes.values().cloned().collect(),
@@ -72,6 +84,9 @@ impl MetaStore {
         let mut store = MetaStore { path, meta };
         store.update(|m| {
             m.generation += 1;
+            if m.cluster_id.is_empty() {
+                m.cluster_id = new_cluster_id();
+            }
             Ok::<(), String>(())
         })?;
         Ok(store)
@@ -96,6 +111,19 @@ impl MetaStore {
         }
         Ok(out)
     }
+}
+
+/// 16 random hex digits (std's per-process random hash keys, mixed with the time).
+fn new_cluster_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
 }
 
 fn write_atomically(path: &Path, meta: &ClusterMeta) -> Result<(), String> {
@@ -161,6 +189,13 @@ mod tests {
         assert_eq!(store.meta().namespace("a"), Some(&ns("a", 1)));
         assert_eq!(store.meta().catalog_epoch, 1);
         assert_eq!(store.meta().generation, 2, "every start counts");
+        assert_eq!(store.meta().cluster_id.len(), 16);
+        let id = store.meta().cluster_id.clone();
+        drop(store);
+        let store = MetaStore::open(dir.path()).unwrap();
+        assert_eq!(store.meta().cluster_id, id, "the cluster id never changes");
+        let other = tempfile::tempdir().unwrap();
+        assert_ne!(MetaStore::open(other.path()).unwrap().meta().cluster_id, id);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Storage node configuration: a TOML file (see conf/storage.toml) overridden by command-line
 //! flags. Every key has a default in code; unknown keys are rejected at start.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -45,9 +45,26 @@ pub struct StorageConfig {
     /// Threads that apply committed entries and serve reads, shared by all partitions
     /// (0 = as many as CPUs, at most 4).
     pub apply_threads: usize,
-    /// Namespaces of a static cluster. When empty, one namespace named after
-    /// `default_namespace` with one partition replicated on this node alone.
+    /// Namespaces of a static cluster. When empty (and no PD is configured), one
+    /// namespace named after `default_namespace` with one partition replicated on this
+    /// node alone.
     pub namespaces: Vec<NamespaceConfig>,
+    /// HTTP addresses of the placement driver's members. When set, the node is managed by
+    /// PD: it registers and heartbeats there, takes its namespaces and peers from PD's
+    /// catalog, and hosts the replicas PD asks for; `nodes` and `namespaces` must then be
+    /// empty. The node sends `admin_token` with its heartbeats.
+    pub pd_addrs: Vec<SocketAddr>,
+    /// The IP address other nodes, PD and clients reach this node at; by default the
+    /// RESP address's IP (which must then not be `0.0.0.0` or `::`).
+    pub broadcast_address: Option<IpAddr>,
+    /// Data center of this node: PD spreads each partition's replicas across data
+    /// centers.
+    pub dc_info: String,
+    /// Placement tags: PD places a namespace created with tags only on nodes having all of
+    /// them.
+    pub tags: Vec<String>,
+    /// Milliseconds between heartbeats to PD.
+    pub heartbeat_ms: u64,
 }
 
 /// Raft timing and limits.
@@ -166,6 +183,11 @@ impl Default for StorageConfig {
             admin_token: None,
             apply_threads: 0,
             namespaces: Vec::new(),
+            pd_addrs: Vec::new(),
+            broadcast_address: None,
+            dc_info: String::new(),
+            tags: Vec::new(),
+            heartbeat_ms: 2000,
         }
     }
 }
@@ -247,9 +269,22 @@ impl StorageConfig {
         })
     }
 
-    /// The namespaces in effect (see [`StorageConfig::namespaces`]).
+    /// Whether PD manages this node (see [`StorageConfig::pd_addrs`]).
+    pub fn pd_managed(&self) -> bool {
+        !self.pd_addrs.is_empty()
+    }
+
+    /// The address this node is reached at (see [`StorageConfig::broadcast_address`]).
+    pub fn effective_broadcast_address(&self) -> IpAddr {
+        self.broadcast_address.unwrap_or(self.redis_addr.ip())
+    }
+
+    /// The namespaces of the static configuration in effect (see
+    /// [`StorageConfig::namespaces`]); none on a node managed by PD.
     pub fn effective_namespaces(&self) -> Vec<NamespaceConfig> {
-        if self.namespaces.is_empty() {
+        if self.pd_managed() {
+            Vec::new()
+        } else if self.namespaces.is_empty() {
             vec![NamespaceConfig {
                 name: self.default_namespace.clone(),
                 id: 1,
@@ -268,10 +303,33 @@ impl StorageConfig {
         self.validate_cluster()
     }
 
+    fn validate_pd(&self) -> Result<(), String> {
+        if !self.pd_managed() {
+            return Ok(());
+        }
+        if !self.namespaces.is_empty() || !self.nodes.is_empty() {
+            return Err("a node managed by PD (pd_addrs) takes its namespaces and nodes from PD: remove [[namespaces]] and [[nodes]]".into());
+        }
+        if self.effective_broadcast_address().is_unspecified() {
+            return Err(format!(
+                "redis_addr {} listens on every address: set broadcast_address to the IP other nodes reach this node at",
+                self.redis_addr
+            ));
+        }
+        if self.heartbeat_ms == 0 {
+            return Err("heartbeat_ms must be positive".into());
+        }
+        if self.tags.iter().any(|t| t.is_empty()) {
+            return Err("tags must not be empty strings".into());
+        }
+        Ok(())
+    }
+
     fn validate_cluster(&self) -> Result<(), String> {
         if self.node_id == 0 {
             return Err("node_id must be at least 1".into());
         }
+        self.validate_pd()?;
         let r = &self.raft;
         if r.tick_ms == 0 || r.heartbeat_ticks == 0 || r.election_ticks <= r.heartbeat_ticks {
             return Err(
@@ -302,9 +360,10 @@ impl StorageConfig {
             known.push(n.id);
         }
         let namespaces = self.effective_namespaces();
-        if !namespaces
-            .iter()
-            .any(|ns| ns.name == self.default_namespace)
+        if !self.pd_managed()
+            && !namespaces
+                .iter()
+                .any(|ns| ns.name == self.default_namespace)
         {
             return Err(format!(
                 "default_namespace {:?} is not among the namespaces",
@@ -394,6 +453,17 @@ mod tests {
         assert_eq!(config.node_id, defaults.node_id);
         assert_eq!(config.default_namespace, defaults.default_namespace);
         assert!(config.namespaces.is_empty() && config.nodes.is_empty());
+        assert_eq!(
+            (config.heartbeat_ms, &config.dc_info, &config.tags),
+            (defaults.heartbeat_ms, &defaults.dc_info, &defaults.tags)
+        );
+        assert!(!config.pd_managed());
+        // Uncommenting pd_addrs gives a valid PD-managed node.
+        let text = std::fs::read_to_string(&path).unwrap();
+        let managed: StorageConfig =
+            toml::from_str(&text.replace("# pd_addrs = [", "pd_addrs = [")).unwrap();
+        managed.validate().unwrap();
+        assert!(managed.pd_managed());
     }
 
     #[test]
@@ -434,6 +504,10 @@ mod tests {
             ("[[namespaces]]\nname = \"default\"\nid = 1\npartitions = 0\nreplicas = [1]", "partitions"),
             ("[[namespaces]]\nname = \"default\"\nid = 1\npartitions = 1\nreplicas = [1, 9]", "replica node 9"),
             ("[[namespaces]]\nname = \"other\"\nid = 1\npartitions = 1\nreplicas = [1]", "default_namespace"),
+            ("pd_addrs = [\"127.0.0.1:18001\"]\n[[namespaces]]\nname = \"default\"\nid = 1\npartitions = 1\nreplicas = [1]", "takes its namespaces and nodes from PD"),
+            ("pd_addrs = [\"127.0.0.1:18001\"]\nredis_addr = \"0.0.0.0:6379\"", "broadcast_address"),
+            ("pd_addrs = [\"127.0.0.1:18001\"]\nheartbeat_ms = 0", "heartbeat_ms"),
+            ("pd_addrs = [\"127.0.0.1:18001\"]\ntags = [\"\"]", "tags"),
         ];
         for (text, says) in bad {
             let err = match toml::from_str::<StorageConfig>(text) {
@@ -442,6 +516,20 @@ mod tests {
             };
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    #[test]
+    fn a_pd_managed_node_has_no_static_namespaces() {
+        let c: StorageConfig = toml::from_str(
+            "pd_addrs = [\"127.0.0.1:18001\"]\nredis_addr = \"0.0.0.0:6379\"\nbroadcast_address = \"10.0.0.7\"\ndc_info = \"east\"",
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert!(c.pd_managed());
+        assert!(c.effective_namespaces().is_empty());
+        assert_eq!(c.effective_broadcast_address().to_string(), "10.0.0.7");
+        assert!(!StorageConfig::default().pd_managed());
+        assert_eq!(StorageConfig::default().effective_namespaces().len(), 1);
     }
 
     #[test]

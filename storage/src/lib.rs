@@ -11,7 +11,8 @@
 //! - [`worker`]: a partition's worker, which applies its committed entries and runs reads
 //!   at linearizable positions; [`apply_pool`]: the threads workers run on;
 //! - [`routing`]: which partition a command belongs to; [`replicas`]: opening hosted
-//!   partitions and starting their workers;
+//!   partitions and starting their workers; [`hosting`]: hosting and deleting replicas at
+//!   run time; [`pd_link`]: heartbeats to PD and applying its catalog;
 //! - [`server`]: the RESP and HTTP front ends; [`node`]: wiring; [`config`]: settings.
 
 pub mod apply_pool;
@@ -20,10 +21,12 @@ pub mod clock;
 pub mod config;
 pub mod data;
 pub mod engine;
+pub mod hosting;
 pub mod keys;
 pub mod node;
 pub mod node_stats;
 pub mod partition;
+pub mod pd_link;
 pub mod process_limits;
 pub mod records;
 pub mod replicas;

@@ -16,10 +16,14 @@ use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use zankv_commands::request::RequestLimits;
 
+use zankv_pd_api::NodeInfo;
+
 use crate::apply_pool::ApplyPool;
 use crate::config::{ReadMode, StorageConfig};
 use crate::engine::rocks::{RocksEngine, RocksOptions};
+use crate::hosting::Hosting;
 use crate::node_stats::NodeStats;
+use crate::pd_link::{LinkSettings, PdLink};
 use crate::replicas::ReplicaFactory;
 use crate::replication::peer::RaftTiming;
 use crate::replication::raft_logging;
@@ -27,7 +31,7 @@ use crate::replication::snapshot::{SnapshotDirs, SnapshotStats};
 use crate::replication::store::{RaftStore, Start};
 use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
 use crate::replication::transport::{self, SnapshotInbox, Transport, TransportStats};
-use crate::routing::{GroupLayout, Routing};
+use crate::routing::{GroupLayout, NamespaceLayout, Routing, SharedRouting};
 use crate::server::http::{self, HttpContext};
 use crate::server::resp::{self, ServerContext};
 
@@ -45,9 +49,10 @@ const SNAPSHOT_DIR: &str = "snapshots";
 /// How long a membership or leadership operation may take to show as done.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The partitions this node hosts at start-up, with each one's initial voters: those of the
-/// static layout that list this node, and those it was given a replica of at run time (its
-/// raft log holds them); minus those removed from it.
+/// The partitions this node hosts at start-up, with each one's initial voters: those it
+/// was given a replica of before (its raft log holds them) and, in a static cluster, those
+/// of the layout that list this node; minus those removed from it. A node managed by PD
+/// never creates a group at start: PD asks for that, once, when it creates a namespace.
 fn hosted_at_start(
     config: &StorageConfig,
     routing: &Routing,
@@ -61,7 +66,8 @@ fn hosted_at_start(
         let tombstoned = store
             .is_tombstoned(layout.id)
             .map_err(|e| format!("cannot read the raft log: {e}"))?;
-        let listed = layout.replicas.contains(&config.node_id) && !tombstoned;
+        let listed =
+            !config.pd_managed() && layout.replicas.contains(&config.node_id) && !tombstoned;
         if listed || persisted.contains(&layout.id) {
             let voters = layout.replicas.clone();
             hosted.push((layout, voters));
@@ -69,7 +75,7 @@ fn hosted_at_start(
     }
     for group in persisted {
         if routing.layout(group).is_none() {
-            warn!(group, "the raft log holds a partition of a namespace the configuration does not name; not served");
+            warn!(group, "the raft log holds a partition of a namespace the configuration (or PD's catalog) does not name; not served");
         }
     }
     Ok(hosted)
@@ -129,10 +135,24 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let budget = config.rocksdb.write_buffer_budget_mb << 20;
     let rocks = RocksOptions::new(config.rocksdb.block_cache_mb << 20, budget / 2)
         .map_err(|e| e.to_string())?;
-    let routing = Arc::new(Routing::new(
-        config.effective_namespaces(),
-        &config.default_namespace,
-    ));
+    // A node managed by PD starts from the catalog it saved (PD sends newer ones).
+    let catalog = if config.pd_managed() {
+        crate::pd_link::load_catalog(&config.data_dir)?
+    } else {
+        zankv_pd_api::Catalog::default()
+    };
+    let routing = if config.pd_managed() {
+        crate::pd_link::routing_of(&catalog, &config.default_namespace)
+    } else {
+        Routing::new(
+            config
+                .effective_namespaces()
+                .iter()
+                .map(NamespaceLayout::from)
+                .collect(),
+            &config.default_namespace,
+        )
+    };
     let stats = Arc::new(NodeStats::default());
     let transport_stats = Arc::new(TransportStats::default());
     let raft_dir = config.data_dir.join(RAFT_LOG_DIR);
@@ -156,6 +176,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     })?;
     let snapshot_stats = Arc::new(SnapshotStats::default());
     let hosted = hosted_at_start(&config, &routing, &store)?;
+    let routing = Arc::new(SharedRouting::new(routing));
     // Each database keeps a few files open besides its tables (lock, log, manifest); the
     // tables share what is left of the limit, leaving room for sockets.
     let reserve = (open_files / 4).min(1024);
@@ -217,6 +238,11 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         );
     }
     let hosted_count = groups.len();
+    let hosting = Arc::new(Hosting::new(
+        config.node_id,
+        factory.clone(),
+        store_handle.clone(),
+    ));
     snapshot_dirs.clean_at_start(&|g| applied_at_start.get(&g).copied());
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -303,11 +329,37 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             snapshots: snapshot_stats.clone(),
             store: store_handle.clone(),
             routing: routing.clone(),
-            factory: factory.clone(),
+            hosting: hosting.clone(),
             admin_token: config.admin_token.clone(),
-            hosting: tokio::sync::Mutex::new(()),
         });
         let http = tokio::spawn(http::serve(http_listener, http_ctx, stop_front.clone()));
+        let pd_link = config.pd_managed().then(|| {
+            let link = PdLink::new(
+                LinkSettings {
+                    pd_addrs: config.pd_addrs.clone(),
+                    interval: Duration::from_millis(config.heartbeat_ms),
+                    token: config.admin_token.clone(),
+                    me: NodeInfo {
+                        node_id: config.node_id,
+                        broadcast_address: config.effective_broadcast_address().to_string(),
+                        redis_port: local.port(),
+                        http_port: http_local.port(),
+                        raft_port: raft_local.port(),
+                        version: env!("CARGO_PKG_VERSION").to_string(),
+                        dc_info: config.dc_info.clone(),
+                        tags: config.tags.clone(),
+                    },
+                    default_namespace: config.default_namespace.clone(),
+                    data_dir: config.data_dir.clone(),
+                },
+                catalog,
+                routing.clone(),
+                hosting.clone(),
+                store_handle.clone(),
+                stats.clone(),
+            );
+            tokio::spawn(link.run(stop_front.clone()))
+        });
         let ctx = Arc::new(ServerContext {
             store: store_handle,
             routing,
@@ -335,6 +387,9 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         wait_for_signal().await;
         info!("shutting down");
         let _ = stop_front_tx.send(true);
+        if let Some(link) = pd_link {
+            let _ = link.await;
+        }
         let _ = server.await;
         let _ = http.await;
         let _ = stop_store_tx.send(true);

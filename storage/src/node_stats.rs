@@ -41,6 +41,10 @@ pub struct NodeStats {
     snapshots_received: IntCounter,
     snapshot_bytes_received: IntCounter,
     snapshots_installed: IntCounter,
+    pd_heartbeats: IntCounter,
+    pd_heartbeat_failures: IntCounter,
+    pd_catalog_epoch: IntGauge,
+    pd_catalogs_refused: IntCounter,
     /// Serialises [`NodeStats::mirror`] (two scrapes at once would count twice).
     mirroring: Mutex<()>,
 }
@@ -200,6 +204,22 @@ impl Default for NodeStats {
                 "zankv_storage_raft_snapshots_installed_total",
                 "Snapshots swapped in for a partition's database.",
             ),
+            pd_heartbeats: counter(
+                "zankv_storage_pd_heartbeats_total",
+                "Heartbeats PD accepted.",
+            ),
+            pd_heartbeat_failures: counter(
+                "zankv_storage_pd_heartbeat_failures_total",
+                "Heartbeats no PD member accepted.",
+            ),
+            pd_catalog_epoch: gauge(
+                "zankv_storage_pd_catalog_epoch",
+                "Epoch of the PD catalog in effect on this node (0 = none).",
+            ),
+            pd_catalogs_refused: counter(
+                "zankv_storage_pd_catalogs_refused_total",
+                "Catalogs refused because they describe another cluster.",
+            ),
             mirroring: Mutex::new(()),
             registry,
         }
@@ -277,6 +297,25 @@ impl NodeStats {
     /// A batch reached a replica that does not lead.
     pub fn raft_not_leader(&self) {
         self.raft_not_leader.inc();
+    }
+
+    /// PD accepted a heartbeat (`true`) or no member did.
+    pub fn pd_heartbeat(&self, accepted: bool) {
+        if accepted {
+            self.pd_heartbeats.inc();
+        } else {
+            self.pd_heartbeat_failures.inc();
+        }
+    }
+
+    /// The catalog of epoch `epoch` is in effect.
+    pub fn pd_catalog_applied(&self, epoch: u64) {
+        self.pd_catalog_epoch.set(epoch as i64);
+    }
+
+    /// A catalog of another cluster was refused.
+    pub fn pd_catalog_refused(&self) {
+        self.pd_catalogs_refused.inc();
     }
 
     /// Brings the transport's and the snapshot path's counters (plain atomics, updated

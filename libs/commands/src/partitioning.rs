@@ -6,6 +6,11 @@
 //! namespace and is hashed whole. The hash is MurmurHash3 x86_32 with seed 0 and the
 //! partition is `hash mod partition_count`, ZanRedisDB's rule, so its clients keep working.
 //! Keys are stored exactly as the client sent them.
+//!
+//! A namespace created with hash tags narrows the hashed part as Redis Cluster does: if it
+//! contains a `{` followed later by a `}` with at least one byte between them, only the bytes
+//! between the first `{` and the first `}` after it are hashed ([`hash_tag`]), so
+//! `ns:{user1}:name` and `ns:{user1}:mail` share a partition.
 
 /// MurmurHash3, x86 32-bit variant.
 pub fn murmur3_32(data: &[u8], seed: u32) -> u32 {
@@ -43,6 +48,18 @@ pub fn partition_of(hashed: &[u8], partitions: u32) -> u32 {
     murmur3_32(hashed, 0) % partitions
 }
 
+/// The part of `hashed` that a namespace with hash tags hashes: the bytes between the first
+/// `{` and the first `}` after it, when there is at least one; otherwise all of `hashed`.
+pub fn hash_tag(hashed: &[u8]) -> &[u8] {
+    let Some(open) = hashed.iter().position(|&b| b == b'{') else {
+        return hashed;
+    };
+    match hashed[open + 1..].iter().position(|&b| b == b'}') {
+        Some(len) if len > 0 => &hashed[open + 1..open + 1 + len],
+        _ => hashed,
+    }
+}
+
 /// Splits `namespace:rest` at the first colon; `None` when the key has no colon.
 pub fn split_namespace(key: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = key.iter().position(|&b| b == b':')?;
@@ -52,6 +69,30 @@ pub fn split_namespace(key: &[u8]) -> Option<(&[u8], &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn keys_sharing_a_tag_share_the_hashed_part(
+            before in proptest::collection::vec(any::<u8>().prop_filter("no {", |b| *b != b'{'), 0..8),
+            tag in proptest::collection::vec(any::<u8>().prop_filter("no }", |b| *b != b'}'), 1..8),
+            after in proptest::collection::vec(any::<u8>(), 0..8),
+        ) {
+            let mut key = before.clone();
+            key.push(b'{');
+            key.extend_from_slice(&tag);
+            key.push(b'}');
+            key.extend_from_slice(&after);
+            prop_assert_eq!(hash_tag(&key), &tag[..]);
+        }
+
+        #[test]
+        fn a_key_without_a_tag_is_hashed_whole(
+            key in proptest::collection::vec(any::<u8>().prop_filter("no {", |b| *b != b'{'), 0..16),
+        ) {
+            prop_assert_eq!(hash_tag(&key), &key[..]);
+        }
+    }
 
     #[test]
     fn murmur3_matches_the_reference_vectors() {
@@ -78,6 +119,20 @@ mod tests {
         );
         assert_eq!(split_namespace(b":x"), Some((&b""[..], &b"x"[..])));
         assert_eq!(split_namespace(b"plain"), None);
+    }
+
+    #[test]
+    fn hash_tags_follow_redis_cluster() {
+        assert_eq!(hash_tag(b"{user1}:name"), b"user1");
+        assert_eq!(hash_tag(b"t:{user1}:mail"), b"user1");
+        // Only the first tag counts, up to the first closing brace after it.
+        assert_eq!(hash_tag(b"a{b}{c}"), b"b");
+        assert_eq!(hash_tag(b"a{b{c}d"), b"b{c");
+        // An empty or unclosed tag: the whole key.
+        assert_eq!(hash_tag(b"a{}b{c}"), b"a{}b{c}");
+        assert_eq!(hash_tag(b"a{bc"), b"a{bc");
+        assert_eq!(hash_tag(b"}a{"), b"}a{");
+        assert_eq!(hash_tag(b"plain"), b"plain");
     }
 
     #[test]

@@ -152,6 +152,10 @@ pub struct NamespaceMeta {
 /// The cluster's namespaces and nodes.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Catalog {
+    /// The cluster it describes: a node refuses a catalog of another cluster than the one
+    /// it joined.
+    #[serde(default)]
+    pub cluster_id: String,
     /// Grows with every change.
     pub epoch: u64,
     /// The namespaces.
@@ -309,6 +313,7 @@ mod tests {
     #[test]
     fn json_round_trips_and_keeps_zanredisdb_field_names() {
         let catalog = Catalog {
+            cluster_id: "0123456789abcdef".into(),
             epoch: 3,
             namespaces: vec![NamespaceMeta {
                 name: "default".into(),

@@ -56,6 +56,9 @@ pub enum AdminError {
     Timeout,
     /// The node is stopping.
     Stopping,
+    /// Something on this node failed (opening a database, writing a file); the text says
+    /// what.
+    Failed(String),
 }
 
 impl std::fmt::Display for AdminError {
@@ -70,6 +73,7 @@ impl std::fmt::Display for AdminError {
                 "the change was proposed but not seen applied in time (another change may be in progress); ask again"
             ),
             AdminError::Stopping => write!(f, "the node is stopping"),
+            AdminError::Failed(why) => write!(f, "{why}"),
         }
     }
 }

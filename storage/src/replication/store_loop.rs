@@ -42,7 +42,7 @@ use super::transport::Transport;
 use crate::change::Change;
 use crate::clock::Clock;
 use crate::node_stats::NodeStats;
-use crate::routing::Routing;
+use crate::routing::SharedRouting;
 use crate::worker::{
     BatchItem, Plan, ReadBatch, Slot, ToStore, WorkerEvent, WorkerHandle, WorkerMsg,
 };
@@ -114,8 +114,8 @@ pub enum StoreRequest {
     Unhost {
         /// The group.
         group: GroupId,
-        /// Delete it even though this replica still counts itself a member.
-        force: bool,
+        /// When deleting it is allowed.
+        when: UnhostWhen,
         /// Answered once the replica is out of the group table and its log deleted.
         reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
         /// Dropped once its database is closed and deleted too.
@@ -146,6 +146,18 @@ pub enum StoreRequest {
         /// Where the replies go.
         reply: oneshot::Sender<Vec<Reply>>,
     },
+}
+
+/// When a replica may be deleted from its node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnhostWhen {
+    /// Only once it is no longer a member (the leader removed it) and does not lead.
+    Removed,
+    /// Even while it still counts itself a member (it may have missed its removal), but
+    /// not while it leads.
+    Forced,
+    /// Always: its namespace was deleted, so every replica of the group goes.
+    NamespaceDeleted,
 }
 
 /// The raft status of one hosted group (the storage node's `/status`).
@@ -312,7 +324,7 @@ pub struct LoopSettings {
     /// Ticks an admin operation may take to show as done.
     pub admin_timeout_ticks: u64,
     /// The cluster's partitions (names in errors).
-    pub routing: Arc<Routing>,
+    pub routing: Arc<SharedRouting>,
 }
 
 /// Everything the loop owns.
@@ -647,13 +659,13 @@ impl Runner {
         );
     }
 
-    /// The error for a batch this node cannot serve.
     /// The error for a batch of a partition this node does not host.
     fn not_hosted(&self, group: GroupId) -> CommandError {
         let name = self
             .l
             .settings
             .routing
+            .load()
             .layout(group)
             .map_or_else(|| group.to_string(), |l| l.name);
         CommandError::ClusterChanged(format!(
@@ -710,11 +722,11 @@ impl Runner {
             }
             StoreRequest::Unhost {
                 group,
-                force,
+                when,
                 reply,
                 deleted,
             } => {
-                let _ = reply.send(self.unhost(group, force, deleted));
+                let _ = reply.send(self.unhost(group, when, deleted));
             }
             StoreRequest::AddNode {
                 id,
@@ -831,6 +843,14 @@ impl Runner {
         if self.l.groups.contains_key(&group) {
             return Ok(AdminOutcome::Unchanged);
         }
+        if bootstrap.is_some() && self.l.store.is_tombstoned(group).unwrap_or(true) {
+            // Starting again from the initial configuration would let this replica vote
+            // with a log that forgot what it had acknowledged.
+            return Err(AdminError::Refused(format!(
+                "this node hosted a replica of {} before; a group is bootstrapped only once: host it without bootstrap (it joins) and add it at the leader",
+                hosted.name
+            )));
+        }
         let (start, applied) = match bootstrap {
             Some(voters) => (Start::Bootstrap(voters), INIT_INDEX),
             None => (Start::Join, 0),
@@ -854,20 +874,20 @@ impl Runner {
     fn unhost(
         &mut self,
         group: GroupId,
-        force: bool,
+        when: UnhostWhen,
         deleted: oneshot::Sender<()>,
     ) -> Result<AdminOutcome, AdminError> {
         let Some(peer) = self.l.store.peer(group) else {
             return Ok(AdminOutcome::Unchanged);
         };
         let s = peer.status();
-        if s.is_leader {
+        if s.is_leader && when != UnhostWhen::NamespaceDeleted {
             return Err(AdminError::Refused(
                 "this replica leads the partition; transfer leadership and remove it first".into(),
             ));
         }
         let member = s.voters.contains(&s.id) || s.learners.contains(&s.id);
-        if member && !force {
+        if member && when == UnhostWhen::Removed {
             return Err(AdminError::Refused(
                 "this replica is still a member of the partition as far as it knows; remove it at the leader first (or force)".into(),
             ));

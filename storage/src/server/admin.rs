@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use super::http::{error, HttpContext};
 use crate::replication::membership::{AdminError, AdminOp, AdminOutcome};
-use crate::replication::store_loop::StoreRequest;
+use crate::replication::store_loop::{StoreRequest, UnhostWhen};
 use crate::routing::GroupLayout;
 
 /// The admin routes.
@@ -90,6 +90,7 @@ impl From<AdminError> for ApiError {
             AdminError::NotLeader(_) | AdminError::Refused(_) => StatusCode::CONFLICT,
             AdminError::Timeout => StatusCode::GATEWAY_TIMEOUT,
             AdminError::Stopping => StatusCode::SERVICE_UNAVAILABLE,
+            AdminError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let leader = match e {
             AdminError::NotLeader(id) => Some(id),
@@ -125,7 +126,7 @@ fn authorize(ctx: &HttpContext, headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 fn partition(ctx: &HttpContext, name: &str) -> Result<GroupLayout, ApiError> {
-    ctx.routing.layout_by_name(name).ok_or_else(|| {
+    ctx.routing.load().layout_by_name(name).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
             format!("no partition named {name:?} (expected <namespace>-<number>)"),
@@ -219,45 +220,8 @@ async fn host_replica(
             )))
         }
     };
-    if bootstrap && !layout.replicas.contains(&ctx.node_id) {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            format!(
-                "this node is not one of {name}'s initial replicas {:?}; host it without bootstrap and add it at the leader",
-                layout.replicas
-            ),
-        ));
-    }
-    // One hosting at a time: two would race for the same directory.
-    let _one = ctx.hosting.lock().await;
-    if ctx
-        .store
-        .workers()
-        .await
-        .iter()
-        .any(|(g, _, _)| *g == layout.id)
-    {
-        return answer(&name, "host", Some(Ok(AdminOutcome::Unchanged)));
-    }
-    let factory = ctx.factory.clone();
-    let to_start = layout.clone();
-    let worker = tokio::task::spawn_blocking(move || factory.start_empty(&to_start, bootstrap))
-        .await
-        .map_err(|_| "starting the replica failed".to_string())
-        .and_then(|started| started)
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    let result = ctx
-        .store
-        .ask(|reply| StoreRequest::Host {
-            group: layout.id,
-            name: layout.name.clone(),
-            worker,
-            stale_reads: layout.stale_reads,
-            bootstrap: bootstrap.then(|| layout.replicas.clone()),
-            reply,
-        })
-        .await;
-    answer(&name, "host", result)
+    let result = ctx.hosting.host(&layout, bootstrap).await;
+    answer(&name, "host", Some(result))
 }
 
 async fn remove_replica(
@@ -277,21 +241,13 @@ async fn remove_replica(
             )))
         }
     };
-    let _one = ctx.hosting.lock().await;
-    let (deleted, gone) = tokio::sync::oneshot::channel();
-    let result = ctx
-        .store
-        .ask(|reply| StoreRequest::Unhost {
-            group: layout.id,
-            force,
-            reply,
-            deleted,
-        })
-        .await;
-    // Answer once the database is closed and deleted, so that the partition can be hosted
-    // here again right away.
-    let _ = gone.await;
-    answer(&name, "remove_replica", result)
+    let when = if force {
+        UnhostWhen::Forced
+    } else {
+        UnhostWhen::Removed
+    };
+    let result = ctx.hosting.unhost(layout.id, when).await;
+    answer(&name, "remove_replica", Some(result))
 }
 
 async fn add_node(

@@ -22,12 +22,12 @@ use tokio::sync::watch;
 
 use super::admin;
 use crate::config::Secret;
+use crate::hosting::Hosting;
 use crate::node_stats::NodeStats;
-use crate::replicas::ReplicaFactory;
 use crate::replication::snapshot::SnapshotStats;
 use crate::replication::store_loop::StoreHandle;
 use crate::replication::transport::TransportStats;
-use crate::routing::Routing;
+use crate::routing::SharedRouting;
 
 /// What the HTTP handlers read.
 pub struct HttpContext {
@@ -42,13 +42,11 @@ pub struct HttpContext {
     /// The store loop (raft status).
     pub store: StoreHandle,
     /// The cluster's partitions (admin operations name them).
-    pub routing: Arc<Routing>,
-    /// Starts new replicas.
-    pub factory: Arc<ReplicaFactory>,
+    pub routing: Arc<SharedRouting>,
+    /// Starts and deletes replicas.
+    pub hosting: Arc<Hosting>,
     /// Required by admin operations when set.
     pub admin_token: Option<Secret>,
-    /// Held while a replica is hosted or removed (one at a time).
-    pub hosting: tokio::sync::Mutex<()>,
 }
 
 /// A JSON error answer.

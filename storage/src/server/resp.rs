@@ -30,7 +30,7 @@ use crate::change::Change;
 use crate::node_stats::NodeStats;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
-use crate::routing::Routing;
+use crate::routing::{Routing, SharedRouting};
 use crate::worker::BatchItem;
 
 /// Most requests parsed from one connection before their replies are written.
@@ -43,7 +43,7 @@ pub struct ServerContext {
     /// The store loop, which executes data commands.
     pub store: StoreHandle,
     /// Which group a command's keys belong to.
-    pub routing: Arc<Routing>,
+    pub routing: Arc<SharedRouting>,
     /// Counters for INFO.
     pub stats: Arc<NodeStats>,
     /// Largest replicated write, encoded (`raft.max_entry_mb`).
@@ -174,12 +174,14 @@ async fn connection(
         }
         let mut close = false;
         let mut commands = 0u64;
+        // One routing table for all the commands of this read.
+        let routing = ctx.routing.load();
         loop {
             match reader.next(&mut input, &ctx.limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
-                    match dispatch(argv, &ctx.routing, ctx.max_write_bytes) {
+                    match dispatch(argv, &routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item) => {
                             let stale = session.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {

@@ -118,6 +118,42 @@ impl TestCluster {
         cluster
     }
 
+    /// Starts `n` nodes under `root` managed by the PD at HTTP port `pd_port`: no static
+    /// namespaces or nodes, heartbeats every 200 ms. `extra_toml` is appended to every
+    /// node's config.
+    pub fn must_start_managed(
+        root: &Path,
+        n: usize,
+        pd_port: u16,
+        extra_toml: &str,
+    ) -> TestCluster {
+        let ports: Vec<NodePorts> = (0..n)
+            .map(|i| NodePorts {
+                id: i as u64 + 1,
+                redis: free_port(),
+                http: free_port(),
+                raft: free_port(),
+            })
+            .collect();
+        let mut cluster = TestCluster {
+            root: root.to_path_buf(),
+            ports,
+            nodes: (0..n).map(|_| None).collect(),
+        };
+        for i in 0..n {
+            let p = cluster.ports[i];
+            let toml = format!(
+                "node_id = {}\nhttp_addr = \"127.0.0.1:{}\"\nraft_addr = \"127.0.0.1:{}\"\npd_addrs = [\"127.0.0.1:{pd_port}\"]\nheartbeat_ms = 200\n{extra_toml}",
+                p.id, p.http, p.raft
+            );
+            std::fs::write(cluster.config_path(i), toml).expect("write node config");
+        }
+        for i in 0..n {
+            cluster.start(i);
+        }
+        cluster
+    }
+
     fn config_path(&self, i: usize) -> PathBuf {
         self.root.join(format!("node{}.toml", i + 1))
     }

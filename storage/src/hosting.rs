@@ -1,0 +1,107 @@
+//! Hosting and deleting this node's replicas: what the admin API's `/partitions/{name}/replica`
+//! calls do and what a PD catalog that drops a namespace does.
+//!
+//! Owns the rule that one hosting or deletion runs at a time (two would race for the same
+//! partition directory). Hosting opens the database off the async threads, then hands the
+//! replica to the store loop; deleting answers once the database is closed and its files
+//! removed, so the same partition can be hosted again at once.
+
+use std::sync::Arc;
+
+use tokio::sync::{oneshot, Mutex};
+
+use crate::replicas::ReplicaFactory;
+use crate::replication::log_store::GroupId;
+use crate::replication::membership::{AdminError, AdminOutcome};
+use crate::replication::store_loop::{StoreHandle, StoreRequest, UnhostWhen};
+use crate::routing::GroupLayout;
+
+/// Starts and deletes replicas on this node.
+pub struct Hosting {
+    node_id: u64,
+    factory: Arc<ReplicaFactory>,
+    store: StoreHandle,
+    one_at_a_time: Mutex<()>,
+}
+
+impl Hosting {
+    /// Hosting through `factory` and the store loop behind `store`.
+    pub fn new(node_id: u64, factory: Arc<ReplicaFactory>, store: StoreHandle) -> Self {
+        Hosting {
+            node_id,
+            factory,
+            store,
+            one_at_a_time: Mutex::new(()),
+        }
+    }
+
+    /// Hosts a new, empty replica of `layout`'s partition: with `bootstrap`, as one of the
+    /// new group's initial voters (this node must be one of `layout.replicas`); otherwise
+    /// as a joiner that waits for the leader to add it.
+    pub async fn host(
+        &self,
+        layout: &GroupLayout,
+        bootstrap: bool,
+    ) -> Result<AdminOutcome, AdminError> {
+        if bootstrap && !layout.replicas.contains(&self.node_id) {
+            return Err(AdminError::Refused(format!(
+                "this node is not one of {}'s initial replicas {:?}; host it without bootstrap and add it at the leader",
+                layout.name, layout.replicas
+            )));
+        }
+        let _one = self.one_at_a_time.lock().await;
+        if self.hosted().await.contains(&layout.id) {
+            return Ok(AdminOutcome::Unchanged);
+        }
+        let factory = self.factory.clone();
+        let to_start = layout.clone();
+        let worker = tokio::task::spawn_blocking(move || factory.start_empty(&to_start, bootstrap))
+            .await
+            .map_err(|_| AdminError::Failed("starting the replica failed".into()))?
+            .map_err(AdminError::Failed)?;
+        self.store
+            .ask(|reply| StoreRequest::Host {
+                group: layout.id,
+                name: layout.name.clone(),
+                worker,
+                stale_reads: layout.stale_reads,
+                bootstrap: bootstrap.then(|| layout.replicas.clone()),
+                reply,
+            })
+            .await
+            .unwrap_or(Err(AdminError::Stopping))
+    }
+
+    /// Deletes this node's replica of `group` (its raft log, then its database), if `when`
+    /// allows it now. Answers once the database is closed and deleted.
+    pub async fn unhost(
+        &self,
+        group: GroupId,
+        when: UnhostWhen,
+    ) -> Result<AdminOutcome, AdminError> {
+        let _one = self.one_at_a_time.lock().await;
+        let (deleted, gone) = oneshot::channel();
+        let result = self
+            .store
+            .ask(|reply| StoreRequest::Unhost {
+                group,
+                when,
+                reply,
+                deleted,
+            })
+            .await
+            .unwrap_or(Err(AdminError::Stopping));
+        let _ = gone.await;
+        result
+    }
+
+    /// The groups hosted here now.
+    pub async fn hosted(&self) -> Vec<GroupId> {
+        self.store
+            .workers()
+            .await
+            .into_iter()
+            .map(|(g, _, _)| g)
+            .collect()
+    }
+}
