@@ -14,6 +14,13 @@
 //! | GET | `/cluster/stats` | `{"stable": ...}` and counts |
 //! | POST | `/cluster/namespace/create?namespace=&partition_num=&replicator=[&expiration_policy=&tags=&hash_tags=]` | create a namespace |
 //! | DELETE | `/cluster/namespace/delete?namespace=[&partition=**]` | delete a namespace and its data |
+//! | POST | `/cluster/namespace/meta/update?namespace=&replicator=` | change a namespace's replica count |
+//! | POST | `/cluster/balance?enable=true\|false` | turn the balancers on or off |
+//! | POST | `/cluster/node/remove?remove_node=N` | drain node N, then forget it once empty and stopped |
+//! | DELETE | `/cluster/partition/remove_node?namespace=&partition=&node=` | drop one replica (it is re-created elsewhere) |
+//! | POST | `/cluster/upgrade/begin`, `/cluster/upgrade/done` | pause / resume new operators for a rolling upgrade |
+//! | GET | `/cluster/operators` | the running operators and their progress |
+//! | GET, POST | `/stable/nodenum[?number=N]` | read / lower the stable node number |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
 //! | GET | `/metrics` | Prometheus text |
 
@@ -97,6 +104,17 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/cluster/stats", get(stats))
         .route("/cluster/namespace/create", post(create_namespace))
         .route("/cluster/namespace/delete", delete(delete_namespace))
+        .route("/cluster/namespace/meta/update", post(update_namespace))
+        .route("/cluster/balance", post(balance))
+        .route("/cluster/node/remove", post(remove_node))
+        .route("/cluster/partition/remove_node", delete(remove_replica))
+        .route("/cluster/upgrade/begin", post(upgrade_begin))
+        .route("/cluster/upgrade/done", post(upgrade_done))
+        .route("/cluster/operators", get(operators))
+        .route(
+            "/stable/nodenum",
+            get(stable_nodenum).post(set_stable_nodenum),
+        )
         .route("/storage/heartbeat", post(heartbeat))
         .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async {
@@ -347,6 +365,122 @@ async fn delete_namespace(
         .call(move |c, _| c.delete_namespace(&target))
         .await??;
     Ok(Json(json!({ "namespace": name, "deleted": true })))
+}
+
+async fn update_namespace(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(
+        &params,
+        &["namespace", "replicator", "optimizefsync", "snapcount"],
+    )?;
+    let name = namespace_param(&params)?;
+    flag(&params, "optimizefsync")?;
+    if params.contains_key("snapcount") {
+        return Err(bad(
+            "INVALID_ARG_SNAPCOUNT: log compaction is a storage node setting (raft.log_compact_entries in storage.toml)",
+        ));
+    }
+    let replicator = number_in(&params, "replicator", 1, MAX_REPLICAS)?;
+    let target = name.clone();
+    ctx.pd
+        .call(move |c, now| c.set_replicator(&target, replicator, now))
+        .await??;
+    Ok(Json(json!({ "namespace": name, "replicator": replicator })))
+}
+
+async fn balance(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["enable"])?;
+    let enable = flag(&params, "enable")?
+        .ok_or_else(|| bad("MISSING_ARG_ENABLE: enable=true or enable=false is required"))?;
+    ctx.pd.call(move |c, _| c.set_balance(enable)).await??;
+    Ok(Json(json!({ "balance": enable })))
+}
+
+fn node_param(params: &HashMap<String, String>, key: &str) -> Result<u64, ApiError> {
+    let text = required(params, key)?;
+    match text.parse::<u64>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(bad(format!(
+            "INVALID_ARG_{}: {key} must be a positive node id, not {text:?}",
+            key.to_uppercase()
+        ))),
+    }
+}
+
+async fn remove_node(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["remove_node"])?;
+    let id = node_param(&params, "remove_node")?;
+    let started = ctx.pd.call(move |c, _| c.remove_node(id)).await??;
+    Ok(Json(
+        json!({ "node": id, "removing": true, "started": started }),
+    ))
+}
+
+async fn remove_replica(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["namespace", "partition", "node"])?;
+    let name = namespace_param(&params)?;
+    let partition = number_in(&params, "partition", 0, MAX_PARTITIONS - 1)?;
+    let node = node_param(&params, "node")?;
+    let op = ctx
+        .pd
+        .call(move |c, now| c.remove_replica(&name, partition, node, now))
+        .await??;
+    Ok(Json(json!({ "operator": op })))
+}
+
+async fn upgrade_begin(State(ctx): Ctx, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    ctx.pd.call(|c, _| c.set_upgrading(true)).await??;
+    Ok(Json(json!({ "upgrading": true })))
+}
+
+async fn upgrade_done(State(ctx): Ctx, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    ctx.pd.call(|c, _| c.set_upgrading(false)).await??;
+    Ok(Json(json!({ "upgrading": false })))
+}
+
+async fn operators(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let ops = ctx.pd.call(|c, _| c.operators()).await?;
+    Ok(Json(json!({ "operators": ops })))
+}
+
+async fn stable_nodenum(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let n = ctx.pd.call(|c, _| c.meta().stable_node_num).await?;
+    Ok(Json(json!({ "stable_node_num": n })))
+}
+
+async fn set_stable_nodenum(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["number"])?;
+    let number = number_in(&params, "number", 1, u32::MAX)? as usize;
+    ctx.pd
+        .call(move |c, _| c.set_stable_node_num(number))
+        .await??;
+    Ok(Json(json!({ "stable_node_num": number })))
 }
 
 async fn heartbeat(

@@ -3,12 +3,15 @@
 //! [`Cluster`] is owned by one thread (see `server.rs`); everything else asks it through
 //! messages. It is a plain value driven by inputs (heartbeats, API calls, ticks) and the
 //! current time, so it is tested without sockets or clocks. The desired state is the
-//! metadata; [`Cluster::commands`] compares it with the reports and says what each node
+//! metadata; [`Cluster::schedule`] compares it with the reports and says what each node
 //! must do (level-triggered: the same comparison runs again until reports show it done, so
-//! every command is idempotent).
+//! every command is idempotent). Scheduling (operators, checkers, balancers, node removal,
+//! pauses) is in the `scheduling` submodule.
+
+mod scheduling;
 
 use std::collections::{BTreeMap, HashMap};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Serialize;
 use zankv_pd_api::{
@@ -16,8 +19,12 @@ use zankv_pd_api::{
     QueryNode, QueryPartition, QueryResponse, ReplicaReport,
 };
 
+pub use scheduling::{ClusterSettings, RoundReport};
+
+use crate::command::NodeCommand;
 use crate::meta::{ClusterMeta, MetaStore};
 use crate::placement::{self, Candidate};
+use crate::schedule::Operator;
 
 /// Why a request failed: an HTTP status and a message naming the problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,28 +88,6 @@ pub struct CreateNamespace {
     pub hash_tags: bool,
 }
 
-/// Something a storage node must do to match the metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum NodeCommand {
-    /// Host a new, empty replica of the partition (it joins as one of the group's initial
-    /// voters).
-    Host {
-        /// The node.
-        node: u64,
-        /// `<namespace>-<partition>`.
-        partition: String,
-    },
-}
-
-impl NodeCommand {
-    /// The node it is for.
-    pub fn node(&self) -> u64 {
-        match self {
-            NodeCommand::Host { node, .. } => *node,
-        }
-    }
-}
-
 /// A storage node as `/datanodes` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeView {
@@ -117,6 +102,8 @@ pub struct NodeView {
     pub replicas: usize,
     /// Replicas it leads.
     pub leaders: usize,
+    /// Being drained (`/cluster/node/remove`); forgotten once empty and stopped.
+    pub removing: bool,
 }
 
 /// `/cluster/stats`.
@@ -135,6 +122,17 @@ pub struct ClusterStats {
     pub partitions: usize,
     /// Partitions with no known leader.
     pub leaderless: usize,
+    /// Partitions with fewer voters than wanted.
+    pub under_replicated: usize,
+    /// Partitions without a leader and without a quorum of alive voters: they cannot
+    /// serve until their nodes come back.
+    pub unavailable: Vec<String>,
+    /// Operators running.
+    pub operators: usize,
+    /// Why no new operator starts, if so.
+    pub paused: Option<String>,
+    /// The stable node number (network-partition guard).
+    pub stable_node_num: usize,
 }
 
 /// What the last heartbeat of a node said.
@@ -156,18 +154,25 @@ pub struct Cluster {
     live: HashMap<u64, NodeLive>,
     published: HashMap<String, Published>,
     routing_counter: u64,
-    heartbeat_timeout: Duration,
+    settings: ClusterSettings,
+    /// When this PD started: a node not heard of since counts as down from then.
+    started: Instant,
+    /// Running operators, by raft group (in memory: after a restart the checkers find what
+    /// is still needed).
+    operators: BTreeMap<u64, Operator>,
 }
 
 impl Cluster {
-    /// A cluster over `meta`; nodes silent for `heartbeat_timeout` count as down.
-    pub fn new(meta: MetaStore, heartbeat_timeout: Duration) -> Self {
+    /// A cluster over `meta`, starting at `now`.
+    pub fn new(meta: MetaStore, settings: ClusterSettings, now: Instant) -> Self {
         Cluster {
             meta,
             live: HashMap::new(),
             published: HashMap::new(),
             routing_counter: 0,
-            heartbeat_timeout,
+            settings,
+            started: now,
+            operators: BTreeMap::new(),
         }
     }
 
@@ -180,13 +185,16 @@ impl Cluster {
     pub fn alive(&self, id: u64, now: Instant) -> bool {
         self.live
             .get(&id)
-            .is_some_and(|l| now.duration_since(l.last) < self.heartbeat_timeout)
+            .is_some_and(|l| now.duration_since(l.last) < self.settings.heartbeat_timeout)
     }
 
     /// A storage node's heartbeat: registers (or updates) it and records its replicas.
     pub fn heartbeat(&mut self, hb: Heartbeat, now: Instant) -> Result<HeartbeatReply, Refusal> {
-        if hb.node.node_id == 0 {
-            return Err(Refusal::bad_request("node_id must be positive"));
+        if hb.node.node_id == 0 || hb.node.node_id > zankv_pd_api::MAX_NODE_ID {
+            return Err(Refusal::bad_request(format!(
+                "node_id must be within 1..={}",
+                zankv_pd_api::MAX_NODE_ID
+            )));
         }
         let known = self.meta().nodes.get(&hb.node.node_id).cloned();
         if known.as_ref() != Some(&hb.node) {
@@ -411,6 +419,7 @@ impl Cluster {
                     last_heartbeat_ms: live.map(|l| now.duration_since(l.last).as_millis() as u64),
                     replicas,
                     leaders,
+                    removing: self.meta().removing.contains(&n.node_id),
                 }
             })
             .collect()
@@ -427,33 +436,45 @@ impl Cluster {
             .count();
         let mut partitions = 0;
         let mut leaderless = 0;
-        let mut incomplete = 0;
+        let mut under_replicated = 0;
         for ns in &self.meta().namespaces {
             for p in 0..ns.partition_num {
                 partitions += 1;
                 let name = partition_name(&ns.name, p);
                 match self.leader_of(&name, now) {
                     None => leaderless += 1,
-                    Some((_, voters)) if voters.len() < ns.replicator as usize => incomplete += 1,
+                    Some((_, voters)) if voters.len() < ns.replicator as usize => {
+                        under_replicated += 1
+                    }
                     Some(_) => {}
                 }
             }
         }
+        let view = self.view(now);
         ClusterStats {
-            stable: alive_nodes == nodes && leaderless == 0 && incomplete == 0,
+            stable: alive_nodes == nodes
+                && leaderless == 0
+                && under_replicated == 0
+                && self.operators.is_empty(),
             nodes,
             alive_nodes,
             namespaces: self.meta().namespaces.len(),
             partitions,
             leaderless,
+            under_replicated,
+            unavailable: crate::schedule::leader_checker::unavailable(&view),
+            operators: self.operators.len(),
+            paused: self.paused(&view),
+            stable_node_num: self.meta().stable_node_num,
         }
     }
 
-    /// What nodes must do so that they match the metadata: an alive node that is one of a
-    /// partition's initial replicas, knows the namespace (its catalog is recent enough),
-    /// has never hosted it (see `bootstrapped`) and does not report it, must host it as an
-    /// initial voter. (Replacing lost replicas and balancing come with operators.)
-    pub fn commands(&self, now: Instant) -> Vec<NodeCommand> {
+    /// What nodes must do so that a new namespace's groups form: an alive node that is
+    /// one of a partition's initial replicas, knows the namespace (its catalog is recent
+    /// enough), has never hosted it (see `bootstrapped`), does not report it, and has not
+    /// been removed from the group by its leader already, must host it as an initial
+    /// voter. (Everything after creation is the operators' work.)
+    pub fn bootstrap_commands(&self, now: Instant) -> Vec<NodeCommand> {
         let epoch = self.meta().catalog_epoch;
         let mut out = Vec::new();
         for (id, live) in &self.live {
@@ -467,12 +488,17 @@ impl Cluster {
                     }
                     let name = partition_name(&ns.name, p as u32);
                     let group = zankv_pd_api::group_id(ns.id, p as u32);
-                    if !self.meta().bootstrapped.contains(&(group, *id))
+                    let removed = self
+                        .leader_of(&name, now)
+                        .is_some_and(|(_, voters)| !voters.contains(id));
+                    if !removed
+                        && !self.meta().bootstrapped.contains(&(group, *id))
                         && !live.replicas.iter().any(|r| r.group == group)
                     {
                         out.push(NodeCommand::Host {
                             node: *id,
                             partition: name,
+                            replica: None,
                         });
                     }
                 }
@@ -484,8 +510,9 @@ impl Cluster {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn node(id: u64) -> NodeInfo {
         NodeInfo {
@@ -500,7 +527,13 @@ mod tests {
         }
     }
 
-    fn report(partition: &str, group: u64, role: &str, term: u64, voters: &[u64]) -> ReplicaReport {
+    pub(crate) fn report(
+        partition: &str,
+        group: u64,
+        role: &str,
+        term: u64,
+        voters: &[u64],
+    ) -> ReplicaReport {
         ReplicaReport {
             partition: partition.into(),
             group,
@@ -513,10 +546,12 @@ mod tests {
             learners: vec![],
             lag: vec![],
             keys: 0,
+            replica: 0,
+            member_replicas: voters.to_vec(),
         }
     }
 
-    fn hb(id: u64, epoch: u64, replicas: Vec<ReplicaReport>) -> Heartbeat {
+    pub(crate) fn hb(id: u64, epoch: u64, replicas: Vec<ReplicaReport>) -> Heartbeat {
         Heartbeat {
             node: node(id),
             replicas,
@@ -540,7 +575,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Cluster::new(
             MetaStore::open(dir.path()).unwrap(),
-            Duration::from_secs(10),
+            ClusterSettings::default(),
+            Instant::now(),
         );
         let t0 = Instant::now();
         for id in 1..=3 {
@@ -565,17 +601,18 @@ mod tests {
             "not enough nodes"
         );
         // Nodes with an old catalog are not told yet; once they have it, they are.
-        assert!(c.commands(t0).is_empty());
+        assert!(c.bootstrap_commands(t0).is_empty());
         let epoch = c.meta().catalog_epoch;
         for id in 1..=3 {
             let reply = c.heartbeat(hb(id, epoch - 1, vec![]), t0).unwrap();
             assert_eq!(reply.catalog.unwrap().namespaces.len(), 1);
         }
-        let commands = c.commands(t0);
+        let commands = c.bootstrap_commands(t0);
         assert_eq!(commands.len(), 6, "{commands:?}");
         assert!(commands.contains(&NodeCommand::Host {
             node: 2,
-            partition: "users-1".into()
+            partition: "users-1".into(),
+            replica: None
         }));
         // Node 1 now hosts users-0: it is not told again; silent nodes are not told at all.
         let g0 = zankv_pd_api::group_id(1, 0);
@@ -598,21 +635,23 @@ mod tests {
             later,
         )
         .unwrap();
-        let commands = c.commands(later);
+        let commands = c.bootstrap_commands(later);
         assert_eq!(
             commands,
             vec![NodeCommand::Host {
                 node: 1,
-                partition: "users-1".into()
+                partition: "users-1".into(),
+                replica: None
             }]
         );
         // Node 1 lost its users-0 replica (say, its disk): it is not told to bootstrap the
         // group again, which would let it vote with a log that forgot acknowledged writes.
         c.heartbeat(hb(1, epoch, vec![]), later).unwrap();
         assert!(c.meta().bootstrapped.contains(&(g0, 1)));
-        assert!(!c.commands(later).contains(&NodeCommand::Host {
+        assert!(!c.bootstrap_commands(later).contains(&NodeCommand::Host {
             node: 1,
-            partition: "users-0".into()
+            partition: "users-0".into(),
+            replica: None
         }));
         c.delete_namespace("users").unwrap();
         assert!(c.meta().bootstrapped.is_empty());
@@ -626,7 +665,8 @@ mod tests {
         {
             let mut c = Cluster::new(
                 MetaStore::open(dir.path()).unwrap(),
-                Duration::from_secs(10),
+                ClusterSettings::default(),
+                t0,
             );
             c.heartbeat(hb(1, 0, vec![]), t0).unwrap();
             c.create_namespace(create("default", 1, 1), t0).unwrap();
@@ -649,7 +689,8 @@ mod tests {
         }
         let mut c = Cluster::new(
             MetaStore::open(dir.path()).unwrap(),
-            Duration::from_secs(10),
+            ClusterSettings::default(),
+            Instant::now(),
         );
         assert_eq!(c.namespaces(), vec!["default".to_string()]);
         let q = c.query("default", t0).unwrap();

@@ -24,6 +24,17 @@ pub struct PdConfig {
     pub heartbeat_timeout_ms: u64,
     /// How often PD compares the cluster with what it should be and acts.
     pub check_interval_ms: u64,
+    /// A node down for longer than this is dead: its replicas are re-created elsewhere.
+    pub dead_node_grace_ms: u64,
+    /// Most placement operators (replica adds, moves, removals, leader transfers) running
+    /// at once.
+    pub max_operators: usize,
+    /// A step of an operator that does not show as done within this fails the operator.
+    pub operator_step_timeout_ms: u64,
+    /// `[start_hour, end_hour]` (UTC, 0..23): the balancers start moves only in this
+    /// window (it may wrap midnight, as `[22, 4]`). Empty: at any time. Repairs (dead
+    /// replicas, node removal, replica count changes) do not wait for it.
+    pub balance_window: Vec<u8>,
 }
 
 impl Default for PdConfig {
@@ -35,6 +46,10 @@ impl Default for PdConfig {
             admin_token: None,
             heartbeat_timeout_ms: 10_000,
             check_interval_ms: 1_000,
+            dead_node_grace_ms: 900_000,
+            max_operators: 4,
+            operator_step_timeout_ms: 600_000,
+            balance_window: Vec::new(),
         }
     }
 }
@@ -54,6 +69,21 @@ impl PdConfig {
         }
         if self.check_interval_ms == 0 {
             return Err("check_interval_ms must be positive".into());
+        }
+        if self.dead_node_grace_ms < self.heartbeat_timeout_ms {
+            return Err("dead_node_grace_ms must be at least heartbeat_timeout_ms".into());
+        }
+        if self.max_operators == 0 || self.operator_step_timeout_ms == 0 {
+            return Err("max_operators and operator_step_timeout_ms must be positive".into());
+        }
+        match self.balance_window.as_slice() {
+            [] => {}
+            [start, end] if *start < 24 && *end < 24 && start != end => {}
+            other => {
+                return Err(format!(
+                    "balance_window must be [] or [start_hour, end_hour] with two different hours within 0..23, not {other:?}"
+                ))
+            }
         }
         if self
             .admin_token
@@ -86,6 +116,18 @@ mod tests {
         assert!(err.contains("http_adr"), "{err}");
         let c: PdConfig = toml::from_str("heartbeat_timeout_ms = 10").unwrap();
         assert!(c.validate().unwrap_err().contains("heartbeat_timeout_ms"));
+        for bad in [
+            "balance_window = [1]",
+            "balance_window = [3, 3]",
+            "balance_window = [1, 24]",
+            "max_operators = 0",
+            "dead_node_grace_ms = 5000",
+        ] {
+            let c: PdConfig = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let c: PdConfig = toml::from_str("balance_window = [22, 4]").unwrap();
+        c.validate().unwrap();
         let c: PdConfig = toml::from_str("admin_token = \"s3cret\"").unwrap();
         assert!(!format!("{c:?}").contains("s3cret"));
     }

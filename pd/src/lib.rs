@@ -4,6 +4,8 @@
 //!
 //! - [`meta`]: the durable metadata (one file, replaced atomically);
 //! - [`placement`]: where a new namespace's partitions go (pure);
+//! - [`schedule`]: checkers and balancers that turn a cluster snapshot into operators
+//!   (pure); [`command`]: the admin calls those operators make to storage nodes;
 //! - [`cluster`]: the model of the cluster, driven by heartbeats, API calls and time (pure,
 //!   apart from persisting metadata);
 //! - [`server`]: the thread that owns the model and sends commands to storage nodes;
@@ -12,9 +14,11 @@
 
 pub mod api;
 pub mod cluster;
+pub mod command;
 pub mod config;
 pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod placement;
+pub mod schedule;
 pub mod server;

@@ -41,6 +41,25 @@ pub struct ClusterMeta {
     /// initial configuration.
     #[serde(default)]
     pub bootstrapped: BTreeSet<(u64, u64)>,
+    /// Nodes being drained (`/cluster/node/remove`): they get no new replicas, lose the
+    /// ones they have, and are forgotten once empty and stopped.
+    #[serde(default)]
+    pub removing: BTreeSet<u64>,
+    /// Whether the balancers may move replicas and leaders (`/cluster/balance`).
+    #[serde(default = "enabled")]
+    pub balance_enabled: bool,
+    /// A rolling upgrade is in progress (`/cluster/upgrade/begin`): no new operator starts.
+    #[serde(default)]
+    pub upgrading: bool,
+    /// The "stable node number": the most nodes seen alive at once (not counting nodes
+    /// being removed), lowered only by an operator (`/stable/nodenum`) or a node removal.
+    /// Automatic moves stop while half of it or more is gone (network-partition guard).
+    #[serde(default)]
+    pub stable_node_num: usize,
+}
+
+fn enabled() -> bool {
+    true
 }
 
 impl ClusterMeta {
@@ -77,6 +96,7 @@ impl MetaStore {
                 .map_err(|e| format!("{} is corrupt: {e}", path.display()))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterMeta {
                 next_namespace_id: 1,
+                balance_enabled: true,
                 ..ClusterMeta::default()
             },
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),

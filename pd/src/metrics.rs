@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use prometheus::{Encoder, IntCounter, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::cluster::Cluster;
 
@@ -19,6 +19,11 @@ pub struct PdMetrics {
     nodes_alive: IntGauge,
     namespaces: IntGauge,
     partitions_leaderless: IntGauge,
+    partitions_under_replicated: IntGauge,
+    partitions_unavailable: IntGauge,
+    operators_running: IntGauge,
+    scheduling_paused: IntGauge,
+    operators: IntCounterVec,
 }
 
 impl Default for PdMetrics {
@@ -61,6 +66,36 @@ impl Default for PdMetrics {
                 "zankv_pd_partitions_leaderless",
                 "Partitions with no leader known to PD.",
             ),
+            partitions_under_replicated: gauge(
+                "zankv_pd_partitions_under_replicated",
+                "Partitions with fewer voters than their namespace wants.",
+            ),
+            partitions_unavailable: gauge(
+                "zankv_pd_partitions_unavailable",
+                "Partitions with no leader and no quorum of alive voters.",
+            ),
+            operators_running: gauge(
+                "zankv_pd_operators_running",
+                "Placement operators in progress.",
+            ),
+            scheduling_paused: gauge(
+                "zankv_pd_scheduling_paused",
+                "1 while no new operator may start (rolling upgrade or network-partition guard).",
+            ),
+            operators: {
+                let c = IntCounterVec::new(
+                    Opts::new(
+                        "zankv_pd_operators_total",
+                        "Placement operators by kind and event (started, finished, failed).",
+                    ),
+                    &["kind", "event"],
+                )
+                .expect("valid metric");
+                registry
+                    .register(Box::new(c.clone()))
+                    .expect("unique metric");
+                c
+            },
             registry,
         }
     }
@@ -74,6 +109,18 @@ impl PdMetrics {
         self.nodes_alive.set(stats.alive_nodes as i64);
         self.namespaces.set(stats.namespaces as i64);
         self.partitions_leaderless.set(stats.leaderless as i64);
+        self.partitions_under_replicated
+            .set(stats.under_replicated as i64);
+        self.partitions_unavailable
+            .set(stats.unavailable.len() as i64);
+        self.operators_running.set(stats.operators as i64);
+        self.scheduling_paused
+            .set(i64::from(stats.paused.is_some()));
+    }
+
+    /// An operator of `kind` `event` (started, finished, failed).
+    pub fn operator_event(&self, kind: &str, event: &str) {
+        self.operators.with_label_values(&[kind, event]).inc();
     }
 
     /// Every metric in the Prometheus text format.

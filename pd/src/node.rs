@@ -6,10 +6,11 @@ use std::time::Duration;
 use tracing::info;
 
 use crate::api::{self, ApiContext};
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::PdConfig;
 use crate::meta::MetaStore;
 use crate::metrics::PdMetrics;
+use crate::schedule::ScheduleLimits;
 use crate::server;
 
 /// Runs PD until it is told to stop. Errors are start-up failures, described for an
@@ -28,7 +29,18 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
     let metrics = Arc::new(PdMetrics::default());
-    let cluster = Cluster::new(meta, Duration::from_millis(config.heartbeat_timeout_ms));
+    let settings = ClusterSettings {
+        heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
+        dead_grace: Duration::from_millis(config.dead_node_grace_ms),
+        max_operators: config.max_operators,
+        step_timeout: Duration::from_millis(config.operator_step_timeout_ms),
+        balance_window: match config.balance_window.as_slice() {
+            [start, end] => Some((*start, *end)),
+            _ => None,
+        },
+        limits: ScheduleLimits::default(),
+    };
+    let cluster = Cluster::new(meta, settings, std::time::Instant::now());
     let (pd, owner) = server::spawn_owner(
         cluster,
         Duration::from_millis(config.check_interval_ms),

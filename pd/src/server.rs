@@ -18,7 +18,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-use crate::cluster::{Cluster, NodeCommand};
+use crate::cluster::Cluster;
+use crate::command::NodeCommand;
 use crate::config::Secret;
 use crate::metrics::PdMetrics;
 
@@ -128,13 +129,32 @@ fn run(mut owner: Owner, rx: Receiver<Job>, interval: Duration) {
 }
 
 impl Owner {
-    /// Compares the cluster with the metadata and sends what is missing.
+    /// Runs a scheduling round and sends what it asks for.
     fn check(&mut self) {
         let now = Instant::now();
-        self.metrics.observe(&self.cluster, now);
         self.in_flight
             .retain(|_, sent| now.duration_since(*sent) < RESEND);
-        for command in self.cluster.commands(now) {
+        let round = match self.cluster.schedule(now, hour_utc()) {
+            Ok(round) => round,
+            Err(e) => {
+                warn!(error = %e.message, "scheduling round failed (metadata not written); trying again");
+                return;
+            }
+        };
+        for op in &round.started {
+            info!(partition = %op.partition, kind = op.kind.name(), reason = %op.reason, steps = ?op.steps, "operator started");
+            self.metrics.operator_event(op.kind.name(), "started");
+        }
+        for op in &round.finished {
+            info!(partition = %op.partition, kind = op.kind.name(), took_ms = op.age(now).as_millis() as u64, "operator finished");
+            self.metrics.operator_event(op.kind.name(), "finished");
+        }
+        for (op, why) in &round.failed {
+            warn!(partition = %op.partition, kind = op.kind.name(), reason = %why, "operator failed; the checkers will look again");
+            self.metrics.operator_event(op.kind.name(), "failed");
+        }
+        self.metrics.observe(&self.cluster, now);
+        for command in round.commands {
             if self.in_flight.contains_key(&command) {
                 continue;
             }
@@ -179,14 +199,7 @@ async fn send(
     command: &NodeCommand,
     token: Option<&Secret>,
 ) -> Result<(), String> {
-    let (method, path) = match command {
-        // PD hosts replicas this way only when it creates a partition: they are its initial
-        // voters.
-        NodeCommand::Host { partition, .. } => (
-            "POST",
-            format!("/partitions/{partition}/replica?bootstrap=true"),
-        ),
-    };
+    let (method, path) = command.http();
     let r = zankv_pd_api::client::call(
         addr,
         method,
@@ -205,4 +218,12 @@ async fn send(
             r.message()
         ))
     }
+}
+
+/// The current hour of the day, UTC (for the balance window).
+fn hour_utc() -> u8 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    ((secs / 3600) % 24) as u8
 }

@@ -237,6 +237,22 @@ fn namespaces_nodes_and_routing_through_the_api() {
         ("GET", "/query/nope", 404, "no namespace named nope"),
         ("GET", "/query/users?epoch=x", 400, "INVALID_ARG_EPOCH"),
         ("GET", "/query/users?foo=1", 400, "unknown parameter foo"),
+        ("POST", "/cluster/namespace/meta/update?namespace=users", 400, "MISSING_ARG_REPLICATOR"),
+        ("POST", "/cluster/namespace/meta/update?namespace=users&replicator=0", 400, "INVALID_ARG_REPLICATOR"),
+        ("POST", "/cluster/namespace/meta/update?namespace=users&replicator=4", 409, "4 replicas need 4 alive nodes"),
+        ("POST", "/cluster/namespace/meta/update?namespace=nope&replicator=1", 404, "no namespace named nope"),
+        ("POST", "/cluster/namespace/meta/update?namespace=users&replicator=1&snapcount=5", 400, "INVALID_ARG_SNAPCOUNT"),
+        ("POST", "/cluster/balance", 400, "MISSING_ARG_ENABLE"),
+        ("POST", "/cluster/balance?enable=maybe", 400, "INVALID_ARG_ENABLE"),
+        ("POST", "/cluster/node/remove", 400, "MISSING_ARG_REMOVE_NODE"),
+        ("POST", "/cluster/node/remove?remove_node=0", 400, "INVALID_ARG_REMOVE_NODE"),
+        ("POST", "/cluster/node/remove?remove_node=9", 404, "no storage node 9"),
+        ("DELETE", "/cluster/partition/remove_node?namespace=users&partition=1", 400, "MISSING_ARG_NODE"),
+        ("DELETE", "/cluster/partition/remove_node?namespace=users&partition=9&node=2", 400, "INVALID_ARG_PARTITION"),
+        ("DELETE", "/cluster/partition/remove_node?namespace=users&partition=0&node=2", 409, "no known leader"),
+        ("DELETE", "/cluster/partition/remove_node?namespace=users&partition=1&node=1", 404, "holds no replica"),
+        ("POST", "/stable/nodenum?number=0", 400, "INVALID_ARG_NUMBER"),
+        ("POST", "/stable/nodenum?number=7", 400, "within 1..=3"),
         ("GET", "/nowhere", 404, "no such endpoint"),
         ("GET", "/cluster/namespace/create", 405, "method not allowed"),
     ];
@@ -267,6 +283,32 @@ fn namespaces_nodes_and_routing_through_the_api() {
     );
     assert_eq!(code, 400, "node id 0");
 
+    // The operator-facing switches answer and survive a restart.
+    assert_eq!(
+        pd.call("POST", "/cluster/balance?enable=false", None).0,
+        200
+    );
+    assert_eq!(pd.call("POST", "/cluster/upgrade/begin", None).0, 200);
+    assert_eq!(pd.call("POST", "/stable/nodenum?number=2", None).0, 200);
+    let (code, op) = pd.call(
+        "DELETE",
+        "/cluster/partition/remove_node?namespace=users&partition=1&node=4",
+        None,
+    );
+    assert_eq!(code, 200, "{op}");
+    assert_eq!(op["operator"]["kind"], "remove_replica");
+    let (_, ops) = pd.call("GET", "/cluster/operators", None);
+    assert_eq!(ops["operators"][0]["partition"], "users-1", "{ops}");
+    let (_, stats) = pd.call("GET", "/cluster/stats", None);
+    assert!(
+        stats["paused"]
+            .as_str()
+            .unwrap()
+            .contains("rolling upgrade"),
+        "{stats}"
+    );
+    assert_eq!(pd.call("POST", "/cluster/upgrade/done", None).0, 200);
+
     // The metadata survives a restart; the namespace can then be deleted.
     let port = pd.port;
     drop(pd);
@@ -281,6 +323,10 @@ fn namespaces_nodes_and_routing_through_the_api() {
             .unwrap()
             .len(),
         3
+    );
+    assert_eq!(
+        pd.call("GET", "/stable/nodenum", None).1,
+        json!({"stable_node_num": 2})
     );
     let (code, _) = pd.call(
         "DELETE",
@@ -324,4 +370,23 @@ fn mutating_calls_need_the_admin_token() {
             .0,
         401
     );
+    for (method, path) in [
+        ("POST", "/cluster/balance?enable=false"),
+        ("POST", "/cluster/node/remove?remove_node=1"),
+        (
+            "DELETE",
+            "/cluster/partition/remove_node?namespace=a&partition=0&node=1",
+        ),
+        ("POST", "/cluster/upgrade/begin"),
+        ("POST", "/cluster/upgrade/done"),
+        (
+            "POST",
+            "/cluster/namespace/meta/update?namespace=a&replicator=1",
+        ),
+        ("POST", "/stable/nodenum?number=1"),
+    ] {
+        assert_eq!(pd.call(method, path, None).0, 401, "{method} {path}");
+    }
+    assert_eq!(pd.call("GET", "/cluster/operators", None).0, 200);
+    assert_eq!(pd.call("GET", "/stable/nodenum", None).0, 200);
 }

@@ -326,8 +326,11 @@ impl StorageConfig {
     }
 
     fn validate_cluster(&self) -> Result<(), String> {
-        if self.node_id == 0 {
-            return Err("node_id must be at least 1".into());
+        if self.node_id == 0 || self.node_id > zankv_pd_api::MAX_NODE_ID {
+            return Err(format!(
+                "node_id must be within 1..={}",
+                zankv_pd_api::MAX_NODE_ID
+            ));
         }
         self.validate_pd()?;
         let r = &self.raft;
@@ -354,7 +357,10 @@ impl StorageConfig {
         // This node may be listed too, so that every node of a cluster can share one list.
         let mut known = vec![self.node_id];
         for (i, n) in self.nodes.iter().enumerate() {
-            if n.id == 0 || self.nodes[..i].iter().any(|o| o.id == n.id) {
+            if n.id == 0
+                || n.id > zankv_pd_api::MAX_NODE_ID
+                || self.nodes[..i].iter().any(|o| o.id == n.id)
+            {
                 return Err(format!("nodes: node id {} is zero or listed twice", n.id));
             }
             known.push(n.id);

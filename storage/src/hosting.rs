@@ -9,11 +9,12 @@
 use std::sync::Arc;
 
 use tokio::sync::{oneshot, Mutex};
+use zankv_pd_api::node_of;
 
 use crate::replicas::ReplicaFactory;
 use crate::replication::log_store::GroupId;
 use crate::replication::membership::{AdminError, AdminOutcome};
-use crate::replication::store_loop::{StoreHandle, StoreRequest, UnhostWhen};
+use crate::replication::store_loop::{HostAs, StoreHandle, StoreRequest, UnhostWhen};
 use crate::routing::GroupLayout;
 
 /// Starts and deletes replicas on this node.
@@ -35,24 +36,42 @@ impl Hosting {
         }
     }
 
-    /// Hosts a new, empty replica of `layout`'s partition: with `bootstrap`, as one of the
-    /// new group's initial voters (this node must be one of `layout.replicas`); otherwise
-    /// as a joiner that waits for the leader to add it.
+    /// Hosts a new, empty replica of `layout`'s partition: as one of the new group's
+    /// initial voters (this node must be one of `layout.replicas`), or as the joiner with
+    /// the replica id the leader gave it when it added this node as a learner.
     pub async fn host(
         &self,
         layout: &GroupLayout,
-        bootstrap: bool,
+        start: HostAs,
     ) -> Result<AdminOutcome, AdminError> {
-        if bootstrap && !layout.replicas.contains(&self.node_id) {
-            return Err(AdminError::Refused(format!(
-                "this node is not one of {}'s initial replicas {:?}; host it without bootstrap and add it at the leader",
-                layout.name, layout.replicas
-            )));
-        }
+        let wanted = match &start {
+            HostAs::Bootstrap(_) if !layout.replicas.contains(&self.node_id) => {
+                return Err(AdminError::Refused(format!(
+                    "this node is not one of {}'s initial replicas {:?}; add it as a learner at the leader, then host the replica id that answers",
+                    layout.name, layout.replicas
+                )));
+            }
+            HostAs::Bootstrap(_) => self.node_id,
+            HostAs::Joiner(r) if node_of(*r) != self.node_id || *r == self.node_id => {
+                return Err(AdminError::Refused(format!(
+                    "{r} is not a replica id the leader gave this node (node {}); add the node as a learner at the leader and use the replica id it answers",
+                    self.node_id
+                )));
+            }
+            HostAs::Joiner(r) => *r,
+        };
         let _one = self.one_at_a_time.lock().await;
-        if self.hosted().await.contains(&layout.id) {
-            return Ok(AdminOutcome::Unchanged);
+        if let Some(current) = self.hosted_replica(layout.id).await {
+            return if current == wanted {
+                Ok(AdminOutcome::Unchanged)
+            } else {
+                Err(AdminError::Refused(format!(
+                    "this node hosts replica {current} of {}, not {wanted}; delete it first",
+                    layout.name
+                )))
+            };
         }
+        let bootstrap = matches!(start, HostAs::Bootstrap(_));
         let factory = self.factory.clone();
         let to_start = layout.clone();
         let worker = tokio::task::spawn_blocking(move || factory.start_empty(&to_start, bootstrap))
@@ -65,7 +84,7 @@ impl Hosting {
                 name: layout.name.clone(),
                 worker,
                 stale_reads: layout.stale_reads,
-                bootstrap: bootstrap.then(|| layout.replicas.clone()),
+                start,
                 reply,
             })
             .await
@@ -93,6 +112,16 @@ impl Hosting {
             .unwrap_or(Err(AdminError::Stopping));
         let _ = gone.await;
         result
+    }
+
+    /// The replica id this node hosts of `group`, if it hosts one.
+    pub async fn hosted_replica(&self, group: GroupId) -> Option<u64> {
+        self.store
+            .status()
+            .await?
+            .into_iter()
+            .find(|g| g.group == group)
+            .map(|g| g.replica)
     }
 
     /// The groups hosted here now.

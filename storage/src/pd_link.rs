@@ -229,6 +229,8 @@ impl PdLink {
                 learners: g.learners.clone(),
                 lag: g.lag.clone(),
                 keys: state.as_ref().map_or(0, |s| s.keys),
+                replica: g.replica,
+                member_replicas: g.member_replicas.clone(),
             });
         }
         out

@@ -339,6 +339,21 @@ fn must_admin(cluster: &TestCluster, i: usize, method: &str, path: &str) -> Stri
     }
 }
 
+/// Adds node `node` as a learner of `p` at its leader (node index `leader`); returns the
+/// replica id the new replica must be hosted with.
+fn add_learner(cluster: &TestCluster, leader: usize, p: &str, node: u64) -> u64 {
+    let path = format!("/partitions/{p}/learners/{node}");
+    must_admin(cluster, leader, "POST", &path);
+    let (code, body) = cluster.http(leader, "POST", &path);
+    assert_eq!(code, 200, "{body}");
+    let replica = body["replica"]
+        .as_u64()
+        .expect("add_learner answers the replica id");
+    assert_eq!(replica & u64::from(u32::MAX), node, "the id names the node");
+    assert_ne!(replica, node, "a learner is never incarnation 0");
+    replica
+}
+
 /// The node leading `name`, as the running nodes agree.
 fn leader_of(cluster: &TestCluster, name: &str) -> usize {
     let leaders = cluster.must_agree_on_leaders(CONVERGE);
@@ -362,22 +377,25 @@ fn a_replica_moves_to_a_new_node_under_write_load_without_losing_a_write() {
         .collect();
     sleep(Duration::from_millis(500));
 
-    // Node 4 gets an empty replica, which the leader adds as a learner and promotes once
-    // it has caught up.
-    assert_eq!(
-        must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica")),
-        "done"
-    );
-    assert_eq!(
-        must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica")),
-        "unchanged"
-    );
+    // The leader adds node 4 as a learner with a fresh replica id; node 4 hosts an empty
+    // replica with that id, fills from a snapshot, and is promoted once caught up.
     let learners = format!("/partitions/{p}/learners/4");
-    assert_eq!(must_admin(&cluster, leader, "POST", &learners), "done");
-    assert_eq!(must_admin(&cluster, leader, "POST", &learners), "unchanged");
     let (code, body) = cluster.http((leader + 1) % 3, "POST", &learners);
     assert_eq!(code, 409, "a follower refuses: {body}");
     assert_eq!(body["leader"], leader as u64 + 1);
+    let replica = add_learner(&cluster, leader, p, 4);
+    assert_eq!(must_admin(&cluster, leader, "POST", &learners), "unchanged");
+    let (code, body) = cluster.http(3, "POST", &format!("/partitions/{p}/replica"));
+    assert_eq!(code, 400, "hosting a joiner needs its replica id: {body}");
+    let host = format!("/partitions/{p}/replica?replica={replica}");
+    assert_eq!(must_admin(&cluster, 3, "POST", &host), "done");
+    assert_eq!(must_admin(&cluster, 3, "POST", &host), "unchanged");
+    let (code, body) = cluster.http(
+        3,
+        "POST",
+        &format!("/partitions/{p}/replica?replica={}", replica + (1 << 32)),
+    );
+    assert_eq!(code, 409, "another incarnation is refused: {body}");
     assert_eq!(
         must_admin(
             &cluster,
@@ -525,12 +543,12 @@ fn a_replica_re_created_on_a_node_that_held_one_cannot_elect_a_second_leader() {
     let stale = if first == 2 { 1 } else { 2 };
     cluster.kill9(stale);
     // The partition moves to node 4, which takes the lead and removes another old replica.
-    must_admin(&cluster, 3, "POST", &format!("/partitions/{p}/replica"));
+    let replica = add_learner(&cluster, first, p, 4);
     must_admin(
         &cluster,
-        first,
+        3,
         "POST",
-        &format!("/partitions/{p}/learners/4"),
+        &format!("/partitions/{p}/replica?replica={replica}"),
     );
     must_admin(
         &cluster,
@@ -552,19 +570,20 @@ fn a_replica_re_created_on_a_node_that_held_one_cannot_elect_a_second_leader() {
         "DELETE",
         &format!("/partitions/{p}/members/{}", removed + 1),
     );
-    // The removed node deletes its replica and is given an empty one again (as an operator
-    // moving the partition back would): it has the same replica id and no memory of votes.
+    // The removed node deletes its replica and is added back (as an operator moving the
+    // partition back would): a new incarnation with a new replica id and nothing on disk.
     must_admin(
         &cluster,
         removed,
         "DELETE",
         &format!("/partitions/{p}/replica?force=true"),
     );
+    let again = add_learner(&cluster, 3, p, removed as u64 + 1);
     must_admin(
         &cluster,
         removed,
         "POST",
-        &format!("/partitions/{p}/replica"),
+        &format!("/partitions/{p}/replica?replica={again}"),
     );
     let mut writer = cluster.smart_client();
     let mut ledger = Ledger::default();

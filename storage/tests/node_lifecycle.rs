@@ -307,7 +307,7 @@ fn admin_operations_need_the_token_and_valid_parameters() {
             "POST",
             "/nodes/zero?raft_addr=127.0.0.1:1&redis_addr=127.0.0.1:2",
             400,
-            "positive integer",
+            "node id must be an integer within",
         ),
         (
             "POST",
@@ -331,7 +331,25 @@ fn admin_operations_need_the_token_and_valid_parameters() {
             "POST",
             "/partitions/default-0/learners/0",
             400,
-            "positive integer",
+            "node id must be an integer within",
+        ),
+        (
+            "POST",
+            "/partitions/default-0/replica",
+            400,
+            "missing parameter replica",
+        ),
+        (
+            "POST",
+            "/partitions/default-0/replica?replica=abc",
+            400,
+            "positive replica id",
+        ),
+        (
+            "POST",
+            "/partitions/default-0/replica?replica=8589934594",
+            409,
+            "not a replica id the leader gave this node",
         ),
         (
             "DELETE",
@@ -365,7 +383,11 @@ fn admin_operations_need_the_token_and_valid_parameters() {
         assert!(body.starts_with("{\"message\""), "{method} {path}: {body}");
     }
     // Idempotent: what already holds is unchanged.
-    let (code, body) = with("s3cret", "POST", "/partitions/default-0/replica");
+    let (code, body) = with(
+        "s3cret",
+        "POST",
+        "/partitions/default-0/replica?bootstrap=true",
+    );
     assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
     let (code, body) = with("s3cret", "POST", "/partitions/default-0/leader/1");
     assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");

@@ -77,8 +77,9 @@ fn pd_creates_namespaces_nodes_serve_them_and_deleting_one_removes_its_replicas(
         assert_eq!(p["replicas"].as_array().unwrap().len(), 3, "{table}");
     }
     // users has 4 partitions of 2 replicas: 8 replicas over 3 nodes, default 12.
-    let total: usize = (0..3).map(|i| hosted(&cluster, i).len()).sum();
-    assert_eq!(total, 12 + 8);
+    let all: Vec<Vec<String>> = (0..3).map(|i| hosted(&cluster, i)).collect();
+    let total: usize = all.iter().map(Vec::len).sum();
+    assert_eq!(total, 12 + 8, "{all:?}\n{}", pd.log_tail());
 
     // Writes and reads through the nodes, found by leader hints.
     let mut client = cluster.smart_client();
@@ -176,4 +177,123 @@ fn pd_creates_namespaces_nodes_serve_them_and_deleting_one_removes_its_replicas(
     // The deleted namespace's prefix is an ordinary key of the default namespace now.
     assert_eq!(client.read(&[b"GET", b"users:{u1}:name"]), Frame::Null);
     assert_eq!(client.read(&[b"GET", b"key7"]), Frame::bulk("value7"));
+}
+
+/// Node ids holding a voter of each partition of `ns`, per PD's routing table.
+fn placement(pd: &PdProcess, ns: &str) -> Vec<Vec<u64>> {
+    let (_, q) = pd.call("GET", &format!("/query/{ns}"));
+    let parts = q["partitions"].as_object().cloned().unwrap_or_default();
+    let mut out: Vec<(u64, Vec<u64>)> = parts
+        .iter()
+        .map(|(p, v)| {
+            let mut ids: Vec<u64> = v["replicas"]
+                .as_array()
+                .map(|r| {
+                    r.iter()
+                        .filter_map(|n| n["node_id"].as_str()?.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            ids.sort_unstable();
+            (p.parse().unwrap_or(0), ids)
+        })
+        .collect();
+    out.sort();
+    out.into_iter().map(|(_, ids)| ids).collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + timeout;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn pd_replaces_a_dead_node_rebalances_a_returning_one_and_drains_a_removed_one() {
+    let root = tempfile::tempdir().unwrap();
+    let pd = PdProcess::must_start(
+        &root.path().join("pd"),
+        "check_interval_ms = 200\nheartbeat_timeout_ms = 1000\ndead_node_grace_ms = 2000\n",
+    );
+    let mut cluster = TestCluster::must_start_managed(root.path(), 4, pd.port, "");
+    pd.wait_for("/datanodes", WAIT, "four alive nodes", |v| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 4 && n.iter().all(|n| n["alive"] == true))
+    });
+    let (status, body) = pd.call(
+        "POST",
+        "/cluster/namespace/create?namespace=default&partition_num=4&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    pd.wait_for("/cluster/stats", WAIT, "a stable cluster", |s| {
+        s["stable"] == true
+    });
+    let mut client = cluster.smart_client();
+    let mut expected = BTreeMap::new();
+    let mut write = |client: &mut support::cluster::ClusterClient, from: usize, to: usize| {
+        for i in from..to {
+            let (key, value) = (format!("key{i}"), format!("value{i}"));
+            assert_eq!(
+                client.read(&[b"SET", key.as_bytes(), value.as_bytes()]),
+                Frame::simple("OK")
+            );
+            expected.insert(key, value);
+        }
+    };
+    write(&mut client, 0, 50);
+
+    // Node 4 dies: after the grace period its replicas are re-created on nodes 1-3.
+    cluster.kill9(3);
+    wait_until("node 4's replicas replaced", WAIT * 2, || {
+        let p = placement(&pd, "default");
+        p.len() == 4 && p.iter().all(|ids| ids == &[1, 2, 3])
+    });
+    pd.wait_for("/cluster/stats", WAIT, "no operator left", |s| {
+        s["operators"] == 0 && s["under_replicated"] == 0
+    });
+    let mut client = cluster.smart_client();
+    write(&mut client, 50, 100);
+
+    // It comes back: its stale replicas are deleted and the balancer gives it replicas
+    // again (12 replicas over 4 nodes: 3 each).
+    cluster.start(3);
+    wait_until("node 4 rebalanced", WAIT * 2, || {
+        let p = placement(&pd, "default");
+        let on4 = p.iter().filter(|ids| ids.contains(&4)).count();
+        on4 == 3 && p.iter().all(|ids| ids.len() == 3)
+    });
+    pd.wait_for("/cluster/stats", WAIT, "a stable cluster", |s| {
+        s["stable"] == true
+    });
+
+    // Node 1 is removed: its replicas and leaders move away; once stopped it is forgotten.
+    let (status, body) = pd.call("POST", "/cluster/node/remove?remove_node=1");
+    assert_eq!(status, 200, "{body}");
+    wait_until("node 1 drained", WAIT * 2, || {
+        let p = placement(&pd, "default");
+        p.len() == 4 && p.iter().all(|ids| ids == &[2, 3, 4])
+    });
+    wait_until("node 1's replicas deleted", WAIT, || {
+        hosted(&cluster, 0).is_empty()
+    });
+    cluster.kill9(0);
+    pd.wait_for("/datanodes", WAIT, "node 1 forgotten", |v| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.len() == 3 && n.iter().all(|n| n["node_id"] != 1))
+    });
+    let mut client = cluster.smart_client();
+    for (key, value) in &expected {
+        assert_eq!(
+            client.read(&[b"GET", key.as_bytes()]),
+            Frame::bulk(value),
+            "{key} after a dead node, a return and a removal"
+        );
+    }
 }

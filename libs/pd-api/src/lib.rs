@@ -43,6 +43,24 @@ pub fn group_id(namespace_id: u32, partition: u32) -> u64 {
     (u64::from(namespace_id) << 32) | u64::from(partition)
 }
 
+/// Largest node id: node ids fill the low 32 bits of raft replica ids.
+pub const MAX_NODE_ID: u64 = u32::MAX as u64;
+
+/// The raft replica id of incarnation `incarnation` of a replica on node `node`.
+///
+/// A group's initial voters are incarnation 0, so their replica id is their node id. A
+/// replica added later gets the incarnation its leader chose (from the log index at which
+/// it was added, so it never repeats), which keeps a node removed from a group and added
+/// back from receiving messages meant for its earlier replica.
+pub fn replica_id(node: u64, incarnation: u32) -> u64 {
+    (u64::from(incarnation) << 32) | (node & MAX_NODE_ID)
+}
+
+/// The node a raft replica lives on.
+pub fn node_of(replica: u64) -> u64 {
+    replica & MAX_NODE_ID
+}
+
 /// A secret from a configuration file (an admin token): compared, never printed.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
@@ -191,6 +209,12 @@ pub struct ReplicaReport {
     /// Keys stored.
     #[serde(default)]
     pub keys: u64,
+    /// This replica's raft id (see [`replica_id`]).
+    #[serde(default)]
+    pub replica: u64,
+    /// The raft ids of the voters and learners this replica knows.
+    #[serde(default)]
+    pub member_replicas: Vec<u64>,
 }
 
 /// What a storage node sends PD every few seconds.
@@ -303,6 +327,11 @@ mod tests {
         assert!(!valid_namespace_name(&"x".repeat(256)));
         assert_eq!(partition_name("default", 3), "default-3");
         assert_eq!(group_id(1, 3), (1 << 32) | 3);
+        assert_eq!(replica_id(7, 0), 7, "initial voters: the node id");
+        let r = replica_id(7, 1234);
+        assert_ne!(r, 7);
+        assert_eq!(node_of(r), 7);
+        assert_eq!(node_of(replica_id(MAX_NODE_ID, u32::MAX)), MAX_NODE_ID);
         assert_eq!(
             ExpirationPolicy::parse("wait_compact"),
             Some(ExpirationPolicy::WaitCompact)

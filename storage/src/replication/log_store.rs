@@ -14,6 +14,7 @@
 //! | `c` group | `ConfState` (protobuf) |
 //! | `i` group | `u64-BE`: index of the entry that produced the `ConfState` |
 //! | `s` group | `SnapshotMetadata` (protobuf): the log's compaction point |
+//! | `r` group | `u64-BE`: this node's raft replica id in the group (absent in logs written before replica ids had incarnations: the node id) |
 //! | `t` group | empty: the replica was removed from this node (not hosted again at start) |
 //! | `N` node | `raft_addr redis_addr` of a node declared at run time |
 //!
@@ -65,6 +66,8 @@ fn decode<M: protobuf::Message>(bytes: &[u8], what: &str) -> Result<M, EngineErr
 #[derive(Debug, Clone)]
 pub struct GroupLog {
     group: GroupId,
+    /// This node's replica id in the group, when recorded.
+    replica: Option<u64>,
     hard_state: HardState,
     conf_state: ConfState,
     /// Index of the entry whose membership change produced `conf_state` (0: the initial
@@ -91,9 +94,9 @@ pub const INIT_INDEX: u64 = 5;
 pub const INIT_TERM: u64 = 5;
 
 impl GroupLog {
-    /// The log of a new group whose initial voters are `voters` (this replica among them):
-    /// it starts after [`INIT_INDEX`], whose state is the empty partition.
-    pub fn bootstrap(group: GroupId, voters: &[u64], batch: &mut WriteBatch) -> Self {
+    /// The log of a new group whose initial voters are `voters` (this replica, `replica`,
+    /// among them): it starts after [`INIT_INDEX`], whose state is the empty partition.
+    pub fn bootstrap(group: GroupId, replica: u64, voters: &[u64], batch: &mut WriteBatch) -> Self {
         let conf_state = ConfState {
             voters: voters.to_vec(),
             ..Default::default()
@@ -113,10 +116,12 @@ impl GroupLog {
         batch.put(key(b'i', group), INIT_INDEX.to_be_bytes().to_vec());
         batch.put(key(b's', group), encode(&meta));
         batch.put(key(b'h', group), encode(&hard_state));
+        batch.put(key(b'r', group), replica.to_be_bytes().to_vec());
         let mut snapshot = Snapshot::default();
         snapshot.set_metadata(meta);
         GroupLog {
             group,
+            replica: Some(replica),
             hard_state,
             conf_state,
             conf_index: INIT_INDEX,
@@ -131,11 +136,13 @@ impl GroupLog {
     /// The log of a replica joining an existing group: no configuration and no entries
     /// until the leader sends a snapshot. Until then the replica is not a voter, so it
     /// neither campaigns nor votes.
-    pub fn joiner(group: GroupId, batch: &mut WriteBatch) -> Self {
+    pub fn joiner(group: GroupId, replica: u64, batch: &mut WriteBatch) -> Self {
         let conf_state = ConfState::default();
         batch.put(key(b'c', group), encode(&conf_state));
+        batch.put(key(b'r', group), replica.to_be_bytes().to_vec());
         GroupLog {
             group,
+            replica: Some(replica),
             hard_state: HardState::default(),
             conf_state,
             conf_index: 0,
@@ -154,6 +161,14 @@ impl GroupLog {
             return Ok(None);
         };
         let conf_state: ConfState = decode(&conf, "conf state")?;
+        let replica = match engine.get(&key(b'r', group))? {
+            Some(b) => {
+                Some(u64::from_be_bytes(b.as_slice().try_into().map_err(
+                    |_| EngineError::Corruption("raft replica id".into()),
+                )?))
+            }
+            None => None,
+        };
         let hard_state = match engine.get(&key(b'h', group))? {
             Some(b) => decode(&b, "hard state")?,
             None => HardState::default(),
@@ -203,6 +218,7 @@ impl GroupLog {
         }
         Ok(Some(GroupLog {
             group,
+            replica,
             hard_state,
             conf_state,
             conf_index,
@@ -212,6 +228,11 @@ impl GroupLog {
             entries,
             snapshot_wanted: std::cell::Cell::new(false),
         }))
+    }
+
+    /// This node's replica id in the group, if the log records it.
+    pub fn replica(&self) -> Option<u64> {
+        self.replica
     }
 
     /// The persisted compaction point of `group` (0 if none or the group is unknown),
@@ -244,7 +265,7 @@ impl GroupLog {
     /// one (a replica hosted here again starts from nothing).
     pub fn destroy(group: GroupId, tombstone: bool, batch: &mut WriteBatch) {
         batch.delete_range(key(b'e', group), key(b'e', group + 1));
-        for tag in [b'h', b'c', b'i', b's'] {
+        for tag in [b'h', b'c', b'i', b's', b'r'] {
             batch.delete(key(tag, group));
         }
         if tombstone {
@@ -529,7 +550,15 @@ impl Storage for GroupLog {
     fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
         let needed = request_index.max(self.compacted_index());
         match &self.offered {
-            Some(snap) if snap.get_metadata().index >= needed => Ok(snap.clone()),
+            // An offer made before the latest membership change carries the configuration
+            // before it: a learner that change added would refuse it (it is not in it),
+            // again and again. Only an offer with the current configuration will do.
+            Some(snap)
+                if snap.get_metadata().index >= needed
+                    && snap.get_metadata().get_conf_state() == &self.conf_state =>
+            {
+                Ok(snap.clone())
+            }
             _ => {
                 // Not ready yet: the driver produces one, and raft-rs asks again later.
                 self.snapshot_wanted.set(true);
@@ -568,8 +597,8 @@ mod tests {
     fn a_new_group_starts_after_its_initial_index_and_a_joiner_with_nothing() {
         let disk = MemoryEngine::new();
         let mut batch = WriteBatch::default();
-        let log = GroupLog::bootstrap(7, &[1, 2, 3], &mut batch);
-        let joiner = GroupLog::joiner(8, &mut batch);
+        let log = GroupLog::bootstrap(7, 1, &[1, 2, 3], &mut batch);
+        let joiner = GroupLog::joiner(8, zankv_pd_api::replica_id(2, 77), &mut batch);
         persist(&disk, batch);
         assert_eq!(log.first_index().unwrap(), INIT_INDEX + 1);
         assert_eq!(log.last_index().unwrap(), INIT_INDEX);
@@ -587,6 +616,8 @@ mod tests {
         assert!(joiner.conf_state().voters.is_empty());
         let joiner = GroupLog::load(&disk, 8).unwrap().unwrap();
         assert!(joiner.conf_state().voters.is_empty());
+        assert_eq!(reloaded.replica(), Some(1));
+        assert_eq!(joiner.replica(), Some(zankv_pd_api::replica_id(2, 77)));
         assert_eq!(joiner.last_index().unwrap(), 0);
         let mut hosted = GroupLog::persisted_groups(&disk).unwrap();
         hosted.sort_unstable();
@@ -597,7 +628,7 @@ mod tests {
     fn append_truncate_compact_and_reload() {
         let disk = MemoryEngine::new();
         let mut batch = WriteBatch::default();
-        let mut log = GroupLog::bootstrap(7, &[1, 2, 3], &mut batch);
+        let mut log = GroupLog::bootstrap(7, 1, &[1, 2, 3], &mut batch);
         log.append(
             &(1..=5).map(|n| entry(at(n), 6)).collect::<Vec<_>>(),
             &mut batch,
@@ -667,6 +698,11 @@ mod tests {
             &mut batch,
         );
         assert!(log.snapshot_metadata(at(3)).is_none());
+        assert!(
+            log.snapshot(0, 4).is_err(),
+            "the offer predates the change: the new member would refuse it"
+        );
+        assert!(log.take_snapshot_request(), "a new one is asked for");
         assert_eq!(
             log.snapshot_metadata(at(4))
                 .unwrap()
@@ -687,7 +723,7 @@ mod tests {
     fn snapshot_replaces_the_log() {
         let disk = MemoryEngine::new();
         let mut batch = WriteBatch::default();
-        let mut log = GroupLog::joiner(1, &mut batch);
+        let mut log = GroupLog::joiner(1, 2, &mut batch);
         log.append(&[entry(1, 1), entry(2, 1)], &mut batch);
         let mut snap = Snapshot::default();
         snap.mut_metadata().index = 10;

@@ -12,13 +12,16 @@
 use raft::eraftpb::{ConfChangeSingle, ConfChangeTransition, ConfChangeType, ConfChangeV2};
 use serde::Serialize;
 
+use zankv_pd_api::{node_of, replica_id};
+
 use super::peer::PeerStatus;
 
 /// A learner may be promoted once it is at most this many entries behind the leader's log.
 pub const PROMOTE_MAX_LAG: u64 = 1000;
 
-/// An operation on a group's membership or leadership; the number is a node id (which is
-/// also its replica id).
+/// An operation on a group's membership or leadership; the number is a node id (the
+/// replica of that node in the group is found, or for a new learner allocated, by
+/// [`plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "op", content = "node")]
 pub enum AdminOp {
@@ -99,25 +102,43 @@ fn change(kind: ConfChangeType, node: u64) -> ConfChangeV2 {
     cc
 }
 
-/// Decides what the leader (whose view is `status`) does for `op`.
+/// The replica of node `node` among `ids` (raft replica ids), if any.
+fn replica_on(ids: &[u64], node: u64) -> Option<u64> {
+    ids.iter().copied().find(|r| node_of(*r) == node)
+}
+
+/// Decides what the leader (whose view is `status`, in raft replica ids) does for `op`
+/// (in node ids). A new learner gets a fresh replica id: its node and, as incarnation,
+/// the log index its addition will take, which no earlier replica of the group had.
 pub fn plan(op: AdminOp, status: &PeerStatus) -> Result<Step, AdminError> {
     if !status.is_leader {
-        return Err(AdminError::NotLeader(status.leader));
+        return Err(AdminError::NotLeader(node_of(status.leader)));
     }
-    let voter = |n: u64| status.voters.contains(&n);
-    let learner = |n: u64| status.learners.contains(&n);
+    let voter = |n: u64| replica_on(&status.voters, n);
+    let learner = |n: u64| replica_on(&status.learners, n);
     match op {
-        AdminOp::AddLearner(n) if voter(n) || learner(n) => Ok(Step::AlreadyDone),
-        AdminOp::AddLearner(n) => Ok(Step::Propose(change(ConfChangeType::AddLearnerNode, n))),
-        AdminOp::Promote(n) if voter(n) => Ok(Step::AlreadyDone),
-        AdminOp::Promote(n) if !learner(n) => Err(AdminError::Refused(format!(
-            "node {n} is not a learner of the partition; add it as a learner first"
-        ))),
+        AdminOp::AddLearner(n) if voter(n).is_some() || learner(n).is_some() => {
+            Ok(Step::AlreadyDone)
+        }
+        AdminOp::AddLearner(n) => {
+            let at = status.last_index + 1;
+            let incarnation = ((at & u64::from(u32::MAX)) as u32).max(1);
+            Ok(Step::Propose(change(
+                ConfChangeType::AddLearnerNode,
+                replica_id(n, incarnation),
+            )))
+        }
+        AdminOp::Promote(n) if voter(n).is_some() => Ok(Step::AlreadyDone),
         AdminOp::Promote(n) => {
+            let Some(r) = learner(n) else {
+                return Err(AdminError::Refused(format!(
+                    "node {n} is not a learner of the partition; add it as a learner first"
+                )));
+            };
             let matched = status
                 .matched
                 .iter()
-                .find(|(id, _)| *id == n)
+                .find(|(id, _)| *id == r)
                 .map_or(0, |(_, m)| *m);
             let lag = status.last_index.saturating_sub(matched);
             if lag > PROMOTE_MAX_LAG {
@@ -125,31 +146,55 @@ pub fn plan(op: AdminOp, status: &PeerStatus) -> Result<Step, AdminError> {
                     "learner {n} is {lag} entries behind the leader; promote it once it has caught up"
                 )));
             }
-            Ok(Step::Propose(change(ConfChangeType::AddNode, n)))
+            Ok(Step::Propose(change(ConfChangeType::AddNode, r)))
         }
-        AdminOp::Remove(n) if !voter(n) && !learner(n) => Ok(Step::AlreadyDone),
-        AdminOp::Remove(n) if n == status.id => Err(AdminError::Refused(
-            "the leader cannot remove itself; transfer leadership first".into(),
-        )),
-        AdminOp::Remove(n) if voter(n) && status.voters.len() == 1 => Err(AdminError::Refused(
-            format!("node {n} is the partition's only voter"),
-        )),
-        AdminOp::Remove(n) => Ok(Step::Propose(change(ConfChangeType::RemoveNode, n))),
-        AdminOp::TransferLeader(n) if n == status.id => Ok(Step::AlreadyDone),
-        AdminOp::TransferLeader(n) if !voter(n) => Err(AdminError::Refused(format!(
-            "node {n} is not a voter of the partition"
-        ))),
-        AdminOp::TransferLeader(n) => Ok(Step::Transfer(n)),
+        AdminOp::Remove(n) => {
+            let Some(r) = voter(n).or_else(|| learner(n)) else {
+                return Ok(Step::AlreadyDone);
+            };
+            if r == status.id {
+                return Err(AdminError::Refused(
+                    "the leader cannot remove itself; transfer leadership first".into(),
+                ));
+            }
+            if voter(n).is_some() && status.voters.len() == 1 {
+                return Err(AdminError::Refused(format!(
+                    "node {n} is the partition's only voter"
+                )));
+            }
+            Ok(Step::Propose(change(ConfChangeType::RemoveNode, r)))
+        }
+        AdminOp::TransferLeader(n) if node_of(status.id) == n => Ok(Step::AlreadyDone),
+        AdminOp::TransferLeader(n) => match voter(n) {
+            Some(r) => Ok(Step::Transfer(r)),
+            None => Err(AdminError::Refused(format!(
+                "node {n} is not a voter of the partition"
+            ))),
+        },
     }
 }
 
 /// Whether `op` shows as done in `status` (this replica's view, leader or not).
 pub fn satisfied(op: AdminOp, status: &PeerStatus) -> bool {
+    let voter = replica_on(&status.voters, op.node()).is_some();
+    let learner = replica_on(&status.learners, op.node()).is_some();
     match op {
-        AdminOp::AddLearner(n) => status.learners.contains(&n) || status.voters.contains(&n),
-        AdminOp::Promote(n) => status.voters.contains(&n),
-        AdminOp::Remove(n) => !status.learners.contains(&n) && !status.voters.contains(&n),
-        AdminOp::TransferLeader(n) => status.leader == n,
+        AdminOp::AddLearner(_) => learner || voter,
+        AdminOp::Promote(_) => voter,
+        AdminOp::Remove(_) => !learner && !voter,
+        AdminOp::TransferLeader(n) => status.leader != 0 && node_of(status.leader) == n,
+    }
+}
+
+impl AdminOp {
+    /// The node it is about.
+    pub fn node(self) -> u64 {
+        match self {
+            AdminOp::AddLearner(n)
+            | AdminOp::Promote(n)
+            | AdminOp::Remove(n)
+            | AdminOp::TransferLeader(n) => n,
+        }
     }
 }
 
@@ -181,9 +226,10 @@ mod tests {
     #[test]
     fn learners_are_added_once_and_promoted_when_caught_up() {
         let s = leader(&[1, 2, 3], &[], &[]);
+        // A fresh replica id: node 4, incarnation = the index the change will take.
         assert_eq!(
             kind(plan(AdminOp::AddLearner(4), &s).unwrap()),
-            (ConfChangeType::AddLearnerNode, 4)
+            (ConfChangeType::AddLearnerNode, replica_id(4, 5001))
         );
         assert_eq!(plan(AdminOp::AddLearner(2), &s), Ok(Step::AlreadyDone));
         assert!(matches!(
@@ -203,6 +249,38 @@ mod tests {
         let promoted = leader(&[1, 2, 3, 4], &[], &[]);
         assert!(satisfied(AdminOp::Promote(4), &promoted));
         assert_eq!(plan(AdminOp::Promote(4), &promoted), Ok(Step::AlreadyDone));
+    }
+
+    #[test]
+    fn operations_name_nodes_and_act_on_their_current_replica() {
+        let r4 = replica_id(4, 77);
+        let s = leader(&[1, 2, 3], &[r4], &[(r4, 4999)]);
+        assert_eq!(plan(AdminOp::AddLearner(4), &s), Ok(Step::AlreadyDone));
+        assert_eq!(
+            kind(plan(AdminOp::Promote(4), &s).unwrap()),
+            (ConfChangeType::AddNode, r4)
+        );
+        assert_eq!(
+            kind(plan(AdminOp::Remove(4), &s).unwrap()),
+            (ConfChangeType::RemoveNode, r4)
+        );
+        assert!(satisfied(AdminOp::AddLearner(4), &s));
+        let promoted = leader(&[1, 2, 3, r4], &[], &[]);
+        assert_eq!(
+            plan(AdminOp::TransferLeader(4), &promoted),
+            Ok(Step::Transfer(r4))
+        );
+        let led_by_4 = PeerStatus {
+            is_leader: false,
+            leader: r4,
+            ..promoted
+        };
+        assert!(satisfied(AdminOp::TransferLeader(4), &led_by_4));
+        assert_eq!(
+            plan(AdminOp::AddLearner(5), &led_by_4),
+            Err(AdminError::NotLeader(4)),
+            "the leader hint is a node id"
+        );
     }
 
     #[test]

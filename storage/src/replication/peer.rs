@@ -476,7 +476,7 @@ mod tests {
     #[test]
     fn only_voters_answer_vote_requests() {
         let mut batch = WriteBatch::default();
-        let voter_log = GroupLog::bootstrap(1, &[1, 2, 3], &mut batch);
+        let voter_log = GroupLog::bootstrap(1, 1, &[1, 2, 3], &mut batch);
         let mut voter = Peer::new(1, voter_log, 0, RaftTiming::default(), &logger()).unwrap();
         voter.step(vote_request(3, 1, 9)).unwrap();
         assert_eq!(
@@ -486,7 +486,7 @@ mod tests {
 
         // A replica re-created with nothing (say, on a node that held one before) stays out
         // of elections until the leader has sent it the group's configuration.
-        let joiner_log = GroupLog::joiner(1, &mut batch);
+        let joiner_log = GroupLog::joiner(1, 2, &mut batch);
         let mut joiner = Peer::new(2, joiner_log, 0, RaftTiming::default(), &logger()).unwrap();
         joiner.step(vote_request(3, 2, 9)).unwrap();
         assert!(answers(&mut joiner).is_empty());

@@ -68,6 +68,8 @@ pub struct StoreStats {
     pub syncs: u64,
     /// Group ready cycles persisted (so `groups_persisted / syncs` is the group-commit ratio).
     pub groups_persisted: u64,
+    /// Messages dropped because they were for another incarnation of this node's replica.
+    pub dropped_other_incarnation: u64,
     /// Messages dropped because their group is not hosted here.
     pub dropped_unknown_group: u64,
 }
@@ -93,9 +95,9 @@ impl RaftStore {
         }
     }
 
-    /// Hosts replica `replica` of `group`, restarting from its persisted log if there is one,
-    /// else creating it as `start` says. `applied` is what the group's state machine has
-    /// applied.
+    /// Hosts replica `replica` of `group`, restarting from its persisted log if there is one
+    /// (with the replica id that log records, if it records one), else creating it as
+    /// `start` says. `applied` is what the group's state machine has applied.
     pub fn host(
         &mut self,
         group: GroupId,
@@ -108,8 +110,10 @@ impl RaftStore {
             None => {
                 let mut batch = WriteBatch::default();
                 let log = match start {
-                    Start::Bootstrap(voters) => GroupLog::bootstrap(group, voters, &mut batch),
-                    Start::Join => GroupLog::joiner(group, &mut batch),
+                    Start::Bootstrap(voters) => {
+                        GroupLog::bootstrap(group, replica, voters, &mut batch)
+                    }
+                    Start::Join => GroupLog::joiner(group, replica, &mut batch),
                 };
                 self.log_engine.write(batch, true)?;
                 log
@@ -119,6 +123,7 @@ impl RaftStore {
         // yet (a crash in between): restart from the durable commit and let the state
         // machine skip what it already has.
         let applied = applied.min(log.hard_state().commit);
+        let replica = log.replica().unwrap_or(replica);
         let peer = Peer::new(replica, log, applied, self.timing, &self.logger)
             .map_err(|e| EngineError::Corruption(format!("cannot start group {group}: {e}")))?;
         self.peers.insert(group, peer);
@@ -192,13 +197,16 @@ impl RaftStore {
         }
     }
 
-    /// Delivers a message from another node.
+    /// Delivers a message from another node. A message for another replica id than the
+    /// one hosted (an earlier or later incarnation of this node's replica) is dropped:
+    /// raft-rs would take it for its own and could act on a history it never had.
     pub fn step(&mut self, m: GroupMessage) {
         match self.peers.get_mut(&m.group) {
-            // raft-rs rejects stale or misaddressed messages itself; nothing to do with them.
-            Some(peer) => {
+            Some(peer) if peer.id() == m.msg.to => {
+                // raft-rs rejects stale messages of its own replica itself.
                 let _ = peer.step(m.msg);
             }
+            Some(_) => self.stats.dropped_other_incarnation += 1,
             None => self.stats.dropped_unknown_group += 1,
         }
     }

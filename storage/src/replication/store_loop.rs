@@ -31,6 +31,7 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
 use zankv_commands::{Command, CommandError, Reply};
+use zankv_pd_api::node_of;
 
 use super::log_store::GroupId;
 use super::log_store::INIT_INDEX;
@@ -103,10 +104,9 @@ pub enum StoreRequest {
         worker: WorkerHandle,
         /// Whether the namespace allows stale reads from followers.
         stale_reads: bool,
-        /// `Some(initial voters)` when the group is being created with this replica as one of
-        /// them; `None` for a replica joining an existing group (the leader adds it and
-        /// sends it a snapshot).
-        bootstrap: Option<Vec<u64>>,
+        /// As one of a new group's initial voters, or as a joiner with the replica id the
+        /// leader gave it when adding it as a learner.
+        start: HostAs,
         /// Answered once the replica is hosted (durably).
         reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
     },
@@ -148,6 +148,16 @@ pub enum StoreRequest {
     },
 }
 
+/// How a new replica starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostAs {
+    /// As one of a new group's initial voters (replica ids = node ids).
+    Bootstrap(Vec<u64>),
+    /// As the replica with this id, which the leader added as a learner: it waits for the
+    /// leader's messages (and a snapshot) addressed to exactly this id.
+    Joiner(u64),
+}
+
 /// When a replica may be deleted from its node.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UnhostWhen {
@@ -167,25 +177,27 @@ pub struct GroupStatus {
     pub group: GroupId,
     /// `<namespace>-<partition>`.
     pub name: String,
-    /// This node's replica id.
+    /// This node's raft replica id in the group (see `zankv_pd_api::replica_id`).
     pub replica: u64,
     /// `leader`, `follower`, `candidate`, `learner`, or `joining` (hosted here but not a
     /// member of the group, waiting to be added and sent a snapshot).
     pub role: &'static str,
     /// Current term.
     pub term: u64,
-    /// Leader known here (0 = none).
+    /// Node of the leader known here (0 = none).
     pub leader: u64,
     /// Commit index.
     pub commit: u64,
     /// Last log index.
     pub last_index: u64,
-    /// Voting replicas.
+    /// Nodes of the voting replicas.
     pub voters: Vec<u64>,
-    /// Learners.
+    /// Nodes of the learners.
     pub learners: Vec<u64>,
-    /// On the leader: each replica's lag behind the last index, in entries.
+    /// On the leader: each replica's node and its lag behind the last index, in entries.
     pub lag: Vec<(u64, u64)>,
+    /// Raft replica ids of the voters and learners.
+    pub member_replicas: Vec<u64>,
 }
 
 /// A cloneable handle to send requests to the store loop.
@@ -407,8 +419,7 @@ impl Outbox<'_> {
             if m.msg.get_msg_type() == MessageType::MsgSnapshot {
                 snapshots.push(m);
             } else {
-                let to = m.msg.to;
-                self.transport.send(to, m);
+                self.transport.send(node_of(m.msg.to), m);
             }
         }
         for (group, entries) in out.committed {
@@ -650,7 +661,7 @@ impl Runner {
         let (group, to) = (m.group, m.msg.to);
         let handle = self.handle.clone();
         self.l.transport.send_snapshot(
-            to,
+            node_of(to),
             m,
             files,
             Box::new(move |delivered| {
@@ -674,7 +685,10 @@ impl Runner {
         ))
     }
 
+    /// The error for a batch sent to a replica that does not lead; `leader` is the
+    /// leader's replica id (0 = unknown).
     fn not_leader(&self, group: GroupId, leader: u64) -> CommandError {
+        let leader = node_of(leader);
         let name = self
             .l
             .groups
@@ -710,7 +724,7 @@ impl Runner {
                 name,
                 worker,
                 stale_reads,
-                bootstrap,
+                start,
                 reply,
             } => {
                 let hosted = HostedGroup {
@@ -718,7 +732,7 @@ impl Runner {
                     worker,
                     stale_reads,
                 };
-                let _ = reply.send(self.host(group, hosted, bootstrap.as_deref()));
+                let _ = reply.send(self.host(group, hosted, start));
             }
             StoreRequest::Unhost {
                 group,
@@ -838,12 +852,27 @@ impl Runner {
         &mut self,
         group: GroupId,
         hosted: HostedGroup,
-        bootstrap: Option<&[u64]>,
+        start: HostAs,
     ) -> Result<AdminOutcome, AdminError> {
-        if self.l.groups.contains_key(&group) {
-            return Ok(AdminOutcome::Unchanged);
+        let node = self.l.settings.node_id;
+        let replica = match &start {
+            HostAs::Bootstrap(_) => node,
+            HostAs::Joiner(r) => *r,
+        };
+        if let Some(peer) = self.l.store.peer(group) {
+            return if peer.id() == replica {
+                Ok(AdminOutcome::Unchanged)
+            } else {
+                Err(AdminError::Refused(format!(
+                    "this node hosts replica {} of {}, not {replica}; delete it first",
+                    peer.id(),
+                    hosted.name
+                )))
+            };
         }
-        if bootstrap.is_some() && self.l.store.is_tombstoned(group).unwrap_or(true) {
+        if matches!(start, HostAs::Bootstrap(_))
+            && self.l.store.is_tombstoned(group).unwrap_or(true)
+        {
             // Starting again from the initial configuration would let this replica vote
             // with a log that forgot what it had acknowledged.
             return Err(AdminError::Refused(format!(
@@ -851,16 +880,15 @@ impl Runner {
                 hosted.name
             )));
         }
-        let (start, applied) = match bootstrap {
-            Some(voters) => (Start::Bootstrap(voters), INIT_INDEX),
-            None => (Start::Join, 0),
+        let (start, applied) = match &start {
+            HostAs::Bootstrap(voters) => (Start::Bootstrap(voters), INIT_INDEX),
+            HostAs::Joiner(_) => (Start::Join, 0),
         };
-        let node = self.l.settings.node_id;
         let started = self
             .l
             .store
             .forget(group)
-            .and_then(|()| self.l.store.host(group, node, start, applied));
+            .and_then(|()| self.l.store.host(group, replica, start, applied));
         if let Err(e) = started {
             return Err(AdminError::Refused(format!(
                 "cannot start the raft group: {e}"
@@ -1164,16 +1192,17 @@ impl Runner {
                         "candidate"
                     },
                     term: s.term,
-                    leader: s.leader,
+                    leader: node_of(s.leader),
                     commit: s.commit,
                     last_index: s.last_index,
-                    voters: s.voters,
-                    learners: s.learners,
+                    voters: s.voters.iter().map(|r| node_of(*r)).collect(),
+                    learners: s.learners.iter().map(|r| node_of(*r)).collect(),
                     lag: s
                         .matched
                         .iter()
-                        .map(|(id, m)| (*id, s.last_index.saturating_sub(*m)))
+                        .map(|(id, m)| (node_of(*id), s.last_index.saturating_sub(*m)))
                         .collect(),
+                    member_replicas: s.voters.iter().chain(&s.learners).copied().collect(),
                 })
             })
             .collect();

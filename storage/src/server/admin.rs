@@ -5,9 +5,9 @@
 //! | method | path | what |
 //! |---|---|---|
 //! | POST | `/nodes/{id}?raft_addr=H:P&redis_addr=H:P` | declare (or move) a node; kept across restarts |
-//! | POST | `/partitions/{name}/replica[?bootstrap=true]` | host a new, empty replica of partition `name` here: it joins the group and fills once the leader adds it; with `bootstrap`, the group is being created and this node is one of its initial voters (the partition's `replicas` in the layout) |
+//! | POST | `/partitions/{name}/replica?replica=R` or `?bootstrap=true` | host a new, empty replica of partition `name` here: the replica `R` the leader answered when it added this node as a learner (it fills from the leader's snapshot), or, with `bootstrap`, one of a new group's initial voters (the partition's `replicas` in the layout) |
 //! | DELETE | `/partitions/{name}/replica[?force=true]` | delete this node's replica (after the leader removed it) |
-//! | POST | `/partitions/{name}/learners/{node}` | at the leader: add `node` as a learner |
+//! | POST | `/partitions/{name}/learners/{node}` | at the leader: add `node` as a learner; answers its new `"replica"` id |
 //! | POST | `/partitions/{name}/voters/{node}` | at the leader: promote learner `node` (once caught up) |
 //! | DELETE | `/partitions/{name}/members/{node}` | at the leader: remove `node`'s replica from the group |
 //! | POST | `/partitions/{name}/leader/{node}` | at the leader: hand leadership to voter `node` |
@@ -31,7 +31,7 @@ use serde_json::{json, Value};
 
 use super::http::{error, HttpContext};
 use crate::replication::membership::{AdminError, AdminOp, AdminOutcome};
-use crate::replication::store_loop::{StoreRequest, UnhostWhen};
+use crate::replication::store_loop::{HostAs, StoreRequest, UnhostWhen};
 use crate::routing::GroupLayout;
 
 /// The admin routes.
@@ -136,9 +136,10 @@ fn partition(ctx: &HttpContext, name: &str) -> Result<GroupLayout, ApiError> {
 
 fn node_id(text: &str) -> Result<u64, ApiError> {
     match text.parse::<u64>() {
-        Ok(id) if id > 0 => Ok(id),
+        Ok(id) if id > 0 && id <= zankv_pd_api::MAX_NODE_ID => Ok(id),
         _ => Err(ApiError::bad_request(format!(
-            "node id must be a positive integer, not {text:?}"
+            "node id must be an integer within 1..={}, not {text:?}",
+            zankv_pd_api::MAX_NODE_ID
         ))),
     }
 }
@@ -168,7 +169,18 @@ async fn membership(
             reply,
         })
         .await;
-    answer(&name, op, result)
+    let Json(mut answered) = answer(&name, op, result)?;
+    if matches!(make(node), AdminOp::AddLearner(_)) {
+        // The id the new replica must be hosted with on its node.
+        let replica = ctx.store.status().await.and_then(|groups| {
+            let g = groups.into_iter().find(|g| g.group == layout.id)?;
+            g.member_replicas
+                .into_iter()
+                .find(|r| zankv_pd_api::node_of(*r) == node)
+        });
+        answered["replica"] = json!(replica);
+    }
+    Ok(Json(answered))
 }
 
 async fn add_learner(
@@ -220,7 +232,32 @@ async fn host_replica(
             )))
         }
     };
-    let result = ctx.hosting.host(&layout, bootstrap).await;
+    let replica = match params.get("replica") {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(r) if r > 0 => Some(r),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "replica must be a positive replica id, not {text:?}"
+                )))
+            }
+        },
+    };
+    let start = match (bootstrap, replica) {
+        (true, None) => HostAs::Bootstrap(layout.replicas.clone()),
+        (false, Some(r)) => HostAs::Joiner(r),
+        (true, Some(_)) => {
+            return Err(ApiError::bad_request(
+                "bootstrap and replica exclude each other: initial voters use their node id",
+            ))
+        }
+        (false, None) => {
+            return Err(ApiError::bad_request(
+                "missing parameter replica: add this node as a learner at the partition's leader first and pass the replica id it answers (or bootstrap=true for a new group's initial voters)",
+            ))
+        }
+    };
+    let result = ctx.hosting.host(&layout, start).await;
     answer(&name, "host", Some(result))
 }
 
