@@ -22,9 +22,10 @@
 //! | GET | `/cluster/operators` | the running operators and their progress |
 //! | GET, POST | `/stable/nodenum[?number=N]` | read / lower the stable node number |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
+//! | GET | `/routing/watch[?namespace=a,b]` | the routing stream: newline-delimited JSON `RoutingEvent`s, every watched table first, then each change as it is published, a keepalive every 10 s |
 //! | GET | `/metrics` | Prometheus text |
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -35,14 +36,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
+use tokio::sync::watch;
 use zankv_pd_api::{
-    valid_namespace_name, ExpirationPolicy, Heartbeat, MAX_PARTITIONS, MAX_REPLICAS,
+    valid_namespace_name, ExpirationPolicy, Heartbeat, RoutingEvent, MAX_PARTITIONS, MAX_REPLICAS,
 };
 
 use crate::cluster::{CreateNamespace, Refusal};
 use crate::config::Secret;
 use crate::metrics::PdMetrics;
-use crate::server::{PdHandle, Unavailable};
+use crate::server::{PdHandle, RoutingTables, Unavailable};
 
 /// What the handlers share.
 pub struct ApiContext {
@@ -54,6 +56,10 @@ pub struct ApiContext {
     pub metrics: Arc<PdMetrics>,
     /// This member's HTTP address.
     pub http_addr: SocketAddr,
+    /// The routing tables as the owner last published them.
+    pub routing: watch::Receiver<Arc<RoutingTables>>,
+    /// Turns true when PD stops: open routing streams end.
+    pub stopping: watch::Receiver<bool>,
 }
 
 type Ctx = State<Arc<ApiContext>>;
@@ -115,6 +121,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
             "/stable/nodenum",
             get(stable_nodenum).post(set_stable_nodenum),
         )
+        .route("/routing/watch", get(watch_routing))
         .route("/storage/heartbeat", post(heartbeat))
         .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async {
@@ -481,6 +488,128 @@ async fn set_stable_nodenum(
         .call(move |c, _| c.set_stable_node_num(number))
         .await??;
     Ok(Json(json!({ "stable_node_num": number })))
+}
+
+/// A keepalive goes out after this long without a change.
+const KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// One routing stream's state: what it has sent, what it still has to send.
+struct Watch {
+    routing: watch::Receiver<Arc<RoutingTables>>,
+    stopping: watch::Receiver<bool>,
+    /// Namespaces watched (None: all).
+    only: Option<BTreeSet<String>>,
+    /// Epoch last sent per namespace.
+    sent: BTreeMap<String, u64>,
+    queue: VecDeque<Bytes>,
+    /// Counts the stream as open while it lives.
+    _open: WatcherGuard,
+}
+
+struct WatcherGuard(Arc<PdMetrics>);
+
+impl Drop for WatcherGuard {
+    fn drop(&mut self) {
+        self.0.routing_watchers.dec();
+    }
+}
+
+fn event_line(event: &RoutingEvent) -> Bytes {
+    let mut line = serde_json::to_vec(event).expect("events serialize");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+impl Watch {
+    /// Queues what changed since the last call.
+    fn diff(&mut self) {
+        let tables = self.routing.borrow_and_update().clone();
+        let watched = |ns: &str, only: &Option<BTreeSet<String>>| {
+            only.as_ref().is_none_or(|set| set.contains(ns))
+        };
+        for (ns, table) in tables.iter() {
+            if watched(ns, &self.only) && self.sent.get(ns) != Some(&table.epoch) {
+                self.sent.insert(ns.clone(), table.epoch);
+                self.queue.push_back(event_line(&RoutingEvent::Table {
+                    namespace: ns.clone(),
+                    table: table.clone(),
+                }));
+            }
+        }
+        let gone: Vec<String> = self
+            .sent
+            .keys()
+            .filter(|ns| !tables.contains_key(*ns))
+            .cloned()
+            .collect();
+        for ns in gone {
+            self.sent.remove(&ns);
+            self.queue
+                .push_back(event_line(&RoutingEvent::Deleted { namespace: ns }));
+        }
+    }
+
+    /// The next line to send, waiting for a change (or a keepalive) when none is queued;
+    /// None once PD stops.
+    async fn next_line(&mut self) -> Option<Bytes> {
+        loop {
+            if let Some(line) = self.queue.pop_front() {
+                return Some(line);
+            }
+            if *self.stopping.borrow() {
+                return None;
+            }
+            tokio::select! {
+                changed = self.routing.changed() => match changed {
+                    Ok(()) => self.diff(),
+                    Err(_) => return None,
+                },
+                _ = self.stopping.changed() => return None,
+                _ = tokio::time::sleep(KEEPALIVE) => {
+                    self.queue.push_back(event_line(&RoutingEvent::Keepalive));
+                }
+            }
+        }
+    }
+}
+
+async fn watch_routing(
+    State(ctx): Ctx,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    only(&params, &["namespace"])?;
+    let only = match params.get("namespace") {
+        None => None,
+        Some(text) => {
+            let names: BTreeSet<String> = text.split(',').map(|n| n.trim().to_string()).collect();
+            if let Some(bad_name) = names.iter().find(|n| !valid_namespace_name(n)) {
+                return Err(bad(format!(
+                    "INVALID_ARG_NAMESPACE: {bad_name:?} is not 1 to 255 characters of [A-Za-z0-9_]"
+                )));
+            }
+            Some(names)
+        }
+    };
+    ctx.metrics.routing_watchers.inc();
+    let mut watch = Watch {
+        routing: ctx.routing.clone(),
+        stopping: ctx.stopping.clone(),
+        only,
+        sent: BTreeMap::new(),
+        queue: VecDeque::new(),
+        _open: WatcherGuard(ctx.metrics.clone()),
+    };
+    // Every watched table first.
+    watch.diff();
+    let stream = futures_util::stream::unfold(watch, |mut w| async move {
+        let line = w.next_line().await?;
+        Some((Ok::<Bytes, std::convert::Infallible>(line), w))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response())
 }
 
 async fn heartbeat(

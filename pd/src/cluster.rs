@@ -10,7 +10,7 @@
 
 mod scheduling;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use serde::Serialize;
@@ -139,7 +139,8 @@ pub struct ClusterStats {
 struct NodeLive {
     last: Instant,
     catalog_epoch: u64,
-    replicas: Vec<ReplicaReport>,
+    /// By partition name.
+    replicas: BTreeMap<String, ReplicaReport>,
 }
 
 /// A routing table published for a namespace, with its epoch.
@@ -152,6 +153,9 @@ struct Published {
 pub struct Cluster {
     meta: MetaStore,
     live: HashMap<u64, NodeLive>,
+    /// Partition name → the nodes whose last heartbeat reported a replica of it (an index
+    /// over `live`, kept in step with it).
+    hosts: HashMap<String, BTreeSet<u64>>,
     published: HashMap<String, Published>,
     routing_counter: u64,
     settings: ClusterSettings,
@@ -168,6 +172,7 @@ impl Cluster {
         Cluster {
             meta,
             live: HashMap::new(),
+            hosts: HashMap::new(),
             published: HashMap::new(),
             routing_counter: 0,
             settings,
@@ -229,14 +234,25 @@ impl Cluster {
             })?;
         }
         let catalog = (hb.catalog_epoch < self.meta().catalog_epoch).then(|| self.meta().catalog());
+        self.forget_reports(node);
+        for r in &hb.replicas {
+            self.hosts
+                .entry(r.partition.clone())
+                .or_default()
+                .insert(node);
+        }
         self.live.insert(
-            hb.node.node_id,
+            node,
             NodeLive {
                 last: now,
                 catalog_epoch: hb
                     .catalog_epoch
                     .max(catalog.as_ref().map_or(0, |c| c.epoch)),
-                replicas: hb.replicas,
+                replicas: hb
+                    .replicas
+                    .into_iter()
+                    .map(|r| (r.partition.clone(), r))
+                    .collect(),
             },
         );
         Ok(HeartbeatReply { catalog })
@@ -324,21 +340,30 @@ impl Cluster {
         self.meta().catalog()
     }
 
-    /// Every alive replica report of partition `name`, with its node.
+    /// Drops what node `node` last reported (its entry in `live` and the index).
+    fn forget_reports(&mut self, node: u64) {
+        if let Some(old) = self.live.remove(&node) {
+            for name in old.replicas.keys() {
+                if let Some(nodes) = self.hosts.get_mut(name) {
+                    nodes.remove(&node);
+                    if nodes.is_empty() {
+                        self.hosts.remove(name);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every alive replica report of partition `name`, with its node, by node id.
     fn reports(&self, name: &str, now: Instant) -> Vec<(u64, &ReplicaReport)> {
-        let mut out: Vec<(u64, &ReplicaReport)> = self
-            .live
+        let Some(nodes) = self.hosts.get(name) else {
+            return Vec::new();
+        };
+        nodes
             .iter()
-            .filter(|(id, _)| self.alive(**id, now))
-            .flat_map(|(id, l)| {
-                l.replicas
-                    .iter()
-                    .filter(|r| r.partition == name)
-                    .map(move |r| (*id, r))
-            })
-            .collect();
-        out.sort_by_key(|(id, _)| *id);
-        out
+            .filter(|id| self.alive(**id, now))
+            .filter_map(|id| Some((*id, self.live.get(id)?.replicas.get(name)?)))
+            .collect()
     }
 
     /// The leader of partition `name` (the alive replica that says it leads, in the
@@ -402,6 +427,15 @@ impl Cluster {
         Some(table)
     }
 
+    /// The routing table of every namespace (see [`Cluster::query`]).
+    pub fn routing_tables(&mut self, now: Instant) -> BTreeMap<String, QueryResponse> {
+        let names = self.namespaces();
+        names
+            .into_iter()
+            .filter_map(|ns| Some((ns.clone(), self.query(&ns, now)?)))
+            .collect()
+    }
+
     /// The registered nodes.
     pub fn datanodes(&self, now: Instant) -> Vec<NodeView> {
         self.meta()
@@ -411,7 +445,7 @@ impl Cluster {
                 let live = self.live.get(&n.node_id);
                 let replicas = live.map_or(0, |l| l.replicas.len());
                 let leaders = live.map_or(0, |l| {
-                    l.replicas.iter().filter(|r| r.role == "leader").count()
+                    l.replicas.values().filter(|r| r.role == "leader").count()
                 });
                 NodeView {
                     info: n.clone(),
@@ -493,7 +527,7 @@ impl Cluster {
                         .is_some_and(|(_, voters)| !voters.contains(id));
                     if !removed
                         && !self.meta().bootstrapped.contains(&(group, *id))
-                        && !live.replicas.iter().any(|r| r.group == group)
+                        && !live.replicas.contains_key(&name)
                     {
                         out.push(NodeCommand::Host {
                             node: *id,

@@ -15,6 +15,8 @@ pub struct PdMetrics {
     pub commands_sent: IntCounter,
     /// Commands that failed (they are sent again).
     pub command_failures: IntCounter,
+    /// Open routing streams.
+    pub routing_watchers: IntGauge,
     nodes: IntGauge,
     nodes_alive: IntGauge,
     namespaces: IntGauge,
@@ -55,6 +57,10 @@ impl Default for PdMetrics {
             command_failures: counter(
                 "zankv_pd_command_failures_total",
                 "Commands to storage nodes that failed (they are sent again).",
+            ),
+            routing_watchers: gauge(
+                "zankv_pd_routing_watchers",
+                "Open routing streams (GET /routing/watch).",
             ),
             nodes: gauge("zankv_pd_nodes", "Registered storage nodes."),
             nodes_alive: gauge(

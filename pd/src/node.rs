@@ -41,7 +41,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         limits: ScheduleLimits::default(),
     };
     let cluster = Cluster::new(meta, settings, std::time::Instant::now());
-    let (pd, owner) = server::spawn_owner(
+    let (pd, routing, owner) = server::spawn_owner(
         cluster,
         Duration::from_millis(config.check_interval_ms),
         runtime.handle().clone(),
@@ -53,15 +53,22 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         let listener = tokio::net::TcpListener::from_std(listener)
             .map_err(|e| format!("cannot listen: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
+        let (stopping_tx, stopping) = tokio::sync::watch::channel(false);
         let ctx = Arc::new(ApiContext {
             pd: pd.clone(),
             token: config.admin_token.clone(),
             metrics,
             http_addr: local,
+            routing,
+            stopping,
         });
         info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
         axum::serve(listener, api::router(ctx))
-            .with_graceful_shutdown(wait_for_signal())
+            .with_graceful_shutdown(async move {
+                wait_for_signal().await;
+                // Routing streams end now, or the graceful shutdown would wait for them.
+                let _ = stopping_tx.send(true);
+            })
             .await
             .map_err(|e| format!("HTTP server failed: {e}"))
     });

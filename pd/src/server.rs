@@ -15,8 +15,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 use tracing::{info, warn};
+use zankv_pd_api::QueryResponse;
 
 use crate::cluster::Cluster;
 use crate::command::NodeCommand;
@@ -31,6 +32,9 @@ const QUEUE: usize = 1024;
 const NODE_CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 type Job = Box<dyn FnOnce(&mut Owner) + Send>;
+
+/// Every namespace's routing table, as last published.
+pub type RoutingTables = std::collections::BTreeMap<String, QueryResponse>;
 
 /// Why a call to the owner did not happen.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,19 +84,26 @@ struct Owner {
     token: Option<Secret>,
     metrics: Arc<PdMetrics>,
     tx: SyncSender<Job>,
+    /// Where the routing stream's watchers learn of new tables.
+    routing: watch::Sender<Arc<RoutingTables>>,
     stopping: bool,
 }
 
 /// Starts the owner thread of `cluster`; it checks the cluster every `interval` until
-/// [`PdHandle::stop`].
+/// [`PdHandle::stop`]. The receiver sees every routing table each time one changes.
 pub fn spawn_owner(
     cluster: Cluster,
     interval: Duration,
     runtime: tokio::runtime::Handle,
     token: Option<Secret>,
     metrics: Arc<PdMetrics>,
-) -> std::io::Result<(PdHandle, JoinHandle<()>)> {
+) -> std::io::Result<(
+    PdHandle,
+    watch::Receiver<Arc<RoutingTables>>,
+    JoinHandle<()>,
+)> {
     let (tx, rx) = sync_channel::<Job>(QUEUE);
+    let (routing, routing_rx) = watch::channel(Arc::new(RoutingTables::new()));
     let owner = Owner {
         cluster,
         in_flight: HashMap::new(),
@@ -100,12 +111,13 @@ pub fn spawn_owner(
         token,
         metrics,
         tx: tx.clone(),
+        routing,
         stopping: false,
     };
     let thread = std::thread::Builder::new()
         .name("pd-cluster".into())
         .spawn(move || run(owner, rx, interval))?;
-    Ok((PdHandle { tx }, thread))
+    Ok((PdHandle { tx }, routing_rx, thread))
 }
 
 fn run(mut owner: Owner, rx: Receiver<Job>, interval: Duration) {
@@ -154,6 +166,10 @@ impl Owner {
             self.metrics.operator_event(op.kind.name(), "failed");
         }
         self.metrics.observe(&self.cluster, now);
+        let tables = self.cluster.routing_tables(now);
+        if **self.routing.borrow() != tables {
+            self.routing.send_replace(Arc::new(tables));
+        }
         for command in round.commands {
             if self.in_flight.contains_key(&command) {
                 continue;

@@ -390,3 +390,141 @@ fn mutating_calls_need_the_admin_token() {
     assert_eq!(pd.call("GET", "/cluster/operators", None).0, 200);
     assert_eq!(pd.call("GET", "/stable/nodenum", None).0, 200);
 }
+
+/// Reads a chunked HTTP response's body line by line.
+struct LineStream {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl LineStream {
+    fn open(port: u16, path: &str) -> (u16, LineStream) {
+        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        write!(stream, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut s = LineStream {
+            stream,
+            buf: Vec::new(),
+            body: Vec::new(),
+        };
+        let head = s.until(b"\r\n\r\n");
+        let status = String::from_utf8_lossy(&head)
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap();
+        (status, s)
+    }
+
+    /// Bytes up to and including `end`, reading more as needed.
+    fn until(&mut self, end: &[u8]) -> Vec<u8> {
+        loop {
+            if let Some(at) = self.buf.windows(end.len()).position(|w| w == end) {
+                return self.buf.drain(..at + end.len()).collect();
+            }
+            let mut chunk = [0u8; 4096];
+            let n = self.stream.read(&mut chunk).expect("stream read");
+            assert!(n > 0, "the stream ended");
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// The next newline-terminated JSON line of the body.
+    fn next(&mut self) -> Value {
+        loop {
+            if let Some(at) = self.body.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.body.drain(..=at).collect();
+                return serde_json::from_slice(&line).unwrap();
+            }
+            let size_line = self.until(b"\r\n");
+            let size =
+                usize::from_str_radix(String::from_utf8_lossy(&size_line).trim(), 16).unwrap();
+            assert!(size > 0, "the stream ended");
+            while self.buf.len() < size + 2 {
+                let mut chunk = [0u8; 4096];
+                let n = self.stream.read(&mut chunk).expect("stream read");
+                assert!(n > 0, "the stream ended");
+                self.buf.extend_from_slice(&chunk[..n]);
+            }
+            let data: Vec<u8> = self.buf.drain(..size + 2).collect();
+            self.body.extend_from_slice(&data[..size]);
+        }
+    }
+
+    /// The next event that is not a keepalive.
+    fn next_event(&mut self) -> Value {
+        loop {
+            let v = self.next();
+            if v["event"] != "keepalive" {
+                return v;
+            }
+        }
+    }
+}
+
+#[test]
+fn the_routing_stream_pushes_every_table_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Pd::start(dir.path(), free_port(), "check_interval_ms = 100\n");
+    for node in 1..=3 {
+        pd.send(
+            "POST",
+            "/storage/heartbeat",
+            Some(&heartbeat(node, 0, json!([]))),
+            None,
+        );
+    }
+    let (code, _) = pd.call(
+        "POST",
+        "/cluster/namespace/create?namespace=users&partition_num=2&replicator=3",
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, body) = pd.call("GET", "/routing/watch?namespace=a-b", None);
+    assert_eq!(code, 400, "{body}");
+
+    let (code, mut watch) = LineStream::open(pd.port, "/routing/watch?namespace=users");
+    assert_eq!(code, 200);
+    let first = watch.next_event();
+    assert_eq!(first["event"], "table", "{first}");
+    assert_eq!(first["namespace"], "users");
+    assert_eq!(first["table"]["partition_num"], 2);
+    let epoch = first["table"]["epoch"].as_u64().unwrap();
+
+    // Node 2 reports leading users-1: the stream carries the new table by itself.
+    let group1 = (1u64 << 32) | 1;
+    let catalog_epoch = pd.call("GET", "/catalog", None).1["epoch"]
+        .as_u64()
+        .unwrap();
+    let report = json!([{
+        "partition": "users-1", "group": group1, "role": "leader", "term": 3, "leader": 2,
+        "commit": 6, "applied": 6, "voters": [1, 2, 3], "learners": [], "lag": [], "keys": 0
+    }]);
+    pd.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&heartbeat(2, catalog_epoch, report)),
+        None,
+    );
+    let next = watch.next_event();
+    assert_eq!(next["event"], "table", "{next}");
+    assert!(next["table"]["epoch"].as_u64().unwrap() > epoch, "{next}");
+    assert_eq!(next["table"]["partitions"]["1"]["leader"]["node_id"], "2");
+    let (_, metrics) = pd.call("GET", "/metrics", None);
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("zankv_pd_routing_watchers 1"),
+        "{metrics}"
+    );
+
+    // Deleting the namespace ends its table.
+    let (code, _) = pd.call("DELETE", "/cluster/namespace/delete?namespace=users", None);
+    assert_eq!(code, 200);
+    let gone = watch.next_event();
+    assert_eq!(gone, json!({"event": "deleted", "namespace": "users"}));
+}

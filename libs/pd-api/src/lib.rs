@@ -302,6 +302,29 @@ pub struct QueryResponse {
     pub partitions: BTreeMap<String, QueryPartition>,
 }
 
+/// One line of PD's routing stream (`GET /routing/watch`): newline-delimited JSON, one
+/// event per line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RoutingEvent {
+    /// A namespace's routing table: every watched table first, then each one again
+    /// whenever its epoch changes.
+    Table {
+        /// The namespace.
+        namespace: String,
+        /// Its table.
+        table: QueryResponse,
+    },
+    /// A watched namespace was deleted.
+    Deleted {
+        /// The namespace.
+        namespace: String,
+    },
+    /// Nothing changed for a while; a watcher that hears nothing at all for several of
+    /// these intervals should reconnect (perhaps to another PD member).
+    Keepalive,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -383,5 +406,19 @@ mod tests {
             "commit":5,"applied":5,"voters":[1],"learners":[]}"#;
         let r: ReplicaReport = serde_json::from_str(old).unwrap();
         assert_eq!((r.keys, r.lag.len()), (0, 0));
+        let event = RoutingEvent::Table {
+            namespace: "users".into(),
+            table: q,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(
+            line.starts_with(r#"{"event":"table","namespace":"users""#),
+            "{line}"
+        );
+        assert_eq!(serde_json::from_str::<RoutingEvent>(&line).unwrap(), event);
+        assert_eq!(
+            serde_json::to_string(&RoutingEvent::Keepalive).unwrap(),
+            r#"{"event":"keepalive"}"#
+        );
     }
 }

@@ -199,7 +199,7 @@ impl Cluster {
                 Ok::<(), Refusal>(())
             })?;
             for id in &forget {
-                self.live.remove(id);
+                self.forget_reports(*id);
                 tracing::info!(
                     node = id,
                     "removed node forgotten: it holds no replica and stopped"
