@@ -1,6 +1,11 @@
 //! PD's HTTP API: ZanRedisDB's paths where it has them, JSON everywhere, errors as an HTTP
 //! status with `{"message": ...}` naming the problem. Mutating calls need
-//! `Authorization: Bearer <admin_token>` when a token is configured.
+//! `Authorization: Bearer <admin_token>` when a token is configured. With several PD
+//! members, only the leader answers changes, heartbeats and the live views (`/query`,
+//! `/datanodes`, `/cluster/stats`, `/cluster/operators`, `/routing/watch`); the others
+//! answer 400 `E_FAILED_ON_NOT_LEADER: ... the leader is member N at H:P`, and every member
+//! answers reads of the metadata (`/namespaces`, `/catalog`, `/info`, `/listpd`,
+//! `GET /stable/nodenum`).
 //!
 //! | method | path | what |
 //! |---|---|---|
@@ -22,6 +27,7 @@
 //! | GET | `/cluster/operators` | the running operators and their progress |
 //! | GET, POST | `/stable/nodenum[?number=N]` | read / lower the stable node number |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
+//! | POST | `/raft/messages` | raft messages from another PD member (length-prefixed protobufs) |
 //! | GET | `/routing/watch[?namespace=a,b]` | the routing stream: newline-delimited JSON `RoutingEvent`s, every watched table first, then each change as it is published, a keepalive every 10 s |
 //! | GET | `/metrics` | Prometheus text |
 
@@ -44,6 +50,7 @@ use zankv_pd_api::{
 use crate::cluster::{CreateNamespace, Refusal};
 use crate::config::Secret;
 use crate::metrics::PdMetrics;
+use crate::replication::member::{decode_messages, MemberHandle};
 use crate::server::{PdHandle, RoutingTables, Unavailable};
 
 /// What the handlers share.
@@ -60,6 +67,8 @@ pub struct ApiContext {
     pub routing: watch::Receiver<Arc<RoutingTables>>,
     /// Turns true when PD stops: open routing streams end.
     pub stopping: watch::Receiver<bool>,
+    /// PD's raft thread, when PD runs as a group of members.
+    pub raft: Option<MemberHandle>,
 }
 
 type Ctx = State<Arc<ApiContext>>;
@@ -88,6 +97,16 @@ impl From<Unavailable> for ApiError {
             message: match u {
                 Unavailable::Busy => "PD is busy; retry".into(),
                 Unavailable::Stopped => "PD is stopping".into(),
+                Unavailable::NotLeader(None) => {
+                    return ApiError(Refusal::bad_request(
+                        "E_FAILED_ON_NOT_LEADER: this PD member does not lead and knows no leader yet; retry or ask another member",
+                    ))
+                }
+                Unavailable::NotLeader(Some((id, addr))) => {
+                    return ApiError(Refusal::bad_request(format!(
+                        "E_FAILED_ON_NOT_LEADER: this PD member does not lead; the leader is member {id} at {addr}"
+                    )))
+                }
             },
         })
     }
@@ -123,6 +142,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         )
         .route("/routing/watch", get(watch_routing))
         .route("/storage/heartbeat", post(heartbeat))
+        .route("/raft/messages", post(raft_messages))
         .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async {
             ApiError(Refusal {
@@ -220,12 +240,14 @@ fn namespace_param(params: &HashMap<String, String>) -> Result<String, ApiError>
     Ok(name.to_string())
 }
 
-async fn info(State(ctx): Ctx) -> Json<Value> {
-    Json(json!({
+async fn info(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let l = ctx.pd.leadership().await?;
+    Ok(Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
+        "id": l.me,
         "http_address": ctx.http_addr.to_string(),
-        "leader": true,
-    }))
+        "leader": l.leading,
+    })))
 }
 
 async fn namespaces(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
@@ -234,13 +256,23 @@ async fn namespaces(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
 }
 
 async fn datanodes(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
-    let nodes = ctx.pd.call(|c, now| c.datanodes(now)).await?;
+    let nodes = ctx.pd.call_leader(|c, now| c.datanodes(now)).await?;
     Ok(Json(json!({ "nodes": nodes })))
 }
 
-async fn listpd(State(ctx): Ctx) -> Json<Value> {
-    let me = json!({ "id": "1", "http_address": ctx.http_addr.to_string() });
-    Json(json!({ "pdnodes": [me.clone()], "pdleader": me }))
+async fn listpd(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
+    let l = ctx.pd.leadership().await?;
+    if l.members.is_empty() {
+        let me = json!({ "id": "1", "http_address": ctx.http_addr.to_string() });
+        return Ok(Json(json!({ "pdnodes": [me.clone()], "pdleader": me })));
+    }
+    let member = |id: &u64, addr: &SocketAddr| json!({ "id": id.to_string(), "http_address": addr.to_string() });
+    let nodes: Vec<Value> = l.members.iter().map(|(id, a)| member(id, a)).collect();
+    let leader = l
+        .leader
+        .and_then(|id| Some(member(&id, l.members.get(&id)?)))
+        .unwrap_or(Value::Null);
+    Ok(Json(json!({ "pdnodes": nodes, "pdleader": leader })))
 }
 
 async fn catalog(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
@@ -251,7 +283,7 @@ async fn catalog(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
 }
 
 async fn stats(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
-    let stats = ctx.pd.call(|c, now| c.stats(now)).await?;
+    let stats = ctx.pd.call_leader(|c, now| c.stats(now)).await?;
     Ok(Json(serde_json::to_value(stats).expect("stats serialize")))
 }
 
@@ -272,7 +304,7 @@ async fn query(
     let name = ns.clone();
     let table = ctx
         .pd
-        .call(move |c, now| c.query(&name, now))
+        .call_leader(move |c, now| c.query(&name, now))
         .await?
         .ok_or_else(|| ApiError(Refusal::not_found(format!("no namespace named {ns}"))))?;
     if epoch == Some(table.epoch) {
@@ -347,7 +379,7 @@ async fn create_namespace(
     };
     let created = ctx
         .pd
-        .call(move |c, now| c.create_namespace(req, now))
+        .call_leader(move |c, now| c.create_namespace(req, now))
         .await??;
     Ok(Json(
         serde_json::to_value(created).expect("namespace serializes"),
@@ -369,7 +401,7 @@ async fn delete_namespace(
     }
     let target = name.clone();
     ctx.pd
-        .call(move |c, _| c.delete_namespace(&target))
+        .call_leader(move |c, _| c.delete_namespace(&target))
         .await??;
     Ok(Json(json!({ "namespace": name, "deleted": true })))
 }
@@ -394,7 +426,7 @@ async fn update_namespace(
     let replicator = number_in(&params, "replicator", 1, MAX_REPLICAS)?;
     let target = name.clone();
     ctx.pd
-        .call(move |c, now| c.set_replicator(&target, replicator, now))
+        .call_leader(move |c, now| c.set_replicator(&target, replicator, now))
         .await??;
     Ok(Json(json!({ "namespace": name, "replicator": replicator })))
 }
@@ -408,7 +440,9 @@ async fn balance(
     only(&params, &["enable"])?;
     let enable = flag(&params, "enable")?
         .ok_or_else(|| bad("MISSING_ARG_ENABLE: enable=true or enable=false is required"))?;
-    ctx.pd.call(move |c, _| c.set_balance(enable)).await??;
+    ctx.pd
+        .call_leader(move |c, _| c.set_balance(enable))
+        .await??;
     Ok(Json(json!({ "balance": enable })))
 }
 
@@ -431,7 +465,7 @@ async fn remove_node(
     authorize(&ctx, &headers)?;
     only(&params, &["remove_node"])?;
     let id = node_param(&params, "remove_node")?;
-    let started = ctx.pd.call(move |c, _| c.remove_node(id)).await??;
+    let started = ctx.pd.call_leader(move |c, _| c.remove_node(id)).await??;
     Ok(Json(
         json!({ "node": id, "removing": true, "started": started }),
     ))
@@ -449,25 +483,25 @@ async fn remove_replica(
     let node = node_param(&params, "node")?;
     let op = ctx
         .pd
-        .call(move |c, now| c.remove_replica(&name, partition, node, now))
+        .call_leader(move |c, now| c.remove_replica(&name, partition, node, now))
         .await??;
     Ok(Json(json!({ "operator": op })))
 }
 
 async fn upgrade_begin(State(ctx): Ctx, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&ctx, &headers)?;
-    ctx.pd.call(|c, _| c.set_upgrading(true)).await??;
+    ctx.pd.call_leader(|c, _| c.set_upgrading(true)).await??;
     Ok(Json(json!({ "upgrading": true })))
 }
 
 async fn upgrade_done(State(ctx): Ctx, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     authorize(&ctx, &headers)?;
-    ctx.pd.call(|c, _| c.set_upgrading(false)).await??;
+    ctx.pd.call_leader(|c, _| c.set_upgrading(false)).await??;
     Ok(Json(json!({ "upgrading": false })))
 }
 
 async fn operators(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
-    let ops = ctx.pd.call(|c, _| c.operators()).await?;
+    let ops = ctx.pd.call_leader(|c, _| c.operators()).await?;
     Ok(Json(json!({ "operators": ops })))
 }
 
@@ -485,7 +519,7 @@ async fn set_stable_nodenum(
     only(&params, &["number"])?;
     let number = number_in(&params, "number", 1, u32::MAX)? as usize;
     ctx.pd
-        .call(move |c, _| c.set_stable_node_num(number))
+        .call_leader(move |c, _| c.set_stable_node_num(number))
         .await??;
     Ok(Json(json!({ "stable_node_num": number })))
 }
@@ -590,6 +624,8 @@ async fn watch_routing(
             Some(names)
         }
     };
+    // Only the leader hears the storage nodes, so only its tables are current.
+    ctx.pd.call_leader(|_, _| ()).await?;
     ctx.metrics.routing_watchers.inc();
     let mut watch = Watch {
         routing: ctx.routing.clone(),
@@ -612,6 +648,29 @@ async fn watch_routing(
         .into_response())
 }
 
+async fn raft_messages(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, ApiError> {
+    authorize(&ctx, &headers)?;
+    let Some(raft) = &ctx.raft else {
+        return Err(ApiError(Refusal::not_found(
+            "this PD runs alone (no members configured): it takes no raft messages",
+        )));
+    };
+    let messages =
+        decode_messages(&body).map_err(|e| bad(format!("INVALID_BODY: not raft messages: {e}")))?;
+    if raft.step(messages) {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(Refusal {
+            status: 503,
+            message: "PD's raft thread is busy; messages dropped".into(),
+        }))
+    }
+}
+
 async fn heartbeat(
     State(ctx): Ctx,
     headers: HeaderMap,
@@ -621,7 +680,10 @@ async fn heartbeat(
     let hb: Heartbeat = serde_json::from_slice(&body)
         .map_err(|e| bad(format!("INVALID_BODY: not a heartbeat: {e}")))?;
     ctx.metrics.heartbeats.inc();
-    let reply = ctx.pd.call(move |c, now| c.heartbeat(hb, now)).await??;
+    let reply = ctx
+        .pd
+        .call_leader(move |c, now| c.heartbeat(hb, now))
+        .await??;
     Ok(Json(serde_json::to_value(reply).expect("reply serializes")))
 }
 

@@ -186,6 +186,33 @@ impl Cluster {
         self.meta.meta()
     }
 
+    /// Takes in metadata the raft group committed (see [`MetaStore::refresh`]).
+    pub fn refresh_meta(&mut self) {
+        self.meta.refresh();
+    }
+
+    /// This member now leads PD's raft group: what it knew of the nodes is stale (the
+    /// heartbeats went to the old leader), so it starts over as if PD had just started, and
+    /// counts a new generation so routing epochs keep growing.
+    pub fn became_leader(&mut self, now: Instant) -> Result<(), Refusal> {
+        self.live.clear();
+        self.hosts.clear();
+        self.published.clear();
+        self.operators.clear();
+        self.started = now;
+        self.meta.new_generation()?;
+        tracing::info!(generation = self.meta().generation, "this PD member leads");
+        Ok(())
+    }
+
+    /// This member no longer leads: its operators stop (the new leader's checkers find
+    /// what is still needed).
+    pub fn lost_leadership(&mut self) {
+        self.operators.clear();
+        self.live.clear();
+        self.hosts.clear();
+    }
+
     /// Whether node `id` sent a heartbeat within the timeout.
     pub fn alive(&self, id: u64, now: Instant) -> bool {
         self.live

@@ -31,10 +31,30 @@ pub struct PdConfig {
     pub max_operators: usize,
     /// A step of an operator that does not show as done within this fails the operator.
     pub operator_step_timeout_ms: u64,
+    /// This member's id among `members`.
+    pub member_id: u64,
+    /// Every PD member (this one included; the same list everywhere). Empty: a single PD
+    /// keeping its metadata in `meta.json`. Otherwise the members replicate the metadata
+    /// by raft; the leader serves changes and the others answer reads of the metadata.
+    pub members: Vec<MemberConfig>,
+    /// Length of one raft tick of PD's group, in ms.
+    pub raft_tick_ms: u64,
+    /// Ticks without a leader before a member campaigns.
+    pub raft_election_ticks: usize,
     /// `[start_hour, end_hour]` (UTC, 0..23): the balancers start moves only in this
     /// window (it may wrap midnight, as `[22, 4]`). Empty: at any time. Repairs (dead
     /// replicas, node removal, replica count changes) do not wait for it.
     pub balance_window: Vec<u8>,
+}
+
+/// One PD member.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    /// Its member id (positive, unique).
+    pub id: u64,
+    /// Its HTTP address (API and raft messages).
+    pub http_addr: SocketAddr,
 }
 
 impl Default for PdConfig {
@@ -50,6 +70,10 @@ impl Default for PdConfig {
             max_operators: 4,
             operator_step_timeout_ms: 600_000,
             balance_window: Vec::new(),
+            member_id: 1,
+            members: Vec::new(),
+            raft_tick_ms: 100,
+            raft_election_ticks: 10,
         }
     }
 }
@@ -75,6 +99,25 @@ impl PdConfig {
         }
         if self.max_operators == 0 || self.operator_step_timeout_ms == 0 {
             return Err("max_operators and operator_step_timeout_ms must be positive".into());
+        }
+        if !self.members.is_empty() {
+            let mut ids: Vec<u64> = self.members.iter().map(|m| m.id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            if ids.len() != self.members.len() || ids.contains(&0) {
+                return Err("members: ids must be positive and unique".into());
+            }
+            if !ids.contains(&self.member_id) {
+                return Err(format!(
+                    "member_id {} is not among the members {ids:?}",
+                    self.member_id
+                ));
+            }
+            if self.raft_tick_ms == 0 || self.raft_election_ticks < 5 {
+                return Err(
+                    "raft_tick_ms must be positive and raft_election_ticks at least 5".into(),
+                );
+            }
         }
         match self.balance_window.as_slice() {
             [] => {}
@@ -126,6 +169,34 @@ mod tests {
             let c: PdConfig = toml::from_str(bad).unwrap();
             assert!(c.validate().is_err(), "{bad}");
         }
+        for bad in [
+            "member_id = 4\n[[members]]\nid = 1\nhttp_addr = \"127.0.0.1:1\"",
+            "[[members]]\nid = 1\nhttp_addr = \"127.0.0.1:1\"\n[[members]]\nid = 1\nhttp_addr = \"127.0.0.1:2\"",
+            "raft_election_ticks = 2\n[[members]]\nid = 1\nhttp_addr = \"127.0.0.1:1\"",
+        ] {
+            let c: PdConfig = toml::from_str(bad).unwrap();
+            assert!(c.validate().is_err(), "{bad}");
+        }
+        let text =
+            std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../conf/pd.toml"))
+                .unwrap();
+        // Uncommenting the member list gives a valid member.
+        let members: String = text
+            .lines()
+            .map(|l| {
+                l.strip_prefix("# ")
+                    .filter(|l| {
+                        l.starts_with("[[members]]")
+                            || l.starts_with("id =")
+                            || l.starts_with("http_addr =")
+                    })
+                    .unwrap_or(l)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let c: PdConfig = toml::from_str(&members).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.members.len(), 3);
         let c: PdConfig = toml::from_str("balance_window = [22, 4]").unwrap();
         c.validate().unwrap();
         let c: PdConfig = toml::from_str("admin_token = \"s3cret\"").unwrap();

@@ -2,7 +2,8 @@
 //! each partition was created), the placement of new partitions, the convergence of storage
 //! nodes to it, and the routing tables smart clients and proxies read.
 //!
-//! - [`meta`]: the durable metadata (one file, replaced atomically);
+//! - [`meta`]: the durable metadata (one file replaced atomically, or [`replication`]:
+//!   replicated by raft across PD's members);
 //! - [`placement`]: where a new namespace's partitions go (pure);
 //! - [`schedule`]: checkers and balancers that turn a cluster snapshot into operators
 //!   (pure); [`command`]: the admin calls those operators make to storage nodes;
@@ -20,5 +21,6 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod placement;
+pub mod replication;
 pub mod schedule;
 pub mod server;

@@ -1,10 +1,12 @@
 //! PD's durable metadata: the namespaces (with where each partition was created), the
 //! registered storage nodes and the catalog epoch.
 //!
-//! [`MetaStore`] keeps it in `<data_dir>/meta.json`. A change is made on a copy, written to
-//! a temporary file, synced and renamed over the old file (and the directory synced), and
-//! only then becomes the current state: a change that cannot be made durable is not made,
-//! and a crash leaves the old or the new file, never a torn one.
+//! [`MetaStore`] keeps it either in `<data_dir>/meta.json` (a single PD) or in the raft
+//! group of PD's members (`crate::replication`). A change is made on a copy and becomes the
+//! current state only once it is durable: written to a temporary file, synced and renamed
+//! over the old one (and the directory synced), or committed by a quorum of members. A
+//! change that cannot be made durable is not made, and a crash leaves the old or the new
+//! state, never a torn one.
 //!
 //! Invariants: `cluster_id` is chosen once, when the metadata is created, and never
 //! changes (storage nodes refuse a catalog of another cluster); the catalog epoch grows
@@ -16,8 +18,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use zankv_pd_api::{Catalog, NamespaceMeta, NodeInfo};
+
+use crate::replication::member::{Committed, MemberHandle};
 
 /// Everything PD must not forget.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +86,33 @@ impl ClusterMeta {
     }
 }
 
-/// The metadata and the file that keeps it.
+/// Where the metadata is kept.
+enum Backend {
+    /// One file, for a single PD.
+    File(PathBuf),
+    /// PD's raft group: changes are proposed by the leader and apply once committed.
+    Replicated {
+        member: MemberHandle,
+        committed: watch::Receiver<Committed>,
+    },
+}
+
+/// How long a replicated change may take to commit.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The metadata and what keeps it.
 pub struct MetaStore {
-    path: PathBuf,
+    backend: Backend,
     meta: ClusterMeta,
+}
+
+/// The metadata a new cluster starts with.
+pub fn initial_meta() -> ClusterMeta {
+    ClusterMeta {
+        next_namespace_id: 1,
+        balance_enabled: true,
+        ..ClusterMeta::default()
+    }
 }
 
 impl MetaStore {
@@ -94,21 +124,14 @@ impl MetaStore {
         let meta = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{} is corrupt: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => ClusterMeta {
-                next_namespace_id: 1,
-                balance_enabled: true,
-                ..ClusterMeta::default()
-            },
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => initial_meta(),
             Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
         };
-        let mut store = MetaStore { path, meta };
-        store.update(|m| {
-            m.generation += 1;
-            if m.cluster_id.is_empty() {
-                m.cluster_id = new_cluster_id();
-            }
-            Ok::<(), String>(())
-        })?;
+        let mut store = MetaStore {
+            backend: Backend::File(path),
+            meta,
+        };
+        store.new_generation()?;
         Ok(store)
     }
 
@@ -126,11 +149,62 @@ impl MetaStore {
         let mut next = self.meta.clone();
         let out = change(&mut next)?;
         if next != self.meta {
-            write_atomically(&self.path, &next).map_err(E::from)?;
+            match &self.backend {
+                Backend::File(path) => write_atomically(path, &next).map_err(E::from)?,
+                Backend::Replicated { member, .. } => {
+                    let data = serde_json::to_vec(&next).expect("metadata serializes");
+                    member
+                        .propose_and_wait(data, COMMIT_TIMEOUT)
+                        .map_err(E::from)?;
+                }
+            }
             self.meta = next;
         }
         Ok(out)
     }
+
+    /// Metadata replicated by `member`'s raft group; [`MetaStore::refresh`] keeps it
+    /// current.
+    pub fn replicated(member: MemberHandle) -> Result<MetaStore, String> {
+        let committed = member.committed();
+        let meta = decode(&committed.borrow().data)?;
+        Ok(MetaStore {
+            backend: Backend::Replicated { member, committed },
+            meta,
+        })
+    }
+
+    /// Takes in what the raft group committed since the last call (a follower's view, or a
+    /// new leader catching up). A no-op for a single PD.
+    pub fn refresh(&mut self) {
+        if let Backend::Replicated { committed, .. } = &mut self.backend {
+            if committed.has_changed().unwrap_or(false) {
+                let data = committed.borrow_and_update().data.clone();
+                match decode(&data) {
+                    Ok(meta) => self.meta = meta,
+                    Err(e) => {
+                        tracing::error!(error = %e, "committed metadata does not decode; keeping the previous")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Counts a start (a single PD's open) or a new leader's term in `generation`, and
+    /// gives the cluster its id if it has none yet.
+    pub fn new_generation(&mut self) -> Result<(), String> {
+        self.update(|m| {
+            m.generation += 1;
+            if m.cluster_id.is_empty() {
+                m.cluster_id = new_cluster_id();
+            }
+            Ok::<(), String>(())
+        })
+    }
+}
+
+fn decode(data: &[u8]) -> Result<ClusterMeta, String> {
+    serde_json::from_slice(data).map_err(|e| format!("replicated metadata: {e}"))
 }
 
 /// 16 random hex digits (std's per-process random hash keys, mixed with the time).

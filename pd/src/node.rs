@@ -1,5 +1,7 @@
 //! Turns a [`PdConfig`] into a running PD and stops it cleanly on SIGINT/SIGTERM.
 
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -8,16 +10,18 @@ use tracing::info;
 use crate::api::{self, ApiContext};
 use crate::cluster::{Cluster, ClusterSettings};
 use crate::config::PdConfig;
-use crate::meta::MetaStore;
+use crate::meta::{initial_meta, MetaStore};
 use crate::metrics::PdMetrics;
+use crate::replication::log::MetaLog;
+use crate::replication::member::{self, MemberSettings};
 use crate::schedule::ScheduleLimits;
 use crate::server;
+use crate::server::Membership;
 
 /// Runs PD until it is told to stop. Errors are start-up failures, described for an
 /// operator.
 pub fn run(config: PdConfig) -> Result<(), String> {
     config.validate()?;
-    let meta = MetaStore::open(&config.data_dir)?;
     let listener = std::net::TcpListener::bind(config.http_addr)
         .map_err(|e| format!("cannot listen on {} (HTTP): {e}", config.http_addr))?;
     listener
@@ -29,6 +33,30 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         .build()
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
     let metrics = Arc::new(PdMetrics::default());
+    // A single PD keeps its metadata in a file; members of a group replicate it by raft.
+    let (meta, membership, raft_thread) = if config.members.is_empty() {
+        (MetaStore::open(&config.data_dir)?, None, None)
+    } else {
+        let members: BTreeMap<u64, SocketAddr> =
+            config.members.iter().map(|m| (m.id, m.http_addr)).collect();
+        let voters: Vec<u64> = members.keys().copied().collect();
+        let initial = serde_json::to_vec(&initial_meta()).expect("metadata serializes");
+        let log = MetaLog::open(&config.data_dir, &voters, initial)?;
+        let (member, thread) = member::spawn(
+            MemberSettings {
+                id: config.member_id,
+                members: members.clone(),
+                tick: Duration::from_millis(config.raft_tick_ms),
+                election_ticks: config.raft_election_ticks,
+                token: config.admin_token.clone(),
+            },
+            log,
+            runtime.handle().clone(),
+        )?;
+        let meta = MetaStore::replicated(member.clone())?;
+        (meta, Some(Membership { member, members }), Some(thread))
+    };
+    let raft = membership.as_ref().map(|m| m.member.clone());
     let settings = ClusterSettings {
         heartbeat_timeout: Duration::from_millis(config.heartbeat_timeout_ms),
         dead_grace: Duration::from_millis(config.dead_node_grace_ms),
@@ -47,6 +75,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         runtime.handle().clone(),
         config.admin_token.clone(),
         metrics.clone(),
+        membership,
     )
     .map_err(|e| format!("cannot start the cluster thread: {e}"))?;
     let result = runtime.block_on(async {
@@ -61,6 +90,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
             http_addr: local,
             routing,
             stopping,
+            raft: raft.clone(),
         });
         info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
         axum::serve(listener, api::router(ctx))
@@ -75,6 +105,12 @@ pub fn run(config: PdConfig) -> Result<(), String> {
     info!("shutting down");
     pd.stop();
     let _ = owner.join();
+    if let Some(member) = &raft {
+        member.stop();
+    }
+    if let Some(thread) = raft_thread {
+        let _ = thread.join();
+    }
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result

@@ -23,6 +23,7 @@ use crate::cluster::Cluster;
 use crate::command::NodeCommand;
 use crate::config::Secret;
 use crate::metrics::PdMetrics;
+use crate::replication::member::MemberHandle;
 
 /// How long a command may stay unanswered before it is sent again.
 pub const RESEND: Duration = Duration::from_secs(10);
@@ -43,6 +44,16 @@ pub enum Unavailable {
     Busy,
     /// It stopped.
     Stopped,
+    /// This PD member does not lead; the leader's id and HTTP address, when known.
+    NotLeader(Option<(u64, SocketAddr)>),
+}
+
+/// This member's place in PD's raft group.
+pub struct Membership {
+    /// The raft thread.
+    pub member: MemberHandle,
+    /// Every member's HTTP address, for leader hints.
+    pub members: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 /// A handle to the owner of the cluster model.
@@ -60,6 +71,56 @@ impl PdHandle {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |owner: &mut Owner| {
             let _ = tx.send(f(&mut owner.cluster, Instant::now()));
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => rx.await.map_err(|_| Unavailable::Stopped),
+            Err(TrySendError::Full(_)) => Err(Unavailable::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Unavailable::Stopped),
+        }
+    }
+
+    /// Like [`PdHandle::call`], but only on the leader: a follower answers
+    /// [`Unavailable::NotLeader`] (its view of storage nodes is empty, and only the leader
+    /// may change the metadata).
+    pub async fn call_leader<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Cluster, Instant) -> T + Send + 'static,
+    ) -> Result<T, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |owner: &mut Owner| {
+            let answer = if owner.leading {
+                Ok(f(&mut owner.cluster, Instant::now()))
+            } else {
+                Err(Unavailable::NotLeader(owner.leader_hint()))
+            };
+            let _ = tx.send(answer);
+        });
+        match self.tx.try_send(job) {
+            Ok(()) => rx.await.map_err(|_| Unavailable::Stopped)?,
+            Err(TrySendError::Full(_)) => Err(Unavailable::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(Unavailable::Stopped),
+        }
+    }
+
+    /// This member's id, whether it leads, and the leader it knows (id and address).
+    pub async fn leadership(&self) -> Result<Leadership, Unavailable> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |owner: &mut Owner| {
+            let (me, members) = match &owner.membership {
+                Some(m) => (m.member.id(), m.members.clone()),
+                None => (1, Default::default()),
+            };
+            let leader = if owner.leading {
+                Some(me)
+            } else {
+                owner.leader_hint().map(|(id, _)| id)
+            };
+            let _ = tx.send(Leadership {
+                me,
+                leading: owner.leading,
+                leader,
+                members,
+            });
         });
         match self.tx.try_send(job) {
             Ok(()) => rx.await.map_err(|_| Unavailable::Stopped),
@@ -86,7 +147,24 @@ struct Owner {
     tx: SyncSender<Job>,
     /// Where the routing stream's watchers learn of new tables.
     routing: watch::Sender<Arc<RoutingTables>>,
+    /// PD's raft group (None: a single PD, which always leads).
+    membership: Option<Membership>,
+    /// Whether this member leads (and so schedules and answers leader calls).
+    leading: bool,
     stopping: bool,
+}
+
+/// Who leads PD, as one member sees it.
+#[derive(Debug, Clone)]
+pub struct Leadership {
+    /// This member's id (1 for a single PD).
+    pub me: u64,
+    /// Whether it leads.
+    pub leading: bool,
+    /// The leader's id, when known.
+    pub leader: Option<u64>,
+    /// Every member's HTTP address (empty for a single PD).
+    pub members: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 /// Starts the owner thread of `cluster`; it checks the cluster every `interval` until
@@ -97,6 +175,7 @@ pub fn spawn_owner(
     runtime: tokio::runtime::Handle,
     token: Option<Secret>,
     metrics: Arc<PdMetrics>,
+    membership: Option<Membership>,
 ) -> std::io::Result<(
     PdHandle,
     watch::Receiver<Arc<RoutingTables>>,
@@ -112,6 +191,8 @@ pub fn spawn_owner(
         metrics,
         tx: tx.clone(),
         routing,
+        leading: membership.is_none(),
+        membership,
         stopping: false,
     };
     let thread = std::thread::Builder::new()
@@ -124,10 +205,14 @@ fn run(mut owner: Owner, rx: Receiver<Job>, interval: Duration) {
     let mut next_check = Instant::now() + interval;
     loop {
         let wait = next_check.saturating_duration_since(Instant::now());
-        match rx.recv_timeout(wait) {
-            Ok(job) => job(&mut owner),
-            Err(RecvTimeoutError::Timeout) => {}
+        let job = match rx.recv_timeout(wait) {
+            Ok(job) => Some(job),
+            Err(RecvTimeoutError::Timeout) => None,
             Err(RecvTimeoutError::Disconnected) => break,
+        };
+        owner.follow_leadership();
+        if let Some(job) = job {
+            job(&mut owner);
         }
         if Instant::now() >= next_check {
             owner.check();
@@ -141,8 +226,40 @@ fn run(mut owner: Owner, rx: Receiver<Job>, interval: Duration) {
 }
 
 impl Owner {
-    /// Runs a scheduling round and sends what it asks for.
+    /// Takes in committed metadata and leadership changes of PD's raft group.
+    fn follow_leadership(&mut self) {
+        let Some(m) = &self.membership else {
+            return;
+        };
+        let leading = m.member.state().leading;
+        self.cluster.refresh_meta();
+        if leading && !self.leading {
+            match self.cluster.became_leader(Instant::now()) {
+                Ok(()) => self.leading = true,
+                Err(e) => {
+                    warn!(error = %e.message, "cannot take over as PD leader yet; trying again")
+                }
+            }
+        } else if !leading && self.leading {
+            info!("this PD member no longer leads");
+            self.cluster.lost_leadership();
+            self.in_flight.clear();
+            self.leading = false;
+        }
+    }
+
+    /// The leader this member knows, with its HTTP address.
+    fn leader_hint(&self) -> Option<(u64, SocketAddr)> {
+        let m = self.membership.as_ref()?;
+        let leader = m.member.state().leader;
+        Some((leader, *m.members.get(&leader)?))
+    }
+
+    /// Runs a scheduling round and sends what it asks for (on the leader only).
     fn check(&mut self) {
+        if !self.leading {
+            return;
+        }
         let now = Instant::now();
         self.in_flight
             .retain(|_, sent| now.duration_since(*sent) < RESEND);

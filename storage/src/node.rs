@@ -26,7 +26,6 @@ use crate::node_stats::NodeStats;
 use crate::pd_link::{LinkSettings, PdLink};
 use crate::replicas::ReplicaFactory;
 use crate::replication::peer::RaftTiming;
-use crate::replication::raft_logging;
 use crate::replication::snapshot::{SnapshotDirs, SnapshotStats};
 use crate::replication::store::{RaftStore, Start};
 use crate::replication::store_loop::{self, HostedGroup, LoopSettings, StoreLoop};
@@ -164,7 +163,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         lease_reads: config.raft.read_mode == ReadMode::Lease,
         fixed_election_timeout: None,
     };
-    let mut store = RaftStore::new(Box::new(log_engine), timing, raft_logging::logger());
+    let mut store = RaftStore::new(Box::new(log_engine), timing, zankv_raft_tracing::logger());
     let (store_handle, store_requests) = store_loop::channel(STORE_QUEUE);
     let write_timeout = Duration::from_millis(config.raft.write_timeout_ms);
 

@@ -297,3 +297,121 @@ fn pd_replaces_a_dead_node_rebalances_a_returning_one_and_drains_a_removed_one()
         );
     }
 }
+
+/// The PD member (index) that says it leads, if one does.
+fn pd_leader(group: &[PdProcess]) -> Option<usize> {
+    group.iter().position(|pd| {
+        pd.is_up() && matches!(pd.try_call("GET", "/info"), Ok((200, v)) if v["leader"] == true)
+    })
+}
+
+#[test]
+fn killing_the_pd_leader_stops_neither_reads_nor_writes_and_a_new_leader_takes_over() {
+    let root = tempfile::tempdir().unwrap();
+    let mut group = PdProcess::must_start_group(
+        root.path(),
+        3,
+        "check_interval_ms = 200\nheartbeat_timeout_ms = 2000\n",
+    );
+    let ports: Vec<u16> = group.iter().map(|pd| pd.port).collect();
+    let cluster = TestCluster::must_start_managed_by(root.path(), 3, &ports, "");
+    let mut leader = None;
+    wait_until("a PD leader", WAIT, || {
+        leader = pd_leader(&group);
+        leader.is_some()
+    });
+    let first = leader.unwrap();
+    let follower = (first + 1) % 3;
+    // Followers refuse changes and name the leader.
+    let (status, body) = group[follower].call(
+        "POST",
+        "/cluster/namespace/create?namespace=default&partition_num=4&replicator=3",
+    );
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("E_FAILED_ON_NOT_LEADER"),
+        "{body}"
+    );
+    let (_, list) = group[follower].call("GET", "/listpd");
+    assert_eq!(list["pdnodes"].as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(list["pdleader"]["id"], (first + 1).to_string(), "{list}");
+    let alive = |v: &Value| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().filter(|n| n["alive"] == true).count() == 3)
+    };
+    group[first].wait_for("/datanodes", WAIT, "the storage nodes' heartbeats", alive);
+    let (status, body) = group[first].call(
+        "POST",
+        "/cluster/namespace/create?namespace=default&partition_num=4&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    group[first].wait_for("/cluster/stats", WAIT, "a stable cluster", |s| {
+        s["stable"] == true
+    });
+    // The namespace is replicated: a follower lists it.
+    group[follower].wait_for("/namespaces", WAIT, "the namespace on a follower", |v| {
+        v["namespaces"] == serde_json::json!(["default"])
+    });
+
+    // Writes run while the PD leader is killed.
+    let mut client = cluster.smart_client();
+    let mut expected = BTreeMap::new();
+    let started = std::time::Instant::now();
+    group[first].kill9();
+    let mut new_leader = None;
+    let mut i = 0;
+    while new_leader.is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no new PD leader within 20 s"
+        );
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        assert_eq!(
+            client.read(&[b"SET", key.as_bytes(), value.as_bytes()]),
+            Frame::simple("OK"),
+            "writes go on without a PD leader"
+        );
+        expected.insert(key, value);
+        i += 1;
+        new_leader = pd_leader(&group);
+    }
+    let took = started.elapsed();
+    let second = new_leader.unwrap();
+    assert_ne!(second, first);
+    assert!(took < Duration::from_secs(10), "took over after {took:?}");
+
+    // The new leader serves changes, and the storage nodes follow it.
+    group[second].wait_for("/datanodes", WAIT, "the storage nodes' heartbeats", alive);
+    let (status, body) = group[second].call(
+        "POST",
+        "/cluster/namespace/create?namespace=users&partition_num=2&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    group[second].wait_for(
+        "/query/users",
+        WAIT,
+        "a leader for every users partition",
+        |q| leaders_known(q, 2),
+    );
+    assert_eq!(
+        client.read(&[b"SET", b"users:t:1", b"x"]),
+        Frame::simple("OK")
+    );
+
+    // The old leader comes back as a follower with everything committed meanwhile.
+    group[first].start();
+    group[first].wait_for(
+        "/namespaces",
+        WAIT,
+        "the new namespace on the old leader",
+        |v| v["namespaces"].as_array().is_some_and(|n| n.len() == 2),
+    );
+    assert_eq!(pd_leader(&group), Some(second));
+    for (key, value) in &expected {
+        assert_eq!(client.read(&[b"GET", key.as_bytes()]), Frame::bulk(value));
+    }
+}

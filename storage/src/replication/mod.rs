@@ -11,13 +11,12 @@
 //! - [`store_loop`]: the thread that drives the store with real time, the transport and the
 //!   partition workers, and turns client batches into proposals and ReadIndex reads;
 //! - [`transport`]: batched raft messages between nodes; [`snapshot`]: partition
-//!   checkpoints streamed to lagging followers and swapped in there; [`raft_logging`]:
-//!   raft-rs's logs.
+//!   checkpoints streamed to lagging followers and swapped in there. (raft-rs's logs go to
+//!   `tracing` through the `zankv-raft-tracing` crate.)
 
 pub mod log_store;
 pub mod membership;
 pub mod peer;
-pub mod raft_logging;
 pub mod snapshot;
 pub mod store;
 pub mod store_loop;

@@ -127,6 +127,16 @@ impl TestCluster {
         pd_port: u16,
         extra_toml: &str,
     ) -> TestCluster {
+        TestCluster::must_start_managed_by(root, n, &[pd_port], extra_toml)
+    }
+
+    /// Like [`TestCluster::must_start_managed`], with every PD member's HTTP port.
+    pub fn must_start_managed_by(
+        root: &Path,
+        n: usize,
+        pd_ports: &[u16],
+        extra_toml: &str,
+    ) -> TestCluster {
         let ports: Vec<NodePorts> = (0..n)
             .map(|i| NodePorts {
                 id: i as u64 + 1,
@@ -140,10 +150,15 @@ impl TestCluster {
             ports,
             nodes: (0..n).map(|_| None).collect(),
         };
+        let pd_addrs: Vec<String> = pd_ports
+            .iter()
+            .map(|p| format!("\"127.0.0.1:{p}\""))
+            .collect();
+        let pd_addrs = pd_addrs.join(", ");
         for i in 0..n {
             let p = cluster.ports[i];
             let toml = format!(
-                "node_id = {}\nhttp_addr = \"127.0.0.1:{}\"\nraft_addr = \"127.0.0.1:{}\"\npd_addrs = [\"127.0.0.1:{pd_port}\"]\nheartbeat_ms = 200\n{extra_toml}",
+                "node_id = {}\nhttp_addr = \"127.0.0.1:{}\"\nraft_addr = \"127.0.0.1:{}\"\npd_addrs = [{pd_addrs}]\nheartbeat_ms = 200\n{extra_toml}",
                 p.id, p.http, p.raft
             );
             std::fs::write(cluster.config_path(i), toml).expect("write node config");

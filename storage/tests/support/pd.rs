@@ -42,14 +42,52 @@ fn pd_bin() -> PathBuf {
 impl PdProcess {
     /// Starts PD with its data under `dir`; `extra_toml` is appended to its config.
     pub fn must_start(dir: &Path, extra_toml: &str) -> PdProcess {
-        let mut pd = PdProcess {
-            child: None,
-            port: free_port(),
-            dir: dir.to_path_buf(),
-            extra_toml: extra_toml.to_string(),
-        };
+        let mut pd = PdProcess::prepared(dir, free_port(), extra_toml);
         pd.start();
         pd
+    }
+
+    fn prepared(dir: &Path, port: u16, extra_toml: &str) -> PdProcess {
+        PdProcess {
+            child: None,
+            port,
+            dir: dir.to_path_buf(),
+            extra_toml: extra_toml.to_string(),
+        }
+    }
+
+    /// Starts `n` PD members under `root` (`pd1`, `pd2`, ...) that replicate their
+    /// metadata by raft; `extra_toml` is appended to every member's config (before the
+    /// member list).
+    pub fn must_start_group(root: &Path, n: usize, extra_toml: &str) -> Vec<PdProcess> {
+        let ports: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let list: String = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                format!(
+                    "[[members]]\nid = {}\nhttp_addr = \"127.0.0.1:{p}\"\n",
+                    i + 1
+                )
+            })
+            .collect();
+        let mut group: Vec<PdProcess> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let toml = format!("member_id = {}\n{extra_toml}{list}", i + 1);
+                PdProcess::prepared(&root.join(format!("pd{}", i + 1)), *p, &toml)
+            })
+            .collect();
+        for pd in &mut group {
+            pd.start();
+        }
+        group
+    }
+
+    /// Whether it runs.
+    pub fn is_up(&self) -> bool {
+        self.child.is_some()
     }
 
     /// Starts it again (same port and data) after [`PdProcess::kill9`].

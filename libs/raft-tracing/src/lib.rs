@@ -1,7 +1,8 @@
 //! raft-rs logs through `slog`; this drain forwards its records to `tracing` (target
-//! `raft`), so a node has one log stream and one filter. raft-rs's info records (elections,
-//! configuration switches) become debug: per-group chatter would drown a node hosting many
-//! partitions; the store loop logs leader changes itself.
+//! `raft`), so a process has one log stream and one filter. raft-rs's info records
+//! (elections, configuration switches) become debug: per-group chatter would drown a
+//! storage node hosting many partitions; the storage node's store loop and PD log leader
+//! changes themselves.
 
 use std::fmt::Write as _;
 
