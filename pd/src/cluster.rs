@@ -149,6 +149,19 @@ struct Published {
     table: QueryResponse,
 }
 
+/// The report of a partition's leader among `reports`: a replica that says it leads in the
+/// highest term any replica reports. A leader whose term is behind another replica's (it
+/// was deposed and has not heard yet) is not trusted.
+pub(crate) fn leader_report<'a>(
+    reports: &[(u64, &'a ReplicaReport)],
+) -> Option<(u64, &'a ReplicaReport)> {
+    let term = reports.iter().map(|(_, r)| r.term).max()?;
+    reports
+        .iter()
+        .find(|(_, r)| r.role == "leader" && r.term == term)
+        .map(|(id, r)| (*id, *r))
+}
+
 /// The cluster as PD sees it.
 pub struct Cluster {
     meta: MetaStore,
@@ -272,9 +285,9 @@ impl Cluster {
             node,
             NodeLive {
                 last: now,
-                catalog_epoch: hb
-                    .catalog_epoch
-                    .max(catalog.as_ref().map_or(0, |c| c.epoch)),
+                // What the node says it has applied, not what was just sent: it may crash
+                // before applying it, and PD must not act as if it knew the namespace.
+                catalog_epoch: hb.catalog_epoch,
                 replicas: hb
                     .replicas
                     .into_iter()
@@ -396,11 +409,7 @@ impl Cluster {
     /// The leader of partition `name` (the alive replica that says it leads, in the
     /// highest term) and its voters.
     fn leader_of(&self, name: &str, now: Instant) -> Option<(u64, Vec<u64>)> {
-        self.reports(name, now)
-            .into_iter()
-            .filter(|(_, r)| r.role == "leader")
-            .max_by_key(|(_, r)| r.term)
-            .map(|(id, r)| (id, r.voters.clone()))
+        leader_report(&self.reports(name, now)).map(|(id, r)| (id, r.voters.clone()))
     }
 
     /// The routing table of namespace `ns`, with an epoch that grows whenever it changes.
@@ -667,6 +676,12 @@ pub(crate) mod tests {
         for id in 1..=3 {
             let reply = c.heartbeat(hb(id, epoch - 1, vec![]), t0).unwrap();
             assert_eq!(reply.catalog.unwrap().namespaces.len(), 1);
+        }
+        // Sent is not applied: only a node that reports the catalog's epoch is told.
+        assert!(c.bootstrap_commands(t0).is_empty());
+        for id in 1..=3 {
+            let reply = c.heartbeat(hb(id, epoch, vec![]), t0).unwrap();
+            assert!(reply.catalog.is_none());
         }
         let commands = c.bootstrap_commands(t0);
         assert_eq!(commands.len(), 6, "{commands:?}");

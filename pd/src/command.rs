@@ -54,12 +54,15 @@ pub enum NodeCommand {
         /// The replica's node.
         node: u64,
     },
-    /// On `node`: delete its replica (it is no longer a member, though it may not know).
+    /// On `node`: delete its replica `replica` (it is no longer a member, though it may not
+    /// know); a node hosting another replica of the partition by then keeps it.
     DeleteReplica {
         /// The node.
         node: u64,
         /// `<namespace>-<partition>`.
         partition: String,
+        /// The replica to delete.
+        replica: u64,
     },
 }
 
@@ -109,9 +112,11 @@ impl NodeCommand {
             // Forced: a removed replica may not have heard of its removal (it gets no more
             // messages from the group), and PD only asks once the leader no longer lists
             // it.
-            NodeCommand::DeleteReplica { partition, .. } => (
+            NodeCommand::DeleteReplica {
+                partition, replica, ..
+            } => (
                 "DELETE",
-                format!("/partitions/{partition}/replica?force=true"),
+                format!("/partitions/{partition}/replica?force=true&replica={replica}"),
             ),
         }
     }
@@ -183,9 +188,10 @@ mod tests {
                 NodeCommand::DeleteReplica {
                     node: 3,
                     partition: p(),
+                    replica: 3,
                 },
                 3,
-                "DELETE /partitions/ns-1/replica?force=true",
+                "DELETE /partitions/ns-1/replica?force=true&replica=3",
             ),
         ];
         for (command, node, call) in cases {

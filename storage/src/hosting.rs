@@ -71,6 +71,23 @@ impl Hosting {
                 )))
             };
         }
+        // A log here that nothing runs is a replica that did not start (its namespace was
+        // unknown when the node started): starting a new one would wipe what it holds and
+        // acknowledged.
+        let has_log = self
+            .store
+            .ask(|reply| StoreRequest::HasLog {
+                group: layout.id,
+                reply,
+            })
+            .await
+            .unwrap_or(true);
+        if has_log {
+            return Err(AdminError::Refused(format!(
+                "this node holds a replica of {} that is not running (restart the node to run it, or delete it first)",
+                layout.name
+            )));
+        }
         let bootstrap = matches!(start, HostAs::Bootstrap(_));
         let factory = self.factory.clone();
         let to_start = layout.clone();
@@ -92,11 +109,13 @@ impl Hosting {
     }
 
     /// Deletes this node's replica of `group` (its raft log, then its database), if `when`
-    /// allows it now. Answers once the database is closed and deleted.
+    /// allows it now and (when `replica` is given) it is that replica. Answers once the
+    /// database is closed and deleted.
     pub async fn unhost(
         &self,
         group: GroupId,
         when: UnhostWhen,
+        replica: Option<u64>,
     ) -> Result<AdminOutcome, AdminError> {
         let _one = self.one_at_a_time.lock().await;
         let (deleted, gone) = oneshot::channel();
@@ -105,6 +124,7 @@ impl Hosting {
             .ask(|reply| StoreRequest::Unhost {
                 group,
                 when,
+                replica,
                 reply,
                 deleted,
             })

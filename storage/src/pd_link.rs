@@ -252,6 +252,7 @@ impl PdLink {
         }
         self.routing
             .replace(routing_of(&catalog, &self.settings.default_namespace));
+        let mut complete = true;
         for node in &catalog.nodes {
             if node.node_id == self.settings.me.node_id
                 || self.catalog.nodes.iter().any(|n| n == node)
@@ -259,11 +260,11 @@ impl PdLink {
                 continue;
             }
             if let Err(e) = self.declare(node).await {
-                warn!(node = node.node_id, error = %e, "cannot declare a node of the catalog; the next catalog retries");
+                warn!(node = node.node_id, error = %e, "cannot declare a node of the catalog; it is applied again");
+                complete = false;
             }
         }
         let kept: BTreeSet<u32> = catalog.namespaces.iter().map(|ns| ns.id).collect();
-        let mut complete = true;
         for group in self.hosting.hosted().await {
             let namespace = (group >> 32) as u32;
             if kept.contains(&namespace) {
@@ -271,7 +272,7 @@ impl PdLink {
             }
             match self
                 .hosting
-                .unhost(group, UnhostWhen::NamespaceDeleted)
+                .unhost(group, UnhostWhen::NamespaceDeleted, None)
                 .await
             {
                 Ok(_) => info!(group, "replica of a deleted namespace removed"),

@@ -64,6 +64,16 @@ pub struct RoundReport {
     pub forgotten: Vec<u64>,
 }
 
+/// The replica ids of the members `r` knows (for a report without them, from an older node:
+/// its voters and learners, incarnation 0).
+fn member_replicas(r: &zankv_pd_api::ReplicaReport) -> Vec<u64> {
+    if r.member_replicas.is_empty() {
+        r.voters.iter().chain(&r.learners).copied().collect()
+    } else {
+        r.member_replicas.clone()
+    }
+}
+
 /// Whether `hour` falls in the window `[start, end)`, which may wrap midnight.
 fn in_window(window: Option<(u8, u8)>, hour: u8) -> bool {
     match window {
@@ -103,10 +113,7 @@ impl Cluster {
             for p in 0..ns.partition_num {
                 let name = partition_name(&ns.name, p);
                 let reports = self.reports(&name, now);
-                let leader = reports
-                    .iter()
-                    .filter(|(_, r)| r.role == "leader")
-                    .max_by_key(|(_, r)| r.term);
+                let leader = super::leader_report(&reports);
                 let mut known_voters: Vec<u64> = reports
                     .iter()
                     .flat_map(|(_, r)| r.voters.iter().copied())
@@ -118,8 +125,10 @@ impl Cluster {
                     group: zankv_pd_api::group_id(ns.id, p),
                     replicator: ns.replicator as usize,
                     tags: ns.tags.clone(),
-                    leader: leader.map(|(id, _)| *id),
+                    leader: leader.map(|(id, _)| id),
                     voters: leader.map_or_else(Vec::new, |(_, r)| r.voters.clone()),
+                    // Nodes older than replica ids with incarnations report no replica ids:
+                    // their members are the initial replicas, whose id is the node id.
                     learners: leader.map_or_else(Vec::new, |(_, r)| r.learners.clone()),
                     lag: leader
                         .map_or_else(Default::default, |(_, r)| r.lag.iter().copied().collect()),
@@ -131,7 +140,7 @@ impl Cluster {
                         .map(|(id, r)| (*id, if r.replica == 0 { *id } else { r.replica }))
                         .collect(),
                     replica_of: leader.map_or_else(Default::default, |(_, r)| {
-                        r.member_replicas
+                        member_replicas(r)
                             .iter()
                             .map(|m| (zankv_pd_api::node_of(*m), *m))
                             .collect()
@@ -139,7 +148,7 @@ impl Cluster {
                     known_voters,
                     member_views: reports
                         .iter()
-                        .map(|(id, r)| (*id, r.member_replicas.clone()))
+                        .map(|(id, r)| (*id, member_replicas(r)))
                         .collect(),
                 });
             }
@@ -177,12 +186,14 @@ impl Cluster {
             .values()
             .filter(|n| n.alive && !n.removing)
             .count();
-        // Drained nodes that stopped: no replica counts them, none is reported.
+        // Drained nodes that stopped: no replica counts them, none is reported (judged only
+        // when every partition's membership is known).
         let counts = view.replica_counts();
+        let all_known = view.partitions.iter().all(|p| p.leader.is_some());
         let forget: Vec<u64> = view
             .nodes
             .values()
-            .filter(|n| n.removing && !n.alive && counts.get(&n.id) == Some(&0))
+            .filter(|n| all_known && n.removing && !n.alive && counts.get(&n.id) == Some(&0))
             .map(|n| n.id)
             .collect();
         if alive > self.meta().stable_node_num || !forget.is_empty() {
@@ -302,6 +313,12 @@ impl Cluster {
             )));
         }
         if let Some(op) = self.operators.get(&group) {
+            if op.kind == OperatorKind::RemoveReplica
+                && op.steps.first() == Some(&Step::RemoveMember { node })
+            {
+                // Asked again: the same removal is under way.
+                return Ok(op.clone());
+            }
             return Err(Refusal::conflict(format!(
                 "{} already has an operator running ({}); try again when it ends",
                 state.name,

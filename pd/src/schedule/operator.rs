@@ -207,9 +207,11 @@ impl Operator {
             };
             return match p.hosted_replicas.get(&node) {
                 // Another incarnation is in the way: it goes first.
-                Some(other) if *other != replica => {
-                    Progress::Act(NodeCommand::DeleteReplica { node, partition })
-                }
+                Some(&other) if other != replica => Progress::Act(NodeCommand::DeleteReplica {
+                    node,
+                    partition,
+                    replica: other,
+                }),
                 _ => Progress::Act(NodeCommand::Host {
                     node,
                     partition,
@@ -218,7 +220,13 @@ impl Operator {
             };
         }
         if let Step::DeleteReplica { node } = step {
-            return Progress::Act(NodeCommand::DeleteReplica { node, partition });
+            // Not done means the node reports a replica; that one goes.
+            let replica = p.hosted_replicas.get(&node).copied().unwrap_or(node);
+            return Progress::Act(NodeCommand::DeleteReplica {
+                node,
+                partition,
+                replica,
+            });
         }
         let Some(leader) = p.leader else {
             return Progress::Wait("no leader is known".into());
@@ -273,11 +281,23 @@ impl Operator {
                     )),
                 }
             }
-            Step::RemoveMember { node } => Progress::Act(NodeCommand::RemoveMember {
-                leader,
-                partition,
-                node,
-            }),
+            Step::RemoveMember { node } => {
+                // The voters left must still have an alive majority, or the partition would
+                // stop until nodes come back.
+                let left: Vec<u64> = p.voters.iter().copied().filter(|v| *v != node).collect();
+                let alive_left = left.iter().filter(|v| alive(**v)).count();
+                if p.voters.contains(&node) && alive_left <= left.len() / 2 {
+                    return Progress::Wait(format!(
+                        "removing node {node} would leave {alive_left} of {} voters alive",
+                        left.len()
+                    ));
+                }
+                Progress::Act(NodeCommand::RemoveMember {
+                    leader,
+                    partition,
+                    node,
+                })
+            }
             Step::HostJoiner { .. } | Step::DeleteReplica { .. } => {
                 unreachable!("handled above")
             }
@@ -383,7 +403,8 @@ mod tests {
             run(&mut op, &view, t0),
             Progress::Act(NodeCommand::DeleteReplica {
                 node: 4,
-                partition: partition()
+                partition: partition(),
+                replica: 4
             })
         );
         view.partitions[0].hosted_replicas.insert(4, r4);
@@ -416,7 +437,8 @@ mod tests {
             run(&mut op, &view, t0),
             Progress::Act(NodeCommand::DeleteReplica {
                 node: 3,
-                partition: partition()
+                partition: partition(),
+                replica: 3
             })
         );
         view.partitions[0].hosted_on.retain(|v| *v != 3);
@@ -461,6 +483,30 @@ mod tests {
                 node: 1
             })
         );
+    }
+
+    #[test]
+    fn a_removal_waits_while_it_would_leave_no_alive_majority() {
+        let t0 = Instant::now();
+        let mut view = fake::cluster(5, vec![fake::partition(1, &[1, 2, 3, 4, 5], 3)]);
+        // Nodes 4 and 5 are rebooting (down, not dead).
+        view.nodes.get_mut(&4).unwrap().alive = false;
+        view.nodes.get_mut(&5).unwrap().alive = false;
+        let mut op = Operator::new(
+            OperatorKind::RemoveReplica,
+            &view.partitions[0],
+            vec![Step::RemoveMember { node: 2 }],
+            "extra",
+            t0,
+        );
+        assert!(
+            matches!(run(&mut op, &view, t0), Progress::Wait(w) if w.contains("2 of 4 voters alive"))
+        );
+        view.nodes.get_mut(&4).unwrap().alive = true;
+        assert!(matches!(
+            run(&mut op, &view, t0),
+            Progress::Act(NodeCommand::RemoveMember { node: 2, .. })
+        ));
     }
 
     #[test]

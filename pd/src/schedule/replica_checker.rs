@@ -81,7 +81,11 @@ fn repair(
     }
 
     if healthy.len() < p.replicator {
-        let to = target::pick(view, p, counts)?;
+        let Some(to) = target::pick(view, p, counts) else {
+            // No node can take a replica: at least clear what is left over, which may be
+            // what blocks a node from taking one.
+            return stale_cleanup(p, urgency, now);
+        };
         *counts.entry(to).or_default() += 1;
         let unhealthy: Vec<String> = p
             .voters
@@ -115,10 +119,14 @@ fn repair(
 
     if p.voters.len() > p.replicator {
         let dead = |n: u64| view.node(n).is_none_or(|n| n.dead);
+        let down = |n: u64| view.node(n).is_none_or(|n| !n.alive);
         let removing = |n: u64| view.node(n).is_some_and(|n| n.removing);
+        // Removing an alive voter while others are down could leave no alive majority:
+        // down voters go first.
         let victim = p.voters.iter().copied().max_by_key(|v| {
             (
                 dead(*v),
+                down(*v),
                 removing(*v),
                 counts.get(v).copied().unwrap_or(0),
                 *v,
@@ -144,6 +152,10 @@ fn repair(
         ));
     }
 
+    stale_cleanup(p, urgency, now)
+}
+
+fn stale_cleanup(p: &PartitionState, urgency: i64, now: Instant) -> Option<(i64, Operator)> {
     let stale = p.hosted_on.iter().copied().find(|n| p.is_stale(*n))?;
     Some((
         urgency,

@@ -1,5 +1,6 @@
 //! Where a new replica of a partition goes: an alive node that is not being removed, has
-//! every tag of the namespace and holds no replica of the partition yet; among those, one
+//! every tag of the namespace and holds no replica of the partition yet (or only a
+//! left-over one no member counts on); among those, one
 //! in a data center the partition's kept replicas do not cover yet, then the one with the
 //! fewest replicas, then the lowest id (so the choice is deterministic).
 
@@ -21,7 +22,9 @@ pub fn pick(view: &ClusterView, p: &PartitionState, counts: &BTreeMap<u64, usize
         .values()
         .filter(|n| n.accepts_replicas())
         .filter(|n| p.tags.iter().all(|t| n.tags.contains(t)))
-        .filter(|n| !p.is_member(n.id) && !p.hosted_on.contains(&n.id))
+        // A node whose replica of the partition is left over may take a new one (the
+        // left-over one is deleted first).
+        .filter(|n| !p.is_member(n.id) && (!p.hosted_on.contains(&n.id) || p.is_stale(n.id)))
         .min_by_key(|n| {
             (
                 covered.contains(&n.dc_info.as_str()),

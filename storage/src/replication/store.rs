@@ -152,6 +152,11 @@ impl RaftStore {
         GroupLog::persisted_groups(self.log_engine.as_ref())
     }
 
+    /// Whether this node's raft log holds `group`.
+    pub fn has_log(&self, group: GroupId) -> Result<bool, EngineError> {
+        Ok(GroupLog::load(self.log_engine.as_ref(), group)?.is_some())
+    }
+
     /// Whether a replica of `group` was removed from this node.
     pub fn is_tombstoned(&self, group: GroupId) -> Result<bool, EngineError> {
         GroupLog::is_tombstoned(self.log_engine.as_ref(), group)

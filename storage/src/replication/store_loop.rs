@@ -116,6 +116,9 @@ pub enum StoreRequest {
         group: GroupId,
         /// When deleting it is allowed.
         when: UnhostWhen,
+        /// Only if the hosted replica has this id (a late, repeated request must not delete
+        /// a newer replica of the group); None: whichever is hosted.
+        replica: Option<u64>,
         /// Answered once the replica is out of the group table and its log deleted.
         reply: oneshot::Sender<Result<AdminOutcome, AdminError>>,
         /// Dropped once its database is closed and deleted too.
@@ -131,6 +134,14 @@ pub enum StoreRequest {
         redis_addr: SocketAddr,
         /// Answered once recorded.
         reply: oneshot::Sender<Result<(), AdminError>>,
+    },
+    /// Whether this node's raft log holds `group` (hosted or not): a replica whose data
+    /// must not be overwritten by a new one.
+    HasLog {
+        /// The group.
+        group: GroupId,
+        /// The answer (true when the log cannot be read: assume the worst).
+        reply: oneshot::Sender<bool>,
     },
     /// The hosted partitions' workers.
     Workers {
@@ -737,10 +748,11 @@ impl Runner {
             StoreRequest::Unhost {
                 group,
                 when,
+                replica,
                 reply,
                 deleted,
             } => {
-                let _ = reply.send(self.unhost(group, when, deleted));
+                let _ = reply.send(self.unhost(group, when, replica, deleted));
             }
             StoreRequest::AddNode {
                 id,
@@ -749,6 +761,9 @@ impl Runner {
                 reply,
             } => {
                 let _ = reply.send(self.add_node(id, raft_addr, redis_addr));
+            }
+            StoreRequest::HasLog { group, reply } => {
+                let _ = reply.send(self.l.store.has_log(group).unwrap_or(true));
             }
             StoreRequest::Workers { reply } => {
                 let mut workers: Vec<_> = self
@@ -794,7 +809,7 @@ impl Runner {
                 return;
             }
             Ok(Step::Propose(cc)) => peer.propose_conf_change(cc).map_err(|e| match e {
-                ProposeError::NotLeader { leader } => AdminError::NotLeader(leader),
+                ProposeError::NotLeader { leader } => AdminError::NotLeader(node_of(leader)),
                 ProposeError::Dropped | ProposeError::NotReady => AdminError::Refused(
                     "the leader refused the change (leadership transfer in progress); ask again"
                         .into(),
@@ -903,11 +918,16 @@ impl Runner {
         &mut self,
         group: GroupId,
         when: UnhostWhen,
+        replica: Option<u64>,
         deleted: oneshot::Sender<()>,
     ) -> Result<AdminOutcome, AdminError> {
         let Some(peer) = self.l.store.peer(group) else {
             return Ok(AdminOutcome::Unchanged);
         };
+        if replica.is_some_and(|r| r != peer.id()) {
+            // That replica is gone already; the one hosted now is another.
+            return Ok(AdminOutcome::Unchanged);
+        }
         let s = peer.status();
         if s.is_leader && when != UnhostWhen::NamespaceDeleted {
             return Err(AdminError::Refused(

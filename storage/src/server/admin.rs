@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | POST | `/nodes/{id}?raft_addr=H:P&redis_addr=H:P` | declare (or move) a node; kept across restarts |
 //! | POST | `/partitions/{name}/replica?replica=R` or `?bootstrap=true` | host a new, empty replica of partition `name` here: the replica `R` the leader answered when it added this node as a learner (it fills from the leader's snapshot), or, with `bootstrap`, one of a new group's initial voters (the partition's `replicas` in the layout) |
-//! | DELETE | `/partitions/{name}/replica[?force=true]` | delete this node's replica (after the leader removed it) |
+//! | DELETE | `/partitions/{name}/replica[?force=true][&replica=R]` | delete this node's replica (after the leader removed it); with `replica`, only if that is the replica hosted (otherwise `unchanged`) |
 //! | POST | `/partitions/{name}/learners/{node}` | at the leader: add `node` as a learner; answers its new `"replica"` id |
 //! | POST | `/partitions/{name}/voters/{node}` | at the leader: promote learner `node` (once caught up) |
 //! | DELETE | `/partitions/{name}/members/{node}` | at the leader: remove `node`'s replica from the group |
@@ -283,7 +283,18 @@ async fn remove_replica(
     } else {
         UnhostWhen::Removed
     };
-    let result = ctx.hosting.unhost(layout.id, when).await;
+    let replica = match params.get("replica") {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(r) if r > 0 => Some(r),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "replica must be a positive replica id, not {text:?}"
+                )))
+            }
+        },
+    };
+    let result = ctx.hosting.unhost(layout.id, when, replica).await;
     answer(&name, "remove_replica", Some(result))
 }
 
