@@ -253,6 +253,9 @@ fn namespaces_nodes_and_routing_through_the_api() {
         ("DELETE", "/cluster/partition/remove_node?namespace=users&partition=1&node=1", 404, "holds no replica"),
         ("POST", "/stable/nodenum?number=0", 400, "INVALID_ARG_NUMBER"),
         ("POST", "/stable/nodenum?number=7", 400, "within 1..=3"),
+        ("POST", "/raft/messages", 404, "runs alone"),
+        ("GET", "/routing/watch?foo=1", 400, "unknown parameter foo"),
+        ("GET", "/routing/watch?namespace=a-b", 400, "INVALID_ARG_NAMESPACE"),
         ("GET", "/nowhere", 404, "no such endpoint"),
         ("GET", "/cluster/namespace/create", 405, "method not allowed"),
     ];
@@ -527,4 +530,261 @@ fn the_routing_stream_pushes_every_table_change() {
     assert_eq!(code, 200);
     let gone = watch.next_event();
     assert_eq!(gone, json!({"event": "deleted", "namespace": "users"}));
+}
+
+/// Runs the `zankv` command against `ports` (the first one is tried first).
+fn zankv(ports: &[u16], args: &[&str]) -> (bool, String, String) {
+    let pd: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_zankv"))
+        .arg("--pd")
+        .arg(pd.join(","))
+        .args(args)
+        .env_remove("ZANKV_ADMIN_TOKEN")
+        .output()
+        .expect("run zankv");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_zankv_command_prints_pd_s_answers_as_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    let pd = Pd::start(dir.path(), free_port(), "admin_token = \"s3cret\"\n");
+    for node in 1..=2 {
+        pd.send(
+            "POST",
+            "/storage/heartbeat",
+            Some(&heartbeat(node, 0, json!([]))),
+            Some("s3cret"),
+        );
+    }
+    // A member that is not there is skipped; the next one answers.
+    let ports = [free_port(), pd.port];
+    let (ok, out, err) = zankv(&ports, &["nodes"]);
+    assert!(ok, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("ID  ADDRESS"), "{out}");
+    assert!(lines[1].starts_with("1   127.0.0.1  20001"), "{out}");
+    assert_eq!(lines.len(), 3, "{out}");
+
+    // Changes need the token.
+    let (ok, _, err) = zankv(
+        &ports,
+        &[
+            "namespace",
+            "create",
+            "users",
+            "--partitions",
+            "2",
+            "--replicas",
+            "2",
+        ],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("401") && err.contains("Authorization"),
+        "{err}"
+    );
+    let with = |args: &[&str]| {
+        let mut all = vec!["--token", "s3cret"];
+        all.extend_from_slice(args);
+        zankv(&ports, &all)
+    };
+    let (ok, out, err) = with(&[
+        "namespace",
+        "create",
+        "users",
+        "--partitions",
+        "2",
+        "--replicas",
+        "2",
+        "--hash-tags",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(
+        out.trim(),
+        "namespace users created: 2 partitions x 2 replicas"
+    );
+    let (ok, out, _) = with(&["namespace", "list"]);
+    assert!(ok);
+    assert!(
+        out.lines()
+            .nth(1)
+            .unwrap()
+            .starts_with("users  1   2           2         wait_compact  yes"),
+        "{out}"
+    );
+    let (ok, out, _) = with(&["partitions", "users"]);
+    assert!(ok);
+    assert!(out.contains("PARTITION  LEADER  REPLICAS"), "{out}");
+    assert!(out.contains("0          (none)  1,2"), "{out}");
+    let (ok, out, _) = with(&["stats"]);
+    assert!(ok && out.contains("namespaces          1"), "{out}");
+    let (ok, out, _) = with(&["operators"]);
+    assert!(ok && out.trim() == "(none)", "{out}");
+    let (ok, out, _) = with(&["balance", "off"]);
+    assert!(ok && out.trim() == "balancing off", "{out}");
+    let (ok, out, _) = with(&["upgrade", "begin"]);
+    assert!(ok && out.contains("no new operator starts"), "{out}");
+    let (ok, _, _) = with(&["upgrade", "done"]);
+    assert!(ok);
+    let (ok, out, _) = with(&["namespace", "set-replicas", "users", "1"]);
+    assert!(ok && out.contains("1 replicas per partition"), "{out}");
+    let (ok, out, _) = with(&["remove-node", "2"]);
+    assert!(ok && out.contains("node removal started"), "{out}");
+    let (ok, out, _) = with(&["--json", "nodes"]);
+    assert!(ok);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["nodes"][1]["removing"], json!(true));
+    let (ok, out, _) = with(&["pd"]);
+    assert!(ok && out.lines().nth(1).unwrap().ends_with("yes"), "{out}");
+    // Errors name the problem and fail.
+    let (ok, _, err) = with(&["partitions", "nope"]);
+    assert!(
+        !ok && err.contains("404") && err.contains("no namespace named nope"),
+        "{err}"
+    );
+    let (ok, _, err) = with(&["namespace", "delete", "users"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = zankv(&[free_port()], &["nodes"]);
+    assert!(!ok && err.contains("no PD member answered"), "{err}");
+}
+
+#[test]
+fn members_elect_a_leader_replicate_metadata_and_followers_name_it() {
+    let root = tempfile::tempdir().unwrap();
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let list: String = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "[[members]]\nid = {}\nhttp_addr = \"127.0.0.1:{p}\"\n",
+                i + 1
+            )
+        })
+        .collect();
+    let mut members: Vec<Option<Pd>> = ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let dir = root.path().join(format!("pd{}", i + 1));
+            std::fs::create_dir_all(&dir).unwrap();
+            Some(Pd::start(
+                &dir,
+                *p,
+                &format!("member_id = {}\n{list}", i + 1),
+            ))
+        })
+        .collect();
+    let leader_of = |members: &[Option<Pd>]| {
+        members.iter().position(|m| {
+            m.as_ref()
+                .is_some_and(|pd| pd.call("GET", "/info", None).1["leader"] == json!(true))
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let leader = loop {
+        if let Some(l) = leader_of(&members) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no PD leader elected");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let follower = members[(leader + 1) % 3].as_ref().unwrap();
+    let lead = members[leader].as_ref().unwrap();
+    // Followers name the leader for everything but reads of the metadata.
+    for (method, path) in [
+        (
+            "POST",
+            "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1",
+        ),
+        ("DELETE", "/cluster/namespace/delete?namespace=a"),
+        (
+            "POST",
+            "/cluster/namespace/meta/update?namespace=a&replicator=1",
+        ),
+        ("POST", "/cluster/balance?enable=false"),
+        ("POST", "/cluster/node/remove?remove_node=1"),
+        (
+            "DELETE",
+            "/cluster/partition/remove_node?namespace=a&partition=0&node=1",
+        ),
+        ("POST", "/cluster/upgrade/begin"),
+        ("POST", "/stable/nodenum?number=1"),
+        ("GET", "/query/a"),
+        ("GET", "/datanodes"),
+        ("GET", "/cluster/stats"),
+        ("GET", "/cluster/operators"),
+        ("GET", "/routing/watch"),
+    ] {
+        let (code, body) = follower.call(method, path, None);
+        assert_eq!(code, 400, "{method} {path}: {body}");
+        let message = body["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("E_FAILED_ON_NOT_LEADER")
+                && message.contains(&format!("127.0.0.1:{}", ports[leader])),
+            "{method} {path}: {body}"
+        );
+    }
+    let (code, _) = follower.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&heartbeat(1, 0, json!([]))),
+        None,
+    );
+    assert_eq!(code, 400, "heartbeats go to the leader");
+    let (code, body) = follower.call("POST", "/raft/messages?x", None);
+    assert_eq!(code, 204, "an empty batch is fine: {body}");
+    let (code, body) = follower.send("POST", "/raft/messages", Some(&json!("garbage")), None);
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("INVALID_BODY"),
+        "{body}"
+    );
+    let (_, list) = follower.call("GET", "/listpd", None);
+    assert_eq!(list["pdleader"]["id"], (leader + 1).to_string(), "{list}");
+
+    // The leader takes changes; every member has them.
+    lead.send(
+        "POST",
+        "/storage/heartbeat",
+        Some(&heartbeat(1, 0, json!([]))),
+        None,
+    );
+    let (code, body) = lead.call(
+        "POST",
+        "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1",
+        None,
+    );
+    assert_eq!(code, 200, "{body}");
+    for m in members.iter().flatten() {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while m.call("GET", "/namespaces", None).1 != json!({"namespaces": ["a"]}) {
+            assert!(Instant::now() < deadline, "a member lacks the namespace");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    // The leader dies: another member leads and still has the namespace.
+    members[leader] = None;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let next = loop {
+        if let Some(l) = leader_of(&members) {
+            break l;
+        }
+        assert!(Instant::now() < deadline, "no new leader");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_ne!(next, leader);
+    let lead = members[next].as_ref().unwrap();
+    assert_eq!(
+        lead.call("GET", "/namespaces", None).1,
+        json!({"namespaces": ["a"]})
+    );
+    let (code, body) = lead.call("DELETE", "/cluster/namespace/delete?namespace=a", None);
+    assert_eq!(code, 200, "{body}");
 }

@@ -415,3 +415,148 @@ fn killing_the_pd_leader_stops_neither_reads_nor_writes_and_a_new_leader_takes_o
         assert_eq!(client.read(&[b"GET", key.as_bytes()]), Frame::bulk(value));
     }
 }
+
+/// Replicas per node in PD's routing table of `ns`, and leaders per node.
+fn spread(pd: &PdProcess, ns: &str) -> (BTreeMap<u64, usize>, BTreeMap<u64, usize>) {
+    let (_, q) = pd.call("GET", &format!("/query/{ns}"));
+    let mut replicas = BTreeMap::new();
+    let mut leaders = BTreeMap::new();
+    for p in q["partitions"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, p)| p)
+    {
+        for r in p["replicas"].as_array().into_iter().flatten() {
+            let id: u64 = r["node_id"].as_str().unwrap_or("0").parse().unwrap_or(0);
+            *replicas.entry(id).or_insert(0) += 1;
+        }
+        if let Some(id) = p["leader"]["node_id"].as_str() {
+            *leaders.entry(id.parse().unwrap_or(0)).or_insert(0) += 1;
+        }
+    }
+    (replicas, leaders)
+}
+
+/// The whole flow: 3 PD members and 4 storage nodes; a 16 × 3 namespace; a dead
+/// storage node replaced after the grace period; a 5th node filled by the balancers; the
+/// PD leader killed; nothing acknowledged lost.
+#[test]
+fn three_pd_members_and_four_storage_nodes_survive_a_dead_node_a_new_node_and_a_dead_pd_leader() {
+    let root = tempfile::tempdir().unwrap();
+    let mut group = PdProcess::must_start_group(
+        root.path(),
+        3,
+        "check_interval_ms = 200\nheartbeat_timeout_ms = 1000\ndead_node_grace_ms = 2000\nmax_operators = 8\n",
+    );
+    let ports: Vec<u16> = group.iter().map(|pd| pd.port).collect();
+    let mut cluster = TestCluster::must_start_some_managed_by(root.path(), 5, 4, &ports, "");
+    let mut leader = None;
+    wait_until("a PD leader", WAIT, || {
+        leader = pd_leader(&group);
+        leader.is_some()
+    });
+    let pd = leader.unwrap();
+    let alive = |n: usize| {
+        move |v: &Value| {
+            v["nodes"]
+                .as_array()
+                .is_some_and(|ns| ns.iter().filter(|x| x["alive"] == true).count() == n)
+        }
+    };
+    group[pd].wait_for("/datanodes", WAIT, "four storage nodes", alive(4));
+    let (status, body) = group[pd].call(
+        "POST",
+        "/cluster/namespace/create?namespace=default&partition_num=16&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    group[pd].wait_for("/cluster/stats", WAIT, "a stable cluster", |s| {
+        s["stable"] == true
+    });
+    let mut client = cluster.smart_client();
+    let mut expected = BTreeMap::new();
+    let mut write = |client: &mut support::cluster::ClusterClient,
+                     range: std::ops::Range<usize>| {
+        for i in range {
+            let (key, value) = (format!("key{i}"), format!("value{i}"));
+            assert_eq!(
+                client.read(&[b"SET", key.as_bytes(), value.as_bytes()]),
+                Frame::simple("OK")
+            );
+            expected.insert(key, value);
+        }
+    };
+    write(&mut client, 0..200);
+
+    // Storage node 4 dies: after the grace period its replicas are re-created on the others.
+    cluster.kill9(3);
+    wait_until("node 4's replicas re-created", WAIT * 3, || {
+        let p = placement(&group[pd], "default");
+        p.len() == 16 && p.iter().all(|ids| ids.len() == 3 && !ids.contains(&4))
+    });
+    let mut client = cluster.smart_client();
+    write(&mut client, 200..300);
+    // It will not come back: removing it lets PD forget it.
+    let (status, body) = group[pd].call("POST", "/cluster/node/remove?remove_node=4");
+    assert_eq!(status, 200, "{body}");
+    group[pd].wait_for("/datanodes", WAIT, "node 4 forgotten", |v| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().all(|x| x["node_id"] != 4))
+    });
+
+    // A 5th node joins: the balancers move replicas and leaders onto it.
+    cluster.start(4);
+    wait_until(
+        "replicas and leaders balanced onto node 5",
+        WAIT * 4,
+        || {
+            let (replicas, leaders) = spread(&group[pd], "default");
+            let r5 = replicas.get(&5).copied().unwrap_or(0);
+            let l5 = leaders.get(&5).copied().unwrap_or(0);
+            let max = replicas.values().max().copied().unwrap_or(0);
+            let min = replicas.values().min().copied().unwrap_or(0);
+            r5 >= 11 && max - min <= 1 && l5 >= 3
+        },
+    );
+    group[pd].wait_for("/cluster/stats", WAIT * 2, "a stable cluster", |s| {
+        s["stable"] == true
+    });
+    let mut client = cluster.smart_client();
+    write(&mut client, 300..400);
+
+    // The PD leader dies: another member takes over and the cluster keeps working.
+    group[pd].kill9();
+    let mut next = None;
+    wait_until("a new PD leader", WAIT, || {
+        next = pd_leader(&group);
+        next.is_some()
+    });
+    let next = next.unwrap();
+    group[next].wait_for(
+        "/datanodes",
+        WAIT,
+        "the storage nodes at the new leader",
+        alive(4),
+    );
+    let (status, body) = group[next].call(
+        "POST",
+        "/cluster/namespace/create?namespace=later&partition_num=2&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    group[next].wait_for("/query/later", WAIT, "the new namespace served", |q| {
+        leaders_known(q, 2)
+    });
+    let mut client = cluster.smart_client();
+    assert_eq!(
+        client.read(&[b"SET", b"later:t:k", b"v"]),
+        Frame::simple("OK")
+    );
+    for (key, value) in &expected {
+        assert_eq!(
+            client.read(&[b"GET", key.as_bytes()]),
+            Frame::bulk(value),
+            "{key}"
+        );
+    }
+}

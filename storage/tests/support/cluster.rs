@@ -137,6 +137,18 @@ impl TestCluster {
         pd_ports: &[u16],
         extra_toml: &str,
     ) -> TestCluster {
+        TestCluster::must_start_some_managed_by(root, n, n, pd_ports, extra_toml)
+    }
+
+    /// Like [`TestCluster::must_start_managed_by`], configuring `n` nodes but starting
+    /// only the first `started` (the others join later with [`TestCluster::start`]).
+    pub fn must_start_some_managed_by(
+        root: &Path,
+        n: usize,
+        started: usize,
+        pd_ports: &[u16],
+        extra_toml: &str,
+    ) -> TestCluster {
         let ports: Vec<NodePorts> = (0..n)
             .map(|i| NodePorts {
                 id: i as u64 + 1,
@@ -163,7 +175,7 @@ impl TestCluster {
             );
             std::fs::write(cluster.config_path(i), toml).expect("write node config");
         }
-        for i in 0..n {
+        for i in 0..started {
             cluster.start(i);
         }
         cluster
