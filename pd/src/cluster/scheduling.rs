@@ -224,11 +224,8 @@ impl Cluster {
             step_timeout: self.settings.step_timeout,
             limits: self.settings.limits,
             paused: self.paused(&view),
-            // Counts are only meaningful once every partition's membership is known.
             balance: self.meta().balance_enabled
-                && in_window(self.settings.balance_window, hour_utc)
-                && view.nodes.values().all(|n| n.alive || n.removing)
-                && view.partitions.iter().all(|p| p.leader.is_some()),
+                && in_window(self.settings.balance_window, hour_utc),
         };
         let round = coordinator::run(&view, &mut self.operators, &policy, now);
         report.commands = self.bootstrap_commands(now);

@@ -24,8 +24,9 @@ pub struct Policy {
     pub limits: ScheduleLimits,
     /// Why no new operator may start (running ones go on), if that is so.
     pub paused: Option<String>,
-    /// Whether balancing may start operators this round (enabled, in its window, every
-    /// node healthy).
+    /// Whether balancing is on this round (enabled and in its window). It starts
+    /// operators only while every node is up or being removed and every partition's
+    /// leader is known (counts mean little otherwise), and nothing needs repair.
     pub balance: bool,
 }
 
@@ -64,7 +65,7 @@ pub fn run(
     repairs.extend(leader_checker::check(view, &busy_after, now));
     let needed_repair = !repairs.is_empty() || !busy.is_empty();
     let mut new_ops = repairs;
-    if policy.balance && !needed_repair {
+    if policy.balance && !needed_repair && balance_can_trust(view) {
         new_ops.extend(replica_balance::schedule(view, &busy, &policy.limits, now));
         if new_ops.is_empty() {
             new_ops.extend(leader_balance::schedule(view, &busy, &policy.limits, now));
@@ -91,6 +92,13 @@ pub fn run(
         operators.insert(op.group, op);
     }
     out
+}
+
+/// Whether replica and leader counts are meaningful: every node is up (or leaving on
+/// purpose) and every partition's membership is known from its leader.
+fn balance_can_trust(view: &ClusterView) -> bool {
+    view.nodes.values().all(|n| n.alive || n.removing)
+        && view.partitions.iter().all(|p| p.leader.is_some())
 }
 
 fn advance(

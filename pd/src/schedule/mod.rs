@@ -22,6 +22,8 @@
 //! membership is only trusted from its leader's report).
 
 pub mod coordinator;
+#[cfg(test)]
+mod golden_tests;
 pub mod leader_balance;
 pub mod leader_checker;
 pub mod operator;

@@ -6,7 +6,7 @@
 //! 2. fewer healthy voters than wanted (a voter on a dead node, on a node being removed, or
 //!    a raised replica count): add one on the best node ([`super::target`]);
 //! 3. more voters than wanted: remove one, preferring a dead node, then a node being
-//!    removed, then the node holding the most replicas;
+//!    removed, then the node holding the most replicas, then a follower;
 //! 4. a replica left on a node that no replica counts a member any more: delete it.
 //!
 //! A voter is *healthy* when its node is neither dead (down beyond the grace period) nor
@@ -122,13 +122,15 @@ fn repair(
         let down = |n: u64| view.node(n).is_none_or(|n| !n.alive);
         let removing = |n: u64| view.node(n).is_some_and(|n| n.removing);
         // Removing an alive voter while others are down could leave no alive majority:
-        // down voters go first.
+        // down voters go first. Between equally loaded nodes a follower goes, so no
+        // leadership has to move.
         let victim = p.voters.iter().copied().max_by_key(|v| {
             (
                 dead(*v),
                 down(*v),
                 removing(*v),
                 counts.get(v).copied().unwrap_or(0),
+                p.leader != Some(*v),
                 *v,
             )
         })?;
