@@ -25,7 +25,7 @@
 //! | DELETE | `/cluster/partition/remove_node?namespace=&partition=&node=` | drop one replica (it is re-created elsewhere) |
 //! | POST | `/cluster/upgrade/begin`, `/cluster/upgrade/done` | pause / resume new operators for a rolling upgrade |
 //! | GET | `/cluster/operators` | the running operators and their progress |
-//! | GET, POST | `/stable/nodenum[?number=N]` | read / lower the stable node number |
+//! | GET, POST | `/stable/nodenum[?number=N]` | read / set the stable node number (1..=registered nodes) |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
 //! | POST | `/raft/messages` | raft messages from another PD member (length-prefixed protobufs) |
 //! | GET | `/routing/watch[?namespace=a,b]` | the routing stream: newline-delimited JSON `RoutingEvent`s, every watched table first, then each change as it is published, a keepalive every 10 s |

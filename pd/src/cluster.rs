@@ -62,12 +62,15 @@ impl Refusal {
 }
 
 impl From<String> for Refusal {
-    /// A failure to persist metadata.
+    /// A failure to persist metadata: 400 when this member lost leadership on the way
+    /// (`E_FAILED_ON_NOT_LEADER`, as every refusal by a non-leader), 500 otherwise.
     fn from(message: String) -> Self {
-        Refusal {
-            status: 500,
-            message,
-        }
+        let status = if message.starts_with("E_FAILED_ON_NOT_LEADER") {
+            400
+        } else {
+            500
+        };
+        Refusal { status, message }
     }
 }
 
@@ -109,8 +112,8 @@ pub struct NodeView {
 /// `/cluster/stats`.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterStats {
-    /// True when every registered node is alive and every partition has a leader and all
-    /// its replicas (ZanRedisDB's field).
+    /// True when every registered node is alive, every partition has a leader and all its
+    /// replicas, and no operator is running (ZanRedisDB's field).
     pub stable: bool,
     /// Registered nodes.
     pub nodes: usize,
@@ -298,7 +301,8 @@ impl Cluster {
         Ok(HeartbeatReply { catalog })
     }
 
-    /// Creates a namespace, placing its partitions on the alive nodes.
+    /// Creates a namespace, placing its partitions on the alive nodes that are not being
+    /// removed.
     pub fn create_namespace(
         &mut self,
         req: CreateNamespace,
@@ -314,7 +318,7 @@ impl Cluster {
             .meta()
             .nodes
             .values()
-            .filter(|n| self.alive(n.node_id, now))
+            .filter(|n| self.alive(n.node_id, now) && !self.meta().removing.contains(&n.node_id))
             .map(|n| Candidate {
                 id: n.node_id,
                 dc_info: n.dc_info.clone(),
@@ -629,7 +633,7 @@ pub(crate) mod tests {
         }
     }
 
-    fn create(name: &str, partitions: u32, replicas: u32) -> CreateNamespace {
+    pub(crate) fn create(name: &str, partitions: u32, replicas: u32) -> CreateNamespace {
         CreateNamespace {
             name: name.into(),
             partition_num: partitions,

@@ -747,6 +747,9 @@ fn members_elect_a_leader_replicate_metadata_and_followers_name_it() {
     );
     let (_, list) = follower.call("GET", "/listpd", None);
     assert_eq!(list["pdleader"]["id"], (leader + 1).to_string(), "{list}");
+    // The CLI given only a follower goes on to the leader the follower names.
+    let (ok, out, err) = zankv(&[ports[(leader + 1) % 3]], &["stats"]);
+    assert!(ok, "{out}{err}");
 
     // The leader takes changes; every member has them.
     lead.send(

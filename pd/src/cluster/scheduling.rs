@@ -569,6 +569,15 @@ mod tests {
         assert_eq!(c.remove_node(9).unwrap_err().status, 404);
         assert!(c.remove_node(3).unwrap());
         assert!(!c.remove_node(3).unwrap(), "asking twice changes nothing");
+        // A new namespace avoids the node being removed.
+        let other = c
+            .create_namespace(crate::cluster::tests::create("other", 4, 3), t0)
+            .unwrap();
+        assert!(
+            other.initial_replicas.iter().all(|r| !r.contains(&3)),
+            "{other:?}"
+        );
+        c.delete_namespace("other").unwrap();
         let r = c.schedule(t0, 12).unwrap();
         assert_eq!(r.started.len(), 1);
         assert_eq!(r.started[0].kind, OperatorKind::AddReplica);

@@ -124,12 +124,20 @@ struct Pd {
 
 impl Pd {
     /// Sends the call to each member until one that can answer it does: a follower's
-    /// `E_FAILED_ON_NOT_LEADER` or an unreachable member moves on to the next.
+    /// `E_FAILED_ON_NOT_LEADER` sends it next to the leader it names (if not tried yet),
+    /// an unreachable member moves on to the next.
     async fn call(&self, method: &str, path: &str) -> Result<Value, String> {
         let mut errors = Vec::new();
-        for addr in &self.members {
+        let mut queue: std::collections::VecDeque<SocketAddr> =
+            self.members.iter().copied().collect();
+        let mut tried = Vec::new();
+        while let Some(addr) = queue.pop_front() {
+            if tried.contains(&addr) {
+                continue;
+            }
+            tried.push(addr);
             match zankv_pd_api::client::call(
-                *addr,
+                addr,
                 method,
                 path,
                 None,
@@ -148,7 +156,11 @@ impl Pd {
                     });
                 }
                 Ok(r) if r.message().contains("E_FAILED_ON_NOT_LEADER") => {
-                    errors.push(format!("{addr}: {}", r.message()));
+                    let message = r.message();
+                    if let Some(leader) = named_leader(&message) {
+                        queue.push_front(leader);
+                    }
+                    errors.push(format!("{addr}: {message}"));
                 }
                 Ok(r) => {
                     return Err(format!(
@@ -162,6 +174,12 @@ impl Pd {
         }
         Err(format!("no PD member answered: {}", errors.join("; ")))
     }
+}
+
+/// The leader's address in a follower's refusal (`... the leader is member N at H:P`).
+fn named_leader(message: &str) -> Option<SocketAddr> {
+    let (_, after) = message.rsplit_once(" at ")?;
+    after.trim().parse().ok()
 }
 
 fn text(v: &Value) -> String {
