@@ -4,7 +4,7 @@
 #   librocksdb-dev  RocksDB 7.8 (linked by the storage crate; see docs/build.md)
 #   libclang-dev    bindgen, run by librocksdb-sys on rocksdb/c.h
 #   redis-server    the reference server for the differential tests
-#   redis-tools     redis-cli, to talk to a running node by hand
+#   redis-tools     redis-cli and redis-benchmark (by hand, and the proxy tests)
 set -euo pipefail
 need=()
 for pkg in librocksdb-dev libclang-dev redis-server redis-tools; do

@@ -1,17 +1,105 @@
-//! `zankv-proxy`: placeholder binary. The role is specified (see docs/architecture.md) but not
-//! built yet; it refuses to start rather than pretend to work.
+//! `zankv-proxy`: the Redis endpoint of a zankv cluster.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use zankv_proxy::config::{ProxyConfig, Secret};
 
-/// zankv proxy: the Redis endpoint applications connect to; routes each key to its partition's leader. Not implemented yet: this release ships the storage node (zankv-storage) only.
+/// zankv proxy: point any Redis client here. Routes each key to its partition's leader
+/// (as PD's routing stream names it) and merges multi-key commands across partitions.
+/// Settings come from --config (a TOML file; see conf/proxy.toml for every key), and flags
+/// override the file.
 #[derive(Parser, Debug)]
 #[command(name = "zankv-proxy", version)]
-struct Args {}
+struct Args {
+    /// TOML configuration file (see conf/proxy.toml).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address clients connect to (default 127.0.0.1:12379; bind a non-loopback address
+    /// only with requirepass set or on a trusted network).
+    #[arg(long, value_name = "HOST:PORT")]
+    redis_addr: Option<SocketAddr>,
+    /// Address of the HTTP endpoint with /ping, /routing and /metrics (default
+    /// 127.0.0.1:12378).
+    #[arg(long, value_name = "HOST:PORT")]
+    http_addr: Option<SocketAddr>,
+    /// PD members' HTTP addresses, comma-separated (default 127.0.0.1:18001).
+    #[arg(long, value_name = "HOST:PORT,...", value_delimiter = ',')]
+    pd: Option<Vec<SocketAddr>>,
+    /// Namespace of keys that name no known namespace (default "default").
+    #[arg(long, value_name = "NAME")]
+    default_namespace: Option<String>,
+    /// Password clients must AUTH with (prefer the config file or the environment: a
+    /// flag's value is visible to other local users).
+    #[arg(
+        long,
+        env = "ZANKV_REQUIREPASS",
+        hide_env_values = true,
+        value_name = "PASSWORD"
+    )]
+    requirepass: Option<String>,
+    /// Log filter: error, warn, info, debug, trace or a tracing directive (default info;
+    /// RUST_LOG overrides it).
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+}
 
 fn main() -> ExitCode {
-    let _ = Args::parse();
-    eprintln!("zankv-proxy: not implemented yet; run zankv-storage for a standalone node");
-    ExitCode::from(2)
+    let args = Args::parse();
+    let mut config = match &args.config {
+        Some(path) => match ProxyConfig::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("zankv-proxy: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => ProxyConfig::default(),
+    };
+    if let Some(a) = args.redis_addr {
+        config.redis_addr = a;
+    }
+    if let Some(a) = args.http_addr {
+        config.http_addr = a;
+    }
+    if let Some(pd) = args.pd {
+        config.pd_addrs = pd;
+    }
+    if let Some(ns) = args.default_namespace {
+        config.default_namespace = ns;
+    }
+    if let Some(p) = args.requirepass.filter(|p| !p.is_empty()) {
+        config.requirepass = Some(Secret::new(p));
+    }
+    if let Some(l) = args.log_level {
+        config.log_level = l;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("zankv-proxy: {e}");
+        return ExitCode::from(2);
+    }
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level));
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("zankv-proxy: invalid log level {:?}: {e}", config.log_level);
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match zankv_proxy::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            eprintln!("zankv-proxy: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -10,7 +10,7 @@
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
-use zankv_commands::partitioning::{hash_tag, partition_of, split_namespace};
+use zankv_commands::partitioning::{locate_key, partition_for};
 use zankv_commands::{CommandError, CommandSpec};
 use zankv_pd_api::NamespaceMeta;
 
@@ -95,12 +95,10 @@ impl NamespaceLayout {
     }
 
     fn key_group(&self, hashed: &[u8]) -> GroupId {
-        let hashed = if self.hash_tags {
-            hash_tag(hashed)
-        } else {
-            hashed
-        };
-        group_id(self.id, partition_of(hashed, self.partitions))
+        group_id(
+            self.id,
+            partition_for(hashed, self.partitions, self.hash_tags),
+        )
     }
 }
 
@@ -158,8 +156,9 @@ impl Routing {
 
     /// The group `key` belongs to.
     pub fn key_group(&self, key: &[u8]) -> Result<GroupId, CommandError> {
-        if let Some((name, rest)) = split_namespace(key) {
-            if let Some(ns) = self.namespaces.iter().find(|ns| ns.name.as_bytes() == name) {
+        let named = |name: &[u8]| self.namespaces.iter().find(|ns| ns.name.as_bytes() == name);
+        if let (Some(name), rest) = locate_key(key, |name| named(name).is_some()) {
+            if let Some(ns) = named(name) {
                 return Ok(ns.key_group(rest));
             }
         }
@@ -225,6 +224,7 @@ impl SharedRouting {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zankv_commands::partitioning::partition_of;
 
     fn ns(name: &str, id: u32, partitions: u32) -> NamespaceLayout {
         NamespaceLayout::from(&NamespaceConfig {

@@ -490,12 +490,21 @@ fn large_values_replicate_and_writes_over_the_entry_limit_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let raft = format!("{FAST_RAFT}max_entry_mb = 16\n");
     let cluster = TestCluster::must_start(dir.path(), 3, 1, &raft);
-    let leader = leader_of(&cluster, "default-0");
-    let mut lead = cluster.client(leader);
-    lead.set_read_timeout(Duration::from_secs(30));
     // 10 MiB: larger than a transport frame's target, so it travels in a frame of its own.
+    // On a loaded machine an election may drop it before it commits; that answer says it
+    // was not applied, so it is sent again to the new leader, as a client would.
     let big = vec![b'v'; 10 << 20];
-    assert_eq!(lead.cmd(&[b"SET", b"big", &big]), Frame::simple("OK"));
+    let mut attempts = 0;
+    let mut lead = loop {
+        attempts += 1;
+        let mut lead = cluster.client(leader_of(&cluster, "default-0"));
+        lead.set_read_timeout(Duration::from_secs(30));
+        match lead.cmd(&[b"SET", b"big", &big]) {
+            Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED") && attempts < 5 => continue,
+            reply => assert_eq!(reply, Frame::simple("OK")),
+        }
+        break lead;
+    };
     let too_big = vec![b'v'; 17 << 20];
     let refused = lead.cmd(&[b"SET", b"huge", &too_big]);
     assert!(

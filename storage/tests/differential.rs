@@ -230,6 +230,7 @@ struct Step {
 enum Kind {
     Ping,
     Echo,
+    Auth,
     Select,
     DbSize,
     Del,
@@ -301,6 +302,7 @@ enum Kind {
 const MENU: &[(Kind, u32)] = &[
     (Kind::Ping, 5),
     (Kind::Echo, 3),
+    (Kind::Auth, 2),
     (Kind::Select, 2),
     (Kind::DbSize, 6),
     (Kind::Del, 10),
@@ -665,6 +667,18 @@ impl Gen {
                 exact(args)
             }
             Kind::Echo => exact(vec![self.name("ECHO"), self.value()]),
+            Kind::Auth => {
+                // Neither server has a password: only `default` with any password passes.
+                let mut args = vec![self.name("AUTH")];
+                match self.rng.u8(0..4) {
+                    0 => {}
+                    1 => args.push(b("default")),
+                    2 => args.push(b("someone")),
+                    _ => args.extend([b("a"), b("b")]),
+                }
+                args.push(self.value());
+                exact(args)
+            }
             Kind::Select => exact(vec![self.name("SELECT"), b("0")]),
             Kind::DbSize => exact(vec![self.name("DBSIZE")]),
             Kind::Del | Kind::Unlink | Kind::Exists | Kind::Touch => {
@@ -1333,16 +1347,40 @@ struct Pair {
     zankv: Client,
     // Field order: clients close before the servers are killed.
     _redis_server: RedisServer,
-    _zankv_node: ZankvNode,
+    _zankv_node: Option<ZankvNode>,
     _dir: tempfile::TempDir,
 }
 
+/// What the zankv side of a pair is.
+#[derive(Clone, Copy)]
+enum Target {
+    /// A fresh standalone storage node.
+    Node,
+    /// A proxy already running on this port, in front of a one-partition namespace; it is
+    /// flushed before each seed.
+    Proxy(u16),
+}
+
 fn must_start_pair(resp3: bool) -> Pair {
+    must_start_pair_on(resp3, Target::Node)
+}
+
+fn must_start_pair_on(resp3: bool, target: Target) -> Pair {
     let dir = tempfile::tempdir().expect("temp dir");
     let redis_server = RedisServer::must_start();
-    let zankv_node = ZankvNode::must_start(&dir.path().join("data"));
+    let (zankv_node, mut zankv) = match target {
+        Target::Node => {
+            let node = ZankvNode::must_start(&dir.path().join("data"));
+            let client = node.client();
+            (Some(node), client)
+        }
+        Target::Proxy(port) => {
+            let mut client = Client::connect(port);
+            assert_eq!(client.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
+            (None, client)
+        }
+    };
     let mut redis = redis_server.client();
-    let mut zankv = zankv_node.client();
     if resp3 {
         redis.hello3();
         zankv.hello3();
@@ -1358,9 +1396,14 @@ fn must_start_pair(resp3: bool) -> Pair {
 
 /// Runs one seed; panics with a full report on the first mismatch.
 fn run_seed(seed: u64, ops: usize, resp3: bool) {
+    run_seed_on(seed, ops, resp3, Target::Node)
+}
+
+/// Runs one seed against `target`.
+fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
     let started = Instant::now();
     let proto = if resp3 { "RESP3" } else { "RESP2" };
-    let mut pair = must_start_pair(resp3);
+    let mut pair = must_start_pair_on(resp3, target);
     let mut gen = Gen::new(seed);
     let mut history: VecDeque<String> = VecDeque::with_capacity(HISTORY + 1);
     let report = |index: String, cmd: &str, detail: &str, history: &VecDeque<String>| -> String {
@@ -1504,7 +1547,11 @@ fn differential_resp3() {
 /// connection, whatever path each command takes inside the server. Steps that need
 /// follow-up commands (SCAN iterations, RANDOMKEY and HRANDFIELD checks) are left out.
 fn run_pipelined_seed(seed: u64, ops: usize, chunk: usize) {
-    let mut pair = must_start_pair(false);
+    run_pipelined_seed_on(seed, ops, chunk, Target::Node)
+}
+
+fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
+    let mut pair = must_start_pair_on(false, target);
     let mut gen = Gen::new(seed);
     let mut sent = 0;
     while sent < ops {
@@ -1606,4 +1653,27 @@ fn a_key_a_read_found_expired_is_gone_for_the_next_command() {
     }
     assert_eq!(replies[0], (Frame::Null, Frame::Integer(1), true), "redis");
     assert_eq!(replies[1], replies[0], "zankv");
+}
+
+/// The same sequences through the proxy, in front of PD and three storage nodes holding a
+/// one-partition namespace with three replicas (so DBSIZE, KEYS, SCAN, FLUSHALL and the
+/// other keyless commands have one partition to go to): RESP2, RESP3 and pipelined.
+#[test]
+fn differential_through_the_proxy() {
+    let cluster = support::proxy::ProxiedCluster::must_start(1, 3, "");
+    let target = Target::Proxy(cluster.proxy.port);
+    let seeds: Vec<u64> = match seed_from_env() {
+        Some(seed) => vec![seed],
+        None => vec![1, 2, 3, 1001],
+    };
+    for &seed in &seeds {
+        run_seed_on(seed, OPS_PER_SEED, false, target);
+    }
+    run_seed_on(seeds[0] + 100, OPS_PER_RESP3_SEED, true, target);
+    run_pipelined_seed_on(seeds[0] + 10, OPS_PER_SEED, 25, target);
+    let metrics = cluster.proxy.metrics();
+    assert!(
+        metrics.contains("zankv_proxy_commands_total{command=\"set\"}"),
+        "the proxy forwarded the commands: {metrics}"
+    );
 }

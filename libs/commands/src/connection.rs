@@ -1,11 +1,21 @@
 //! Connection and server commands a node answers without touching data: PING, ECHO, QUIT,
-//! HELLO, SELECT, CLIENT, COMMAND, INFO, TIME.
+//! AUTH, HELLO, SELECT, CLIENT, COMMAND, INFO, TIME.
+//!
+//! [`ConnectionCommand::answer`] gives the replies that depend only on the connection
+//! ([`ClientSession`]) and the command table, so the storage node and the proxy answer them
+//! alike; each server answers AUTH, INFO, READONLY and READWRITE itself.
+
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
 use crate::error::CommandError;
 use crate::number::parse_i64;
+use crate::reply::{Protocol, Reply};
 use crate::spec::{spec, Access, CommandSpec, NO_KEYS};
+
+/// The Redis version zankv reports (its command set and replies follow Redis 7.0).
+pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 const C: Access = Access::Connection;
 
@@ -200,6 +210,24 @@ pub static SPECS: &[CommandSpec] = &[
         "Handshakes with the Redis server.",
     ),
     spec(
+        "auth",
+        -2,
+        C,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "1.0.0",
+        "Authenticates the connection.",
+    ),
+    spec(
         "select",
         2,
         C,
@@ -282,6 +310,13 @@ pub enum ConnectionCommand {
     Echo(Bytes),
     /// QUIT
     Quit,
+    /// `AUTH [username] password`
+    Auth {
+        /// The user (`default` when absent).
+        user: Option<Bytes>,
+        /// The password.
+        password: Bytes,
+    },
     /// `HELLO [protover [AUTH user pass] [SETNAME name]]`
     Hello {
         /// Requested protocol version (2 or 3).
@@ -369,6 +404,17 @@ impl ConnectionCommand {
             },
             "echo" => ConnectionCommand::Echo(args[0].clone()),
             "quit" => ConnectionCommand::Quit,
+            "auth" => match args {
+                [password] => ConnectionCommand::Auth {
+                    user: None,
+                    password: password.clone(),
+                },
+                [user, password] => ConnectionCommand::Auth {
+                    user: Some(user.clone()),
+                    password: password.clone(),
+                },
+                _ => return Err(CommandError::Syntax),
+            },
             "hello" => {
                 let mut version = None;
                 let mut rest = args;
@@ -445,5 +491,168 @@ impl ConnectionCommand {
             "readwrite" => ConnectionCommand::ReadWrite,
             _ => unreachable!("connection family dispatched an unknown name: {name}"),
         })
+    }
+}
+
+/// A client connection's own state, which connection commands read and change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientSession {
+    /// CLIENT ID.
+    pub id: u64,
+    /// CLIENT SETNAME / HELLO SETNAME.
+    pub name: Option<Bytes>,
+    /// The protocol replies are encoded in (HELLO).
+    pub protocol: Protocol,
+}
+
+impl ClientSession {
+    /// A new RESP2 connection without a name.
+    pub fn new(id: u64) -> ClientSession {
+        ClientSession {
+            id,
+            name: None,
+            protocol: Protocol::Resp2,
+        }
+    }
+}
+
+impl ConnectionCommand {
+    /// The reply to a command that depends only on the connection and the command table
+    /// (PING, ECHO, QUIT, HELLO, SELECT, CLIENT ID/GETNAME/SETNAME/HELP, COMMAND, TIME),
+    /// applying what it changes to `session`; `None` for AUTH, INFO, READONLY and
+    /// READWRITE, which each server answers itself. HELLO's AUTH must have been checked by
+    /// the caller.
+    pub fn answer(&self, session: &mut ClientSession) -> Option<Reply> {
+        Some(match self {
+            ConnectionCommand::Ping(None) => Reply::Status("PONG"),
+            ConnectionCommand::Ping(Some(msg)) | ConnectionCommand::Echo(msg) => {
+                Reply::Bulk(msg.clone())
+            }
+            ConnectionCommand::Quit => Reply::OK,
+            ConnectionCommand::Hello {
+                version, setname, ..
+            } => {
+                if let Some(name) = setname {
+                    session.name = (!name.is_empty()).then(|| name.clone());
+                }
+                if let Some(v) = version {
+                    session.protocol = if *v == 3 {
+                        Protocol::Resp3
+                    } else {
+                        Protocol::Resp2
+                    };
+                }
+                let proto = if session.protocol == Protocol::Resp3 {
+                    3
+                } else {
+                    2
+                };
+                Reply::Map(vec![
+                    (Reply::bulk("server"), Reply::bulk("redis")),
+                    (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+                    (Reply::bulk("proto"), Reply::Integer(proto)),
+                    (Reply::bulk("id"), Reply::Integer(session.id as i64)),
+                    (Reply::bulk("mode"), Reply::bulk("standalone")),
+                    (Reply::bulk("role"), Reply::bulk("master")),
+                    (Reply::bulk("modules"), Reply::Array(vec![])),
+                ])
+            }
+            ConnectionCommand::Select(0) => Reply::OK,
+            ConnectionCommand::Select(_) => Reply::Error(CommandError::DbIndexOutOfRange),
+            ConnectionCommand::ClientId => Reply::Integer(session.id as i64),
+            ConnectionCommand::ClientGetName => Reply::bulk_or_nil(session.name.clone()),
+            ConnectionCommand::ClientSetName(name) => {
+                session.name = (!name.is_empty()).then(|| name.clone());
+                Reply::OK
+            }
+            ConnectionCommand::ClientHelp => help(&[
+                "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GETNAME",
+                "    Return the name of the current connection.",
+                "ID",
+                "    Return the ID of the current connection.",
+                "SETNAME <name>",
+                "    Assign the name <name> to the current connection.",
+                "HELP",
+                "    Print this help.",
+            ]),
+            ConnectionCommand::CommandAll => {
+                Reply::Array(crate::all_specs().map(crate::command_info).collect())
+            }
+            ConnectionCommand::CommandCount => Reply::Integer(crate::all_specs().count() as i64),
+            ConnectionCommand::CommandInfo(names) if names.is_empty() => {
+                Reply::Array(crate::all_specs().map(crate::command_info).collect())
+            }
+            ConnectionCommand::CommandInfo(names) => Reply::Array(
+                names
+                    .iter()
+                    .map(|n| crate::lookup(n).map_or(Reply::Nil, crate::command_info))
+                    .collect(),
+            ),
+            ConnectionCommand::CommandDocs(names) => {
+                let specs: Vec<_> = if names.is_empty() {
+                    crate::all_specs().collect()
+                } else {
+                    names.iter().filter_map(|n| crate::lookup(n)).collect()
+                };
+                Reply::Map(
+                    specs
+                        .into_iter()
+                        .map(|s| (Reply::bulk(s.name), crate::command_docs(s)))
+                        .collect(),
+                )
+            }
+            ConnectionCommand::CommandList(filter) => Reply::Array(
+                // Subcommands are listed too (`client|id`), as Redis does.
+                crate::all_specs()
+                    .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
+                    .filter(|s| filter.as_ref().is_none_or(|f| f.admits(s)))
+                    .map(|s| Reply::bulk(s.name))
+                    .collect(),
+            ),
+            ConnectionCommand::CommandHelp => help(&[
+                "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "(no subcommand)",
+                "    Return details about all commands.",
+                "COUNT",
+                "    Return the total number of commands in this server.",
+                "LIST",
+                "    Return a list of all commands in this server.",
+                "INFO [<command-name> ...]",
+                "    Return details about multiple commands.",
+                "DOCS [<command-name> ...]",
+                "    Return documentation details about multiple commands.",
+                "HELP",
+                "    Print this help.",
+            ]),
+            ConnectionCommand::Time => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                Reply::Array(vec![
+                    Reply::bulk(now.as_secs().to_string()),
+                    Reply::bulk(now.subsec_micros().to_string()),
+                ])
+            }
+            ConnectionCommand::Auth { .. }
+            | ConnectionCommand::Info(_)
+            | ConnectionCommand::ReadOnly
+            | ConnectionCommand::ReadWrite => return None,
+        })
+    }
+}
+
+fn help(lines: &[&'static str]) -> Reply {
+    Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect())
+}
+
+/// How a server without passwords (a storage node) answers AUTH, as Redis does when the
+/// default user has no password: `AUTH password` is an error, `AUTH default anything` is
+/// accepted, any other user is refused.
+pub fn auth_without_password(user: Option<&[u8]>) -> Reply {
+    match user {
+        None => Reply::Error(CommandError::AuthNotConfigured),
+        Some(b"default") => Reply::OK,
+        Some(_) => Reply::Error(CommandError::WrongPass),
     }
 }

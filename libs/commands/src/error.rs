@@ -118,6 +118,23 @@ pub enum CommandError {
     /// Authentication failed.
     #[error("WRONGPASS invalid username-password pair or user is disabled.")]
     WrongPass,
+    /// A command before AUTH on a server that requires a password.
+    #[error("NOAUTH Authentication required.")]
+    NoAuth,
+    /// HELLO without AUTH before authenticating.
+    #[error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")]
+    HelloNoAuth,
+    /// A write sent to a storage node whose connection failed before the reply: it may or
+    /// may not have been applied, so the proxy does not send it again.
+    #[error("TIMEOUT the connection to the storage node failed before the reply ({0}); the write may or may not have been applied")]
+    WriteOutcomeUnknown(String),
+    /// A keyless data command (DBSIZE, SCAN, ...) through the proxy when the cluster has
+    /// more than one partition.
+    #[error("ERR '{0}' needs every partition of the cluster, which the proxy does not combine for this command")]
+    NotAcrossPartitions(String),
+    /// `AUTH password` on a server without a password.
+    #[error("ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")]
+    AuthNotConfigured,
     /// Malformed request framing; the connection is closed after this reply.
     #[error("ERR Protocol error: {0}")]
     Protocol(String),
@@ -263,6 +280,11 @@ mod docs_table {
             E::NoProto,
             E::BadClientName,
             E::WrongPass,
+            E::NoAuth,
+            E::HelloNoAuth,
+            E::WriteOutcomeUnknown("writing: broken pipe".into()),
+            E::NotAcrossPartitions("dbsize".into()),
+            E::AuthNotConfigured,
             E::Protocol("invalid bulk length".into()),
             E::ShuttingDown,
             E::ClusterChanged(
@@ -309,6 +331,11 @@ mod docs_table {
                 | E::NoProto
                 | E::BadClientName
                 | E::WrongPass
+                | E::NoAuth
+                | E::HelloNoAuth
+                | E::WriteOutcomeUnknown(_)
+                | E::NotAcrossPartitions(_)
+                | E::AuthNotConfigured
                 | E::Protocol(_)
                 | E::ShuttingDown
                 | E::ClusterChanged(_)

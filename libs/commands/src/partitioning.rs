@@ -60,6 +60,22 @@ pub fn hash_tag(hashed: &[u8]) -> &[u8] {
     }
 }
 
+/// The partition of `hashed` in a namespace of `partitions` partitions, hashing only the
+/// hash tag when the namespace enables tags.
+pub fn partition_for(hashed: &[u8], partitions: u32, hash_tags: bool) -> u32 {
+    let hashed = if hash_tags { hash_tag(hashed) } else { hashed };
+    partition_of(hashed, partitions)
+}
+
+/// Where `key` belongs: `(Some(namespace), rest)` when it is written `namespace:rest` and
+/// `known(namespace)`, otherwise `(None, key)`: the default namespace, the whole key hashed.
+pub fn locate_key(key: &[u8], known: impl Fn(&[u8]) -> bool) -> (Option<&[u8]>, &[u8]) {
+    match split_namespace(key) {
+        Some((name, rest)) if known(name) => (Some(name), rest),
+        _ => (None, key),
+    }
+}
+
 /// Splits `namespace:rest` at the first colon; `None` when the key has no colon.
 pub fn split_namespace(key: &[u8]) -> Option<(&[u8], &[u8])> {
     let colon = key.iter().position(|&b| b == b':')?;

@@ -12,7 +12,7 @@ use redis_protocol::resp3::types::{BytesFrame as Resp3Frame, FrameMap, FrameSet}
 use crate::error::CommandError;
 
 /// The RESP version a connection speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
 pub enum Protocol {
     /// RESP2, the default for new connections.
     #[default]

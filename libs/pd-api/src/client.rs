@@ -1,5 +1,6 @@
 //! A small HTTP/1.1 client for the calls between PD and storage nodes (heartbeats, admin
-//! operations): one connection per call, a deadline for all of it, the body read whole.
+//! operations): one connection per call, a deadline for all of it, the body read whole; and
+//! [`watch`], which reads a long-lived answer (PD's routing stream) line by line.
 //!
 //! Calls go to the cluster's own loopback or internal addresses; there is no TLS.
 
@@ -52,6 +53,93 @@ pub async fn call(
     tokio::time::timeout(timeout, call_inner(addr, method, path, body, token))
         .await
         .map_err(|_| format!("{method} {path} on {addr}: no answer within {timeout:?}"))?
+}
+
+/// A long-lived answer read line by line ([`watch`]).
+pub struct LineStream {
+    body: hyper::body::Incoming,
+    buffer: Vec<u8>,
+    done: bool,
+}
+
+/// Longest line a [`LineStream`] accepts.
+const MAX_LINE: usize = 64 << 20;
+
+impl LineStream {
+    /// The next line without its newline (the last may lack one); `Ok(None)` when the
+    /// answer ended.
+    pub async fn next_line(&mut self) -> Result<Option<Vec<u8>>, String> {
+        loop {
+            if let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+                let mut line: Vec<u8> = self.buffer.drain(..=end).collect();
+                line.pop();
+                return Ok(Some(line));
+            }
+            if self.done {
+                // A last line without a newline.
+                return Ok((!self.buffer.is_empty()).then(|| std::mem::take(&mut self.buffer)));
+            }
+            if self.buffer.len() > MAX_LINE {
+                return Err(format!("a line longer than {MAX_LINE} bytes"));
+            }
+            match self.body.frame().await {
+                None => self.done = true,
+                Some(Err(e)) => return Err(format!("reading the stream: {e}")),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buffer.extend_from_slice(&data);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends `GET path` to `addr` and, when the answer is a success, returns its body as a
+/// stream of lines; anything else (including no answer headers within `timeout`) is an
+/// error.
+pub async fn watch(addr: SocketAddr, path: &str, timeout: Duration) -> Result<LineStream, String> {
+    let err = |what: &str, e: &dyn std::fmt::Display| format!("GET {path} on {addr}: {what}: {e}");
+    let start = async {
+        let stream = TcpStream::connect(addr)
+            .await
+            .map_err(|e| err("connecting", &e))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| err("handshake", &e))?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        let request = Request::builder()
+            .method("GET")
+            .uri(path)
+            .header(hyper::header::HOST, addr.to_string())
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| err("building the request", &e))?;
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| err("sending", &e))
+    };
+    let response = tokio::time::timeout(timeout, start)
+        .await
+        .map_err(|_| format!("GET {path} on {addr}: no answer within {timeout:?}"))??;
+    let status = response.status().as_u16();
+    let mut lines = LineStream {
+        body: response.into_body(),
+        buffer: Vec::new(),
+        done: false,
+    };
+    if !(200..300).contains(&status) {
+        let mut body = Vec::new();
+        while let Ok(Some(line)) = lines.next_line().await {
+            body.extend_from_slice(&line);
+        }
+        let message = Response { status, body }.message();
+        return Err(format!("GET {path} on {addr} answered {status}: {message}"));
+    }
+    Ok(lines)
 }
 
 async fn call_inner(

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,11 +20,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
+use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{self, RequestLimits};
-use zankv_commands::{
-    all_specs, command_docs, command_info, lookup, Command, CommandError, ConnectionCommand,
-    Protocol, Reply,
-};
+use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 
 use crate::change::Change;
 use crate::node_stats::NodeStats;
@@ -35,8 +33,6 @@ use crate::worker::BatchItem;
 
 /// Most requests parsed from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
-/// The Redis version this server reports (the command set and replies follow Redis 7.0).
-pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 /// What every connection task shares.
 pub struct ServerContext {
@@ -62,9 +58,7 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Per-connection state.
 struct Session {
-    id: u64,
-    name: Option<Bytes>,
-    protocol: Protocol,
+    client: ClientSession,
     /// READONLY: reads are served from this node's replica, whatever its role.
     readonly: bool,
 }
@@ -148,9 +142,7 @@ async fn connection(
 ) {
     let _ = socket.set_nodelay(true);
     let mut session = Session {
-        id: NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed),
-        name: None,
-        protocol: Protocol::Resp2,
+        client: ClientSession::new(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)),
         readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
@@ -185,20 +177,23 @@ async fn connection(
                         Dispatch::Data(group, item) => {
                             let stale = session.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {
-                                send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                                send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                    .await;
                                 batch.group = Some(group);
                                 batch.stale = stale;
                             }
                             batch.items.push(item);
                         }
                         Dispatch::Reply(reply) => {
-                            send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
-                            pending.push_back(Pending::Ready(reply, session.protocol));
+                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                .await;
+                            pending.push_back(Pending::Ready(reply, session.client.protocol));
                         }
                         Dispatch::Connection(c) => {
                             // Earlier data commands go first; INFO must see their effects,
                             // so it waits for their replies.
-                            send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                .await;
                             if matches!(c, ConnectionCommand::Info(_))
                                 && flush(&mut socket, &mut pending, &mut output).await.is_err()
                             {
@@ -206,7 +201,7 @@ async fn connection(
                             }
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx).await;
-                            pending.push_back(Pending::Ready(reply, session.protocol));
+                            pending.push_back(Pending::Ready(reply, session.client.protocol));
                             if quit {
                                 close = true;
                                 break;
@@ -214,7 +209,7 @@ async fn connection(
                         }
                     }
                     if pending.len() + batch.items.len() >= MAX_PIPELINE {
-                        send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+                        send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
                         if flush(&mut socket, &mut pending, &mut output).await.is_err() {
                             return;
                         }
@@ -222,22 +217,22 @@ async fn connection(
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    debug!(client = session.id, error = %e, "protocol error; closing connection");
-                    send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
-                    pending.push_back(Pending::Ready(Reply::Error(e), session.protocol));
+                    debug!(client = session.client.id, error = %e, "protocol error; closing connection");
+                    send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
+                    pending.push_back(Pending::Ready(Reply::Error(e), session.client.protocol));
                     close = true;
                     break;
                 }
             }
         }
         ctx.stats.add_commands(commands);
-        send_batch(ctx, &mut batch, &mut pending, session.protocol).await;
+        send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
         if flush(&mut socket, &mut pending, &mut output).await.is_err() || close {
             return;
         }
         if input.len() > ctx.max_query_buffer {
             warn!(
-                client = session.id,
+                client = session.client.id,
                 bytes = input.len(),
                 "closing client that exceeded the query buffer limit"
             );
@@ -332,58 +327,19 @@ fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Disp
     }
 }
 
-fn unix_now() -> Duration {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-}
-
 async fn connection_command(
     cmd: ConnectionCommand,
     session: &mut Session,
     ctx: &ServerContext,
 ) -> Reply {
     match cmd {
-        ConnectionCommand::Ping(None) => Reply::Status("PONG"),
-        ConnectionCommand::Ping(Some(msg)) | ConnectionCommand::Echo(msg) => Reply::Bulk(msg),
-        ConnectionCommand::Quit => Reply::OK,
+        // The storage node has only Redis's passwordless default user; the proxy is where
+        // passwords are checked.
+        ConnectionCommand::Auth { user, .. } => auth_without_password(user.as_deref()),
         ConnectionCommand::Hello {
-            version,
-            auth,
-            setname,
-        } => {
-            if let Some((user, _password)) = &auth {
-                // The storage node has only Redis's passwordless default user; the proxy is
-                // where passwords are checked.
-                if user.as_ref() != b"default" {
-                    return Reply::Error(CommandError::WrongPass);
-                }
-            }
-            if let Some(name) = setname {
-                session.name = (!name.is_empty()).then_some(name);
-            }
-            if let Some(v) = version {
-                session.protocol = if v == 3 {
-                    Protocol::Resp3
-                } else {
-                    Protocol::Resp2
-                };
-            }
-            let proto = if session.protocol == Protocol::Resp3 {
-                3
-            } else {
-                2
-            };
-            Reply::Map(vec![
-                (Reply::bulk("server"), Reply::bulk("redis")),
-                (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
-                (Reply::bulk("proto"), Reply::Integer(proto)),
-                (Reply::bulk("id"), Reply::Integer(session.id as i64)),
-                (Reply::bulk("mode"), Reply::bulk("standalone")),
-                (Reply::bulk("role"), Reply::bulk("master")),
-                (Reply::bulk("modules"), Reply::Array(vec![])),
-            ])
-        }
+            auth: Some((user, _)),
+            ..
+        } if user.as_ref() != b"default" => Reply::Error(CommandError::WrongPass),
         ConnectionCommand::ReadOnly => {
             session.readonly = true;
             Reply::OK
@@ -392,87 +348,13 @@ async fn connection_command(
             session.readonly = false;
             Reply::OK
         }
-        ConnectionCommand::Select(0) => Reply::OK,
-        ConnectionCommand::Select(_) => Reply::Error(CommandError::DbIndexOutOfRange),
-        ConnectionCommand::ClientId => Reply::Integer(session.id as i64),
-        ConnectionCommand::ClientGetName => Reply::bulk_or_nil(session.name.clone()),
-        ConnectionCommand::ClientSetName(name) => {
-            session.name = (!name.is_empty()).then_some(name);
-            Reply::OK
-        }
-        ConnectionCommand::ClientHelp => help(&[
-            "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "GETNAME",
-            "    Return the name of the current connection.",
-            "ID",
-            "    Return the ID of the current connection.",
-            "SETNAME <name>",
-            "    Assign the name <name> to the current connection.",
-            "HELP",
-            "    Print this help.",
-        ]),
-        ConnectionCommand::CommandAll => Reply::Array(all_specs().map(command_info).collect()),
-        ConnectionCommand::CommandCount => Reply::Integer(all_specs().count() as i64),
-        ConnectionCommand::CommandInfo(names) if names.is_empty() => {
-            Reply::Array(all_specs().map(command_info).collect())
-        }
-        ConnectionCommand::CommandInfo(names) => Reply::Array(
-            names
-                .iter()
-                .map(|n| lookup(n).map_or(Reply::Nil, command_info))
-                .collect(),
-        ),
-        ConnectionCommand::CommandDocs(names) => {
-            let specs: Vec<_> = if names.is_empty() {
-                all_specs().collect()
-            } else {
-                names.iter().filter_map(|n| lookup(n)).collect()
-            };
-            Reply::Map(
-                specs
-                    .into_iter()
-                    .map(|s| (Reply::bulk(s.name), command_docs(s)))
-                    .collect(),
-            )
-        }
-        ConnectionCommand::CommandList(filter) => Reply::Array(
-            // Subcommands are listed too (`client|id`), as Redis does.
-            all_specs()
-                .flat_map(|s| std::iter::once(s).chain(s.subcommands.iter()))
-                .filter(|s| filter.as_ref().is_none_or(|f| f.admits(s)))
-                .map(|s| Reply::bulk(s.name))
-                .collect(),
-        ),
-        ConnectionCommand::CommandHelp => help(&[
-            "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-            "(no subcommand)",
-            "    Return details about all commands.",
-            "COUNT",
-            "    Return the total number of commands in this server.",
-            "LIST",
-            "    Return a list of all commands in this server.",
-            "INFO [<command-name> ...]",
-            "    Return details about multiple commands.",
-            "DOCS [<command-name> ...]",
-            "    Return documentation details about multiple commands.",
-            "HELP",
-            "    Print this help.",
-        ]),
         ConnectionCommand::Info(sections) => {
             Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await))
         }
-        ConnectionCommand::Time => {
-            let now = unix_now();
-            Reply::Array(vec![
-                Reply::bulk(now.as_secs().to_string()),
-                Reply::bulk(now.subsec_micros().to_string()),
-            ])
-        }
+        other => other
+            .answer(&mut session.client)
+            .expect("every other connection command has a common answer"),
     }
-}
-
-fn help(lines: &[&'static str]) -> Reply {
-    Reply::Array(lines.iter().map(|l| Reply::Status(l)).collect())
 }
 
 /// Builds INFO's text for the requested sections (default: all of ours).

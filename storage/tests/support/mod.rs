@@ -9,6 +9,7 @@
 
 pub mod cluster;
 pub mod pd;
+pub mod proxy;
 
 use std::fmt;
 use std::fs::{File, OpenOptions};

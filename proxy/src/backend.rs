@@ -1,0 +1,291 @@
+//! Connections from the proxy to storage nodes: pipelined, shared by every client, one per
+//! (node, protocol, partition lane), so a slow partition never holds up the replies of
+//! another.
+//!
+//! A [`Backend`] is one connection run by its own task: requests queue on a bounded
+//! channel, go out in batches (one write for whatever is queued), and replies come back in
+//! order, each to the request that waits for it. Replies are passed on as the raw RESP
+//! bytes the node sent, in the protocol the client speaks (a RESP3 connection greets the
+//! node with `HELLO 3` first).
+//!
+//! Invariants: a request gets exactly one answer: the node's reply, or
+//! [`BackendError::NotSent`] when it never left the proxy (safe to send again), or
+//! [`BackendError::Lost`] when it was sent and the connection failed or the oldest request
+//! waited longer than the timeout (a write may or may not have been applied). A failed
+//! connection is never reused; the pool opens a new one on the next request.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+use zankv_commands::Protocol;
+
+use crate::metrics::ProxyMetrics;
+use crate::reply_frames::frame_len;
+
+/// Requests queued per connection before senders wait.
+const QUEUE: usize = 4096;
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most bytes gathered into one write.
+const WRITE_BATCH: usize = 256 * 1024;
+/// How often a connection checks its oldest request's age.
+const TIMEOUT_CHECK: Duration = Duration::from_millis(250);
+
+/// Why a request got no reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackendError {
+    /// It never reached the node: sending it again is safe.
+    NotSent(String),
+    /// It was sent but no reply came: a write may or may not have been applied.
+    Lost(String),
+}
+
+/// What a request waits on.
+pub type ReplyReceiver = oneshot::Receiver<Result<Bytes, BackendError>>;
+
+struct Job {
+    request: Bytes,
+    reply: oneshot::Sender<Result<Bytes, BackendError>>,
+}
+
+/// One pipelined connection to a storage node.
+#[derive(Clone)]
+pub struct Backend {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Backend {
+    fn start(
+        addr: SocketAddr,
+        protocol: Protocol,
+        timeout: Duration,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Backend {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(run(addr, protocol, rx, timeout, metrics));
+        Backend { tx }
+    }
+
+    /// Queues `request` (one encoded RESP request) and answers where its reply will come.
+    pub async fn send(&self, request: Bytes) -> ReplyReceiver {
+        let (reply, rx) = oneshot::channel();
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { request, reply }).await {
+            let _ = job.reply.send(Err(BackendError::NotSent(
+                "the connection to the storage node closed".into(),
+            )));
+        }
+        rx
+    }
+
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+}
+
+/// Every backend connection of the proxy.
+pub struct BackendPool {
+    connections: Mutex<HashMap<(SocketAddr, Protocol, u64), Backend>>,
+    timeout: Duration,
+    metrics: Arc<ProxyMetrics>,
+}
+
+impl BackendPool {
+    /// A pool whose connections give up on a request after `timeout`.
+    pub fn new(timeout: Duration, metrics: Arc<ProxyMetrics>) -> BackendPool {
+        BackendPool {
+            connections: Mutex::new(HashMap::new()),
+            timeout,
+            metrics,
+        }
+    }
+
+    /// The connection to `addr` for `protocol` that serves `partition` of `namespace`
+    /// (opened now if there is none or the last one failed).
+    pub fn get(
+        &self,
+        addr: SocketAddr,
+        protocol: Protocol,
+        namespace: &str,
+        partition: u32,
+    ) -> Backend {
+        let mut h = DefaultHasher::new();
+        (namespace, partition).hash(&mut h);
+        let key = (addr, protocol, h.finish());
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(b) = connections.get(&key) {
+            if !b.is_closed() {
+                return b.clone();
+            }
+        }
+        let b = Backend::start(addr, protocol, self.timeout, self.metrics.clone());
+        connections.insert(key, b.clone());
+        // Forget failed connections now and then, so the map does not keep them.
+        if connections.len().is_multiple_of(64) {
+            connections.retain(|_, b| !b.is_closed());
+        }
+        b
+    }
+}
+
+/// The replies a connection waits for, oldest first, with when each request was queued.
+type InFlight = Mutex<VecDeque<(Instant, oneshot::Sender<Result<Bytes, BackendError>>)>>;
+
+async fn run(
+    addr: SocketAddr,
+    protocol: Protocol,
+    mut rx: mpsc::Receiver<Job>,
+    timeout: Duration,
+    metrics: Arc<ProxyMetrics>,
+) {
+    let why = match connect(addr, protocol).await {
+        Ok((stream, leftover)) => {
+            metrics.backend_connected();
+            debug!(%addr, "connected to storage node");
+            let why = serve(stream, leftover, protocol, &mut rx, timeout).await;
+            metrics.backend_disconnected();
+            why
+        }
+        Err(e) => {
+            metrics.backend_connect_failed();
+            e
+        }
+    };
+    debug!(%addr, reason = %why, "storage node connection ended");
+    // Whatever is still queued never left the proxy.
+    rx.close();
+    while let Some(job) = rx.recv().await {
+        let _ = job.reply.send(Err(BackendError::NotSent(format!(
+            "storage node {addr}: {why}"
+        ))));
+    }
+}
+
+async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, BytesMut), String> {
+    let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
+        .map_err(|e| format!("connecting: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let mut input = BytesMut::with_capacity(16 * 1024);
+    if protocol == Protocol::Resp3 {
+        let greet = async {
+            stream
+                .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                .await
+                .map_err(|e| format!("greeting: {e}"))?;
+            loop {
+                if let Some(len) = frame_len(&input, protocol)? {
+                    let reply = input.split_to(len);
+                    if reply.first() == Some(&b'-') {
+                        return Err(format!(
+                            "HELLO 3 refused: {}",
+                            String::from_utf8_lossy(&reply).trim_end()
+                        ));
+                    }
+                    return Ok(());
+                }
+                match stream.read_buf(&mut input).await {
+                    Ok(0) => return Err("closed during HELLO".to_string()),
+                    Ok(_) => {}
+                    Err(e) => return Err(format!("reading HELLO's reply: {e}")),
+                }
+            }
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, greet)
+            .await
+            .map_err(|_| "no HELLO reply in time".to_string())??;
+    }
+    Ok((stream, input))
+}
+
+/// Runs the connection until it fails; answers why. Requests taken off `rx` and not
+/// answered by then are answered [`BackendError::Lost`].
+async fn serve(
+    stream: TcpStream,
+    mut input: BytesMut,
+    protocol: Protocol,
+    rx: &mut mpsc::Receiver<Job>,
+    timeout: Duration,
+) -> String {
+    let (mut rd, mut wr) = stream.into_split();
+    let in_flight: InFlight = Mutex::new(VecDeque::new());
+    let lock = || {
+        in_flight
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    let writer = async {
+        let mut out = BytesMut::with_capacity(16 * 1024);
+        while let Some(job) = rx.recv().await {
+            let now = Instant::now();
+            out.extend_from_slice(&job.request);
+            lock().push_back((now, job.reply));
+            while out.len() < WRITE_BATCH {
+                let Ok(job) = rx.try_recv() else { break };
+                out.extend_from_slice(&job.request);
+                lock().push_back((now, job.reply));
+            }
+            if let Err(e) = wr.write_all(&out).await {
+                return format!("writing: {e}");
+            }
+            out.clear();
+        }
+        "the proxy is stopping".to_string()
+    };
+    let reader = async {
+        loop {
+            match tokio::time::timeout(TIMEOUT_CHECK, rd.read_buf(&mut input)).await {
+                Err(_) => {
+                    let oldest = lock().front().map(|(at, _)| at.elapsed());
+                    if oldest.is_some_and(|age| age > timeout) {
+                        return format!("no reply within {timeout:?}");
+                    }
+                    continue;
+                }
+                Ok(Ok(0)) => return "the storage node closed the connection".to_string(),
+                Ok(Err(e)) => return format!("reading: {e}"),
+                Ok(Ok(_)) => {}
+            }
+            loop {
+                let len = match frame_len(&input, protocol) {
+                    Ok(Some(len)) => len,
+                    Ok(None) => break,
+                    Err(e) => return e,
+                };
+                let reply = input.split_to(len).freeze();
+                match lock().pop_front() {
+                    Some((_, waiter)) => {
+                        let _ = waiter.send(Ok(reply));
+                    }
+                    None => return "a reply that no request asked for".to_string(),
+                }
+            }
+            if input.capacity() - input.len() < 4096 {
+                input.reserve(16 * 1024);
+            }
+        }
+    };
+    let why = tokio::select! {
+        why = writer => why,
+        why = reader => why,
+    };
+    let lost: Vec<_> = lock().drain(..).collect();
+    if !lost.is_empty() {
+        warn!(requests = lost.len(), reason = %why, "storage node connection failed with requests in flight");
+    }
+    for (_, waiter) in lost {
+        let _ = waiter.send(Err(BackendError::Lost(why.clone())));
+    }
+    why
+}

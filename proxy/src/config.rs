@@ -1,0 +1,149 @@
+//! Proxy configuration: a TOML file (see conf/proxy.toml) overridden by command-line flags.
+//! Every key has a default in code; unknown keys are rejected at start.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+pub use zankv_pd_api::Secret;
+
+/// The whole configuration of a proxy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyConfig {
+    /// Address clients connect to with RESP.
+    pub redis_addr: SocketAddr,
+    /// Address of the HTTP endpoint (`/ping`, `/routing`, `/metrics`).
+    pub http_addr: SocketAddr,
+    /// HTTP addresses of PD's members: the proxy follows PD's routing stream from one of
+    /// them and moves to another when it fails.
+    pub pd_addrs: Vec<SocketAddr>,
+    /// Namespace of keys that do not start with `<known namespace>:` (the storage nodes'
+    /// `default_namespace`).
+    pub default_namespace: String,
+    /// When set, clients must AUTH with this password (or `AUTH default <password>`)
+    /// before any other command. Never logged.
+    pub requirepass: Option<Secret>,
+    /// Most simultaneous client connections (Redis's `maxclients`).
+    pub max_clients: usize,
+    /// Seconds a client may stay idle before the proxy closes its connection (0 = never,
+    /// Redis's `timeout`).
+    pub idle_timeout_s: u64,
+    /// Largest bulk argument in bytes (`proto-max-bulk-len`).
+    pub max_bulk_len: usize,
+    /// Largest inline request in bytes.
+    pub max_inline_len: usize,
+    /// Largest unparsed request buffer per client in bytes (`client-query-buffer-limit`).
+    pub max_query_buffer: usize,
+    /// How long the proxy waits for a storage node's reply before it gives up on that
+    /// connection, in milliseconds (longer than the nodes' `raft.write_timeout_ms`).
+    pub backend_timeout_ms: u64,
+    /// Most times one command is sent again after a routing error (not the leader,
+    /// partition moved, node unreachable before the command was sent).
+    pub max_retries: u32,
+    /// Pause before the first retry, doubled at each next one, in milliseconds.
+    pub retry_backoff_ms: u64,
+    /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
+    pub log_level: String,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            redis_addr: SocketAddr::from(([127, 0, 0, 1], 12379)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 12378)),
+            pd_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 18001))],
+            default_namespace: "default".into(),
+            requirepass: None,
+            max_clients: 10_000,
+            idle_timeout_s: 0,
+            max_bulk_len: 512 * 1024 * 1024,
+            max_inline_len: 64 * 1024,
+            max_query_buffer: 1024 * 1024 * 1024,
+            backend_timeout_ms: 15_000,
+            max_retries: 8,
+            retry_backoff_ms: 25,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl ProxyConfig {
+    /// Reads a TOML file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let config: ProxyConfig =
+            toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.pd_addrs.is_empty() {
+            return Err("pd_addrs: at least one PD member is needed".into());
+        }
+        if !zankv_pd_api::valid_namespace_name(&self.default_namespace) {
+            return Err(format!(
+                "default_namespace: {:?} is not a valid namespace name",
+                self.default_namespace
+            ));
+        }
+        if self.max_clients == 0 {
+            return Err("max_clients must be at least 1".into());
+        }
+        if self.max_bulk_len == 0 || self.max_inline_len == 0 || self.max_query_buffer == 0 {
+            return Err(
+                "max_bulk_len, max_inline_len and max_query_buffer must be positive".into(),
+            );
+        }
+        if self.backend_timeout_ms == 0 {
+            return Err("backend_timeout_ms must be positive".into());
+        }
+        if self
+            .requirepass
+            .as_ref()
+            .is_some_and(|p| p.expose().is_empty())
+        {
+            return Err("requirepass must not be empty (leave it out for no password)".into());
+        }
+        Ok(())
+    }
+
+    /// [`ProxyConfig::backend_timeout_ms`] as a duration.
+    pub fn backend_timeout(&self) -> Duration {
+        Duration::from_millis(self.backend_timeout_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_bad_values_are_refused() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../conf/proxy.toml");
+        let config = ProxyConfig::load(Path::new(path)).unwrap();
+        assert_eq!(config.default_namespace, "default");
+        assert!(config.redis_addr.ip().is_loopback(), "loopback by default");
+        for bad in [
+            "pd_addrs = []",
+            "default_namespace = \"a:b\"",
+            "max_clients = 0",
+            "backend_timeout_ms = 0",
+            "requirepass = \"\"",
+            "no_such_key = 1",
+        ] {
+            let parsed: Result<ProxyConfig, _> = toml::from_str(bad);
+            assert!(
+                parsed
+                    .map_err(|e| e.to_string())
+                    .and_then(|c| c.validate())
+                    .is_err(),
+                "{bad} accepted"
+            );
+        }
+    }
+}

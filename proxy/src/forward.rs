@@ -1,0 +1,495 @@
+//! From one client request to its reply: which partitions it needs ([`plan`]), sending it
+//! to their leaders ([`Plan::send`]), and waiting for, retrying and merging the replies
+//! ([`Plan::finish`]).
+//!
+//! Rules:
+//! - a command whose keys all belong to one partition goes whole to that partition's
+//!   leader;
+//! - MGET, MSET, DEL, UNLINK, EXISTS and TOUCH whose keys span partitions are split per
+//!   partition (keys keep their order within each part) and the replies merged in the
+//!   order of the request's keys (MSET is then not atomic across partitions);
+//! - any other command whose keys span partitions is refused with `CROSSSLOT`; a keyless
+//!   data command goes to the cluster's only partition, or is refused;
+//! - a reply `ERR_CLUSTER_CHANGED` (the node did not apply it), or a request that never
+//!   left the proxy, is sent again to the partition's leader as the node's hint or PD's
+//!   table names it, up to `max_retries` times with a growing pause; a request that was
+//!   sent and got no reply is sent again only if it is a read; a write then answers
+//!   `TIMEOUT ... may or may not have been applied`, never a silent repeat.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use zankv_commands::{CommandError, CommandSpec, Protocol, Reply};
+
+use crate::backend::{BackendError, BackendPool, ReplyReceiver};
+use crate::metrics::ProxyMetrics;
+use crate::pd_watch::Refresher;
+use crate::reply_frames::{array, array_items, error_text, integer};
+use crate::routing::{leader_hint, KeyTarget, RoutingTables, SharedTables};
+
+/// What forwarding needs from the proxy.
+pub struct Forwarder {
+    /// The routing tables.
+    pub tables: Arc<SharedTables>,
+    /// Storage node connections.
+    pub backends: BackendPool,
+    /// On-demand table fetches.
+    pub refresher: Refresher,
+    /// Metrics.
+    pub metrics: Arc<ProxyMetrics>,
+    /// Most re-sends of one request.
+    pub max_retries: u32,
+    /// First pause before a re-send.
+    pub retry_backoff: Duration,
+}
+
+/// How the replies of a split command combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// MGET: the values, back in the request's key order.
+    Values,
+    /// DEL, UNLINK, EXISTS, TOUCH: the sum of the counts.
+    Sum,
+    /// MSET: OK when every part is OK.
+    AllOk,
+}
+
+/// A request (or part of one) for one partition.
+pub struct Part {
+    request: Bytes,
+    target: KeyTarget,
+    write: bool,
+    /// Indexes, in the whole request's keys, of this part's keys (for [`Merge::Values`]).
+    keys: Vec<usize>,
+    pending: Option<(ReplyReceiver, Instant)>,
+}
+
+/// What a request becomes.
+pub enum Plan {
+    /// Answered by the proxy itself.
+    Reply(Reply),
+    /// Sent to partitions; `merge` is None for a request sent whole to one.
+    Forward {
+        /// The parts, one per partition.
+        parts: Vec<Part>,
+        /// How their replies combine.
+        merge: Option<Merge>,
+        /// Number of keys of the whole request.
+        keys: usize,
+    },
+}
+
+/// Encodes `argv` as a RESP request.
+pub fn encode_request(argv: &[Bytes]) -> Bytes {
+    let mut out = BytesMut::with_capacity(16 + argv.iter().map(|a| a.len() + 16).sum::<usize>());
+    out.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    for a in argv {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.freeze()
+}
+
+/// The merge of a command that may be split across partitions, and how many arguments
+/// each of its keys takes (the key and its value for MSET).
+fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
+    match spec.name {
+        "mget" => Some((Merge::Values, 1)),
+        "del" | "unlink" | "exists" | "touch" => Some((Merge::Sum, 1)),
+        "mset" => Some((Merge::AllOk, 2)),
+        _ => None,
+    }
+}
+
+/// Decides where `argv` (a data command that parsed, with `spec`) goes.
+pub fn plan(argv: Vec<Bytes>, spec: &'static CommandSpec, tables: &RoutingTables) -> Plan {
+    let write = spec.is_write();
+    let positions: Vec<usize> = spec.key_positions(argv.len()).collect();
+    if positions.is_empty() {
+        return match tables.only_partition() {
+            Some(target) => Plan::Forward {
+                parts: vec![Part::new(encode_request(&argv), target, write, vec![])],
+                merge: None,
+                keys: 0,
+            },
+            None => Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
+                spec.name.to_string(),
+            ))),
+        };
+    }
+    let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
+    for &pos in &positions {
+        match tables.locate(&argv[pos]) {
+            Ok(t) => targets.push(t),
+            Err(e) => return Plan::Reply(Reply::Error(e)),
+        }
+    }
+    let first = &targets[0];
+    if targets.iter().all(|t| t.same_partition(first)) {
+        return Plan::Forward {
+            parts: vec![Part::new(
+                encode_request(&argv),
+                first.clone(),
+                write,
+                vec![],
+            )],
+            merge: None,
+            keys: positions.len(),
+        };
+    }
+    let Some((merge, width)) = splittable(spec) else {
+        return Plan::Reply(Reply::Error(CommandError::CrossSlot));
+    };
+    // Group the keys by partition, in order of first appearance.
+    let mut groups: Vec<(KeyTarget, Vec<usize>)> = Vec::new();
+    for (i, t) in targets.into_iter().enumerate() {
+        match groups.iter_mut().find(|(g, _)| g.same_partition(&t)) {
+            Some((_, keys)) => keys.push(i),
+            None => groups.push((t, vec![i])),
+        }
+    }
+    let parts = groups
+        .into_iter()
+        .map(|(target, keys)| {
+            let mut sub = Vec::with_capacity(1 + keys.len() * width);
+            sub.push(argv[0].clone());
+            for &k in &keys {
+                let pos = positions[k];
+                sub.extend(argv[pos..pos + width].iter().cloned());
+            }
+            Part::new(encode_request(&sub), target, write, keys)
+        })
+        .collect();
+    Plan::Forward {
+        parts,
+        merge: Some(merge),
+        keys: positions.len(),
+    }
+}
+
+impl Part {
+    fn new(request: Bytes, target: KeyTarget, write: bool, keys: Vec<usize>) -> Part {
+        Part {
+            request,
+            target,
+            write,
+            keys,
+            pending: None,
+        }
+    }
+
+    async fn send(&mut self, fwd: &Forwarder, protocol: Protocol) {
+        let now = Instant::now();
+        self.pending = match self.target.leader() {
+            Some(addr) => {
+                fwd.metrics.namespace_command(&self.target.namespace.name);
+                let backend = fwd.backends.get(
+                    addr,
+                    protocol,
+                    &self.target.namespace.name,
+                    self.target.partition,
+                );
+                Some((backend.send(self.request.clone()).await, now))
+            }
+            None => None,
+        };
+    }
+
+    /// Waits for the reply, sending the request again while that is safe and useful.
+    async fn finish(&mut self, fwd: &Forwarder, protocol: Protocol) -> Bytes {
+        let mut backoff = fwd.retry_backoff;
+        let mut attempt = 0;
+        loop {
+            let (outcome, sent_at) = match self.pending.take() {
+                Some((rx, at)) => (
+                    rx.await.unwrap_or_else(|_| {
+                        Err(BackendError::NotSent("the connection task ended".into()))
+                    }),
+                    at,
+                ),
+                None => (
+                    Err(BackendError::NotSent(format!(
+                        "no leader of {} is known",
+                        self.target.namespace.partition_name(self.target.partition)
+                    ))),
+                    Instant::now(),
+                ),
+            };
+            let (reason, hint, last) = match outcome {
+                Ok(reply) => match error_text(&reply) {
+                    Some(text) if text.starts_with(b"ERR_CLUSTER_CHANGED") => {
+                        ("moved", leader_hint(text), Ok(reply))
+                    }
+                    _ => return reply,
+                },
+                Err(BackendError::NotSent(why)) => (
+                    if self.target.leader().is_some() {
+                        "unreachable"
+                    } else {
+                        "no_leader"
+                    },
+                    None,
+                    Err(why),
+                ),
+                Err(BackendError::Lost(why)) if !self.write => ("lost_read", None, Err(why)),
+                Err(BackendError::Lost(why)) => {
+                    return encode(
+                        &Reply::Error(CommandError::WriteOutcomeUnknown(why)),
+                        protocol,
+                    )
+                }
+            };
+            if attempt >= fwd.max_retries {
+                return match last {
+                    Ok(reply) => reply,
+                    Err(why) => encode(&Reply::Error(CommandError::ClusterChanged(why)), protocol),
+                };
+            }
+            attempt += 1;
+            fwd.metrics.retry(reason);
+            let name = self.target.namespace.name.clone();
+            let partition = self.target.partition;
+            match hint {
+                // The node named the leader: go there at once.
+                Some(addr) if Some(addr) != self.target.leader() => {
+                    fwd.tables.update(|t| t.hint_leader(&name, partition, addr));
+                }
+                _ => {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    fwd.refresher.refresh(&name, sent_at).await;
+                }
+            }
+            match retarget(&fwd.tables.load(), &name, partition) {
+                Some(target) => self.target = target,
+                None => {
+                    return encode(
+                        &Reply::Error(CommandError::ClusterChanged(format!(
+                            "namespace {name} no longer exists"
+                        ))),
+                        protocol,
+                    )
+                }
+            }
+            self.send(fwd, protocol).await;
+        }
+    }
+}
+
+/// The same partition in the tables now (its leader may have changed).
+fn retarget(tables: &RoutingTables, namespace: &str, partition: u32) -> Option<KeyTarget> {
+    let ns = tables.namespace(namespace)?;
+    (partition < ns.partitions).then(|| KeyTarget {
+        namespace: ns.clone(),
+        partition,
+    })
+}
+
+fn encode(reply: &Reply, protocol: Protocol) -> Bytes {
+    let mut out = BytesMut::new();
+    reply.encode(protocol, &mut out);
+    out.freeze()
+}
+
+impl Plan {
+    /// Sends every part to its partition's leader.
+    pub async fn send(&mut self, fwd: &Forwarder, protocol: Protocol) {
+        if let Plan::Forward { parts, .. } = self {
+            for part in parts {
+                part.send(fwd, protocol).await;
+            }
+        }
+    }
+
+    /// The reply, encoded for `protocol`.
+    pub async fn finish(self, fwd: &Forwarder, protocol: Protocol) -> Bytes {
+        let (mut parts, merge, keys) = match self {
+            Plan::Reply(reply) => return encode(&reply, protocol),
+            Plan::Forward { parts, merge, keys } => (parts, merge, keys),
+        };
+        let mut replies = Vec::with_capacity(parts.len());
+        for part in &mut parts {
+            replies.push(part.finish(fwd, protocol).await);
+        }
+        let Some(merge) = merge else {
+            return replies.pop().expect("one part");
+        };
+        // The first error of any part is the answer.
+        if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {
+            return e.clone();
+        }
+        match merge {
+            Merge::AllOk => replies.swap_remove(0),
+            Merge::Sum => {
+                let mut total = 0i64;
+                for r in &replies {
+                    match integer(r) {
+                        Some(n) => total += n,
+                        None => return unexpected(protocol),
+                    }
+                }
+                encode(&Reply::Integer(total), protocol)
+            }
+            Merge::Values => {
+                let mut values: Vec<Option<Bytes>> = vec![None; keys];
+                for (part, reply) in parts.iter().zip(&replies) {
+                    let Some(items) = array_items(reply, protocol) else {
+                        return unexpected(protocol);
+                    };
+                    if items.len() != part.keys.len() {
+                        return unexpected(protocol);
+                    }
+                    for (&k, item) in part.keys.iter().zip(items) {
+                        values[k] = Some(item);
+                    }
+                }
+                let values: Option<Vec<Bytes>> = values.into_iter().collect();
+                match values {
+                    Some(v) => array(&v),
+                    None => unexpected(protocol),
+                }
+            }
+        }
+    }
+}
+
+fn unexpected(protocol: Protocol) -> Bytes {
+    encode(
+        &Reply::Error(CommandError::Internal(
+            "a storage node's reply to part of a split command has an unexpected shape".into(),
+        )),
+        protocol,
+    )
+}
+
+/// The leader address a plan's first part goes to (tests and logs).
+pub fn first_leader(plan: &Plan) -> Option<SocketAddr> {
+    match plan {
+        Plan::Forward { parts, .. } => parts.first().and_then(|p| p.target.leader()),
+        Plan::Reply(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use zankv_pd_api::{QueryNode, QueryPartition, QueryResponse};
+
+    fn tables(partitions: u32) -> RoutingTables {
+        let mut t = RoutingTables::new("default");
+        let table = QueryResponse {
+            epoch: 1,
+            partition_num: partitions,
+            replicator: 1,
+            expire_policy: "wait_compact".into(),
+            fsync_optimized: true,
+            eng_type: "rockredis".into(),
+            hash_tags: false,
+            partitions: (0..partitions)
+                .map(|p| {
+                    let node = QueryNode {
+                        node_id: p.to_string(),
+                        broadcast_address: "127.0.0.1".into(),
+                        hostname: "127.0.0.1".into(),
+                        redis_port: (7000 + p).to_string(),
+                        http_port: "0".into(),
+                        grpc_port: "0".into(),
+                        version: "0".into(),
+                        dc_info: String::new(),
+                    };
+                    (
+                        p.to_string(),
+                        QueryPartition {
+                            leader: Some(node),
+                            replicas: vec![],
+                        },
+                    )
+                })
+                .collect::<BTreeMap<_, _>>(),
+        };
+        t.apply_table("default", &table);
+        t
+    }
+
+    fn argv(args: &[&str]) -> (Vec<Bytes>, &'static CommandSpec) {
+        let argv: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let (_, spec) = zankv_commands::parse(&argv).unwrap();
+        (argv, spec)
+    }
+
+    /// Keys `count` keys apart in partitions: two in partition a, one in b.
+    fn keys_in_two_partitions(t: &RoutingTables) -> (String, String, String) {
+        let p = |k: &str| t.locate(k.as_bytes()).unwrap().partition;
+        let a = "k0".to_string();
+        let same = (1..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| p(k) == p(&a))
+            .unwrap();
+        let other = (1..1000)
+            .map(|i| format!("k{i}"))
+            .find(|k| p(k) != p(&a))
+            .unwrap();
+        (a, same, other)
+    }
+
+    #[test]
+    fn one_partition_goes_whole_and_split_commands_keep_their_key_order() {
+        let t = tables(4);
+        let (a, same, other) = keys_in_two_partitions(&t);
+        let (v, spec) = argv(&["GET", &a]);
+        let Plan::Forward { parts, merge, .. } = plan(v.clone(), spec, &t) else {
+            panic!("forwarded")
+        };
+        assert_eq!(parts.len(), 1);
+        assert_eq!(merge, None);
+        assert_eq!(parts[0].request, encode_request(&v));
+        let (v, spec) = argv(&["MGET", &a, &other, &same]);
+        let Plan::Forward { parts, merge, keys } = plan(v, spec, &t) else {
+            panic!("forwarded")
+        };
+        assert_eq!((merge, keys, parts.len()), (Some(Merge::Values), 3, 2));
+        assert_eq!(parts[0].keys, vec![0, 2]);
+        assert_eq!(
+            parts[0].request,
+            encode_request(&argv(&["MGET", &a, &same]).0)
+        );
+        assert_eq!(parts[1].keys, vec![1]);
+        let (v, spec) = argv(&["MSET", &a, "1", &other, "2"]);
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+            panic!("forwarded")
+        };
+        assert_eq!(merge, Some(Merge::AllOk));
+        assert_eq!(
+            parts[1].request,
+            encode_request(&argv(&["MSET", &other, "2"]).0)
+        );
+    }
+
+    #[test]
+    fn other_commands_across_partitions_and_keyless_ones_are_refused() {
+        let t = tables(4);
+        let (a, _, other) = keys_in_two_partitions(&t);
+        let (v, spec) = argv(&["RENAME", &a, &other]);
+        assert!(matches!(
+            plan(v, spec, &t),
+            Plan::Reply(Reply::Error(CommandError::CrossSlot))
+        ));
+        let (v, spec) = argv(&["DBSIZE"]);
+        assert!(matches!(
+            plan(v.clone(), spec, &t),
+            Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(_)))
+        ));
+        let one = tables(1);
+        let p = plan(v, spec, &one);
+        assert_eq!(first_leader(&p), Some("127.0.0.1:7000".parse().unwrap()));
+        let (v, spec) = argv(&["GET", "k"]);
+        assert!(matches!(
+            plan(v, spec, &RoutingTables::new("default")),
+            Plan::Reply(Reply::Error(CommandError::ClusterChanged(_)))
+        ));
+    }
+}

@@ -1,0 +1,140 @@
+//! zankv proxy: the Redis endpoint applications connect to. It holds the routing tables PD
+//! pushes, hashes each key to its namespace partition and forwards the command to that
+//! partition's raft leader.
+//!
+//! Modules:
+//! - [`config`] holds the settings;
+//! - [`routing`] holds the tables and the key rule, and [`pd_watch`] keeps them current
+//!   from PD's routing stream and on-demand fetches;
+//! - [`backend`] runs pipelined connections to storage nodes, and [`reply_frames`] reads
+//!   their replies as raw RESP;
+//! - [`forward`] decides a request's partitions, retries and merges replies;
+//! - [`frontend`] serves client connections (RESP2/RESP3, pipelining, AUTH), [`http`]
+//!   serves `/metrics` and friends, [`metrics`] counts.
+//!
+//! [`run`] wires them and stops cleanly on SIGINT/SIGTERM: the front end stops taking
+//! requests and answers the ones it has read, then the process exits.
+
+pub mod backend;
+pub mod config;
+pub mod forward;
+pub mod frontend;
+pub mod http;
+pub mod metrics;
+pub mod pd_watch;
+pub mod reply_frames;
+pub mod routing;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::info;
+use zankv_commands::request::RequestLimits;
+
+use crate::backend::BackendPool;
+use crate::config::ProxyConfig;
+use crate::forward::Forwarder;
+use crate::frontend::FrontendContext;
+use crate::metrics::ProxyMetrics;
+use crate::pd_watch::Refresher;
+use crate::routing::SharedTables;
+
+/// Runs a proxy until SIGINT/SIGTERM.
+pub fn run(config: ProxyConfig) -> Result<(), String> {
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("zankv-proxy")
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let result = runtime.block_on(serve(config, wait_for_signal()));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    info!("stopped");
+    result
+}
+
+/// Serves until `stop` completes.
+pub async fn serve(
+    config: ProxyConfig,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(config.redis_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.redis_addr))?;
+    let http_listener = TcpListener::bind(config.http_addr)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics = Arc::new(ProxyMetrics::default());
+    let tables = Arc::new(SharedTables::new(&config.default_namespace));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let watcher = tokio::spawn(pd_watch::follow(
+        config.pd_addrs.clone(),
+        tables.clone(),
+        metrics.clone(),
+        stop_rx.clone(),
+    ));
+    let http = tokio::spawn(http::serve(
+        http_listener,
+        Arc::new(http::HttpContext {
+            metrics: metrics.clone(),
+            tables: tables.clone(),
+        }),
+        stop_rx.clone(),
+    ));
+    let ctx = Arc::new(FrontendContext {
+        forwarder: Forwarder {
+            tables: tables.clone(),
+            backends: BackendPool::new(config.backend_timeout(), metrics.clone()),
+            refresher: Refresher::new(config.pd_addrs.clone(), tables, metrics.clone()),
+            metrics,
+            max_retries: config.max_retries,
+            retry_backoff: Duration::from_millis(config.retry_backoff_ms),
+        },
+        limits: RequestLimits {
+            max_bulk_len: config.max_bulk_len,
+            max_inline_len: config.max_inline_len,
+            ..RequestLimits::default()
+        },
+        max_query_buffer: config.max_query_buffer,
+        max_clients: config.max_clients,
+        idle_timeout: (config.idle_timeout_s > 0)
+            .then(|| Duration::from_secs(config.idle_timeout_s)),
+        requirepass: config.requirepass.clone(),
+        port: local.port(),
+    });
+    let front = tokio::spawn(frontend::serve(listener, ctx, stop_rx));
+    info!(
+        addr = %local,
+        http_addr = %http_local,
+        pd = ?config.pd_addrs,
+        default_namespace = %config.default_namespace,
+        auth = config.requirepass.is_some(),
+        "zankv proxy ready"
+    );
+    stop.await;
+    info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = front.await;
+    let _ = http.await;
+    let _ = watcher.await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The proxy's Prometheus metrics (`/metrics`) and the counters INFO shows. Names follow
+//! `zankv_proxy_<what>_<unit>`; per-command series are labelled with the command's name
+//! from the command table, so their number is bounded.
+
+use std::time::{Duration, Instant};
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The proxy's counters and gauges.
+pub struct ProxyMetrics {
+    registry: Registry,
+    /// When the proxy started (INFO's uptime).
+    pub started: Instant,
+    commands: IntCounterVec,
+    total_commands: IntCounter,
+    command_errors: IntCounterVec,
+    command_seconds: HistogramVec,
+    namespace_commands: IntCounterVec,
+    clients: IntGauge,
+    connections_received: IntCounter,
+    connections_rejected: IntCounter,
+    backend_connections: IntGauge,
+    backend_connect_failures: IntCounter,
+    retries: IntCounterVec,
+    routing_refreshes: IntCounter,
+    routing_epoch: IntGaugeVec,
+    routing_stream_connected: IntGauge,
+}
+
+/// What INFO shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InfoCounters {
+    /// Clients connected now.
+    pub connected_clients: i64,
+    /// Connections accepted since start.
+    pub total_connections: u64,
+    /// Connections refused (max clients).
+    pub rejected_connections: u64,
+    /// Commands processed since start.
+    pub total_commands: u64,
+}
+
+impl Default for ProxyMetrics {
+    fn default() -> Self {
+        let registry = Registry::new();
+        fn register<C: prometheus::core::Collector + Clone + 'static>(r: &Registry, c: C) -> C {
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        }
+        let counter = |name: &str, help: &str| {
+            register(
+                &registry,
+                IntCounter::new(name, help).expect("valid metric"),
+            )
+        };
+        let gauge = |name: &str, help: &str| {
+            register(&registry, IntGauge::new(name, help).expect("valid metric"))
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
+        };
+        ProxyMetrics {
+            started: Instant::now(),
+            commands: counter_vec(
+                "zankv_proxy_commands_total",
+                "Commands answered, by command.",
+                &["command"],
+            ),
+            total_commands: counter(
+                "zankv_proxy_commands_processed_total",
+                "Commands answered, all commands together.",
+            ),
+            command_errors: counter_vec(
+                "zankv_proxy_command_errors_total",
+                "Commands answered with an error, by command.",
+                &["command"],
+            ),
+            command_seconds: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "zankv_proxy_command_duration_seconds",
+                        "Time from reading a command to having its reply, by command.",
+                    )
+                    .buckets(vec![
+                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                        0.25, 0.5, 1.0, 2.5, 10.0,
+                    ]),
+                    &["command"],
+                )
+                .expect("valid metric"),
+            ),
+            namespace_commands: counter_vec(
+                "zankv_proxy_namespace_commands_total",
+                "Commands sent to storage nodes, by namespace.",
+                &["namespace"],
+            ),
+            clients: gauge("zankv_proxy_connected_clients", "Client connections open."),
+            connections_received: counter(
+                "zankv_proxy_connections_received_total",
+                "Client connections accepted.",
+            ),
+            connections_rejected: counter(
+                "zankv_proxy_connections_rejected_total",
+                "Client connections refused because max_clients were connected.",
+            ),
+            backend_connections: gauge(
+                "zankv_proxy_backend_connections",
+                "Connections open to storage nodes.",
+            ),
+            backend_connect_failures: counter(
+                "zankv_proxy_backend_connect_failures_total",
+                "Failed attempts to connect to a storage node.",
+            ),
+            retries: counter_vec(
+                "zankv_proxy_retries_total",
+                "Commands sent again after a routing error, by reason.",
+                &["reason"],
+            ),
+            routing_refreshes: counter(
+                "zankv_proxy_routing_refreshes_total",
+                "Routing tables fetched from PD on demand after a routing error.",
+            ),
+            routing_epoch: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "zankv_proxy_routing_epoch",
+                        "Epoch of the routing table in effect, by namespace.",
+                    ),
+                    &["namespace"],
+                )
+                .expect("valid metric"),
+            ),
+            routing_stream_connected: gauge(
+                "zankv_proxy_routing_stream_connected",
+                "1 while the proxy follows PD's routing stream.",
+            ),
+            registry,
+        }
+    }
+}
+
+impl ProxyMetrics {
+    /// A command answered after `took`.
+    pub fn command(&self, name: &str, error: bool, took: Duration) {
+        self.commands.with_label_values(&[name]).inc();
+        self.total_commands.inc();
+        if error {
+            self.command_errors.with_label_values(&[name]).inc();
+        }
+        self.command_seconds
+            .with_label_values(&[name])
+            .observe(took.as_secs_f64());
+    }
+
+    /// A command sent to a partition of `namespace`.
+    pub fn namespace_command(&self, namespace: &str) {
+        self.namespace_commands
+            .with_label_values(&[namespace])
+            .inc();
+    }
+
+    /// A client connected.
+    pub fn client_connected(&self) {
+        self.clients.inc();
+        self.connections_received.inc();
+    }
+
+    /// A client disconnected.
+    pub fn client_disconnected(&self) {
+        self.clients.dec();
+    }
+
+    /// A client was refused (max clients).
+    pub fn client_rejected(&self) {
+        self.connections_rejected.inc();
+    }
+
+    /// A storage node connection opened.
+    pub fn backend_connected(&self) {
+        self.backend_connections.inc();
+    }
+
+    /// A storage node connection closed.
+    pub fn backend_disconnected(&self) {
+        self.backend_connections.dec();
+    }
+
+    /// Connecting to a storage node failed.
+    pub fn backend_connect_failed(&self) {
+        self.backend_connect_failures.inc();
+    }
+
+    /// A command is sent again (`reason`: `moved`, `unreachable`, `no_leader`, `lost_read`).
+    pub fn retry(&self, reason: &'static str) {
+        self.retries.with_label_values(&[reason]).inc();
+    }
+
+    /// A routing table was fetched on demand.
+    pub fn routing_refreshed(&self) {
+        self.routing_refreshes.inc();
+    }
+
+    /// The routing epoch of `namespace` now (None: the namespace is gone).
+    pub fn routing_epoch(&self, namespace: &str, epoch: Option<u64>) {
+        match epoch {
+            Some(e) => self
+                .routing_epoch
+                .with_label_values(&[namespace])
+                .set(e as i64),
+            None => {
+                let _ = self.routing_epoch.remove_label_values(&[namespace]);
+            }
+        }
+    }
+
+    /// Whether the PD routing stream is followed now.
+    pub fn routing_stream(&self, connected: bool) {
+        self.routing_stream_connected.set(i64::from(connected));
+    }
+
+    /// INFO's counters.
+    pub fn info(&self) -> InfoCounters {
+        InfoCounters {
+            connected_clients: self.clients.get(),
+            total_connections: self.connections_received.get(),
+            rejected_connections: self.connections_rejected.get(),
+            total_commands: self.total_commands.get(),
+        }
+    }
+
+    /// Everything, in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding");
+        String::from_utf8(out).expect("metrics are text")
+    }
+}

@@ -1,0 +1,176 @@
+//! Keeping the routing tables current from PD: [`follow`] reads PD's routing stream
+//! (`GET /routing/watch`) from one member and moves to the next when it fails or goes
+//! quiet; [`Refresher`] fetches one namespace's table (`GET /query/{ns}`) after a routing
+//! error, once for all the requests that hit the same error.
+//!
+//! Nothing here waits for PD on a client's behalf except a refresh after a routing error;
+//! while PD is unreachable the proxy keeps routing with the tables it has, and storage
+//! nodes' leader hints keep them usable.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Mutex};
+use tracing::{debug, info, warn};
+use zankv_pd_api::{QueryResponse, RoutingEvent};
+
+use crate::metrics::ProxyMetrics;
+use crate::routing::SharedTables;
+
+/// How long connecting to a member and getting the answer's headers may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// PD sends a keepalive every 10 s: a stream silent for this long is dead.
+const SILENCE: Duration = Duration::from_secs(35);
+/// Pause after every member failed, growing to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// Deadline of one on-demand fetch.
+const FETCH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Applies one stream event to the tables.
+pub fn apply_event(tables: &SharedTables, metrics: &ProxyMetrics, event: RoutingEvent) {
+    match event {
+        RoutingEvent::Table { namespace, table } => {
+            if tables.update(|t| t.apply_table(&namespace, &table)) {
+                debug!(%namespace, epoch = table.epoch, "routing table updated");
+                metrics.routing_epoch(&namespace, Some(table.epoch));
+            }
+        }
+        RoutingEvent::Deleted { namespace } => {
+            if tables.update(|t| t.remove(&namespace)) {
+                info!(%namespace, "namespace deleted");
+                metrics.routing_epoch(&namespace, None);
+            }
+        }
+        RoutingEvent::Keepalive => {}
+    }
+}
+
+/// Follows PD's routing stream until `shutdown` turns true.
+pub async fn follow(
+    members: Vec<SocketAddr>,
+    tables: Arc<SharedTables>,
+    metrics: Arc<ProxyMetrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut backoff = FIRST_BACKOFF;
+    let mut next = 0;
+    loop {
+        let addr = members[next % members.len()];
+        next += 1;
+        let followed = tokio::select! {
+            r = follow_one(addr, &tables, &metrics) => r,
+            _ = shutdown.changed() => return,
+        };
+        metrics.routing_stream(false);
+        match followed {
+            // It worked for a while: try again at once (another member first).
+            Ok(()) => backoff = FIRST_BACKOFF,
+            Err(e) => {
+                debug!(pd = %addr, error = %e, "routing stream unavailable");
+                if next % members.len() == 0 {
+                    warn!(error = %e, "no PD member serves the routing stream; routing goes on with the tables held");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// Reads one member's stream; `Ok` when it ended after delivering events.
+async fn follow_one(
+    addr: SocketAddr,
+    tables: &SharedTables,
+    metrics: &ProxyMetrics,
+) -> Result<(), String> {
+    let mut lines = zankv_pd_api::client::watch(addr, "/routing/watch", CONNECT_TIMEOUT).await?;
+    info!(pd = %addr, "following PD's routing stream");
+    metrics.routing_stream(true);
+    let mut delivered = false;
+    loop {
+        let line = match tokio::time::timeout(SILENCE, lines.next_line()).await {
+            Err(_) => return Err(format!("PD at {addr} sent nothing for {SILENCE:?}")),
+            Ok(Err(e)) => return Err(e),
+            Ok(Ok(None)) if delivered => return Ok(()),
+            Ok(Ok(None)) => return Err(format!("PD at {addr} ended the stream")),
+            Ok(Ok(Some(line))) => line,
+        };
+        if line.is_empty() {
+            continue;
+        }
+        match serde_json::from_slice::<RoutingEvent>(&line) {
+            Ok(event) => {
+                delivered = true;
+                apply_event(tables, metrics, event);
+            }
+            Err(e) => warn!(pd = %addr, error = %e, "ignoring a routing event that does not parse"),
+        }
+    }
+}
+
+/// On-demand fetches of one namespace's table, shared by the requests that need one.
+pub struct Refresher {
+    members: Vec<SocketAddr>,
+    tables: Arc<SharedTables>,
+    metrics: Arc<ProxyMetrics>,
+    /// When each namespace's table was last fetched; held while fetching, so concurrent
+    /// requests wait for one fetch instead of each making their own.
+    fetched: Mutex<HashMap<String, Instant>>,
+}
+
+impl Refresher {
+    /// Fetches from `members`, into `tables`.
+    pub fn new(
+        members: Vec<SocketAddr>,
+        tables: Arc<SharedTables>,
+        metrics: Arc<ProxyMetrics>,
+    ) -> Refresher {
+        Refresher {
+            members,
+            tables,
+            metrics,
+            fetched: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Makes sure `namespace`'s table was fetched after `since` (when a request saw it
+    /// fail); fetches it now unless another request already did.
+    pub async fn refresh(&self, namespace: &str, since: Instant) {
+        let mut fetched = self.fetched.lock().await;
+        if fetched.get(namespace).is_some_and(|at| *at >= since) {
+            return;
+        }
+        let path = format!("/query/{namespace}");
+        for addr in &self.members {
+            match zankv_pd_api::client::call(*addr, "GET", &path, None, None, FETCH_TIMEOUT).await {
+                Ok(r) if r.status == 200 => {
+                    if let Ok(table) = r.json::<QueryResponse>() {
+                        self.metrics.routing_refreshed();
+                        let event = RoutingEvent::Table {
+                            namespace: namespace.to_string(),
+                            table,
+                        };
+                        apply_event(&self.tables, &self.metrics, event);
+                        break;
+                    }
+                }
+                Ok(r) if r.status == 404 => {
+                    let event = RoutingEvent::Deleted {
+                        namespace: namespace.to_string(),
+                    };
+                    apply_event(&self.tables, &self.metrics, event);
+                    break;
+                }
+                // A follower (400 E_FAILED_ON_NOT_LEADER) or an unreachable member: next.
+                Ok(_) | Err(_) => {}
+            }
+        }
+        fetched.insert(namespace.to_string(), Instant::now());
+    }
+}

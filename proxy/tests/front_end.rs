@@ -1,0 +1,202 @@
+//! The proxy's front end without a cluster behind it: a `zankv-proxy` process whose PD is
+//! unreachable still answers connection commands, checks passwords, refuses bad input
+//! with Redis's errors and keeps serving; data commands get a clear routing error.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Proxy {
+    child: Child,
+    port: u16,
+    http_port: u16,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proxy {
+    fn start(extra: &[&str]) -> Proxy {
+        let (port, http_port) = (free_port(), free_port());
+        let child = Command::new(env!("CARGO_BIN_EXE_zankv-proxy"))
+            .args(["--redis-addr", &format!("127.0.0.1:{port}")])
+            .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
+            // Nothing listens there: the proxy has no routing tables.
+            .args(["--pd", &format!("127.0.0.1:{}", free_port())])
+            .args(extra)
+            .env_remove("ZANKV_REQUIREPASS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start zankv-proxy");
+        let proxy = Proxy {
+            child,
+            port,
+            http_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "zankv-proxy did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        proxy
+    }
+
+    fn client(&self) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        Client { s, buf: Vec::new() }
+    }
+
+    fn http(&self, path: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.http_port)).unwrap();
+        write!(
+            s,
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+struct Client {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn send_raw(&mut self, bytes: &[u8]) {
+        self.s.write_all(bytes).unwrap();
+    }
+
+    /// The next reply, as raw RESP; None when the connection closed.
+    fn reply(&mut self) -> Option<Vec<u8>> {
+        loop {
+            if let Ok(Some((_, n))) = redis_protocol::resp3::decode::complete::decode(&self.buf) {
+                return Some(self.buf.drain(..n).collect());
+            }
+            let mut chunk = [0u8; 4096];
+            match self.s.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+
+    fn cmd(&mut self, args: &[&str]) -> String {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.send_raw(req.as_bytes());
+        String::from_utf8_lossy(&self.reply().expect("a reply")).into_owned()
+    }
+}
+
+#[test]
+fn connection_commands_bad_input_and_data_without_routing() {
+    let proxy = Proxy::start(&[]);
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
+    assert_eq!(c.cmd(&["ECHO", "hi"]), "$2\r\nhi\r\n");
+    assert_eq!(
+        c.cmd(&["AUTH", "x"]),
+        "-ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?\r\n"
+    );
+    assert_eq!(c.cmd(&["AUTH", "default", "x"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["SELECT", "0"]), "+OK\r\n");
+    assert_eq!(
+        c.cmd(&["NOSUCH", "a"]),
+        "-ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n"
+    );
+    assert_eq!(
+        c.cmd(&["GET"]),
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert!(c.cmd(&["INFO", "server"]).contains("zankv_role:proxy"));
+    // No table yet: a clear routing error, not a wrong answer.
+    let get = c.cmd(&["GET", "k"]);
+    assert!(get.starts_with("-ERR_CLUSTER_CHANGED: "), "{get}");
+    assert!(c
+        .cmd(&["DBSIZE"])
+        .starts_with("-ERR 'dbsize' needs every partition"));
+    // RESP3.
+    let hello = c.cmd(&["HELLO", "3"]);
+    assert!(hello.starts_with("%7\r\n"), "{hello}");
+    assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
+    // Inline commands and pipelines.
+    c.send_raw(b"PING\r\nECHO a\r\n");
+    assert_eq!(c.reply().unwrap(), b"+PONG\r\n");
+    assert_eq!(c.reply().unwrap(), b"$1\r\na\r\n");
+    // A malformed request is answered, then the connection closes; others go on.
+    let mut bad = proxy.client();
+    bad.send_raw(b"*1\r\n$x\r\n");
+    assert_eq!(
+        String::from_utf8(bad.reply().unwrap()).unwrap(),
+        "-ERR Protocol error: invalid bulk length\r\n"
+    );
+    assert_eq!(bad.reply(), None);
+    let mut huge = proxy.client();
+    huge.send_raw(b"*1\r\n$99999999999\r\n");
+    assert!(String::from_utf8(huge.reply().unwrap())
+        .unwrap()
+        .starts_with("-ERR Protocol error"));
+    assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
+    let metrics = proxy.http("/metrics");
+    assert!(
+        metrics.contains("zankv_proxy_commands_total{command=\"ping\"}"),
+        "{metrics}"
+    );
+    assert!(proxy
+        .http("/routing")
+        .contains("\"default_namespace\":\"default\""));
+    assert!(proxy.http("/nope").starts_with("HTTP/1.1 404"));
+    assert_eq!(c.cmd(&["QUIT"]), "+OK\r\n");
+    assert_eq!(c.reply(), None);
+}
+
+#[test]
+fn a_password_is_required_before_anything_else() {
+    let proxy = Proxy::start(&["--requirepass", "s3cret"]);
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["GET", "k"]), "-NOAUTH Authentication required.\r\n");
+    assert_eq!(c.cmd(&["PING"]), "-NOAUTH Authentication required.\r\n");
+    assert!(c
+        .cmd(&["HELLO", "3"])
+        .starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(
+        c.cmd(&["AUTH", "wrong"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["AUTH", "someone", "s3cret"]),
+        "-WRONGPASS invalid username-password pair or user is disabled.\r\n"
+    );
+    assert_eq!(c.cmd(&["AUTH", "s3cret"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
+    let mut c3 = proxy.client();
+    let hello = c3.cmd(&["HELLO", "3", "AUTH", "default", "s3cret"]);
+    assert!(hello.starts_with("%7\r\n"), "{hello}");
+    assert_eq!(c3.cmd(&["PING"]), "+PONG\r\n");
+    let mut wrong = proxy.client();
+    assert!(wrong
+        .cmd(&["HELLO", "3", "AUTH", "default", "nope"])
+        .starts_with("-WRONGPASS"));
+    assert_eq!(wrong.cmd(&["QUIT"]), "+OK\r\n");
+}

@@ -1,0 +1,247 @@
+//! End to end through the proxy: PD, three PD-managed storage nodes and a `zankv-proxy` on
+//! loopback. Keys spread over partitions, multi-key commands split and merged, commands
+//! that need one partition refused across several, a partition leader killed under write
+//! load, and the stock Redis tools (redis-cli, redis-benchmark) pointed at the proxy.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::proxy::ProxiedCluster;
+use support::Frame;
+
+fn b(s: &str) -> Frame {
+    Frame::bulk(s)
+}
+
+#[test]
+fn keys_spread_over_partitions_and_multi_key_commands_are_split_and_merged() {
+    let cluster = ProxiedCluster::must_start(8, 3, "");
+    let mut c = cluster.proxy.client();
+    for i in 0..200 {
+        let (k, v) = (format!("key{i}"), format!("value{i}"));
+        assert_eq!(c.cmd_str(&["SET", &k, &v]), Frame::simple("OK"));
+    }
+    for i in (0..200).step_by(7) {
+        assert_eq!(
+            c.cmd_str(&["GET", &format!("key{i}")]),
+            b(&format!("value{i}"))
+        );
+    }
+    // Every node holds some of the keys: they really are spread.
+    let keys_per_node: Vec<u64> = (0..3)
+        .map(|i| {
+            cluster
+                .nodes
+                .replicas(i)
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.role == "leader")
+                .map(|r| r.keys)
+                .sum()
+        })
+        .collect();
+    assert_eq!(keys_per_node.iter().sum::<u64>(), 200, "{keys_per_node:?}");
+
+    // MSET over many partitions, then MGET in an order of its own, with missing keys.
+    let mut mset = vec!["MSET".to_string()];
+    for i in 0..20 {
+        mset.push(format!("m{i}"));
+        mset.push(format!("mv{i}"));
+    }
+    let refs: Vec<&str> = mset.iter().map(String::as_str).collect();
+    assert_eq!(c.cmd_str(&refs), Frame::simple("OK"));
+    let order = ["m5", "nope1", "m0", "m19", "m5", "nope2", "m11"];
+    let mut mget = vec!["MGET"];
+    mget.extend(order);
+    let expected: Vec<Frame> = order
+        .iter()
+        .map(|k| match k.strip_prefix('m') {
+            Some(n) => b(&format!("mv{n}")),
+            None => Frame::Null,
+        })
+        .collect();
+    assert_eq!(c.cmd_str(&mget), Frame::Array(expected));
+    assert_eq!(
+        c.cmd_str(&["EXISTS", "m1", "m2", "nope", "m1", "key3"]),
+        Frame::Integer(4)
+    );
+    assert_eq!(c.cmd_str(&["TOUCH", "m1", "m2", "nope"]), Frame::Integer(2));
+    assert_eq!(
+        c.cmd_str(&["DEL", "m1", "m2", "nope", "m3"]),
+        Frame::Integer(3)
+    );
+    assert_eq!(c.cmd_str(&["UNLINK", "m4", "m5"]), Frame::Integer(2));
+    assert_eq!(
+        c.cmd_str(&["MGET", "m1", "m4", "m6"]),
+        Frame::Array(vec![Frame::Null, Frame::Null, b("mv6")])
+    );
+    // A type error in one part is the command's answer.
+    assert_eq!(c.cmd_str(&["HSET", "h", "f", "v"]), Frame::Integer(1));
+    assert_eq!(
+        c.cmd_str(&["MGET", "h", "m6"]),
+        Frame::Array(vec![Frame::Null, b("mv6")])
+    );
+
+    // Commands that need one partition are refused across several, with no effect.
+    let (a, z) = (0..50)
+        .map(|i| format!("key{i}"))
+        .flat_map(|a| (0..50).map(move |j| (a.clone(), format!("key{j}"))))
+        .find(|(a, z)| {
+            a != z && {
+                let mut probe = cluster.proxy.client();
+                matches!(probe.cmd_str(&["RENAME", a, z]), Frame::Error(e) if e.starts_with(b"CROSSSLOT"))
+            }
+        })
+        .expect("two keys in different partitions");
+    assert_eq!(c.cmd_str(&["GET", &a]), b(&format!("value{}", &a[3..])));
+    assert_eq!(c.cmd_str(&["GET", &z]), b(&format!("value{}", &z[3..])));
+    assert!(matches!(
+        c.cmd_str(&["DBSIZE"]),
+        Frame::Error(e) if e.starts_with(b"ERR 'dbsize' needs every partition")
+    ));
+
+    // Pipelined requests to many partitions come back in order.
+    let mut wire = Vec::new();
+    for i in 0..100 {
+        wire.extend(support::Client::encode(&[
+            b"GET",
+            format!("key{i}").as_bytes(),
+        ]));
+    }
+    c.send_raw(&wire);
+    for i in 0..100 {
+        assert_eq!(c.read_frame().unwrap(), b(&format!("value{i}")));
+    }
+    // RESP3 through the proxy.
+    let mut r3 = cluster.proxy.client();
+    r3.hello3();
+    assert_eq!(r3.cmd_str(&["GET", "nope"]), Frame::Null);
+    assert_eq!(
+        r3.cmd_str(&["MGET", "key1", "nope", "key2"]),
+        Frame::Array(vec![b("value1"), Frame::Null, b("value2")])
+    );
+    let metrics = cluster.proxy.metrics();
+    assert!(
+        metrics.contains("zankv_proxy_commands_total{command=\"mget\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("zankv_proxy_namespace_commands_total{namespace=\"default\"}"));
+}
+
+#[test]
+fn a_partition_leader_killed_under_write_load_loses_no_acknowledged_write() {
+    let mut cluster = ProxiedCluster::must_start(4, 3, "");
+    let mut c = cluster.proxy.client();
+    c.set_read_timeout(Duration::from_secs(30));
+    let mut acked: BTreeMap<String, String> = BTreeMap::new();
+    let mut errors = Vec::new();
+    let mut killed_at = None;
+    let mut acked_after_kill = 0;
+    let started = Instant::now();
+    let mut i = 0u64;
+    while started.elapsed() < Duration::from_secs(12) {
+        if killed_at.is_none() && started.elapsed() > Duration::from_secs(3) {
+            // The node leading the most partitions dies.
+            let leads = |n: usize| {
+                cluster
+                    .nodes
+                    .replicas(n)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|r| r.role == "leader")
+                    .count()
+            };
+            let victim = (0..3).max_by_key(|n| leads(*n)).unwrap();
+            cluster.nodes.kill9(victim);
+            killed_at = Some(Instant::now());
+        }
+        let (k, v) = (format!("w{i}"), format!("v{i}"));
+        i += 1;
+        match c.cmd_str(&["SET", &k, &v]) {
+            Frame::Simple(s) if s == b"OK" => {
+                acked.insert(k, v);
+                acked_after_kill += usize::from(killed_at.is_some());
+            }
+            Frame::Error(e) => {
+                errors.push((Instant::now(), String::from_utf8_lossy(&e).into_owned()))
+            }
+            other => panic!("SET {k}: {other}"),
+        }
+        // Reads in between never see a wrong value.
+        if i.is_multiple_of(10) {
+            let back = format!("w{}", i / 2);
+            if let Some(v) = acked.get(&back) {
+                match c.cmd_str(&["GET", &back]) {
+                    Frame::Error(_) => {}
+                    got => assert_eq!(got, b(v), "GET {back}"),
+                }
+            }
+        }
+    }
+    let killed_at = killed_at.expect("a node was killed");
+    eprintln!(
+        "{} writes acknowledged, {acked_after_kill} after the kill, {} errors",
+        acked.len(),
+        errors.len()
+    );
+    assert!(acked_after_kill > 100, "writes go on after the kill");
+    // Errors come only as a short burst right after the kill, and every one says the write
+    // was not applied or that its outcome is unknown.
+    for (at, e) in &errors {
+        assert!(
+            *at >= killed_at && at.duration_since(killed_at) < Duration::from_secs(8),
+            "an error outside the failover window: {e}"
+        );
+        assert!(
+            e.starts_with("ERR_CLUSTER_CHANGED") || e.starts_with("TIMEOUT"),
+            "{e}"
+        );
+    }
+    assert!(errors.len() < 50, "{} errors: {errors:?}", errors.len());
+    // Every acknowledged write is readable, with its value.
+    let mut check = cluster.proxy.client();
+    check.set_read_timeout(Duration::from_secs(30));
+    for (k, v) in &acked {
+        assert_eq!(check.cmd_str(&["GET", k]), b(v), "{k}");
+    }
+    let retries = cluster.proxy.metrics();
+    assert!(
+        retries.contains("zankv_proxy_retries_total"),
+        "the proxy retried: {retries}"
+    );
+}
+
+#[test]
+fn redis_cli_and_redis_benchmark_work_against_the_proxy() {
+    let cluster = ProxiedCluster::must_start(4, 3, "");
+    let port = cluster.proxy.port.to_string();
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-p", &port])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["PING"]), "PONG");
+    assert_eq!(cli(&["SET", "cli:key", "hello"]), "OK");
+    assert_eq!(cli(&["GET", "cli:key"]), "hello");
+    assert_eq!(cli(&["MSET", "a", "1", "b", "2", "c", "3"]), "OK");
+    assert_eq!(cli(&["MGET", "c", "a", "b"]), "3\n1\n2");
+    assert_eq!(cli(&["-3", "GET", "a"]), "1");
+    let out = Command::new("redis-benchmark")
+        .args([
+            "-p", &port, "-t", "set,get", "-n", "2000", "-c", "10", "-P", "4", "-q",
+        ])
+        .output()
+        .expect("run redis-benchmark");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("SET:") && text.contains("GET:"), "{text}");
+    assert!(!text.to_lowercase().contains("error"), "{text}");
+}
