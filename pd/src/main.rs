@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 use zankv_pd::config::PdConfig;
 
 /// zankv placement driver (PD): keeps the cluster's namespaces and storage nodes, places new
@@ -52,15 +51,10 @@ fn main() -> ExitCode {
     if let Some(l) = args.log_level {
         config.log_level = l;
     }
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(&config.log_level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = zankv_process::init_logging(&config.log_level) {
+        eprintln!("zankv-pd: {e}");
+        return ExitCode::from(2);
+    }
     match zankv_pd::node::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

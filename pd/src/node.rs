@@ -95,7 +95,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
         info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
         axum::serve(listener, api::router(ctx))
             .with_graceful_shutdown(async move {
-                wait_for_signal().await;
+                zankv_process::wait_for_signal().await;
                 // Routing streams end now, or the graceful shutdown would wait for them.
                 let _ = stopping_tx.send(true);
             })
@@ -114,19 +114,4 @@ pub fn run(config: PdConfig) -> Result<(), String> {
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

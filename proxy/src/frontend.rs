@@ -21,8 +21,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zankv_commands::connection::{ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{RequestLimits, RequestReader};
@@ -77,48 +76,29 @@ enum Pending {
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<FrontendContext>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(ctx.max_clients));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let ctx = ctx.clone();
-                        let shutdown = shutdown.clone();
-                        tasks.spawn(async move {
-                            ctx.forwarder.metrics.client_connected();
-                            debug!(%peer, "client connected");
-                            connection(socket, &ctx, shutdown).await;
-                            ctx.forwarder.metrics.client_disconnected();
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        ctx.forwarder.metrics.client_rejected();
-                        tasks.spawn(async move {
-                            let mut socket = socket;
-                            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
-                        });
-                    }
-                }
+    let metrics = ctx.forwarder.metrics.clone();
+    let max_clients = ctx.max_clients;
+    let rejected = move || metrics.client_rejected();
+    zankv_process::serve_clients(
+        listener,
+        max_clients,
+        shutdown.clone(),
+        rejected,
+        |socket, peer| {
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                ctx.forwarder.metrics.client_connected();
+                debug!(%peer, "client connected");
+                connection(socket, &ctx, shutdown).await;
+                ctx.forwarder.metrics.client_disconnected();
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    info!("proxy stopping; waiting for connections to finish");
-    while tasks.join_next().await.is_some() {}
+        },
+    )
+    .await;
+    info!("proxy front end stopped");
 }
 
 async fn connection(

@@ -11,7 +11,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -28,10 +28,6 @@ pub struct HttpContext {
     pub metrics: Arc<ProxyMetrics>,
     /// The routing tables.
     pub tables: Arc<SharedTables>,
-}
-
-fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "message": message }))).into_response()
 }
 
 async fn ping() -> &'static str {
@@ -71,30 +67,16 @@ async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
 
 /// The router.
 pub fn router(ctx: Arc<HttpContext>) -> Router {
-    Router::new()
-        .route("/ping", get(ping))
-        .route("/routing", get(routing))
-        .route("/metrics", get(metrics))
-        .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(ctx)
+    zankv_process::with_json_fallbacks(
+        Router::new()
+            .route("/ping", get(ping))
+            .route("/routing", get(routing))
+            .route("/metrics", get(metrics)),
+    )
+    .with_state(ctx)
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<HttpContext>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let stop = async move {
-        let _ = shutdown.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, router(ctx))
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: watch::Receiver<bool>) {
+    zankv_process::serve_http(listener, router(ctx), shutdown).await
 }

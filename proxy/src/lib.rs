@@ -49,7 +49,7 @@ pub fn run(config: ProxyConfig) -> Result<(), String> {
         .thread_name("zankv-proxy")
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let result = runtime.block_on(serve(config, wait_for_signal()));
+    let result = runtime.block_on(serve(config, zankv_process::wait_for_signal()));
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result
@@ -122,19 +122,4 @@ pub async fn serve(
     let _ = http.await;
     let _ = watcher.await;
     Ok(())
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

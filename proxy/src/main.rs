@@ -80,20 +80,10 @@ fn main() -> ExitCode {
         eprintln!("zankv-proxy: {e}");
         return ExitCode::from(2);
     }
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(&config.log_level));
-    let filter = match filter {
-        Ok(f) => f,
-        Err(e) => {
-            eprintln!("zankv-proxy: invalid log level {:?}: {e}", config.log_level);
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    if let Err(e) = zankv_process::init_logging(&config.log_level) {
+        eprintln!("zankv-proxy: {e}");
+        return ExitCode::from(2);
+    }
     match zankv_proxy::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -383,7 +383,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             data_dir = %config.data_dir.display(),
             "zankv storage node ready"
         );
-        wait_for_signal().await;
+        zankv_process::wait_for_signal().await;
         info!("shutting down");
         let _ = stop_front_tx.send(true);
         if let Some(link) = pd_link {
@@ -403,19 +403,4 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -55,6 +55,24 @@ pub async fn call(
         .map_err(|_| format!("{method} {path} on {addr}: no answer within {timeout:?}"))?
 }
 
+/// An HTTP/1.1 connection to `addr`, its connection task running; on failure, which step
+/// failed and why.
+async fn open(
+    addr: SocketAddr,
+) -> Result<hyper::client::conn::http1::SendRequest<Full<Bytes>>, (&'static str, String)> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| ("connecting", e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| ("handshake", e.to_string()))?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(sender)
+}
+
 /// A long-lived answer read line by line ([`watch`]).
 pub struct LineStream {
     body: hyper::body::Incoming,
@@ -101,16 +119,7 @@ impl LineStream {
 pub async fn watch(addr: SocketAddr, path: &str, timeout: Duration) -> Result<LineStream, String> {
     let err = |what: &str, e: &dyn std::fmt::Display| format!("GET {path} on {addr}: {what}: {e}");
     let start = async {
-        let stream = TcpStream::connect(addr)
-            .await
-            .map_err(|e| err("connecting", &e))?;
-        let _ = stream.set_nodelay(true);
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| err("handshake", &e))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let mut sender = open(addr).await.map_err(|(what, e)| err(what, &e))?;
         let request = Request::builder()
             .method("GET")
             .uri(path)
@@ -151,16 +160,7 @@ async fn call_inner(
 ) -> Result<Response, String> {
     let err =
         |what: &str, e: &dyn std::fmt::Display| format!("{method} {path} on {addr}: {what}: {e}");
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| err("connecting", &e))?;
-    let _ = stream.set_nodelay(true);
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| err("handshake", &e))?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
+    let mut sender = open(addr).await.map_err(|(what, e)| err(what, &e))?;
     let mut request = Request::builder()
         .method(method)
         .uri(path)

@@ -51,7 +51,7 @@ pub struct HttpContext {
 
 /// A JSON error answer.
 pub(crate) fn error(status: StatusCode, message: &str) -> Response {
-    (status, Json(json!({ "message": message }))).into_response()
+    zankv_process::json_error(status, message)
 }
 
 async fn ping() -> &'static str {
@@ -98,32 +98,17 @@ async fn metrics(State(ctx): State<Arc<HttpContext>>) -> Response {
 
 /// The router, separate from serving so tests can call it directly.
 pub fn router(ctx: Arc<HttpContext>) -> Router {
-    Router::new()
-        .route("/ping", get(ping))
-        .route("/status", get(status))
-        .route("/metrics", get(metrics))
-        .merge(admin::routes())
-        .method_not_allowed_fallback(|| async {
-            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
-        })
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
-        .with_state(ctx)
+    zankv_process::with_json_fallbacks(
+        Router::new()
+            .route("/ping", get(ping))
+            .route("/status", get(status))
+            .route("/metrics", get(metrics))
+            .merge(admin::routes()),
+    )
+    .with_state(ctx)
 }
 
 /// Serves HTTP on `listener` until `shutdown` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    ctx: Arc<HttpContext>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let app = router(ctx);
-    let stop = async move {
-        let _ = shutdown.changed().await;
-    };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stop)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server failed");
-    }
+pub async fn serve(listener: TcpListener, ctx: Arc<HttpContext>, shutdown: watch::Receiver<bool>) {
+    zankv_process::serve_http(listener, router(ctx), shutdown).await
 }

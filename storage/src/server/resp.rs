@@ -12,13 +12,11 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{oneshot, watch, Semaphore};
-use tokio::task::JoinSet;
+use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{self, RequestLimits};
@@ -90,49 +88,29 @@ enum Dispatch {
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<ServerContext>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let permits = Arc::new(Semaphore::new(ctx.max_clients));
-    let mut tasks = JoinSet::new();
-    loop {
-        tokio::select! {
-            _ = shutdown.changed() => break,
-            accepted = listener.accept() => {
-                let (socket, peer) = match accepted {
-                    Ok(a) => a,
-                    Err(e) => {
-                        // Out of file descriptors and similar: back off instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                match permits.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let ctx = ctx.clone();
-                        let shutdown = shutdown.clone();
-                        tasks.spawn(async move {
-                            ctx.stats.client_connected();
-                            debug!(%peer, "client connected");
-                            connection(socket, &ctx, shutdown).await;
-                            ctx.stats.client_disconnected();
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        ctx.stats.connection_rejected();
-                        tasks.spawn(async move {
-                            let mut socket = socket;
-                            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
-                        });
-                    }
-                }
+    let stats = ctx.stats.clone();
+    let max_clients = ctx.max_clients;
+    let rejected = move || stats.connection_rejected();
+    zankv_process::serve_clients(
+        listener,
+        max_clients,
+        shutdown.clone(),
+        rejected,
+        |socket, peer| {
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                ctx.stats.client_connected();
+                debug!(%peer, "client connected");
+                connection(socket, &ctx, shutdown).await;
+                ctx.stats.client_disconnected();
             }
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-        }
-    }
-    info!("RESP server stopping; waiting for connections to finish");
-    while tasks.join_next().await.is_some() {}
+        },
+    )
+    .await;
+    info!("RESP server stopped");
 }
 
 async fn connection(

@@ -1,0 +1,137 @@
+//! What every zankv process (storage node, PD, proxy) does at its edges, written once:
+//! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
+//! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
+//! HTTP router until shutdown ([`serve_http`], [`json_error`]).
+//!
+//! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
+//! (one more is sent Redis's error and closed) and returns only after every connection task
+//! it started has ended; [`serve_http`] stops accepting when shutdown turns true and lets
+//! requests in progress finish.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio::task::JoinSet;
+use tracing::{info, warn};
+
+/// Logs to stderr with `level` (a tracing filter such as `info` or `zankv=debug`), which
+/// `RUST_LOG` overrides; colours only on a terminal.
+pub fn init_logging(level: &str) -> Result<(), String> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .map_err(|e| format!("invalid log level {level:?}: {e}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    Ok(())
+}
+
+/// Returns on SIGINT or SIGTERM.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Accepts connections on `listener` until `shutdown` turns true, running `handle` for
+/// each in a task of its own while fewer than `max_clients` run; a connection beyond that
+/// gets `-ERR max number of clients reached` and is closed (`rejected` is called). Returns
+/// once every connection task has ended.
+pub async fn serve_clients<H, F>(
+    listener: TcpListener,
+    max_clients: usize,
+    mut shutdown: watch::Receiver<bool>,
+    rejected: impl Fn(),
+    handle: H,
+) where
+    H: Fn(TcpStream, SocketAddr) -> F,
+    F: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(max_clients));
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => break,
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        // Out of file descriptors and similar: back off instead of spinning.
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                match permits.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let served = handle(socket, peer);
+                        tasks.spawn(async move {
+                            served.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        rejected();
+                        tasks.spawn(async move {
+                            let mut socket = socket;
+                            let _ = socket.write_all(b"-ERR max number of clients reached\r\n").await;
+                        });
+                    }
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+        }
+    }
+    info!("no longer accepting clients; waiting for connections to finish");
+    while tasks.join_next().await.is_some() {}
+}
+
+/// A JSON error answer: `status` with `{"message": message}`.
+pub fn json_error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "message": message }))).into_response()
+}
+
+/// `router` with JSON answers for unknown paths (404) and wrong methods (405).
+pub fn with_json_fallbacks<S: Clone + Send + Sync + 'static>(router: Router<S>) -> Router<S> {
+    router
+        .method_not_allowed_fallback(|| async {
+            json_error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed")
+        })
+        .fallback(|| async { json_error(StatusCode::NOT_FOUND, "no such endpoint") })
+}
+
+/// Serves `router` on `listener` until `shutdown` turns true.
+pub async fn serve_http(
+    listener: TcpListener,
+    router: Router,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let stop = async move {
+        let _ = shutdown.changed().await;
+    };
+    if let Err(e) = axum::serve(listener, router)
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server failed");
+    }
+}
