@@ -66,13 +66,15 @@ for _ in $(seq 400); do
   sleep 0.05
 done
 curl -sf -X POST "http://127.0.0.1:$pd_port/cluster/namespace/create?namespace=default&partition_num=8&replicator=3" >/dev/null
+# A one-partition namespace, to compare the proxy with its storage leader reached directly.
+curl -sf -X POST "http://127.0.0.1:$pd_port/cluster/namespace/create?namespace=single&partition_num=1&replicator=3" >/dev/null
 proxy_port=$(free_port); proxy_http=$(free_port)
 $bin/zankv-proxy --redis-addr "127.0.0.1:$proxy_port" --http-addr "127.0.0.1:$proxy_http" \
   --pd "127.0.0.1:$pd_port" --log-level warn 2>>"$work/proxy.log" & pids+=($!)
 proxy_pid=$!
 wait_ping "$proxy_port"
 for _ in $(seq 600); do
-  [ "$(curl -sf "http://127.0.0.1:$proxy_http/routing" | json "all(l for ns in d['namespaces'] for l in ns['leaders']) and len(d['namespaces']) == 1")" = True ] && break
+  [ "$(curl -sf "http://127.0.0.1:$proxy_http/routing" | json "all(l for ns in d['namespaces'] for l in ns['leaders']) and len(d['namespaces']) == 2")" = True ] && break
   sleep 0.1
 done
 
@@ -89,6 +91,29 @@ for test in get set; do
     m=$(bench "$mem_port" "$test" "$p"); f=$(bench "$fsync_port" "$test" "$p"); z=$(bench "$proxy_port" "$test" "$p")
     printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$test" "$p" "$m" "$f" "$z" \
       "$(awk -v a="$z" -v b="$m" 'BEGIN{printf "%.2f", a/b}')" "$(awk -v a="$z" -v b="$f" 'BEGIN{printf "%.2f", a/b}')"
+  done
+done
+
+# The same through the proxy and straight to the storage node leading the one partition of
+# "single": what the proxy's hop costs, apart from the storage node's own work.
+leader=$(curl -sf "http://127.0.0.1:$proxy_http/routing" | json "[ns for ns in d['namespaces'] if ns['namespace'] == 'single'][0]['leaders'][0]")
+leader_port=${leader##*:}
+value=$(printf 'v%.0s' $(seq 64))
+custom() { # port pipeline command...
+  local port=$1 p=$2; shift 2
+  redis-benchmark -p "$port" -n "$requests" -c "$clients" -P "$p" -r 1000000 --csv -q "$@" 2>/dev/null \
+    | awk -F'","' 'NR > 1 { gsub(/"/, "", $2); print $2; exit }'
+}
+echo
+echo "One partition of 3 replicas (keys single:key:N): straight to its leader vs through the proxy"
+echo
+echo "| test | pipeline | storage leader ops/s | zankv proxy ops/s | proxy / leader |"
+echo "|---|---|---|---|---|"
+for test in set get; do
+  for p in 1 16; do
+    if [ "$test" = set ]; then args=(SET "single:key:__rand_int__" "$value"); else args=(GET "single:key:__rand_int__"); fi
+    d=$(custom "$leader_port" "$p" "${args[@]}"); z=$(custom "$proxy_port" "$p" "${args[@]}")
+    printf '| %s | %s | %s | %s | %s |\n' "$test" "$p" "$d" "$z" "$(awk -v a="$z" -v b="$d" 'BEGIN{printf "%.2f", a/b}')"
   done
 done
 echo

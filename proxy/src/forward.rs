@@ -52,9 +52,29 @@ pub enum Merge {
     Values,
     /// DEL, UNLINK, EXISTS, TOUCH: the sum of the counts.
     Sum,
-    /// MSET: OK when every part is OK.
+    /// MSET, FLUSHDB, FLUSHALL: OK when every part is OK.
     AllOk,
+    /// KEYS: the arrays, one after the other.
+    Concat,
+    /// RANDOMKEY: a key of a partition picked at random among those that have one.
+    AnyKey,
+    /// SCAN on the partition at `index` of `count` (in [`RoutingTables::all_partitions`]
+    /// order): the node's cursor goes back with the partition index in its low bits.
+    Scan {
+        /// The partition's index.
+        index: usize,
+        /// Partitions in all.
+        count: usize,
+    },
 }
+
+/// Low bits of a proxy SCAN cursor: the partition's index. The storage node's cursor (below
+/// 2^47) takes the bits above.
+const SCAN_INDEX_BITS: u32 = 16;
+
+/// The internal command a storage node runs on one named partition (its
+/// `server/resp.rs`).
+const ON_PARTITION: &[u8] = b"ZANKV.ON";
 
 /// A request (or part of one) for one partition.
 pub struct Part {
@@ -115,9 +135,7 @@ pub fn plan(argv: Vec<Bytes>, spec: &'static CommandSpec, tables: &RoutingTables
                 merge: None,
                 keys: 0,
             },
-            None => Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
-                spec.name.to_string(),
-            ))),
+            None => every_partition(argv, spec, tables),
         };
     }
     let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
@@ -167,6 +185,66 @@ pub fn plan(argv: Vec<Bytes>, spec: &'static CommandSpec, tables: &RoutingTables
         parts,
         merge: Some(merge),
         keys: positions.len(),
+    }
+}
+
+/// A keyless data command over every partition of the cluster.
+fn every_partition(
+    mut argv: Vec<Bytes>,
+    spec: &'static CommandSpec,
+    tables: &RoutingTables,
+) -> Plan {
+    let all = tables.all_partitions();
+    if all.is_empty() {
+        return Plan::Reply(Reply::Error(CommandError::ClusterChanged(
+            "the proxy knows no namespace yet".into(),
+        )));
+    }
+    let on = |target: &KeyTarget, argv: &[Bytes]| {
+        let mut wrapped = Vec::with_capacity(argv.len() + 2);
+        wrapped.push(Bytes::from_static(ON_PARTITION));
+        wrapped.push(Bytes::from(
+            target.namespace.partition_name(target.partition),
+        ));
+        wrapped.extend(argv.iter().cloned());
+        Part::new(
+            encode_request(&wrapped),
+            target.clone(),
+            spec.is_write(),
+            vec![],
+        )
+    };
+    let merge = match spec.name {
+        "dbsize" => Merge::Sum,
+        "keys" => Merge::Concat,
+        "flushdb" | "flushall" => Merge::AllOk,
+        "randomkey" => Merge::AnyKey,
+        "scan" => {
+            let cursor = zankv_commands::keyspace::scan_cursor(&argv[1]).unwrap_or(0);
+            let index = (cursor & ((1 << SCAN_INDEX_BITS) - 1)) as usize;
+            let Some(target) = all.get(index) else {
+                return Plan::Reply(Reply::Error(CommandError::InvalidCursor));
+            };
+            argv[1] = Bytes::from((cursor >> SCAN_INDEX_BITS).to_string());
+            return Plan::Forward {
+                parts: vec![on(target, &argv)],
+                merge: Some(Merge::Scan {
+                    index,
+                    count: all.len(),
+                }),
+                keys: 0,
+            };
+        }
+        _ => {
+            return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
+                spec.name.to_string(),
+            )))
+        }
+    };
+    Plan::Forward {
+        parts: all.iter().map(|t| on(t, &argv)).collect(),
+        merge: Some(merge),
+        keys: 0,
     }
 }
 
@@ -333,6 +411,46 @@ impl Plan {
                 }
                 encode(&Reply::Integer(total), protocol)
             }
+            Merge::Concat => {
+                let mut all = Vec::new();
+                for r in &replies {
+                    match array_items(r, protocol) {
+                        Some(items) => all.extend(items),
+                        None => return unexpected(protocol),
+                    }
+                }
+                array(&all)
+            }
+            Merge::AnyKey => {
+                let found: Vec<&Bytes> = replies.iter().filter(|r| !is_nil(r)).collect();
+                match found.len() {
+                    0 => replies.swap_remove(0),
+                    n => found[fastrand::usize(..n)].clone(),
+                }
+            }
+            Merge::Scan { index, count } => {
+                let Some(items) = replies.first().and_then(|r| array_items(r, protocol)) else {
+                    return unexpected(protocol);
+                };
+                let [cursor, keys] = items.as_slice() else {
+                    return unexpected(protocol);
+                };
+                let Some(next) = bulk_u64(cursor) else {
+                    return unexpected(protocol);
+                };
+                let next = match (next, index + 1 < count) {
+                    // This partition goes on.
+                    (n, _) if n > 0 => (n << SCAN_INDEX_BITS) | index as u64,
+                    // It is done: the next partition from its start.
+                    (_, true) => (index + 1) as u64,
+                    // Every partition is done.
+                    (_, false) => 0,
+                };
+                array(&[
+                    encode(&Reply::bulk(next.to_string()), protocol),
+                    keys.clone(),
+                ])
+            }
             Merge::Values => {
                 let mut values: Vec<Option<Bytes>> = vec![None; keys];
                 for (part, reply) in parts.iter().zip(&replies) {
@@ -354,6 +472,19 @@ impl Plan {
             }
         }
     }
+}
+
+/// Whether a reply is nil (RESP2 `$-1` or `*-1`, RESP3 `_`).
+fn is_nil(reply: &[u8]) -> bool {
+    matches!(reply, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
+}
+
+/// The number in a bulk string reply.
+fn bulk_u64(reply: &[u8]) -> Option<u64> {
+    let rest = reply.strip_prefix(b"$")?;
+    let start = rest.iter().position(|&b| b == b'\n')? + 1;
+    let body = rest[start..].strip_suffix(b"\r\n")?;
+    std::str::from_utf8(body).ok()?.parse().ok()
 }
 
 fn unexpected(protocol: Protocol) -> Bytes {
@@ -416,9 +547,13 @@ mod tests {
     }
 
     fn argv(args: &[&str]) -> (Vec<Bytes>, &'static CommandSpec) {
-        let argv: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let argv = raw(args);
         let (_, spec) = zankv_commands::parse(&argv).unwrap();
         (argv, spec)
+    }
+
+    fn raw(args: &[&str]) -> Vec<Bytes> {
+        args.iter().map(|a| Bytes::from(a.to_string())).collect()
     }
 
     /// Keys `count` keys apart in partitions: two in partition a, one in b.
@@ -470,7 +605,44 @@ mod tests {
     }
 
     #[test]
-    fn other_commands_across_partitions_and_keyless_ones_are_refused() {
+    fn keyless_commands_go_to_every_partition_and_scan_cursors_carry_the_partition() {
+        let t = tables(4);
+        let (v, spec) = argv(&["DBSIZE"]);
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+            panic!("forwarded")
+        };
+        assert_eq!(merge, Some(Merge::Sum));
+        assert_eq!(parts.len(), 4);
+        assert_eq!(
+            parts[2].request,
+            encode_request(&raw(&["ZANKV.ON", "default-2", "DBSIZE"]))
+        );
+        // Cursor 0 starts at partition 0; the storage cursor rides above the index.
+        let (v, spec) = argv(&[
+            "SCAN",
+            &((77u64 << SCAN_INDEX_BITS) | 3).to_string(),
+            "COUNT",
+            "5",
+        ]);
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+            panic!("forwarded")
+        };
+        assert_eq!(merge, Some(Merge::Scan { index: 3, count: 4 }));
+        assert_eq!(
+            parts[0].request,
+            encode_request(&raw(&["ZANKV.ON", "default-3", "SCAN", "77", "COUNT", "5"]))
+        );
+        let (v, spec) = argv(&["SCAN", "9"]);
+        assert!(matches!(
+            plan(v, spec, &t),
+            Plan::Reply(Reply::Error(CommandError::InvalidCursor))
+        ));
+        assert_eq!(bulk_u64(b"$3\r\n123\r\n"), Some(123));
+        assert!(is_nil(b"$-1\r\n") && is_nil(b"_\r\n") && !is_nil(b"$1\r\na\r\n"));
+    }
+
+    #[test]
+    fn other_commands_across_partitions_are_refused_and_one_partition_takes_keyless_ones() {
         let t = tables(4);
         let (a, _, other) = keys_in_two_partitions(&t);
         let (v, spec) = argv(&["RENAME", &a, &other]);
@@ -479,10 +651,6 @@ mod tests {
             Plan::Reply(Reply::Error(CommandError::CrossSlot))
         ));
         let (v, spec) = argv(&["DBSIZE"]);
-        assert!(matches!(
-            plan(v.clone(), spec, &t),
-            Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(_)))
-        ));
         let one = tables(1);
         let p = plan(v, spec, &one);
         assert_eq!(first_leader(&p), Some("127.0.0.1:7000".parse().unwrap()));

@@ -44,6 +44,9 @@ use crate::routing::SharedTables;
 /// Runs a proxy until SIGINT/SIGTERM.
 pub fn run(config: ProxyConfig) -> Result<(), String> {
     config.validate()?;
+    // One socket per client: 10,000 clients need more than the usual soft limit of 1024.
+    let open_files = zankv_process::raise_open_files()?;
+    info!(open_files, "open-file limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("zankv-proxy")

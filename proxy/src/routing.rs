@@ -150,6 +150,22 @@ impl RoutingTables {
         }
     }
 
+    /// Every partition of every namespace, ordered by namespace name then partition (the
+    /// order SCAN walks them in).
+    pub fn all_partitions(&self) -> Vec<KeyTarget> {
+        let mut namespaces: Vec<&Arc<NamespaceRoute>> = self.namespaces.values().collect();
+        namespaces.sort_by(|a, b| a.name.cmp(&b.name));
+        namespaces
+            .into_iter()
+            .flat_map(|ns| {
+                (0..ns.partitions).map(move |partition| KeyTarget {
+                    namespace: ns.clone(),
+                    partition,
+                })
+            })
+            .collect()
+    }
+
     /// Takes PD's table for `name` if it is newer than the one held; answers whether it
     /// was.
     pub fn apply_table(&mut self, name: &str, table: &QueryResponse) -> bool {

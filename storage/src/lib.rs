@@ -27,7 +27,6 @@ pub mod node;
 pub mod node_stats;
 pub mod partition;
 pub mod pd_link;
-pub mod process_limits;
 pub mod records;
 pub mod replicas;
 pub mod replication;

@@ -130,7 +130,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let http_listener = bind(config.effective_http_addr(), "HTTP")?;
     let raft_listener = bind(config.effective_raft_addr(), "raft")?;
 
-    let open_files = crate::process_limits::raise_open_files()?;
+    let open_files = zankv_process::raise_open_files()?;
     let budget = config.rocksdb.write_buffer_budget_mb << 20;
     let rocks = RocksOptions::new(config.rocksdb.block_cache_mb << 20, budget / 2)
         .map_err(|e| e.to_string())?;

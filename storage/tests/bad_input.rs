@@ -567,3 +567,41 @@ fn large_value_round_trip() {
         client.must_ping();
     }
 }
+
+/// `ZANKV.ON <partition> <command>`, the proxy's way to reach one partition, checks what
+/// it is given like any command.
+#[test]
+fn the_proxy_s_partition_command_checks_its_input() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let node = ZankvNode::must_start(&dir.path().join("data"));
+    let mut c = Client::connect(node.port());
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0"]),
+        err("ERR wrong number of arguments for 'zankv.on' command")
+    );
+    assert!(matches!(
+        c.cmd_str(&["zankv.on", "default-7", "DBSIZE"]),
+        Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED: partition default-7 is not known")
+    ));
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "PING"]),
+        err("ERR syntax error")
+    );
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "NOSUCH"]),
+        err("ERR unknown command 'NOSUCH', with args beginning with: ")
+    );
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "SET", "k", "v"]),
+        Frame::simple("OK")
+    );
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "DBSIZE"]),
+        Frame::Integer(1)
+    );
+    assert_eq!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "KEYS", "*"]),
+        Frame::Array(vec![Frame::bulk("k")])
+    );
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(1));
+}

@@ -1,6 +1,6 @@
 //! End to end through the proxy: PD, three PD-managed storage nodes and a `zankv-proxy` on
 //! loopback. Keys spread over partitions, multi-key commands split and merged, commands
-//! that need one partition refused across several, a partition leader killed under write
+//! that need one partition refused across several, keyless commands combined over all, a partition leader killed under write
 //! load, and the stock Redis tools (redis-cli, redis-benchmark) pointed at the proxy.
 
 mod support;
@@ -98,10 +98,6 @@ fn keys_spread_over_partitions_and_multi_key_commands_are_split_and_merged() {
         .expect("two keys in different partitions");
     assert_eq!(c.cmd_str(&["GET", &a]), b(&format!("value{}", &a[3..])));
     assert_eq!(c.cmd_str(&["GET", &z]), b(&format!("value{}", &z[3..])));
-    assert!(matches!(
-        c.cmd_str(&["DBSIZE"]),
-        Frame::Error(e) if e.starts_with(b"ERR 'dbsize' needs every partition")
-    ));
 
     // Pipelined requests to many partitions come back in order.
     let mut wire = Vec::new();
@@ -129,6 +125,77 @@ fn keys_spread_over_partitions_and_multi_key_commands_are_split_and_merged() {
         "{metrics}"
     );
     assert!(metrics.contains("zankv_proxy_namespace_commands_total{namespace=\"default\"}"));
+}
+
+/// Keyless commands combine every partition: DBSIZE sums, KEYS and SCAN see every key once
+/// (SCAN's cursor walks the partitions), RANDOMKEY finds one, FLUSHALL empties them all.
+#[test]
+fn keyless_commands_combine_every_partition() {
+    let cluster = ProxiedCluster::must_start(8, 3, "");
+    let mut c = cluster.proxy.client();
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(0));
+    assert_eq!(c.cmd_str(&["RANDOMKEY"]), Frame::Null);
+    assert_eq!(
+        c.cmd_str(&["SCAN", "0"]).as_items().map(<[Frame]>::len),
+        Some(2)
+    );
+    let mut all = std::collections::BTreeSet::new();
+    for i in 0..300 {
+        let k = format!("k{i}");
+        assert_eq!(c.cmd_str(&["SET", &k, "v"]), Frame::simple("OK"));
+        all.insert(k);
+    }
+    assert_eq!(c.cmd_str(&["HSET", "h1", "f", "v"]), Frame::Integer(1));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(301));
+    let keys = c.cmd_str(&["KEYS", "k*"]);
+    let mut listed: Vec<String> = keys
+        .as_items()
+        .unwrap()
+        .iter()
+        .map(|k| String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap())
+        .collect();
+    listed.sort();
+    let mut expected: Vec<String> = all.iter().cloned().collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    // SCAN from 0 to 0 sees every key exactly once, COUNT and TYPE passed on.
+    let mut seen = Vec::new();
+    let mut cursor = "0".to_string();
+    let mut calls = 0;
+    loop {
+        let reply = c.cmd_str(&["SCAN", &cursor, "COUNT", "17", "TYPE", "string"]);
+        let items = reply.as_items().expect("SCAN replies [cursor, keys]");
+        for k in items[1].as_items().unwrap() {
+            seen.push(String::from_utf8(k.as_bytes().unwrap().to_vec()).unwrap());
+        }
+        cursor = String::from_utf8(items[0].as_bytes().unwrap().to_vec()).unwrap();
+        calls += 1;
+        assert!(calls < 1000, "SCAN does not end");
+        if cursor == "0" {
+            break;
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, expected, "every string key once, the hash left out");
+    assert!(
+        calls > 8,
+        "COUNT 17 over 300 keys takes several calls per partition"
+    );
+    assert_eq!(
+        c.cmd_str(&["SCAN", "12345"]),
+        Frame::error("ERR invalid cursor")
+    );
+    assert!(
+        matches!(c.cmd_str(&["RANDOMKEY"]), Frame::Bulk(k) if all.contains(std::str::from_utf8(&k).unwrap()) || k == b"h1")
+    );
+    assert_eq!(c.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(0));
+    assert_eq!(c.cmd_str(&["KEYS", "*"]), Frame::Array(vec![]));
+    // The internal command is not for clients.
+    assert!(matches!(
+        c.cmd_str(&["ZANKV.ON", "default-0", "DBSIZE"]),
+        Frame::Error(e) if e.starts_with(b"ERR unknown command")
+    ));
 }
 
 #[test]
@@ -212,6 +279,47 @@ fn a_partition_leader_killed_under_write_load_loses_no_acknowledged_write() {
         retries.contains("zankv_proxy_retries_total"),
         "the proxy retried: {retries}"
     );
+}
+
+/// The PD leader dies: the proxy keeps serving with the tables it has, follows the routing
+/// stream of the member that takes over, and learns a namespace created there.
+#[test]
+fn killing_the_pd_leader_does_not_stop_the_proxy() {
+    let mut cluster = ProxiedCluster::must_start_with_pd(3, 4, 3, "");
+    let mut c = cluster.proxy.client();
+    for i in 0..50 {
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("k{i}"), "v"]),
+            Frame::simple("OK")
+        );
+    }
+    let leader = ProxiedCluster::wait_for_pd_leader(&cluster.pds);
+    cluster.pds[leader].kill9();
+    // Reads and writes go on at once: nothing waits for PD.
+    for i in 0..50 {
+        assert_eq!(c.cmd_str(&["GET", &format!("k{i}")]), b("v"));
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("after{i}"), "w"]),
+            Frame::simple("OK")
+        );
+    }
+    let next = ProxiedCluster::wait_for_pd_leader(&cluster.pds);
+    assert_ne!(next, leader);
+    // A new leader starts its view of the nodes afresh, from their next heartbeats.
+    cluster.pds[next].wait_for("/datanodes", Duration::from_secs(30), "the nodes", |v| {
+        v["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().filter(|x| x["alive"] == true).count() == 3)
+    });
+    let (status, body) = cluster.pds[next].call(
+        "POST",
+        "/cluster/namespace/create?namespace=later&partition_num=2&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    cluster.proxy.must_know_leaders("later", 2);
+    assert_eq!(c.cmd_str(&["SET", "later:t:k", "x"]), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["GET", "later:t:k"]), b("x"));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(101));
 }
 
 #[test]

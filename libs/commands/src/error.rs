@@ -128,8 +128,8 @@ pub enum CommandError {
     /// may not have been applied, so the proxy does not send it again.
     #[error("TIMEOUT the connection to the storage node failed before the reply ({0}); the write may or may not have been applied")]
     WriteOutcomeUnknown(String),
-    /// A keyless data command (DBSIZE, SCAN, ...) through the proxy when the cluster has
-    /// more than one partition.
+    /// A keyless data command through the proxy that it has no way to combine over several
+    /// partitions (the proxy combines DBSIZE, SCAN, KEYS, RANDOMKEY, FLUSHDB and FLUSHALL).
     #[error("ERR '{0}' needs every partition of the cluster, which the proxy does not combine for this command")]
     NotAcrossPartitions(String),
     /// `AUTH password` on a server without a password.

@@ -1,12 +1,17 @@
 //! What every zankv process (storage node, PD, proxy) does at its edges, written once:
 //! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
 //! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
-//! HTTP router until shutdown ([`serve_http`], [`json_error`]).
+//! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
+//! limit ([`raise_open_files`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
 //! it started has ended; [`serve_http`] stops accepting when shutdown turns true and lets
 //! requests in progress finish.
+
+mod limits;
+
+pub use limits::raise_open_files;
 
 use std::future::Future;
 use std::net::SocketAddr;

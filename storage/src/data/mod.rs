@@ -189,8 +189,12 @@ pub(crate) fn not_here(what: &str) -> ExecError {
     ExecError::Command(CommandError::Internal(what.to_string()))
 }
 
-/// Remembers where unfinished SCAN/HSCAN iterations stopped. Cursor numbers are opaque;
-/// the oldest positions are forgotten past a fixed capacity (an expired cursor answers
+/// Cursor numbers stay below this.
+pub const CURSOR_LIMIT: u64 = 1 << 47;
+
+/// Remembers where unfinished SCAN/HSCAN iterations stopped. Cursor numbers are opaque and
+/// below 2^47 (so the proxy can add a partition index in the bits above); the oldest
+/// positions are forgotten past a fixed capacity (an expired cursor answers
 /// "ERR invalid cursor").
 pub struct ScanCursors {
     next: u64,
@@ -204,7 +208,7 @@ impl ScanCursors {
     /// cursors from before a restart are not mistaken for new ones.
     pub fn new(capacity: usize) -> Self {
         ScanCursors {
-            next: fastrand::u64(1..u64::MAX / 2),
+            next: fastrand::u64(1..CURSOR_LIMIT / 2),
             positions: HashMap::new(),
             order: VecDeque::new(),
             capacity,
@@ -214,7 +218,11 @@ impl ScanCursors {
     /// Stores a position and returns its cursor number (never 0).
     pub fn save(&mut self, position: Vec<u8>) -> u64 {
         let id = self.next;
-        self.next = self.next.checked_add(1).unwrap_or(1);
+        self.next = if self.next + 1 >= CURSOR_LIMIT {
+            1
+        } else {
+            self.next + 1
+        };
         self.positions.insert(id, position);
         self.order.push_back(id);
         while self.order.len() > self.capacity {

@@ -283,15 +283,66 @@ async fn flush(
 
 /// Parses one request and decides who answers it.
 fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Dispatch {
+    if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
+        return dispatch_on_partition(argv, routing, max_write_bytes);
+    }
     let (cmd, spec) = match zankv_commands::parse(&argv) {
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
         Ok((Command::Connection(c), _)) => return Dispatch::Connection(c),
         Ok(parsed) => parsed,
     };
-    let group = match routing.route(spec, &argv) {
-        Ok(g) => g,
-        Err(e) => return Dispatch::Reply(Reply::Error(e)),
+    match routing.route(spec, &argv) {
+        Ok(group) => data(argv, cmd, spec, group, max_write_bytes),
+        Err(e) => Dispatch::Reply(Reply::Error(e)),
+    }
+}
+
+/// The proxy's way to run a data command on one named partition, which is how it combines
+/// keyless commands (DBSIZE, SCAN, KEYS, ...) over every partition:
+/// `ZANKV.ON <namespace>-<partition> <command> [arg ...]`. A command with keys must have
+/// them in that partition. Not in the command table: clients of the proxy cannot send it.
+const ON_PARTITION: &[u8] = b"zankv.on";
+
+fn dispatch_on_partition(
+    mut argv: Vec<Bytes>,
+    routing: &Routing,
+    max_write_bytes: usize,
+) -> Dispatch {
+    if argv.len() < 3 {
+        return Dispatch::Reply(Reply::Error(CommandError::WrongArity("zankv.on".into())));
+    }
+    let inner = argv.split_off(2);
+    let name = String::from_utf8_lossy(&argv[1]);
+    let Some(layout) = routing.layout_by_name(&name) else {
+        return Dispatch::Reply(Reply::Error(CommandError::ClusterChanged(format!(
+            "partition {name} is not known to this node"
+        ))));
     };
+    let (cmd, spec) = match zankv_commands::parse(&inner) {
+        Err(e) => return Dispatch::Reply(Reply::Error(e)),
+        Ok((Command::Connection(_), _)) => {
+            return Dispatch::Reply(Reply::Error(CommandError::Syntax))
+        }
+        Ok(parsed) => parsed,
+    };
+    if spec.key_positions(inner.len()).next().is_some() {
+        match routing.route(spec, &inner) {
+            Ok(group) if group == layout.id => {}
+            Ok(_) => return Dispatch::Reply(Reply::Error(CommandError::CrossSlot)),
+            Err(e) => return Dispatch::Reply(Reply::Error(e)),
+        }
+    }
+    data(inner, cmd, spec, layout.id, max_write_bytes)
+}
+
+/// A data command for `group`.
+fn data(
+    argv: Vec<Bytes>,
+    cmd: Command,
+    spec: &zankv_commands::CommandSpec,
+    group: GroupId,
+    max_write_bytes: usize,
+) -> Dispatch {
     if spec.is_write() && Change::command_size(&argv) > max_write_bytes {
         return Dispatch::Reply(Reply::Error(CommandError::WriteTooLarge(
             Change::command_size(&argv),

@@ -156,39 +156,73 @@ pub struct ProxiedCluster {
     pub proxy: ProxyProcess,
     /// The storage nodes.
     pub nodes: TestCluster,
-    /// PD.
-    pub pd: PdProcess,
+    /// PD's members (one without raft, or a raft group).
+    pub pds: Vec<PdProcess>,
     _dir: tempfile::TempDir,
 }
 
+/// PD settings for these tests: quick scheduling rounds and failure detection.
+const PD_TOML: &str = "check_interval_ms = 200\nheartbeat_timeout_ms = 2000\n";
+
 impl ProxiedCluster {
-    /// Starts everything and waits until the proxy knows every partition's leader.
+    /// Starts one PD, three nodes, a `default` namespace of `partitions` × `replicas` and
+    /// a proxy, and waits until the proxy knows every partition's leader.
     pub fn must_start(partitions: u32, replicas: u32, proxy_toml: &str) -> ProxiedCluster {
+        ProxiedCluster::must_start_with_pd(1, partitions, replicas, proxy_toml)
+    }
+
+    /// Like [`ProxiedCluster::must_start`] with `pd_members` PD members (more than one: a
+    /// raft group).
+    pub fn must_start_with_pd(
+        pd_members: usize,
+        partitions: u32,
+        replicas: u32,
+        proxy_toml: &str,
+    ) -> ProxiedCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let pd = PdProcess::must_start(
-            &dir.path().join("pd"),
-            "check_interval_ms = 200\nheartbeat_timeout_ms = 2000\n",
-        );
-        let nodes = TestCluster::must_start_managed_by(dir.path(), 3, &[pd.port], "");
-        pd.wait_for("/datanodes", READY, "three storage nodes", |v| {
+        let pds = if pd_members == 1 {
+            vec![PdProcess::must_start(&dir.path().join("pd"), PD_TOML)]
+        } else {
+            PdProcess::must_start_group(dir.path(), pd_members, PD_TOML)
+        };
+        let ports: Vec<u16> = pds.iter().map(|p| p.port).collect();
+        let nodes = TestCluster::must_start_managed_by(dir.path(), 3, &ports, "");
+        let leader = ProxiedCluster::wait_for_pd_leader(&pds);
+        pds[leader].wait_for("/datanodes", READY, "three storage nodes", |v| {
             v["nodes"]
                 .as_array()
                 .is_some_and(|n| n.iter().filter(|x| x["alive"] == true).count() == 3)
         });
-        let (status, body) = pd.call(
+        let (status, body) = pds[leader].call(
             "POST",
             &format!(
                 "/cluster/namespace/create?namespace=default&partition_num={partitions}&replicator={replicas}"
             ),
         );
         assert_eq!(status, 200, "{body}");
-        let proxy = ProxyProcess::must_start(&dir.path().join("proxy"), &[pd.port], proxy_toml);
+        let proxy = ProxyProcess::must_start(&dir.path().join("proxy"), &ports, proxy_toml);
         proxy.must_know_leaders("default", partitions as usize);
         ProxiedCluster {
             proxy,
             nodes,
-            pd,
+            pds,
             _dir: dir,
+        }
+    }
+
+    /// The index of the PD member that leads (a single PD leads), waiting for one.
+    pub fn wait_for_pd_leader(pds: &[PdProcess]) -> usize {
+        let deadline = Instant::now() + READY;
+        loop {
+            let leader = pds.iter().position(|pd| {
+                pd.is_up()
+                    && matches!(pd.try_call("GET", "/info"), Ok((200, v)) if v["leader"] == true)
+            });
+            if let Some(l) = leader {
+                return l;
+            }
+            assert!(Instant::now() < deadline, "no PD leader within {READY:?}");
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 }

@@ -1,5 +1,6 @@
-//! Process limits a node needs: the open-file limit, raised to the hard limit at start (as
-//! Redis does), since each partition's database keeps several files open.
+//! Process limits: the open-file limit, raised to the hard limit at start (as Redis does),
+//! since a storage node's partitions keep many files open and a proxy holds one socket per
+//! client.
 
 /// Raises the soft limit on open files to the hard limit; returns the limit now in effect.
 pub fn raise_open_files() -> Result<u64, String> {
