@@ -25,6 +25,11 @@ pub struct ProxyConfig {
     /// When set, clients must AUTH with this password (or `AUTH default <password>`)
     /// before any other command. Never logged.
     pub requirepass: Option<Secret>,
+    /// Passwords that give access to one namespace only: a client that authenticates
+    /// with one (`AUTH <namespace> <password>`, or `AUTH <password>`) may use that
+    /// namespace's keys and nothing else. Once any password is configured, every client
+    /// must authenticate. Never logged.
+    pub namespace_passwords: Vec<NamespacePassword>,
     /// Most simultaneous client connections (Redis's `maxclients`).
     pub max_clients: usize,
     /// Seconds a client may stay idle before the proxy closes its connection (0 = never,
@@ -48,6 +53,16 @@ pub struct ProxyConfig {
     pub log_level: String,
 }
 
+/// A password restricted to one namespace.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamespacePassword {
+    /// The namespace.
+    pub namespace: String,
+    /// Its password.
+    pub password: Secret,
+}
+
 impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
@@ -56,6 +71,7 @@ impl Default for ProxyConfig {
             pd_addrs: vec![SocketAddr::from(([127, 0, 0, 1], 18001))],
             default_namespace: "default".into(),
             requirepass: None,
+            namespace_passwords: Vec::new(),
             max_clients: 10_000,
             idle_timeout_s: 0,
             max_bulk_len: 512 * 1024 * 1024,
@@ -109,6 +125,41 @@ impl ProxyConfig {
         {
             return Err("requirepass must not be empty (leave it out for no password)".into());
         }
+        for (i, np) in self.namespace_passwords.iter().enumerate() {
+            if !zankv_pd_api::valid_namespace_name(&np.namespace) {
+                return Err(format!(
+                    "namespace_passwords: {:?} is not a valid namespace name",
+                    np.namespace
+                ));
+            }
+            if np.password.expose().is_empty() {
+                return Err(format!(
+                    "namespace_passwords: the password of {} is empty",
+                    np.namespace
+                ));
+            }
+            // `AUTH <password>` must say which access it gives.
+            let others = &self.namespace_passwords[i + 1..];
+            if others.iter().any(|o| o.namespace == np.namespace) {
+                return Err(format!(
+                    "namespace_passwords: {} is listed twice",
+                    np.namespace
+                ));
+            }
+            let clashes = self
+                .requirepass
+                .as_ref()
+                .is_some_and(|r| r.matches(np.password.expose()))
+                || others
+                    .iter()
+                    .any(|o| o.password.matches(np.password.expose()));
+            if clashes {
+                return Err(format!(
+                    "namespace_passwords: the password of {} is also another password",
+                    np.namespace
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -135,6 +186,11 @@ mod tests {
             "backend_timeout_ms = 0",
             "requirepass = \"\"",
             "no_such_key = 1",
+            "[[namespace_passwords]]\nnamespace = \"a:b\"\npassword = \"x\"",
+            "[[namespace_passwords]]\nnamespace = \"a\"\npassword = \"\"",
+            "requirepass = \"p\"\n[[namespace_passwords]]\nnamespace = \"a\"\npassword = \"p\"",
+            "[[namespace_passwords]]\nnamespace = \"a\"\npassword = \"x\"\n[[namespace_passwords]]\nnamespace = \"a\"\npassword = \"y\"",
+            "[[namespace_passwords]]\nnamespace = \"a\"\npassword = \"x\"\n[[namespace_passwords]]\nnamespace = \"b\"\npassword = \"x\"",
         ] {
             let parsed: Result<ProxyConfig, _> = toml::from_str(bad);
             assert!(

@@ -124,23 +124,42 @@ fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
     }
 }
 
-/// Decides where `argv` (a data command that parsed, with `spec`) goes.
-pub fn plan(argv: Vec<Bytes>, spec: &'static CommandSpec, tables: &RoutingTables) -> Plan {
+/// Decides where `argv` (a data command that parsed, with `spec`) goes. With `scope` set
+/// (a connection whose password is restricted to that namespace), keys must be in that
+/// namespace and keyless commands cover only its partitions.
+pub fn plan(
+    argv: Vec<Bytes>,
+    spec: &'static CommandSpec,
+    tables: &RoutingTables,
+    scope: Option<&str>,
+) -> Plan {
     let write = spec.is_write();
     let positions: Vec<usize> = spec.key_positions(argv.len()).collect();
     if positions.is_empty() {
-        return match tables.only_partition() {
-            Some(target) => Plan::Forward {
-                parts: vec![Part::new(encode_request(&argv), target, write, vec![])],
+        let mut all = tables.all_partitions();
+        if let Some(ns) = scope {
+            all.retain(|t| t.namespace.name == ns);
+        }
+        return match all.as_slice() {
+            [only] => Plan::Forward {
+                parts: vec![Part::new(
+                    encode_request(&argv),
+                    only.clone(),
+                    write,
+                    vec![],
+                )],
                 merge: None,
                 keys: 0,
             },
-            None => every_partition(argv, spec, tables),
+            _ => every_partition(argv, spec, &all),
         };
     }
     let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
     for &pos in &positions {
         match tables.locate(&argv[pos]) {
+            Ok(t) if scope.is_some_and(|ns| ns != t.namespace.name) => {
+                return Plan::Reply(Reply::Error(CommandError::NoPerm))
+            }
             Ok(t) => targets.push(t),
             Err(e) => return Plan::Reply(Reply::Error(e)),
         }
@@ -188,13 +207,9 @@ pub fn plan(argv: Vec<Bytes>, spec: &'static CommandSpec, tables: &RoutingTables
     }
 }
 
-/// A keyless data command over every partition of the cluster.
-fn every_partition(
-    mut argv: Vec<Bytes>,
-    spec: &'static CommandSpec,
-    tables: &RoutingTables,
-) -> Plan {
-    let all = tables.all_partitions();
+/// A keyless data command over the partitions `all` (in
+/// [`RoutingTables::all_partitions`] order).
+fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarget]) -> Plan {
     if all.is_empty() {
         return Plan::Reply(Reply::Error(CommandError::ClusterChanged(
             "the proxy knows no namespace yet".into(),
@@ -512,7 +527,12 @@ mod tests {
 
     fn tables(partitions: u32) -> RoutingTables {
         let mut t = RoutingTables::new("default");
-        let table = QueryResponse {
+        t.apply_table("default", &table(partitions));
+        t
+    }
+
+    fn table(partitions: u32) -> QueryResponse {
+        QueryResponse {
             epoch: 1,
             partition_num: partitions,
             replicator: 1,
@@ -541,9 +561,7 @@ mod tests {
                     )
                 })
                 .collect::<BTreeMap<_, _>>(),
-        };
-        t.apply_table("default", &table);
-        t
+        }
     }
 
     fn argv(args: &[&str]) -> (Vec<Bytes>, &'static CommandSpec) {
@@ -576,14 +594,14 @@ mod tests {
         let t = tables(4);
         let (a, same, other) = keys_in_two_partitions(&t);
         let (v, spec) = argv(&["GET", &a]);
-        let Plan::Forward { parts, merge, .. } = plan(v.clone(), spec, &t) else {
+        let Plan::Forward { parts, merge, .. } = plan(v.clone(), spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(parts.len(), 1);
         assert_eq!(merge, None);
         assert_eq!(parts[0].request, encode_request(&v));
         let (v, spec) = argv(&["MGET", &a, &other, &same]);
-        let Plan::Forward { parts, merge, keys } = plan(v, spec, &t) else {
+        let Plan::Forward { parts, merge, keys } = plan(v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!((merge, keys, parts.len()), (Some(Merge::Values), 3, 2));
@@ -594,7 +612,7 @@ mod tests {
         );
         assert_eq!(parts[1].keys, vec![1]);
         let (v, spec) = argv(&["MSET", &a, "1", &other, "2"]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::AllOk));
@@ -608,7 +626,7 @@ mod tests {
     fn keyless_commands_go_to_every_partition_and_scan_cursors_carry_the_partition() {
         let t = tables(4);
         let (v, spec) = argv(&["DBSIZE"]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::Sum));
@@ -624,7 +642,7 @@ mod tests {
             "COUNT",
             "5",
         ]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t) else {
+        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::Scan { index: 3, count: 4 }));
@@ -634,11 +652,37 @@ mod tests {
         );
         let (v, spec) = argv(&["SCAN", "9"]);
         assert!(matches!(
-            plan(v, spec, &t),
+            plan(v, spec, &t, None),
             Plan::Reply(Reply::Error(CommandError::InvalidCursor))
         ));
         assert_eq!(bulk_u64(b"$3\r\n123\r\n"), Some(123));
         assert!(is_nil(b"$-1\r\n") && is_nil(b"_\r\n") && !is_nil(b"$1\r\na\r\n"));
+    }
+
+    #[test]
+    fn a_scoped_connection_reaches_only_its_namespace() {
+        let mut t = tables(4);
+        t.apply_table("users", &table(2));
+        let scope = Some("users");
+        for args in [&["GET", "plain"][..], &["MGET", "users:a", "default:b"]] {
+            let (v, spec) = argv(args);
+            assert!(matches!(
+                plan(v, spec, &t, scope),
+                Plan::Reply(Reply::Error(CommandError::NoPerm))
+            ));
+        }
+        let (v, spec) = argv(&["GET", "users:a"]);
+        assert!(matches!(plan(v, spec, &t, scope), Plan::Forward { .. }));
+        let (v, spec) = argv(&["DBSIZE"]);
+        let Plan::Forward { parts, .. } = plan(v.clone(), spec, &t, scope) else {
+            panic!("forwarded")
+        };
+        assert_eq!(parts.len(), 2, "the scope's partitions only");
+        assert!(parts.iter().all(|p| p.target.namespace.name == "users"));
+        let Plan::Forward { parts, .. } = plan(v, spec, &t, None) else {
+            panic!("forwarded")
+        };
+        assert_eq!(parts.len(), 6);
     }
 
     #[test]
@@ -647,16 +691,16 @@ mod tests {
         let (a, _, other) = keys_in_two_partitions(&t);
         let (v, spec) = argv(&["RENAME", &a, &other]);
         assert!(matches!(
-            plan(v, spec, &t),
+            plan(v, spec, &t, None),
             Plan::Reply(Reply::Error(CommandError::CrossSlot))
         ));
         let (v, spec) = argv(&["DBSIZE"]);
         let one = tables(1);
-        let p = plan(v, spec, &one);
+        let p = plan(v, spec, &one, None);
         assert_eq!(first_leader(&p), Some("127.0.0.1:7000".parse().unwrap()));
         let (v, spec) = argv(&["GET", "k"]);
         assert!(matches!(
-            plan(v, spec, &RoutingTables::new("default")),
+            plan(v, spec, &RoutingTables::new("default"), None),
             Plan::Reply(Reply::Error(CommandError::ClusterChanged(_)))
         ));
     }

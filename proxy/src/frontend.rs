@@ -6,8 +6,9 @@
 //! - replies leave in exactly the order requests arrived; requests of one read are all
 //!   sent before the first reply is awaited, so one client's pipeline to many partitions
 //!   runs in parallel, and one read's requests are all routed with one table snapshot;
-//! - with `requirepass` set, nothing but AUTH, HELLO ... AUTH and QUIT runs before the
-//!   connection authenticates;
+//! - with any password configured (`requirepass`, `namespace_passwords`), nothing but AUTH,
+//!   HELLO ... AUTH and QUIT runs before the connection authenticates, and a connection
+//!   authenticated with a namespace's password reaches only that namespace's keys;
 //! - a protocol error is answered, then the connection is closed (as Redis does);
 //! - at most `max_clients` connections are served; one more gets Redis's error and is
 //!   closed; an idle connection is closed after `idle_timeout_s` (when set);
@@ -28,6 +29,8 @@ use zankv_commands::request::{RequestLimits, RequestReader};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 
+use crate::config::NamespacePassword;
+
 use crate::forward::{plan, Forwarder, Plan};
 
 /// Most requests read from one connection before their replies are written.
@@ -45,17 +48,76 @@ pub struct FrontendContext {
     pub max_clients: usize,
     /// Idle clients are closed after this long.
     pub idle_timeout: Option<Duration>,
-    /// The password clients must give, if any.
-    pub requirepass: Option<Secret>,
+    /// The passwords clients must give, if any.
+    pub passwords: Passwords,
     /// The port clients connect to (INFO).
     pub port: u16,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 
+/// The passwords of the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct Passwords {
+    /// Gives access to everything.
+    pub requirepass: Option<Secret>,
+    /// Each gives access to one namespace.
+    pub namespaces: Vec<NamespacePassword>,
+}
+
+impl Passwords {
+    fn required(&self) -> bool {
+        self.requirepass.is_some() || !self.namespaces.is_empty()
+    }
+
+    /// What `AUTH [user] password` gives: `default` (or no user) with `requirepass`
+    /// everything; a namespace's name (or no user) with its password that namespace.
+    fn check(&self, user: Option<&[u8]>, password: &[u8]) -> Option<Access> {
+        let password = std::str::from_utf8(password).ok()?;
+        if user.is_none_or(|u| u == b"default")
+            && self
+                .requirepass
+                .as_ref()
+                .is_some_and(|p| p.matches(password))
+        {
+            return Some(Access::Everything);
+        }
+        self.namespaces
+            .iter()
+            .find(|np| {
+                user.is_none_or(|u| u == np.namespace.as_bytes()) && np.password.matches(password)
+            })
+            .map(|np| Access::Namespace(np.namespace.clone()))
+    }
+}
+
+/// What a connection may reach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Access {
+    /// Nothing until it authenticates.
+    Nothing,
+    /// Every namespace.
+    Everything,
+    /// One namespace's keys.
+    Namespace(String),
+}
+
 struct Session {
     client: ClientSession,
-    authenticated: bool,
+    access: Access,
+}
+
+impl Session {
+    fn authenticated(&self) -> bool {
+        self.access != Access::Nothing
+    }
+
+    fn scope(&self) -> Option<&str> {
+        match &self.access {
+            Access::Namespace(ns) => Some(ns),
+            _ => None,
+        }
+    }
 }
 
 /// A reply being produced.
@@ -109,7 +171,11 @@ async fn connection(
     let _ = socket.set_nodelay(true);
     let mut session = Session {
         client: ClientSession::new(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)),
-        authenticated: ctx.requirepass.is_none(),
+        access: if ctx.passwords.required() {
+            Access::Nothing
+        } else {
+            Access::Everything
+        },
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -160,11 +226,11 @@ async fn connection(
                                 break;
                             }
                         }
-                        Ok(_) if !session.authenticated => {
+                        Ok(_) if !session.authenticated() => {
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
                         Ok((_, spec)) => {
-                            let mut plan = plan(argv, spec, &tables);
+                            let mut plan = plan(argv, spec, &tables, session.scope());
                             plan.send(&ctx.forwarder, protocol).await;
                             pending.push_back(Pending::Forwarded {
                                 plan,
@@ -247,11 +313,6 @@ async fn flush(
     Ok(())
 }
 
-/// Whether `password` (as sent) is the configured one.
-fn password_matches(secret: &Secret, password: &[u8]) -> bool {
-    std::str::from_utf8(password).is_ok_and(|p| secret.matches(p))
-}
-
 /// AUTH's answer for `user` / `password`, marking the session authenticated on success.
 fn authenticate(
     ctx: &FrontendContext,
@@ -259,15 +320,15 @@ fn authenticate(
     user: Option<&[u8]>,
     password: &[u8],
 ) -> Reply {
-    let Some(secret) = &ctx.requirepass else {
+    if !ctx.passwords.required() {
         return zankv_commands::connection::auth_without_password(user);
-    };
-    let user_ok = user.is_none_or(|u| u == b"default");
-    if user_ok && password_matches(secret, password) {
-        session.authenticated = true;
-        Reply::OK
-    } else {
-        Reply::Error(CommandError::WrongPass)
+    }
+    match ctx.passwords.check(user, password) {
+        Some(access) => {
+            session.access = access;
+            Reply::OK
+        }
+        None => Reply::Error(CommandError::WrongPass),
     }
 }
 
@@ -286,11 +347,11 @@ fn connection_command(
                     return Reply::Error(e);
                 }
             }
-            None if !session.authenticated => return Reply::Error(CommandError::HelloNoAuth),
+            None if !session.authenticated() => return Reply::Error(CommandError::HelloNoAuth),
             None => {}
         },
         ConnectionCommand::Quit => {}
-        _ if !session.authenticated => return Reply::Error(CommandError::NoAuth),
+        _ if !session.authenticated() => return Reply::Error(CommandError::NoAuth),
         _ => {}
     }
     match cmd {

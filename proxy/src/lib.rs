@@ -106,7 +106,10 @@ pub async fn serve(
         max_clients: config.max_clients,
         idle_timeout: (config.idle_timeout_s > 0)
             .then(|| Duration::from_secs(config.idle_timeout_s)),
-        requirepass: config.requirepass.clone(),
+        passwords: frontend::Passwords {
+            requirepass: config.requirepass.clone(),
+            namespaces: config.namespace_passwords.clone(),
+        },
         port: local.port(),
     });
     let front = tokio::spawn(frontend::serve(listener, ctx, stop_rx));
@@ -115,7 +118,7 @@ pub async fn serve(
         http_addr = %http_local,
         pd = ?config.pd_addrs,
         default_namespace = %config.default_namespace,
-        auth = config.requirepass.is_some(),
+        auth = config.requirepass.is_some() || !config.namespace_passwords.is_empty(),
         "zankv proxy ready"
     );
     stop.await;

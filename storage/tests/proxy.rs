@@ -322,6 +322,61 @@ fn killing_the_pd_leader_does_not_stop_the_proxy() {
     assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(101));
 }
 
+/// `requirepass` opens everything; a namespace's password opens that namespace alone.
+#[test]
+fn a_namespace_password_reaches_only_its_namespace() {
+    let cluster = ProxiedCluster::must_start(
+        2,
+        3,
+        "requirepass = \"root-pass\"\n[[namespace_passwords]]\nnamespace = \"users\"\npassword = \"users-pass\"\n",
+    );
+    let (status, body) = cluster.pds[0].call(
+        "POST",
+        "/cluster/namespace/create?namespace=users&partition_num=3&replicator=3",
+    );
+    assert_eq!(status, 200, "{body}");
+    cluster.proxy.must_know_leaders("users", 3);
+    let mut root = cluster.proxy.client();
+    assert_eq!(
+        root.cmd_str(&["GET", "k"]),
+        Frame::error("NOAUTH Authentication required.")
+    );
+    assert_eq!(root.cmd_str(&["AUTH", "root-pass"]), Frame::simple("OK"));
+    assert_eq!(root.cmd_str(&["SET", "plain", "1"]), Frame::simple("OK"));
+    assert_eq!(
+        root.cmd_str(&["SET", "users:u:1", "alice"]),
+        Frame::simple("OK")
+    );
+    assert_eq!(root.cmd_str(&["DBSIZE"]), Frame::Integer(2));
+
+    for auth in [
+        &["AUTH", "users-pass"][..],
+        &["AUTH", "users", "users-pass"],
+    ] {
+        let mut u = cluster.proxy.client();
+        assert_eq!(u.cmd_str(auth), Frame::simple("OK"));
+        assert_eq!(u.cmd_str(&["GET", "users:u:1"]), b("alice"));
+        assert_eq!(u.cmd_str(&["SET", "users:u:2", "bob"]), Frame::simple("OK"));
+        let denied = Frame::error(
+            "NOPERM this user has no permissions to access one of the keys used as arguments",
+        );
+        assert_eq!(u.cmd_str(&["GET", "plain"]), denied);
+        assert_eq!(u.cmd_str(&["MGET", "users:u:1", "plain"]), denied);
+        // Keyless commands see its namespace only.
+        assert_eq!(u.cmd_str(&["DBSIZE"]), Frame::Integer(2));
+        let mut keys: Vec<Frame> = u.cmd_str(&["KEYS", "*"]).as_items().unwrap().to_vec();
+        keys.sort_by_key(Frame::sort_key);
+        assert_eq!(keys, vec![b("users:u:1"), b("users:u:2")]);
+        assert_eq!(u.cmd_str(&["DEL", "users:u:2"]), Frame::Integer(1));
+    }
+    let mut wrong = cluster.proxy.client();
+    let wrongpass = Frame::error("WRONGPASS invalid username-password pair or user is disabled.");
+    assert_eq!(wrong.cmd_str(&["AUTH", "default", "users-pass"]), wrongpass);
+    assert_eq!(wrong.cmd_str(&["AUTH", "users", "root-pass"]), wrongpass);
+    assert_eq!(wrong.cmd_str(&["AUTH", "other", "users-pass"]), wrongpass);
+    assert_eq!(root.cmd_str(&["DBSIZE"]), Frame::Integer(2));
+}
+
 #[test]
 fn redis_cli_and_redis_benchmark_work_against_the_proxy() {
     let cluster = ProxiedCluster::must_start(4, 3, "");

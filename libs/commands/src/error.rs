@@ -121,6 +121,9 @@ pub enum CommandError {
     /// A command before AUTH on a server that requires a password.
     #[error("NOAUTH Authentication required.")]
     NoAuth,
+    /// A key outside the namespace a connection's password is restricted to.
+    #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
+    NoPerm,
     /// HELLO without AUTH before authenticating.
     #[error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")]
     HelloNoAuth,
@@ -282,6 +285,7 @@ mod docs_table {
             E::WrongPass,
             E::NoAuth,
             E::HelloNoAuth,
+            E::NoPerm,
             E::WriteOutcomeUnknown("writing: broken pipe".into()),
             E::NotAcrossPartitions("dbsize".into()),
             E::AuthNotConfigured,
@@ -333,6 +337,7 @@ mod docs_table {
                 | E::WrongPass
                 | E::NoAuth
                 | E::HelloNoAuth
+                | E::NoPerm
                 | E::WriteOutcomeUnknown(_)
                 | E::NotAcrossPartitions(_)
                 | E::AuthNotConfigured
