@@ -536,9 +536,17 @@ struct Watch {
     /// Epoch last sent per namespace.
     sent: BTreeMap<String, u64>,
     queue: VecDeque<Bytes>,
+    /// When the last line went out (a keepalive follows [`KEEPALIVE`] of silence).
+    last_sent: std::time::Instant,
+    /// This member's raft thread: the stream ends once the member no longer leads, since
+    /// a follower's tables stop changing (None: a single PD, which always leads).
+    raft: Option<MemberHandle>,
     /// Counts the stream as open while it lives.
     _open: WatcherGuard,
 }
+
+/// How often an open stream checks that its member still leads.
+const LEADERSHIP_CHECK: std::time::Duration = std::time::Duration::from_millis(500);
 
 struct WatcherGuard(Arc<PdMetrics>);
 
@@ -584,13 +592,15 @@ impl Watch {
     }
 
     /// The next line to send, waiting for a change (or a keepalive) when none is queued;
-    /// None once PD stops.
+    /// None once PD stops or this member no longer leads (the watcher then reconnects,
+    /// to the leader).
     async fn next_line(&mut self) -> Option<Bytes> {
         loop {
             if let Some(line) = self.queue.pop_front() {
+                self.last_sent = std::time::Instant::now();
                 return Some(line);
             }
-            if *self.stopping.borrow() {
+            if *self.stopping.borrow() || self.raft.as_ref().is_some_and(|m| !m.state().leading) {
                 return None;
             }
             tokio::select! {
@@ -599,8 +609,10 @@ impl Watch {
                     Err(_) => return None,
                 },
                 _ = self.stopping.changed() => return None,
-                _ = tokio::time::sleep(KEEPALIVE) => {
-                    self.queue.push_back(event_line(&RoutingEvent::Keepalive));
+                _ = tokio::time::sleep(LEADERSHIP_CHECK) => {
+                    if self.last_sent.elapsed() >= KEEPALIVE {
+                        self.queue.push_back(event_line(&RoutingEvent::Keepalive));
+                    }
                 }
             }
         }
@@ -633,10 +645,13 @@ async fn watch_routing(
         only,
         sent: BTreeMap::new(),
         queue: VecDeque::new(),
+        last_sent: std::time::Instant::now(),
+        raft: ctx.raft.clone(),
         _open: WatcherGuard(ctx.metrics.clone()),
     };
-    // Every watched table first.
+    // Every watched table first, then the mark that they were all.
     watch.diff();
+    watch.queue.push_back(event_line(&RoutingEvent::Synced));
     let stream = futures_util::stream::unfold(watch, |mut w| async move {
         let line = w.next_line().await?;
         Some((Ok::<Bytes, std::convert::Infallible>(line), w))

@@ -399,6 +399,8 @@ struct LineStream {
     stream: TcpStream,
     buf: Vec<u8>,
     body: Vec<u8>,
+    /// The stream said its first tables were all sent.
+    synced: bool,
 }
 
 impl LineStream {
@@ -412,6 +414,7 @@ impl LineStream {
             stream,
             buf: Vec::new(),
             body: Vec::new(),
+            synced: false,
         };
         let head = s.until(b"\r\n\r\n");
         let status = String::from_utf8_lossy(&head)
@@ -457,10 +460,15 @@ impl LineStream {
         }
     }
 
-    /// The next event that is not a keepalive.
+    /// The next event that is neither a keepalive nor the snapshot mark (noted).
     fn next_event(&mut self) -> Value {
         loop {
             let v = self.next();
+            if v["event"] == "synced" {
+                assert!(!self.synced, "one snapshot mark per stream");
+                self.synced = true;
+                continue;
+            }
             if v["event"] != "keepalive" {
                 return v;
             }
@@ -530,6 +538,10 @@ fn the_routing_stream_pushes_every_table_change() {
     assert_eq!(code, 200);
     let gone = watch.next_event();
     assert_eq!(gone, json!({"event": "deleted", "namespace": "users"}));
+    assert!(
+        watch.synced,
+        "the stream marked the end of its first tables"
+    );
 }
 
 /// Runs the `zankv` command against `ports` (the first one is tried first).

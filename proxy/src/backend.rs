@@ -5,8 +5,11 @@
 //! A [`Backend`] is one connection run by its own task: requests queue on a bounded
 //! channel, go out in batches (one write for whatever is queued), and replies come back in
 //! order, each to the request that waits for it. Replies are passed on as the raw RESP
-//! bytes the node sent, in the protocol the client speaks (a RESP3 connection greets the
-//! node with `HELLO 3` first).
+//! bytes the node sent, in the protocol the client speaks (a connection greets the node
+//! first: `HELLO 3` for RESP3, `PING` for RESP2). Connections are not closed while the
+//! proxy runs, also to nodes that no longer lead their partition; the reply timeout is per
+//! connection (the oldest request waiting longer than it fails every request in flight on
+//! that connection).
 //!
 //! Invariants: a request gets exactly one answer: the node's reply, or
 //! [`BackendError::NotSent`] when it never left the proxy (safe to send again), or
@@ -178,10 +181,16 @@ async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, Byt
         .map_err(|e| format!("connecting: {e}"))?;
     let _ = stream.set_nodelay(true);
     let mut input = BytesMut::with_capacity(16 * 1024);
-    if protocol == Protocol::Resp3 {
+    // Every connection is greeted before use, so a refusal (too many clients) is never
+    // taken for the reply to a request.
+    let greeting: &[u8] = match protocol {
+        Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n",
+    };
+    {
         let greet = async {
             stream
-                .write_all(b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n")
+                .write_all(greeting)
                 .await
                 .map_err(|e| format!("greeting: {e}"))?;
             loop {
@@ -189,22 +198,22 @@ async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, Byt
                     let reply = input.split_to(len);
                     if reply.first() == Some(&b'-') {
                         return Err(format!(
-                            "HELLO 3 refused: {}",
+                            "greeting refused: {}",
                             String::from_utf8_lossy(&reply).trim_end()
                         ));
                     }
                     return Ok(());
                 }
                 match stream.read_buf(&mut input).await {
-                    Ok(0) => return Err("closed during HELLO".to_string()),
+                    Ok(0) => return Err("closed during the greeting".to_string()),
                     Ok(_) => {}
-                    Err(e) => return Err(format!("reading HELLO's reply: {e}")),
+                    Err(e) => return Err(format!("reading the greeting's reply: {e}")),
                 }
             }
         };
         tokio::time::timeout(CONNECT_TIMEOUT, greet)
             .await
-            .map_err(|_| "no HELLO reply in time".to_string())??;
+            .map_err(|_| "no greeting reply in time".to_string())??;
     }
     Ok((stream, input))
 }

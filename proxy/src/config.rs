@@ -49,6 +49,12 @@ pub struct ProxyConfig {
     pub max_retries: u32,
     /// Pause before the first retry, doubled at each next one, in milliseconds.
     pub retry_backoff_ms: u64,
+    /// Commands taking at least this many microseconds, from reading them to having their
+    /// reply, go into the slow log (Redis's `slowlog-log-slower-than`; -1: none, 0: all).
+    /// CONFIG SET changes it at run time.
+    pub slowlog_log_slower_than: i64,
+    /// Most slow log entries kept (Redis's `slowlog-max-len`); CONFIG SET changes it.
+    pub slowlog_max_len: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     pub log_level: String,
 }
@@ -80,6 +86,8 @@ impl Default for ProxyConfig {
             backend_timeout_ms: 15_000,
             max_retries: 8,
             retry_backoff_ms: 25,
+            slowlog_log_slower_than: 10_000,
+            slowlog_max_len: 128,
             log_level: "info".into(),
         }
     }
@@ -114,6 +122,12 @@ impl ProxyConfig {
             return Err(
                 "max_bulk_len, max_inline_len and max_query_buffer must be positive".into(),
             );
+        }
+        if self.slowlog_log_slower_than < -1 {
+            return Err("slowlog_log_slower_than must be -1 (off) or more".into());
+        }
+        if self.idle_timeout_s > i32::MAX as u64 {
+            return Err(format!("idle_timeout_s must be at most {}", i32::MAX));
         }
         if self.backend_timeout_ms == 0 {
             return Err("backend_timeout_ms must be positive".into());

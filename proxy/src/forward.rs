@@ -14,7 +14,11 @@
 //!   left the proxy, is sent again to the partition's leader as the node's hint or PD's
 //!   table names it, up to `max_retries` times with a growing pause; a request that was
 //!   sent and got no reply is sent again only if it is a read; a write then answers
-//!   `TIMEOUT ... may or may not have been applied`, never a silent repeat.
+//!   `TIMEOUT ... may or may not have been applied`, never a silent repeat;
+//! - a request is sent again only while every later request of the same client pipeline to
+//!   the same partition was refused too (none of them ran, so they are all sent again in
+//!   order); once a later one may have run, a retry would run after it, out of the client's
+//!   order, so the request answers its refusal (which says it was not applied).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -84,6 +88,23 @@ pub struct Part {
     /// Indexes, in the whole request's keys, of this part's keys (for [`Merge::Values`]).
     keys: Vec<usize>,
     pending: Option<(ReplyReceiver, Instant)>,
+    /// The first outcome, once awaited ahead of its turn (by an earlier request of the
+    /// pipeline that wants to be sent again).
+    outcome: Option<(Result<Bytes, BackendError>, Instant)>,
+    /// Its partition in the table snapshot it was planned with.
+    key: PartitionKey,
+    /// Whether it may be sent again without asking: no later request of its pipeline
+    /// went to its partition.
+    may_retry: bool,
+}
+
+/// A partition as seen in one table snapshot, to compare requests of one pipeline.
+pub type PartitionKey = (usize, u32);
+
+/// The requests after one in its client's pipeline, as far as retries need them.
+pub trait LaterRequests {
+    /// Their parts that went to partition `key`, in pipeline order.
+    fn parts_on(&mut self, key: PartitionKey) -> Vec<&mut Part>;
 }
 
 /// What a request becomes.
@@ -128,7 +149,7 @@ fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
 /// (a connection whose password is restricted to that namespace), keys must be in that
 /// namespace and keyless commands cover only its partitions.
 pub fn plan(
-    argv: Vec<Bytes>,
+    argv: &[Bytes],
     spec: &'static CommandSpec,
     tables: &RoutingTables,
     scope: Option<&str>,
@@ -140,19 +161,7 @@ pub fn plan(
         if let Some(ns) = scope {
             all.retain(|t| t.namespace.name == ns);
         }
-        return match all.as_slice() {
-            [only] => Plan::Forward {
-                parts: vec![Part::new(
-                    encode_request(&argv),
-                    only.clone(),
-                    write,
-                    vec![],
-                )],
-                merge: None,
-                keys: 0,
-            },
-            _ => every_partition(argv, spec, &all),
-        };
+        return every_partition(argv.to_vec(), spec, &all);
     }
     let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
     for &pos in &positions {
@@ -164,11 +173,18 @@ pub fn plan(
             Err(e) => return Plan::Reply(Reply::Error(e)),
         }
     }
+    // A connection restricted to a namespace has the storage node check, by its own
+    // routing, that the keys are in the partition the proxy picked: a namespace the proxy
+    // has not heard of yet cannot pass for the connection's own.
+    let request = |target: &KeyTarget, argv: &[Bytes]| match scope {
+        Some(_) => on_partition(target, argv),
+        None => encode_request(argv),
+    };
     let first = &targets[0];
     if targets.iter().all(|t| t.same_partition(first)) {
         return Plan::Forward {
             parts: vec![Part::new(
-                encode_request(&argv),
+                request(first, argv),
                 first.clone(),
                 write,
                 vec![],
@@ -197,7 +213,7 @@ pub fn plan(
                 let pos = positions[k];
                 sub.extend(argv[pos..pos + width].iter().cloned());
             }
-            Part::new(encode_request(&sub), target, write, keys)
+            Part::new(request(&target, &sub), target, write, keys)
         })
         .collect();
     Plan::Forward {
@@ -205,6 +221,17 @@ pub fn plan(
         merge: Some(merge),
         keys: positions.len(),
     }
+}
+
+/// `argv` wrapped to run on `target`'s partition (`ZANKV.ON <namespace>-<partition> ...`).
+fn on_partition(target: &KeyTarget, argv: &[Bytes]) -> Bytes {
+    let mut wrapped = Vec::with_capacity(argv.len() + 2);
+    wrapped.push(Bytes::from_static(ON_PARTITION));
+    wrapped.push(Bytes::from(
+        target.namespace.partition_name(target.partition),
+    ));
+    wrapped.extend(argv.iter().cloned());
+    encode_request(&wrapped)
 }
 
 /// A keyless data command over the partitions `all` (in
@@ -216,19 +243,18 @@ fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyT
         )));
     }
     let on = |target: &KeyTarget, argv: &[Bytes]| {
-        let mut wrapped = Vec::with_capacity(argv.len() + 2);
-        wrapped.push(Bytes::from_static(ON_PARTITION));
-        wrapped.push(Bytes::from(
-            target.namespace.partition_name(target.partition),
-        ));
-        wrapped.extend(argv.iter().cloned());
         Part::new(
-            encode_request(&wrapped),
+            on_partition(target, argv),
             target.clone(),
             spec.is_write(),
             vec![],
         )
     };
+    if all.len() > 1 << SCAN_INDEX_BITS && spec.name == "scan" {
+        return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
+            "scan".to_string(),
+        )));
+    }
     let merge = match spec.name {
         "dbsize" => Merge::Sum,
         "keys" => Merge::Concat,
@@ -267,10 +293,46 @@ impl Part {
     fn new(request: Bytes, target: KeyTarget, write: bool, keys: Vec<usize>) -> Part {
         Part {
             request,
-            target,
             write,
             keys,
             pending: None,
+            outcome: None,
+            key: (Arc::as_ptr(&target.namespace) as usize, target.partition),
+            target,
+            may_retry: true,
+        }
+    }
+
+    /// The reply or failure of the last send, awaited now unless it already was.
+    async fn first_outcome(&mut self) -> &(Result<Bytes, BackendError>, Instant) {
+        if self.outcome.is_none() {
+            let outcome = match self.pending.take() {
+                // A reply channel dropped unanswered: the request may have been written.
+                Some((rx, at)) => (
+                    rx.await.unwrap_or_else(|_| {
+                        Err(BackendError::Lost("the connection task ended".into()))
+                    }),
+                    at,
+                ),
+                None => (
+                    Err(BackendError::NotSent(format!(
+                        "no leader of {} is known",
+                        self.target.namespace.partition_name(self.target.partition)
+                    ))),
+                    Instant::now(),
+                ),
+            };
+            self.outcome = Some(outcome);
+        }
+        self.outcome.as_ref().expect("just filled")
+    }
+
+    /// Whether its outcome says for sure that it did not run.
+    async fn did_not_run(&mut self) -> bool {
+        match &self.first_outcome().await.0 {
+            Ok(reply) => error_text(reply).is_some_and(|t| t.starts_with(b"ERR_CLUSTER_CHANGED")),
+            Err(BackendError::NotSent(_)) => true,
+            Err(BackendError::Lost(_)) => false,
         }
     }
 
@@ -292,25 +354,17 @@ impl Part {
     }
 
     /// Waits for the reply, sending the request again while that is safe and useful.
-    async fn finish(&mut self, fwd: &Forwarder, protocol: Protocol) -> Bytes {
+    async fn finish(
+        &mut self,
+        fwd: &Forwarder,
+        protocol: Protocol,
+        later: &mut (dyn LaterRequests + Send),
+    ) -> Bytes {
         let mut backoff = fwd.retry_backoff;
         let mut attempt = 0;
         loop {
-            let (outcome, sent_at) = match self.pending.take() {
-                Some((rx, at)) => (
-                    rx.await.unwrap_or_else(|_| {
-                        Err(BackendError::NotSent("the connection task ended".into()))
-                    }),
-                    at,
-                ),
-                None => (
-                    Err(BackendError::NotSent(format!(
-                        "no leader of {} is known",
-                        self.target.namespace.partition_name(self.target.partition)
-                    ))),
-                    Instant::now(),
-                ),
-            };
+            self.first_outcome().await;
+            let (outcome, sent_at) = self.outcome.take().expect("awaited");
             let (reason, hint, last) = match outcome {
                 Ok(reply) => match error_text(&reply) {
                     Some(text) if text.starts_with(b"ERR_CLUSTER_CHANGED") => {
@@ -335,7 +389,17 @@ impl Part {
                     )
                 }
             };
-            if attempt >= fwd.max_retries {
+            let mut in_order = self.may_retry;
+            if !in_order {
+                in_order = true;
+                for p in later.parts_on(self.key) {
+                    if !p.did_not_run().await {
+                        in_order = false;
+                        break;
+                    }
+                }
+            }
+            if attempt >= fwd.max_retries || !in_order {
                 return match last {
                     Ok(reply) => reply,
                     Err(why) => encode(&Reply::Error(CommandError::ClusterChanged(why)), protocol),
@@ -388,6 +452,27 @@ fn encode(reply: &Reply, protocol: Protocol) -> Bytes {
 }
 
 impl Plan {
+    /// Forbids re-sending the parts whose partition is in `later` (partitions that
+    /// requests after this one in the same pipeline went to), then adds this plan's
+    /// partitions to it. Called for a pipeline's plans from the last to the first.
+    pub fn follow_with(&mut self, later: &mut std::collections::HashSet<PartitionKey>) {
+        if let Plan::Forward { parts, .. } = self {
+            for part in parts.iter_mut() {
+                part.may_retry = !later.contains(&part.key);
+            }
+            later.extend(parts.iter().map(|p| p.key));
+        }
+    }
+
+    /// Its parts that went to partition `key`.
+    pub fn parts_on(&mut self, key: PartitionKey) -> impl Iterator<Item = &mut Part> {
+        let parts = match self {
+            Plan::Forward { parts, .. } => parts.as_mut_slice(),
+            Plan::Reply(_) => &mut [],
+        };
+        parts.iter_mut().filter(move |p| p.key == key)
+    }
+
     /// Sends every part to its partition's leader.
     pub async fn send(&mut self, fwd: &Forwarder, protocol: Protocol) {
         if let Plan::Forward { parts, .. } = self {
@@ -397,15 +482,21 @@ impl Plan {
         }
     }
 
-    /// The reply, encoded for `protocol`.
-    pub async fn finish(self, fwd: &Forwarder, protocol: Protocol) -> Bytes {
+    /// The reply, encoded for `protocol`; `later` are the requests after it in its
+    /// client's pipeline.
+    pub async fn finish(
+        self,
+        fwd: &Forwarder,
+        protocol: Protocol,
+        later: &mut (dyn LaterRequests + Send),
+    ) -> Bytes {
         let (mut parts, merge, keys) = match self {
             Plan::Reply(reply) => return encode(&reply, protocol),
             Plan::Forward { parts, merge, keys } => (parts, merge, keys),
         };
         let mut replies = Vec::with_capacity(parts.len());
         for part in &mut parts {
-            replies.push(part.finish(fwd, protocol).await);
+            replies.push(part.finish(fwd, protocol, later).await);
         }
         let Some(merge) = merge else {
             return replies.pop().expect("one part");
@@ -594,14 +685,14 @@ mod tests {
         let t = tables(4);
         let (a, same, other) = keys_in_two_partitions(&t);
         let (v, spec) = argv(&["GET", &a]);
-        let Plan::Forward { parts, merge, .. } = plan(v.clone(), spec, &t, None) else {
+        let Plan::Forward { parts, merge, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(parts.len(), 1);
         assert_eq!(merge, None);
         assert_eq!(parts[0].request, encode_request(&v));
         let (v, spec) = argv(&["MGET", &a, &other, &same]);
-        let Plan::Forward { parts, merge, keys } = plan(v, spec, &t, None) else {
+        let Plan::Forward { parts, merge, keys } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!((merge, keys, parts.len()), (Some(Merge::Values), 3, 2));
@@ -612,7 +703,7 @@ mod tests {
         );
         assert_eq!(parts[1].keys, vec![1]);
         let (v, spec) = argv(&["MSET", &a, "1", &other, "2"]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
+        let Plan::Forward { parts, merge, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::AllOk));
@@ -626,7 +717,7 @@ mod tests {
     fn keyless_commands_go_to_every_partition_and_scan_cursors_carry_the_partition() {
         let t = tables(4);
         let (v, spec) = argv(&["DBSIZE"]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
+        let Plan::Forward { parts, merge, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::Sum));
@@ -642,7 +733,7 @@ mod tests {
             "COUNT",
             "5",
         ]);
-        let Plan::Forward { parts, merge, .. } = plan(v, spec, &t, None) else {
+        let Plan::Forward { parts, merge, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(merge, Some(Merge::Scan { index: 3, count: 4 }));
@@ -652,11 +743,36 @@ mod tests {
         );
         let (v, spec) = argv(&["SCAN", "9"]);
         assert!(matches!(
-            plan(v, spec, &t, None),
+            plan(&v, spec, &t, None),
             Plan::Reply(Reply::Error(CommandError::InvalidCursor))
         ));
         assert_eq!(bulk_u64(b"$3\r\n123\r\n"), Some(123));
         assert!(is_nil(b"$-1\r\n") && is_nil(b"_\r\n") && !is_nil(b"$1\r\na\r\n"));
+    }
+
+    #[test]
+    fn a_request_followed_by_one_to_its_partition_is_not_sent_again() {
+        let t = tables(4);
+        let (a, same, other) = keys_in_two_partitions(&t);
+        let mut plans: Vec<Plan> = [&a, &other, &same]
+            .iter()
+            .map(|k| {
+                let (v, spec) = argv(&["SET", k, "v"]);
+                plan(&v, spec, &t, None)
+            })
+            .collect();
+        let mut later = std::collections::HashSet::new();
+        for p in plans.iter_mut().rev() {
+            p.follow_with(&mut later);
+        }
+        let may_retry: Vec<bool> = plans
+            .iter()
+            .map(|p| match p {
+                Plan::Forward { parts, .. } => parts[0].may_retry,
+                Plan::Reply(_) => unreachable!(),
+            })
+            .collect();
+        assert_eq!(may_retry, vec![false, true, true]);
     }
 
     #[test]
@@ -667,19 +783,19 @@ mod tests {
         for args in [&["GET", "plain"][..], &["MGET", "users:a", "default:b"]] {
             let (v, spec) = argv(args);
             assert!(matches!(
-                plan(v, spec, &t, scope),
+                plan(&v, spec, &t, scope),
                 Plan::Reply(Reply::Error(CommandError::NoPerm))
             ));
         }
         let (v, spec) = argv(&["GET", "users:a"]);
-        assert!(matches!(plan(v, spec, &t, scope), Plan::Forward { .. }));
+        assert!(matches!(plan(&v, spec, &t, scope), Plan::Forward { .. }));
         let (v, spec) = argv(&["DBSIZE"]);
-        let Plan::Forward { parts, .. } = plan(v.clone(), spec, &t, scope) else {
+        let Plan::Forward { parts, .. } = plan(&v, spec, &t, scope) else {
             panic!("forwarded")
         };
         assert_eq!(parts.len(), 2, "the scope's partitions only");
         assert!(parts.iter().all(|p| p.target.namespace.name == "users"));
-        let Plan::Forward { parts, .. } = plan(v, spec, &t, None) else {
+        let Plan::Forward { parts, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
         assert_eq!(parts.len(), 6);
@@ -691,16 +807,16 @@ mod tests {
         let (a, _, other) = keys_in_two_partitions(&t);
         let (v, spec) = argv(&["RENAME", &a, &other]);
         assert!(matches!(
-            plan(v, spec, &t, None),
+            plan(&v, spec, &t, None),
             Plan::Reply(Reply::Error(CommandError::CrossSlot))
         ));
         let (v, spec) = argv(&["DBSIZE"]);
         let one = tables(1);
-        let p = plan(v, spec, &one, None);
+        let p = plan(&v, spec, &one, None);
         assert_eq!(first_leader(&p), Some("127.0.0.1:7000".parse().unwrap()));
         let (v, spec) = argv(&["GET", "k"]);
         assert!(matches!(
-            plan(v, spec, &RoutingTables::new("default"), None),
+            plan(&v, spec, &RoutingTables::new("default"), None),
             Plan::Reply(Reply::Error(CommandError::ClusterChanged(_)))
         ));
     }

@@ -15,8 +15,9 @@
 //! - nothing here blocks: storage nodes are only reached through [`crate::backend`].
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -26,12 +27,13 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zankv_commands::connection::{ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{RequestLimits, RequestReader};
+use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting, SlowLog};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 
 use crate::config::NamespacePassword;
 
-use crate::forward::{plan, Forwarder, Plan};
+use crate::forward::{plan, Forwarder, LaterRequests, Part, PartitionKey, Plan};
 
 /// Most requests read from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -46,8 +48,10 @@ pub struct FrontendContext {
     pub max_query_buffer: usize,
     /// Most simultaneous clients.
     pub max_clients: usize,
-    /// Idle clients are closed after this long.
-    pub idle_timeout: Option<Duration>,
+    /// Idle clients are closed after this many seconds (0: never); CONFIG SET `timeout`.
+    pub idle_timeout_s: AtomicU64,
+    /// The slow log.
+    pub slowlog: Mutex<SlowLog>,
     /// The passwords clients must give, if any.
     pub passwords: Passwords,
     /// The port clients connect to (INFO).
@@ -55,6 +59,85 @@ pub struct FrontendContext {
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl FrontendContext {
+    fn slow_log(&self) -> std::sync::MutexGuard<'_, SlowLog> {
+        self.slowlog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record_slow(&self, took: Duration, argv: &[Bytes], session: &Session) {
+        let mut log = self.slow_log();
+        if log.slower_than_us >= 0 && took.as_micros() >= log.slower_than_us as u128 {
+            log.record(took, argv, &session.addr, session.client.name.as_ref());
+        }
+    }
+
+    /// The settings CONFIG GET shows and CONFIG SET may change, with their values now.
+    fn settings(&self) -> Vec<ConfigEntry> {
+        let fixed = |name: &'static str, value: String| ConfigEntry {
+            name,
+            value,
+            setting: Setting::Immutable,
+        };
+        let (slower_than, max_len) = {
+            let log = self.slow_log();
+            (log.slower_than_us, log.max_len)
+        };
+        vec![
+            fixed("port", self.port.to_string()),
+            fixed("maxclients", self.max_clients.to_string()),
+            fixed("databases", "1".into()),
+            ConfigEntry {
+                name: "timeout",
+                value: self.idle_timeout_s.load(Ordering::Relaxed).to_string(),
+                setting: Setting::Integer {
+                    min: 0,
+                    max: i64::from(i32::MAX),
+                },
+            },
+            // What the storage nodes behind the proxy do: acknowledged writes are durable.
+            fixed("appendonly", "yes".into()),
+            fixed("appendfsync", "always".into()),
+            fixed("save", String::new()),
+            fixed("maxmemory", "0".into()),
+            fixed("maxmemory-policy", "noeviction".into()),
+            fixed("proto-max-bulk-len", self.limits.max_bulk_len.to_string()),
+            fixed(
+                "client-query-buffer-limit",
+                self.max_query_buffer.to_string(),
+            ),
+            ConfigEntry {
+                name: "slowlog-log-slower-than",
+                value: slower_than.to_string(),
+                setting: Setting::Integer {
+                    min: -1,
+                    max: i64::MAX,
+                },
+            },
+            ConfigEntry {
+                name: "slowlog-max-len",
+                value: max_len.to_string(),
+                setting: Setting::Integer {
+                    min: 0,
+                    max: i64::MAX,
+                },
+            },
+        ]
+    }
+
+    /// Applies a value CONFIG SET checked.
+    fn apply_setting(&self, name: &str, value: i64) {
+        match name {
+            "timeout" => self.idle_timeout_s.store(value as u64, Ordering::Relaxed),
+            "slowlog-log-slower-than" => self.slow_log().slower_than_us = value,
+            "slowlog-max-len" => self.slow_log().set_max_len(value as usize),
+            other => unreachable!("CONFIG SET checked {other} is settable"),
+        }
+        info!(setting = name, value, "setting changed by CONFIG SET");
+    }
+}
 
 /// The passwords of the proxy.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +188,8 @@ enum Access {
 struct Session {
     client: ClientSession,
     access: Access,
+    /// The client's address, as the slow log shows it.
+    addr: String,
 }
 
 impl Session {
@@ -127,6 +212,8 @@ enum Pending {
     /// Sent to storage nodes.
     Forwarded {
         plan: Plan,
+        /// The request, for the slow log.
+        argv: Vec<Bytes>,
         command: &'static str,
         started: Instant,
         protocol: Protocol,
@@ -154,7 +241,7 @@ pub async fn serve(
             async move {
                 ctx.forwarder.metrics.client_connected();
                 debug!(%peer, "client connected");
-                connection(socket, &ctx, shutdown).await;
+                connection(socket, peer, &ctx, shutdown).await;
                 ctx.forwarder.metrics.client_disconnected();
             }
         },
@@ -165,6 +252,7 @@ pub async fn serve(
 
 async fn connection(
     mut socket: TcpStream,
+    peer: SocketAddr,
     ctx: &FrontendContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -176,6 +264,7 @@ async fn connection(
         } else {
             Access::Everything
         },
+        addr: peer.to_string(),
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -185,10 +274,11 @@ async fn connection(
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
+        let idle_s = ctx.idle_timeout_s.load(Ordering::Relaxed);
         let idle = async {
-            match ctx.idle_timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
+            match idle_s {
+                0 => std::future::pending().await,
+                s => tokio::time::sleep(Duration::from_secs(s)).await,
             }
         };
         tokio::select! {
@@ -211,14 +301,19 @@ async fn connection(
                     let started = Instant::now();
                     let protocol = session.client.protocol;
                     match zankv_commands::parse(&argv) {
+                        // Before AUTH, only a command's name and arity are judged (as
+                        // Redis does); its arguments are not looked at.
+                        Err(e) if !session.authenticated() && !before_auth(&e, &argv[0]) => {
+                            pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol))
+                        }
                         Err(e) => pending.push_back(ready(&Reply::Error(e), protocol)),
                         Ok((Command::Connection(c), spec)) => {
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx);
                             let error = matches!(reply, Reply::Error(_));
-                            ctx.forwarder
-                                .metrics
-                                .command(spec.name, error, started.elapsed());
+                            let took = started.elapsed();
+                            ctx.forwarder.metrics.command(spec.name, error, took);
+                            ctx.record_slow(took, &argv, &session);
                             // HELLO answers in the protocol it selects.
                             pending.push_back(ready(&reply, session.client.protocol));
                             if quit {
@@ -230,10 +325,11 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
                         Ok((_, spec)) => {
-                            let mut plan = plan(argv, spec, &tables, session.scope());
+                            let mut plan = plan(&argv, spec, &tables, session.scope());
                             plan.send(&ctx.forwarder, protocol).await;
                             pending.push_back(Pending::Forwarded {
                                 plan,
+                                argv,
                                 command: spec.name,
                                 started,
                                 protocol,
@@ -241,7 +337,7 @@ async fn connection(
                         }
                     }
                     if pending.len() >= MAX_PIPELINE
-                        && flush(&mut socket, &mut pending, &mut output, ctx)
+                        && flush(&mut socket, &mut pending, &mut output, ctx, &session)
                             .await
                             .is_err()
                     {
@@ -257,7 +353,7 @@ async fn connection(
                 }
             }
         }
-        if flush(&mut socket, &mut pending, &mut output, ctx)
+        if flush(&mut socket, &mut pending, &mut output, ctx, &session)
             .await
             .is_err()
             || close
@@ -275,10 +371,40 @@ async fn connection(
     }
 }
 
+/// Whether error `e` of command `name` is answered even before authentication: an unknown
+/// command or subcommand, a wrong number of arguments, or anything about AUTH, HELLO and
+/// QUIT themselves.
+fn before_auth(e: &CommandError, name: &[u8]) -> bool {
+    matches!(
+        e,
+        CommandError::UnknownCommand { .. }
+            | CommandError::UnknownSubcommand { .. }
+            | CommandError::WrongArity(_)
+    ) || [&b"auth"[..], b"hello", b"quit"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+}
+
 fn ready(reply: &Reply, protocol: Protocol) -> Pending {
     let mut out = BytesMut::new();
     reply.encode(protocol, &mut out);
     Pending::Ready(out.freeze())
+}
+
+/// The requests still pending after the one being finished.
+struct LaterInPipeline<'a>(&'a mut VecDeque<Pending>);
+
+impl LaterRequests for LaterInPipeline<'_> {
+    fn parts_on(&mut self, key: PartitionKey) -> Vec<&mut Part> {
+        self.0
+            .iter_mut()
+            .filter_map(|p| match p {
+                Pending::Forwarded { plan, .. } => Some(plan),
+                Pending::Ready(_) => None,
+            })
+            .flat_map(|plan| plan.parts_on(key))
+            .collect()
+    }
 }
 
 /// Waits for every pending reply in order and writes them in one go.
@@ -287,21 +413,33 @@ async fn flush(
     pending: &mut VecDeque<Pending>,
     out: &mut BytesMut,
     ctx: &FrontendContext,
+    session: &Session,
 ) -> std::io::Result<()> {
+    // A request whose partition a later request of this pipeline went to is re-sent only
+    // while those later ones did not run either.
+    let mut later = std::collections::HashSet::new();
+    for p in pending.iter_mut().rev() {
+        if let Pending::Forwarded { plan, .. } = p {
+            plan.follow_with(&mut later);
+        }
+    }
     while let Some(p) = pending.pop_front() {
         match p {
             Pending::Ready(bytes) => out.extend_from_slice(&bytes),
             Pending::Forwarded {
                 plan,
+                argv,
                 command,
                 started,
                 protocol,
             } => {
-                let reply = plan.finish(&ctx.forwarder, protocol).await;
+                let reply = plan
+                    .finish(&ctx.forwarder, protocol, &mut LaterInPipeline(pending))
+                    .await;
                 let error = matches!(reply.first(), Some(b'-' | b'!'));
-                ctx.forwarder
-                    .metrics
-                    .command(command, error, started.elapsed());
+                let took = started.elapsed();
+                ctx.forwarder.metrics.command(command, error, took);
+                ctx.record_slow(took, &argv, session);
                 out.extend_from_slice(&reply);
             }
         }
@@ -358,6 +496,22 @@ fn connection_command(
         // Reads always go to leaders (linearizable); READONLY changes nothing here.
         ConnectionCommand::ReadOnly | ConnectionCommand::ReadWrite => Reply::OK,
         ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(&sections, ctx))),
+        ConnectionCommand::ConfigGet(patterns) => config_get(&ctx.settings(), &patterns),
+        ConnectionCommand::ConfigSet(pairs) => match config_set(&ctx.settings(), &pairs) {
+            Ok(changes) => {
+                for (name, value) in changes {
+                    ctx.apply_setting(name, value);
+                }
+                Reply::OK
+            }
+            Err(e) => Reply::Error(e),
+        },
+        ConnectionCommand::SlowlogGet(count) => ctx.slow_log().get(count),
+        ConnectionCommand::SlowlogLen => Reply::Integer(ctx.slow_log().len() as i64),
+        ConnectionCommand::SlowlogReset => {
+            ctx.slow_log().reset();
+            Reply::OK
+        }
         other => other
             .answer(&mut session.client)
             .expect("every other connection command has a common answer"),

@@ -25,13 +25,15 @@ pub mod pd_watch;
 pub mod reply_frames;
 pub mod routing;
 
-use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
 use zankv_commands::request::RequestLimits;
+use zankv_commands::slowlog::SlowLog;
 
 use crate::backend::BackendPool;
 use crate::config::ProxyConfig;
@@ -104,8 +106,11 @@ pub async fn serve(
         },
         max_query_buffer: config.max_query_buffer,
         max_clients: config.max_clients,
-        idle_timeout: (config.idle_timeout_s > 0)
-            .then(|| Duration::from_secs(config.idle_timeout_s)),
+        idle_timeout_s: AtomicU64::new(config.idle_timeout_s),
+        slowlog: Mutex::new(SlowLog::new(
+            config.slowlog_log_slower_than,
+            config.slowlog_max_len,
+        )),
         passwords: frontend::Passwords {
             requirepass: config.requirepass.clone(),
             namespaces: config.namespace_passwords.clone(),

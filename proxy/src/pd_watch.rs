@@ -44,7 +44,7 @@ pub fn apply_event(tables: &SharedTables, metrics: &ProxyMetrics, event: Routing
                 metrics.routing_epoch(&namespace, None);
             }
         }
-        RoutingEvent::Keepalive => {}
+        RoutingEvent::Keepalive | RoutingEvent::Synced => {}
     }
 }
 
@@ -93,6 +93,8 @@ async fn follow_one(
     info!(pd = %addr, "following PD's routing stream");
     metrics.routing_stream(true);
     let mut delivered = false;
+    // The namespaces of the stream's first tables, until it says they were all.
+    let mut first_tables: Option<Vec<String>> = Some(Vec::new());
     loop {
         let line = match tokio::time::timeout(SILENCE, lines.next_line()).await {
             Err(_) => return Err(format!("PD at {addr} sent nothing for {SILENCE:?}")),
@@ -105,8 +107,43 @@ async fn follow_one(
             continue;
         }
         match serde_json::from_slice::<RoutingEvent>(&line) {
+            Ok(RoutingEvent::Synced) => {
+                // A namespace deleted while the proxy was away is not in the snapshot; but
+                // neither is one whose table PD has not published yet, so PD's metadata
+                // decides: only a namespace `/query` does not know is forgotten.
+                if let Some(named) = first_tables.take() {
+                    let missing: Vec<String> = tables
+                        .load()
+                        .namespaces()
+                        .map(|ns| ns.name.clone())
+                        .filter(|n| !named.contains(n))
+                        .collect();
+                    for namespace in missing {
+                        let path = format!("/query/{namespace}");
+                        if let Ok(r) = zankv_pd_api::client::call(
+                            addr,
+                            "GET",
+                            &path,
+                            None,
+                            None,
+                            FETCH_TIMEOUT,
+                        )
+                        .await
+                        {
+                            if r.status == 404 {
+                                apply_event(tables, metrics, RoutingEvent::Deleted { namespace });
+                            }
+                        }
+                    }
+                }
+            }
             Ok(event) => {
                 delivered = true;
+                if let (Some(named), RoutingEvent::Table { namespace, .. }) =
+                    (&mut first_tables, &event)
+                {
+                    named.push(namespace.clone());
+                }
                 apply_event(tables, metrics, event);
             }
             Err(e) => warn!(pd = %addr, error = %e, "ignoring a routing event that does not parse"),
@@ -152,11 +189,12 @@ impl Refresher {
                 Ok(r) if r.status == 200 => {
                     if let Ok(table) = r.json::<QueryResponse>() {
                         self.metrics.routing_refreshed();
-                        let event = RoutingEvent::Table {
-                            namespace: namespace.to_string(),
-                            table,
-                        };
-                        apply_event(&self.tables, &self.metrics, event);
+                        if self
+                            .tables
+                            .update(|t| t.apply_fetched_table(namespace, &table))
+                        {
+                            self.metrics.routing_epoch(namespace, Some(table.epoch));
+                        }
                         break;
                     }
                 }

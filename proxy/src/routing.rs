@@ -170,6 +170,29 @@ impl RoutingTables {
         true
     }
 
+    /// Takes a table fetched from PD after a routing error unless the one held is newer:
+    /// at the same epoch PD's table replaces leaders learned from hints, which may have
+    /// been wrong (a hinted leader that then died stays wrong until PD's epoch moves).
+    pub fn apply_fetched_table(&mut self, name: &str, table: &QueryResponse) -> bool {
+        if self
+            .namespaces
+            .get(name)
+            .is_some_and(|held| held.epoch > table.epoch)
+        {
+            return false;
+        }
+        let fresh = Arc::new(NamespaceRoute::from_table(name, table));
+        if self
+            .namespaces
+            .get(name)
+            .is_some_and(|held| **held == *fresh)
+        {
+            return false;
+        }
+        self.namespaces.insert(name.to_string(), fresh);
+        true
+    }
+
     /// Forgets a deleted namespace.
     pub fn remove(&mut self, name: &str) -> bool {
         self.namespaces.remove(name).is_some()
@@ -324,6 +347,14 @@ mod tests {
         assert_eq!(
             ns.leaders[0], None,
             "snapshots taken before stay as they were"
+        );
+        // A fetched table of the same epoch undoes the hint; an older one does not.
+        assert!(!t.apply_fetched_table("default", &table(4, 2, false)));
+        assert!(t.apply_fetched_table("default", &table(5, 2, false)));
+        assert_eq!(t.namespace("default").unwrap().leaders[0], None);
+        assert!(
+            !t.apply_fetched_table("default", &table(5, 2, false)),
+            "unchanged"
         );
         assert!(t.remove("default"));
         assert!(t.locate(b"k").is_err());

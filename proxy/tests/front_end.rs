@@ -177,11 +177,73 @@ fn connection_commands_bad_input_and_data_without_routing() {
 }
 
 #[test]
+fn config_and_the_slow_log() {
+    let proxy = Proxy::start(&[]);
+    let mut c = proxy.client();
+    assert_eq!(
+        c.cmd(&["CONFIG", "GET", "maxclients"]),
+        "*2\r\n$10\r\nmaxclients\r\n$5\r\n10000\r\n"
+    );
+    let slowlog = c.cmd(&["CONFIG", "GET", "slowlog-*"]);
+    assert!(
+        slowlog.contains("slowlog-log-slower-than\r\n$5\r\n10000"),
+        "{slowlog}"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "maxclients", "5"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'maxclients') - can't set immutable config\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd(&["ECHO", "slow?"]), "$5\r\nslow?\r\n");
+    let entry = c.cmd(&["SLOWLOG", "GET", "1"]);
+    assert!(entry.starts_with("*1\r\n*6\r\n:"), "{entry}");
+    assert!(
+        entry.contains("*2\r\n$4\r\nECHO\r\n$5\r\nslow?\r\n$15\r\n127.0.0.1:"),
+        "{entry}"
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), "+OK\r\n");
+    // RESET itself is logged after it ran, as in Redis.
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), ":1\r\n");
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), ":0\r\n");
+    // CONFIG SET timeout closes idle clients from then on.
+    assert_eq!(c.cmd(&["CONFIG", "SET", "timeout", "1"]), "+OK\r\n");
+    let mut idle = proxy.client();
+    assert_eq!(idle.cmd(&["PING"]), "+PONG\r\n");
+    let started = Instant::now();
+    assert_eq!(idle.reply(), None, "closed when idle");
+    assert!(started.elapsed() >= Duration::from_millis(900));
+}
+
+#[test]
 fn a_password_is_required_before_anything_else() {
     let proxy = Proxy::start(&["--requirepass", "s3cret"]);
     let mut c = proxy.client();
     assert_eq!(c.cmd(&["GET", "k"]), "-NOAUTH Authentication required.\r\n");
     assert_eq!(c.cmd(&["PING"]), "-NOAUTH Authentication required.\r\n");
+    // Before AUTH only names and arity are judged, as Redis does.
+    assert_eq!(
+        c.cmd(&["SET", "k", "v", "EX", "abc"]),
+        "-NOAUTH Authentication required.\r\n"
+    );
+    assert!(c
+        .cmd(&["NOSUCH"])
+        .starts_with("-ERR unknown command 'NOSUCH'"));
+    assert_eq!(
+        c.cmd(&["GET"]),
+        "-ERR wrong number of arguments for 'get' command\r\n"
+    );
+    assert_eq!(
+        c.cmd(&["HELLO", "4"]),
+        "-NOPROTO unsupported protocol version\r\n"
+    );
     assert!(c
         .cmd(&["HELLO", "3"])
         .starts_with("-NOAUTH HELLO must be called"));

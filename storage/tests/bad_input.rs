@@ -218,6 +218,56 @@ fn cases() -> Vec<Case> {
             false,
         ),
         pinned(
+            "CONFIG SET of a setting nobody has",
+            &multibulk(&[b"CONFIG", b"SET", b"no-such-setting", b"1"]),
+            vec![err(
+                "ERR Unknown option or number of arguments for CONFIG SET - 'no-such-setting'",
+            )],
+            false,
+        ),
+        pinned(
+            "CONFIG SET without a value",
+            &multibulk(&[b"CONFIG", b"SET", b"maxclients"]),
+            vec![err(
+                "ERR wrong number of arguments for 'config|set' command",
+            )],
+            false,
+        ),
+        pinned(
+            "CONFIG GET without a pattern",
+            &multibulk(&[b"config", b"get"]),
+            vec![err(
+                "ERR wrong number of arguments for 'config|get' command",
+            )],
+            false,
+        ),
+        pinned(
+            "SLOWLOG GET with a count below -1",
+            &multibulk(&[b"SLOWLOG", b"GET", b"-2"]),
+            vec![err("ERR count should be greater than or equal to -1")],
+            false,
+        ),
+        pinned(
+            "SLOWLOG GET with a count that is not a number",
+            &multibulk(&[b"SLOWLOG", b"GET", b"many"]),
+            vec![err("ERR count should be greater than or equal to -1")],
+            false,
+        ),
+        pinned(
+            "SLOWLOG GET with two counts",
+            &multibulk(&[b"SLOWLOG", b"GET", b"1", b"2"]),
+            vec![err(
+                "ERR unknown subcommand or wrong number of arguments for 'GET'. Try SLOWLOG HELP.",
+            )],
+            false,
+        ),
+        pinned(
+            "SLOWLOG with an unknown subcommand",
+            &multibulk(&[b"SLOWLOG", b"TAIL"]),
+            vec![err("ERR unknown subcommand 'TAIL'. Try SLOWLOG HELP.")],
+            false,
+        ),
+        pinned(
             "unknown command without arguments",
             &multibulk(&[b"FOO"]),
             vec![err("ERR unknown command 'FOO', with args beginning with: ")],
@@ -475,8 +525,22 @@ fn must_serve_new_connection(port: u16, who: &str, case: &Case) {
 #[test]
 fn malformed_input_matches_redis() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let redis = RedisServer::must_start();
     let node = ZankvNode::must_start(&dir.path().join("data"));
+    compare_with_redis(node.port(), "zankv");
+}
+
+/// The same cases through the proxy, in front of PD and three storage nodes (4 partitions
+/// × 3 replicas): the proxy refuses bad input as Redis does and goes on serving.
+#[test]
+fn malformed_input_through_the_proxy_matches_redis() {
+    let cluster = support::proxy::ProxiedCluster::must_start(4, 3, "");
+    compare_with_redis(cluster.proxy.port, "proxy");
+}
+
+/// Runs every case against a fresh redis-server and against `port`, and fails on any
+/// difference.
+fn compare_with_redis(port: u16, who: &str) {
+    let redis = RedisServer::must_start();
     let mut mismatches = Vec::new();
     for case in cases() {
         let a = run_case(redis.port(), &case);
@@ -498,11 +562,11 @@ fn malformed_input_matches_redis() {
             );
         }
         must_serve_new_connection(redis.port(), "redis", &case);
-        let b = run_case(node.port(), &case);
-        must_serve_new_connection(node.port(), "zankv", &case);
+        let b = run_case(port, &case);
+        must_serve_new_connection(port, who, &case);
         if a != b {
             mismatches.push(format!(
-                "case {:?}\n    input: \"{}\"\n    redis: {a:?}\n    zankv: {b:?}",
+                "case {:?}\n    input: \"{}\"\n    redis: {a:?}\n    {who}: {b:?}",
                 case.name,
                 escape(&case.input[..case.input.len().min(300)])
             ));

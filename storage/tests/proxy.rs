@@ -78,7 +78,7 @@ fn keys_spread_over_partitions_and_multi_key_commands_are_split_and_merged() {
         c.cmd_str(&["MGET", "m1", "m4", "m6"]),
         Frame::Array(vec![Frame::Null, Frame::Null, b("mv6")])
     );
-    // A type error in one part is the command's answer.
+    // A value of another type reads as nil in MGET, as in Redis, also in a split part.
     assert_eq!(c.cmd_str(&["HSET", "h", "f", "v"]), Frame::Integer(1));
     assert_eq!(
         c.cmd_str(&["MGET", "h", "m6"]),

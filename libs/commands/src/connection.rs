@@ -1,5 +1,5 @@
 //! Connection and server commands a node answers without touching data: PING, ECHO, QUIT,
-//! AUTH, HELLO, SELECT, CLIENT, COMMAND, INFO, TIME.
+//! AUTH, HELLO, SELECT, CLIENT, COMMAND, CONFIG, SLOWLOG, INFO, TIME.
 //!
 //! [`ConnectionCommand::answer`] gives the replies that depend only on the connection
 //! ([`ClientSession`]) and the command table, so the storage node and the proxy answer them
@@ -64,6 +64,91 @@ pub static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         "connection",
         "5.0.0",
         "Returns helpful text about the different subcommands.",
+    ),
+];
+
+/// CONFIG subcommands.
+pub static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "config|get",
+        -3,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Returns the effective values of configuration parameters.",
+    ),
+    spec(
+        "config|set",
+        -4,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Sets configuration parameters in-flight.",
+    ),
+    spec(
+        "config|help",
+        2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow"],
+        "server",
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+    ),
+];
+
+/// SLOWLOG subcommands.
+pub static SLOWLOG_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "slowlog|get",
+        -2,
+        C,
+        &["admin", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.2.12",
+        "Returns the slow log's entries.",
+    ),
+    spec(
+        "slowlog|len",
+        2,
+        C,
+        &["admin", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.2.12",
+        "Returns the number of entries in the slow log.",
+    ),
+    spec(
+        "slowlog|reset",
+        2,
+        C,
+        &["admin", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.2.12",
+        "Clears all entries from the slow log.",
+    ),
+    spec(
+        "slowlog|help",
+        2,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow"],
+        "server",
+        "6.2.0",
+        "Show helpful text about the different subcommands",
     ),
 ];
 
@@ -289,6 +374,20 @@ pub static SPECS: &[CommandSpec] = &[
         "2.4.0",
         CLIENT_SUBCOMMANDS,
     ),
+    container(
+        "config",
+        "A container for server configuration commands.",
+        "server",
+        "2.0.0",
+        CONFIG_SUBCOMMANDS,
+    ),
+    container(
+        "slowlog",
+        "A container for slow log commands.",
+        "server",
+        "2.2.12",
+        SLOWLOG_SUBCOMMANDS,
+    ),
     CommandSpec {
         arity: -1,
         ..container(
@@ -310,6 +409,20 @@ pub enum ConnectionCommand {
     Echo(Bytes),
     /// QUIT
     Quit,
+    /// `CONFIG GET pattern [pattern ...]`
+    ConfigGet(Vec<Bytes>),
+    /// `CONFIG SET parameter value [parameter value ...]`
+    ConfigSet(Vec<(Bytes, Bytes)>),
+    /// `CONFIG HELP`
+    ConfigHelp,
+    /// `SLOWLOG GET [count]`
+    SlowlogGet(Option<i64>),
+    /// `SLOWLOG LEN`
+    SlowlogLen,
+    /// `SLOWLOG RESET`
+    SlowlogReset,
+    /// `SLOWLOG HELP`
+    SlowlogHelp,
     /// `AUTH [username] password`
     Auth {
         /// The user (`default` when absent).
@@ -465,6 +578,35 @@ impl ConnectionCommand {
                 ConnectionCommand::ClientSetName(args[1].clone())
             }
             "client|help" => ConnectionCommand::ClientHelp,
+            "config|get" => ConnectionCommand::ConfigGet(args[1..].to_vec()),
+            "config|set" => {
+                let rest = &args[1..];
+                if !rest.len().is_multiple_of(2) {
+                    return Err(CommandError::WrongArity("config|set".into()));
+                }
+                ConnectionCommand::ConfigSet(
+                    rest.chunks(2)
+                        .map(|p| (p[0].clone(), p[1].clone()))
+                        .collect(),
+                )
+            }
+            "config|help" => ConnectionCommand::ConfigHelp,
+            "slowlog|get" => match &args[1..] {
+                [] => ConnectionCommand::SlowlogGet(None),
+                [count] => match parse_i64(count) {
+                    Some(c) if c >= -1 => ConnectionCommand::SlowlogGet(Some(c)),
+                    _ => return Err(CommandError::SlowlogCount),
+                },
+                _ => {
+                    return Err(CommandError::SubcommandArgs {
+                        sub: String::from_utf8_lossy(&args[0]).into_owned(),
+                        command: "SLOWLOG",
+                    })
+                }
+            },
+            "slowlog|len" => ConnectionCommand::SlowlogLen,
+            "slowlog|reset" => ConnectionCommand::SlowlogReset,
+            "slowlog|help" => ConnectionCommand::SlowlogHelp,
             "command" => ConnectionCommand::CommandAll,
             "command|count" => ConnectionCommand::CommandCount,
             "command|info" => ConnectionCommand::CommandInfo(args[1..].to_vec()),
@@ -634,10 +776,38 @@ impl ConnectionCommand {
                     Reply::bulk(now.subsec_micros().to_string()),
                 ])
             }
+            ConnectionCommand::ConfigHelp => help(&[
+                "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET <pattern>",
+                "    Return parameters matching the glob-like <pattern> and their values.",
+                "SET <directive> <value>",
+                "    Set the configuration <directive> to <value>.",
+                "HELP",
+                "    Prints this help.",
+            ]),
+            ConnectionCommand::SlowlogHelp => help(&[
+                "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "GET [<count>]",
+                "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                "    Entries are made of:",
+                "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                "    client name",
+                "LEN",
+                "    Return the length of the slowlog.",
+                "RESET",
+                "    Reset the slowlog.",
+                "HELP",
+                "    Prints this help.",
+            ]),
             ConnectionCommand::Auth { .. }
             | ConnectionCommand::Info(_)
             | ConnectionCommand::ReadOnly
-            | ConnectionCommand::ReadWrite => return None,
+            | ConnectionCommand::ReadWrite
+            | ConnectionCommand::ConfigGet(_)
+            | ConnectionCommand::ConfigSet(_)
+            | ConnectionCommand::SlowlogGet(_)
+            | ConnectionCommand::SlowlogLen
+            | ConnectionCommand::SlowlogReset => return None,
         })
     }
 }

@@ -25,6 +25,25 @@ pub enum CommandError {
         /// The container command in upper case.
         command: &'static str,
     },
+    /// CONFIG SET of a setting the server does not have.
+    #[error("ERR Unknown option or number of arguments for CONFIG SET - '{0}'")]
+    ConfigUnknownOption(String),
+    /// CONFIG SET of a value the setting refuses (or of a setting fixed at run time).
+    #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - {1}")]
+    ConfigSetFailed(&'static str, String),
+    /// SLOWLOG GET with a count below -1 or not a number.
+    #[error("ERR count should be greater than or equal to -1")]
+    SlowlogCount,
+    /// A subcommand given more arguments than it takes (SLOWLOG GET 1 2).
+    #[error(
+        "ERR unknown subcommand or wrong number of arguments for '{sub}'. Try {command} HELP."
+    )]
+    SubcommandArgs {
+        /// The subcommand as sent.
+        sub: String,
+        /// The container command in upper case.
+        command: &'static str,
+    },
     /// Argument count does not match the command's arity.
     #[error("ERR wrong number of arguments for '{0}' command")]
     WrongArity(String),
@@ -253,6 +272,13 @@ mod docs_table {
                 command: "CLIENT",
             },
             E::WrongArity("get".into()),
+            E::ConfigUnknownOption("foo".into()),
+            E::ConfigSetFailed("databases", "can't set immutable config".into()),
+            E::SlowlogCount,
+            E::SubcommandArgs {
+                sub: "GET".into(),
+                command: "SLOWLOG",
+            },
             E::Syntax,
             E::WrongType,
             E::NotInteger,
@@ -305,6 +331,10 @@ mod docs_table {
                 E::UnknownCommand { .. }
                 | E::UnknownSubcommand { .. }
                 | E::WrongArity(_)
+                | E::ConfigUnknownOption(_)
+                | E::ConfigSetFailed(..)
+                | E::SlowlogCount
+                | E::SubcommandArgs { .. }
                 | E::Syntax
                 | E::WrongType
                 | E::NotInteger

@@ -7,7 +7,8 @@
 //!   typed command enum and its parser;
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
-//! - [`partitioning`]: which namespace partition a key belongs to.
+//! - [`partitioning`]: which namespace partition a key belongs to;
+//! - [`slowlog`]: the slow log and the settings table behind SLOWLOG and CONFIG.
 //!
 //! Invariants: parsing is pure and deterministic (a storage node re-parses a replicated
 //! change's arguments and must get the same command); every error a client sees is a
@@ -22,6 +23,7 @@ pub mod partitioning;
 pub mod pattern;
 pub mod reply;
 pub mod request;
+pub mod slowlog;
 pub mod spec;
 pub mod string;
 
@@ -123,10 +125,11 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
             None => {
                 return Err(CommandError::UnknownSubcommand {
                     sub: String::from_utf8_lossy(&argv[1]).into_owned(),
-                    command: if container == "CLIENT" {
-                        "CLIENT"
-                    } else {
-                        "COMMAND"
+                    command: match container.as_str() {
+                        "CLIENT" => "CLIENT",
+                        "CONFIG" => "CONFIG",
+                        "SLOWLOG" => "SLOWLOG",
+                        _ => "COMMAND",
                     },
                 })
             }

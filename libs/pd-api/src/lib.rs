@@ -315,6 +315,10 @@ pub enum RoutingEvent {
         /// Its table.
         table: QueryResponse,
     },
+    /// Every watched table published so far has been sent (once per stream, after the
+    /// first tables): a watcher that reconnected can check the namespaces this stream did
+    /// not name (deleted meanwhile, or not published yet by a leader that just took over).
+    Synced,
     /// A watched namespace was deleted.
     Deleted {
         /// The namespace.

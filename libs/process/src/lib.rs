@@ -6,7 +6,7 @@
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
-//! it started has ended; [`serve_http`] stops accepting when shutdown turns true and lets
+//! it started has ended (cut after a drain period); [`serve_http`] stops accepting when shutdown turns true and lets
 //! requests in progress finish.
 
 mod limits;
@@ -57,10 +57,14 @@ pub async fn wait_for_signal() {
     }
 }
 
+/// How long connections get to finish after shutdown before they are cut (a client that
+/// stops reading must not keep the process alive).
+const DRAIN: Duration = Duration::from_secs(10);
+
 /// Accepts connections on `listener` until `shutdown` turns true, running `handle` for
 /// each in a task of its own while fewer than `max_clients` run; a connection beyond that
 /// gets `-ERR max number of clients reached` and is closed (`rejected` is called). Returns
-/// once every connection task has ended.
+/// once every connection task has ended, or after a drain period (10 s) with the rest cut.
 pub async fn serve_clients<H, F>(
     listener: TcpListener,
     max_clients: usize,
@@ -107,7 +111,16 @@ pub async fn serve_clients<H, F>(
         }
     }
     info!("no longer accepting clients; waiting for connections to finish");
-    while tasks.join_next().await.is_some() {}
+    let drained =
+        tokio::time::timeout(DRAIN, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        warn!(
+            connections = tasks.len(),
+            "connections still open after {DRAIN:?}; closing them"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 }
 
 /// A JSON error answer: `status` with `{"message": message}`.

@@ -20,6 +20,7 @@ use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{self, RequestLimits};
+use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 
 use crate::change::Change;
@@ -380,10 +381,49 @@ async fn connection_command(
         ConnectionCommand::Info(sections) => {
             Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await))
         }
+        ConnectionCommand::ConfigGet(patterns) => config_get(&settings(ctx), &patterns),
+        // Every setting of a storage node comes from its configuration file.
+        ConnectionCommand::ConfigSet(pairs) => match config_set(&settings(ctx), &pairs) {
+            // Only reached with no pair at all, which the arity rules out.
+            Ok(_) => Reply::OK,
+            Err(e) => Reply::Error(e),
+        },
+        // A storage node keeps no slow log (slowlog-log-slower-than is -1): the proxy does.
+        ConnectionCommand::SlowlogGet(_) => Reply::Array(vec![]),
+        ConnectionCommand::SlowlogLen => Reply::Integer(0),
+        ConnectionCommand::SlowlogReset => Reply::OK,
         other => other
             .answer(&mut session.client)
             .expect("every other connection command has a common answer"),
     }
+}
+
+/// The settings CONFIG GET shows, with truthful values; none changes at run time.
+fn settings(ctx: &ServerContext) -> Vec<ConfigEntry> {
+    let fixed = |name: &'static str, value: String| ConfigEntry {
+        name,
+        value,
+        setting: Setting::Immutable,
+    };
+    vec![
+        fixed("port", ctx.port.to_string()),
+        fixed("maxclients", ctx.max_clients.to_string()),
+        fixed("databases", "1".into()),
+        fixed("timeout", "0".into()),
+        // Writes are durable when acknowledged (raft log fsynced, group commit).
+        fixed("appendonly", "yes".into()),
+        fixed("appendfsync", "always".into()),
+        fixed("save", String::new()),
+        fixed("maxmemory", "0".into()),
+        fixed("maxmemory-policy", "noeviction".into()),
+        fixed("proto-max-bulk-len", ctx.limits.max_bulk_len.to_string()),
+        fixed(
+            "client-query-buffer-limit",
+            ctx.max_query_buffer.to_string(),
+        ),
+        fixed("slowlog-log-slower-than", "-1".into()),
+        fixed("slowlog-max-len", "0".into()),
+    ]
 }
 
 /// Builds INFO's text for the requested sections (default: all of ours).
