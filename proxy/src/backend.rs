@@ -6,10 +6,9 @@
 //! channel, go out in batches (one write for whatever is queued), and replies come back in
 //! order, each to the request that waits for it. Replies are passed on as the raw RESP
 //! bytes the node sent, in the protocol the client speaks (a connection greets the node
-//! first: `HELLO 3` for RESP3, `PING` for RESP2). Connections are not closed while the
-//! proxy runs, also to nodes that no longer lead their partition; the reply timeout is per
-//! connection (the oldest request waiting longer than it fails every request in flight on
-//! that connection).
+//! first: `HELLO 3` for RESP3, `PING` for RESP2). The reply timeout is per connection (the oldest request waiting longer than it fails every request in flight on
+//! that connection). Idle connections are closed by the pool (after their last
+//! replies), also to nodes that no longer lead their partition (`backend_idle_s`).
 //!
 //! Invariants: a request gets exactly one answer: the node's reply, or
 //! [`BackendError::NotSent`] when it never left the proxy (safe to send again), or
@@ -17,7 +16,7 @@
 //! waited longer than the timeout (a write may or may not have been applied). A failed
 //! connection is never reused; the pool opens a new one on the next request.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -93,21 +92,36 @@ impl Backend {
     }
 }
 
-/// Every backend connection of the proxy.
+/// Most connections the pool keeps; beyond that the least used are closed the same way.
+const MAX_CONNECTIONS: u64 = 65_536;
+
+/// Every backend connection of the proxy: a bounded cache (moka) of connection handles, so
+/// connections to nodes that no longer lead a partition, or to nodes gone, are closed once
+/// idle instead of piling up.
 pub struct BackendPool {
-    connections: Mutex<HashMap<(SocketAddr, Protocol, u64), Backend>>,
+    connections: moka::sync::Cache<(SocketAddr, Protocol, u64), Backend>,
     timeout: Duration,
     metrics: Arc<ProxyMetrics>,
 }
 
 impl BackendPool {
-    /// A pool whose connections give up on a request after `timeout`.
-    pub fn new(timeout: Duration, metrics: Arc<ProxyMetrics>) -> BackendPool {
+    /// A pool whose connections give up on a request after `timeout` and close once no
+    /// request used them for `idle` (after their last replies are in).
+    pub fn new(timeout: Duration, idle: Duration, metrics: Arc<ProxyMetrics>) -> BackendPool {
         BackendPool {
-            connections: Mutex::new(HashMap::new()),
+            connections: moka::sync::Cache::builder()
+                .max_capacity(MAX_CONNECTIONS)
+                .time_to_idle(idle)
+                .build(),
             timeout,
             metrics,
         }
+    }
+
+    /// Lets go of the connections idle too long (the cache does this only when it is used,
+    /// so a quiet proxy calls this now and then).
+    pub fn close_idle(&self) {
+        self.connections.run_pending_tasks();
     }
 
     /// The connection to `addr` for `protocol` that serves `partition` of `namespace`
@@ -122,22 +136,17 @@ impl BackendPool {
         let mut h = DefaultHasher::new();
         (namespace, partition).hash(&mut h);
         let key = (addr, protocol, h.finish());
-        let mut connections = self
-            .connections
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(b) = connections.get(&key) {
+        if let Some(b) = self.connections.get(&key) {
             if !b.is_closed() {
-                return b.clone();
+                return b;
             }
+            // It failed: forget it. (Should another request have replaced it just now, the
+            // replacement only closes once its replies are in.)
+            self.connections.invalidate(&key);
         }
-        let b = Backend::start(addr, protocol, self.timeout, self.metrics.clone());
-        connections.insert(key, b.clone());
-        // Forget failed connections now and then, so the map does not keep them.
-        if connections.len().is_multiple_of(64) {
-            connections.retain(|_, b| !b.is_closed());
-        }
-        b
+        self.connections.get_with(key, || {
+            Backend::start(addr, protocol, self.timeout, self.metrics.clone())
+        })
     }
 }
 
@@ -236,7 +245,14 @@ async fn serve(
     };
     let writer = async {
         let mut out = BytesMut::with_capacity(16 * 1024);
-        while let Some(job) = rx.recv().await {
+        loop {
+            let Some(job) = rx.recv().await else {
+                // The pool let go of this connection: close it once its replies are in.
+                while !lock().is_empty() {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                return "closed after being idle".to_string();
+            };
             let now = Instant::now();
             out.extend_from_slice(&job.request);
             lock().push_back((now, job.reply));
@@ -250,7 +266,6 @@ async fn serve(
             }
             out.clear();
         }
-        "the proxy is stopping".to_string()
     };
     let reader = async {
         loop {

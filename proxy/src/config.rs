@@ -44,6 +44,9 @@ pub struct ProxyConfig {
     /// How long the proxy waits for a storage node's reply before it gives up on that
     /// connection, in milliseconds (longer than the nodes' `raft.write_timeout_ms`).
     pub backend_timeout_ms: u64,
+    /// A connection to a storage node that no request used for this many seconds is closed
+    /// (after its last replies), e.g. one to a node that no longer leads its partition.
+    pub backend_idle_s: u64,
     /// Most times one command is sent again after a routing error (not the leader,
     /// partition moved, node unreachable before the command was sent).
     pub max_retries: u32,
@@ -84,6 +87,7 @@ impl Default for ProxyConfig {
             max_inline_len: 64 * 1024,
             max_query_buffer: 1024 * 1024 * 1024,
             backend_timeout_ms: 15_000,
+            backend_idle_s: 60,
             max_retries: 8,
             retry_backoff_ms: 25,
             slowlog_log_slower_than: 10_000,
@@ -128,6 +132,9 @@ impl ProxyConfig {
         }
         if self.idle_timeout_s > i32::MAX as u64 {
             return Err(format!("idle_timeout_s must be at most {}", i32::MAX));
+        }
+        if self.backend_idle_s == 0 {
+            return Err("backend_idle_s must be positive".into());
         }
         if self.backend_timeout_ms == 0 {
             return Err("backend_timeout_ms must be positive".into());

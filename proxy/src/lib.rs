@@ -93,7 +93,11 @@ pub async fn serve(
     let ctx = Arc::new(FrontendContext {
         forwarder: Forwarder {
             tables: tables.clone(),
-            backends: BackendPool::new(config.backend_timeout(), metrics.clone()),
+            backends: BackendPool::new(
+                config.backend_timeout(),
+                Duration::from_secs(config.backend_idle_s),
+                metrics.clone(),
+            ),
             refresher: Refresher::new(config.pd_addrs.clone(), tables, metrics.clone()),
             metrics,
             max_retries: config.max_retries,
@@ -117,6 +121,18 @@ pub async fn serve(
         },
         port: local.port(),
     });
+    let sweeper = {
+        let ctx = ctx.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => ctx.forwarder.backends.close_idle(),
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    };
     let front = tokio::spawn(frontend::serve(listener, ctx, stop_rx));
     info!(
         addr = %local,
@@ -130,6 +146,7 @@ pub async fn serve(
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = front.await;
+    let _ = sweeper.await;
     let _ = http.await;
     let _ = watcher.await;
     Ok(())

@@ -377,6 +377,34 @@ fn a_namespace_password_reaches_only_its_namespace() {
     assert_eq!(root.cmd_str(&["DBSIZE"]), Frame::Integer(2));
 }
 
+/// The value of a gauge in Prometheus text.
+fn gauge(metrics: &str, name: &str) -> Option<i64> {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Connections to storage nodes that no request uses are closed, and opened again when
+/// needed.
+#[test]
+fn idle_storage_connections_are_closed_and_reopened() {
+    let cluster = ProxiedCluster::must_start(2, 3, "backend_idle_s = 1\n");
+    let mut c = cluster.proxy.client();
+    assert_eq!(c.cmd_str(&["SET", "a", "1"]), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(1));
+    let open = gauge(&cluster.proxy.metrics(), "zankv_proxy_backend_connections");
+    assert!(open.is_some_and(|n| n > 0), "{open:?}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while gauge(&cluster.proxy.metrics(), "zankv_proxy_backend_connections") != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "idle connections were not closed"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(c.cmd_str(&["GET", "a"]), b("1"));
+}
+
 #[test]
 fn redis_cli_and_redis_benchmark_work_against_the_proxy() {
     let cluster = ProxiedCluster::must_start(4, 3, "");
