@@ -30,6 +30,7 @@ use zankv_commands::request::{RequestLimits, RequestReader};
 use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting, SlowLog};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
+use zankv_process::clients::{ClientHandle, ClientRegistry};
 
 use crate::config::NamespacePassword;
 
@@ -52,6 +53,8 @@ pub struct FrontendContext {
     pub idle_timeout_s: AtomicU64,
     /// The slow log.
     pub slowlog: Mutex<SlowLog>,
+    /// The connected clients (CLIENT LIST / KILL).
+    pub clients: ClientRegistry,
     /// The passwords clients must give, if any.
     pub passwords: Passwords,
     /// The port clients connect to (INFO).
@@ -70,7 +73,12 @@ impl FrontendContext {
     fn record_slow(&self, took: Duration, argv: &[Bytes], session: &Session) {
         let mut log = self.slow_log();
         if log.slower_than_us >= 0 && took.as_micros() >= log.slower_than_us as u128 {
-            log.record(took, argv, &session.addr, session.client.name.as_ref());
+            log.record(
+                took,
+                argv,
+                &session.handle.addr,
+                session.client.name.as_ref(),
+            );
         }
     }
 
@@ -188,8 +196,8 @@ enum Access {
 struct Session {
     client: ClientSession,
     access: Access,
-    /// The client's address, as the slow log shows it.
-    addr: String,
+    /// Its entry among the connected clients.
+    handle: Arc<ClientHandle>,
 }
 
 impl Session {
@@ -257,14 +265,20 @@ async fn connection(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
+    let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+    let local = socket
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let registration = ctx.clients.register(id, peer.to_string(), local);
     let mut session = Session {
-        client: ClientSession::new(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)),
+        client: ClientSession::new(id),
         access: if ctx.passwords.required() {
             Access::Nothing
         } else {
             Access::Everything
         },
-        addr: peer.to_string(),
+        handle: registration.handle.clone(),
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -291,6 +305,10 @@ async fn connection(
                 return;
             }
             _ = shutdown.changed() => return,
+            _ = session.handle.killed() => {
+                debug!(client = session.client.id, "closing killed client");
+                return;
+            }
         }
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
@@ -308,8 +326,17 @@ async fn connection(
                         }
                         Err(e) => pending.push_back(ready(&Reply::Error(e), protocol)),
                         Ok((Command::Connection(c), spec)) => {
+                            session.handle.touch(spec.name);
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx);
+                            let resp = if session.client.protocol == Protocol::Resp3 {
+                                3
+                            } else {
+                                2
+                            };
+                            session
+                                .handle
+                                .set_identity(session.client.name.as_deref(), resp);
                             let error = matches!(reply, Reply::Error(_));
                             let took = started.elapsed();
                             ctx.forwarder.metrics.command(spec.name, error, took);
@@ -325,6 +352,7 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
                         Ok((_, spec)) => {
+                            session.handle.touch(spec.name);
                             let mut plan = plan(&argv, spec, &tables, session.scope());
                             plan.send(&ctx.forwarder, protocol).await;
                             pending.push_back(Pending::Forwarded {
@@ -506,6 +534,12 @@ fn connection_command(
             }
             Err(e) => Reply::Error(e),
         },
+        ConnectionCommand::ClientList(_)
+        | ConnectionCommand::ClientInfo
+        | ConnectionCommand::ClientKill(_) => {
+            zankv_process::clients::answer(&ctx.clients, &session.handle, &cmd)
+                .expect("a CLIENT command the registry answers")
+        }
         ConnectionCommand::SlowlogGet(count) => ctx.slow_log().get(count),
         ConnectionCommand::SlowlogLen => Reply::Integer(ctx.slow_log().len() as i64),
         ConnectionCommand::SlowlogReset => {

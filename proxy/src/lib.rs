@@ -111,6 +111,7 @@ pub async fn serve(
         max_query_buffer: config.max_query_buffer,
         max_clients: config.max_clients,
         idle_timeout_s: AtomicU64::new(config.idle_timeout_s),
+        clients: zankv_process::clients::ClientRegistry::default(),
         slowlog: Mutex::new(SlowLog::new(
             config.slowlog_log_slower_than,
             config.slowlog_max_len,

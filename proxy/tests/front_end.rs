@@ -177,6 +177,37 @@ fn connection_commands_bad_input_and_data_without_routing() {
 }
 
 #[test]
+fn clients_are_listed_and_killed() {
+    let proxy = Proxy::start(&[]);
+    let mut a = proxy.client();
+    let mut b = proxy.client();
+    assert_eq!(b.cmd(&["CLIENT", "SETNAME", "worker"]), "+OK\r\n");
+    let b_id: u64 = b.cmd(&["CLIENT", "ID"])[1..].trim().parse().unwrap();
+    let info = b.cmd(&["CLIENT", "INFO"]);
+    assert!(
+        info.contains(&format!("id={b_id} addr=127.0.0.1:"))
+            && info.contains(" name=worker ")
+            && info.contains(" cmd=client|info "),
+        "{info}"
+    );
+    let list = a.cmd(&["CLIENT", "LIST"]);
+    assert_eq!(list.matches("id=").count(), 2, "two clients: {list}");
+    assert!(list.contains("name=worker"), "{list}");
+    assert_eq!(a.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]), "$0\r\n\r\n");
+    assert_eq!(
+        a.cmd(&["CLIENT", "KILL", "ID", &b_id.to_string()]),
+        ":1\r\n"
+    );
+    assert_eq!(b.reply(), None, "killed");
+    assert_eq!(
+        a.cmd(&["CLIENT", "KILL", "USER", "default"]),
+        ":0\r\n",
+        "SKIPME yes"
+    );
+    assert_eq!(a.cmd(&["PING"]), "+PONG\r\n");
+}
+
+#[test]
 fn config_and_the_slow_log() {
     let proxy = Proxy::start(&[]);
     let mut c = proxy.client();

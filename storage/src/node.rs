@@ -372,6 +372,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             max_write_bytes: config.raft.max_entry_mb << 20,
             max_clients: config.max_clients,
             port: local.port(),
+            clients: zankv_process::clients::ClientRegistry::default(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

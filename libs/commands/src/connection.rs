@@ -44,6 +44,39 @@ pub static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         "Returns the name of the connection.",
     ),
     spec(
+        "client|list",
+        -2,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "2.4.0",
+        "Lists open connections.",
+    ),
+    spec(
+        "client|info",
+        2,
+        C,
+        &["noscript", "loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "connection",
+        "6.2.0",
+        "Returns information about the connection.",
+    ),
+    spec(
+        "client|kill",
+        -3,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "2.4.0",
+        "Terminates open connections.",
+    ),
+    spec(
         "client|setname",
         3,
         C,
@@ -449,6 +482,12 @@ pub enum ConnectionCommand {
     ClientSetName(Bytes),
     /// CLIENT HELP
     ClientHelp,
+    /// `CLIENT LIST [TYPE type] [ID id ...]`
+    ClientList(ClientFilter),
+    /// `CLIENT INFO`
+    ClientInfo,
+    /// `CLIENT KILL addr` (`Err`: the old form) or `CLIENT KILL filter ...`
+    ClientKill(Result<ClientFilter, Bytes>),
     /// COMMAND (all infos)
     CommandAll,
     /// COMMAND COUNT
@@ -498,6 +537,114 @@ impl ListFilter {
             }
         }
     }
+}
+
+/// Which connected clients CLIENT LIST or CLIENT KILL means; every condition given must
+/// hold.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClientFilter {
+    /// Only these ids.
+    pub ids: Option<Vec<u64>>,
+    /// Only this address (`ip:port`).
+    pub addr: Option<Bytes>,
+    /// Only connections to this server address.
+    pub laddr: Option<Bytes>,
+    /// Only this user (every connection is `default`).
+    pub user: Option<Bytes>,
+    /// TYPE was given and is not `normal` (master, replica, pubsub): no connection here
+    /// is of those types.
+    pub other_type: bool,
+    /// CLIENT KILL SKIPME (yes unless `no`): spare the connection asking.
+    pub skip_me: bool,
+}
+
+impl ClientFilter {
+    /// Whether a connection with these attributes passes (`me`: it is the one asking).
+    pub fn admits(&self, id: u64, addr: &str, laddr: &str, me: bool) -> bool {
+        let excluded = self.other_type || (self.skip_me && me);
+        !excluded
+            && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
+            && self
+                .addr
+                .as_ref()
+                .is_none_or(|a| a.as_ref() == addr.as_bytes())
+            && self
+                .laddr
+                .as_ref()
+                .is_none_or(|a| a.as_ref() == laddr.as_bytes())
+            && self.user.as_ref().is_none_or(|u| u.as_ref() == b"default")
+    }
+}
+
+/// TYPE's argument: whether it is not `normal`; an error for a type Redis does not have.
+fn other_client_type(arg: &Bytes) -> Result<bool, CommandError> {
+    let lower = arg.to_ascii_lowercase();
+    match lower.as_slice() {
+        b"normal" => Ok(false),
+        b"master" | b"replica" | b"slave" | b"pubsub" => Ok(true),
+        _ => Err(CommandError::UnknownClientType(
+            String::from_utf8_lossy(arg).into_owned(),
+        )),
+    }
+}
+
+fn parse_client_list(args: &[Bytes]) -> Result<ClientFilter, CommandError> {
+    let mut filter = ClientFilter::default();
+    let mut j = 0;
+    while j < args.len() {
+        if args[j].eq_ignore_ascii_case(b"type") && j + 1 < args.len() {
+            filter.other_type = other_client_type(&args[j + 1])?;
+            j += 2;
+        } else if args[j].eq_ignore_ascii_case(b"id") && j + 1 < args.len() {
+            let ids = args[j + 1..]
+                .iter()
+                .map(|a| match parse_i64(a) {
+                    Some(id) if id > 0 => Ok(id as u64),
+                    _ => Err(CommandError::InvalidClientId),
+                })
+                .collect::<Result<Vec<u64>, _>>()?;
+            filter.ids = Some(ids);
+            j = args.len();
+        } else {
+            return Err(CommandError::Syntax);
+        }
+    }
+    Ok(filter)
+}
+
+fn parse_client_kill(args: &[Bytes]) -> Result<ClientFilter, CommandError> {
+    let mut filter = ClientFilter {
+        skip_me: true,
+        ..ClientFilter::default()
+    };
+    if !args.len().is_multiple_of(2) {
+        return Err(CommandError::Syntax);
+    }
+    for pair in args.chunks(2) {
+        let (option, value) = (&pair[0], &pair[1]);
+        let option = option.to_ascii_lowercase();
+        match option.as_slice() {
+            b"id" => match parse_i64(value) {
+                Some(id) if id > 0 => filter.ids = Some(vec![id as u64]),
+                _ => return Err(CommandError::ClientIdNotPositive),
+            },
+            b"addr" => filter.addr = Some(value.clone()),
+            b"laddr" => filter.laddr = Some(value.clone()),
+            b"user" => filter.user = Some(value.clone()),
+            b"type" => filter.other_type = other_client_type(value)?,
+            b"skipme" => {
+                filter.skip_me = if value.eq_ignore_ascii_case(b"yes") {
+                    true
+                } else if value.eq_ignore_ascii_case(b"no") {
+                    false
+                } else {
+                    return Err(CommandError::Syntax);
+                }
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+    }
+    Ok(filter)
 }
 
 /// Checks a client name the way CLIENT SETNAME does: printable ASCII without spaces.
@@ -578,6 +725,12 @@ impl ConnectionCommand {
                 ConnectionCommand::ClientSetName(args[1].clone())
             }
             "client|help" => ConnectionCommand::ClientHelp,
+            "client|list" => ConnectionCommand::ClientList(parse_client_list(&args[1..])?),
+            "client|info" => ConnectionCommand::ClientInfo,
+            "client|kill" => ConnectionCommand::ClientKill(match &args[1..] {
+                [addr] => Err(addr.clone()),
+                rest => Ok(parse_client_kill(rest)?),
+            }),
             "config|get" => ConnectionCommand::ConfigGet(args[1..].to_vec()),
             "config|set" => {
                 let rest = &args[1..];
@@ -713,6 +866,28 @@ impl ConnectionCommand {
                 "    Return the name of the current connection.",
                 "ID",
                 "    Return the ID of the current connection.",
+                "INFO",
+                "    Return information about the current client connection.",
+                "KILL <ip:port>",
+                "    Kill connection made from <ip:port>.",
+                "KILL <option> <value> [<option> <value> [...]]",
+                "    Kill connections. Options are:",
+                "    * ADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made from the specified address",
+                "    * LADDR (<ip:port>|<unixsocket>:0)",
+                "      Kill connections made to specified local address",
+                "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                "      Kill connections by type.",
+                "    * USER <username>",
+                "      Kill connections authenticated by <username>.",
+                "    * SKIPME (YES|NO)",
+                "      Skip killing current connection (default: yes).",
+                "    * ID <client-id>",
+                "      Kill connections by client id.",
+                "LIST [options ...]",
+                "    Return information about client connections. Options:",
+                "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+                "      Return clients of specified type.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
                 "HELP",
@@ -807,7 +982,10 @@ impl ConnectionCommand {
             | ConnectionCommand::ConfigSet(_)
             | ConnectionCommand::SlowlogGet(_)
             | ConnectionCommand::SlowlogLen
-            | ConnectionCommand::SlowlogReset => return None,
+            | ConnectionCommand::SlowlogReset
+            | ConnectionCommand::ClientList(_)
+            | ConnectionCommand::ClientInfo
+            | ConnectionCommand::ClientKill(_) => return None,
         })
     }
 }

@@ -31,6 +31,18 @@ pub enum CommandError {
     /// CONFIG SET of a value the setting refuses (or of a setting fixed at run time).
     #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - {1}")]
     ConfigSetFailed(&'static str, String),
+    /// CLIENT KILL addr of no connected client.
+    #[error("ERR No such client")]
+    NoSuchClient,
+    /// CLIENT KILL ID with an id that is not a positive integer.
+    #[error("ERR client-id should be greater than 0")]
+    ClientIdNotPositive,
+    /// CLIENT LIST ID with an id that is not a positive integer.
+    #[error("ERR Invalid client ID")]
+    InvalidClientId,
+    /// CLIENT LIST / KILL TYPE with a type Redis does not have.
+    #[error("ERR Unknown client type '{0}'")]
+    UnknownClientType(String),
     /// SLOWLOG GET with a count below -1 or not a number.
     #[error("ERR count should be greater than or equal to -1")]
     SlowlogCount,
@@ -275,6 +287,10 @@ mod docs_table {
             E::ConfigUnknownOption("foo".into()),
             E::ConfigSetFailed("databases", "can't set immutable config".into()),
             E::SlowlogCount,
+            E::NoSuchClient,
+            E::ClientIdNotPositive,
+            E::InvalidClientId,
+            E::UnknownClientType("foo".into()),
             E::SubcommandArgs {
                 sub: "GET".into(),
                 command: "SLOWLOG",
@@ -334,6 +350,10 @@ mod docs_table {
                 | E::ConfigUnknownOption(_)
                 | E::ConfigSetFailed(..)
                 | E::SlowlogCount
+                | E::NoSuchClient
+                | E::ClientIdNotPositive
+                | E::InvalidClientId
+                | E::UnknownClientType(_)
                 | E::SubcommandArgs { .. }
                 | E::Syntax
                 | E::WrongType

@@ -2,13 +2,15 @@
 //! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
 //! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
-//! limit ([`raise_open_files`]).
+//! limit ([`raise_open_files`]); and the registry of connected clients behind CLIENT LIST,
+//! INFO and KILL ([`clients`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
 //! it started has ended (cut after a drain period); [`serve_http`] stops accepting when shutdown turns true and lets
 //! requests in progress finish.
 
+pub mod clients;
 mod limits;
 
 pub use limits::raise_open_files;

@@ -10,6 +10,7 @@
 //! - no RocksDB call and no blocking call runs on this module's tasks.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -22,6 +23,7 @@ use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COM
 use zankv_commands::request::{self, RequestLimits};
 use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
+use zankv_process::clients::{ClientHandle, ClientRegistry};
 
 use crate::change::Change;
 use crate::node_stats::NodeStats;
@@ -51,6 +53,8 @@ pub struct ServerContext {
     pub max_clients: usize,
     /// The port clients connect to (INFO).
     pub port: u16,
+    /// The connected clients (CLIENT LIST / KILL).
+    pub clients: ClientRegistry,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -58,6 +62,8 @@ static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
 /// Per-connection state.
 struct Session {
     client: ClientSession,
+    /// Its entry among the connected clients.
+    handle: Arc<ClientHandle>,
     /// READONLY: reads are served from this node's replica, whatever its role.
     readonly: bool,
 }
@@ -79,9 +85,9 @@ enum Dispatch {
     /// Answered already (a command that does not parse).
     Reply(Reply),
     /// A connection or server command, answered by the connection itself.
-    Connection(ConnectionCommand),
+    Connection(ConnectionCommand, &'static str),
     /// A data command for the group's leader.
-    Data(GroupId, BatchItem),
+    Data(GroupId, BatchItem, &'static str),
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -105,7 +111,7 @@ pub async fn serve(
             async move {
                 ctx.stats.client_connected();
                 debug!(%peer, "client connected");
-                connection(socket, &ctx, shutdown).await;
+                connection(socket, peer, &ctx, shutdown).await;
                 ctx.stats.client_disconnected();
             }
         },
@@ -116,12 +122,20 @@ pub async fn serve(
 
 async fn connection(
     mut socket: TcpStream,
+    peer: SocketAddr,
     ctx: &ServerContext,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let _ = socket.set_nodelay(true);
+    let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
+    let local = socket
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let registration = ctx.clients.register(id, peer.to_string(), local);
     let mut session = Session {
-        client: ClientSession::new(NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed)),
+        client: ClientSession::new(id),
+        handle: registration.handle.clone(),
         readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
@@ -142,6 +156,7 @@ async fn connection(
                 Ok(_) => {}
             },
             _ = shutdown.changed() => return,
+            _ = session.handle.killed() => return,
         }
         let mut close = false;
         let mut commands = 0u64;
@@ -153,7 +168,8 @@ async fn connection(
                 Ok(Some(argv)) => {
                     commands += 1;
                     match dispatch(argv, &routing, ctx.max_write_bytes) {
-                        Dispatch::Data(group, item) => {
+                        Dispatch::Data(group, item, name) => {
+                            session.handle.touch(name);
                             let stale = session.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {
                                 send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
@@ -168,7 +184,8 @@ async fn connection(
                                 .await;
                             pending.push_back(Pending::Ready(reply, session.client.protocol));
                         }
-                        Dispatch::Connection(c) => {
+                        Dispatch::Connection(c, name) => {
+                            session.handle.touch(name);
                             // Earlier data commands go first; INFO must see their effects,
                             // so it waits for their replies.
                             send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
@@ -180,6 +197,14 @@ async fn connection(
                             }
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx).await;
+                            let resp = if session.client.protocol == Protocol::Resp3 {
+                                3
+                            } else {
+                                2
+                            };
+                            session
+                                .handle
+                                .set_identity(session.client.name.as_deref(), resp);
                             pending.push_back(Pending::Ready(reply, session.client.protocol));
                             if quit {
                                 close = true;
@@ -289,7 +314,7 @@ fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Disp
     }
     let (cmd, spec) = match zankv_commands::parse(&argv) {
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
-        Ok((Command::Connection(c), _)) => return Dispatch::Connection(c),
+        Ok((Command::Connection(c), spec)) => return Dispatch::Connection(c, spec.name),
         Ok(parsed) => parsed,
     };
     match routing.route(spec, &argv) {
@@ -351,9 +376,9 @@ fn data(
         )));
     }
     if spec.is_write() {
-        Dispatch::Data(group, BatchItem::Write(argv))
+        Dispatch::Data(group, BatchItem::Write(argv), spec.name)
     } else {
-        Dispatch::Data(group, BatchItem::Read(cmd))
+        Dispatch::Data(group, BatchItem::Read(cmd), spec.name)
     }
 }
 
@@ -389,6 +414,12 @@ async fn connection_command(
             Err(e) => Reply::Error(e),
         },
         // A storage node keeps no slow log (slowlog-log-slower-than is -1): the proxy does.
+        ConnectionCommand::ClientList(_)
+        | ConnectionCommand::ClientInfo
+        | ConnectionCommand::ClientKill(_) => {
+            zankv_process::clients::answer(&ctx.clients, &session.handle, &cmd)
+                .expect("a CLIENT command the registry answers")
+        }
         ConnectionCommand::SlowlogGet(_) => Reply::Array(vec![]),
         ConnectionCommand::SlowlogLen => Reply::Integer(0),
         ConnectionCommand::SlowlogReset => Reply::OK,
