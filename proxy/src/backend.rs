@@ -92,7 +92,8 @@ impl Backend {
     }
 }
 
-/// Most connections the pool keeps; beyond that the least used are closed the same way.
+/// Most connections the pool keeps (moka then evicts by its own policy; a connection it
+/// lets go of closes once its replies are in).
 const MAX_CONNECTIONS: u64 = 65_536;
 
 /// Every backend connection of the proxy: a bounded cache (moka) of connection handles, so
@@ -140,13 +141,19 @@ impl BackendPool {
             if !b.is_closed() {
                 return b;
             }
-            // It failed: forget it. (Should another request have replaced it just now, the
-            // replacement only closes once its replies are in.)
-            self.connections.invalidate(&key);
         }
-        self.connections.get_with(key, || {
-            Backend::start(addr, protocol, self.timeout, self.metrics.clone())
-        })
+        // None, or a failed one: replaced under the key's lock, so that two requests never
+        // open two live connections for one partition (their requests could then run out
+        // of order).
+        let start = || Backend::start(addr, protocol, self.timeout, self.metrics.clone());
+        self.connections
+            .entry(key)
+            .and_compute_with(|entry| match entry {
+                Some(e) if !e.value().is_closed() => moka::ops::compute::Op::Nop,
+                _ => moka::ops::compute::Op::Put(start()),
+            })
+            .into_entry()
+            .map_or_else(start, |e| e.into_value())
     }
 }
 

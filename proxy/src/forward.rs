@@ -9,16 +9,18 @@
 //!   partition (keys keep their order within each part) and the replies merged in the
 //!   order of the request's keys (MSET is then not atomic across partitions);
 //! - any other command whose keys span partitions is refused with `CROSSSLOT`; a keyless
-//!   data command goes to the cluster's only partition, or is refused;
+//!   data command goes to every partition (as `ZANKV.ON <partition> ...`) and the replies
+//!   are combined (summed, concatenated, ...; SCAN walks the partitions);
 //! - a reply `ERR_CLUSTER_CHANGED` (the node did not apply it), or a request that never
 //!   left the proxy, is sent again to the partition's leader as the node's hint or PD's
 //!   table names it, up to `max_retries` times with a growing pause; a request that was
 //!   sent and got no reply is sent again only if it is a read; a write then answers
 //!   `TIMEOUT ... may or may not have been applied`, never a silent repeat;
 //! - a request is sent again only while every later request of the same client pipeline to
-//!   the same partition was refused too (none of them ran, so they are all sent again in
-//!   order); once a later one may have run, a retry would run after it, out of the client's
-//!   order, so the request answers its refusal (which says it was not applied).
+//!   the same partition was refused too, or was a read whose reply was lost (none of them
+//!   changed anything, and they are all sent again in order); once a later write may have
+//!   run, a retry would run after it, out of the client's order, so the request answers its
+//!   refusal (which says it was not applied).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -327,12 +329,15 @@ impl Part {
         self.outcome.as_ref().expect("just filled")
     }
 
-    /// Whether its outcome says for sure that it did not run.
-    async fn did_not_run(&mut self) -> bool {
+    /// Whether an earlier request may be sent again before this one: it did not run, or
+    /// it is a read whose reply was lost (it changed nothing and is sent again itself,
+    /// after the earlier one).
+    async fn lets_earlier_retry(&mut self) -> bool {
+        let write = self.write;
         match &self.first_outcome().await.0 {
             Ok(reply) => error_text(reply).is_some_and(|t| t.starts_with(b"ERR_CLUSTER_CHANGED")),
             Err(BackendError::NotSent(_)) => true,
-            Err(BackendError::Lost(_)) => false,
+            Err(BackendError::Lost(_)) => !write,
         }
     }
 
@@ -393,7 +398,7 @@ impl Part {
             if !in_order {
                 in_order = true;
                 for p in later.parts_on(self.key) {
-                    if !p.did_not_run().await {
+                    if !p.lets_earlier_retry().await {
                         in_order = false;
                         break;
                     }

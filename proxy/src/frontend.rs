@@ -16,7 +16,7 @@
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -53,6 +53,8 @@ pub struct FrontendContext {
     pub idle_timeout_s: AtomicU64,
     /// The slow log.
     pub slowlog: Mutex<SlowLog>,
+    /// The slow log's threshold, readable without its lock.
+    pub slow_threshold_us: AtomicI64,
     /// The connected clients (CLIENT LIST / KILL).
     pub clients: ClientRegistry,
     /// The passwords clients must give, if any.
@@ -71,11 +73,17 @@ impl FrontendContext {
     }
 
     fn record_slow(&self, took: Duration, argv: &[Bytes], session: &Session) {
+        // Checked without the lock: most commands are not slow.
+        let threshold = self.slow_threshold_us.load(Ordering::Relaxed);
+        if threshold < 0 || took.as_micros() < threshold as u128 {
+            return;
+        }
+        let argv = redacted(argv);
         let mut log = self.slow_log();
         if log.slower_than_us >= 0 && took.as_micros() >= log.slower_than_us as u128 {
             log.record(
                 took,
-                argv,
+                &argv,
                 &session.handle.addr,
                 session.client.name.as_ref(),
             );
@@ -139,7 +147,10 @@ impl FrontendContext {
     fn apply_setting(&self, name: &str, value: i64) {
         match name {
             "timeout" => self.idle_timeout_s.store(value as u64, Ordering::Relaxed),
-            "slowlog-log-slower-than" => self.slow_log().slower_than_us = value,
+            "slowlog-log-slower-than" => {
+                self.slow_log().slower_than_us = value;
+                self.slow_threshold_us.store(value, Ordering::Relaxed);
+            }
             "slowlog-max-len" => self.slow_log().set_max_len(value as usize),
             other => unreachable!("CONFIG SET checked {other} is settable"),
         }
@@ -296,19 +307,20 @@ async fn connection(
             }
         };
         tokio::select! {
-            read = socket.read_buf(&mut input) => match read {
-                Ok(0) | Err(_) => return,
-                Ok(_) => {}
-            },
-            _ = idle => {
-                debug!(client = session.client.id, "closing idle client");
-                return;
-            }
-            _ = shutdown.changed() => return,
+            biased;
             _ = session.handle.killed() => {
                 debug!(client = session.client.id, "closing killed client");
                 return;
             }
+            _ = shutdown.changed() => return,
+            _ = idle => {
+                debug!(client = session.client.id, "closing idle client");
+                return;
+            }
+            read = socket.read_buf(&mut input) => match read {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            },
         }
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
@@ -397,6 +409,28 @@ async fn connection(
             return;
         }
     }
+}
+
+/// `argv` as the slow log may keep it: passwords (AUTH's arguments, HELLO's after AUTH)
+/// become `(redacted)`, as in Redis.
+fn redacted(argv: &[Bytes]) -> std::borrow::Cow<'_, [Bytes]> {
+    let secret = Bytes::from_static(b"(redacted)");
+    let name = &argv[0];
+    if name.eq_ignore_ascii_case(b"auth") {
+        let mut out = vec![name.clone()];
+        out.extend(argv[1..].iter().map(|_| secret.clone()));
+        return out.into();
+    }
+    if name.eq_ignore_ascii_case(b"hello") {
+        if let Some(at) = argv.iter().position(|a| a.eq_ignore_ascii_case(b"auth")) {
+            let mut out = argv.to_vec();
+            for a in out.iter_mut().skip(at + 1).take(2) {
+                *a = secret.clone();
+            }
+            return out.into();
+        }
+    }
+    argv.into()
 }
 
 /// Whether error `e` of command `name` is answered even before authentication: an unknown
@@ -519,6 +553,22 @@ fn connection_command(
         ConnectionCommand::Quit => {}
         _ if !session.authenticated() => return Reply::Error(CommandError::NoAuth),
         _ => {}
+    }
+    // A connection restricted to a namespace may not read or change what all share.
+    if session.scope().is_some() {
+        let shared = match &cmd {
+            ConnectionCommand::ConfigGet(_) => Some("config|get"),
+            ConnectionCommand::ConfigSet(_) => Some("config|set"),
+            ConnectionCommand::SlowlogGet(_) => Some("slowlog|get"),
+            ConnectionCommand::SlowlogLen => Some("slowlog|len"),
+            ConnectionCommand::SlowlogReset => Some("slowlog|reset"),
+            ConnectionCommand::ClientList(_) => Some("client|list"),
+            ConnectionCommand::ClientKill(_) => Some("client|kill"),
+            _ => None,
+        };
+        if let Some(name) = shared {
+            return Reply::Error(CommandError::NoPermCommand(name.to_string()));
+        }
     }
     match cmd {
         // Reads always go to leaders (linearizable); READONLY changes nothing here.

@@ -112,6 +112,7 @@ pub async fn serve(
         max_clients: config.max_clients,
         idle_timeout_s: AtomicU64::new(config.idle_timeout_s),
         clients: zankv_process::clients::ClientRegistry::default(),
+        slow_threshold_us: std::sync::atomic::AtomicI64::new(config.slowlog_log_slower_than),
         slowlog: Mutex::new(SlowLog::new(
             config.slowlog_log_slower_than,
             config.slowlog_max_len,

@@ -288,6 +288,25 @@ fn a_password_is_required_before_anything_else() {
     );
     assert_eq!(c.cmd(&["AUTH", "s3cret"]), "+OK\r\n");
     assert_eq!(c.cmd(&["PING"]), "+PONG\r\n");
+    // The slow log never shows a password.
+    assert_eq!(
+        c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]),
+        "+OK\r\n"
+    );
+    assert_eq!(c.cmd(&["AUTH", "default", "s3cret"]), "+OK\r\n");
+    assert!(c
+        .cmd(&["HELLO", "2", "AUTH", "default", "s3cret"])
+        .starts_with("*14\r\n"));
+    let log = c.cmd(&["SLOWLOG", "GET", "-1"]);
+    assert!(!log.contains("s3cret"), "{log}");
+    assert!(
+        log.contains("*3\r\n$4\r\nAUTH\r\n$10\r\n(redacted)\r\n$10\r\n(redacted)\r\n"),
+        "{log}"
+    );
+    assert!(
+        log.contains("$4\r\nAUTH\r\n$10\r\n(redacted)\r\n$10\r\n(redacted)\r\n"),
+        "{log}"
+    );
     let mut c3 = proxy.client();
     let hello = c3.cmd(&["HELLO", "3", "AUTH", "default", "s3cret"]);
     assert!(hello.starts_with("%7\r\n"), "{hello}");

@@ -284,6 +284,12 @@ fn cases() -> Vec<Case> {
             false,
         ),
         pinned(
+            "CLIENT LIST ID that no client can have",
+            &multibulk(&[b"CLIENT", b"LIST", b"ID", b"0", b"-5"]),
+            vec![Frame::bulk("")],
+            false,
+        ),
+        pinned(
             "CLIENT LIST with an unknown option",
             &multibulk(&[b"CLIENT", b"LIST", b"FOO"]),
             vec![err("ERR syntax error")],

@@ -368,6 +368,21 @@ fn a_namespace_password_reaches_only_its_namespace() {
         keys.sort_by_key(Frame::sort_key);
         assert_eq!(keys, vec![b("users:u:1"), b("users:u:2")]);
         assert_eq!(u.cmd_str(&["DEL", "users:u:2"]), Frame::Integer(1));
+        // What all namespaces share is not theirs to read or change.
+        assert_eq!(
+            u.cmd_str(&["CONFIG", "GET", "*"]),
+            Frame::error("NOPERM this user has no permissions to run the 'config|get' command")
+        );
+        assert!(
+            matches!(u.cmd_str(&["SLOWLOG", "GET"]), Frame::Error(e) if e.starts_with(b"NOPERM"))
+        );
+        assert!(
+            matches!(u.cmd_str(&["CLIENT", "LIST"]), Frame::Error(e) if e.starts_with(b"NOPERM"))
+        );
+        assert!(matches!(
+            u.cmd_str(&["CLIENT", "INFO"]),
+            Frame::Verbatim(..) | Frame::Bulk(_)
+        ));
     }
     let mut wrong = cluster.proxy.client();
     let wrongpass = Frame::error("WRONGPASS invalid username-password pair or user is disabled.");

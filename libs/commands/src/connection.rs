@@ -596,13 +596,15 @@ fn parse_client_list(args: &[Bytes]) -> Result<ClientFilter, CommandError> {
             filter.other_type = other_client_type(&args[j + 1])?;
             j += 2;
         } else if args[j].eq_ignore_ascii_case(b"id") && j + 1 < args.len() {
-            let ids = args[j + 1..]
-                .iter()
-                .map(|a| match parse_i64(a) {
-                    Some(id) if id > 0 => Ok(id as u64),
-                    _ => Err(CommandError::InvalidClientId),
-                })
-                .collect::<Result<Vec<u64>, _>>()?;
+            // An id that is not a number is an error; one no client can have matches none.
+            let mut ids = Vec::new();
+            for a in &args[j + 1..] {
+                match parse_i64(a) {
+                    Some(id) if id > 0 => ids.push(id as u64),
+                    Some(_) => {}
+                    None => return Err(CommandError::InvalidClientId),
+                }
+            }
             filter.ids = Some(ids);
             j = args.len();
         } else {

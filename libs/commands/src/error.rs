@@ -155,6 +155,9 @@ pub enum CommandError {
     /// A key outside the namespace a connection's password is restricted to.
     #[error("NOPERM this user has no permissions to access one of the keys used as arguments")]
     NoPerm,
+    /// A server command a namespace-restricted connection may not run.
+    #[error("NOPERM this user has no permissions to run the '{0}' command")]
+    NoPermCommand(String),
     /// HELLO without AUTH before authenticating.
     #[error("NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")]
     HelloNoAuth,
@@ -328,6 +331,7 @@ mod docs_table {
             E::NoAuth,
             E::HelloNoAuth,
             E::NoPerm,
+            E::NoPermCommand("config|set".into()),
             E::WriteOutcomeUnknown("writing: broken pipe".into()),
             E::NotAcrossPartitions("dbsize".into()),
             E::AuthNotConfigured,
@@ -388,6 +392,7 @@ mod docs_table {
                 | E::NoAuth
                 | E::HelloNoAuth
                 | E::NoPerm
+                | E::NoPermCommand(_)
                 | E::WriteOutcomeUnknown(_)
                 | E::NotAcrossPartitions(_)
                 | E::AuthNotConfigured
