@@ -420,9 +420,15 @@ impl Part {
                     fwd.tables.update(|t| t.hint_leader(&name, partition, addr));
                 }
                 _ => {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                    fwd.refresher.refresh(&name, sent_at).await;
+                    // When the table already names another leader (an earlier request's
+                    // refresh, or PD's stream), go there at once.
+                    let now =
+                        retarget(&fwd.tables.load(), &name, partition).and_then(|t| t.leader());
+                    if now.is_none() || now == self.target.leader() {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        fwd.refresher.refresh(&name, sent_at).await;
+                    }
                 }
             }
             match retarget(&fwd.tables.load(), &name, partition) {

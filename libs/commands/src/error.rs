@@ -30,7 +30,7 @@ pub enum CommandError {
     ConfigUnknownOption(String),
     /// CONFIG SET of a value the setting refuses (or of a setting fixed at run time).
     #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - {1}")]
-    ConfigSetFailed(&'static str, String),
+    ConfigSetFailed(String, String),
     /// CLIENT KILL addr of no connected client.
     #[error("ERR No such client")]
     NoSuchClient,
@@ -288,7 +288,7 @@ mod docs_table {
             },
             E::WrongArity("get".into()),
             E::ConfigUnknownOption("foo".into()),
-            E::ConfigSetFailed("databases", "can't set immutable config".into()),
+            E::ConfigSetFailed("databases".into(), "can't set immutable config".into()),
             E::SlowlogCount,
             E::NoSuchClient,
             E::ClientIdNotPositive,

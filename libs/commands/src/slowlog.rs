@@ -186,14 +186,16 @@ pub fn config_get(entries: &[ConfigEntry], patterns: &[Bytes]) -> Reply {
     )
 }
 
-/// Checks CONFIG SET's `pairs` against `entries` as Redis does (all of them before any
-/// applies) and answers each setting's new value, in order.
+/// Checks CONFIG SET's `pairs` against `entries` as Redis does, before any applies: first
+/// every name (unknown, fixed at run time, given twice; the error echoes the name as sent),
+/// then every value (the error names the setting). Answers each setting's new value, in
+/// order.
 pub fn config_set(
     entries: &[ConfigEntry],
     pairs: &[(Bytes, Bytes)],
 ) -> Result<Vec<(&'static str, i64)>, CommandError> {
-    let mut out = Vec::with_capacity(pairs.len());
-    for (name, value) in pairs {
+    let mut named: Vec<&ConfigEntry> = Vec::with_capacity(pairs.len());
+    for (name, _) in pairs {
         let shown = String::from_utf8_lossy(name).into_owned();
         let Some(entry) = entries
             .iter()
@@ -201,24 +203,35 @@ pub fn config_set(
         else {
             return Err(CommandError::ConfigUnknownOption(shown));
         };
+        if entry.setting == Setting::Immutable {
+            return Err(CommandError::ConfigSetFailed(
+                shown,
+                "can't set immutable config".into(),
+            ));
+        }
+        if named.iter().any(|e| e.name == entry.name) {
+            return Err(CommandError::ConfigSetFailed(
+                shown,
+                "duplicate parameter".into(),
+            ));
+        }
+        named.push(entry);
+    }
+    let mut out = Vec::with_capacity(pairs.len());
+    for ((_, value), entry) in pairs.iter().zip(named) {
         let (min, max) = match entry.setting {
-            Setting::Immutable => {
-                return Err(CommandError::ConfigSetFailed(
-                    entry.name,
-                    "can't set immutable config".into(),
-                ))
-            }
+            Setting::Immutable => unreachable!("refused above"),
             Setting::Integer { min, max } => (min, max),
         };
         let parsed = crate::number::parse_i64(value).ok_or_else(|| {
             CommandError::ConfigSetFailed(
-                entry.name,
+                entry.name.to_string(),
                 "argument couldn't be parsed into an integer".into(),
             )
         })?;
         if parsed < min || parsed > max {
             return Err(CommandError::ConfigSetFailed(
-                entry.name,
+                entry.name.to_string(),
                 format!("argument must be between {min} and {max} inclusive"),
             ));
         }
@@ -340,8 +353,17 @@ mod tests {
             "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"
         );
         assert_eq!(
-            err(&[("slowlog-max-len", "1"), ("maxclients", "3")]),
-            "ERR CONFIG SET failed (possibly related to argument 'maxclients') - can't set immutable config"
+            err(&[("slowlog-max-len", "abc"), ("MaxClients", "3")]),
+            "ERR CONFIG SET failed (possibly related to argument 'MaxClients') - can't set immutable config",
+            "names are checked before values, and echoed as sent"
+        );
+        assert_eq!(
+            err(&[("slowlog-max-len", "1"), ("SLOWLOG-MAX-LEN", "2")]),
+            "ERR CONFIG SET failed (possibly related to argument 'SLOWLOG-MAX-LEN') - duplicate parameter"
+        );
+        assert_eq!(
+            err(&[("SLOWLOG-MAX-LEN", "abc")]),
+            "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"
         );
         assert_eq!(
             err(&[("slowlog-max-len", "abc")]),
