@@ -325,7 +325,12 @@ async fn connection(
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
         loop {
-            match reader.next(&mut input, &ctx.limits) {
+            // Before AUTH, Redis's small request limits apply.
+            let limits = RequestLimits {
+                unauthenticated: !session.authenticated(),
+                ..ctx.limits
+            };
+            match reader.next(&mut input, &limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     let started = Instant::now();

@@ -307,6 +307,25 @@ fn a_password_is_required_before_anything_else() {
         log.contains("$4\r\nAUTH\r\n$10\r\n(redacted)\r\n$10\r\n(redacted)\r\n"),
         "{log}"
     );
+    // Before AUTH, at most 10 arguments of at most 16 KiB, as Redis: the connection closes.
+    let mut many = proxy.client();
+    many.send_raw(b"*11\r\n");
+    assert_eq!(
+        String::from_utf8(many.reply().unwrap()).unwrap(),
+        "-ERR Protocol error: unauthenticated multibulk length\r\n"
+    );
+    assert_eq!(many.reply(), None);
+    let mut big = proxy.client();
+    big.send_raw(b"*2\r\n$3\r\nSET\r\n$16385\r\n");
+    assert_eq!(
+        String::from_utf8(big.reply().unwrap()).unwrap(),
+        "-ERR Protocol error: unauthenticated bulk length\r\n"
+    );
+    // After AUTH the usual limits apply.
+    let value = "v".repeat(20_000);
+    let mut args = vec!["ECHO"];
+    args.push(&value);
+    assert_eq!(c.cmd(&args).len(), 20_000 + 10);
     let mut c3 = proxy.client();
     let hello = c3.cmd(&["HELLO", "3", "AUTH", "default", "s3cret"]);
     assert!(hello.starts_with("%7\r\n"), "{hello}");

@@ -28,7 +28,16 @@ pub struct RequestLimits {
     /// Largest number of arguments in one request (Redis: `INT_MAX`). Memory is bounded
     /// by the bytes a client actually sends (the caller's query-buffer limit), not by this.
     pub max_args: usize,
+    /// The client has not authenticated to a server that requires it: as Redis, at most
+    /// 10 arguments of at most 16 KiB each, so an unknown client cannot make the server
+    /// hold much of its input.
+    pub unauthenticated: bool,
 }
+
+/// Most arguments of a request before authentication (Redis's limit).
+const UNAUTHENTICATED_ARGS: usize = 10;
+/// Largest argument before authentication (Redis's limit).
+const UNAUTHENTICATED_BULK: usize = 16 * 1024;
 
 impl Default for RequestLimits {
     fn default() -> Self {
@@ -36,6 +45,7 @@ impl Default for RequestLimits {
             max_bulk_len: 512 * 1024 * 1024,
             max_inline_len: 64 * 1024,
             max_args: i32::MAX as usize,
+            unauthenticated: false,
         }
     }
 }
@@ -117,6 +127,9 @@ impl RequestReader {
                     return Ok(Some(Vec::new()));
                 }
                 let count = count as usize;
+                if limits.unauthenticated && count > UNAUTHENTICATED_ARGS {
+                    return Err(protocol("unauthenticated multibulk length"));
+                }
                 if count > limits.max_args {
                     return Err(protocol("invalid multibulk length"));
                 }
@@ -181,6 +194,9 @@ fn bulk_at(
         Some(n) if n >= 0 && (n as u64) <= limits.max_bulk_len as u64 => n as usize,
         _ => return Err(protocol("invalid bulk length")),
     };
+    if limits.unauthenticated && len > UNAUTHENTICATED_BULK {
+        return Err(protocol("unauthenticated bulk length"));
+    }
     let start = len_eol + 2;
     if buf.len() < start + len + 2 {
         // Make room for a large argument as its bytes arrive, at most 1 MiB ahead: memory
