@@ -17,13 +17,7 @@ pub fn schedule(
     now: Instant,
 ) -> Option<Operator> {
     let counts = view.leader_counts();
-    let mut eligible: Vec<(usize, u64)> = view
-        .nodes
-        .values()
-        .filter(|n| n.accepts_replicas())
-        .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n.id))
-        .collect();
-    eligible.sort_unstable();
+    let eligible = view.accepting_by_count(&counts);
     for &(heavy_count, heavy) in eligible.iter().rev() {
         for &(light_count, light) in &eligible {
             if heavy_count <= light_count + limits.leader_spread {

@@ -183,6 +183,19 @@ impl ClusterView {
         counts
     }
 
+    /// The nodes that accept replicas as `(count, id)` from the least counted up, `counts`
+    /// being replicas or leaders per node (what the balancers even out).
+    pub fn accepting_by_count(&self, counts: &BTreeMap<u64, usize>) -> Vec<(usize, u64)> {
+        let mut nodes: Vec<(usize, u64)> = self
+            .nodes
+            .values()
+            .filter(|n| n.accepts_replicas())
+            .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n.id))
+            .collect();
+        nodes.sort_unstable();
+        nodes
+    }
+
     /// The node `id`, if registered.
     pub fn node(&self, id: u64) -> Option<&NodeState> {
         self.nodes.get(&id)

@@ -22,13 +22,7 @@ pub fn schedule(
     now: Instant,
 ) -> Option<Operator> {
     let counts = view.replica_counts();
-    let mut eligible: Vec<(usize, u64)> = view
-        .nodes
-        .values()
-        .filter(|n| n.accepts_replicas())
-        .map(|n| (counts.get(&n.id).copied().unwrap_or(0), n.id))
-        .collect();
-    eligible.sort_unstable();
+    let eligible = view.accepting_by_count(&counts);
     for &(heavy_count, heavy) in eligible.iter().rev() {
         for &(light_count, light) in &eligible {
             if heavy_count <= light_count + limits.replica_spread {

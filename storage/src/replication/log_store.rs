@@ -326,13 +326,11 @@ impl GroupLog {
     }
 
     fn first(&self) -> u64 {
-        self.snapshot.get_metadata().index + 1
+        zankv_raft_log::first_index(self.snapshot.get_metadata())
     }
 
     fn last(&self) -> u64 {
-        self.entries
-            .last()
-            .map_or(self.snapshot.get_metadata().index, |e| e.index)
+        zankv_raft_log::last_index(self.snapshot.get_metadata(), &self.entries)
     }
 
     /// Whether a follower needs a snapshot that is not available yet; reading clears it.
@@ -513,30 +511,17 @@ impl Storage for GroupLog {
         max_size: impl Into<Option<u64>>,
         _context: GetEntriesContext,
     ) -> raft::Result<Vec<Entry>> {
-        if low < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last() + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        let offset = self.first();
-        let mut out = self.entries[(low - offset) as usize..(high - offset) as usize].to_vec();
-        raft::util::limit_size(&mut out, max_size.into());
-        Ok(out)
+        zankv_raft_log::entries(
+            self.snapshot.get_metadata(),
+            &self.entries,
+            low,
+            high,
+            max_size.into(),
+        )
     }
 
     fn term(&self, idx: u64) -> raft::Result<u64> {
-        let meta = self.snapshot.get_metadata();
-        if idx == meta.index {
-            return Ok(meta.term);
-        }
-        if idx < self.first() {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if idx > self.last() {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        Ok(self.entries[(idx - self.first()) as usize].term)
+        zankv_raft_log::term(self.snapshot.get_metadata(), &self.entries, idx)
     }
 
     fn first_index(&self) -> raft::Result<u64> {
