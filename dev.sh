@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # zankv developer entry point. Two commands:
-#   ./dev.sh start [--port PORT] [--data-dir DIR]   build and start a local storage node
+#   ./dev.sh start [--port PORT] [--data-dir DIR]   build and start a local cluster (PD, 3 nodes, proxy)
 #   ./dev.sh test                                    run every check and test (what CI runs)
 # Both install the system packages they need first (scripts/setup.sh).
 set -euo pipefail
@@ -11,21 +11,10 @@ cmd="${1:-}"
 
 case "$cmd" in
   start)
-    port=12381
-    data_dir="./zankv-data"
-    while [ $# -gt 0 ]; do
-      case "$1" in
-        --port) port="$2"; shift 2 ;;
-        --data-dir) data_dir="$2"; shift 2 ;;
-        *) echo "dev.sh start: unknown option $1" >&2; exit 2 ;;
-      esac
-    done
+    # A local cluster: 1 PD, 3 storage nodes and a proxy (`zankv playground --help`).
     ./scripts/setup.sh
-    cargo build --release --locked -p zankv-storage
-    echo "zankv: storage node on 127.0.0.1:${port}, data in ${data_dir}/storage"
-    echo "zankv: metrics at http://127.0.0.1:$((port - 1))/metrics (status: /status)"
-    echo "zankv: connect with: redis-cli -p ${port}    stop with: Ctrl-C"
-    exec ./target/release/zankv-storage --data-dir "${data_dir}/storage" --redis-addr "127.0.0.1:${port}"
+    cargo build --release --locked --bins
+    exec ./target/release/zankv playground "$@"
     ;;
   test)
     ./scripts/setup.sh
@@ -35,7 +24,7 @@ case "$cmd" in
     cargo test --workspace --locked
     ;;
   *)
-    echo "usage: ./dev.sh start [--port PORT] [--data-dir DIR] | ./dev.sh test" >&2
+    echo "usage: ./dev.sh start [--port PORT] [--data-dir DIR] [--partitions N] [--replicas N] | ./dev.sh test" >&2
     exit 2
     ;;
 esac

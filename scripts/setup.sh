@@ -5,9 +5,10 @@
 #   libclang-dev    bindgen, run by librocksdb-sys on rocksdb/c.h
 #   redis-server    the reference server for the differential tests
 #   redis-tools     redis-cli and redis-benchmark (by hand, and the proxy tests)
+#   python3-redis   redis-py, the client library the proxy tests drive
 set -euo pipefail
 need=()
-for pkg in librocksdb-dev libclang-dev redis-server redis-tools; do
+for pkg in librocksdb-dev libclang-dev redis-server redis-tools python3-redis; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -52,7 +52,7 @@ pub struct Forwarder {
 }
 
 /// How the replies of a split command combine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Merge {
     /// MGET: the values, back in the request's key order.
     Values,
@@ -64,6 +64,12 @@ pub enum Merge {
     Concat,
     /// RANDOMKEY: a key of a partition picked at random among those that have one.
     AnyKey,
+    /// INFO: `head` (the proxy's own sections) and the keyspace section, the partitions'
+    /// `[keys, expires]` summed.
+    Keyspace {
+        /// The sections before the keyspace one.
+        head: String,
+    },
     /// SCAN on the partition at `index` of `count` (in [`RoutingTables::all_partitions`]
     /// order): the node's cursor goes back with the partition index in its low bits.
     Scan {
@@ -159,11 +165,7 @@ pub fn plan(
     let write = spec.is_write();
     let positions: Vec<usize> = spec.key_positions(argv.len()).collect();
     if positions.is_empty() {
-        let mut all = tables.all_partitions();
-        if let Some(ns) = scope {
-            all.retain(|t| t.namespace.name == ns);
-        }
-        return every_partition(argv.to_vec(), spec, &all);
+        return every_partition(argv.to_vec(), spec, &partitions_in(tables, scope));
     }
     let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
     for &pos in &positions {
@@ -223,6 +225,46 @@ pub fn plan(
         merge: Some(merge),
         keys: positions.len(),
     }
+}
+
+/// The partitions a connection's keyless commands cover: its namespace's, or every one.
+fn partitions_in(tables: &RoutingTables, scope: Option<&str>) -> Vec<KeyTarget> {
+    let mut all = tables.all_partitions();
+    if let Some(ns) = scope {
+        all.retain(|t| t.namespace.name == ns);
+    }
+    all
+}
+
+/// INFO with its keyspace section: `head` (the proxy's own sections, rendered) followed by
+/// the key counts of the partitions the connection covers, each asked of its leader.
+pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&str>) -> Plan {
+    let all = partitions_in(tables, scope);
+    if all.is_empty() {
+        return Plan::Reply(Reply::Verbatim(Bytes::from(keyspace_info(head, 0, 0))));
+    }
+    let argv = [Bytes::from_static(b"INFO"), Bytes::from_static(b"KEYSPACE")];
+    Plan::Forward {
+        parts: all
+            .iter()
+            .map(|t| Part::new(on_partition(t, &argv), t.clone(), false, vec![]))
+            .collect(),
+        merge: Some(Merge::Keyspace { head }),
+        keys: 0,
+    }
+}
+
+/// INFO's text: `head` and the keyspace section with these totals (no `db0` line when
+/// there is no key, as in Redis).
+fn keyspace_info(mut head: String, keys: i64, expires: i64) -> String {
+    if !head.is_empty() {
+        head.push_str("\r\n");
+    }
+    head.push_str("# Keyspace\r\n");
+    if keys > 0 {
+        head.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
+    }
+    head
 }
 
 /// `argv` wrapped to run on `target`'s partition (`ZANKV.ON <namespace>-<partition> ...`).
@@ -527,6 +569,25 @@ impl Plan {
                     }
                 }
                 encode(&Reply::Integer(total), protocol)
+            }
+            Merge::Keyspace { head } => {
+                let (mut keys, mut expires) = (0, 0);
+                for r in &replies {
+                    let counts = array_items(r, protocol).and_then(|items| {
+                        Some((integer(items.first()?)?, integer(items.get(1)?)?))
+                    });
+                    match counts {
+                        Some((k, e)) => {
+                            keys += k;
+                            expires += e;
+                        }
+                        None => return unexpected(protocol),
+                    }
+                }
+                encode(
+                    &Reply::Verbatim(Bytes::from(keyspace_info(head, keys, expires))),
+                    protocol,
+                )
             }
             Merge::Concat => {
                 let mut all = Vec::new();

@@ -34,7 +34,9 @@ use zankv_process::clients::{ClientHandle, ClientRegistry};
 
 use crate::config::NamespacePassword;
 
-use crate::forward::{plan, Forwarder, LaterRequests, Part, PartitionKey, Plan};
+use crate::forward::{
+    info_with_keyspace, plan, Forwarder, LaterRequests, Part, PartitionKey, Plan,
+};
 
 /// Most requests read from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -342,6 +344,22 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol))
                         }
                         Err(e) => pending.push_back(ready(&Reply::Error(e), protocol)),
+                        // INFO's keyspace section totals the cluster's partitions.
+                        Ok((Command::Connection(ConnectionCommand::Info(sections)), spec))
+                            if session.authenticated() && wants_keyspace(&sections) =>
+                        {
+                            session.handle.touch(spec.name);
+                            let head = info(&sections, ctx);
+                            let mut plan = info_with_keyspace(head, &tables, session.scope());
+                            plan.send(&ctx.forwarder, protocol).await;
+                            pending.push_back(Pending::Forwarded {
+                                plan,
+                                argv,
+                                command: spec.name,
+                                started,
+                                protocol,
+                            });
+                        }
                         Ok((Command::Connection(c), spec)) => {
                             session.handle.touch(spec.name);
                             let quit = c == ConnectionCommand::Quit;
@@ -607,9 +625,8 @@ fn connection_command(
     }
 }
 
-/// INFO's text for the requested sections (default: all of the proxy's).
-fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
-    const ALL: [&str; 3] = ["server", "clients", "stats"];
+/// The sections INFO asked for, lower-cased, and whether that is every section.
+fn info_sections(sections: &[Bytes]) -> (Vec<String>, bool) {
     let wanted: Vec<String> = sections
         .iter()
         .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
@@ -618,6 +635,20 @@ fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
         || wanted
             .iter()
             .any(|w| w == "all" || w == "default" || w == "everything");
+    (wanted, everything)
+}
+
+/// Whether INFO asked for the keyspace section (the cluster's key counts).
+fn wants_keyspace(sections: &[Bytes]) -> bool {
+    let (wanted, everything) = info_sections(sections);
+    everything || wanted.iter().any(|w| w == "keyspace")
+}
+
+/// INFO's text for the requested sections among the proxy's own (server, clients,
+/// stats); the keyspace section is added by [`info_with_keyspace`].
+fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
+    const ALL: [&str; 3] = ["server", "clients", "stats"];
+    let (wanted, everything) = info_sections(sections);
     let metrics = &ctx.forwarder.metrics;
     let counters = metrics.info();
     let mut out = String::new();

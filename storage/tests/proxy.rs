@@ -147,6 +147,28 @@ fn keyless_commands_combine_every_partition() {
     }
     assert_eq!(c.cmd_str(&["HSET", "h1", "f", "v"]), Frame::Integer(1));
     assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(301));
+    for k in ["k1", "k2", "k3"] {
+        assert_eq!(c.cmd_str(&["EXPIRE", k, "1000"]), Frame::Integer(1));
+    }
+    // INFO's keyspace section totals every partition's keys and expiring keys.
+    let info = |c: &mut support::Client, section: Option<&str>| -> String {
+        let mut argv = vec!["INFO"];
+        argv.extend(section);
+        match c.cmd_str(&argv) {
+            Frame::Bulk(text) => String::from_utf8(text).unwrap(),
+            other => panic!("INFO answered {other:?}"),
+        }
+    };
+    let line = "db0:keys=301,expires=3,avg_ttl=0\r\n";
+    let keyspace = info(&mut c, Some("keyspace"));
+    assert_eq!(keyspace, format!("# Keyspace\r\n{line}"));
+    let everything = info(&mut c, None);
+    assert!(everything.starts_with("# Server\r\n"), "{everything}");
+    assert!(
+        everything.ends_with(&format!("\r\n\r\n# Keyspace\r\n{line}")),
+        "{everything}"
+    );
+    assert!(!info(&mut c, Some("server")).contains("# Keyspace"));
     let keys = c.cmd_str(&["KEYS", "k*"]);
     let mut listed: Vec<String> = keys
         .as_items()
@@ -190,6 +212,7 @@ fn keyless_commands_combine_every_partition() {
     );
     assert_eq!(c.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
     assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(0));
+    assert_eq!(info(&mut c, Some("keyspace")), "# Keyspace\r\n");
     assert_eq!(c.cmd_str(&["KEYS", "*"]), Frame::Array(vec![]));
     // The internal command is not for clients.
     assert!(matches!(
@@ -450,4 +473,24 @@ fn redis_cli_and_redis_benchmark_work_against_the_proxy() {
     assert!(out.status.success(), "{text}");
     assert!(text.contains("SET:") && text.contains("GET:"), "{text}");
     assert!(!text.to_lowercase().contains("error"), "{text}");
+}
+
+/// redis-py (Debian's python3-redis, which scripts/setup.sh installs) with a password,
+/// pipelines, and MGET/MSET/SCAN across partitions: tests/clients/redis_py.py.
+#[test]
+fn a_mainstream_client_library_works_against_the_proxy() {
+    let cluster = ProxiedCluster::must_start(8, 3, "requirepass = \"py-pass\"\n");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/clients/redis_py.py");
+    // Debian's interpreter, where python3-redis is installed (not one found first on PATH).
+    let out = Command::new("/usr/bin/python3")
+        .args([script, &cluster.proxy.port.to_string(), "py-pass"])
+        .output()
+        .expect("run /usr/bin/python3");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && text.trim_end().ends_with("ok"),
+        "{text}\n{}",
+        cluster.proxy.log_tail()
+    );
 }

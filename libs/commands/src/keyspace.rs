@@ -117,6 +117,10 @@ pub enum KeyspaceCommand {
     RandomKey,
     /// DBSIZE
     DbSize,
+    /// One partition's key and expiring-key counts, as `[keys, expires]`. Never parsed
+    /// from a client: a storage node runs it for `ZANKV.ON <partition> INFO KEYSPACE`, the
+    /// proxy's way to total INFO's keyspace line over a cluster.
+    PartitionKeyspace,
     /// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`
     Flush,
 }

@@ -87,6 +87,10 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
         }
         KeyspaceCommand::RandomKey => random_key(ctx),
         KeyspaceCommand::DbSize => Ok(Reply::Integer(ctx.state.keys as i64)),
+        KeyspaceCommand::PartitionKeyspace => Ok(Reply::Array(vec![
+            Reply::Integer(ctx.state.keys as i64),
+            Reply::Integer(ctx.state.expires as i64),
+        ])),
         _ => Err(not_here("keyspace write on the read path")),
     }
 }

@@ -22,7 +22,7 @@ use tracing::{debug, info, warn};
 use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{self, RequestLimits};
 use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting};
-use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
+use zankv_commands::{Command, CommandError, ConnectionCommand, KeyspaceCommand, Protocol, Reply};
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 
 use crate::change::Change;
@@ -326,7 +326,8 @@ fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Disp
 /// The proxy's way to run a data command on one named partition, which is how it combines
 /// keyless commands (DBSIZE, SCAN, KEYS, ...) over every partition:
 /// `ZANKV.ON <namespace>-<partition> <command> [arg ...]`. A command with keys must have
-/// them in that partition. Not in the command table: clients of the proxy cannot send it.
+/// them in that partition; `INFO KEYSPACE` answers the partition's `[keys, expires]`. Not in
+/// the command table: clients of the proxy cannot send it.
 const ON_PARTITION: &[u8] = b"zankv.on";
 
 fn dispatch_on_partition(
@@ -346,6 +347,15 @@ fn dispatch_on_partition(
     };
     let (cmd, spec) = match zankv_commands::parse(&inner) {
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
+        // The partition's keyspace counts, which the proxy totals for its INFO.
+        Ok((Command::Connection(ConnectionCommand::Info(sections)), spec)) if matches!(sections.as_slice(), [s] if s.eq_ignore_ascii_case(b"keyspace")) =>
+        {
+            return Dispatch::Data(
+                layout.id,
+                BatchItem::Read(Command::Keyspace(KeyspaceCommand::PartitionKeyspace)),
+                spec.name,
+            );
+        }
         Ok((Command::Connection(_), _)) => {
             return Dispatch::Reply(Reply::Error(CommandError::Syntax))
         }

@@ -45,6 +45,12 @@ const START_ATTEMPTS: usize = 3;
 /// `/proc`), so the outgoing connections of concurrent tests cannot take them between this
 /// check and the server's bind.
 pub fn free_port() -> u16 {
+    free_ports(1)
+}
+
+/// The first of `count` consecutive loopback ports that were all free a moment ago and
+/// that no other caller in this process has been given (as [`free_port`]).
+pub fn free_ports(count: u16) -> u16 {
     use std::collections::HashSet;
     use std::sync::Mutex;
     static GIVEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
@@ -52,18 +58,22 @@ pub fn free_port() -> u16 {
         .ok()
         .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
         .unwrap_or(32768);
-    let (low, high) = (10_000u16, ephemeral_low.max(10_001));
+    let (low, high) = (10_000u16, ephemeral_low.max(10_000 + count));
     let mut given = GIVEN.lock().expect("port registry poisoned");
     let given = given.get_or_insert_with(HashSet::new);
     let mut rng = fastrand::Rng::new();
     for _ in 0..10_000 {
-        let port = rng.u16(low..high);
-        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            given.insert(port);
-            return port;
+        let base = rng.u16(low..high - count + 1);
+        let ports = base..base + count;
+        if ports
+            .clone()
+            .all(|p| !given.contains(&p) && TcpListener::bind(("127.0.0.1", p)).is_ok())
+        {
+            given.extend(ports);
+            return base;
         }
     }
-    panic!("no free loopback port in {low}..{high}");
+    panic!("no {count} free consecutive loopback ports in {low}..{high}");
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 //! `zankv`: the operator's command. Calls PD's HTTP API (the leader, found by trying each
 //! `--pd` address in turn) and prints what it answers as readable tables.
 
+mod playground;
 mod table;
 
 use std::net::SocketAddr;
@@ -77,6 +78,9 @@ enum Command {
     },
     /// PD's members and which one leads.
     Pd,
+    /// Start a local cluster (1 PD, 3 storage nodes, 1 proxy on loopback) and keep it
+    /// running until Ctrl-C; `--pd` and `--token` do not apply.
+    Playground(playground::PlaygroundArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -202,12 +206,9 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-async fn run(args: Args) -> Result<String, String> {
-    let pd = Pd {
-        members: args.pd,
-        token: args.token,
-    };
-    let (value, render): (Value, fn(&Value) -> String) = match args.command {
+/// Runs one of PD's commands and renders its answer (`json`: as PD's JSON).
+async fn run(pd: Pd, command: Command, json: bool) -> Result<String, String> {
+    let (value, render): (Value, fn(&Value) -> String) = match command {
         Command::Nodes => (pd.call("GET", "/datanodes").await?, render_nodes),
         Command::RemoveNode { id } => (
             pd.call("POST", &format!("/cluster/node/remove?remove_node={id}"))
@@ -303,8 +304,9 @@ async fn run(args: Args) -> Result<String, String> {
             },
         ),
         Command::Pd => (pd.call("GET", "/listpd").await?, render_pd),
+        Command::Playground(args) => return playground::run(args).await,
     };
-    Ok(if args.json {
+    Ok(if json {
         serde_json::to_string_pretty(&value).expect("JSON prints")
     } else {
         render(&value)
@@ -458,7 +460,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(run(args)) {
+    let pd = Pd {
+        members: args.pd,
+        token: args.token,
+    };
+    match runtime.block_on(run(pd, args.command, args.json)) {
         Ok(out) => {
             println!("{out}");
             ExitCode::SUCCESS

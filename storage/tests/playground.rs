@@ -1,0 +1,223 @@
+//! `zankv playground`, the README's first command, as a user runs it: it starts PD, three
+//! storage nodes and a proxy, the default namespace gets 8 partitions × 3 replicas, Redis
+//! clients work through the proxy, SIGTERM stops every process, running it again reuses
+//! the data, killing it with SIGKILL still stops its processes, and a taken port or an
+//! unusable data directory is refused with a clear message before anything starts.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use support::{free_ports, Client, Frame, ZANKV_BIN};
+
+/// Ports a playground uses, from its proxy port: up to PORT+32.
+const PORT_SPAN: u16 = 33;
+const UP_DEADLINE: Duration = Duration::from_secs(120);
+
+fn zankv() -> PathBuf {
+    let bin = Path::new(ZANKV_BIN).with_file_name("zankv");
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `zankv playground`, SIGKILLed when dropped (its processes then get SIGTERM).
+struct Playground {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Playground {
+    fn start(dir: &Path, port: Option<u16>) -> Playground {
+        let mut cmd = Command::new(zankv());
+        cmd.arg("playground").arg("--data-dir").arg(dir);
+        if let Some(port) = port {
+            cmd.args(["--port", &port.to_string()]);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start zankv playground");
+        let (tx, lines) = mpsc::channel();
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        Playground {
+            child,
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for a line of its output containing `text`.
+    fn must_print(&mut self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.seen.iter().any(|l| l.contains(text)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => self.seen.push(line),
+                Err(_) => panic!(
+                    "zankv playground did not print {text:?} within {within:?}:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits for it to exit; its exit code.
+    fn must_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(200)) {
+                    self.seen.push(line);
+                }
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "zankv playground did not exit within {within:?}:\n{}",
+                self.seen.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Playground {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until every port of the playground at `base` can be bound again (each process it
+/// started has exited).
+fn must_free_ports(base: u16, within: Duration) {
+    let deadline = Instant::now() + within;
+    for port in base..base + PORT_SPAN {
+        while TcpListener::bind(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "port {port} is still in use: a process of the playground outlived it"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn the_playground_starts_a_three_replica_cluster_stops_cleanly_and_keeps_its_data() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let port = free_ports(PORT_SPAN);
+
+    let mut first = Playground::start(&data, Some(port));
+    first.must_print("zankv playground is up", UP_DEADLINE);
+    first.must_print(&format!("redis-cli -p {port}"), Duration::from_secs(1));
+    first.must_print("8 partitions x 3 replicas", Duration::from_secs(1));
+    let mut c = Client::connect(port);
+    assert_eq!(
+        c.cmd_str(&["SET", "greeting", "hello"]),
+        Frame::simple("OK")
+    );
+    let mut mset = vec!["MSET"];
+    let keys: Vec<String> = (0..40).map(|i| format!("key{i}")).collect();
+    for k in &keys {
+        mset.extend([k.as_str(), k.as_str()]);
+    }
+    assert_eq!(c.cmd_str(&mset), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(41));
+    // PD placed 8 partitions with 3 replicas each, every one with a leader.
+    let query = Command::new(zankv())
+        .args(["--pd", &format!("127.0.0.1:{}", port + 2)])
+        .args(["--json", "partitions", "default"])
+        .output()
+        .expect("run zankv partitions");
+    let table: serde_json::Value = serde_json::from_slice(&query.stdout).expect("JSON");
+    let partitions = table["partitions"].as_object().expect("partitions");
+    assert_eq!(partitions.len(), 8, "{table}");
+    for p in partitions.values() {
+        assert_eq!(p["replicas"].as_array().map(Vec::len), Some(3), "{table}");
+        assert!(!p["leader"].is_null(), "{table}");
+    }
+    drop(c);
+
+    // SIGTERM (as Ctrl-C) stops every process and exits 0.
+    first.signal("-TERM");
+    assert_eq!(first.must_exit(Duration::from_secs(90)), 0);
+    first.must_print("playground stopped", Duration::from_secs(1));
+    must_free_ports(port, Duration::from_secs(10));
+
+    // Again on the same directory, without --port: the same cluster, the same data.
+    let mut second = Playground::start(&data, None);
+    second.must_print("zankv playground is up", UP_DEADLINE);
+    let mut c = Client::connect(port);
+    assert_eq!(c.cmd_str(&["GET", "greeting"]), Frame::bulk("hello"));
+    assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(41));
+    drop(c);
+
+    // Another port for this directory is refused: its nodes are known by their addresses.
+    let mut other = Playground::start(&data, Some(port + 100));
+    assert_eq!(other.must_exit(Duration::from_secs(30)), 1);
+    other.must_print("made with --port", Duration::from_secs(1));
+
+    // Killed without a chance to stop them, it still takes its processes down.
+    second.signal("-KILL");
+    second.must_exit(Duration::from_secs(10));
+    must_free_ports(port, Duration::from_secs(60));
+}
+
+#[test]
+fn a_taken_port_or_an_unusable_data_directory_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_ports(PORT_SPAN);
+    // Something else holds the port of storage node 2's raft traffic.
+    let squatter = TcpListener::bind(("127.0.0.1", port + 22)).expect("bind");
+    let mut p = Playground::start(&dir.path().join("data"), Some(port));
+    assert_eq!(p.must_exit(Duration::from_secs(30)), 1);
+    p.must_print(
+        &format!(
+            "port {} (storage node 2's raft port) on 127.0.0.1 is taken",
+            port + 22
+        ),
+        Duration::from_secs(1),
+    );
+    drop(squatter);
+    // Nothing was started: every other port is still free.
+    must_free_ports(port, Duration::from_secs(1));
+
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"not a directory").unwrap();
+    let mut p = Playground::start(&file.join("data"), Some(port));
+    assert_eq!(p.must_exit(Duration::from_secs(30)), 1);
+    p.must_print("is not writable", Duration::from_secs(1));
+}
