@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages zankv needs to build and test, once, on a fresh Debian machine.
-# Idempotent: packages already present are not fetched again.
+# Idempotent: packages already present are not fetched again. Extra package names given as
+# arguments are installed too (benches/report.sh adds etcd-server).
 #   librocksdb-dev  RocksDB 7.8 (linked by the storage crate; see docs/build.md)
 #   libclang-dev    bindgen, run by librocksdb-sys on rocksdb/c.h
 #   redis-server    the reference server for the differential tests
@@ -8,7 +9,7 @@
 #   python3-redis   redis-py, the client library the proxy tests drive
 set -euo pipefail
 need=()
-for pkg in librocksdb-dev libclang-dev redis-server redis-tools python3-redis; do
+for pkg in librocksdb-dev libclang-dev redis-server redis-tools python3-redis "$@"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ "${#need[@]}" -gt 0 ]; then

@@ -1,46 +1,71 @@
-//! `zankv-load`: a closed-loop load generator for Redis-protocol servers.
+//! `zankv-load`: a closed-loop load generator for Redis-protocol servers and etcd.
 //!
-//! `--clients` connections each send one command, wait for its reply, and send the next,
-//! for `--seconds` (after `--warmup` seconds that are not counted). Keys are drawn at random
-//! from `--keyspace` keys. Against a zankv cluster, list every node in `--addrs` and give
-//! the namespace's `--partitions`: each key is sent to the node that last said it leads the
-//! key's partition (learned from `ERR_CLUSTER_CHANGED ... leader is node N at ADDR` hints,
-//! as a smart client does), so the load measures the cluster, not redirects. Against
-//! redis-server, give its one address.
+//! `--clients` connections each send one command (or a pipeline of `--pipeline`
+//! commands), wait for the reply, and send the next, for `--seconds` (after `--warmup`
+//! seconds that are not counted). Keys `<key-prefix><n>` are drawn at random from
+//! `--keyspace` keys. `--op fill` instead writes every key of the keyspace once, in
+//! batches of `--batch` keys (MSET, or an etcd Txn of puts), and reports how fast.
 //!
-//! Prints one JSON line on stdout: clients, ops, seconds, ops_per_sec, p50_ms, p99_ms,
-//! max_ms, errors, redirects, and all_ops (ops including the warm-up).
+//! - RESP (`--protocol resp`): redis-server or a zankv proxy (one address), or every
+//!   node of a zankv cluster with the namespace's `--partitions`: each key then goes to
+//!   the node that last said it leads the key's partition ([`resp`]).
+//! - etcd (`--protocol etcd`): v3 gRPC `Put` and linearizable `Range` ([`etcd`]); client
+//!   i talks to member i mod n of `--addrs`, as etcd's client balances endpoints.
+//!
+//! Prints one JSON line on stdout: label, protocol, op, clients, pipeline, ops, seconds,
+//! ops_per_sec, p50_ms, p99_ms, max_ms (per operation: every command of a pipeline gets
+//! the pipeline's latency), errors, redirects, all_ops (with the warm-up) and cpu_s (CPU
+//! seconds during the measured time of each `--watch NAME=PID` process).
+
+mod cpu;
+mod etcd;
+mod resp;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
-use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use zankv_commands::partitioning::partition_of;
 
-/// Which command the clients send.
-#[derive(Debug, Clone, Copy, ValueEnum)]
+use etcd::EtcdConn;
+use resp::{encode, hinted_leader, RespConn};
+
+/// Which operation the clients run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Op {
-    /// SET key value
+    /// SET key value (etcd: Put)
     Set,
-    /// GET key
+    /// GET key (etcd: Range of the key)
     Get,
+    /// Write every key of the keyspace once, in batches (MSET; etcd: Txn of puts).
+    Fill,
 }
 
-/// Drives Redis-protocol servers with concurrent clients and reports throughput and latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// Redis's protocol (redis-server, a zankv proxy or storage nodes).
+    Resp,
+    /// etcd's v3 gRPC API.
+    Etcd,
+}
+
+/// Drives Redis-protocol servers or etcd with concurrent clients and reports throughput,
+/// latency and the CPU time of the servers.
 #[derive(Parser, Debug)]
 #[command(name = "zankv-load")]
 struct Args {
-    /// RESP addresses: every node of a zankv cluster, or one redis-server.
+    /// Server addresses: one redis-server or proxy, every node of a zankv cluster, or the
+    /// client addresses of etcd's members.
     #[arg(long, value_delimiter = ',', required = true)]
     addrs: Vec<SocketAddr>,
-    /// Concurrent clients (connections), each with one request in flight.
+    /// The protocol.
+    #[arg(long, value_enum, default_value_t = Protocol::Resp)]
+    protocol: Protocol,
+    /// Concurrent clients (connections), each with one request or pipeline in flight.
     #[arg(long, default_value_t = 16)]
     clients: usize,
     /// Seconds of measured load.
@@ -49,106 +74,105 @@ struct Args {
     /// Seconds of load before measuring starts.
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
-    /// The command.
+    /// The operation.
     #[arg(long, value_enum, default_value_t = Op::Set)]
     op: Op,
-    /// Value size in bytes (SET).
+    /// Value size in bytes (SET, fill).
     #[arg(long, default_value_t = 100)]
     value_size: usize,
-    /// Distinct keys drawn from.
+    /// Distinct keys drawn from (or written, by fill).
     #[arg(long, default_value_t = 1_000_000)]
     keyspace: u64,
-    /// Partitions of the (default) namespace the keys belong to, for routing.
+    /// Keys are this followed by a number (e.g. `ns:key:` for a namespace's keys).
+    #[arg(long, default_value = "key:")]
+    key_prefix: String,
+    /// Partitions of the namespace the keys belong to, for routing to storage nodes.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
+    /// Commands per pipeline (RESP, one address).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
+    /// Keys per batch of fill.
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
     /// Threads of the load generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// A process whose CPU time to report, as NAME=PID (repeatable).
+    #[arg(long, value_parser = parse_watch)]
+    watch: Vec<(String, u32)>,
+    /// A name for this run, copied into the report.
+    #[arg(long, default_value = "")]
+    label: String,
 }
 
-/// What the clients share: where each partition's leader is believed to be.
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (name, pid) = s.split_once('=').ok_or("expected NAME=PID")?;
+    let pid = pid.parse().map_err(|_| format!("{pid:?} is not a pid"))?;
+    Ok((name.to_string(), pid))
+}
+
+/// What the clients share.
 struct Shared {
-    addrs: Vec<SocketAddr>,
     /// Per partition: index into `addrs` of its believed leader (`usize::MAX` = unknown).
     leaders: Vec<AtomicUsize>,
     value: Bytes,
     args: Args,
 }
 
+impl Shared {
+    fn key(&self, n: u64) -> String {
+        format!("{}{n}", self.args.key_prefix)
+    }
+}
+
+/// One client's measurements.
 #[derive(Default)]
 struct ClientResult {
     latencies_us: Vec<u32>,
-    /// Commands answered during the warm-up.
+    /// Operations answered during the warm-up.
     warmup_ops: u64,
     errors: u64,
     redirects: u64,
 }
 
-/// One connection to one server, with its read buffer.
-struct Conn {
-    stream: TcpStream,
-    buf: BytesMut,
-}
-
-impl Conn {
-    async fn connect(addr: SocketAddr) -> std::io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
-        Ok(Conn {
-            stream,
-            buf: BytesMut::with_capacity(16 * 1024),
-        })
-    }
-
-    async fn call(&mut self, request: &[u8]) -> std::io::Result<BytesFrame> {
-        self.stream.write_all(request).await?;
-        loop {
-            match decode_bytes_mut(&mut self.buf) {
-                Ok(Some((frame, _, _))) => return Ok(frame),
-                Ok(None) => {}
-                Err(e) => {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::InvalidData,
-                        format!("{e:?}"),
-                    ))
-                }
-            }
-            if self.stream.read_buf(&mut self.buf).await? == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
+impl ClientResult {
+    /// Counts `ops` operations sent together at `started`, answered now (`ok`) or not.
+    fn record(&mut self, measure_from: Instant, started: Instant, ops: usize, ok: bool) {
+        if started < measure_from {
+            self.warmup_ops += if ok { ops as u64 } else { 0 };
+        } else if ok {
+            let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+            self.latencies_us.extend(std::iter::repeat_n(us, ops));
+        } else {
+            self.errors += ops as u64;
         }
     }
 }
 
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
-    out.clear();
-    out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
-    for a in args {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
-        out.extend_from_slice(a);
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// The address named by a leader hint (`... at HOST:PORT`), as an index into `addrs`.
-fn hinted_leader(text: &[u8], addrs: &[SocketAddr]) -> Option<usize> {
-    let text = std::str::from_utf8(text).ok()?;
-    let at = text.rsplit(" at ").next()?;
-    let addr: SocketAddr = at.trim().parse().ok()?;
-    addrs.iter().position(|a| *a == addr)
-}
-
-async fn client(shared: Arc<Shared>, measure_from: Instant, stop: Arc<AtomicBool>) -> ClientResult {
+/// A RESP client: one command at a time to the partition's believed leader, or a
+/// pipeline to the one address.
+async fn resp_client(
+    shared: Arc<Shared>,
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> ClientResult {
+    let args = &shared.args;
     let mut result = ClientResult::default();
-    let mut conns: Vec<Option<Conn>> = (0..shared.addrs.len()).map(|_| None).collect();
+    let mut conns: Vec<Option<RespConn>> = (0..args.addrs.len()).map(|_| None).collect();
     let mut rng = fastrand::Rng::new();
-    let mut request = Vec::with_capacity(shared.value.len() + 64);
+    let mut request = Vec::with_capacity((shared.value.len() + 64) * args.pipeline);
+    let mut replies = Vec::with_capacity(args.pipeline);
     while !stop.load(Ordering::Relaxed) {
-        let key = format!("key:{}", rng.u64(0..shared.args.keyspace));
-        let partition = partition_of(key.as_bytes(), shared.args.partitions) as usize;
-        match shared.args.op {
-            Op::Set => encode(&mut request, &[b"SET", key.as_bytes(), &shared.value]),
-            Op::Get => encode(&mut request, &[b"GET", key.as_bytes()]),
+        request.clear();
+        let mut partition = 0;
+        for _ in 0..args.pipeline {
+            let key = shared.key(rng.u64(0..args.keyspace));
+            partition = partition_of(key.as_bytes(), args.partitions) as usize;
+            match args.op {
+                Op::Set => encode(&mut request, &[b"SET", key.as_bytes(), &shared.value]),
+                _ => encode(&mut request, &[b"GET", key.as_bytes()]),
+            }
         }
         let started = Instant::now();
         let mut attempts = 0;
@@ -158,13 +182,13 @@ async fn client(shared: Arc<Shared>, measure_from: Instant, stop: Arc<AtomicBool
                 break false;
             }
             let believed = shared.leaders[partition].load(Ordering::Relaxed);
-            let node = if believed < shared.addrs.len() {
+            let node = if believed < args.addrs.len() {
                 believed
             } else {
-                rng.usize(0..shared.addrs.len())
+                rng.usize(0..args.addrs.len())
             };
             if conns[node].is_none() {
-                match Conn::connect(shared.addrs[node]).await {
+                match RespConn::connect(args.addrs[node]).await {
                     Ok(c) => conns[node] = Some(c),
                     Err(_) => {
                         shared.leaders[partition].store(usize::MAX, Ordering::Relaxed);
@@ -174,36 +198,131 @@ async fn client(shared: Arc<Shared>, measure_from: Instant, stop: Arc<AtomicBool
                 }
             }
             let conn = conns[node].as_mut().expect("connected above");
-            match conn.call(&request).await {
-                Ok(BytesFrame::Error(e)) if e.starts_with("ERR_CLUSTER_CHANGED") => {
+            if conn
+                .call(&request, args.pipeline, &mut replies)
+                .await
+                .is_err()
+            {
+                conns[node] = None;
+                break false;
+            }
+            match replies.as_slice() {
+                // One command to a node that does not lead its partition: follow the hint.
+                [BytesFrame::Error(e)] if e.starts_with("ERR_CLUSTER_CHANGED") => {
                     result.redirects += 1;
-                    let leader = hinted_leader(e.as_bytes(), &shared.addrs).unwrap_or(usize::MAX);
+                    let leader = hinted_leader(e.as_bytes(), &args.addrs).unwrap_or(usize::MAX);
                     shared.leaders[partition].store(leader, Ordering::Relaxed);
                     if leader == usize::MAX {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                     }
                 }
-                Ok(BytesFrame::Error(_)) => break false,
-                Ok(_) => {
+                all if all.iter().any(|r| matches!(r, BytesFrame::Error(_))) => break false,
+                _ => {
                     shared.leaders[partition].store(node, Ordering::Relaxed);
                     break true;
                 }
+            }
+        };
+        result.record(measure_from, started, args.pipeline, ok);
+    }
+    result
+}
+
+/// An etcd client: one call at a time to its member.
+async fn etcd_client(
+    shared: Arc<Shared>,
+    index: usize,
+    measure_from: Instant,
+    stop: Arc<AtomicBool>,
+) -> ClientResult {
+    let args = &shared.args;
+    let addr = args.addrs[index % args.addrs.len()];
+    let mut result = ClientResult::default();
+    let mut rng = fastrand::Rng::new();
+    let mut conn: Option<EtcdConn> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let key = shared.key(rng.u64(0..args.keyspace));
+        let started = Instant::now();
+        if conn.is_none() {
+            match EtcdConn::connect(addr).await {
+                Ok(c) => conn = Some(c),
                 Err(_) => {
-                    conns[node] = None;
-                    break false;
+                    result.record(measure_from, started, 1, false);
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
+        }
+        let c = conn.as_mut().expect("connected above");
+        let outcome = match args.op {
+            Op::Set => c.put(key.as_bytes(), &shared.value).await,
+            _ => c.get(key.as_bytes()).await,
+        };
+        if outcome.is_err() {
+            conn = None;
+        }
+        result.record(measure_from, started, 1, outcome.is_ok());
+    }
+    result
+}
+
+/// Fill: client `index` of `clients` writes batches index, index + clients, ... of the
+/// keyspace.
+async fn fill_client(shared: Arc<Shared>, index: usize) -> ClientResult {
+    let args = &shared.args;
+    let mut result = ClientResult::default();
+    let batches = args.keyspace.div_ceil(args.batch as u64);
+    let addr = args.addrs[index % args.addrs.len()];
+    let mut resp_conn = None;
+    let mut etcd_conn = None;
+    let mut request = Vec::new();
+    let mut replies = Vec::new();
+    let from = Instant::now();
+    for b in (index as u64..batches).step_by(args.clients) {
+        let keys: Vec<String> = (b * args.batch as u64
+            ..((b + 1) * args.batch as u64).min(args.keyspace))
+            .map(|n| shared.key(n))
+            .collect();
+        let started = Instant::now();
+        let ok = match args.protocol {
+            Protocol::Resp => {
+                if resp_conn.is_none() {
+                    resp_conn = RespConn::connect(addr).await.ok();
+                }
+                request.clear();
+                let mut argv: Vec<&[u8]> = vec![b"MSET"];
+                for k in &keys {
+                    argv.push(k.as_bytes());
+                    argv.push(&shared.value);
+                }
+                encode(&mut request, &argv);
+                match resp_conn.as_mut() {
+                    Some(c) => {
+                        c.call(&request, 1, &mut replies).await.is_ok()
+                            && !matches!(replies.first(), Some(BytesFrame::Error(_)))
+                    }
+                    None => false,
+                }
+            }
+            Protocol::Etcd => {
+                if etcd_conn.is_none() {
+                    etcd_conn = EtcdConn::connect(addr).await.ok();
+                }
+                let pairs: Vec<(Vec<u8>, &[u8])> = keys
+                    .iter()
+                    .map(|k| (k.clone().into_bytes(), &shared.value[..]))
+                    .collect();
+                match etcd_conn.as_mut() {
+                    Some(c) => c.put_all(&pairs).await.is_ok(),
+                    None => false,
                 }
             }
         };
-        if started < measure_from {
-            result.warmup_ops += u64::from(ok);
-            continue;
+        if !ok {
+            resp_conn = None;
+            etcd_conn = None;
         }
-        if ok {
-            let us = started.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-            result.latencies_us.push(us);
-        } else {
-            result.errors += 1;
-        }
+        result.record(from, started, keys.len(), ok);
     }
     result
 }
@@ -216,10 +335,31 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     f64::from(sorted[i]) / 1000.0
 }
 
+/// CPU seconds of every watched process now.
+fn cpu_now(watch: &[(String, u32)]) -> Vec<Option<f64>> {
+    watch
+        .iter()
+        .map(|(_, pid)| cpu::cpu_seconds(*pid))
+        .collect()
+}
+
 fn main() {
     let args = Args::parse();
-    if args.clients == 0 || args.partitions == 0 || args.keyspace == 0 {
-        eprintln!("zankv-load: --clients, --partitions and --keyspace must be positive");
+    if args.clients == 0
+        || args.partitions == 0
+        || args.keyspace == 0
+        || args.pipeline == 0
+        || args.batch == 0
+    {
+        eprintln!("zankv-load: --clients, --partitions, --keyspace, --pipeline and --batch must be positive");
+        std::process::exit(2);
+    }
+    if args.pipeline > 1 && (args.addrs.len() > 1 || args.protocol == Protocol::Etcd) {
+        eprintln!("zankv-load: --pipeline needs the RESP protocol and one address");
+        std::process::exit(2);
+    }
+    if args.op == Op::Fill && args.protocol == Protocol::Resp && args.addrs.len() > 1 {
+        eprintln!("zankv-load: fill over RESP needs one address (redis-server or a proxy)");
         std::process::exit(2);
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -228,28 +368,67 @@ fn main() {
         .build()
         .expect("the runtime starts");
     let shared = Arc::new(Shared {
-        addrs: args.addrs.clone(),
         leaders: (0..args.partitions)
             .map(|_| AtomicUsize::new(usize::MAX))
             .collect(),
         value: Bytes::from(vec![b'x'; args.value_size]),
         args,
     });
-    let warmup = Duration::from_secs_f64(shared.args.warmup);
-    let measured = Duration::from_secs_f64(shared.args.seconds);
-    let results: Vec<ClientResult> = runtime.block_on(async {
+    let args = &shared.args;
+    let fill = args.op == Op::Fill;
+    let warmup = if fill {
+        Duration::ZERO
+    } else {
+        Duration::from_secs_f64(args.warmup)
+    };
+    let (results, cpu, seconds) = runtime.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
         let measure_from = Instant::now() + warmup;
-        let tasks: Vec<_> = (0..shared.args.clients)
-            .map(|_| tokio::spawn(client(shared.clone(), measure_from, stop.clone())))
+        let tasks: Vec<_> = (0..args.clients)
+            .map(|i| {
+                let shared = shared.clone();
+                let stop = stop.clone();
+                match (fill, args.protocol) {
+                    (true, _) => tokio::spawn(fill_client(shared, i)),
+                    (false, Protocol::Resp) => {
+                        tokio::spawn(resp_client(shared, measure_from, stop))
+                    }
+                    (false, Protocol::Etcd) => {
+                        tokio::spawn(etcd_client(shared, i, measure_from, stop))
+                    }
+                }
+            })
             .collect();
-        tokio::time::sleep(warmup + measured).await;
-        stop.store(true, Ordering::Relaxed);
+        tokio::time::sleep(warmup).await;
+        let cpu_before = cpu_now(&args.watch);
+        let started = Instant::now();
+        if !fill {
+            tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+            stop.store(true, Ordering::Relaxed);
+        }
         let mut out = Vec::new();
         for t in tasks {
             out.push(t.await.expect("a client task panicked"));
         }
-        out
+        let seconds = if fill {
+            started.elapsed().as_secs_f64()
+        } else {
+            args.seconds
+        };
+        let cpu_after = cpu_now(&args.watch);
+        let cpu: serde_json::Map<String, serde_json::Value> = args
+            .watch
+            .iter()
+            .zip(cpu_before.iter().zip(&cpu_after))
+            .map(|((name, _), (b, a))| {
+                let used = match (b, a) {
+                    (Some(b), Some(a)) => serde_json::json!(((a - b) * 1000.0).round() / 1000.0),
+                    _ => serde_json::Value::Null,
+                };
+                (name.clone(), used)
+            })
+            .collect();
+        (out, cpu, seconds)
     });
     let mut latencies: Vec<u32> = results
         .iter()
@@ -260,11 +439,14 @@ fn main() {
     let errors: u64 = results.iter().map(|r| r.errors).sum();
     let redirects: u64 = results.iter().map(|r| r.redirects).sum();
     let warmup_ops: u64 = results.iter().map(|r| r.warmup_ops).sum();
-    let seconds = measured.as_secs_f64();
     let report = serde_json::json!({
-        "clients": shared.args.clients,
+        "label": args.label,
+        "protocol": format!("{:?}", args.protocol).to_lowercase(),
+        "op": format!("{:?}", args.op).to_lowercase(),
+        "clients": args.clients,
+        "pipeline": args.pipeline,
         "ops": ops,
-        "seconds": seconds,
+        "seconds": (seconds * 1000.0).round() / 1000.0,
         "ops_per_sec": (ops as f64 / seconds).round(),
         "p50_ms": percentile(&latencies, 0.50),
         "p99_ms": percentile(&latencies, 0.99),
@@ -272,6 +454,7 @@ fn main() {
         "errors": errors,
         "redirects": redirects,
         "all_ops": ops + warmup_ops,
+        "cpu_s": cpu,
     });
     println!("{report}");
 }

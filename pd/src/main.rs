@@ -28,6 +28,10 @@ struct Args {
     /// Log filter: error, warn, info, debug, trace (default info).
     #[arg(long, value_name = "LEVEL")]
     log_level: Option<String>,
+    /// Check the configuration (the file and the flags) and exit: 0 when it is valid, 2
+    /// with the reason when not. Nothing is opened or bound.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,14 @@ fn main() -> ExitCode {
     }
     if let Some(l) = args.log_level {
         config.log_level = l;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("zankv-pd: {e}");
+        return ExitCode::from(2);
+    }
+    if args.check_config {
+        println!("zankv-pd: the configuration is valid");
+        return ExitCode::SUCCESS;
     }
     if let Err(e) = zankv_process::init_logging(&config.log_level) {
         eprintln!("zankv-pd: {e}");

@@ -27,6 +27,9 @@ pub fn run(config: PdConfig) -> Result<(), String> {
     listener
         .set_nonblocking(true)
         .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+    // Every storage node's heartbeats and every proxy's routing stream hold a connection.
+    let open_files = zankv_process::raise_open_files()?;
+    tracing::info!(open_files, "open file limit");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("pd-io")

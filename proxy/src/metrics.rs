@@ -245,3 +245,64 @@ impl ProxyMetrics {
         String::from_utf8(out).expect("metrics are text")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The metric families the proxy exports, each observed once so labelled ones show.
+    fn exported() -> std::collections::BTreeSet<String> {
+        let m = ProxyMetrics::default();
+        m.command("get", true, Duration::from_millis(1));
+        m.namespace_command("default");
+        m.client_connected();
+        m.client_rejected();
+        m.backend_connected();
+        m.backend_connect_failed();
+        m.retry("moved");
+        m.routing_refreshed();
+        m.routing_epoch("default", Some(3));
+        m.routing_stream(true);
+        m.render()
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE "))
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn the_grafana_dashboard_uses_only_metrics_the_proxy_exports() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/monitoring/grafana-proxy.json"
+        );
+        let text = std::fs::read_to_string(path).expect("the dashboard exists");
+        let _: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+        let exported = exported();
+        let mut used = std::collections::BTreeSet::new();
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find("zankv_proxy_") {
+            let name: String = rest[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[at + name.len()..];
+            let family = ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| exported.contains(*f)))
+                .unwrap_or(&name)
+                .to_string();
+            used.insert(family);
+        }
+        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(
+            unknown.is_empty(),
+            "the dashboard queries {unknown:?}, which the proxy does not export ({exported:?})"
+        );
+        assert!(
+            used.len() >= 10,
+            "the dashboard shows most metrics: {used:?}"
+        );
+    }
+}

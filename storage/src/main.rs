@@ -45,6 +45,10 @@ struct Args {
     /// RUST_LOG overrides it).
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
+    /// Check the configuration (the file and the flags) and exit: 0 when it is valid, 2
+    /// with the reason when not. Nothing is opened or bound.
+    #[arg(long)]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +83,14 @@ fn main() -> ExitCode {
     }
     if let Some(l) = args.log_level {
         config.log_level = l;
+    }
+    if let Err(e) = config.validate() {
+        eprintln!("zankv-storage: {e}");
+        return ExitCode::from(2);
+    }
+    if args.check_config {
+        println!("zankv-storage: the configuration is valid");
+        return ExitCode::SUCCESS;
     }
     if let Err(e) = zankv_process::init_logging(&config.log_level) {
         eprintln!("zankv-storage: {e}");

@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# The side-by-side benchmark report: regenerates docs/benchmarks.md.
+#
+#   benches/report.sh
+#
+# In one run on this machine it starts redis-server in memory and with appendfsync always,
+# a 3-member etcd cluster (Debian's etcd-server) and a zankv local cluster (`zankv
+# playground`: PD, three storage nodes, a proxy; the default namespace 8 partitions x 3
+# replicas), drives each with the same load generator (benches/src, zankv-load: RESP, and
+# etcd's gRPC API) at the same concurrency and value size, and writes ops/s, p50/p99, the
+# ratios zankv/redis and zankv/etcd, the CPU seconds every server process spent per 100k
+# operations, how zankv changes from 8 to 256 partitions per node and from 100k to 10M keys,
+# and the proxy's memory. Unattended; about ten minutes here after the build.
+#
+# Knobs (environment): ZANKV_BENCH_SECONDS (measured seconds per run, 8),
+# ZANKV_BENCH_CLIENTS (32), ZANKV_BENCH_VALUE (value bytes, 100), ZANKV_BENCH_KEYS (keys of
+# the main runs, 100000), ZANKV_BENCH_BIG_KEYS (10000000), ZANKV_BENCH_IDLE (idle client
+# connections held by the proxy, 10000), ZANKV_BENCH_OUT (docs/benchmarks.md).
+#
+# Everything binds loopback on free ports, lives in a temporary directory and is stopped
+# at exit.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${ZANKV_BENCH_SECONDS:-8}"
+clients="${ZANKV_BENCH_CLIENTS:-32}"
+value="${ZANKV_BENCH_VALUE:-100}"
+keys="${ZANKV_BENCH_KEYS:-100000}"
+big_keys="${ZANKV_BENCH_BIG_KEYS:-10000000}"
+idle="${ZANKV_BENCH_IDLE:-10000}"
+out="${ZANKV_BENCH_OUT:-docs/benchmarks.md}"
+started_at=$(date +%s)
+
+./scripts/setup.sh etcd-server
+cargo build --release --locked --bins >&2
+bin="$PWD/target/release"
+py=/usr/bin/python3
+
+work="$(mktemp -d /tmp/zankv-bench.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+results="$work/results.jsonl"
+: > "$results"
+say() { echo "report: $*" >&2; }
+
+# The first of N consecutive loopback ports that are free, below the ephemeral range.
+free_ports() {
+  $py - "$1" <<'PY'
+import random, socket, sys
+n = int(sys.argv[1])
+for _ in range(1000):
+    base = random.randrange(10000, 32000 - n)
+    socks = []
+    try:
+        for p in range(base, base + n):
+            s = socket.socket()
+            s.bind(("127.0.0.1", p))
+            socks.append(s)
+    except OSError:
+        continue
+    finally:
+        for s in socks:
+            s.close()
+    print(base)
+    break
+else:
+    sys.exit("no free ports")
+PY
+}
+wait_for() { # what, then a command that succeeds once ready
+  local what=$1; shift
+  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  say "$what did not become ready"; exit 1
+}
+http_ok() { $py -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1"; }
+
+# redis-server, in memory and with every write fsynced.
+mem_port=$(free_ports 1)
+redis-server --port "$mem_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+mem_pid=$!; pids+=("$mem_pid")
+fsync_port=$(free_ports 1); mkdir -p "$work/redis"
+redis-server --port "$fsync_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$work/redis" >/dev/null &
+fsync_pid=$!; pids+=("$fsync_pid")
+wait_for redis redis-cli -p "$mem_port" ping
+wait_for redis redis-cli -p "$fsync_port" ping
+
+# etcd, three members.
+etcd_base=$(free_ports 6)
+cluster=""
+for i in 1 2 3; do cluster="${cluster:+$cluster,}m$i=http://127.0.0.1:$((etcd_base + 2 * i - 1))"; done
+etcd_addrs=""; etcd_watch=()
+for i in 1 2 3; do
+  client=$((etcd_base + 2 * i - 2)); peer=$((etcd_base + 2 * i - 1))
+  etcd --name "m$i" --data-dir "$work/etcd$i" --log-level error \
+    --listen-client-urls "http://127.0.0.1:$client" --advertise-client-urls "http://127.0.0.1:$client" \
+    --listen-peer-urls "http://127.0.0.1:$peer" --initial-advertise-peer-urls "http://127.0.0.1:$peer" \
+    --initial-cluster "$cluster" --initial-cluster-state new 2>>"$work/etcd$i.log" &
+  pids+=("$!"); etcd_watch+=(--watch "etcd-$i=$!")
+  etcd_addrs="${etcd_addrs:+$etcd_addrs,}127.0.0.1:$client"
+done
+for i in 1 2 3; do wait_for etcd http_ok "http://127.0.0.1:$((etcd_base + 2 * i - 2))/health"; done
+
+# zankv: the playground, the README's first command.
+zport=$(free_ports 33)
+"$bin/zankv" playground --data-dir "$work/zankv" --port "$zport" > "$work/playground.out" 2>&1 &
+pids+=("$!")
+wait_for "zankv playground" grep -q "is up" "$work/playground.out"
+zpid() { pgrep -f -- "--config $work/zankv/conf/$1.toml"; }
+zankv_watch=(--watch "pd=$(zpid pd)" --watch "proxy=$(zpid proxy)")
+for i in 1 2 3; do zankv_watch+=(--watch "storage-$i=$(zpid "storage-$i")"); done
+proxy_pid=$(zpid proxy)
+pd="127.0.0.1:$((zport + 2))"
+
+rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
+note() { # a JSON line of facts for the report
+  echo "$1" >> "$results"
+}
+note "{\"label\": \"memory/proxy-start\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
+
+# load LABEL SYSTEM [--clients N] [--keyspace N] [zankv-load args...]: one run, its JSON
+# line kept.
+load() {
+  local label=$1 system=$2 c=$clients k=$keys; shift 2
+  while true; do
+    case "${1:-}" in
+      --clients) c=$2; shift 2 ;;
+      --keyspace) k=$2; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  local target=()
+  case "$system" in
+    redis-mem) target=(--addrs "127.0.0.1:$mem_port" --watch "redis=$mem_pid") ;;
+    redis-fsync) target=(--addrs "127.0.0.1:$fsync_port" --watch "redis=$fsync_pid") ;;
+    etcd) target=(--protocol etcd --addrs "$etcd_addrs" "${etcd_watch[@]}") ;;
+    zankv) target=(--addrs "127.0.0.1:$zport" "${zankv_watch[@]}") ;;
+  esac
+  say "$label on $system"
+  "$bin/zankv-load" --label "$label/$system" --seconds "$secs" --warmup 1 --clients "$c" \
+    --value-size "$value" --keyspace "$k" "${target[@]}" "$@" >> "$results"
+}
+
+# Every system holds the same keys before it is read.
+for s in redis-mem redis-fsync etcd zankv; do load fill "$s" --op fill; done
+for op in set get; do
+  for s in redis-mem redis-fsync etcd zankv; do load "$op/1" "$s" --op "$op"; done
+done
+for op in set get; do
+  for s in redis-mem redis-fsync zankv; do load "$op/16" "$s" --op "$op" --pipeline 16; done
+done
+# The replication target: 128 clients, 64 partitions (below), against redis fsync always.
+load "set/1/c128" redis-fsync --clients 128 --op set
+
+# Partitions per node: each of the three nodes holds a replica of every partition.
+for n in 64 256; do
+  "$bin/zankv" --pd "$pd" namespace create "p$n" --partitions "$n" --replicas 3 >&2
+done
+routing_ready() {
+  $py - "http://127.0.0.1:$((zport + 1))/routing" <<'PY'
+import json, sys, urllib.request
+d = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
+names = {ns["namespace"]: ns for ns in d["namespaces"]}
+ok = all(n in names and all(isinstance(l, str) for l in names[n]["leaders"]) and len(names[n]["leaders"]) == int(n[1:]) for n in ("p64", "p256"))
+sys.exit(0 if ok else 1)
+PY
+}
+wait_for "the p64 and p256 namespaces" routing_ready
+for n in 64 256; do load "fill-p$n" zankv --op fill --key-prefix "p$n:key:"; done
+for op in set get; do
+  load "partitions/8/$op" zankv --op "$op"
+  for n in 64 256; do load "partitions/$n/$op" zankv --op "$op" --key-prefix "p$n:key:"; done
+done
+load "partitions/64/set/c128" zankv --clients 128 --op set --key-prefix "p64:key:"
+for i in 1 2 3; do note "{\"label\": \"memory/storage-$i\", \"rss_mb\": $(rss_mb "$(zpid "storage-$i")")}"; done
+
+# Keys: the default namespace grown from the main runs' keys to many more.
+load "keys/$keys/get" zankv --op get
+load "fill-big" zankv --keyspace "$big_keys" --op fill --batch 200
+load "keys/$big_keys/get" zankv --keyspace "$big_keys" --op get
+load "keys/$big_keys/set" zankv --keyspace "$big_keys" --op set
+note "{\"label\": \"memory/proxy-after-load\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
+
+# The proxy holding idle client connections.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+$py - "$zport" "$idle" "$proxy_pid" >> "$results" <<'PY'
+import json, socket, sys, time
+port, n, pid = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+def rss():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) // 1024
+conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+# Every hundredth answers a PING (so the proxy really holds them), then all stay idle.
+for s in conns[:: max(1, n // 100)]:
+    s.sendall(b"PING\r\n")
+    assert s.recv(16) == b"+PONG\r\n"
+time.sleep(2)
+print(json.dumps({"label": "memory/proxy-idle", "connections": n, "rss_mb": rss()}))
+PY
+
+$py - "$results" > "$work/meta.json" <<PY
+import json, platform, subprocess
+def cmd(*a):
+    try:
+        return subprocess.run(a, capture_output=True, text=True).stdout.strip().splitlines()[0]
+    except Exception:
+        return "unknown"
+mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
+print(json.dumps({
+    "date": cmd("date", "-u", "+%Y-%m-%d"),
+    "commit": cmd("git", "rev-parse", "--short", "HEAD"),
+    "cpus": cmd("nproc"),
+    "mem_gib": round(int(mem) / 1024 / 1024),
+    "kernel": platform.release(),
+    "redis": cmd("redis-server", "--version"),
+    "etcd": cmd("etcd", "--version"),
+    "seconds": $secs, "clients": $clients, "value": $value, "keys": $keys,
+    "big_keys": $big_keys, "idle": $idle,
+    "elapsed_s": $(date +%s) - $started_at,
+}))
+PY
+$py benches/report.py "$results" "$work/meta.json" > "$out.tmp"
+mv "$out.tmp" "$out"
+say "wrote $out in $(( $(date +%s) - started_at )) s"
