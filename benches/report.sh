@@ -155,8 +155,15 @@ done
 # The replication target: 128 clients, 64 partitions (below), against redis fsync always.
 load "set/1/c128" redis-fsync --clients 128 --op set
 
+# Keys: the default namespace grown from the main runs' keys to many more (before the
+# partition runs below add namespaces whose leaders PD then balances).
+load "keys/$keys/get" zankv --op get
+load "fill-big" zankv --clients 64 --keyspace "$big_keys" --op fill --batch 200
+load "keys/$big_keys/get" zankv --keyspace "$big_keys" --op get
+load "keys/$big_keys/set" zankv --keyspace "$big_keys" --op set
+
 # Partitions per node: each of the three nodes holds a replica of every partition.
-for n in 64 256; do
+for n in 8 64 256; do
   "$bin/zankv" --pd "$pd" namespace create "p$n" --partitions "$n" --replicas 3 >&2
 done
 routing_ready() {
@@ -164,24 +171,18 @@ routing_ready() {
 import json, sys, urllib.request
 d = json.load(urllib.request.urlopen(sys.argv[1], timeout=2))
 names = {ns["namespace"]: ns for ns in d["namespaces"]}
-ok = all(n in names and all(isinstance(l, str) for l in names[n]["leaders"]) and len(names[n]["leaders"]) == int(n[1:]) for n in ("p64", "p256"))
+ok = all(n in names and all(isinstance(l, str) for l in names[n]["leaders"]) and len(names[n]["leaders"]) == int(n[1:]) for n in ("p8", "p64", "p256"))
 sys.exit(0 if ok else 1)
 PY
 }
-wait_for "the p64 and p256 namespaces" routing_ready
-for n in 64 256; do load "fill-p$n" zankv --op fill --key-prefix "p$n:key:"; done
+wait_for "the p8, p64 and p256 namespaces" routing_ready
+for n in 8 64 256; do load "fill-p$n" zankv --op fill --key-prefix "p$n:key:"; done
 for op in set get; do
-  load "partitions/8/$op" zankv --op "$op"
-  for n in 64 256; do load "partitions/$n/$op" zankv --op "$op" --key-prefix "p$n:key:"; done
+  for n in 8 64 256; do load "partitions/$n/$op" zankv --op "$op" --key-prefix "p$n:key:"; done
 done
 load "partitions/64/set/c128" zankv --clients 128 --op set --key-prefix "p64:key:"
 for i in 1 2 3; do note "{\"label\": \"memory/storage-$i\", \"rss_mb\": $(rss_mb "$(zpid "storage-$i")")}"; done
 
-# Keys: the default namespace grown from the main runs' keys to many more.
-load "keys/$keys/get" zankv --op get
-load "fill-big" zankv --keyspace "$big_keys" --op fill --batch 200
-load "keys/$big_keys/get" zankv --keyspace "$big_keys" --op get
-load "keys/$big_keys/set" zankv --keyspace "$big_keys" --op set
 note "{\"label\": \"memory/proxy-after-load\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
 
 # The proxy holding idle client connections.

@@ -30,7 +30,7 @@ use tracing::{debug, warn};
 use zankv_commands::Protocol;
 
 use crate::metrics::ProxyMetrics;
-use crate::reply_frames::frame_len;
+use crate::reply_frames::{frame_len, FrameScanner};
 
 /// Requests queued per connection before senders wait.
 const QUEUE: usize = 4096;
@@ -275,6 +275,7 @@ async fn serve(
         }
     };
     let reader = async {
+        let mut scanner = FrameScanner::default();
         loop {
             match tokio::time::timeout(TIMEOUT_CHECK, rd.read_buf(&mut input)).await {
                 Err(_) => {
@@ -289,7 +290,7 @@ async fn serve(
                 Ok(Ok(_)) => {}
             }
             loop {
-                let len = match frame_len(&input, protocol) {
+                let len = match scanner.next(&input, protocol) {
                     Ok(Some(len)) => len,
                     Ok(None) => break,
                     Err(e) => return e,

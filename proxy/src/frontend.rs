@@ -530,7 +530,14 @@ async fn flush(
         }
     }
     if !out.is_empty() {
-        socket.write_all(out).await?;
+        // A client that stopped reading is still closed at once when CLIENT KILL names it.
+        tokio::select! {
+            biased;
+            _ = session.handle.killed() => {
+                return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "killed"));
+            }
+            written = socket.write_all(out) => written?,
+        }
         out.clear();
     }
     Ok(())

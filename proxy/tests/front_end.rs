@@ -207,6 +207,50 @@ fn clients_are_listed_and_killed() {
     assert_eq!(a.cmd(&["PING"]), "+PONG\r\n");
 }
 
+/// A client that sends requests and stops reading their replies leaves the proxy blocked
+/// writing to it; CLIENT KILL still closes it at once.
+#[test]
+fn a_client_that_stopped_reading_is_killed() {
+    let proxy = Proxy::start(&[]);
+    let mut admin = proxy.client();
+    let mut victim = proxy.client();
+    let id: u64 = victim.cmd(&["CLIENT", "ID"])[1..].trim().parse().unwrap();
+    // 64 MiB of ECHO replies, far more than the sockets' buffers hold.
+    let mut writer = victim.s.try_clone().unwrap();
+    let sender = std::thread::spawn(move || {
+        let value = vec![b'x'; 1 << 20];
+        let mut request = format!("*2\r\n$4\r\nECHO\r\n${}\r\n", value.len()).into_bytes();
+        request.extend_from_slice(&value);
+        request.extend_from_slice(b"\r\n");
+        for _ in 0..64 {
+            if writer.write_all(&request).is_err() {
+                return;
+            }
+        }
+    });
+    // Wait until the proxy is stuck writing (its send buffer and ours are full).
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        admin.cmd(&["CLIENT", "KILL", "ID", &id.to_string()]),
+        ":1\r\n"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let list = admin.cmd(&["CLIENT", "LIST"]);
+        if !list.contains(&format!("id={id} ")) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed client is still connected: {list}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(victim);
+    sender.join().unwrap();
+    assert_eq!(admin.cmd(&["PING"]), "+PONG\r\n");
+}
+
 #[test]
 fn config_and_the_slow_log() {
     let proxy = Proxy::start(&[]);
