@@ -224,6 +224,11 @@ print(json.dumps({
     "elapsed_s": $(date +%s) - $started_at,
 }))
 PY
+# The raw results stay beside the scripts, so the page can be rendered again without
+# measuring again: python3 benches/report.py benches/results/results.jsonl benches/results/meta.json
+mkdir -p benches/results
+cp "$results" benches/results/results.jsonl
+cp "$work/meta.json" benches/results/meta.json
 $py benches/report.py "$results" "$work/meta.json" > "$out.tmp"
 mv "$out.tmp" "$out"
 say "wrote $out in $(( $(date +%s) - started_at )) s"
