@@ -156,9 +156,10 @@ pub struct Refresher {
     members: Vec<SocketAddr>,
     tables: Arc<SharedTables>,
     metrics: Arc<ProxyMetrics>,
-    /// When each namespace's table was last fetched; held while fetching, so concurrent
-    /// requests wait for one fetch instead of each making their own.
-    fetched: Mutex<HashMap<String, Instant>>,
+    /// Per namespace, when its last fetch started; each namespace's lock is held while
+    /// fetching it, so concurrent requests of one namespace wait for one fetch instead of
+    /// each making their own, and namespaces do not wait for each other.
+    fetched: std::sync::Mutex<HashMap<String, Arc<Mutex<Option<Instant>>>>>,
 }
 
 impl Refresher {
@@ -172,17 +173,26 @@ impl Refresher {
             members,
             tables,
             metrics,
-            fetched: Mutex::new(HashMap::new()),
+            fetched: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
     /// Makes sure `namespace`'s table was fetched after `since` (when a request saw it
     /// fail); fetches it now unless another request already did.
     pub async fn refresh(&self, namespace: &str, since: Instant) {
-        let mut fetched = self.fetched.lock().await;
-        if fetched.get(namespace).is_some_and(|at| *at >= since) {
+        let slot = self
+            .fetched
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(namespace.to_string())
+            .or_default()
+            .clone();
+        let mut fetched = slot.lock().await;
+        // A fetch that started after the failure saw what PD knew by then.
+        if fetched.is_some_and(|at| at >= since) {
             return;
         }
+        let started = Instant::now();
         let path = format!("/query/{namespace}");
         for addr in &self.members {
             match zankv_pd_api::client::call(*addr, "GET", &path, None, None, FETCH_TIMEOUT).await {
@@ -209,6 +219,128 @@ impl Refresher {
                 Ok(_) | Err(_) => {}
             }
         }
-        fetched.insert(namespace.to_string(), Instant::now());
+        *fetched = Some(started);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    /// A PD that answers every `GET /query/{ns}` with 404 (so the proxy forgets `ns`),
+    /// reporting each request's namespace on `seen`; answers to `hold` wait for `release`.
+    async fn fake_pd(
+        hold: &'static str,
+        mut release: mpsc::Receiver<()>,
+        seen: mpsc::UnboundedSender<String>,
+    ) -> SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (held_tx, mut held_rx) = mpsc::unbounded_channel::<tokio::net::TcpStream>();
+        tokio::spawn(async move {
+            while let Some(mut held) = held_rx.recv().await {
+                let _ = release.recv().await;
+                let _ = held.write_all(NOT_FOUND).await;
+            }
+        });
+        tokio::spawn(async move {
+            loop {
+                let (mut conn, _) = listener.accept().await.unwrap();
+                let mut buf = vec![0u8; 4096];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let ns = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|p| p.strip_prefix("/query/"))
+                    .unwrap_or("")
+                    .to_string();
+                let _ = seen.send(ns.clone());
+                if ns == hold {
+                    let _ = held_tx.send(conn);
+                } else {
+                    let _ = conn.write_all(NOT_FOUND).await;
+                }
+            }
+        });
+        addr
+    }
+
+    const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: 15\r\nconnection: close\r\n\r\n{\"message\":\"x\"}";
+
+    /// The scenario, reporting what went wrong instead of panicking inside the runtime.
+    async fn one_fetch_per_namespace() -> Result<(), String> {
+        let within = |what: &'static str| move |_| format!("{what} did not happen within 10 s");
+        let ten_s = Duration::from_secs(10);
+        let (release_tx, release) = mpsc::channel(4);
+        let (seen_tx, mut seen) = mpsc::unbounded_channel();
+        let pd = fake_pd("slow", release, seen_tx).await;
+        let refresher = Arc::new(Refresher::new(
+            vec![pd],
+            Arc::new(SharedTables::new("default")),
+            Arc::new(ProxyMetrics::default()),
+        ));
+        let since = Instant::now();
+        // Ten requests of "slow" failed at once: one fetch, held by PD.
+        let waiting: Vec<_> = (0..10)
+            .map(|_| {
+                let r = refresher.clone();
+                tokio::spawn(async move { r.refresh("slow", since).await })
+            })
+            .collect();
+        let first = tokio::time::timeout(ten_s, seen.recv())
+            .await
+            .map_err(within("the first fetch"))?;
+        if first.as_deref() != Some("slow") {
+            return Err(format!("PD saw {first:?} first"));
+        }
+        // Another namespace is fetched while "slow" is still held.
+        tokio::time::timeout(ten_s, refresher.refresh("fast", since))
+            .await
+            .map_err(within("a refresh of another namespace while one is held"))?;
+        let second = tokio::time::timeout(ten_s, seen.recv())
+            .await
+            .map_err(within("a fetch of the other namespace"))?;
+        if second.as_deref() != Some("fast") {
+            return Err(format!("PD saw {second:?} second"));
+        }
+        release_tx.send(()).await.map_err(|e| e.to_string())?;
+        for w in waiting {
+            tokio::time::timeout(ten_s, w)
+                .await
+                .map_err(within("the end of the held fetch"))?
+                .map_err(|e| e.to_string())?;
+        }
+        if let Ok(extra) = seen.try_recv() {
+            return Err(format!(
+                "the ten requests made more than one fetch ({extra})"
+            ));
+        }
+        // A failure after that fetch started asks again.
+        release_tx.send(()).await.map_err(|e| e.to_string())?;
+        tokio::time::timeout(ten_s, refresher.refresh("slow", Instant::now()))
+            .await
+            .map_err(within("a second fetch"))?;
+        let third = tokio::time::timeout(ten_s, seen.recv())
+            .await
+            .map_err(within("a second fetch reaching PD"))?;
+        match third.as_deref() {
+            Some("slow") => Ok(()),
+            other => Err(format!("PD saw {other:?} instead of a second fetch")),
+        }
+    }
+
+    #[test]
+    fn one_fetch_serves_a_namespace_and_namespaces_do_not_wait_for_each_other() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let outcome = runtime.block_on(one_fetch_per_namespace());
+        // Whatever is still held (a refresh waiting on PD) is abandoned, not awaited.
+        runtime.shutdown_background();
+        outcome.unwrap();
     }
 }
