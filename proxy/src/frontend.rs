@@ -241,6 +241,27 @@ enum Pending {
     },
 }
 
+impl Pending {
+    /// `plan`, sent to its partitions' leaders, waiting for their replies.
+    async fn sent(
+        mut plan: Plan,
+        forwarder: &Forwarder,
+        argv: Vec<Bytes>,
+        command: &'static str,
+        started: Instant,
+        protocol: Protocol,
+    ) -> Pending {
+        plan.send(forwarder, protocol).await;
+        Pending::Forwarded {
+            plan,
+            argv,
+            command,
+            started,
+            protocol,
+        }
+    }
+}
+
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
 /// to finish the requests it has read.
 pub async fn serve(
@@ -350,15 +371,18 @@ async fn connection(
                         {
                             session.handle.touch(spec.name);
                             let head = info(&sections, ctx);
-                            let mut plan = info_with_keyspace(head, &tables, session.scope());
-                            plan.send(&ctx.forwarder, protocol).await;
-                            pending.push_back(Pending::Forwarded {
-                                plan,
-                                argv,
-                                command: spec.name,
-                                started,
-                                protocol,
-                            });
+                            let plan = info_with_keyspace(head, &tables, session.scope());
+                            pending.push_back(
+                                Pending::sent(
+                                    plan,
+                                    &ctx.forwarder,
+                                    argv,
+                                    spec.name,
+                                    started,
+                                    protocol,
+                                )
+                                .await,
+                            );
                         }
                         Ok((Command::Connection(c), spec)) => {
                             session.handle.touch(spec.name);
@@ -388,15 +412,18 @@ async fn connection(
                         }
                         Ok((_, spec)) => {
                             session.handle.touch(spec.name);
-                            let mut plan = plan(&argv, spec, &tables, session.scope());
-                            plan.send(&ctx.forwarder, protocol).await;
-                            pending.push_back(Pending::Forwarded {
-                                plan,
-                                argv,
-                                command: spec.name,
-                                started,
-                                protocol,
-                            });
+                            let plan = plan(&argv, spec, &tables, session.scope());
+                            pending.push_back(
+                                Pending::sent(
+                                    plan,
+                                    &ctx.forwarder,
+                                    argv,
+                                    spec.name,
+                                    started,
+                                    protocol,
+                                )
+                                .await,
+                            );
                         }
                     }
                     if pending.len() >= MAX_PIPELINE

@@ -6,7 +6,7 @@ mod support;
 use std::path::Path;
 use std::process::Command;
 
-use support::ZANKV_BIN;
+use support::workspace_bin;
 
 /// The binary that reads each file of conf/.
 fn binary_for(file: &str) -> Option<&'static str> {
@@ -19,7 +19,7 @@ fn binary_for(file: &str) -> Option<&'static str> {
 }
 
 fn check(bin: &str, config: &Path) -> (bool, String) {
-    let out = Command::new(Path::new(ZANKV_BIN).with_file_name(bin))
+    let out = Command::new(workspace_bin(bin))
         .arg("--config")
         .arg(config)
         .arg("--check-config")

@@ -13,20 +13,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::{free_ports, Client, Frame, ZANKV_BIN};
+use support::{free_ports, workspace_bin, Client, Frame};
 
 /// Ports a playground uses, from its proxy port: up to PORT+32.
 const PORT_SPAN: u16 = 33;
 const UP_DEADLINE: Duration = Duration::from_secs(120);
 
 fn zankv() -> PathBuf {
-    let bin = Path::new(ZANKV_BIN).with_file_name("zankv");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace",
-        bin.display()
-    );
-    bin
+    workspace_bin("zankv")
 }
 
 /// A running `zankv playground`, SIGKILLed when dropped (its processes then get SIGTERM).

@@ -24,6 +24,17 @@ use bytes::BytesMut;
 /// The node binary under test.
 pub const ZANKV_BIN: &str = env!("CARGO_BIN_EXE_zankv-storage");
 
+/// The workspace binary `name` (zankv-pd, zankv-proxy, zankv), built next to zankv-storage.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let bin = std::path::Path::new(ZANKV_BIN).with_file_name(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build the workspace (cargo test --workspace builds it)",
+        bin.display()
+    );
+    bin
+}
+
 /// The reference server.
 pub const REDIS_BIN: &str = "/usr/bin/redis-server";
 

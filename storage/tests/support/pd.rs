@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{file_tail, free_port, ZANKV_BIN};
+use super::{file_tail, free_port};
 
 /// A running PD.
 pub struct PdProcess {
@@ -30,13 +30,7 @@ impl Drop for PdProcess {
 }
 
 fn pd_bin() -> PathBuf {
-    let bin = Path::new(ZANKV_BIN).with_file_name("zankv-pd");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
+    super::workspace_bin("zankv-pd")
 }
 
 impl PdProcess {

@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::cluster::TestCluster;
 use super::pd::PdProcess;
-use super::{file_tail, free_port, try_http, Client, ZANKV_BIN};
+use super::{file_tail, free_port, try_http, Client};
 
 /// How long a cluster gets to elect leaders and the proxy to learn them.
 const READY: Duration = Duration::from_secs(60);
@@ -39,13 +39,7 @@ impl Drop for ProxyProcess {
 }
 
 fn proxy_bin() -> PathBuf {
-    let bin = Path::new(ZANKV_BIN).with_file_name("zankv-proxy");
-    assert!(
-        bin.exists(),
-        "{} is missing: build the workspace (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
+    super::workspace_bin("zankv-proxy")
 }
 
 impl ProxyProcess {
