@@ -58,6 +58,9 @@ pub struct ProxyConfig {
     pub slowlog_log_slower_than: i64,
     /// Most slow log entries kept (Redis's `slowlog-max-len`); CONFIG SET changes it.
     pub slowlog_max_len: usize,
+    /// Threads of the async runtime (0 = one per CPU). Where the proxy shares a machine's
+    /// cores with storage nodes, 1 spends less CPU on waking threads.
+    pub io_threads: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     pub log_level: String,
 }
@@ -92,6 +95,7 @@ impl Default for ProxyConfig {
             retry_backoff_ms: 25,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            io_threads: 0,
             log_level: "info".into(),
         }
     }

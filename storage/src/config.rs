@@ -45,6 +45,10 @@ pub struct StorageConfig {
     /// Threads that apply committed entries and serve reads, shared by all partitions
     /// (0 = as many as CPUs, at most 4).
     pub apply_threads: usize,
+    /// Threads of the async runtime that serves RESP clients, the HTTP endpoint and the
+    /// raft transport (0 = one per CPU). Where several nodes share a machine's cores, 1
+    /// wastes less on waking threads.
+    pub io_threads: usize,
     /// Namespaces of a static cluster. When empty (and no PD is configured), one
     /// namespace named after `default_namespace` with one partition replicated on this
     /// node alone.
@@ -182,6 +186,7 @@ impl Default for StorageConfig {
             nodes: Vec::new(),
             admin_token: None,
             apply_threads: 0,
+            io_threads: 0,
             namespaces: Vec::new(),
             pd_addrs: Vec::new(),
             broadcast_address: None,

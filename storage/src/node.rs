@@ -244,7 +244,11 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     ));
     snapshot_dirs.clean_at_start(&|g| applied_at_start.get(&g).copied());
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if config.io_threads > 0 {
+        runtime.worker_threads(config.io_threads);
+    }
+    let runtime = runtime
         .enable_all()
         .thread_name("zankv-io")
         .build()

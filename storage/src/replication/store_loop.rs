@@ -4,7 +4,8 @@
 //! Each iteration: wait for input (raft messages from the transport, client batches and
 //! background changes from the RESP server and the partition workers, or the next tick),
 //! drain what is queued, step/tick/propose, register the iteration's reads with ReadIndex
-//! (one request per group for all its waiting read batches), then `process_ready`: one
+//! (one request per group for all its waiting read batches, and at most one out per group:
+//! reads arriving meanwhile wait for the next), then `process_ready`: one
 //! write batch and **one** fsync for the raft output of every group, messages handed to the
 //! transport, committed entries and confirmed reads handed to the partition workers.
 //!
@@ -403,6 +404,54 @@ struct PendingAdmin {
 struct PendingRead {
     group: GroupId,
     deadline: u64,
+    /// The group's term when the request was registered: raft forgets a leader's pending
+    /// requests when its term changes, so one from an earlier term will not be confirmed.
+    term: u64,
+}
+
+/// The ReadIndex requests registered with raft and not confirmed yet: at most one per
+/// group. Reads that reach a group while its request is out wait for the next one, so one
+/// quorum round serves every read that arrived during the previous round (under load a
+/// round costs the same for one read as for many).
+#[derive(Default)]
+struct ReadsInFlight {
+    by_ctx: HashMap<u64, PendingRead>,
+    by_group: HashMap<GroupId, u64>,
+}
+
+impl ReadsInFlight {
+    fn insert(&mut self, ctx: u64, read: PendingRead) {
+        self.by_group.insert(read.group, ctx);
+        self.by_ctx.insert(ctx, read);
+    }
+
+    fn remove(&mut self, ctx: u64) -> Option<PendingRead> {
+        let read = self.by_ctx.remove(&ctx)?;
+        if self.by_group.get(&read.group) == Some(&ctx) {
+            self.by_group.remove(&read.group);
+        }
+        Some(read)
+    }
+
+    /// The request `group` has out, with its term.
+    fn of_group(&self, group: GroupId) -> Option<(u64, u64)> {
+        let ctx = *self.by_group.get(&group)?;
+        Some((ctx, self.by_ctx.get(&ctx)?.term))
+    }
+
+    /// Requests whose deadline is at or before `now`.
+    fn late(&self, now: u64) -> Vec<u64> {
+        self.by_ctx
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(ctx, _)| *ctx)
+            .collect()
+    }
+
+    fn clear(&mut self) {
+        self.by_ctx.clear();
+        self.by_group.clear();
+    }
 }
 
 /// A read that could not be confirmed by a quorum in time.
@@ -418,7 +467,7 @@ struct Outbox<'a> {
     transport: &'a Transport,
     stats: &'a NodeStats,
     groups: &'a HashMap<GroupId, HostedGroup>,
-    pending_reads: &'a mut HashMap<u64, PendingRead>,
+    pending_reads: &'a mut ReadsInFlight,
 }
 
 impl Outbox<'_> {
@@ -444,7 +493,7 @@ impl Outbox<'_> {
                 // The index is not needed: a read batch runs after the last entry the
                 // leader had when it arrived, which is at or past everything committed
                 // then; the confirmation proves the leadership.
-                if let Some(p) = self.pending_reads.remove(&ctx) {
+                if let Some(p) = self.pending_reads.remove(ctx) {
                     if let Some(g) = self.groups.get(&p.group) {
                         g.worker.send(WorkerMsg::ReadConfirmed { ctx });
                     }
@@ -465,7 +514,7 @@ struct Runner {
     /// Read batches not yet registered with ReadIndex, per group: those of this iteration,
     /// and those held because the group's new leader has not committed in its term yet.
     new_reads: HashMap<GroupId, HeldReads>,
-    pending_reads: HashMap<u64, PendingRead>,
+    pending_reads: ReadsInFlight,
     checkpoints: HashMap<GroupId, Checkpoint>,
     /// Groups not to be asked for a compaction sync before the given tick: one was asked
     /// (and may still answer), or one just compacted (so a log that cannot shrink further
@@ -499,7 +548,7 @@ pub fn spawn(
                 ticks: 0,
                 next_read: 1,
                 new_reads: HashMap::new(),
-                pending_reads: HashMap::new(),
+                pending_reads: ReadsInFlight::default(),
                 checkpoints: HashMap::new(),
                 compacting: HashMap::new(),
                 handle,
@@ -548,6 +597,12 @@ impl Runner {
             }
             self.register_reads();
             self.process_ready();
+            if self.reads_to_register() {
+                // A round confirmed in this cycle while later reads waited for it: their
+                // round starts now, not at the next input.
+                self.register_reads();
+                self.process_ready();
+            }
         }
         // Whoever still waits for a read is told the node is stopping (dropping the reply
         // senders does that).
@@ -559,14 +614,8 @@ impl Runner {
         self.ticks += 1;
         self.l.store.tick();
         let now = self.ticks;
-        let late: Vec<u64> = self
-            .pending_reads
-            .iter()
-            .filter(|(_, p)| p.deadline <= now)
-            .map(|(ctx, _)| *ctx)
-            .collect();
-        for ctx in late {
-            if let Some(p) = self.pending_reads.remove(&ctx) {
+        for ctx in self.pending_reads.late(now) {
+            if let Some(p) = self.pending_reads.remove(ctx) {
                 self.read_failed(p.group, ctx, unconfirmed_read_error());
             }
         }
@@ -1093,6 +1142,17 @@ impl Runner {
             return;
         }
         for (group, held) in std::mem::take(&mut self.new_reads) {
+            let term = self.l.store.peer(group).map_or(0, |p| p.term());
+            if let Some((ctx, registered_in)) = self.pending_reads.of_group(group) {
+                if registered_in == term {
+                    // Served by the round after the one out now.
+                    self.new_reads.insert(group, held);
+                    continue;
+                }
+                // Raft dropped it with the term it belonged to.
+                self.pending_reads.remove(ctx);
+                self.read_failed(group, ctx, unconfirmed_read_error());
+            }
             match self.l.store.read_index(group, held.ctx) {
                 Ok(()) => {
                     self.l.stats.raft_read_index();
@@ -1101,6 +1161,7 @@ impl Runner {
                         PendingRead {
                             group,
                             deadline: held.deadline.max(self.ticks + 1),
+                            term,
                         },
                     );
                 }
@@ -1116,6 +1177,13 @@ impl Runner {
                 }
             }
         }
+    }
+
+    /// Whether a group holds reads and has no ReadIndex request out.
+    fn reads_to_register(&self) -> bool {
+        self.new_reads
+            .keys()
+            .any(|g| self.pending_reads.of_group(*g).is_none())
     }
 
     /// Tells `group`'s worker that ReadIndex request `ctx` failed.
@@ -1228,5 +1296,51 @@ impl Runner {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(group: GroupId, deadline: u64, term: u64) -> PendingRead {
+        PendingRead {
+            group,
+            deadline,
+            term,
+        }
+    }
+
+    #[test]
+    fn reads_in_flight_track_one_request_per_group() {
+        let mut reads = ReadsInFlight::default();
+        reads.insert(7, read(1, 30, 4));
+        reads.insert(8, read(2, 20, 5));
+        assert_eq!(reads.of_group(1), Some((7, 4)));
+        assert_eq!(reads.of_group(2), Some((8, 5)));
+        assert_eq!(reads.of_group(3), None);
+        let mut late = reads.late(25);
+        late.sort();
+        assert_eq!(late, vec![8]);
+        assert_eq!(reads.late(19), Vec::<u64>::new());
+        // Confirming group 1's request frees the group for its next round.
+        assert_eq!(reads.remove(7).map(|r| r.group), Some(1));
+        assert_eq!(reads.of_group(1), None);
+        assert!(reads.remove(7).is_none());
+        assert_eq!(reads.of_group(2), Some((8, 5)));
+        reads.clear();
+        assert_eq!(reads.of_group(2), None);
+        assert!(reads.late(u64::MAX).is_empty());
+    }
+
+    #[test]
+    fn removing_an_older_request_keeps_the_groups_newer_one() {
+        let mut reads = ReadsInFlight::default();
+        reads.insert(7, read(1, 30, 4));
+        // A newer term's request replaced it (the older one was dropped by raft).
+        reads.insert(9, read(1, 40, 5));
+        assert_eq!(reads.of_group(1), Some((9, 5)));
+        assert!(reads.remove(7).is_some());
+        assert_eq!(reads.of_group(1), Some((9, 5)));
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{Message, MessageType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, warn};
@@ -45,6 +45,8 @@ const MAX_FRAME: usize = 520 << 20;
 const FRAME_TARGET: usize = 4 << 20;
 /// Most messages written in one frame.
 const MAX_BATCH: usize = 4096;
+/// Bytes a message connection reads at a time.
+const RECEIVE_BUFFER: usize = 64 << 10;
 /// Reconnection backoff bounds.
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -384,12 +386,15 @@ async fn accept(
 }
 
 async fn receive(
-    mut stream: TcpStream,
+    stream: TcpStream,
     peer: SocketAddr,
     inbound: mpsc::Sender<GroupMessage>,
     stats: Arc<TransportStats>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // Buffered: a frame's length and body (often the whole of what one read returns, and
+    // sometimes several frames) come in one system call, not two or three.
+    let mut stream = BufReader::with_capacity(RECEIVE_BUFFER, stream);
     let mut body = Vec::new();
     loop {
         let mut len = [0u8; 4];
