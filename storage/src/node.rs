@@ -258,6 +258,9 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     let (raft_in_tx, raft_in) = mpsc::channel(RAFT_INBOUND_QUEUE);
 
     let nodes = known_nodes(&config, &store)?;
+    let loop_runtime = store_loop::loop_runtime()
+        .map_err(|e| format!("cannot start the store loop's runtime: {e}"))?;
+    let messages = loop_runtime.handle().clone();
     let transport = {
         let _entered = runtime.enter();
         let mut t = Transport::new(
@@ -266,6 +269,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             transport_stats.clone(),
             snapshot_stats.clone(),
             stop_store.clone(),
+            messages.clone(),
         );
         for (id, (raft_addr, _)) in &nodes {
             if *id != config.node_id {
@@ -281,6 +285,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         .entry(config.node_id)
         .or_insert(config.redis_addr);
     let store_thread = store_loop::spawn(
+        loop_runtime,
         StoreLoop {
             store,
             transport,
@@ -324,6 +329,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 stats: snapshot_stats.clone(),
             },
             stop_store.clone(),
+            messages,
         ));
         let http_ctx = Arc::new(HttpContext {
             node_id: config.node_id,

@@ -15,12 +15,13 @@
 //! - a message for a group this node does not host is dropped (and counted), never an error.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use raft::eraftpb::{Entry, Message, Snapshot};
 
 use super::log_store::{GroupId, GroupLog};
 use super::peer::{Peer, ProposeError, RaftTiming};
-use crate::engine::{Engine, EngineError, WriteBatch};
+use crate::engine::{Engine, EngineError, WriteBatch, WriteOp};
 
 /// A raft message addressed to one group.
 #[derive(Debug, Clone)]
@@ -47,6 +48,51 @@ pub struct StoreOutput {
     pub conf_changed: Vec<GroupId>,
     /// How many groups had log changes persisted by this iteration's single sync.
     pub groups_persisted: usize,
+}
+
+/// A ready cycle between [`RaftStore::begin_ready`] and [`RaftStore::finish_ready`]: the
+/// log changes to persist and the groups to advance. [`ReadyCycle::persist`] needs only the
+/// log engine, so it may run on another thread while the store waits.
+#[derive(Default)]
+pub struct ReadyCycle {
+    batch: WriteBatch,
+    must_sync: bool,
+    persisted: bool,
+    synced: bool,
+    readied: Vec<GroupId>,
+    late: StoreOutput,
+}
+
+impl ReadyCycle {
+    /// Whether persisting includes an fsync.
+    pub fn must_sync(&self) -> bool {
+        self.must_sync && !self.batch.ops.is_empty()
+    }
+
+    /// Bytes of log changes to write.
+    pub fn bytes(&self) -> usize {
+        self.batch
+            .ops
+            .iter()
+            .map(|op| match op {
+                WriteOp::Put(k, v) | WriteOp::DeleteRange(k, v) => k.len() + v.len(),
+                WriteOp::Delete(k) => k.len(),
+            })
+            .sum()
+    }
+
+    /// Writes the cycle's log changes with one write and, when needed, one sync.
+    pub fn persist(&mut self, log_engine: &dyn Engine) -> Result<(), EngineError> {
+        if !self.batch.ops.is_empty() {
+            log_engine.write(std::mem::take(&mut self.batch), false)?;
+            if self.must_sync {
+                log_engine.sync()?;
+                self.synced = true;
+            }
+        }
+        self.persisted = true;
+        Ok(())
+    }
 }
 
 /// How a replica with no log yet starts.
@@ -76,7 +122,7 @@ pub struct StoreStats {
 
 /// All raft peers of one node, over one shared raft-log engine.
 pub struct RaftStore {
-    log_engine: Box<dyn Engine>,
+    log_engine: Arc<dyn Engine>,
     peers: BTreeMap<GroupId, Peer>,
     timing: RaftTiming,
     logger: slog::Logger,
@@ -86,6 +132,7 @@ pub struct RaftStore {
 impl RaftStore {
     /// A store with no groups yet, persisting raft logs to `log_engine`.
     pub fn new(log_engine: Box<dyn Engine>, timing: RaftTiming, logger: slog::Logger) -> Self {
+        let log_engine: Arc<dyn Engine> = Arc::from(log_engine);
         RaftStore {
             log_engine,
             peers: BTreeMap::new(),
@@ -304,20 +351,37 @@ impl RaftStore {
     /// (their fsyncs then run while ours does), entries already committed (raft-rs only
     /// hands out entries this node has persisted) and confirmed reads. The rest (messages
     /// that must wait for persistence, entries committed by it, snapshots to install) is
-    /// returned.
+    /// returned. [`RaftStore::begin_ready`] and [`RaftStore::finish_ready`] are its two
+    /// halves, for a caller that wants to do something between them.
     pub fn process_ready(
         &mut self,
         before_sync: &mut dyn FnMut(StoreOutput),
     ) -> Result<StoreOutput, EngineError> {
+        match self.begin_ready()? {
+            None => Ok(StoreOutput::default()),
+            Some((early, mut cycle)) => {
+                before_sync(early);
+                cycle.persist(self.log_engine.as_ref())?;
+                self.finish_ready(cycle)
+            }
+        }
+    }
+
+    /// The engine of the raft log, for [`ReadyCycle::persist`].
+    pub fn log_engine(&self) -> Arc<dyn Engine> {
+        self.log_engine.clone()
+    }
+
+    /// The first half of [`RaftStore::process_ready`]: takes every peer's ready and returns
+    /// what may leave before the sync, with the cycle to finish (`None`: no peer had a
+    /// ready). Nothing else may touch the store until [`RaftStore::finish_ready`] ran.
+    pub fn begin_ready(&mut self) -> Result<Option<(StoreOutput, ReadyCycle)>, EngineError> {
         let mut early = StoreOutput::default();
-        let mut late = StoreOutput::default();
-        let mut batch = WriteBatch::default();
+        let mut cycle = ReadyCycle::default();
         let mut conf_batch = WriteBatch::default();
-        let mut readied = Vec::new();
-        let mut must_sync = false;
         for (&group, peer) in &mut self.peers {
-            if let Some(ready) = peer.take_ready(&mut batch) {
-                must_sync |= ready.must_sync;
+            if let Some(ready) = peer.take_ready(&mut cycle.batch) {
+                cycle.must_sync |= ready.must_sync;
                 early.messages.extend(
                     ready
                         .messages
@@ -325,7 +389,7 @@ impl RaftStore {
                         .map(|msg| GroupMessage { group, msg }),
                 );
                 if let Some(snap) = ready.snapshot {
-                    late.snapshots.push((group, snap));
+                    cycle.late.snapshots.push((group, snap));
                 }
                 if !ready.reads.is_empty() {
                     early.reads.push((group, ready.reads));
@@ -338,25 +402,38 @@ impl RaftStore {
                     &mut conf_batch,
                     &mut early,
                 );
-                readied.push(group);
+                cycle.readied.push(group);
             }
         }
-        if readied.is_empty() {
-            return Ok(late);
+        if cycle.readied.is_empty() {
+            return Ok(None);
         }
         if !conf_batch.ops.is_empty() {
             // A configuration must be durable before its entry can count as applied.
-            self.log_engine
-                .write(std::mem::take(&mut conf_batch), true)?;
+            self.log_engine.write(conf_batch, true)?;
         }
-        before_sync(early);
-        if !batch.ops.is_empty() {
-            self.log_engine.write(batch, false)?;
-            if must_sync {
-                self.log_engine.sync()?;
-                self.stats.syncs += 1;
-            }
+        Ok(Some((early, cycle)))
+    }
+
+    /// The second half of [`RaftStore::process_ready`], once [`ReadyCycle::persist`] ran:
+    /// advances the peers and returns what had to wait for persistence.
+    ///
+    /// # Panics
+    /// If the cycle was not persisted (acknowledging unpersisted entries could lose
+    /// acknowledged writes).
+    pub fn finish_ready(&mut self, cycle: ReadyCycle) -> Result<StoreOutput, EngineError> {
+        let ReadyCycle {
+            persisted,
+            synced,
+            readied,
+            mut late,
+            ..
+        } = cycle;
+        assert!(persisted, "a ready cycle advanced before it was persisted");
+        if synced {
+            self.stats.syncs += 1;
         }
+        let mut conf_batch = WriteBatch::default();
         for group in readied {
             let peer = self.peers.get_mut(&group).expect("readied peer is hosted");
             let after = peer.advance();
@@ -413,5 +490,92 @@ impl RaftStore {
             out.conf_changed.push(group);
         }
         out.committed.push((group, committed));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::memory::MemoryEngine;
+
+    fn single_replica_store(disk: &Arc<MemoryEngine>) -> RaftStore {
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut store = RaftStore::new(Box::new(disk.clone()), RaftTiming::default(), logger);
+        store
+            .host(
+                1,
+                1,
+                Start::Bootstrap(&[1]),
+                super::super::log_store::INIT_INDEX,
+            )
+            .unwrap();
+        store
+    }
+
+    /// Runs cycles whose persistence happens on another thread, as the store loop runs a
+    /// large sync; returns the committed entries' data.
+    fn cycles_persisted_elsewhere(store: &mut RaftStore, n: usize) -> Vec<Vec<u8>> {
+        let mut committed = Vec::new();
+        for _ in 0..n {
+            store.tick();
+            let Some((early, mut cycle)) = store.begin_ready().unwrap() else {
+                continue;
+            };
+            let engine = store.log_engine();
+            cycle = std::thread::spawn(move || {
+                cycle.persist(engine.as_ref()).unwrap();
+                cycle
+            })
+            .join()
+            .unwrap();
+            let late = store.finish_ready(cycle).unwrap();
+            for (_, entries) in early.committed.into_iter().chain(late.committed) {
+                committed.extend(entries.into_iter().map(|e| e.data.to_vec()));
+            }
+        }
+        committed
+    }
+
+    #[test]
+    fn a_cycle_persisted_on_another_thread_commits_and_survives_a_crash() {
+        let disk = Arc::new(MemoryEngine::new());
+        let mut store = single_replica_store(&disk);
+        // Elect the single replica, then let it commit its empty entry.
+        cycles_persisted_elsewhere(&mut store, 50);
+        assert!(store.peer(1).unwrap().is_leader());
+        store.propose(1, b"one".to_vec()).unwrap();
+        let committed = cycles_persisted_elsewhere(&mut store, 3);
+        assert!(committed.contains(&b"one".to_vec()), "{committed:?}");
+        assert!(store.stats().syncs > 0);
+        // What was synced survives power loss: a new store reads the entry back.
+        drop(store);
+        disk.lose_unsynced();
+        let store = single_replica_store(&disk);
+        let peer = store.peer(1).unwrap();
+        let entries = raft::Storage::entries(
+            peer.log(),
+            raft::Storage::first_index(peer.log()).unwrap(),
+            peer.last_index() + 1,
+            None,
+            raft::GetEntriesContext::empty(false),
+        )
+        .unwrap();
+        assert!(
+            entries.iter().any(|e| e.data.as_ref() == b"one"),
+            "the acknowledged entry was lost"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "advanced before it was persisted")]
+    fn a_cycle_cannot_advance_before_it_is_persisted() {
+        let disk = Arc::new(MemoryEngine::new());
+        let mut store = single_replica_store(&disk);
+        for _ in 0..50 {
+            store.tick();
+            if let Some((_, cycle)) = store.begin_ready().unwrap() {
+                store.finish_ready(cycle).unwrap();
+            }
+        }
     }
 }

@@ -49,6 +49,10 @@ use crate::worker::{
     BatchItem, Plan, ReadBatch, Slot, ToStore, WorkerEvent, WorkerHandle, WorkerMsg,
 };
 
+/// Log writes of at least this many bytes are written and synced on a blocking thread, so
+/// the transport (which runs on the loop's thread) goes on moving messages meanwhile; below
+/// it, handing the sync over costs more than it saves.
+const SYNC_ASIDE_BYTES: usize = 1 << 20;
 /// Most inputs taken from each queue per iteration, so one source cannot starve the rest.
 const DRAIN: usize = 4096;
 
@@ -525,10 +529,23 @@ struct Runner {
     pending_admin: Vec<PendingAdmin>,
 }
 
-/// Starts the loop on its own thread; `handle` is a handle to its own request queue (for
-/// reports of snapshot transfers). It stops when `stop` turns true; the partition workers
-/// stop once it has (their queues close).
+/// The runtime the store loop runs in: one thread, which also runs the raft transport's
+/// message connections ([`Transport::new`]'s `messages`), so messages pass between them
+/// without waking another thread.
+pub fn loop_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        // Its blocking threads run the raft log's syncs.
+        .thread_name("raft-log-sync")
+        .build()
+}
+
+/// Starts the loop on its own thread, in `runtime` (from [`loop_runtime`]); `handle` is a
+/// handle to its own request queue (for reports of snapshot transfers). It stops when
+/// `stop` turns true; the partition workers stop once it has (their queues close), and the
+/// tasks left in `runtime` are dropped with it.
 pub fn spawn(
+    runtime: tokio::runtime::Runtime,
     l: StoreLoop,
     raft_in: mpsc::Receiver<GroupMessage>,
     requests: mpsc::Receiver<StoreRequest>,
@@ -538,10 +555,6 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("store-loop".into())
         .spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("a current-thread runtime starts");
             let runner = Runner {
                 l,
                 clock: Clock::default(),
@@ -596,12 +609,12 @@ impl Runner {
                 }
             }
             self.register_reads();
-            self.process_ready();
+            self.process_ready().await;
             if self.reads_to_register() {
                 // A round confirmed in this cycle while later reads waited for it: their
                 // round starts now, not at the next input.
                 self.register_reads();
-                self.process_ready();
+                self.process_ready().await;
             }
         }
         // Whoever still waits for a read is told the node is stopping (dropping the reply
@@ -1193,35 +1206,69 @@ impl Runner {
         }
     }
 
-    fn process_ready(&mut self) {
-        let started = Instant::now();
-        let before = self.l.store.stats().syncs;
-        let mut deferred = Vec::new();
-        let mut changed = Vec::new();
-        let late = {
-            let mut outbox = Outbox {
-                transport: &self.l.transport,
-                stats: &self.l.stats,
-                groups: &self.l.groups,
-                pending_reads: &mut self.pending_reads,
-            };
-            // Sent while the sync runs: leaders' appends, already committed entries,
-            // confirmed reads.
-            self.l.store.process_ready(&mut |early| {
-                changed.extend(early.conf_changed.iter().copied());
-                deferred = outbox.dispatch(early);
+    async fn process_ready(&mut self) {
+        let fatal = |e: crate::engine::EngineError| -> ! {
+            // Continuing could acknowledge writes that are not durable.
+            error!(error = %e, "writing the raft log failed; stopping the node to protect acknowledged writes");
+            std::process::exit(70);
+        };
+        let (early, mut cycle) = match self.l.store.begin_ready() {
+            Ok(Some(begun)) => begun,
+            Ok(None) => return,
+            Err(e) => fatal(e),
+        };
+        let mut changed: Vec<GroupId> = early.conf_changed.clone();
+        let mut unsent = !early.messages.is_empty();
+        // Sent while the sync runs: leaders' appends, already committed entries,
+        // confirmed reads.
+        let mut deferred = Outbox {
+            transport: &self.l.transport,
+            stats: &self.l.stats,
+            groups: &self.l.groups,
+            pending_reads: &mut self.pending_reads,
+        }
+        .dispatch(early);
+        let mut sync_took = None;
+        if cycle.must_sync() && cycle.bytes() >= SYNC_ASIDE_BYTES {
+            // A large write and sync run on a blocking thread while this one goes on running
+            // the transport's tasks: large messages keep leaving (and arriving) while it
+            // lasts, and the heartbeats queued behind them with them. Nothing else touches
+            // the store meanwhile.
+            let started = Instant::now();
+            let log_engine = self.l.store.log_engine();
+            let persisted = tokio::task::spawn_blocking(move || {
+                cycle.persist(log_engine.as_ref()).map(|()| cycle)
             })
-        };
-        let late = match late {
-            Ok(out) => out,
-            Err(e) => {
-                // Continuing could acknowledge writes that are not durable.
-                error!(error = %e, "writing the raft log failed; stopping the node to protect acknowledged writes");
-                std::process::exit(70);
+            .await;
+            cycle = match persisted {
+                Ok(Ok(cycle)) => cycle,
+                Ok(Err(e)) => fatal(e),
+                Err(e) => std::panic::resume_unwind(e.into_panic()),
+            };
+            sync_took = Some(started.elapsed());
+            unsent = false;
+        } else {
+            let syncs = cycle.must_sync();
+            if syncs && unsent {
+                // The transport's tasks run on this thread: let them write the messages out
+                // before the sync, so the followers' fsyncs overlap this one.
+                tokio::task::yield_now().await;
+                unsent = false;
             }
+            let started = Instant::now();
+            if let Err(e) = cycle.persist(self.l.store.log_engine().as_ref()) {
+                fatal(e);
+            }
+            if syncs {
+                sync_took = Some(started.elapsed());
+            }
+        }
+        let late = match self.l.store.finish_ready(cycle) {
+            Ok(out) => out,
+            Err(e) => fatal(e),
         };
-        if self.l.store.stats().syncs > before {
-            self.l.stats.observe_sync(started.elapsed());
+        if let Some(took) = sync_took {
+            self.l.stats.observe_sync(took);
             self.l.stats.observe_groups_per_sync(late.groups_persisted);
         }
         changed.extend(late.conf_changed.iter().copied());
@@ -1236,6 +1283,7 @@ impl Runner {
                 });
             }
         }
+        unsent |= !late.messages.is_empty();
         let mut outbox = Outbox {
             transport: &self.l.transport,
             stats: &self.l.stats,
@@ -1245,6 +1293,12 @@ impl Runner {
         deferred.extend(outbox.dispatch(late));
         for m in deferred {
             self.send_snapshot(m);
+        }
+        if unsent {
+            // The transport's tasks run on this thread: what was just handed to them leaves
+            // now, not after the next iteration (whose inputs may be ready at once, without
+            // a yield).
+            tokio::task::yield_now().await;
         }
         for group in changed {
             if let Some(p) = self.l.store.peer(group) {

@@ -140,20 +140,25 @@ pub struct Transport {
     stats: Arc<TransportStats>,
     snapshot_stats: Arc<SnapshotStats>,
     limiter: Arc<RateLimiter>,
+    /// Where snapshot transfers run.
     runtime: tokio::runtime::Handle,
+    /// Where the message connections' tasks run: the store loop's own runtime, so handing
+    /// them a message wakes no other thread.
+    messages: tokio::runtime::Handle,
     shutdown: watch::Receiver<bool>,
 }
 
 impl Transport {
     /// A transport whose per-peer queues hold `queue` messages and whose snapshot
-    /// transfers together send at most `snapshot_bytes_per_sec` (0 = unlimited). Must be
-    /// created inside the tokio runtime its tasks run on.
+    /// transfers together send at most `snapshot_bytes_per_sec` (0 = unlimited). Snapshot
+    /// transfers run on the runtime it is created in, message connections on `messages`.
     pub fn new(
         queue: usize,
         snapshot_bytes_per_sec: u64,
         stats: Arc<TransportStats>,
         snapshot_stats: Arc<SnapshotStats>,
         shutdown: watch::Receiver<bool>,
+        messages: tokio::runtime::Handle,
     ) -> Self {
         Transport {
             queue,
@@ -162,6 +167,7 @@ impl Transport {
             snapshot_stats,
             limiter: Arc::new(RateLimiter::new(snapshot_bytes_per_sec)),
             runtime: tokio::runtime::Handle::current(),
+            messages,
             shutdown,
         }
     }
@@ -169,7 +175,7 @@ impl Transport {
     /// Declares (or moves) peer node `node` at `addr`.
     pub fn add_peer(&mut self, node: u64, addr: SocketAddr) {
         let (tx, rx) = mpsc::channel(self.queue);
-        self.runtime
+        self.messages
             .spawn(sender(addr, rx, self.stats.clone(), self.shutdown.clone()));
         self.peers.insert(node, (addr, tx));
     }
@@ -320,13 +326,15 @@ pub struct SnapshotInbox {
 }
 
 /// Accepts raft connections from peer nodes and forwards their messages (and received
-/// snapshots) to `inbound`.
+/// snapshots) to `inbound`. Message connections are read on `messages` (the store loop's
+/// runtime), snapshots where this runs.
 pub async fn serve(
     listener: TcpListener,
     inbound: mpsc::Sender<GroupMessage>,
     stats: Arc<TransportStats>,
     inbox: SnapshotInbox,
     mut shutdown: watch::Receiver<bool>,
+    messages: tokio::runtime::Handle,
 ) {
     loop {
         let accepted = tokio::select! {
@@ -342,6 +350,7 @@ pub async fn serve(
                     stats.clone(),
                     inbox.clone(),
                     shutdown.clone(),
+                    messages.clone(),
                 ));
             }
             Err(e) => {
@@ -360,6 +369,7 @@ async fn accept(
     stats: Arc<TransportStats>,
     inbox: SnapshotInbox,
     mut shutdown: watch::Receiver<bool>,
+    messages: tokio::runtime::Handle,
 ) {
     let mut kind = [0u8; 1];
     let read = tokio::select! {
@@ -370,7 +380,23 @@ async fn accept(
         return;
     }
     match kind[0] {
-        RAFT_STREAM => receive(stream, peer, inbound, stats, shutdown).await,
+        RAFT_STREAM => {
+            // Moved to the store loop's runtime: a frame read there reaches the loop
+            // without waking another thread.
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    warn!(%peer, error = %e, "cannot hand a raft connection over; closing");
+                    return;
+                }
+            };
+            messages.spawn(async move {
+                match TcpStream::from_std(stream) {
+                    Ok(stream) => receive(stream, peer, inbound, stats, shutdown).await,
+                    Err(e) => warn!(%peer, error = %e, "cannot register a raft connection"),
+                }
+            });
+        }
         SNAPSHOT_STREAM => {
             let received = tokio::select! {
                 _ = shutdown.changed() => return,
@@ -487,7 +513,14 @@ mod tests {
         stop: watch::Receiver<bool>,
     ) -> Transport {
         let snapshot_stats = Arc::new(SnapshotStats::default());
-        Transport::new(queue, 0, stats.clone(), snapshot_stats, stop)
+        Transport::new(
+            queue,
+            0,
+            stats.clone(),
+            snapshot_stats,
+            stop,
+            tokio::runtime::Handle::current(),
+        )
     }
 
     #[test]
@@ -526,6 +559,7 @@ mod tests {
             stats.clone(),
             receiving.clone(),
             stop.clone(),
+            tokio::runtime::Handle::current(),
         ));
         let mut transport = transport(100, &stats, stop);
         transport.add_peer(2, addr);
@@ -592,6 +626,7 @@ mod tests {
             stats.clone(),
             inbox(tmp.path()),
             recv_stop,
+            tokio::runtime::Handle::current(),
         ));
         let mut transport = transport(10_000, &stats, stop.clone());
         transport.add_peer(2, addr);
@@ -619,6 +654,7 @@ mod tests {
             stats.clone(),
             inbox(tmp.path()),
             again,
+            tokio::runtime::Handle::current(),
         ));
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         let mut i = 1000;
