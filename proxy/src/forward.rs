@@ -241,7 +241,7 @@ fn partitions_in(tables: &RoutingTables, scope: Option<&str>) -> Vec<KeyTarget> 
 pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&str>) -> Plan {
     let all = partitions_in(tables, scope);
     if all.is_empty() {
-        return Plan::Reply(Reply::Verbatim(Bytes::from(keyspace_info(head, 0, 0))));
+        return Plan::Reply(Reply::Verbatim(Bytes::from(keyspace_info(head, 0, 0, 0))));
     }
     let argv = [Bytes::from_static(b"INFO"), Bytes::from_static(b"KEYSPACE")];
     Plan::Forward {
@@ -255,8 +255,9 @@ pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&s
 }
 
 /// INFO's text: `head` and the keyspace section with these totals (no `db0` line when
-/// there is no key, as in Redis).
-fn keyspace_info(mut head: String, keys: i64, expires: i64) -> String {
+/// there is no key, as in Redis), and, when some partitions did not answer (no leader
+/// after the retries), how many: the totals are then those of the others.
+fn keyspace_info(mut head: String, keys: i64, expires: i64, unanswered: usize) -> String {
     if !head.is_empty() {
         head.push_str("\r\n");
     }
@@ -264,7 +265,36 @@ fn keyspace_info(mut head: String, keys: i64, expires: i64) -> String {
     if keys > 0 {
         head.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
     }
+    if unanswered > 0 {
+        head.push_str(&format!("zankv_partitions_unanswered:{unanswered}\r\n"));
+    }
     head
+}
+
+/// INFO's answer from the partitions' `[keys, expires]` replies. INFO always answers (a
+/// monitoring tool keeps its other sections while a partition elects a leader): a part that
+/// answered an error is counted as unanswered, not summed.
+fn merge_keyspace(head: String, replies: &[Bytes], protocol: Protocol) -> Bytes {
+    let (mut keys, mut expires, mut unanswered) = (0, 0, 0);
+    for r in replies {
+        if error_text(r).is_some() {
+            unanswered += 1;
+            continue;
+        }
+        let counts = array_items(r, protocol)
+            .and_then(|items| Some((integer(items.first()?)?, integer(items.get(1)?)?)));
+        match counts {
+            Some((k, e)) => {
+                keys += k;
+                expires += e;
+            }
+            None => return unexpected(protocol),
+        }
+    }
+    encode(
+        &Reply::Verbatim(Bytes::from(keyspace_info(head, keys, expires, unanswered))),
+        protocol,
+    )
 }
 
 /// `argv` wrapped to run on `target`'s partition (`ZANKV.ON <namespace>-<partition> ...`).
@@ -554,6 +584,9 @@ impl Plan {
         let Some(merge) = merge else {
             return replies.pop().expect("one part");
         };
+        if let Merge::Keyspace { head } = merge {
+            return merge_keyspace(head, &replies, protocol);
+        }
         // The first error of any part is the answer.
         if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {
             return e.clone();
@@ -570,25 +603,7 @@ impl Plan {
                 }
                 encode(&Reply::Integer(total), protocol)
             }
-            Merge::Keyspace { head } => {
-                let (mut keys, mut expires) = (0, 0);
-                for r in &replies {
-                    let counts = array_items(r, protocol).and_then(|items| {
-                        Some((integer(items.first()?)?, integer(items.get(1)?)?))
-                    });
-                    match counts {
-                        Some((k, e)) => {
-                            keys += k;
-                            expires += e;
-                        }
-                        None => return unexpected(protocol),
-                    }
-                }
-                encode(
-                    &Reply::Verbatim(Bytes::from(keyspace_info(head, keys, expires))),
-                    protocol,
-                )
-            }
+            Merge::Keyspace { .. } => unreachable!("merged above"),
             Merge::Concat => {
                 let mut all = Vec::new();
                 for r in &replies {
@@ -750,6 +765,47 @@ mod tests {
             .find(|k| p(k) != p(&a))
             .unwrap();
         (a, same, other)
+    }
+
+    #[test]
+    fn info_sums_the_partitions_that_answered_and_counts_the_others() {
+        let counts = |k: i64, e: i64| Bytes::from(format!("*2\r\n:{k}\r\n:{e}\r\n"));
+        let no_leader = Bytes::from_static(b"-ERR_CLUSTER_CHANGED: no leader\r\n");
+        let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
+        let head = "# Server\r\nzankv_role:proxy\r\n".to_string();
+        let all = merge_keyspace(head.clone(), &[counts(5, 1), counts(7, 0)], Protocol::Resp2);
+        let body =
+            "# Server\r\nzankv_role:proxy\r\n\r\n# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\n";
+        assert_eq!(text(all), format!("${}\r\n{body}\r\n", body.len()));
+        let partial = text(merge_keyspace(
+            head.clone(),
+            &[counts(5, 1), no_leader.clone(), counts(7, 0)],
+            Protocol::Resp2,
+        ));
+        assert!(
+            partial
+                .contains("db0:keys=12,expires=1,avg_ttl=0\r\nzankv_partitions_unanswered:1\r\n"),
+            "{partial}"
+        );
+        // Nobody answered: no db0 line, still an answer.
+        let none = text(merge_keyspace(
+            String::new(),
+            &[no_leader.clone(), no_leader],
+            Protocol::Resp3,
+        ));
+        assert!(none.starts_with('='), "{none}");
+        assert!(
+            none.ends_with("# Keyspace\r\nzankv_partitions_unanswered:2\r\n\r\n"),
+            "{none}"
+        );
+        assert!(!none.contains("db0"), "{none}");
+        // A reply of the wrong shape is a bug, not a missing partition.
+        let odd = text(merge_keyspace(
+            String::new(),
+            &[Bytes::from_static(b"+OK\r\n")],
+            Protocol::Resp2,
+        ));
+        assert!(odd.starts_with("-ERR"), "{odd}");
     }
 
     #[test]
