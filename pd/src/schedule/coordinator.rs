@@ -68,7 +68,14 @@ pub fn run(
     if policy.balance && !needed_repair && balance_can_trust(view) {
         new_ops.extend(replica_balance::schedule(view, &busy, &policy.limits, now));
         if new_ops.is_empty() {
-            new_ops.extend(leader_balance::schedule(view, &busy, &policy.limits, now));
+            let room = policy.max_operators.saturating_sub(operators.len());
+            new_ops.extend(leader_balance::schedule(
+                view,
+                &busy,
+                &policy.limits,
+                now,
+                room,
+            ));
         }
     }
     for mut op in new_ops {

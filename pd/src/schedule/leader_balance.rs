@@ -1,7 +1,9 @@
 //! The leader balancer: when a node leads more than `leader_spread` partitions more than
 //! another alive node that holds a voter of one of them, hand that partition's leadership
 //! over. Only nodes that accept replicas take part; the new leader must be caught up
-//! (lag within `promote_lag`). One transfer per call.
+//! (lag within `promote_lag`). Up to `max` transfers per call, each planned on the counts
+//! the earlier ones leave, on distinct partitions (a transfer is quick and cheap: doing
+//! them one per round made a new namespace of 256 partitions take minutes to balance).
 
 use std::collections::BTreeSet;
 use std::time::Instant;
@@ -9,8 +11,39 @@ use std::time::Instant;
 use super::operator::{Operator, OperatorKind, Step};
 use super::{ClusterView, ScheduleLimits};
 
-/// The one leadership transfer that most evens out leader counts, if any.
+/// Up to `max` leadership transfers, each the one that most evens out the leader counts
+/// left by those before it.
 pub fn schedule(
+    view: &ClusterView,
+    busy: &BTreeSet<u64>,
+    limits: &ScheduleLimits,
+    now: Instant,
+    max: usize,
+) -> Vec<Operator> {
+    let mut planned = Vec::new();
+    if max == 0 {
+        return planned;
+    }
+    let mut view = view.clone();
+    let mut busy = busy.clone();
+    while planned.len() < max {
+        let Some(op) = one_transfer(&view, &busy, limits, now) else {
+            break;
+        };
+        let Step::TransferLeader { to } = op.steps[0] else {
+            unreachable!("a leader transfer has one step");
+        };
+        if let Some(p) = view.partitions.iter_mut().find(|p| p.group == op.group) {
+            p.leader = Some(to);
+        }
+        busy.insert(op.group);
+        planned.push(op);
+    }
+    planned
+}
+
+/// The one leadership transfer that most evens out leader counts, if any.
+fn one_transfer(
     view: &ClusterView,
     busy: &BTreeSet<u64>,
     limits: &ScheduleLimits,
@@ -58,7 +91,7 @@ mod tests {
         let mut view = fake::cluster(3, parts);
         let limits = ScheduleLimits::default();
         let mut transfers = 0;
-        while let Some(op) = schedule(&view, &BTreeSet::new(), &limits, Instant::now()) {
+        while let Some(op) = schedule(&view, &BTreeSet::new(), &limits, Instant::now(), 1).pop() {
             let Step::TransferLeader { to } = op.steps[0] else {
                 panic!("{op:?}")
             };
@@ -75,6 +108,47 @@ mod tests {
     }
 
     #[test]
+    fn one_call_plans_several_transfers_on_the_counts_they_leave() {
+        // Node 1 leads all twelve partitions; four transfers at most per call.
+        let parts = (1..=12)
+            .map(|g| fake::partition(g, &[1, 2, 3], 3))
+            .collect();
+        let mut view = fake::cluster(3, parts);
+        for p in &mut view.partitions {
+            p.leader = Some(1);
+        }
+        let limits = ScheduleLimits::default();
+        let busy = BTreeSet::from([5]);
+        let mut calls = 0;
+        loop {
+            let ops = schedule(&view, &busy, &limits, Instant::now(), 4);
+            if ops.is_empty() {
+                break;
+            }
+            calls += 1;
+            assert!(ops.len() <= 4, "{ops:?}");
+            let groups: BTreeSet<u64> = ops.iter().map(|o| o.group).collect();
+            assert_eq!(groups.len(), ops.len(), "two transfers of one partition");
+            assert!(!groups.contains(&5), "a busy partition was planned");
+            for op in ops {
+                let Step::TransferLeader { to } = op.steps[0] else {
+                    panic!("{op:?}")
+                };
+                view.partitions
+                    .iter_mut()
+                    .find(|p| p.group == op.group)
+                    .unwrap()
+                    .leader = Some(to);
+            }
+        }
+        // Eight moves, four per call, and the counts even out (the planned moves did not
+        // all go to one node: each was planned on the counts the previous ones left).
+        assert_eq!(calls, 2);
+        let counts = view.leader_counts();
+        assert!(counts.values().all(|c| *c == 4), "{counts:?}");
+    }
+
+    #[test]
     fn lagging_or_removing_nodes_get_no_leadership() {
         let parts = (1..=4).map(|g| fake::partition(g, &[1, 2], 2)).collect();
         let mut view = fake::cluster(2, parts);
@@ -82,13 +156,13 @@ mod tests {
             p.lag.insert(2, 5000);
         }
         let limits = ScheduleLimits::default();
-        assert!(schedule(&view, &BTreeSet::new(), &limits, Instant::now()).is_none());
+        assert!(schedule(&view, &BTreeSet::new(), &limits, Instant::now(), 4).is_empty());
         for p in &mut view.partitions {
             p.lag.insert(2, 0);
         }
         view.nodes.get_mut(&2).unwrap().removing = true;
-        assert!(schedule(&view, &BTreeSet::new(), &limits, Instant::now()).is_none());
+        assert!(schedule(&view, &BTreeSet::new(), &limits, Instant::now(), 4).is_empty());
         view.nodes.get_mut(&2).unwrap().removing = false;
-        assert!(schedule(&view, &BTreeSet::new(), &limits, Instant::now()).is_some());
+        assert!(!schedule(&view, &BTreeSet::new(), &limits, Instant::now(), 4).is_empty());
     }
 }
