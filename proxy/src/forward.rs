@@ -104,6 +104,8 @@ pub struct Part {
     /// Whether it may be sent again without asking: no later request of its pipeline
     /// went to its partition.
     may_retry: bool,
+    /// Most times it is sent again, when fewer than the proxy's `max_retries`.
+    retries: Option<u32>,
 }
 
 /// A partition as seen in one table snapshot, to compare requests of one pipeline.
@@ -236,6 +238,11 @@ fn partitions_in(tables: &RoutingTables, scope: Option<&str>) -> Vec<KeyTarget> 
     all
 }
 
+/// Most times INFO asks a partition again (about 175 ms of back-off with the default
+/// `retry_backoff_ms`): INFO answers without the partitions that still have no leader
+/// rather than wait out every partition's full retries in turn.
+const INFO_RETRIES: u32 = 3;
+
 /// INFO with its keyspace section: `head` (the proxy's own sections, rendered) followed by
 /// the key counts of the partitions the connection covers, each asked of its leader.
 pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&str>) -> Plan {
@@ -247,7 +254,10 @@ pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&s
     Plan::Forward {
         parts: all
             .iter()
-            .map(|t| Part::new(on_partition(t, &argv), t.clone(), false, vec![]))
+            .map(|t| {
+                Part::new(on_partition(t, &argv), t.clone(), false, vec![])
+                    .with_retries(INFO_RETRIES)
+            })
             .collect(),
         merge: Some(Merge::Keyspace { head }),
         keys: 0,
@@ -374,7 +384,14 @@ impl Part {
             key: (Arc::as_ptr(&target.namespace) as usize, target.partition),
             target,
             may_retry: true,
+            retries: None,
         }
+    }
+
+    /// The part, sent again at most `n` times (or the proxy's `max_retries`, if fewer).
+    fn with_retries(mut self, n: u32) -> Part {
+        self.retries = Some(n);
+        self
     }
 
     /// The reply or failure of the last send, awaited now unless it already was.
@@ -476,7 +493,10 @@ impl Part {
                     }
                 }
             }
-            if attempt >= fwd.max_retries || !in_order {
+            let max_retries = self
+                .retries
+                .map_or(fwd.max_retries, |n| n.min(fwd.max_retries));
+            if attempt >= max_retries || !in_order {
                 return match last {
                     Ok(reply) => reply,
                     Err(why) => encode(&Reply::Error(CommandError::ClusterChanged(why)), protocol),

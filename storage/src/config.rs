@@ -45,9 +45,10 @@ pub struct StorageConfig {
     /// Threads that apply committed entries and serve reads, shared by all partitions
     /// (0 = as many as CPUs, at most 4).
     pub apply_threads: usize,
-    /// Threads of the async runtime that serves RESP clients, the HTTP endpoint and the
-    /// raft transport (0 = one per CPU). Where several nodes share a machine's cores, 1
-    /// wastes less on waking threads.
+    /// Threads of the async runtime that serves RESP clients, the HTTP endpoint, the raft
+    /// listener and snapshot transfers (0 = one per CPU; raft messages travel on the store
+    /// loop's own thread). Where several nodes share a machine's cores, 1 wastes less on
+    /// waking threads.
     pub io_threads: usize,
     /// Namespaces of a static cluster. When empty (and no PD is configured), one
     /// namespace named after `default_namespace` with one partition replicated on this

@@ -3,7 +3,9 @@
 //!
 //! Sending never blocks the store loop: [`Transport::send`] puts a message on the peer
 //! node's bounded queue and, when the queue is full, drops it and counts it (raft tolerates
-//! loss; it retries). One task per peer node connects (reconnecting with exponential
+//! loss; it retries). Message connections (sending and receiving) run on the store loop's
+//! own runtime, so a message passes between them and the loop without waking another
+//! thread; the listener and snapshot transfers run on the node's I/O runtime. One task per peer node connects (reconnecting with exponential
 //! backoff), takes everything queued, and writes it as one frame. [`serve`] accepts
 //! connections from peer nodes and forwards decoded messages to the store loop's inbound
 //! queue, dropping (and counting) when that queue is full.
