@@ -30,10 +30,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
     // Every storage node's heartbeats and every proxy's routing stream hold a connection.
     let open_files = zankv_process::raise_open_files()?;
     tracing::info!(open_files, "open file limit");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("pd-io")
-        .build()
+    let runtime = zankv_process::io_runtime("pd-io", 0)
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
     let metrics = Arc::new(PdMetrics::default());
     // A single PD keeps its metadata in a file; members of a group replicate it by raft.

@@ -49,14 +49,7 @@ pub fn run(config: ProxyConfig) -> Result<(), String> {
     // One socket per client: 10,000 clients need more than the usual soft limit of 1024.
     let open_files = zankv_process::raise_open_files()?;
     info!(open_files, "open-file limit");
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.io_threads > 0 {
-        runtime.worker_threads(config.io_threads);
-    }
-    let runtime = runtime
-        .enable_all()
-        .thread_name("zankv-proxy")
-        .build()
+    let runtime = zankv_process::io_runtime("zankv-proxy", config.io_threads)
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let result = runtime.block_on(serve(config, zankv_process::wait_for_signal()));
     runtime.shutdown_timeout(Duration::from_secs(5));

@@ -244,14 +244,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
     ));
     snapshot_dirs.clean_at_start(&|g| applied_at_start.get(&g).copied());
 
-    let mut runtime = tokio::runtime::Builder::new_multi_thread();
-    if config.io_threads > 0 {
-        runtime.worker_threads(config.io_threads);
-    }
-    let runtime = runtime
-        .enable_all()
-        .thread_name("zankv-io")
-        .build()
+    let runtime = zankv_process::io_runtime("zankv-io", config.io_threads)
         .map_err(|e| format!("cannot start async runtime: {e}"))?;
     let (stop_front_tx, stop_front) = watch::channel(false);
     let (stop_store_tx, stop_store) = watch::channel(false);

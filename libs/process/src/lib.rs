@@ -2,7 +2,7 @@
 //! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
 //! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
-//! limit ([`raise_open_files`]); and the registry of connected clients behind CLIENT LIST,
+//! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the registry of connected clients behind CLIENT LIST,
 //! INFO and KILL ([`clients`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
@@ -28,6 +28,16 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+
+/// The multi-threaded async runtime a process serves its sockets on, its threads named
+/// `thread_name`: `threads` of them, or one per CPU when 0.
+pub fn io_runtime(thread_name: &str, threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if threads > 0 {
+        builder.worker_threads(threads);
+    }
+    builder.enable_all().thread_name(thread_name).build()
+}
 
 /// Logs to stderr with `level` (a tracing filter such as `info` or `zankv=debug`), which
 /// `RUST_LOG` overrides; colours only on a terminal.

@@ -1212,12 +1212,12 @@ impl Runner {
             error!(error = %e, "writing the raft log failed; stopping the node to protect acknowledged writes");
             std::process::exit(70);
         };
-        let (early, mut cycle) = match self.l.store.begin_ready() {
+        let (mut early, mut cycle) = match self.l.store.begin_ready() {
             Ok(Some(begun)) => begun,
             Ok(None) => return,
             Err(e) => fatal(e),
         };
-        let mut changed: Vec<GroupId> = early.conf_changed.clone();
+        let mut changed = std::mem::take(&mut early.conf_changed);
         let mut unsent = !early.messages.is_empty();
         // Sent while the sync runs: leaders' appends, already committed entries,
         // confirmed reads.
