@@ -868,7 +868,6 @@ impl Worker {
     fn checkpoint(&mut self) {
         let index = self.applied();
         let dir = self.files.snapshots.send_dir(self.files.group, index);
-        let _ = std::fs::remove_dir_all(&dir);
         let made = match &self.failed {
             Some(why) => Err(EngineError::Backend(why.clone())),
             None => self.partition.engine().checkpoint(&dir),

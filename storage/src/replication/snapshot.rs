@@ -2,10 +2,11 @@
 //! own rate-limited connection and swapped in atomically there.
 //!
 //! - The leader's partition worker writes a checkpoint (hard links to the immutable SST
-//!   files plus copies of the small live files) into `snapshots/send-<group>-<index>/`; the
-//!   database inside holds its applied state, so the checkpoint is exactly the state at
-//!   `index`. [`SnapshotFiles`] owns such a directory and deletes it when the last holder
-//!   (the store loop's offer, a transfer in flight) lets go.
+//!   files plus copies of the small live files) into `snapshots/send-<group>-<index>-<n>/`
+//!   (`n` numbers the node's checkpoints, so two of the same index never share a
+//!   directory); the database inside holds its applied state, so the checkpoint is exactly
+//!   the state at `index`. [`SnapshotFiles`] owns such a directory and deletes it when the
+//!   last holder (the store loop's offer, a transfer in flight) lets go.
 //! - [`send`] streams the files and then the raft `MsgSnapshot` over a connection of its
 //!   own to the follower's raft port, at most at the node's snapshot rate
 //!   ([`RateLimiter`]), so bulk data never queues behind (or in front of) raft messages.
@@ -22,7 +23,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use protobuf::Message as _;
@@ -67,18 +68,26 @@ pub struct SnapshotStats {
 #[derive(Debug, Clone)]
 pub struct SnapshotDirs {
     root: PathBuf,
+    /// Numbers the checkpoint directories handed out (shared by every clone).
+    next_send: Arc<AtomicU64>,
 }
 
 impl SnapshotDirs {
     /// The layout under `root`, created if missing.
     pub fn new(root: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&root)?;
-        Ok(SnapshotDirs { root })
+        Ok(SnapshotDirs {
+            root,
+            next_send: Arc::new(AtomicU64::new(1)),
+        })
     }
 
-    /// Where a leader puts its checkpoint of `group` at `index`.
+    /// A new directory for a leader's checkpoint of `group` at `index`, unlike any other
+    /// handed out: a checkpoint still being sent keeps its files while a newer one of the
+    /// same index is written, and dropping either leaves the other alone.
     pub fn send_dir(&self, group: GroupId, index: u64) -> PathBuf {
-        self.root.join(format!("send-{group}-{index}"))
+        let n = self.next_send.fetch_add(1, Ordering::Relaxed);
+        self.root.join(format!("send-{group}-{index}-{n}"))
     }
 
     /// Where a follower keeps a received snapshot of `group` at `index` until it is
@@ -536,6 +545,32 @@ mod tests {
         std::fs::create_dir_all(old_dir(&live)).unwrap();
         recover_swap(&live).unwrap();
         assert!(!old_dir(&live).exists());
+    }
+
+    #[test]
+    fn two_checkpoints_of_one_index_do_not_share_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dirs = SnapshotDirs::new(tmp.path().to_path_buf()).unwrap();
+        // A worker's clone and the node's hand out different directories too.
+        let worker_dirs = dirs.clone();
+        let make = |d: &SnapshotDirs| {
+            let dir = d.send_dir(4, 11);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("CURRENT"), b"MANIFEST-000002\n").unwrap();
+            SnapshotFiles { dir, index: 11 }
+        };
+        // One still being sent while raft asks for another at the same applied index.
+        let sending = make(&dirs);
+        let newer = make(&worker_dirs);
+        assert_ne!(sending.dir, newer.dir);
+        drop(sending);
+        assert!(
+            newer.dir.join("CURRENT").exists(),
+            "dropping the older checkpoint took the newer one's files"
+        );
+        let dir = newer.dir.clone();
+        drop(newer);
+        assert!(!dir.exists());
     }
 
     #[test]

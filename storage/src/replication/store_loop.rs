@@ -706,14 +706,19 @@ impl Runner {
     /// Asks the workers of groups that need a snapshot for a checkpoint.
     fn request_checkpoints(&mut self) {
         for group in self.l.store.groups_wanting_snapshots() {
-            if matches!(self.checkpoints.get(&group), Some(Checkpoint::Requested(_))) {
-                continue;
-            }
-            if let Some(hosted) = self.l.groups.get(&group) {
-                self.checkpoints
-                    .insert(group, Checkpoint::Requested(self.ticks));
-                hosted.worker.send(WorkerMsg::Checkpoint);
-            }
+            self.request_checkpoint(group);
+        }
+    }
+
+    /// Asks `group`'s worker for a checkpoint, unless one is already asked for.
+    fn request_checkpoint(&mut self, group: GroupId) {
+        if matches!(self.checkpoints.get(&group), Some(Checkpoint::Requested(_))) {
+            return;
+        }
+        if let Some(hosted) = self.l.groups.get(&group) {
+            self.checkpoints
+                .insert(group, Checkpoint::Requested(self.ticks));
+            hosted.worker.send(WorkerMsg::Checkpoint);
         }
     }
 
@@ -728,6 +733,9 @@ impl Runner {
                     index, "no checkpoint for an outgoing snapshot"
                 );
                 self.l.store.report_snapshot(m.group, m.msg.to, false);
+                // Raft still offers that snapshot and would send it again and again: a new
+                // checkpoint replaces the offer.
+                self.request_checkpoint(m.group);
                 return;
             }
         };
