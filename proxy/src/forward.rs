@@ -20,13 +20,16 @@
 //!   the same partition was refused too, or was a read whose reply was lost (none of them
 //!   changed anything, and they are all sent again in order); once a later write may have
 //!   run, a retry would run after it, out of the client's order, so the request answers its
-//!   refusal (which says it was not applied).
+//!   refusal (which says it was not applied);
+//! - the parts of a split or keyless command retry side by side, so the reply waits for the
+//!   slowest partition's retries, not for the sum of them.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::future::join_all;
 use zankv_commands::{CommandError, CommandSpec, Protocol, Reply};
 
 use crate::backend::{BackendError, BackendPool, ReplyReceiver};
@@ -101,8 +104,9 @@ pub struct Part {
     outcome: Option<(Result<Bytes, BackendError>, Instant)>,
     /// Its partition in the table snapshot it was planned with.
     key: PartitionKey,
-    /// Whether it may be sent again without asking: no later request of its pipeline
-    /// went to its partition.
+    /// Whether sending it again keeps its client's order: no later request of its
+    /// pipeline went to its partition ([`Plan::follow_with`]), or every one that did
+    /// changed nothing ([`Part::decide_retry`]).
     may_retry: bool,
     /// Most times it is sent again, when fewer than the proxy's `max_retries`.
     retries: Option<u32>,
@@ -418,15 +422,32 @@ impl Part {
         self.outcome.as_ref().expect("just filled")
     }
 
-    /// Whether an earlier request may be sent again before this one: it did not run, or
-    /// it is a read whose reply was lost (it changed nothing and is sent again itself,
-    /// after the earlier one).
-    async fn lets_earlier_retry(&mut self) -> bool {
+    /// Whether its first outcome shows it changed nothing, so that it may be sent again,
+    /// and an earlier request of its pipeline before it: it was refused or never sent, or
+    /// it is a read whose reply was lost.
+    async fn changed_nothing(&mut self) -> bool {
         let write = self.write;
         match &self.first_outcome().await.0 {
             Ok(reply) => error_text(reply).is_some_and(|t| t.starts_with(b"ERR_CLUSTER_CHANGED")),
             Err(BackendError::NotSent(_)) => true,
             Err(BackendError::Lost(_)) => !write,
+        }
+    }
+
+    /// Decides, once its first outcome is in, whether sending it again keeps its client's
+    /// order: when a later request of the pipeline went to its partition, only if every
+    /// such request changed nothing either. The answer cannot change later (outcomes are
+    /// kept once awaited), so the retries themselves need no look at the pipeline.
+    async fn decide_retry(&mut self, later: &mut (dyn LaterRequests + Send)) {
+        if self.may_retry || !self.changed_nothing().await {
+            return;
+        }
+        self.may_retry = true;
+        for p in later.parts_on(self.key) {
+            if !p.changed_nothing().await {
+                self.may_retry = false;
+                return;
+            }
         }
     }
 
@@ -447,13 +468,9 @@ impl Part {
         };
     }
 
-    /// Waits for the reply, sending the request again while that is safe and useful.
-    async fn finish(
-        &mut self,
-        fwd: &Forwarder,
-        protocol: Protocol,
-        later: &mut (dyn LaterRequests + Send),
-    ) -> Bytes {
+    /// Waits for the reply, sending the request again while that is safe and useful
+    /// ([`Part::decide_retry`] has run).
+    async fn finish(&mut self, fwd: &Forwarder, protocol: Protocol) -> Bytes {
         let mut backoff = fwd.retry_backoff;
         let mut attempt = 0;
         loop {
@@ -483,20 +500,10 @@ impl Part {
                     )
                 }
             };
-            let mut in_order = self.may_retry;
-            if !in_order {
-                in_order = true;
-                for p in later.parts_on(self.key) {
-                    if !p.lets_earlier_retry().await {
-                        in_order = false;
-                        break;
-                    }
-                }
-            }
             let max_retries = self
                 .retries
                 .map_or(fwd.max_retries, |n| n.min(fwd.max_retries));
-            if attempt >= max_retries || !in_order {
+            if attempt >= max_retries || !self.may_retry {
                 return match last {
                     Ok(reply) => reply,
                     Err(why) => encode(&Reply::Error(CommandError::ClusterChanged(why)), protocol),
@@ -597,13 +604,15 @@ impl Plan {
             Plan::Reply(reply) => return encode(&reply, protocol),
             Plan::Forward { parts, merge, keys } => (parts, merge, keys),
         };
-        let mut replies = Vec::with_capacity(parts.len());
         for part in &mut parts {
-            replies.push(part.finish(fwd, protocol, later).await);
+            part.decide_retry(later).await;
         }
         let Some(merge) = merge else {
-            return replies.pop().expect("one part");
+            return parts[0].finish(fwd, protocol).await;
         };
+        // The parts retry side by side: a partition without a leader delays the reply by
+        // its own retries, not by those of every such partition in turn.
+        let mut replies = join_all(parts.iter_mut().map(|p| p.finish(fwd, protocol))).await;
         if let Merge::Keyspace { head } = merge {
             return merge_keyspace(head, &replies, protocol);
         }

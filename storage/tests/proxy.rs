@@ -243,6 +243,21 @@ fn keyless_commands_combine_every_partition() {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("INFO answered partially {partial} times before no partition had a leader");
+    // The parts of a keyless command retry side by side: DBSIZE, with none of the eight
+    // partitions able to elect a leader, answers after about one partition's retries
+    // (max_retries 8 from 25 ms doubling to 1 s: ~3.6 s of pauses), not after eight
+    // partitions' in turn (~29 s).
+    let started = Instant::now();
+    let reply = c.cmd_str(&["DBSIZE"]);
+    let took = started.elapsed();
+    assert!(
+        matches!(&reply, Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED")),
+        "{reply:?}"
+    );
+    assert!(
+        took < Duration::from_secs(15),
+        "DBSIZE waited {took:?}: its parts retried one after another"
+    );
 }
 
 #[test]
