@@ -140,6 +140,13 @@ pub fn plan(op: AdminOp, status: &PeerStatus) -> Result<Step, AdminError> {
                 .iter()
                 .find(|(id, _)| *id == r)
                 .map_or(0, |(_, m)| *m);
+            if matched == 0 {
+                // It holds nothing yet (its snapshot is still to come), however short the
+                // log: as a voter it could not vote, and the group could lose its quorum.
+                return Err(AdminError::Refused(format!(
+                    "learner {n} has no data yet (it waits for a snapshot); promote it once it has caught up"
+                )));
+            }
             let lag = status.last_index.saturating_sub(matched);
             if lag > PROMOTE_MAX_LAG {
                 return Err(AdminError::Refused(format!(
@@ -249,6 +256,20 @@ mod tests {
         let promoted = leader(&[1, 2, 3, 4], &[], &[]);
         assert!(satisfied(AdminOp::Promote(4), &promoted));
         assert_eq!(plan(AdminOp::Promote(4), &promoted), Ok(Step::AlreadyDone));
+    }
+
+    #[test]
+    fn a_learner_with_nothing_yet_is_not_promoted_however_short_the_log() {
+        let mut young = leader(&[1, 2, 3], &[4], &[(4, 0)]);
+        young.last_index = 300;
+        young.commit = 300;
+        let e = plan(AdminOp::Promote(4), &young).unwrap_err();
+        assert!(e.to_string().contains("no data yet"), "{e}");
+        young.matched = vec![(4, 290)];
+        assert_eq!(
+            kind(plan(AdminOp::Promote(4), &young).unwrap()),
+            (ConfChangeType::AddNode, 4)
+        );
     }
 
     #[test]

@@ -292,6 +292,14 @@ impl Peer {
         self.node
             .mut_store()
             .set_conf_state(cs.clone(), entry.index, batch);
+        if self.is_leader() && !cs.voters.contains(&self.id()) {
+            // Removed while it led (it was a follower when the change was proposed).
+            // raft-rs keeps such a leader leading, with no progress of its own, and panics
+            // at its next commit; it steps down instead, and the remaining voters elect a
+            // leader once its heartbeats stop (it no longer campaigns or votes).
+            let term = self.node.raft.term;
+            self.node.raft.become_follower(term, raft::INVALID_ID);
+        }
         Ok(Some(cs))
     }
 
@@ -311,14 +319,16 @@ impl Peer {
     }
 
     /// Handles a message from another replica of the group. Messages for other terms or
-    /// from removed replicas are dropped by raft-rs. Vote requests to a replica that is not
-    /// a voter in its own configuration are dropped here: raft-rs would answer them, and a
-    /// replica re-created on a node that once held one (same replica id, no memory of its
-    /// votes) could then help a stale candidate win a term that already has a leader.
+    /// from removed replicas are dropped by raft-rs. Vote requests to a replica that knows
+    /// no configuration yet (a new replica waiting for its first snapshot: an empty log,
+    /// no memory of anything) are dropped here: raft-rs would grant them to any candidate,
+    /// vouching for a log it never held. A replica that knows the group answers them even
+    /// when it is a learner in its own view: it may have been promoted without having
+    /// applied that yet, and the voters may need its vote to elect anyone.
     pub fn step(&mut self, msg: Message) -> raft::Result<()> {
         use raft::eraftpb::MessageType::{MsgRequestPreVote, MsgRequestVote};
         if matches!(msg.get_msg_type(), MsgRequestVote | MsgRequestPreVote)
-            && !self.node.store().conf_state().voters.contains(&self.id())
+            && self.node.store().conf_state().voters.is_empty()
         {
             return Ok(());
         }
@@ -474,13 +484,23 @@ mod tests {
     }
 
     #[test]
-    fn only_voters_answer_vote_requests() {
+    fn replicas_that_know_the_group_answer_vote_requests_and_new_ones_do_not() {
         let mut batch = WriteBatch::default();
         let voter_log = GroupLog::bootstrap(1, 1, &[1, 2, 3], &mut batch);
         let mut voter = Peer::new(1, voter_log, 0, RaftTiming::default(), &logger()).unwrap();
         voter.step(vote_request(3, 1, 9)).unwrap();
         assert_eq!(
             answers(&mut voter),
+            vec![MessageType::MsgRequestVoteResponse]
+        );
+
+        // Replica 4 holds the group's log but is no voter in its own view (it was promoted
+        // and has not applied that yet): the candidate knows better, and it votes.
+        let learner_log = GroupLog::bootstrap(1, 4, &[1, 2, 3], &mut batch);
+        let mut learner = Peer::new(4, learner_log, 0, RaftTiming::default(), &logger()).unwrap();
+        learner.step(vote_request(3, 4, 9)).unwrap();
+        assert_eq!(
+            answers(&mut learner),
             vec![MessageType::MsgRequestVoteResponse]
         );
 

@@ -14,6 +14,13 @@
 //! - every entry any replica applied (a write a client would have seen succeed) is applied
 //!   by every replica once the faults stop;
 //! - group commit: one sync persists the raft output of several groups.
+//!
+//! With spare nodes, replicas also move as PD moves them, under the same faults: a learner
+//! is added on a node without one (a node that held a replica before gets a new
+//! incarnation), hosted there, promoted once caught up, and then another voter is removed
+//! and its replica deleted (at once, or after a while if its node is down: meanwhile it
+//! campaigns with the membership it last knew). Replica ids are then those of the storage
+//! nodes (node and incarnation), so messages are routed by the node part.
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -21,9 +28,12 @@ use std::sync::Arc;
 use bytes::Bytes;
 use raft::eraftpb::MessageType;
 
+use zankv_pd_api::node_of;
+
 use super::log_store::GroupId;
 use super::log_store::INIT_INDEX;
-use super::peer::RaftTiming;
+use super::membership::{self, AdminOp, Step};
+use super::peer::{PeerStatus, RaftTiming};
 use super::store::{GroupMessage, RaftStore, Start};
 use crate::engine::memory::MemoryEngine;
 
@@ -66,6 +76,8 @@ struct Node {
 }
 
 impl Node {
+    /// Starts from the disk: the groups whose logs it holds, and on the first start, if
+    /// this node is one of the initial `voters`, every group of `groups` as a new one.
     fn start(&mut self, groups: &[GroupId], voters: &[u64], election_timeout: usize) {
         self.election_timeout = election_timeout;
         let timing = RaftTiming {
@@ -74,19 +86,45 @@ impl Node {
             ..RaftTiming::default()
         };
         let mut store = RaftStore::new(Box::new(self.disk.clone()), timing, logger());
-        for &g in groups {
+        let persisted = store.persisted_groups().expect("persisted groups");
+        let first_start = persisted.is_empty() && self.machines.is_empty();
+        let bootstrap = if first_start && voters.contains(&self.id) {
+            groups
+        } else {
+            &[]
+        };
+        for &g in bootstrap {
             // A new group's state machine starts where its log does.
-            let machine = self.machines.entry(g).or_insert_with(|| StateMachine {
-                applied: Vec::new(),
-                applied_index: INIT_INDEX,
-            });
-            let applied = machine.applied_index;
+            self.machines.insert(
+                g,
+                StateMachine {
+                    applied: Vec::new(),
+                    applied_index: INIT_INDEX,
+                },
+            );
             store
-                .host(g, self.id, Start::Bootstrap(voters), applied)
+                .host(g, self.id, Start::Bootstrap(voters), INIT_INDEX)
+                .expect("host group");
+        }
+        for g in persisted {
+            // The log records its replica id (the one passed is not used).
+            let applied = self.machines.get(&g).map_or(0, |m| m.applied_index);
+            store
+                .host(g, self.id, Start::Join, applied)
                 .expect("host group");
         }
         self.store = Some(store);
     }
+}
+
+/// A replica move in flight: `op` is the operation the group's leader is driven to now
+/// (add a learner on the target node, promote it, remove another voter).
+struct Move {
+    group: GroupId,
+    op: AdminOp,
+    /// Step from which the current operation may be proposed again (raft-rs drops a
+    /// membership proposal while another is pending, and a lost one must be re-sent).
+    propose_at: u64,
 }
 
 struct InFlight {
@@ -117,15 +155,33 @@ struct Sim {
     unsynced_lost: usize,
     /// Two-sided partitions and cut links injected.
     splits: usize,
+    /// Nodes `1..=initial_voters` are the groups' initial voters.
+    initial_voters: u64,
+    /// When the faults stopped.
+    heal_at: Option<u64>,
+    /// Whether replicas move (there are nodes beyond the initial voters).
+    moving: bool,
+    moves: Vec<Move>,
+    moves_done: usize,
+    /// Learners hosted on a node that had held a replica of their group.
+    recreated: usize,
+    /// (group, node, replica): removed replicas still to be deleted from their node.
+    to_delete: Vec<(GroupId, u64, u64)>,
+    /// Every proposal a replica applied before its replica was deleted, per group.
+    deleted_applied: BTreeMap<GroupId, HashSet<u64>>,
 }
 
 impl Sim {
+    /// `size` nodes hosting `groups` groups, plus `spares` nodes that start empty; with
+    /// spares, replicas move.
     fn new(seed: u64, size: u64, groups: u64) -> Sim {
-        let voters: Vec<u64> = (1..=size).collect();
+        Sim::with_spares(seed, size, groups, 0)
+    }
+
+    fn with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Sim {
         let groups: Vec<GroupId> = (1..=groups).collect();
-        let nodes: Vec<Node> = voters
-            .iter()
-            .map(|&id| Node {
+        let nodes: Vec<Node> = (1..=size + spares)
+            .map(|id| Node {
                 id,
                 election_timeout: 0,
                 disk: Arc::new(MemoryEngine::new()),
@@ -150,8 +206,16 @@ impl Sim {
             crashes: 0,
             unsynced_lost: 0,
             splits: 0,
+            initial_voters: size,
+            heal_at: None,
+            moving: spares > 0,
+            moves: Vec::new(),
+            moves_done: 0,
+            recreated: 0,
+            to_delete: Vec::new(),
+            deleted_applied: BTreeMap::new(),
         };
-        for id in voters {
+        for id in 1..=size + spares {
             sim.start_node(id);
         }
         sim
@@ -170,7 +234,7 @@ impl Sim {
             .filter(|t| !taken.contains(t))
             .collect();
         let timeout = free[self.rng.usize(0..free.len())];
-        let voters = self.voters();
+        let voters: Vec<u64> = (1..=self.initial_voters).collect();
         let groups = self.groups.clone();
         let node = self.nodes.iter_mut().find(|n| n.id == id).expect("node");
         node.start(&groups, &voters, timeout);
@@ -206,7 +270,7 @@ impl Sim {
         if let Some(s) = self
             .nodes
             .iter_mut()
-            .find(|n| n.id == m.msg.from)
+            .find(|n| n.id == node_of(m.msg.from))
             .and_then(|n| n.store.as_mut())
         {
             s.report_snapshot(m.group, m.msg.to, delivered);
@@ -215,9 +279,10 @@ impl Sim {
 
     fn send(&mut self, msgs: Vec<GroupMessage>) {
         for m in msgs {
-            if self.is_isolated(m.msg.from)
-                || self.is_isolated(m.msg.to)
-                || !self.linked(m.msg.from, m.msg.to)
+            let (from, to) = (node_of(m.msg.from), node_of(m.msg.to));
+            if self.is_isolated(from)
+                || self.is_isolated(to)
+                || !self.linked(from, to)
                 || self.rng.u32(0..1000) < self.drop_per_mille
             {
                 self.report_snapshot(&m, false);
@@ -247,9 +312,9 @@ impl Sim {
             .partition(|m| m.deliver_at <= now);
         self.net = later;
         for InFlight { m, .. } in due {
-            let to = m.msg.to;
+            let to = node_of(m.msg.to);
             // A cut that started while the message was in flight loses it too.
-            let running = self.running(to) && self.linked(m.msg.from, to);
+            let running = self.running(to) && self.linked(node_of(m.msg.from), to);
             self.report_snapshot(&m, running);
             if running {
                 if let Some(s) = self
@@ -282,10 +347,212 @@ impl Sim {
                 }
             }
         }
+        if self.moving {
+            self.move_replicas(faults);
+        }
         for i in 0..self.nodes.len() {
             self.loop_iteration(i);
         }
         self.check_safety();
+    }
+
+    /// The view of `group`'s leader, and its node's index, if it has one running.
+    fn leader_of(&self, group: GroupId) -> Option<(usize, PeerStatus)> {
+        self.nodes.iter().enumerate().find_map(|(i, n)| {
+            let p = n.store.as_ref()?.peer(group)?;
+            p.is_leader().then(|| (i, p.status()))
+        })
+    }
+
+    /// Every node's view of `group`, for failure messages.
+    fn describe(&self, group: GroupId) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                let view = match &n.store {
+                    None => "down".to_string(),
+                    Some(s) => match s.peer(group) {
+                        None => "not hosted".to_string(),
+                        Some(p) => format!("{:?}", p.status()),
+                    },
+                };
+                let applied = n.machines.get(&group).map(|m| m.applied_index);
+                format!(
+                    "  node {} group {group}: {view}, applied {applied:?}\n",
+                    n.id
+                )
+            })
+            .collect()
+    }
+
+    /// Nodes with a replica of `group` in its leader's configuration.
+    fn members(status: &PeerStatus) -> Vec<u64> {
+        status
+            .voters
+            .iter()
+            .chain(&status.learners)
+            .map(|&r| node_of(r))
+            .collect()
+    }
+
+    /// Drives the moves in flight, deletes removed replicas, and (when `start` and no
+    /// move is in flight for it) starts a move of a random group now and then.
+    fn move_replicas(&mut self, start: bool) {
+        if start && self.rng.u32(0..1000) < 20 {
+            let g = self.groups[self.rng.usize(0..self.groups.len())];
+            if !self.moves.iter().any(|m| m.group == g) {
+                if let Some((_, status)) = self.leader_of(g) {
+                    let members = Self::members(&status);
+                    // A node that runs and holds nothing of the group (a replica still to
+                    // be deleted counts as held).
+                    let free: Vec<u64> = self
+                        .nodes
+                        .iter()
+                        .filter(|n| {
+                            n.store.as_ref().is_some_and(|s| s.peer(g).is_none())
+                                && !members.contains(&n.id)
+                                && !self
+                                    .to_delete
+                                    .iter()
+                                    .any(|&(dg, dn, _)| dg == g && dn == n.id)
+                        })
+                        .map(|n| n.id)
+                        .collect();
+                    if !free.is_empty() {
+                        let to = free[self.rng.usize(0..free.len())];
+                        self.moves.push(Move {
+                            group: g,
+                            op: AdminOp::AddLearner(to),
+                            propose_at: self.now,
+                        });
+                    }
+                }
+            }
+        }
+        let mut i = 0;
+        while i < self.moves.len() {
+            if self.drive_move(i) {
+                self.moves.swap_remove(i);
+                self.moves_done += 1;
+            } else {
+                i += 1;
+            }
+        }
+        // A removed replica is deleted once its node runs, now or a while later (PD's
+        // grace period): until then it may campaign with the membership it last knew.
+        let healed = self.heal_at.is_some();
+        let mut i = 0;
+        while i < self.to_delete.len() {
+            let (g, node, replica) = self.to_delete[i];
+            let later = self.rng.u32(0..40) != 0 && !healed;
+            let n = self.nodes.iter_mut().find(|n| n.id == node).expect("node");
+            let Some(store) = n.store.as_mut() else {
+                i += 1;
+                continue;
+            };
+            if later {
+                i += 1;
+                continue;
+            }
+            if store.peer(g).is_some_and(|p| p.id() == replica) {
+                store.unhost(g).expect("unhost");
+                if let Some(m) = n.machines.remove(&g) {
+                    self.deleted_applied.entry(g).or_default().extend(m.applied);
+                }
+            }
+            self.to_delete.swap_remove(i);
+        }
+    }
+
+    /// One step of move `i`; true when it is finished.
+    fn drive_move(&mut self, i: usize) -> bool {
+        let (g, op) = (self.moves[i].group, self.moves[i].op);
+        let Some((leader, status)) = self.leader_of(g) else {
+            return false;
+        };
+        let leader_node = self.nodes[leader].id;
+        if membership::satisfied(op, &status) {
+            match op {
+                AdminOp::AddLearner(to) => {
+                    // The learner's node hosts it now (as PD tells it to), with nothing.
+                    let replica = status
+                        .learners
+                        .iter()
+                        .chain(&status.voters)
+                        .copied()
+                        .find(|&r| node_of(r) == to)
+                        .expect("satisfied");
+                    let n = self.nodes.iter_mut().find(|n| n.id == to).expect("node");
+                    let Some(store) = n.store.as_mut() else {
+                        return false;
+                    };
+                    if store.peer(g).is_none() {
+                        if store.is_tombstoned(g).expect("tombstone") {
+                            // It held a replica before: the new one starts from nothing.
+                            store.forget(g).expect("forget");
+                            self.recreated += 1;
+                        }
+                        n.machines.insert(g, StateMachine::default());
+                        store.host(g, replica, Start::Join, 0).expect("host");
+                    }
+                    self.moves[i].op = AdminOp::Promote(to);
+                }
+                AdminOp::Promote(to) => {
+                    let others: Vec<u64> = status
+                        .voters
+                        .iter()
+                        .map(|&r| node_of(r))
+                        .filter(|&n| n != to && n != leader_node)
+                        .collect();
+                    let from = others[self.rng.usize(0..others.len())];
+                    self.moves[i].op = AdminOp::Remove(from);
+                }
+                AdminOp::Remove(from) => {
+                    let replica = self
+                        .nodes
+                        .iter()
+                        .find(|n| n.id == from)
+                        .and_then(|n| n.store.as_ref()?.peer(g).map(|p| p.id()));
+                    // A node that is down deletes it when it is back: its log names it.
+                    let replica = replica.or_else(|| {
+                        let n = self.nodes.iter().find(|n| n.id == from)?;
+                        let log = super::log_store::GroupLog::load(n.disk.as_ref(), g).ok()??;
+                        Some(log.replica().unwrap_or(from))
+                    });
+                    if let Some(replica) = replica {
+                        self.to_delete.push((g, from, replica));
+                    }
+                    return true;
+                }
+                AdminOp::TransferLeader(_) => unreachable!("moves transfer no leadership"),
+            }
+            self.moves[i].propose_at = self.now;
+            return false;
+        }
+        if self.now < self.moves[i].propose_at {
+            return false;
+        }
+        self.moves[i].propose_at = self.now + 20;
+        let store = self.nodes[leader].store.as_mut().expect("leads");
+        match (op, membership::plan(op, &status)) {
+            (_, Ok(Step::Propose(cc))) => {
+                let _ = store.propose_conf_change(g, cc);
+            }
+            (AdminOp::Remove(from), Err(_)) if from == leader_node => {
+                // The replica to remove leads now (its removal may even be pending): as PD
+                // does, hand leadership to another voter first.
+                let others: Vec<u64> = status
+                    .voters
+                    .iter()
+                    .copied()
+                    .filter(|&r| r != status.id)
+                    .collect();
+                let to = others[self.rng.usize(0..others.len())];
+                store.peer_mut(g).expect("leads").transfer_leader(to);
+            }
+            _ => {}
+        }
+        false
     }
 
     /// What a store loop does once: persist and advance every group, install snapshots,
@@ -416,6 +683,7 @@ impl Sim {
     }
 
     fn heal(&mut self) {
+        self.heal_at = Some(self.now);
         self.isolated.clear();
         self.cuts.clear();
         self.drop_per_mille = 0;
@@ -470,6 +738,10 @@ struct Exercised {
     crashes: usize,
     unsynced_lost: usize,
     splits: usize,
+    /// Replica moves finished.
+    moves: usize,
+    /// Learners hosted where a replica of their group had been.
+    recreated: usize,
     syncs: u64,
     groups_persisted: u64,
     /// Every (group, term) → leader observed.
@@ -479,28 +751,78 @@ struct Exercised {
 }
 
 fn run(seed: u64, size: u64, groups: u64) -> Exercised {
-    let mut sim = Sim::new(seed, size, groups);
+    run_with_spares(seed, size, groups, 0)
+}
+
+/// Runs under faults, heals, lets moves in flight finish, and checks that every group's
+/// replicas are exactly its members, hold `size` voters and applied the same entries,
+/// which include every entry any replica ever applied.
+fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised {
+    let mut sim = Sim::with_spares(seed, size, groups, spares);
     for _ in 0..3000 {
         sim.step(true, true);
     }
     sim.heal();
+    let mut settling = 0;
+    while !(sim.moves.is_empty() && sim.to_delete.is_empty()) {
+        sim.step(false, false);
+        settling += 1;
+        assert!(
+            settling < 3000,
+            "seed {seed}: moves did not finish after the faults stopped: {:?}\n{}",
+            sim.moves
+                .iter()
+                .map(|m| (m.group, m.op))
+                .collect::<Vec<_>>(),
+            sim.moves
+                .iter()
+                .map(|m| sim.describe(m.group))
+                .collect::<String>()
+        );
+    }
     for _ in 0..600 {
         sim.step(false, false);
     }
+    let mut applied = Vec::new();
     for &g in &sim.groups {
-        let acknowledged: HashSet<u64> = sim
+        let (leader, status) = sim.leader_of(g).unwrap_or_else(|| {
+            panic!(
+                "seed {seed} group {g}: no leader after healing\n{}",
+                sim.describe(g)
+            )
+        });
+        let mut members = Sim::members(&status);
+        members.sort_unstable();
+        let hosting: Vec<u64> = sim
             .nodes
             .iter()
-            .flat_map(|n| n.machines[&g].applied.iter().copied())
+            .filter(|n| n.store.as_ref().is_some_and(|s| s.peer(g).is_some()))
+            .map(|n| n.id)
             .collect();
-        let reference = &sim.nodes[0].machines[&g].applied;
-        for n in &sim.nodes {
+        assert_eq!(
+            hosting, members,
+            "seed {seed} group {g}: the nodes hosting it are not its members"
+        );
+        assert_eq!(
+            (status.voters.len(), status.learners.len()),
+            (size as usize, 0),
+            "seed {seed} group {g}: not back to {size} voters"
+        );
+        let reference = &sim.nodes[leader].machines[&g].applied;
+        for n in sim.nodes.iter().filter(|n| hosting.contains(&n.id)) {
             assert_eq!(
                 &n.machines[&g].applied, reference,
                 "seed {seed} group {g}: node {} did not converge",
                 n.id
             );
         }
+        let mut acknowledged: HashSet<u64> = sim
+            .nodes
+            .iter()
+            .filter_map(|n| n.machines.get(&g))
+            .flat_map(|m| m.applied.iter().copied())
+            .collect();
+        acknowledged.extend(sim.deleted_applied.get(&g).into_iter().flatten());
         let final_set: HashSet<u64> = reference.iter().copied().collect();
         assert_eq!(
             final_set, acknowledged,
@@ -511,18 +833,17 @@ fn run(seed: u64, size: u64, groups: u64) -> Exercised {
             "seed {seed} group {g}: too little progress ({} entries)",
             reference.len()
         );
+        applied.push(reference.clone());
     }
     let mut ex = Exercised {
         snapshots: sim.snapshots_installed,
         crashes: sim.crashes,
         unsynced_lost: sim.unsynced_lost,
         splits: sim.splits,
+        moves: sim.moves_done,
+        recreated: sim.recreated,
         leaders: sim.leaders.clone(),
-        applied: sim
-            .groups
-            .iter()
-            .map(|g| sim.nodes[0].machines[g].applied.clone())
-            .collect(),
+        applied,
         ..Default::default()
     };
     for n in &sim.nodes {
@@ -570,6 +891,26 @@ fn five_nodes_stay_safe_and_converge_under_faults() {
         splits += run(seed, 5, 2).splits;
     }
     assert!(splits > 0, "no network partition injected");
+}
+
+#[test]
+fn replicas_move_to_spare_nodes_and_back_under_faults() {
+    let mut total = Exercised::default();
+    for seed in 200..206 {
+        let ex = run_with_spares(seed, 3, 3, 2);
+        total.moves += ex.moves;
+        total.recreated += ex.recreated;
+        total.snapshots += ex.snapshots;
+        total.crashes += ex.crashes;
+    }
+    eprintln!(
+        "{} moves, {} re-created replicas, {} snapshots, {} crashes",
+        total.moves, total.recreated, total.snapshots, total.crashes
+    );
+    assert!(
+        total.moves > 20 && total.recreated > 0 && total.snapshots > 0 && total.crashes > 0,
+        "moves not exercised under faults: {total:?}"
+    );
 }
 
 #[test]

@@ -210,7 +210,9 @@ pub struct GroupStatus {
     pub voters: Vec<u64>,
     /// Nodes of the learners.
     pub learners: Vec<u64>,
-    /// On the leader: each replica's node and its lag behind the last index, in entries.
+    /// On the leader: each replica's node and its lag behind the last index, in entries;
+    /// a replica that has acknowledged nothing yet (a learner waiting for its snapshot, or
+    /// any follower just after an election) is left out: its progress is unknown.
     pub lag: Vec<(u64, u64)>,
     /// Raft replica ids of the voters and learners.
     pub member_replicas: Vec<u64>,
@@ -1350,6 +1352,7 @@ impl Runner {
                     lag: s
                         .matched
                         .iter()
+                        .filter(|(_, m)| *m > 0)
                         .map(|(id, m)| (node_of(*id), s.last_index.saturating_sub(*m)))
                         .collect(),
                     member_replicas: s.voters.iter().chain(&s.learners).copied().collect(),
