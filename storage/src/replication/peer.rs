@@ -364,8 +364,13 @@ impl Peer {
         self.node.report_snapshot(to, status);
     }
 
-    /// Compacts the log up to `index` (durably applied by the state machine).
+    /// Compacts the log up to `index` (durably applied by the state machine), but never
+    /// past what raft-rs counts as applied: after a restart the state machine can be ahead
+    /// of the log's durable commit index (commit moves are not synced on their own), and
+    /// raft-rs still reads the entries between its applied and commit indexes (before a
+    /// campaign, it looks for membership changes among them, and dies if they are gone).
     pub fn compact_log(&mut self, index: u64, batch: &mut WriteBatch) {
+        let index = index.min(self.node.raft.raft_log.applied);
         self.node.mut_store().compact(index, batch);
     }
 

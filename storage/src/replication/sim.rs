@@ -76,8 +76,9 @@ struct Node {
 }
 
 impl Node {
-    /// Starts from the disk: the groups whose logs it holds, and on the first start, if
-    /// this node is one of the initial `voters`, every group of `groups` as a new one.
+    /// Starts from the disk, as a storage node with a static layout does: the groups whose
+    /// logs it holds, and, if it is one of their initial `voters`, the groups of `groups`
+    /// it never held (no log, no tombstone) as new ones.
     fn start(&mut self, groups: &[GroupId], voters: &[u64], election_timeout: usize) {
         self.election_timeout = election_timeout;
         let timing = RaftTiming {
@@ -87,13 +88,16 @@ impl Node {
         };
         let mut store = RaftStore::new(Box::new(self.disk.clone()), timing, logger());
         let persisted = store.persisted_groups().expect("persisted groups");
-        let first_start = persisted.is_empty() && self.machines.is_empty();
-        let bootstrap = if first_start && voters.contains(&self.id) {
-            groups
-        } else {
-            &[]
-        };
-        for &g in bootstrap {
+        let bootstrap: Vec<GroupId> = groups
+            .iter()
+            .copied()
+            .filter(|g| {
+                voters.contains(&self.id)
+                    && !persisted.contains(g)
+                    && !store.is_tombstoned(*g).expect("tombstone")
+            })
+            .collect();
+        for g in bootstrap {
             // A new group's state machine starts where its log does.
             self.machines.insert(
                 g,
@@ -165,6 +169,8 @@ struct Sim {
     moves_done: usize,
     /// Learners hosted on a node that had held a replica of their group.
     recreated: usize,
+    /// Leadership transfers started.
+    transfers: usize,
     /// (group, node, replica): removed replicas still to be deleted from their node.
     to_delete: Vec<(GroupId, u64, u64)>,
     /// Every proposal a replica applied before its replica was deleted, per group.
@@ -212,6 +218,7 @@ impl Sim {
             moves: Vec::new(),
             moves_done: 0,
             recreated: 0,
+            transfers: 0,
             to_delete: Vec::new(),
             deleted_applied: BTreeMap::new(),
         };
@@ -426,6 +433,24 @@ impl Sim {
                             propose_at: self.now,
                         });
                     }
+                }
+            }
+        }
+        if start && self.rng.u32(0..1000) < 10 {
+            // Leadership handed to another voter, as PD's leader balancer does.
+            let g = self.groups[self.rng.usize(0..self.groups.len())];
+            if let Some((leader, status)) = self.leader_of(g) {
+                let others: Vec<u64> = status
+                    .voters
+                    .iter()
+                    .copied()
+                    .filter(|&r| r != status.id)
+                    .collect();
+                if !others.is_empty() {
+                    let to = others[self.rng.usize(0..others.len())];
+                    let store = self.nodes[leader].store.as_mut().expect("leads");
+                    store.peer_mut(g).expect("leads").transfer_leader(to);
+                    self.transfers += 1;
                 }
             }
         }
@@ -742,6 +767,8 @@ struct Exercised {
     moves: usize,
     /// Learners hosted where a replica of their group had been.
     recreated: usize,
+    /// Leadership transfers started.
+    transfers: usize,
     syncs: u64,
     groups_persisted: u64,
     /// Every (group, term) → leader observed.
@@ -842,6 +869,7 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
         splits: sim.splits,
         moves: sim.moves_done,
         recreated: sim.recreated,
+        transfers: sim.transfers,
         leaders: sim.leaders.clone(),
         applied,
         ..Default::default()
@@ -894,21 +922,26 @@ fn five_nodes_stay_safe_and_converge_under_faults() {
 }
 
 #[test]
-fn replicas_move_to_spare_nodes_and_back_under_faults() {
+fn replicas_and_leaders_move_under_faults() {
     let mut total = Exercised::default();
-    for seed in 200..206 {
+    for seed in 200..212 {
         let ex = run_with_spares(seed, 3, 3, 2);
         total.moves += ex.moves;
         total.recreated += ex.recreated;
+        total.transfers += ex.transfers;
         total.snapshots += ex.snapshots;
         total.crashes += ex.crashes;
     }
     eprintln!(
-        "{} moves, {} re-created replicas, {} snapshots, {} crashes",
-        total.moves, total.recreated, total.snapshots, total.crashes
+        "{} moves, {} re-created replicas, {} leader transfers, {} snapshots, {} crashes",
+        total.moves, total.recreated, total.transfers, total.snapshots, total.crashes
     );
     assert!(
-        total.moves > 20 && total.recreated > 0 && total.snapshots > 0 && total.crashes > 0,
+        total.moves > 20
+            && total.recreated > 0
+            && total.transfers > 20
+            && total.snapshots > 0
+            && total.crashes > 0,
         "moves not exercised under faults: {total:?}"
     );
 }
