@@ -13,6 +13,9 @@
 //!   entry at the same position), across crashes and snapshot installs;
 //! - every entry any replica applied (a write a client would have seen succeed) is applied
 //!   by every replica once the faults stop;
+//! - linearizable reads: a ReadIndex read, issued at any replica that believes it leads
+//!   (a deposed leader may), is confirmed only at an index at or above every entry any
+//!   replica had applied when it was issued;
 //! - group commit: one sync persists the raft output of several groups.
 //!
 //! With spare nodes, replicas also move as PD moves them, under the same faults: a learner
@@ -152,6 +155,11 @@ struct Sim {
     crashed: Vec<(u64, u64)>,
     /// (group, term) → leader.
     leaders: BTreeMap<(GroupId, u64), u64>,
+    /// Reads registered and not confirmed yet: context → (group, the highest index any
+    /// replica had applied when the read was issued).
+    reads: BTreeMap<u64, (GroupId, u64)>,
+    next_read: u64,
+    reads_confirmed: usize,
     next_proposal: u64,
     snapshots_installed: usize,
     crashes: usize,
@@ -207,6 +215,9 @@ impl Sim {
             cuts: Vec::new(),
             crashed: Vec::new(),
             leaders: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            next_read: 1,
+            reads_confirmed: 0,
             next_proposal: 1,
             snapshots_installed: 0,
             crashes: 0,
@@ -354,6 +365,9 @@ impl Sim {
                 }
             }
         }
+        if propose {
+            self.start_reads();
+        }
         if self.moving {
             self.move_replicas(faults);
         }
@@ -361,6 +375,43 @@ impl Sim {
             self.loop_iteration(i);
         }
         self.check_safety();
+    }
+
+    /// Now and then, a linearizable read (ReadIndex) at a node that believes it leads (a
+    /// deposed leader on the wrong side of a partition may still believe so), remembering
+    /// the highest index any replica had applied: every write a client saw succeed.
+    fn start_reads(&mut self) {
+        for g in self.groups.clone() {
+            if self.rng.u8(0..4) != 0 {
+                continue;
+            }
+            let leaders: Vec<usize> = (0..self.nodes.len())
+                .filter(|&i| {
+                    self.nodes[i]
+                        .store
+                        .as_ref()
+                        .and_then(|s| s.peer(g))
+                        .is_some_and(|p| p.is_leader())
+                })
+                .collect();
+            if leaders.is_empty() {
+                continue;
+            }
+            let at = leaders[self.rng.usize(0..leaders.len())];
+            let floor = self
+                .nodes
+                .iter()
+                .filter_map(|n| n.machines.get(&g))
+                .map(|m| m.applied_index)
+                .max()
+                .unwrap_or(0);
+            let ctx = self.next_read;
+            let store = self.nodes[at].store.as_mut().expect("leads");
+            if store.read_index(g, ctx).is_ok() {
+                self.next_read += 1;
+                self.reads.insert(ctx, (g, floor));
+            }
+        }
     }
 
     /// The view of `group`'s leader, and its node's index, if it has one running.
@@ -624,6 +675,19 @@ impl Sim {
                     sm.applied_index = e.index;
                 }
             }
+            for (g, confirmed) in &out.reads {
+                for &(ctx, index) in confirmed {
+                    let (group, floor) = self.reads.remove(&ctx).expect("a read was registered");
+                    assert_eq!(group, *g, "a read confirmed for another group");
+                    assert!(
+                        index >= floor,
+                        "group {g}: node {} confirmed a read at index {index}, below {floor}, \
+                         which a replica had already applied: a stale read",
+                        node.id
+                    );
+                    self.reads_confirmed += 1;
+                }
+            }
             messages.extend(out.messages);
         }
         // Long logs are compacted at the applied index (the machines here are durable);
@@ -769,6 +833,8 @@ struct Exercised {
     recreated: usize,
     /// Leadership transfers started.
     transfers: usize,
+    /// Linearizable reads confirmed.
+    reads: usize,
     syncs: u64,
     groups_persisted: u64,
     /// Every (group, term) → leader observed.
@@ -870,6 +936,7 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
         moves: sim.moves_done,
         recreated: sim.recreated,
         transfers: sim.transfers,
+        reads: sim.reads_confirmed,
         leaders: sim.leaders.clone(),
         applied,
         ..Default::default()
@@ -894,11 +961,13 @@ fn three_nodes_four_groups_stay_safe_and_converge_under_faults() {
         total.splits += ex.splits;
         total.syncs += ex.syncs;
         total.groups_persisted += ex.groups_persisted;
+        total.reads += ex.reads;
     }
     assert!(
         total.snapshots > 0 && total.crashes > 0 && total.splits > 0,
         "faults not exercised: {total:?}"
     );
+    assert!(total.reads > 1000, "few reads confirmed: {}", total.reads);
     assert!(
         total.unsynced_lost > 0,
         "no crash lost an unsynced raft-log write"
@@ -929,12 +998,13 @@ fn replicas_and_leaders_move_under_faults() {
         total.moves += ex.moves;
         total.recreated += ex.recreated;
         total.transfers += ex.transfers;
+        total.reads += ex.reads;
         total.snapshots += ex.snapshots;
         total.crashes += ex.crashes;
     }
     eprintln!(
-        "{} moves, {} re-created replicas, {} leader transfers, {} snapshots, {} crashes",
-        total.moves, total.recreated, total.transfers, total.snapshots, total.crashes
+        "{} moves, {} re-created replicas, {} leader transfers, {} reads, {} snapshots, {} crashes",
+        total.moves, total.recreated, total.transfers, total.reads, total.snapshots, total.crashes
     );
     assert!(
         total.moves > 20
