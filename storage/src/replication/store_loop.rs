@@ -598,6 +598,10 @@ impl Runner {
                     None => break,
                 },
             }
+            // The raft connections' tasks run on this thread: they get to read what arrived
+            // meanwhile (say, during the last sync) before this iteration takes its input, so
+            // that one iteration (and one sync) serves all of it.
+            tokio::task::yield_now().await;
             for _ in 0..DRAIN {
                 match raft_in.try_recv() {
                     Ok(m) => self.l.store.step(m),
