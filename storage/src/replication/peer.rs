@@ -491,23 +491,17 @@ mod tests {
     #[test]
     fn replicas_that_know_the_group_answer_vote_requests_and_new_ones_do_not() {
         let mut batch = WriteBatch::default();
-        let voter_log = GroupLog::bootstrap(1, 1, &[1, 2, 3], &mut batch);
-        let mut voter = Peer::new(1, voter_log, 0, RaftTiming::default(), &logger()).unwrap();
-        voter.step(vote_request(3, 1, 9)).unwrap();
-        assert_eq!(
-            answers(&mut voter),
-            vec![MessageType::MsgRequestVoteResponse]
-        );
-
+        // Replica `id`, with the log of a group of voters 1-3, asked for its vote by 3.
+        let mut asked = |id: u64| {
+            let log = GroupLog::bootstrap(1, id, &[1, 2, 3], &mut batch);
+            let mut peer = Peer::new(id, log, 0, RaftTiming::default(), &logger()).unwrap();
+            peer.step(vote_request(3, id, 9)).unwrap();
+            answers(&mut peer)
+        };
+        assert_eq!(asked(1), vec![MessageType::MsgRequestVoteResponse]);
         // Replica 4 holds the group's log but is no voter in its own view (it was promoted
         // and has not applied that yet): the candidate knows better, and it votes.
-        let learner_log = GroupLog::bootstrap(1, 4, &[1, 2, 3], &mut batch);
-        let mut learner = Peer::new(4, learner_log, 0, RaftTiming::default(), &logger()).unwrap();
-        learner.step(vote_request(3, 4, 9)).unwrap();
-        assert_eq!(
-            answers(&mut learner),
-            vec![MessageType::MsgRequestVoteResponse]
-        );
+        assert_eq!(asked(4), vec![MessageType::MsgRequestVoteResponse]);
 
         // A replica re-created with nothing (say, on a node that held one before) stays out
         // of elections until the leader has sent it the group's configuration.

@@ -843,6 +843,22 @@ struct Exercised {
     applied: Vec<Vec<u64>>,
 }
 
+impl Exercised {
+    /// Adds another run's counts (not its leaders and applied sequences) to these.
+    fn add(&mut self, other: &Exercised) {
+        self.snapshots += other.snapshots;
+        self.crashes += other.crashes;
+        self.unsynced_lost += other.unsynced_lost;
+        self.splits += other.splits;
+        self.moves += other.moves;
+        self.recreated += other.recreated;
+        self.transfers += other.transfers;
+        self.reads += other.reads;
+        self.syncs += other.syncs;
+        self.groups_persisted += other.groups_persisted;
+    }
+}
+
 fn run(seed: u64, size: u64, groups: u64) -> Exercised {
     run_with_spares(seed, size, groups, 0)
 }
@@ -954,14 +970,7 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
 fn three_nodes_four_groups_stay_safe_and_converge_under_faults() {
     let mut total = Exercised::default();
     for seed in 0..8 {
-        let ex = run(seed, 3, 4);
-        total.snapshots += ex.snapshots;
-        total.crashes += ex.crashes;
-        total.unsynced_lost += ex.unsynced_lost;
-        total.splits += ex.splits;
-        total.syncs += ex.syncs;
-        total.groups_persisted += ex.groups_persisted;
-        total.reads += ex.reads;
+        total.add(&run(seed, 3, 4));
     }
     assert!(
         total.snapshots > 0 && total.crashes > 0 && total.splits > 0,
@@ -994,13 +1003,7 @@ fn five_nodes_stay_safe_and_converge_under_faults() {
 fn replicas_and_leaders_move_under_faults() {
     let mut total = Exercised::default();
     for seed in 200..212 {
-        let ex = run_with_spares(seed, 3, 3, 2);
-        total.moves += ex.moves;
-        total.recreated += ex.recreated;
-        total.transfers += ex.transfers;
-        total.reads += ex.reads;
-        total.snapshots += ex.snapshots;
-        total.crashes += ex.crashes;
+        total.add(&run_with_spares(seed, 3, 3, 2));
     }
     eprintln!(
         "{} moves, {} re-created replicas, {} leader transfers, {} reads, {} snapshots, {} crashes",
