@@ -491,16 +491,7 @@ impl Sim {
             // Leadership handed to another voter, as PD's leader balancer does.
             let g = self.groups[self.rng.usize(0..self.groups.len())];
             if let Some((leader, status)) = self.leader_of(g) {
-                let others: Vec<u64> = status
-                    .voters
-                    .iter()
-                    .copied()
-                    .filter(|&r| r != status.id)
-                    .collect();
-                if !others.is_empty() {
-                    let to = others[self.rng.usize(0..others.len())];
-                    let store = self.nodes[leader].store.as_mut().expect("leads");
-                    store.peer_mut(g).expect("leads").transfer_leader(to);
+                if self.transfer_away(leader, g, &status) {
                     self.transfers += 1;
                 }
             }
@@ -609,26 +600,40 @@ impl Sim {
             return false;
         }
         self.moves[i].propose_at = self.now + 20;
-        let store = self.nodes[leader].store.as_mut().expect("leads");
         match (op, membership::plan(op, &status)) {
             (_, Ok(Step::Propose(cc))) => {
+                let store = self.nodes[leader].store.as_mut().expect("leads");
                 let _ = store.propose_conf_change(g, cc);
             }
             (AdminOp::Remove(from), Err(_)) if from == leader_node => {
                 // The replica to remove leads now (its removal may even be pending): as PD
                 // does, hand leadership to another voter first.
-                let others: Vec<u64> = status
-                    .voters
-                    .iter()
-                    .copied()
-                    .filter(|&r| r != status.id)
-                    .collect();
-                let to = others[self.rng.usize(0..others.len())];
-                store.peer_mut(g).expect("leads").transfer_leader(to);
+                self.transfer_away(leader, g, &status);
             }
             _ => {}
         }
         false
+    }
+
+    /// Starts handing `group`'s leadership from its leader (on node index `leader`, whose
+    /// view is `status`) to another voter picked at random; false if there is none.
+    fn transfer_away(&mut self, leader: usize, group: GroupId, status: &PeerStatus) -> bool {
+        let others: Vec<u64> = status
+            .voters
+            .iter()
+            .copied()
+            .filter(|&r| r != status.id)
+            .collect();
+        if others.is_empty() {
+            return false;
+        }
+        let to = others[self.rng.usize(0..others.len())];
+        let peer = self.nodes[leader]
+            .store
+            .as_mut()
+            .and_then(|s| s.peer_mut(group));
+        peer.expect("leads").transfer_leader(to);
+        true
     }
 
     /// What a store loop does once: persist and advance every group, install snapshots,
