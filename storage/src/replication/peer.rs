@@ -478,12 +478,15 @@ mod tests {
         m
     }
 
-    fn answers(peer: &mut Peer) -> Vec<MessageType> {
+    /// The messages a peer sends, by type and whether each refuses.
+    fn answers(peer: &mut Peer) -> Vec<(MessageType, bool)> {
         let mut batch = WriteBatch::default();
-        let mut out: Vec<MessageType> = Vec::new();
+        let mut out = Vec::new();
         if let Some(ready) = peer.take_ready(&mut batch) {
-            out.extend(ready.messages.iter().map(|m| m.get_msg_type()));
-            out.extend(peer.advance().messages.iter().map(|m| m.get_msg_type()));
+            let later = peer.advance().messages;
+            for m in ready.messages.iter().chain(&later) {
+                out.push((m.get_msg_type(), m.reject));
+            }
         }
         out
     }
@@ -498,10 +501,11 @@ mod tests {
             peer.step(vote_request(3, id, 9)).unwrap();
             answers(&mut peer)
         };
-        assert_eq!(asked(1), vec![MessageType::MsgRequestVoteResponse]);
+        let granted = vec![(MessageType::MsgRequestVoteResponse, false)];
+        assert_eq!(asked(1), granted);
         // Replica 4 holds the group's log but is no voter in its own view (it was promoted
         // and has not applied that yet): the candidate knows better, and it votes.
-        assert_eq!(asked(4), vec![MessageType::MsgRequestVoteResponse]);
+        assert_eq!(asked(4), granted);
 
         // A replica re-created with nothing (say, on a node that held one before) stays out
         // of elections until the leader has sent it the group's configuration.
@@ -513,7 +517,9 @@ mod tests {
             joiner.tick();
         }
         assert!(
-            !answers(&mut joiner).contains(&MessageType::MsgRequestPreVote),
+            !answers(&mut joiner)
+                .iter()
+                .any(|(kind, _)| *kind == MessageType::MsgRequestPreVote),
             "a joiner never campaigns"
         );
     }
