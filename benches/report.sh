@@ -15,7 +15,8 @@
 # Knobs (environment): ZANKV_BENCH_SECONDS (measured seconds per run, 8),
 # ZANKV_BENCH_CLIENTS (32), ZANKV_BENCH_VALUE (value bytes, 100), ZANKV_BENCH_KEYS (keys of
 # the main runs, 100000), ZANKV_BENCH_BIG_KEYS (10000000), ZANKV_BENCH_IDLE (idle client
-# connections held by the proxy, 10000), ZANKV_BENCH_OUT (docs/benchmarks.md).
+# connections held by the proxy, 10000), ZANKV_BENCH_SUSTAINED (seconds of the run during
+# which the proxy's RSS is sampled, 30), ZANKV_BENCH_OUT (docs/benchmarks.md).
 #
 # Everything binds loopback on free ports, lives in a temporary directory and is stopped
 # at exit.
@@ -27,6 +28,7 @@ value="${ZANKV_BENCH_VALUE:-100}"
 keys="${ZANKV_BENCH_KEYS:-100000}"
 big_keys="${ZANKV_BENCH_BIG_KEYS:-10000000}"
 idle="${ZANKV_BENCH_IDLE:-10000}"
+sustained="${ZANKV_BENCH_SUSTAINED:-30}"
 out="${ZANKV_BENCH_OUT:-docs/benchmarks.md}"
 started_at=$(date +%s)
 
@@ -121,14 +123,16 @@ note() { # a JSON line of facts for the report
 }
 note "{\"label\": \"memory/proxy-start\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
 
-# load LABEL SYSTEM [--clients N] [--keyspace N] [zankv-load args...]: one run, its JSON
-# line kept.
+# load LABEL SYSTEM [--clients N] [--keyspace N] [--seconds N] [zankv-load args...]: one
+# run, its JSON line kept, and the command that ran it (without the --label and the
+# --watch arguments, which only name the processes whose CPU time is counted).
 load() {
-  local label=$1 system=$2 c=$clients k=$keys; shift 2
+  local label=$1 system=$2 c=$clients k=$keys t=$secs; shift 2
   while true; do
     case "${1:-}" in
       --clients) c=$2; shift 2 ;;
       --keyspace) k=$2; shift 2 ;;
+      --seconds) t=$2; shift 2 ;;
       *) break ;;
     esac
   done
@@ -140,8 +144,15 @@ load() {
     zankv) target=(--addrs "127.0.0.1:$zport" "${zankv_watch[@]}") ;;
   esac
   say "$label on $system"
-  "$bin/zankv-load" --label "$label/$system" --seconds "$secs" --warmup 1 --clients "$c" \
-    --value-size "$value" --keyspace "$k" "${target[@]}" "$@" >> "$results"
+  local args=(--seconds "$t" --warmup 1 --clients "$c" --value-size "$value" --keyspace "$k")
+  local shown=() i=0 all=("${target[@]}" "$@")
+  while [ $i -lt ${#all[@]} ]; do
+    if [ "${all[i]}" = --watch ]; then i=$((i + 2)); continue; fi
+    shown+=("${all[i]}"); i=$((i + 1))
+  done
+  $py -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "argv": sys.argv[2:]}))' \
+    "command/$label/$system" zankv-load "${args[@]}" "${shown[@]}" >> "$results"
+  "$bin/zankv-load" --label "$label/$system" "${args[@]}" "${target[@]}" "$@" >> "$results"
 }
 
 # Every system holds the same keys before it is read.
@@ -152,6 +163,14 @@ done
 for op in set get; do
   for s in redis-mem redis-fsync zankv; do load "$op/16" "$s" --op "$op" --pipeline 16; done
 done
+# The proxy's memory under sustained load: its RSS once a second through a longer SET run.
+( while kill -0 "$proxy_pid" 2>/dev/null; do rss_mb "$proxy_pid"; echo; sleep 1; done ) \
+  > "$work/proxy-rss" 2>/dev/null &
+sampler=$!
+load "sustained/set" zankv --seconds "$sustained" --op set
+kill "$sampler" 2>/dev/null || true
+wait "$sampler" 2>/dev/null || true
+note "{\"label\": \"memory/proxy-sustained\", \"seconds\": $sustained, \"rss_mb\": [$(paste -sd, "$work/proxy-rss")]}"
 # The replication target: 128 clients, 64 partitions (below), against redis fsync always.
 load "set/1/c128" redis-fsync --clients 128 --op set
 
