@@ -258,6 +258,18 @@ def main():
         parts.append(f"{idle['rss_mb']} MiB holding {idle['connections']:,} idle client connections")
     w("The proxy's RSS: " + "; ".join(parts) + ".")
     w("")
+    sustained = runs.get("memory/proxy-sustained")
+    if sustained and sustained["rss_mb"]:
+        samples = sustained["rss_mb"]
+        set_run = runs.get("sustained/set/zankv")
+        load_text = f" at {ops(set_run):,.0f} ops/s" if set_run else ""
+        w(
+            f"Under sustained load: sampled once a second through a {sustained['seconds']} s SET "
+            f"run of {meta['clients']} clients{load_text}, the proxy's RSS went from "
+            f"{samples[0]} to {samples[-1]} MiB (lowest {min(samples)}, highest {max(samples)}; "
+            f"{len(samples)} samples)."
+        )
+        w("")
 
     w("## Reading the numbers")
     w("")
@@ -277,6 +289,24 @@ def main():
         "its partition worker reads RocksDB, and the reply goes back through the proxy."
     )
     w("")
+    commands = [(label[len("command/"):], r["argv"]) for label, r in runs.items() if label.startswith("command/")]
+    if commands:
+        w("## Commands")
+        w("")
+        w(
+            "Each run's `zankv-load` command as the script ran it (the ports are that run's; "
+            "`--watch` arguments, which only name the processes whose CPU time is counted, and "
+            "`--label` left out). The servers: `redis-server --bind 127.0.0.1 --save \"\" --appendonly no`, "
+            "`redis-server --bind 127.0.0.1 --save \"\" --appendonly yes --appendfsync always`, "
+            "three `etcd` members, and `zankv playground` (`./dev.sh start`)."
+        )
+        w("")
+        w("| run | command |")
+        w("|---|---|")
+        for label, argv in commands:
+            w(f"| {label} | `{' '.join(argv)}` |")
+        w("")
+
     w("## Other scripts")
     w("")
     w(
