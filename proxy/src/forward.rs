@@ -244,7 +244,7 @@ fn partitions_in(tables: &RoutingTables, scope: Option<&str>) -> Vec<KeyTarget> 
 
 /// Most times INFO asks a partition again (about 175 ms of back-off with the default
 /// `retry_backoff_ms`): INFO answers without the partitions that still have no leader
-/// rather than wait out every partition's full retries in turn.
+/// rather than wait out the full `max_retries` (about 4 s with the defaults).
 const INFO_RETRIES: u32 = 3;
 
 /// INFO with its keyspace section: `head` (the proxy's own sections, rendered) followed by

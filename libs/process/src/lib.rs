@@ -2,8 +2,8 @@
 //! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
 //! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
-//! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the registry of connected clients behind CLIENT LIST,
-//! INFO and KILL ([`clients`]).
+//! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the
+//! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task

@@ -167,12 +167,11 @@ struct Sim {
     unsynced_lost: usize,
     /// Two-sided partitions and cut links injected.
     splits: usize,
-    /// Nodes `1..=initial_voters` are the groups' initial voters.
+    /// Nodes `1..=initial_voters` are the groups' initial voters; replicas move when there
+    /// are more nodes than that.
     initial_voters: u64,
-    /// When the faults stopped.
-    heal_at: Option<u64>,
-    /// Whether replicas move (there are nodes beyond the initial voters).
-    moving: bool,
+    /// Whether the faults have stopped.
+    healed: bool,
     moves: Vec<Move>,
     moves_done: usize,
     /// Learners hosted on a node that had held a replica of their group.
@@ -224,8 +223,7 @@ impl Sim {
             unsynced_lost: 0,
             splits: 0,
             initial_voters: size,
-            heal_at: None,
-            moving: spares > 0,
+            healed: false,
             moves: Vec::new(),
             moves_done: 0,
             recreated: 0,
@@ -368,7 +366,7 @@ impl Sim {
         if propose {
             self.start_reads();
         }
-        if self.moving {
+        if self.nodes.len() as u64 > self.initial_voters {
             self.move_replicas(faults);
         }
         for i in 0..self.nodes.len() {
@@ -507,7 +505,7 @@ impl Sim {
         }
         // A removed replica is deleted once its node runs, now or a while later (PD's
         // grace period): until then it may campaign with the membership it last knew.
-        let healed = self.heal_at.is_some();
+        let healed = self.healed;
         let mut i = 0;
         while i < self.to_delete.len() {
             let (g, node, replica) = self.to_delete[i];
@@ -777,7 +775,7 @@ impl Sim {
     }
 
     fn heal(&mut self) {
-        self.heal_at = Some(self.now);
+        self.healed = true;
         self.isolated.clear();
         self.cuts.clear();
         self.drop_per_mille = 0;

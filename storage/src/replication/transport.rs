@@ -5,10 +5,11 @@
 //! node's bounded queue and, when the queue is full, drops it and counts it (raft tolerates
 //! loss; it retries). Message connections (sending and receiving) run on the store loop's
 //! own runtime, so a message passes between them and the loop without waking another
-//! thread; the listener and snapshot transfers run on the node's I/O runtime. One task per peer node connects (reconnecting with exponential
-//! backoff), takes everything queued, and writes it as one frame. [`serve`] accepts
-//! connections from peer nodes and forwards decoded messages to the store loop's inbound
-//! queue, dropping (and counting) when that queue is full.
+//! thread; the listener and snapshot transfers run on the node's I/O runtime. One task per
+//! peer node connects (reconnecting with exponential backoff), takes everything queued,
+//! and writes it as one frame. [`serve`] accepts connections from peer nodes and forwards
+//! decoded messages to the store loop's inbound queue, dropping (and counting) when that
+//! queue is full.
 //!
 //! A connection starts with one kind byte: `R` for raft messages, `S` for one snapshot
 //! transfer ([`super::snapshot`]), which gets a connection of its own so bulk data never
