@@ -13,9 +13,14 @@ import json
 import sys
 
 SYSTEMS = ["redis-mem", "redis-fsync", "etcd", "zankv"]
+# One proxy hop with no replica, and replicated durable redis: what the targets' shapes cost
+# on this machine without zankv.
+REFERENCES = ["twemproxy", "redis-repl"]
 TITLES = {
     "redis-mem": "redis in memory",
     "redis-fsync": "redis appendfsync always",
+    "twemproxy": "twemproxy → redis in memory",
+    "redis-repl": "redis + 2 replicas, appendfsync always, WAIT 1",
     "etcd": "etcd, 3 members",
     "zankv": "zankv, 3 replicas",
 }
@@ -75,7 +80,9 @@ def main():
     w(
         f"Machine: {meta['cpus']} cores, {meta['mem_gib']} GiB, Linux {meta['kernel']}; every "
         "server and the load generator share those cores. "
-        f"{meta['redis']}; {meta['etcd']}. The whole run took {meta['elapsed_s']} s."
+        f"{meta['redis']}; {meta['etcd']}; "
+        f"{meta.get('twemproxy', 'twemproxy').removeprefix('This is ')}. "
+        f"The whole run took {meta['elapsed_s']} s."
     )
     w("")
     w("## Method")
@@ -89,6 +96,16 @@ def main():
         "(`zankv-load`, benches/src) drives each: RESP for redis and for zankv's proxy, "
         "etcd's v3 gRPC API (Put, linearizable Range) for etcd, its clients spread over "
         "the three members."
+    )
+    w("")
+    w(
+        "Two reference points run in the same script, to show what the targets' shapes cost "
+        "on this machine without zankv: twemproxy (Debian's `nutcracker`) in front of the "
+        "in-memory redis-server, one proxy hop with no replica; and a redis-server with two "
+        "replicas (`--replicaof`), all three `--appendfsync always`, each SET (or pipeline of "
+        "SETs) followed by `WAIT 1 1000`, so a write is answered once the master and one "
+        "replica hold it (WAIT does not wait for the replica's fsync: a weaker promise than "
+        "zankv's quorum of fsyncs)."
     )
     w("")
     w(
@@ -123,6 +140,34 @@ def main():
     w("etcd has no pipelining; its pipelined cells are n/a.")
     w("")
 
+    w("## Reference points")
+    w("")
+    w(
+        "| test | pipeline | "
+        + " | ".join(TITLES[s] for s in REFERENCES)
+        + " | twemproxy / redis in memory | redis replicated / redis fsync always"
+        + " | zankv / twemproxy | zankv / redis replicated |"
+    )
+    w("|---|---|" + "---|" * len(REFERENCES) + "---|---|---|---|")
+    for op in ["set", "get"]:
+        for p in ["1", "16"]:
+            label = f"{op}/{p}"
+            cells = [fmt_ops(run(label, s)) for s in REFERENCES]
+            z = run(label, "zankv")
+            tw, repl = run(label, "twemproxy"), run(label, "redis-repl")
+            w(
+                f"| {op.upper()} | {p} | "
+                + " | ".join(cells)
+                + f" | {ratio(tw, run(label, 'redis-mem'))} | {ratio(repl, run(label, 'redis-fsync'))}"
+                + f" | {ratio(z, tw)} | {ratio(z, repl)} |"
+            )
+    w("")
+    w(
+        "The replicated redis answers GET from the master alone: no replica is asked, unlike "
+        "zankv's and etcd's linearizable reads."
+    )
+    w("")
+
     w("## Targets")
     w("")
     w("| target | measured | met |")
@@ -155,6 +200,18 @@ def main():
         )
     storage = [runs.get(f"memory/storage-{i}") for i in (1, 2, 3)]
     w("")
+    scale = [
+        ("twemproxy's GET", run("get/1", "twemproxy"), run("get/1", "redis-mem"), "redis in memory"),
+        ("its pipelined GET", run("get/16", "twemproxy"), run("get/16", "redis-mem"), "redis in memory"),
+        ("replicated redis's SET", run("set/1", "redis-repl"), run("set/1", "redis-fsync"), "redis appendfsync always"),
+    ]
+    known = [f"{what} is {ratio(a, b)}× {of}" for what, a, b, of in scale if a and b]
+    if known:
+        w(
+            "For scale, the reference points of the same run measured against the same "
+            "baselines as the targets: " + "; ".join(known) + "."
+        )
+        w("")
 
     w("## CPU seconds per 100k operations")
     w("")
@@ -167,7 +224,7 @@ def main():
     w("|---|---|---|---|---|")
     for op in ["set", "get"]:
         for p in ["1", "16"]:
-            for s in SYSTEMS:
+            for s in SYSTEMS[:2] + REFERENCES + SYSTEMS[2:]:
                 r = run(f"{op}/{p}", s)
                 per = cpu_per_100k(r)
                 if not per:
@@ -186,9 +243,10 @@ def main():
         "puts), the batches spread over the clients. Keys per second:"
     )
     w("")
-    w("| " + " | ".join(TITLES[s] for s in SYSTEMS) + " |")
-    w("|" + "---|" * len(SYSTEMS))
-    w("| " + " | ".join(f"{ops(run('fill', s)) or 0:,.0f}" for s in SYSTEMS) + " |")
+    filled = SYSTEMS[:2] + ["redis-repl"] + SYSTEMS[2:]
+    w("| " + " | ".join(TITLES[s] for s in filled) + " |")
+    w("|" + "---|" * len(filled))
+    w("| " + " | ".join(f"{ops(run('fill', s)) or 0:,.0f}" for s in filled) + " |")
     w("")
 
     w("## Partitions per node")
@@ -285,6 +343,12 @@ def main():
         "fsync shape. redis with appendfsync always fsyncs on one machine, with no replica."
     )
     w(
+        "- The reference points price the targets' shapes here: a proxy hop alone "
+        "(twemproxy, no replica) and a replicated durable write (redis with two replicas and "
+        "WAIT, fsyncs on every node), each on the same two cores as its load generator; the "
+        "targets compare zankv, which does both, with a single redis-server that does neither."
+    )
+    w(
         "- A zankv GET is linearizable: the leader confirms it still leads (ReadIndex) before "
         "its partition worker reads RocksDB, and the reply goes back through the proxy."
     )
@@ -298,6 +362,9 @@ def main():
             "`--watch` arguments, which only name the processes whose CPU time is counted, and "
             "`--label` left out). The servers: `redis-server --bind 127.0.0.1 --save \"\" --appendonly no`, "
             "`redis-server --bind 127.0.0.1 --save \"\" --appendonly yes --appendfsync always`, "
+            "`nutcracker` (one pool, `redis: true`, `preconnect: true`, the in-memory "
+            "redis-server as its one server), three redis-servers with "
+            "`--appendonly yes --appendfsync always` (two of them `--replicaof` the first), "
             "three `etcd` members, and `zankv playground` (`./dev.sh start`)."
         )
         w("")

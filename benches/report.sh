@@ -4,6 +4,9 @@
 #   benches/report.sh
 #
 # In one run on this machine it starts redis-server in memory and with appendfsync always,
+# two reference points (twemproxy, Debian's nutcracker, in front of the in-memory
+# redis-server: one proxy hop and no replica; and a redis-server with two replicas, all
+# appendfsync always, each SET followed by WAIT 1: a replicated durable write in redis),
 # a 3-member etcd cluster (Debian's etcd-server) and a zankv local cluster (`zankv
 # playground`: PD, three storage nodes, a proxy; the default namespace 8 partitions x 3
 # replicas), drives each with the same load generator (benches/src, zankv-load: RESP, and
@@ -32,7 +35,7 @@ sustained="${ZANKV_BENCH_SUSTAINED:-30}"
 out="${ZANKV_BENCH_OUT:-docs/benchmarks.md}"
 started_at=$(date +%s)
 
-./scripts/setup.sh etcd-server
+./scripts/setup.sh etcd-server nutcracker
 cargo build --release --locked --bins >&2
 bin="$PWD/target/release"
 py=/usr/bin/python3
@@ -90,6 +93,32 @@ fsync_pid=$!; pids+=("$fsync_pid")
 wait_for redis redis-cli -p "$mem_port" ping
 wait_for redis redis-cli -p "$fsync_port" ping
 
+# twemproxy in front of the in-memory redis-server (the same keys): what one proxy hop
+# costs on this machine, with no replica and no durability.
+tw_port=$(free_ports 2)
+printf 'bench:\n  listen: 127.0.0.1:%s\n  redis: true\n  preconnect: true\n  servers:\n    - 127.0.0.1:%s:1\n' \
+  "$tw_port" "$mem_port" > "$work/nutcracker.yml"
+nutcracker -c "$work/nutcracker.yml" -s "$((tw_port + 1))" -a 127.0.0.1 \
+  -o "$work/nutcracker.log" -p "$work/nutcracker.pid" &
+tw_pid=$!; pids+=("$tw_pid")
+wait_for twemproxy redis-cli -p "$tw_port" get probe
+
+# redis-server with two replicas, every one appendfsync always; SETs are followed by
+# WAIT 1 (the master and one replica hold the write: the shape of zankv's quorum, though
+# WAIT does not wait for the replica's fsync).
+repl_port=$(free_ports 3)
+repl_watch=()
+for i in 0 1 2; do
+  mkdir -p "$work/repl$i"
+  replica=()
+  [ "$i" -eq 0 ] || replica=(--replicaof 127.0.0.1 "$repl_port")
+  redis-server --port "$((repl_port + i))" --bind 127.0.0.1 --save "" --appendonly yes \
+    --appendfsync always --dir "$work/repl$i" "${replica[@]}" >/dev/null &
+  pids+=("$!"); repl_watch+=(--watch "redis-$((i + 1))=$!")
+done
+replicas_online() { [ "$(redis-cli -p "$repl_port" info replication | grep -c 'state=online')" -eq 2 ]; }
+wait_for "redis replicas" replicas_online
+
 # etcd, three members.
 etcd_base=$(free_ports 6)
 cluster=""
@@ -140,6 +169,8 @@ load() {
   case "$system" in
     redis-mem) target=(--addrs "127.0.0.1:$mem_port" --watch "redis=$mem_pid") ;;
     redis-fsync) target=(--addrs "127.0.0.1:$fsync_port" --watch "redis=$fsync_pid") ;;
+    twemproxy) target=(--addrs "127.0.0.1:$tw_port" --watch "twemproxy=$tw_pid" --watch "redis=$mem_pid") ;;
+    redis-repl) target=(--addrs "127.0.0.1:$repl_port" "${repl_watch[@]}") ;;
     etcd) target=(--protocol etcd --addrs "$etcd_addrs" "${etcd_watch[@]}") ;;
     zankv) target=(--addrs "127.0.0.1:$zport" "${zankv_watch[@]}") ;;
   esac
@@ -155,13 +186,21 @@ load() {
   "$bin/zankv-load" --label "$label/$system" "${args[@]}" "${target[@]}" "$@" >> "$results"
 }
 
-# Every system holds the same keys before it is read.
-for s in redis-mem redis-fsync etcd zankv; do load fill "$s" --op fill; done
+# Every system holds the same keys before it is read (twemproxy's server is redis-mem's).
+for s in redis-mem redis-fsync redis-repl etcd zankv; do load fill "$s" --op fill; done
+# The replicated redis waits for a replica after each SET (or pipeline of SETs).
+replica_wait() { if [ "$1/$2" = redis-repl/set ]; then echo --wait 1; fi; }
 for op in set get; do
-  for s in redis-mem redis-fsync etcd zankv; do load "$op/1" "$s" --op "$op"; done
+  for s in redis-mem redis-fsync twemproxy redis-repl etcd zankv; do
+    # shellcheck disable=SC2046
+    load "$op/1" "$s" --op "$op" $(replica_wait "$s" "$op")
+  done
 done
 for op in set get; do
-  for s in redis-mem redis-fsync zankv; do load "$op/16" "$s" --op "$op" --pipeline 16; done
+  for s in redis-mem redis-fsync twemproxy redis-repl zankv; do
+    # shellcheck disable=SC2046
+    load "$op/16" "$s" --op "$op" --pipeline 16 $(replica_wait "$s" "$op")
+  done
 done
 # The proxy's memory under sustained load: its RSS once a second through a longer SET run.
 ( while kill -0 "$proxy_pid" 2>/dev/null; do rss_mb "$proxy_pid"; echo; sleep 1; done ) \
@@ -226,7 +265,9 @@ $py - "$results" > "$work/meta.json" <<PY
 import json, platform, subprocess
 def cmd(*a):
     try:
-        return subprocess.run(a, capture_output=True, text=True).stdout.strip().splitlines()[0]
+        r = subprocess.run(a, capture_output=True, text=True)
+        # nutcracker prints its version on stderr.
+        return (r.stdout.strip() or r.stderr.strip()).splitlines()[0]
     except Exception:
         return "unknown"
 mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
@@ -238,6 +279,7 @@ print(json.dumps({
     "kernel": platform.release(),
     "redis": cmd("redis-server", "--version"),
     "etcd": cmd("etcd", "--version"),
+    "twemproxy": cmd("nutcracker", "--version"),
     "seconds": $secs, "clients": $clients, "value": $value, "keys": $keys,
     "big_keys": $big_keys, "idle": $idle,
     "elapsed_s": $(date +%s) - $started_at,

@@ -11,6 +11,9 @@
 //!   the node that last said it leads the key's partition ([`resp`]).
 //! - etcd (`--protocol etcd`): v3 gRPC `Put` and linearizable `Range` ([`etcd`]); client
 //!   i talks to member i mod n of `--addrs`, as etcd's client balances endpoints.
+//! - `--wait N` (RESP, SET): each SET, or pipeline of SETs, is followed by `WAIT N 1000`,
+//!   so redis-server answers only once N of its replicas have the writes; a WAIT that
+//!   reports fewer counts the writes it followed as errors.
 //!
 //! Prints one JSON line on stdout: label, protocol, op, clients, pipeline, ops, seconds,
 //! ops_per_sec, p50_ms, p99_ms, max_ms (per operation: every command of a pipeline gets
@@ -92,6 +95,10 @@ struct Args {
     /// Commands per pipeline (RESP, one address).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
+    /// Replicas that must acknowledge each SET (or pipeline of SETs): `WAIT N 1000` follows
+    /// it (RESP to one redis-server; 0 = no WAIT).
+    #[arg(long, default_value_t = 0)]
+    wait: u32,
     /// Keys per batch of fill.
     #[arg(long, default_value_t = 100)]
     batch: usize,
@@ -162,7 +169,9 @@ async fn resp_client(
     let mut conns: Vec<Option<RespConn>> = (0..args.addrs.len()).map(|_| None).collect();
     let mut rng = fastrand::Rng::new();
     let mut request = Vec::with_capacity((shared.value.len() + 64) * args.pipeline);
-    let mut replies = Vec::with_capacity(args.pipeline);
+    let mut replies = Vec::with_capacity(args.pipeline + 1);
+    let wait = (args.wait > 0).then(|| args.wait.to_string());
+    let expected = args.pipeline + usize::from(wait.is_some());
     while !stop.load(Ordering::Relaxed) {
         request.clear();
         let mut partition = 0;
@@ -173,6 +182,9 @@ async fn resp_client(
                 Op::Set => encode(&mut request, &[b"SET", key.as_bytes(), &shared.value]),
                 _ => encode(&mut request, &[b"GET", key.as_bytes()]),
             }
+        }
+        if let Some(wait) = &wait {
+            encode(&mut request, &[b"WAIT", wait.as_bytes(), WAIT_TIMEOUT_MS]);
         }
         let started = Instant::now();
         let mut attempts = 0;
@@ -198,11 +210,7 @@ async fn resp_client(
                 }
             }
             let conn = conns[node].as_mut().expect("connected above");
-            if conn
-                .call(&request, args.pipeline, &mut replies)
-                .await
-                .is_err()
-            {
+            if conn.call(&request, expected, &mut replies).await.is_err() {
                 conns[node] = None;
                 break false;
             }
@@ -217,6 +225,7 @@ async fn resp_client(
                     }
                 }
                 all if all.iter().any(|r| matches!(r, BytesFrame::Error(_))) => break false,
+                all if wait.is_some() && replicas_short(all, args.wait) => break false,
                 _ => {
                     shared.leaders[partition].store(node, Ordering::Relaxed);
                     break true;
@@ -327,6 +336,15 @@ async fn fill_client(shared: Arc<Shared>, index: usize) -> ClientResult {
     result
 }
 
+/// How long a `WAIT` waits for the replicas, in milliseconds.
+const WAIT_TIMEOUT_MS: &[u8] = b"1000";
+
+/// Whether the replies of a pipeline that ended in `WAIT want ...` show that fewer than
+/// `want` replicas had its writes in time (or carry no WAIT answer at all).
+fn replicas_short(replies: &[BytesFrame], want: u32) -> bool {
+    !matches!(replies.last(), Some(BytesFrame::Integer(n)) if *n >= i64::from(want))
+}
+
 fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -356,6 +374,12 @@ fn main() {
     }
     if args.pipeline > 1 && (args.addrs.len() > 1 || args.protocol == Protocol::Etcd) {
         eprintln!("zankv-load: --pipeline needs the RESP protocol and one address");
+        std::process::exit(2);
+    }
+    if args.wait > 0
+        && (args.op != Op::Set || args.protocol != Protocol::Resp || args.addrs.len() > 1)
+    {
+        eprintln!("zankv-load: --wait needs --op set, the RESP protocol and one address");
         std::process::exit(2);
     }
     if args.op == Op::Fill && args.protocol == Protocol::Resp && args.addrs.len() > 1 {
@@ -457,4 +481,19 @@ fn main() {
         "cpu_s": cpu,
     });
     println!("{report}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wait_answer_below_the_replicas_asked_for_fails_the_writes() {
+        let ok = BytesFrame::SimpleString(Bytes::from_static(b"OK"));
+        assert!(!replicas_short(&[ok.clone(), BytesFrame::Integer(1)], 1));
+        assert!(!replicas_short(&[ok.clone(), BytesFrame::Integer(2)], 1));
+        assert!(replicas_short(&[ok.clone(), BytesFrame::Integer(0)], 1));
+        assert!(replicas_short(&[ok.clone(), BytesFrame::Integer(1)], 2));
+        assert!(replicas_short(&[ok], 1));
+    }
 }
