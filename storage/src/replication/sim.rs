@@ -2,7 +2,11 @@
 //! groups, on an in-memory network with seeded fault injection: message loss and delay,
 //! isolation of a node, a two-sided network partition, a cut link between two nodes (each
 //! still reaching the others), and a crash (power loss: what the raft log did not sync is
-//! lost) with a restart from what was durable.
+//! lost, and so is what a partition applied after its last flush: partition databases
+//! have no WAL) with a restart from what was durable, replaying the raft log from each
+//! partition's durable applied index. A partition flushes now and then by itself, and
+//! always before its group's log is compacted (as a worker syncs before it reports the
+//! index the log may be compacted to).
 //!
 //! A run is deterministic: faults, delays and every replica's election timeout come from
 //! one seeded RNG (raft-rs's own random timeout is replaced by a fixed one per replica,
@@ -44,15 +48,39 @@ fn logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
-/// One group's state machine on one node (durable, like a partition's data): the applied
-/// proposal ids.
+/// One group's state machine on one node, like a partition's data: the applied proposal
+/// ids, of which a crash keeps only what the last flush made durable.
 #[derive(Default, Clone)]
 struct StateMachine {
     applied: Vec<u64>,
     applied_index: u64,
+    /// How much of `applied`, up to which index, a crash keeps.
+    durable_len: usize,
+    durable_index: u64,
 }
 
 impl StateMachine {
+    /// A new group's state machine, where its log starts.
+    fn at(index: u64) -> StateMachine {
+        StateMachine {
+            applied_index: index,
+            durable_index: index,
+            ..StateMachine::default()
+        }
+    }
+
+    /// Makes everything applied durable.
+    fn flush(&mut self) {
+        self.durable_len = self.applied.len();
+        self.durable_index = self.applied_index;
+    }
+
+    /// Power loss: back to the last flush.
+    fn lose_unflushed(&mut self) {
+        self.applied.truncate(self.durable_len);
+        self.applied_index = self.durable_index;
+    }
+
     fn snapshot_data(&self) -> Bytes {
         Bytes::from(
             self.applied
@@ -102,13 +130,7 @@ impl Node {
             .collect();
         for g in bootstrap {
             // A new group's state machine starts where its log does.
-            self.machines.insert(
-                g,
-                StateMachine {
-                    applied: Vec::new(),
-                    applied_index: INIT_INDEX,
-                },
-            );
+            self.machines.insert(g, StateMachine::at(INIT_INDEX));
             store
                 .host(g, self.id, Start::Bootstrap(voters), INIT_INDEX)
                 .expect("host group");
@@ -180,8 +202,13 @@ struct Sim {
     transfers: usize,
     /// (group, node, replica): removed replicas still to be deleted from their node.
     to_delete: Vec<(GroupId, u64, u64)>,
-    /// Every proposal a replica applied before its replica was deleted, per group.
-    deleted_applied: BTreeMap<GroupId, HashSet<u64>>,
+    /// Every proposal any replica applied, per group (committed, so never to be lost, even
+    /// where a crash undid the apply or the replica was deleted since).
+    ever_applied: BTreeMap<GroupId, HashSet<u64>>,
+    /// Partition state machines set back to their last flush by crashes, and the applied
+    /// entries that took away.
+    rolled_back: usize,
+    entries_rolled_back: u64,
 }
 
 impl Sim {
@@ -229,7 +256,9 @@ impl Sim {
             recreated: 0,
             transfers: 0,
             to_delete: Vec::new(),
-            deleted_applied: BTreeMap::new(),
+            ever_applied: BTreeMap::new(),
+            rolled_back: 0,
+            entries_rolled_back: 0,
         };
         for id in 1..=size + spares {
             sim.start_node(id);
@@ -521,9 +550,7 @@ impl Sim {
             }
             if store.peer(g).is_some_and(|p| p.id() == replica) {
                 store.unhost(g).expect("unhost");
-                if let Some(m) = n.machines.remove(&g) {
-                    self.deleted_applied.entry(g).or_default().extend(m.applied);
-                }
+                n.machines.remove(&g);
             }
             self.to_delete.swap_remove(i);
         }
@@ -637,10 +664,18 @@ impl Sim {
     /// What a store loop does once: persist and advance every group, install snapshots,
     /// apply committed entries, compact long logs, send messages.
     fn loop_iteration(&mut self, i: usize) {
+        // Now and then one of the node's partitions flushes by itself.
+        let flush = (self.rng.u32(0..16) == 0).then(|| self.rng.usize(..));
         let node = &mut self.nodes[i];
         let Some(store) = &mut node.store else {
             return;
         };
+        if let Some(pick) = flush {
+            let count = node.machines.len();
+            if let Some(sm) = node.machines.values_mut().nth(pick % count.max(1)) {
+                sm.flush();
+            }
+        }
         // What the store hands out before its sync and what it hands out after are
         // handled alike here, in that order.
         let mut early = None;
@@ -657,6 +692,8 @@ impl Sim {
                     .map(|c| u64::from_be_bytes(c.try_into().expect("8 bytes")))
                     .collect();
                 sm.applied_index = snap.get_metadata().index;
+                // A checkpoint is installed durably, as a whole.
+                sm.flush();
                 self.snapshots_installed += 1;
             }
             for (g, entries) in &out.committed {
@@ -672,8 +709,9 @@ impl Sim {
                         node.id
                     );
                     if e.data.len() == 8 {
-                        sm.applied
-                            .push(u64::from_be_bytes(e.data[..].try_into().expect("8 bytes")));
+                        let proposal = u64::from_be_bytes(e.data[..].try_into().expect("8 bytes"));
+                        sm.applied.push(proposal);
+                        self.ever_applied.entry(*g).or_default().insert(proposal);
                     }
                     sm.applied_index = e.index;
                 }
@@ -693,12 +731,16 @@ impl Sim {
             }
             messages.extend(out.messages);
         }
-        // Long logs are compacted at the applied index (the machines here are durable);
-        // a follower that needs one gets a snapshot of the state at exactly its index.
+        // Long logs are compacted at the applied index once the partition has flushed it
+        // (the log must keep every entry a crash could take from the partition); a
+        // follower that needs one gets a snapshot of the state at exactly its index.
         for g in store.groups_with_long_logs(40, usize::MAX) {
-            store
-                .compact(g, node.machines[&g].applied_index)
-                .expect("compact");
+            let sm = node
+                .machines
+                .get_mut(&g)
+                .expect("a machine per hosted group");
+            sm.flush();
+            store.compact(g, sm.durable_index).expect("compact");
         }
         for g in store.groups_wanting_snapshots() {
             let sm = &node.machines[&g];
@@ -725,6 +767,14 @@ impl Sim {
                     .expect("node");
                 node.store = None;
                 self.unsynced_lost += node.disk.lose_unsynced();
+                for sm in node.machines.values_mut() {
+                    let lost = sm.applied_index - sm.durable_index;
+                    if lost > 0 {
+                        self.rolled_back += 1;
+                        self.entries_rolled_back += lost;
+                    }
+                    sm.lose_unflushed();
+                }
                 let at = self.now + self.rng.u64(10..150);
                 self.crashed.push((victim, at));
                 self.crashes += 1;
@@ -838,6 +888,10 @@ struct Exercised {
     transfers: usize,
     /// Linearizable reads confirmed.
     reads: usize,
+    /// Partitions a crash set back to their last flush, and the applied entries that undid
+    /// (replayed from the raft log at the restart).
+    rolled_back: usize,
+    entries_rolled_back: u64,
     syncs: u64,
     groups_persisted: u64,
     /// Every (group, term) → leader observed.
@@ -857,6 +911,8 @@ impl Exercised {
         self.recreated += other.recreated;
         self.transfers += other.transfers;
         self.reads += other.reads;
+        self.rolled_back += other.rolled_back;
+        self.entries_rolled_back += other.entries_rolled_back;
         self.syncs += other.syncs;
         self.groups_persisted += other.groups_persisted;
     }
@@ -928,16 +984,10 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
                 n.id
             );
         }
-        let mut acknowledged: HashSet<u64> = sim
-            .nodes
-            .iter()
-            .filter_map(|n| n.machines.get(&g))
-            .flat_map(|m| m.applied.iter().copied())
-            .collect();
-        acknowledged.extend(sim.deleted_applied.get(&g).into_iter().flatten());
         let final_set: HashSet<u64> = reference.iter().copied().collect();
         assert_eq!(
-            final_set, acknowledged,
+            Some(&final_set),
+            sim.ever_applied.get(&g),
             "seed {seed} group {g}: an applied entry was lost"
         );
         assert!(
@@ -956,6 +1006,8 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
         recreated: sim.recreated,
         transfers: sim.transfers,
         reads: sim.reads_confirmed,
+        rolled_back: sim.rolled_back,
+        entries_rolled_back: sim.entries_rolled_back,
         leaders: sim.leaders.clone(),
         applied,
         ..Default::default()
@@ -984,6 +1036,10 @@ fn three_nodes_four_groups_stay_safe_and_converge_under_faults() {
         total.unsynced_lost > 0,
         "no crash lost an unsynced raft-log write"
     );
+    assert!(
+        total.rolled_back > 0 && total.entries_rolled_back > total.rolled_back as u64,
+        "no crash took applied entries from a partition: {total:?}"
+    );
     // Several groups share each sync.
     assert!(
         total.groups_persisted > total.syncs * 2,
@@ -1009,8 +1065,15 @@ fn replicas_and_leaders_move_under_faults() {
         total.add(&run_with_spares(seed, 3, 3, 2));
     }
     eprintln!(
-        "{} moves, {} re-created replicas, {} leader transfers, {} reads, {} snapshots, {} crashes",
-        total.moves, total.recreated, total.transfers, total.reads, total.snapshots, total.crashes
+        "{} moves, {} re-created replicas, {} leader transfers, {} reads, {} snapshots, {} crashes, \
+         {} partitions rolled back",
+        total.moves,
+        total.recreated,
+        total.transfers,
+        total.reads,
+        total.snapshots,
+        total.crashes,
+        total.rolled_back
     );
     assert!(
         total.moves > 20
