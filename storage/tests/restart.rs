@@ -4,13 +4,18 @@
 //!
 //! Writes are pipelined in random batches so acknowledged writes may have shared a batch
 //! with others; the expected state is a model updated only from acknowledged replies.
+//!
+//! The node compacts its raft log after a few hundred entries, so every restart starts
+//! from a compacted log; a node whose only replica commits entries as it persists them
+//! once left its log compacted past the commit index it had written, and could not start
+//! again.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use support::{escape, Client, Frame, ZankvNode};
+use support::{escape, free_port, try_http, Client, Frame, ZankvNode};
 
 /// Restart rounds: SIGKILL, SIGTERM, SIGKILL.
 const ROUNDS: [Stop; 3] = [Stop::Kill, Stop::Term, Stop::Kill];
@@ -23,6 +28,10 @@ const KEY_POOL: usize = 120;
 
 /// Longest a round may take; the test fails rather than run on.
 const ROUND_DEADLINE: Duration = Duration::from_secs(60);
+
+/// The node's raft-log compaction settings: a log is compacted once it holds more than
+/// this many entries (each round writes more than that), keeping the last few.
+const COMPACTION: &str = "[raft]\nlog_compact_entries = 150\nlog_catchup_entries = 20\n";
 
 /// Relative TTLs are checked against [send time, ack time] widened by this much.
 const TTL_SLACK_MS: i64 = 1500;
@@ -454,10 +463,14 @@ fn must_match_model(client: &mut Client, model: &Model, context: &str) {
 fn acknowledged_writes_survive_restarts() {
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
+    let config = dir.path().join("storage.toml");
+    std::fs::write(&config, COMPACTION).expect("write the config");
     let mut rng = fastrand::Rng::with_seed(0x5eed);
     let mut model = Model::new();
-    let mut node = ZankvNode::must_start(&data_dir);
-    let port = node.port();
+    let (port, http) = (free_port(), free_port());
+    let start = || ZankvNode::must_start_standalone_with(&data_dir, port, http, &config);
+    let mut node = start();
+    let mut compacted_to = 0;
     for (round, stop) in ROUNDS.iter().enumerate() {
         let deadline = Instant::now() + ROUND_DEADLINE;
         let mut client = node.client();
@@ -468,6 +481,12 @@ fn acknowledged_writes_survive_restarts() {
             &format!("round {round}, before {stop:?}"),
         );
         drop(client);
+        let first = must_wait_for_compaction(http, compacted_to, deadline);
+        assert!(
+            first > compacted_to,
+            "round {round}: the raft log was not compacted past index {compacted_to}"
+        );
+        compacted_to = first;
         match stop {
             Stop::Kill => node.kill9(),
             Stop::Term => {
@@ -478,7 +497,7 @@ fn acknowledged_writes_survive_restarts() {
                 );
             }
         }
-        node = ZankvNode::must_start_on(&data_dir, port);
+        node = start();
         let mut client = node.client();
         must_match_model(
             &mut client,
@@ -495,9 +514,30 @@ fn acknowledged_writes_survive_restarts() {
             .count();
         let with_ttl = model.values().filter(|e| e.expire.is_some()).count();
         eprintln!(
-            "round {round} ({stop:?}): {} keys ({hashes} hashes, {with_ttl} with a TTL) intact",
+            "round {round} ({stop:?}): {} keys ({hashes} hashes, {with_ttl} with a TTL) intact, \
+             the log starting at index {compacted_to}",
             model.len()
         );
     }
     assert!(!model.is_empty(), "the rounds left no keys to check");
+}
+
+/// The first index of the partition's raft log, as the node's `/status` reports it, once it
+/// is past `after` (compaction follows the writes by a tick or two); the last one seen if
+/// `deadline` comes first.
+fn must_wait_for_compaction(http: u16, after: u64, deadline: Instant) -> u64 {
+    let mut first = 0;
+    while Instant::now() < deadline {
+        if let Ok((200, body)) = try_http(http, "GET", "/status") {
+            let status: serde_json::Value = serde_json::from_str(&body).expect("status is JSON");
+            first = status["partitions"][0]["raft"]["first_index"]
+                .as_u64()
+                .expect("first_index in /status");
+            if first > after {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    first
 }

@@ -28,6 +28,8 @@
 //!
 //! Invariants:
 //! - entries are contiguous and start right after the compaction point;
+//! - the durable commit index is at or past the compaction point (a compaction is written
+//!   with the hard state);
 //! - an offered snapshot is at or after the compaction point, so the entries after it exist;
 //! - the durable form holds exactly the in-memory entries once the batch is written (a
 //!   truncated suffix is deleted in the same batch that appends its replacement).
@@ -169,7 +171,7 @@ impl GroupLog {
             }
             None => None,
         };
-        let hard_state = match engine.get(&key(b'h', group))? {
+        let mut hard_state: HardState = match engine.get(&key(b'h', group))? {
             Some(b) => decode(&b, "hard state")?,
             None => HardState::default(),
         };
@@ -185,6 +187,11 @@ impl GroupLog {
         if let Some(b) = engine.get(&key(b's', group))? {
             snapshot.set_metadata(decode::<SnapshotMetadata>(&b, "snapshot metadata")?);
         }
+        // Logs written before compactions carried the hard state can hold a commit index
+        // below the compaction point (raft-rs would not start from them). Everything up to
+        // the compaction point was applied, hence committed: the commit index is at least
+        // that (written with the next hard state).
+        hard_state.commit = hard_state.commit.max(snapshot.get_metadata().index);
         let mut entries = Vec::new();
         let mut bad = None;
         let start = entry_key(group, snapshot.get_metadata().index + 1);
@@ -437,8 +444,13 @@ impl GroupLog {
     }
 
     /// Compacts the log up to `index`: entries at or below it are dropped. The caller
-    /// guarantees the state machine durably holds them. Indexes outside the log are ignored.
+    /// guarantees the state machine durably holds them. Indexes outside the log are ignored,
+    /// and so is the part past the commit index: the hard state, with the commit index the
+    /// peer knows (raft-rs leaves persisting the commit moves it reports apart from a hard
+    /// state to the application), goes into the same batch, because raft-rs refuses to
+    /// start from a log compacted past its hard state's commit index.
     pub fn compact(&mut self, index: u64, batch: &mut WriteBatch) {
+        let index = index.min(self.hard_state.commit);
         if index < self.first() || index > self.last() {
             return;
         }
@@ -458,6 +470,7 @@ impl GroupLog {
         };
         meta.set_conf_state(self.conf_state.clone());
         batch.put(key(b's', self.group), encode(&meta));
+        batch.put(key(b'h', self.group), encode(&self.hard_state));
         self.snapshot = Snapshot::default();
         self.snapshot.set_metadata(meta);
         if self.offered_index().is_some_and(|i| i < index) {
@@ -607,6 +620,59 @@ mod tests {
         let mut hosted = GroupLog::persisted_groups(&disk).unwrap();
         hosted.sort_unstable();
         assert_eq!(hosted, vec![7, 8]);
+    }
+
+    #[test]
+    fn a_compaction_carries_the_commit_index_and_stops_at_it() {
+        let disk = MemoryEngine::new();
+        let mut batch = WriteBatch::default();
+        let mut log = GroupLog::bootstrap(7, 1, &[1], &mut batch);
+        log.append(
+            &(1..=6).map(|n| entry(at(n), 2)).collect::<Vec<_>>(),
+            &mut batch,
+        );
+        log.set_hard_state(
+            HardState {
+                term: 2,
+                vote: 1,
+                commit: at(1),
+                ..Default::default()
+            },
+            &mut batch,
+        );
+        persist(&disk, batch);
+        // Commit moves raft-rs reports apart from a hard state are only noted in memory.
+        log.note_commit(at(4));
+        let mut batch = WriteBatch::default();
+        log.compact(at(6), &mut batch);
+        assert_eq!(log.compacted_index(), at(4), "not past the commit index");
+        persist(&disk, batch);
+        let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
+        assert_eq!(reloaded.compacted_index(), at(4));
+        assert_eq!(
+            reloaded.hard_state().commit,
+            at(4),
+            "written with the compaction"
+        );
+        assert_eq!(
+            (reloaded.hard_state().term, reloaded.hard_state().vote),
+            (2, 1)
+        );
+
+        // A log an older version wrote: its hard state's commit before the compaction point.
+        let mut batch = WriteBatch::default();
+        batch.put(
+            key(b'h', 7),
+            encode(&HardState {
+                term: 2,
+                vote: 1,
+                commit: at(2),
+                ..Default::default()
+            }),
+        );
+        persist(&disk, batch);
+        let reloaded = GroupLog::load(&disk, 7).unwrap().unwrap();
+        assert_eq!(reloaded.hard_state().commit, at(4));
     }
 
     #[test]

@@ -217,6 +217,7 @@ mod tests {
             is_leader: true,
             commit: 5000,
             last_index: 5000,
+            first_index: 1,
             voters: voters.to_vec(),
             learners: learners.to_vec(),
             matched: matched.to_vec(),

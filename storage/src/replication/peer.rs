@@ -99,6 +99,8 @@ pub struct PeerStatus {
     pub commit: u64,
     /// Last index of the log.
     pub last_index: u64,
+    /// First index still in the log (those before it were compacted away).
+    pub first_index: u64,
     /// Voting replicas.
     pub voters: Vec<u64>,
     /// Learners.
@@ -230,6 +232,7 @@ impl Peer {
             is_leader: self.is_leader(),
             commit: self.commit_index(),
             last_index: self.last_index(),
+            first_index: self.node.store().compacted_index() + 1,
             voters: cs.voters.clone(),
             learners: cs.learners.clone(),
             matched,
@@ -445,8 +448,10 @@ impl Peer {
         };
         let mut light = self.node.advance(rd);
         if let Some(commit) = light.commit_index() {
-            // The commit index moved without a new hard state; the next Ready persists it,
-            // and losing it in a crash is harmless (it is re-learned from the leader).
+            // The commit index moved without a new hard state: raft-rs will not put it in
+            // a later Ready, so it is kept in memory and written with the next hard state
+            // or compaction (a compaction needs it); losing it in a crash before then is
+            // harmless (it is re-learned from the leader).
             self.node.mut_store().note_commit(commit);
         }
         out.messages.extend(light.take_messages());

@@ -94,6 +94,10 @@ impl StateMachine {
 /// Election timeouts are picked in `[ELECTION_TICKS, 2 × ELECTION_TICKS)`, as raft-rs does.
 const ELECTION_TICKS: usize = 10;
 
+/// How many steps a snapshot's stream takes, beyond a message's delay: up to twenty
+/// election timeouts.
+const SNAPSHOT_STREAM_STEPS: std::ops::Range<u64> = 5..200;
+
 /// One simulated storage node.
 struct Node {
     id: u64,
@@ -184,6 +188,8 @@ struct Sim {
     reads_confirmed: usize,
     next_proposal: u64,
     snapshots_installed: usize,
+    /// Snapshot streams that broke (their sender is told the snapshot failed).
+    snapshots_broken: usize,
     crashes: usize,
     /// Unsynced raft-log batches lost by crashes.
     unsynced_lost: usize,
@@ -246,6 +252,7 @@ impl Sim {
             reads_confirmed: 0,
             next_proposal: 1,
             snapshots_installed: 0,
+            snapshots_broken: 0,
             crashes: 0,
             unsynced_lost: 0,
             splits: 0,
@@ -333,7 +340,17 @@ impl Sim {
                 self.report_snapshot(&m, false);
                 continue;
             }
-            let deliver_at = self.now + 1 + self.rng.u64(0..=self.max_delay);
+            let mut deliver_at = self.now + 1 + self.rng.u64(0..=self.max_delay);
+            if m.msg.get_msg_type() == MessageType::MsgSnapshot {
+                // A checkpoint's files stream for a while (the group goes on writing and
+                // compacting meanwhile), and a stream may break.
+                if self.rng.u32(0..8) == 0 {
+                    self.snapshots_broken += 1;
+                    self.report_snapshot(&m, false);
+                    continue;
+                }
+                deliver_at += self.rng.u64(SNAPSHOT_STREAM_STEPS);
+            }
             self.net.push(InFlight { deliver_at, m });
         }
     }
@@ -877,6 +894,7 @@ impl Sim {
 #[derive(Default, Debug, PartialEq)]
 struct Exercised {
     snapshots: usize,
+    snapshots_broken: usize,
     crashes: usize,
     unsynced_lost: usize,
     splits: usize,
@@ -904,6 +922,7 @@ impl Exercised {
     /// Adds another run's counts (not its leaders and applied sequences) to these.
     fn add(&mut self, other: &Exercised) {
         self.snapshots += other.snapshots;
+        self.snapshots_broken += other.snapshots_broken;
         self.crashes += other.crashes;
         self.unsynced_lost += other.unsynced_lost;
         self.splits += other.splits;
@@ -999,6 +1018,7 @@ fn run_with_spares(seed: u64, size: u64, groups: u64, spares: u64) -> Exercised 
     }
     let mut ex = Exercised {
         snapshots: sim.snapshots_installed,
+        snapshots_broken: sim.snapshots_broken,
         crashes: sim.crashes,
         unsynced_lost: sim.unsynced_lost,
         splits: sim.splits,
@@ -1028,7 +1048,7 @@ fn three_nodes_four_groups_stay_safe_and_converge_under_faults() {
         total.add(&run(seed, 3, 4));
     }
     assert!(
-        total.snapshots > 0 && total.crashes > 0 && total.splits > 0,
+        total.snapshots > 0 && total.snapshots_broken > 0 && total.crashes > 0 && total.splits > 0,
         "faults not exercised: {total:?}"
     );
     assert!(total.reads > 1000, "few reads confirmed: {}", total.reads);

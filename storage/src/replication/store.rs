@@ -567,6 +567,38 @@ mod tests {
     }
 
     #[test]
+    fn a_log_compacted_past_the_synced_commit_index_restarts_after_a_crash() {
+        let disk = Arc::new(MemoryEngine::new());
+        let mut store = single_replica_store(&disk);
+        cycles_persisted_elsewhere(&mut store, 50);
+        assert!(store.peer(1).unwrap().is_leader());
+        // A single replica commits its entries as it persists them: raft-rs reports those
+        // commit moves apart from any hard state, so no Ready writes them.
+        let mut written = 0;
+        for n in 0..20u8 {
+            store.propose(1, vec![n]).unwrap();
+            written += cycles_persisted_elsewhere(&mut store, 1).len();
+        }
+        assert!(written >= 20, "{written} entries committed");
+        let applied = store.peer(1).unwrap().commit_index();
+        store.compact(1, applied).unwrap();
+        assert_eq!(store.peer(1).unwrap().log().compacted_index(), applied);
+        // A later synced write makes the (unsynced) compaction durable; then power loss.
+        store.propose(1, b"last".to_vec()).unwrap();
+        cycles_persisted_elsewhere(&mut store, 2);
+        drop(store);
+        disk.lose_unsynced();
+        // raft-rs refuses (panics) to start from a log compacted past its commit index. The
+        // state machine holds what the log was compacted to (it had made it durable first).
+        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let mut store = RaftStore::new(Box::new(disk.clone()), RaftTiming::default(), logger);
+        store.host(1, 1, Start::Bootstrap(&[1]), applied).unwrap();
+        let peer = store.peer(1).unwrap();
+        assert!(peer.log().compacted_index() >= applied);
+        assert!(peer.commit_index() >= peer.log().compacted_index());
+    }
+
+    #[test]
     #[should_panic(expected = "advanced before it was persisted")]
     fn a_cycle_cannot_advance_before_it_is_persisted() {
         let disk = Arc::new(MemoryEngine::new());

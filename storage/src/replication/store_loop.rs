@@ -206,6 +206,8 @@ pub struct GroupStatus {
     pub commit: u64,
     /// Last log index.
     pub last_index: u64,
+    /// First index still in the log: the entries before it were compacted away.
+    pub first_index: u64,
     /// Nodes of the voting replicas.
     pub voters: Vec<u64>,
     /// Nodes of the learners.
@@ -1351,6 +1353,7 @@ impl Runner {
                     leader: node_of(s.leader),
                     commit: s.commit,
                     last_index: s.last_index,
+                    first_index: s.first_index,
                     voters: s.voters.iter().map(|r| node_of(*r)).collect(),
                     learners: s.learners.iter().map(|r| node_of(*r)).collect(),
                     lag: s

@@ -803,6 +803,25 @@ impl ZankvNode {
         ZankvNode::start_with(data_dir, port, &args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts a standalone node with its HTTP endpoint on `http_port` and the settings of
+    /// `config`, on the given RESP port, and waits until it answers PING.
+    pub fn must_start_standalone_with(
+        data_dir: &Path,
+        port: u16,
+        http_port: u16,
+        config: &Path,
+    ) -> ZankvNode {
+        let args = [
+            "--http-addr".to_string(),
+            format!("127.0.0.1:{http_port}"),
+            "--raft-addr".to_string(),
+            "127.0.0.1:0".to_string(),
+            "--config".to_string(),
+            config.display().to_string(),
+        ];
+        ZankvNode::start_with(data_dir, port, &args).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn start_on(data_dir: &Path, port: u16) -> Result<ZankvNode, String> {
         // A standalone node: its HTTP and raft listeners on any free port.
         let args = ["--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"].map(String::from);
