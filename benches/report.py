@@ -63,6 +63,23 @@ def cpu_per_100k(r):
     }
 
 
+def ratio_table(w, run, systems, ratios):
+    """SET and GET, without and with pipelining: the ops/s of each of `systems`, then for
+    each `(title, a, b)` of `ratios` the ratio of a's ops/s to b's."""
+    w(
+        "| test | pipeline | "
+        + " | ".join([TITLES[s] for s in systems] + [title for title, _, _ in ratios])
+        + " |"
+    )
+    w("|---|---|" + "---|" * (len(systems) + len(ratios)))
+    for op in ["set", "get"]:
+        for p in ["1", "16"]:
+            label = f"{op}/{p}"
+            cells = [fmt_ops(run(label, s)) for s in systems]
+            cells += [ratio(run(label, a), run(label, b)) for _, a, b in ratios]
+            w(f"| {op.upper()} | {p} | " + " | ".join(cells) + " |")
+
+
 def main():
     runs = load(sys.argv[1])
     meta = json.load(open(sys.argv[2]))
@@ -119,48 +136,33 @@ def main():
     w("")
     w("## SET and GET side by side")
     w("")
-    w(
-        "| test | pipeline | "
-        + " | ".join(TITLES[s] for s in SYSTEMS)
-        + " | zankv / redis in memory | zankv / redis fsync always | zankv / etcd |"
+    ratio_table(
+        w,
+        run,
+        SYSTEMS,
+        [
+            ("zankv / redis in memory", "zankv", "redis-mem"),
+            ("zankv / redis fsync always", "zankv", "redis-fsync"),
+            ("zankv / etcd", "zankv", "etcd"),
+        ],
     )
-    w("|---|---|" + "---|" * len(SYSTEMS) + "---|---|---|")
-    for op in ["set", "get"]:
-        for p in ["1", "16"]:
-            label = f"{op}/{p}"
-            cells = [fmt_ops(run(label, s)) for s in SYSTEMS]
-            z = run(label, "zankv")
-            w(
-                f"| {op.upper()} | {p} | "
-                + " | ".join(cells)
-                + f" | {ratio(z, run(label, 'redis-mem'))} | {ratio(z, run(label, 'redis-fsync'))}"
-                + f" | {ratio(z, run(label, 'etcd'))} |"
-            )
     w("")
     w("etcd has no pipelining; its pipelined cells are n/a.")
     w("")
 
     w("## Reference points")
     w("")
-    w(
-        "| test | pipeline | "
-        + " | ".join(TITLES[s] for s in REFERENCES)
-        + " | twemproxy / redis in memory | redis replicated / redis fsync always"
-        + " | zankv / twemproxy | zankv / redis replicated |"
+    ratio_table(
+        w,
+        run,
+        REFERENCES,
+        [
+            ("twemproxy / redis in memory", "twemproxy", "redis-mem"),
+            ("redis replicated / redis fsync always", "redis-repl", "redis-fsync"),
+            ("zankv / twemproxy", "zankv", "twemproxy"),
+            ("zankv / redis replicated", "zankv", "redis-repl"),
+        ],
     )
-    w("|---|---|" + "---|" * len(REFERENCES) + "---|---|---|---|")
-    for op in ["set", "get"]:
-        for p in ["1", "16"]:
-            label = f"{op}/{p}"
-            cells = [fmt_ops(run(label, s)) for s in REFERENCES]
-            z = run(label, "zankv")
-            tw, repl = run(label, "twemproxy"), run(label, "redis-repl")
-            w(
-                f"| {op.upper()} | {p} | "
-                + " | ".join(cells)
-                + f" | {ratio(tw, run(label, 'redis-mem'))} | {ratio(repl, run(label, 'redis-fsync'))}"
-                + f" | {ratio(z, tw)} | {ratio(z, repl)} |"
-            )
     w("")
     w(
         "The replicated redis answers GET from the master alone: no replica is asked, unlike "

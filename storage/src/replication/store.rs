@@ -499,16 +499,14 @@ mod tests {
     use crate::engine::memory::MemoryEngine;
 
     fn single_replica_store(disk: &Arc<MemoryEngine>) -> RaftStore {
+        single_replica_store_at(disk, super::super::log_store::INIT_INDEX)
+    }
+
+    /// A store hosting group 1 alone, whose state machine has applied up to `applied`.
+    fn single_replica_store_at(disk: &Arc<MemoryEngine>, applied: u64) -> RaftStore {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let mut store = RaftStore::new(Box::new(disk.clone()), RaftTiming::default(), logger);
-        store
-            .host(
-                1,
-                1,
-                Start::Bootstrap(&[1]),
-                super::super::log_store::INIT_INDEX,
-            )
-            .unwrap();
+        store.host(1, 1, Start::Bootstrap(&[1]), applied).unwrap();
         store
     }
 
@@ -590,9 +588,7 @@ mod tests {
         disk.lose_unsynced();
         // raft-rs refuses (panics) to start from a log compacted past its commit index. The
         // state machine holds what the log was compacted to (it had made it durable first).
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
-        let mut store = RaftStore::new(Box::new(disk.clone()), RaftTiming::default(), logger);
-        store.host(1, 1, Start::Bootstrap(&[1]), applied).unwrap();
+        let store = single_replica_store_at(&disk, applied);
         let peer = store.peer(1).unwrap();
         assert!(peer.log().compacted_index() >= applied);
         assert!(peer.commit_index() >= peer.log().compacted_index());
