@@ -6,7 +6,8 @@
 //! have no WAL) with a restart from what was durable, replaying the raft log from each
 //! partition's durable applied index. A partition flushes now and then by itself, and
 //! always before its group's log is compacted (as a worker syncs before it reports the
-//! index the log may be compacted to).
+//! index the log may be compacted to). Snapshots stream for a while (the group goes on
+//! writing and compacting meanwhile) and some streams break.
 //!
 //! A run is deterministic: faults, delays and every replica's election timeout come from
 //! one seeded RNG (raft-rs's own random timeout is replaced by a fixed one per replica,
