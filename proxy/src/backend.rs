@@ -158,7 +158,12 @@ impl BackendPool {
 }
 
 /// The replies a connection waits for, oldest first, with when each request was queued.
-type InFlight = Mutex<VecDeque<(Instant, oneshot::Sender<Result<Bytes, BackendError>>)>>;
+#[derive(Default)]
+struct InFlight {
+    waiting: VecDeque<(Instant, oneshot::Sender<Result<Bytes, BackendError>>)>,
+    /// How many of the last `waiting` are not written yet (gathered for the next write).
+    unwritten: usize,
+}
 
 async fn run(
     addr: SocketAddr,
@@ -171,7 +176,7 @@ async fn run(
         Ok((stream, leftover)) => {
             metrics.backend_connected();
             debug!(%addr, "connected to storage node");
-            let why = serve(stream, leftover, protocol, &mut rx, timeout).await;
+            let why = serve(stream, leftover, protocol, &mut rx, timeout, &metrics).await;
             metrics.backend_disconnected();
             why
         }
@@ -235,16 +240,18 @@ async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, Byt
 }
 
 /// Runs the connection until it fails; answers why. Requests taken off `rx` and not
-/// answered by then are answered [`BackendError::Lost`].
+/// answered by then are answered [`BackendError::Lost`], or [`BackendError::NotSent`] when
+/// their write had not started.
 async fn serve(
     stream: TcpStream,
     mut input: BytesMut,
     protocol: Protocol,
     rx: &mut mpsc::Receiver<Job>,
     timeout: Duration,
+    metrics: &ProxyMetrics,
 ) -> String {
     let (mut rd, mut wr) = stream.into_split();
-    let in_flight: InFlight = Mutex::new(VecDeque::new());
+    let in_flight = Mutex::new(InFlight::default());
     let lock = || {
         in_flight
             .lock()
@@ -255,19 +262,29 @@ async fn serve(
         loop {
             let Some(job) = rx.recv().await else {
                 // The pool let go of this connection: close it once its replies are in.
-                while !lock().is_empty() {
+                while !lock().waiting.is_empty() {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 return "closed after being idle".to_string();
             };
-            let now = Instant::now();
-            out.extend_from_slice(&job.request);
-            lock().push_back((now, job.reply));
+            let queue = |job: Job, out: &mut BytesMut| {
+                out.extend_from_slice(&job.request);
+                let mut f = lock();
+                f.waiting.push_back((Instant::now(), job.reply));
+                f.unwritten += 1;
+            };
+            queue(job, &mut out);
+            // Let the other tasks that are ready run first: what they queue for this
+            // connection meanwhile goes out in the same write (many clients' requests in one
+            // syscall, and one read for the node).
+            tokio::task::yield_now().await;
             while out.len() < WRITE_BATCH {
                 let Ok(job) = rx.try_recv() else { break };
-                out.extend_from_slice(&job.request);
-                lock().push_back((now, job.reply));
+                queue(job, &mut out);
             }
+            // From here on the node may receive them.
+            let requests = std::mem::take(&mut lock().unwritten);
+            metrics.backend_write(requests);
             if let Err(e) = wr.write_all(&out).await {
                 return format!("writing: {e}");
             }
@@ -279,7 +296,7 @@ async fn serve(
         loop {
             match tokio::time::timeout(TIMEOUT_CHECK, rd.read_buf(&mut input)).await {
                 Err(_) => {
-                    let oldest = lock().front().map(|(at, _)| at.elapsed());
+                    let oldest = lock().waiting.front().map(|(at, _)| at.elapsed());
                     if oldest.is_some_and(|age| age > timeout) {
                         return format!("no reply within {timeout:?}");
                     }
@@ -296,7 +313,15 @@ async fn serve(
                     Err(e) => return e,
                 };
                 let reply = input.split_to(len).freeze();
-                match lock().pop_front() {
+                let waiter = {
+                    let mut f = lock();
+                    if f.waiting.len() > f.unwritten {
+                        f.waiting.pop_front()
+                    } else {
+                        None
+                    }
+                };
+                match waiter {
                     Some((_, waiter)) => {
                         let _ = waiter.send(Ok(reply));
                     }
@@ -312,12 +337,100 @@ async fn serve(
         why = writer => why,
         why = reader => why,
     };
-    let lost: Vec<_> = lock().drain(..).collect();
+    let (lost, unsent) = {
+        let mut f = lock();
+        let sent = f.waiting.len() - f.unwritten;
+        let unsent = f.waiting.split_off(sent);
+        (std::mem::take(&mut f.waiting), unsent)
+    };
     if !lost.is_empty() {
         warn!(requests = lost.len(), reason = %why, "storage node connection failed with requests in flight");
     }
     for (_, waiter) in lost {
         let _ = waiter.send(Err(BackendError::Lost(why.clone())));
     }
+    for (_, waiter) in unsent {
+        let _ = waiter.send(Err(BackendError::NotSent(why.clone())));
+    }
     why
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+    /// A storage node that answers every PING (the greeting too) with PONG.
+    async fn pong_node() -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut input = BytesMut::new();
+            loop {
+                match socket.read_buf(&mut input).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let mut out = Vec::new();
+                while input.starts_with(PING) {
+                    let _ = input.split_to(PING.len());
+                    out.extend_from_slice(b"+PONG\r\n");
+                }
+                if socket.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+        addr
+    }
+
+    fn counter(metrics: &ProxyMetrics, name: &str) -> u64 {
+        let text = metrics.render();
+        let line = text
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from\n{text}"));
+        line[name.len() + 1..].parse().unwrap()
+    }
+
+    // One worker thread, as when a proxy's cores are busy: a task woken by another runs
+    // right after it (tokio's LIFO slot), so without the writer's yield every client's
+    // request would go out in a write of its own.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+    async fn requests_of_clients_ready_together_go_out_in_one_write() {
+        let metrics = Arc::new(ProxyMetrics::default());
+        let backend = Backend::start(
+            pong_node().await,
+            Protocol::Resp2,
+            Duration::from_secs(5),
+            metrics.clone(),
+        );
+        let ping = || Bytes::from_static(PING);
+        // Connected, greeted and answering.
+        assert_eq!(
+            backend.send(ping()).await.await.unwrap(),
+            Ok(Bytes::from_static(b"+PONG\r\n"))
+        );
+        let writes = counter(&metrics, "zankv_proxy_backend_writes_total");
+        let requests = counter(&metrics, "zankv_proxy_backend_requests_total");
+        assert_eq!((writes, requests), (1, 1));
+        // Eight clients, each with one request, all ready in the same scheduler round.
+        let clients = tokio::spawn(async move {
+            let tasks: Vec<_> = (0..8)
+                .map(|_| {
+                    let backend = backend.clone();
+                    tokio::spawn(async move { backend.send(ping()).await.await.unwrap() })
+                })
+                .collect();
+            for task in tasks {
+                assert_eq!(task.await.unwrap(), Ok(Bytes::from_static(b"+PONG\r\n")));
+            }
+        });
+        clients.await.unwrap();
+        assert_eq!(counter(&metrics, "zankv_proxy_backend_requests_total"), 9);
+        assert_eq!(counter(&metrics, "zankv_proxy_backend_writes_total"), 2);
+    }
 }

@@ -24,6 +24,8 @@ pub struct ProxyMetrics {
     connections_rejected: IntCounter,
     backend_connections: IntGauge,
     backend_connect_failures: IntCounter,
+    backend_writes: IntCounter,
+    backend_requests: IntCounter,
     retries: IntCounterVec,
     routing_refreshes: IntCounter,
     routing_epoch: IntGaugeVec,
@@ -118,6 +120,14 @@ impl Default for ProxyMetrics {
                 "zankv_proxy_backend_connect_failures_total",
                 "Failed attempts to connect to a storage node.",
             ),
+            backend_writes: counter(
+                "zankv_proxy_backend_writes_total",
+                "Writes to storage node connections; each carries every request queued on its connection by then.",
+            ),
+            backend_requests: counter(
+                "zankv_proxy_backend_requests_total",
+                "Requests sent to storage nodes (divided by the writes: requests per write).",
+            ),
             retries: counter_vec(
                 "zankv_proxy_retries_total",
                 "Commands sent again after a routing error, by reason.",
@@ -196,6 +206,12 @@ impl ProxyMetrics {
     /// Connecting to a storage node failed.
     pub fn backend_connect_failed(&self) {
         self.backend_connect_failures.inc();
+    }
+
+    /// One write of `requests` requests went to a storage node.
+    pub fn backend_write(&self, requests: usize) {
+        self.backend_writes.inc();
+        self.backend_requests.inc_by(requests as u64);
     }
 
     /// A command is sent again (`reason`: `moved`, `unreachable`, `no_leader`, `lost_read`).

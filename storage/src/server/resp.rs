@@ -158,6 +158,9 @@ async fn connection(
             _ = shutdown.changed() => return,
             _ = session.handle.killed() => return,
         }
+        // Let the other connections that became readable run first, so that their batches
+        // reach the store loop close together and share its next iteration.
+        tokio::task::yield_now().await;
         let mut close = false;
         let mut commands = 0u64;
         // One routing table for all the commands of this read.
