@@ -206,6 +206,12 @@ def main():
         ("twemproxy's GET", run("get/1", "twemproxy"), run("get/1", "redis-mem"), "redis in memory"),
         ("its pipelined GET", run("get/16", "twemproxy"), run("get/16", "redis-mem"), "redis in memory"),
         ("replicated redis's SET", run("set/1", "redis-repl"), run("set/1", "redis-fsync"), "redis appendfsync always"),
+        (
+            "with 128 clients, replicated redis's SET",
+            runs.get("set/1/c128/redis-repl"),
+            runs.get("set/1/c128/redis-fsync"),
+            "redis appendfsync always with 128 clients",
+        ),
     ]
     known = [f"{what} is {ratio(a, b)}× {of}" for what, a, b, of in scale if a and b]
     if known:
@@ -268,10 +274,18 @@ def main():
             f"{fmt_ops(runs.get(f'partitions/{n}/get/zankv'))} |"
         )
     if z_p64_128:
+        repl_128 = runs.get("set/1/c128/redis-repl")
+        fsync_128 = runs.get("set/1/c128/redis-fsync")
         w("")
         w(
             f"With 128 clients on the 64-partition namespace: SET {fmt_ops(z_p64_128)}; "
-            f"redis appendfsync always with 128 clients: {fmt_ops(runs.get('set/1/c128/redis-fsync'))}."
+            f"redis appendfsync always with 128 clients: {fmt_ops(runs.get('set/1/c128/redis-fsync'))}"
+            + (
+                f"; the replicated redis (two replicas, WAIT 1) with 128 clients: {fmt_ops(repl_128)} "
+                f"({ratio(repl_128, fsync_128)}× redis appendfsync always)."
+                if repl_128 and fsync_128
+                else "."
+            )
         )
     if all(storage):
         w("")

@@ -210,8 +210,10 @@ load "sustained/set" zankv --seconds "$sustained" --op set
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 note "{\"label\": \"memory/proxy-sustained\", \"seconds\": $sustained, \"rss_mb\": [$(paste -sd, "$work/proxy-rss")]}"
-# The replication target: 128 clients, 64 partitions (below), against redis fsync always.
+# The replication target: 128 clients, 64 partitions (below), against redis fsync always;
+# and the replicated redis at 128 clients, for scale.
 load "set/1/c128" redis-fsync --clients 128 --op set
+load "set/1/c128" redis-repl --clients 128 --op set --wait 1
 
 # Keys: the default namespace grown from the main runs' keys to many more (before the
 # partition runs below add namespaces whose leaders PD then balances).

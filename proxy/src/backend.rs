@@ -267,10 +267,11 @@ async fn serve(
                 }
                 return "closed after being idle".to_string();
             };
+            let now = Instant::now();
             let queue = |job: Job, out: &mut BytesMut| {
                 out.extend_from_slice(&job.request);
                 let mut f = lock();
-                f.waiting.push_back((Instant::now(), job.reply));
+                f.waiting.push_back((now, job.reply));
                 f.unwritten += 1;
             };
             queue(job, &mut out);
