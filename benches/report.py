@@ -27,12 +27,23 @@ TITLES = {
 
 
 def load(path):
-    runs = {}
+    """{label: run}. A label measured in several rounds maps to its median round (by ops/s;
+    the lower middle of an even count), which carries every round's ops/s in `rounds`."""
+    every = {}
     for line in open(path):
         line = line.strip()
         if line:
             r = json.loads(line)
-            runs[r["label"]] = r
+            every.setdefault(r["label"], []).append(r)
+    runs = {}
+    for label, rs in every.items():
+        if len(rs) == 1 or "ops_per_sec" not in rs[0]:
+            runs[label] = rs[-1]
+            continue
+        ordered = sorted(rs, key=lambda r: r["ops_per_sec"])
+        median = dict(ordered[(len(ordered) - 1) // 2])
+        median["rounds"] = [r["ops_per_sec"] for r in rs]
+        runs[label] = median
     return runs
 
 
@@ -51,6 +62,11 @@ def ratio(a, b):
     if not a or not b or not ops(b):
         return "n/a"
     return f"{ops(a) / ops(b):.2f}"
+
+
+def rounds_row(test, title, rounds):
+    spread = f"{max(rounds) / min(rounds):.2f}" if min(rounds) > 0 else "n/a"
+    return f"| {test} | {title} | {', '.join(f'{x:,.0f}' for x in rounds)} | {spread} |"
 
 
 def cpu_per_100k(r):
@@ -134,6 +150,16 @@ def main():
         "are linearizable on zankv (ReadIndex at the partition leader) and etcd."
     )
     w("")
+    rounds = meta.get("rounds", 1)
+    if rounds > 1:
+        w(
+            f"This machine's speed drifts (by a factor of two within minutes, the same binary "
+            f"against itself), so the side-by-side runs and the 128-client runs went in {rounds} "
+            "interleaved rounds, every system once per round. Each cell shows a system's "
+            "median round (its ops/s and latency; the CPU table uses the same round), and the "
+            "ratios are those of the medians; [Rounds](#rounds) lists every round."
+        )
+        w("")
     w("## SET and GET side by side")
     w("")
     ratio_table(
@@ -243,6 +269,29 @@ def main():
                 )
                 w(f"| {op.upper()} | {p} | {TITLES[s]} | {sum(known):.2f} | {detail} |")
     w("")
+
+    if rounds > 1:
+        w("## Rounds")
+        w("")
+        w("Every round's ops/s, in the order they ran, and the fastest over the slowest:")
+        w("")
+        w("| test | pipeline | system | rounds (ops/s) | max / min |")
+        w("|---|---|---|---|---|")
+        for op in ["set", "get"]:
+            for p in ["1", "16"]:
+                for sys_ in SYSTEMS[:2] + REFERENCES + SYSTEMS[2:]:
+                    r = run(f"{op}/{p}", sys_)
+                    if r and r.get("rounds"):
+                        w(rounds_row(f"{op.upper()} | {p}", TITLES[sys_], r["rounds"]))
+        for label, title in [
+            ("set/1/c128/redis-fsync", "redis appendfsync always, 128 clients"),
+            ("set/1/c128/redis-repl", "redis + 2 replicas, 128 clients"),
+            ("partitions/64/set/c128/zankv", "zankv, 64 partitions, 128 clients"),
+        ]:
+            r = runs.get(label)
+            if r and r.get("rounds"):
+                w(rounds_row("SET | 1", title, r["rounds"]))
+        w("")
 
     w("## Bulk load")
     w("")

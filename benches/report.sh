@@ -19,7 +19,8 @@
 # ZANKV_BENCH_CLIENTS (32), ZANKV_BENCH_VALUE (value bytes, 100), ZANKV_BENCH_KEYS (keys of
 # the main runs, 100000), ZANKV_BENCH_BIG_KEYS (10000000), ZANKV_BENCH_IDLE (idle client
 # connections held by the proxy, 10000), ZANKV_BENCH_SUSTAINED (seconds of the run during
-# which the proxy's RSS is sampled, 30), ZANKV_BENCH_OUT (docs/benchmarks.md).
+# which the proxy's RSS is sampled, 30), ZANKV_BENCH_ROUNDS (interleaved rounds of the
+# side-by-side runs, whose median the page shows, 3), ZANKV_BENCH_OUT (docs/benchmarks.md).
 #
 # Everything binds loopback on free ports, lives in a temporary directory and is stopped
 # at exit.
@@ -32,6 +33,7 @@ keys="${ZANKV_BENCH_KEYS:-100000}"
 big_keys="${ZANKV_BENCH_BIG_KEYS:-10000000}"
 idle="${ZANKV_BENCH_IDLE:-10000}"
 sustained="${ZANKV_BENCH_SUSTAINED:-30}"
+rounds="${ZANKV_BENCH_ROUNDS:-3}"
 out="${ZANKV_BENCH_OUT:-docs/benchmarks.md}"
 started_at=$(date +%s)
 
@@ -190,16 +192,21 @@ load() {
 for s in redis-mem redis-fsync redis-repl etcd zankv; do load fill "$s" --op fill; done
 # The replicated redis waits for a replica after each SET (or pipeline of SETs).
 replica_wait() { if [ "$1/$2" = redis-repl/set ]; then echo --wait 1; fi; }
-for op in set get; do
-  for s in redis-mem redis-fsync twemproxy redis-repl etcd zankv; do
-    # shellcheck disable=SC2046
-    load "$op/1" "$s" --op "$op" $(replica_wait "$s" "$op")
+# This machine's speed drifts by a factor of two within minutes (other tenants), so the
+# side-by-side runs go in interleaved rounds, every system once per round; the page shows
+# each system's median round and lists all of them.
+for _ in $(seq "$rounds"); do
+  for op in set get; do
+    for s in redis-mem redis-fsync twemproxy redis-repl etcd zankv; do
+      # shellcheck disable=SC2046
+      load "$op/1" "$s" --op "$op" $(replica_wait "$s" "$op")
+    done
   done
-done
-for op in set get; do
-  for s in redis-mem redis-fsync twemproxy redis-repl zankv; do
-    # shellcheck disable=SC2046
-    load "$op/16" "$s" --op "$op" --pipeline 16 $(replica_wait "$s" "$op")
+  for op in set get; do
+    for s in redis-mem redis-fsync twemproxy redis-repl zankv; do
+      # shellcheck disable=SC2046
+      load "$op/16" "$s" --op "$op" --pipeline 16 $(replica_wait "$s" "$op")
+    done
   done
 done
 # The proxy's memory under sustained load: its RSS once a second through a longer SET run.
@@ -210,10 +217,6 @@ load "sustained/set" zankv --seconds "$sustained" --op set
 kill "$sampler" 2>/dev/null || true
 wait "$sampler" 2>/dev/null || true
 note "{\"label\": \"memory/proxy-sustained\", \"seconds\": $sustained, \"rss_mb\": [$(paste -sd, "$work/proxy-rss")]}"
-# The replication target: 128 clients, 64 partitions (below), against redis fsync always;
-# and the replicated redis at 128 clients, for scale.
-load "set/1/c128" redis-fsync --clients 128 --op set
-load "set/1/c128" redis-repl --clients 128 --op set --wait 1
 
 # Keys: the default namespace grown from the main runs' keys to many more (before the
 # partition runs below add namespaces whose leaders PD then balances).
@@ -240,7 +243,13 @@ for n in 8 64 256; do load "fill-p$n" zankv --op fill --key-prefix "p$n:key:"; d
 for op in set get; do
   for n in 8 64 256; do load "partitions/$n/$op" zankv --op "$op" --key-prefix "p$n:key:"; done
 done
-load "partitions/64/set/c128" zankv --clients 128 --op set --key-prefix "p64:key:"
+# The replication target: 128 clients on 64 partitions against redis fsync always with
+# 128 clients, in interleaved rounds too, with the replicated redis at 128 clients for scale.
+for _ in $(seq "$rounds"); do
+  load "set/1/c128" redis-fsync --clients 128 --op set
+  load "set/1/c128" redis-repl --clients 128 --op set --wait 1
+  load "partitions/64/set/c128" zankv --clients 128 --op set --key-prefix "p64:key:"
+done
 for i in 1 2 3; do note "{\"label\": \"memory/storage-$i\", \"rss_mb\": $(rss_mb "$(zpid "storage-$i")")}"; done
 
 note "{\"label\": \"memory/proxy-after-load\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
@@ -283,7 +292,7 @@ print(json.dumps({
     "etcd": cmd("etcd", "--version"),
     "twemproxy": cmd("nutcracker", "--version"),
     "seconds": $secs, "clients": $clients, "value": $value, "keys": $keys,
-    "big_keys": $big_keys, "idle": $idle,
+    "big_keys": $big_keys, "idle": $idle, "rounds": $rounds,
     "elapsed_s": $(date +%s) - $started_at,
 }))
 PY
