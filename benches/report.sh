@@ -13,7 +13,7 @@
 # etcd's gRPC API) at the same concurrency and value size, and writes ops/s, p50/p99, the
 # ratios zankv/redis and zankv/etcd, the CPU seconds every server process spent per 100k
 # operations, how zankv changes from 8 to 256 partitions per node and from 100k to 10M keys,
-# and the proxy's memory. Unattended; about ten minutes here after the build.
+# and the proxy's memory. Unattended; about twenty minutes here after the build (three rounds).
 #
 # Knobs (environment): ZANKV_BENCH_SECONDS (measured seconds per run, 8),
 # ZANKV_BENCH_CLIENTS (32), ZANKV_BENCH_VALUE (value bytes, 100), ZANKV_BENCH_KEYS (keys of

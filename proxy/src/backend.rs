@@ -3,8 +3,10 @@
 //! another.
 //!
 //! A [`Backend`] is one connection run by its own task: requests queue on a bounded
-//! channel, go out in batches (one write for whatever is queued), and replies come back in
-//! order, each to the request that waits for it. Replies are passed on as the raw RESP
+//! channel, go out in batches (one write for whatever is queued; woken by a request, the
+//! task first lets the other ready tasks run once, so requests that clients read at the same
+//! time share the write), and replies come back in order, each to the request that waits
+//! for it. Replies are passed on as the raw RESP
 //! bytes the node sent, in the protocol the client speaks (a connection greets the node
 //! first: `HELLO 3` for RESP3, `PING` for RESP2). The reply timeout is per connection (the oldest request waiting longer than it fails every request in flight on
 //! that connection). Idle connections are closed by the pool (after their last
