@@ -64,6 +64,16 @@ def ratio(a, b):
     return f"{ops(a) / ops(b):.2f}"
 
 
+def side_by_side(run):
+    """(op, pipeline, system, run) of every side-by-side run there is, in the page's order."""
+    for op in ["set", "get"]:
+        for p in ["1", "16"]:
+            for s in SYSTEMS[:2] + REFERENCES + SYSTEMS[2:]:
+                r = run(f"{op}/{p}", s)
+                if r:
+                    yield op, p, s, r
+
+
 def rounds_row(test, title, rounds):
     spread = f"{max(rounds) / min(rounds):.2f}" if min(rounds) > 0 else "n/a"
     return f"| {test} | {title} | {', '.join(f'{x:,.0f}' for x in rounds)} | {spread} |"
@@ -256,18 +266,13 @@ def main():
     w("")
     w("| test | pipeline | system | total | per process |")
     w("|---|---|---|---|---|")
-    for op in ["set", "get"]:
-        for p in ["1", "16"]:
-            for s in SYSTEMS[:2] + REFERENCES + SYSTEMS[2:]:
-                r = run(f"{op}/{p}", s)
-                per = cpu_per_100k(r)
-                if not per:
-                    continue
-                known = [v for v in per.values() if v is not None]
-                detail = ", ".join(
-                    f"{n} {v:.2f}" if v is not None else f"{n} ?" for n, v in per.items()
-                )
-                w(f"| {op.upper()} | {p} | {TITLES[s]} | {sum(known):.2f} | {detail} |")
+    for op, p, s, r in side_by_side(run):
+        per = cpu_per_100k(r)
+        if not per:
+            continue
+        known = [v for v in per.values() if v is not None]
+        detail = ", ".join(f"{n} {v:.2f}" if v is not None else f"{n} ?" for n, v in per.items())
+        w(f"| {op.upper()} | {p} | {TITLES[s]} | {sum(known):.2f} | {detail} |")
     w("")
 
     if rounds > 1:
@@ -277,12 +282,9 @@ def main():
         w("")
         w("| test | pipeline | system | rounds (ops/s) | max / min |")
         w("|---|---|---|---|---|")
-        for op in ["set", "get"]:
-            for p in ["1", "16"]:
-                for sys_ in SYSTEMS[:2] + REFERENCES + SYSTEMS[2:]:
-                    r = run(f"{op}/{p}", sys_)
-                    if r and r.get("rounds"):
-                        w(rounds_row(f"{op.upper()} | {p}", TITLES[sys_], r["rounds"]))
+        for op, p, s, r in side_by_side(run):
+            if r.get("rounds"):
+                w(rounds_row(f"{op.upper()} | {p}", TITLES[s], r["rounds"]))
         for label, title in [
             ("set/1/c128/redis-fsync", "redis appendfsync always, 128 clients"),
             ("set/1/c128/redis-repl", "redis + 2 replicas, 128 clients"),
