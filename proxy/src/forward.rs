@@ -139,13 +139,30 @@ pub enum Plan {
 /// Encodes `argv` as a RESP request.
 pub fn encode_request(argv: &[Bytes]) -> Bytes {
     let mut out = BytesMut::with_capacity(16 + argv.iter().map(|a| a.len() + 16).sum::<usize>());
-    out.extend_from_slice(format!("*{}\r\n", argv.len()).as_bytes());
+    put_header(&mut out, b'*', argv.len());
     for a in argv {
-        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        put_header(&mut out, b'$', a.len());
         out.extend_from_slice(a);
         out.extend_from_slice(b"\r\n");
     }
     out.freeze()
+}
+
+/// Appends `kind`, `n` in decimal and CRLF (an array's or a bulk string's header).
+fn put_header(out: &mut BytesMut, kind: u8, mut n: usize) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&[kind]);
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
 }
 
 /// The merge of a command that may be split across partitions, and how many arguments
@@ -451,8 +468,7 @@ impl Part {
         }
     }
 
-    async fn send(&mut self, fwd: &Forwarder, protocol: Protocol) {
-        let now = Instant::now();
+    async fn send(&mut self, fwd: &Forwarder, protocol: Protocol, now: Instant) {
         self.pending = match self.target.leader() {
             Some(addr) => {
                 fwd.metrics.namespace_command(&self.target.namespace.name);
@@ -541,7 +557,7 @@ impl Part {
                     )
                 }
             }
-            self.send(fwd, protocol).await;
+            self.send(fwd, protocol, Instant::now()).await;
         }
     }
 }
@@ -583,11 +599,12 @@ impl Plan {
         parts.iter_mut().filter(move |p| p.key == key)
     }
 
-    /// Sends every part to its partition's leader.
-    pub async fn send(&mut self, fwd: &Forwarder, protocol: Protocol) {
+    /// Sends every part to its partition's leader; `now` is when the request was read
+    /// (a routing error is then met by a table fetched after it).
+    pub async fn send(&mut self, fwd: &Forwarder, protocol: Protocol, now: Instant) {
         if let Plan::Forward { parts, .. } = self {
             for part in parts {
-                part.send(fwd, protocol).await;
+                part.send(fwd, protocol, now).await;
             }
         }
     }
@@ -731,6 +748,35 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use zankv_pd_api::{QueryNode, QueryPartition, QueryResponse};
+
+    #[test]
+    fn requests_are_encoded_as_resp_arrays_of_bulk_strings() {
+        let long = "x".repeat(12_345);
+        let args: Vec<Bytes> = [
+            "SET",
+            "",
+            long.as_str(),
+            "7",
+            "8",
+            "9",
+            "a",
+            "b",
+            "c",
+            "d",
+            "e",
+        ]
+        .iter()
+        .map(|a| Bytes::copy_from_slice(a.as_bytes()))
+        .collect();
+        let mut want = b"*11\r\n$3\r\nSET\r\n$0\r\n\r\n$12345\r\n".to_vec();
+        want.extend_from_slice(long.as_bytes());
+        want.extend_from_slice(b"\r\n");
+        for a in ["7", "8", "9", "a", "b", "c", "d", "e"] {
+            want.extend_from_slice(format!("$1\r\n{a}\r\n").as_bytes());
+        }
+        assert_eq!(encode_request(&args), Bytes::from(want));
+        assert_eq!(encode_request(&[]), Bytes::from_static(b"*0\r\n"));
+    }
 
     fn tables(partitions: u32) -> RoutingTables {
         let mut t = RoutingTables::new("default");

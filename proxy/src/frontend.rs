@@ -251,7 +251,7 @@ impl Pending {
         started: Instant,
         protocol: Protocol,
     ) -> Pending {
-        plan.send(forwarder, protocol).await;
+        plan.send(forwarder, protocol, started).await;
         Pending::Forwarded {
             plan,
             argv,
@@ -318,6 +318,7 @@ async fn connection(
     let mut reader = RequestReader::default();
     let mut output = BytesMut::with_capacity(4 * 1024);
     let mut pending: VecDeque<Pending> = VecDeque::new();
+    let mut answered: Vec<Answered> = Vec::new();
     loop {
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
@@ -347,6 +348,10 @@ async fn connection(
         }
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
+        // Every request of this read arrived now (one clock read for all of them), and the
+        // client's last command is recorded once, after the read's data commands.
+        let read_at = Instant::now();
+        let mut last_data_command = None;
         loop {
             // Before AUTH, Redis's small request limits apply.
             let limits = RequestLimits {
@@ -356,7 +361,7 @@ async fn connection(
             match reader.next(&mut input, &limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
-                    let started = Instant::now();
+                    let started = read_at;
                     let protocol = session.client.protocol;
                     match zankv_commands::parse(&argv) {
                         // Before AUTH, only a command's name and arity are judged (as
@@ -369,6 +374,7 @@ async fn connection(
                         Ok((Command::Connection(ConnectionCommand::Info(sections)), spec))
                             if session.authenticated() && wants_keyspace(&sections) =>
                         {
+                            last_data_command = None;
                             session.handle.touch(spec.name);
                             let head = info(&sections, ctx);
                             let plan = info_with_keyspace(head, &tables, session.scope());
@@ -385,6 +391,7 @@ async fn connection(
                             );
                         }
                         Ok((Command::Connection(c), spec)) => {
+                            last_data_command = None;
                             session.handle.touch(spec.name);
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx);
@@ -411,7 +418,7 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
                         Ok((_, spec)) => {
-                            session.handle.touch(spec.name);
+                            last_data_command = Some(spec.name);
                             let plan = plan(&argv, spec, &tables, session.scope());
                             pending.push_back(
                                 Pending::sent(
@@ -426,12 +433,21 @@ async fn connection(
                             );
                         }
                     }
-                    if pending.len() >= MAX_PIPELINE
-                        && flush(&mut socket, &mut pending, &mut output, ctx, &session)
-                            .await
-                            .is_err()
-                    {
-                        return;
+                    if pending.len() >= MAX_PIPELINE {
+                        if let Some(name) = last_data_command.take() {
+                            session.handle.touch(name);
+                        }
+                        let written = flush(
+                            &mut socket,
+                            &mut pending,
+                            &mut output,
+                            &mut answered,
+                            ctx,
+                            &session,
+                        );
+                        if written.await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -443,11 +459,18 @@ async fn connection(
                 }
             }
         }
-        if flush(&mut socket, &mut pending, &mut output, ctx, &session)
-            .await
-            .is_err()
-            || close
-        {
+        if let Some(name) = last_data_command {
+            session.handle.touch(name);
+        }
+        let written = flush(
+            &mut socket,
+            &mut pending,
+            &mut output,
+            &mut answered,
+            ctx,
+            &session,
+        );
+        if written.await.is_err() || close {
             return;
         }
         if input.len() > ctx.max_query_buffer {
@@ -519,11 +542,22 @@ impl LaterRequests for LaterInPipeline<'_> {
     }
 }
 
-/// Waits for every pending reply in order and writes them in one go.
+/// A forwarded request whose reply is in, waiting for its metrics and slow-log entry.
+struct Answered {
+    command: &'static str,
+    error: bool,
+    started: Instant,
+    argv: Vec<Bytes>,
+}
+
+/// Waits for every pending reply in order and writes them in one go. Every reply of the
+/// write reaches the client at once: one clock read times them all (`answered` is scratch
+/// space kept by the connection).
 async fn flush(
     socket: &mut TcpStream,
     pending: &mut VecDeque<Pending>,
     out: &mut BytesMut,
+    answered: &mut Vec<Answered>,
     ctx: &FrontendContext,
     session: &Session,
 ) -> std::io::Result<()> {
@@ -548,12 +582,22 @@ async fn flush(
                 let reply = plan
                     .finish(&ctx.forwarder, protocol, &mut LaterInPipeline(pending))
                     .await;
-                let error = matches!(reply.first(), Some(b'-' | b'!'));
-                let took = started.elapsed();
-                ctx.forwarder.metrics.command(command, error, took);
-                ctx.record_slow(took, &argv, session);
+                answered.push(Answered {
+                    command,
+                    error: matches!(reply.first(), Some(b'-' | b'!')),
+                    started,
+                    argv,
+                });
                 out.extend_from_slice(&reply);
             }
+        }
+    }
+    if !answered.is_empty() {
+        let now = Instant::now();
+        for a in answered.drain(..) {
+            let took = now.saturating_duration_since(a.started);
+            ctx.forwarder.metrics.command(a.command, a.error, took);
+            ctx.record_slow(took, &a.argv, session);
         }
     }
     if !out.is_empty() {

@@ -2,11 +2,13 @@
 //! `zankv_proxy_<what>_<unit>`; per-command series are labelled with the command's name
 //! from the command table, so their number is bounded.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The proxy's counters and gauges.
@@ -18,7 +20,12 @@ pub struct ProxyMetrics {
     total_commands: IntCounter,
     command_errors: IntCounterVec,
     command_seconds: HistogramVec,
+    /// Each command's series once it was first answered: looking a series up by its label
+    /// hashes and compares the label and counts a reference, on every request.
+    command_series: RwLock<HashMap<&'static str, CommandSeries>>,
     namespace_commands: IntCounterVec,
+    /// Each namespace's series once a command was sent to it.
+    namespace_series: RwLock<HashMap<String, IntCounter>>,
     clients: IntGauge,
     connections_received: IntCounter,
     connections_rejected: IntCounter,
@@ -30,6 +37,12 @@ pub struct ProxyMetrics {
     routing_refreshes: IntCounter,
     routing_epoch: IntGaugeVec,
     routing_stream_connected: IntGauge,
+}
+
+/// One command's series (its error count is looked up by label: errors are rare).
+struct CommandSeries {
+    answered: IntCounter,
+    seconds: Histogram,
 }
 
 /// What INFO shows.
@@ -88,7 +101,7 @@ impl Default for ProxyMetrics {
                 HistogramVec::new(
                     HistogramOpts::new(
                         "zankv_proxy_command_duration_seconds",
-                        "Time from reading a command to having its reply, by command.",
+                        "Time from the read that brought a command to the write of its reply, by command.",
                     )
                     .buckets(vec![
                         0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -98,11 +111,13 @@ impl Default for ProxyMetrics {
                 )
                 .expect("valid metric"),
             ),
+            command_series: RwLock::default(),
             namespace_commands: counter_vec(
                 "zankv_proxy_namespace_commands_total",
                 "Commands sent to storage nodes, by namespace.",
                 &["namespace"],
             ),
+            namespace_series: RwLock::default(),
             clients: gauge("zankv_proxy_connected_clients", "Client connections open."),
             connections_received: counter(
                 "zankv_proxy_connections_received_total",
@@ -159,22 +174,51 @@ impl Default for ProxyMetrics {
 
 impl ProxyMetrics {
     /// A command answered after `took`.
-    pub fn command(&self, name: &str, error: bool, took: Duration) {
-        self.commands.with_label_values(&[name]).inc();
+    pub fn command(&self, name: &'static str, error: bool, took: Duration) {
         self.total_commands.inc();
         if error {
             self.command_errors.with_label_values(&[name]).inc();
         }
-        self.command_seconds
-            .with_label_values(&[name])
-            .observe(took.as_secs_f64());
+        let seconds = took.as_secs_f64();
+        if let Some(series) = self
+            .command_series
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(name)
+        {
+            series.answered.inc();
+            series.seconds.observe(seconds);
+            return;
+        }
+        let series = CommandSeries {
+            answered: self.commands.with_label_values(&[name]),
+            seconds: self.command_seconds.with_label_values(&[name]),
+        };
+        series.answered.inc();
+        series.seconds.observe(seconds);
+        self.command_series
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(name, series);
     }
 
     /// A command sent to a partition of `namespace`.
     pub fn namespace_command(&self, namespace: &str) {
-        self.namespace_commands
-            .with_label_values(&[namespace])
-            .inc();
+        if let Some(counter) = self
+            .namespace_series
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(namespace)
+        {
+            counter.inc();
+            return;
+        }
+        let counter = self.namespace_commands.with_label_values(&[namespace]);
+        counter.inc();
+        self.namespace_series
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(namespace.to_string(), counter);
     }
 
     /// A client connected.
@@ -285,6 +329,32 @@ mod tests {
             .filter_map(|l| l.split_whitespace().next())
             .map(str::to_string)
             .collect()
+    }
+
+    #[test]
+    fn every_answer_is_counted_by_command_and_namespace() {
+        let m = ProxyMetrics::default();
+        for _ in 0..3 {
+            m.command("get", false, Duration::from_micros(50));
+            m.namespace_command("default");
+        }
+        m.command("get", true, Duration::from_millis(2));
+        m.command("set", false, Duration::from_millis(2));
+        m.namespace_command("other");
+        let text = m.render();
+        for line in [
+            "zankv_proxy_commands_total{command=\"get\"} 4",
+            "zankv_proxy_commands_total{command=\"set\"} 1",
+            "zankv_proxy_command_errors_total{command=\"get\"} 1",
+            "zankv_proxy_commands_processed_total 5",
+            "zankv_proxy_command_duration_seconds_count{command=\"get\"} 4",
+            "zankv_proxy_command_duration_seconds_bucket{command=\"get\",le=\"0.0001\"} 3",
+            "zankv_proxy_namespace_commands_total{namespace=\"default\"} 3",
+            "zankv_proxy_namespace_commands_total{namespace=\"other\"} 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+        assert!(!text.contains("command_errors_total{command=\"set\"}"), "{text}");
     }
 
     #[test]

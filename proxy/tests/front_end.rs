@@ -207,6 +207,34 @@ fn clients_are_listed_and_killed() {
     assert_eq!(a.cmd(&["PING"]), "+PONG\r\n");
 }
 
+/// CLIENT LIST names each client's last command, also when it came in a pipeline, with
+/// data commands and connection commands mixed in one read.
+#[test]
+fn the_last_command_of_a_pipeline_is_listed() {
+    let proxy = Proxy::start(&[]);
+    let mut admin = proxy.client();
+    let mut c = proxy.client();
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "piped"]), "+OK\r\n");
+    let line = |admin: &mut Client| {
+        let list = admin.cmd(&["CLIENT", "LIST"]);
+        list.lines()
+            .find(|l| l.contains(" name=piped "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("the client is listed: {list}"))
+    };
+    c.send_raw(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*2\r\n$6\r\nSTRLEN\r\n$1\r\nk\r\n");
+    c.reply().unwrap();
+    c.reply().unwrap();
+    let listed = line(&mut admin);
+    assert!(listed.contains(" cmd=strlen "), "{listed}");
+    // A connection command after data commands of the same read is the last one.
+    c.send_raw(b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n*1\r\n$4\r\nPING\r\n");
+    c.reply().unwrap();
+    assert_eq!(c.reply().unwrap(), b"+PONG\r\n");
+    let listed = line(&mut admin);
+    assert!(listed.contains(" cmd=ping "), "{listed}");
+}
+
 /// A client that sends requests and stops reading their replies leaves the proxy blocked
 /// writing to it; CLIENT KILL still closes it at once.
 #[test]

@@ -813,13 +813,24 @@ impl Worker {
     }
 
     fn answer_reads(&mut self, batch: ReadBatch) {
-        let replies = batch.items.iter().map(|cmd| self.read(cmd)).collect();
+        // The batch runs between two applied entries, as of one instant.
+        let now_ms = self.clock.now_ms();
+        let replies = batch
+            .items
+            .iter()
+            .map(|cmd| self.read_at(cmd, now_ms))
+            .collect();
         let _ = batch.reply.send(replies);
     }
 
     /// Executes a read now; keys it found expired are proposed for deletion.
     fn read(&mut self, cmd: &Command) -> Reply {
         let now_ms = self.clock.now_ms();
+        self.read_at(cmd, now_ms)
+    }
+
+    /// [`Worker::read`] as of `now_ms`.
+    fn read_at(&mut self, cmd: &Command, now_ms: i64) -> Reply {
         let hidden = self.expired_seen.len() as u64;
         let (reply, expired) = self.partition.read(cmd, now_ms, hidden, &mut self.cursors);
         for (key, _) in &expired {

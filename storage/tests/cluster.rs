@@ -620,3 +620,41 @@ fn a_replica_re_created_on_a_node_that_held_one_cannot_elect_a_second_leader() {
     );
     must_hold(&cluster, &[ledger]);
 }
+
+/// CLIENT LIST names each client's last command, also when it came in a pipeline, with
+/// data commands and connection commands mixed in one read.
+#[test]
+fn the_last_command_of_a_pipeline_is_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = TestCluster::must_start(dir.path(), 1, 1, FAST_RAFT);
+    cluster.must_converge(CONVERGE);
+    let mut admin = cluster.client(0);
+    let mut c = cluster.client(0);
+    assert_eq!(
+        c.cmd_str(&["CLIENT", "SETNAME", "piped"]),
+        Frame::simple("OK")
+    );
+    let line = |admin: &mut Client| {
+        let list = admin.cmd_str(&["CLIENT", "LIST"]);
+        let list = String::from_utf8(list.as_bytes().unwrap().to_vec()).unwrap();
+        list.lines()
+            .find(|l| l.contains(" name=piped "))
+            .map(str::to_string)
+            .unwrap_or_else(|| panic!("the client is listed: {list}"))
+    };
+    let mut piped = Client::encode(&[b"SET", b"k", b"v"]);
+    piped.extend(Client::encode(&[b"STRLEN", b"k"]));
+    c.send_raw(&piped);
+    assert_eq!(c.read_frame(), Some(Frame::simple("OK")));
+    assert_eq!(c.read_frame(), Some(Frame::Integer(1)));
+    let listed = line(&mut admin);
+    assert!(listed.contains(" cmd=strlen "), "{listed}");
+    // A connection command after data commands of the same read is the last one.
+    let mut piped = Client::encode(&[b"GET", b"k"]);
+    piped.extend(Client::encode(&[b"PING"]));
+    c.send_raw(&piped);
+    assert_eq!(c.read_frame(), Some(Frame::bulk("v")));
+    assert_eq!(c.read_frame(), Some(Frame::simple("PONG")));
+    let listed = line(&mut admin);
+    assert!(listed.contains(" cmd=ping "), "{listed}");
+}

@@ -91,8 +91,17 @@ pub fn all_specs() -> impl Iterator<Item = &'static CommandSpec> {
 
 /// Looks up a top-level command by name, case-insensitively.
 pub fn lookup(name: &[u8]) -> Option<&'static CommandSpec> {
-    let lower = std::str::from_utf8(name).ok()?.to_ascii_lowercase();
-    table().get(lower.as_str()).map(|(_, spec)| *spec)
+    table_entry(name).map(|(_, spec)| *spec)
+}
+
+/// The table's entry for a command name in any case, without allocating (every request
+/// is looked up; no command name is longer than the buffer).
+fn table_entry(name: &[u8]) -> Option<&'static (Family, &'static CommandSpec)> {
+    let mut lower = [0u8; 32];
+    let lower = lower.get_mut(..name.len())?;
+    lower.copy_from_slice(name);
+    lower.make_ascii_lowercase();
+    table().get(std::str::from_utf8(lower).ok()?)
 }
 
 /// Parses a request's arguments into a command, checking the name, arity and options.
@@ -101,15 +110,14 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
     let Some(name) = argv.first() else {
         return Err(CommandError::Syntax);
     };
-    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    let Some(&(family, spec)) = table().get(lower.as_str()) else {
+    let Some(&(family, spec)) = table_entry(name) else {
         return Err(CommandError::unknown_command(name, &argv[1..]));
     };
     if !spec.arity_ok(argv.len()) {
         return Err(CommandError::WrongArity(spec.name.to_string()));
     }
     let mut spec = spec;
-    let mut full_name = lower;
+    let mut full_name = spec.name;
     if !spec.subcommands.is_empty() && argv.len() >= 2 {
         let sub = String::from_utf8_lossy(&argv[1]).to_ascii_lowercase();
         let wanted = format!("{}|{}", spec.name, sub);
@@ -120,7 +128,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                     return Err(CommandError::WrongArity(s.name.to_string()));
                 }
                 spec = s;
-                full_name = wanted;
+                full_name = s.name;
             }
             None => {
                 return Err(CommandError::UnknownSubcommand {
@@ -137,10 +145,10 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
     }
     let args = &argv[1..];
     let command = match family {
-        Family::Connection => Command::Connection(ConnectionCommand::parse(&full_name, args)?),
-        Family::Keyspace => Command::Keyspace(KeyspaceCommand::parse(&full_name, args)?),
-        Family::String => Command::String(StringCommand::parse(&full_name, args)?),
-        Family::Hash => Command::Hash(HashCommand::parse(&full_name, args)?),
+        Family::Connection => Command::Connection(ConnectionCommand::parse(full_name, args)?),
+        Family::Keyspace => Command::Keyspace(KeyspaceCommand::parse(full_name, args)?),
+        Family::String => Command::String(StringCommand::parse(full_name, args)?),
+        Family::Hash => Command::Hash(HashCommand::parse(full_name, args)?),
     };
     Ok((command, spec))
 }

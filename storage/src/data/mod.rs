@@ -115,7 +115,7 @@ impl View for EngineView<'_> {
 /// A key's metadata record, whether or not it has expired.
 pub fn raw_meta(view: &(impl View + ?Sized), key: &[u8]) -> Result<Option<KeyMeta>, EngineError> {
     match view.get(&keys::meta_key(key))? {
-        Some(bytes) => Ok(Some(KeyMeta::decode(&bytes)?)),
+        Some(bytes) => Ok(Some(KeyMeta::decode_vec(bytes)?)),
         None => Ok(None),
     }
 }

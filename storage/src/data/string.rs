@@ -18,12 +18,20 @@ fn string_value(meta: &KeyMeta) -> &[u8] {
     }
 }
 
+/// [`string_value`], taking the value's allocation.
+fn into_string_value(meta: KeyMeta) -> Vec<u8> {
+    match meta.body {
+        KeyBody::String(v) => v,
+        KeyBody::Collection { .. } => Vec::new(),
+    }
+}
+
 /// Executes a read-only string command.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
     let get = |key: &[u8]| typed_meta(ctx.view, key, ctx.now_ms, KeyType::String);
     match cmd {
         StringCommand::Get(key) => Ok(match get(key)? {
-            Some(m) => Reply::bulk_from(string_value(&m)),
+            Some(m) => Reply::bulk(into_string_value(m)),
             None => Reply::Nil,
         }),
         StringCommand::MGet(keys) => {

@@ -163,8 +163,10 @@ async fn connection(
         tokio::task::yield_now().await;
         let mut close = false;
         let mut commands = 0u64;
-        // One routing table for all the commands of this read.
+        // One routing table for all the commands of this read; the client's last command is
+        // recorded once, after the read's data commands.
         let routing = ctx.routing.load();
+        let mut last_data_command = None;
         loop {
             match reader.next(&mut input, &ctx.limits) {
                 Ok(Some(argv)) if argv.is_empty() => continue,
@@ -172,7 +174,7 @@ async fn connection(
                     commands += 1;
                     match dispatch(argv, &routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item, name) => {
-                            session.handle.touch(name);
+                            last_data_command = Some(name);
                             let stale = session.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {
                                 send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
@@ -188,6 +190,7 @@ async fn connection(
                             pending.push_back(Pending::Ready(reply, session.client.protocol));
                         }
                         Dispatch::Connection(c, name) => {
+                            last_data_command = None;
                             session.handle.touch(name);
                             // Earlier data commands go first; INFO must see their effects,
                             // so it waits for their replies.
@@ -216,6 +219,9 @@ async fn connection(
                         }
                     }
                     if pending.len() + batch.items.len() >= MAX_PIPELINE {
+                        if let Some(name) = last_data_command.take() {
+                            session.handle.touch(name);
+                        }
                         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
                         if flush(&mut socket, &mut pending, &mut output).await.is_err() {
                             return;
@@ -233,6 +239,9 @@ async fn connection(
             }
         }
         ctx.stats.add_commands(commands);
+        if let Some(name) = last_data_command {
+            session.handle.touch(name);
+        }
         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
         if flush(&mut socket, &mut pending, &mut output).await.is_err() || close {
             return;
