@@ -354,7 +354,10 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "{line} in {text}");
         }
-        assert!(!text.contains("command_errors_total{command=\"set\"}"), "{text}");
+        assert!(
+            !text.contains("command_errors_total{command=\"set\"}"),
+            "{text}"
+        );
     }
 
     #[test]
