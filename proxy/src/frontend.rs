@@ -316,9 +316,12 @@ async fn connection(
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
-    let mut output = BytesMut::with_capacity(4 * 1024);
+    let mut outgoing = Outgoing {
+        bytes: BytesMut::with_capacity(4 * 1024),
+        answered: Vec::new(),
+        last_data_command: None,
+    };
     let mut pending: VecDeque<Pending> = VecDeque::new();
-    let mut answered: Vec<Answered> = Vec::new();
     loop {
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
@@ -348,10 +351,8 @@ async fn connection(
         }
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
-        // Every request of this read arrived now (one clock read for all of them), and the
-        // client's last command is recorded once, after the read's data commands.
+        // Every request of this read arrived now: one clock read for all of them.
         let read_at = Instant::now();
-        let mut last_data_command = None;
         loop {
             // Before AUTH, Redis's small request limits apply.
             let limits = RequestLimits {
@@ -374,7 +375,7 @@ async fn connection(
                         Ok((Command::Connection(ConnectionCommand::Info(sections)), spec))
                             if session.authenticated() && wants_keyspace(&sections) =>
                         {
-                            last_data_command = None;
+                            outgoing.last_data_command = None;
                             session.handle.touch(spec.name);
                             let head = info(&sections, ctx);
                             let plan = info_with_keyspace(head, &tables, session.scope());
@@ -391,7 +392,7 @@ async fn connection(
                             );
                         }
                         Ok((Command::Connection(c), spec)) => {
-                            last_data_command = None;
+                            outgoing.last_data_command = None;
                             session.handle.touch(spec.name);
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx);
@@ -418,7 +419,7 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
                         Ok((_, spec)) => {
-                            last_data_command = Some(spec.name);
+                            outgoing.last_data_command = Some(spec.name);
                             let plan = plan(&argv, spec, &tables, session.scope());
                             pending.push_back(
                                 Pending::sent(
@@ -433,21 +434,12 @@ async fn connection(
                             );
                         }
                     }
-                    if pending.len() >= MAX_PIPELINE {
-                        if let Some(name) = last_data_command.take() {
-                            session.handle.touch(name);
-                        }
-                        let written = flush(
-                            &mut socket,
-                            &mut pending,
-                            &mut output,
-                            &mut answered,
-                            ctx,
-                            &session,
-                        );
-                        if written.await.is_err() {
-                            return;
-                        }
+                    if pending.len() >= MAX_PIPELINE
+                        && flush(&mut socket, &mut pending, &mut outgoing, ctx, &session)
+                            .await
+                            .is_err()
+                    {
+                        return;
                     }
                 }
                 Ok(None) => break,
@@ -459,18 +451,11 @@ async fn connection(
                 }
             }
         }
-        if let Some(name) = last_data_command {
-            session.handle.touch(name);
-        }
-        let written = flush(
-            &mut socket,
-            &mut pending,
-            &mut output,
-            &mut answered,
-            ctx,
-            &session,
-        );
-        if written.await.is_err() || close {
+        if flush(&mut socket, &mut pending, &mut outgoing, ctx, &session)
+            .await
+            .is_err()
+            || close
+        {
             return;
         }
         if input.len() > ctx.max_query_buffer {
@@ -550,17 +535,34 @@ struct Answered {
     argv: Vec<Bytes>,
 }
 
-/// Waits for every pending reply in order and writes them in one go. Every reply of the
-/// write reaches the client at once: one clock read times them all (`answered` is scratch
-/// space kept by the connection).
+/// What a connection gathers for its next write to the client.
+struct Outgoing {
+    /// The replies' bytes.
+    bytes: BytesMut,
+    /// The forwarded requests answered in it: every reply of a write reaches the client at
+    /// once, so one clock read times them all.
+    answered: Vec<Answered>,
+    /// The last data command read since the last write (a connection command records
+    /// itself at once), recorded for CLIENT LIST when the write goes out.
+    last_data_command: Option<&'static str>,
+}
+
+/// Waits for every pending reply in order and writes them in one go.
 async fn flush(
     socket: &mut TcpStream,
     pending: &mut VecDeque<Pending>,
-    out: &mut BytesMut,
-    answered: &mut Vec<Answered>,
+    outgoing: &mut Outgoing,
     ctx: &FrontendContext,
     session: &Session,
 ) -> std::io::Result<()> {
+    if let Some(name) = outgoing.last_data_command.take() {
+        session.handle.touch(name);
+    }
+    let Outgoing {
+        bytes: out,
+        answered,
+        ..
+    } = outgoing;
     // A request whose partition a later request of this pipeline went to is re-sent only
     // while those later ones did not run either.
     let mut later = std::collections::HashSet::new();
