@@ -20,12 +20,11 @@ pub struct ProxyMetrics {
     total_commands: IntCounter,
     command_errors: IntCounterVec,
     command_seconds: HistogramVec,
-    /// Each command's series once it was first answered: looking a series up by its label
-    /// hashes and compares the label and counts a reference, on every request.
-    command_series: RwLock<HashMap<&'static str, CommandSeries>>,
+    /// Each command's series once it was first answered.
+    command_series: LabelCache<CommandSeries>,
     namespace_commands: IntCounterVec,
     /// Each namespace's series once a command was sent to it.
-    namespace_series: RwLock<HashMap<String, IntCounter>>,
+    namespace_series: LabelCache<IntCounter>,
     clients: IntGauge,
     connections_received: IntCounter,
     connections_rejected: IntCounter,
@@ -37,6 +36,36 @@ pub struct ProxyMetrics {
     routing_refreshes: IntCounter,
     routing_epoch: IntGaugeVec,
     routing_stream_connected: IntGauge,
+}
+
+/// The series of a labelled metric, kept once looked up: looking one up by its label hashes
+/// and compares the label and counts a reference, on every request.
+struct LabelCache<S>(RwLock<HashMap<String, S>>);
+
+impl<S> Default for LabelCache<S> {
+    fn default() -> Self {
+        LabelCache(RwLock::default())
+    }
+}
+
+impl<S> LabelCache<S> {
+    /// Runs `with` on `label`'s series, made by `make` the first time.
+    fn with(&self, label: &str, make: impl FnOnce() -> S, with: impl Fn(&S)) {
+        if let Some(series) = self
+            .0
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(label)
+        {
+            return with(series);
+        }
+        let series = make();
+        with(&series);
+        self.0
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(label.to_string(), series);
+    }
 }
 
 /// One command's series (its error count is looked up by label: errors are rare).
@@ -111,13 +140,13 @@ impl Default for ProxyMetrics {
                 )
                 .expect("valid metric"),
             ),
-            command_series: RwLock::default(),
+            command_series: LabelCache::default(),
             namespace_commands: counter_vec(
                 "zankv_proxy_namespace_commands_total",
                 "Commands sent to storage nodes, by namespace.",
                 &["namespace"],
             ),
-            namespace_series: RwLock::default(),
+            namespace_series: LabelCache::default(),
             clients: gauge("zankv_proxy_connected_clients", "Client connections open."),
             connections_received: counter(
                 "zankv_proxy_connections_received_total",
@@ -180,45 +209,26 @@ impl ProxyMetrics {
             self.command_errors.with_label_values(&[name]).inc();
         }
         let seconds = took.as_secs_f64();
-        if let Some(series) = self
-            .command_series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(name)
-        {
-            series.answered.inc();
-            series.seconds.observe(seconds);
-            return;
-        }
-        let series = CommandSeries {
-            answered: self.commands.with_label_values(&[name]),
-            seconds: self.command_seconds.with_label_values(&[name]),
-        };
-        series.answered.inc();
-        series.seconds.observe(seconds);
-        self.command_series
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(name, series);
+        self.command_series.with(
+            name,
+            || CommandSeries {
+                answered: self.commands.with_label_values(&[name]),
+                seconds: self.command_seconds.with_label_values(&[name]),
+            },
+            |series| {
+                series.answered.inc();
+                series.seconds.observe(seconds);
+            },
+        );
     }
 
     /// A command sent to a partition of `namespace`.
     pub fn namespace_command(&self, namespace: &str) {
-        if let Some(counter) = self
-            .namespace_series
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(namespace)
-        {
-            counter.inc();
-            return;
-        }
-        let counter = self.namespace_commands.with_label_values(&[namespace]);
-        counter.inc();
-        self.namespace_series
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(namespace.to_string(), counter);
+        self.namespace_series.with(
+            namespace,
+            || self.namespace_commands.with_label_values(&[namespace]),
+            IntCounter::inc,
+        );
     }
 
     /// A client connected.
