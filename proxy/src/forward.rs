@@ -186,7 +186,7 @@ pub fn plan(
     scope: Option<&str>,
 ) -> Plan {
     let write = spec.is_write();
-    let positions: Vec<usize> = spec.key_positions(argv.len()).collect();
+    let positions: Vec<usize> = spec.key_positions(argv).collect();
     if positions.is_empty() {
         return every_partition(argv.to_vec(), spec, &partitions_in(tables, scope));
     }

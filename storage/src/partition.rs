@@ -290,7 +290,7 @@ mod tests {
     fn random_change(rng: &mut fastrand::Rng, now: i64) -> Change {
         let key = || Bytes::from(format!("k{}", fastrand::u8(0..4)));
         let field = || Bytes::from(format!("f{}", fastrand::u8(0..4)));
-        let words: Vec<Bytes> = match rng.u8(0..14) {
+        let words: Vec<Bytes> = match rng.u8(0..26) {
             0 => vec!["set".into(), key(), "v".into()],
             1 => vec![
                 "set".into(),
@@ -326,6 +326,25 @@ mod tests {
                 "1".into(),
             ],
             12 => vec!["flushdb".into()],
+            // Lists and sets, SPOP's random choice included: replicas must agree on it.
+            14 => vec!["rpush".into(), key(), field(), field()],
+            15 => vec!["lpush".into(), key(), field()],
+            16 => vec!["lpop".into(), key(), "2".into()],
+            17 => vec![
+                "linsert".into(),
+                key(),
+                "before".into(),
+                field(),
+                "x".into(),
+            ],
+            18 => vec!["lrem".into(), key(), "-1".into(), field()],
+            19 => vec!["ltrim".into(), key(), "1".into(), "-2".into()],
+            20 => vec!["lmove".into(), key(), key(), "left".into(), "right".into()],
+            21 => vec!["sadd".into(), key(), field(), field(), field()],
+            22 => vec!["spop".into(), key(), "2".into()],
+            23 => vec!["smove".into(), key(), key(), field()],
+            24 => vec!["sinterstore".into(), key(), key(), key()],
+            25 => vec!["srem".into(), key(), field()],
             _ => vec!["persist".into(), key()],
         };
         Change::Command {

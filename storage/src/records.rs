@@ -10,38 +10,56 @@ pub enum KeyType {
     String,
     /// A hash (fields stored as element keys).
     Hash,
+    /// A list (elements keyed by position; the metadata also holds the head position).
+    List,
+    /// A set (members stored as element keys with empty values).
+    Set,
 }
 
+/// The one table of key types: the code stored in metadata records, the name TYPE
+/// answers, and the key-space tag of the type's elements (none for strings). Everything
+/// that must cover every type (FLUSHALL's ranges, reclamation, decoding) reads it here.
+const TYPES: [(KeyType, u8, &str, Option<u8>); 4] = [
+    (KeyType::String, 1, "string", None),
+    (KeyType::Hash, 2, "hash", Some(crate::keys::HASH)),
+    (KeyType::List, 3, "list", Some(crate::keys::LIST)),
+    (KeyType::Set, 4, "set", Some(crate::keys::SET)),
+];
+
 impl KeyType {
+    fn row(self) -> &'static (KeyType, u8, &'static str, Option<u8>) {
+        TYPES
+            .iter()
+            .find(|row| row.0 == self)
+            .expect("every key type has a row in TYPES")
+    }
+
     fn code(self) -> u8 {
-        match self {
-            KeyType::String => 1,
-            KeyType::Hash => 2,
-        }
+        self.row().1
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        match code {
-            1 => Some(KeyType::String),
-            2 => Some(KeyType::Hash),
-            _ => None,
-        }
+        TYPES.iter().find(|row| row.1 == code).map(|row| row.0)
     }
 
     /// The name TYPE answers.
     pub fn name(self) -> &'static str {
-        match self {
-            KeyType::String => "string",
-            KeyType::Hash => "hash",
-        }
+        self.row().2
     }
 
     /// The key-space tag of this type's element keys, if it is a collection.
     pub fn element_tag(self) -> Option<u8> {
-        match self {
-            KeyType::String => None,
-            KeyType::Hash => Some(crate::keys::HASH),
-        }
+        self.row().3
+    }
+
+    /// The collection type whose elements carry `tag`.
+    pub fn of_element_tag(tag: u8) -> Option<Self> {
+        TYPES.iter().find(|row| row.3 == Some(tag)).map(|row| row.0)
+    }
+
+    /// The element tags of every collection type.
+    pub fn element_tags() -> impl Iterator<Item = u8> {
+        TYPES.iter().filter_map(|row| row.3)
     }
 }
 
@@ -58,6 +76,9 @@ pub enum KeyBody {
         version: u64,
         /// Number of elements.
         len: u64,
+        /// Lists: the position of the first element (elements sit at `head..head+len`);
+        /// 0 for other types, and not stored for them.
+        head: i64,
     },
 }
 
@@ -93,21 +114,29 @@ impl KeyMeta {
     }
 
     /// Encodes as: type u8, expire-at u64-BE (0 = none), then the string value, or version
-    /// u64-BE and length u64-BE for collections.
+    /// u64-BE and length u64-BE for collections, and for lists the head position i64-BE.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
             17 + match &self.body {
                 KeyBody::String(v) => v.len(),
-                KeyBody::Collection { .. } => 16,
+                KeyBody::Collection { .. } => 24,
             },
         );
         out.push(self.key_type().code());
         out.extend_from_slice(&self.expire_at.unwrap_or(0).to_be_bytes());
         match &self.body {
             KeyBody::String(v) => out.extend_from_slice(v),
-            KeyBody::Collection { version, len, .. } => {
+            KeyBody::Collection {
+                kind,
+                version,
+                len,
+                head,
+            } => {
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
+                if *kind == KeyType::List {
+                    out.extend_from_slice(&head.to_be_bytes());
+                }
             }
         }
         out
@@ -125,13 +154,22 @@ impl KeyMeta {
         let body = match kind {
             KeyType::String => KeyBody::String(bytes[9..].to_vec()),
             _ => {
-                if bytes.len() != 25 {
+                let size = if kind == KeyType::List { 33 } else { 25 };
+                if bytes.len() != size {
                     return Err(corrupt());
                 }
+                let word = |at: usize| -> Result<[u8; 8], EngineError> {
+                    bytes[at..at + 8].try_into().map_err(|_| corrupt())
+                };
                 KeyBody::Collection {
                     kind,
-                    version: u64::from_be_bytes(bytes[9..17].try_into().map_err(|_| corrupt())?),
-                    len: u64::from_be_bytes(bytes[17..25].try_into().map_err(|_| corrupt())?),
+                    version: u64::from_be_bytes(word(9)?),
+                    len: u64::from_be_bytes(word(17)?),
+                    head: if kind == KeyType::List {
+                        i64::from_be_bytes(word(25)?)
+                    } else {
+                        0
+                    },
                 }
             }
         };
@@ -220,8 +258,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), hash in any::<bool>()) {
-            let body = if hash { KeyBody::Collection { kind: KeyType::Hash, version, len } } else { KeyBody::String(value) };
+        fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), head in any::<i64>(), kind in 0..4usize) {
+            let body = match TYPES[kind].0 {
+                KeyType::String => KeyBody::String(value),
+                KeyType::List => KeyBody::Collection { kind: KeyType::List, version, len, head },
+                kind => KeyBody::Collection { kind, version, len, head: 0 },
+            };
             let meta = KeyMeta { expire_at: at, body };
             prop_assert_eq!(KeyMeta::decode(&meta.encode()).unwrap(), meta.clone());
             prop_assert_eq!(KeyMeta::decode_vec(meta.encode()).unwrap(), meta);

@@ -175,7 +175,7 @@ impl Routing {
     /// keyless command, the only partition of the cluster.
     pub fn route(&self, spec: &CommandSpec, argv: &[Bytes]) -> Result<GroupId, CommandError> {
         let mut group = None;
-        for pos in spec.key_positions(argv.len()) {
+        for pos in spec.key_positions(argv) {
             let g = self.key_group(&argv[pos])?;
             if group.is_some_and(|other| other != g) {
                 return Err(CommandError::CrossSlot);

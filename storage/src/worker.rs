@@ -862,7 +862,7 @@ impl Worker {
                 let Some(spec) = argv.first().and_then(|name| zankv_commands::lookup(name)) else {
                     return;
                 };
-                let mut positions = spec.key_positions(argv.len()).peekable();
+                let mut positions = spec.key_positions(argv).peekable();
                 if positions.peek().is_none() {
                     // FLUSHDB/FLUSHALL.
                     self.expired_seen.clear();

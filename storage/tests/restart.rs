@@ -1,6 +1,6 @@
 //! Durability across crashes: every write a zankv node acknowledged must still be there after
 //! the process is killed with SIGKILL (and, in one round, stopped with SIGTERM) and started
-//! again on the same data dir: values, hash contents, expirations and DBSIZE.
+//! again on the same data dir: values, hash, list and set contents, expirations and DBSIZE.
 //!
 //! Writes are pipelined in random batches so acknowledged writes may have shared a batch
 //! with others; the expected state is a model updated only from acknowledged replies.
@@ -12,7 +12,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use support::{escape, free_port, try_http, Client, Frame, ZankvNode};
@@ -46,6 +46,8 @@ enum Stop {
 enum Value {
     Str(Vec<u8>),
     Hash(BTreeMap<Vec<u8>, Vec<u8>>),
+    List(Vec<Vec<u8>>),
+    Set(BTreeSet<Vec<u8>>),
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +97,17 @@ enum Effect {
     Persist { key: Vec<u8> },
     /// DEL key: reply 0 or 1.
     Del { key: Vec<u8> },
+    /// RPUSH key e...: reply is the new length.
+    RPush {
+        key: Vec<u8>,
+        elements: Vec<Vec<u8>>,
+    },
+    /// LPOP key: reply is the head element or nil.
+    LPop { key: Vec<u8> },
+    /// SADD key m...: reply is the count of new members.
+    SAdd { key: Vec<u8>, members: Vec<Vec<u8>> },
+    /// SREM key m: reply is 0 or 1.
+    SRem { key: Vec<u8>, member: Vec<u8> },
 }
 
 fn random_bytes(rng: &mut fastrand::Rng) -> Vec<u8> {
@@ -119,8 +132,48 @@ fn pick_key(rng: &mut fastrand::Rng) -> Vec<u8> {
 fn gen_write(rng: &mut fastrand::Rng, model: &Model) -> Write {
     let key = pick_key(rng);
     let kind = model.get(&key).map(|e| matches!(e.value, Value::Hash(_)));
-    let arg = |s: &str| s.as_bytes().to_vec();
     let choice = rng.u32(0..100);
+    let member = |rng: &mut fastrand::Rng| format!("m{}", rng.u32(0..12)).into_bytes();
+    match model.get(&key).map(|e| &e.value) {
+        Some(Value::List(_)) if choice >= 23 => {
+            let effect = if rng.bool() {
+                Effect::LPop { key: key.clone() }
+            } else {
+                Effect::RPush {
+                    key: key.clone(),
+                    elements: (0..rng.usize(1..=3)).map(|_| random_bytes(rng)).collect(),
+                }
+            };
+            return write_of(effect);
+        }
+        Some(Value::Set(_)) if choice >= 23 => {
+            let effect = if rng.bool() {
+                Effect::SRem {
+                    key: key.clone(),
+                    member: member(rng),
+                }
+            } else {
+                Effect::SAdd {
+                    key: key.clone(),
+                    members: (0..rng.usize(1..=4)).map(|_| member(rng)).collect(),
+                }
+            };
+            return write_of(effect);
+        }
+        None if (60..70).contains(&choice) => {
+            return write_of(Effect::RPush {
+                key: key.clone(),
+                elements: (0..rng.usize(1..=3)).map(|_| random_bytes(rng)).collect(),
+            })
+        }
+        None if (70..80).contains(&choice) => {
+            return write_of(Effect::SAdd {
+                key: key.clone(),
+                members: (0..rng.usize(1..=4)).map(|_| member(rng)).collect(),
+            })
+        }
+        _ => {}
+    }
     let effect = match (kind, choice) {
         (_, 0..=4) => Effect::Del { key: key.clone() },
         (_, 5..=9) if kind.is_some() => Effect::Persist { key: key.clone() },
@@ -181,7 +234,19 @@ fn gen_write(rng: &mut fastrand::Rng, model: &Model) -> Write {
             }
         }
     };
+    write_of(effect)
+}
+
+/// The command that makes `effect`.
+fn write_of(effect: Effect) -> Write {
+    let arg = |s: &str| s.as_bytes().to_vec();
     let args = match &effect {
+        Effect::RPush { key, elements } => {
+            [vec![arg("RPUSH"), key.clone()], elements.clone()].concat()
+        }
+        Effect::LPop { key } => vec![arg("LPOP"), key.clone()],
+        Effect::SAdd { key, members } => [vec![arg("SADD"), key.clone()], members.clone()].concat(),
+        Effect::SRem { key, member } => vec![arg("SREM"), key.clone(), member.clone()],
         Effect::Set {
             key,
             value,
@@ -310,6 +375,63 @@ fn must_apply(model: &mut Model, write: &Write, reply: &Frame, sent: i64, acked:
             expect_int(had as i64);
         }
         Effect::Del { key } => expect_int(model.remove(key).is_some() as i64),
+        Effect::RPush { key, elements } => {
+            let entry = model.entry(key.clone()).or_insert(Entry {
+                value: Value::List(Vec::new()),
+                expire: None,
+            });
+            let Value::List(list) = &mut entry.value else {
+                panic!("model: RPUSH on another type")
+            };
+            list.extend(elements.iter().cloned());
+            expect_int(list.len() as i64);
+        }
+        Effect::LPop { key } => {
+            let popped = match model.get_mut(key) {
+                Some(Entry {
+                    value: Value::List(list),
+                    ..
+                }) if !list.is_empty() => Some(list.remove(0)),
+                _ => None,
+            };
+            if model
+                .get(key)
+                .is_some_and(|e| e.value == Value::List(Vec::new()))
+            {
+                model.remove(key);
+            }
+            match popped {
+                Some(e) => assert_eq!(reply, &Frame::Bulk(e), "reply to {what}"),
+                None => assert_eq!(reply, &Frame::Null, "reply to {what}"),
+            }
+        }
+        Effect::SAdd { key, members } => {
+            let entry = model.entry(key.clone()).or_insert(Entry {
+                value: Value::Set(BTreeSet::new()),
+                expire: None,
+            });
+            let Value::Set(set) = &mut entry.value else {
+                panic!("model: SADD on another type")
+            };
+            let added = members.iter().filter(|m| set.insert((*m).clone())).count();
+            expect_int(added as i64);
+        }
+        Effect::SRem { key, member } => {
+            let removed = match model.get_mut(key) {
+                Some(Entry {
+                    value: Value::Set(set),
+                    ..
+                }) => set.remove(member),
+                _ => false,
+            };
+            if model
+                .get(key)
+                .is_some_and(|e| e.value == Value::Set(BTreeSet::new()))
+            {
+                model.remove(key);
+            }
+            expect_int(removed as i64);
+        }
     }
 }
 
@@ -402,6 +524,46 @@ fn predict(model: &mut Model, write: &Write) {
         Effect::Del { key } => {
             model.remove(key);
         }
+        Effect::RPush { key, elements } => {
+            let entry = model
+                .entry(key.clone())
+                .or_insert(placeholder(Value::List(Vec::new())));
+            if let Value::List(l) = &mut entry.value {
+                l.extend(elements.iter().cloned());
+            }
+        }
+        Effect::LPop { key } => {
+            if let Some(Entry {
+                value: Value::List(l),
+                ..
+            }) = model.get_mut(key)
+            {
+                l.remove(0);
+                if l.is_empty() {
+                    model.remove(key);
+                }
+            }
+        }
+        Effect::SAdd { key, members } => {
+            let entry = model
+                .entry(key.clone())
+                .or_insert(placeholder(Value::Set(BTreeSet::new())));
+            if let Value::Set(s) = &mut entry.value {
+                s.extend(members.iter().cloned());
+            }
+        }
+        Effect::SRem { key, member } => {
+            if let Some(Entry {
+                value: Value::Set(s),
+                ..
+            }) = model.get_mut(key)
+            {
+                s.remove(member);
+                if s.is_empty() {
+                    model.remove(key);
+                }
+            }
+        }
         Effect::PExpireAt { .. } | Effect::Expire { .. } | Effect::Persist { .. } => {}
     }
 }
@@ -443,6 +605,34 @@ fn must_match_model(client: &mut Client, model: &Model, context: &str) {
                 assert!(
                     &got == expected,
                     "{context}: HGETALL \"{name}\" = {reply}, expected {expected:?}"
+                );
+            }
+            Value::List(expected) => {
+                let reply = client.cmd(&[b"LRANGE", key, b"0", b"-1"]);
+                let got: Vec<Vec<u8>> = reply
+                    .as_items()
+                    .unwrap_or_else(|| panic!("{context}: LRANGE \"{name}\" returned {reply}"))
+                    .iter()
+                    .map(|f| f.as_bytes().unwrap_or_default().to_vec())
+                    .collect();
+                assert!(
+                    &got == expected,
+                    "{context}: LRANGE \"{name}\" has {} elements, expected {}",
+                    got.len(),
+                    expected.len()
+                );
+            }
+            Value::Set(expected) => {
+                let reply = client.cmd(&[b"SMEMBERS", key]);
+                let got: BTreeSet<Vec<u8>> = reply
+                    .as_items()
+                    .unwrap_or_else(|| panic!("{context}: SMEMBERS \"{name}\" returned {reply}"))
+                    .iter()
+                    .map(|f| f.as_bytes().unwrap_or_default().to_vec())
+                    .collect();
+                assert!(
+                    &got == expected,
+                    "{context}: SMEMBERS \"{name}\" = {reply}, expected {expected:?}"
                 );
             }
         }
@@ -508,14 +698,18 @@ fn acknowledged_writes_survive_restarts() {
             Instant::now() < deadline,
             "round {round} took longer than {ROUND_DEADLINE:?}"
         );
-        let hashes = model
-            .values()
-            .filter(|e| matches!(e.value, Value::Hash(_)))
-            .count();
+        let count = |f: fn(&Value) -> bool| model.values().filter(|e| f(&e.value)).count();
+        let hashes = count(|v| matches!(v, Value::Hash(_)));
+        let lists = count(|v| matches!(v, Value::List(_)));
+        let sets = count(|v| matches!(v, Value::Set(_)));
+        assert!(
+            hashes > 0 && lists > 0 && sets > 0,
+            "round {round} left no hash, list or set to check"
+        );
         let with_ttl = model.values().filter(|e| e.expire.is_some()).count();
         eprintln!(
-            "round {round} ({stop:?}): {} keys ({hashes} hashes, {with_ttl} with a TTL) intact, \
-             the log starting at index {compacted_to}",
+            "round {round} ({stop:?}): {} keys ({hashes} hashes, {lists} lists, {sets} sets, \
+             {with_ttl} with a TTL) intact, the log starting at index {compacted_to}",
             model.len()
         );
     }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::error::CommandError;
 use crate::number::parse_i64;
 use crate::reply::{Protocol, Reply};
-use crate::spec::{spec, Access, CommandSpec, NO_KEYS};
+use crate::spec::{container, spec, Access, CommandSpec, NO_KEYS};
 
 /// The Redis version zankv reports (its command set and replies follow Redis 7.0).
 pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
@@ -243,29 +243,6 @@ pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
         "Returns helpful text about the different subcommands.",
     ),
 ];
-
-const fn container(
-    name: &'static str,
-    summary: &'static str,
-    group: &'static str,
-    since: &'static str,
-    subcommands: &'static [CommandSpec],
-) -> CommandSpec {
-    CommandSpec {
-        name,
-        arity: -2,
-        access: C,
-        flags: &[],
-        first_key: 0,
-        last_key: 0,
-        step: 0,
-        acl: &["slow"],
-        group,
-        since,
-        summary,
-        subcommands,
-    }
-}
 
 /// Specs of the connection family.
 pub static SPECS: &[CommandSpec] = &[
@@ -500,6 +477,8 @@ pub enum ConnectionCommand {
     CommandList(Option<ListFilter>),
     /// COMMAND HELP
     CommandHelp,
+    /// OBJECT HELP (the other OBJECT subcommands read a key: keyspace family)
+    ObjectHelp,
     /// `INFO [section...]`
     Info(Vec<Bytes>),
     /// TIME
@@ -782,6 +761,7 @@ impl ConnectionCommand {
                 _ => return Err(CommandError::Syntax),
             }),
             "command|help" => ConnectionCommand::CommandHelp,
+            "object|help" => ConnectionCommand::ObjectHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
             "readonly" => ConnectionCommand::ReadOnly,
@@ -862,6 +842,23 @@ impl ConnectionCommand {
                 session.name = (!name.is_empty()).then(|| name.clone());
                 Reply::OK
             }
+            ConnectionCommand::ObjectHelp => help(&[
+                "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+                "ENCODING <key>",
+                "    Return the kind of internal representation used in order to store the value",
+                "    associated with a <key>.",
+                "FREQ <key>",
+                "    Return the access frequency index of the <key>. The returned integer is",
+                "    proportional to the logarithm of the recent access frequency of the key.",
+                "IDLETIME <key>",
+                "    Return the idle time of the <key>, that is the approximated number of",
+                "    seconds elapsed since the last access to the key.",
+                "REFCOUNT <key>",
+                "    Return the number of references of the value associated with the specified",
+                "    <key>.",
+                "HELP",
+                "    Prints this help.",
+            ]),
             ConnectionCommand::ClientHelp => help(&[
                 "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GETNAME",

@@ -107,6 +107,36 @@ pub enum CommandError {
     /// EXPIRE GT combined with LT.
     #[error("ERR GT and LT options at the same time are not compatible")]
     ExpireGtLtConflict,
+    /// A count that must not be negative (LPOP, RPOP, SPOP).
+    #[error("ERR value is out of range, must be positive")]
+    MustBePositive,
+    /// LSET of an index outside the list.
+    #[error("ERR index out of range")]
+    IndexOutOfRange,
+    /// LPOS RANK 0.
+    #[error("ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list")]
+    RankZero,
+    /// LPOS COUNT negative or not a number.
+    #[error("ERR COUNT can't be negative")]
+    CountNegative,
+    /// LPOS MAXLEN negative or not a number.
+    #[error("ERR MAXLEN can't be negative")]
+    MaxlenNegative,
+    /// LMPOP COUNT below 1 or not a number.
+    #[error("ERR count should be greater than 0")]
+    CountNotPositive,
+    /// A numkeys argument below 1 or not a number.
+    #[error("ERR numkeys should be greater than 0")]
+    NumkeysNotPositive,
+    /// SINTERCARD numkeys beyond the arguments given.
+    #[error("ERR Number of keys can't be greater than number of args")]
+    NumkeysExceedArgs,
+    /// SINTERCARD LIMIT negative or not a number.
+    #[error("ERR LIMIT can't be negative")]
+    LimitNegative,
+    /// OBJECT FREQ without an LFU eviction policy (zankv has none).
+    #[error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")]
+    LfuNotSelected,
     /// SETBIT/GETBIT offset invalid.
     #[error("ERR bit offset is not an integer or out of range")]
     BitOffset,
@@ -314,6 +344,16 @@ mod docs_table {
             E::UnsupportedOption("x".into()),
             E::ExpireNxConflict,
             E::ExpireGtLtConflict,
+            E::MustBePositive,
+            E::IndexOutOfRange,
+            E::RankZero,
+            E::CountNegative,
+            E::MaxlenNegative,
+            E::CountNotPositive,
+            E::NumkeysNotPositive,
+            E::NumkeysExceedArgs,
+            E::LimitNegative,
+            E::LfuNotSelected,
             E::BitOffset,
             E::BitValue,
             E::BitArgument,
@@ -375,6 +415,16 @@ mod docs_table {
                 | E::UnsupportedOption(_)
                 | E::ExpireNxConflict
                 | E::ExpireGtLtConflict
+                | E::MustBePositive
+                | E::IndexOutOfRange
+                | E::RankZero
+                | E::CountNegative
+                | E::MaxlenNegative
+                | E::CountNotPositive
+                | E::NumkeysNotPositive
+                | E::NumkeysExceedArgs
+                | E::LimitNegative
+                | E::LfuNotSelected
                 | E::BitOffset
                 | E::BitValue
                 | E::BitArgument

@@ -5,14 +5,74 @@ use bytes::Bytes;
 
 use crate::error::CommandError;
 use crate::number::{parse_cursor, parse_i64};
-use crate::spec::{spec, Access, CommandSpec, ALL_KEYS, NO_KEYS, ONE_KEY, TWO_KEYS};
+use crate::spec::{container, spec, Access, CommandSpec, ALL_KEYS, NO_KEYS, ONE_KEY, TWO_KEYS};
 
 const W: Access = Access::Write;
 const R: Access = Access::Read;
 const G: &str = "generic";
 
+/// The OBJECT subcommands: each reads the key at position 2 (HELP is a connection command).
+static OBJECT: &[CommandSpec] = &[
+    spec(
+        "object|encoding",
+        3,
+        R,
+        &["readonly"],
+        (2, 2, 1),
+        &["keyspace", "read", "slow"],
+        G,
+        "2.2.3",
+        "Returns the internal encoding of a Redis object.",
+    ),
+    spec(
+        "object|freq",
+        3,
+        R,
+        &["readonly"],
+        (2, 2, 1),
+        &["keyspace", "read", "slow"],
+        G,
+        "4.0.0",
+        "Returns the logarithmic access frequency counter of a Redis object.",
+    ),
+    spec(
+        "object|idletime",
+        3,
+        R,
+        &["readonly"],
+        (2, 2, 1),
+        &["keyspace", "read", "slow"],
+        G,
+        "2.2.3",
+        "Returns the time since the last access to a Redis object.",
+    ),
+    spec(
+        "object|refcount",
+        3,
+        R,
+        &["readonly"],
+        (2, 2, 1),
+        &["keyspace", "read", "slow"],
+        G,
+        "2.2.3",
+        "Returns the reference count of a value of a key.",
+    ),
+    spec(
+        "object|help",
+        2,
+        Access::Connection,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["keyspace", "slow"],
+        G,
+        "6.2.0",
+        "Returns helpful text about the different subcommands.",
+    ),
+];
+
 /// Specs of the keyspace family.
 pub static SPECS: &[CommandSpec] = &[
+    container("object", "A container for object introspection commands.", G, "2.2.3", OBJECT),
     spec("del", -2, W, &["write"], ALL_KEYS, &["keyspace", "write", "slow"], G, "1.0.0", "Deletes one or more keys."),
     spec("unlink", -2, W, &["write", "fast"], ALL_KEYS, &["keyspace", "write", "fast"], G, "4.0.0", "Asynchronously deletes one or more keys."),
     spec("exists", -2, R, &["readonly", "fast"], ALL_KEYS, &["keyspace", "read", "fast"], G, "1.0.0", "Determines whether one or more keys exist."),
@@ -123,6 +183,21 @@ pub enum KeyspaceCommand {
     PartitionKeyspace,
     /// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`
     Flush,
+    /// `OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key`
+    Object(ObjectQuery, Bytes),
+}
+
+/// What an OBJECT subcommand asks about a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectQuery {
+    /// ENCODING: the name of the representation Redis would use for the value.
+    Encoding,
+    /// FREQ: the LFU counter (refused: no LFU policy).
+    Freq,
+    /// IDLETIME: seconds since the last access.
+    IdleTime,
+    /// REFCOUNT: references to the value.
+    RefCount,
 }
 
 /// Cursor and options of a SCAN-family command.
@@ -227,6 +302,10 @@ impl KeyspaceCommand {
     /// Parses a keyspace command; `name` is lower case and arity has been checked.
     pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
         Ok(match name {
+            "object|encoding" => KeyspaceCommand::Object(ObjectQuery::Encoding, args[1].clone()),
+            "object|freq" => KeyspaceCommand::Object(ObjectQuery::Freq, args[1].clone()),
+            "object|idletime" => KeyspaceCommand::Object(ObjectQuery::IdleTime, args[1].clone()),
+            "object|refcount" => KeyspaceCommand::Object(ObjectQuery::RefCount, args[1].clone()),
             "del" | "unlink" => KeyspaceCommand::Del(args.to_vec()),
             "exists" => KeyspaceCommand::Exists(args.to_vec()),
             "touch" => KeyspaceCommand::Touch(args.to_vec()),

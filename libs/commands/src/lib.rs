@@ -3,7 +3,8 @@
 //! This crate owns everything about a command that does not depend on where it runs:
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
-//! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`]) with a
+//! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`],
+//!   [`list`], [`set`]) with a
 //!   typed command enum and its parser;
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
@@ -18,11 +19,13 @@ pub mod connection;
 pub mod error;
 pub mod hash;
 pub mod keyspace;
+pub mod list;
 pub mod number;
 pub mod partitioning;
 pub mod pattern;
 pub mod reply;
 pub mod request;
+pub mod set;
 pub mod slowlog;
 pub mod spec;
 pub mod string;
@@ -36,7 +39,9 @@ pub use connection::ConnectionCommand;
 pub use error::CommandError;
 pub use hash::HashCommand;
 pub use keyspace::KeyspaceCommand;
+pub use list::ListCommand;
 pub use reply::{Protocol, Reply};
+pub use set::SetCommand;
 pub use spec::{Access, CommandSpec};
 pub use string::StringCommand;
 
@@ -51,6 +56,10 @@ pub enum Command {
     String(StringCommand),
     /// Hash commands.
     Hash(HashCommand),
+    /// List commands.
+    List(ListCommand),
+    /// Set commands.
+    Set(SetCommand),
 }
 
 #[derive(Clone, Copy)]
@@ -59,14 +68,20 @@ enum Family {
     Keyspace,
     String,
     Hash,
+    List,
+    Set,
 }
 
-fn families() -> [(Family, &'static [CommandSpec]); 4] {
+/// The registry of command families: a new family is one line here (and its arm in
+/// [`parse`]).
+fn families() -> [(Family, &'static [CommandSpec]); 6] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Keyspace, keyspace::SPECS),
         (Family::String, string::SPECS),
         (Family::Hash, hash::SPECS),
+        (Family::List, list::SPECS),
+        (Family::Set, set::SPECS),
     ]
 }
 
@@ -137,18 +152,28 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                         "CLIENT" => "CLIENT",
                         "CONFIG" => "CONFIG",
                         "SLOWLOG" => "SLOWLOG",
+                        "OBJECT" => "OBJECT",
                         _ => "COMMAND",
                     },
                 })
             }
         }
     }
+    // A container's subcommand that only answers from the connection (OBJECT HELP) is a
+    // connection command, whatever family its container belongs to.
+    let family = if spec.access == Access::Connection {
+        Family::Connection
+    } else {
+        family
+    };
     let args = &argv[1..];
     let command = match family {
         Family::Connection => Command::Connection(ConnectionCommand::parse(full_name, args)?),
         Family::Keyspace => Command::Keyspace(KeyspaceCommand::parse(full_name, args)?),
         Family::String => Command::String(StringCommand::parse(full_name, args)?),
         Family::Hash => Command::Hash(HashCommand::parse(full_name, args)?),
+        Family::List => Command::List(ListCommand::parse(full_name, args)?),
+        Family::Set => Command::Set(SetCommand::parse(full_name, args)?),
     };
     Ok((command, spec))
 }
@@ -298,11 +323,13 @@ mod tests {
 
     #[test]
     fn key_positions() {
-        let (_, spec) = parse(&argv(&["mset", "a", "1", "b", "2"])).unwrap();
-        assert_eq!(spec.key_positions(5).collect::<Vec<_>>(), vec![1, 3]);
-        let (_, spec) = parse(&argv(&["del", "a", "b"])).unwrap();
-        assert_eq!(spec.key_positions(3).collect::<Vec<_>>(), vec![1, 2]);
-        let (_, spec) = parse(&argv(&["ping"])).unwrap();
-        assert_eq!(spec.key_positions(1).count(), 0);
+        let keys = |words: &[&str]| {
+            let v = argv(words);
+            let (_, spec) = parse(&v).unwrap();
+            spec.key_positions(&v).collect::<Vec<_>>()
+        };
+        assert_eq!(keys(&["mset", "a", "1", "b", "2"]), vec![1, 3]);
+        assert_eq!(keys(&["del", "a", "b"]), vec![1, 2]);
+        assert_eq!(keys(&["ping"]), Vec::<usize>::new());
     }
 }

@@ -36,6 +36,9 @@ pub enum Reply {
     Bulk(Bytes),
     /// The null reply (`$-1` in RESP2, `_` in RESP3).
     Nil,
+    /// The null array (`*-1` in RESP2, `_` in RESP3): LPOP with a count on a missing key,
+    /// LMPOP that found nothing.
+    NilArray,
     /// An ordered array.
     Array(Vec<Reply>),
     /// A map (RESP3); a flat array of key, value in RESP2.
@@ -87,6 +90,9 @@ impl Reply {
         // Encoding a well-formed frame into a growable buffer cannot fail: the encoder only
         // reports buffers that are too small, and `extend_encode` grows the buffer first.
         match protocol {
+            // The RESP2 frame type has no null array: it is written here (only a top-level
+            // reply can be one).
+            Protocol::Resp2 if *self == Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
             Protocol::Resp2 => {
                 let frame = self.to_resp2();
                 redis_protocol::resp2::encode::extend_encode(out, &frame, false)
@@ -108,6 +114,7 @@ impl Reply {
             Reply::Integer(i) => Resp2Frame::Integer(*i),
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Nil => Resp2Frame::Null,
+            Reply::NilArray => Resp2Frame::Null,
             Reply::Array(items) | Reply::Set(items) => {
                 Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
             }
@@ -147,7 +154,7 @@ impl Reply {
                 format: redis_protocol::resp3::types::VerbatimStringFormat::Text,
                 attributes: None,
             },
-            Reply::Nil => Resp3Frame::Null,
+            Reply::Nil | Reply::NilArray => Resp3Frame::Null,
             Reply::Array(items) => Resp3Frame::Array {
                 data: items.iter().map(Reply::to_resp3).collect(),
                 attributes: None,
@@ -225,6 +232,8 @@ mod tests {
         assert_eq!(enc(&Reply::OK, Protocol::Resp2), "+OK\r\n");
         assert_eq!(enc(&Reply::Nil, Protocol::Resp2), "$-1\r\n");
         assert_eq!(enc(&Reply::Nil, Protocol::Resp3), "_\r\n");
+        assert_eq!(enc(&Reply::NilArray, Protocol::Resp2), "*-1\r\n");
+        assert_eq!(enc(&Reply::NilArray, Protocol::Resp3), "_\r\n");
         assert_eq!(enc(&Reply::Integer(-3), Protocol::Resp3), ":-3\r\n");
         assert_eq!(
             enc(&Reply::bulk_from(b"a\r\n"), Protocol::Resp2),

@@ -42,6 +42,9 @@ pub struct CommandSpec {
     pub summary: &'static str,
     /// Subcommands of a container command (CLIENT, COMMAND).
     pub subcommands: &'static [CommandSpec],
+    /// Position of a `numkeys` argument followed by that many keys (LMPOP, SINTERCARD,
+    /// ZUNIONSTORE, ...; 0 = none). Such commands report the `movablekeys` flag.
+    pub numkeys_at: usize,
 }
 
 impl CommandSpec {
@@ -61,8 +64,29 @@ impl CommandSpec {
         self.access == Access::Write
     }
 
-    /// Indexes of the key arguments of `argc` arguments.
-    pub fn key_positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+    /// Indexes of the key arguments of `argv` (the command name first): the fixed range of
+    /// `first_key`/`last_key`/`step`, then the keys counted by a `numkeys` argument (as many
+    /// as it names and `argv` holds; none when it is not a positive number, which the
+    /// command's parser refuses).
+    pub fn key_positions(&self, argv: &[bytes::Bytes]) -> impl Iterator<Item = usize> {
+        let fixed = self.fixed_key_positions(argv.len());
+        let counted = match self.numkeys_at {
+            0 => 0..0,
+            at => {
+                let n = argv
+                    .get(at)
+                    .and_then(|a| crate::request::parse_i64(a))
+                    .and_then(|n| usize::try_from(n).ok())
+                    .unwrap_or(0);
+                let start = at + 1;
+                start..start.saturating_add(n).min(argv.len()).max(start)
+            }
+        };
+        fixed.chain(counted)
+    }
+
+    /// Indexes of the keys named by `first_key`/`last_key`/`step` among `argc` arguments.
+    fn fixed_key_positions(&self, argc: usize) -> std::iter::StepBy<std::ops::Range<usize>> {
         let first = self.first_key.max(0) as usize;
         let last = if self.last_key < 0 {
             (argc as i64 + i64::from(self.last_key)).max(0) as usize
@@ -105,6 +129,42 @@ pub(crate) const fn spec(
         since,
         summary,
         subcommands: &[],
+        numkeys_at: 0,
+    }
+}
+
+impl CommandSpec {
+    /// This spec with keys counted by a `numkeys` argument at `at` (see
+    /// [`CommandSpec::numkeys_at`]).
+    pub(crate) const fn with_numkeys_at(mut self, at: usize) -> Self {
+        self.numkeys_at = at;
+        self
+    }
+}
+
+/// A container command (CLIENT, CONFIG, OBJECT, ...): its subcommands carry the real
+/// specs.
+pub(crate) const fn container(
+    name: &'static str,
+    summary: &'static str,
+    group: &'static str,
+    since: &'static str,
+    subcommands: &'static [CommandSpec],
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity: -2,
+        access: Access::Connection,
+        flags: &[],
+        first_key: 0,
+        last_key: 0,
+        step: 0,
+        acl: &["slow"],
+        group,
+        since,
+        summary,
+        subcommands,
+        numkeys_at: 0,
     }
 }
 

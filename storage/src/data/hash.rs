@@ -4,27 +4,15 @@
 use bytes::Bytes;
 use zankv_commands::hash::{hscan_options, HashCommand, RandFieldCount};
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
-use zankv_commands::pattern::glob_match;
 use zankv_commands::{CommandError, Reply};
 
-use super::{not_here, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
+use super::{
+    collection_for_write, len_of, not_here, typed_meta, version_of, with_len, ExecError,
+    ExecResult, ReadCtx, Txn, View,
+};
 use crate::engine::EngineError;
 use crate::keys;
-use crate::records::{KeyBody, KeyMeta, KeyType};
-
-fn version_of(meta: &KeyMeta) -> u64 {
-    match meta.body {
-        KeyBody::Collection { version, .. } => version,
-        KeyBody::String(_) => 0,
-    }
-}
-
-fn len_of(meta: &KeyMeta) -> u64 {
-    match meta.body {
-        KeyBody::Collection { len, .. } => len,
-        KeyBody::String(_) => 0,
-    }
-}
+use crate::records::{KeyMeta, KeyType};
 
 fn field(
     view: &(impl View + ?Sized),
@@ -110,31 +98,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             };
             let args = hscan_options(*cursor, opts)?;
             let prefix = keys::element_prefix(keys::HASH, version_of(&meta));
-            let start = ctx.cursors.resume(args.cursor, prefix.clone())?;
-            let mut out = Vec::new();
-            let (mut seen, mut more, mut last) = (0usize, false, None);
-            view.scan(&start, &keys::prefix_end(&prefix), false, &mut |k, v| {
-                if seen == args.count {
-                    more = true;
-                    return false;
-                }
-                seen += 1;
-                last = Some(k.to_vec());
-                let name = &k[prefix.len()..];
-                if args.pattern.as_ref().is_none_or(|p| glob_match(p, name)) {
-                    out.push(Reply::bulk_from(name));
-                    out.push(Reply::bulk_from(v));
-                }
-                true
-            })?;
-            let next = match (more, last) {
-                (true, Some(pos)) => ctx.cursors.save(pos),
-                _ => 0,
-            };
-            Ok(Reply::Array(vec![
-                Reply::bulk(next.to_string()),
-                Reply::Array(out),
-            ]))
+            super::scan_elements(ctx, &prefix, &args, true)
         }
         _ => Err(not_here("hash write on the read path")),
     }
@@ -201,27 +165,7 @@ fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> 
 
 /// The hash at `key` for writing: its metadata, or a new empty hash with a fresh version.
 fn hash_for_write(txn: &mut Txn<'_>, key: &[u8]) -> Result<KeyMeta, ExecError> {
-    match txn.typed_meta(key, KeyType::Hash)? {
-        Some(m) => Ok(m),
-        None => {
-            let version = txn.new_version();
-            Ok(KeyMeta {
-                expire_at: None,
-                body: KeyBody::Collection {
-                    kind: KeyType::Hash,
-                    version,
-                    len: 0,
-                },
-            })
-        }
-    }
-}
-
-fn with_len(mut meta: KeyMeta, new_len: u64) -> KeyMeta {
-    if let KeyBody::Collection { len, .. } = &mut meta.body {
-        *len = new_len;
-    }
-    meta
+    collection_for_write(txn, key, KeyType::Hash)
 }
 
 /// Executes a hash command that writes.
@@ -275,10 +219,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
                 }
             }
             let left = len_of(&meta).saturating_sub(removed);
-            if left == 0 {
-                txn.delete_key(key)?;
-            } else if removed > 0 {
-                txn.set_meta(key, &with_len(meta, left))?;
+            if removed > 0 {
+                super::store_collection(txn, key, meta, left)?;
             }
             Ok(Reply::Integer(removed as i64))
         }

@@ -2,13 +2,14 @@
 //! flushing.
 
 use bytes::Bytes;
-use zankv_commands::keyspace::{KeyspaceCommand, ScanArgs, TimeUnit};
+use zankv_commands::keyspace::{KeyspaceCommand, ObjectQuery, ScanArgs, TimeUnit};
+use zankv_commands::number::parse_i64;
 use zankv_commands::pattern::glob_match;
 use zankv_commands::{CommandError, Reply};
 
 use super::{live_meta, not_here, ExecError, ExecResult, ReadCtx, Txn};
 use crate::keys;
-use crate::records::{KeyBody, KeyMeta};
+use crate::records::{KeyBody, KeyMeta, KeyType};
 
 /// Executes a read-only keyspace command.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
@@ -86,6 +87,26 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             Ok(Reply::Array(out))
         }
         KeyspaceCommand::RandomKey => random_key(ctx),
+        KeyspaceCommand::Object(query, key) => {
+            let Some(meta) = live_meta(ctx.view, key, now)? else {
+                return Ok(Reply::Nil);
+            };
+            match query {
+                ObjectQuery::Encoding => Ok(Reply::bulk(encoding(ctx.view, &meta)?)),
+                ObjectQuery::Freq => Err(CommandError::LfuNotSelected.into()),
+                // Access times are not tracked.
+                ObjectQuery::IdleTime => Ok(Reply::Integer(0)),
+                ObjectQuery::RefCount => Ok(Reply::Integer(match &meta.body {
+                    // Redis shares the objects of the integers below 10000.
+                    KeyBody::String(v)
+                        if parse_i64(v).is_some_and(|n| (0..10_000).contains(&n)) =>
+                    {
+                        i64::from(i32::MAX)
+                    }
+                    _ => 1,
+                })),
+            }
+        }
         KeyspaceCommand::DbSize => Ok(Reply::Integer(ctx.state.keys as i64)),
         KeyspaceCommand::PartitionKeyspace => Ok(Reply::Array(vec![
             Reply::Integer(ctx.state.keys as i64),
@@ -93,6 +114,62 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
         ])),
         _ => Err(not_here("keyspace write on the read path")),
     }
+}
+
+/// The encoding Redis 7.0 would report for a value of this size and content (with its
+/// default thresholds): Redis may keep a larger encoding after the value shrank, or turn a
+/// string it appended to into `raw`, which zankv does not track.
+fn encoding(view: &dyn super::View, meta: &KeyMeta) -> Result<&'static str, ExecError> {
+    const HASH_ENTRIES: u64 = 128;
+    const HASH_VALUE: usize = 64;
+    const SET_INTEGERS: u64 = 512;
+    let (kind, version, len) = match &meta.body {
+        KeyBody::String(v) => {
+            return Ok(if v.len() <= 20 && parse_i64(v).is_some() {
+                "int"
+            } else if v.len() <= 44 {
+                "embstr"
+            } else {
+                "raw"
+            })
+        }
+        KeyBody::Collection {
+            kind, version, len, ..
+        } => (*kind, *version, *len),
+    };
+    let small = |limit: u64, fits: &dyn Fn(&[u8], &[u8]) -> bool| -> Result<bool, ExecError> {
+        if len > limit {
+            return Ok(false);
+        }
+        let tag = kind.element_tag().unwrap_or(keys::HASH);
+        let prefix = keys::element_prefix(tag, version);
+        let mut all = true;
+        view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, v| {
+            all = fits(&k[prefix.len()..], v);
+            all
+        })?;
+        Ok(all)
+    };
+    Ok(match kind {
+        KeyType::String => "raw",
+        KeyType::List => "quicklist",
+        KeyType::Hash => {
+            if small(HASH_ENTRIES, &|f, v| {
+                f.len() <= HASH_VALUE && v.len() <= HASH_VALUE
+            })? {
+                "listpack"
+            } else {
+                "hashtable"
+            }
+        }
+        KeyType::Set => {
+            if small(SET_INTEGERS, &|m, _| parse_i64(m).is_some())? {
+                "intset"
+            } else {
+                "hashtable"
+            }
+        }
+    })
 }
 
 /// SCAN: walks metadata keys in byte order from the cursor's position, looking at up to
@@ -285,7 +362,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             Ok(Reply::Integer(1))
         }
         KeyspaceCommand::Flush => {
-            for tag in [keys::META, keys::HASH, keys::EXPIRY, keys::RECLAIM] {
+            let tags = [keys::META, keys::EXPIRY, keys::RECLAIM]
+                .into_iter()
+                .chain(KeyType::element_tags());
+            for tag in tags {
                 let (start, end) = keys::space(tag);
                 txn.delete_range(start, end);
             }
@@ -303,7 +383,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
 fn copy_value(txn: &mut Txn<'_>, meta: &KeyMeta, dst: &[u8]) -> Result<(), ExecError> {
     match &meta.body {
         KeyBody::String(_) => txn.set_meta(dst, meta)?,
-        KeyBody::Collection { kind, version, len } => {
+        KeyBody::Collection { kind, version, .. } => {
             let tag = kind
                 .element_tag()
                 .ok_or_else(|| not_here("collection without elements"))?;
@@ -323,14 +403,10 @@ fn copy_value(txn: &mut Txn<'_>, meta: &KeyMeta, dst: &[u8]) -> Result<(), ExecE
             for (sub, value) in elements {
                 txn.put(keys::element_key(tag, new_version, &sub), value);
             }
-            let copy = KeyMeta {
-                expire_at: meta.expire_at,
-                body: KeyBody::Collection {
-                    kind: *kind,
-                    version: new_version,
-                    len: *len,
-                },
-            };
+            let mut copy = meta.clone();
+            if let KeyBody::Collection { version, .. } = &mut copy.body {
+                *version = new_version;
+            }
             txn.set_meta(dst, &copy)?;
         }
     }

@@ -3,7 +3,7 @@
 //! Reads run against a [`View`] of the current state; writes run inside a [`Txn`] that
 //! buffers every change into one write batch and also serves reads of its own writes, so a
 //! command that touches the same key twice sees its first touch. The family modules
-//! ([`keyspace`], [`string`], [`hash`]) hold one function per command.
+//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`]) hold one function per command.
 //!
 //! Invariants:
 //! - every metadata change goes through [`Txn::set_meta`] / [`Txn::delete_key`], which keep
@@ -14,12 +14,16 @@
 
 pub mod hash;
 pub mod keyspace;
+pub mod list;
+pub mod set;
 pub mod string;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
+use zankv_commands::keyspace::ScanArgs;
+use zankv_commands::pattern::glob_match;
 use zankv_commands::{Command, CommandError, Reply};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
@@ -170,6 +174,8 @@ pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &Command) -> ExecResult {
         Command::Keyspace(c) => keyspace::read(ctx, c),
         Command::String(c) => string::read(ctx, c),
         Command::Hash(c) => hash::read(ctx, c),
+        Command::List(c) => list::read(ctx, c),
+        Command::Set(c) => set::read(ctx, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }
@@ -180,6 +186,8 @@ pub fn execute_write(txn: &mut Txn<'_>, cmd: &Command) -> ExecResult {
         Command::Keyspace(c) => keyspace::write(txn, c),
         Command::String(c) => string::write(txn, c),
         Command::Hash(c) => hash::write(txn, c),
+        Command::List(c) => list::write(txn, c),
+        Command::Set(c) => set::write(txn, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }
@@ -511,7 +519,112 @@ impl<'a> Txn<'a> {
     }
 }
 
-/// Type byte stored in reclamation records.
+/// Type byte stored in reclamation records: the element tag of the collection's type.
 pub fn kind_code(kind: KeyType) -> u8 {
     kind.element_tag().unwrap_or(0)
+}
+
+/// A collection's element version (0 for a string, which has no elements).
+pub fn version_of(meta: &KeyMeta) -> u64 {
+    match meta.body {
+        KeyBody::Collection { version, .. } => version,
+        KeyBody::String(_) => 0,
+    }
+}
+
+/// A collection's element count (0 for a string).
+pub fn len_of(meta: &KeyMeta) -> u64 {
+    match meta.body {
+        KeyBody::Collection { len, .. } => len,
+        KeyBody::String(_) => 0,
+    }
+}
+
+/// `meta` with its element count set to `new_len`.
+pub fn with_len(mut meta: KeyMeta, new_len: u64) -> KeyMeta {
+    if let KeyBody::Collection { len, .. } = &mut meta.body {
+        *len = new_len;
+    }
+    meta
+}
+
+/// The collection of `kind` at `key` for writing: its live metadata (WRONGTYPE if the key
+/// holds another type), or a new empty one under a fresh version. A new collection is not
+/// stored until the caller writes its metadata, which it must not do while it is empty.
+pub fn collection_for_write(
+    txn: &mut Txn<'_>,
+    key: &[u8],
+    kind: KeyType,
+) -> Result<KeyMeta, ExecError> {
+    match txn.typed_meta(key, kind)? {
+        Some(m) => Ok(m),
+        None => {
+            let version = txn.new_version();
+            Ok(KeyMeta {
+                expire_at: None,
+                body: KeyBody::Collection {
+                    kind,
+                    version,
+                    len: 0,
+                    head: 0,
+                },
+            })
+        }
+    }
+}
+
+/// Stores `meta` with `len` elements, or deletes the key when none are left (Redis never
+/// keeps an empty collection). The elements of a deleted key's version are reclaimed in
+/// the background.
+pub fn store_collection(
+    txn: &mut Txn<'_>,
+    key: &[u8],
+    meta: KeyMeta,
+    len: u64,
+) -> Result<(), EngineError> {
+    if len == 0 {
+        txn.delete_key(key)?;
+    } else {
+        txn.set_meta(key, &with_len(meta, len))?;
+    }
+    Ok(())
+}
+
+/// HSCAN/SSCAN: walks the elements under `prefix` from the cursor's position, looking at up
+/// to COUNT of them, and returns those whose name passes MATCH (with their values when
+/// `with_values`) and the cursor to continue from (0 at the end).
+pub fn scan_elements(
+    ctx: &mut ReadCtx<'_>,
+    prefix: &[u8],
+    args: &ScanArgs,
+    with_values: bool,
+) -> ExecResult {
+    let start = ctx.cursors.resume(args.cursor, prefix.to_vec())?;
+    let mut out = Vec::new();
+    let (mut seen, mut more, mut last) = (0usize, false, None);
+    ctx.view
+        .scan(&start, &keys::prefix_end(prefix), false, &mut |k, v| {
+            if seen == args.count {
+                more = true;
+                return false;
+            }
+            seen += 1;
+            last = Some(k.to_vec());
+            let name = &k[prefix.len()..];
+            if args.pattern.as_ref().is_none_or(|p| glob_match(p, name)) {
+                out.push(Reply::bulk_from(name));
+                if with_values {
+                    out.push(Reply::bulk_from(v));
+                }
+            }
+            true
+        })?;
+    let next = match (more, last) {
+        (true, Some(pos)) => ctx.cursors.save(pos),
+        _ => 0,
+    };
+    Ok(Reply::Array(vec![
+        Reply::bulk(next.to_string()),
+        Reply::Array(out),
+    ]))
 }

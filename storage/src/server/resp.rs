@@ -373,7 +373,7 @@ fn dispatch_on_partition(
         }
         Ok(parsed) => parsed,
     };
-    if spec.key_positions(inner.len()).next().is_some() {
+    if spec.key_positions(&inner).next().is_some() {
         match routing.route(spec, &inner) {
             Ok(group) if group == layout.id => {}
             Ok(_) => return Dispatch::Reply(Reply::Error(CommandError::CrossSlot)),

@@ -103,8 +103,11 @@ pub enum Frame {
     Integer(i64),
     /// `$...`
     Bulk(Vec<u8>),
-    /// `$-1`, `*-1` or RESP3 `_`.
+    /// `$-1` or RESP3 `_`.
     Null,
+    /// RESP2's null array `*-1` (LPOP with a count on a missing key, LMPOP finding nothing),
+    /// told apart from `$-1` so replies are compared to the byte.
+    NullArray,
     /// `*...`
     Array(Vec<Frame>),
     /// RESP3 `%...`, pairs in the server's order.
@@ -130,7 +133,7 @@ impl PartialEq for Frame {
             (Simple(a), Simple(b)) | (Error(a), Error(b)) | (Bulk(a), Bulk(b)) => a == b,
             (BigNumber(a), BigNumber(b)) => a == b,
             (Integer(a), Integer(b)) => a == b,
-            (Null, Null) => true,
+            (Null, Null) | (NullArray, NullArray) => true,
             (Array(a), Array(b)) | (Set(a), Set(b)) | (Push(a), Push(b)) => a == b,
             (Map(a), Map(b)) => a == b,
             // Bit equality, so NaN equals NaN and 0.0 differs from -0.0 as on the wire.
@@ -299,6 +302,7 @@ impl Frame {
             Frame::Integer(i) => out.push_str(&format!(":{i}")),
             Frame::Bulk(b) => out.push_str(&format!("\"{}\"", text(b))),
             Frame::Null => out.push_str("(nil)"),
+            Frame::NullArray => out.push_str("(nil array)"),
             Frame::Array(items) => list(out, "[", items, "]"),
             Frame::Set(items) => list(out, "~{", items, "}"),
             Frame::Push(items) => list(out, ">[", items, "]"),
@@ -520,6 +524,11 @@ impl Client {
             }
         } else {
             use redis_protocol::resp2::decode::decode_bytes_mut;
+            // The decoder reads `*-1` as `$-1`'s null; a top-level one is told apart here.
+            if self.buf.starts_with(b"*-1\r\n") {
+                let _ = self.buf.split_to(5);
+                return Some(Frame::NullArray);
+            }
             match decode_bytes_mut(&mut self.buf) {
                 Ok(Some((frame, _, _))) => Some(Frame::from_resp2(frame)),
                 Ok(None) => None,

@@ -1,0 +1,328 @@
+//! Execution of set commands. A set is a metadata record (version, member count) plus one
+//! element key per member under that version, with an empty value: SADD, SREM and
+//! SISMEMBER are a point read (and write) per member, SCARD reads the metadata alone.
+//!
+//! SPOP's random choice is a write's, so it must be the same on every replica: it draws
+//! from a generator seeded by the change's log index and the set's version, never from a
+//! node's own randomness. SRANDMEMBER is a read and uses the answering node's.
+
+use std::collections::BTreeSet;
+
+use bytes::Bytes;
+use zankv_commands::hash::MAX_RANDOM_PICKS;
+use zankv_commands::keyspace::scan_options;
+use zankv_commands::set::{SetCommand, SetOp};
+use zankv_commands::{CommandError, Reply};
+
+use super::{
+    collection_for_write, len_of, not_here, store_collection, typed_meta, version_of, ExecError,
+    ExecResult, ReadCtx, Txn, View,
+};
+use crate::engine::EngineError;
+use crate::keys;
+use crate::records::{KeyMeta, KeyType};
+
+fn member_key(version: u64, member: &[u8]) -> Vec<u8> {
+    keys::element_key(keys::SET, version, member)
+}
+
+fn has_member(
+    view: &(impl View + ?Sized),
+    meta: &KeyMeta,
+    member: &[u8],
+) -> Result<bool, EngineError> {
+    Ok(view.get(&member_key(version_of(meta), member))?.is_some())
+}
+
+/// Every member of the set `meta` describes, in byte order.
+fn members(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<Bytes>, EngineError> {
+    let prefix = keys::element_prefix(keys::SET, version_of(meta));
+    let mut out = Vec::with_capacity(len_of(meta).min(1024) as usize);
+    view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, _| {
+        out.push(Bytes::copy_from_slice(&k[prefix.len()..]));
+        true
+    })?;
+    Ok(out)
+}
+
+fn set_reply(members: impl IntoIterator<Item = Bytes>) -> Reply {
+    Reply::Set(members.into_iter().map(Reply::Bulk).collect())
+}
+
+/// SINTER/SUNION/SDIFF of `keys`: every key's type is checked first (WRONGTYPE even when
+/// an intersection is empty because of a missing key). Stops early once `limit` members
+/// are found (0 = no limit; SINTERCARD).
+fn combine(
+    view: &(impl View + ?Sized),
+    now_ms: i64,
+    op: SetOp,
+    keys: &[Bytes],
+    limit: usize,
+) -> Result<BTreeSet<Bytes>, ExecError> {
+    let mut sets = Vec::with_capacity(keys.len());
+    for key in keys {
+        sets.push(typed_meta(view, key, now_ms, KeyType::Set)?);
+    }
+    if op == SetOp::Inter && sets.iter().any(Option::is_none) {
+        return Ok(BTreeSet::new());
+    }
+    let mut result: BTreeSet<Bytes> = BTreeSet::new();
+    match op {
+        SetOp::Union => {
+            for meta in sets.iter().flatten() {
+                result.extend(members(view, meta)?);
+            }
+        }
+        SetOp::Diff => {
+            let Some(Some(first)) = sets.first() else {
+                return Ok(result);
+            };
+            result.extend(members(view, first)?);
+            for meta in sets[1..].iter().flatten() {
+                if result.is_empty() {
+                    break;
+                }
+                for m in members(view, meta)? {
+                    result.remove(&m);
+                }
+            }
+        }
+        SetOp::Inter => {
+            // Walk the smallest set and probe the others.
+            let mut order: Vec<&KeyMeta> = sets.iter().flatten().collect();
+            order.sort_by_key(|m| len_of(m));
+            let Some((smallest, others)) = order.split_first() else {
+                return Ok(result);
+            };
+            for m in members(view, smallest)? {
+                let mut everywhere = true;
+                for other in others {
+                    if !has_member(view, other, &m)? {
+                        everywhere = false;
+                        break;
+                    }
+                }
+                if everywhere {
+                    result.insert(m);
+                    if result.len() == limit {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+    Ok(result)
+}
+
+/// Executes a read-only set command.
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetCommand) -> ExecResult {
+    let view = ctx.view;
+    let now = ctx.now_ms;
+    let meta_of = |key: &[u8]| typed_meta(view, key, now, KeyType::Set);
+    match cmd {
+        SetCommand::Card(key) => Ok(Reply::Integer(
+            meta_of(key)?.map_or(0, |m| len_of(&m) as i64),
+        )),
+        SetCommand::IsMember(key, member) => Ok(Reply::Integer(match meta_of(key)? {
+            Some(m) => i64::from(has_member(view, &m, member)?),
+            None => 0,
+        })),
+        SetCommand::MIsMember(key, wanted) => {
+            let meta = meta_of(key)?;
+            let mut out = Vec::with_capacity(wanted.len());
+            for member in wanted {
+                let found = match &meta {
+                    Some(m) => has_member(view, m, member)?,
+                    None => false,
+                };
+                out.push(Reply::Integer(i64::from(found)));
+            }
+            Ok(Reply::Array(out))
+        }
+        SetCommand::Members(key) => Ok(set_reply(match meta_of(key)? {
+            Some(m) => members(view, &m)?,
+            None => Vec::new(),
+        })),
+        SetCommand::RandMember(key, count) => rand_member(view, meta_of(key)?, *count),
+        SetCommand::Combine(op, keys) => Ok(set_reply(combine(view, now, *op, keys, 0)?)),
+        SetCommand::InterCard(keys, limit) => {
+            let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
+            Ok(Reply::Integer(
+                combine(view, now, SetOp::Inter, keys, limit)?.len() as i64,
+            ))
+        }
+        SetCommand::Scan(key, cursor, opts) => {
+            let Some(meta) = meta_of(key)? else {
+                return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
+            };
+            let args = scan_options(*cursor, opts, false)?;
+            let prefix = keys::element_prefix(keys::SET, version_of(&meta));
+            super::scan_elements(ctx, &prefix, &args, false)
+        }
+        _ => Err(not_here("set write on the read path")),
+    }
+}
+
+/// SRANDMEMBER: random choices made on the node answering the read.
+fn rand_member(view: &dyn View, meta: Option<KeyMeta>, count: Option<i64>) -> ExecResult {
+    let Some(count) = count else {
+        return Ok(match meta {
+            Some(m) => {
+                let all = members(view, &m)?;
+                Reply::bulk_or_nil(all.get(fastrand::usize(..all.len().max(1))).cloned())
+            }
+            None => Reply::Nil,
+        });
+    };
+    let Some(meta) = meta else {
+        return Ok(Reply::Array(vec![]));
+    };
+    if count == 0 {
+        return Ok(Reply::Array(vec![]));
+    }
+    if count < -MAX_RANDOM_PICKS {
+        return Err(CommandError::OutOfRange.into());
+    }
+    let mut all = members(view, &meta)?;
+    if all.is_empty() {
+        return Ok(Reply::Array(vec![]));
+    }
+    let picked: Vec<Bytes> = if count > 0 {
+        fastrand::shuffle(&mut all);
+        all.truncate(usize::try_from(count).unwrap_or(usize::MAX));
+        all
+    } else {
+        (0..count.unsigned_abs())
+            .map(|_| all[fastrand::usize(..all.len())].clone())
+            .collect()
+    };
+    Ok(Reply::Array(picked.into_iter().map(Reply::Bulk).collect()))
+}
+
+/// Replaces whatever `dst` holds by a new set of `members` (deletes it when empty).
+fn store_set(txn: &mut Txn<'_>, dst: &[u8], members: BTreeSet<Bytes>) -> Result<u64, EngineError> {
+    let n = members.len() as u64;
+    txn.delete_key(dst)?;
+    if n > 0 {
+        let version = txn.new_version();
+        for m in &members {
+            txn.put(member_key(version, m), Vec::new());
+        }
+        let meta = KeyMeta {
+            expire_at: None,
+            body: crate::records::KeyBody::Collection {
+                kind: KeyType::Set,
+                version,
+                len: n,
+                head: 0,
+            },
+        };
+        txn.set_meta(dst, &meta)?;
+    }
+    Ok(n)
+}
+
+/// Executes a set command that writes.
+pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
+    match cmd {
+        SetCommand::Add(key, new) => {
+            let meta = collection_for_write(txn, key, KeyType::Set)?;
+            let version = version_of(&meta);
+            let mut added = 0u64;
+            for m in new {
+                let k = member_key(version, m);
+                if txn.get(&k)?.is_none() {
+                    txn.put(k, Vec::new());
+                    added += 1;
+                }
+            }
+            if added > 0 {
+                let len = len_of(&meta) + added;
+                store_collection(txn, key, meta, len)?;
+            }
+            Ok(Reply::Integer(added as i64))
+        }
+        SetCommand::Rem(key, gone) => {
+            let Some(meta) = txn.typed_meta(key, KeyType::Set)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let version = version_of(&meta);
+            let mut removed = 0u64;
+            for m in gone {
+                let k = member_key(version, m);
+                if txn.get(&k)?.is_some() {
+                    txn.delete(k);
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                let left = len_of(&meta).saturating_sub(removed);
+                store_collection(txn, key, meta, left)?;
+            }
+            Ok(Reply::Integer(removed as i64))
+        }
+        SetCommand::Pop(key, count) => {
+            let Some(meta) = txn.typed_meta(key, KeyType::Set)? else {
+                return Ok(match count {
+                    Some(_) => Reply::Set(vec![]),
+                    None => Reply::Nil,
+                });
+            };
+            let wanted = count.unwrap_or(1);
+            if wanted == 0 {
+                return Ok(Reply::Set(vec![]));
+            }
+            let mut all = members(txn, &meta)?;
+            // The same choice on every replica: seeded by the log index and the version.
+            let mut rng = fastrand::Rng::with_seed(
+                txn.state.applied_index ^ version_of(&meta).rotate_left(32),
+            );
+            rng.shuffle(&mut all);
+            all.truncate(usize::try_from(wanted).unwrap_or(usize::MAX));
+            let version = version_of(&meta);
+            for m in &all {
+                txn.delete(member_key(version, m));
+            }
+            let left = len_of(&meta).saturating_sub(all.len() as u64);
+            store_collection(txn, key, meta, left)?;
+            Ok(match count {
+                Some(_) => set_reply(all),
+                None => Reply::bulk_or_nil(all.into_iter().next()),
+            })
+        }
+        SetCommand::Move(src, dst, member) => {
+            let Some(src_meta) = txn.typed_meta(src, KeyType::Set)? else {
+                return Ok(Reply::Integer(0));
+            };
+            let dst_meta = txn.typed_meta(dst, KeyType::Set)?;
+            if src == dst {
+                return Ok(Reply::Integer(i64::from(has_member(
+                    txn, &src_meta, member,
+                )?)));
+            }
+            let k = member_key(version_of(&src_meta), member);
+            if txn.get(&k)?.is_none() {
+                return Ok(Reply::Integer(0));
+            }
+            txn.delete(k);
+            let left = len_of(&src_meta) - 1;
+            store_collection(txn, src, src_meta, left)?;
+            let dst_meta = match dst_meta {
+                Some(m) => m,
+                None => collection_for_write(txn, dst, KeyType::Set)?,
+            };
+            let k = member_key(version_of(&dst_meta), member);
+            if txn.get(&k)?.is_none() {
+                txn.put(k, Vec::new());
+                let len = len_of(&dst_meta) + 1;
+                store_collection(txn, dst, dst_meta, len)?;
+            }
+            Ok(Reply::Integer(1))
+        }
+        SetCommand::Store(op, dst, keys) => {
+            let result = combine(&*txn, txn.now_ms, *op, keys, 0)?;
+            Ok(Reply::Integer(store_set(txn, dst, result)? as i64))
+        }
+        _ => Err(not_here("set read on the write path")),
+    }
+}
