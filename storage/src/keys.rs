@@ -7,6 +7,10 @@
 //! | `0x00` | `0x00` `applied` | [`crate::records::AppliedState`] |
 //! | `m` | `m` user-key | [`crate::records::KeyMeta`] (type, expiry, version, count; string value inline) |
 //! | `h` | `h` u64-BE(version) field | field value |
+//! | `l` | `l` u64-BE(version) position | list element |
+//! | `s` | `s` u64-BE(version) member | empty: set member |
+//! | `z` | `z` u64-BE(version) member | the member's score |
+//! | `Z` | `Z` u64-BE(version) score member | empty: the score index |
 //! | `x` | `x` u64-BE(expire-at ms) user-key | empty: the expiry index |
 //! | `g` | `g` u64-BE(version) | element tag: a collection version to reclaim |
 //!
@@ -66,7 +70,7 @@ pub fn element_key(tag: u8, version: u64, sub: &[u8]) -> Vec<u8> {
     k
 }
 
-/// Tag of list elements (for the list commands to come).
+/// Tag of list elements.
 pub const LIST: u8 = b'l';
 /// Tag of set members.
 pub const SET: u8 = b's';

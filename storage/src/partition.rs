@@ -15,7 +15,7 @@ use crate::change::Change;
 use crate::data::{self, EngineView, ExecError, ReadCtx, ScanCursors, Txn, View};
 use crate::engine::{Engine, EngineError};
 use crate::keys;
-use crate::records::{AppliedState, KeyMeta};
+use crate::records::{AppliedState, KeyMeta, KeyType};
 
 /// Most element keys a single reclamation change deletes.
 pub const RECLAIM_BUDGET: u32 = 1024;
@@ -241,22 +241,31 @@ fn expire_keys(txn: &mut Txn<'_>, entries: &[(bytes::Bytes, u64)]) -> Result<Rep
     Ok(Reply::Integer(deleted))
 }
 
-/// Deletes up to `budget` elements of dropped versions; a version's record is removed once
-/// its elements are gone.
+/// Deletes up to `budget` elements of dropped versions (every element tag of the type the
+/// record names); a version's record is removed once its elements are gone.
 fn reclaim(txn: &mut Txn<'_>, versions: &[(u8, u64)], budget: u32) -> Result<Reply, EngineError> {
     let mut left = budget as usize;
-    for &(tag, version) in versions {
-        let prefix = keys::element_prefix(tag, version);
-        let mut doomed = Vec::new();
-        txn.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, _| {
-            doomed.push(k.to_vec());
-            doomed.len() <= left
-        })?;
-        let finished = doomed.len() <= left;
-        doomed.truncate(left);
-        left -= doomed.len();
-        for k in doomed {
-            txn.delete(k);
+    for (tag, version) in versions {
+        let version = *version;
+        let tags: &[u8] = match KeyType::of_element_tag(*tag) {
+            Some(kind) => kind.tags(),
+            None => std::slice::from_ref(tag),
+        };
+        let mut finished = true;
+        for &tag in tags {
+            // One element more than the budget is read to learn whether the tag is done.
+            let prefix = keys::element_prefix(tag, version);
+            let mut doomed = Vec::new();
+            txn.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, _| {
+                doomed.push(k.to_vec());
+                doomed.len() <= left
+            })?;
+            finished &= doomed.len() <= left;
+            doomed.truncate(left);
+            left -= doomed.len();
+            for k in doomed {
+                txn.delete(k);
+            }
         }
         if finished {
             txn.delete(keys::reclaim_key(version));
@@ -290,7 +299,8 @@ mod tests {
     fn random_change(rng: &mut fastrand::Rng, now: i64) -> Change {
         let key = || Bytes::from(format!("k{}", fastrand::u8(0..4)));
         let field = || Bytes::from(format!("f{}", fastrand::u8(0..4)));
-        let words: Vec<Bytes> = match rng.u8(0..26) {
+        let score = || Bytes::from(fastrand::i8(-3..4).to_string());
+        let words: Vec<Bytes> = match rng.u8(0..32) {
             0 => vec!["set".into(), key(), "v".into()],
             1 => vec![
                 "set".into(),
@@ -345,6 +355,12 @@ mod tests {
             23 => vec!["smove".into(), key(), key(), field()],
             24 => vec!["sinterstore".into(), key(), key(), key()],
             25 => vec!["srem".into(), key(), field()],
+            26 => vec!["zadd".into(), key(), score(), field(), score(), field()],
+            27 => vec!["zincrby".into(), key(), score(), field()],
+            28 => vec!["zpopmin".into(), key(), "2".into()],
+            29 => vec!["zremrangebyrank".into(), key(), "0".into(), "0".into()],
+            30 => vec!["zunionstore".into(), key(), "2".into(), key(), key()],
+            31 => vec!["zrem".into(), key(), field()],
             _ => vec!["persist".into(), key()],
         };
         Change::Command {

@@ -14,52 +14,103 @@ pub enum KeyType {
     List,
     /// A set (members stored as element keys with empty values).
     Set,
+    /// A sorted set (member → score records, and a (score, member) index).
+    ZSet,
 }
 
-/// The one table of key types: the code stored in metadata records, the name TYPE
-/// answers, and the key-space tag of the type's elements (none for strings). Everything
-/// that must cover every type (FLUSHALL's ranges, reclamation, decoding) reads it here.
-const TYPES: [(KeyType, u8, &str, Option<u8>); 4] = [
-    (KeyType::String, 1, "string", None),
-    (KeyType::Hash, 2, "hash", Some(crate::keys::HASH)),
-    (KeyType::List, 3, "list", Some(crate::keys::LIST)),
-    (KeyType::Set, 4, "set", Some(crate::keys::SET)),
+/// One row of [`TYPES`].
+struct TypeRow {
+    kind: KeyType,
+    /// Stored in metadata records.
+    code: u8,
+    /// What TYPE answers.
+    name: &'static str,
+    /// The key-space tags of the type's element keys (none for strings); the first one
+    /// names the type in reclamation records.
+    tags: &'static [u8],
+}
+
+/// The one table of key types. Everything that must cover every type (FLUSHALL's ranges,
+/// reclamation, COPY, decoding) reads it here.
+const TYPES: [TypeRow; 5] = [
+    TypeRow {
+        kind: KeyType::String,
+        code: 1,
+        name: "string",
+        tags: &[],
+    },
+    TypeRow {
+        kind: KeyType::Hash,
+        code: 2,
+        name: "hash",
+        tags: &[crate::keys::HASH],
+    },
+    TypeRow {
+        kind: KeyType::List,
+        code: 3,
+        name: "list",
+        tags: &[crate::keys::LIST],
+    },
+    TypeRow {
+        kind: KeyType::Set,
+        code: 4,
+        name: "set",
+        tags: &[crate::keys::SET],
+    },
+    TypeRow {
+        kind: KeyType::ZSet,
+        code: 5,
+        name: "zset",
+        tags: &[crate::keys::ZSET_MEMBER, crate::keys::ZSET_SCORE],
+    },
 ];
 
 impl KeyType {
-    fn row(self) -> &'static (KeyType, u8, &'static str, Option<u8>) {
+    fn row(self) -> &'static TypeRow {
         TYPES
             .iter()
-            .find(|row| row.0 == self)
+            .find(|row| row.kind == self)
             .expect("every key type has a row in TYPES")
     }
 
     fn code(self) -> u8 {
-        self.row().1
+        self.row().code
     }
 
     fn from_code(code: u8) -> Option<Self> {
-        TYPES.iter().find(|row| row.1 == code).map(|row| row.0)
+        TYPES
+            .iter()
+            .find(|row| row.code == code)
+            .map(|row| row.kind)
     }
 
     /// The name TYPE answers.
     pub fn name(self) -> &'static str {
-        self.row().2
+        self.row().name
     }
 
-    /// The key-space tag of this type's element keys, if it is a collection.
+    /// The tag that names this collection type in reclamation records (its first element
+    /// tag), if it is a collection.
     pub fn element_tag(self) -> Option<u8> {
-        self.row().3
+        self.row().tags.first().copied()
+    }
+
+    /// Every key-space tag of this type's element keys.
+    pub fn tags(self) -> &'static [u8] {
+        self.row().tags
     }
 
     /// The collection type whose elements carry `tag`.
     pub fn of_element_tag(tag: u8) -> Option<Self> {
-        TYPES.iter().find(|row| row.3 == Some(tag)).map(|row| row.0)
+        TYPES
+            .iter()
+            .find(|row| row.tags.contains(&tag))
+            .map(|row| row.kind)
     }
 
     /// The element tags of every collection type.
     pub fn element_tags() -> impl Iterator<Item = u8> {
-        TYPES.iter().filter_map(|row| row.3)
+        TYPES.iter().flat_map(|row| row.tags.iter().copied())
     }
 }
 
@@ -79,6 +130,11 @@ pub enum KeyBody {
         /// Lists: the position of the first element (elements sit at `head..head+len`);
         /// 0 for other types, and not stored for them.
         head: i64,
+        /// Sorted sets: encoded scores (see [`crate::keys::encode_score`]) at or below the
+        /// lowest entry of the score index and at or above the highest, so range reads
+        /// start past the tombstones a trimmed end leaves; `(0, 0)` for other types, and
+        /// not stored for them.
+        bounds: (u64, u64),
     },
 }
 
@@ -97,6 +153,25 @@ impl KeyMeta {
         KeyMeta {
             expire_at: None,
             body: KeyBody::String(value),
+        }
+    }
+
+    /// An empty collection of `kind` under `version`, without expiry (a new sorted set's
+    /// bounds are empty: its first member sets them).
+    pub fn collection(kind: KeyType, version: u64) -> Self {
+        KeyMeta {
+            expire_at: None,
+            body: KeyBody::Collection {
+                kind,
+                version,
+                len: 0,
+                head: 0,
+                bounds: if kind == KeyType::ZSet {
+                    (u64::MAX, 0)
+                } else {
+                    (0, 0)
+                },
+            },
         }
     }
 
@@ -119,7 +194,7 @@ impl KeyMeta {
         let mut out = Vec::with_capacity(
             17 + match &self.body {
                 KeyBody::String(v) => v.len(),
-                KeyBody::Collection { .. } => 24,
+                KeyBody::Collection { .. } => 32,
             },
         );
         out.push(self.key_type().code());
@@ -131,11 +206,17 @@ impl KeyMeta {
                 version,
                 len,
                 head,
+                bounds,
             } => {
                 out.extend_from_slice(&version.to_be_bytes());
                 out.extend_from_slice(&len.to_be_bytes());
-                if *kind == KeyType::List {
-                    out.extend_from_slice(&head.to_be_bytes());
+                match kind {
+                    KeyType::List => out.extend_from_slice(&head.to_be_bytes()),
+                    KeyType::ZSet => {
+                        out.extend_from_slice(&bounds.0.to_be_bytes());
+                        out.extend_from_slice(&bounds.1.to_be_bytes());
+                    }
+                    _ => {}
                 }
             }
         }
@@ -154,7 +235,11 @@ impl KeyMeta {
         let body = match kind {
             KeyType::String => KeyBody::String(bytes[9..].to_vec()),
             _ => {
-                let size = if kind == KeyType::List { 33 } else { 25 };
+                let size = match kind {
+                    KeyType::List => 33,
+                    KeyType::ZSet => 41,
+                    _ => 25,
+                };
                 if bytes.len() != size {
                     return Err(corrupt());
                 }
@@ -169,6 +254,11 @@ impl KeyMeta {
                         i64::from_be_bytes(word(25)?)
                     } else {
                         0
+                    },
+                    bounds: if kind == KeyType::ZSet {
+                        (u64::from_be_bytes(word(25)?), u64::from_be_bytes(word(33)?))
+                    } else {
+                        (0, 0)
                     },
                 }
             }
@@ -258,11 +348,12 @@ mod tests {
 
     proptest! {
         #[test]
-        fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), head in any::<i64>(), kind in 0..4usize) {
-            let body = match TYPES[kind].0 {
+        fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), head in any::<i64>(), bounds in any::<(u64, u64)>(), kind in 0..TYPES.len()) {
+            let body = match TYPES[kind].kind {
                 KeyType::String => KeyBody::String(value),
-                KeyType::List => KeyBody::Collection { kind: KeyType::List, version, len, head },
-                kind => KeyBody::Collection { kind, version, len, head: 0 },
+                KeyType::List => KeyBody::Collection { kind: KeyType::List, version, len, head, bounds: (0, 0) },
+                KeyType::ZSet => KeyBody::Collection { kind: KeyType::ZSet, version, len, head: 0, bounds },
+                kind => KeyBody::Collection { kind, version, len, head: 0, bounds: (0, 0) },
             };
             let meta = KeyMeta { expire_at: at, body };
             prop_assert_eq!(KeyMeta::decode(&meta.encode()).unwrap(), meta.clone());

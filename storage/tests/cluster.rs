@@ -6,10 +6,14 @@
 //! leader and on every replica; a write whose outcome the client could not learn is either
 //! entirely there or entirely absent (each write sets three fields of one hash, so a
 //! half-applied write would show); replicas converge to the same applied index.
+//!
+//! Lists and sets are held to the same: written with checked replies against a model, they
+//! read back exactly through the leaders, and every replica (one that caught up by snapshot,
+//! one restarted after kill -9) holds the same values, DBSIZE and keys as its leader.
 
 mod support;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::sleep;
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use support::cluster::{ClusterClient, TestCluster, WriteOutcome};
 use support::{Client, Frame};
+use zankv_commands::partitioning::partition_of;
 
 /// Short ticks so elections take a fraction of a second.
 const FAST_RAFT: &str =
@@ -167,6 +172,457 @@ fn busiest_leader(leaders: &HashMap<String, u64>) -> usize {
     id as usize - 1
 }
 
+/// Lists and sets as acknowledged writes left them: what every replica must hold.
+#[derive(Default)]
+struct Collections {
+    /// List key → its elements, head first.
+    lists: BTreeMap<String, Vec<String>>,
+    /// Set key → its members.
+    sets: BTreeMap<String, BTreeSet<String>>,
+    /// Keys that held a collection and were deleted or emptied since: absent everywhere.
+    gone: BTreeSet<String>,
+}
+
+/// What a reader holds under a key: its TYPE, its LLEN or SCARD, and its elements (a list's
+/// in order, a set's sorted, so replicas that iterate in another order still compare equal).
+type KeyState = (String, i64, Vec<String>);
+
+impl Collections {
+    /// The model's list under `key`, a new empty one if it holds none.
+    fn list(&mut self, key: &str) -> &mut Vec<String> {
+        self.gone.remove(key);
+        self.lists.entry(key.to_string()).or_default()
+    }
+
+    /// The model's set under `key`, a new empty one if it holds none.
+    fn set(&mut self, key: &str) -> &mut BTreeSet<String> {
+        self.gone.remove(key);
+        self.sets.entry(key.to_string()).or_default()
+    }
+
+    /// Forgets `key`'s value, as DEL or an overwrite does: it must be absent.
+    fn remove(&mut self, key: &str) {
+        self.lists.remove(key);
+        self.sets.remove(key);
+        self.gone.insert(key.to_string());
+    }
+
+    /// Removes `key` if a command emptied it (an emptied collection is deleted).
+    fn drop_if_empty(&mut self, key: &str) {
+        let empty = self.lists.get(key).is_some_and(Vec::is_empty)
+            || self.sets.get(key).is_some_and(BTreeSet::is_empty);
+        if empty {
+            self.remove(key);
+        }
+    }
+
+    /// Every key the model names, live or deleted.
+    fn keys(&self) -> impl Iterator<Item = &String> + '_ {
+        self.lists
+            .keys()
+            .chain(self.sets.keys())
+            .chain(self.gone.iter())
+    }
+
+    /// What [`key_state`] must read under `key`.
+    fn state(&self, key: &str) -> KeyState {
+        if let Some(list) = self.lists.get(key) {
+            ("list".into(), list.len() as i64, list.clone())
+        } else if let Some(set) = self.sets.get(key) {
+            (
+                "set".into(),
+                set.len() as i64,
+                set.iter().cloned().collect(),
+            )
+        } else {
+            ("none".into(), 0, Vec::new())
+        }
+    }
+}
+
+/// Sends a write through `client` and returns its reply; panics when its outcome is unknown
+/// (no node is killed while collections are written).
+fn must_write(client: &mut ClusterClient, args: &[&str]) -> Frame {
+    let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    match client.write(&bytes) {
+        WriteOutcome::Done(reply) => reply,
+        WriteOutcome::Unknown => panic!("{args:?} was sent but its outcome is unknown"),
+    }
+}
+
+/// [`must_write`], whose reply must be `want`.
+fn must_write_eq(client: &mut ClusterClient, args: &[&str], want: Frame) {
+    assert_eq!(must_write(client, args), want, "{args:?}");
+}
+
+/// The elements of an array (or set) reply, as text; panics on any other reply.
+fn strings(reply: &Frame, what: &str) -> Vec<String> {
+    let items = reply
+        .as_items()
+        .unwrap_or_else(|| panic!("{what} answered {reply}"));
+    items
+        .iter()
+        .map(|item| {
+            let bytes = item
+                .as_bytes()
+                .unwrap_or_else(|| panic!("{what} answered {reply}"));
+            String::from_utf8_lossy(bytes).into_owned()
+        })
+        .collect()
+}
+
+/// LPUSH or RPUSH (`cmd`) `elems` onto the list `key`; the reply must be the model's length.
+fn must_push<S: AsRef<str>>(
+    client: &mut ClusterClient,
+    want: &mut Collections,
+    cmd: &str,
+    key: &str,
+    elems: &[S],
+) {
+    let elems: Vec<&str> = elems.iter().map(|e| e.as_ref()).collect();
+    let list = want.list(key);
+    for e in &elems {
+        if cmd == "LPUSH" {
+            list.insert(0, e.to_string());
+        } else {
+            list.push(e.to_string());
+        }
+    }
+    let len = Frame::Integer(list.len() as i64);
+    let mut args = vec![cmd, key];
+    args.extend(elems);
+    must_write_eq(client, &args, len);
+}
+
+/// LPOP `count` elements of the list `key`: they must be the model's first ones.
+fn must_lpop(client: &mut ClusterClient, want: &mut Collections, key: &str, count: usize) {
+    let reply = must_write(client, &["LPOP", key, &count.to_string()]);
+    let head: Vec<String> = want.list(key).drain(..count).collect();
+    assert_eq!(strings(&reply, "LPOP"), head, "LPOP {key} {count}");
+    want.drop_if_empty(key);
+}
+
+/// SADD `members` to the set `key`; the reply must count those the model did not hold.
+fn must_sadd<S: AsRef<str>>(
+    client: &mut ClusterClient,
+    want: &mut Collections,
+    key: &str,
+    members: &[S],
+) {
+    let members: Vec<&str> = members.iter().map(|m| m.as_ref()).collect();
+    let set = want.set(key);
+    let mut added = 0;
+    for m in &members {
+        if set.insert(m.to_string()) {
+            added += 1;
+        }
+    }
+    let mut args = vec!["SADD", key];
+    args.extend(members);
+    must_write_eq(client, &args, Frame::Integer(added));
+}
+
+/// SREM `members` from the set `key`; the reply must count those the model held.
+fn must_srem(client: &mut ClusterClient, want: &mut Collections, key: &str, members: &[&str]) {
+    let set = want.set(key);
+    let mut removed = 0;
+    for m in members {
+        if set.remove(*m) {
+            removed += 1;
+        }
+    }
+    want.drop_if_empty(key);
+    let mut args = vec!["SREM", key];
+    args.extend(members);
+    must_write_eq(client, &args, Frame::Integer(removed));
+}
+
+/// Takes what SPOP popped (the leader's pick) out of the model set `key`: each must have
+/// been a member.
+fn must_take(want: &mut Collections, key: &str, popped: &[String]) {
+    let set = want.set(key);
+    for m in popped {
+        assert!(
+            set.remove(m),
+            "SPOP {key} popped {m}, which is not a member"
+        );
+    }
+    want.drop_if_empty(key);
+}
+
+/// Lists `q:0..q:n`: pushed, popped at both ends (the head moves on, leaving tombstones
+/// behind it), pushed at the head again, then changed in the middle by LINSERT, LREM from
+/// the tail and of every occurrence, LTRIM or LSET.
+fn must_build_lists(client: &mut ClusterClient, want: &mut Collections, n: usize) {
+    let elems: Vec<String> = (0..8).map(|j| format!("e{j}")).collect();
+    for i in 0..n {
+        let key = format!("q:{i}");
+        must_push(client, want, "RPUSH", &key, &elems);
+        must_lpop(client, want, &key, 2);
+        let head = want.list(&key).remove(0);
+        must_write_eq(client, &["LPOP", &key], Frame::bulk(head));
+        let tail = want.list(&key).pop().expect("elements are left");
+        must_write_eq(client, &["RPOP", &key], Frame::bulk(tail));
+        must_push(client, want, "LPUSH", &key, &[format!("h{i}")]);
+        // Now h{i} e3 e4 e5 e6.
+        match i % 4 {
+            0 => {
+                let x = format!("x{i}");
+                let list = want.list(&key);
+                let at = list.iter().position(|e| e == "e4").expect("e4 is listed");
+                list.insert(at, x.clone());
+                let len = Frame::Integer(list.len() as i64);
+                must_write_eq(client, &["LINSERT", &key, "BEFORE", "e4", &x], len);
+            }
+            1 => {
+                must_push(client, want, "RPUSH", &key, &["e3", "e3"]);
+                let list = want.list(&key);
+                let at = list.iter().rposition(|e| e == "e3").expect("e3 is listed");
+                list.remove(at);
+                must_write_eq(client, &["LREM", &key, "-1", "e3"], Frame::Integer(1));
+                want.list(&key).retain(|e| e != "e5");
+                must_write_eq(client, &["LREM", &key, "0", "e5"], Frame::Integer(1));
+            }
+            2 => {
+                let list = want.list(&key);
+                *list = list[1..list.len() - 1].to_vec();
+                must_write_eq(client, &["LTRIM", &key, "1", "-2"], Frame::simple("OK"));
+            }
+            _ => {
+                let s = format!("s{i}");
+                want.list(&key)[1] = s.clone();
+                must_write_eq(client, &["LSET", &key, "1", &s], Frame::simple("OK"));
+            }
+        }
+    }
+}
+
+/// Sets `st:0..st:n` of the shared members `m0..m9` and one of their own, some members
+/// removed by SREM and some by SPOP (the model takes what the leader popped).
+fn must_build_sets(client: &mut ClusterClient, want: &mut Collections, n: usize) {
+    let members: Vec<String> = (0..10).map(|j| format!("m{j}")).collect();
+    for i in 0..n {
+        let key = format!("st:{i}");
+        must_sadd(client, want, &key, &members);
+        must_sadd(client, want, &key, &["m0".to_string(), format!("own{i}")]);
+        must_srem(client, want, &key, &["m1", "m3", "nope"]);
+        let popped = strings(&must_write(client, &["SPOP", &key, "2"]), "SPOP");
+        assert_eq!(popped.len(), 2, "SPOP {key} 2 answered {popped:?}");
+        must_take(want, &key, &popped);
+        if i % 2 == 0 {
+            match must_write(client, &["SPOP", &key]) {
+                Frame::Bulk(m) => {
+                    must_take(want, &key, &[String::from_utf8_lossy(&m).into_owned()]);
+                }
+                other => panic!("SPOP {key} answered {other}"),
+            }
+        }
+    }
+}
+
+/// Two lists and two sets of 150 elements that go away again (DEL, LTRIM to nothing, SPOP
+/// of every member), so their versions are reclaimed in the background; one list is created
+/// again under its deleted name and must hold none of the old elements.
+fn must_build_and_drop_big(client: &mut ClusterClient, want: &mut Collections) {
+    let many: Vec<String> = (0..150).map(|j| format!("b{j}")).collect();
+    for k in 0..2 {
+        let list = format!("bigq:{k}");
+        must_push(client, want, "RPUSH", &list, &many);
+        must_lpop(client, want, &list, 5);
+        must_sadd(client, want, &format!("bigst:{k}"), &many);
+    }
+    for key in ["bigq:0", "bigst:0"] {
+        must_write_eq(client, &["DEL", key], Frame::Integer(1));
+        want.remove(key);
+    }
+    must_push(client, want, "RPUSH", "bigq:0", &["n0", "n1", "n2"]);
+    must_write_eq(client, &["LTRIM", "bigq:1", "1", "0"], Frame::simple("OK"));
+    want.remove("bigq:1");
+    let popped = strings(&must_write(client, &["SPOP", "bigst:1", "200"]), "SPOP");
+    assert_eq!(popped.len(), 150, "SPOP bigst:1 200 takes every member");
+    must_take(want, "bigst:1", &popped);
+}
+
+/// In each of the `partitions` partitions that holds sets `st:*`, SINTERSTOREs (up to) two
+/// of them into a new key and over a list `q:*` (which becomes a set). The keys of one
+/// command share a partition: they are picked by the routing rule (the cluster's only
+/// namespace hashes whole keys).
+fn must_intersect(client: &mut ClusterClient, want: &mut Collections, partitions: u32) {
+    for p in 0..partitions {
+        let here = |k: &str| partition_of(k.as_bytes(), partitions) == p;
+        let sources: Vec<String> = want
+            .sets
+            .keys()
+            .filter(|k| k.starts_with("st:") && here(k.as_str()))
+            .take(2)
+            .cloned()
+            .collect();
+        let Some(first) = sources.first() else {
+            continue;
+        };
+        let mut inter = want.sets[first].clone();
+        for s in &sources[1..] {
+            inter.retain(|m| want.sets[s].contains(m));
+        }
+        let fresh = (0..)
+            .map(|n| format!("inter:{n}"))
+            .find(|k| here(k.as_str()))
+            .expect("some name falls in every partition");
+        let list = want
+            .lists
+            .keys()
+            .find(|k| k.starts_with("q:") && here(k.as_str()))
+            .cloned();
+        for dest in std::iter::once(fresh).chain(list) {
+            let mut args = vec!["SINTERSTORE", dest.as_str()];
+            args.extend(sources.iter().map(String::as_str));
+            must_write_eq(client, &args, Frame::Integer(inter.len() as i64));
+            want.remove(&dest);
+            if !inter.is_empty() {
+                *want.set(&dest) = inter.clone();
+            }
+        }
+    }
+}
+
+/// Writes lists and sets through `client` on a cluster of `partitions` partitions, every
+/// reply checked against a model, which it returns: `n` lists and `n` sets changed in every
+/// way that moves a list's head or leaves tombstones, SINTERSTOREs, and big collections
+/// deleted so that their versions are reclaimed.
+fn must_build_collections(client: &mut ClusterClient, n: usize, partitions: u32) -> Collections {
+    let mut want = Collections::default();
+    must_build_lists(client, &mut want, n);
+    must_build_sets(client, &mut want, n);
+    must_build_and_drop_big(client, &mut want);
+    must_intersect(client, &mut want, partitions);
+    want
+}
+
+/// One more round on every collection, applied on top of whatever a replica restored (a
+/// snapshot, its own disk): each list loses its head and gains a tail, each set a member.
+fn must_advance_collections(client: &mut ClusterClient, want: &mut Collections) {
+    let lists: Vec<String> = want.lists.keys().cloned().collect();
+    for key in &lists {
+        let head = want.list(key).remove(0);
+        must_write_eq(client, &["LPOP", key], Frame::bulk(head));
+        must_push(client, want, "RPUSH", key, &["tail"]);
+    }
+    let sets: Vec<String> = want.sets.keys().cloned().collect();
+    for key in &sets {
+        must_sadd(client, want, key, &["late"]);
+    }
+}
+
+/// Something that answers reads: the smart client through each partition's leader, or a
+/// READONLY connection from one node's own replica.
+trait Reader {
+    /// The reply to a read command.
+    fn ask(&mut self, args: &[&str]) -> Frame;
+}
+
+impl Reader for ClusterClient {
+    fn ask(&mut self, args: &[&str]) -> Frame {
+        let bytes: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        self.read(&bytes)
+    }
+}
+
+impl Reader for Client {
+    fn ask(&mut self, args: &[&str]) -> Frame {
+        self.cmd_str(args)
+    }
+}
+
+/// What `reader` holds under `key` (see [`KeyState`]).
+fn key_state(reader: &mut impl Reader, key: &str) -> KeyState {
+    let reply = reader.ask(&["TYPE", key]);
+    let kind = reply
+        .as_bytes()
+        .unwrap_or_else(|| panic!("TYPE {key} answered {reply}"));
+    let kind = String::from_utf8_lossy(kind).into_owned();
+    let (len, items) = match kind.as_str() {
+        "list" => (
+            reader.ask(&["LLEN", key]),
+            reader.ask(&["LRANGE", key, "0", "-1"]),
+        ),
+        "set" => (reader.ask(&["SCARD", key]), reader.ask(&["SMEMBERS", key])),
+        _ => return (kind, 0, Vec::new()),
+    };
+    let len = len
+        .as_int()
+        .unwrap_or_else(|| panic!("the length of {key} is {len}"));
+    let mut items = strings(&items, key);
+    if kind == "set" {
+        items.sort();
+    }
+    (kind, len, items)
+}
+
+/// Partition `p`'s DBSIZE and its keys (sorted), as `reader` sees them.
+fn partition_state(reader: &mut impl Reader, p: &str) -> (i64, Vec<String>) {
+    let reply = reader.ask(&["ZANKV.ON", p, "DBSIZE"]);
+    let size = reply
+        .as_int()
+        .unwrap_or_else(|| panic!("DBSIZE of {p} answered {reply}"));
+    let mut keys = strings(&reader.ask(&["ZANKV.ON", p, "KEYS", "*"]), p);
+    keys.sort();
+    (size, keys)
+}
+
+/// The partition of the cluster's only namespace, `default`, that `key` belongs to.
+fn partition_name(key: &str, partitions: u32) -> String {
+    format!("default-{}", partition_of(key.as_bytes(), partitions))
+}
+
+/// Every collection of `want` reads back exactly through the leaders (lists in order, sets
+/// as sorted members, their lengths, deleted keys absent), and every running replica, read
+/// with READONLY from its local state once converged, holds what its leader holds: the same
+/// collections and, per partition, the same DBSIZE and the same keys.
+fn must_hold_collections(cluster: &TestCluster, want: &Collections) {
+    let leaders = cluster.must_converge(CONVERGE);
+    let partitions = leaders.len() as u32;
+    let mut smart = cluster.smart_client();
+    let mut lead: HashMap<String, KeyState> = HashMap::new();
+    for key in want.keys() {
+        let got = key_state(&mut smart, key);
+        assert_eq!(got, want.state(key), "{key} through the leader");
+        lead.insert(key.clone(), got);
+    }
+    let lead_parts: HashMap<String, (i64, Vec<String>)> = leaders
+        .keys()
+        .map(|p| (p.clone(), partition_state(&mut smart, p)))
+        .collect();
+    for i in (0..cluster.len()).filter(|&i| cluster.is_up(i)) {
+        // A replica not added to its group yet takes no part.
+        let hosted: Vec<String> = cluster
+            .replicas(i)
+            .unwrap_or_else(|| panic!("node {} does not answer /status", i + 1))
+            .into_iter()
+            .filter(|r| r.role != "joining")
+            .map(|r| r.name)
+            .collect();
+        if hosted.is_empty() {
+            continue;
+        }
+        let mut conn = cluster.client(i);
+        assert_eq!(conn.cmd(&[b"READONLY"]), Frame::simple("OK"));
+        for p in &hosted {
+            let on_leader = lead_parts
+                .get(p)
+                .unwrap_or_else(|| panic!("{p} has no leader"));
+            let got = partition_state(&mut conn, p);
+            assert_eq!(&got, on_leader, "DBSIZE and keys of {p} on node {}", i + 1);
+        }
+        for key in want
+            .keys()
+            .filter(|k| hosted.contains(&partition_name(k.as_str(), partitions)))
+        {
+            let got = key_state(&mut conn, key);
+            assert_eq!(got, lead[key], "{key} on node {}", i + 1);
+        }
+    }
+}
+
 #[test]
 fn killing_a_leader_under_write_load_loses_no_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
@@ -223,6 +679,7 @@ fn whole_cluster_kill_and_restart_keeps_every_acknowledged_write() {
         write_one(&mut client, &format!("k:{n}"), &mut ledger);
     }
     assert_eq!(ledger.acked.len(), 200, "nothing was killed yet");
+    let collections = must_build_collections(&mut client, 6, 3);
     for i in 0..cluster.len() {
         cluster.kill9(i);
     }
@@ -230,6 +687,7 @@ fn whole_cluster_kill_and_restart_keeps_every_acknowledged_write() {
         cluster.start(i);
     }
     must_hold(&cluster, &[ledger]);
+    must_hold_collections(&cluster, &collections);
 }
 
 #[test]
@@ -292,6 +750,9 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
         .unwrap_or(0);
     cluster.kill9(follower);
     let mut client = cluster.smart_client();
+    // Collections first: the hashes written after them push the log past them, so the
+    // snapshot the follower installs is what brings it every list and set.
+    let mut collections = must_build_collections(&mut client, 20, 2);
     let mut ledger = Ledger::default();
     for n in 0..600 {
         write_one(&mut client, &format!("s:{n}"), &mut ledger);
@@ -311,14 +772,18 @@ fn a_follower_behind_the_compacted_log_catches_up_by_snapshot() {
         .map(|i| metric(&cluster, i, "zankv_storage_raft_snapshots_sent_total"))
         .sum();
     assert!(sent >= 1);
+    must_hold_collections(&cluster, &collections);
     // The installed snapshot is the replica's database now: it survives a restart, and the
-    // replica keeps following.
+    // replica keeps following, also changing the collections it restored.
     cluster.kill9(follower);
     cluster.start(follower);
+    must_hold_collections(&cluster, &collections);
     for n in 600..650 {
         write_one(&mut client, &format!("s:{n}"), &mut ledger);
     }
+    must_advance_collections(&mut client, &mut collections);
     must_hold(&cluster, &[ledger]);
+    must_hold_collections(&cluster, &collections);
 }
 
 /// Calls an admin operation until it answers 200 (a learner may still be catching up, a

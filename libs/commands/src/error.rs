@@ -134,6 +134,38 @@ pub enum CommandError {
     /// SINTERCARD LIMIT negative or not a number.
     #[error("ERR LIMIT can't be negative")]
     LimitNegative,
+    /// A score range bound that is not a number.
+    #[error("ERR min or max is not a float")]
+    MinMaxNotFloat,
+    /// A lexicographical range bound of the wrong form.
+    #[error("ERR min or max not valid string range item")]
+    MinMaxNotString,
+    /// A WEIGHTS value that is not a number.
+    #[error("ERR weight value is not a float")]
+    WeightNotFloat,
+    /// ZADD NX with XX.
+    #[error("ERR XX and NX options at the same time are not compatible")]
+    ZaddXxNx,
+    /// ZADD with two of NX, GT and LT.
+    #[error("ERR GT, LT, and/or NX options at the same time are not compatible")]
+    ZaddGtLtNx,
+    /// ZADD INCR with several pairs.
+    #[error("ERR INCR option supports a single increment-element pair")]
+    ZaddIncrPairs,
+    /// A score increment whose result is NaN.
+    #[error("ERR resulting score is not a number (NaN)")]
+    ScoreNan,
+    /// ZRANGE by rank with LIMIT.
+    #[error(
+        "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+    )]
+    LimitNeedsByScoreOrLex,
+    /// ZRANGE BYLEX with WITHSCORES.
+    #[error("ERR syntax error, WITHSCORES not supported in combination with BYLEX")]
+    WithScoresWithByLex,
+    /// ZUNION-style numkeys below 1 (the command's name in the text).
+    #[error("ERR at least 1 input key is needed for '{0}' command")]
+    NoInputKeys(String),
     /// OBJECT FREQ without an LFU eviction policy (zankv has none).
     #[error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")]
     LfuNotSelected,
@@ -353,6 +385,16 @@ mod docs_table {
             E::NumkeysNotPositive,
             E::NumkeysExceedArgs,
             E::LimitNegative,
+            E::MinMaxNotFloat,
+            E::MinMaxNotString,
+            E::WeightNotFloat,
+            E::ZaddXxNx,
+            E::ZaddGtLtNx,
+            E::ZaddIncrPairs,
+            E::ScoreNan,
+            E::LimitNeedsByScoreOrLex,
+            E::WithScoresWithByLex,
+            E::NoInputKeys("zunionstore".into()),
             E::LfuNotSelected,
             E::BitOffset,
             E::BitValue,
@@ -424,6 +466,16 @@ mod docs_table {
                 | E::NumkeysNotPositive
                 | E::NumkeysExceedArgs
                 | E::LimitNegative
+                | E::MinMaxNotFloat
+                | E::MinMaxNotString
+                | E::WeightNotFloat
+                | E::ZaddXxNx
+                | E::ZaddGtLtNx
+                | E::ZaddIncrPairs
+                | E::ScoreNan
+                | E::LimitNeedsByScoreOrLex
+                | E::WithScoresWithByLex
+                | E::NoInputKeys(_)
                 | E::LfuNotSelected
                 | E::BitOffset
                 | E::BitValue

@@ -132,34 +132,35 @@ impl HashCommand {
                 }
                 HashCommand::IncrByFloat(key(), args[1].clone(), args[2].clone())
             }
-            "hrandfield" => {
-                let count = if args.len() == 1 {
-                    RandFieldCount::One
-                } else {
-                    let n = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
-                    if n == i64::MIN {
-                        return Err(CommandError::OutOfRangeBetween(-i64::MAX, i64::MAX));
-                    }
-                    let with_values = match &args[2..] {
-                        [] => false,
-                        [a] if a.eq_ignore_ascii_case(b"withvalues") => true,
-                        _ => return Err(CommandError::Syntax),
-                    };
-                    if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&n) {
-                        return Err(CommandError::OutOfRange);
-                    }
-                    RandFieldCount::Many {
-                        n: n.unsigned_abs(),
-                        distinct: n >= 0,
-                        with_values,
-                    }
-                };
-                HashCommand::RandField(key(), count)
-            }
+            "hrandfield" => HashCommand::RandField(key(), rand_count(&args[1..], b"withvalues")?),
             "hscan" => HashCommand::Scan(key(), scan_cursor(&args[1])?, args[2..].to_vec()),
             _ => unreachable!("hash family dispatched an unknown name: {name}"),
         })
     }
+}
+
+/// Reads `[count [WITH...]]` of HRANDFIELD (`WITHVALUES`) and ZRANDMEMBER (`WITHSCORES`).
+pub fn rand_count(args: &[Bytes], with_word: &[u8]) -> Result<RandFieldCount, CommandError> {
+    let Some(count) = args.first() else {
+        return Ok(RandFieldCount::One);
+    };
+    let n = parse_i64(count).ok_or(CommandError::NotInteger)?;
+    if n == i64::MIN {
+        return Err(CommandError::OutOfRangeBetween(-i64::MAX, i64::MAX));
+    }
+    let with_values = match &args[1..] {
+        [] => false,
+        [a] if a.eq_ignore_ascii_case(with_word) => true,
+        _ => return Err(CommandError::Syntax),
+    };
+    if with_values && !(-i64::MAX / 2..=i64::MAX / 2).contains(&n) {
+        return Err(CommandError::OutOfRange);
+    }
+    Ok(RandFieldCount::Many {
+        n: n.unsigned_abs(),
+        distinct: n >= 0,
+        with_values,
+    })
 }
 
 /// Most fields HRANDFIELD returns for a negative count (fields may repeat): the reply is

@@ -4,7 +4,7 @@
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
 //! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`],
-//!   [`list`], [`set`]) with a
+//!   [`list`], [`set`], [`zset`]) with a
 //!   typed command enum and its parser;
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
@@ -29,6 +29,7 @@ pub mod set;
 pub mod slowlog;
 pub mod spec;
 pub mod string;
+pub mod zset;
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -44,6 +45,7 @@ pub use reply::{Protocol, Reply};
 pub use set::SetCommand;
 pub use spec::{Access, CommandSpec};
 pub use string::StringCommand;
+pub use zset::ZsetCommand;
 
 /// A parsed command of any family.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +62,8 @@ pub enum Command {
     List(ListCommand),
     /// Set commands.
     Set(SetCommand),
+    /// Sorted-set commands.
+    Zset(ZsetCommand),
 }
 
 #[derive(Clone, Copy)]
@@ -70,11 +74,12 @@ enum Family {
     Hash,
     List,
     Set,
+    Zset,
 }
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 6] {
+fn families() -> [(Family, &'static [CommandSpec]); 7] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Keyspace, keyspace::SPECS),
@@ -82,6 +87,7 @@ fn families() -> [(Family, &'static [CommandSpec]); 6] {
         (Family::Hash, hash::SPECS),
         (Family::List, list::SPECS),
         (Family::Set, set::SPECS),
+        (Family::Zset, zset::SPECS),
     ]
 }
 
@@ -174,6 +180,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::Hash => Command::Hash(HashCommand::parse(full_name, args)?),
         Family::List => Command::List(ListCommand::parse(full_name, args)?),
         Family::Set => Command::Set(SetCommand::parse(full_name, args)?),
+        Family::Zset => Command::Zset(ZsetCommand::parse(full_name, args)?),
     };
     Ok((command, spec))
 }

@@ -2,7 +2,8 @@
 //!
 //! - integers: `string2ll` rules (no `+`, no leading zeros, no spaces, `-0` rejected);
 //! - float increments: long-double arithmetic with `%.17Lf` output, via a small C helper,
-//!   because Rust has no 80-bit float and Redis's replies depend on its rounding.
+//!   because Rust has no 80-bit float and Redis's replies depend on its rounding;
+//! - sorted-set scores: `strtod` parsing and `%.17g` output, via the same C helpers.
 
 pub use crate::request::parse_i64;
 
@@ -43,6 +44,8 @@ mod ffi {
     extern "C" {
         pub fn zankv_ld_valid(s: *const u8, len: usize) -> i32;
         pub fn zankv_ld_classify(s: *const u8, len: usize) -> i32;
+        pub fn zankv_parse_double(s: *const u8, len: usize, strict: i32, out: *mut f64) -> i32;
+        pub fn zankv_format_double(d: f64, out: *mut u8, out_len: usize) -> i32;
         pub fn zankv_ld_add(
             base: *const u8,
             base_len: usize,
@@ -52,6 +55,35 @@ mod ffi {
             out_len: usize,
         ) -> i64;
     }
+}
+
+/// Parses a double as Redis's `getDoubleFromObject` does (scores, increments, weights):
+/// `strtod` of the whole input, no leading space, no NaN, no overflow or underflow to zero.
+pub fn parse_double(s: &[u8]) -> Option<f64> {
+    parse_double_with(s, true)
+}
+
+/// Parses a score-range bound as Redis's `zslParseRange` does: `strtod` up to the first NUL
+/// byte, which it must reach (so the empty string is 0 and overflow is infinity); no NaN.
+pub fn parse_range_double(s: &[u8]) -> Option<f64> {
+    parse_double_with(s, false)
+}
+
+fn parse_double_with(s: &[u8], strict: bool) -> Option<f64> {
+    let mut out = 0f64;
+    // SAFETY: the pointer and length describe a live slice that the helper only reads;
+    // `out` is a valid place for one f64.
+    let ok = unsafe { ffi::zankv_parse_double(s.as_ptr(), s.len(), i32::from(strict), &mut out) };
+    (ok == 1).then_some(out)
+}
+
+/// Formats a double as Redis 7.0 replies with it: `%.17g`, infinities as `inf`/`-inf`.
+pub fn format_double(d: f64) -> String {
+    let mut out = [0u8; 64];
+    // SAFETY: `out` is writable for its length; snprintf never writes past it.
+    let n = unsafe { ffi::zankv_format_double(d, out.as_mut_ptr(), out.len()) };
+    let n = usize::try_from(n).unwrap_or(0).min(out.len() - 1);
+    String::from_utf8_lossy(&out[..n]).into_owned()
 }
 
 /// Whether Redis would accept `s` as a long double (`string2ld`).
@@ -100,6 +132,27 @@ pub fn long_double_add(base: Option<&[u8]>, incr: &[u8]) -> Result<Vec<u8>, Floa
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn doubles_parse_and_print_as_redis_does() {
+        assert_eq!(format_double(0.1), "0.10000000000000001");
+        assert_eq!(format_double(1e300), "1.0000000000000001e+300");
+        assert_eq!(format_double(-0.0), "-0");
+        assert_eq!(format_double(1.5), "1.5");
+        assert_eq!(format_double(f64::INFINITY), "inf");
+        assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
+        assert_eq!(parse_double(b"0x10"), Some(16.0));
+        assert_eq!(parse_double(b"+inf"), Some(f64::INFINITY));
+        assert_eq!(parse_double(b"nan"), None);
+        assert_eq!(parse_double(b" 1"), None);
+        assert_eq!(parse_double(b""), None);
+        assert_eq!(parse_double(b"1e400"), None);
+        assert_eq!(parse_range_double(b""), Some(0.0));
+        assert_eq!(parse_range_double(b" 1"), Some(1.0));
+        assert_eq!(parse_range_double(b"1e400"), Some(f64::INFINITY));
+        assert_eq!(parse_range_double(b"1\0junk"), Some(1.0));
+        assert_eq!(parse_range_double(b"1x"), None);
+    }
 
     #[test]
     fn incrbyfloat_formatting_matches_redis() {

@@ -50,6 +50,9 @@ pub enum Reply {
     Pairs(Vec<(Reply, Reply)>),
     /// Verbatim text (RESP3 `=txt:`); a bulk string in RESP2.
     Verbatim(Bytes),
+    /// A double (RESP3 `,`); a bulk string in RESP2. Both are printed as Redis 7.0 prints
+    /// them (`%.17g`, see [`crate::number::format_double`]).
+    Double(f64),
 }
 
 impl Reply {
@@ -98,11 +101,72 @@ impl Reply {
                 redis_protocol::resp2::encode::extend_encode(out, &frame, false)
                     .expect("encoding into a growable buffer");
             }
+            // The RESP3 encoder prints doubles its own way: a reply holding one is written
+            // here, its other parts still by the encoder.
+            Protocol::Resp3 if self.has_double() => self.encode_resp3_with_doubles(out),
             Protocol::Resp3 => {
                 let frame = self.to_resp3();
                 redis_protocol::resp3::encode::complete::extend_encode(out, &frame, false)
                     .expect("encoding into a growable buffer");
             }
+        }
+    }
+
+    fn has_double(&self) -> bool {
+        match self {
+            Reply::Double(_) => true,
+            Reply::Array(items) | Reply::Set(items) => items.iter().any(Reply::has_double),
+            Reply::Map(pairs) | Reply::Pairs(pairs) => {
+                pairs.iter().any(|(k, v)| k.has_double() || v.has_double())
+            }
+            _ => false,
+        }
+    }
+
+    /// RESP3 encoding of a reply that holds doubles: aggregates' headers and doubles are
+    /// written here, every other part by the encoder.
+    fn encode_resp3_with_doubles(&self, out: &mut BytesMut) {
+        let header = |out: &mut BytesMut, kind: u8, n: usize| {
+            out.extend_from_slice(&[kind]);
+            out.extend_from_slice(n.to_string().as_bytes());
+            out.extend_from_slice(b"\r\n");
+        };
+        match self {
+            Reply::Double(d) => {
+                out.extend_from_slice(b",");
+                out.extend_from_slice(crate::number::format_double(*d).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Array(items) | Reply::Set(items) => {
+                header(
+                    out,
+                    if matches!(self, Reply::Set(_)) {
+                        b'~'
+                    } else {
+                        b'*'
+                    },
+                    items.len(),
+                );
+                for item in items {
+                    item.encode(Protocol::Resp3, out);
+                }
+            }
+            Reply::Map(pairs) => {
+                header(out, b'%', pairs.len());
+                for (k, v) in pairs {
+                    k.encode(Protocol::Resp3, out);
+                    v.encode(Protocol::Resp3, out);
+                }
+            }
+            Reply::Pairs(pairs) => {
+                header(out, b'*', pairs.len());
+                for (k, v) in pairs {
+                    header(out, b'*', 2);
+                    k.encode(Protocol::Resp3, out);
+                    v.encode(Protocol::Resp3, out);
+                }
+            }
+            other => other.encode(Protocol::Resp3, out),
         }
     }
 
@@ -114,6 +178,7 @@ impl Reply {
             Reply::Integer(i) => Resp2Frame::Integer(*i),
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Nil => Resp2Frame::Null,
+            Reply::Double(d) => Resp2Frame::BulkString(crate::number::format_double(*d).into()),
             Reply::NilArray => Resp2Frame::Null,
             Reply::Array(items) | Reply::Set(items) => {
                 Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
@@ -155,6 +220,11 @@ impl Reply {
                 attributes: None,
             },
             Reply::Nil | Reply::NilArray => Resp3Frame::Null,
+            // Written by `encode_resp3_with_doubles` instead (this form prints differently).
+            Reply::Double(d) => Resp3Frame::Double {
+                data: *d,
+                attributes: None,
+            },
             Reply::Array(items) => Resp3Frame::Array {
                 data: items.iter().map(Reply::to_resp3).collect(),
                 attributes: None,
@@ -234,6 +304,19 @@ mod tests {
         assert_eq!(enc(&Reply::Nil, Protocol::Resp3), "_\r\n");
         assert_eq!(enc(&Reply::NilArray, Protocol::Resp2), "*-1\r\n");
         assert_eq!(enc(&Reply::NilArray, Protocol::Resp3), "_\r\n");
+        let scored = Reply::Pairs(vec![(Reply::bulk_from(b"m"), Reply::Double(0.1))]);
+        assert_eq!(
+            enc(&scored, Protocol::Resp2),
+            "*2\r\n$1\r\nm\r\n$19\r\n0.10000000000000001\r\n"
+        );
+        assert_eq!(
+            enc(&scored, Protocol::Resp3),
+            "*1\r\n*2\r\n$1\r\nm\r\n,0.10000000000000001\r\n"
+        );
+        assert_eq!(
+            enc(&Reply::Double(f64::NEG_INFINITY), Protocol::Resp3),
+            ",-inf\r\n"
+        );
         assert_eq!(enc(&Reply::Integer(-3), Protocol::Resp3), ":-3\r\n");
         assert_eq!(
             enc(&Reply::bulk_from(b"a\r\n"), Protocol::Resp2),

@@ -98,14 +98,13 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             };
             let args = hscan_options(*cursor, opts)?;
             let prefix = keys::element_prefix(keys::HASH, version_of(&meta));
-            super::scan_elements(ctx, &prefix, &args, true)
+            super::scan_elements(ctx, &prefix, &args, Some(Reply::bulk_from))
         }
         _ => Err(not_here("hash write on the read path")),
     }
 }
 
-/// HRANDFIELD. Random choices are made here, on the node answering the read: reads are not
-/// replicated, so they need not be deterministic.
+/// HRANDFIELD (see [`super::random_entries`]).
 fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> ExecResult {
     let Some(meta) = meta else {
         return Ok(match count {
@@ -113,54 +112,11 @@ fn rand_field(view: &dyn View, meta: Option<KeyMeta>, count: RandFieldCount) -> 
             RandFieldCount::Many { .. } => Reply::Array(vec![]),
         });
     };
-    let fields = all_fields(view, version_of(&meta))?;
-    if fields.is_empty() {
-        return Ok(Reply::Nil);
-    }
-    let pick = |(f, v): &(Bytes, Bytes), with_values: bool| {
-        if with_values {
-            (Reply::Bulk(f.clone()), Some(Reply::Bulk(v.clone())))
-        } else {
-            (Reply::Bulk(f.clone()), None)
-        }
-    };
-    let (n, distinct, with_values) = match count {
-        RandFieldCount::One => {
-            return Ok(Reply::Bulk(
-                fields[fastrand::usize(..fields.len())].0.clone(),
-            ))
-        }
-        RandFieldCount::Many {
-            n,
-            distinct,
-            with_values,
-        } => (n, distinct, with_values),
-    };
-    if !distinct && n > zankv_commands::hash::MAX_RANDOM_PICKS as u64 {
-        return Err(ExecError::Command(CommandError::OutOfRange));
-    }
-    let chosen: Vec<(Reply, Option<Reply>)> = if distinct {
-        let mut idx: Vec<usize> = (0..fields.len()).collect();
-        fastrand::shuffle(&mut idx);
-        idx.truncate(usize::try_from(n).unwrap_or(usize::MAX));
-        idx.into_iter()
-            .map(|i| pick(&fields[i], with_values))
-            .collect()
-    } else {
-        (0..n)
-            .map(|_| pick(&fields[fastrand::usize(..fields.len())], with_values))
-            .collect()
-    };
-    Ok(if with_values {
-        Reply::Pairs(
-            chosen
-                .into_iter()
-                .map(|(f, v)| (f, v.unwrap_or(Reply::Nil)))
-                .collect(),
-        )
-    } else {
-        Reply::Array(chosen.into_iter().map(|(f, _)| f).collect())
-    })
+    let entries: Vec<(Reply, Reply)> = all_fields(view, version_of(&meta))?
+        .into_iter()
+        .map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v)))
+        .collect();
+    super::random_entries(&entries, count)
 }
 
 /// The hash at `key` for writing: its metadata, or a new empty hash with a fresh version.

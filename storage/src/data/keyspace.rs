@@ -123,6 +123,8 @@ fn encoding(view: &dyn super::View, meta: &KeyMeta) -> Result<&'static str, Exec
     const HASH_ENTRIES: u64 = 128;
     const HASH_VALUE: usize = 64;
     const SET_INTEGERS: u64 = 512;
+    const ZSET_ENTRIES: u64 = 128;
+    const ZSET_VALUE: usize = 64;
     let (kind, version, len) = match &meta.body {
         KeyBody::String(v) => {
             return Ok(if v.len() <= 20 && parse_i64(v).is_some() {
@@ -167,6 +169,13 @@ fn encoding(view: &dyn super::View, meta: &KeyMeta) -> Result<&'static str, Exec
                 "intset"
             } else {
                 "hashtable"
+            }
+        }
+        KeyType::ZSet => {
+            if small(ZSET_ENTRIES, &|m, _| m.len() <= ZSET_VALUE)? {
+                "listpack"
+            } else {
+                "skiplist"
             }
         }
     })
@@ -384,24 +393,23 @@ fn copy_value(txn: &mut Txn<'_>, meta: &KeyMeta, dst: &[u8]) -> Result<(), ExecE
     match &meta.body {
         KeyBody::String(_) => txn.set_meta(dst, meta)?,
         KeyBody::Collection { kind, version, .. } => {
-            let tag = kind
-                .element_tag()
-                .ok_or_else(|| not_here("collection without elements"))?;
             let new_version = txn.new_version();
-            let prefix = keys::element_prefix(tag, *version);
-            let mut elements = Vec::new();
-            super::View::scan(
-                txn,
-                &prefix,
-                &keys::prefix_end(&prefix),
-                false,
-                &mut |k, v| {
-                    elements.push((k[prefix.len()..].to_vec(), v.to_vec()));
-                    true
-                },
-            )?;
-            for (sub, value) in elements {
-                txn.put(keys::element_key(tag, new_version, &sub), value);
+            for &tag in kind.tags() {
+                let prefix = keys::element_prefix(tag, *version);
+                let mut elements = Vec::new();
+                super::View::scan(
+                    txn,
+                    &prefix,
+                    &keys::prefix_end(&prefix),
+                    false,
+                    &mut |k, v| {
+                        elements.push((k[prefix.len()..].to_vec(), v.to_vec()));
+                        true
+                    },
+                )?;
+                for (sub, value) in elements {
+                    txn.put(keys::element_key(tag, new_version, &sub), value);
+                }
             }
             let mut copy = meta.clone();
             if let KeyBody::Collection { version, .. } = &mut copy.body {

@@ -3,7 +3,8 @@
 //! Reads run against a [`View`] of the current state; writes run inside a [`Txn`] that
 //! buffers every change into one write batch and also serves reads of its own writes, so a
 //! command that touches the same key twice sees its first touch. The family modules
-//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`]) hold one function per command.
+//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`]) hold one function per
+//! command.
 //!
 //! Invariants:
 //! - every metadata change goes through [`Txn::set_meta`] / [`Txn::delete_key`], which keep
@@ -17,11 +18,13 @@ pub mod keyspace;
 pub mod list;
 pub mod set;
 pub mod string;
+pub mod zset;
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use bytes::Bytes;
+use zankv_commands::hash::{RandFieldCount, MAX_RANDOM_PICKS};
 use zankv_commands::keyspace::ScanArgs;
 use zankv_commands::pattern::glob_match;
 use zankv_commands::{Command, CommandError, Reply};
@@ -176,6 +179,7 @@ pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &Command) -> ExecResult {
         Command::Hash(c) => hash::read(ctx, c),
         Command::List(c) => list::read(ctx, c),
         Command::Set(c) => set::read(ctx, c),
+        Command::Zset(c) => zset::read(ctx, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }
@@ -188,6 +192,7 @@ pub fn execute_write(txn: &mut Txn<'_>, cmd: &Command) -> ExecResult {
         Command::Hash(c) => hash::write(txn, c),
         Command::List(c) => list::write(txn, c),
         Command::Set(c) => set::write(txn, c),
+        Command::Zset(c) => zset::write(txn, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }
@@ -323,30 +328,62 @@ impl View for Txn<'_> {
         if !touched {
             return self.base.scan(start, end, reverse, visit);
         }
-        let mut merged = BTreeMap::new();
-        self.base.scan(start, end, false, &mut |k, v| {
-            if !self.in_deleted_range(k) {
-                merged.insert(k.to_vec(), v.to_vec());
+        // Merge the base's keys with this change's own writes as the scan goes, so a visit
+        // that stops early stops the base's scan too (a command reading the first few
+        // elements of a big collection it has just written to reads only those).
+        let range = self.overlay.range(start.to_vec()..end.to_vec());
+        let mut own: std::iter::Peekable<Box<dyn Iterator<Item = _>>> = if reverse {
+            (Box::new(range.rev()) as Box<dyn Iterator<Item = (&Vec<u8>, &Option<Vec<u8>>)>>)
+                .peekable()
+        } else {
+            (Box::new(range) as Box<dyn Iterator<Item = _>>).peekable()
+        };
+        let mut stopped = false;
+        self.base.scan(start, end, reverse, &mut |k, v| {
+            // This change's keys that come first in scan order.
+            while let Some((key, _)) = own.peek() {
+                let first = if reverse {
+                    key.as_slice() > k
+                } else {
+                    key.as_slice() < k
+                };
+                if !first {
+                    break;
+                }
+                if let Some((key, Some(value))) = own.next() {
+                    if !visit(key, value) {
+                        stopped = true;
+                        return false;
+                    }
+                }
+            }
+            let (key, value) = match own.peek() {
+                // This change wrote (or deleted) the same key: its version wins.
+                Some((key, value)) if key.as_slice() == k => {
+                    let (key, value) = (*key, *value);
+                    own.next();
+                    match value {
+                        Some(value) => (key.as_slice(), value.as_slice()),
+                        None => return true,
+                    }
+                }
+                _ if self.in_deleted_range(k) => return true,
+                _ => (k, v),
+            };
+            if !visit(key, value) {
+                stopped = true;
+                return false;
             }
             true
         })?;
-        for (k, v) in self.overlay.range(start.to_vec()..end.to_vec()) {
-            match v {
-                Some(v) => merged.insert(k.clone(), v.clone()),
-                None => merged.remove(k),
-            };
-        }
-        let mut visit_all = |it: &mut dyn Iterator<Item = (&Vec<u8>, &Vec<u8>)>| {
-            for (k, v) in it {
-                if !visit(k, v) {
-                    break;
+        if !stopped {
+            for (key, value) in own {
+                if let Some(value) = value {
+                    if !visit(key, value) {
+                        break;
+                    }
                 }
             }
-        };
-        if reverse {
-            visit_all(&mut merged.iter().rev());
-        } else {
-            visit_all(&mut merged.iter());
         }
         Ok(())
     }
@@ -560,15 +597,7 @@ pub fn collection_for_write(
         Some(m) => Ok(m),
         None => {
             let version = txn.new_version();
-            Ok(KeyMeta {
-                expire_at: None,
-                body: KeyBody::Collection {
-                    kind,
-                    version,
-                    len: 0,
-                    head: 0,
-                },
-            })
+            Ok(KeyMeta::collection(kind, version))
         }
     }
 }
@@ -590,14 +619,15 @@ pub fn store_collection(
     Ok(())
 }
 
-/// HSCAN/SSCAN: walks the elements under `prefix` from the cursor's position, looking at up
-/// to COUNT of them, and returns those whose name passes MATCH (with their values when
-/// `with_values`) and the cursor to continue from (0 at the end).
+/// HSCAN/SSCAN/ZSCAN: walks the elements under `prefix` from the cursor's position, looking
+/// at up to COUNT of them, and returns those whose name passes MATCH (each followed by its
+/// stored value as `value` shows it, when given) and the cursor to continue from (0 at the
+/// end).
 pub fn scan_elements(
     ctx: &mut ReadCtx<'_>,
     prefix: &[u8],
     args: &ScanArgs,
-    with_values: bool,
+    value: Option<fn(&[u8]) -> Reply>,
 ) -> ExecResult {
     let start = ctx.cursors.resume(args.cursor, prefix.to_vec())?;
     let mut out = Vec::new();
@@ -613,8 +643,8 @@ pub fn scan_elements(
             let name = &k[prefix.len()..];
             if args.pattern.as_ref().is_none_or(|p| glob_match(p, name)) {
                 out.push(Reply::bulk_from(name));
-                if with_values {
-                    out.push(Reply::bulk_from(v));
+                if let Some(show) = value {
+                    out.push(show(v));
                 }
             }
             true
@@ -627,4 +657,46 @@ pub fn scan_elements(
         Reply::bulk(next.to_string()),
         Reply::Array(out),
     ]))
+}
+
+/// HRANDFIELD/ZRANDMEMBER with a count over `entries` (name, value) of an existing key:
+/// distinct entries for a non-negative count, `n` draws with repetition otherwise; values
+/// included when asked. Random choices are made on the node answering the read: reads are
+/// not replicated, so they need not be deterministic.
+pub fn random_entries(entries: &[(Reply, Reply)], count: RandFieldCount) -> ExecResult {
+    let (n, distinct, with_values) = match count {
+        RandFieldCount::One => {
+            return Ok(if entries.is_empty() {
+                Reply::Nil
+            } else {
+                entries[fastrand::usize(..entries.len())].0.clone()
+            })
+        }
+        RandFieldCount::Many {
+            n,
+            distinct,
+            with_values,
+        } => (n, distinct, with_values),
+    };
+    if entries.is_empty() {
+        return Ok(Reply::Array(vec![]));
+    }
+    if !distinct && n > MAX_RANDOM_PICKS as u64 {
+        return Err(ExecError::Command(CommandError::OutOfRange));
+    }
+    let chosen: Vec<&(Reply, Reply)> = if distinct {
+        let mut idx: Vec<usize> = (0..entries.len()).collect();
+        fastrand::shuffle(&mut idx);
+        idx.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        idx.into_iter().map(|i| &entries[i]).collect()
+    } else {
+        (0..n)
+            .map(|_| &entries[fastrand::usize(..entries.len())])
+            .collect()
+    };
+    Ok(if with_values {
+        Reply::Pairs(chosen.into_iter().cloned().collect())
+    } else {
+        Reply::Array(chosen.into_iter().map(|(f, _)| f.clone()).collect())
+    })
 }

@@ -9,10 +9,10 @@
 use std::collections::BTreeSet;
 
 use bytes::Bytes;
-use zankv_commands::hash::MAX_RANDOM_PICKS;
+use zankv_commands::hash::RandFieldCount;
 use zankv_commands::keyspace::scan_options;
 use zankv_commands::set::{SetCommand, SetOp};
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::Reply;
 
 use super::{
     collection_for_write, len_of, not_here, store_collection, typed_meta, version_of, ExecError,
@@ -157,46 +157,33 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetCommand) -> ExecResult {
             };
             let args = scan_options(*cursor, opts, false)?;
             let prefix = keys::element_prefix(keys::SET, version_of(&meta));
-            super::scan_elements(ctx, &prefix, &args, false)
+            super::scan_elements(ctx, &prefix, &args, None)
         }
         _ => Err(not_here("set write on the read path")),
     }
 }
 
-/// SRANDMEMBER: random choices made on the node answering the read.
+/// SRANDMEMBER (see [`super::random_entries`]).
 fn rand_member(view: &dyn View, meta: Option<KeyMeta>, count: Option<i64>) -> ExecResult {
-    let Some(count) = count else {
-        return Ok(match meta {
-            Some(m) => {
-                let all = members(view, &m)?;
-                Reply::bulk_or_nil(all.get(fastrand::usize(..all.len().max(1))).cloned())
-            }
-            None => Reply::Nil,
-        });
+    let count = match count {
+        None => RandFieldCount::One,
+        Some(n) => RandFieldCount::Many {
+            n: n.unsigned_abs(),
+            distinct: n >= 0,
+            with_values: false,
+        },
     };
     let Some(meta) = meta else {
-        return Ok(Reply::Array(vec![]));
+        return Ok(match count {
+            RandFieldCount::One => Reply::Nil,
+            RandFieldCount::Many { .. } => Reply::Array(vec![]),
+        });
     };
-    if count == 0 {
-        return Ok(Reply::Array(vec![]));
-    }
-    if count < -MAX_RANDOM_PICKS {
-        return Err(CommandError::OutOfRange.into());
-    }
-    let mut all = members(view, &meta)?;
-    if all.is_empty() {
-        return Ok(Reply::Array(vec![]));
-    }
-    let picked: Vec<Bytes> = if count > 0 {
-        fastrand::shuffle(&mut all);
-        all.truncate(usize::try_from(count).unwrap_or(usize::MAX));
-        all
-    } else {
-        (0..count.unsigned_abs())
-            .map(|_| all[fastrand::usize(..all.len())].clone())
-            .collect()
-    };
-    Ok(Reply::Array(picked.into_iter().map(Reply::Bulk).collect()))
+    let entries: Vec<(Reply, Reply)> = members(view, &meta)?
+        .into_iter()
+        .map(|m| (Reply::Bulk(m), Reply::Nil))
+        .collect();
+    super::random_entries(&entries, count)
 }
 
 /// Replaces whatever `dst` holds by a new set of `members` (deletes it when empty).
@@ -208,15 +195,7 @@ fn store_set(txn: &mut Txn<'_>, dst: &[u8], members: BTreeSet<Bytes>) -> Result<
         for m in &members {
             txn.put(member_key(version, m), Vec::new());
         }
-        let meta = KeyMeta {
-            expire_at: None,
-            body: crate::records::KeyBody::Collection {
-                kind: KeyType::Set,
-                version,
-                len: n,
-                head: 0,
-            },
-        };
+        let meta = super::with_len(KeyMeta::collection(KeyType::Set, version), n);
         txn.set_meta(dst, &meta)?;
     }
     Ok(n)
