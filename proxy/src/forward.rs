@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
-use zankv_commands::{CommandError, CommandSpec, Protocol, Reply};
+use zankv_commands::{Combine, CommandError, CommandSpec, Fanout, KeyMerge, Protocol, Reply};
 
 use crate::backend::{BackendError, BackendPool, ReplyReceiver};
 use crate::metrics::ProxyMetrics;
@@ -166,13 +166,18 @@ fn put_header(out: &mut BytesMut, kind: u8, mut n: usize) {
 }
 
 /// The merge of a command that may be split across partitions, and how many arguments
-/// each of its keys takes (the key and its value for MSET).
+/// each of its keys takes (the key and its value for MSET), as its spec says.
 fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
-    match spec.name {
-        "mget" => Some((Merge::Values, 1)),
-        "del" | "unlink" | "exists" | "touch" => Some((Merge::Sum, 1)),
-        "mset" => Some((Merge::AllOk, 2)),
-        _ => None,
+    match spec.fanout {
+        Fanout::SplitByKey { per_key, merge } => Some((
+            match merge {
+                KeyMerge::Values => Merge::Values,
+                KeyMerge::Sum => Merge::Sum,
+                KeyMerge::AllOk => Merge::AllOk,
+            },
+            per_key,
+        )),
+        Fanout::OnePartition | Fanout::EveryPartition(_) => None,
     }
 }
 
@@ -355,17 +360,22 @@ fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyT
             vec![],
         )
     };
-    if all.len() > 1 << SCAN_INDEX_BITS && spec.name == "scan" {
+    let Fanout::EveryPartition(combine) = spec.fanout else {
         return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
-            "scan".to_string(),
+            spec.name.to_string(),
+        )));
+    };
+    if all.len() > 1 << SCAN_INDEX_BITS && combine == Combine::Scan {
+        return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
+            spec.name.to_string(),
         )));
     }
-    let merge = match spec.name {
-        "dbsize" => Merge::Sum,
-        "keys" => Merge::Concat,
-        "flushdb" | "flushall" => Merge::AllOk,
-        "randomkey" => Merge::AnyKey,
-        "scan" => {
+    let merge = match combine {
+        Combine::Sum => Merge::Sum,
+        Combine::Concat => Merge::Concat,
+        Combine::AllOk => Merge::AllOk,
+        Combine::AnyKey => Merge::AnyKey,
+        Combine::Scan => {
             let cursor = zankv_commands::keyspace::scan_cursor(&argv[1]).unwrap_or(0);
             let index = (cursor & ((1 << SCAN_INDEX_BITS) - 1)) as usize;
             let Some(target) = all.get(index) else {
@@ -380,11 +390,6 @@ fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyT
                 }),
                 keys: 0,
             };
-        }
-        _ => {
-            return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
-                spec.name.to_string(),
-            )))
         }
     };
     Plan::Forward {

@@ -5,7 +5,10 @@ use bytes::Bytes;
 
 use crate::error::CommandError;
 use crate::number::{parse_cursor, parse_i64};
-use crate::spec::{container, spec, Access, CommandSpec, ALL_KEYS, NO_KEYS, ONE_KEY, TWO_KEYS};
+use crate::spec::{
+    container, spec, Access, Combine, CommandSpec, Fanout, KeyMerge, ALL_KEYS, NO_KEYS, ONE_KEY,
+    TWO_KEYS,
+};
 
 const W: Access = Access::Write;
 const R: Access = Access::Read;
@@ -70,14 +73,20 @@ static OBJECT: &[CommandSpec] = &[
     ),
 ];
 
+/// DEL, UNLINK, EXISTS and TOUCH split by key; the counts add up.
+const SPLIT_SUM: Fanout = Fanout::SplitByKey {
+    per_key: 1,
+    merge: KeyMerge::Sum,
+};
+
 /// Specs of the keyspace family.
 pub static SPECS: &[CommandSpec] = &[
     container("object", "A container for object introspection commands.", G, "2.2.3", OBJECT),
-    spec("del", -2, W, &["write"], ALL_KEYS, &["keyspace", "write", "slow"], G, "1.0.0", "Deletes one or more keys."),
-    spec("unlink", -2, W, &["write", "fast"], ALL_KEYS, &["keyspace", "write", "fast"], G, "4.0.0", "Asynchronously deletes one or more keys."),
-    spec("exists", -2, R, &["readonly", "fast"], ALL_KEYS, &["keyspace", "read", "fast"], G, "1.0.0", "Determines whether one or more keys exist."),
+    spec("del", -2, W, &["write"], ALL_KEYS, &["keyspace", "write", "slow"], G, "1.0.0", "Deletes one or more keys.").with_fanout(SPLIT_SUM),
+    spec("unlink", -2, W, &["write", "fast"], ALL_KEYS, &["keyspace", "write", "fast"], G, "4.0.0", "Asynchronously deletes one or more keys.").with_fanout(SPLIT_SUM),
+    spec("exists", -2, R, &["readonly", "fast"], ALL_KEYS, &["keyspace", "read", "fast"], G, "1.0.0", "Determines whether one or more keys exist.").with_fanout(SPLIT_SUM),
     spec("type", 2, R, &["readonly", "fast"], ONE_KEY, &["keyspace", "read", "fast"], G, "1.0.0", "Determines the type of value stored at a key."),
-    spec("touch", -2, R, &["readonly", "fast"], ALL_KEYS, &["keyspace", "read", "fast"], G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed."),
+    spec("touch", -2, R, &["readonly", "fast"], ALL_KEYS, &["keyspace", "read", "fast"], G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.").with_fanout(SPLIT_SUM),
     spec("expire", -3, W, &["write", "fast"], ONE_KEY, &["keyspace", "write", "fast"], G, "1.0.0", "Sets the expiration time of a key in seconds."),
     spec("pexpire", -3, W, &["write", "fast"], ONE_KEY, &["keyspace", "write", "fast"], G, "2.6.0", "Sets the expiration time of a key in milliseconds."),
     spec("expireat", -3, W, &["write", "fast"], ONE_KEY, &["keyspace", "write", "fast"], G, "1.2.0", "Sets the expiration time of a key to a Unix timestamp."),
@@ -90,12 +99,12 @@ pub static SPECS: &[CommandSpec] = &[
     spec("rename", 3, W, &["write"], TWO_KEYS, &["keyspace", "write", "slow"], G, "1.0.0", "Renames a key and overwrites the destination."),
     spec("renamenx", 3, W, &["write", "fast"], TWO_KEYS, &["keyspace", "write", "fast"], G, "1.0.0", "Renames a key only when the target key name doesn't exist."),
     spec("copy", -3, W, &["write", "denyoom"], TWO_KEYS, &["keyspace", "write", "slow"], G, "6.2.0", "Copies the value of a key to a new key."),
-    spec("scan", -2, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow"], G, "2.8.0", "Iterates over the key names in the database."),
-    spec("keys", 2, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow", "dangerous"], G, "1.0.0", "Returns all key names that match a pattern."),
-    spec("randomkey", 1, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow"], G, "1.0.0", "Returns a random key name from the database."),
-    spec("dbsize", 1, R, &["readonly", "fast"], NO_KEYS, &["keyspace", "read", "fast"], "server", "1.0.0", "Returns the number of keys in the database."),
-    spec("flushdb", -1, W, &["write"], NO_KEYS, &["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from the current database."),
-    spec("flushall", -1, W, &["write"], NO_KEYS, &["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from all databases."),
+    spec("scan", -2, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow"], G, "2.8.0", "Iterates over the key names in the database.").with_fanout(Fanout::EveryPartition(Combine::Scan)),
+    spec("keys", 2, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow", "dangerous"], G, "1.0.0", "Returns all key names that match a pattern.").with_fanout(Fanout::EveryPartition(Combine::Concat)),
+    spec("randomkey", 1, R, &["readonly"], NO_KEYS, &["keyspace", "read", "slow"], G, "1.0.0", "Returns a random key name from the database.").with_fanout(Fanout::EveryPartition(Combine::AnyKey)),
+    spec("dbsize", 1, R, &["readonly", "fast"], NO_KEYS, &["keyspace", "read", "fast"], "server", "1.0.0", "Returns the number of keys in the database.").with_fanout(Fanout::EveryPartition(Combine::Sum)),
+    spec("flushdb", -1, W, &["write"], NO_KEYS, &["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from the current database.").with_fanout(Fanout::EveryPartition(Combine::AllOk)),
+    spec("flushall", -1, W, &["write"], NO_KEYS, &["keyspace", "write", "slow", "dangerous"], "server", "1.0.0", "Removes all keys from all databases.").with_fanout(Fanout::EveryPartition(Combine::AllOk)),
 ];
 
 /// Conditions of EXPIRE-family commands (Redis 7.0 options); several may combine (XX with

@@ -43,7 +43,7 @@ pub use keyspace::KeyspaceCommand;
 pub use list::ListCommand;
 pub use reply::{Protocol, Reply};
 pub use set::SetCommand;
-pub use spec::{Access, CommandSpec};
+pub use spec::{Access, Combine, CommandSpec, Fanout, KeyMerge};
 pub use string::StringCommand;
 pub use zset::ZsetCommand;
 
@@ -329,6 +329,30 @@ mod tests {
     }
 
     #[test]
+    fn every_keyless_data_command_says_how_partitions_combine() {
+        let all = all_specs().flat_map(|s| std::iter::once(s).chain(s.subcommands));
+        for spec in all.filter(|s| s.access != Access::Connection && s.subcommands.is_empty()) {
+            let keyless = spec.first_key == 0 && spec.numkeys_at == 0;
+            let every = matches!(spec.fanout, Fanout::EveryPartition(_));
+            assert_eq!(
+                keyless, every,
+                "{}: keyless {keyless}, fanout {:?}",
+                spec.name, spec.fanout
+            );
+        }
+        let (_, mset) = parse(&argv(&["mset", "a", "1"])).unwrap();
+        assert_eq!(
+            mset.fanout,
+            Fanout::SplitByKey {
+                per_key: 2,
+                merge: KeyMerge::AllOk
+            }
+        );
+        let (_, lmove) = parse(&argv(&["lmove", "a", "b", "left", "left"])).unwrap();
+        assert_eq!(lmove.fanout, Fanout::OnePartition);
+    }
+
+    #[test]
     fn key_positions() {
         let keys = |words: &[&str]| {
             let v = argv(words);
@@ -338,5 +362,11 @@ mod tests {
         assert_eq!(keys(&["mset", "a", "1", "b", "2"]), vec![1, 3]);
         assert_eq!(keys(&["del", "a", "b"]), vec![1, 2]);
         assert_eq!(keys(&["ping"]), Vec::<usize>::new());
+        assert_eq!(keys(&["lmpop", "2", "a", "b", "left"]), vec![2, 3]);
+        assert_eq!(
+            keys(&["zunionstore", "d", "2", "a", "b", "weights", "1", "2"]),
+            vec![1, 3, 4]
+        );
+        assert_eq!(keys(&["object", "encoding", "k"]), vec![2]);
     }
 }

@@ -15,6 +15,51 @@ pub enum Access {
     Connection,
 }
 
+/// How a data command spreads over a namespace's partitions. The proxy plans every request
+/// from this (it keeps no lists of command names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fanout {
+    /// Its keys must share one partition (`CROSSSLOT` otherwise); without keys it runs
+    /// only where there is a single partition.
+    OnePartition,
+    /// Its keys may span partitions: the request is split per partition, each key with the
+    /// `per_key - 1` arguments after it, and the replies merged.
+    SplitByKey {
+        /// Arguments per key (MSET: the key and its value).
+        per_key: usize,
+        /// How the parts' replies merge.
+        merge: KeyMerge,
+    },
+    /// A keyless command that runs on every partition, the replies combined.
+    EveryPartition(Combine),
+}
+
+/// How the replies of a command split by key merge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyMerge {
+    /// The values, back in the request's key order (MGET).
+    Values,
+    /// The sum of the counts (DEL, EXISTS, ...).
+    Sum,
+    /// OK when every part is OK (MSET).
+    AllOk,
+}
+
+/// How the replies of a command run on every partition combine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// The sum of the integers (DBSIZE).
+    Sum,
+    /// The arrays, one after the other (KEYS).
+    Concat,
+    /// OK when every partition answers OK (FLUSHALL).
+    AllOk,
+    /// A key of a partition picked at random among those that have one (RANDOMKEY).
+    AnyKey,
+    /// One partition after the other, the cursor naming the partition (SCAN).
+    Scan,
+}
+
 /// One command's static description, mirroring what `COMMAND INFO` and `COMMAND DOCS` report.
 #[derive(Debug)]
 pub struct CommandSpec {
@@ -45,6 +90,8 @@ pub struct CommandSpec {
     /// Position of a `numkeys` argument followed by that many keys (LMPOP, SINTERCARD,
     /// ZUNIONSTORE, ...; 0 = none). Such commands report the `movablekeys` flag.
     pub numkeys_at: usize,
+    /// How it spreads over partitions.
+    pub fanout: Fanout,
 }
 
 impl CommandSpec {
@@ -130,6 +177,7 @@ pub(crate) const fn spec(
         summary,
         subcommands: &[],
         numkeys_at: 0,
+        fanout: Fanout::OnePartition,
     }
 }
 
@@ -138,6 +186,12 @@ impl CommandSpec {
     /// [`CommandSpec::numkeys_at`]).
     pub(crate) const fn with_numkeys_at(mut self, at: usize) -> Self {
         self.numkeys_at = at;
+        self
+    }
+
+    /// This spec spread over partitions as `fanout` says.
+    pub(crate) const fn with_fanout(mut self, fanout: Fanout) -> Self {
+        self.fanout = fanout;
         self
     }
 }
@@ -165,6 +219,7 @@ pub(crate) const fn container(
         summary,
         subcommands,
         numkeys_at: 0,
+        fanout: Fanout::OnePartition,
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use crate::error::CommandError;
 use crate::number::parse_i64;
-use crate::spec::{spec, Access, CommandSpec, ALL_KEYS, ONE_KEY};
+use crate::spec::{spec, Access, CommandSpec, Fanout, KeyMerge, ALL_KEYS, ONE_KEY};
 
 const W: Access = Access::Write;
 const R: Access = Access::Read;
@@ -20,8 +20,8 @@ pub static SPECS: &[CommandSpec] = &[
     spec("getset", 3, W, &["write", "denyoom", "fast"], ONE_KEY, &["write", "string", "fast"], G, "1.0.0", "Returns the previous string value of a key after setting it to a new value."),
     spec("getdel", 2, W, &["write", "fast"], ONE_KEY, &["write", "string", "fast"], G, "6.2.0", "Returns the string value of a key after deleting the key."),
     spec("getex", -2, W, &["write", "fast"], ONE_KEY, &["write", "string", "fast"], G, "6.2.0", "Returns the string value of a key after setting its expiration time."),
-    spec("mget", -2, R, &["readonly", "fast"], ALL_KEYS, &["read", "string", "fast"], G, "1.0.0", "Atomically returns the string values of one or more keys."),
-    spec("mset", -3, W, &["write", "denyoom"], (1, -1, 2), &["write", "string", "slow"], G, "1.0.1", "Atomically creates or modifies the string values of one or more keys."),
+    spec("mget", -2, R, &["readonly", "fast"], ALL_KEYS, &["read", "string", "fast"], G, "1.0.0", "Atomically returns the string values of one or more keys.").with_fanout(Fanout::SplitByKey { per_key: 1, merge: KeyMerge::Values }),
+    spec("mset", -3, W, &["write", "denyoom"], (1, -1, 2), &["write", "string", "slow"], G, "1.0.1", "Atomically creates or modifies the string values of one or more keys.").with_fanout(Fanout::SplitByKey { per_key: 2, merge: KeyMerge::AllOk }),
     spec("msetnx", -3, W, &["write", "denyoom"], (1, -1, 2), &["write", "string", "slow"], G, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist."),
     spec("incr", 2, W, &["write", "denyoom", "fast"], ONE_KEY, &["write", "string", "fast"], G, "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
     spec("decr", 2, W, &["write", "denyoom", "fast"], ONE_KEY, &["write", "string", "fast"], G, "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist."),
