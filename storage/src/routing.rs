@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use zankv_commands::partitioning::{locate_key, partition_for};
+use zankv_commands::sort::{pattern_keys, PatternOption};
 use zankv_commands::{CommandError, CommandSpec};
 use zankv_pd_api::NamespaceMeta;
 
@@ -154,6 +155,36 @@ impl Routing {
         (p < ns.partitions && name == format!("{}-{p}", ns.name)).then(|| ns.group(p))
     }
 
+    /// The group of every key a SORT pattern (with a `*`) can form, if they are all in one:
+    /// when the cluster is one partition; or when the pattern fixes the namespace (its first
+    /// `:` comes before the `*`, so no element can change it) and the partition (that
+    /// namespace has one partition, or hashes tags and the pattern's tag closes before the
+    /// `*`).
+    fn pattern_group(&self, pattern: &[u8]) -> Option<GroupId> {
+        if let [only] = self.namespaces.as_slice() {
+            if only.partitions == 1 {
+                return Some(group_id(only.id, 0));
+            }
+        }
+        let star = pattern.iter().position(|&b| b == b'*')?;
+        let prefix = &pattern[..star];
+        prefix.iter().position(|&b| b == b':')?;
+        let named = |name: &[u8]| self.namespaces.iter().find(|ns| ns.name.as_bytes() == name);
+        let (ns, hashed) = match locate_key(prefix, |name| named(name).is_some()) {
+            (Some(name), rest) => (named(name)?, rest),
+            (None, whole) => (&self.namespaces[self.default?], whole),
+        };
+        if ns.partitions == 1 {
+            return Some(group_id(ns.id, 0));
+        }
+        if !ns.hash_tags {
+            return None;
+        }
+        let open = hashed.iter().position(|&b| b == b'{')?;
+        let len = hashed[open + 1..].iter().position(|&b| b == b'}')?;
+        (len > 0).then(|| ns.key_group(&hashed[open..open + len + 2]))
+    }
+
     /// The group `key` belongs to.
     pub fn key_group(&self, key: &[u8]) -> Result<GroupId, CommandError> {
         let named = |name: &[u8]| self.namespaces.iter().find(|ns| ns.name.as_bytes() == name);
@@ -181,6 +212,16 @@ impl Routing {
                 return Err(CommandError::CrossSlot);
             }
             group = Some(g);
+        }
+        if let Some(g) = group {
+            for (option, pattern) in pattern_keys(spec, argv) {
+                if self.pattern_group(pattern) != Some(g) {
+                    return Err(match option {
+                        PatternOption::By => CommandError::SortByDenied,
+                        PatternOption::Get => CommandError::SortGetDenied,
+                    });
+                }
+            }
         }
         match group {
             Some(g) => Ok(g),
@@ -241,6 +282,59 @@ mod tests {
             .iter()
             .map(|w| Bytes::copy_from_slice(w.as_bytes()))
             .collect()
+    }
+
+    #[test]
+    fn sort_patterns_must_stay_in_the_sorted_keys_partition() {
+        let route = |r: &Routing, words: &[&str]| {
+            let v = argv(words);
+            let (_, spec) = zankv_commands::parse(&v).expect("parses");
+            r.route(spec, &v)
+        };
+        // One partition in all: every pattern is fine.
+        let single = Routing::new(vec![ns("default", 1, 1)], "default");
+        assert!(route(&single, &["sort", "k", "by", "w_*", "get", "o_*->f"]).is_ok());
+        // Several partitions, no hash tags: a pattern's keys could be anywhere.
+        let plain = Routing::new(vec![ns("default", 1, 8)], "default");
+        assert_eq!(
+            route(&plain, &["sort", "k", "by", "w_*"]),
+            Err(CommandError::SortByDenied)
+        );
+        assert_eq!(
+            route(&plain, &["sort_ro", "k", "get", "#", "get", "o_*"]),
+            Err(CommandError::SortGetDenied)
+        );
+        // Patterns that read nothing: BY without `*` (no sorting), GET # and GET without `*`.
+        assert!(route(
+            &plain,
+            &["sort", "k", "by", "nosort", "get", "#", "get", "x"]
+        )
+        .is_ok());
+        // With hash tags, a tag before the `*` fixes the partition: the key's is accepted.
+        let mut tagged = ns("default", 1, 8);
+        tagged.hash_tags = true;
+        let tagged = Routing::new(vec![tagged], "default");
+        let key = "user:{42}:list";
+        assert!(route(&tagged, &["sort", key, "by", "user:{42}:w_*"]).is_ok());
+        let other = (0..100)
+            .map(|i| format!("{i}"))
+            .find(|t| {
+                tagged.key_group(format!("{{{t}}}").as_bytes()) != tagged.key_group(key.as_bytes())
+            })
+            .expect("some tag lives elsewhere");
+        let elsewhere = format!("user:{{{other}}}:w_*");
+        assert_eq!(
+            route(&tagged, &["sort", key, "by", &elsewhere]),
+            Err(CommandError::SortByDenied)
+        );
+        // A tag the element could change (after the `*`) or no colon before it: denied.
+        assert!(route(&tagged, &["sort", key, "by", "user:w_*:{42}"]).is_err());
+        assert!(route(&tagged, &["sort", key, "by", "{42}w_*"]).is_err());
+        // STORE's destination is a key too.
+        assert_eq!(
+            route(&plain, &["sort", "k", "store", "elsewhere-dst-1"]).is_ok(),
+            plain.key_group(b"k") == plain.key_group(b"elsewhere-dst-1")
+        );
     }
 
     #[test]

@@ -1,37 +1,57 @@
-//! Differential test for the list and set commands: seeded random command sequences run
-//! against a fresh `redis-server` (7.0, the reference) and a fresh zankv node, comparing
-//! every reply, in RESP2, in RESP3 (HELLO 3 on both connections) and pipelined.
+//! Differential test for the list, set and sorted-set commands: seeded random command
+//! sequences run against a fresh `redis-server` (7.0, the reference) and a fresh zankv node,
+//! comparing every reply, in RESP2, in RESP3 (HELLO 3 on both connections) and pipelined.
 //!
-//! The generator mixes list commands (LPUSH ... LMPOP), set commands (SADD ... SSCAN) and
-//! the generic commands that touch any key (TYPE, DEL, EXISTS, EXPIRE, TTL, PTTL, PERSIST,
-//! RENAME, RENAMENX, COPY, SCAN with TYPE, DBSIZE, KEYS), plus a few string and hash writes
-//! and reads on the same keys, so that WRONGTYPE happens in both directions. The key space
-//! is small (`l0`, `l1`, `s0`, `s1`, `x` and one binary key shared by lists and sets): list
-//! commands prefer the list keys and set commands the set keys, but now and then take any
-//! key. Elements and members come from a small pool (with an empty string, a binary string
-//! and integer-looking strings), so duplicates, collisions and Redis's intset encoding all
-//! occur.
+//! The generator mixes list commands (LPUSH ... LMPOP), set commands (SADD ... SSCAN),
+//! sorted-set commands (ZADD ... ZSCAN, about a third of all commands, and OBJECT ENCODING)
+//! and the generic commands that touch any key (TYPE, DEL, EXISTS, EXPIRE, TTL, PTTL,
+//! PERSIST, RENAME, RENAMENX, COPY, SCAN with TYPE, DBSIZE, KEYS), plus a few string and hash
+//! writes and reads on the same keys, so that WRONGTYPE happens in all directions. The key
+//! space is small (`l0`, `l1`, `s0`, `s1`, `z0`, `z1`, `x` and one binary key shared by lists
+//! and sets): each family's commands prefer their own keys, but now and then take any key.
+//! Elements and members come from a small pool (with an empty string, a binary string and
+//! integer-looking strings), so duplicates, collisions and Redis's intset encoding all occur.
+//!
+//! Sorted sets: members come from their own small pool (`a`..`d`, `""`, `1`, `10`) and
+//! scores from a pool that exercises formatting and ordering (integers, `1.5`, `0.1`, which
+//! prints as `0.10000000000000001`, `1e300`, `-0`, `inf`, `+inf`, `-inf`, `0x10`) with some
+//! invalid ones (`nan`, `abc`, `""`, `" 1"`). Many ZADDs give one score to all their members
+//! (`z0` mostly gets score 0), so the lex commands (ZRANGEBYLEX ...), which assume equal
+//! scores, have real work; with mixed scores both servers walk the set as Redis's listpack
+//! encoding does (the sets stay far below 128 members, so Redis keeps that encoding). Score
+//! bounds (`-inf`, `(1`, `(inf`, invalid `x`, `((1` ...), lex bounds (`-`, `+`, `[a`, `(b`,
+//! `[`, `(`, invalid `a` ...), ZRANGE's BYSCORE/BYLEX/REV/LIMIT/WITHSCORES in any order,
+//! ZADD's NX/XX/GT/LT/CH/INCR in any combination, and ZUNION/ZINTER/ZDIFF (and their STORE
+//! forms and ZINTERCARD), which also take plain sets as inputs (score 1), with WEIGHTS (`2`,
+//! `0.5`, `-1`, `inf` for the inf*0 = 0 rule, invalid `x`) and AGGREGATE SUM/MIN/MAX/bad.
+//! ZMPOP and ZINTERCARD get the same numkeys edge cases (0, `x`, more than given) as LMPOP.
 //!
 //! What is compared, and why some replies are normalised first:
-//! - Most replies must be identical, error texts included.
+//! - Most replies must be identical, error texts included; ZRANGE and friends, ZPOP*,
+//!   ZMPOP, ZUNION/ZINTER/ZDIFF in their exact order (score, then member).
 //! - SMEMBERS, SINTER, SUNION, SDIFF, KEYS: multisets (the kind of aggregate, array or
 //!   RESP3 set, must still match).
 //! - TTL (±1 s) and PTTL (±1500 ms) when both are non-negative.
-//! - SCAN/SSCAN: each server is iterated from cursor 0 to the end; the *sets* of keys
-//!   (members) must match. Cursors themselves are never compared.
+//! - SCAN/SSCAN/ZSCAN: each server is iterated from cursor 0 to the end; the *sets* of keys
+//!   (members, (member, score) pairs) must match. Cursors themselves are never compared.
+//! - OBJECT ENCODING: both servers are asked TYPE first and the command is skipped for sets,
+//!   whose Redis encoding depends on history (it never goes back to intset). Not pipelined.
 //!
 //! Randomness:
 //! - SRANDMEMBER: same reply shape on both (nil, bulk, or an array of the same length), and
 //!   every returned member belongs to the set on the server that returned it; with a
 //!   non-negative count, members are distinct and there are min(count, SCARD) of them;
 //!   with a negative count there are |count| (or none for a missing key).
+//! - ZRANDMEMBER: the same, against ZCARD and ZSCORE on the server that replied: every
+//!   member has a score there and, with WITHSCORES, the returned score is ZSCORE's reply.
 //! - SPOP: popping a random subset would leave the two servers with different sets, so the
 //!   harness asks both servers for SCARD first and skips (does not send) any SPOP that
 //!   could pop fewer members than the set holds. Everything else is deterministic: a count
 //!   of at least SCARD (pops all: compared as a multiset), a count of 0, a negative or
 //!   non-integer count, extra arguments, a missing or wrongly typed key. In pipelines the
 //!   harness cannot ask first, so only SPOPs that are deterministic whatever the state
-//!   (a count above any possible set size, or an error) are sent.
+//!   (a count above any possible set size, or an error) are sent. (ZPOPMIN, ZPOPMAX and
+//!   ZMPOP are deterministic.)
 //!
 //! Time rules, as in `differential.rs`: relative expirations are either ≥ 100 s (every one a
 //! distinct multiple of 100 s, so GT/LT are never near a tie) or already in the past (the
@@ -41,7 +61,8 @@
 //! argument or appending a junk one) besides the invalid options and numbers generated on
 //! purpose. After the last command of a seed the whole database is compared: KEYS, DBSIZE,
 //! and per key TYPE, contents (LRANGE 0 -1 exactly for lists, SMEMBERS as a multiset for
-//! sets, GET for strings, HGETALL pairs for hashes) and PTTL.
+//! sets, ZRANGE 0 -1 WITHSCORES exactly for sorted sets, GET for strings, HGETALL pairs for
+//! hashes) and PTTL.
 //!
 //! On a mismatch the panic names the seed, the command index, the command (escaped), both
 //! replies and the commands before it. `ZANKV_DIFF_SEED=N` runs only seed N (in RESP2,
@@ -86,14 +107,14 @@ const OPS_THROUGH_PROXY: usize = 200;
 /// How many earlier commands a mismatch report shows.
 const HISTORY: usize = 15;
 
-/// Upper bound on SCAN/SSCAN calls for one full iteration.
+/// Upper bound on SCAN/SSCAN/ZSCAN calls for one full iteration.
 const MAX_SCAN_CALLS: usize = 10_000;
 
 /// The binary key, shared by the list and the set families.
 const BINARY_KEY: &[u8] = b"b\x00\r\n";
 
 /// The key space: small, so commands collide.
-const KEYS: [&[u8]; 6] = [b"l0", b"l1", b"s0", b"s1", b"x", BINARY_KEY];
+const KEYS: [&[u8]; 8] = [b"l0", b"l1", b"s0", b"s1", b"z0", b"z1", b"x", BINARY_KEY];
 
 /// Keys list commands prefer.
 const LIST_KEYS: [&[u8]; 3] = [b"l0", b"l1", BINARY_KEY];
@@ -101,11 +122,40 @@ const LIST_KEYS: [&[u8]; 3] = [b"l0", b"l1", BINARY_KEY];
 /// Keys set commands prefer.
 const SET_KEYS: [&[u8]; 3] = [b"s0", b"s1", BINARY_KEY];
 
-/// Percentage of list/set/string/hash commands that pick any key instead of their family's.
+/// Keys sorted-set commands prefer. `z0` mostly gets equal scores (for the lex commands),
+/// `z1` mostly mixed ones.
+const ZSET_KEYS: [&[u8]; 2] = [b"z0", b"z1"];
+
+/// Percentage of list/set/zset/string/hash commands that pick any key instead of their family's.
 const CROSS_FAMILY_PERCENT: u32 = 15;
 
 /// List elements and set members: small, with integer-looking, empty and binary ones.
 const MEMBERS: [&[u8]; 9] = [b"a", b"b", b"c", b"1", b"2", b"10", b"-5", b"", b"\x00\xff"];
+
+/// Sorted-set members: small, with an empty and integer-looking ones.
+const ZMEMBERS: [&[u8]; 7] = [b"a", b"b", b"c", b"d", b"", b"1", b"10"];
+
+/// Valid scores other than small integers: formatting (`0.1` prints as
+/// 0.10000000000000001, `1e300` as 1.0000000000000001e+300, `-0`), infinities and hex.
+const ODD_SCORES: &[&str] = &[
+    "1.5", "-2.5", "0.1", "1e300", "-0", "inf", "-inf", "+inf", "0x10",
+];
+
+/// Scores Redis refuses ("ERR value is not a valid float").
+const BAD_SCORES: &[&str] = &["nan", "abc", "", " 1"];
+
+/// Score range bounds other than small integers.
+const ODD_SCORE_BOUNDS: &[&str] = &[
+    "-inf", "+inf", "inf", "(1", "(1.5", "2", "1.5", "(-2.5", "0.1", "(0.1", "(inf", "(-inf",
+    "1e300", "(1e300", "-0", "(0", "0x10",
+];
+
+/// Score range bounds drawn rarely: odd spellings Redis's strtod takes (`(` and `""` are
+/// both 0, `" 1"` is 1, `1e400` is inf) and invalid ones.
+const RARE_SCORE_BOUNDS: &[&str] = &["(", "", " 1", "1e400", "x", "((1", "nan", "(nan", "1x"];
+
+/// ZUNION/ZINTER/ZUNIONSTORE/ZINTERSTORE weights; `inf` times a score of 0 is 0.
+const WEIGHTS: &[&str] = &["1", "2", "0.5", "-1", "inf", "-inf", "0", "1.5"];
 
 /// What a mutation appends to a command.
 const JUNK: &[&str] = &["x", "", "NX", "-1", "abc\r\n"];
@@ -123,7 +173,7 @@ const VALUES: &[&str] = &["v", "1", "", "hello world", "-5"];
 
 /// SCAN MATCH patterns over the key space.
 const KEY_PATTERNS: &[&[u8]] = &[
-    b"*", b"l*", b"s?", b"*0", b"*1", b"b*", b"x", b"[ls]0", b"?", b"", b"b\x00*",
+    b"*", b"l*", b"s?", b"*0", b"*1", b"b*", b"x", b"[ls]0", b"?", b"", b"b\x00*", b"z*", b"[sz]?",
 ];
 
 /// SSCAN MATCH patterns over the members.
@@ -150,6 +200,12 @@ enum Check {
     SRandMember,
     /// SPOP: skipped when it could pop a random subset, else compared as a multiset.
     SPop,
+    /// Full ZSCAN iteration (cursor is argument 2), as (member, score) pairs.
+    ZScan,
+    /// ZRANDMEMBER: shape, membership and scores.
+    ZRandMember,
+    /// OBJECT ENCODING (key is argument 2): skipped when the key holds a set.
+    Encoding,
 }
 
 struct Step {
@@ -196,6 +252,33 @@ enum Kind {
     SInterCard,
     SScan,
     SScanBadCursor,
+    // Sorted sets.
+    ZAdd,
+    ZIncrBy,
+    ZRem,
+    ZCard,
+    ZCount,
+    ZLexCount,
+    ZScore,
+    ZMScore,
+    ZRank,
+    ZRange,
+    ZRangeStore,
+    ZRevRange,
+    ZRangeByScore,
+    ZRangeByLex,
+    ZRemRangeByRank,
+    ZRemRangeByScore,
+    ZRemRangeByLex,
+    ZPop,
+    ZMPop,
+    ZRandMember,
+    ZSetOp,
+    ZSetOpStore,
+    ZInterCard,
+    ZScan,
+    ZScanBadCursor,
+    ObjectEncoding,
     // Generic.
     Type,
     Del,
@@ -254,6 +337,33 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::SInterCard, 5),
     (Kind::SScan, 4),
     (Kind::SScanBadCursor, 1),
+    // Sorted sets: about a third of the total weight.
+    (Kind::ZAdd, 22),
+    (Kind::ZIncrBy, 6),
+    (Kind::ZRem, 7),
+    (Kind::ZCard, 3),
+    (Kind::ZCount, 5),
+    (Kind::ZLexCount, 5),
+    (Kind::ZScore, 5),
+    (Kind::ZMScore, 3),
+    (Kind::ZRank, 5),
+    (Kind::ZRange, 12),
+    (Kind::ZRangeStore, 4),
+    (Kind::ZRevRange, 4),
+    (Kind::ZRangeByScore, 6),
+    (Kind::ZRangeByLex, 6),
+    (Kind::ZRemRangeByRank, 3),
+    (Kind::ZRemRangeByScore, 3),
+    (Kind::ZRemRangeByLex, 3),
+    (Kind::ZPop, 6),
+    (Kind::ZMPop, 5),
+    (Kind::ZRandMember, 5),
+    (Kind::ZSetOp, 9),
+    (Kind::ZSetOpStore, 7),
+    (Kind::ZInterCard, 4),
+    (Kind::ZScan, 3),
+    (Kind::ZScanBadCursor, 1),
+    (Kind::ObjectEncoding, 2),
     (Kind::Type, 6),
     (Kind::Del, 6),
     (Kind::Exists, 4),
@@ -349,6 +459,26 @@ impl Gen {
         }
     }
 
+    /// A key for a sorted-set command: usually z0 or z1.
+    fn zset_key(&mut self) -> Vec<u8> {
+        if self.chance(CROSS_FAMILY_PERCENT) {
+            self.key()
+        } else {
+            self.pick(&ZSET_KEYS).to_vec()
+        }
+    }
+
+    /// An input key of ZUNION, ZINTER, ZDIFF, their STORE forms and ZINTERCARD: usually a
+    /// sorted-set key, often a set key on purpose (a set is an input with scores 1), now and
+    /// then any key.
+    fn zset_input_key(&mut self) -> Vec<u8> {
+        match self.rng.u32(0..100) {
+            0..=54 => self.pick(&ZSET_KEYS).to_vec(),
+            55..=84 => self.pick(&SET_KEYS).to_vec(),
+            _ => self.key(),
+        }
+    }
+
     /// A key for a string or hash command: usually x.
     fn other_key(&mut self) -> Vec<u8> {
         if self.chance(40) {
@@ -375,6 +505,90 @@ impl Gen {
     fn members(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
         let n = self.rng.usize(min..=max);
         (0..n).map(|_| self.member()).collect()
+    }
+
+    fn zmember(&mut self) -> Vec<u8> {
+        self.pick(&ZMEMBERS).to_vec()
+    }
+
+    fn zmembers(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
+        let n = self.rng.usize(min..=max);
+        (0..n).map(|_| self.zmember()).collect()
+    }
+
+    /// A valid score: mostly a small integer.
+    fn valid_score(&mut self) -> Vec<u8> {
+        if self.chance(60) {
+            self.small_int(-3, 3)
+        } else {
+            b(self.pick(ODD_SCORES))
+        }
+    }
+
+    /// A ZADD/ZINCRBY score: now and then one Redis refuses.
+    fn score(&mut self) -> Vec<u8> {
+        if self.chance(4) {
+            b(self.pick(BAD_SCORES))
+        } else {
+            self.valid_score()
+        }
+    }
+
+    /// A score range bound (ZCOUNT, ZRANGEBYSCORE, ...): a small integer, inclusive or
+    /// exclusive, an odd one, rarely a strange or invalid one.
+    fn score_bound(&mut self) -> Vec<u8> {
+        match self.rng.u32(0..100) {
+            0..=34 => {
+                let n = self.rng.i64(-3..=3);
+                if self.chance(30) {
+                    format!("({n}").into_bytes()
+                } else {
+                    n.to_string().into_bytes()
+                }
+            }
+            35..=93 => b(self.pick(ODD_SCORE_BOUNDS)),
+            _ => b(self.pick(RARE_SCORE_BOUNDS)),
+        }
+    }
+
+    /// A lex range bound (ZLEXCOUNT, ZRANGEBYLEX, ...): `-`, `+`, `[member` or `(member`
+    /// (`[` and `(` alone for the empty member), rarely an invalid one.
+    fn lex_bound(&mut self) -> Vec<u8> {
+        match self.rng.u32(0..100) {
+            0..=29 => b(self.pick(&["-", "+"])),
+            30..=93 => {
+                let mut bound = b(self.pick(&["[", "("]));
+                bound.extend(self.zmember());
+                bound
+            }
+            _ => b(self.pick(&["a", "", "+a", "-a", "x"])),
+        }
+    }
+
+    /// `LIMIT offset count`, now and then with a value that is not an integer.
+    fn limit(&mut self) -> Vec<Vec<u8>> {
+        let offset = if self.chance(5) {
+            "x"
+        } else {
+            self.pick(&["0", "0", "1", "2", "-1", "5"])
+        };
+        let count = if self.chance(5) {
+            "x"
+        } else {
+            self.pick(&["0", "1", "2", "3", "-1", "-5"])
+        };
+        vec![self.word("LIMIT"), b(offset), b(count)]
+    }
+
+    /// Appends option groups in a random order, now and then one of them twice (Redis
+    /// refuses some repeated options and takes the last of others).
+    fn push_options(&mut self, args: &mut Vec<Vec<u8>>, mut options: Vec<Vec<Vec<u8>>>) {
+        if !options.is_empty() && self.chance(3) {
+            let again = options[self.rng.usize(..options.len())].clone();
+            options.push(again);
+        }
+        self.rng.shuffle(&mut options);
+        args.extend(options.into_iter().flatten());
     }
 
     fn small_int(&mut self, lo: i64, hi: i64) -> Vec<u8> {
@@ -409,9 +623,9 @@ impl Gen {
         }
     }
 
-    /// `numkeys key...`: usually a matching count, sometimes 0, negative, not a number or
-    /// larger than the keys given.
-    fn numkeys_and_keys(&mut self, args: &mut Vec<Vec<u8>>, lists: bool) {
+    /// `numkeys key...` with keys from `key`: usually a matching count, sometimes 0,
+    /// negative, not a number or larger than the keys given. Returns how many keys it gave.
+    fn numkeys_and_keys(&mut self, args: &mut Vec<Vec<u8>>, key: fn(&mut Gen) -> Vec<u8>) -> usize {
         let n = self.rng.usize(1..=3);
         let numkeys = match self.rng.u32(0..100) {
             0..=83 => n.to_string().into_bytes(),
@@ -422,13 +636,9 @@ impl Gen {
         };
         args.push(numkeys);
         for _ in 0..n {
-            let key = if lists {
-                self.list_key()
-            } else {
-                self.set_key()
-            };
-            args.push(key);
+            args.push(key(self));
         }
+        n
     }
 
     /// A distinct relative expiration in seconds, ≥ 100 s, a multiple of 100.
@@ -463,10 +673,15 @@ impl Gen {
         }
         let mut step = self.build(kind);
         // Mutations: wrong arity and trailing junk, for commands whose check does not
-        // depend on the exact form (SCAN/SSCAN iterate, SPOP decides whether to run).
+        // depend on the exact form (SCAN/SSCAN/ZSCAN iterate, SPOP and OBJECT ENCODING
+        // decide whether to run).
         if matches!(
             step.check,
-            Check::Exact | Check::Unordered | Check::Tolerance(_) | Check::SRandMember
+            Check::Exact
+                | Check::Unordered
+                | Check::Tolerance(_)
+                | Check::SRandMember
+                | Check::ZRandMember
         ) {
             match self.rng.u32(0..100) {
                 0..=2 if step.args.len() > 1 => {
@@ -610,7 +825,7 @@ impl Gen {
             ]),
             Kind::LMPop => {
                 let mut args = vec![self.name("LMPOP")];
-                self.numkeys_and_keys(&mut args, true);
+                self.numkeys_and_keys(&mut args, Gen::list_key);
                 args.push(self.end());
                 match self.rng.u32(0..100) {
                     0..=49 => {}
@@ -711,7 +926,7 @@ impl Gen {
             }
             Kind::SInterCard => {
                 let mut args = vec![self.name("SINTERCARD")];
-                self.numkeys_and_keys(&mut args, false);
+                self.numkeys_and_keys(&mut args, Gen::set_key);
                 if self.chance(40) {
                     args.push(self.word("LIMIT"));
                     args.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
@@ -728,6 +943,337 @@ impl Gen {
                 let cursor = self.pick(&["x", "1.5", " 0", "0x"]);
                 exact(vec![self.name("SSCAN"), self.set_key(), b(cursor)])
             }
+            // ---- sorted sets ----
+            Kind::ZAdd => {
+                let key = self.zset_key();
+                let mut flags = Vec::new();
+                for (flag, percent) in [
+                    ("NX", 8),
+                    ("XX", 10),
+                    ("GT", 8),
+                    ("LT", 8),
+                    ("CH", 15),
+                    ("INCR", 8),
+                ] {
+                    if self.chance(percent) {
+                        flags.push(self.word(flag));
+                    }
+                }
+                self.rng.shuffle(&mut flags);
+                let incr = flags.iter().any(|f| f.eq_ignore_ascii_case(b"INCR"));
+                let pairs = if incr && self.chance(85) {
+                    1
+                } else {
+                    self.rng.usize(1..=4)
+                };
+                // One score for all the members: z0 mostly gets 0 (for the lex commands).
+                let shared = match (key == b"z0", self.rng.u32(0..100)) {
+                    (true, 0..=69) => Some(b("0")),
+                    (true, 70..=79) | (false, 0..=24) => Some(self.score()),
+                    _ => None,
+                };
+                let mut args = vec![self.name("ZADD"), key];
+                args.extend(flags);
+                for _ in 0..pairs {
+                    let score = match &shared {
+                        Some(score) => score.clone(),
+                        None => self.score(),
+                    };
+                    args.push(score);
+                    args.push(self.zmember());
+                }
+                exact(args)
+            }
+            Kind::ZIncrBy => exact(vec![
+                self.name("ZINCRBY"),
+                self.zset_key(),
+                self.score(),
+                self.zmember(),
+            ]),
+            Kind::ZRem => {
+                let mut args = vec![self.name("ZREM"), self.zset_key()];
+                args.extend(self.zmembers(1, 3));
+                exact(args)
+            }
+            Kind::ZCard => exact(vec![self.name("ZCARD"), self.zset_key()]),
+            Kind::ZCount | Kind::ZRemRangeByScore => {
+                let name = if matches!(kind, Kind::ZCount) {
+                    "ZCOUNT"
+                } else {
+                    "ZREMRANGEBYSCORE"
+                };
+                exact(vec![
+                    self.name(name),
+                    self.zset_key(),
+                    self.score_bound(),
+                    self.score_bound(),
+                ])
+            }
+            Kind::ZLexCount | Kind::ZRemRangeByLex => {
+                let name = if matches!(kind, Kind::ZLexCount) {
+                    "ZLEXCOUNT"
+                } else {
+                    "ZREMRANGEBYLEX"
+                };
+                exact(vec![
+                    self.name(name),
+                    self.zset_key(),
+                    self.lex_bound(),
+                    self.lex_bound(),
+                ])
+            }
+            Kind::ZRemRangeByRank => exact(vec![
+                self.name("ZREMRANGEBYRANK"),
+                self.zset_key(),
+                self.range_arg(),
+                self.range_arg(),
+            ]),
+            Kind::ZScore => exact(vec![self.name("ZSCORE"), self.zset_key(), self.zmember()]),
+            Kind::ZMScore => {
+                let mut args = vec![self.name("ZMSCORE"), self.zset_key()];
+                args.extend(self.zmembers(1, 4));
+                exact(args)
+            }
+            Kind::ZRank => {
+                let name = self.pick(&["ZRANK", "ZREVRANK"]);
+                exact(vec![self.name(name), self.zset_key(), self.zmember()])
+            }
+            Kind::ZRange | Kind::ZRangeStore => {
+                let store = matches!(kind, Kind::ZRangeStore);
+                let mut args = if store {
+                    vec![self.name("ZRANGESTORE"), self.zset_key(), self.zset_key()]
+                } else {
+                    vec![self.name("ZRANGE"), self.zset_key()]
+                };
+                // 0: by rank, 1: BYSCORE, 2: BYLEX; now and then the bounds of another kind.
+                let by = self.rng.u32(0..3);
+                let bounds_by = if self.chance(5) {
+                    self.rng.u32(0..3)
+                } else {
+                    by
+                };
+                for _ in 0..2 {
+                    let bound = match bounds_by {
+                        0 => self.range_arg(),
+                        1 => self.score_bound(),
+                        _ => self.lex_bound(),
+                    };
+                    args.push(bound);
+                }
+                let mut options = Vec::new();
+                match by {
+                    1 => options.push(vec![self.word("BYSCORE")]),
+                    2 => options.push(vec![self.word("BYLEX")]),
+                    _ => {}
+                }
+                if self.chance(2) {
+                    // Both kinds: a syntax error.
+                    let other = if by == 2 { "BYSCORE" } else { "BYLEX" };
+                    options.push(vec![self.word(other)]);
+                }
+                if self.chance(30) {
+                    options.push(vec![self.word("REV")]);
+                }
+                // LIMIT needs BYSCORE or BYLEX, and WITHSCORES does not go with BYLEX nor
+                // with ZRANGESTORE: rarely, for the errors.
+                if self.chance(if by == 0 { 8 } else { 35 }) {
+                    options.push(self.limit());
+                }
+                let withscores = match (store, by) {
+                    (true, _) => 4,
+                    (false, 2) => 6,
+                    _ => 45,
+                };
+                if self.chance(withscores) {
+                    options.push(vec![self.word("WITHSCORES")]);
+                }
+                self.push_options(&mut args, options);
+                exact(args)
+            }
+            Kind::ZRevRange => {
+                let mut args = vec![
+                    self.name("ZREVRANGE"),
+                    self.zset_key(),
+                    self.range_arg(),
+                    self.range_arg(),
+                ];
+                if self.chance(40) {
+                    args.push(self.word("WITHSCORES"));
+                }
+                exact(args)
+            }
+            Kind::ZRangeByScore => {
+                let name = self.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]);
+                let mut args = vec![
+                    self.name(name),
+                    self.zset_key(),
+                    self.score_bound(),
+                    self.score_bound(),
+                ];
+                let mut options = Vec::new();
+                if self.chance(45) {
+                    options.push(vec![self.word("WITHSCORES")]);
+                }
+                if self.chance(35) {
+                    options.push(self.limit());
+                }
+                self.push_options(&mut args, options);
+                exact(args)
+            }
+            Kind::ZRangeByLex => {
+                let name = self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
+                let mut args = vec![
+                    self.name(name),
+                    self.zset_key(),
+                    self.lex_bound(),
+                    self.lex_bound(),
+                ];
+                let mut options = Vec::new();
+                if self.chance(35) {
+                    options.push(self.limit());
+                }
+                if self.chance(4) {
+                    options.push(vec![self.word("WITHSCORES")]);
+                }
+                self.push_options(&mut args, options);
+                exact(args)
+            }
+            Kind::ZPop => {
+                let name = self.pick(&["ZPOPMIN", "ZPOPMAX"]);
+                let mut args = vec![self.name(name), self.zset_key()];
+                if self.rng.bool() {
+                    args.push(b(self.pick(&["0", "1", "2", "3", "10", "-1", "x"])));
+                }
+                exact(args)
+            }
+            Kind::ZMPop => {
+                let mut args = vec![self.name("ZMPOP")];
+                self.numkeys_and_keys(&mut args, Gen::zset_key);
+                let end = if self.chance(5) {
+                    b(self.pick(&["MIDDLE", "", "MINX", "LEFT"]))
+                } else {
+                    let w = self.pick(&["MIN", "MAX"]);
+                    self.word(w)
+                };
+                args.push(end);
+                match self.rng.u32(0..100) {
+                    0..=49 => {}
+                    50..=95 => {
+                        args.push(self.word("COUNT"));
+                        args.push(b(self.pick(&["1", "2", "5", "0", "-1"])));
+                    }
+                    _ => {
+                        args.push(self.word("COUNT"));
+                        args.push(b(self.pick(&["x", ""])));
+                    }
+                }
+                exact(args)
+            }
+            Kind::ZRandMember => {
+                let mut args = vec![self.name("ZRANDMEMBER"), self.zset_key()];
+                if self.chance(75) {
+                    // Never a large negative count that Redis accepts: it would answer with
+                    // that many members.
+                    let count = if self.chance(85) {
+                        self.small_int(-5, 5)
+                    } else {
+                        b(self.pick(&[
+                            "9",
+                            "20",
+                            "9223372036854775807",
+                            "-9223372036854775808",
+                            "x",
+                            "1.5",
+                            "",
+                        ]))
+                    };
+                    args.push(count);
+                    if self.chance(45) {
+                        let with = if self.chance(5) {
+                            b("WITHSCORE")
+                        } else {
+                            self.word("WITHSCORES")
+                        };
+                        args.push(with);
+                    }
+                }
+                Step {
+                    args,
+                    check: ZRandMember,
+                }
+            }
+            Kind::ZSetOp | Kind::ZSetOpStore => {
+                let op = self.pick(&["ZUNION", "ZINTER", "ZDIFF"]);
+                let store = matches!(kind, Kind::ZSetOpStore);
+                let name = if store {
+                    format!("{op}STORE")
+                } else {
+                    op.to_string()
+                };
+                let mut args = vec![self.name(&name)];
+                if store {
+                    args.push(self.zset_key());
+                }
+                let n = self.numkeys_and_keys(&mut args, Gen::zset_input_key);
+                // ZDIFF takes neither WEIGHTS nor AGGREGATE, and the STORE forms no
+                // WITHSCORES: rarely, for the syntax errors.
+                let diff = op == "ZDIFF";
+                let mut options = Vec::new();
+                if self.chance(if diff { 3 } else { 40 }) {
+                    let mut weights = vec![self.word("WEIGHTS")];
+                    let count = match self.rng.u32(0..100) {
+                        0..=89 => n,
+                        90..=94 => n + 1,
+                        _ => n - 1,
+                    };
+                    for _ in 0..count {
+                        let weight = if self.chance(4) {
+                            self.pick(&["x", "nan", ""])
+                        } else {
+                            self.pick(WEIGHTS)
+                        };
+                        weights.push(b(weight));
+                    }
+                    options.push(weights);
+                }
+                if self.chance(if diff { 3 } else { 35 }) {
+                    let how = if self.chance(6) {
+                        b(self.pick(&["AVG", "", "SUMX"]))
+                    } else {
+                        let w = self.pick(&["SUM", "MIN", "MAX"]);
+                        self.word(w)
+                    };
+                    options.push(vec![self.word("AGGREGATE"), how]);
+                }
+                if self.chance(if store { 4 } else { 45 }) {
+                    options.push(vec![self.word("WITHSCORES")]);
+                }
+                self.push_options(&mut args, options);
+                exact(args)
+            }
+            Kind::ZInterCard => {
+                let mut args = vec![self.name("ZINTERCARD")];
+                self.numkeys_and_keys(&mut args, Gen::zset_input_key);
+                if self.chance(40) {
+                    args.push(self.word("LIMIT"));
+                    args.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                }
+                exact(args)
+            }
+            Kind::ZScan => {
+                let mut args = vec![self.name("ZSCAN"), self.zset_key(), b("0")];
+                self.scan_options(&mut args, false);
+                Step { args, check: ZScan }
+            }
+            Kind::ZScanBadCursor => {
+                // Never a cursor Redis would accept: its one page would be compared exactly.
+                let cursor = self.pick(&["x", "1.5", " 0", "0x"]);
+                exact(vec![self.name("ZSCAN"), self.zset_key(), b(cursor)])
+            }
+            Kind::ObjectEncoding => Step {
+                args: vec![self.name("OBJECT"), self.word("ENCODING"), self.zset_key()],
+                check: Encoding,
+            },
             // ---- generic ----
             Kind::Type => exact(vec![self.name("TYPE"), self.key()]),
             Kind::Del | Kind::Exists => {
@@ -797,12 +1343,14 @@ impl Gen {
         }
     }
 
-    /// Options for SCAN (`keys`: MATCH over keys, COUNT, and usually TYPE list/set/string/
-    /// hash) or SSCAN (MATCH over members, COUNT).
+    /// Options for SCAN (`keys`: MATCH over keys, COUNT, and usually TYPE list/set/zset/
+    /// string/hash) or SSCAN/ZSCAN (MATCH over members, COUNT).
     fn scan_options(&mut self, args: &mut Vec<Vec<u8>>, keys: bool) {
         if keys && self.chance(80) {
             args.push(self.word("TYPE"));
-            args.push(b(self.pick(&["list", "set", "string", "hash", "LIST"])));
+            args.push(b(
+                self.pick(&["list", "set", "zset", "string", "hash", "LIST"])
+            ));
         }
         for _ in 0..self.rng.usize(0..=2) {
             if self.rng.bool() {
@@ -871,8 +1419,8 @@ fn compare_plain(check: Check, a: &Frame, z: &Frame) -> Result<(), String> {
             }
             _ => a == z,
         },
-        Check::SRandMember => shape(a) == shape(z),
-        Check::Exact | Check::Scan | Check::SScan => a == z,
+        Check::SRandMember | Check::ZRandMember => shape(a) == shape(z),
+        Check::Exact | Check::Scan | Check::SScan | Check::ZScan | Check::Encoding => a == z,
     };
     if equal {
         Ok(())
@@ -881,21 +1429,33 @@ fn compare_plain(check: Check, a: &Frame, z: &Frame) -> Result<(), String> {
     }
 }
 
-/// Iterates SCAN/SSCAN from the cursor in `args` to the end; returns the sorted,
-/// deduplicated keys (members), or the first reply that is not a scan page.
-fn scan_all(client: &mut Client, args: &[Vec<u8>], cursor_at: usize) -> Result<Vec<Frame>, Frame> {
+/// Iterates SCAN/SSCAN/ZSCAN from the cursor in `args` to the end; returns the sorted,
+/// deduplicated keys (members; with `pairs`, ZSCAN's (member, score) pairs as two-element
+/// arrays), or the first reply that is not a scan page.
+fn scan_all(
+    client: &mut Client,
+    args: &[Vec<u8>],
+    cursor_at: usize,
+    pairs: bool,
+) -> Result<Vec<Frame>, Frame> {
     let mut args = args.to_vec();
     let mut found = Vec::new();
     for _ in 0..MAX_SCAN_CALLS {
         let reply = client.cmd_vec(&args);
         let (cursor, items) = match &reply {
             Frame::Array(page) if page.len() == 2 => match (&page[0], page[1].as_items()) {
-                (Frame::Bulk(cursor), Some(items)) => (cursor.clone(), items.to_vec()),
+                (Frame::Bulk(cursor), Some(items)) if !pairs || items.len() % 2 == 0 => {
+                    (cursor.clone(), items.to_vec())
+                }
                 _ => return Err(reply),
             },
             _ => return Err(reply),
         };
-        found.extend(items);
+        if pairs {
+            found.extend(items.chunks(2).map(|pair| Frame::Array(pair.to_vec())));
+        } else {
+            found.extend(items);
+        }
         if cursor == b"0" {
             found.sort_by_key(Frame::sort_key);
             found.dedup();
@@ -917,10 +1477,12 @@ fn set_members(client: &mut Client, key: &[u8]) -> HashSet<Vec<u8>> {
         .collect()
 }
 
-/// The reply with every string emptied: what SRANDMEMBER replies must agree on.
+/// The reply with every string and double emptied: what SRANDMEMBER and ZRANDMEMBER
+/// replies must agree on.
 fn shape(frame: &Frame) -> Frame {
     match frame {
         Frame::Bulk(_) => Frame::Bulk(Vec::new()),
+        Frame::Double(_) => Frame::Double(0.0),
         Frame::Array(items) => Frame::Array(items.iter().map(shape).collect()),
         Frame::Set(items) => Frame::Set(items.iter().map(shape).collect()),
         other => other.clone(),
@@ -990,6 +1552,133 @@ fn check_srandmember(client: &mut Client, args: &[Vec<u8>], reply: &Frame) -> Re
     Ok(())
 }
 
+/// The (member, score) pairs of a WITHSCORES reply: flat in RESP2, two-element arrays in
+/// RESP3. `None` if it is neither.
+fn score_pairs(items: &[Frame]) -> Option<Vec<(Vec<u8>, Frame)>> {
+    let mut out = Vec::with_capacity(items.len() / 2);
+    if matches!(items.first(), Some(Frame::Array(_))) {
+        for item in items {
+            match item {
+                Frame::Array(pair) if pair.len() == 2 => {
+                    out.push((pair[0].as_bytes()?.to_vec(), pair[1].clone()))
+                }
+                _ => return None,
+            }
+        }
+    } else {
+        if !items.len().is_multiple_of(2) {
+            return None;
+        }
+        for pair in items.chunks(2) {
+            out.push((pair[0].as_bytes()?.to_vec(), pair[1].clone()));
+        }
+    }
+    Some(out)
+}
+
+/// Checks a (non-error) ZRANDMEMBER reply against the sorted set on the server that gave
+/// it: every member has a score there (ZSCORE), with WITHSCORES the very score returned;
+/// the number of members and their distinctness follow the count as for SRANDMEMBER.
+fn check_zrandmember(client: &mut Client, args: &[Vec<u8>], reply: &Frame) -> Result<(), String> {
+    let Some(key) = args.get(1) else {
+        return Ok(());
+    };
+    let withscores = args.len() == 4 && args[3].eq_ignore_ascii_case(b"WITHSCORES");
+    let got: Vec<(Vec<u8>, Option<Frame>)> = match reply {
+        Frame::Null => Vec::new(),
+        Frame::Bulk(m) => vec![(m.clone(), None)],
+        Frame::Array(items) if withscores => score_pairs(items)
+            .ok_or_else(|| "the reply is not member/score pairs".to_string())?
+            .into_iter()
+            .map(|(m, s)| (m, Some(s)))
+            .collect(),
+        Frame::Array(items) => items
+            .iter()
+            .map(|item| {
+                item.as_bytes()
+                    .map(|m| (m.to_vec(), None))
+                    .ok_or_else(|| format!("{item} is not a member"))
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(format!("unexpected reply {other}")),
+    };
+    for (member, score) in &got {
+        let actual = client.cmd(&[b"ZSCORE", key.as_slice(), member.as_slice()]);
+        if actual == Frame::Null || actual.is_error() {
+            return Err(format!(
+                "\"{}\" is not a member of the sorted set (ZSCORE answers {actual})",
+                support::escape(member)
+            ));
+        }
+        if let Some(score) = score {
+            if *score != actual {
+                return Err(format!(
+                    "\"{}\" came with the score {score}, ZSCORE answers {actual}",
+                    support::escape(member)
+                ));
+            }
+        }
+    }
+    let card = match client.cmd(&[b"ZCARD", key.as_slice()]) {
+        Frame::Integer(n) => n.max(0) as u64,
+        other => return Err(format!("ZCARD answers {other}")),
+    };
+    if args.len() == 2 {
+        if (card == 0) != (*reply == Frame::Null) {
+            return Err(format!("a sorted set of {card} members answered {reply}"));
+        }
+        return Ok(());
+    }
+    let Some(count) = args
+        .get(2)
+        .and_then(|c| std::str::from_utf8(c).ok())
+        .and_then(|s| s.parse::<i64>().ok())
+    else {
+        return Ok(());
+    };
+    let want = if count >= 0 {
+        let distinct: HashSet<&Vec<u8>> = got.iter().map(|(m, _)| m).collect();
+        if distinct.len() != got.len() {
+            return Err("a non-negative count returned a member twice".into());
+        }
+        (count as u64).min(card)
+    } else if card == 0 {
+        0
+    } else {
+        count.unsigned_abs()
+    };
+    if got.len() as u64 != want {
+        return Err(format!(
+            "count {count} on a sorted set of {card} returned {} members",
+            got.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Asks both servers for the key's TYPE before an OBJECT ENCODING: `Some(marker)` when it
+/// must be skipped (a set: Redis's set encoding depends on the set's history, as a set that
+/// once left intset never goes back), an error when the types differ.
+fn encoding_guard(
+    redis: &mut Client,
+    zankv: &mut Client,
+    args: &[Vec<u8>],
+) -> Result<Option<Frame>, String> {
+    let Some(key) = args.get(2) else {
+        return Ok(None);
+    };
+    let a = redis.cmd(&[b"TYPE", key.as_slice()]);
+    let z = zankv.cmd(&[b"TYPE", key.as_slice()]);
+    if a != z {
+        return Err(format!(
+            "TYPE before this OBJECT ENCODING differs\n  redis: {a}\n  zankv: {z}"
+        ));
+    }
+    Ok(matches!(a.as_bytes(), Some(b"set")).then(|| {
+        Frame::simple("(not sent: the key holds a set, whose encoding depends on its history)")
+    }))
+}
+
 /// The most members an SPOP could pop, when it would pop some: `None` when the command
 /// is an error whatever the set (a count that is not a positive integer, extra
 /// arguments) or pops nothing (count 0).
@@ -1040,12 +1729,16 @@ fn spop_guard(
 
 /// Runs one step on both servers. Returns the reference reply for the history, or a
 /// description of the mismatch.
+/// Checks a random reply (SRANDMEMBER, ZRANDMEMBER) against the server that gave it.
+type RandomCheck = fn(&mut Client, &[Vec<u8>], &Frame) -> Result<(), String>;
+
 fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame, String> {
     match step.check {
-        Check::Scan | Check::SScan => {
+        Check::Scan | Check::SScan | Check::ZScan => {
             let cursor_at = if step.check == Check::Scan { 1 } else { 2 };
-            let a = scan_all(redis, &step.args, cursor_at);
-            let z = scan_all(zankv, &step.args, cursor_at);
+            let pairs = step.check == Check::ZScan;
+            let a = scan_all(redis, &step.args, cursor_at, pairs);
+            let z = scan_all(zankv, &step.args, cursor_at, pairs);
             let show = |r: &Result<Vec<Frame>, Frame>| match r {
                 Ok(items) => format!("full iteration {}", Frame::Array(items.clone())),
                 Err(f) => f.to_string(),
@@ -1068,20 +1761,30 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
                 return Ok(skipped);
             }
         }
+        Check::Encoding => {
+            if let Some(skipped) = encoding_guard(redis, zankv, &step.args)? {
+                return Ok(skipped);
+            }
+        }
         _ => {}
     }
     let a = redis.cmd_vec(&step.args);
     let z = zankv.cmd_vec(&step.args);
     let verdict = match step.check {
-        Check::SRandMember => {
+        Check::SRandMember | Check::ZRandMember => {
+            let check_random: RandomCheck = if step.check == Check::SRandMember {
+                check_srandmember
+            } else {
+                check_zrandmember
+            };
             if a.is_error() || z.is_error() || shape(&a) != shape(&z) {
                 compare_plain(Check::Exact, &a, &z)
                     .map_err(|_| "replies differ in shape".to_string())
             } else {
-                check_srandmember(zankv, &step.args, &z)
+                check_random(zankv, &step.args, &z)
                     .map_err(|e| format!("zankv: {e}"))
                     .and_then(|_| {
-                        check_srandmember(redis, &step.args, &a).map_err(|e| format!("redis: {e}"))
+                        check_random(redis, &step.args, &a).map_err(|e| format!("redis: {e}"))
                     })
             }
         }
@@ -1107,6 +1810,7 @@ fn dump(client: &mut Client) -> Vec<(String, Frame)> {
             Some(b"list") => client.cmd(&[b"LRANGE", key, b"0", b"-1"]),
             Some(b"set") => sorted_items(client.cmd(&[b"SMEMBERS", key])),
             Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
+            Some(b"zset") => client.cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]),
             _ => client.cmd(&[b"GET", key]),
         };
         out.push((format!("TYPE {name}"), kind));
@@ -1322,9 +2026,9 @@ fn collections_resp3() {
 }
 
 /// Commands sent in pipelines: each chunk of commands goes out in one write, and only then
-/// are the replies read. Steps that need follow-up commands (SCAN/SSCAN iterations, an SPOP
-/// that could pop a random subset) are left out; SRANDMEMBER replies are compared by shape
-/// only.
+/// are the replies read. Steps that need follow-up commands (SCAN/SSCAN/ZSCAN iterations, an
+/// SPOP that could pop a random subset, OBJECT ENCODING's TYPE check) are left out;
+/// SRANDMEMBER and ZRANDMEMBER replies are compared by shape only.
 fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
     let started = Instant::now();
     let mut pair = must_start_pair_on(false, target);
@@ -1335,7 +2039,7 @@ fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
         while steps.len() < chunk {
             let step = gen.step();
             let pipelinable = match step.check {
-                Check::Scan | Check::SScan => false,
+                Check::Scan | Check::SScan | Check::ZScan | Check::Encoding => false,
                 Check::SPop => spop_is_deterministic(&step.args),
                 _ => true,
             };
@@ -1407,8 +2111,8 @@ fn collections_resp2_pipelined() {
 
 /// The same sequences (fewer commands) through the proxy, in front of PD and three storage
 /// nodes holding a one-partition namespace with three replicas (so DBSIZE, KEYS, SCAN,
-/// FLUSHALL and LMPOP/SINTERCARD with a bad numkeys have one partition to go to): RESP2,
-/// RESP3 and pipelined.
+/// FLUSHALL and LMPOP/SINTERCARD/ZMPOP/ZUNION/ZINTERCARD ... with a bad numkeys have one
+/// partition to go to): RESP2, RESP3 and pipelined.
 #[test]
 fn collections_through_the_proxy() {
     let cluster = support::proxy::ProxiedCluster::must_start(1, 3, "");
@@ -1425,7 +2129,8 @@ fn collections_through_the_proxy() {
     let metrics = cluster.proxy.metrics();
     assert!(
         metrics.contains("zankv_proxy_commands_total{command=\"sadd\"}")
-            && metrics.contains("zankv_proxy_commands_total{command=\"lpush\"}"),
+            && metrics.contains("zankv_proxy_commands_total{command=\"lpush\"}")
+            && metrics.contains("zankv_proxy_commands_total{command=\"zadd\"}"),
         "the proxy forwarded the commands: {metrics}"
     );
 }

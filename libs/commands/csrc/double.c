@@ -12,11 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Parses `len` bytes with strtod. strict = 1: getDoubleFromObject's rules (not empty, no
- * leading space, the whole input consumed, no overflow or underflow to zero, no NaN).
- * strict = 0: a score range's rules (parsing stops at a NUL byte like C strings do, and
- * must reach it; overflow is infinity; only NaN is refused). Returns 1 on success. */
-int zankv_parse_double(const char *s, size_t len, int strict, double *out) {
+/* Parses `len` bytes with strtod, by one of three sets of rules (`mode`):
+ * 1: getDoubleFromObject's (not empty, no leading space, the whole input consumed, no
+ *    overflow or underflow to zero, no NaN);
+ * 0: a score range's (parsing stops at a NUL byte like C strings do, and must reach it;
+ *    overflow is infinity; only NaN is refused);
+ * 2: SORT's (as 0, and any ERANGE, overflow or underflow, is refused).
+ * Returns 1 on success. */
+int zankv_parse_double(const char *s, size_t len, int mode, double *out) {
     char small[256];
     char *buf = len < sizeof(small) ? small : malloc(len + 1);
     char *end;
@@ -27,11 +30,11 @@ int zankv_parse_double(const char *s, size_t len, int strict, double *out) {
     buf[len] = '\0';
     errno = 0;
     v = strtod(buf, &end);
-    if (strict) {
+    if (mode == 1) {
         ok = len > 0 && !isspace((unsigned char)buf[0]) && (size_t)(end - buf) == len &&
              !(errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL || v == 0)) && !isnan(v);
     } else {
-        ok = *end == '\0' && !isnan(v);
+        ok = *end == '\0' && !isnan(v) && !(mode == 2 && errno == ERANGE);
     }
     if (buf != small) free(buf);
     if (ok) *out = v;

@@ -166,6 +166,15 @@ pub enum CommandError {
     /// ZUNION-style numkeys below 1 (the command's name in the text).
     #[error("ERR at least 1 input key is needed for '{0}' command")]
     NoInputKeys(String),
+    /// SORT BY with a pattern whose keys may be outside the sorted key's partition.
+    #[error("ERR BY option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots.")]
+    SortByDenied,
+    /// SORT GET with a pattern whose keys may be outside the sorted key's partition.
+    #[error("ERR GET option of SORT denied in Cluster mode when keys formed by the pattern may be in different slots.")]
+    SortGetDenied,
+    /// SORT of elements that are not numbers, without ALPHA.
+    #[error("ERR One or more scores can't be converted into double")]
+    SortNotDouble,
     /// OBJECT FREQ without an LFU eviction policy (zankv has none).
     #[error("ERR An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.")]
     LfuNotSelected,
@@ -395,6 +404,9 @@ mod docs_table {
             E::LimitNeedsByScoreOrLex,
             E::WithScoresWithByLex,
             E::NoInputKeys("zunionstore".into()),
+            E::SortByDenied,
+            E::SortGetDenied,
+            E::SortNotDouble,
             E::LfuNotSelected,
             E::BitOffset,
             E::BitValue,
@@ -476,6 +488,9 @@ mod docs_table {
                 | E::LimitNeedsByScoreOrLex
                 | E::WithScoresWithByLex
                 | E::NoInputKeys(_)
+                | E::SortByDenied
+                | E::SortGetDenied
+                | E::SortNotDouble
                 | E::LfuNotSelected
                 | E::BitOffset
                 | E::BitValue

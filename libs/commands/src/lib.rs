@@ -4,7 +4,7 @@
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
 //! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`],
-//!   [`list`], [`set`], [`zset`]) with a
+//!   [`list`], [`set`], [`zset`], [`sort`]) with a
 //!   typed command enum and its parser;
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
@@ -27,6 +27,7 @@ pub mod reply;
 pub mod request;
 pub mod set;
 pub mod slowlog;
+pub mod sort;
 pub mod spec;
 pub mod string;
 pub mod zset;
@@ -43,7 +44,7 @@ pub use keyspace::KeyspaceCommand;
 pub use list::ListCommand;
 pub use reply::{Protocol, Reply};
 pub use set::SetCommand;
-pub use spec::{Access, Combine, CommandSpec, Fanout, KeyMerge};
+pub use spec::{Access, Combine, CommandSpec, Fanout, KeyMerge, Movable};
 pub use string::StringCommand;
 pub use zset::ZsetCommand;
 
@@ -64,6 +65,8 @@ pub enum Command {
     Set(SetCommand),
     /// Sorted-set commands.
     Zset(ZsetCommand),
+    /// SORT and SORT_RO.
+    Sort(sort::SortCommand),
 }
 
 #[derive(Clone, Copy)]
@@ -75,11 +78,12 @@ enum Family {
     List,
     Set,
     Zset,
+    Sort,
 }
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 7] {
+fn families() -> [(Family, &'static [CommandSpec]); 8] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Keyspace, keyspace::SPECS),
@@ -88,6 +92,7 @@ fn families() -> [(Family, &'static [CommandSpec]); 7] {
         (Family::List, list::SPECS),
         (Family::Set, set::SPECS),
         (Family::Zset, zset::SPECS),
+        (Family::Sort, sort::SPECS),
     ]
 }
 
@@ -181,6 +186,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::List => Command::List(ListCommand::parse(full_name, args)?),
         Family::Set => Command::Set(SetCommand::parse(full_name, args)?),
         Family::Zset => Command::Zset(ZsetCommand::parse(full_name, args)?),
+        Family::Sort => Command::Sort(sort::SortCommand::parse(args, full_name == "sort_ro")?),
     };
     Ok((command, spec))
 }
@@ -332,7 +338,7 @@ mod tests {
     fn every_keyless_data_command_says_how_partitions_combine() {
         let all = all_specs().flat_map(|s| std::iter::once(s).chain(s.subcommands));
         for spec in all.filter(|s| s.access != Access::Connection && s.subcommands.is_empty()) {
-            let keyless = spec.first_key == 0 && spec.numkeys_at == 0;
+            let keyless = spec.first_key == 0 && spec.movable == Movable::None;
             let every = matches!(spec.fanout, Fanout::EveryPartition(_));
             assert_eq!(
                 keyless, every,

@@ -44,7 +44,7 @@ mod ffi {
     extern "C" {
         pub fn zankv_ld_valid(s: *const u8, len: usize) -> i32;
         pub fn zankv_ld_classify(s: *const u8, len: usize) -> i32;
-        pub fn zankv_parse_double(s: *const u8, len: usize, strict: i32, out: *mut f64) -> i32;
+        pub fn zankv_parse_double(s: *const u8, len: usize, mode: i32, out: *mut f64) -> i32;
         pub fn zankv_format_double(d: f64, out: *mut u8, out_len: usize) -> i32;
         pub fn zankv_ld_add(
             base: *const u8,
@@ -60,20 +60,27 @@ mod ffi {
 /// Parses a double as Redis's `getDoubleFromObject` does (scores, increments, weights):
 /// `strtod` of the whole input, no leading space, no NaN, no overflow or underflow to zero.
 pub fn parse_double(s: &[u8]) -> Option<f64> {
-    parse_double_with(s, true)
+    parse_double_with(s, 1)
 }
 
 /// Parses a score-range bound as Redis's `zslParseRange` does: `strtod` up to the first NUL
 /// byte, which it must reach (so the empty string is 0 and overflow is infinity); no NaN.
 pub fn parse_range_double(s: &[u8]) -> Option<f64> {
-    parse_double_with(s, false)
+    parse_double_with(s, 0)
 }
 
-fn parse_double_with(s: &[u8], strict: bool) -> Option<f64> {
+/// Parses a value SORT compares as a number: as [`parse_range_double`], and neither
+/// overflow nor underflow is accepted.
+pub fn parse_sort_double(s: &[u8]) -> Option<f64> {
+    parse_double_with(s, 2)
+}
+
+/// `mode` as the C helper takes it: 0 range, 1 strict, 2 SORT.
+fn parse_double_with(s: &[u8], mode: i32) -> Option<f64> {
     let mut out = 0f64;
     // SAFETY: the pointer and length describe a live slice that the helper only reads;
     // `out` is a valid place for one f64.
-    let ok = unsafe { ffi::zankv_parse_double(s.as_ptr(), s.len(), i32::from(strict), &mut out) };
+    let ok = unsafe { ffi::zankv_parse_double(s.as_ptr(), s.len(), mode, &mut out) };
     (ok == 1).then_some(out)
 }
 
@@ -152,6 +159,8 @@ mod tests {
         assert_eq!(parse_range_double(b"1e400"), Some(f64::INFINITY));
         assert_eq!(parse_range_double(b"1\0junk"), Some(1.0));
         assert_eq!(parse_range_double(b"1x"), None);
+        assert_eq!(parse_sort_double(b" 2"), Some(2.0));
+        assert_eq!(parse_sort_double(b"1e400"), None);
     }
 
     #[test]

@@ -15,6 +15,18 @@ pub enum Access {
     Connection,
 }
 
+/// Keys whose positions depend on the arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Movable {
+    /// None.
+    None,
+    /// A `numkeys` argument at this position, followed by that many keys (LMPOP,
+    /// SINTERCARD, ZUNIONSTORE, ...).
+    NumKeysAt(usize),
+    /// SORT's `STORE destination` (the last one given).
+    SortStore,
+}
+
 /// How a data command spreads over a namespace's partitions. The proxy plans every request
 /// from this (it keeps no lists of command names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +99,9 @@ pub struct CommandSpec {
     pub summary: &'static str,
     /// Subcommands of a container command (CLIENT, COMMAND).
     pub subcommands: &'static [CommandSpec],
-    /// Position of a `numkeys` argument followed by that many keys (LMPOP, SINTERCARD,
-    /// ZUNIONSTORE, ...; 0 = none). Such commands report the `movablekeys` flag.
-    pub numkeys_at: usize,
+    /// Keys found by reading the arguments (the `movablekeys` flag), besides the fixed
+    /// ones.
+    pub movable: Movable,
     /// How it spreads over partitions.
     pub fanout: Fanout,
 }
@@ -117,9 +129,9 @@ impl CommandSpec {
     /// command's parser refuses).
     pub fn key_positions(&self, argv: &[bytes::Bytes]) -> impl Iterator<Item = usize> {
         let fixed = self.fixed_key_positions(argv.len());
-        let counted = match self.numkeys_at {
-            0 => 0..0,
-            at => {
+        let counted = match self.movable {
+            Movable::None => 0..0,
+            Movable::NumKeysAt(at) => {
                 let n = argv
                     .get(at)
                     .and_then(|a| crate::request::parse_i64(a))
@@ -128,6 +140,10 @@ impl CommandSpec {
                 let start = at + 1;
                 start..start.saturating_add(n).min(argv.len()).max(start)
             }
+            Movable::SortStore => match crate::sort::store_position(argv) {
+                Some(at) => at..at + 1,
+                None => 0..0,
+            },
         };
         fixed.chain(counted)
     }
@@ -176,16 +192,21 @@ pub(crate) const fn spec(
         since,
         summary,
         subcommands: &[],
-        numkeys_at: 0,
+        movable: Movable::None,
         fanout: Fanout::OnePartition,
     }
 }
 
 impl CommandSpec {
-    /// This spec with keys counted by a `numkeys` argument at `at` (see
-    /// [`CommandSpec::numkeys_at`]).
+    /// This spec with keys counted by a `numkeys` argument at `at`.
     pub(crate) const fn with_numkeys_at(mut self, at: usize) -> Self {
-        self.numkeys_at = at;
+        self.movable = Movable::NumKeysAt(at);
+        self
+    }
+
+    /// This spec with other keys found in the arguments as `movable` says.
+    pub(crate) const fn with_movable(mut self, movable: Movable) -> Self {
+        self.movable = movable;
         self
     }
 
@@ -218,7 +239,7 @@ pub(crate) const fn container(
         since,
         summary,
         subcommands,
-        numkeys_at: 0,
+        movable: Movable::None,
         fanout: Fanout::OnePartition,
     }
 }

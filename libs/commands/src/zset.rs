@@ -164,6 +164,23 @@ impl LexRange {
         }
     }
 
+    /// Whether no member can be in the range (Redis's test: the lower end above the upper
+    /// one, or both the same and either exclusive).
+    pub fn is_empty(&self) -> bool {
+        use std::cmp::Ordering;
+        let value = |b: &LexBound| match b {
+            LexBound::Min => (0, None),
+            LexBound::Max => (2, None),
+            LexBound::Inclusive(m) | LexBound::Exclusive(m) => (1, Some(m.clone())),
+        };
+        let exclusive = |b: &LexBound| matches!(b, LexBound::Exclusive(_));
+        match value(&self.min).cmp(&value(&self.max)) {
+            Ordering::Greater => true,
+            Ordering::Equal => exclusive(&self.min) || exclusive(&self.max),
+            Ordering::Less => false,
+        }
+    }
+
     /// Whether `member` is at or above the lower end.
     pub fn above_min(&self, member: &[u8]) -> bool {
         match &self.min {

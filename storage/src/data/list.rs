@@ -122,6 +122,11 @@ fn all_elements(view: &(impl View + ?Sized), shape: &Shape) -> Result<Vec<Bytes>
     elements(view, shape, 0, shape.len - 1, false)
 }
 
+/// Every element of the list `meta` describes, head first (SORT).
+pub fn elements_of(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<Bytes>, EngineError> {
+    all_elements(view, &Shape::of(meta))
+}
+
 /// Executes a read-only list command.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListCommand) -> ExecResult {
     let view = ctx.view;
@@ -243,6 +248,27 @@ fn push(
     }
     txn.set_meta(key, &shape.apply(meta))?;
     Ok(shape.len)
+}
+
+/// Replaces whatever `key` holds by a new list of `elements` (deletes it when there are
+/// none).
+pub fn replace_with_list(
+    txn: &mut Txn<'_>,
+    key: &[u8],
+    elements: &[Bytes],
+) -> Result<(), EngineError> {
+    txn.delete_key(key)?;
+    if !elements.is_empty() {
+        let version = txn.new_version();
+        push(
+            txn,
+            key,
+            KeyMeta::collection(KeyType::List, version),
+            End::Right,
+            elements,
+        )?;
+    }
+    Ok(())
 }
 
 /// Pops up to `count` elements from `end` of the list `meta` describes, storing what is

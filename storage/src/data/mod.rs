@@ -3,8 +3,8 @@
 //! Reads run against a [`View`] of the current state; writes run inside a [`Txn`] that
 //! buffers every change into one write batch and also serves reads of its own writes, so a
 //! command that touches the same key twice sees its first touch. The family modules
-//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`]) hold one function per
-//! command.
+//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`], [`sort`]) hold one
+//! function per command.
 //!
 //! Invariants:
 //! - every metadata change goes through [`Txn::set_meta`] / [`Txn::delete_key`], which keep
@@ -17,6 +17,7 @@ pub mod hash;
 pub mod keyspace;
 pub mod list;
 pub mod set;
+pub mod sort;
 pub mod string;
 pub mod zset;
 
@@ -180,6 +181,7 @@ pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &Command) -> ExecResult {
         Command::List(c) => list::read(ctx, c),
         Command::Set(c) => set::read(ctx, c),
         Command::Zset(c) => zset::read(ctx, c),
+        Command::Sort(c) => sort::read(ctx, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }
@@ -193,6 +195,7 @@ pub fn execute_write(txn: &mut Txn<'_>, cmd: &Command) -> ExecResult {
         Command::List(c) => list::write(txn, c),
         Command::Set(c) => set::write(txn, c),
         Command::Zset(c) => zset::write(txn, c),
+        Command::Sort(c) => sort::write(txn, c),
         Command::Connection(_) => Err(not_here("connection command sent to a partition")),
     }
 }

@@ -35,7 +35,7 @@ fn has_member(
 }
 
 /// Every member of the set `meta` describes, in byte order.
-fn members(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<Bytes>, EngineError> {
+pub fn members(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<Bytes>, EngineError> {
     let prefix = keys::element_prefix(keys::SET, version_of(meta));
     let mut out = Vec::with_capacity(len_of(meta).min(1024) as usize);
     view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, _| {

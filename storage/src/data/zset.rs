@@ -13,8 +13,9 @@
 //!   what it removed, so a hot sorted set trimmed at one end never walks over the
 //!   tombstones the trimming leaves.
 //!
-//! Scores are stored as `encode_score` bytes in both records (-0 is stored as 0, as Redis
-//! answers it), and replied with Redis's `%.17g` ([`Reply::Double`]).
+//! Scores are stored as `encode_score` bytes in both records (-0 is stored as 0, as a small
+//! Redis sorted set stores it, though a reply shows a computed -0 as Redis does), and
+//! replied with Redis's `%.17g` ([`Reply::Double`]).
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -103,15 +104,6 @@ fn encoded(score: f64) -> u64 {
 
 fn decoded(bytes: &[u8]) -> f64 {
     keys::decode_score(bytes.try_into().unwrap_or([0; 8]))
-}
-
-/// -0 is kept as 0 (Redis replies `0` for a score of -0).
-fn normal(score: f64) -> f64 {
-    if score == 0.0 {
-        0.0
-    } else {
-        score
-    }
 }
 
 fn score_of(
@@ -218,6 +210,22 @@ fn select(
             })?;
         }
         RangeBy::Lex(range) => {
+            // Redis first checks the range against the set's ends (by member alone).
+            let end = |top: bool| -> Result<Option<Bytes>, EngineError> {
+                let mut found = None;
+                walk(view, z, None, None, top, &mut |_, m| {
+                    found = Some(Bytes::copy_from_slice(m));
+                    false
+                })?;
+                Ok(found)
+            };
+            let inside = match (end(false)?, end(true)?) {
+                (Some(first), Some(last)) => range.below_max(&first) && range.above_min(&last),
+                _ => false,
+            };
+            if range.is_empty() || !inside {
+                return Ok(out);
+            }
             let mut started = false;
             walk(view, z, None, None, rev, &mut |score, member| {
                 let (inside, within) = if rev {
@@ -292,6 +300,14 @@ fn all_entries(view: &(impl View + ?Sized), z: &Shape) -> Result<Vec<Entry>, Eng
         true
     })?;
     Ok(out)
+}
+
+/// Every member of the sorted set `meta` describes, lowest score first (SORT).
+pub fn members_of(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<Bytes>, EngineError> {
+    Ok(all_entries(view, &Shape::of(meta))?
+        .into_iter()
+        .map(|(_, m)| m)
+        .collect())
 }
 
 /// One input of ZUNION/ZINTER/ZDIFF: its members and scores (a set's are 1), or none.
@@ -417,7 +433,7 @@ fn combine(
             }
         }
     }
-    let mut entries: Vec<Entry> = result.into_iter().map(|(m, s)| (normal(s), m)).collect();
+    let mut entries: Vec<Entry> = result.into_iter().map(|(m, s)| (s, m)).collect();
     entries.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
     Ok((entries, options.with_scores))
 }
@@ -664,7 +680,7 @@ fn add(txn: &mut Txn<'_>, key: &[u8], flags: &AddFlags, pairs: &[Entry]) -> Exec
                 continue;
             }
         }
-        let new = normal(new);
+        // The reply shows the score computed (-0 included); the records store -0 as 0.
         processed += 1;
         last = new;
         if old == Some(new) {
@@ -820,7 +836,10 @@ mod tests {
 
     #[test]
     fn scores_keep_their_order_and_minus_zero_is_zero() {
-        assert_eq!(normal(-0.0).to_bits(), 0.0f64.to_bits());
+        assert_eq!(
+            decoded(&keys::encode_score(-0.0)).to_bits(),
+            0.0f64.to_bits()
+        );
         assert!(encoded(-1.0) < encoded(0.0) && encoded(0.0) < encoded(f64::INFINITY));
         assert_eq!(decoded(&keys::encode_score(2.5)), 2.5);
     }
