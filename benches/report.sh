@@ -39,60 +39,16 @@ started_at=$(date +%s)
 
 ./scripts/setup.sh etcd-server nutcracker
 cargo build --release --locked --bins >&2
-bin="$PWD/target/release"
-py=/usr/bin/python3
-
-work="$(mktemp -d /tmp/zankv-bench.XXXXXX)"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+# shellcheck source=benches/common.sh
+. benches/common.sh
 results="$work/results.jsonl"
 : > "$results"
-say() { echo "report: $*" >&2; }
-
-# The first of N consecutive loopback ports that are free, below the ephemeral range.
-free_ports() {
-  $py - "$1" <<'PY'
-import random, socket, sys
-n = int(sys.argv[1])
-for _ in range(1000):
-    base = random.randrange(10000, 32000 - n)
-    socks = []
-    try:
-        for p in range(base, base + n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", p))
-            socks.append(s)
-    except OSError:
-        continue
-    finally:
-        for s in socks:
-            s.close()
-    print(base)
-    break
-else:
-    sys.exit("no free ports")
-PY
-}
-wait_for() { # what, then a command that succeeds once ready
-  local what=$1; shift
-  for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
-  say "$what did not become ready"; exit 1
-}
-http_ok() { $py -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)' "$1"; }
 
 # redis-server, in memory and with every write fsynced.
-mem_port=$(free_ports 1)
-redis-server --port "$mem_port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
-mem_pid=$!; pids+=("$mem_pid")
+start_redis_mem
 fsync_port=$(free_ports 1); mkdir -p "$work/redis"
 redis-server --port "$fsync_port" --bind 127.0.0.1 --save "" --appendonly yes --appendfsync always --dir "$work/redis" >/dev/null &
 fsync_pid=$!; pids+=("$fsync_pid")
-wait_for redis redis-cli -p "$mem_port" ping
 wait_for redis redis-cli -p "$fsync_port" ping
 
 # twemproxy in front of the in-memory redis-server (the same keys): what one proxy hop
@@ -108,18 +64,7 @@ wait_for twemproxy redis-cli -p "$tw_port" get probe
 # redis-server with two replicas, every one appendfsync always; SETs are followed by
 # WAIT 1 (the master and one replica hold the write: the shape of zankv's quorum, though
 # WAIT does not wait for the replica's fsync).
-repl_port=$(free_ports 3)
-repl_watch=()
-for i in 0 1 2; do
-  mkdir -p "$work/repl$i"
-  replica=()
-  [ "$i" -eq 0 ] || replica=(--replicaof 127.0.0.1 "$repl_port")
-  redis-server --port "$((repl_port + i))" --bind 127.0.0.1 --save "" --appendonly yes \
-    --appendfsync always --dir "$work/repl$i" "${replica[@]}" >/dev/null &
-  pids+=("$!"); repl_watch+=(--watch "redis-$((i + 1))=$!")
-done
-replicas_online() { [ "$(redis-cli -p "$repl_port" info replication | grep -c 'state=online')" -eq 2 ]; }
-wait_for "redis replicas" replicas_online
+start_redis_repl
 
 # etcd, three members.
 etcd_base=$(free_ports 6)
@@ -138,55 +83,10 @@ done
 for i in 1 2 3; do wait_for etcd http_ok "http://127.0.0.1:$((etcd_base + 2 * i - 2))/health"; done
 
 # zankv: the playground, the README's first command.
-zport=$(free_ports 33)
-"$bin/zankv" playground --data-dir "$work/zankv" --port "$zport" > "$work/playground.out" 2>&1 &
-pids+=("$!")
-wait_for "zankv playground" grep -q "is up" "$work/playground.out"
-zpid() { pgrep -f -- "--config $work/zankv/conf/$1.toml"; }
-zankv_watch=(--watch "pd=$(zpid pd)" --watch "proxy=$(zpid proxy)")
-for i in 1 2 3; do zankv_watch+=(--watch "storage-$i=$(zpid "storage-$i")"); done
-proxy_pid=$(zpid proxy)
+start_zankv
 pd="127.0.0.1:$((zport + 2))"
 
-rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
-note() { # a JSON line of facts for the report
-  echo "$1" >> "$results"
-}
 note "{\"label\": \"memory/proxy-start\", \"rss_mb\": $(rss_mb "$proxy_pid")}"
-
-# load LABEL SYSTEM [--clients N] [--keyspace N] [--seconds N] [zankv-load args...]: one
-# run, its JSON line kept, and the command that ran it (without the --label and the
-# --watch arguments, which only name the processes whose CPU time is counted).
-load() {
-  local label=$1 system=$2 c=$clients k=$keys t=$secs; shift 2
-  while true; do
-    case "${1:-}" in
-      --clients) c=$2; shift 2 ;;
-      --keyspace) k=$2; shift 2 ;;
-      --seconds) t=$2; shift 2 ;;
-      *) break ;;
-    esac
-  done
-  local target=()
-  case "$system" in
-    redis-mem) target=(--addrs "127.0.0.1:$mem_port" --watch "redis=$mem_pid") ;;
-    redis-fsync) target=(--addrs "127.0.0.1:$fsync_port" --watch "redis=$fsync_pid") ;;
-    twemproxy) target=(--addrs "127.0.0.1:$tw_port" --watch "twemproxy=$tw_pid" --watch "redis=$mem_pid") ;;
-    redis-repl) target=(--addrs "127.0.0.1:$repl_port" "${repl_watch[@]}") ;;
-    etcd) target=(--protocol etcd --addrs "$etcd_addrs" "${etcd_watch[@]}") ;;
-    zankv) target=(--addrs "127.0.0.1:$zport" "${zankv_watch[@]}") ;;
-  esac
-  say "$label on $system"
-  local args=(--seconds "$t" --warmup 1 --clients "$c" --value-size "$value" --keyspace "$k")
-  local shown=() i=0 all=("${target[@]}" "$@")
-  while [ $i -lt ${#all[@]} ]; do
-    if [ "${all[i]}" = --watch ]; then i=$((i + 2)); continue; fi
-    shown+=("${all[i]}"); i=$((i + 1))
-  done
-  $py -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "argv": sys.argv[2:]}))' \
-    "command/$label/$system" zankv-load "${args[@]}" "${shown[@]}" >> "$results"
-  "$bin/zankv-load" --label "$label/$system" "${args[@]}" "${target[@]}" "$@" >> "$results"
-}
 
 # Every system holds the same keys before it is read (twemproxy's server is redis-mem's).
 for s in redis-mem redis-fsync redis-repl etcd zankv; do load fill "$s" --op fill; done

@@ -11,9 +11,11 @@
 //!   the node that last said it leads the key's partition ([`resp`]).
 //! - etcd (`--protocol etcd`): v3 gRPC `Put` and linearizable `Range` ([`etcd`]); client
 //!   i talks to member i mod n of `--addrs`, as etcd's client balances endpoints.
-//! - `--wait N` (RESP, SET): each SET, or pipeline of SETs, is followed by `WAIT N 1000`,
-//!   so redis-server answers only once N of its replicas have the writes; a WAIT that
-//!   reports fewer counts the writes it followed as errors.
+//! - `--wait N` (RESP, a write): each write, or pipeline of writes, is followed by
+//!   `WAIT N 1000`, so redis-server answers only once N of its replicas have the writes; a
+//!   WAIT that reports fewer counts the writes it followed as errors.
+//! - `--op lpush|rpop|lrange|sadd|sismember|hset|zadd|zrange|zrangebyscore` (RESP): the
+//!   collection operations, on keys drawn as above and members `m<n>` below `--members`.
 //!
 //! Prints one JSON line on stdout: label, protocol, op, clients, pipeline, ops, seconds,
 //! ops_per_sec, p50_ms, p99_ms, max_ms (per operation: every command of a pipeline gets
@@ -46,6 +48,76 @@ enum Op {
     Get,
     /// Write every key of the keyspace once, in batches (MSET; etcd: Txn of puts).
     Fill,
+    /// LPUSH key value (RESP only, as are the collection operations below; a member or
+    /// field is `m<n>` with n below `--members`, a score a random integer below it).
+    Lpush,
+    /// RPOP key
+    Rpop,
+    /// SADD key member
+    Sadd,
+    /// SISMEMBER key member
+    Sismember,
+    /// HSET key field value
+    Hset,
+    /// ZADD key score member
+    Zadd,
+    /// ZRANGE key 0 9
+    Zrange,
+    /// ZRANGEBYSCORE key -inf +inf LIMIT 0 10
+    Zrangebyscore,
+    /// LRANGE key 0 9
+    Lrange,
+}
+
+impl Op {
+    /// Whether the operation changes data (so `--wait` may follow it).
+    fn writes(self) -> bool {
+        matches!(
+            self,
+            Op::Set | Op::Fill | Op::Lpush | Op::Rpop | Op::Sadd | Op::Hset | Op::Zadd
+        )
+    }
+
+    /// Appends this operation on `key` to `request` (a random member, field or score
+    /// below `members` where it takes one).
+    fn encode(
+        self,
+        request: &mut Vec<u8>,
+        key: &[u8],
+        value: &[u8],
+        members: u64,
+        rng: &mut fastrand::Rng,
+    ) {
+        let member = format!("m{}", rng.u64(0..members));
+        let m = member.as_bytes();
+        match self {
+            Op::Set => encode(request, &[b"SET", key, value]),
+            Op::Get | Op::Fill => encode(request, &[b"GET", key]),
+            Op::Lpush => encode(request, &[b"LPUSH", key, value]),
+            Op::Rpop => encode(request, &[b"RPOP", key]),
+            Op::Sadd => encode(request, &[b"SADD", key, m]),
+            Op::Sismember => encode(request, &[b"SISMEMBER", key, m]),
+            Op::Hset => encode(request, &[b"HSET", key, m, value]),
+            Op::Zadd => {
+                let score = rng.u64(0..members).to_string();
+                encode(request, &[b"ZADD", key, score.as_bytes(), m])
+            }
+            Op::Zrange => encode(request, &[b"ZRANGE", key, b"0", b"9"]),
+            Op::Lrange => encode(request, &[b"LRANGE", key, b"0", b"9"]),
+            Op::Zrangebyscore => encode(
+                request,
+                &[
+                    b"ZRANGEBYSCORE",
+                    key,
+                    b"-inf",
+                    b"+inf",
+                    b"LIMIT",
+                    b"0",
+                    b"10",
+                ],
+            ),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -102,6 +174,9 @@ struct Args {
     /// Keys per batch of fill.
     #[arg(long, default_value_t = 100)]
     batch: usize,
+    /// Distinct members, fields and scores of the collection operations.
+    #[arg(long, default_value_t = 1000)]
+    members: u64,
     /// Threads of the load generator itself.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -178,10 +253,13 @@ async fn resp_client(
         for _ in 0..args.pipeline {
             let key = shared.key(rng.u64(0..args.keyspace));
             partition = partition_of(key.as_bytes(), args.partitions) as usize;
-            match args.op {
-                Op::Set => encode(&mut request, &[b"SET", key.as_bytes(), &shared.value]),
-                _ => encode(&mut request, &[b"GET", key.as_bytes()]),
-            }
+            args.op.encode(
+                &mut request,
+                key.as_bytes(),
+                &shared.value,
+                args.members,
+                &mut rng,
+            );
         }
         if let Some(wait) = &wait {
             encode(&mut request, &[b"WAIT", wait.as_bytes(), WAIT_TIMEOUT_MS]);
@@ -377,9 +455,13 @@ fn main() {
         std::process::exit(2);
     }
     if args.wait > 0
-        && (args.op != Op::Set || args.protocol != Protocol::Resp || args.addrs.len() > 1)
+        && (!args.op.writes() || args.protocol != Protocol::Resp || args.addrs.len() > 1)
     {
-        eprintln!("zankv-load: --wait needs --op set, the RESP protocol and one address");
+        eprintln!("zankv-load: --wait needs a writing --op, the RESP protocol and one address");
+        std::process::exit(2);
+    }
+    if !matches!(args.op, Op::Set | Op::Get | Op::Fill) && args.protocol != Protocol::Resp {
+        eprintln!("zankv-load: the collection operations need the RESP protocol");
         std::process::exit(2);
     }
     if args.op == Op::Fill && args.protocol == Protocol::Resp && args.addrs.len() > 1 {

@@ -281,6 +281,45 @@ impl KeyMeta {
     }
 }
 
+/// A reclamation record's value: which type's elements a dropped version holds, and how
+/// many (unknown in records written before the count was kept).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReclaimRecord {
+    /// The type's first element tag.
+    pub tag: u8,
+    /// Elements the version held when it was dropped.
+    pub len: Option<u64>,
+}
+
+impl ReclaimRecord {
+    /// Encodes as the tag, then the count u64-BE.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = vec![self.tag];
+        if let Some(len) = self.len {
+            out.extend_from_slice(&len.to_be_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`ReclaimRecord::encode`]'s output, or the one-byte form (tag alone).
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        match bytes {
+            [tag] => Ok(ReclaimRecord {
+                tag: *tag,
+                len: None,
+            }),
+            [tag, len @ ..] if len.len() == 8 => Ok(ReclaimRecord {
+                tag: *tag,
+                len: Some(u64::from_be_bytes(len.try_into().expect("8 bytes"))),
+            }),
+            _ => Err(EngineError::Corruption(format!(
+                "reclamation record of {} bytes",
+                bytes.len()
+            ))),
+        }
+    }
+}
+
 /// The partition's bookkeeping, written in the same batch as every applied change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppliedState {
@@ -373,7 +412,14 @@ mod tests {
         }
 
         #[test]
+        fn reclaim_record_round_trip(tag in any::<u8>(), len in proptest::option::of(any::<u64>())) {
+            let r = ReclaimRecord { tag, len };
+            prop_assert_eq!(ReclaimRecord::decode(&r.encode()).unwrap(), r);
+        }
+
+        #[test]
         fn decode_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = ReclaimRecord::decode(&bytes);
             let _ = AppliedState::decode(&bytes);
             // Both decoders agree on every input, corrupt ones included.
             prop_assert_eq!(KeyMeta::decode(&bytes), KeyMeta::decode_vec(bytes.clone()));

@@ -32,7 +32,7 @@ use zankv_commands::{Command, CommandError, Reply};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
 use crate::keys;
-use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType};
+use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType, ReclaimRecord};
 
 /// Why executing a command did not produce a normal reply.
 #[derive(Debug)]
@@ -470,9 +470,16 @@ impl<'a> Txn<'a> {
             self.delete(keys::expiry_key(at, key));
             self.state.expires = self.state.expires.saturating_sub(1);
         }
-        if let KeyBody::Collection { kind, version, .. } = old.body {
+        if let KeyBody::Collection {
+            kind, version, len, ..
+        } = old.body
+        {
             if keep_version != Some(version) {
-                self.put(keys::reclaim_key(version), vec![kind_code(kind)]);
+                let record = ReclaimRecord {
+                    tag: kind_code(kind),
+                    len: Some(len),
+                };
+                self.put(keys::reclaim_key(version), record.encode());
                 self.state.reclaims += 1;
             }
         }
