@@ -544,7 +544,8 @@ mod tests {
         let mut run = |p: &mut Partition, words: Vec<String>| {
             index += 1;
             let argv = words.into_iter().map(Bytes::from).collect();
-            p.apply(index, &Change::Command { now_ms: 1, argv }).unwrap()
+            p.apply(index, &Change::Command { now_ms: 1, argv })
+                .unwrap()
         };
         // Bigger than the budget (dropped whole), a sorted set (two element tags) too, and
         // one within the budget (deleted key by key).
@@ -556,9 +557,25 @@ mod tests {
         }
         run(&mut p, hset);
         run(&mut p, zadd);
-        run(&mut p, vec!["sadd".into(), "s".into(), "a".into(), "b".into(), "c".into()]);
-        run(&mut p, vec!["del".into(), "h".into(), "z".into(), "s".into()]);
-        assert_eq!(p.state().reclaims, 3, "the dropped collections wait for reclamation");
+        run(
+            &mut p,
+            vec![
+                "sadd".into(),
+                "s".into(),
+                "a".into(),
+                "b".into(),
+                "c".into(),
+            ],
+        );
+        run(
+            &mut p,
+            vec!["del".into(), "h".into(), "z".into(), "s".into()],
+        );
+        assert_eq!(
+            p.state().reclaims,
+            3,
+            "the dropped collections wait for reclamation"
+        );
         let mut changes = 0;
         while !p.pending_reclaims(10).unwrap().is_empty() {
             index += 1;
@@ -582,6 +599,48 @@ mod tests {
             .filter(|(k, _)| k[0] != keys::SYSTEM)
             .collect();
         assert!(left.is_empty(), "left behind: {left:?}");
+    }
+
+    #[test]
+    fn reclamation_records_written_before_the_count_was_kept_still_work() {
+        let mem = Arc::new(MemoryEngine::new());
+        let mut p = Partition::open(Box::new(mem.clone())).unwrap();
+        let mut argv: Vec<Bytes> = vec!["hset".into(), "h".into()];
+        for i in 0..20 {
+            argv.extend([Bytes::from(format!("f{i}")), "v".into()]);
+        }
+        p.apply(1, &Change::Command { now_ms: 1, argv }).unwrap();
+        p.apply(
+            2,
+            &Change::Command {
+                now_ms: 1,
+                argv: vec!["del".into(), "h".into()],
+            },
+        )
+        .unwrap();
+        // The record as the previous release wrote it: the element tag alone.
+        let (tag, version) = p.pending_reclaims(1).unwrap()[0];
+        let mut batch = crate::engine::WriteBatch::default();
+        batch.put(keys::reclaim_key(version), vec![tag]);
+        mem.write(batch, true).unwrap();
+        let mut p = Partition::open(Box::new(mem.clone())).unwrap();
+        let mut index = 2;
+        while !p.pending_reclaims(10).unwrap().is_empty() {
+            index += 1;
+            let versions = p.pending_reclaims(10).unwrap();
+            p.apply(
+                index,
+                &Change::Reclaim {
+                    versions,
+                    budget: 7,
+                },
+            )
+            .unwrap();
+            assert!(index < 20, "reclamation does not make progress");
+        }
+        // Without a count, key by key: 20 elements at 7 per change.
+        assert_eq!(index, 2 + 3);
+        assert!(mem.dump().iter().all(|(k, _)| k[0] == keys::SYSTEM));
     }
 
     #[test]

@@ -26,6 +26,23 @@
 //! `0.5`, `-1`, `inf` for the inf*0 = 0 rule, invalid `x`) and AGGREGATE SUM/MIN/MAX/bad.
 //! ZMPOP and ZINTERCARD get the same numkeys edge cases (0, `x`, more than given) as LMPOP.
 //!
+//! SORT and SORT_RO (about 4% of commands) sort the list, set and sorted-set keys, a list of
+//! numbers `n` (strtod spellings: `" 3"`, `1e3`, `0x10`, `-0`, `""`, `inf`, rarely `nan`
+//! ...), the store target `st`, and now and then a weight string or object hash (WRONGTYPE)
+//! or a missing key. Their BY and GET patterns (`w_*`, `o_*->f`, `o_*->g`, `*`, `missing_*`,
+//! `w_*->`, `#`, `nostar`; BY `nosort`, `#`, `""` without `*`) find the weight strings
+//! `w_<element>` and object hashes `o_<element>` that a few MSET, HSET and DEL commands
+//! write for some elements (mostly numbers with ties, a few non-numbers, now and then the
+//! other type). Options come in any order, some twice (the last LIMIT wins, any BY without
+//! `*` stops sorting), with LIMIT offsets and counts from 0, 1, 2, -1, 5, 100, `x`, GET
+//! repeated, STORE into `st`, a key of the key space, the sorted key or a weight key, and
+//! syntax errors (an unknown word, LIMIT with one argument, STORE in SORT_RO). The
+//! comparison is exact, except where Redis's order is not determined (see [`sort_plan`]):
+//! a set's own order, when it shows, is compared as rows in any order. Redis turns a sorted
+//! set it sorts into a skiplist for good; the harness restores its listpack (DUMP and
+//! RESTORE), see [`relist_zset`]. ALPHA assumes redis-server collates bytes in order (the C
+//! or C.UTF-8 locale).
+//!
 //! What is compared, and why some replies are normalised first:
 //! - Most replies must be identical, error texts included; ZRANGE and friends, ZPOP*,
 //!   ZMPOP, ZUNION/ZINTER/ZDIFF in their exact order (score, then member).
@@ -36,6 +53,10 @@
 //!   (members, (member, score) pairs) must match. Cursors themselves are never compared.
 //! - OBJECT ENCODING: both servers are asked TYPE first and the command is skipped for sets,
 //!   whose Redis encoding depends on history (it never goes back to intset). Not pipelined.
+//! - SORT/SORT_RO: both servers are asked TYPE first; for a set, replies that show its own
+//!   order are compared as rows in any order (or by length when LIMIT picks a window), and a
+//!   STORE that would store it is skipped. In pipelines, without TYPE, a SORT is judged as if
+//!   the key were a set (such a STORE is left out), and ends its pipeline.
 //!
 //! Randomness:
 //! - SRANDMEMBER: same reply shape on both (nil, bulk, or an array of the same length), and
@@ -80,8 +101,9 @@ use support::{show_cmd, Client, Frame, RedisServer, ZankvNode};
 /// Seeds run on every `cargo test`, in RESP2.
 const FIXED_SEEDS: [u64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
-/// Seeds that once found a bug: kept forever (run with the fixed seeds).
-const REGRESSION_SEEDS: &[u64] = &[];
+/// Seeds that once found a bug: kept forever (run with the fixed seeds): 578 (-0 and 0 tie in ZUNION's order), 11773971471019068315 (a
+/// NaN product of ZINTERSTORE's later inputs reaches the sum).
+const REGRESSION_SEEDS: &[u64] = &[578, 11773971471019068315];
 
 /// Seeds for the RESP3 run.
 const RESP3_SEEDS: [u64; 4] = [101, 102, 103, 104];
@@ -129,8 +151,10 @@ const ZSET_KEYS: [&[u8]; 2] = [b"z0", b"z1"];
 /// Percentage of list/set/zset/string/hash commands that pick any key instead of their family's.
 const CROSS_FAMILY_PERCENT: u32 = 15;
 
-/// List elements and set members: small, with integer-looking, empty and binary ones.
-const MEMBERS: [&[u8]; 9] = [b"a", b"b", b"c", b"1", b"2", b"10", b"-5", b"", b"\x00\xff"];
+/// List elements and set members: small, with integer-looking, empty and binary ones. The
+/// binary one ends with its NUL: SORT ... ALPHA compares C strings (strcoll) in Redis, under
+/// which `\x00\xff` would equal `""`.
+const MEMBERS: [&[u8]; 9] = [b"a", b"b", b"c", b"1", b"2", b"10", b"-5", b"", b"\xff\x00"];
 
 /// Sorted-set members: small, with an empty and integer-looking ones.
 const ZMEMBERS: [&[u8]; 7] = [b"a", b"b", b"c", b"d", b"", b"1", b"10"];
@@ -178,11 +202,75 @@ const KEY_PATTERNS: &[&[u8]] = &[
 
 /// SSCAN MATCH patterns over the members.
 const MEMBER_PATTERNS: &[&[u8]] = &[
-    b"*", b"a*", b"?", b"1*", b"[ab]", b"*0", b"", b"\x00*", b"[^a]", b"1?", b"-*",
+    b"*", b"a*", b"?", b"1*", b"[ab]", b"*0", b"", b"*\x00", b"[^a]", b"1?", b"-*",
 ];
 
 /// Large or extreme LRANGE/LTRIM bounds and LINDEX/LSET indexes.
 const BIG_INDEXES: &[&str] = &["100", "-100", "9223372036854775807", "-9223372036854775808"];
+
+/// A list of numbers for SORT (outside the key space): what Redis's strtod takes, with ties
+/// (`""`, `-0` and `0` are all 0; `" 3"` and `3` are 3) and, rarely, what it refuses.
+const NUMBERS_KEY: &[u8] = b"n";
+
+/// Where SORT ... STORE writes when it does not write into the key space (or the sorted key).
+const STORE_KEY: &[u8] = b"st";
+
+/// Elements of [`NUMBERS_KEY`].
+const NUMBERS: &[&str] = &[
+    "1", "2", "3", "10", "-5", "0", "-0", "1.5", " 3", "1e3", "inf", "-inf", "0x10", "",
+];
+
+/// Elements of [`NUMBERS_KEY`] that are not numbers to Redis's strtod.
+const BAD_NUMBERS: &[&str] = &["3 ", "nan", "x", "1,5"];
+
+/// Elements that SORT's BY and GET patterns can find keys for: the weight strings
+/// `w_<element>` and the object hashes `o_<element>` (fields `f` and `g`) that a few MSET,
+/// HSET and DEL commands write. Other elements (`\xff\x00`, junk) never have any.
+const WEIGHTED: [&[u8]; 11] = [
+    b"a", b"b", b"c", b"d", b"1", b"2", b"3", b"10", b"-5", b"", b"1.5",
+];
+
+/// Weights and object fields: mostly numbers, with ties, as strtod reads them.
+const WEIGHT_VALUES: &[&str] = &[
+    "1", "2", "3", "-1", "0", "-0", "1.5", "10", "1e3", "inf", "-inf", " 2", "0x10", "", "2", "1",
+];
+
+/// Weights that are not numbers: a numeric sort by them is an error.
+const BAD_WEIGHTS: &[&str] = &["a", "b", "2x", "nan"];
+
+/// SORT BY patterns with a `*` (sorting by what they find; `w_*->f` and `o_*` look for the
+/// wrong type, `w_*->` has an empty field so it names the key `w_<element>->`).
+const SORT_BY_PATTERNS: &[&str] = &[
+    "w_*",
+    "w_*",
+    "w_*",
+    "o_*->f",
+    "o_*->f",
+    "o_*->g",
+    "missing_*",
+    "*",
+    "w_*->f",
+    "o_*",
+    "w_*->",
+];
+
+/// SORT BY patterns without a `*`: no sorting at all.
+const NO_SORT_PATTERNS: &[&str] = &["nosort", "#", "w_a", ""];
+
+/// SORT GET patterns (`#` is the element; `nostar` finds nothing).
+const SORT_GET_PATTERNS: &[&str] = &[
+    "#",
+    "#",
+    "w_*",
+    "w_*",
+    "o_*->f",
+    "o_*->g",
+    "missing_*",
+    "nostar",
+    "o_*->",
+    "*",
+    "w_*->f",
+];
 
 /// How a reply pair is judged.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -206,6 +294,42 @@ enum Check {
     ZRandMember,
     /// OBJECT ENCODING (key is argument 2): skipped when the key holds a set.
     Encoding,
+    /// SORT and SORT_RO: exact unless the key's own order shows (see [`sort_plan`]).
+    Sort(SortPlan),
+}
+
+/// How a SORT or SORT_RO reply is judged, by the type of the sorted key (asked first).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct SortPlan {
+    /// Values per element in the reply: the number of GETs, or 1.
+    row: usize,
+    /// When the key holds a set.
+    on_set: SortVerdict,
+    /// When the key holds a sorted set: Redis feeds SORT its members in hash order, which
+    /// shows where ALPHA BY values tie (its own order, with BY nosort, is by score).
+    on_zset: SortVerdict,
+    /// When the key holds anything else or nothing.
+    on_other: SortVerdict,
+}
+
+impl SortPlan {
+    /// The verdict when the key's type is not known (in pipelines).
+    fn loosest(self) -> SortVerdict {
+        self.on_set.max(self.on_zset).max(self.on_other)
+    }
+}
+
+/// From the strictest to the loosest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum SortVerdict {
+    /// Identical replies.
+    Exact,
+    /// The same rows (an element's values) in any order.
+    Rows,
+    /// As many values (which elements are in the window depends on the order).
+    Count,
+    /// Not sent: it would store a list whose order differs.
+    Skip,
 }
 
 struct Step {
@@ -298,6 +422,9 @@ enum Kind {
     Get,
     HSet,
     HGet,
+    // SORT.
+    Sort,
+    SortData,
 }
 
 /// Command kinds and their relative weights.
@@ -381,6 +508,9 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::Get, 3),
     (Kind::HSet, 4),
     (Kind::HGet, 2),
+    // About 4% of the total weight, with its weights and numbers.
+    (Kind::Sort, 18),
+    (Kind::SortData, 12),
 ];
 
 fn b(s: &str) -> Vec<u8> {
@@ -486,6 +616,61 @@ impl Gen {
         } else {
             b("x")
         }
+    }
+
+    /// The key SORT sorts: usually a list, set or sorted-set key, often the list of numbers
+    /// or the store target, now and then a weight string or object hash (WRONGTYPE) or a
+    /// missing key.
+    fn sort_key(&mut self) -> Vec<u8> {
+        match self.rng.u32(0..100) {
+            0..=19 => self.pick(&LIST_KEYS).to_vec(),
+            20..=37 => self.pick(&SET_KEYS).to_vec(),
+            38..=55 => self.pick(&ZSET_KEYS).to_vec(),
+            56..=67 => self.key(),
+            68..=81 => NUMBERS_KEY.to_vec(),
+            82..=89 => STORE_KEY.to_vec(),
+            90..=95 => {
+                let prefix = self.pick(&["w_", "o_"]);
+                self.weighted_key(prefix)
+            }
+            _ => b("missing"),
+        }
+    }
+
+    /// `prefix` and an element that has weights: `w_a`, `o_10`, `w_` ...
+    fn weighted_key(&mut self, prefix: &str) -> Vec<u8> {
+        let mut key = b(prefix);
+        key.extend_from_slice(self.pick(&WEIGHTED));
+        key
+    }
+
+    /// A weight or object field value: now and then one that is not a number.
+    fn weight_value(&mut self) -> Vec<u8> {
+        if self.chance(10) {
+            b(self.pick(BAD_WEIGHTS))
+        } else {
+            b(self.pick(WEIGHT_VALUES))
+        }
+    }
+
+    /// SORT's `LIMIT offset count`; with `keep_all`, one that leaves no element out.
+    fn sort_limit(&mut self, keep_all: bool) -> Vec<Vec<u8>> {
+        let (offset, count) = if keep_all {
+            (self.pick(&["0", "-1", "-5"]), self.pick(&["-1", "-5"]))
+        } else {
+            let offset = if self.chance(5) {
+                "x"
+            } else {
+                self.pick(&["0", "0", "1", "2", "-1", "5", "100"])
+            };
+            let count = if self.chance(5) {
+                "x"
+            } else {
+                self.pick(&["0", "1", "2", "-1", "5", "100"])
+            };
+            (offset, count)
+        };
+        vec![self.word("LIMIT"), b(offset), b(count)]
     }
 
     fn keys(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
@@ -674,7 +859,7 @@ impl Gen {
         let mut step = self.build(kind);
         // Mutations: wrong arity and trailing junk, for commands whose check does not
         // depend on the exact form (SCAN/SSCAN/ZSCAN iterate, SPOP and OBJECT ENCODING
-        // decide whether to run).
+        // decide whether to run; SORT's plan is read again from the mutated form).
         if matches!(
             step.check,
             Check::Exact
@@ -682,6 +867,7 @@ impl Gen {
                 | Check::Tolerance(_)
                 | Check::SRandMember
                 | Check::ZRandMember
+                | Check::Sort(_)
         ) {
             match self.rng.u32(0..100) {
                 0..=2 if step.args.len() > 1 => {
@@ -693,6 +879,9 @@ impl Gen {
                 }
                 _ => {}
             }
+        }
+        if matches!(step.check, Check::Sort(_)) {
+            step.check = sort_plan(&step.args);
         }
         step
     }
@@ -1340,6 +1529,131 @@ impl Gen {
                 self.other_key(),
                 self.pick(&FIELDS).to_vec(),
             ]),
+            // ---- SORT ----
+            Kind::Sort => {
+                let read_only = self.chance(30);
+                let name = if read_only { "SORT_RO" } else { "SORT" };
+                let key = self.sort_key();
+                let mut args = vec![self.name(name), key.clone()];
+                let mut options = Vec::new();
+                let bys = match self.rng.u32(0..100) {
+                    0..=54 => 0,
+                    55..=91 => 1,
+                    _ => 2,
+                };
+                let (mut sort_by, mut no_sort) = (false, false);
+                for _ in 0..bys {
+                    let pattern = if self.chance(75) {
+                        sort_by = true;
+                        self.pick(SORT_BY_PATTERNS)
+                    } else {
+                        no_sort = true;
+                        self.pick(NO_SORT_PATTERNS)
+                    };
+                    options.push(vec![self.word("BY"), b(pattern)]);
+                }
+                let alpha = self.chance(40);
+                if alpha {
+                    options.push(vec![self.word("ALPHA")]);
+                }
+                match self.rng.u32(0..100) {
+                    0..=29 => options.push(vec![self.word("DESC")]),
+                    30..=39 => options.push(vec![self.word("ASC")]),
+                    _ => {}
+                }
+                // With BY and a LIMIT that leaves elements out, Redis sorts with its own
+                // quicksort, which is not stable: ALPHA ties (equal or missing BY values)
+                // would come out in an order of its own, so those LIMITs keep everything.
+                let keep_all = alpha && sort_by && !no_sort;
+                let limits = match self.rng.u32(0..100) {
+                    0..=64 => 0,
+                    65..=93 => 1,
+                    _ => 2,
+                };
+                for _ in 0..limits {
+                    options.push(self.sort_limit(keep_all));
+                }
+                let gets = match self.rng.u32(0..100) {
+                    0..=59 => 0,
+                    60..=84 => 1,
+                    85..=94 => 2,
+                    _ => 3,
+                };
+                for _ in 0..gets {
+                    options.push(vec![self.word("GET"), b(self.pick(SORT_GET_PATTERNS))]);
+                }
+                // STORE: SORT_RO refuses it (rarely, for the syntax error).
+                if self.chance(if read_only { 4 } else { 22 }) {
+                    let dst = match self.rng.u32(0..100) {
+                        0..=44 => STORE_KEY.to_vec(),
+                        45..=79 => self.key(),
+                        80..=89 => key,
+                        _ => b(self.pick(&["n", "w_a", "o_b"])),
+                    };
+                    options.push(vec![self.word("STORE"), dst]);
+                }
+                // Syntax errors: an unknown word; LIMIT with one argument (the next
+                // option's word is then its count, not an integer).
+                if self.chance(3) {
+                    options.push(vec![b(self.pick(&["BOGUS", "LIMITS", "GETS", ""]))]);
+                }
+                if self.chance(3) {
+                    options.push(vec![self.word("LIMIT"), b("1")]);
+                }
+                self.push_options(&mut args, options);
+                let check = sort_plan(&args);
+                Step { args, check }
+            }
+            Kind::SortData => match self.rng.u32(0..100) {
+                0..=44 => {
+                    let mut args = vec![self.name("MSET")];
+                    for _ in 0..self.rng.usize(1..=4) {
+                        // Now and then an object key becomes a string.
+                        let prefix = if self.chance(8) { "o_" } else { "w_" };
+                        args.push(self.weighted_key(prefix));
+                        args.push(self.weight_value());
+                    }
+                    exact(args)
+                }
+                45..=64 => {
+                    // Now and then a weight key becomes a hash.
+                    let prefix = if self.chance(12) { "w_" } else { "o_" };
+                    let mut args = vec![self.name("HSET"), self.weighted_key(prefix)];
+                    let (f, g) = match self.rng.u32(0..10) {
+                        0..=5 => (true, false),
+                        6..=7 => (false, true),
+                        _ => (true, true),
+                    };
+                    for (field, set) in [("f", f), ("g", g)] {
+                        if set {
+                            args.push(b(field));
+                            args.push(self.weight_value());
+                        }
+                    }
+                    exact(args)
+                }
+                65..=74 => {
+                    let mut args = vec![self.name("DEL")];
+                    for _ in 0..self.rng.usize(1..=2) {
+                        let prefix = self.pick(&["w_", "o_"]);
+                        args.push(self.weighted_key(prefix));
+                    }
+                    exact(args)
+                }
+                75..=93 => {
+                    let mut args = vec![self.name("RPUSH"), NUMBERS_KEY.to_vec()];
+                    for _ in 0..self.rng.usize(1..=4) {
+                        let number = if self.chance(4) {
+                            self.pick(BAD_NUMBERS)
+                        } else {
+                            self.pick(NUMBERS)
+                        };
+                        args.push(b(number));
+                    }
+                    exact(args)
+                }
+                _ => exact(vec![self.name("DEL"), NUMBERS_KEY.to_vec()]),
+            },
         }
     }
 
@@ -1420,6 +1734,7 @@ fn compare_plain(check: Check, a: &Frame, z: &Frame) -> Result<(), String> {
             _ => a == z,
         },
         Check::SRandMember | Check::ZRandMember => shape(a) == shape(z),
+        Check::Sort(plan) => sort_replies_match(plan.loosest(), plan.row, a, z),
         Check::Exact | Check::Scan | Check::SScan | Check::ZScan | Check::Encoding => a == z,
     };
     if equal {
@@ -1727,12 +2042,214 @@ fn spop_guard(
     }
 }
 
+/// How a SORT or SORT_RO is judged, read from its arguments as Redis reads them (a syntax
+/// error or a LIMIT that is not a number: exactly, both must refuse it).
+///
+/// Redis sorts with glibc's qsort, which is stable (elements that compare equal keep the
+/// key's own order), except with BY and a LIMIT that leaves elements out (its own partial
+/// quicksort, not stable); zankv's sort is stable. Numeric ties are broken by the elements'
+/// bytes, and ALPHA without BY compares the elements themselves (no two of them are equal as
+/// C strings), so only ALPHA with BY can tie different elements (equal or both missing
+/// values). The generator gives ALPHA with BY only LIMITs that keep every element; what is
+/// left is a set's own order, which is Redis's hash order and zankv's byte order: it shows
+/// when nothing is sorted (a BY without `*`, but not with STORE, where Redis sorts a set by
+/// its members) and in ALPHA BY ties. Such replies are compared as rows in any order, or
+/// by their length when LIMIT picks a window; such a STORE is not sent.
+fn sort_plan(args: &[Vec<u8>]) -> Check {
+    let exact = SortPlan {
+        row: 1,
+        on_set: SortVerdict::Exact,
+        on_zset: SortVerdict::Exact,
+        on_other: SortVerdict::Exact,
+    };
+    let number = |arg: &[u8]| {
+        std::str::from_utf8(arg)
+            .ok()
+            .and_then(|s| s.parse::<i64>().ok())
+    };
+    let (mut alpha, mut sort_by, mut no_sort, mut store, mut gets) =
+        (false, false, false, false, 0);
+    let (mut offset, mut count) = (0, -1);
+    let mut j = 2;
+    while j < args.len() {
+        let left = args.len() - j - 1;
+        match args[j].to_ascii_lowercase().as_slice() {
+            b"asc" | b"desc" => {}
+            b"alpha" => alpha = true,
+            b"limit" if left >= 2 => {
+                let (Some(o), Some(c)) = (
+                    number(args[j + 1].as_slice()),
+                    number(args[j + 2].as_slice()),
+                ) else {
+                    return Check::Sort(exact);
+                };
+                (offset, count) = (o, c);
+                j += 2;
+            }
+            b"store" if left >= 1 => {
+                store = true;
+                j += 1;
+            }
+            b"by" if left >= 1 => {
+                if args[j + 1].contains(&b'*') {
+                    sort_by = true;
+                } else {
+                    no_sort = true;
+                }
+                j += 1;
+            }
+            b"get" if left >= 1 => {
+                gets += 1;
+                j += 1;
+            }
+            _ => return Check::Sort(exact),
+        }
+        j += 1;
+    }
+    if store && args[0].eq_ignore_ascii_case(b"SORT_RO") {
+        return Check::Sort(exact);
+    }
+    // Whether LIMIT leaves no element out of a key of at most `len` elements.
+    let keeps_all = |len: i64| offset <= 0 && (count < 0 || count >= len);
+    let ties = alpha && sort_by && !no_sort;
+    let unordered = if keeps_all(MAX_SET_CARD as i64) {
+        SortVerdict::Rows
+    } else {
+        SortVerdict::Count
+    };
+    let on_set = match (no_sort, ties, store) {
+        (true, _, true) | (false, false, _) => SortVerdict::Exact,
+        (_, _, true) => SortVerdict::Skip,
+        _ => unordered,
+    };
+    let on_other = match (ties && !keeps_all(i64::MAX), store) {
+        (false, _) => SortVerdict::Exact,
+        (true, true) => SortVerdict::Skip,
+        (true, false) => SortVerdict::Count,
+    };
+    let on_zset = match (ties, store) {
+        (false, _) => on_other,
+        (true, true) => SortVerdict::Skip,
+        (true, false) => unordered,
+    };
+    Check::Sort(SortPlan {
+        row: gets.max(1),
+        on_set,
+        on_zset,
+        on_other,
+    })
+}
+
+/// Whether two SORT replies agree under `verdict` (`row` values per element).
+fn sort_replies_match(verdict: SortVerdict, row: usize, a: &Frame, z: &Frame) -> bool {
+    match (verdict, a, z) {
+        (SortVerdict::Rows, Frame::Array(x), Frame::Array(y)) => {
+            sorted_rows(x, row) == sorted_rows(y, row)
+        }
+        (SortVerdict::Count | SortVerdict::Skip, Frame::Array(x), Frame::Array(y)) => {
+            x.len() == y.len()
+        }
+        _ => a == z,
+    }
+}
+
+/// A reply's values cut into rows of `row`, the rows sorted.
+fn sorted_rows(items: &[Frame], row: usize) -> Vec<Vec<Frame>> {
+    let mut rows: Vec<Vec<Frame>> = items.chunks(row).map(<[Frame]>::to_vec).collect();
+    rows.sort_by_key(|r| r.iter().map(Frame::sort_key).collect::<Vec<_>>());
+    rows
+}
+
+/// Runs a SORT or SORT_RO: both servers are asked the key's TYPE first, which picks the
+/// plan's verdict; afterwards Redis's copy of a sorted set gets its encoding back.
+fn run_sort(
+    redis: &mut Client,
+    zankv: &mut Client,
+    args: &[Vec<u8>],
+    plan: SortPlan,
+) -> Result<Frame, String> {
+    let verdict = match args.get(1) {
+        Some(key) => {
+            let a = redis.cmd(&[b"TYPE", key.as_slice()]);
+            let z = zankv.cmd(&[b"TYPE", key.as_slice()]);
+            if a != z {
+                return Err(format!(
+                    "TYPE before this SORT differs\n  redis: {a}\n  zankv: {z}"
+                ));
+            }
+            match a.as_bytes() {
+                Some(b"set") => plan.on_set,
+                Some(b"zset") => plan.on_zset,
+                _ => plan.on_other,
+            }
+        }
+        None => SortVerdict::Exact,
+    };
+    if verdict == SortVerdict::Skip {
+        return Ok(Frame::simple(
+            "(not sent: the set's elements with equal ALPHA BY values would be stored in its own order)",
+        ));
+    }
+    let a = redis.cmd_vec(args);
+    let z = zankv.cmd_vec(args);
+    if let Some(key) = args.get(1) {
+        relist_zset(redis, key)?;
+    }
+    if sort_replies_match(verdict, plan.row, &a, &z) {
+        Ok(a)
+    } else {
+        Err(format!(
+            "replies differ (SORT, {verdict:?})\n  redis: {a}\n  zankv: {z}"
+        ))
+    }
+}
+
+/// SORT and SORT_RO turn a sorted set in Redis's small encoding (listpack) into a skiplist
+/// for good, even on an error about the scores; zankv keeps no such state. Redis's OBJECT
+/// ENCODING would then answer `skiplist`, and its lex range commands would walk a set with
+/// mixed scores through the skiplist's random levels instead of in order. So Redis's copy
+/// gets its encoding back: DUMP, then RESTORE with REPLACE and the same absolute expiry
+/// (loading a small sorted set makes a listpack again).
+fn relist_zset(redis: &mut Client, key: &[u8]) -> Result<(), String> {
+    let encoding = redis.cmd(&[b"OBJECT", b"ENCODING", key]);
+    if !matches!(encoding.as_bytes(), Some(b"skiplist")) {
+        return Ok(());
+    }
+    let at = match redis.cmd(&[b"PEXPIRETIME", key]) {
+        Frame::Integer(at) if at > 0 => at,
+        _ => 0,
+    };
+    let dumped = redis.cmd(&[b"DUMP", key]);
+    let Some(payload) = dumped.as_bytes() else {
+        return Err(format!("harness: DUMP of the sorted set answered {dumped}"));
+    };
+    let at = at.to_string();
+    let restored = redis.cmd(&[
+        b"RESTORE",
+        key,
+        at.as_bytes(),
+        payload,
+        b"REPLACE",
+        b"ABSTTL",
+    ]);
+    let encoding = redis.cmd(&[b"OBJECT", b"ENCODING", key]);
+    if restored != Frame::simple("OK") || !matches!(encoding.as_bytes(), Some(b"listpack")) {
+        return Err(format!(
+            "harness: RESTORE of the sorted set answered {restored}, encoding {encoding}"
+        ));
+    }
+    Ok(())
+}
+
 /// Runs one step on both servers. Returns the reference reply for the history, or a
 /// description of the mismatch.
 /// Checks a random reply (SRANDMEMBER, ZRANDMEMBER) against the server that gave it.
 type RandomCheck = fn(&mut Client, &[Vec<u8>], &Frame) -> Result<(), String>;
 
 fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame, String> {
+    if let Check::Sort(plan) = step.check {
+        return run_sort(redis, zankv, &step.args, plan);
+    }
     match step.check {
         Check::Scan | Check::SScan | Check::ZScan => {
             let cursor_at = if step.check == Check::Scan { 1 } else { 2 };
@@ -1894,6 +2411,8 @@ fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
         msg
     };
     let mut stats: BTreeMap<String, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
+    // ZANKV_DIFF_TRACE=1 prints every command and redis's reply (with --nocapture).
+    let trace = std::env::var_os("ZANKV_DIFF_TRACE").is_some();
     for i in 0..ops {
         let step = gen.step();
         let cmd = show_cmd(&step.args);
@@ -1917,6 +2436,9 @@ fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
                 }
                 if history.len() == HISTORY {
                     history.pop_front();
+                }
+                if trace {
+                    eprintln!("#{i} {cmd} -> {reply}");
                 }
                 history.push_back(format!("#{i} {cmd} -> {reply}"));
             }
@@ -2041,10 +2563,16 @@ fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
             let pipelinable = match step.check {
                 Check::Scan | Check::SScan | Check::ZScan | Check::Encoding => false,
                 Check::SPop => spop_is_deterministic(&step.args),
+                Check::Sort(plan) => plan.loosest() != SortVerdict::Skip,
                 _ => true,
             };
             if pipelinable {
+                let sort = matches!(step.check, Check::Sort(_));
                 steps.push(step);
+                if sort {
+                    // Redis's sorted set gets its encoding back before the next command.
+                    break;
+                }
             }
         }
         sent += steps.len();
@@ -2088,6 +2616,13 @@ fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
                     show_cmd(&step.args),
                     pipeline.join("\n")
                 );
+            }
+        }
+        for step in &steps {
+            if let (Check::Sort(_), Some(key)) = (step.check, step.args.get(1)) {
+                if let Err(why) = relist_zset(&mut pair.redis, key) {
+                    panic!("seed {seed}: {why}");
+                }
             }
         }
     }

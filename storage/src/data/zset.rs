@@ -407,9 +407,10 @@ fn combine(
                     let mut everywhere = true;
                     for (other, w) in &order[1..] {
                         match other.and_then(|o| o.get(member)) {
-                            Some(s) => {
-                                total = aggregate(options.aggregate, total, weighted(*s, *w))
-                            }
+                            // Redis turns a NaN product (inf x 0) into 0 for the first
+                            // input only; a later one's NaN reaches the sum, which then
+                            // becomes 0.
+                            Some(s) => total = aggregate(options.aggregate, total, *s * *w),
                             None => {
                                 everywhere = false;
                                 break;
@@ -434,7 +435,12 @@ fn combine(
         }
     }
     let mut entries: Vec<Entry> = result.into_iter().map(|(m, s)| (s, m)).collect();
-    entries.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(&b.1)));
+    // -0 and 0 tie (then the member decides), as in Redis's comparisons; no score is NaN.
+    entries.sort_by(|a, b| {
+        a.0.partial_cmp(&b.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then_with(|| a.1.cmp(&b.1))
+    });
     Ok((entries, options.with_scores))
 }
 

@@ -708,6 +708,9 @@ impl RedisServer {
                     "--databases",
                     "16",
                 ])
+                // SORT ALPHA compares with strcoll: the C locale makes it byte order, as
+                // zankv compares, whatever the machine's locale.
+                .env("LC_ALL", "C")
                 .stdin(Stdio::null())
                 .stdout(log_file.try_clone().expect("clone log handle"))
                 .stderr(log_file)
