@@ -82,7 +82,7 @@ pub enum ListCommand {
         /// Elements, pushed one after the other.
         elements: Vec<Bytes>,
     },
-    /// LPOP/RPOP key [count]
+    /// `LPOP/RPOP key [count]`
     Pop {
         /// Key.
         key: Bytes,
@@ -114,7 +114,7 @@ pub enum ListCommand {
     },
     /// LREM key count element
     Rem(Bytes, i64, Bytes),
-    /// LPOS key element [RANK r] [COUNT c] [MAXLEN m]
+    /// `LPOS key element [RANK r] [COUNT c] [MAXLEN m]`
     Pos(Bytes, Bytes, PosOptions),
     /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination
     Move {
@@ -127,7 +127,7 @@ pub enum ListCommand {
         /// End pushed to.
         to: End,
     },
-    /// LMPOP numkeys key... LEFT|RIGHT [COUNT count]
+    /// `LMPOP numkeys key... LEFT|RIGHT [COUNT count]`
     MPop {
         /// Keys, tried in order.
         keys: Vec<Bytes>,

@@ -59,10 +59,10 @@ pub enum SetCommand {
     MIsMember(Bytes, Vec<Bytes>),
     /// SMEMBERS key
     Members(Bytes),
-    /// SRANDMEMBER key [count]: `None` for one member, else the count (negative: members
+    /// `SRANDMEMBER key [count]`: `None` for one member, else the count (negative: members
     /// may repeat).
     RandMember(Bytes, Option<i64>),
-    /// SPOP key [count]
+    /// `SPOP key [count]`
     Pop(Bytes, Option<u64>),
     /// SMOVE source destination member
     Move(Bytes, Bytes, Bytes),
@@ -70,7 +70,7 @@ pub enum SetCommand {
     Combine(SetOp, Vec<Bytes>),
     /// SINTERSTORE/SUNIONSTORE/SDIFFSTORE destination key...
     Store(SetOp, Bytes, Vec<Bytes>),
-    /// SINTERCARD numkeys key... [LIMIT limit] (0 = no limit)
+    /// `SINTERCARD numkeys key... [LIMIT limit]` (0 = no limit)
     InterCard(Vec<Bytes>, u64),
     /// `SSCAN key cursor [MATCH p] [COUNT n]`; options are parsed after the key lookup, as
     /// Redis does, so they are kept raw here.

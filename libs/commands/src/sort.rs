@@ -2,7 +2,7 @@
 //!
 //! BY and GET patterns name other keys (`weight_*` with an element for `*`, `obj_*->field`
 //! for a hash field). Those keys must be in the sorted key's partition; which patterns can
-//! only form such keys is the storage node's routing to decide ([`patterns`] lists them).
+//! only form such keys is the storage node's routing to decide ([`pattern_keys`] lists them).
 
 use bytes::Bytes;
 

@@ -354,17 +354,17 @@ pub enum ZsetCommand {
     RangeStore(Bytes, Bytes, RangeQuery),
     /// ZREMRANGEBYRANK/SCORE/LEX key a b
     RemRange(Bytes, RangeBy),
-    /// ZPOPMIN/ZPOPMAX key [count]: whether the highest scores, and the count if given.
+    /// `ZPOPMIN/ZPOPMAX key [count]`: whether the highest scores, and the count if given.
     Pop(Bytes, bool, Option<u64>),
-    /// ZMPOP numkeys key... MIN|MAX [COUNT n]
+    /// `ZMPOP numkeys key... MIN|MAX [COUNT n]`
     MPop(Vec<Bytes>, bool, u64),
-    /// ZRANDMEMBER key [count [WITHSCORES]]
+    /// `ZRANDMEMBER key [count [WITHSCORES]]`
     RandMember(Bytes, RandFieldCount),
-    /// ZUNION/ZINTER/ZDIFF numkeys key... [options]; options raw (see [`combine_options`]).
+    /// `ZUNION/ZINTER/ZDIFF numkeys key... [options]`; options raw (see [`combine_options`]).
     Combine(SetOp, Vec<Bytes>, Vec<Bytes>),
-    /// ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE dst numkeys key... [options]
+    /// `ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE dst numkeys key... [options]`
     Store(SetOp, Bytes, Vec<Bytes>, Vec<Bytes>),
-    /// ZINTERCARD numkeys key... [LIMIT n]; options raw (see [`intercard_limit`]).
+    /// `ZINTERCARD numkeys key... [LIMIT n]`; options raw (see [`intercard_limit`]).
     InterCard(Vec<Bytes>, Vec<Bytes>),
     /// `ZSCAN key cursor [MATCH p] [COUNT n]`; options raw, as for HSCAN.
     Scan(Bytes, u64, Vec<Bytes>),
