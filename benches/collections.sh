@@ -70,26 +70,9 @@ done
 $py benches/bigkeys.py --port "$zport" --members "$big" --churn-seconds "$churn" \
   --load "$bin/zankv-load" --seconds "$secs" --clients "$clients" >> "$results"
 
-$py - > "$work/meta.json" <<PY
-import json, platform, subprocess
-def cmd(*a):
-    try:
-        r = subprocess.run(a, capture_output=True, text=True)
-        return (r.stdout.strip() or r.stderr.strip()).splitlines()[0]
-    except Exception:
-        return "unknown"
-mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
-print(json.dumps({
-    "date": cmd("date", "-u", "+%Y-%m-%d"),
-    "commit": cmd("git", "rev-parse", "--short", "HEAD"),
-    "cpus": cmd("nproc"),
-    "mem_gib": round(int(mem) / 1024 / 1024),
-    "redis": cmd("redis-server", "--version"),
-    "seconds": $secs, "clients": $clients, "value": $value, "keys": $keys,
-    "big_members": $big, "churn_seconds": $churn, "rounds": $rounds,
-    "elapsed_s": $(date +%s) - $started_at,
-}))
-PY
+run_meta "{\"seconds\": $secs, \"clients\": $clients, \"value\": $value, \"keys\": $keys,
+  \"big_members\": $big, \"churn_seconds\": $churn, \"rounds\": $rounds,
+  \"elapsed_s\": $(( $(date +%s) - started_at ))}" > "$work/meta.json"
 mkdir -p benches/results
 cp "$results" benches/results/collections.jsonl
 cp "$work/meta.json" benches/results/collections-meta.json

@@ -127,3 +127,31 @@ load() {
   "$bin/zankv-load" --label "$label/$system" "${args[@]}" "${target[@]}" "$@" >> "$results"
 }
 
+
+# Prints the run's facts as one JSON object: the date, commit, machine and tools' versions,
+# and the fields of the JSON object $1 (the script's knobs and how long it took).
+run_meta() {
+  $py - "$1" <<'PY'
+import json, platform, subprocess, sys
+def cmd(*a):
+    try:
+        r = subprocess.run(a, capture_output=True, text=True)
+        # nutcracker prints its version on stderr.
+        return (r.stdout.strip() or r.stderr.strip()).splitlines()[0]
+    except Exception:
+        return "unknown"
+mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
+meta = {
+    "date": cmd("date", "-u", "+%Y-%m-%d"),
+    "commit": cmd("git", "rev-parse", "--short", "HEAD"),
+    "cpus": cmd("nproc"),
+    "mem_gib": round(int(mem) / 1024 / 1024),
+    "kernel": platform.release(),
+    "redis": cmd("redis-server", "--version"),
+    "etcd": cmd("etcd", "--version"),
+    "twemproxy": cmd("nutcracker", "--version"),
+}
+meta.update(json.loads(sys.argv[1]))
+print(json.dumps(meta))
+PY
+}

@@ -172,30 +172,9 @@ time.sleep(2)
 print(json.dumps({"label": "memory/proxy-idle", "connections": n, "rss_mb": rss()}))
 PY
 
-$py - "$results" > "$work/meta.json" <<PY
-import json, platform, subprocess
-def cmd(*a):
-    try:
-        r = subprocess.run(a, capture_output=True, text=True)
-        # nutcracker prints its version on stderr.
-        return (r.stdout.strip() or r.stderr.strip()).splitlines()[0]
-    except Exception:
-        return "unknown"
-mem = [l for l in open("/proc/meminfo") if l.startswith("MemTotal")][0].split()[1]
-print(json.dumps({
-    "date": cmd("date", "-u", "+%Y-%m-%d"),
-    "commit": cmd("git", "rev-parse", "--short", "HEAD"),
-    "cpus": cmd("nproc"),
-    "mem_gib": round(int(mem) / 1024 / 1024),
-    "kernel": platform.release(),
-    "redis": cmd("redis-server", "--version"),
-    "etcd": cmd("etcd", "--version"),
-    "twemproxy": cmd("nutcracker", "--version"),
-    "seconds": $secs, "clients": $clients, "value": $value, "keys": $keys,
-    "big_keys": $big_keys, "idle": $idle, "rounds": $rounds,
-    "elapsed_s": $(date +%s) - $started_at,
-}))
-PY
+run_meta "{\"seconds\": $secs, \"clients\": $clients, \"value\": $value, \"keys\": $keys,
+  \"big_keys\": $big_keys, \"idle\": $idle, \"rounds\": $rounds,
+  \"elapsed_s\": $(( $(date +%s) - started_at ))}" > "$work/meta.json"
 # The raw results stay beside the scripts, so the page can be rendered again without
 # measuring again: python3 benches/report.py benches/results/results.jsonl benches/results/meta.json
 mkdir -p benches/results

@@ -536,6 +536,20 @@ mod tests {
         assert_eq!(rocks_dump, mem.dump());
     }
 
+    /// Applies reclamation changes (after log index `applied`) until nothing is pending;
+    /// returns how many it took.
+    fn must_reclaim_all(p: &mut Partition, applied: u64, budget: u32) -> u64 {
+        let mut changes = 0;
+        while !p.pending_reclaims(10).unwrap().is_empty() {
+            changes += 1;
+            let versions = p.pending_reclaims(10).unwrap();
+            p.apply(applied + changes, &Change::Reclaim { versions, budget })
+                .unwrap();
+            assert!(changes < 20, "reclamation does not make progress");
+        }
+        changes
+    }
+
     #[test]
     fn reclamation_removes_every_element_of_dropped_collections() {
         let mem = Arc::new(MemoryEngine::new());
@@ -576,21 +590,7 @@ mod tests {
             3,
             "the dropped collections wait for reclamation"
         );
-        let mut changes = 0;
-        while !p.pending_reclaims(10).unwrap().is_empty() {
-            index += 1;
-            changes += 1;
-            let versions = p.pending_reclaims(10).unwrap();
-            p.apply(
-                index,
-                &Change::Reclaim {
-                    versions,
-                    budget: 7,
-                },
-            )
-            .unwrap();
-            assert!(changes < 20, "reclamation does not make progress");
-        }
+        let changes = must_reclaim_all(&mut p, index, 7);
         assert_eq!(changes, 1, "one change drops them all");
         assert_eq!(p.state().reclaims, 0);
         let left: Vec<_> = mem
@@ -624,22 +624,8 @@ mod tests {
         batch.put(keys::reclaim_key(version), vec![tag]);
         mem.write(batch, true).unwrap();
         let mut p = Partition::open(Box::new(mem.clone())).unwrap();
-        let mut index = 2;
-        while !p.pending_reclaims(10).unwrap().is_empty() {
-            index += 1;
-            let versions = p.pending_reclaims(10).unwrap();
-            p.apply(
-                index,
-                &Change::Reclaim {
-                    versions,
-                    budget: 7,
-                },
-            )
-            .unwrap();
-            assert!(index < 20, "reclamation does not make progress");
-        }
         // Without a count, key by key: 20 elements at 7 per change.
-        assert_eq!(index, 2 + 3);
+        assert_eq!(must_reclaim_all(&mut p, 2, 7), 3);
         assert!(mem.dump().iter().all(|(k, _)| k[0] == keys::SYSTEM));
     }
 

@@ -239,16 +239,18 @@ pub fn command_docs(spec: &CommandSpec) -> Reply {
     Reply::Map(fields)
 }
 
+/// A request's arguments from words, for the crate's tests.
+#[cfg(test)]
+pub(crate) fn argv(words: &[&str]) -> Vec<Bytes> {
+    words
+        .iter()
+        .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
 
     fn err(words: &[&str]) -> String {
         parse(&argv(words)).unwrap_err().to_string()

@@ -178,13 +178,7 @@ impl SortCommand {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(words: &[&str]) -> Vec<Bytes> {
-        words
-            .iter()
-            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
-            .collect()
-    }
+    use crate::argv;
 
     #[test]
     fn store_and_patterns_are_found_as_redis_finds_them() {
