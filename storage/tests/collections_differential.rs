@@ -90,19 +90,33 @@
 //! RESP3 and pipelined); a seed that once failed belongs in [`REGRESSION_SEEDS`].
 //! `ZANKV_DIFF_STATS=1` prints, per seed, how often each command ran and which errors it
 //! met (with `--nocapture`), to check that the generator still reaches the commands' work.
+//!
+//! What this test shares with `differential.rs` (the random primitives, the pair of servers,
+//! reports, stats, the final comparison, pipelines) is in `support/diff.rs`.
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::HashSet;
 use std::time::Instant;
 
-use support::{show_cmd, Client, Frame, RedisServer, ZankvNode};
+use support::diff::{self, b, judge_random, must_start_pair_on, sorted_items, sorted_pairs};
+use support::diff::{seed_from_env, Rand, RandomCheck, RunLog, Suite, Target, JUNK};
+use support::{show_cmd, Client, Frame};
+
+/// How this test names itself in its reports; it skips some commands (SPOP, OBJECT
+/// ENCODING, SORT ... STORE, see [`Check`]).
+const SUITE: Suite = Suite {
+    name: "collections differential",
+    target: "collections_differential",
+    skips: true,
+};
 
 /// Seeds run on every `cargo test`, in RESP2.
 const FIXED_SEEDS: [u64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
-/// Seeds that once found a bug: kept forever (run with the fixed seeds): 578 (-0 and 0 tie in ZUNION's order), 11773971471019068315 (a
-/// NaN product of ZINTERSTORE's later inputs reaches the sum).
+/// Seeds that once found a bug: kept forever (run with the fixed seeds): 578 (-0 and 0 tie
+/// in ZUNION's order), 11773971471019068315 (a NaN product of ZINTERSTORE's later inputs
+/// reaches the sum).
 const REGRESSION_SEEDS: &[u64] = &[578, 11773971471019068315];
 
 /// Seeds for the RESP3 run.
@@ -125,12 +139,6 @@ const PIPELINE_CHUNK: usize = 16;
 
 /// Commands per run through the proxy.
 const OPS_THROUGH_PROXY: usize = 200;
-
-/// How many earlier commands a mismatch report shows.
-const HISTORY: usize = 15;
-
-/// Upper bound on SCAN/SSCAN/ZSCAN calls for one full iteration.
-const MAX_SCAN_CALLS: usize = 10_000;
 
 /// The binary key, shared by the list and the set families.
 const BINARY_KEY: &[u8] = b"b\x00\r\n";
@@ -180,9 +188,6 @@ const RARE_SCORE_BOUNDS: &[&str] = &["(", "", " 1", "1e400", "x", "((1", "nan", 
 
 /// ZUNION/ZINTER/ZUNIONSTORE/ZINTERSTORE weights; `inf` times a score of 0 is 0.
 const WEIGHTS: &[&str] = &["1", "2", "0.5", "-1", "inf", "-inf", "0", "1.5"];
-
-/// What a mutation appends to a command.
-const JUNK: &[&str] = &["x", "", "NX", "-1", "abc\r\n"];
 
 /// No set can ever hold more members than this: members come from [`MEMBERS`] or, through
 /// a mutation of SADD/SMOVE, from [`JUNK`]. An SPOP count at least this large pops every
@@ -513,88 +518,46 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::SortData, 12),
 ];
 
-fn b(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
-
 /// The command generator. Deterministic for a seed.
 struct Gen {
-    rng: fastrand::Rng,
-    /// Relative expirations already handed out, in seconds (all multiples of 100).
-    used_rel: HashSet<i64>,
+    rng: Rand,
 }
 
 impl Gen {
     fn new(seed: u64) -> Gen {
         Gen {
-            rng: fastrand::Rng::with_seed(seed),
-            used_rel: HashSet::new(),
-        }
-    }
-
-    fn chance(&mut self, percent: u32) -> bool {
-        self.rng.u32(0..100) < percent
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.rng.usize(..items.len())]
-    }
-
-    /// The command name, in random letter case now and then.
-    fn name(&mut self, name: &str) -> Vec<u8> {
-        match self.rng.u32(0..10) {
-            0 => name.to_ascii_lowercase().into_bytes(),
-            1 => name
-                .bytes()
-                .map(|c| {
-                    if self.rng.bool() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        c
-                    }
-                })
-                .collect(),
-            _ => b(name),
-        }
-    }
-
-    /// An option keyword, in random letter case now and then.
-    fn word(&mut self, word: &str) -> Vec<u8> {
-        if self.chance(15) {
-            word.to_ascii_lowercase().into_bytes()
-        } else {
-            b(word)
+            rng: Rand::new(seed),
         }
     }
 
     fn key(&mut self) -> Vec<u8> {
-        self.pick(&KEYS).to_vec()
+        self.rng.pick(&KEYS).to_vec()
     }
 
     /// A key for a list command: usually l0, l1 or the binary key.
     fn list_key(&mut self) -> Vec<u8> {
-        if self.chance(CROSS_FAMILY_PERCENT) {
+        if self.rng.chance(CROSS_FAMILY_PERCENT) {
             self.key()
         } else {
-            self.pick(&LIST_KEYS).to_vec()
+            self.rng.pick(&LIST_KEYS).to_vec()
         }
     }
 
     /// A key for a set command: usually s0, s1 or the binary key.
     fn set_key(&mut self) -> Vec<u8> {
-        if self.chance(CROSS_FAMILY_PERCENT) {
+        if self.rng.chance(CROSS_FAMILY_PERCENT) {
             self.key()
         } else {
-            self.pick(&SET_KEYS).to_vec()
+            self.rng.pick(&SET_KEYS).to_vec()
         }
     }
 
     /// A key for a sorted-set command: usually z0 or z1.
     fn zset_key(&mut self) -> Vec<u8> {
-        if self.chance(CROSS_FAMILY_PERCENT) {
+        if self.rng.chance(CROSS_FAMILY_PERCENT) {
             self.key()
         } else {
-            self.pick(&ZSET_KEYS).to_vec()
+            self.rng.pick(&ZSET_KEYS).to_vec()
         }
     }
 
@@ -603,15 +566,15 @@ impl Gen {
     /// then any key.
     fn zset_input_key(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=54 => self.pick(&ZSET_KEYS).to_vec(),
-            55..=84 => self.pick(&SET_KEYS).to_vec(),
+            0..=54 => self.rng.pick(&ZSET_KEYS).to_vec(),
+            55..=84 => self.rng.pick(&SET_KEYS).to_vec(),
             _ => self.key(),
         }
     }
 
     /// A key for a string or hash command: usually x.
     fn other_key(&mut self) -> Vec<u8> {
-        if self.chance(40) {
+        if self.rng.chance(40) {
             self.key()
         } else {
             b("x")
@@ -623,14 +586,14 @@ impl Gen {
     /// missing key.
     fn sort_key(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=19 => self.pick(&LIST_KEYS).to_vec(),
-            20..=37 => self.pick(&SET_KEYS).to_vec(),
-            38..=55 => self.pick(&ZSET_KEYS).to_vec(),
+            0..=19 => self.rng.pick(&LIST_KEYS).to_vec(),
+            20..=37 => self.rng.pick(&SET_KEYS).to_vec(),
+            38..=55 => self.rng.pick(&ZSET_KEYS).to_vec(),
             56..=67 => self.key(),
             68..=81 => NUMBERS_KEY.to_vec(),
             82..=89 => STORE_KEY.to_vec(),
             90..=95 => {
-                let prefix = self.pick(&["w_", "o_"]);
+                let prefix = self.rng.pick(&["w_", "o_"]);
                 self.weighted_key(prefix)
             }
             _ => b("missing"),
@@ -640,37 +603,40 @@ impl Gen {
     /// `prefix` and an element that has weights: `w_a`, `o_10`, `w_` ...
     fn weighted_key(&mut self, prefix: &str) -> Vec<u8> {
         let mut key = b(prefix);
-        key.extend_from_slice(self.pick(&WEIGHTED));
+        key.extend_from_slice(self.rng.pick(&WEIGHTED));
         key
     }
 
     /// A weight or object field value: now and then one that is not a number.
     fn weight_value(&mut self) -> Vec<u8> {
-        if self.chance(10) {
-            b(self.pick(BAD_WEIGHTS))
+        if self.rng.chance(10) {
+            b(self.rng.pick(BAD_WEIGHTS))
         } else {
-            b(self.pick(WEIGHT_VALUES))
+            b(self.rng.pick(WEIGHT_VALUES))
         }
     }
 
     /// SORT's `LIMIT offset count`; with `keep_all`, one that leaves no element out.
     fn sort_limit(&mut self, keep_all: bool) -> Vec<Vec<u8>> {
         let (offset, count) = if keep_all {
-            (self.pick(&["0", "-1", "-5"]), self.pick(&["-1", "-5"]))
+            (
+                self.rng.pick(&["0", "-1", "-5"]),
+                self.rng.pick(&["-1", "-5"]),
+            )
         } else {
-            let offset = if self.chance(5) {
+            let offset = if self.rng.chance(5) {
                 "x"
             } else {
-                self.pick(&["0", "0", "1", "2", "-1", "5", "100"])
+                self.rng.pick(&["0", "0", "1", "2", "-1", "5", "100"])
             };
-            let count = if self.chance(5) {
+            let count = if self.rng.chance(5) {
                 "x"
             } else {
-                self.pick(&["0", "1", "2", "-1", "5", "100"])
+                self.rng.pick(&["0", "1", "2", "-1", "5", "100"])
             };
             (offset, count)
         };
-        vec![self.word("LIMIT"), b(offset), b(count)]
+        vec![self.rng.word("LIMIT"), b(offset), b(count)]
     }
 
     fn keys(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
@@ -684,7 +650,7 @@ impl Gen {
     }
 
     fn member(&mut self) -> Vec<u8> {
-        self.pick(&MEMBERS).to_vec()
+        self.rng.pick(&MEMBERS).to_vec()
     }
 
     fn members(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
@@ -693,7 +659,7 @@ impl Gen {
     }
 
     fn zmember(&mut self) -> Vec<u8> {
-        self.pick(&ZMEMBERS).to_vec()
+        self.rng.pick(&ZMEMBERS).to_vec()
     }
 
     fn zmembers(&mut self, min: usize, max: usize) -> Vec<Vec<u8>> {
@@ -703,17 +669,17 @@ impl Gen {
 
     /// A valid score: mostly a small integer.
     fn valid_score(&mut self) -> Vec<u8> {
-        if self.chance(60) {
-            self.small_int(-3, 3)
+        if self.rng.chance(60) {
+            self.rng.small_int(-3, 3)
         } else {
-            b(self.pick(ODD_SCORES))
+            b(self.rng.pick(ODD_SCORES))
         }
     }
 
     /// A ZADD/ZINCRBY score: now and then one Redis refuses.
     fn score(&mut self) -> Vec<u8> {
-        if self.chance(4) {
-            b(self.pick(BAD_SCORES))
+        if self.rng.chance(4) {
+            b(self.rng.pick(BAD_SCORES))
         } else {
             self.valid_score()
         }
@@ -725,14 +691,14 @@ impl Gen {
         match self.rng.u32(0..100) {
             0..=34 => {
                 let n = self.rng.i64(-3..=3);
-                if self.chance(30) {
+                if self.rng.chance(30) {
                     format!("({n}").into_bytes()
                 } else {
                     n.to_string().into_bytes()
                 }
             }
-            35..=93 => b(self.pick(ODD_SCORE_BOUNDS)),
-            _ => b(self.pick(RARE_SCORE_BOUNDS)),
+            35..=93 => b(self.rng.pick(ODD_SCORE_BOUNDS)),
+            _ => b(self.rng.pick(RARE_SCORE_BOUNDS)),
         }
     }
 
@@ -740,35 +706,35 @@ impl Gen {
     /// (`[` and `(` alone for the empty member), rarely an invalid one.
     fn lex_bound(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=29 => b(self.pick(&["-", "+"])),
+            0..=29 => b(self.rng.pick(&["-", "+"])),
             30..=93 => {
-                let mut bound = b(self.pick(&["[", "("]));
+                let mut bound = b(self.rng.pick(&["[", "("]));
                 bound.extend(self.zmember());
                 bound
             }
-            _ => b(self.pick(&["a", "", "+a", "-a", "x"])),
+            _ => b(self.rng.pick(&["a", "", "+a", "-a", "x"])),
         }
     }
 
     /// `LIMIT offset count`, now and then with a value that is not an integer.
     fn limit(&mut self) -> Vec<Vec<u8>> {
-        let offset = if self.chance(5) {
+        let offset = if self.rng.chance(5) {
             "x"
         } else {
-            self.pick(&["0", "0", "1", "2", "-1", "5"])
+            self.rng.pick(&["0", "0", "1", "2", "-1", "5"])
         };
-        let count = if self.chance(5) {
+        let count = if self.rng.chance(5) {
             "x"
         } else {
-            self.pick(&["0", "1", "2", "3", "-1", "-5"])
+            self.rng.pick(&["0", "1", "2", "3", "-1", "-5"])
         };
-        vec![self.word("LIMIT"), b(offset), b(count)]
+        vec![self.rng.word("LIMIT"), b(offset), b(count)]
     }
 
     /// Appends option groups in a random order, now and then one of them twice (Redis
     /// refuses some repeated options and takes the last of others).
     fn push_options(&mut self, args: &mut Vec<Vec<u8>>, mut options: Vec<Vec<Vec<u8>>>) {
-        if !options.is_empty() && self.chance(3) {
+        if !options.is_empty() && self.rng.chance(3) {
             let again = options[self.rng.usize(..options.len())].clone();
             options.push(again);
         }
@@ -776,35 +742,31 @@ impl Gen {
         args.extend(options.into_iter().flatten());
     }
 
-    fn small_int(&mut self, lo: i64, hi: i64) -> Vec<u8> {
-        self.rng.i64(lo..=hi).to_string().into_bytes()
-    }
-
     /// An LINDEX/LSET index: mostly -6..=6.
     fn index_arg(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=86 => self.small_int(-6, 6),
-            87..=93 => b(self.pick(BIG_INDEXES)),
-            _ => b(self.pick(&["x", "", "1.5"])),
+            0..=86 => self.rng.small_int(-6, 6),
+            87..=93 => b(self.rng.pick(BIG_INDEXES)),
+            _ => b(self.rng.pick(&["x", "", "1.5"])),
         }
     }
 
     /// An LRANGE/LTRIM bound: mostly -8..=8.
     fn range_arg(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=81 => self.small_int(-8, 8),
-            82..=94 => b(self.pick(BIG_INDEXES)),
-            _ => b(self.pick(&["x", "", "1.5"])),
+            0..=81 => self.rng.small_int(-8, 8),
+            82..=94 => b(self.rng.pick(BIG_INDEXES)),
+            _ => b(self.rng.pick(&["x", "", "1.5"])),
         }
     }
 
     /// LEFT or RIGHT (any letter case now and then), rarely a bad word.
     fn end(&mut self) -> Vec<u8> {
-        if self.chance(5) {
-            b(self.pick(&["UP", "", "LEFTX", "0"]))
+        if self.rng.chance(5) {
+            b(self.rng.pick(&["UP", "", "LEFTX", "0"]))
         } else {
-            let w = self.pick(&["LEFT", "RIGHT"]);
-            self.word(w)
+            let w = self.rng.pick(&["LEFT", "RIGHT"]);
+            self.rng.word(w)
         }
     }
 
@@ -826,36 +788,17 @@ impl Gen {
         n
     }
 
-    /// A distinct relative expiration in seconds, ≥ 100 s, a multiple of 100.
-    fn fresh_rel_secs(&mut self) -> i64 {
-        loop {
-            let v = 100 * self.rng.i64(1..=100_000);
-            if self.used_rel.insert(v) {
-                return v;
-            }
-        }
-    }
-
     /// An EXPIRE time: a fresh large one, one in the past, or an invalid one.
     fn rel_time(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=79 => self.fresh_rel_secs().to_string().into_bytes(),
-            80..=92 => b(self.pick(&["0", "-1", "-100"])),
-            _ => b(self.pick(&["abc", "", "1.5", "9223372036854775807"])),
+            0..=79 => self.rng.fresh_rel_secs().to_string().into_bytes(),
+            80..=92 => b(self.rng.pick(&["0", "-1", "-100"])),
+            _ => b(self.rng.pick(&["abc", "", "1.5", "9223372036854775807"])),
         }
     }
 
     fn step(&mut self) -> Step {
-        let total: u32 = MENU.iter().map(|(_, w)| w).sum();
-        let mut roll = self.rng.u32(0..total);
-        let mut kind = MENU[0].0;
-        for (k, w) in MENU {
-            if roll < *w {
-                kind = *k;
-                break;
-            }
-            roll -= w;
-        }
+        let kind = self.rng.weighted(MENU);
         let mut step = self.build(kind);
         // Mutations: wrong arity and trailing junk, for commands whose check does not
         // depend on the exact form (SCAN/SSCAN/ZSCAN iterate, SPOP and OBJECT ENCODING
@@ -869,16 +812,7 @@ impl Gen {
                 | Check::ZRandMember
                 | Check::Sort(_)
         ) {
-            match self.rng.u32(0..100) {
-                0..=2 if step.args.len() > 1 => {
-                    step.args.pop();
-                }
-                3..=5 => {
-                    let junk = b(self.pick(JUNK));
-                    step.args.push(junk);
-                }
-                _ => {}
-            }
+            self.rng.mutate(&mut step.args, 3, 3);
         }
         if matches!(step.check, Check::Sort(_)) {
             step.check = sort_plan(&step.args);
@@ -902,7 +836,7 @@ impl Gen {
                     Kind::LPushX => "LPUSHX",
                     _ => "RPUSHX",
                 };
-                let mut args = vec![self.name(name), self.list_key()];
+                let mut args = vec![self.rng.name(name), self.list_key()];
                 args.extend(self.members(1, 4));
                 exact(args)
             }
@@ -912,16 +846,20 @@ impl Gen {
                 } else {
                     "RPOP"
                 };
-                let mut args = vec![self.name(name), self.list_key()];
+                let mut args = vec![self.rng.name(name), self.list_key()];
                 if self.rng.bool() {
-                    args.push(b(self.pick(&["0", "1", "2", "5", "-1", "x"])));
+                    args.push(b(self.rng.pick(&["0", "1", "2", "5", "-1", "x"])));
                 }
                 exact(args)
             }
-            Kind::LLen => exact(vec![self.name("LLEN"), self.list_key()]),
-            Kind::LIndex => exact(vec![self.name("LINDEX"), self.list_key(), self.index_arg()]),
+            Kind::LLen => exact(vec![self.rng.name("LLEN"), self.list_key()]),
+            Kind::LIndex => exact(vec![
+                self.rng.name("LINDEX"),
+                self.list_key(),
+                self.index_arg(),
+            ]),
             Kind::LSet => exact(vec![
-                self.name("LSET"),
+                self.rng.name("LSET"),
                 self.list_key(),
                 self.index_arg(),
                 self.member(),
@@ -933,7 +871,7 @@ impl Gen {
                     "LTRIM"
                 };
                 exact(vec![
-                    self.name(name),
+                    self.rng.name(name),
                     self.list_key(),
                     self.range_arg(),
                     self.range_arg(),
@@ -941,12 +879,12 @@ impl Gen {
             }
             Kind::LInsert => {
                 let place = match self.rng.u32(0..20) {
-                    0 => b(self.pick(&["BEFOR", "MIDDLE", "", "AFTERX"])),
-                    1..=9 => self.word("BEFORE"),
-                    _ => self.word("AFTER"),
+                    0 => b(self.rng.pick(&["BEFOR", "MIDDLE", "", "AFTERX"])),
+                    1..=9 => self.rng.word("BEFORE"),
+                    _ => self.rng.word("AFTER"),
                 };
                 exact(vec![
-                    self.name("LINSERT"),
+                    self.rng.name("LINSERT"),
                     self.list_key(),
                     place,
                     self.member(),
@@ -954,46 +892,46 @@ impl Gen {
                 ])
             }
             Kind::LRem => {
-                let count = if self.chance(8) {
-                    b(self.pick(&["x", "", "1.5"]))
+                let count = if self.rng.chance(8) {
+                    b(self.rng.pick(&["x", "", "1.5"]))
                 } else {
-                    self.small_int(-3, 3)
+                    self.rng.small_int(-3, 3)
                 };
                 exact(vec![
-                    self.name("LREM"),
+                    self.rng.name("LREM"),
                     self.list_key(),
                     count,
                     self.member(),
                 ])
             }
             Kind::LPos => {
-                let mut args = vec![self.name("LPOS"), self.list_key(), self.member()];
+                let mut args = vec![self.rng.name("LPOS"), self.list_key(), self.member()];
                 for _ in 0..self.rng.usize(0..=3) {
                     match self.rng.u32(0..3) {
                         0 => {
-                            args.push(self.word("RANK"));
-                            args.push(b(self.pick(&["1", "2", "-1", "-2", "0", "x"])));
+                            args.push(self.rng.word("RANK"));
+                            args.push(b(self.rng.pick(&["1", "2", "-1", "-2", "0", "x"])));
                         }
                         1 => {
-                            args.push(self.word("COUNT"));
-                            args.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                            args.push(self.rng.word("COUNT"));
+                            args.push(b(self.rng.pick(&["0", "1", "2", "-1", "x"])));
                         }
                         _ => {
-                            args.push(self.word("MAXLEN"));
-                            args.push(b(self.pick(&["0", "1", "3", "-1", "x"])));
+                            args.push(self.rng.word("MAXLEN"));
+                            args.push(b(self.rng.pick(&["0", "1", "3", "-1", "x"])));
                         }
                     }
                 }
                 match self.rng.u32(0..100) {
                     // A bad option name, with a value.
                     0..=3 => {
-                        args.push(b(self.pick(&["BOGUS", "RANKS", ""])));
+                        args.push(b(self.rng.pick(&["BOGUS", "RANKS", ""])));
                         args.push(b("1"));
                     }
                     // An option without its value.
                     4..=7 => {
-                        let w = self.pick(&["RANK", "COUNT", "MAXLEN"]);
-                        let w = self.word(w);
+                        let w = self.rng.pick(&["RANK", "COUNT", "MAXLEN"]);
+                        let w = self.rng.word(w);
                         args.push(w);
                     }
                     _ => {}
@@ -1001,30 +939,30 @@ impl Gen {
                 exact(args)
             }
             Kind::LMove => exact(vec![
-                self.name("LMOVE"),
+                self.rng.name("LMOVE"),
                 self.list_key(),
                 self.list_key(),
                 self.end(),
                 self.end(),
             ]),
             Kind::RPopLPush => exact(vec![
-                self.name("RPOPLPUSH"),
+                self.rng.name("RPOPLPUSH"),
                 self.list_key(),
                 self.list_key(),
             ]),
             Kind::LMPop => {
-                let mut args = vec![self.name("LMPOP")];
+                let mut args = vec![self.rng.name("LMPOP")];
                 self.numkeys_and_keys(&mut args, Gen::list_key);
                 args.push(self.end());
                 match self.rng.u32(0..100) {
                     0..=49 => {}
                     50..=95 => {
-                        args.push(self.word("COUNT"));
-                        args.push(b(self.pick(&["1", "2", "5", "0", "-1"])));
+                        args.push(self.rng.word("COUNT"));
+                        args.push(b(self.rng.pick(&["1", "2", "5", "0", "-1"])));
                     }
                     _ => {
-                        args.push(self.word("COUNT"));
-                        args.push(b(self.pick(&["x", ""])));
+                        args.push(self.rng.word("COUNT"));
+                        args.push(b(self.rng.pick(&["x", ""])));
                     }
                 }
                 exact(args)
@@ -1036,24 +974,28 @@ impl Gen {
                 } else {
                     "SREM"
                 };
-                let mut args = vec![self.name(name), self.set_key()];
+                let mut args = vec![self.rng.name(name), self.set_key()];
                 args.extend(self.members(1, 4));
                 exact(args)
             }
-            Kind::SCard => exact(vec![self.name("SCARD"), self.set_key()]),
-            Kind::SIsMember => exact(vec![self.name("SISMEMBER"), self.set_key(), self.member()]),
+            Kind::SCard => exact(vec![self.rng.name("SCARD"), self.set_key()]),
+            Kind::SIsMember => exact(vec![
+                self.rng.name("SISMEMBER"),
+                self.set_key(),
+                self.member(),
+            ]),
             Kind::SMIsMember => {
-                let mut args = vec![self.name("SMISMEMBER"), self.set_key()];
+                let mut args = vec![self.rng.name("SMISMEMBER"), self.set_key()];
                 args.extend(self.members(1, 4));
                 exact(args)
             }
-            Kind::SMembers => unordered(vec![self.name("SMEMBERS"), self.set_key()]),
+            Kind::SMembers => unordered(vec![self.rng.name("SMEMBERS"), self.set_key()]),
             Kind::SRandMember => {
-                let mut args = vec![self.name("SRANDMEMBER"), self.set_key()];
+                let mut args = vec![self.rng.name("SRANDMEMBER"), self.set_key()];
                 match self.rng.u32(0..100) {
                     0..=29 => {}
-                    30..=84 => args.push(self.small_int(-5, 5)),
-                    _ => args.push(b(self.pick(&[
+                    30..=84 => args.push(self.rng.small_int(-5, 5)),
+                    _ => args.push(b(self.rng.pick(&[
                         "9",
                         "20",
                         "x",
@@ -1068,9 +1010,9 @@ impl Gen {
                 }
             }
             Kind::SPop => {
-                let mut args = vec![self.name("SPOP"), self.set_key()];
-                if self.chance(65) {
-                    args.push(b(self.pick(&[
+                let mut args = vec![self.rng.name("SPOP"), self.set_key()];
+                if self.rng.chance(65) {
+                    args.push(b(self.rng.pick(&[
                         "0",
                         "1",
                         "2",
@@ -1081,14 +1023,14 @@ impl Gen {
                         "-1",
                         "x",
                     ])));
-                    if self.chance(4) {
-                        args.push(b(self.pick(JUNK)));
+                    if self.rng.chance(4) {
+                        args.push(b(self.rng.pick(JUNK)));
                     }
                 }
                 Step { args, check: SPop }
             }
             Kind::SMove => exact(vec![
-                self.name("SMOVE"),
+                self.rng.name("SMOVE"),
                 self.set_key(),
                 self.set_key(),
                 self.member(),
@@ -1099,7 +1041,7 @@ impl Gen {
                     Kind::SUnion => "SUNION",
                     _ => "SDIFF",
                 };
-                let mut args = vec![self.name(name)];
+                let mut args = vec![self.rng.name(name)];
                 args.extend(self.set_keys(1, 3));
                 unordered(args)
             }
@@ -1109,28 +1051,28 @@ impl Gen {
                     Kind::SUnionStore => "SUNIONSTORE",
                     _ => "SDIFFSTORE",
                 };
-                let mut args = vec![self.name(name), self.set_key()];
+                let mut args = vec![self.rng.name(name), self.set_key()];
                 args.extend(self.set_keys(1, 3));
                 exact(args)
             }
             Kind::SInterCard => {
-                let mut args = vec![self.name("SINTERCARD")];
+                let mut args = vec![self.rng.name("SINTERCARD")];
                 self.numkeys_and_keys(&mut args, Gen::set_key);
-                if self.chance(40) {
-                    args.push(self.word("LIMIT"));
-                    args.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                if self.rng.chance(40) {
+                    args.push(self.rng.word("LIMIT"));
+                    args.push(b(self.rng.pick(&["0", "1", "2", "-1", "x"])));
                 }
                 exact(args)
             }
             Kind::SScan => {
-                let mut args = vec![self.name("SSCAN"), self.set_key(), b("0")];
+                let mut args = vec![self.rng.name("SSCAN"), self.set_key(), b("0")];
                 self.scan_options(&mut args, false);
                 Step { args, check: SScan }
             }
             Kind::SScanBadCursor => {
                 // Never a cursor Redis would accept: its one page would be compared exactly.
-                let cursor = self.pick(&["x", "1.5", " 0", "0x"]);
-                exact(vec![self.name("SSCAN"), self.set_key(), b(cursor)])
+                let cursor = self.rng.pick(&["x", "1.5", " 0", "0x"]);
+                exact(vec![self.rng.name("SSCAN"), self.set_key(), b(cursor)])
             }
             // ---- sorted sets ----
             Kind::ZAdd => {
@@ -1144,13 +1086,13 @@ impl Gen {
                     ("CH", 15),
                     ("INCR", 8),
                 ] {
-                    if self.chance(percent) {
-                        flags.push(self.word(flag));
+                    if self.rng.chance(percent) {
+                        flags.push(self.rng.word(flag));
                     }
                 }
                 self.rng.shuffle(&mut flags);
                 let incr = flags.iter().any(|f| f.eq_ignore_ascii_case(b"INCR"));
-                let pairs = if incr && self.chance(85) {
+                let pairs = if incr && self.rng.chance(85) {
                     1
                 } else {
                     self.rng.usize(1..=4)
@@ -1161,7 +1103,7 @@ impl Gen {
                     (true, 70..=79) | (false, 0..=24) => Some(self.score()),
                     _ => None,
                 };
-                let mut args = vec![self.name("ZADD"), key];
+                let mut args = vec![self.rng.name("ZADD"), key];
                 args.extend(flags);
                 for _ in 0..pairs {
                     let score = match &shared {
@@ -1174,17 +1116,17 @@ impl Gen {
                 exact(args)
             }
             Kind::ZIncrBy => exact(vec![
-                self.name("ZINCRBY"),
+                self.rng.name("ZINCRBY"),
                 self.zset_key(),
                 self.score(),
                 self.zmember(),
             ]),
             Kind::ZRem => {
-                let mut args = vec![self.name("ZREM"), self.zset_key()];
+                let mut args = vec![self.rng.name("ZREM"), self.zset_key()];
                 args.extend(self.zmembers(1, 3));
                 exact(args)
             }
-            Kind::ZCard => exact(vec![self.name("ZCARD"), self.zset_key()]),
+            Kind::ZCard => exact(vec![self.rng.name("ZCARD"), self.zset_key()]),
             Kind::ZCount | Kind::ZRemRangeByScore => {
                 let name = if matches!(kind, Kind::ZCount) {
                     "ZCOUNT"
@@ -1192,7 +1134,7 @@ impl Gen {
                     "ZREMRANGEBYSCORE"
                 };
                 exact(vec![
-                    self.name(name),
+                    self.rng.name(name),
                     self.zset_key(),
                     self.score_bound(),
                     self.score_bound(),
@@ -1205,38 +1147,46 @@ impl Gen {
                     "ZREMRANGEBYLEX"
                 };
                 exact(vec![
-                    self.name(name),
+                    self.rng.name(name),
                     self.zset_key(),
                     self.lex_bound(),
                     self.lex_bound(),
                 ])
             }
             Kind::ZRemRangeByRank => exact(vec![
-                self.name("ZREMRANGEBYRANK"),
+                self.rng.name("ZREMRANGEBYRANK"),
                 self.zset_key(),
                 self.range_arg(),
                 self.range_arg(),
             ]),
-            Kind::ZScore => exact(vec![self.name("ZSCORE"), self.zset_key(), self.zmember()]),
+            Kind::ZScore => exact(vec![
+                self.rng.name("ZSCORE"),
+                self.zset_key(),
+                self.zmember(),
+            ]),
             Kind::ZMScore => {
-                let mut args = vec![self.name("ZMSCORE"), self.zset_key()];
+                let mut args = vec![self.rng.name("ZMSCORE"), self.zset_key()];
                 args.extend(self.zmembers(1, 4));
                 exact(args)
             }
             Kind::ZRank => {
-                let name = self.pick(&["ZRANK", "ZREVRANK"]);
-                exact(vec![self.name(name), self.zset_key(), self.zmember()])
+                let name = self.rng.pick(&["ZRANK", "ZREVRANK"]);
+                exact(vec![self.rng.name(name), self.zset_key(), self.zmember()])
             }
             Kind::ZRange | Kind::ZRangeStore => {
                 let store = matches!(kind, Kind::ZRangeStore);
                 let mut args = if store {
-                    vec![self.name("ZRANGESTORE"), self.zset_key(), self.zset_key()]
+                    vec![
+                        self.rng.name("ZRANGESTORE"),
+                        self.zset_key(),
+                        self.zset_key(),
+                    ]
                 } else {
-                    vec![self.name("ZRANGE"), self.zset_key()]
+                    vec![self.rng.name("ZRANGE"), self.zset_key()]
                 };
                 // 0: by rank, 1: BYSCORE, 2: BYLEX; now and then the bounds of another kind.
                 let by = self.rng.u32(0..3);
-                let bounds_by = if self.chance(5) {
+                let bounds_by = if self.rng.chance(5) {
                     self.rng.u32(0..3)
                 } else {
                     by
@@ -1251,21 +1201,21 @@ impl Gen {
                 }
                 let mut options = Vec::new();
                 match by {
-                    1 => options.push(vec![self.word("BYSCORE")]),
-                    2 => options.push(vec![self.word("BYLEX")]),
+                    1 => options.push(vec![self.rng.word("BYSCORE")]),
+                    2 => options.push(vec![self.rng.word("BYLEX")]),
                     _ => {}
                 }
-                if self.chance(2) {
+                if self.rng.chance(2) {
                     // Both kinds: a syntax error.
                     let other = if by == 2 { "BYSCORE" } else { "BYLEX" };
-                    options.push(vec![self.word(other)]);
+                    options.push(vec![self.rng.word(other)]);
                 }
-                if self.chance(30) {
-                    options.push(vec![self.word("REV")]);
+                if self.rng.chance(30) {
+                    options.push(vec![self.rng.word("REV")]);
                 }
                 // LIMIT needs BYSCORE or BYLEX, and WITHSCORES does not go with BYLEX nor
                 // with ZRANGESTORE: rarely, for the errors.
-                if self.chance(if by == 0 { 8 } else { 35 }) {
+                if self.rng.chance(if by == 0 { 8 } else { 35 }) {
                     options.push(self.limit());
                 }
                 let withscores = match (store, by) {
@@ -1273,100 +1223,100 @@ impl Gen {
                     (false, 2) => 6,
                     _ => 45,
                 };
-                if self.chance(withscores) {
-                    options.push(vec![self.word("WITHSCORES")]);
+                if self.rng.chance(withscores) {
+                    options.push(vec![self.rng.word("WITHSCORES")]);
                 }
                 self.push_options(&mut args, options);
                 exact(args)
             }
             Kind::ZRevRange => {
                 let mut args = vec![
-                    self.name("ZREVRANGE"),
+                    self.rng.name("ZREVRANGE"),
                     self.zset_key(),
                     self.range_arg(),
                     self.range_arg(),
                 ];
-                if self.chance(40) {
-                    args.push(self.word("WITHSCORES"));
+                if self.rng.chance(40) {
+                    args.push(self.rng.word("WITHSCORES"));
                 }
                 exact(args)
             }
             Kind::ZRangeByScore => {
-                let name = self.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]);
+                let name = self.rng.pick(&["ZRANGEBYSCORE", "ZREVRANGEBYSCORE"]);
                 let mut args = vec![
-                    self.name(name),
+                    self.rng.name(name),
                     self.zset_key(),
                     self.score_bound(),
                     self.score_bound(),
                 ];
                 let mut options = Vec::new();
-                if self.chance(45) {
-                    options.push(vec![self.word("WITHSCORES")]);
+                if self.rng.chance(45) {
+                    options.push(vec![self.rng.word("WITHSCORES")]);
                 }
-                if self.chance(35) {
+                if self.rng.chance(35) {
                     options.push(self.limit());
                 }
                 self.push_options(&mut args, options);
                 exact(args)
             }
             Kind::ZRangeByLex => {
-                let name = self.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
+                let name = self.rng.pick(&["ZRANGEBYLEX", "ZREVRANGEBYLEX"]);
                 let mut args = vec![
-                    self.name(name),
+                    self.rng.name(name),
                     self.zset_key(),
                     self.lex_bound(),
                     self.lex_bound(),
                 ];
                 let mut options = Vec::new();
-                if self.chance(35) {
+                if self.rng.chance(35) {
                     options.push(self.limit());
                 }
-                if self.chance(4) {
-                    options.push(vec![self.word("WITHSCORES")]);
+                if self.rng.chance(4) {
+                    options.push(vec![self.rng.word("WITHSCORES")]);
                 }
                 self.push_options(&mut args, options);
                 exact(args)
             }
             Kind::ZPop => {
-                let name = self.pick(&["ZPOPMIN", "ZPOPMAX"]);
-                let mut args = vec![self.name(name), self.zset_key()];
+                let name = self.rng.pick(&["ZPOPMIN", "ZPOPMAX"]);
+                let mut args = vec![self.rng.name(name), self.zset_key()];
                 if self.rng.bool() {
-                    args.push(b(self.pick(&["0", "1", "2", "3", "10", "-1", "x"])));
+                    args.push(b(self.rng.pick(&["0", "1", "2", "3", "10", "-1", "x"])));
                 }
                 exact(args)
             }
             Kind::ZMPop => {
-                let mut args = vec![self.name("ZMPOP")];
+                let mut args = vec![self.rng.name("ZMPOP")];
                 self.numkeys_and_keys(&mut args, Gen::zset_key);
-                let end = if self.chance(5) {
-                    b(self.pick(&["MIDDLE", "", "MINX", "LEFT"]))
+                let end = if self.rng.chance(5) {
+                    b(self.rng.pick(&["MIDDLE", "", "MINX", "LEFT"]))
                 } else {
-                    let w = self.pick(&["MIN", "MAX"]);
-                    self.word(w)
+                    let w = self.rng.pick(&["MIN", "MAX"]);
+                    self.rng.word(w)
                 };
                 args.push(end);
                 match self.rng.u32(0..100) {
                     0..=49 => {}
                     50..=95 => {
-                        args.push(self.word("COUNT"));
-                        args.push(b(self.pick(&["1", "2", "5", "0", "-1"])));
+                        args.push(self.rng.word("COUNT"));
+                        args.push(b(self.rng.pick(&["1", "2", "5", "0", "-1"])));
                     }
                     _ => {
-                        args.push(self.word("COUNT"));
-                        args.push(b(self.pick(&["x", ""])));
+                        args.push(self.rng.word("COUNT"));
+                        args.push(b(self.rng.pick(&["x", ""])));
                     }
                 }
                 exact(args)
             }
             Kind::ZRandMember => {
-                let mut args = vec![self.name("ZRANDMEMBER"), self.zset_key()];
-                if self.chance(75) {
+                let mut args = vec![self.rng.name("ZRANDMEMBER"), self.zset_key()];
+                if self.rng.chance(75) {
                     // Never a large negative count that Redis accepts: it would answer with
                     // that many members.
-                    let count = if self.chance(85) {
-                        self.small_int(-5, 5)
+                    let count = if self.rng.chance(85) {
+                        self.rng.small_int(-5, 5)
                     } else {
-                        b(self.pick(&[
+                        b(self.rng.pick(&[
                             "9",
                             "20",
                             "9223372036854775807",
@@ -1377,11 +1327,11 @@ impl Gen {
                         ]))
                     };
                     args.push(count);
-                    if self.chance(45) {
-                        let with = if self.chance(5) {
+                    if self.rng.chance(45) {
+                        let with = if self.rng.chance(5) {
                             b("WITHSCORE")
                         } else {
-                            self.word("WITHSCORES")
+                            self.rng.word("WITHSCORES")
                         };
                         args.push(with);
                     }
@@ -1392,14 +1342,14 @@ impl Gen {
                 }
             }
             Kind::ZSetOp | Kind::ZSetOpStore => {
-                let op = self.pick(&["ZUNION", "ZINTER", "ZDIFF"]);
+                let op = self.rng.pick(&["ZUNION", "ZINTER", "ZDIFF"]);
                 let store = matches!(kind, Kind::ZSetOpStore);
                 let name = if store {
                     format!("{op}STORE")
                 } else {
                     op.to_string()
                 };
-                let mut args = vec![self.name(&name)];
+                let mut args = vec![self.rng.name(&name)];
                 if store {
                     args.push(self.zset_key());
                 }
@@ -1408,133 +1358,140 @@ impl Gen {
                 // WITHSCORES: rarely, for the syntax errors.
                 let diff = op == "ZDIFF";
                 let mut options = Vec::new();
-                if self.chance(if diff { 3 } else { 40 }) {
-                    let mut weights = vec![self.word("WEIGHTS")];
+                if self.rng.chance(if diff { 3 } else { 40 }) {
+                    let mut weights = vec![self.rng.word("WEIGHTS")];
                     let count = match self.rng.u32(0..100) {
                         0..=89 => n,
                         90..=94 => n + 1,
                         _ => n - 1,
                     };
                     for _ in 0..count {
-                        let weight = if self.chance(4) {
-                            self.pick(&["x", "nan", ""])
+                        let weight = if self.rng.chance(4) {
+                            self.rng.pick(&["x", "nan", ""])
                         } else {
-                            self.pick(WEIGHTS)
+                            self.rng.pick(WEIGHTS)
                         };
                         weights.push(b(weight));
                     }
                     options.push(weights);
                 }
-                if self.chance(if diff { 3 } else { 35 }) {
-                    let how = if self.chance(6) {
-                        b(self.pick(&["AVG", "", "SUMX"]))
+                if self.rng.chance(if diff { 3 } else { 35 }) {
+                    let how = if self.rng.chance(6) {
+                        b(self.rng.pick(&["AVG", "", "SUMX"]))
                     } else {
-                        let w = self.pick(&["SUM", "MIN", "MAX"]);
-                        self.word(w)
+                        let w = self.rng.pick(&["SUM", "MIN", "MAX"]);
+                        self.rng.word(w)
                     };
-                    options.push(vec![self.word("AGGREGATE"), how]);
+                    options.push(vec![self.rng.word("AGGREGATE"), how]);
                 }
-                if self.chance(if store { 4 } else { 45 }) {
-                    options.push(vec![self.word("WITHSCORES")]);
+                if self.rng.chance(if store { 4 } else { 45 }) {
+                    options.push(vec![self.rng.word("WITHSCORES")]);
                 }
                 self.push_options(&mut args, options);
                 exact(args)
             }
             Kind::ZInterCard => {
-                let mut args = vec![self.name("ZINTERCARD")];
+                let mut args = vec![self.rng.name("ZINTERCARD")];
                 self.numkeys_and_keys(&mut args, Gen::zset_input_key);
-                if self.chance(40) {
-                    args.push(self.word("LIMIT"));
-                    args.push(b(self.pick(&["0", "1", "2", "-1", "x"])));
+                if self.rng.chance(40) {
+                    args.push(self.rng.word("LIMIT"));
+                    args.push(b(self.rng.pick(&["0", "1", "2", "-1", "x"])));
                 }
                 exact(args)
             }
             Kind::ZScan => {
-                let mut args = vec![self.name("ZSCAN"), self.zset_key(), b("0")];
+                let mut args = vec![self.rng.name("ZSCAN"), self.zset_key(), b("0")];
                 self.scan_options(&mut args, false);
                 Step { args, check: ZScan }
             }
             Kind::ZScanBadCursor => {
                 // Never a cursor Redis would accept: its one page would be compared exactly.
-                let cursor = self.pick(&["x", "1.5", " 0", "0x"]);
-                exact(vec![self.name("ZSCAN"), self.zset_key(), b(cursor)])
+                let cursor = self.rng.pick(&["x", "1.5", " 0", "0x"]);
+                exact(vec![self.rng.name("ZSCAN"), self.zset_key(), b(cursor)])
             }
             Kind::ObjectEncoding => Step {
-                args: vec![self.name("OBJECT"), self.word("ENCODING"), self.zset_key()],
+                args: vec![
+                    self.rng.name("OBJECT"),
+                    self.rng.word("ENCODING"),
+                    self.zset_key(),
+                ],
                 check: Encoding,
             },
             // ---- generic ----
-            Kind::Type => exact(vec![self.name("TYPE"), self.key()]),
+            Kind::Type => exact(vec![self.rng.name("TYPE"), self.key()]),
             Kind::Del | Kind::Exists => {
                 let name = if matches!(kind, Kind::Del) {
                     "DEL"
                 } else {
                     "EXISTS"
                 };
-                let mut args = vec![self.name(name)];
+                let mut args = vec![self.rng.name(name)];
                 args.extend(self.keys(1, 3));
                 exact(args)
             }
             Kind::Expire => {
-                let mut args = vec![self.name("EXPIRE"), self.key(), self.rel_time()];
-                if self.chance(20) {
-                    let flag = self.pick(&["NX", "XX", "GT", "LT"]);
-                    let flag = self.word(flag);
+                let mut args = vec![self.rng.name("EXPIRE"), self.key(), self.rel_time()];
+                if self.rng.chance(20) {
+                    let flag = self.rng.pick(&["NX", "XX", "GT", "LT"]);
+                    let flag = self.rng.word(flag);
                     args.push(flag);
                 }
                 exact(args)
             }
             Kind::Ttl => Step {
-                args: vec![self.name("TTL"), self.key()],
+                args: vec![self.rng.name("TTL"), self.key()],
                 check: Tolerance(1),
             },
             Kind::PTtl => Step {
-                args: vec![self.name("PTTL"), self.key()],
+                args: vec![self.rng.name("PTTL"), self.key()],
                 check: Tolerance(1500),
             },
-            Kind::Persist => exact(vec![self.name("PERSIST"), self.key()]),
-            Kind::Rename => exact(vec![self.name("RENAME"), self.key(), self.key()]),
-            Kind::RenameNx => exact(vec![self.name("RENAMENX"), self.key(), self.key()]),
+            Kind::Persist => exact(vec![self.rng.name("PERSIST"), self.key()]),
+            Kind::Rename => exact(vec![self.rng.name("RENAME"), self.key(), self.key()]),
+            Kind::RenameNx => exact(vec![self.rng.name("RENAMENX"), self.key(), self.key()]),
             Kind::Copy => {
-                let mut args = vec![self.name("COPY"), self.key(), self.key()];
+                let mut args = vec![self.rng.name("COPY"), self.key(), self.key()];
                 if self.rng.bool() {
-                    args.push(self.word("REPLACE"));
+                    args.push(self.rng.word("REPLACE"));
                 }
                 exact(args)
             }
             Kind::Scan => {
-                let mut args = vec![self.name("SCAN"), b("0")];
+                let mut args = vec![self.rng.name("SCAN"), b("0")];
                 self.scan_options(&mut args, true);
                 Step { args, check: Scan }
             }
-            Kind::DbSize => exact(vec![self.name("DBSIZE")]),
-            Kind::Keys => unordered(vec![self.name("KEYS"), self.pick(KEY_PATTERNS).to_vec()]),
+            Kind::DbSize => exact(vec![self.rng.name("DBSIZE")]),
+            Kind::Keys => unordered(vec![
+                self.rng.name("KEYS"),
+                self.rng.pick(KEY_PATTERNS).to_vec(),
+            ]),
             // ---- other types on the same keys ----
             Kind::Set => exact(vec![
-                self.name("SET"),
+                self.rng.name("SET"),
                 self.other_key(),
-                b(self.pick(VALUES)),
+                b(self.rng.pick(VALUES)),
             ]),
-            Kind::Get => exact(vec![self.name("GET"), self.other_key()]),
+            Kind::Get => exact(vec![self.rng.name("GET"), self.other_key()]),
             Kind::HSet => {
-                let mut args = vec![self.name("HSET"), self.other_key()];
+                let mut args = vec![self.rng.name("HSET"), self.other_key()];
                 for _ in 0..self.rng.usize(1..=2) {
-                    args.push(self.pick(&FIELDS).to_vec());
-                    args.push(b(self.pick(VALUES)));
+                    args.push(self.rng.pick(&FIELDS).to_vec());
+                    args.push(b(self.rng.pick(VALUES)));
                 }
                 exact(args)
             }
             Kind::HGet => exact(vec![
-                self.name("HGET"),
+                self.rng.name("HGET"),
                 self.other_key(),
-                self.pick(&FIELDS).to_vec(),
+                self.rng.pick(&FIELDS).to_vec(),
             ]),
             // ---- SORT ----
             Kind::Sort => {
-                let read_only = self.chance(30);
+                let read_only = self.rng.chance(30);
                 let name = if read_only { "SORT_RO" } else { "SORT" };
                 let key = self.sort_key();
-                let mut args = vec![self.name(name), key.clone()];
+                let mut args = vec![self.rng.name(name), key.clone()];
                 let mut options = Vec::new();
                 let bys = match self.rng.u32(0..100) {
                     0..=54 => 0,
@@ -1543,22 +1500,22 @@ impl Gen {
                 };
                 let (mut sort_by, mut no_sort) = (false, false);
                 for _ in 0..bys {
-                    let pattern = if self.chance(75) {
+                    let pattern = if self.rng.chance(75) {
                         sort_by = true;
-                        self.pick(SORT_BY_PATTERNS)
+                        self.rng.pick(SORT_BY_PATTERNS)
                     } else {
                         no_sort = true;
-                        self.pick(NO_SORT_PATTERNS)
+                        self.rng.pick(NO_SORT_PATTERNS)
                     };
-                    options.push(vec![self.word("BY"), b(pattern)]);
+                    options.push(vec![self.rng.word("BY"), b(pattern)]);
                 }
-                let alpha = self.chance(40);
+                let alpha = self.rng.chance(40);
                 if alpha {
-                    options.push(vec![self.word("ALPHA")]);
+                    options.push(vec![self.rng.word("ALPHA")]);
                 }
                 match self.rng.u32(0..100) {
-                    0..=29 => options.push(vec![self.word("DESC")]),
-                    30..=39 => options.push(vec![self.word("ASC")]),
+                    0..=29 => options.push(vec![self.rng.word("DESC")]),
+                    30..=39 => options.push(vec![self.rng.word("ASC")]),
                     _ => {}
                 }
                 // With BY and a LIMIT that leaves elements out, Redis sorts with its own
@@ -1580,25 +1537,28 @@ impl Gen {
                     _ => 3,
                 };
                 for _ in 0..gets {
-                    options.push(vec![self.word("GET"), b(self.pick(SORT_GET_PATTERNS))]);
+                    options.push(vec![
+                        self.rng.word("GET"),
+                        b(self.rng.pick(SORT_GET_PATTERNS)),
+                    ]);
                 }
                 // STORE: SORT_RO refuses it (rarely, for the syntax error).
-                if self.chance(if read_only { 4 } else { 22 }) {
+                if self.rng.chance(if read_only { 4 } else { 22 }) {
                     let dst = match self.rng.u32(0..100) {
                         0..=44 => STORE_KEY.to_vec(),
                         45..=79 => self.key(),
                         80..=89 => key,
-                        _ => b(self.pick(&["n", "w_a", "o_b"])),
+                        _ => b(self.rng.pick(&["n", "w_a", "o_b"])),
                     };
-                    options.push(vec![self.word("STORE"), dst]);
+                    options.push(vec![self.rng.word("STORE"), dst]);
                 }
                 // Syntax errors: an unknown word; LIMIT with one argument (the next
                 // option's word is then its count, not an integer).
-                if self.chance(3) {
-                    options.push(vec![b(self.pick(&["BOGUS", "LIMITS", "GETS", ""]))]);
+                if self.rng.chance(3) {
+                    options.push(vec![b(self.rng.pick(&["BOGUS", "LIMITS", "GETS", ""]))]);
                 }
-                if self.chance(3) {
-                    options.push(vec![self.word("LIMIT"), b("1")]);
+                if self.rng.chance(3) {
+                    options.push(vec![self.rng.word("LIMIT"), b("1")]);
                 }
                 self.push_options(&mut args, options);
                 let check = sort_plan(&args);
@@ -1606,10 +1566,10 @@ impl Gen {
             }
             Kind::SortData => match self.rng.u32(0..100) {
                 0..=44 => {
-                    let mut args = vec![self.name("MSET")];
+                    let mut args = vec![self.rng.name("MSET")];
                     for _ in 0..self.rng.usize(1..=4) {
                         // Now and then an object key becomes a string.
-                        let prefix = if self.chance(8) { "o_" } else { "w_" };
+                        let prefix = if self.rng.chance(8) { "o_" } else { "w_" };
                         args.push(self.weighted_key(prefix));
                         args.push(self.weight_value());
                     }
@@ -1617,8 +1577,8 @@ impl Gen {
                 }
                 45..=64 => {
                     // Now and then a weight key becomes a hash.
-                    let prefix = if self.chance(12) { "w_" } else { "o_" };
-                    let mut args = vec![self.name("HSET"), self.weighted_key(prefix)];
+                    let prefix = if self.rng.chance(12) { "w_" } else { "o_" };
+                    let mut args = vec![self.rng.name("HSET"), self.weighted_key(prefix)];
                     let (f, g) = match self.rng.u32(0..10) {
                         0..=5 => (true, false),
                         6..=7 => (false, true),
@@ -1633,26 +1593,26 @@ impl Gen {
                     exact(args)
                 }
                 65..=74 => {
-                    let mut args = vec![self.name("DEL")];
+                    let mut args = vec![self.rng.name("DEL")];
                     for _ in 0..self.rng.usize(1..=2) {
-                        let prefix = self.pick(&["w_", "o_"]);
+                        let prefix = self.rng.pick(&["w_", "o_"]);
                         args.push(self.weighted_key(prefix));
                     }
                     exact(args)
                 }
                 75..=93 => {
-                    let mut args = vec![self.name("RPUSH"), NUMBERS_KEY.to_vec()];
+                    let mut args = vec![self.rng.name("RPUSH"), NUMBERS_KEY.to_vec()];
                     for _ in 0..self.rng.usize(1..=4) {
-                        let number = if self.chance(4) {
-                            self.pick(BAD_NUMBERS)
+                        let number = if self.rng.chance(4) {
+                            self.rng.pick(BAD_NUMBERS)
                         } else {
-                            self.pick(NUMBERS)
+                            self.rng.pick(NUMBERS)
                         };
                         args.push(b(number));
                     }
                     exact(args)
                 }
-                _ => exact(vec![self.name("DEL"), NUMBERS_KEY.to_vec()]),
+                _ => exact(vec![self.rng.name("DEL"), NUMBERS_KEY.to_vec()]),
             },
         }
     }
@@ -1660,28 +1620,27 @@ impl Gen {
     /// Options for SCAN (`keys`: MATCH over keys, COUNT, and usually TYPE list/set/zset/
     /// string/hash) or SSCAN/ZSCAN (MATCH over members, COUNT).
     fn scan_options(&mut self, args: &mut Vec<Vec<u8>>, keys: bool) {
-        if keys && self.chance(80) {
-            args.push(self.word("TYPE"));
-            args.push(b(
-                self.pick(&["list", "set", "zset", "string", "hash", "LIST"])
-            ));
+        if keys && self.rng.chance(80) {
+            args.push(self.rng.word("TYPE"));
+            let types = ["list", "set", "zset", "string", "hash", "LIST"];
+            args.push(b(self.rng.pick(&types)));
         }
         for _ in 0..self.rng.usize(0..=2) {
             if self.rng.bool() {
-                args.push(self.word("MATCH"));
+                args.push(self.rng.word("MATCH"));
                 let patterns = if keys { KEY_PATTERNS } else { MEMBER_PATTERNS };
-                args.push(self.pick(patterns).to_vec());
+                args.push(self.rng.pick(patterns).to_vec());
             } else {
-                args.push(self.word("COUNT"));
-                if self.chance(85) {
-                    args.push(self.small_int(1, 20));
+                args.push(self.rng.word("COUNT"));
+                if self.rng.chance(85) {
+                    args.push(self.rng.small_int(1, 20));
                 } else {
-                    args.push(b(self.pick(&["0", "-1", "abc", ""])));
+                    args.push(b(self.rng.pick(&["0", "-1", "abc", ""])));
                 }
             }
         }
-        if self.chance(3) {
-            args.push(b(self.pick(&["BOGUS", "MATCH", "COUNT"])));
+        if self.rng.chance(3) {
+            args.push(b(self.rng.pick(&["BOGUS", "MATCH", "COUNT"])));
         }
     }
 }
@@ -1689,39 +1648,6 @@ impl Gen {
 // ---------------------------------------------------------------------------------------
 // Comparison
 // ---------------------------------------------------------------------------------------
-
-/// Sorts the elements of an array/set reply; other replies are returned unchanged.
-fn sorted_items(frame: Frame) -> Frame {
-    match frame {
-        Frame::Array(mut items) => {
-            items.sort_by_key(Frame::sort_key);
-            Frame::Array(items)
-        }
-        Frame::Set(mut items) => {
-            items.sort_by_key(Frame::sort_key);
-            Frame::Set(items)
-        }
-        other => other,
-    }
-}
-
-/// Turns a flat field/value array or a map into a map with sorted pairs.
-fn sorted_pairs(frame: Frame) -> Frame {
-    let mut pairs = match frame {
-        Frame::Map(pairs) => pairs,
-        Frame::Array(items) if items.len() % 2 == 0 => {
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                pairs.push((k, v));
-            }
-            pairs
-        }
-        other => return other,
-    };
-    pairs.sort_by_key(|(k, v)| (k.sort_key(), v.sort_key()));
-    Frame::Map(pairs)
-}
 
 /// Compares replies that need no second look at the servers.
 fn compare_plain(check: Check, a: &Frame, z: &Frame) -> Result<(), String> {
@@ -1742,43 +1668,6 @@ fn compare_plain(check: Check, a: &Frame, z: &Frame) -> Result<(), String> {
     } else {
         Err(format!("replies differ ({check:?})"))
     }
-}
-
-/// Iterates SCAN/SSCAN/ZSCAN from the cursor in `args` to the end; returns the sorted,
-/// deduplicated keys (members; with `pairs`, ZSCAN's (member, score) pairs as two-element
-/// arrays), or the first reply that is not a scan page.
-fn scan_all(
-    client: &mut Client,
-    args: &[Vec<u8>],
-    cursor_at: usize,
-    pairs: bool,
-) -> Result<Vec<Frame>, Frame> {
-    let mut args = args.to_vec();
-    let mut found = Vec::new();
-    for _ in 0..MAX_SCAN_CALLS {
-        let reply = client.cmd_vec(&args);
-        let (cursor, items) = match &reply {
-            Frame::Array(page) if page.len() == 2 => match (&page[0], page[1].as_items()) {
-                (Frame::Bulk(cursor), Some(items)) if !pairs || items.len() % 2 == 0 => {
-                    (cursor.clone(), items.to_vec())
-                }
-                _ => return Err(reply),
-            },
-            _ => return Err(reply),
-        };
-        if pairs {
-            found.extend(items.chunks(2).map(|pair| Frame::Array(pair.to_vec())));
-        } else {
-            found.extend(items);
-        }
-        if cursor == b"0" {
-            found.sort_by_key(Frame::sort_key);
-            found.dedup();
-            return Ok(found);
-        }
-        args[cursor_at] = cursor;
-    }
-    Err(Frame::error("harness: scan did not reach cursor 0"))
 }
 
 /// A set's members as read with SMEMBERS (empty for a missing key or another type).
@@ -2243,9 +2132,6 @@ fn relist_zset(redis: &mut Client, key: &[u8]) -> Result<(), String> {
 
 /// Runs one step on both servers. Returns the reference reply for the history, or a
 /// description of the mismatch.
-/// Checks a random reply (SRANDMEMBER, ZRANDMEMBER) against the server that gave it.
-type RandomCheck = fn(&mut Client, &[Vec<u8>], &Frame) -> Result<(), String>;
-
 fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame, String> {
     if let Check::Sort(plan) = step.check {
         return run_sort(redis, zankv, &step.args, plan);
@@ -2254,24 +2140,7 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
         Check::Scan | Check::SScan | Check::ZScan => {
             let cursor_at = if step.check == Check::Scan { 1 } else { 2 };
             let pairs = step.check == Check::ZScan;
-            let a = scan_all(redis, &step.args, cursor_at, pairs);
-            let z = scan_all(zankv, &step.args, cursor_at, pairs);
-            let show = |r: &Result<Vec<Frame>, Frame>| match r {
-                Ok(items) => format!("full iteration {}", Frame::Array(items.clone())),
-                Err(f) => f.to_string(),
-            };
-            return if a == z {
-                Ok(match a {
-                    Ok(items) => Frame::Array(items),
-                    Err(f) => f,
-                })
-            } else {
-                Err(format!(
-                    "scan results differ\n  redis: {}\n  zankv: {}",
-                    show(&a),
-                    show(&z)
-                ))
-            };
+            return diff::compare_scans(redis, zankv, &step.args, cursor_at, pairs);
         }
         Check::SPop => {
             if let Some(skipped) = spop_guard(redis, zankv, &step.args)? {
@@ -2294,16 +2163,7 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
             } else {
                 check_zrandmember
             };
-            if a.is_error() || z.is_error() || shape(&a) != shape(&z) {
-                compare_plain(Check::Exact, &a, &z)
-                    .map_err(|_| "replies differ in shape".to_string())
-            } else {
-                check_random(zankv, &step.args, &z)
-                    .map_err(|e| format!("zankv: {e}"))
-                    .and_then(|_| {
-                        check_random(redis, &step.args, &a).map_err(|e| format!("redis: {e}"))
-                    })
-            }
+            judge_random(redis, zankv, &step.args, &a, &z, shape, check_random)
         }
         check => compare_plain(check, &a, &z),
     };
@@ -2313,75 +2173,16 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
     }
 }
 
-/// Everything a client can see of the database, for the end-of-run comparison.
-fn dump(client: &mut Client) -> Vec<(String, Frame)> {
-    let mut out = Vec::new();
-    let keys = sorted_items(client.cmd(&[b"KEYS", b"*"]));
-    out.push(("KEYS *".to_string(), keys.clone()));
-    out.push(("DBSIZE".to_string(), client.cmd(&[b"DBSIZE"])));
-    for key in keys.as_items().unwrap_or(&[]) {
-        let Some(key) = key.as_bytes() else { continue };
-        let name = support::escape(key);
-        let kind = client.cmd(&[b"TYPE", key]);
-        let content = match kind.as_bytes() {
-            Some(b"list") => client.cmd(&[b"LRANGE", key, b"0", b"-1"]),
-            Some(b"set") => sorted_items(client.cmd(&[b"SMEMBERS", key])),
-            Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
-            Some(b"zset") => client.cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]),
-            _ => client.cmd(&[b"GET", key]),
-        };
-        out.push((format!("TYPE {name}"), kind));
-        out.push((format!("content of {name}"), content));
-        out.push((format!("PTTL {name}"), client.cmd(&[b"PTTL", key])));
-    }
-    out
-}
-
-struct Pair {
-    redis: Client,
-    zankv: Client,
-    // Field order: clients close before the servers are killed.
-    _redis_server: RedisServer,
-    _zankv_node: Option<ZankvNode>,
-    _dir: tempfile::TempDir,
-}
-
-/// What the zankv side of a pair is.
-#[derive(Clone, Copy)]
-enum Target {
-    /// A fresh standalone storage node.
-    Node,
-    /// A proxy already running on this port, in front of a one-partition namespace; it is
-    /// flushed before each seed.
-    Proxy(u16),
-}
-
-fn must_start_pair_on(resp3: bool, target: Target) -> Pair {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let redis_server = RedisServer::must_start();
-    let (zankv_node, mut zankv) = match target {
-        Target::Node => {
-            let node = ZankvNode::must_start(&dir.path().join("data"));
-            let client = node.client();
-            (Some(node), client)
-        }
-        Target::Proxy(port) => {
-            let mut client = Client::connect(port);
-            assert_eq!(client.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
-            (None, client)
-        }
-    };
-    let mut redis = redis_server.client();
-    if resp3 {
-        redis.hello3();
-        zankv.hello3();
-    }
-    Pair {
-        redis,
-        zankv,
-        _redis_server: redis_server,
-        _zankv_node: zankv_node,
-        _dir: dir,
+/// A key's contents for the end-of-run comparison, by its TYPE: a list's elements in
+/// order, a set's members (sorted), a hash's field/value pairs (sorted), a sorted set's
+/// members with their scores in order, GET for anything else.
+fn content(client: &mut Client, key: &[u8], kind: Option<&[u8]>) -> Frame {
+    match kind {
+        Some(b"list") => client.cmd(&[b"LRANGE", key, b"0", b"-1"]),
+        Some(b"set") => sorted_items(client.cmd(&[b"SMEMBERS", key])),
+        Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
+        Some(b"zset") => client.cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]),
+        _ => client.cmd(&[b"GET", key]),
     }
 }
 
@@ -2393,24 +2194,9 @@ fn run_seed(seed: u64, ops: usize, resp3: bool) {
 /// Runs one seed against `target`.
 fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
     let started = Instant::now();
-    let proto = if resp3 { "RESP3" } else { "RESP2" };
     let mut pair = must_start_pair_on(resp3, target);
     let mut gen = Gen::new(seed);
-    let mut history: VecDeque<String> = VecDeque::with_capacity(HISTORY + 1);
-    let report = |index: String, cmd: &str, detail: &str, history: &VecDeque<String>| -> String {
-        let mut msg = format!(
-            "collections differential mismatch: seed {seed} ({proto}), command #{index}\n  command: {cmd}\n  {detail}\n  \
-             rerun: ZANKV_DIFF_SEED={seed} cargo test -p zankv-storage --test collections_differential\n  \
-             preceding commands (oldest first, with redis's reply):\n"
-        );
-        for line in history {
-            msg.push_str("    ");
-            msg.push_str(line);
-            msg.push('\n');
-        }
-        msg
-    };
-    let mut stats: BTreeMap<String, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut log = RunLog::new(SUITE, seed, resp3);
     // ZANKV_DIFF_TRACE=1 prints every command and redis's reply (with --nocapture).
     let trace = std::env::var_os("ZANKV_DIFF_TRACE").is_some();
     for i in 0..ops {
@@ -2418,102 +2204,23 @@ fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
         let cmd = show_cmd(&step.args);
         match run_step(&mut pair.redis, &mut pair.zankv, &step) {
             Ok(reply) => {
-                let entry = stats
-                    .entry(String::from_utf8_lossy(&step.args[0]).to_uppercase())
-                    .or_default();
-                entry.0 += 1;
-                match &reply {
-                    Frame::Error(e) => {
-                        *entry
-                            .1
-                            .entry(String::from_utf8_lossy(e).into_owned())
-                            .or_default() += 1;
-                    }
-                    Frame::Simple(s) if s.starts_with(b"(not sent") => {
-                        *entry.1.entry("(not sent)".to_string()).or_default() += 1;
-                    }
-                    _ => {}
-                }
-                if history.len() == HISTORY {
-                    history.pop_front();
-                }
                 if trace {
                     eprintln!("#{i} {cmd} -> {reply}");
                 }
-                history.push_back(format!("#{i} {cmd} -> {reply}"));
+                log.record(i, &step.args, &cmd, &reply);
             }
-            Err(detail) => panic!("{}", report(i.to_string(), &cmd, &detail, &history)),
+            Err(detail) => panic!("{}", log.report(&i.to_string(), &cmd, &detail)),
         }
     }
-    let a = dump(&mut pair.redis);
-    let z = dump(&mut pair.zankv);
-    for ((what, fa), (_, fz)) in a.iter().zip(z.iter()) {
-        let check = if what.starts_with("PTTL") {
-            Check::Tolerance(1500)
-        } else {
-            Check::Exact
-        };
-        let (mut fa, mut fz) = (fa.clone(), fz.clone());
-        if what == "DBSIZE" {
-            // Both servers must settle on the same count (zankv's deletions go through
-            // raft; give them a moment).
-            let settle = Instant::now() + std::time::Duration::from_secs(5);
-            while fa != fz && Instant::now() < settle {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                fa = pair.redis.cmd(&[b"DBSIZE"]);
-                fz = pair.zankv.cmd(&[b"DBSIZE"]);
-            }
-        }
-        let (fa, fz) = (&fa, &fz);
-        if let Err(why) = compare_plain(check, fa, fz) {
-            panic!(
-                "{}",
-                report(
-                    "end (final state)".into(),
-                    what,
-                    &format!("{why}\n  redis: {fa}\n  zankv: {fz}"),
-                    &history
-                )
-            );
-        }
-    }
-    if a.len() != z.len() {
-        panic!(
-            "{}",
-            report(
-                "end (final state)".into(),
-                "KEYS *",
-                "different key sets",
-                &history
-            )
-        );
-    }
-    if std::env::var_os("ZANKV_DIFF_STATS").is_some() {
-        // Which commands ran and which errors they met: to check the generator's reach.
-        for (name, (count, errors)) in &stats {
-            eprintln!(
-                "  {name}: {count} run, {} errors or skips",
-                errors.values().sum::<usize>()
-            );
-            for (error, n) in errors {
-                eprintln!("      {n} x {error}");
-            }
-        }
-    }
+    diff::compare_final_state(&mut pair, &log, content, |tolerance, a, z| {
+        compare_plain(tolerance.map_or(Check::Exact, Check::Tolerance), a, z)
+    });
+    log.print_stats();
     eprintln!(
-        "collections seed {seed} ({proto}): {ops} commands in {:?}",
+        "collections seed {seed} ({}): {ops} commands in {:?}",
+        log.proto(),
         started.elapsed()
     );
-}
-
-/// `ZANKV_DIFF_SEED`, if set.
-fn seed_from_env() -> Option<u64> {
-    let raw = std::env::var("ZANKV_DIFF_SEED").ok()?;
-    Some(
-        raw.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("ZANKV_DIFF_SEED={raw:?} is not a u64")),
-    )
 }
 
 #[test]
@@ -2576,46 +2283,14 @@ fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
             }
         }
         sent += steps.len();
-        let wire: Vec<u8> = steps
-            .iter()
-            .flat_map(|s| {
-                let refs: Vec<&[u8]> = s.args.iter().map(Vec::as_slice).collect();
-                Client::encode(&refs)
-            })
-            .collect();
-        pair.redis.send_raw(&wire);
-        pair.zankv.send_raw(&wire);
-        let replies: Vec<(Frame, Frame)> = steps
-            .iter()
-            .map(|s| {
-                let a = pair.redis.read_frame().expect("redis answers");
-                let z = pair.zankv.read_frame().unwrap_or_else(|| {
-                    panic!(
-                        "seed {seed}: zankv closed the connection at {}",
-                        show_cmd(&s.args)
-                    )
-                });
-                (a, z)
-            })
-            .collect();
+        let commands: Vec<&[Vec<u8>]> = steps.iter().map(|s| s.args.as_slice()).collect();
+        let replies = diff::send_pipeline(&mut pair, seed, &commands);
         for (i, (step, (a, z))) in steps.iter().zip(&replies).enumerate() {
             if let Err(why) = compare_plain(step.check, a, z) {
-                let pipeline: Vec<String> = steps
-                    .iter()
-                    .zip(&replies)
-                    .map(|(s, (a, _))| format!("    {} -> {a}", show_cmd(&s.args)))
-                    .collect();
-                panic!(
-                    "pipelined collections differential mismatch: seed {seed}, command {i} of a pipeline of {} \
-                     (after {} earlier commands)\n  \
-                     command: {}\n  {why}\n  redis: {a}\n  zankv: {z}\n  \
-                     rerun: ZANKV_DIFF_SEED={seed} cargo test -p zankv-storage --test collections_differential pipelined\n  \
-                     the pipeline, with redis's replies:\n{}",
-                    steps.len(),
-                    sent - steps.len(),
-                    show_cmd(&step.args),
-                    pipeline.join("\n")
-                );
+                let earlier = Some(sent - steps.len());
+                let report =
+                    diff::pipeline_report(SUITE, seed, i, &commands, &replies, &why, earlier);
+                panic!("{report}");
             }
         }
         for step in &steps {

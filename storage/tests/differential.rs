@@ -30,13 +30,25 @@
 //! RESP3); a seed that once failed belongs in [`REGRESSION_SEEDS`]. `ZANKV_DIFF_STATS=1`
 //! prints, per seed, how often each command ran and which errors it met (with
 //! `--nocapture`), to check that the generator still reaches the commands' real work.
+//!
+//! What this test shares with `collections_differential.rs` (the random primitives, the
+//! pair of servers, reports, stats, the final comparison, pipelines) is in `support/diff.rs`.
 
 mod support;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use support::{show_cmd, Client, Frame, RedisServer, ZankvNode};
+use support::diff::{self, b, must_start_pair_on, sorted_items, sorted_pairs, Rand, Suite};
+use support::diff::{seed_from_env, Pair, RunLog, Target};
+use support::{show_cmd, Client, Frame};
+
+/// How this test names itself in its reports.
+const SUITE: Suite = Suite {
+    name: "differential",
+    target: "differential",
+    skips: false,
+};
 
 /// Seeds run on every `cargo test`.
 const FIXED_SEEDS: [u64; 20] = [
@@ -57,12 +69,6 @@ const OPS_PER_SEED: usize = 600;
 
 /// Commands per RESP3 seed.
 const OPS_PER_RESP3_SEED: usize = 300;
-
-/// How many earlier commands a mismatch report shows.
-const HISTORY: usize = 15;
-
-/// Upper bound on SCAN/HSCAN calls for one full iteration.
-const MAX_SCAN_CALLS: usize = 10_000;
 
 /// The key space: small, so commands collide; one binary key. String commands prefer the
 /// first three and hash commands the last three (see [`Gen::string_key`]), so that most
@@ -200,8 +206,6 @@ const PATTERNS: &[&[u8]] = &[
 ];
 
 const FIELD_PATTERNS: &[&[u8]] = &[b"*", b"f*", b"f?", b"", b"[f]0", b"*\x00*", b"?", b"f[^1]"];
-
-const JUNK: &[&str] = &["x", "", "NX", "-1", "abc\r\n"];
 
 /// How a reply pair is judged.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -377,16 +381,10 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn b(s: &str) -> Vec<u8> {
-    s.as_bytes().to_vec()
-}
-
 /// The command generator. Deterministic for a seed, except that absolute times are taken
 /// from the clock when generated (both servers get the same arguments).
 struct Gen {
-    rng: fastrand::Rng,
-    /// Relative expirations already handed out, in seconds (all multiples of 100).
-    used_rel: HashSet<i64>,
+    rng: Rand,
     /// Absolute offsets already handed out, in seconds (all ≡ 50 mod 100).
     used_abs: HashSet<i64>,
 }
@@ -394,54 +392,18 @@ struct Gen {
 impl Gen {
     fn new(seed: u64) -> Gen {
         Gen {
-            rng: fastrand::Rng::with_seed(seed),
-            used_rel: HashSet::new(),
+            rng: Rand::new(seed),
             used_abs: HashSet::new(),
         }
     }
 
-    fn chance(&mut self, percent: u32) -> bool {
-        self.rng.u32(0..100) < percent
-    }
-
-    fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
-        items[self.rng.usize(..items.len())]
-    }
-
-    /// The command name, in random letter case now and then.
-    fn name(&mut self, name: &str) -> Vec<u8> {
-        match self.rng.u32(0..10) {
-            0 => name.to_ascii_lowercase().into_bytes(),
-            1 => name
-                .bytes()
-                .map(|c| {
-                    if self.rng.bool() {
-                        c.to_ascii_lowercase()
-                    } else {
-                        c
-                    }
-                })
-                .collect(),
-            _ => b(name),
-        }
-    }
-
-    /// An option keyword, in random letter case now and then.
-    fn word(&mut self, word: &str) -> Vec<u8> {
-        if self.chance(15) {
-            word.to_ascii_lowercase().into_bytes()
-        } else {
-            b(word)
-        }
-    }
-
     fn key(&mut self) -> Vec<u8> {
-        self.pick(&KEYS).to_vec()
+        self.rng.pick(&KEYS).to_vec()
     }
 
     /// A key for a string command: usually k0..k2.
     fn string_key(&mut self) -> Vec<u8> {
-        if self.chance(CROSS_FAMILY_PERCENT) {
+        if self.rng.chance(CROSS_FAMILY_PERCENT) {
             self.key()
         } else {
             KEYS[self.rng.usize(0..3)].to_vec()
@@ -450,7 +412,7 @@ impl Gen {
 
     /// A key for a hash command: usually k3, k:4 or the binary key.
     fn hash_key(&mut self) -> Vec<u8> {
-        if self.chance(CROSS_FAMILY_PERCENT) {
+        if self.rng.chance(CROSS_FAMILY_PERCENT) {
             self.key()
         } else {
             KEYS[self.rng.usize(3..6)].to_vec()
@@ -463,17 +425,17 @@ impl Gen {
     }
 
     fn field(&mut self) -> Vec<u8> {
-        self.pick(&FIELDS).to_vec()
+        self.rng.pick(&FIELDS).to_vec()
     }
 
     fn value(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=19 => self.small_int(-1000, 1000),
-            20..=24 => b(self.pick(INT_EXTREME)),
-            25..=32 => b(self.pick(&[
+            0..=19 => self.rng.small_int(-1000, 1000),
+            20..=24 => b(self.rng.pick(INT_EXTREME)),
+            25..=32 => b(self.rng.pick(&[
                 "1.5", "-0.25", "3.0", "1e3", "0.1", "10.5", "-7.125", "2.5e-3",
             ])),
-            33..=52 => b(self.pick(NUMERIC_LOOKING)),
+            33..=52 => b(self.rng.pick(NUMERIC_LOOKING)),
             53..=64 => {
                 let n = self.rng.usize(0..=12);
                 (0..n)
@@ -496,7 +458,7 @@ impl Gen {
                     "a\tb",
                     "é",
                 ];
-                let w = self.pick(&words);
+                let w = self.rng.pick(&words);
                 if self.rng.bool() {
                     b(w)
                 } else {
@@ -510,49 +472,35 @@ impl Gen {
         }
     }
 
-    fn small_int(&mut self, lo: i64, hi: i64) -> Vec<u8> {
-        self.rng.i64(lo..=hi).to_string().into_bytes()
-    }
-
     /// An integer argument: mostly small, sometimes extreme, sometimes not an integer.
     fn int_arg(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=74 => self.small_int(-100, 100),
-            75..=86 => b(self.pick(INT_EXTREME)),
-            _ => b(self.pick(INT_BAD)),
+            0..=74 => self.rng.small_int(-100, 100),
+            75..=86 => b(self.rng.pick(INT_EXTREME)),
+            _ => b(self.rng.pick(INT_BAD)),
         }
     }
 
     fn float_arg(&mut self) -> Vec<u8> {
-        if self.chance(25) {
-            self.small_int(-50, 50)
+        if self.rng.chance(25) {
+            self.rng.small_int(-50, 50)
         } else {
-            b(self.pick(FLOATS))
+            b(self.rng.pick(FLOATS))
         }
     }
 
     /// A range bound for GETRANGE/BITCOUNT/BITPOS.
     fn range_arg(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=79 => self.small_int(-12, 12),
-            80..=91 => b(self.pick(&[
+            0..=79 => self.rng.small_int(-12, 12),
+            80..=91 => b(self.rng.pick(&[
                 "9223372036854775807",
                 "-9223372036854775808",
                 "100000",
                 "-100000",
                 "2147483648",
             ])),
-            _ => b(self.pick(&["abc", "", "1.5", " 1"])),
-        }
-    }
-
-    /// A distinct relative expiration in seconds, ≥ 100 s, a multiple of 100.
-    fn fresh_rel_secs(&mut self) -> i64 {
-        loop {
-            let v = 100 * self.rng.i64(1..=100_000);
-            if self.used_rel.insert(v) {
-                return v;
-            }
+            _ => b(self.rng.pick(&["abc", "", "1.5", " 1"])),
         }
     }
 
@@ -570,11 +518,11 @@ impl Gen {
     fn rel_time(&mut self, ms: bool) -> Vec<u8> {
         match self.rng.u32(0..100) {
             0..=74 => {
-                let s = self.fresh_rel_secs();
+                let s = self.rng.fresh_rel_secs();
                 (if ms { s * 1000 } else { s }).to_string().into_bytes()
             }
-            75..=84 => b(self.pick(REL_TIME_PAST)),
-            _ => b(self.pick(REL_TIME_BAD)),
+            75..=84 => b(self.rng.pick(REL_TIME_PAST)),
+            _ => b(self.rng.pick(REL_TIME_BAD)),
         }
     }
 
@@ -597,60 +545,48 @@ impl Gen {
                 if self.rng.bool() {
                     v.to_string().into_bytes()
                 } else {
-                    b(self.pick(&["0", "1", "-1", "-9223372036854775808"]))
+                    b(self.rng.pick(&["0", "1", "-1", "-9223372036854775808"]))
                 }
             }
             87..=89 => b("9223372036854775807"),
-            _ => b(self.pick(&["abc", "", "1.5", " 1", "1e12"])),
+            _ => b(self.rng.pick(&["abc", "", "1.5", " 1", "1e12"])),
         }
     }
 
     fn bit_offset(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=69 => self.small_int(0, 64),
-            70..=84 => self.small_int(64, 400),
+            0..=69 => self.rng.small_int(0, 64),
+            70..=84 => self.rng.small_int(64, 400),
             // Never a large valid offset: that would allocate up to 512 MB.
-            _ => b(self.pick(&["-1", "4294967296", "abc", "1.0", "", "9223372036854775807"])),
+            _ => {
+                let bad = ["-1", "4294967296", "abc", "1.0", "", "9223372036854775807"];
+                b(self.rng.pick(&bad))
+            }
         }
     }
 
     fn range_offset(&mut self) -> Vec<u8> {
         match self.rng.u32(0..100) {
-            0..=69 => self.small_int(0, 40),
-            70..=84 => self.small_int(40, 300),
+            0..=69 => self.rng.small_int(0, 40),
+            70..=84 => self.rng.small_int(40, 300),
             // 536870912 is one past the largest legal offset for a 1-byte value; it only
             // "succeeds" with an empty value, which allocates nothing.
-            _ => b(self.pick(&["-1", "536870912", "9223372036854775807", "abc", ""])),
+            _ => {
+                let bad = ["-1", "536870912", "9223372036854775807", "abc", ""];
+                b(self.rng.pick(&bad))
+            }
         }
     }
 
     fn step(&mut self) -> Step {
-        let total: u32 = MENU.iter().map(|(_, w)| w).sum();
-        let mut roll = self.rng.u32(0..total);
-        let mut kind = MENU[0].0;
-        for (k, w) in MENU {
-            if roll < *w {
-                kind = *k;
-                break;
-            }
-            roll -= w;
-        }
+        let kind = self.rng.weighted(MENU);
         let mut step = self.build(kind);
         // Mutations: wrong arity and trailing junk for commands judged by their reply alone.
         if matches!(
             step.check,
             Check::Exact | Check::Unordered | Check::Pairs | Check::Tolerance(_)
         ) {
-            match self.rng.u32(0..100) {
-                0..=3 if step.args.len() > 1 => {
-                    step.args.pop();
-                }
-                4..=6 => {
-                    let junk = b(self.pick(JUNK));
-                    step.args.push(junk);
-                }
-                _ => {}
-            }
+            self.rng.mutate(&mut step.args, 4, 3);
         }
         step
     }
@@ -660,16 +596,16 @@ impl Gen {
         let exact = |args: Vec<Vec<u8>>| Step { args, check: Exact };
         match kind {
             Kind::Ping => {
-                let mut args = vec![self.name("PING")];
+                let mut args = vec![self.rng.name("PING")];
                 if self.rng.bool() {
                     args.push(self.value());
                 }
                 exact(args)
             }
-            Kind::Echo => exact(vec![self.name("ECHO"), self.value()]),
+            Kind::Echo => exact(vec![self.rng.name("ECHO"), self.value()]),
             Kind::Auth => {
                 // Neither server has a password: only `default` with any password passes.
-                let mut args = vec![self.name("AUTH")];
+                let mut args = vec![self.rng.name("AUTH")];
                 match self.rng.u8(0..4) {
                     0 => {}
                     1 => args.push(b("default")),
@@ -679,8 +615,8 @@ impl Gen {
                 args.push(self.value());
                 exact(args)
             }
-            Kind::Select => exact(vec![self.name("SELECT"), b("0")]),
-            Kind::DbSize => exact(vec![self.name("DBSIZE")]),
+            Kind::Select => exact(vec![self.rng.name("SELECT"), b("0")]),
+            Kind::DbSize => exact(vec![self.rng.name("DBSIZE")]),
             Kind::Del | Kind::Unlink | Kind::Exists | Kind::Touch => {
                 let name = match kind {
                     Kind::Del => "DEL",
@@ -688,11 +624,11 @@ impl Gen {
                     Kind::Exists => "EXISTS",
                     _ => "TOUCH",
                 };
-                let mut args = vec![self.name(name)];
+                let mut args = vec![self.rng.name(name)];
                 args.extend(self.keys(1, 3));
                 exact(args)
             }
-            Kind::Type => exact(vec![self.name("TYPE"), self.key()]),
+            Kind::Type => exact(vec![self.rng.name("TYPE"), self.key()]),
             Kind::Expire | Kind::PExpire | Kind::ExpireAt | Kind::PExpireAt => {
                 let (name, time) = match kind {
                     Kind::Expire => ("EXPIRE", self.rel_time(false)),
@@ -700,88 +636,99 @@ impl Gen {
                     Kind::ExpireAt => ("EXPIREAT", self.abs_time(false)),
                     _ => ("PEXPIREAT", self.abs_time(true)),
                 };
-                let mut args = vec![self.name(name), self.key(), time];
+                let mut args = vec![self.rng.name(name), self.key(), time];
                 let flags = match self.rng.u32(0..10) {
                     0..=3 => 0,
                     4..=8 => 1,
                     _ => 2,
                 };
                 for _ in 0..flags {
-                    let flag = self.pick(&["NX", "XX", "GT", "LT", "NX", "GT", "LT", "BOGUS"]);
-                    let flag = self.word(flag);
+                    let choices = ["NX", "XX", "GT", "LT", "NX", "GT", "LT", "BOGUS"];
+                    let flag = self.rng.pick(&choices);
+                    let flag = self.rng.word(flag);
                     args.push(flag);
                 }
                 exact(args)
             }
             Kind::Ttl => Step {
-                args: vec![self.name("TTL"), self.key()],
+                args: vec![self.rng.name("TTL"), self.key()],
                 check: Tolerance(1),
             },
             Kind::PTtl => Step {
-                args: vec![self.name("PTTL"), self.key()],
+                args: vec![self.rng.name("PTTL"), self.key()],
                 check: Tolerance(1500),
             },
             Kind::ExpireTime => Step {
-                args: vec![self.name("EXPIRETIME"), self.key()],
+                args: vec![self.rng.name("EXPIRETIME"), self.key()],
                 check: Tolerance(1),
             },
             Kind::PExpireTime => Step {
-                args: vec![self.name("PEXPIRETIME"), self.key()],
+                args: vec![self.rng.name("PEXPIRETIME"), self.key()],
                 check: Tolerance(1500),
             },
-            Kind::Persist => exact(vec![self.name("PERSIST"), self.key()]),
-            Kind::Rename => exact(vec![self.name("RENAME"), self.key(), self.key()]),
-            Kind::RenameNx => exact(vec![self.name("RENAMENX"), self.key(), self.key()]),
+            Kind::Persist => exact(vec![self.rng.name("PERSIST"), self.key()]),
+            Kind::Rename => exact(vec![self.rng.name("RENAME"), self.key(), self.key()]),
+            Kind::RenameNx => exact(vec![self.rng.name("RENAMENX"), self.key(), self.key()]),
             Kind::Copy => {
-                let mut args = vec![self.name("COPY"), self.key(), self.key()];
+                let mut args = vec![self.rng.name("COPY"), self.key(), self.key()];
                 if self.rng.bool() {
-                    args.push(self.word("REPLACE"));
+                    args.push(self.rng.word("REPLACE"));
                 }
                 exact(args)
             }
             Kind::Keys => Step {
-                args: vec![self.name("KEYS"), self.pick(PATTERNS).to_vec()],
+                args: vec![self.rng.name("KEYS"), self.rng.pick(PATTERNS).to_vec()],
                 check: Unordered,
             },
             Kind::Scan => {
                 // Redis 7.0 parses an empty cursor as 0 (strtoul with no digits).
-                let start = if self.chance(5) { b("") } else { b("0") };
-                let mut args = vec![self.name("SCAN"), start];
+                let start = if self.rng.chance(5) { b("") } else { b("0") };
+                let mut args = vec![self.rng.name("SCAN"), start];
                 self.scan_options(&mut args, true);
                 Step { args, check: Scan }
             }
             Kind::ScanBadCursor => {
-                let cursor = self.pick(&["abc", " 0", "0x", "1.5", "18446744073709551616", "-"]);
-                exact(vec![self.name("SCAN"), b(cursor)])
+                let cursor =
+                    self.rng
+                        .pick(&["abc", " 0", "0x", "1.5", "18446744073709551616", "-"]);
+                exact(vec![self.rng.name("SCAN"), b(cursor)])
             }
             Kind::RandomKey => Step {
-                args: vec![self.name("RANDOMKEY")],
+                args: vec![self.rng.name("RANDOMKEY")],
                 check: RandomKey,
             },
-            Kind::FlushDb => exact(vec![self.name("FLUSHDB")]),
-            Kind::Get => exact(vec![self.name("GET"), self.string_key()]),
+            Kind::FlushDb => exact(vec![self.rng.name("FLUSHDB")]),
+            Kind::Get => exact(vec![self.rng.name("GET"), self.string_key()]),
             Kind::Set => {
-                let mut args = vec![self.name("SET"), self.string_key(), self.value()];
+                let mut args = vec![self.rng.name("SET"), self.string_key(), self.value()];
                 self.set_options(&mut args);
                 exact(args)
             }
-            Kind::SetNx => exact(vec![self.name("SETNX"), self.string_key(), self.value()]),
+            Kind::SetNx => exact(vec![
+                self.rng.name("SETNX"),
+                self.string_key(),
+                self.value(),
+            ]),
             Kind::SetEx => exact(vec![
-                self.name("SETEX"),
+                self.rng.name("SETEX"),
                 self.string_key(),
                 self.rel_time(false),
                 self.value(),
             ]),
             Kind::PSetEx => exact(vec![
-                self.name("PSETEX"),
+                self.rng.name("PSETEX"),
                 self.string_key(),
                 self.rel_time(true),
                 self.value(),
             ]),
-            Kind::GetSet => exact(vec![self.name("GETSET"), self.string_key(), self.value()]),
-            Kind::GetDel => exact(vec![self.name("GETDEL"), self.string_key()]),
+            Kind::GetSet => exact(vec![
+                self.rng.name("GETSET"),
+                self.string_key(),
+                self.value(),
+            ]),
+            Kind::GetDel => exact(vec![self.rng.name("GETDEL"), self.string_key()]),
             Kind::GetEx => {
-                let mut args = vec![self.name("GETEX"), self.string_key()];
+                let mut args = vec![self.rng.name("GETEX"), self.string_key()];
                 let n = match self.rng.u32(0..10) {
                     0..=2 => 0,
                     3..=8 => 1,
@@ -790,37 +737,37 @@ impl Gen {
                 for _ in 0..n {
                     match self.rng.u32(0..6) {
                         0 => {
-                            args.push(self.word("EX"));
+                            args.push(self.rng.word("EX"));
                             args.push(self.rel_time(false));
                         }
                         1 => {
-                            args.push(self.word("PX"));
+                            args.push(self.rng.word("PX"));
                             args.push(self.rel_time(true));
                         }
                         2 => {
-                            args.push(self.word("EXAT"));
+                            args.push(self.rng.word("EXAT"));
                             args.push(self.abs_time(false));
                         }
                         3 => {
-                            args.push(self.word("PXAT"));
+                            args.push(self.rng.word("PXAT"));
                             args.push(self.abs_time(true));
                         }
-                        4 => args.push(self.word("PERSIST")),
+                        4 => args.push(self.rng.word("PERSIST")),
                         _ => {
-                            let w = self.pick(&["EX", "KEEPTTL", "BOGUS"]);
-                            args.push(self.word(w));
+                            let w = self.rng.pick(&["EX", "KEEPTTL", "BOGUS"]);
+                            args.push(self.rng.word(w));
                         }
                     }
                 }
                 exact(args)
             }
             Kind::MGet => {
-                let mut args = vec![self.name("MGET")];
+                let mut args = vec![self.rng.name("MGET")];
                 args.extend(self.keys(1, 4));
                 exact(args)
             }
             Kind::MSet | Kind::MSetNx => {
-                let mut args = vec![self.name(if matches!(kind, Kind::MSet) {
+                let mut args = vec![self.rng.name(if matches!(kind, Kind::MSet) {
                     "MSET"
                 } else {
                     "MSETNX"
@@ -831,56 +778,68 @@ impl Gen {
                 }
                 exact(args)
             }
-            Kind::Incr => exact(vec![self.name("INCR"), self.string_key()]),
-            Kind::Decr => exact(vec![self.name("DECR"), self.string_key()]),
-            Kind::IncrBy => exact(vec![self.name("INCRBY"), self.string_key(), self.int_arg()]),
-            Kind::DecrBy => exact(vec![self.name("DECRBY"), self.string_key(), self.int_arg()]),
+            Kind::Incr => exact(vec![self.rng.name("INCR"), self.string_key()]),
+            Kind::Decr => exact(vec![self.rng.name("DECR"), self.string_key()]),
+            Kind::IncrBy => exact(vec![
+                self.rng.name("INCRBY"),
+                self.string_key(),
+                self.int_arg(),
+            ]),
+            Kind::DecrBy => exact(vec![
+                self.rng.name("DECRBY"),
+                self.string_key(),
+                self.int_arg(),
+            ]),
             Kind::IncrByFloat => exact(vec![
-                self.name("INCRBYFLOAT"),
+                self.rng.name("INCRBYFLOAT"),
                 self.string_key(),
                 self.float_arg(),
             ]),
-            Kind::Append => exact(vec![self.name("APPEND"), self.string_key(), self.value()]),
-            Kind::Strlen => exact(vec![self.name("STRLEN"), self.string_key()]),
+            Kind::Append => exact(vec![
+                self.rng.name("APPEND"),
+                self.string_key(),
+                self.value(),
+            ]),
+            Kind::Strlen => exact(vec![self.rng.name("STRLEN"), self.string_key()]),
             Kind::GetRange => exact(vec![
-                self.name("GETRANGE"),
+                self.rng.name("GETRANGE"),
                 self.string_key(),
                 self.range_arg(),
                 self.range_arg(),
             ]),
             Kind::SetRange => {
-                let value = if self.chance(10) {
+                let value = if self.rng.chance(10) {
                     Vec::new()
                 } else {
                     self.value()
                 };
                 exact(vec![
-                    self.name("SETRANGE"),
+                    self.rng.name("SETRANGE"),
                     self.string_key(),
                     self.range_offset(),
                     value,
                 ])
             }
             Kind::SetBit => {
-                let bit = if self.chance(85) {
-                    b(self.pick(&["0", "1"]))
+                let bit = if self.rng.chance(85) {
+                    b(self.rng.pick(&["0", "1"]))
                 } else {
-                    b(self.pick(&["2", "-1", "a", ""]))
+                    b(self.rng.pick(&["2", "-1", "a", ""]))
                 };
                 exact(vec![
-                    self.name("SETBIT"),
+                    self.rng.name("SETBIT"),
                     self.string_key(),
                     self.bit_offset(),
                     bit,
                 ])
             }
             Kind::GetBit => exact(vec![
-                self.name("GETBIT"),
+                self.rng.name("GETBIT"),
                 self.string_key(),
                 self.bit_offset(),
             ]),
             Kind::BitCount => {
-                let mut args = vec![self.name("BITCOUNT"), self.string_key()];
+                let mut args = vec![self.rng.name("BITCOUNT"), self.string_key()];
                 match self.rng.u32(0..10) {
                     0..=1 => {}
                     2 => args.push(self.range_arg()),
@@ -891,26 +850,26 @@ impl Gen {
                     _ => {
                         args.push(self.range_arg());
                         args.push(self.range_arg());
-                        let unit = self.pick(&["BYTE", "BIT", "BIT", "bits"]);
-                        args.push(self.word(unit));
+                        let unit = self.rng.pick(&["BYTE", "BIT", "BIT", "bits"]);
+                        args.push(self.rng.word(unit));
                     }
                 }
                 exact(args)
             }
             Kind::BitPos => {
-                let bit = if self.chance(85) {
-                    b(self.pick(&["0", "1"]))
+                let bit = if self.rng.chance(85) {
+                    b(self.rng.pick(&["0", "1"]))
                 } else {
-                    b(self.pick(&["2", "-1", "a", "01"]))
+                    b(self.rng.pick(&["2", "-1", "a", "01"]))
                 };
-                let mut args = vec![self.name("BITPOS"), self.string_key(), bit];
+                let mut args = vec![self.rng.name("BITPOS"), self.string_key(), bit];
                 let extra = self.rng.u32(0..4);
                 for i in 0..extra {
                     if i < 2 {
                         args.push(self.range_arg());
                     } else {
-                        let unit = self.pick(&["BYTE", "BIT", "BIT", "bits"]);
-                        args.push(self.word(unit));
+                        let unit = self.rng.pick(&["BYTE", "BIT", "BIT", "bits"]);
+                        args.push(self.rng.word(unit));
                     }
                 }
                 exact(args)
@@ -921,7 +880,7 @@ impl Gen {
                 } else {
                     "HMSET"
                 };
-                let mut args = vec![self.name(name), self.hash_key()];
+                let mut args = vec![self.rng.name(name), self.hash_key()];
                 for _ in 0..self.rng.usize(1..=3) {
                     args.push(self.field());
                     args.push(self.value());
@@ -929,61 +888,69 @@ impl Gen {
                 exact(args)
             }
             Kind::HSetNx => exact(vec![
-                self.name("HSETNX"),
+                self.rng.name("HSETNX"),
                 self.hash_key(),
                 self.field(),
                 self.value(),
             ]),
-            Kind::HGet => exact(vec![self.name("HGET"), self.hash_key(), self.field()]),
+            Kind::HGet => exact(vec![self.rng.name("HGET"), self.hash_key(), self.field()]),
             Kind::HMGet => {
-                let mut args = vec![self.name("HMGET"), self.hash_key()];
+                let mut args = vec![self.rng.name("HMGET"), self.hash_key()];
                 for _ in 0..self.rng.usize(1..=4) {
                     args.push(self.field());
                 }
                 exact(args)
             }
             Kind::HDel => {
-                let mut args = vec![self.name("HDEL"), self.hash_key()];
+                let mut args = vec![self.rng.name("HDEL"), self.hash_key()];
                 for _ in 0..self.rng.usize(1..=3) {
                     args.push(self.field());
                 }
                 exact(args)
             }
-            Kind::HLen => exact(vec![self.name("HLEN"), self.hash_key()]),
-            Kind::HStrlen => exact(vec![self.name("HSTRLEN"), self.hash_key(), self.field()]),
-            Kind::HExists => exact(vec![self.name("HEXISTS"), self.hash_key(), self.field()]),
+            Kind::HLen => exact(vec![self.rng.name("HLEN"), self.hash_key()]),
+            Kind::HStrlen => exact(vec![
+                self.rng.name("HSTRLEN"),
+                self.hash_key(),
+                self.field(),
+            ]),
+            Kind::HExists => exact(vec![
+                self.rng.name("HEXISTS"),
+                self.hash_key(),
+                self.field(),
+            ]),
             Kind::HKeys => Step {
-                args: vec![self.name("HKEYS"), self.hash_key()],
+                args: vec![self.rng.name("HKEYS"), self.hash_key()],
                 check: Unordered,
             },
             Kind::HVals => Step {
-                args: vec![self.name("HVALS"), self.hash_key()],
+                args: vec![self.rng.name("HVALS"), self.hash_key()],
                 check: Unordered,
             },
             Kind::HGetAll => Step {
-                args: vec![self.name("HGETALL"), self.hash_key()],
+                args: vec![self.rng.name("HGETALL"), self.hash_key()],
                 check: Pairs,
             },
             Kind::HIncrBy => exact(vec![
-                self.name("HINCRBY"),
+                self.rng.name("HINCRBY"),
                 self.hash_key(),
                 self.field(),
                 self.int_arg(),
             ]),
             Kind::HIncrByFloat => exact(vec![
-                self.name("HINCRBYFLOAT"),
+                self.rng.name("HINCRBYFLOAT"),
                 self.hash_key(),
                 self.field(),
                 self.float_arg(),
             ]),
             Kind::HRandField => {
-                let mut args = vec![self.name("HRANDFIELD"), self.hash_key()];
+                let mut args = vec![self.rng.name("HRANDFIELD"), self.hash_key()];
                 match self.rng.u32(0..10) {
                     0..=1 => {}
-                    2..=5 => args.push(self.small_int(-8, 8)),
+                    2..=5 => args.push(self.rng.small_int(-8, 8)),
                     6..=8 => {
-                        args.push(self.small_int(-8, 8));
-                        args.push(self.word("WITHVALUES"));
+                        args.push(self.rng.small_int(-8, 8));
+                        args.push(self.rng.word("WITHVALUES"));
                     }
                     _ => {
                         // Errors: bad count, bad option, WITHVALUES without count.
@@ -994,7 +961,7 @@ impl Gen {
                             &["WITHVALUES"],
                             &["2", "WITHVALUES", "x"],
                         ];
-                        for a in self.pick(bad) {
+                        for a in self.rng.pick(bad) {
                             args.push(b(a));
                         }
                     }
@@ -1005,15 +972,16 @@ impl Gen {
                 }
             }
             Kind::HScan => {
-                let mut args = vec![self.name("HSCAN"), self.hash_key(), b("0")];
+                let mut args = vec![self.rng.name("HSCAN"), self.hash_key(), b("0")];
                 self.scan_options(&mut args, false);
                 Step { args, check: HScan }
             }
             Kind::Unknown => {
-                let name = self.pick(&["FOO", "foo", "GETT", "hsetx", "NOTACOMMAND"]);
+                let names = ["FOO", "foo", "GETT", "hsetx", "NOTACOMMAND"];
+                let name = self.rng.pick(&names);
                 let mut args = vec![b(name)];
                 for _ in 0..self.rng.usize(0..=3) {
-                    args.push(b(self.pick(&["a", "b", "k0", "", "long argument"])));
+                    args.push(b(self.rng.pick(&["a", "b", "k0", "", "long argument"])));
                 }
                 exact(args)
             }
@@ -1025,28 +993,27 @@ impl Gen {
         for _ in 0..self.rng.usize(0..=3) {
             match self.rng.u32(0..if with_type { 3 } else { 2 }) {
                 0 => {
-                    args.push(self.word("MATCH"));
+                    args.push(self.rng.word("MATCH"));
                     let patterns = if with_type { PATTERNS } else { FIELD_PATTERNS };
-                    args.push(self.pick(patterns).to_vec());
+                    args.push(self.rng.pick(patterns).to_vec());
                 }
                 1 => {
-                    args.push(self.word("COUNT"));
-                    if self.chance(85) {
-                        args.push(self.small_int(1, 20));
+                    args.push(self.rng.word("COUNT"));
+                    if self.rng.chance(85) {
+                        args.push(self.rng.small_int(1, 20));
                     } else {
-                        args.push(b(self.pick(&["0", "-1", "abc", ""])));
+                        args.push(b(self.rng.pick(&["0", "-1", "abc", ""])));
                     }
                 }
                 _ => {
-                    args.push(self.word("TYPE"));
-                    args.push(b(
-                        self.pick(&["string", "hash", "list", "none", "STRING", "bogus"])
-                    ));
+                    args.push(self.rng.word("TYPE"));
+                    let types = ["string", "hash", "list", "none", "STRING", "bogus"];
+                    args.push(b(self.rng.pick(&types)));
                 }
             }
         }
-        if self.chance(3) {
-            args.push(b(self.pick(&["BOGUS", "MATCH", "COUNT"])));
+        if self.rng.chance(3) {
+            args.push(b(self.rng.pick(&["BOGUS", "MATCH", "COUNT"])));
         }
     }
 
@@ -1061,28 +1028,28 @@ impl Gen {
         for _ in 0..n {
             match self.rng.u32(0..10) {
                 0 => {
-                    args.push(self.word("EX"));
+                    args.push(self.rng.word("EX"));
                     args.push(self.rel_time(false));
                 }
                 1 => {
-                    args.push(self.word("PX"));
+                    args.push(self.rng.word("PX"));
                     args.push(self.rel_time(true));
                 }
                 2 => {
-                    args.push(self.word("EXAT"));
+                    args.push(self.rng.word("EXAT"));
                     args.push(self.abs_time(false));
                 }
                 3 => {
-                    args.push(self.word("PXAT"));
+                    args.push(self.rng.word("PXAT"));
                     args.push(self.abs_time(true));
                 }
-                4 => args.push(self.word("NX")),
-                5 => args.push(self.word("XX")),
-                6 => args.push(self.word("KEEPTTL")),
-                7 | 8 => args.push(self.word("GET")),
+                4 => args.push(self.rng.word("NX")),
+                5 => args.push(self.rng.word("XX")),
+                6 => args.push(self.rng.word("KEEPTTL")),
+                7 | 8 => args.push(self.rng.word("GET")),
                 _ => {
-                    let w = self.pick(&["EX", "PX", "BOGUS", "PERSIST"]);
-                    args.push(self.word(w));
+                    let w = self.rng.pick(&["EX", "PX", "BOGUS", "PERSIST"]);
+                    args.push(self.rng.word(w));
                 }
             }
         }
@@ -1092,39 +1059,6 @@ impl Gen {
 // ---------------------------------------------------------------------------------------
 // Comparison
 // ---------------------------------------------------------------------------------------
-
-/// Sorts the elements of an array/set reply; other replies are returned unchanged.
-fn sorted_items(frame: Frame) -> Frame {
-    match frame {
-        Frame::Array(mut items) => {
-            items.sort_by_key(Frame::sort_key);
-            Frame::Array(items)
-        }
-        Frame::Set(mut items) => {
-            items.sort_by_key(Frame::sort_key);
-            Frame::Set(items)
-        }
-        other => other,
-    }
-}
-
-/// Turns a flat field/value array or a map into a map with sorted pairs.
-fn sorted_pairs(frame: Frame) -> Frame {
-    let mut pairs = match frame {
-        Frame::Map(pairs) => pairs,
-        Frame::Array(items) if items.len() % 2 == 0 => {
-            let mut pairs = Vec::with_capacity(items.len() / 2);
-            let mut it = items.into_iter();
-            while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                pairs.push((k, v));
-            }
-            pairs
-        }
-        other => return other,
-    };
-    pairs.sort_by_key(|(k, v)| (k.sort_key(), v.sort_key()));
-    Frame::Map(pairs)
-}
 
 /// Compares replies that need no second look at the servers.
 fn compare_plain(check: Check, a: &Frame, b: &Frame) -> Result<(), String> {
@@ -1144,45 +1078,6 @@ fn compare_plain(check: Check, a: &Frame, b: &Frame) -> Result<(), String> {
     } else {
         Err(format!("replies differ ({check:?})"))
     }
-}
-
-/// Iterates SCAN/HSCAN from the cursor in `args` to the end; returns the sorted, deduplicated
-/// keys (or `[field, value]` pairs), or the first reply that is not a scan page.
-fn scan_all(
-    client: &mut Client,
-    args: &[Vec<u8>],
-    cursor_at: usize,
-    pairs: bool,
-) -> Result<Vec<Frame>, Frame> {
-    let mut args = args.to_vec();
-    let mut found = Vec::new();
-    for _ in 0..MAX_SCAN_CALLS {
-        let reply = client.cmd_vec(&args);
-        let (cursor, items) = match &reply {
-            Frame::Array(page) if page.len() == 2 => match (&page[0], page[1].as_items()) {
-                (Frame::Bulk(cursor), Some(items)) => (cursor.clone(), items.to_vec()),
-                _ => return Err(reply),
-            },
-            _ => return Err(reply),
-        };
-        if pairs {
-            if items.len() % 2 != 0 {
-                return Err(reply);
-            }
-            for kv in items.chunks(2) {
-                found.push(Frame::Array(kv.to_vec()));
-            }
-        } else {
-            found.extend(items);
-        }
-        if cursor == b"0" {
-            found.sort_by_key(Frame::sort_key);
-            found.dedup();
-            return Ok(found);
-        }
-        args[cursor_at] = cursor;
-    }
-    Err(Frame::error("harness: scan did not reach cursor 0"))
 }
 
 /// A hash's contents as read with HGETALL.
@@ -1262,24 +1157,7 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
             } else {
                 (2, true)
             };
-            let a = scan_all(redis, &step.args, cursor_at, pairs);
-            let b = scan_all(zankv, &step.args, cursor_at, pairs);
-            let show = |r: &Result<Vec<Frame>, Frame>| match r {
-                Ok(items) => format!("full iteration {}", Frame::Array(items.clone())),
-                Err(f) => f.to_string(),
-            };
-            if a == b {
-                Ok(match a {
-                    Ok(items) => Frame::Array(items),
-                    Err(f) => f,
-                })
-            } else {
-                Err(format!(
-                    "scan results differ\n  redis: {}\n  zankv: {}",
-                    show(&a),
-                    show(&b)
-                ))
-            }
+            diff::compare_scans(redis, zankv, &step.args, cursor_at, pairs)
         }
         _ => {
             let a = redis.cmd_vec(&step.args);
@@ -1299,17 +1177,7 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
                     _ => compare_plain(Check::Exact, &a, &b),
                 },
                 Check::HRandField => {
-                    if a.is_error() || b.is_error() || shape(&a) != shape(&b) {
-                        compare_plain(Check::Exact, &a, &b)
-                            .map_err(|_| "replies differ in shape".to_string())
-                    } else {
-                        check_hrandfield(zankv, &step.args, &b)
-                            .map_err(|e| format!("zankv: {e}"))
-                            .and_then(|_| {
-                                check_hrandfield(redis, &step.args, &a)
-                                    .map_err(|e| format!("redis: {e}"))
-                            })
-                    }
+                    diff::judge_random(redis, zankv, &step.args, &a, &b, shape, check_hrandfield)
                 }
                 check => compare_plain(check, &a, &b),
             };
@@ -1321,77 +1189,18 @@ fn run_step(redis: &mut Client, zankv: &mut Client, step: &Step) -> Result<Frame
     }
 }
 
-/// Everything a client can see of the database, for the end-of-run comparison.
-fn dump(client: &mut Client) -> Vec<(String, Frame)> {
-    let mut out = Vec::new();
-    let keys = sorted_items(client.cmd(&[b"KEYS", b"*"]));
-    out.push(("KEYS *".to_string(), keys.clone()));
-    out.push(("DBSIZE".to_string(), client.cmd(&[b"DBSIZE"])));
-    for key in keys.as_items().unwrap_or(&[]) {
-        let Some(key) = key.as_bytes() else { continue };
-        let name = support::escape(key);
-        let kind = client.cmd(&[b"TYPE", key]);
-        let content = match kind.as_bytes() {
-            Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
-            _ => client.cmd(&[b"GET", key]),
-        };
-        out.push((format!("TYPE {name}"), kind));
-        out.push((format!("content of {name}"), content));
-        out.push((format!("PTTL {name}"), client.cmd(&[b"PTTL", key])));
+/// A key's contents for the end-of-run comparison, by its TYPE: a hash's field/value
+/// pairs (sorted), GET for anything else.
+fn content(client: &mut Client, key: &[u8], kind: Option<&[u8]>) -> Frame {
+    match kind {
+        Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
+        _ => client.cmd(&[b"GET", key]),
     }
-    out
 }
 
-struct Pair {
-    redis: Client,
-    zankv: Client,
-    // Field order: clients close before the servers are killed.
-    _redis_server: RedisServer,
-    _zankv_node: Option<ZankvNode>,
-    _dir: tempfile::TempDir,
-}
-
-/// What the zankv side of a pair is.
-#[derive(Clone, Copy)]
-enum Target {
-    /// A fresh standalone storage node.
-    Node,
-    /// A proxy already running on this port, in front of a one-partition namespace; it is
-    /// flushed before each seed.
-    Proxy(u16),
-}
-
+/// A fresh pair of servers with a standalone node as the zankv side.
 fn must_start_pair(resp3: bool) -> Pair {
     must_start_pair_on(resp3, Target::Node)
-}
-
-fn must_start_pair_on(resp3: bool, target: Target) -> Pair {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let redis_server = RedisServer::must_start();
-    let (zankv_node, mut zankv) = match target {
-        Target::Node => {
-            let node = ZankvNode::must_start(&dir.path().join("data"));
-            let client = node.client();
-            (Some(node), client)
-        }
-        Target::Proxy(port) => {
-            let mut client = Client::connect(port);
-            assert_eq!(client.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
-            (None, client)
-        }
-    };
-    let mut redis = redis_server.client();
-    if resp3 {
-        redis.hello3();
-        zankv.hello3();
-    }
-    Pair {
-        redis,
-        zankv,
-        _redis_server: redis_server,
-        _zankv_node: zankv_node,
-        _dir: dir,
-    }
 }
 
 /// Runs one seed; panics with a full report on the first mismatch.
@@ -1402,118 +1211,26 @@ fn run_seed(seed: u64, ops: usize, resp3: bool) {
 /// Runs one seed against `target`.
 fn run_seed_on(seed: u64, ops: usize, resp3: bool, target: Target) {
     let started = Instant::now();
-    let proto = if resp3 { "RESP3" } else { "RESP2" };
     let mut pair = must_start_pair_on(resp3, target);
     let mut gen = Gen::new(seed);
-    let mut history: VecDeque<String> = VecDeque::with_capacity(HISTORY + 1);
-    let report = |index: String, cmd: &str, detail: &str, history: &VecDeque<String>| -> String {
-        let mut msg = format!(
-            "differential mismatch: seed {seed} ({proto}), command #{index}\n  command: {cmd}\n  {detail}\n  \
-             rerun: ZANKV_DIFF_SEED={seed} cargo test -p zankv-storage --test differential\n  \
-             preceding commands (oldest first, with redis's reply):\n"
-        );
-        for line in history {
-            msg.push_str("    ");
-            msg.push_str(line);
-            msg.push('\n');
-        }
-        msg
-    };
-    let mut stats: BTreeMap<String, (usize, BTreeMap<String, usize>)> = BTreeMap::new();
+    let mut log = RunLog::new(SUITE, seed, resp3);
     for i in 0..ops {
         let step = gen.step();
         let cmd = show_cmd(&step.args);
         match run_step(&mut pair.redis, &mut pair.zankv, &step) {
-            Ok(reply) => {
-                let entry = stats
-                    .entry(String::from_utf8_lossy(&step.args[0]).to_uppercase())
-                    .or_default();
-                entry.0 += 1;
-                if let Frame::Error(e) = &reply {
-                    *entry
-                        .1
-                        .entry(String::from_utf8_lossy(e).into_owned())
-                        .or_default() += 1;
-                }
-                if history.len() == HISTORY {
-                    history.pop_front();
-                }
-                history.push_back(format!("#{i} {cmd} -> {reply}"));
-            }
-            Err(detail) => panic!("{}", report(i.to_string(), &cmd, &detail, &history)),
+            Ok(reply) => log.record(i, &step.args, &cmd, &reply),
+            Err(detail) => panic!("{}", log.report(&i.to_string(), &cmd, &detail)),
         }
     }
-    let a = dump(&mut pair.redis);
-    let b = dump(&mut pair.zankv);
-    for ((what, fa), (_, fb)) in a.iter().zip(b.iter()) {
-        let check = if what.starts_with("PTTL") {
-            Check::Tolerance(1500)
-        } else {
-            Check::Exact
-        };
-        let (mut fa, mut fb) = (fa.clone(), fb.clone());
-        if what == "DBSIZE" {
-            // A key set with an expiration already past (SET ... PXAT <past>) stays counted
-            // until each server's expiry removes it: redis's active expiry within about
-            // 100 ms, zankv's leader through raft a little later. Both must settle on the
-            // same count.
-            let settle = Instant::now() + std::time::Duration::from_secs(5);
-            while fa != fb && Instant::now() < settle {
-                std::thread::sleep(std::time::Duration::from_millis(100));
-                fa = pair.redis.cmd(&[b"DBSIZE"]);
-                fb = pair.zankv.cmd(&[b"DBSIZE"]);
-            }
-        }
-        let (fa, fb) = (&fa, &fb);
-        if let Err(why) = compare_plain(check, fa, fb) {
-            panic!(
-                "{}",
-                report(
-                    "end (final state)".into(),
-                    what,
-                    &format!("{why}\n  redis: {fa}\n  zankv: {fb}"),
-                    &history
-                )
-            );
-        }
-    }
-    if a.len() != b.len() {
-        panic!(
-            "{}",
-            report(
-                "end (final state)".into(),
-                "KEYS *",
-                "different key sets",
-                &history
-            )
-        );
-    }
-    if std::env::var_os("ZANKV_DIFF_STATS").is_some() {
-        // Which commands ran and which errors they met: to check the generator's reach.
-        for (name, (count, errors)) in &stats {
-            eprintln!(
-                "  {name}: {count} run, {} errors",
-                errors.values().sum::<usize>()
-            );
-            for (error, n) in errors {
-                eprintln!("      {n} x {error}");
-            }
-        }
-    }
+    diff::compare_final_state(&mut pair, &log, content, |tolerance, a, b| {
+        compare_plain(tolerance.map_or(Check::Exact, Check::Tolerance), a, b)
+    });
+    log.print_stats();
     eprintln!(
-        "seed {seed} ({proto}): {ops} commands in {:?}",
+        "seed {seed} ({}): {ops} commands in {:?}",
+        log.proto(),
         started.elapsed()
     );
-}
-
-/// `ZANKV_DIFF_SEED`, if set.
-fn seed_from_env() -> Option<u64> {
-    let raw = std::env::var("ZANKV_DIFF_SEED").ok()?;
-    Some(
-        raw.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("ZANKV_DIFF_SEED={raw:?} is not a u64")),
-    )
 }
 
 #[test]
@@ -1581,44 +1298,12 @@ fn run_pipelined_seed_on(seed: u64, ops: usize, chunk: usize, target: Target) {
             steps.push(step);
         }
         sent += steps.len();
-        let wire: Vec<u8> = steps
-            .iter()
-            .flat_map(|s| {
-                let refs: Vec<&[u8]> = s.args.iter().map(Vec::as_slice).collect();
-                Client::encode(&refs)
-            })
-            .collect();
-        pair.redis.send_raw(&wire);
-        pair.zankv.send_raw(&wire);
-        let replies: Vec<(Frame, Frame)> = steps
-            .iter()
-            .map(|s| {
-                let a = pair.redis.read_frame().expect("redis answers");
-                let b = pair.zankv.read_frame().unwrap_or_else(|| {
-                    panic!(
-                        "seed {seed}: zankv closed the connection at {}",
-                        show_cmd(&s.args)
-                    )
-                });
-                (a, b)
-            })
-            .collect();
+        let commands: Vec<&[Vec<u8>]> = steps.iter().map(|s| s.args.as_slice()).collect();
+        let replies = diff::send_pipeline(&mut pair, seed, &commands);
         for (i, (step, (a, b))) in steps.iter().zip(&replies).enumerate() {
             if let Err(why) = compare_plain(step.check, a, b) {
-                let pipeline: Vec<String> = steps
-                    .iter()
-                    .zip(&replies)
-                    .map(|(s, (a, _))| format!("    {} -> {a}", show_cmd(&s.args)))
-                    .collect();
-                panic!(
-                    "pipelined differential mismatch: seed {seed}, command {i} of a pipeline of {}\n  \
-                     command: {}\n  {why}\n  redis: {a}\n  zankv: {b}\n  \
-                     rerun: ZANKV_DIFF_SEED={seed} cargo test -p zankv-storage --test differential pipelined\n  \
-                     the pipeline, with redis's replies:\n{}",
-                    steps.len(),
-                    show_cmd(&step.args),
-                    pipeline.join("\n")
-                );
+                let report = diff::pipeline_report(SUITE, seed, i, &commands, &replies, &why, None);
+                panic!("{report}");
             }
         }
     }

@@ -8,6 +8,7 @@
 #![allow(dead_code)] // each test file uses a different part of this module
 
 pub mod cluster;
+pub mod diff;
 pub mod pd;
 pub mod proxy;
 
