@@ -150,6 +150,21 @@ fn the_playground_starts_a_three_replica_cluster_stops_cleanly_and_keeps_its_dat
     }
     assert_eq!(c.cmd_str(&mset), Frame::simple("OK"));
     assert_eq!(c.cmd_str(&["DBSIZE"]), Frame::Integer(41));
+    // The default namespace follows hash tags: keys sharing a tag take multi-key commands
+    // (without tags, some of these pairs would be in two of the 8 partitions: CROSSSLOT).
+    for user in 0..6 {
+        let (tags, old) = (
+            format!("user:{{{user}}}:tags"),
+            format!("user:{{{user}}}:old"),
+        );
+        assert_eq!(c.cmd_str(&["SADD", &tags, "a", "b"]), Frame::Integer(2));
+        assert_eq!(
+            c.cmd_str(&["SMOVE", &tags, &old, "a"]),
+            Frame::Integer(1),
+            "{tags}"
+        );
+        assert_eq!(c.cmd_str(&["DEL", &tags, &old]), Frame::Integer(2));
+    }
     // PD placed 8 partitions with 3 replicas each, every one with a leader.
     let query = Command::new(zankv())
         .args(["--pd", &format!("127.0.0.1:{}", port + 2)])

@@ -471,7 +471,10 @@ async fn wait_until_healthy(ports: Ports, args: &PlaygroundArgs) -> Result<(usiz
             ports.pd(),
             "POST",
             &format!(
-                "/cluster/namespace/create?namespace=default&partition_num={}&replicator={}",
+                // Redis Cluster's hash tags, so keys that share a `{tag}` share a
+                // partition and multi-key commands (RENAME, SMOVE, ZUNIONSTORE, ...) on
+                // them work.
+                "/cluster/namespace/create?namespace=default&partition_num={}&replicator={}&hash_tags=true",
                 args.partitions, args.replicas
             ),
         )
