@@ -31,8 +31,8 @@ use zankv_commands::zset::{
 use zankv_commands::{CommandError, Reply};
 
 use super::{
-    collection_for_write, live_meta, not_here, typed_meta, version_of, ExecError, ExecResult,
-    ReadCtx, Txn, View,
+    collection_for_write, live_meta, not_here, typed_meta, ExecError, ExecResult, ReadCtx, Txn,
+    View,
 };
 use crate::engine::EngineError;
 use crate::keys;
@@ -324,15 +324,10 @@ fn input(
             .into_iter()
             .map(|(s, m)| (m, s))
             .collect(),
-        KeyType::Set => {
-            let prefix = keys::element_prefix(keys::SET, version_of(&meta));
-            let mut out = HashMap::new();
-            view.scan(&prefix, &keys::prefix_end(&prefix), false, &mut |k, _| {
-                out.insert(Bytes::copy_from_slice(&k[prefix.len()..]), 1.0);
-                true
-            })?;
-            out
-        }
+        KeyType::Set => super::set::members(view, &meta)?
+            .into_iter()
+            .map(|m| (m, 1.0))
+            .collect(),
         _ => return Err(CommandError::WrongType.into()),
     }))
 }
