@@ -297,11 +297,7 @@ fn pop(
         shape.head = shape.head.wrapping_add(n as i64);
     }
     shape.len -= n;
-    if shape.len == 0 {
-        txn.delete_key(key)?;
-    } else {
-        txn.set_meta(key, &shape.apply(meta))?;
-    }
+    super::store_collection(txn, key, shape.apply(meta), shape.len)?;
     Ok(popped)
 }
 

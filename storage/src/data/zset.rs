@@ -603,11 +603,7 @@ fn remove_entries(
         txn.delete(z.index_key(*score, member));
     }
     z.len -= n;
-    if z.len == 0 {
-        txn.delete_key(key)?;
-    } else {
-        txn.set_meta(key, &z.apply(meta))?;
-    }
+    super::store_collection(txn, key, z.apply(meta), z.len)?;
     Ok(n)
 }
 
