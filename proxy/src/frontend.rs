@@ -25,9 +25,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+use zankv_commands::config::Config;
 use zankv_commands::connection::{ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{RequestLimits, RequestReader};
-use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting, SlowLog};
+use zankv_commands::slowlog::SlowLog;
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
@@ -63,6 +64,8 @@ pub struct FrontendContext {
     pub passwords: Passwords,
     /// The port clients connect to (INFO).
     pub port: u16,
+    /// What CONFIG GET shows and CONFIG SET changes.
+    pub config: Mutex<Config>,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -92,69 +95,27 @@ impl FrontendContext {
         }
     }
 
-    /// The settings CONFIG GET shows and CONFIG SET may change, with their values now.
-    fn settings(&self) -> Vec<ConfigEntry> {
-        let fixed = |name: &'static str, value: String| ConfigEntry {
-            name,
-            value,
-            setting: Setting::Immutable,
-        };
-        let (slower_than, max_len) = {
-            let log = self.slow_log();
-            (log.slower_than_us, log.max_len)
-        };
-        vec![
-            fixed("port", self.port.to_string()),
-            fixed("maxclients", self.max_clients.to_string()),
-            fixed("databases", "1".into()),
-            ConfigEntry {
-                name: "timeout",
-                value: self.idle_timeout_s.load(Ordering::Relaxed).to_string(),
-                setting: Setting::Integer {
-                    min: 0,
-                    max: i64::from(i32::MAX),
-                },
-            },
-            // What the storage nodes behind the proxy do: acknowledged writes are durable.
-            fixed("appendonly", "yes".into()),
-            fixed("appendfsync", "always".into()),
-            fixed("save", String::new()),
-            fixed("maxmemory", "0".into()),
-            fixed("maxmemory-policy", "noeviction".into()),
-            fixed("proto-max-bulk-len", self.limits.max_bulk_len.to_string()),
-            fixed(
-                "client-query-buffer-limit",
-                self.max_query_buffer.to_string(),
-            ),
-            ConfigEntry {
-                name: "slowlog-log-slower-than",
-                value: slower_than.to_string(),
-                setting: Setting::Integer {
-                    min: -1,
-                    max: i64::MAX,
-                },
-            },
-            ConfigEntry {
-                name: "slowlog-max-len",
-                value: max_len.to_string(),
-                setting: Setting::Integer {
-                    min: 0,
-                    max: i64::MAX,
-                },
-            },
-        ]
+    /// CONFIG's values.
+    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.config
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Applies a value CONFIG SET checked.
-    fn apply_setting(&self, name: &str, value: i64) {
+    /// Puts in effect a change CONFIG SET made: the proxy's idle timeout and slow log take
+    /// it; every other parameter is only shown.
+    fn apply_setting(&self, name: &str, value: &str) {
+        let number = || value.parse::<i64>().expect("CONFIG SET checked an integer");
         match name {
-            "timeout" => self.idle_timeout_s.store(value as u64, Ordering::Relaxed),
+            "timeout" => self
+                .idle_timeout_s
+                .store(number() as u64, Ordering::Relaxed),
             "slowlog-log-slower-than" => {
-                self.slow_log().slower_than_us = value;
-                self.slow_threshold_us.store(value, Ordering::Relaxed);
+                self.slow_log().slower_than_us = number();
+                self.slow_threshold_us.store(number(), Ordering::Relaxed);
             }
-            "slowlog-max-len" => self.slow_log().set_max_len(value as usize),
-            other => unreachable!("CONFIG SET checked {other} is settable"),
+            "slowlog-max-len" => self.slow_log().set_max_len(number() as usize),
+            _ => {}
         }
         info!(setting = name, value, "setting changed by CONFIG SET");
     }
@@ -662,6 +623,7 @@ fn connection_command(
         let shared = match &cmd {
             ConnectionCommand::ConfigGet(_) => Some("config|get"),
             ConnectionCommand::ConfigSet(_) => Some("config|set"),
+            ConnectionCommand::ConfigResetStat => Some("config|resetstat"),
             ConnectionCommand::SlowlogGet(_) => Some("slowlog|get"),
             ConnectionCommand::SlowlogLen => Some("slowlog|len"),
             ConnectionCommand::SlowlogReset => Some("slowlog|reset"),
@@ -677,16 +639,23 @@ fn connection_command(
         // Reads always go to leaders (linearizable); READONLY changes nothing here.
         ConnectionCommand::ReadOnly | ConnectionCommand::ReadWrite => Reply::OK,
         ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(&sections, ctx))),
-        ConnectionCommand::ConfigGet(patterns) => config_get(&ctx.settings(), &patterns),
-        ConnectionCommand::ConfigSet(pairs) => match config_set(&ctx.settings(), &pairs) {
-            Ok(changes) => {
-                for (name, value) in changes {
-                    ctx.apply_setting(name, value);
+        ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
+        ConnectionCommand::ConfigSet(pairs) => {
+            let changes = ctx.config().set(&pairs);
+            match changes {
+                Ok(changes) => {
+                    for (name, value) in changes {
+                        ctx.apply_setting(name, &value);
+                    }
+                    Reply::OK
                 }
-                Reply::OK
+                Err(e) => Reply::Error(e),
             }
-            Err(e) => Reply::Error(e),
-        },
+        }
+        ConnectionCommand::ConfigResetStat => {
+            ctx.forwarder.metrics.reset_stats();
+            Reply::OK
+        }
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo
         | ConnectionCommand::ClientKill(_) => {

@@ -32,6 +32,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::info;
+use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
 use zankv_commands::request::RequestLimits;
 use zankv_commands::slowlog::SlowLog;
 
@@ -55,6 +56,28 @@ pub fn run(config: ProxyConfig) -> Result<(), String> {
     runtime.shutdown_timeout(Duration::from_secs(5));
     info!("stopped");
     result
+}
+
+/// What CONFIG shows of this proxy in place of Redis's defaults; `timeout` and the slow
+/// log's settings are the ones CONFIG SET changes in effect.
+fn proxy_overrides(config: &ProxyConfig, local: std::net::SocketAddr) -> Vec<Override> {
+    let mut overrides = process_overrides(&ProcessFacts {
+        bind: local.ip().to_string(),
+        port: local.port(),
+        max_clients: config.max_clients,
+        max_bulk_len: config.max_bulk_len,
+        max_query_buffer: config.max_query_buffer,
+        password_set: config.requirepass.is_some() || !config.namespace_passwords.is_empty(),
+        dir: std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    });
+    overrides.extend([
+        Override::settable("timeout", config.idle_timeout_s),
+        Override::settable("slowlog-log-slower-than", config.slowlog_log_slower_than),
+        Override::settable("slowlog-max-len", config.slowlog_max_len),
+    ]);
+    overrides
 }
 
 /// Serves until `stop` completes.
@@ -119,6 +142,7 @@ pub async fn serve(
             namespaces: config.namespace_passwords.clone(),
         },
         port: local.port(),
+        config: Mutex::new(Config::new(&proxy_overrides(&config, local))),
     });
     let sweeper = {
         let ctx = ctx.clone();

@@ -36,6 +36,8 @@ pub struct ProxyMetrics {
     routing_refreshes: IntCounter,
     routing_epoch: IntGaugeVec,
     routing_stream_connected: IntGauge,
+    /// INFO's counters when CONFIG RESETSTAT last ran (Prometheus's never go back).
+    info_baseline: std::sync::Mutex<InfoCounters>,
 }
 
 /// The series of a labelled metric, kept once looked up: looking one up by its label hashes
@@ -75,7 +77,7 @@ struct CommandSeries {
 }
 
 /// What INFO shows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InfoCounters {
     /// Clients connected now.
     pub connected_clients: i64,
@@ -196,6 +198,7 @@ impl Default for ProxyMetrics {
                 "zankv_proxy_routing_stream_connected",
                 "1 while the proxy follows PD's routing stream.",
             ),
+            info_baseline: Default::default(),
             registry,
         }
     }
@@ -298,12 +301,35 @@ impl ProxyMetrics {
 
     /// INFO's counters.
     pub fn info(&self) -> InfoCounters {
+        let now = self.info_since_start();
+        let base = *self.baseline();
+        InfoCounters {
+            connected_clients: now.connected_clients,
+            total_connections: now.total_connections - base.total_connections,
+            rejected_connections: now.rejected_connections - base.rejected_connections,
+            total_commands: now.total_commands - base.total_commands,
+        }
+    }
+
+    fn info_since_start(&self) -> InfoCounters {
         InfoCounters {
             connected_clients: self.clients.get(),
             total_connections: self.connections_received.get(),
             rejected_connections: self.connections_rejected.get(),
             total_commands: self.total_commands.get(),
         }
+    }
+
+    fn baseline(&self) -> std::sync::MutexGuard<'_, InfoCounters> {
+        self.info_baseline
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// CONFIG RESETSTAT: INFO's counters start again from zero (the Prometheus series do
+    /// not: they only grow).
+    pub fn reset_stats(&self) {
+        *self.baseline() = self.info_since_start();
     }
 
     /// Everything, in Prometheus text format.

@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
+use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
 use zankv_commands::request::RequestLimits;
 
 use zankv_pd_api::NodeInfo;
@@ -113,6 +114,27 @@ fn bind(addr: SocketAddr, what: &str) -> Result<std::net::TcpListener, String> {
         .set_nonblocking(true)
         .map_err(|e| format!("cannot listen on {addr} ({what}): {e}"))?;
     Ok(listener)
+}
+
+/// What CONFIG shows of this node in place of Redis's defaults. The node keeps no slow log
+/// and closes no idle client (the proxy does both), and CONFIG SET changes none of its own
+/// settings.
+fn node_overrides(config: &StorageConfig, local: SocketAddr) -> Vec<Override> {
+    let mut overrides = process_overrides(&ProcessFacts {
+        bind: local.ip().to_string(),
+        port: local.port(),
+        max_clients: config.max_clients,
+        max_bulk_len: config.limits.max_bulk_len,
+        max_query_buffer: config.limits.max_query_buffer,
+        password_set: false,
+        dir: config.data_dir.display().to_string(),
+    });
+    overrides.extend([
+        Override::fixed("timeout", 0),
+        Override::fixed("slowlog-log-slower-than", -1),
+        Override::fixed("slowlog-max-len", 0),
+    ]);
+    overrides
 }
 
 /// Runs a storage node until it is told to stop. Errors are start-up failures, described
@@ -376,6 +398,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             max_clients: config.max_clients,
             port: local.port(),
             clients: zankv_process::clients::ClientRegistry::default(),
+            config: std::sync::Mutex::new(Config::new(&node_overrides(&config, local))),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

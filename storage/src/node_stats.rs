@@ -47,6 +47,8 @@ pub struct NodeStats {
     pd_catalogs_refused: IntCounter,
     /// Serialises [`NodeStats::mirror`] (two scrapes at once would count twice).
     mirroring: Mutex<()>,
+    /// INFO's counters when CONFIG RESETSTAT last ran (Prometheus's never go back).
+    info_baseline: Mutex<Option<StatsSnapshot>>,
 }
 
 /// A snapshot of the counters INFO shows.
@@ -221,6 +223,7 @@ impl Default for NodeStats {
                 "Catalogs refused because they describe another cluster.",
             ),
             mirroring: Mutex::new(()),
+            info_baseline: Mutex::new(None),
             registry,
         }
     }
@@ -342,8 +345,34 @@ impl NodeStats {
         catch_up(&self.snapshots_installed, &s.installed);
     }
 
-    /// Reads INFO's counters.
+    /// Reads INFO's counters, counted from the last CONFIG RESETSTAT.
     pub fn snapshot(&self) -> StatsSnapshot {
+        let now = self.since_start();
+        match *self.baseline() {
+            None => now,
+            Some(base) => StatsSnapshot {
+                connected_clients: now.connected_clients,
+                total_connections: now.total_connections - base.total_connections,
+                rejected_connections: now.rejected_connections - base.rejected_connections,
+                total_commands: now.total_commands - base.total_commands,
+                expired_keys: now.expired_keys - base.expired_keys,
+            },
+        }
+    }
+
+    fn baseline(&self) -> std::sync::MutexGuard<'_, Option<StatsSnapshot>> {
+        self.info_baseline
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// CONFIG RESETSTAT: INFO's counters start again from zero (the Prometheus series do
+    /// not: they only grow).
+    pub fn reset_info(&self) {
+        *self.baseline() = Some(self.since_start());
+    }
+
+    fn since_start(&self) -> StatsSnapshot {
         StatsSnapshot {
             connected_clients: self.connected_clients.get().max(0) as u64,
             total_connections: self.total_connections.get(),

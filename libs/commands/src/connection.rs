@@ -125,6 +125,28 @@ pub static CONFIG_SUBCOMMANDS: &[CommandSpec] = &[
         "Sets configuration parameters in-flight.",
     ),
     spec(
+        "config|resetstat",
+        2,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.0.0",
+        "Resets the server's statistics.",
+    ),
+    spec(
+        "config|rewrite",
+        2,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous"],
+        "server",
+        "2.8.0",
+        "Persists the effective configuration to file.",
+    ),
+    spec(
         "config|help",
         2,
         C,
@@ -423,6 +445,10 @@ pub enum ConnectionCommand {
     ConfigGet(Vec<Bytes>),
     /// `CONFIG SET parameter value [parameter value ...]`
     ConfigSet(Vec<(Bytes, Bytes)>),
+    /// `CONFIG RESETSTAT`
+    ConfigResetStat,
+    /// `CONFIG REWRITE`
+    ConfigRewrite,
     /// `CONFIG HELP`
     ConfigHelp,
     /// `SLOWLOG GET [count]`
@@ -725,6 +751,8 @@ impl ConnectionCommand {
                 )
             }
             "config|help" => ConnectionCommand::ConfigHelp,
+            "config|resetstat" => ConnectionCommand::ConfigResetStat,
+            "config|rewrite" => ConnectionCommand::ConfigRewrite,
             "slowlog|get" => match &args[1..] {
                 [] => ConnectionCommand::SlowlogGet(None),
                 [count] => match parse_i64(count) {
@@ -950,12 +978,18 @@ impl ConnectionCommand {
                     Reply::bulk(now.subsec_micros().to_string()),
                 ])
             }
+            // zankv's processes read their configuration files but never write them.
+            ConnectionCommand::ConfigRewrite => Reply::Error(CommandError::NoConfigFile),
             ConnectionCommand::ConfigHelp => help(&[
                 "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "GET <pattern>",
                 "    Return parameters matching the glob-like <pattern> and their values.",
                 "SET <directive> <value>",
                 "    Set the configuration <directive> to <value>.",
+                "RESETSTAT",
+                "    Reset statistics reported by the INFO command.",
+                "REWRITE",
+                "    Rewrite the configuration file.",
                 "HELP",
                 "    Prints this help.",
             ]),
@@ -979,6 +1013,7 @@ impl ConnectionCommand {
             | ConnectionCommand::ReadWrite
             | ConnectionCommand::ConfigGet(_)
             | ConnectionCommand::ConfigSet(_)
+            | ConnectionCommand::ConfigResetStat
             | ConnectionCommand::SlowlogGet(_)
             | ConnectionCommand::SlowlogLen
             | ConnectionCommand::SlowlogReset

@@ -31,6 +31,9 @@ pub enum CommandError {
     /// CONFIG SET of a value the setting refuses (or of a setting fixed at run time).
     #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - {1}")]
     ConfigSetFailed(String, String),
+    /// CONFIG REWRITE: zankv never rewrites its configuration files.
+    #[error("ERR The server is running without a config file")]
+    NoConfigFile,
     /// CLIENT KILL addr of no connected client.
     #[error("ERR No such client")]
     NoSuchClient,
@@ -360,6 +363,7 @@ mod docs_table {
             E::WrongArity("get".into()),
             E::ConfigUnknownOption("foo".into()),
             E::ConfigSetFailed("databases".into(), "can't set immutable config".into()),
+            E::NoConfigFile,
             E::SlowlogCount,
             E::NoSuchClient,
             E::ClientIdNotPositive,
@@ -447,6 +451,7 @@ mod docs_table {
                 | E::WrongArity(_)
                 | E::ConfigUnknownOption(_)
                 | E::ConfigSetFailed(..)
+                | E::NoConfigFile
                 | E::SlowlogCount
                 | E::NoSuchClient
                 | E::ClientIdNotPositive

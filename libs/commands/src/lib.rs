@@ -15,6 +15,7 @@
 //! change's arguments and must get the same command); every error a client sees is a
 //! [`CommandError`].
 
+pub mod config;
 pub mod connection;
 pub mod error;
 pub mod hash;

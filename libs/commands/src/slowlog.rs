@@ -1,6 +1,5 @@
-//! The slow log (SLOWLOG) and the server settings table (CONFIG GET/SET), as data: a
-//! server decides how long a command took and which settings it has; this module keeps the
-//! entries and builds the replies exactly as Redis 7.0 does.
+//! The slow log (SLOWLOG), as data: a server decides how long a command took; this module
+//! keeps the entries and builds the replies exactly as Redis 7.0 does.
 //!
 //! Invariants: the log holds at most `max_len` entries, newest first, with ids that only
 //! grow; an entry keeps at most 32 arguments of at most 128 bytes each, the rest summarised
@@ -11,8 +10,6 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-use crate::error::CommandError;
-use crate::pattern::glob_match;
 use crate::reply::Reply;
 
 /// Arguments kept per entry (Redis's SLOWLOG_ENTRY_MAX_ARGC).
@@ -148,98 +145,6 @@ impl SlowLog {
     }
 }
 
-/// How a server setting may change at run time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
-    /// Fixed while the server runs.
-    Immutable,
-    /// An integer CONFIG SET may change within these bounds.
-    Integer {
-        /// Smallest value.
-        min: i64,
-        /// Largest value.
-        max: i64,
-    },
-}
-
-/// One server setting as CONFIG shows it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigEntry {
-    /// Its Redis name (`maxclients`, `slowlog-max-len`, ...).
-    pub name: &'static str,
-    /// Its value as text.
-    pub value: String,
-    /// Whether and how CONFIG SET may change it.
-    pub setting: Setting,
-}
-
-/// CONFIG GET's reply: every entry whose name matches one of `patterns` (glob,
-/// case-insensitive), as a map of names to values.
-pub fn config_get(entries: &[ConfigEntry], patterns: &[Bytes]) -> Reply {
-    let lowered: Vec<Vec<u8>> = patterns.iter().map(|p| p.to_ascii_lowercase()).collect();
-    Reply::Map(
-        entries
-            .iter()
-            .filter(|e| lowered.iter().any(|p| glob_match(p, e.name.as_bytes())))
-            .map(|e| (Reply::bulk(e.name), Reply::bulk(e.value.clone())))
-            .collect(),
-    )
-}
-
-/// Checks CONFIG SET's `pairs` against `entries` as Redis does, before any applies: first
-/// every name (unknown, fixed at run time, given twice; the error echoes the name as sent),
-/// then every value (the error names the setting). Answers each setting's new value, in
-/// order.
-pub fn config_set(
-    entries: &[ConfigEntry],
-    pairs: &[(Bytes, Bytes)],
-) -> Result<Vec<(&'static str, i64)>, CommandError> {
-    let mut named: Vec<&ConfigEntry> = Vec::with_capacity(pairs.len());
-    for (name, _) in pairs {
-        let shown = String::from_utf8_lossy(name).into_owned();
-        let Some(entry) = entries
-            .iter()
-            .find(|e| e.name.as_bytes().eq_ignore_ascii_case(name))
-        else {
-            return Err(CommandError::ConfigUnknownOption(shown));
-        };
-        if entry.setting == Setting::Immutable {
-            return Err(CommandError::ConfigSetFailed(
-                shown,
-                "can't set immutable config".into(),
-            ));
-        }
-        if named.iter().any(|e| e.name == entry.name) {
-            return Err(CommandError::ConfigSetFailed(
-                shown,
-                "duplicate parameter".into(),
-            ));
-        }
-        named.push(entry);
-    }
-    let mut out = Vec::with_capacity(pairs.len());
-    for ((_, value), entry) in pairs.iter().zip(named) {
-        let (min, max) = match entry.setting {
-            Setting::Immutable => unreachable!("refused above"),
-            Setting::Integer { min, max } => (min, max),
-        };
-        let parsed = crate::number::parse_i64(value).ok_or_else(|| {
-            CommandError::ConfigSetFailed(
-                entry.name.to_string(),
-                "argument couldn't be parsed into an integer".into(),
-            )
-        })?;
-        if parsed < min || parsed > max {
-            return Err(CommandError::ConfigSetFailed(
-                entry.name.to_string(),
-                format!("argument must be between {min} and {max} inclusive"),
-            ));
-        }
-        out.push((entry.name, parsed));
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,61 +222,5 @@ mod tests {
         assert!(off.is_empty(), "a negative threshold logs nothing");
         log.reset();
         assert!(log.is_empty());
-    }
-
-    #[test]
-    fn config_get_matches_globs_and_set_checks_every_pair_first() {
-        let entries = vec![
-            ConfigEntry {
-                name: "maxclients",
-                value: "10".into(),
-                setting: Setting::Immutable,
-            },
-            ConfigEntry {
-                name: "slowlog-max-len",
-                value: "128".into(),
-                setting: Setting::Integer {
-                    min: 0,
-                    max: i64::MAX,
-                },
-            },
-        ];
-        assert_eq!(
-            config_get(&entries, &[b("SLOWLOG-*"), b("nothing")]),
-            Reply::Map(vec![(Reply::bulk("slowlog-max-len"), Reply::bulk("128"))])
-        );
-        assert_eq!(
-            config_set(&entries, &[(b("Slowlog-Max-Len"), b("5"))]),
-            Ok(vec![("slowlog-max-len", 5)])
-        );
-        let err = |pairs: &[(&str, &str)]| {
-            let pairs: Vec<(Bytes, Bytes)> = pairs.iter().map(|(a, v)| (b(a), b(v))).collect();
-            config_set(&entries, &pairs).unwrap_err().to_string()
-        };
-        assert_eq!(
-            err(&[("foo", "1")]),
-            "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"
-        );
-        assert_eq!(
-            err(&[("slowlog-max-len", "abc"), ("MaxClients", "3")]),
-            "ERR CONFIG SET failed (possibly related to argument 'MaxClients') - can't set immutable config",
-            "names are checked before values, and echoed as sent"
-        );
-        assert_eq!(
-            err(&[("slowlog-max-len", "1"), ("SLOWLOG-MAX-LEN", "2")]),
-            "ERR CONFIG SET failed (possibly related to argument 'SLOWLOG-MAX-LEN') - duplicate parameter"
-        );
-        assert_eq!(
-            err(&[("SLOWLOG-MAX-LEN", "abc")]),
-            "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"
-        );
-        assert_eq!(
-            err(&[("slowlog-max-len", "abc")]),
-            "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument couldn't be parsed into an integer"
-        );
-        assert_eq!(
-            err(&[("slowlog-max-len", "-1")]),
-            "ERR CONFIG SET failed (possibly related to argument 'slowlog-max-len') - argument must be between 0 and 9223372036854775807 inclusive"
-        );
     }
 }

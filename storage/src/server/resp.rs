@@ -19,9 +19,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
+use zankv_commands::config::Config;
 use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
 use zankv_commands::request::{self, RequestLimits};
-use zankv_commands::slowlog::{config_get, config_set, ConfigEntry, Setting};
 use zankv_commands::{Command, CommandError, ConnectionCommand, KeyspaceCommand, Protocol, Reply};
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 
@@ -55,6 +55,16 @@ pub struct ServerContext {
     pub port: u16,
     /// The connected clients (CLIENT LIST / KILL).
     pub clients: ClientRegistry,
+    /// What CONFIG GET shows and CONFIG SET changes.
+    pub config: std::sync::Mutex<Config>,
+}
+
+impl ServerContext {
+    fn config(&self) -> std::sync::MutexGuard<'_, Config> {
+        self.config
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -428,13 +438,17 @@ async fn connection_command(
         ConnectionCommand::Info(sections) => {
             Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await))
         }
-        ConnectionCommand::ConfigGet(patterns) => config_get(&settings(ctx), &patterns),
-        // Every setting of a storage node comes from its configuration file.
-        ConnectionCommand::ConfigSet(pairs) => match config_set(&settings(ctx), &pairs) {
-            // Only reached with no pair at all, which the arity rules out.
+        ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
+        // A storage node's own settings come from its configuration file; the rest are
+        // only shown.
+        ConnectionCommand::ConfigSet(pairs) => match ctx.config().set(&pairs) {
             Ok(_) => Reply::OK,
             Err(e) => Reply::Error(e),
         },
+        ConnectionCommand::ConfigResetStat => {
+            ctx.stats.reset_info();
+            Reply::OK
+        }
         // A storage node keeps no slow log (slowlog-log-slower-than is -1): the proxy does.
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo
@@ -449,34 +463,6 @@ async fn connection_command(
             .answer(&mut session.client)
             .expect("every other connection command has a common answer"),
     }
-}
-
-/// The settings CONFIG GET shows, with truthful values; none changes at run time.
-fn settings(ctx: &ServerContext) -> Vec<ConfigEntry> {
-    let fixed = |name: &'static str, value: String| ConfigEntry {
-        name,
-        value,
-        setting: Setting::Immutable,
-    };
-    vec![
-        fixed("port", ctx.port.to_string()),
-        fixed("maxclients", ctx.max_clients.to_string()),
-        fixed("databases", "1".into()),
-        fixed("timeout", "0".into()),
-        // Writes are durable when acknowledged (raft log fsynced, group commit).
-        fixed("appendonly", "yes".into()),
-        fixed("appendfsync", "always".into()),
-        fixed("save", String::new()),
-        fixed("maxmemory", "0".into()),
-        fixed("maxmemory-policy", "noeviction".into()),
-        fixed("proto-max-bulk-len", ctx.limits.max_bulk_len.to_string()),
-        fixed(
-            "client-query-buffer-limit",
-            ctx.max_query_buffer.to_string(),
-        ),
-        fixed("slowlog-log-slower-than", "-1".into()),
-        fixed("slowlog-max-len", "0".into()),
-    ]
 }
 
 /// Builds INFO's text for the requested sections (default: all of ours).
