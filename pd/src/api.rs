@@ -19,7 +19,7 @@
 //! | GET | `/cluster/stats` | `{"stable": ...}` and counts |
 //! | POST | `/cluster/namespace/create?namespace=&partition_num=&replicator=[&expiration_policy=&tags=&hash_tags=]` | create a namespace |
 //! | DELETE | `/cluster/namespace/delete?namespace=[&partition=**]` | delete a namespace and its data |
-//! | POST | `/cluster/namespace/meta/update?namespace=&replicator=` | change a namespace's replica count |
+//! | POST | `/cluster/namespace/meta/update?namespace=&replicator=` | change a namespace's replica count (its `hash_tags` rule is refused: it is fixed at creation) |
 //! | POST | `/cluster/balance?enable=true\|false` | turn the balancers on or off |
 //! | POST | `/cluster/node/remove?remove_node=N` | drain node N, then forget it once empty and stopped |
 //! | DELETE | `/cluster/partition/remove_node?namespace=&partition=&node=` | drop one replica (it is re-created elsewhere) |
@@ -69,6 +69,8 @@ pub struct ApiContext {
     pub stopping: watch::Receiver<bool>,
     /// PD's raft thread, when PD runs as a group of members.
     pub raft: Option<MemberHandle>,
+    /// The namespace of keys that name none; it takes hash tags unless told otherwise.
+    pub default_namespace: String,
 }
 
 type Ctx = State<Arc<ApiContext>>;
@@ -338,6 +340,13 @@ async fn create_namespace(
     let replicator = number_in(&params, "replicator", 1, MAX_REPLICAS)?;
     let expiration_policy = match params.get("expiration_policy").map(String::as_str) {
         None => ExpirationPolicy::WaitCompact,
+        // Deleting outside raft, late and on each replica alone, is what zankv's exact
+        // expiry replaces: refused rather than accepted and ignored.
+        Some("local_deletion") => {
+            return Err(bad(
+                "INVALID_ARG_EXPIRATION_POLICY: local_deletion is not supported: zankv expires keys as Redis does (hidden at once, deleted through raft), which is wait_compact",
+            ))
+        }
         Some(text) => ExpirationPolicy::parse(text).ok_or_else(|| {
             bad(format!(
                 "INVALID_ARG_EXPIRATION_POLICY: expiration_policy must be local_deletion or wait_compact, not {text:?}"
@@ -354,7 +363,9 @@ async fn create_namespace(
             tags
         }
     };
-    let hash_tags = flag(&params, "hash_tags")?.unwrap_or(false);
+    // The default namespace holds plain keys, as a Redis Cluster app writes them: hash tags
+    // unless told otherwise. Others hold ZanRedisDB's `ns:table:key` keys, hashed whole.
+    let hash_tags = flag(&params, "hash_tags")?.unwrap_or(name == ctx.default_namespace);
     flag(&params, "optimizedfsync")?;
     if let Some(e) = params.get("engtype").filter(|e| e.as_str() != "rockredis") {
         return Err(bad(format!(
@@ -414,9 +425,20 @@ async fn update_namespace(
     authorize(&ctx, &headers)?;
     only(
         &params,
-        &["namespace", "replicator", "optimizefsync", "snapcount"],
+        &[
+            "namespace",
+            "replicator",
+            "optimizefsync",
+            "snapcount",
+            "hash_tags",
+        ],
     )?;
     let name = namespace_param(&params)?;
+    if params.contains_key("hash_tags") {
+        return Err(bad(
+            "INVALID_ARG_HASH_TAGS: which part of a key is hashed is fixed when a namespace is created (changing it would move keys between partitions); create a new namespace with the rule wanted and copy the keys",
+        ));
+    }
     flag(&params, "optimizefsync")?;
     if params.contains_key("snapcount") {
         return Err(bad(

@@ -45,6 +45,11 @@ pub struct PdConfig {
     /// window (it may wrap midnight, as `[22, 4]`). Empty: at any time. Repairs (dead
     /// replicas, node removal, replica count changes) do not wait for it.
     pub balance_window: Vec<u8>,
+    /// The namespace of keys that name none (the proxies' and storage nodes'
+    /// `default_namespace`): created without saying otherwise, it follows Redis Cluster's
+    /// hash tags; any other namespace keeps ZanRedisDB's whole-key hashing unless created
+    /// with `hash_tags=true`.
+    pub default_namespace: String,
 }
 
 /// One PD member.
@@ -74,6 +79,7 @@ impl Default for PdConfig {
             members: Vec::new(),
             raft_tick_ms: 100,
             raft_election_ticks: 10,
+            default_namespace: "default".into(),
         }
     }
 }
@@ -88,6 +94,12 @@ impl PdConfig {
 
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), String> {
+        if !zankv_pd_api::valid_namespace_name(&self.default_namespace) {
+            return Err(format!(
+                "default_namespace: {:?} is not a valid namespace name",
+                self.default_namespace
+            ));
+        }
         if self.heartbeat_timeout_ms < 1000 {
             return Err("heartbeat_timeout_ms must be at least 1000".into());
         }

@@ -226,6 +226,8 @@ fn namespaces_nodes_and_routing_through_the_api() {
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=x", 400, "INVALID_ARG_REPLICATOR"),
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&expiration_policy=never", 400, "INVALID_ARG_EXPIRATION_POLICY"),
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&hash_tags=yes", 400, "INVALID_ARG_HASH_TAGS"),
+        ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&expiration_policy=local_deletion", 400, "local_deletion is not supported"),
+        ("POST", "/cluster/namespace/meta/update?namespace=users&replicator=3&hash_tags=false", 400, "INVALID_ARG_HASH_TAGS: which part of a key is hashed is fixed"),
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&engtype=pebble", 400, "INVALID_ARG_ENGTYPE"),
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&data_version=v9", 400, "INVALID_ARG_DATA_VERSION"),
         ("POST", "/cluster/namespace/create?namespace=a&partition_num=1&replicator=1&color=red", 400, "unknown parameter color"),
@@ -266,6 +268,22 @@ fn namespaces_nodes_and_routing_through_the_api() {
             body["message"].as_str().unwrap_or_default().contains(says),
             "{method} {path}: {body}"
         );
+    }
+    // Without saying, the default namespace takes hash tags and the others do not.
+    for (name, tags) in [("default", true), ("plain", false)] {
+        let (code, ns) = pd.call(
+            "POST",
+            &format!("/cluster/namespace/create?namespace={name}&partition_num=1&replicator=1"),
+            None,
+        );
+        assert_eq!(code, 200, "{ns}");
+        assert_eq!(ns["hash_tags"], json!(tags), "{name}: {ns}");
+        let (code, _) = pd.call(
+            "DELETE",
+            &format!("/cluster/namespace/delete?namespace={name}"),
+            None,
+        );
+        assert_eq!(code, 200);
     }
     let (code, body) = pd.send(
         "POST",
@@ -614,6 +632,7 @@ fn the_zankv_command_prints_pd_s_answers_as_tables() {
         "--replicas",
         "2",
         "--hash-tags",
+        "true",
     ]);
     assert!(ok, "{err}");
     assert_eq!(

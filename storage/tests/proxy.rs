@@ -101,6 +101,30 @@ fn keys_spread_over_partitions_and_multi_key_commands_are_split_and_merged() {
     assert_eq!(c.cmd_str(&["GET", &a]), b(&format!("value{}", &a[3..])));
     assert_eq!(c.cmd_str(&["GET", &z]), b(&format!("value{}", &z[3..])));
 
+    // The default namespace follows Redis Cluster's hash tags unless created otherwise:
+    // keys sharing a {tag} share a partition, so commands over them work on 8 partitions.
+    for i in 0..20 {
+        let (cart, profile) = (
+            format!("user:{{{i}}}:cart"),
+            format!("user:{{{i}}}:profile"),
+        );
+        let (copy, moved) = (format!("user:{{{i}}}:copy"), format!("user:{{{i}}}:moved"));
+        assert_eq!(
+            c.cmd_str(&["MSETNX", &cart, "c", &profile, "p"]),
+            Frame::Integer(1),
+            "{cart}"
+        );
+        assert_eq!(c.cmd_str(&["COPY", &cart, &copy]), Frame::Integer(1));
+        assert_eq!(
+            c.cmd_str(&["RENAME", &profile, &moved]),
+            Frame::simple("OK")
+        );
+        assert_eq!(
+            c.cmd_str(&["MGET", &cart, &profile, &copy, &moved]),
+            Frame::Array(vec![b("c"), Frame::Null, b("c"), b("p")])
+        );
+    }
+
     // Pipelined requests to many partitions come back in order.
     let mut wire = Vec::new();
     for i in 0..100 {

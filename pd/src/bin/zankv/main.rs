@@ -97,9 +97,10 @@ enum NamespaceCommand {
         /// Replicas per partition (1..5).
         #[arg(long)]
         replicas: u32,
-        /// Redis-style hash tags: `{...}` in a key picks the hashed part.
+        /// Redis-style hash tags (`{...}` in a key picks the hashed part): `true` or
+        /// `false`. Unset: PD's rule (on for the default namespace, off for the others).
         #[arg(long)]
-        hash_tags: bool,
+        hash_tags: Option<bool>,
         /// Placement tags, comma-separated: only nodes with all of them get replicas.
         #[arg(long)]
         tags: Option<String>,
@@ -226,9 +227,12 @@ async fn run(pd: Pd, command: Command, json: bool) -> Result<String, String> {
             tags,
         }) => {
             let mut path = format!(
-                "/cluster/namespace/create?namespace={}&partition_num={partitions}&replicator={replicas}&hash_tags={hash_tags}",
+                "/cluster/namespace/create?namespace={}&partition_num={partitions}&replicator={replicas}",
                 encode(&name)
             );
+            if let Some(hash_tags) = hash_tags {
+                path.push_str(&format!("&hash_tags={hash_tags}"));
+            }
             if let Some(tags) = tags {
                 path.push_str(&format!("&tags={}", encode(&tags)));
             }
