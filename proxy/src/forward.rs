@@ -10,7 +10,8 @@
 //!   order of the request's keys (MSET is then not atomic across partitions);
 //! - any other command whose keys span partitions is refused with `CROSSSLOT`; a keyless
 //!   data command goes to every partition (as `ZANKV.ON <partition> ...`) and the replies
-//!   are combined (summed, concatenated, ...; SCAN walks the partitions);
+//!   are combined (summed, concatenated, ...; SCAN fills a page from the partitions in
+//!   turn, [`crate::scan`]);
 //! - a reply `ERR_CLUSTER_CHANGED` (the node did not apply it), or a request that never
 //!   left the proxy, is sent again to the partition's leader as the node's hint or PD's
 //!   table names it, up to `max_retries` times with a growing pause; a request that was
@@ -37,6 +38,7 @@ use crate::metrics::ProxyMetrics;
 use crate::pd_watch::Refresher;
 use crate::reply_frames::{array, array_items, error_text, integer};
 use crate::routing::{leader_hint, KeyTarget, RoutingTables, SharedTables};
+use crate::scan::{page_reply, ScanPage};
 
 /// What forwarding needs from the proxy.
 pub struct Forwarder {
@@ -73,19 +75,9 @@ pub enum Merge {
         /// The sections before the keyspace one.
         head: String,
     },
-    /// SCAN on the partition at `index` of `count` (in [`RoutingTables::all_partitions`]
-    /// order): the node's cursor goes back with the partition index in its low bits.
-    Scan {
-        /// The partition's index.
-        index: usize,
-        /// Partitions in all.
-        count: usize,
-    },
+    /// SCAN: a page filled from the partitions in turn ([`crate::scan`]).
+    Scan(ScanPage),
 }
-
-/// Low bits of a proxy SCAN cursor: the partition's index. The storage node's cursor (below
-/// 2^47) takes the bits above.
-const SCAN_INDEX_BITS: u32 = 16;
 
 /// The internal command a storage node runs on one named partition (its
 /// `server/resp.rs`).
@@ -346,7 +338,7 @@ fn on_partition(target: &KeyTarget, argv: &[Bytes]) -> Bytes {
 
 /// A keyless data command over the partitions `all` (in
 /// [`RoutingTables::all_partitions`] order).
-fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarget]) -> Plan {
+fn every_partition(argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarget]) -> Plan {
     if all.is_empty() {
         return Plan::Reply(Reply::Error(CommandError::ClusterChanged(
             "the proxy knows no namespace yet".into(),
@@ -365,30 +357,19 @@ fn every_partition(mut argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyT
             spec.name.to_string(),
         )));
     };
-    if all.len() > 1 << SCAN_INDEX_BITS && combine == Combine::Scan {
-        return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
-            spec.name.to_string(),
-        )));
-    }
     let merge = match combine {
         Combine::Sum => Merge::Sum,
         Combine::Concat => Merge::Concat,
         Combine::AllOk => Merge::AllOk,
         Combine::AnyKey => Merge::AnyKey,
         Combine::Scan => {
-            let cursor = zankv_commands::keyspace::scan_cursor(&argv[1]).unwrap_or(0);
-            let index = (cursor & ((1 << SCAN_INDEX_BITS) - 1)) as usize;
-            let Some(target) = all.get(index) else {
-                return Plan::Reply(Reply::Error(CommandError::InvalidCursor));
-            };
-            argv[1] = Bytes::from((cursor >> SCAN_INDEX_BITS).to_string());
-            return Plan::Forward {
-                parts: vec![on(target, &argv)],
-                merge: Some(Merge::Scan {
-                    index,
-                    count: all.len(),
-                }),
-                keys: 0,
+            return match ScanPage::start(argv, all) {
+                Ok((page, target, argv)) => Plan::Forward {
+                    parts: vec![on(&target, &argv)],
+                    merge: Some(Merge::Scan(page)),
+                    keys: 0,
+                },
+                Err(e) => Plan::Reply(Reply::Error(e)),
             };
         }
     };
@@ -629,8 +610,10 @@ impl Plan {
         for part in &mut parts {
             part.decide_retry(later).await;
         }
-        let Some(merge) = merge else {
-            return parts[0].finish(fwd, protocol).await;
+        let merge = match merge {
+            None => return parts[0].finish(fwd, protocol).await,
+            Some(Merge::Scan(page)) => return scan_page(fwd, protocol, parts, page).await,
+            Some(merge) => merge,
         };
         // The parts retry side by side: a partition without a leader delays the reply by
         // its own retries, not by those of every such partition in turn.
@@ -672,29 +655,7 @@ impl Plan {
                     n => found[fastrand::usize(..n)].clone(),
                 }
             }
-            Merge::Scan { index, count } => {
-                let Some(items) = replies.first().and_then(|r| array_items(r, protocol)) else {
-                    return unexpected(protocol);
-                };
-                let [cursor, keys] = items.as_slice() else {
-                    return unexpected(protocol);
-                };
-                let Some(next) = bulk_u64(cursor) else {
-                    return unexpected(protocol);
-                };
-                let next = match (next, index + 1 < count) {
-                    // This partition goes on.
-                    (n, _) if n > 0 => (n << SCAN_INDEX_BITS) | index as u64,
-                    // It is done: the next partition from its start.
-                    (_, true) => (index + 1) as u64,
-                    // Every partition is done.
-                    (_, false) => 0,
-                };
-                array(&[
-                    encode(&Reply::bulk(next.to_string()), protocol),
-                    keys.clone(),
-                ])
-            }
+            Merge::Scan(_) => unreachable!("paged above"),
             Merge::Values => {
                 let mut values: Vec<Option<Bytes>> = vec![None; keys];
                 for (part, reply) in parts.iter().zip(&replies) {
@@ -719,6 +680,44 @@ impl Plan {
 }
 
 /// Whether a reply is nil (RESP2 `$-1` or `*-1`, RESP3 `_`).
+/// Fills a SCAN page: the first step's `parts`, then the next partitions' (or the same
+/// one's further on) while the page wants more keys.
+async fn scan_page(
+    fwd: &Forwarder,
+    protocol: Protocol,
+    mut parts: Vec<Part>,
+    mut page: ScanPage,
+) -> Bytes {
+    let mut part = parts.swap_remove(0);
+    let mut keys = Vec::new();
+    let mut steps = 0;
+    loop {
+        let reply = part.finish(fwd, protocol).await;
+        steps += 1;
+        if error_text(&reply).is_some() {
+            return reply;
+        }
+        let Some(items) = array_items(&reply, protocol) else {
+            return unexpected(protocol);
+        };
+        let [cursor, step_keys] = items.as_slice() else {
+            return unexpected(protocol);
+        };
+        let (Some(node_cursor), Some(step_keys)) =
+            (bulk_u64(cursor), array_items(step_keys, protocol))
+        else {
+            return unexpected(protocol);
+        };
+        match page.take(node_cursor, step_keys, &mut keys, steps) {
+            (next, None) => return page_reply(next, &keys, protocol),
+            (_, Some((target, argv))) => {
+                part = Part::new(on_partition(&target, &argv), target, false, vec![]);
+                part.send(fwd, protocol, Instant::now()).await;
+            }
+        }
+    }
+}
+
 fn is_nil(reply: &[u8]) -> bool {
     matches!(reply, b"$-1\r\n" | b"*-1\r\n" | b"_\r\n")
 }
@@ -751,6 +750,7 @@ pub fn first_leader(plan: &Plan) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::scan::INDEX_BITS as SCAN_INDEX_BITS;
     use std::collections::BTreeMap;
     use zankv_pd_api::{QueryNode, QueryPartition, QueryResponse};
 
@@ -944,7 +944,10 @@ mod tests {
         let Plan::Forward { parts, merge, .. } = plan(&v, spec, &t, None) else {
             panic!("forwarded")
         };
-        assert_eq!(merge, Some(Merge::Scan { index: 3, count: 4 }));
+        let Some(Merge::Scan(page)) = merge else {
+            panic!("a scan page")
+        };
+        assert_eq!(page.index, 3);
         assert_eq!(
             parts[0].request,
             encode_request(&raw(&["ZANKV.ON", "default-3", "SCAN", "77", "COUNT", "5"]))

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod pd_watch;
 pub mod reply_frames;
 pub mod routing;
+pub mod scan;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
