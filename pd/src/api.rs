@@ -26,6 +26,8 @@
 //! | POST | `/cluster/upgrade/begin`, `/cluster/upgrade/done` | pause / resume new operators for a rolling upgrade |
 //! | GET | `/cluster/operators` | the running operators and their progress |
 //! | GET, POST | `/stable/nodenum[?number=N]` | read / set the stable node number (1..=registered nodes) |
+//! | POST | `/proxy/heartbeat?id=&addr=` | a proxy reports itself (every member takes it, leader or not); answers `{"proxies": [...]}`, the live proxies |
+//! | GET | `/proxies` | `{"proxies": [...]}`: the proxies heard from in the last 3 s, by id |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
 //! | POST | `/raft/messages` | raft messages from another PD member (length-prefixed protobufs) |
 //! | GET | `/routing/watch[?namespace=a,b]` | the routing stream: newline-delimited JSON `RoutingEvent`s, every watched table first, then each change as it is published, a keepalive every 10 s |
@@ -44,12 +46,14 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use zankv_pd_api::{
-    valid_namespace_name, ExpirationPolicy, Heartbeat, RoutingEvent, MAX_PARTITIONS, MAX_REPLICAS,
+    valid_namespace_name, valid_proxy_id, ExpirationPolicy, Heartbeat, RoutingEvent,
+    MAX_PARTITIONS, MAX_REPLICAS,
 };
 
 use crate::cluster::{CreateNamespace, Refusal};
 use crate::config::Secret;
 use crate::metrics::PdMetrics;
+use crate::proxies::ProxyRegistry;
 use crate::replication::member::{decode_messages, MemberHandle};
 use crate::server::{PdHandle, RoutingTables, Unavailable};
 
@@ -71,6 +75,8 @@ pub struct ApiContext {
     pub raft: Option<MemberHandle>,
     /// The namespace of keys that name none; it takes hash tags unless told otherwise.
     pub default_namespace: String,
+    /// The proxies heard from.
+    pub proxies: ProxyRegistry,
 }
 
 type Ctx = State<Arc<ApiContext>>;
@@ -144,6 +150,8 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         )
         .route("/routing/watch", get(watch_routing))
         .route("/storage/heartbeat", post(heartbeat))
+        .route("/proxy/heartbeat", post(proxy_heartbeat))
+        .route("/proxies", get(proxies))
         .route("/raft/messages", post(raft_messages))
         .route("/metrics", get(metrics))
         .method_not_allowed_fallback(|| async {
@@ -255,6 +263,33 @@ async fn info(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
 async fn namespaces(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {
     let names = ctx.pd.call(|c, _| c.namespaces()).await?;
     Ok(Json(json!({ "namespaces": names })))
+}
+
+async fn proxy_heartbeat(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    only(&params, &["id", "addr"])?;
+    let id = required(&params, "id")?;
+    if !valid_proxy_id(id) {
+        return Err(bad(format!(
+            "INVALID_ARG_ID: {id:?} is not 40 lowercase hex digits"
+        )));
+    }
+    let addr = required(&params, "addr")?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| bad(format!("INVALID_ARG_ADDR: {addr:?} is not IP:PORT")))?;
+    let live = ctx
+        .proxies
+        .report(id.to_string(), addr, std::time::Instant::now());
+    Ok(Json(json!({ "proxies": live })))
+}
+
+async fn proxies(State(ctx): Ctx) -> Json<Value> {
+    Json(json!({ "proxies": ctx.proxies.live(std::time::Instant::now()) }))
 }
 
 async fn datanodes(State(ctx): Ctx) -> Result<Json<Value>, ApiError> {

@@ -11,6 +11,7 @@
 //!   apart from persisting metadata);
 //! - [`server`]: the thread that owns the model and sends commands to storage nodes;
 //! - [`api`]: the HTTP API; [`metrics`]: Prometheus metrics; [`config`]: settings;
+//! - [`proxies`]: the live proxies, which share Redis Cluster's slots for cluster clients;
 //! - [`node`]: wiring, start and shutdown.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod meta;
 pub mod metrics;
 pub mod node;
 pub mod placement;
+pub mod proxies;
 pub mod replication;
 pub mod schedule;
 pub mod server;

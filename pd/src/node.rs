@@ -92,6 +92,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
             stopping,
             raft: raft.clone(),
             default_namespace: config.default_namespace.clone(),
+            proxies: Default::default(),
         });
         info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
         axum::serve(listener, api::router(ctx))

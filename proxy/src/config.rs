@@ -63,6 +63,16 @@ pub struct ProxyConfig {
     pub io_threads: usize,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     pub log_level: String,
+    /// Where Redis Cluster clients connect (unset: no cluster protocol). The proxy answers
+    /// CLUSTER SLOTS/SHARDS/NODES with the live proxies sharing the slots, each at its
+    /// cluster address, and reports itself to PD every second to be listed.
+    pub cluster_addr: Option<SocketAddr>,
+    /// The cluster address announced to PD and cluster clients when it differs from
+    /// `cluster_addr` (a wildcard bind, NAT).
+    pub cluster_announce_addr: Option<SocketAddr>,
+    /// Sent with the proxy's reports to PD, which requires it when PD has an
+    /// `admin_token`. Never logged.
+    pub admin_token: Option<Secret>,
 }
 
 /// A password restricted to one namespace.
@@ -97,6 +107,9 @@ impl Default for ProxyConfig {
             slowlog_max_len: 128,
             io_threads: 0,
             log_level: "info".into(),
+            cluster_addr: None,
+            cluster_announce_addr: None,
+            admin_token: None,
         }
     }
 }
@@ -122,6 +135,13 @@ impl ProxyConfig {
                 "default_namespace: {:?} is not a valid namespace name",
                 self.default_namespace
             ));
+        }
+        if self.cluster_addr.is_some_and(|a| a.ip().is_unspecified())
+            && self.cluster_announce_addr.is_none()
+        {
+            return Err(
+                "cluster_announce_addr: needed when cluster_addr binds a wildcard address (cluster clients must be told where to connect)".into(),
+            );
         }
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());

@@ -173,15 +173,45 @@ fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
     }
 }
 
-/// Decides where `argv` (a data command that parsed, with `spec`) goes. With `scope` set
-/// (a connection whose password is restricted to that namespace), keys must be in that
-/// namespace and keyless commands cover only its partitions.
-pub fn plan(
+/// A cluster connection's share of the partitions for keyless commands: partition `i` (in
+/// [`RoutingTables::all_partitions`] order) is covered by proxy `i % of`, so the proxies'
+/// answers summed or merged by a cluster client count every key once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Share {
+    /// This proxy's place among the live proxies.
+    pub index: usize,
+    /// Live proxies.
+    pub of: usize,
+}
+
+/// What a connection's commands reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scope<'a> {
+    /// A connection whose password is restricted to this namespace: its keys must be
+    /// there, and keyless commands cover only its partitions.
+    pub namespace: Option<&'a str>,
+    /// A cluster connection: keyless commands cover this share of the partitions.
+    pub share: Option<Share>,
+}
+
+impl<'a> From<Option<&'a str>> for Scope<'a> {
+    fn from(namespace: Option<&'a str>) -> Scope<'a> {
+        Scope {
+            namespace,
+            share: None,
+        }
+    }
+}
+
+/// Decides where `argv` (a data command that parsed, with `spec`) goes, for a connection
+/// reaching `scope`.
+pub fn plan<'a>(
     argv: &[Bytes],
     spec: &'static CommandSpec,
     tables: &RoutingTables,
-    scope: Option<&str>,
+    scope: impl Into<Scope<'a>>,
 ) -> Plan {
+    let scope: Scope = scope.into();
     let write = spec.is_write();
     let positions: Vec<usize> = spec.key_positions(argv).collect();
     if positions.is_empty() {
@@ -190,7 +220,7 @@ pub fn plan(
     let mut targets: Vec<KeyTarget> = Vec::with_capacity(positions.len());
     for &pos in &positions {
         match tables.locate(&argv[pos]) {
-            Ok(t) if scope.is_some_and(|ns| ns != t.namespace.name) => {
+            Ok(t) if scope.namespace.is_some_and(|ns| ns != t.namespace.name) => {
                 return Plan::Reply(Reply::Error(CommandError::NoPerm))
             }
             Ok(t) => targets.push(t),
@@ -200,7 +230,7 @@ pub fn plan(
     // A connection restricted to a namespace has the storage node check, by its own
     // routing, that the keys are in the partition the proxy picked: a namespace the proxy
     // has not heard of yet cannot pass for the connection's own.
-    let request = |target: &KeyTarget, argv: &[Bytes]| match scope {
+    let request = |target: &KeyTarget, argv: &[Bytes]| match scope.namespace {
         Some(_) => on_partition(target, argv),
         None => encode_request(argv),
     };
@@ -247,11 +277,20 @@ pub fn plan(
     }
 }
 
-/// The partitions a connection's keyless commands cover: its namespace's, or every one.
-fn partitions_in(tables: &RoutingTables, scope: Option<&str>) -> Vec<KeyTarget> {
+/// The partitions a connection's keyless commands cover: its namespace's, or every one;
+/// for a cluster connection, this proxy's share of those.
+fn partitions_in(tables: &RoutingTables, scope: Scope) -> Vec<KeyTarget> {
     let mut all = tables.all_partitions();
-    if let Some(ns) = scope {
+    if let Some(ns) = scope.namespace {
         all.retain(|t| t.namespace.name == ns);
+    }
+    if let Some(Share { index, of }) = scope.share {
+        all = all
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| i % of == index)
+            .map(|(_, t)| t)
+            .collect();
     }
     all
 }
@@ -263,7 +302,7 @@ const INFO_RETRIES: u32 = 3;
 
 /// INFO with its keyspace section: `head` (the proxy's own sections, rendered) followed by
 /// the key counts of the partitions the connection covers, each asked of its leader.
-pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Option<&str>) -> Plan {
+pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Scope) -> Plan {
     let all = partitions_in(tables, scope);
     if all.is_empty() {
         return Plan::Reply(Reply::Verbatim(Bytes::from(keyspace_info(head, 0, 0, 0))));

@@ -34,10 +34,10 @@ use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 
 use crate::config::NamespacePassword;
-
 use crate::forward::{
-    info_with_keyspace, plan, Forwarder, LaterRequests, Part, PartitionKey, Plan,
+    info_with_keyspace, plan, Forwarder, LaterRequests, Part, PartitionKey, Plan, Scope,
 };
+use crate::peers::Peers;
 
 /// Most requests read from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -66,6 +66,8 @@ pub struct FrontendContext {
     pub port: u16,
     /// What CONFIG GET shows and CONFIG SET changes.
     pub config: Mutex<Config>,
+    /// The live proxies, when the proxy has a cluster address.
+    pub peers: Option<Arc<Peers>>,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -172,9 +174,23 @@ struct Session {
     access: Access,
     /// Its entry among the connected clients.
     handle: Arc<ClientHandle>,
+    /// Whether it came in through the cluster address.
+    cluster: bool,
 }
 
 impl Session {
+    /// What its commands reach: its namespace, and on the cluster address this proxy's
+    /// share of the partitions.
+    fn reach(&self, ctx: &FrontendContext) -> Scope<'_> {
+        Scope {
+            namespace: self.scope(),
+            share: match (&ctx.peers, self.cluster) {
+                (Some(peers), true) => Some(peers.share()),
+                _ => None,
+            },
+        }
+    }
+
     fn authenticated(&self) -> bool {
         self.access != Access::Nothing
     }
@@ -225,10 +241,12 @@ impl Pending {
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
 /// to finish the requests it has read.
+/// `cluster`: the listener is the cluster address.
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<FrontendContext>,
     shutdown: watch::Receiver<bool>,
+    cluster: bool,
 ) {
     let metrics = ctx.forwarder.metrics.clone();
     let max_clients = ctx.max_clients;
@@ -244,7 +262,7 @@ pub async fn serve(
             async move {
                 ctx.forwarder.metrics.client_connected();
                 debug!(%peer, "client connected");
-                connection(socket, peer, &ctx, shutdown).await;
+                connection(socket, peer, &ctx, shutdown, cluster).await;
                 ctx.forwarder.metrics.client_disconnected();
             }
         },
@@ -258,6 +276,7 @@ async fn connection(
     peer: SocketAddr,
     ctx: &FrontendContext,
     mut shutdown: watch::Receiver<bool>,
+    cluster: bool,
 ) {
     let _ = socket.set_nodelay(true);
     let id = NEXT_CLIENT_ID.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +293,7 @@ async fn connection(
             Access::Everything
         },
         handle: registration.handle.clone(),
+        cluster,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -339,7 +359,7 @@ async fn connection(
                             outgoing.last_data_command = None;
                             session.handle.touch(spec.name);
                             let head = info(&sections, ctx);
-                            let plan = info_with_keyspace(head, &tables, session.scope());
+                            let plan = info_with_keyspace(head, &tables, session.reach(ctx));
                             pending.push_back(
                                 Pending::sent(
                                     plan,
@@ -381,7 +401,7 @@ async fn connection(
                         }
                         Ok((_, spec)) => {
                             outgoing.last_data_command = Some(spec.name);
-                            let plan = plan(&argv, spec, &tables, session.scope());
+                            let plan = plan(&argv, spec, &tables, session.reach(ctx));
                             pending.push_back(
                                 Pending::sent(
                                     plan,
@@ -656,6 +676,10 @@ fn connection_command(
             ctx.forwarder.metrics.reset_stats();
             Reply::OK
         }
+        ConnectionCommand::Cluster(sub) => match &ctx.peers {
+            Some(peers) => peers.view().answer(&sub),
+            None => zankv_commands::cluster::disabled(),
+        },
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo
         | ConnectionCommand::ClientKill(_) => {
@@ -696,7 +720,7 @@ fn wants_keyspace(sections: &[Bytes]) -> bool {
 /// INFO's text for the requested sections among the proxy's own (server, clients,
 /// stats); the keyspace section is added by [`info_with_keyspace`].
 fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
-    const ALL: [&str; 3] = ["server", "clients", "stats"];
+    const ALL: [&str; 4] = ["server", "clients", "stats", "cluster"];
     let (wanted, everything) = info_sections(sections);
     let metrics = &ctx.forwarder.metrics;
     let counters = metrics.info();
@@ -723,6 +747,10 @@ fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
             "clients" => out.push_str(&format!(
                 "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
                 counters.connected_clients, ctx.max_clients
+            )),
+            "cluster" => out.push_str(&format!(
+                "# Cluster\r\ncluster_enabled:{}\r\n",
+                u8::from(ctx.peers.is_some())
             )),
             _ => out.push_str(&format!(
                 "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",

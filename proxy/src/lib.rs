@@ -22,6 +22,7 @@ pub mod frontend;
 pub mod http;
 pub mod metrics;
 pub mod pd_watch;
+pub mod peers;
 pub mod reply_frames;
 pub mod routing;
 pub mod scan;
@@ -43,6 +44,7 @@ use crate::forward::Forwarder;
 use crate::frontend::FrontendContext;
 use crate::metrics::ProxyMetrics;
 use crate::pd_watch::Refresher;
+use crate::peers::Peers;
 use crate::routing::SharedTables;
 
 /// Runs a proxy until SIGINT/SIGTERM.
@@ -61,7 +63,11 @@ pub fn run(config: ProxyConfig) -> Result<(), String> {
 
 /// What CONFIG shows of this proxy in place of Redis's defaults; `timeout` and the slow
 /// log's settings are the ones CONFIG SET changes in effect.
-fn proxy_overrides(config: &ProxyConfig, local: std::net::SocketAddr) -> Vec<Override> {
+fn proxy_overrides(
+    config: &ProxyConfig,
+    local: std::net::SocketAddr,
+    cluster: bool,
+) -> Vec<Override> {
     let mut overrides = process_overrides(&ProcessFacts {
         bind: local.ip().to_string(),
         port: local.port(),
@@ -77,6 +83,7 @@ fn proxy_overrides(config: &ProxyConfig, local: std::net::SocketAddr) -> Vec<Ove
         Override::settable("timeout", config.idle_timeout_s),
         Override::settable("slowlog-log-slower-than", config.slowlog_log_slower_than),
         Override::settable("slowlog-max-len", config.slowlog_max_len),
+        Override::fixed("cluster-enabled", if cluster { "yes" } else { "no" }),
     ]);
     overrides
 }
@@ -92,7 +99,21 @@ pub async fn serve(
     let http_listener = TcpListener::bind(config.http_addr)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.http_addr))?;
+    let cluster_listener = match config.cluster_addr {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr} (cluster_addr): {e}"))?,
+        ),
+        None => None,
+    };
     let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let cluster_local = match &cluster_listener {
+        Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
+    let peers = cluster_local
+        .map(|bound| Arc::new(Peers::new(config.cluster_announce_addr.unwrap_or(bound))));
     let http_local = http_listener.local_addr().map_err(|e| e.to_string())?;
     let metrics = Arc::new(ProxyMetrics::default());
     let tables = Arc::new(SharedTables::new(&config.default_namespace));
@@ -143,8 +164,23 @@ pub async fn serve(
             namespaces: config.namespace_passwords.clone(),
         },
         port: local.port(),
-        config: Mutex::new(Config::new(&proxy_overrides(&config, local))),
+        config: Mutex::new(Config::new(&proxy_overrides(
+            &config,
+            local,
+            peers.is_some(),
+        ))),
+        peers: peers.clone(),
     });
+    let reporter = peers.clone().map(|peers| {
+        tokio::spawn(peers::follow(
+            peers,
+            config.pd_addrs.clone(),
+            config.admin_token.clone(),
+            stop_rx.clone(),
+        ))
+    });
+    let cluster_front = cluster_listener
+        .map(|l| tokio::spawn(frontend::serve(l, ctx.clone(), stop_rx.clone(), true)));
     let sweeper = {
         let ctx = ctx.clone();
         let mut stop = stop_rx.clone();
@@ -157,10 +193,12 @@ pub async fn serve(
             }
         })
     };
-    let front = tokio::spawn(frontend::serve(listener, ctx, stop_rx));
+    let front = tokio::spawn(frontend::serve(listener, ctx, stop_rx, false));
     info!(
         addr = %local,
         http_addr = %http_local,
+        cluster_addr = ?cluster_local,
+        cluster_id = peers.as_ref().map(|p| p.me().id.clone()),
         pd = ?config.pd_addrs,
         default_namespace = %config.default_namespace,
         auth = config.requirepass.is_some() || !config.namespace_passwords.is_empty(),
@@ -170,6 +208,12 @@ pub async fn serve(
     info!("shutting down");
     let _ = stop_tx.send(true);
     let _ = front.await;
+    if let Some(task) = cluster_front {
+        let _ = task.await;
+    }
+    if let Some(task) = reporter {
+        let _ = task.await;
+    }
     let _ = sweeper.await;
     let _ = http.await;
     let _ = watcher.await;

@@ -2,7 +2,9 @@
 //! storage nodes and a proxy, the default namespace gets 8 partitions × 3 replicas, Redis
 //! clients work through the proxy, SIGTERM stops every process, running it again reuses
 //! the data, killing it with SIGKILL still stops its processes, and a taken port or an
-//! unusable data directory is refused with a clear message before anything starts.
+//! unusable data directory is refused with a clear message before anything starts. Its
+//! banner gives every process's pid: a storage node killed with SIGKILL is reported and
+//! restarted on its data while the proxy keeps serving, or left down with `--no-restart`.
 
 mod support;
 
@@ -18,6 +20,9 @@ use support::{free_ports, workspace_bin, Client, Frame};
 /// Ports a playground uses, from its proxy port: up to PORT+32.
 const PORT_SPAN: u16 = 33;
 const UP_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a write through the proxy may take to succeed while partitions elect new
+/// leaders, or a restarted node to answer (generous: a loaded machine with two cores).
+const FAILOVER_DEADLINE: Duration = Duration::from_secs(60);
 
 fn zankv() -> PathBuf {
     workspace_bin("zankv")
@@ -32,11 +37,17 @@ struct Playground {
 
 impl Playground {
     fn start(dir: &Path, port: Option<u16>) -> Playground {
+        Playground::start_with(dir, port, &[])
+    }
+
+    /// [`Playground::start`] with more arguments.
+    fn start_with(dir: &Path, port: Option<u16>, extra: &[&str]) -> Playground {
         let mut cmd = Command::new(zankv());
         cmd.arg("playground").arg("--data-dir").arg(dir);
         if let Some(port) = port {
             cmd.args(["--port", &port.to_string()]);
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -63,10 +74,13 @@ impl Playground {
         }
     }
 
-    /// Waits for a line of its output containing `text`.
-    fn must_print(&mut self, text: &str, within: Duration) {
+    /// Waits for a line of its output containing `text`; the first such line.
+    fn must_print(&mut self, text: &str, within: Duration) -> String {
         let deadline = Instant::now() + within;
-        while !self.seen.iter().any(|l| l.contains(text)) {
+        loop {
+            if let Some(line) = self.seen.iter().find(|l| l.contains(text)) {
+                return line.clone();
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) => self.seen.push(line),
@@ -76,6 +90,16 @@ impl Playground {
                 ),
             }
         }
+    }
+
+    /// The pid of process `name` (`storage-2`) in the banner's line
+    /// `  pids:     pd 101, storage-1 102, ...`.
+    fn must_banner_pid(&mut self, name: &str) -> u32 {
+        let line = self.must_print("  pids:     ", Duration::from_secs(5));
+        line.split([',', ':'])
+            .map(str::trim)
+            .find_map(|part| part.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no pid of {name} in the banner's line {line:?}"))
     }
 
     fn signal(&self, signal: &str) {
@@ -110,6 +134,57 @@ impl Drop for Playground {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// SIGKILL to `pid`.
+fn kill9(pid: u32) {
+    let status = Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -9 {pid}");
+}
+
+/// Checks that `pid` runs storage node `node` of a playground (`zankv-storage --config
+/// .../storage-<node>.toml`), before a test kills it or once it was restarted.
+fn must_be_storage_node(pid: u32, node: u16) {
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .unwrap_or_else(|e| panic!("pid {pid} is not running: {e}"));
+    let args: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert!(
+        args[0].ends_with("zankv-storage")
+            && args
+                .iter()
+                .any(|a| a.ends_with(&format!("storage-{node}.toml"))),
+        "pid {pid} is not storage node {node}: {args:?}"
+    );
+}
+
+/// Sends `args` to 127.0.0.1:`port` on a fresh connection until the reply is `want`;
+/// panics after [`FAILOVER_DEADLINE`] with the last reply or error.
+fn must_reply(port: u16, args: &[&str], want: Frame) {
+    let within = FAILOVER_DEADLINE;
+    let deadline = Instant::now() + within;
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    loop {
+        let got = match Client::try_connect(port) {
+            Some(mut c) => match c.try_cmd(&args) {
+                Some(frame) if frame == want => return,
+                Some(frame) => format!("{frame:?}"),
+                None => "no reply".to_string(),
+            },
+            None => "cannot connect".to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{} on port {port} did not answer {want:?} within {within:?}; last: {got}",
+            support::show_cmd(&args.iter().map(|a| a.to_vec()).collect::<Vec<_>>())
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -229,4 +304,89 @@ fn a_taken_port_or_an_unusable_data_directory_is_refused_before_anything_starts(
     let mut p = Playground::start(&file.join("data"), Some(port));
     assert_eq!(p.must_exit(Duration::from_secs(30)), 1);
     p.must_print("is not writable", Duration::from_secs(1));
+}
+
+#[test]
+fn a_killed_storage_node_is_reported_and_restarted_on_its_data_while_the_proxy_keeps_serving() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data");
+    let port = free_ports(PORT_SPAN);
+    let mut p = Playground::start(&data, Some(port));
+    p.must_print("zankv playground is up", UP_DEADLINE);
+    p.must_print("kill -9 one to watch failover", Duration::from_secs(5));
+    let old = p.must_banner_pid("storage-2");
+    must_be_storage_node(old, 2);
+    must_reply(port, &["SET", "before", "before"], Frame::simple("OK"));
+
+    kill9(old);
+    p.must_print(
+        &format!("storage-2 (pid {old}) exited (signal: 9"),
+        Duration::from_secs(30),
+    );
+    p.must_print("logs/storage-2.log):", Duration::from_secs(5));
+    // The other two replicas of each partition elect new leaders; writes go on.
+    let keys: Vec<String> = (0..20).map(|i| format!("during{i}")).collect();
+    for k in &keys {
+        must_reply(port, &["SET", k, k], Frame::simple("OK"));
+    }
+
+    // It comes back: a new process with the same arguments, answering on its port.
+    let line = p.must_print("zankv: restarted storage-2 (pid ", FAILOVER_DEADLINE);
+    let new: u32 = line
+        .rsplit("(pid ")
+        .next()
+        .and_then(|rest| rest.trim_end_matches(')').parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    assert_ne!(new, old);
+    must_be_storage_node(new, 2);
+    must_reply(port + 20, &["PING"], Frame::simple("PONG"));
+    for k in keys.iter().map(String::as_str).chain(["before"]) {
+        must_reply(port, &["GET", k], Frame::bulk(k));
+    }
+
+    // A process waiting for its restart does not hold up the stop, nor outlive it.
+    let one = p.must_banner_pid("storage-1");
+    must_be_storage_node(one, 1);
+    kill9(one);
+    p.must_print(
+        &format!("storage-1 (pid {one}) exited"),
+        Duration::from_secs(30),
+    );
+    p.signal("-TERM");
+    assert_eq!(p.must_exit(Duration::from_secs(90)), 0);
+    must_free_ports(port, Duration::from_secs(10));
+
+    // With --no-restart, a dead node is reported and stays down; the cluster serves on
+    // the two others, with the data written before.
+    let mut p = Playground::start_with(&data, None, &["--no-restart"]);
+    p.must_print("zankv playground is up", UP_DEADLINE);
+    p.must_print("--no-restart: a process that dies", Duration::from_secs(5));
+    let three = p.must_banner_pid("storage-3");
+    must_be_storage_node(three, 3);
+    kill9(three);
+    p.must_print(
+        &format!("storage-3 (pid {three}) exited"),
+        Duration::from_secs(30),
+    );
+    p.must_print(
+        "storage-3 stays down (--no-restart)",
+        Duration::from_secs(5),
+    );
+    for i in 0..20 {
+        let k = format!("down{i}");
+        must_reply(port, &["SET", &k, &k], Frame::simple("OK"));
+    }
+    must_reply(port, &["GET", "before"], Frame::bulk("before"));
+    assert!(
+        Client::try_connect(port + 30).is_none(),
+        "storage-3 answers on its port despite --no-restart"
+    );
+    p.signal("-TERM");
+    assert_eq!(p.must_exit(Duration::from_secs(90)), 0);
+    assert!(
+        !p.seen.iter().any(|l| l.contains("restarted storage-3")),
+        "{}",
+        p.seen.join("\n")
+    );
+    must_free_ports(port, Duration::from_secs(10));
 }

@@ -574,3 +574,144 @@ fn a_mainstream_client_library_works_against_the_proxy() {
         cluster.proxy.log_tail()
     );
 }
+
+/// The cluster protocol: two proxies with cluster addresses report to PD and share the
+/// slots; CLUSTER answers as Redis Cluster does; keyless commands on a cluster address
+/// cover that proxy's share of the partitions; redis-py's RedisCluster and `redis-cli -c`
+/// read, write, pipeline and scan, and the client moves on when one proxy is killed.
+#[test]
+fn cluster_clients_spread_over_the_proxies_and_survive_one_dying() {
+    let cluster_port = support::free_port();
+    let cluster = ProxiedCluster::must_start(
+        8,
+        3,
+        &format!("cluster_addr = \"127.0.0.1:{cluster_port}\"\n"),
+    );
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other_cluster_port = support::free_port();
+    let pd_ports: Vec<u16> = cluster.pds.iter().map(|p| p.port).collect();
+    let other = support::proxy::ProxyProcess::must_start(
+        dir.path(),
+        &pd_ports,
+        &format!("cluster_addr = \"127.0.0.1:{other_cluster_port}\"\n"),
+    );
+    other.must_know_leaders("default", 8);
+    let mut c = cluster.proxy.client();
+
+    // Both proxies are listed once each has reported to PD.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let slots = loop {
+        let slots = c.cmd_str(&["CLUSTER", "SLOTS"]);
+        if slots.as_items().map(<[Frame]>::len) == Some(2) {
+            break slots;
+        }
+        assert!(std::time::Instant::now() < deadline, "{slots:?}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let ranges = slots.as_items().unwrap();
+    let range = |r: &Frame| {
+        let items = r.as_items().unwrap();
+        let node = items[2].as_items().unwrap();
+        (
+            items[0].as_int().unwrap(),
+            items[1].as_int().unwrap(),
+            node[1].as_int().unwrap(),
+        )
+    };
+    let (a, z) = (range(&ranges[0]), range(&ranges[1]));
+    assert_eq!((a.0, a.1, z.0, z.1), (0, 8191, 8192, 16383), "{slots:?}");
+    let mut ports = vec![a.2, z.2];
+    ports.sort_unstable();
+    let mut want = vec![i64::from(cluster_port), i64::from(other_cluster_port)];
+    want.sort_unstable();
+    assert_eq!(ports, want, "each proxy at its cluster address");
+    assert_eq!(
+        c.cmd_str(&["CLUSTER", "KEYSLOT", "foo"]),
+        Frame::Integer(12182)
+    );
+    let id = c.cmd_str(&["CLUSTER", "MYID"]);
+    let id = String::from_utf8(id.as_bytes().expect("an id").to_vec()).unwrap();
+    assert_eq!(id.len(), 40);
+    let nodes = c.cmd_str(&["CLUSTER", "NODES"]);
+    let nodes = String::from_utf8_lossy(nodes.as_bytes().expect("text")).into_owned();
+    assert!(
+        nodes.contains(&format!("{id} 127.0.0.1:{cluster_port}@0 myself,master")),
+        "{nodes}"
+    );
+    let info = c.cmd_str(&["CLUSTER", "INFO"]);
+    let info = String::from_utf8_lossy(info.as_bytes().expect("text")).into_owned();
+    assert!(
+        info.starts_with("cluster_state:ok\r\n") && info.contains("cluster_known_nodes:2\r\n"),
+        "{info}"
+    );
+    assert_eq!(
+        c.cmd_str(&["CLUSTER", "ADDSLOTS", "1"]),
+        Frame::error("ERR unknown subcommand 'ADDSLOTS'. Try CLUSTER HELP.")
+    );
+    assert_eq!(
+        c.cmd_str(&["CONFIG", "GET", "cluster-enabled"]),
+        Frame::Array(vec![b("cluster-enabled"), b("yes")])
+    );
+    // A storage node is no cluster node.
+    assert_eq!(
+        cluster.nodes.client(0).cmd_str(&["CLUSTER", "INFO"]),
+        Frame::error("ERR This instance has cluster support disabled")
+    );
+
+    // On the cluster addresses, DBSIZE is each proxy's share; the shares add up.
+    for i in 0..100 {
+        assert_eq!(
+            c.cmd_str(&["SET", &format!("k{i}"), "v"]),
+            Frame::simple("OK")
+        );
+    }
+    let dbsize = |port: u16| {
+        support::Client::connect(port)
+            .cmd_str(&["DBSIZE"])
+            .as_int()
+            .expect("a count")
+    };
+    assert_eq!(dbsize(cluster.proxy.port), 100);
+    let (mine, theirs) = (dbsize(cluster_port), dbsize(other_cluster_port));
+    assert_eq!(mine + theirs, 100, "{mine} + {theirs}");
+    assert!(mine > 0 && theirs > 0, "{mine} + {theirs}");
+    assert_eq!(c.cmd_str(&["FLUSHALL"]), Frame::simple("OK"));
+
+    // redis-cli in cluster mode, against the proxy's own address.
+    let cli = |args: &[&str]| {
+        let out = Command::new("redis-cli")
+            .args(["-c", "-p", &cluster.proxy.port.to_string()])
+            .args(args)
+            .output()
+            .expect("run redis-cli");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "cli:a", "1"]), "OK");
+    assert_eq!(cli(&["GET", "cli:a"]), "1");
+    assert_eq!(cli(&["SCAN", "0"]), "0\ncli:a");
+    assert_eq!(c.cmd_str(&["DEL", "cli:a"]), Frame::Integer(1));
+
+    // redis-py's RedisCluster, which kills the other proxy halfway.
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/clients/redis_py_cluster.py"
+    );
+    let out = Command::new("/usr/bin/python3")
+        .args([
+            script,
+            &cluster.proxy.port.to_string(),
+            &other.pid().to_string(),
+        ])
+        .output()
+        .expect("run /usr/bin/python3");
+    // redis-py prints the connection errors it retried past on stderr.
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "{stdout}\n{stderr}\n{}",
+        cluster.proxy.log_tail()
+    );
+}

@@ -254,6 +254,17 @@ pub static COMMAND_SUBCOMMANDS: &[CommandSpec] = &[
         "Returns a list of command names.",
     ),
     spec(
+        "command|getkeys",
+        -4,
+        C,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow", "connection"],
+        "server",
+        "2.8.13",
+        "Extracts the key names from an arbitrary command.",
+    ),
+    spec(
         "command|help",
         2,
         C,
@@ -407,6 +418,13 @@ pub static SPECS: &[CommandSpec] = &[
         CLIENT_SUBCOMMANDS,
     ),
     container(
+        "cluster",
+        "A container for Redis Cluster commands.",
+        "cluster",
+        "3.0.0",
+        crate::cluster::CLUSTER_SUBCOMMANDS,
+    ),
+    container(
         "config",
         "A container for server configuration commands.",
         "server",
@@ -441,6 +459,8 @@ pub enum ConnectionCommand {
     Echo(Bytes),
     /// QUIT
     Quit,
+    /// `CLUSTER <subcommand>`: answered by a proxy with a cluster address.
+    Cluster(crate::cluster::ClusterCommand),
     /// `CONFIG GET pattern [pattern ...]`
     ConfigGet(Vec<Bytes>),
     /// `CONFIG SET parameter value [parameter value ...]`
@@ -449,6 +469,8 @@ pub enum ConnectionCommand {
     ConfigResetStat,
     /// `CONFIG REWRITE`
     ConfigRewrite,
+    /// `COMMAND GETKEYS command [arg ...]`
+    CommandGetKeys(Vec<Bytes>),
     /// `CONFIG HELP`
     ConfigHelp,
     /// `SLOWLOG GET [count]`
@@ -751,6 +773,10 @@ impl ConnectionCommand {
                 )
             }
             "config|help" => ConnectionCommand::ConfigHelp,
+            cluster if cluster.starts_with("cluster|") => ConnectionCommand::Cluster(
+                crate::cluster::ClusterCommand::parse(cluster, args)
+                    .expect("every registered CLUSTER subcommand parses"),
+            ),
             "config|resetstat" => ConnectionCommand::ConfigResetStat,
             "config|rewrite" => ConnectionCommand::ConfigRewrite,
             "slowlog|get" => match &args[1..] {
@@ -789,6 +815,7 @@ impl ConnectionCommand {
                 _ => return Err(CommandError::Syntax),
             }),
             "command|help" => ConnectionCommand::CommandHelp,
+            "command|getkeys" => ConnectionCommand::CommandGetKeys(args[1..].to_vec()),
             "object|help" => ConnectionCommand::ObjectHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
@@ -954,6 +981,10 @@ impl ConnectionCommand {
                     .map(|s| Reply::bulk(s.name))
                     .collect(),
             ),
+            ConnectionCommand::CommandGetKeys(argv) => match crate::command_keys(argv) {
+                Ok(keys) => Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+                Err(e) => Reply::Error(e),
+            },
             ConnectionCommand::CommandHelp => help(&[
                 "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "(no subcommand)",
@@ -966,6 +997,8 @@ impl ConnectionCommand {
                 "    Return details about multiple commands.",
                 "DOCS [<command-name> ...]",
                 "    Return documentation details about multiple commands.",
+                "GETKEYS <full-command>",
+                "    Return the keys from a full Redis command.",
                 "HELP",
                 "    Print this help.",
             ]),
@@ -1014,6 +1047,7 @@ impl ConnectionCommand {
             | ConnectionCommand::ConfigGet(_)
             | ConnectionCommand::ConfigSet(_)
             | ConnectionCommand::ConfigResetStat
+            | ConnectionCommand::Cluster(_)
             | ConnectionCommand::SlowlogGet(_)
             | ConnectionCommand::SlowlogLen
             | ConnectionCommand::SlowlogReset

@@ -31,6 +31,21 @@ pub enum CommandError {
     /// CONFIG SET of a value the setting refuses (or of a setting fixed at run time).
     #[error("ERR CONFIG SET failed (possibly related to argument '{0}') - {1}")]
     ConfigSetFailed(String, String),
+    /// COMMAND GETKEYS of a command the server does not have.
+    #[error("ERR Invalid command specified")]
+    GetKeysUnknownCommand,
+    /// COMMAND GETKEYS of a command with the wrong number of arguments.
+    #[error("ERR Invalid number of arguments specified for command")]
+    GetKeysArity,
+    /// COMMAND GETKEYS of a command whose `numkeys` does not fit its arguments.
+    #[error("ERR Invalid arguments specified for command")]
+    GetKeysBadArguments,
+    /// COMMAND GETKEYS of a command without keys.
+    #[error("ERR The command has no key arguments")]
+    GetKeysNoKeys,
+    /// CLUSTER on a server without cluster support.
+    #[error("ERR This instance has cluster support disabled")]
+    ClusterDisabled,
     /// CONFIG REWRITE: zankv never rewrites its configuration files.
     #[error("ERR The server is running without a config file")]
     NoConfigFile,
@@ -364,6 +379,11 @@ mod docs_table {
             E::ConfigUnknownOption("foo".into()),
             E::ConfigSetFailed("databases".into(), "can't set immutable config".into()),
             E::NoConfigFile,
+            E::ClusterDisabled,
+            E::GetKeysUnknownCommand,
+            E::GetKeysArity,
+            E::GetKeysBadArguments,
+            E::GetKeysNoKeys,
             E::SlowlogCount,
             E::NoSuchClient,
             E::ClientIdNotPositive,
@@ -452,6 +472,11 @@ mod docs_table {
                 | E::ConfigUnknownOption(_)
                 | E::ConfigSetFailed(..)
                 | E::NoConfigFile
+                | E::ClusterDisabled
+                | E::GetKeysUnknownCommand
+                | E::GetKeysArity
+                | E::GetKeysBadArguments
+                | E::GetKeysNoKeys
                 | E::SlowlogCount
                 | E::NoSuchClient
                 | E::ClientIdNotPositive

@@ -15,6 +15,7 @@
 //! change's arguments and must get the same command); every error a client sees is a
 //! [`CommandError`].
 
+pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
@@ -37,6 +38,8 @@ use std::collections::HashMap;
 use std::sync::OnceLock;
 
 use bytes::Bytes;
+
+use crate::request::parse_i64;
 
 pub use connection::ConnectionCommand;
 pub use error::CommandError;
@@ -162,6 +165,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                     sub: String::from_utf8_lossy(&argv[1]).into_owned(),
                     command: match container.as_str() {
                         "CLIENT" => "CLIENT",
+                        "CLUSTER" => "CLUSTER",
                         "CONFIG" => "CONFIG",
                         "SLOWLOG" => "SLOWLOG",
                         "OBJECT" => "OBJECT",
@@ -190,6 +194,45 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::Sort => Command::Sort(sort::SortCommand::parse(args, full_name == "sort_ro")?),
     };
     Ok((command, spec))
+}
+
+/// COMMAND GETKEYS: the keys of the full command `argv`, as its spec (and, for a
+/// container, its subcommand's) names them.
+pub fn command_keys(argv: &[Bytes]) -> Result<Vec<Bytes>, CommandError> {
+    let mut spec = lookup(&argv[0]).ok_or(CommandError::GetKeysUnknownCommand)?;
+    if !spec.arity_ok(argv.len()) {
+        return Err(CommandError::GetKeysArity);
+    }
+    if !spec.subcommands.is_empty() {
+        let wanted = format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(&argv[1]).to_ascii_lowercase()
+        );
+        spec = spec
+            .subcommands
+            .iter()
+            .find(|s| s.name == wanted)
+            .ok_or(CommandError::GetKeysUnknownCommand)?;
+        if !spec.arity_ok(argv.len()) {
+            return Err(CommandError::GetKeysArity);
+        }
+    }
+    if let Movable::NumKeysAt(at) = spec.movable {
+        let fits = argv
+            .get(at)
+            .and_then(|n| parse_i64(n))
+            .and_then(|n| usize::try_from(n).ok())
+            .is_some_and(|n| at + n < argv.len());
+        if !fits {
+            return Err(CommandError::GetKeysBadArguments);
+        }
+    }
+    let keys: Vec<Bytes> = spec.key_positions(argv).map(|i| argv[i].clone()).collect();
+    if keys.is_empty() {
+        return Err(CommandError::GetKeysNoKeys);
+    }
+    Ok(keys)
 }
 
 /// `COMMAND INFO` entry for one spec (Redis 7.0 shape: name, arity, flags, first key, last

@@ -19,6 +19,7 @@
 pub mod client;
 
 use std::collections::BTreeMap;
+use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
 
@@ -425,4 +426,19 @@ mod tests {
             r#"{"event":"keepalive"}"#
         );
     }
+}
+
+/// A proxy as PD lists it to the proxies (`POST /proxy/heartbeat`, `GET /proxies`): the
+/// live proxies share Redis Cluster's slots between them when a cluster client asks.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProxyInfo {
+    /// Its cluster node id: 40 lowercase hex digits, stable across its restarts.
+    pub id: String,
+    /// The address cluster clients reach it at.
+    pub addr: SocketAddr,
+}
+
+/// Whether `id` is a cluster node id: 40 lowercase hex digits.
+pub fn valid_proxy_id(id: &str) -> bool {
+    id.len() == 40 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }

@@ -449,6 +449,8 @@ async fn connection_command(
             ctx.stats.reset_info();
             Reply::OK
         }
+        // A storage node is not a cluster node: proxies speak the cluster protocol.
+        ConnectionCommand::Cluster(_) => zankv_commands::cluster::disabled(),
         // A storage node keeps no slow log (slowlog-log-slower-than is -1): the proxy does.
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo

@@ -93,6 +93,11 @@ impl ProxyProcess {
         proxy
     }
 
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// The end of its log.
     pub fn log_tail(&self) -> String {
         file_tail(&self.dir.join("proxy.log"), 4000)

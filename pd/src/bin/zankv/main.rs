@@ -2,6 +2,7 @@
 //! `--pd` address in turn) and prints what it answers as readable tables.
 
 mod playground;
+mod supervise;
 mod table;
 
 use std::net::SocketAddr;

@@ -3,26 +3,32 @@
 //! `zankv-pd`, `zankv-storage` and `zankv-proxy` binaries next to this one), keeps all their
 //! data, generated configuration and logs under one directory, has PD create the default
 //! namespace, waits until the proxy answers for every partition, prints where everything
-//! is, and stops everything on Ctrl-C or SIGTERM.
+//! is (with every process's pid), restarts a process that dies (unless `--no-restart`), and
+//! stops everything on Ctrl-C or SIGTERM.
 //!
-//! It owns the child processes. Invariants:
+//! It owns the cluster's layout; [`crate::supervise`] owns the child processes. Invariants:
 //! - every port is derived from the proxy's port, which the data directory records
 //!   (`playground.toml`), so running it again on the same directory finds the same
 //!   cluster (storage nodes keep their addresses, which PD knows them by);
 //! - nothing starts unless every port is free and the directory is writable;
-//! - on every way out (signal, a child dying, a start that does not become healthy) the
-//!   children are stopped, proxy first and PD last; they also get SIGTERM if this process
-//!   itself is killed.
+//! - a process that dies before the cluster is up stops the playground (a restart would
+//!   most likely die the same way); once it is up, one that dies is reported and started
+//!   again with the same configuration, or left down with `--no-restart`, while the
+//!   others keep serving;
+//! - on every way out (signal, a start that does not become healthy or loses a process)
+//!   the children are stopped, proxy first and PD last; they also get SIGTERM if this
+//!   process itself is killed.
 
-use std::fs::{self, OpenOptions};
+use std::ffi::OsString;
+use std::fs;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::supervise::{Children, OnExit, Spec};
 
 /// The proxy's RESP port when none is given or recorded.
 pub const DEFAULT_PORT: u16 = 12379;
@@ -30,8 +36,8 @@ pub const DEFAULT_PORT: u16 = 12379;
 const STORAGE_NODES: u16 = 3;
 /// How long the cluster gets to become healthy.
 const START_DEADLINE: Duration = Duration::from_secs(90);
-/// How long a child gets to exit after SIGTERM before it is killed.
-const STOP_DEADLINE: Duration = Duration::from_secs(20);
+/// How often the children are looked at: how soon a death is reported.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(200);
 /// The file in the data directory that records the playground's settings.
 const RECORD: &str = "playground.toml";
 
@@ -43,7 +49,8 @@ pub struct PlaygroundArgs {
     #[arg(long, value_name = "DIR", default_value = "./zankv-data")]
     data_dir: PathBuf,
     /// The proxy's Redis port, which clients connect to. The other ports follow it: the
-    /// proxy's HTTP port is PORT+1, PD's PORT+2, storage node N uses PORT+10N (RESP),
+    /// proxy's HTTP port is PORT+1, PD's PORT+2, the proxy's address for Redis Cluster
+    /// clients PORT+3, storage node N uses PORT+10N (RESP),
     /// PORT+10N+1 (HTTP) and PORT+10N+2 (raft). Default: the one the data directory
     /// recorded, else 12379.
     #[arg(long, value_name = "PORT")]
@@ -54,6 +61,10 @@ pub struct PlaygroundArgs {
     /// Replicas of each partition (1..=3).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=3))]
     replicas: u32,
+    /// Leave a process that dies down (it is still reported) instead of starting it again
+    /// with the same data, ports and arguments after a short pause.
+    #[arg(long)]
+    no_restart: bool,
 }
 
 /// The ports of the playground's processes, all derived from the proxy's.
@@ -78,6 +89,9 @@ impl Ports {
     fn pd(self) -> u16 {
         self.proxy + 2
     }
+    fn proxy_cluster(self) -> u16 {
+        self.proxy + 3
+    }
     fn storage(self, node: u16) -> (u16, u16, u16) {
         let base = self.proxy + 10 * node;
         (base, base + 1, base + 2)
@@ -88,6 +102,10 @@ impl Ports {
             (self.proxy, "the proxy's Redis port".to_string()),
             (self.proxy_http(), "the proxy's HTTP port".to_string()),
             (self.pd(), "PD's HTTP port".to_string()),
+            (
+                self.proxy_cluster(),
+                "the proxy's port for cluster clients".to_string(),
+            ),
         ];
         for n in 1..=STORAGE_NODES {
             let (redis, http, raft) = self.storage(n);
@@ -103,67 +121,9 @@ fn addr(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
 }
 
-/// A started child process.
-struct Running {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-/// The running children, stopped (in reverse start order) when dropped.
-struct Children(Vec<Running>);
-
-impl Children {
-    /// The first child that exited, with how.
-    fn exited(&mut self) -> Option<(String, String, PathBuf)> {
-        for c in &mut self.0 {
-            if let Ok(Some(status)) = c.child.try_wait() {
-                return Some((c.name.clone(), status.to_string(), c.log.clone()));
-            }
-        }
-        None
-    }
-
-    /// SIGTERM to each, newest first, waiting for it to exit (SIGKILL after
-    /// [`STOP_DEADLINE`]).
-    fn stop(&mut self) {
-        while let Some(mut c) = self.0.pop() {
-            if let Ok(Some(_)) = c.child.try_wait() {
-                continue;
-            }
-            // SAFETY: kill(2) on the pid of a child not yet reaped (try_wait saw it run).
-            unsafe {
-                libc::kill(c.child.id() as libc::pid_t, libc::SIGTERM);
-            }
-            let deadline = Instant::now() + STOP_DEADLINE;
-            loop {
-                match c.child.try_wait() {
-                    Ok(Some(_)) | Err(_) => break,
-                    Ok(None) if Instant::now() >= deadline => {
-                        eprintln!(
-                            "zankv: {} did not stop within {STOP_DEADLINE:?}; killing it",
-                            c.name
-                        );
-                        let _ = c.child.kill();
-                        let _ = c.child.wait();
-                        break;
-                    }
-                    Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-                }
-            }
-            println!("zankv: stopped {}", c.name);
-        }
-    }
-}
-
-impl Drop for Children {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// Runs the playground until a signal (then `Ok`, every process stopped) or a failure: a
-/// start refused, a cluster that did not become healthy, a process that died.
+/// start refused, a cluster that did not become healthy, a process that died while it
+/// started.
 pub async fn run(args: PlaygroundArgs) -> Result<String, String> {
     start_and_serve(args)
         .await
@@ -172,6 +132,37 @@ pub async fn run(args: PlaygroundArgs) -> Result<String, String> {
 }
 
 async fn start_and_serve(args: PlaygroundArgs) -> Result<(), String> {
+    let (ports, logs, specs) = prepare(&args)?;
+    let on_exit = if args.no_restart {
+        OnExit::StayDown
+    } else {
+        OnExit::Restart
+    };
+    let mut children = Children::new(on_exit);
+    for spec in specs {
+        children.start(spec)?;
+    }
+    println!(
+        "zankv: starting 1 PD, {STORAGE_NODES} storage nodes and a proxy (data in {}, logs in {})",
+        args.data_dir.display(),
+        logs.display()
+    );
+    let signal = zankv_process::wait_for_signal();
+    tokio::pin!(signal);
+    let up = until_up(&mut children, &mut signal, ports, &args).await?;
+    if let Some(shape) = up {
+        print_banner(&args.data_dir, ports, shape, &pids(&children, on_exit));
+        supervise_until(&mut children, &mut signal).await;
+    }
+    println!("zankv: stopping");
+    children.stop();
+    Ok(())
+}
+
+/// Everything before the first process starts: checks the data directory and every
+/// port, finds the binaries, writes the configurations and the port record. The ports,
+/// the log directory and how to start each process.
+fn prepare(args: &PlaygroundArgs) -> Result<(Ports, PathBuf, Vec<Spec>), String> {
     let dir = &args.data_dir;
     fs::create_dir_all(dir)
         .and_then(|_| fs::write(dir.join(".writable"), b""))
@@ -195,104 +186,74 @@ async fn start_and_serve(args: PlaygroundArgs) -> Result<(), String> {
     write_configs(dir, ports)?;
     fs::write(dir.join(RECORD), format!("# written by `zankv playground`: the proxy's Redis port, which every other port follows\nport = {port}\n"))
         .map_err(|e| format!("cannot write {}: {e}", dir.join(RECORD).display()))?;
+    let all = specs(&bins, &conf, &logs);
+    Ok((ports, logs, all))
+}
 
-    let mut children = Children(Vec::new());
-    let spawn = |children: &mut Children, name: String, bin: &Path, config: PathBuf| {
-        let log = logs.join(format!("{}.log", name.replace(' ', "-")));
-        let out = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let err = out
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let mut cmd = Command::new(bin);
-        cmd.arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(|| {
-                // Its own process group: a terminal's Ctrl-C reaches the playground, which
-                // stops the children in order.
-                libc::setpgid(0, 0);
-                // SIGTERM when the playground dies without stopping it.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
+/// Waits until the cluster is healthy: its partitions and replicas per partition, or
+/// `None` when a signal came first. A process that exits meanwhile, or a cluster not
+/// healthy within [`START_DEADLINE`], is an error (with the logs' last lines).
+async fn until_up(
+    children: &mut Children,
+    signal: &mut (impl std::future::Future<Output = ()> + Unpin),
+    ports: Ports,
+    args: &PlaygroundArgs,
+) -> Result<Option<(usize, usize)>, String> {
+    let ready = wait_until_healthy(ports, args);
+    tokio::pin!(ready);
+    let started = Instant::now();
+    loop {
+        tokio::select! {
+            _ = &mut *signal => return Ok(None),
+            outcome = &mut ready => {
+                return outcome
+                    .map(Some)
+                    .map_err(|e| format!("the cluster did not become healthy: {e}\n{}", children.log_tails()));
+            }
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => {
+                if let Some(report) = children.first_exit() {
+                    return Err(format!("while the cluster was starting, {report}"));
+                }
+                if started.elapsed() > START_DEADLINE {
+                    return Err(format!("the cluster did not become healthy within {START_DEADLINE:?}\n{}", children.log_tails()));
+                }
+            }
         }
-        let child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
-        children.0.push(Running { name, child, log });
-        Ok::<(), String>(())
+    }
+}
+
+/// Looks after the children (see [`Children::supervise`]) until a signal comes.
+async fn supervise_until(
+    children: &mut Children,
+    signal: &mut (impl std::future::Future<Output = ()> + Unpin),
+) {
+    loop {
+        tokio::select! {
+            _ = &mut *signal => return,
+            _ = tokio::time::sleep(SUPERVISE_EVERY) => children.supervise(Instant::now()),
+        }
+    }
+}
+
+/// How to start each process, in start order (PD, the storage nodes, the proxy): each
+/// reads its generated configuration file and appends to `logs/<name>.log`.
+fn specs(bins: &Binaries, conf: &Path, logs: &Path) -> Vec<Spec> {
+    let spec = |name: String, program: &Path, config: PathBuf| Spec {
+        log: logs.join(format!("{name}.log")),
+        name,
+        program: program.to_path_buf(),
+        args: vec![OsString::from("--config"), config.into_os_string()],
     };
-    spawn(&mut children, "pd".into(), &bins.pd, conf.join("pd.toml"))?;
+    let mut all = vec![spec("pd".into(), &bins.pd, conf.join("pd.toml"))];
     for n in 1..=STORAGE_NODES {
-        spawn(
-            &mut children,
+        all.push(spec(
             format!("storage-{n}"),
             &bins.storage,
             conf.join(format!("storage-{n}.toml")),
-        )?;
+        ));
     }
-    spawn(
-        &mut children,
-        "proxy".into(),
-        &bins.proxy,
-        conf.join("proxy.toml"),
-    )?;
-    println!(
-        "zankv: starting 1 PD, {STORAGE_NODES} storage nodes and a proxy (data in {}, logs in {})",
-        dir.display(),
-        logs.display()
-    );
-
-    let signal = zankv_process::wait_for_signal();
-    tokio::pin!(signal);
-    let ready = wait_until_healthy(ports, &args);
-    tokio::pin!(ready);
-    let started = Instant::now();
-    let (partitions, replicas) = loop {
-        tokio::select! {
-            _ = &mut signal => {
-                println!("zankv: stopping");
-                children.stop();
-                return Ok(());
-            }
-            outcome = &mut ready => {
-                break outcome.map_err(|e| format!("the cluster did not become healthy: {e}\n{}", log_tails(&children)))?;
-            }
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {
-                if let Some((name, status, log)) = children.exited() {
-                    return Err(format!("{name} exited ({status}) while starting; its log ({}):\n{}", log.display(), tail(&log)));
-                }
-                if started.elapsed() > START_DEADLINE {
-                    return Err(format!("the cluster did not become healthy within {START_DEADLINE:?}\n{}", log_tails(&children)));
-                }
-            }
-        }
-    };
-    print_banner(dir, ports, partitions, replicas);
-    loop {
-        tokio::select! {
-            _ = &mut signal => {
-                println!("zankv: stopping");
-                children.stop();
-                return Ok(());
-            }
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                if let Some((name, status, log)) = children.exited() {
-                    let message = format!("{name} exited ({status}); its log ({}):\n{}", log.display(), tail(&log));
-                    children.stop();
-                    return Err(message);
-                }
-            }
-        }
-    }
+    all.push(spec("proxy".into(), &bins.proxy, conf.join("proxy.toml")));
+    all
 }
 
 /// The proxy port: the one asked for, else the one the directory recorded, else the
@@ -387,10 +348,11 @@ fn write_configs(dir: &Path, ports: Ports) -> Result<(), String> {
     files.push((
         "proxy.toml".to_string(),
         format!(
-            "{header}redis_addr = \"{}\"\nhttp_addr = \"{}\"\npd_addrs = [\"{}\"]\n",
+            "{header}redis_addr = \"{}\"\nhttp_addr = \"{}\"\npd_addrs = [\"{}\"]\n# Redis Cluster clients (redis-py RedisCluster, redis-cli -c, ...) get CLUSTER SLOTS here.\ncluster_addr = \"{}\"\n",
             addr(ports.proxy),
             addr(ports.proxy_http()),
-            addr(ports.pd())
+            addr(ports.pd()),
+            addr(ports.proxy_cluster())
         ),
     ));
     for (name, text) in files {
@@ -554,19 +516,22 @@ async fn resp_call(port: u16, request: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-fn print_banner(dir: &Path, ports: Ports, partitions: usize, replicas: usize) {
+/// Where everything is; `pids` is [`pids`]'s text.
+fn print_banner(dir: &Path, ports: Ports, (partitions, replicas): (usize, usize), pids: &str) {
     let storage: Vec<String> = (1..=STORAGE_NODES)
         .map(|n| format!("http://{}/metrics", addr(ports.storage(n).1)))
         .collect();
     println!(
         "zankv playground is up: 1 PD, {STORAGE_NODES} storage nodes, 1 proxy; namespace default: {partitions} partitions x {replicas} replicas
-  connect:  redis-cli -p {}
+  connect:  redis-cli -p {} (cluster clients too: start them there, they are sent to port {})
   PD API:   http://{}   (e.g. `zankv --pd {} nodes`, `zankv --pd {} partitions default`)
   metrics:  proxy http://{}/metrics, PD http://{}/metrics,
             storage {}
+  pids:     {pids}
   data:     {} (configs in conf/, logs in logs/)
   stop:     Ctrl-C (running it again reuses the data)",
         ports.proxy,
+        ports.proxy_cluster(),
         addr(ports.pd()),
         addr(ports.pd()),
         addr(ports.pd()),
@@ -577,18 +542,22 @@ fn print_banner(dir: &Path, ports: Ports, partitions: usize, replicas: usize) {
     );
 }
 
-/// The last lines of a log file.
-fn tail(log: &Path) -> String {
-    let text = fs::read_to_string(log).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-fn log_tails(children: &Children) -> String {
-    children
-        .0
-        .iter()
-        .map(|c| format!("--- {} ({}) ---\n{}", c.name, c.log.display(), tail(&c.log)))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Every process's pid on one line a user (or a test) can read (`pd 101, storage-1 102,
+/// ..., proxy 105`), then what happens when one dies.
+fn pids(children: &Children, on_exit: OnExit) -> String {
+    let pids: Vec<String> = children
+        .pids()
+        .into_iter()
+        .map(|(name, pid)| match pid {
+            Some(pid) => format!("{name} {pid}"),
+            None => format!("{name} down"),
+        })
+        .collect();
+    let on_death = match on_exit {
+        OnExit::Restart => {
+            "kill -9 one to watch failover: it is reported and restarted with its data"
+        }
+        OnExit::StayDown => "--no-restart: a process that dies is reported and stays down",
+    };
+    format!("{}\n            ({on_death})", pids.join(", "))
 }
