@@ -57,7 +57,7 @@ pub struct Forwarder {
 }
 
 /// How the replies of a split command combine.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Merge {
     /// MGET: the values, back in the request's key order.
     Values,
@@ -69,12 +69,9 @@ pub enum Merge {
     Concat,
     /// RANDOMKEY: a key of a partition picked at random among those that have one.
     AnyKey,
-    /// INFO: `head` (the proxy's own sections) and the keyspace section, the partitions'
-    /// `[keys, expires]` summed.
-    Keyspace {
-        /// The sections before the keyspace one.
-        head: String,
-    },
+    /// INFO: the proxy's facts with the storage nodes' key counts and memory
+    /// ([`crate::info`]).
+    Info(Box<crate::info::ClusterInfo>),
     /// SCAN: a page filled from the partitions in turn ([`crate::scan`]).
     Scan(ScanPage),
 }
@@ -279,7 +276,7 @@ pub fn plan<'a>(
 
 /// The partitions a connection's keyless commands cover: its namespace's, or every one;
 /// for a cluster connection, this proxy's share of those.
-fn partitions_in(tables: &RoutingTables, scope: Scope) -> Vec<KeyTarget> {
+pub(crate) fn partitions_in(tables: &RoutingTables, scope: Scope) -> Vec<KeyTarget> {
     let mut all = tables.all_partitions();
     if let Some(ns) = scope.namespace {
         all.retain(|t| t.namespace.name == ns);
@@ -295,77 +292,8 @@ fn partitions_in(tables: &RoutingTables, scope: Scope) -> Vec<KeyTarget> {
     all
 }
 
-/// Most times INFO asks a partition again (about 175 ms of back-off with the default
-/// `retry_backoff_ms`): INFO answers without the partitions that still have no leader
-/// rather than wait out the full `max_retries` (about 4 s with the defaults).
-const INFO_RETRIES: u32 = 3;
-
-/// INFO with its keyspace section: `head` (the proxy's own sections, rendered) followed by
-/// the key counts of the partitions the connection covers, each asked of its leader.
-pub fn info_with_keyspace(head: String, tables: &RoutingTables, scope: Scope) -> Plan {
-    let all = partitions_in(tables, scope);
-    if all.is_empty() {
-        return Plan::Reply(Reply::Verbatim(Bytes::from(keyspace_info(head, 0, 0, 0))));
-    }
-    let argv = [Bytes::from_static(b"INFO"), Bytes::from_static(b"KEYSPACE")];
-    Plan::Forward {
-        parts: all
-            .iter()
-            .map(|t| {
-                Part::new(on_partition(t, &argv), t.clone(), false, vec![])
-                    .with_retries(INFO_RETRIES)
-            })
-            .collect(),
-        merge: Some(Merge::Keyspace { head }),
-        keys: 0,
-    }
-}
-
-/// INFO's text: `head` and the keyspace section with these totals (no `db0` line when
-/// there is no key, as in Redis), and, when some partitions did not answer (no leader
-/// after the retries), how many: the totals are then those of the others.
-fn keyspace_info(mut head: String, keys: i64, expires: i64, unanswered: usize) -> String {
-    if !head.is_empty() {
-        head.push_str("\r\n");
-    }
-    head.push_str("# Keyspace\r\n");
-    if keys > 0 {
-        head.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
-    }
-    if unanswered > 0 {
-        head.push_str(&format!("zankv_partitions_unanswered:{unanswered}\r\n"));
-    }
-    head
-}
-
-/// INFO's answer from the partitions' `[keys, expires]` replies. INFO always answers (a
-/// monitoring tool keeps its other sections while a partition elects a leader): a part that
-/// answered an error is counted as unanswered, not summed.
-fn merge_keyspace(head: String, replies: &[Bytes], protocol: Protocol) -> Bytes {
-    let (mut keys, mut expires, mut unanswered) = (0, 0, 0);
-    for r in replies {
-        if error_text(r).is_some() {
-            unanswered += 1;
-            continue;
-        }
-        let counts = array_items(r, protocol)
-            .and_then(|items| Some((integer(items.first()?)?, integer(items.get(1)?)?)));
-        match counts {
-            Some((k, e)) => {
-                keys += k;
-                expires += e;
-            }
-            None => return unexpected(protocol),
-        }
-    }
-    encode(
-        &Reply::Verbatim(Bytes::from(keyspace_info(head, keys, expires, unanswered))),
-        protocol,
-    )
-}
-
 /// `argv` wrapped to run on `target`'s partition (`ZANKV.ON <namespace>-<partition> ...`).
-fn on_partition(target: &KeyTarget, argv: &[Bytes]) -> Bytes {
+pub(crate) fn on_partition(target: &KeyTarget, argv: &[Bytes]) -> Bytes {
     let mut wrapped = Vec::with_capacity(argv.len() + 2);
     wrapped.push(Bytes::from_static(ON_PARTITION));
     wrapped.push(Bytes::from(
@@ -420,7 +348,7 @@ fn every_partition(argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarge
 }
 
 impl Part {
-    fn new(request: Bytes, target: KeyTarget, write: bool, keys: Vec<usize>) -> Part {
+    pub(crate) fn new(request: Bytes, target: KeyTarget, write: bool, keys: Vec<usize>) -> Part {
         Part {
             request,
             write,
@@ -435,7 +363,7 @@ impl Part {
     }
 
     /// The part, sent again at most `n` times (or the proxy's `max_retries`, if fewer).
-    fn with_retries(mut self, n: u32) -> Part {
+    pub(crate) fn with_retries(mut self, n: u32) -> Part {
         self.retries = Some(n);
         self
     }
@@ -657,8 +585,8 @@ impl Plan {
         // The parts retry side by side: a partition without a leader delays the reply by
         // its own retries, not by those of every such partition in turn.
         let mut replies = join_all(parts.iter_mut().map(|p| p.finish(fwd, protocol))).await;
-        if let Merge::Keyspace { head } = merge {
-            return merge_keyspace(head, &replies, protocol);
+        if let Merge::Info(info) = merge {
+            return crate::info::merge(*info, &replies, protocol);
         }
         // The first error of any part is the answer.
         if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {
@@ -676,7 +604,7 @@ impl Plan {
                 }
                 encode(&Reply::Integer(total), protocol)
             }
-            Merge::Keyspace { .. } => unreachable!("merged above"),
+            Merge::Info(_) => unreachable!("merged above"),
             Merge::Concat => {
                 let mut all = Vec::new();
                 for r in &replies {
@@ -769,7 +697,7 @@ fn bulk_u64(reply: &[u8]) -> Option<u64> {
     std::str::from_utf8(body).ok()?.parse().ok()
 }
 
-fn unexpected(protocol: Protocol) -> Bytes {
+pub(crate) fn unexpected(protocol: Protocol) -> Bytes {
     encode(
         &Reply::Error(CommandError::Internal(
             "a storage node's reply to part of a split command has an unexpected shape".into(),
@@ -884,47 +812,6 @@ mod tests {
             .find(|k| p(k) != p(&a))
             .unwrap();
         (a, same, other)
-    }
-
-    #[test]
-    fn info_sums_the_partitions_that_answered_and_counts_the_others() {
-        let counts = |k: i64, e: i64| Bytes::from(format!("*2\r\n:{k}\r\n:{e}\r\n"));
-        let no_leader = Bytes::from_static(b"-ERR_CLUSTER_CHANGED: no leader\r\n");
-        let text = |b: Bytes| String::from_utf8(b.to_vec()).unwrap();
-        let head = "# Server\r\nzankv_role:proxy\r\n".to_string();
-        let all = merge_keyspace(head.clone(), &[counts(5, 1), counts(7, 0)], Protocol::Resp2);
-        let body =
-            "# Server\r\nzankv_role:proxy\r\n\r\n# Keyspace\r\ndb0:keys=12,expires=1,avg_ttl=0\r\n";
-        assert_eq!(text(all), format!("${}\r\n{body}\r\n", body.len()));
-        let partial = text(merge_keyspace(
-            head.clone(),
-            &[counts(5, 1), no_leader.clone(), counts(7, 0)],
-            Protocol::Resp2,
-        ));
-        assert!(
-            partial
-                .contains("db0:keys=12,expires=1,avg_ttl=0\r\nzankv_partitions_unanswered:1\r\n"),
-            "{partial}"
-        );
-        // Nobody answered: no db0 line, still an answer.
-        let none = text(merge_keyspace(
-            String::new(),
-            &[no_leader.clone(), no_leader],
-            Protocol::Resp3,
-        ));
-        assert!(none.starts_with('='), "{none}");
-        assert!(
-            none.ends_with("# Keyspace\r\nzankv_partitions_unanswered:2\r\n\r\n"),
-            "{none}"
-        );
-        assert!(!none.contains("db0"), "{none}");
-        // A reply of the wrong shape is a bug, not a missing partition.
-        let odd = text(merge_keyspace(
-            String::new(),
-            &[Bytes::from_static(b"+OK\r\n")],
-            Protocol::Resp2,
-        ));
-        assert!(odd.starts_with("-ERR"), "{odd}");
     }
 
     #[test]

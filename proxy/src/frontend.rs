@@ -26,17 +26,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zankv_commands::config::Config;
-use zankv_commands::connection::{ClientSession, REDIS_COMPAT_VERSION};
+use zankv_commands::connection::ClientSession;
+use zankv_commands::info::{ErrorStats, InfoFacts};
 use zankv_commands::request::{RequestLimits, RequestReader};
 use zankv_commands::slowlog::SlowLog;
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
+use zankv_process::usage;
 
 use crate::config::NamespacePassword;
-use crate::forward::{
-    info_with_keyspace, plan, Forwarder, LaterRequests, Part, PartitionKey, Plan, Scope,
-};
+use crate::forward::{plan, Forwarder, LaterRequests, Part, PartitionKey, Plan, Scope};
 use crate::peers::Peers;
 
 /// Most requests read from one connection before their replies are written.
@@ -68,6 +68,12 @@ pub struct FrontendContext {
     pub config: Mutex<Config>,
     /// The live proxies, when the proxy has a cluster address.
     pub peers: Option<Arc<Peers>>,
+    /// INFO's `run_id`.
+    pub run_id: String,
+    /// Error replies sent, for INFO.
+    pub errors: ErrorStats,
+    /// The most memory INFO has seen the proxy use.
+    pub peak_memory: AtomicU64,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -286,7 +292,10 @@ async fn connection(
         .unwrap_or_default();
     let registration = ctx.clients.register(id, peer.to_string(), local);
     let mut session = Session {
-        client: ClientSession::new(id),
+        client: ClientSession {
+            cluster: ctx.peers.is_some(),
+            ..ClientSession::new(id)
+        },
         access: if ctx.passwords.required() {
             Access::Nothing
         } else {
@@ -352,14 +361,18 @@ async fn connection(
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol))
                         }
                         Err(e) => pending.push_back(ready(&Reply::Error(e), protocol)),
-                        // INFO's keyspace section totals the cluster's partitions.
+                        // INFO's keyspace and memory sections ask the storage nodes.
                         Ok((Command::Connection(ConnectionCommand::Info(sections)), spec))
-                            if session.authenticated() && wants_keyspace(&sections) =>
+                            if session.authenticated() =>
                         {
                             outgoing.last_data_command = None;
                             session.handle.touch(spec.name);
-                            let head = info(&sections, ctx);
-                            let plan = info_with_keyspace(head, &tables, session.reach(ctx));
+                            let plan = crate::info::plan(
+                                &sections,
+                                info_facts(ctx),
+                                &tables,
+                                session.reach(ctx),
+                            );
                             pending.push_back(
                                 Pending::sent(
                                     plan,
@@ -554,7 +567,10 @@ async fn flush(
     }
     while let Some(p) = pending.pop_front() {
         match p {
-            Pending::Ready(bytes) => out.extend_from_slice(&bytes),
+            Pending::Ready(bytes) => {
+                ctx.errors.record_encoded(&bytes);
+                out.extend_from_slice(&bytes);
+            }
             Pending::Forwarded {
                 plan,
                 argv,
@@ -565,6 +581,7 @@ async fn flush(
                 let reply = plan
                     .finish(&ctx.forwarder, protocol, &mut LaterInPipeline(pending))
                     .await;
+                ctx.errors.record_encoded(&reply);
                 answered.push(Answered {
                     command,
                     error: matches!(reply.first(), Some(b'-' | b'!')),
@@ -658,7 +675,7 @@ fn connection_command(
     match cmd {
         // Reads always go to leaders (linearizable); READONLY changes nothing here.
         ConnectionCommand::ReadOnly | ConnectionCommand::ReadWrite => Reply::OK,
-        ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(info(&sections, ctx))),
+        ConnectionCommand::Info(_) => unreachable!("INFO is planned with the storage nodes"),
         ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
         ConnectionCommand::ConfigSet(pairs) => {
             let changes = ctx.config().set(&pairs);
@@ -674,6 +691,7 @@ fn connection_command(
         }
         ConnectionCommand::ConfigResetStat => {
             ctx.forwarder.metrics.reset_stats();
+            ctx.errors.reset();
             Reply::OK
         }
         ConnectionCommand::Cluster(sub) => match &ctx.peers {
@@ -698,65 +716,40 @@ fn connection_command(
     }
 }
 
-/// The sections INFO asked for, lower-cased, and whether that is every section.
-fn info_sections(sections: &[Bytes]) -> (Vec<String>, bool) {
-    let wanted: Vec<String> = sections
-        .iter()
-        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
-        .collect();
-    let everything = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "default" || w == "everything");
-    (wanted, everything)
-}
-
-/// Whether INFO asked for the keyspace section (the cluster's key counts).
-fn wants_keyspace(sections: &[Bytes]) -> bool {
-    let (wanted, everything) = info_sections(sections);
-    everything || wanted.iter().any(|w| w == "keyspace")
-}
-
-/// INFO's text for the requested sections among the proxy's own (server, clients,
-/// stats); the keyspace section is added by [`info_with_keyspace`].
-fn info(sections: &[Bytes], ctx: &FrontendContext) -> String {
-    const ALL: [&str; 4] = ["server", "clients", "stats", "cluster"];
-    let (wanted, everything) = info_sections(sections);
+/// What the proxy knows of itself for INFO (the storage nodes' key counts and memory are
+/// added by [`crate::info`]).
+fn info_facts(ctx: &FrontendContext) -> InfoFacts {
     let metrics = &ctx.forwarder.metrics;
     let counters = metrics.info();
-    let mut out = String::new();
-    for section in ALL {
-        if !everything && !wanted.iter().any(|w| w == section) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str("\r\n");
-        }
-        match section {
-            "server" => {
-                let uptime = metrics.started.elapsed().as_secs();
-                out.push_str(&format!(
-                    "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nzankv_version:{}\r\nzankv_role:proxy\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
-                    env!("CARGO_PKG_VERSION"),
-                    std::env::consts::OS,
-                    std::process::id(),
-                    ctx.port,
-                    uptime / 86400
-                ));
-            }
-            "clients" => out.push_str(&format!(
-                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
-                counters.connected_clients, ctx.max_clients
-            )),
-            "cluster" => out.push_str(&format!(
-                "# Cluster\r\ncluster_enabled:{}\r\n",
-                u8::from(ctx.peers.is_some())
-            )),
-            _ => out.push_str(&format!(
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\n",
-                counters.total_connections, counters.total_commands, counters.rejected_connections
-            )),
-        }
+    let (errorstats, total_error_replies) = ctx.errors.snapshot();
+    let rss = usage::rss_bytes();
+    let peak = ctx.peak_memory.fetch_max(rss, Ordering::Relaxed).max(rss);
+    let config = ctx.config();
+    InfoFacts {
+        zankv_role: "proxy",
+        tcp_port: ctx.port,
+        run_id: ctx.run_id.clone(),
+        uptime_s: metrics.started.elapsed().as_secs(),
+        hz: config.value("hz").to_string(),
+        config_file: String::new(),
+        cluster_enabled: ctx.peers.is_some(),
+        connected_clients: counters.connected_clients.max(0) as u64,
+        maxclients: ctx.max_clients as u64,
+        used_memory: rss,
+        used_memory_rss: rss,
+        used_memory_peak: peak,
+        used_memory_dataset: 0,
+        maxmemory: config.value("maxmemory").parse().unwrap_or(0),
+        maxmemory_policy: config.value("maxmemory-policy").to_string(),
+        total_system_memory: usage::total_system_memory(),
+        total_connections: counters.total_connections,
+        total_commands: counters.total_commands,
+        rejected_connections: counters.rejected_connections,
+        expired_keys: 0,
+        total_error_replies,
+        errorstats,
+        replication: vec![],
+        cpu: usage::cpu_seconds(),
+        keyspace: None,
     }
-    out
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod forward;
 pub mod frontend;
 pub mod http;
+pub mod info;
 pub mod metrics;
 pub mod pd_watch;
 pub mod peers;
@@ -170,6 +171,9 @@ pub async fn serve(
             peers.is_some(),
         ))),
         peers: peers.clone(),
+        run_id: zankv_process::usage::new_run_id(),
+        errors: Default::default(),
+        peak_memory: Default::default(),
     });
     let reporter = peers.clone().map(|peers| {
         tokio::spawn(peers::follow(

@@ -169,6 +169,23 @@ pub fn integer(reply: &[u8]) -> Option<i64> {
     std::str::from_utf8(trim_line(body)).ok()?.parse().ok()
 }
 
+/// The text of a bulk string reply (RESP2 `$`) or verbatim string (RESP3 `=`, without its
+/// `txt:` format).
+pub fn bulk_text(reply: &Bytes) -> Option<Bytes> {
+    let kind = *reply.first()?;
+    if kind != b'$' && kind != b'=' {
+        return None;
+    }
+    let end = reply.iter().position(|&b| b == b'\n')?;
+    let len: usize = std::str::from_utf8(trim_line(&reply[1..=end]))
+        .ok()?
+        .parse()
+        .ok()?;
+    let body = reply.get(end + 1..end + 1 + len)?;
+    let skip = if kind == b'=' { 4 } else { 0 };
+    Some(reply.slice_ref(body.get(skip..)?))
+}
+
 /// The items of an array reply, each as its raw bytes.
 pub fn array_items(reply: &Bytes, protocol: Protocol) -> Option<Vec<Bytes>> {
     let rest = reply.strip_prefix(b"*")?;

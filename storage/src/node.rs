@@ -399,6 +399,10 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             port: local.port(),
             clients: zankv_process::clients::ClientRegistry::default(),
             config: std::sync::Mutex::new(Config::new(&node_overrides(&config, local))),
+            run_id: zankv_process::usage::new_run_id(),
+            errors: Default::default(),
+            peak_memory: Default::default(),
+            rocks: rocks.clone(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

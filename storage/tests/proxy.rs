@@ -207,6 +207,43 @@ fn keyless_commands_combine_every_partition() {
         "{everything}"
     );
     assert!(!info(&mut c, Some("server")).contains("# Keyspace"));
+    // Every section Redis has; memory adds the storage nodes' to the proxy's own.
+    let headers: Vec<String> = info(&mut c, Some("everything"))
+        .lines()
+        .filter_map(|l| l.strip_prefix("# ").map(str::to_string))
+        .collect();
+    assert_eq!(
+        headers,
+        [
+            "Server",
+            "Clients",
+            "Memory",
+            "Persistence",
+            "Stats",
+            "Replication",
+            "CPU",
+            "Modules",
+            "Commandstats",
+            "Errorstats",
+            "Latencystats",
+            "Cluster",
+            "Keyspace"
+        ]
+    );
+    let used = |text: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .expect("used_memory")
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let proxy_memory = used(&info(&mut c, Some("memory")));
+    let node_memory = used(&info(&mut cluster.nodes.client(0), Some("memory")));
+    assert!(
+        proxy_memory > 2 * node_memory,
+        "the proxy's {proxy_memory} counts three nodes of about {node_memory}"
+    );
     let keys = c.cmd_str(&["KEYS", "k*"]);
     let mut listed: Vec<String> = keys
         .as_items()

@@ -835,6 +835,8 @@ pub struct ClientSession {
     pub name: Option<Bytes>,
     /// The protocol replies are encoded in (HELLO).
     pub protocol: Protocol,
+    /// Whether the server speaks the cluster protocol (HELLO's `mode`).
+    pub cluster: bool,
 }
 
 impl ClientSession {
@@ -844,6 +846,7 @@ impl ClientSession {
             id,
             name: None,
             protocol: Protocol::Resp2,
+            cluster: false,
         }
     }
 }
@@ -884,7 +887,14 @@ impl ConnectionCommand {
                     (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
                     (Reply::bulk("proto"), Reply::Integer(proto)),
                     (Reply::bulk("id"), Reply::Integer(session.id as i64)),
-                    (Reply::bulk("mode"), Reply::bulk("standalone")),
+                    (
+                        Reply::bulk("mode"),
+                        Reply::bulk(if session.cluster {
+                            "cluster"
+                        } else {
+                            "standalone"
+                        }),
+                    ),
                     (Reply::bulk("role"), Reply::bulk("master")),
                     (Reply::bulk("modules"), Reply::Array(vec![])),
                 ])

@@ -20,6 +20,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod hash;
+pub mod info;
 pub mod keyspace;
 pub mod list;
 pub mod number;

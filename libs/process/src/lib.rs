@@ -3,7 +3,8 @@
 //! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
 //! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the
-//! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]).
+//! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]); and what
+//! the process uses, for INFO ([`usage`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
@@ -12,6 +13,7 @@
 
 pub mod clients;
 mod limits;
+pub mod usage;
 
 pub use limits::raise_open_files;
 

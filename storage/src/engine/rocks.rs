@@ -47,6 +47,11 @@ impl RocksOptions {
         })
     }
 
+    /// Bytes the shared block cache holds now.
+    pub fn cache_usage(&self) -> u64 {
+        self.cache.get_usage() as u64
+    }
+
     /// The same settings, with each database keeping at most `files` table files open.
     pub fn with_open_files(&self, files: i32) -> RocksOptions {
         RocksOptions {

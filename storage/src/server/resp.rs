@@ -20,12 +20,15 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tracing::{debug, info, warn};
 use zankv_commands::config::Config;
-use zankv_commands::connection::{auth_without_password, ClientSession, REDIS_COMPAT_VERSION};
+use zankv_commands::connection::{auth_without_password, ClientSession};
+use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::request::{self, RequestLimits};
 use zankv_commands::{Command, CommandError, ConnectionCommand, KeyspaceCommand, Protocol, Reply};
 use zankv_process::clients::{ClientHandle, ClientRegistry};
+use zankv_process::usage;
 
 use crate::change::Change;
+use crate::engine::rocks::RocksOptions;
 use crate::node_stats::NodeStats;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
@@ -57,6 +60,14 @@ pub struct ServerContext {
     pub clients: ClientRegistry,
     /// What CONFIG GET shows and CONFIG SET changes.
     pub config: std::sync::Mutex<Config>,
+    /// INFO's `run_id`.
+    pub run_id: String,
+    /// Error replies sent, for INFO.
+    pub errors: ErrorStats,
+    /// The most memory INFO has seen in use.
+    pub peak_memory: AtomicU64,
+    /// RocksDB's settings (its shared block cache), for INFO's memory section.
+    pub rocks: RocksOptions,
 }
 
 impl ServerContext {
@@ -207,7 +218,9 @@ async fn connection(
                             send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
                                 .await;
                             if matches!(c, ConnectionCommand::Info(_))
-                                && flush(&mut socket, &mut pending, &mut output).await.is_err()
+                                && flush(&mut socket, &mut pending, &mut output, &ctx.errors)
+                                    .await
+                                    .is_err()
                             {
                                 return;
                             }
@@ -233,7 +246,10 @@ async fn connection(
                             session.handle.touch(name);
                         }
                         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-                        if flush(&mut socket, &mut pending, &mut output).await.is_err() {
+                        if flush(&mut socket, &mut pending, &mut output, &ctx.errors)
+                            .await
+                            .is_err()
+                        {
                             return;
                         }
                     }
@@ -253,7 +269,11 @@ async fn connection(
             session.handle.touch(name);
         }
         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-        if flush(&mut socket, &mut pending, &mut output).await.is_err() || close {
+        if flush(&mut socket, &mut pending, &mut output, &ctx.errors)
+            .await
+            .is_err()
+            || close
+        {
             return;
         }
         if input.len() > ctx.max_query_buffer {
@@ -300,17 +320,28 @@ async fn send_batch(
 }
 
 /// Waits for every pending reply in order, encodes them and writes them in one go.
+/// Error replies are counted in `errors`.
 async fn flush(
     socket: &mut TcpStream,
     pending: &mut VecDeque<Pending>,
     out: &mut BytesMut,
+    errors: &ErrorStats,
 ) -> std::io::Result<()> {
+    let count = |reply: &Reply| {
+        if let Reply::Error(e) = reply {
+            errors.record_message(&e.to_string());
+        }
+    };
     while let Some(p) = pending.pop_front() {
         match p {
-            Pending::Ready(reply, protocol) => reply.encode(protocol, out),
+            Pending::Ready(reply, protocol) => {
+                count(&reply);
+                reply.encode(protocol, out);
+            }
             Pending::Batch { rx, len, protocol } => match rx.await {
                 Ok(replies) => {
                     for reply in replies {
+                        count(&reply);
                         reply.encode(protocol, out);
                     }
                 }
@@ -436,7 +467,7 @@ async fn connection_command(
             Reply::OK
         }
         ConnectionCommand::Info(sections) => {
-            Reply::Verbatim(Bytes::from(info(&sections, session, ctx).await))
+            Reply::Verbatim(Bytes::from(info(&sections, ctx).await))
         }
         ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
         // A storage node's own settings come from its configuration file; the rest are
@@ -447,6 +478,7 @@ async fn connection_command(
         },
         ConnectionCommand::ConfigResetStat => {
             ctx.stats.reset_info();
+            ctx.errors.reset();
             Reply::OK
         }
         // A storage node is not a cluster node: proxies speak the cluster protocol.
@@ -467,61 +499,73 @@ async fn connection_command(
     }
 }
 
-/// Builds INFO's text for the requested sections (default: all of ours).
-async fn info(sections: &[Bytes], _session: &Session, ctx: &ServerContext) -> String {
-    const ALL: [&str; 4] = ["server", "clients", "stats", "keyspace"];
-    let wanted: Vec<String> = sections
-        .iter()
-        .map(|s| String::from_utf8_lossy(s).to_ascii_lowercase())
-        .collect();
-    let everything = wanted.is_empty()
-        || wanted
-            .iter()
-            .any(|w| w == "all" || w == "default" || w == "everything");
-    let mut out = String::new();
+/// INFO's text for the requested sections, Redis's fields filled with this node's own
+/// measures: its memory (resident, and RocksDB's shared block cache as the data part), CPU
+/// time, counters, error replies, the raft roles of its replicas (replication section) and
+/// the keys of every replica it hosts, leaders and followers alike (keyspace section).
+async fn info(sections: &[Bytes], ctx: &ServerContext) -> String {
+    let wanted = wanted_sections(sections);
     let stats = ctx.stats.snapshot();
-    for section in ALL {
-        if !everything && !wanted.iter().any(|w| w == section) {
-            continue;
-        }
-        if !out.is_empty() {
-            out.push_str("\r\n");
-        }
-        match section {
-            "server" => {
-                let uptime = ctx.stats.started.elapsed().as_secs();
-                out.push_str(&format!(
-                    "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nzankv_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{uptime}\r\nuptime_in_days:{}\r\n",
-                    env!("CARGO_PKG_VERSION"),
-                    std::env::consts::OS,
-                    std::process::id(),
-                    ctx.port,
-                    uptime / 86400
-                ));
-            }
-            "clients" => out.push_str(&format!(
-                "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n",
-                stats.connected_clients, ctx.max_clients
-            )),
-            "stats" => out.push_str(&format!(
-                "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nexpired_keys:{}\r\n",
-                stats.total_connections, stats.total_commands, stats.rejected_connections, stats.expired_keys
-            )),
-            _ => {
-                out.push_str("# Keyspace\r\n");
-                // The replicas hosted here, leaders and followers alike.
-                let (mut keys, mut expires) = (0, 0);
-                for (_, _, p) in ctx.store.workers().await {
-                    if let Some(state) = p.state().await {
-                        keys += state.keys;
-                        expires += state.expires;
-                    }
-                }
-                if keys > 0 {
-                    out.push_str(&format!("db0:keys={keys},expires={expires},avg_ttl=0\r\n"));
-                }
+    let (errorstats, total_error_replies) = ctx.errors.snapshot();
+    let mut keyspace = None;
+    if wanted.contains(&"keyspace") {
+        let (mut keys, mut expires) = (0, 0);
+        for (_, _, p) in ctx.store.workers().await {
+            if let Some(state) = p.state().await {
+                keys += state.keys;
+                expires += state.expires;
             }
         }
+        keyspace = Some((keys, expires));
     }
-    out
+    let mut replication = Vec::new();
+    if wanted.contains(&"replication") {
+        let groups = ctx.store.status().await.unwrap_or_default();
+        let count = |role: &str| groups.iter().filter(|g| g.role == role).count();
+        replication = vec![
+            ("zankv_raft_groups".to_string(), groups.len().to_string()),
+            ("zankv_raft_leaders".into(), count("leader").to_string()),
+            ("zankv_raft_followers".into(), count("follower").to_string()),
+        ];
+    }
+    let rss = usage::rss_bytes();
+    let dataset = ctx.rocks.cache_usage();
+    let used = rss.max(dataset);
+    let peak = ctx.peak_memory.fetch_max(used, Ordering::Relaxed).max(used);
+    let (hz, maxmemory, policy) = {
+        let config = ctx.config();
+        (
+            config.value("hz").to_string(),
+            config.value("maxmemory").parse().unwrap_or(0),
+            config.value("maxmemory-policy").to_string(),
+        )
+    };
+    InfoFacts {
+        zankv_role: "storage",
+        tcp_port: ctx.port,
+        run_id: ctx.run_id.clone(),
+        uptime_s: ctx.stats.started.elapsed().as_secs(),
+        hz,
+        config_file: String::new(),
+        cluster_enabled: false,
+        connected_clients: stats.connected_clients,
+        maxclients: ctx.max_clients as u64,
+        used_memory: used,
+        used_memory_rss: rss,
+        used_memory_peak: peak,
+        used_memory_dataset: dataset,
+        maxmemory,
+        maxmemory_policy: policy,
+        total_system_memory: usage::total_system_memory(),
+        total_connections: stats.total_connections,
+        total_commands: stats.total_commands,
+        rejected_connections: stats.rejected_connections,
+        expired_keys: stats.expired_keys,
+        total_error_replies,
+        errorstats,
+        replication,
+        cpu: usage::cpu_seconds(),
+        keyspace,
+    }
+    .render(&wanted)
 }
