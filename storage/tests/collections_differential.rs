@@ -116,8 +116,9 @@ const FIXED_SEEDS: [u64; 12] = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
 
 /// Seeds that once found a bug: kept forever (run with the fixed seeds): 578 (-0 and 0 tie
 /// in ZUNION's order), 11773971471019068315 (a NaN product of ZINTERSTORE's later inputs
-/// reaches the sum).
-const REGRESSION_SEEDS: &[u64] = &[578, 11773971471019068315];
+/// reaches the sum), 16120663839084848775 (ZRANGEBYLEX's LIMIT offset skips members past
+/// the upper end in a set of mixed scores).
+const REGRESSION_SEEDS: &[u64] = &[578, 11773971471019068315, 16120663839084848775];
 
 /// Seeds for the RESP3 run.
 const RESP3_SEEDS: [u64; 4] = [101, 102, 103, 104];

@@ -150,7 +150,7 @@ fn select(
     limit: Option<(i64, i64)>,
 ) -> Result<Vec<Entry>, EngineError> {
     let mut out = Vec::new();
-    let (mut skip, take) = match limit {
+    let (skip, take) = match limit {
         Some((offset, _)) if offset < 0 => return Ok(out),
         Some((offset, count)) => (offset as u64, u64::try_from(count).unwrap_or(u64::MAX)),
         None => (0, u64::MAX),
@@ -159,9 +159,10 @@ fn select(
         return Ok(out);
     }
     // Counts LIMIT's offset, then collects; false once LIMIT's count is reached.
-    let mut keep = |score: f64, member: &[u8], out: &mut Vec<Entry>| {
-        if skip > 0 {
-            skip -= 1;
+    let skip = std::cell::Cell::new(skip);
+    let keep = |score: f64, member: &[u8], out: &mut Vec<Entry>| {
+        if skip.get() > 0 {
+            skip.set(skip.get() - 1);
             return true;
         }
         out.push((score, Bytes::copy_from_slice(member)));
@@ -239,7 +240,9 @@ fn select(
                     }
                     started = true;
                 }
-                within && keep(score, member, &mut out)
+                // As Redis: LIMIT's offset skips members without looking at them (in a set
+                // of mixed scores, members past the upper end may come before ones within).
+                (within || skip.get() > 0) && keep(score, member, &mut out)
             })?;
         }
     }
