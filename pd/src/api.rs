@@ -17,9 +17,9 @@
 //! | GET | `/query/{ns}?epoch=N` | the namespace's routing table; 304 when `epoch` is current |
 //! | GET | `/catalog` | namespaces and nodes, as storage nodes get them |
 //! | GET | `/cluster/stats` | `{"stable": ...}` and counts |
-//! | POST | `/cluster/namespace/create?namespace=&partition_num=&replicator=[&expiration_policy=&tags=&hash_tags=]` | create a namespace |
+//! | POST | `/cluster/namespace/create?namespace=&partition_num=&replicator=[&expiration_policy=&tags=&hash_tags=&stale_reads=]` | create a namespace |
 //! | DELETE | `/cluster/namespace/delete?namespace=[&partition=**]` | delete a namespace and its data |
-//! | POST | `/cluster/namespace/meta/update?namespace=&replicator=` | change a namespace's replica count (its `hash_tags` rule is refused: it is fixed at creation) |
+//! | POST | `/cluster/namespace/meta/update?namespace=[&replicator=][&stale_reads=]` | change a namespace's replica count or whether any replica answers reads (its `hash_tags` rule is refused: it is fixed at creation) |
 //! | POST | `/cluster/balance?enable=true\|false` | turn the balancers on or off |
 //! | POST | `/cluster/node/remove?remove_node=N` | drain node N, then forget it once empty and stopped |
 //! | DELETE | `/cluster/partition/remove_node?namespace=&partition=&node=` | drop one replica (it is re-created elsewhere) |
@@ -365,6 +365,7 @@ async fn create_namespace(
             "expiration_policy",
             "tags",
             "hash_tags",
+            "stale_reads",
             "engtype",
             "data_version",
             "optimizedfsync",
@@ -401,6 +402,7 @@ async fn create_namespace(
     // The default namespace holds plain keys, as a Redis Cluster app writes them: hash tags
     // unless told otherwise. Others hold ZanRedisDB's `ns:table:key` keys, hashed whole.
     let hash_tags = flag(&params, "hash_tags")?.unwrap_or(name == ctx.default_namespace);
+    let stale_reads = flag(&params, "stale_reads")?.unwrap_or(false);
     flag(&params, "optimizedfsync")?;
     if let Some(e) = params.get("engtype").filter(|e| e.as_str() != "rockredis") {
         return Err(bad(format!(
@@ -422,6 +424,7 @@ async fn create_namespace(
         expiration_policy,
         tags,
         hash_tags,
+        stale_reads,
     };
     let created = ctx
         .pd
@@ -466,6 +469,7 @@ async fn update_namespace(
             "optimizefsync",
             "snapcount",
             "hash_tags",
+            "stale_reads",
         ],
     )?;
     let name = namespace_param(&params)?;
@@ -480,12 +484,33 @@ async fn update_namespace(
             "INVALID_ARG_SNAPCOUNT: log compaction is a storage node setting (raft.log_compact_entries in storage.toml)",
         ));
     }
-    let replicator = number_in(&params, "replicator", 1, MAX_REPLICAS)?;
+    let stale_reads = flag(&params, "stale_reads")?;
+    let replicator = match (params.contains_key("replicator"), stale_reads) {
+        (false, Some(_)) => None,
+        _ => Some(number_in(&params, "replicator", 1, MAX_REPLICAS)?),
+    };
     let target = name.clone();
     ctx.pd
-        .call_leader(move |c, now| c.set_replicator(&target, replicator, now))
+        .call_leader(move |c, now| {
+            if let Some(r) = replicator {
+                c.set_replicator(&target, r, now)?;
+            }
+            match stale_reads {
+                Some(on) => c.set_stale_reads(&target, on),
+                None => Ok(()),
+            }
+        })
         .await??;
-    Ok(Json(json!({ "namespace": name, "replicator": replicator })))
+    let ns = ctx
+        .pd
+        .call_leader(move |c, _| c.meta().namespace(&name).cloned())
+        .await?
+        .ok_or_else(|| ApiError(Refusal::not_found("the namespace was deleted meanwhile")))?;
+    Ok(Json(json!({
+        "namespace": ns.name,
+        "replicator": ns.replicator,
+        "stale_reads": ns.stale_reads,
+    })))
 }
 
 async fn balance(

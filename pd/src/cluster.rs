@@ -89,6 +89,8 @@ pub struct CreateNamespace {
     pub tags: Vec<String>,
     /// Redis-style hash tags.
     pub hash_tags: bool,
+    /// Reads answered by any replica.
+    pub stale_reads: bool,
 }
 
 /// A storage node as `/datanodes` shows it.
@@ -340,6 +342,7 @@ impl Cluster {
                 expiration_policy: req.expiration_policy,
                 tags: req.tags.clone(),
                 hash_tags: req.hash_tags,
+                stale_reads: req.stale_reads,
                 initial_replicas: initial,
             };
             m.next_namespace_id += 1;
@@ -443,13 +446,13 @@ impl Cluster {
             fsync_optimized: true,
             eng_type: "rockredis".into(),
             hash_tags: meta.hash_tags,
+            stale_reads: meta.stale_reads,
             partitions,
         };
         let generation = self.meta().generation;
-        let changed = self
-            .published
-            .get(ns)
-            .is_none_or(|p| p.table.partitions != table.partitions);
+        let changed = self.published.get(ns).is_none_or(|p| {
+            p.table.partitions != table.partitions || p.table.stale_reads != table.stale_reads
+        });
         if changed {
             self.routing_counter += 1;
             let epoch = (generation << 32) | self.routing_counter;
@@ -641,6 +644,7 @@ pub(crate) mod tests {
             expiration_policy: ExpirationPolicy::WaitCompact,
             tags: vec![],
             hash_tags: false,
+            stale_reads: false,
         }
     }
 

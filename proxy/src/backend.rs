@@ -8,7 +8,8 @@
 //! time share the write), and replies come back in order, each to the request that waits
 //! for it. Replies are passed on as the raw RESP
 //! bytes the node sent, in the protocol the client speaks (a connection greets the node
-//! first: `HELLO 3` for RESP3, `PING` for RESP2). The reply timeout is per connection (the oldest request waiting longer than it fails every request in flight on
+//! first: `HELLO 3` for RESP3, `PING` for RESP2, then `READONLY` for a connection whose
+//! reads any replica answers). The reply timeout is per connection (the oldest request waiting longer than it fails every request in flight on
 //! that connection). Idle connections are closed by the pool (after their last
 //! replies), also to nodes that no longer lead their partition (`backend_idle_s`).
 //!
@@ -70,11 +71,12 @@ impl Backend {
     fn start(
         addr: SocketAddr,
         protocol: Protocol,
+        readonly: bool,
         timeout: Duration,
         metrics: Arc<ProxyMetrics>,
     ) -> Backend {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(addr, protocol, rx, timeout, metrics));
+        tokio::spawn(run(addr, protocol, readonly, rx, timeout, metrics));
         Backend { tx }
     }
 
@@ -128,16 +130,18 @@ impl BackendPool {
     }
 
     /// The connection to `addr` for `protocol` that serves `partition` of `namespace`
-    /// (opened now if there is none or the last one failed).
+    /// (opened now if there is none or the last one failed); `readonly`: one that sent
+    /// READONLY, so the node answers its reads from its own replica.
     pub fn get(
         &self,
         addr: SocketAddr,
         protocol: Protocol,
         namespace: &str,
         partition: u32,
+        readonly: bool,
     ) -> Backend {
         let mut h = DefaultHasher::new();
-        (namespace, partition).hash(&mut h);
+        (namespace, partition, readonly).hash(&mut h);
         let key = (addr, protocol, h.finish());
         if let Some(b) = self.connections.get(&key) {
             if !b.is_closed() {
@@ -147,7 +151,7 @@ impl BackendPool {
         // None, or a failed one: replaced under the key's lock, so that two requests never
         // open two live connections for one partition (their requests could then run out
         // of order).
-        let start = || Backend::start(addr, protocol, self.timeout, self.metrics.clone());
+        let start = || Backend::start(addr, protocol, readonly, self.timeout, self.metrics.clone());
         self.connections
             .entry(key)
             .and_compute_with(|entry| match entry {
@@ -170,11 +174,12 @@ struct InFlight {
 async fn run(
     addr: SocketAddr,
     protocol: Protocol,
+    readonly: bool,
     mut rx: mpsc::Receiver<Job>,
     timeout: Duration,
     metrics: Arc<ProxyMetrics>,
 ) {
-    let why = match connect(addr, protocol).await {
+    let why = match connect(addr, protocol, readonly).await {
         Ok((stream, leftover)) => {
             metrics.backend_connected();
             debug!(%addr, "connected to storage node");
@@ -197,7 +202,11 @@ async fn run(
     }
 }
 
-async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, BytesMut), String> {
+async fn connect(
+    addr: SocketAddr,
+    protocol: Protocol,
+    readonly: bool,
+) -> Result<(TcpStream, BytesMut), String> {
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
@@ -206,18 +215,22 @@ async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, Byt
     let mut input = BytesMut::with_capacity(16 * 1024);
     // Every connection is greeted before use, so a refusal (too many clients) is never
     // taken for the reply to a request.
-    let greeting: &[u8] = match protocol {
-        Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
-        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n",
+    let mut greeting: Vec<u8> = match protocol {
+        Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".to_vec(),
+        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n".to_vec(),
     };
+    if readonly {
+        greeting.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
+    }
+    let mut replies_due = 1 + usize::from(readonly);
     {
         let greet = async {
             stream
-                .write_all(greeting)
+                .write_all(&greeting)
                 .await
                 .map_err(|e| format!("greeting: {e}"))?;
             loop {
-                if let Some(len) = frame_len(&input, protocol)? {
+                while let Some(len) = frame_len(&input, protocol)? {
                     let reply = input.split_to(len);
                     if reply.first() == Some(&b'-') {
                         return Err(format!(
@@ -225,7 +238,10 @@ async fn connect(addr: SocketAddr, protocol: Protocol) -> Result<(TcpStream, Byt
                             String::from_utf8_lossy(&reply).trim_end()
                         ));
                     }
-                    return Ok(());
+                    replies_due -= 1;
+                    if replies_due == 0 {
+                        return Ok(());
+                    }
                 }
                 match stream.read_buf(&mut input).await {
                     Ok(0) => return Err("closed during the greeting".to_string()),
@@ -408,6 +424,7 @@ mod tests {
         let backend = Backend::start(
             pong_node().await,
             Protocol::Resp2,
+            false,
             Duration::from_secs(5),
             metrics.clone(),
         );

@@ -99,6 +99,11 @@ pub struct Part {
     may_retry: bool,
     /// Most times it is sent again, when fewer than the proxy's `max_retries`.
     retries: Option<u32>,
+    /// A read any replica may answer: sent on READONLY connections to storage nodes.
+    stale: bool,
+    /// Where a stale read goes first (a replica picked at random); later tries go to the
+    /// leader.
+    replica: Option<SocketAddr>,
 }
 
 /// A partition as seen in one table snapshot, to compare requests of one pipeline.
@@ -189,6 +194,8 @@ pub struct Scope<'a> {
     pub namespace: Option<&'a str>,
     /// A cluster connection: keyless commands cover this share of the partitions.
     pub share: Option<Share>,
+    /// A connection that sent READONLY: its reads of keys may be answered by any replica.
+    pub readonly: bool,
 }
 
 impl<'a> From<Option<&'a str>> for Scope<'a> {
@@ -196,6 +203,7 @@ impl<'a> From<Option<&'a str>> for Scope<'a> {
         Scope {
             namespace,
             share: None,
+            readonly: false,
         }
     }
 }
@@ -231,15 +239,21 @@ pub fn plan<'a>(
         Some(_) => on_partition(target, argv),
         None => encode_request(argv),
     };
+    // A read of a READONLY connection, or of a namespace with stale reads, may be answered
+    // by any replica.
+    let part = |request: Bytes, target: KeyTarget, keys: Vec<usize>| {
+        let stale = !write && (scope.readonly || target.namespace.stale_reads);
+        let part = Part::new(request, target, write, keys);
+        if stale {
+            part.stale_read()
+        } else {
+            part
+        }
+    };
     let first = &targets[0];
     if targets.iter().all(|t| t.same_partition(first)) {
         return Plan::Forward {
-            parts: vec![Part::new(
-                request(first, argv),
-                first.clone(),
-                write,
-                vec![],
-            )],
+            parts: vec![part(request(first, argv), first.clone(), vec![])],
             merge: None,
             keys: positions.len(),
         };
@@ -264,7 +278,7 @@ pub fn plan<'a>(
                 let pos = positions[k];
                 sub.extend(argv[pos..pos + width].iter().cloned());
             }
-            Part::new(request(&target, &sub), target, write, keys)
+            part(request(&target, &sub), target, keys)
         })
         .collect();
     Plan::Forward {
@@ -359,7 +373,16 @@ impl Part {
             target,
             may_retry: true,
             retries: None,
+            stale: false,
+            replica: None,
         }
+    }
+
+    /// The part, as a read any replica of its partition may answer.
+    fn stale_read(mut self) -> Part {
+        self.replica = self.target.any_replica();
+        self.stale = true;
+        self
     }
 
     /// The part, sent again at most `n` times (or the proxy's `max_retries`, if fewer).
@@ -422,7 +445,11 @@ impl Part {
     }
 
     async fn send(&mut self, fwd: &Forwarder, protocol: Protocol, now: Instant) {
-        self.pending = match self.target.leader() {
+        let to = match self.replica.take() {
+            Some(replica) => Some(replica),
+            None => self.target.leader(),
+        };
+        self.pending = match to {
             Some(addr) => {
                 fwd.metrics.namespace_command(&self.target.namespace.name);
                 let backend = fwd.backends.get(
@@ -430,6 +457,7 @@ impl Part {
                     protocol,
                     &self.target.namespace.name,
                     self.target.partition,
+                    self.stale,
                 );
                 Some((backend.send(self.request.clone()).await, now))
             }
@@ -765,6 +793,7 @@ mod tests {
             fsync_optimized: true,
             eng_type: "rockredis".into(),
             hash_tags: false,
+            stale_reads: false,
             partitions: (0..partitions)
                 .map(|p| {
                     let node = QueryNode {

@@ -182,6 +182,8 @@ struct Session {
     handle: Arc<ClientHandle>,
     /// Whether it came in through the cluster address.
     cluster: bool,
+    /// READONLY: its reads of keys may be answered by any replica.
+    readonly: bool,
 }
 
 impl Session {
@@ -190,6 +192,7 @@ impl Session {
     fn reach(&self, ctx: &FrontendContext) -> Scope<'_> {
         Scope {
             namespace: self.scope(),
+            readonly: self.readonly,
             share: match (&ctx.peers, self.cluster) {
                 (Some(peers), true) => Some(peers.share()),
                 _ => None,
@@ -303,6 +306,7 @@ async fn connection(
         },
         handle: registration.handle.clone(),
         cluster,
+        readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -673,8 +677,14 @@ fn connection_command(
         }
     }
     match cmd {
-        // Reads always go to leaders (linearizable); READONLY changes nothing here.
-        ConnectionCommand::ReadOnly | ConnectionCommand::ReadWrite => Reply::OK,
+        ConnectionCommand::ReadOnly => {
+            session.readonly = true;
+            Reply::OK
+        }
+        ConnectionCommand::ReadWrite => {
+            session.readonly = false;
+            Reply::OK
+        }
         ConnectionCommand::Info(_) => unreachable!("INFO is planned with the storage nodes"),
         ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
         ConnectionCommand::ConfigSet(pairs) => {

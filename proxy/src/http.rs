@@ -46,6 +46,7 @@ async fn routing(State(ctx): State<Arc<HttpContext>>) -> Response {
                 "epoch": ns.epoch,
                 "partitions": ns.partitions,
                 "hash_tags": ns.hash_tags,
+                "stale_reads": ns.stale_reads,
                 "leaders": ns.leaders.iter().map(|l| l.map(|a| a.to_string())).collect::<Vec<_>>(),
             })
         })

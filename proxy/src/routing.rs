@@ -30,17 +30,30 @@ pub struct NamespaceRoute {
     pub hash_tags: bool,
     /// Per partition, its leader's RESP address (None while no leader is known).
     pub leaders: Vec<Option<SocketAddr>>,
+    /// Per partition, its replicas' RESP addresses (the leader's among them), for reads
+    /// that any replica may answer.
+    pub replicas: Vec<Vec<SocketAddr>>,
+    /// Whether any replica may answer reads of every connection (PD's `stale_reads`).
+    pub stale_reads: bool,
 }
 
 impl NamespaceRoute {
     /// The route of PD's table `table` for namespace `name`.
     pub fn from_table(name: &str, table: &QueryResponse) -> NamespaceRoute {
+        let addr = |node: &zankv_pd_api::QueryNode| {
+            let ip: IpAddr = node.broadcast_address.parse().ok()?;
+            let port: u16 = node.redis_port.parse().ok()?;
+            Some(SocketAddr::new(ip, port))
+        };
+        let partition = |p: u32| table.partitions.get(&p.to_string());
         let leaders = (0..table.partition_num)
+            .map(|p| addr(partition(p)?.leader.as_ref()?))
+            .collect();
+        let replicas = (0..table.partition_num)
             .map(|p| {
-                let leader = table.partitions.get(&p.to_string())?.leader.as_ref()?;
-                let ip: IpAddr = leader.broadcast_address.parse().ok()?;
-                let port: u16 = leader.redis_port.parse().ok()?;
-                Some(SocketAddr::new(ip, port))
+                partition(p)
+                    .map(|q| q.replicas.iter().filter_map(addr).collect())
+                    .unwrap_or_default()
             })
             .collect();
         NamespaceRoute {
@@ -49,6 +62,8 @@ impl NamespaceRoute {
             partitions: table.partition_num,
             hash_tags: table.hash_tags,
             leaders,
+            replicas,
+            stale_reads: table.stale_reads,
         }
     }
 
@@ -75,6 +90,16 @@ impl KeyTarget {
             .get(self.partition as usize)
             .copied()
             .flatten()
+    }
+
+    /// A replica of the partition picked at random (a read any replica may answer), or
+    /// the leader when no replica is known.
+    pub fn any_replica(&self) -> Option<SocketAddr> {
+        let replicas = self.namespace.replicas.get(self.partition as usize)?;
+        if replicas.is_empty() {
+            return self.leader();
+        }
+        Some(replicas[fastrand::usize(..replicas.len())])
     }
 
     /// Whether `other` is the same partition.
@@ -288,6 +313,7 @@ mod tests {
             fsync_optimized: true,
             eng_type: "rockredis".into(),
             hash_tags,
+            stale_reads: false,
             partitions: (0..partitions)
                 .map(|p| {
                     (

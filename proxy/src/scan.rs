@@ -129,6 +129,8 @@ mod tests {
             partitions: n,
             hash_tags: true,
             leaders: vec![None; n as usize],
+            replicas: vec![vec![]; n as usize],
+            stale_reads: false,
         });
         (0..n)
             .map(|partition| KeyTarget {

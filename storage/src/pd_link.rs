@@ -338,6 +338,7 @@ mod tests {
                 expiration_policy: ExpirationPolicy::WaitCompact,
                 tags: vec![],
                 hash_tags: false,
+                stale_reads: false,
                 initial_replicas: vec![vec![1]; 4],
             }],
             nodes: vec![],

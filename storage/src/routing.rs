@@ -75,7 +75,7 @@ impl From<&NamespaceMeta> for NamespaceLayout {
             id: ns.id,
             partitions: ns.partition_num,
             initial_replicas: ns.initial_replicas.clone(),
-            stale_reads: false,
+            stale_reads: ns.stale_reads,
             hash_tags: ns.hash_tags,
         }
     }
@@ -409,6 +409,7 @@ mod tests {
             expiration_policy: zankv_pd_api::ExpirationPolicy::WaitCompact,
             tags: vec![],
             hash_tags: true,
+            stale_reads: false,
             initial_replicas: vec![vec![1, 2], vec![2, 3]],
         };
         let r = Routing::new(vec![NamespaceLayout::from(&meta)], "default");

@@ -752,3 +752,99 @@ fn cluster_clients_spread_over_the_proxies_and_survive_one_dying() {
         cluster.proxy.log_tail()
     );
 }
+
+/// The total of a node's `total_commands_processed` (INFO stats).
+fn commands_processed(client: &mut support::Client) -> u64 {
+    let info = client.cmd_str(&["INFO", "stats"]);
+    let text = String::from_utf8_lossy(info.as_bytes().expect("INFO text")).into_owned();
+    text.lines()
+        .find_map(|l| l.strip_prefix("total_commands_processed:"))
+        .expect("total_commands_processed")
+        .trim()
+        .parse()
+        .expect("a number")
+}
+
+/// READONLY connections, and namespaces with stale reads, have their reads answered by any
+/// replica; READWRITE (and namespaces without) by the leader alone.
+#[test]
+fn readonly_reads_are_spread_over_the_replicas() {
+    let cluster = ProxiedCluster::must_start(1, 3, "");
+    let mut c = cluster.proxy.client();
+    // How many commands each node ran while `reads` ran.
+    let spread = |reads: &mut dyn FnMut()| -> Vec<u64> {
+        let before: Vec<u64> = (0..3)
+            .map(|i| commands_processed(&mut cluster.nodes.client(i)))
+            .collect();
+        reads();
+        (0..3)
+            .map(|i| commands_processed(&mut cluster.nodes.client(i)) - before[i])
+            .collect()
+    };
+    let busy = |counts: &[u64]| counts.iter().filter(|&&n| n >= 5).count();
+    assert_eq!(c.cmd_str(&["SET", "k", "v"]), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["READONLY"]), Frame::simple("OK"));
+    let counts = spread(&mut || {
+        for _ in 0..90 {
+            // A follower may not have applied the write yet: an older value, never another.
+            let got = c.cmd_str(&["GET", "k"]);
+            assert!(got == b("v") || got == Frame::Null, "{got:?}");
+        }
+    });
+    assert!(busy(&counts) >= 2, "READONLY reads spread: {counts:?}");
+    // Writes still go to the leader.
+    assert_eq!(c.cmd_str(&["SET", "k", "w"]), Frame::simple("OK"));
+    assert_eq!(c.cmd_str(&["READWRITE"]), Frame::simple("OK"));
+    let counts = spread(&mut || {
+        for _ in 0..90 {
+            assert_eq!(c.cmd_str(&["GET", "k"]), b("w"));
+        }
+    });
+    assert_eq!(
+        busy(&counts),
+        1,
+        "READWRITE reads go to the leader: {counts:?}"
+    );
+
+    // A namespace created with stale_reads spreads every connection's reads, until the
+    // setting is turned off.
+    let pd = &cluster.pds[0];
+    let (status, body) = pd.call(
+        "POST",
+        "/cluster/namespace/create?namespace=cache&partition_num=1&replicator=3&stale_reads=true",
+    );
+    assert_eq!(status, 200, "{body}");
+    cluster.proxy.must_know_leaders("cache", 1);
+    assert_eq!(c.cmd_str(&["SET", "cache:k", "v"]), Frame::simple("OK"));
+    let counts = spread(&mut || {
+        for _ in 0..90 {
+            let got = c.cmd_str(&["GET", "cache:k"]);
+            assert!(got == b("v") || got == Frame::Null, "{got:?}");
+        }
+    });
+    assert!(busy(&counts) >= 2, "stale_reads spreads reads: {counts:?}");
+    let (status, body) = pd.call(
+        "POST",
+        "/cluster/namespace/meta/update?namespace=cache&stale_reads=false",
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["stale_reads"], serde_json::json!(false), "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.proxy.routing()["namespaces"]
+        .as_array()
+        .and_then(|all| all.iter().find(|n| n["namespace"] == "cache"))
+        .is_some_and(|n| n["stale_reads"] == true)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the proxy never learned stale_reads=false"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let counts = spread(&mut || {
+        for _ in 0..90 {
+            assert_eq!(c.cmd_str(&["GET", "cache:k"]), b("v"));
+        }
+    });
+    assert_eq!(busy(&counts), 1, "back to the leader: {counts:?}");
+}

@@ -164,6 +164,10 @@ pub struct NamespaceMeta {
     /// Whether `{...}` in a key picks the hashed part (Redis-style hash tags).
     #[serde(default)]
     pub hash_tags: bool,
+    /// Whether any replica may answer reads from what it has applied (and proxies spread
+    /// reads over the replicas): faster, but a read may miss recent writes.
+    #[serde(default)]
+    pub stale_reads: bool,
     /// Per partition, the node ids it was created on: its raft group's initial voters.
     pub initial_replicas: Vec<Vec<u64>>,
 }
@@ -299,6 +303,9 @@ pub struct QueryResponse {
     /// Whether the namespace uses hash tags (a zankv extension).
     #[serde(default)]
     pub hash_tags: bool,
+    /// Whether any replica may answer reads (a zankv extension).
+    #[serde(default)]
+    pub stale_reads: bool,
     /// Partition number (as a string) → its leader and replicas.
     pub partitions: BTreeMap<String, QueryPartition>,
 }
@@ -380,6 +387,7 @@ mod tests {
                 expiration_policy: ExpirationPolicy::WaitCompact,
                 tags: vec![],
                 hash_tags: false,
+                stale_reads: false,
                 initial_replicas: vec![vec![1], vec![2]],
             }],
             nodes: vec![node(1), node(2)],
@@ -394,6 +402,7 @@ mod tests {
             fsync_optimized: true,
             eng_type: "rockredis".into(),
             hash_tags: false,
+            stale_reads: false,
             partitions: BTreeMap::from([(
                 "0".to_string(),
                 QueryPartition {

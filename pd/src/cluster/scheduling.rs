@@ -411,6 +411,29 @@ impl Cluster {
         Ok(())
     }
 
+    /// Lets any replica of namespace `ns` answer reads, or only leaders
+    /// (`/cluster/namespace/meta/update?stale_reads=`). Storage nodes learn it with the
+    /// catalog, proxies with the routing table.
+    pub fn set_stale_reads(&mut self, ns: &str, stale_reads: bool) -> Result<(), Refusal> {
+        let was = self
+            .meta()
+            .namespace(ns)
+            .ok_or_else(|| Refusal::not_found(format!("no namespace named {ns}")))?
+            .stale_reads;
+        if was == stale_reads {
+            return Ok(());
+        }
+        self.meta.update(|m| {
+            if let Some(n) = m.namespaces.iter_mut().find(|n| n.name == ns) {
+                n.stale_reads = stale_reads;
+            }
+            m.catalog_epoch += 1;
+            Ok::<(), Refusal>(())
+        })?;
+        tracing::info!(namespace = ns, stale_reads, "stale reads changed");
+        Ok(())
+    }
+
     /// The groups with an operator.
     pub fn busy(&self) -> BTreeSet<u64> {
         self.operators.keys().copied().collect()
@@ -455,6 +478,7 @@ mod tests {
                 expiration_policy: ExpirationPolicy::WaitCompact,
                 tags: vec![],
                 hash_tags: false,
+                stale_reads: false,
             },
             t0,
         )
