@@ -102,6 +102,10 @@ enum NamespaceCommand {
         /// `false`. Unset: PD's rule (on for the default namespace, off for the others).
         #[arg(long)]
         hash_tags: Option<bool>,
+        /// Let any replica answer reads (`true`), from what it has applied: faster, may
+        /// miss the latest writes. Default: only leaders (`false`).
+        #[arg(long)]
+        stale_reads: Option<bool>,
         /// Placement tags, comma-separated: only nodes with all of them get replicas.
         #[arg(long)]
         tags: Option<String>,
@@ -225,6 +229,7 @@ async fn run(pd: Pd, command: Command, json: bool) -> Result<String, String> {
             partitions,
             replicas,
             hash_tags,
+            stale_reads,
             tags,
         }) => {
             let mut path = format!(
@@ -233,6 +238,9 @@ async fn run(pd: Pd, command: Command, json: bool) -> Result<String, String> {
             );
             if let Some(hash_tags) = hash_tags {
                 path.push_str(&format!("&hash_tags={hash_tags}"));
+            }
+            if let Some(stale_reads) = stale_reads {
+                path.push_str(&format!("&stale_reads={stale_reads}"));
             }
             if let Some(tags) = tags {
                 path.push_str(&format!("&tags={}", encode(&tags)));
