@@ -751,6 +751,11 @@ fn cluster_clients_spread_over_the_proxies_and_survive_one_dying() {
         "{stdout}\n{stderr}\n{}",
         cluster.proxy.log_tail()
     );
+    // The other proxy is dead: redis-cli in cluster mode still works through this one.
+    assert_eq!(cli(&["SET", "cli:b", "2"]), "OK");
+    assert_eq!(cli(&["GET", "cli:b"]), "2");
+    let slots = c.cmd_str(&["CLUSTER", "SLOTS"]);
+    assert_eq!(slots.as_items().map(<[Frame]>::len), Some(1), "{slots:?}");
 }
 
 /// The total of a node's `total_commands_processed` (INFO stats).
