@@ -70,7 +70,7 @@ pub enum Merge {
     /// RANDOMKEY: a key of a partition picked at random among those that have one.
     AnyKey,
     /// INFO: the proxy's facts with the storage nodes' key counts and memory
-    /// ([`crate::info`]).
+    /// ([`crate::info`](mod@crate::info)).
     Info(Box<crate::info::ClusterInfo>),
     /// SCAN: a page filled from the partitions in turn ([`crate::scan`]).
     Scan(ScanPage),
