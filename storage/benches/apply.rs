@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use zankv_commands::Command;
+use zankv_commands::ReadCommand;
 use zankv_storage::change::Change;
 use zankv_storage::data::ScanCursors;
 use zankv_storage::engine::memory::MemoryEngine;
@@ -67,13 +67,17 @@ fn apply(c: &mut Criterion) {
         .map(|n| command(&[b"SET", format!("key:{n}").as_bytes(), &value]))
         .collect();
     partition.apply_all(&fill).expect("applies");
-    let gets: Vec<Command> = (0..64)
+    let gets: Vec<ReadCommand> = (0..64)
         .map(|n| {
             let argv = [
                 Bytes::from_static(b"GET"),
                 Bytes::from(format!("key:{}", n * 97)),
             ];
-            zankv_commands::parse(&argv).expect("a valid GET").0
+            zankv_commands::parse(&argv)
+                .expect("a valid GET")
+                .0
+                .into_read()
+                .expect("GET reads")
         })
         .collect();
     let mut group = c.benchmark_group("read");

@@ -9,7 +9,7 @@
 //! - a storage error while applying writes nothing and is returned: the caller must stop
 //!   serving writes on this partition rather than let replicas diverge.
 
-use zankv_commands::{Command, CommandError, Reply};
+use zankv_commands::{CommandError, ReadCommand, Reply, Routed};
 
 use crate::change::Change;
 use crate::data::{self, EngineView, ExecError, ReadCtx, ScanCursors, Txn, View};
@@ -98,13 +98,16 @@ impl Partition {
                 // command fails and changes nothing, the same way on every replica (its
                 // writes are still buffered in `txn`, which is dropped).
                 Change::Command { argv, .. } => {
-                    contain_panic(|| match zankv_commands::parse(argv) {
-                        Ok((cmd, spec)) if spec.is_write() => data::execute_write(&mut txn, &cmd),
-                        Ok(_) => Err(ExecError::Command(CommandError::Internal(
-                            "read command in a change".into(),
-                        ))),
-                        Err(e) => Err(ExecError::Command(e)),
-                    })
+                    contain_panic(
+                        || match zankv_commands::parse(argv).map(|(c, _)| c.route()) {
+                            Ok(Routed::Write(cmd)) => data::execute_write(&mut txn, &cmd),
+                            // The log holds arguments: only a write was ever proposed.
+                            Ok(_) => Err(ExecError::Command(CommandError::Internal(
+                                "read command in a change".into(),
+                            ))),
+                            Err(e) => Err(ExecError::Command(e)),
+                        },
+                    )
                 }
                 Change::Expire { keys, .. } => {
                     expire_keys(&mut txn, keys).map_err(ExecError::Engine)
@@ -158,7 +161,7 @@ impl Partition {
     /// deletes expired keys on access).
     pub fn read(
         &self,
-        cmd: &Command,
+        cmd: &ReadCommand,
         now_ms: i64,
         hidden_keys: u64,
         cursors: &mut ScanCursors,
@@ -489,7 +492,7 @@ mod tests {
                 "h".into(),
                 Bytes::from(count.to_string()),
             ];
-            let (cmd, _) = zankv_commands::parse(&argv).unwrap();
+            let cmd = zankv_commands::parse(&argv).unwrap().0.into_read().unwrap();
             p.read(&cmd, 1, 0, &mut ScanCursors::new(10)).0
         };
         assert_eq!(

@@ -45,7 +45,7 @@ use bytes::Bytes;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
-use zankv_commands::{Command, CommandError, Reply};
+use zankv_commands::{CommandError, ReadCommand, Reply};
 
 use crate::change::Change;
 use crate::clock::Clock;
@@ -70,14 +70,14 @@ const EXPIRED_SEEN: usize = 4096;
 /// One command of a client batch.
 pub enum BatchItem {
     /// A read command, parsed.
-    Read(Command),
+    Read(ReadCommand),
     /// A write command's arguments (they become a [`Change`]).
     Write(Vec<Bytes>),
 }
 
 impl BatchItem {
     /// The commands of a batch known to hold reads only.
-    pub fn into_reads(items: Vec<BatchItem>) -> Vec<Command> {
+    pub fn into_reads(items: Vec<BatchItem>) -> Vec<ReadCommand> {
         items
             .into_iter()
             .map(|i| match i {
@@ -102,7 +102,7 @@ pub enum Slot {
     /// A read to run right after entry `after` is applied, before entry `after + 1`.
     Read {
         /// The command.
-        cmd: Command,
+        cmd: ReadCommand,
         /// The log index it is anchored to.
         after: u64,
     },
@@ -119,7 +119,7 @@ pub struct Plan {
 /// A client batch of reads alone.
 pub struct ReadBatch {
     /// The reads, in order.
-    pub items: Vec<Command>,
+    pub items: Vec<ReadCommand>,
     /// Where the replies go.
     pub reply: oneshot::Sender<Vec<Reply>>,
 }
@@ -403,7 +403,7 @@ pub(crate) struct Worker {
     /// Writes waiting for their entry: index → (plan, slot, term).
     writes: BTreeMap<u64, (u64, usize, u64)>,
     /// Reads waiting for an entry to be applied: index → (plan, slot, command).
-    anchored: BTreeMap<u64, Vec<(u64, usize, Command)>>,
+    anchored: BTreeMap<u64, Vec<(u64, usize, ReadCommand)>>,
     /// Shared with the handles: set while a tick is queued.
     ticking: Arc<AtomicBool>,
     /// Keys a read found expired, whose deletion is proposed but not applied yet. Each
@@ -824,13 +824,13 @@ impl Worker {
     }
 
     /// Executes a read now; keys it found expired are proposed for deletion.
-    fn read(&mut self, cmd: &Command) -> Reply {
+    fn read(&mut self, cmd: &ReadCommand) -> Reply {
         let now_ms = self.clock.now_ms();
         self.read_at(cmd, now_ms)
     }
 
     /// [`Worker::read`] as of `now_ms`.
-    fn read_at(&mut self, cmd: &Command, now_ms: i64) -> Reply {
+    fn read_at(&mut self, cmd: &ReadCommand, now_ms: i64) -> Reply {
         let hidden = self.expired_seen.len() as u64;
         let (reply, expired) = self.partition.read(cmd, now_ms, hidden, &mut self.cursors);
         for (key, _) in &expired {

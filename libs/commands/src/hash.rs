@@ -47,26 +47,13 @@ pub enum RandFieldCount {
     },
 }
 
-/// A typed hash command.
+/// A hash command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum HashCommand {
-    /// `HSET`/`HMSET key field value [field value ...]`
-    Set {
-        /// Key.
-        key: Bytes,
-        /// Field/value pairs in argument order.
-        pairs: Vec<(Bytes, Bytes)>,
-        /// HMSET replies OK instead of the count of new fields.
-        reply_ok: bool,
-    },
-    /// HSETNX key field value
-    SetNx(Bytes, Bytes, Bytes),
+pub enum HashRead {
     /// HGET key field
     Get(Bytes, Bytes),
     /// HMGET key field...
     MGet(Bytes, Vec<Bytes>),
-    /// HDEL key field...
-    Del(Bytes, Vec<Bytes>),
     /// HLEN key
     Len(Bytes),
     /// HSTRLEN key field
@@ -79,15 +66,42 @@ pub enum HashCommand {
     Vals(Bytes),
     /// HGETALL key
     GetAll(Bytes),
-    /// HINCRBY key field increment
-    IncrBy(Bytes, Bytes, i64),
-    /// HINCRBYFLOAT key field increment (validated; kept as text for exact long-double math)
-    IncrByFloat(Bytes, Bytes, Bytes),
     /// `HRANDFIELD key [count [WITHVALUES]]`
     RandField(Bytes, RandFieldCount),
     /// `HSCAN key cursor [MATCH p] [COUNT n]`; options are parsed after the key lookup, as
     /// Redis does, so they are kept raw here.
     Scan(Bytes, u64, Vec<Bytes>),
+}
+
+/// A hash command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashWrite {
+    /// `HSET`/`HMSET key field value [field value ...]`
+    Set {
+        /// Key.
+        key: Bytes,
+        /// Field/value pairs in argument order.
+        pairs: Vec<(Bytes, Bytes)>,
+        /// HMSET replies OK instead of the count of new fields.
+        reply_ok: bool,
+    },
+    /// HSETNX key field value
+    SetNx(Bytes, Bytes, Bytes),
+    /// HDEL key field...
+    Del(Bytes, Vec<Bytes>),
+    /// HINCRBY key field increment
+    IncrBy(Bytes, Bytes, i64),
+    /// HINCRBYFLOAT key field increment (validated; kept as text for exact long-double math)
+    IncrByFloat(Bytes, Bytes, Bytes),
+}
+
+/// A typed hash command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HashCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(HashRead),
+    /// Writes.
+    Write(HashWrite),
 }
 
 impl HashCommand {
@@ -103,25 +117,27 @@ impl HashCommand {
                     .chunks(2)
                     .map(|p| (p[0].clone(), p[1].clone()))
                     .collect();
-                HashCommand::Set {
+                HashCommand::Write(HashWrite::Set {
                     key: key(),
                     pairs,
                     reply_ok: name == "hmset",
-                }
+                })
             }
-            "hsetnx" => HashCommand::SetNx(key(), args[1].clone(), args[2].clone()),
-            "hget" => HashCommand::Get(key(), args[1].clone()),
-            "hmget" => HashCommand::MGet(key(), args[1..].to_vec()),
-            "hdel" => HashCommand::Del(key(), args[1..].to_vec()),
-            "hlen" => HashCommand::Len(key()),
-            "hstrlen" => HashCommand::StrLen(key(), args[1].clone()),
-            "hexists" => HashCommand::Exists(key(), args[1].clone()),
-            "hkeys" => HashCommand::Keys(key()),
-            "hvals" => HashCommand::Vals(key()),
-            "hgetall" => HashCommand::GetAll(key()),
+            "hsetnx" => {
+                HashCommand::Write(HashWrite::SetNx(key(), args[1].clone(), args[2].clone()))
+            }
+            "hget" => HashCommand::Read(HashRead::Get(key(), args[1].clone())),
+            "hmget" => HashCommand::Read(HashRead::MGet(key(), args[1..].to_vec())),
+            "hdel" => HashCommand::Write(HashWrite::Del(key(), args[1..].to_vec())),
+            "hlen" => HashCommand::Read(HashRead::Len(key())),
+            "hstrlen" => HashCommand::Read(HashRead::StrLen(key(), args[1].clone())),
+            "hexists" => HashCommand::Read(HashRead::Exists(key(), args[1].clone())),
+            "hkeys" => HashCommand::Read(HashRead::Keys(key())),
+            "hvals" => HashCommand::Read(HashRead::Vals(key())),
+            "hgetall" => HashCommand::Read(HashRead::GetAll(key())),
             "hincrby" => {
                 let by = parse_i64(&args[2]).ok_or(CommandError::NotInteger)?;
-                HashCommand::IncrBy(key(), args[1].clone(), by)
+                HashCommand::Write(HashWrite::IncrBy(key(), args[1].clone(), by))
             }
             "hincrbyfloat" => {
                 if !is_valid_long_double(&args[2]) {
@@ -130,10 +146,21 @@ impl HashCommand {
                 if is_infinite_long_double(&args[2]) {
                     return Err(CommandError::NanOrInfinityArgument);
                 }
-                HashCommand::IncrByFloat(key(), args[1].clone(), args[2].clone())
+                HashCommand::Write(HashWrite::IncrByFloat(
+                    key(),
+                    args[1].clone(),
+                    args[2].clone(),
+                ))
             }
-            "hrandfield" => HashCommand::RandField(key(), rand_count(&args[1..], b"withvalues")?),
-            "hscan" => HashCommand::Scan(key(), scan_cursor(&args[1])?, args[2..].to_vec()),
+            "hrandfield" => HashCommand::Read(HashRead::RandField(
+                key(),
+                rand_count(&args[1..], b"withvalues")?,
+            )),
+            "hscan" => HashCommand::Read(HashRead::Scan(
+                key(),
+                scan_cursor(&args[1])?,
+                args[2..].to_vec(),
+            )),
             _ => unreachable!("hash family dispatched an unknown name: {name}"),
         })
     }

@@ -130,17 +130,40 @@ pub enum TimeUnit {
     Millis,
 }
 
-/// A typed keyspace command.
+/// A keyspace command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum KeyspaceCommand {
-    /// DEL / UNLINK
-    Del(Vec<Bytes>),
+pub enum KeyspaceRead {
     /// EXISTS key...
     Exists(Vec<Bytes>),
     /// TOUCH key...
     Touch(Vec<Bytes>),
     /// TYPE key
     Type(Bytes),
+    /// TTL / PTTL
+    Ttl(Bytes, TimeUnit),
+    /// EXPIRETIME / PEXPIRETIME
+    ExpireTime(Bytes, TimeUnit),
+    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`
+    Scan(ScanArgs),
+    /// KEYS pattern
+    Keys(Bytes),
+    /// RANDOMKEY
+    RandomKey,
+    /// DBSIZE
+    DbSize,
+    /// One partition's key and expiring-key counts, as `[keys, expires]`. Never parsed
+    /// from a client: a storage node runs it for `ZANKV.ON <partition> INFO KEYSPACE`, the
+    /// proxy's way to total INFO's keyspace line over a cluster.
+    PartitionKeyspace,
+    /// `OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key`
+    Object(ObjectQuery, Bytes),
+}
+
+/// A keyspace command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyspaceWrite {
+    /// DEL / UNLINK
+    Del(Vec<Bytes>),
     /// EXPIRE, PEXPIRE, EXPIREAT, PEXPIREAT
     Expire {
         /// Key.
@@ -154,10 +177,6 @@ pub enum KeyspaceCommand {
         /// Name for error texts.
         command: &'static str,
     },
-    /// TTL / PTTL
-    Ttl(Bytes, TimeUnit),
-    /// EXPIRETIME / PEXPIRETIME
-    ExpireTime(Bytes, TimeUnit),
     /// PERSIST key
     Persist(Bytes),
     /// RENAME / RENAMENX
@@ -178,22 +197,17 @@ pub enum KeyspaceCommand {
         /// Overwrite an existing destination.
         replace: bool,
     },
-    /// `SCAN cursor [MATCH p] [COUNT n] [TYPE t]`
-    Scan(ScanArgs),
-    /// KEYS pattern
-    Keys(Bytes),
-    /// RANDOMKEY
-    RandomKey,
-    /// DBSIZE
-    DbSize,
-    /// One partition's key and expiring-key counts, as `[keys, expires]`. Never parsed
-    /// from a client: a storage node runs it for `ZANKV.ON <partition> INFO KEYSPACE`, the
-    /// proxy's way to total INFO's keyspace line over a cluster.
-    PartitionKeyspace,
     /// `FLUSHDB`/`FLUSHALL [ASYNC|SYNC]`
     Flush,
-    /// `OBJECT ENCODING|FREQ|IDLETIME|REFCOUNT key`
-    Object(ObjectQuery, Bytes),
+}
+
+/// A typed keyspace command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyspaceCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(KeyspaceRead),
+    /// Writes.
+    Write(KeyspaceWrite),
 }
 
 /// What an OBJECT subcommand asks about a key.
@@ -298,38 +312,50 @@ fn expire(name: &str, args: &[Bytes]) -> Result<KeyspaceCommand, CommandError> {
             .checked_mul(1000)
             .ok_or(CommandError::InvalidExpireTime(command))?;
     }
-    Ok(KeyspaceCommand::Expire {
+    Ok(KeyspaceCommand::Write(KeyspaceWrite::Expire {
         key: args[0].clone(),
         when_ms: when,
         relative,
         condition: c,
         command,
-    })
+    }))
 }
 
 impl KeyspaceCommand {
     /// Parses a keyspace command; `name` is lower case and arity has been checked.
     pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
         Ok(match name {
-            "object|encoding" => KeyspaceCommand::Object(ObjectQuery::Encoding, args[1].clone()),
-            "object|freq" => KeyspaceCommand::Object(ObjectQuery::Freq, args[1].clone()),
-            "object|idletime" => KeyspaceCommand::Object(ObjectQuery::IdleTime, args[1].clone()),
-            "object|refcount" => KeyspaceCommand::Object(ObjectQuery::RefCount, args[1].clone()),
-            "del" | "unlink" => KeyspaceCommand::Del(args.to_vec()),
-            "exists" => KeyspaceCommand::Exists(args.to_vec()),
-            "touch" => KeyspaceCommand::Touch(args.to_vec()),
-            "type" => KeyspaceCommand::Type(args[0].clone()),
+            "object|encoding" => {
+                KeyspaceCommand::Read(KeyspaceRead::Object(ObjectQuery::Encoding, args[1].clone()))
+            }
+            "object|freq" => {
+                KeyspaceCommand::Read(KeyspaceRead::Object(ObjectQuery::Freq, args[1].clone()))
+            }
+            "object|idletime" => {
+                KeyspaceCommand::Read(KeyspaceRead::Object(ObjectQuery::IdleTime, args[1].clone()))
+            }
+            "object|refcount" => {
+                KeyspaceCommand::Read(KeyspaceRead::Object(ObjectQuery::RefCount, args[1].clone()))
+            }
+            "del" | "unlink" => KeyspaceCommand::Write(KeyspaceWrite::Del(args.to_vec())),
+            "exists" => KeyspaceCommand::Read(KeyspaceRead::Exists(args.to_vec())),
+            "touch" => KeyspaceCommand::Read(KeyspaceRead::Touch(args.to_vec())),
+            "type" => KeyspaceCommand::Read(KeyspaceRead::Type(args[0].clone())),
             "expire" | "pexpire" | "expireat" | "pexpireat" => expire(name, args)?,
-            "ttl" => KeyspaceCommand::Ttl(args[0].clone(), TimeUnit::Seconds),
-            "pttl" => KeyspaceCommand::Ttl(args[0].clone(), TimeUnit::Millis),
-            "expiretime" => KeyspaceCommand::ExpireTime(args[0].clone(), TimeUnit::Seconds),
-            "pexpiretime" => KeyspaceCommand::ExpireTime(args[0].clone(), TimeUnit::Millis),
-            "persist" => KeyspaceCommand::Persist(args[0].clone()),
-            "rename" | "renamenx" => KeyspaceCommand::Rename {
+            "ttl" => KeyspaceCommand::Read(KeyspaceRead::Ttl(args[0].clone(), TimeUnit::Seconds)),
+            "pttl" => KeyspaceCommand::Read(KeyspaceRead::Ttl(args[0].clone(), TimeUnit::Millis)),
+            "expiretime" => {
+                KeyspaceCommand::Read(KeyspaceRead::ExpireTime(args[0].clone(), TimeUnit::Seconds))
+            }
+            "pexpiretime" => {
+                KeyspaceCommand::Read(KeyspaceRead::ExpireTime(args[0].clone(), TimeUnit::Millis))
+            }
+            "persist" => KeyspaceCommand::Write(KeyspaceWrite::Persist(args[0].clone())),
+            "rename" | "renamenx" => KeyspaceCommand::Write(KeyspaceWrite::Rename {
                 src: args[0].clone(),
                 dst: args[1].clone(),
                 only_if_missing: name == "renamenx",
-            },
+            }),
             "copy" => {
                 let mut replace = false;
                 let mut j = 2;
@@ -347,18 +373,20 @@ impl KeyspaceCommand {
                     }
                     j += 1;
                 }
-                KeyspaceCommand::Copy {
+                KeyspaceCommand::Write(KeyspaceWrite::Copy {
                     src: args[0].clone(),
                     dst: args[1].clone(),
                     replace,
-                }
+                })
             }
-            "scan" => {
-                KeyspaceCommand::Scan(scan_options(scan_cursor(&args[0])?, &args[1..], true)?)
-            }
-            "keys" => KeyspaceCommand::Keys(args[0].clone()),
-            "randomkey" => KeyspaceCommand::RandomKey,
-            "dbsize" => KeyspaceCommand::DbSize,
+            "scan" => KeyspaceCommand::Read(KeyspaceRead::Scan(scan_options(
+                scan_cursor(&args[0])?,
+                &args[1..],
+                true,
+            )?)),
+            "keys" => KeyspaceCommand::Read(KeyspaceRead::Keys(args[0].clone())),
+            "randomkey" => KeyspaceCommand::Read(KeyspaceRead::RandomKey),
+            "dbsize" => KeyspaceCommand::Read(KeyspaceRead::DbSize),
             "flushdb" | "flushall" => {
                 match args {
                     [] => {}
@@ -367,7 +395,7 @@ impl KeyspaceCommand {
                             || mode.eq_ignore_ascii_case(b"sync") => {}
                     _ => return Err(CommandError::Syntax),
                 }
-                KeyspaceCommand::Flush
+                KeyspaceCommand::Write(KeyspaceWrite::Flush)
             }
             _ => unreachable!("keyspace family dispatched an unknown name: {name}"),
         })

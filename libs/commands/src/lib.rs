@@ -4,12 +4,16 @@
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
 //! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`],
-//!   [`list`], [`set`], [`zset`], [`sort`]) with a
-//!   typed command enum and its parser;
+//!   [`list`], [`set`], [`zset`], [`sort`]) with a typed command enum and its parser; a
+//!   data family's enum is split into its reads and its writes (`ListRead`, `ListWrite`),
+//!   so which commands write is decided by their types: [`Command::route`] gives a storage
+//!   node a [`ReadCommand`] or a [`WriteCommand`], and its read executors cannot be handed a
+//!   write (a test checks every spec's flags agree);
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
-//! - [`partitioning`]: which namespace partition a key belongs to;
-//! - [`slowlog`]: the slow log and the settings table behind SLOWLOG and CONFIG.
+//! - [`partitioning`]: which namespace partition a key belongs to; [`cluster`]: Redis
+//!   Cluster's slots and CLUSTER's replies;
+//! - [`slowlog`]: the slow log; [`config`]: CONFIG's parameters; [`info`]: INFO's sections.
 //!
 //! Invariants: parsing is pure and deterministic (a storage node re-parses a replicated
 //! change's arguments and must get the same command); every error a client sees is a
@@ -72,6 +76,90 @@ pub enum Command {
     Zset(ZsetCommand),
     /// SORT and SORT_RO.
     Sort(sort::SortCommand),
+}
+
+/// A data command that only reads: a storage node runs it on a replica's state and never
+/// replicates it. The read executors take these types, so a write cannot reach them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ReadCommand {
+    /// Generic key commands.
+    Keyspace(keyspace::KeyspaceRead),
+    /// String commands.
+    String(string::StringRead),
+    /// Hash commands.
+    Hash(hash::HashRead),
+    /// List commands.
+    List(list::ListRead),
+    /// Set commands.
+    Set(set::SetRead),
+    /// Sorted-set commands.
+    Zset(zset::ZsetRead),
+    /// SORT without STORE, and SORT_RO.
+    Sort(sort::SortCommand),
+}
+
+/// A data command that writes: replicated through raft, then applied by every replica.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteCommand {
+    /// Generic key commands.
+    Keyspace(keyspace::KeyspaceWrite),
+    /// String commands.
+    String(string::StringWrite),
+    /// Hash commands.
+    Hash(hash::HashWrite),
+    /// List commands.
+    List(list::ListWrite),
+    /// Set commands.
+    Set(set::SetWrite),
+    /// Sorted-set commands.
+    Zset(zset::ZsetWrite),
+    /// SORT with STORE.
+    Sort(sort::SortCommand),
+}
+
+/// What a parsed command is to a storage node.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Routed {
+    /// Answered by the connection.
+    Connection(ConnectionCommand),
+    /// Run on a replica's state.
+    Read(ReadCommand),
+    /// Replicated, then applied.
+    Write(WriteCommand),
+}
+
+impl Command {
+    /// Sorts the command by what it does: the split of each family's commands into reads
+    /// and writes is in their types, so this match is where a storage node learns it.
+    pub fn route(self) -> Routed {
+        use Routed::{Read, Write};
+        match self {
+            Command::Connection(c) => Routed::Connection(c),
+            Command::Keyspace(KeyspaceCommand::Read(c)) => Read(ReadCommand::Keyspace(c)),
+            Command::Keyspace(KeyspaceCommand::Write(c)) => Write(WriteCommand::Keyspace(c)),
+            Command::String(StringCommand::Read(c)) => Read(ReadCommand::String(c)),
+            Command::String(StringCommand::Write(c)) => Write(WriteCommand::String(c)),
+            Command::Hash(HashCommand::Read(c)) => Read(ReadCommand::Hash(c)),
+            Command::Hash(HashCommand::Write(c)) => Write(WriteCommand::Hash(c)),
+            Command::List(ListCommand::Read(c)) => Read(ReadCommand::List(c)),
+            Command::List(ListCommand::Write(c)) => Write(WriteCommand::List(c)),
+            Command::Set(SetCommand::Read(c)) => Read(ReadCommand::Set(c)),
+            Command::Set(SetCommand::Write(c)) => Write(WriteCommand::Set(c)),
+            Command::Zset(ZsetCommand::Read(c)) => Read(ReadCommand::Zset(c)),
+            Command::Zset(ZsetCommand::Write(c)) => Write(WriteCommand::Zset(c)),
+            // SORT writes only with STORE: without, it is a read like SORT_RO.
+            Command::Sort(c) if c.store.is_some() => Write(WriteCommand::Sort(c)),
+            Command::Sort(c) => Read(ReadCommand::Sort(c)),
+        }
+    }
+
+    /// The command as a read, if it is one.
+    pub fn into_read(self) -> Option<ReadCommand> {
+        match self.route() {
+            Routed::Read(read) => Some(read),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -296,6 +384,78 @@ pub(crate) fn argv(words: &[&str]) -> Vec<Bytes> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The first of a few argument lists every data command's parser takes.
+    fn some_valid_argv(name: &str) -> Option<Vec<Bytes>> {
+        let (container, sub) = match name.split_once('|') {
+            Some((c, s)) => (c, Some(s)),
+            None => (name, None),
+        };
+        const TAILS: &[&[&str]] = &[
+            &[],
+            &["k"],
+            &["k", "1"],
+            &["k", "m"],
+            &["k", "1", "m"],
+            &["k", "1", "1"],
+            &["k", "f", "v"],
+            &["k", "0", "-1"],
+            &["k", "-", "+"],
+            &["k", "before", "p", "e"],
+            &["k", "k2"],
+            &["k", "k2", "left", "right"],
+            &["k", "k2", "m"],
+            &["1", "k"],
+            &["1", "k", "left"],
+            &["1", "k", "min"],
+            &["d", "1", "k"],
+            &["d", "k", "0", "-1"],
+            &["0"],
+        ];
+        TAILS.iter().find_map(|tail| {
+            let mut words = vec![container];
+            words.extend(sub);
+            words.extend_from_slice(tail);
+            let argv = argv(&words);
+            parse(&argv).ok().map(|_| argv)
+        })
+    }
+
+    #[test]
+    fn every_data_command_reads_or_writes_as_its_spec_says() {
+        let mut checked = 0;
+        let mut unparsed = Vec::new();
+        for spec in all_specs().flat_map(|s| std::iter::once(s).chain(s.subcommands)) {
+            if spec.access == Access::Connection || !spec.subcommands.is_empty() {
+                continue;
+            }
+            let Some(sample) = some_valid_argv(spec.name) else {
+                unparsed.push(spec.name);
+                continue;
+            };
+            let (cmd, _) = parse(&sample).unwrap();
+            let writes = matches!(cmd.route(), Routed::Write(_));
+            // SORT writes only with STORE: COMMAND INFO says write, as Redis does.
+            if spec.name == "sort" {
+                assert!(!writes, "SORT without STORE reads");
+                let store = parse(&argv(&["sort", "k", "store", "d"])).unwrap().0;
+                assert!(matches!(store.route(), Routed::Write(_)));
+            } else {
+                assert_eq!(
+                    writes,
+                    spec.is_write(),
+                    "{}: its spec and its type disagree",
+                    spec.name
+                );
+            }
+            checked += 1;
+        }
+        assert!(
+            unparsed.is_empty(),
+            "no sample arguments parse for {unparsed:?}"
+        );
+        assert!(checked >= 135, "{checked} commands checked");
+    }
 
     fn err(words: &[&str]) -> String {
         parse(&argv(words)).unwrap_err().to_string()

@@ -68,9 +68,22 @@ pub struct PosOptions {
     pub maxlen: u64,
 }
 
-/// A typed list command.
+/// A list command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ListCommand {
+pub enum ListRead {
+    /// LLEN key
+    Len(Bytes),
+    /// LINDEX key index (the index is checked after the key lookup, as Redis does)
+    Index(Bytes, Bytes),
+    /// LRANGE key start stop
+    Range(Bytes, i64, i64),
+    /// `LPOS key element [RANK r] [COUNT c] [MAXLEN m]`
+    Pos(Bytes, Bytes, PosOptions),
+}
+
+/// A list command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListWrite {
     /// LPUSH/RPUSH/LPUSHX/RPUSHX key element...
     Push {
         /// Key.
@@ -91,14 +104,8 @@ pub enum ListCommand {
         /// The count, if given (the reply is then an array).
         count: Option<u64>,
     },
-    /// LLEN key
-    Len(Bytes),
-    /// LINDEX key index (the index is checked after the key lookup, as Redis does)
-    Index(Bytes, Bytes),
     /// LSET key index element (likewise)
     Set(Bytes, Bytes, Bytes),
-    /// LRANGE key start stop
-    Range(Bytes, i64, i64),
     /// LTRIM key start stop
     Trim(Bytes, i64, i64),
     /// LINSERT key BEFORE|AFTER pivot element
@@ -114,8 +121,6 @@ pub enum ListCommand {
     },
     /// LREM key count element
     Rem(Bytes, i64, Bytes),
-    /// `LPOS key element [RANK r] [COUNT c] [MAXLEN m]`
-    Pos(Bytes, Bytes, PosOptions),
     /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination
     Move {
         /// Source key.
@@ -136,6 +141,15 @@ pub enum ListCommand {
         /// Most elements to pop (default 1).
         count: u64,
     },
+}
+
+/// A typed list command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ListCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(ListRead),
+    /// Writes.
+    Write(ListWrite),
 }
 
 /// Parses a count that must not be negative (LPOP, RPOP, SPOP): anything else, a
@@ -197,7 +211,7 @@ impl ListCommand {
         let key = || args[0].clone();
         let int = |i: usize| parse_i64(&args[i]).ok_or(CommandError::NotInteger);
         Ok(match name {
-            "lpush" | "rpush" | "lpushx" | "rpushx" => ListCommand::Push {
+            "lpush" | "rpush" | "lpushx" | "rpushx" => ListCommand::Write(ListWrite::Push {
                 key: key(),
                 end: if name.starts_with('l') {
                     End::Left
@@ -206,14 +220,14 @@ impl ListCommand {
                 },
                 only_existing: name.ends_with('x'),
                 elements: args[1..].to_vec(),
-            },
+            }),
             "lpop" | "rpop" => {
                 let count = match &args[1..] {
                     [] => None,
                     [c] => Some(positive_count(c)?),
                     _ => return Err(CommandError::WrongArity(name.to_string())),
                 };
-                ListCommand::Pop {
+                ListCommand::Write(ListWrite::Pop {
                     key: key(),
                     end: if name == "lpop" {
                         End::Left
@@ -221,13 +235,13 @@ impl ListCommand {
                         End::Right
                     },
                     count,
-                }
+                })
             }
-            "llen" => ListCommand::Len(key()),
-            "lindex" => ListCommand::Index(key(), args[1].clone()),
-            "lset" => ListCommand::Set(key(), args[1].clone(), args[2].clone()),
-            "lrange" => ListCommand::Range(key(), int(1)?, int(2)?),
-            "ltrim" => ListCommand::Trim(key(), int(1)?, int(2)?),
+            "llen" => ListCommand::Read(ListRead::Len(key())),
+            "lindex" => ListCommand::Read(ListRead::Index(key(), args[1].clone())),
+            "lset" => ListCommand::Write(ListWrite::Set(key(), args[1].clone(), args[2].clone())),
+            "lrange" => ListCommand::Read(ListRead::Range(key(), int(1)?, int(2)?)),
+            "ltrim" => ListCommand::Write(ListWrite::Trim(key(), int(1)?, int(2)?)),
             "linsert" => {
                 let after = if args[1].eq_ignore_ascii_case(b"after") {
                     true
@@ -236,14 +250,14 @@ impl ListCommand {
                 } else {
                     return Err(CommandError::Syntax);
                 };
-                ListCommand::Insert {
+                ListCommand::Write(ListWrite::Insert {
                     key: key(),
                     after,
                     pivot: args[2].clone(),
                     element: args[3].clone(),
-                }
+                })
             }
-            "lrem" => ListCommand::Rem(key(), int(1)?, args[2].clone()),
+            "lrem" => ListCommand::Write(ListWrite::Rem(key(), int(1)?, args[2].clone())),
             "lpos" => {
                 let mut opts = PosOptions {
                     rank: 1,
@@ -270,31 +284,31 @@ impl ListCommand {
                     }
                     rest = tail;
                 }
-                ListCommand::Pos(key(), args[1].clone(), opts)
+                ListCommand::Read(ListRead::Pos(key(), args[1].clone(), opts))
             }
-            "lmove" => ListCommand::Move {
+            "lmove" => ListCommand::Write(ListWrite::Move {
                 src: key(),
                 dst: args[1].clone(),
                 from: End::parse(&args[2])?,
                 to: End::parse(&args[3])?,
-            },
-            "rpoplpush" => ListCommand::Move {
+            }),
+            "rpoplpush" => ListCommand::Write(ListWrite::Move {
                 src: key(),
                 dst: args[1].clone(),
                 from: End::Right,
                 to: End::Left,
-            },
+            }),
             "lmpop" => {
                 let (keys, rest) = numkeys_and_keys(args, 1, CommandError::Syntax)?;
                 let (end, rest) = match rest.split_first() {
                     Some((end, rest)) => (End::parse(end)?, rest),
                     None => return Err(CommandError::Syntax),
                 };
-                ListCommand::MPop {
+                ListCommand::Write(ListWrite::MPop {
                     keys,
                     end,
                     count: mpop_count(rest)?,
-                }
+                })
             }
             _ => unreachable!("list family dispatched an unknown name: {name}"),
         })

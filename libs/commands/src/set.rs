@@ -44,13 +44,9 @@ pub enum SetOp {
     Diff,
 }
 
-/// A typed set command.
+/// A set command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum SetCommand {
-    /// SADD key member...
-    Add(Bytes, Vec<Bytes>),
-    /// SREM key member...
-    Rem(Bytes, Vec<Bytes>),
+pub enum SetRead {
     /// SCARD key
     Card(Bytes),
     /// SISMEMBER key member
@@ -62,19 +58,37 @@ pub enum SetCommand {
     /// `SRANDMEMBER key [count]`: `None` for one member, else the count (negative: members
     /// may repeat).
     RandMember(Bytes, Option<i64>),
-    /// `SPOP key [count]`
-    Pop(Bytes, Option<u64>),
-    /// SMOVE source destination member
-    Move(Bytes, Bytes, Bytes),
     /// SINTER/SUNION/SDIFF key...
     Combine(SetOp, Vec<Bytes>),
-    /// SINTERSTORE/SUNIONSTORE/SDIFFSTORE destination key...
-    Store(SetOp, Bytes, Vec<Bytes>),
     /// `SINTERCARD numkeys key... [LIMIT limit]` (0 = no limit)
     InterCard(Vec<Bytes>, u64),
     /// `SSCAN key cursor [MATCH p] [COUNT n]`; options are parsed after the key lookup, as
     /// Redis does, so they are kept raw here.
     Scan(Bytes, u64, Vec<Bytes>),
+}
+
+/// A set command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetWrite {
+    /// SADD key member...
+    Add(Bytes, Vec<Bytes>),
+    /// SREM key member...
+    Rem(Bytes, Vec<Bytes>),
+    /// `SPOP key [count]`
+    Pop(Bytes, Option<u64>),
+    /// SMOVE source destination member
+    Move(Bytes, Bytes, Bytes),
+    /// SINTERSTORE/SUNIONSTORE/SDIFFSTORE destination key...
+    Store(SetOp, Bytes, Vec<Bytes>),
+}
+
+/// A typed set command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SetCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(SetRead),
+    /// Writes.
+    Write(SetWrite),
 }
 
 impl SetCommand {
@@ -87,12 +101,12 @@ impl SetCommand {
             _ => SetOp::Diff,
         };
         Ok(match name {
-            "sadd" => SetCommand::Add(key(), args[1..].to_vec()),
-            "srem" => SetCommand::Rem(key(), args[1..].to_vec()),
-            "scard" => SetCommand::Card(key()),
-            "sismember" => SetCommand::IsMember(key(), args[1].clone()),
-            "smismember" => SetCommand::MIsMember(key(), args[1..].to_vec()),
-            "smembers" => SetCommand::Members(key()),
+            "sadd" => SetCommand::Write(SetWrite::Add(key(), args[1..].to_vec())),
+            "srem" => SetCommand::Write(SetWrite::Rem(key(), args[1..].to_vec())),
+            "scard" => SetCommand::Read(SetRead::Card(key())),
+            "sismember" => SetCommand::Read(SetRead::IsMember(key(), args[1].clone())),
+            "smismember" => SetCommand::Read(SetRead::MIsMember(key(), args[1..].to_vec())),
+            "smembers" => SetCommand::Read(SetRead::Members(key())),
             "srandmember" => {
                 let count = match &args[1..] {
                     [] => None,
@@ -105,7 +119,7 @@ impl SetCommand {
                     }
                     _ => return Err(CommandError::Syntax),
                 };
-                SetCommand::RandMember(key(), count)
+                SetCommand::Read(SetRead::RandMember(key(), count))
             }
             "spop" => {
                 let count = match &args[1..] {
@@ -113,12 +127,14 @@ impl SetCommand {
                     [c] => Some(positive_count(c)?),
                     _ => return Err(CommandError::Syntax),
                 };
-                SetCommand::Pop(key(), count)
+                SetCommand::Write(SetWrite::Pop(key(), count))
             }
-            "smove" => SetCommand::Move(key(), args[1].clone(), args[2].clone()),
-            "sinter" | "sunion" | "sdiff" => SetCommand::Combine(op(name), args.to_vec()),
+            "smove" => SetCommand::Write(SetWrite::Move(key(), args[1].clone(), args[2].clone())),
+            "sinter" | "sunion" | "sdiff" => {
+                SetCommand::Read(SetRead::Combine(op(name), args.to_vec()))
+            }
             "sinterstore" | "sunionstore" | "sdiffstore" => {
-                SetCommand::Store(op(name), key(), args[1..].to_vec())
+                SetCommand::Write(SetWrite::Store(op(name), key(), args[1..].to_vec()))
             }
             "sintercard" => {
                 let (keys, mut rest) = numkeys_and_keys(args, 0, CommandError::NumkeysExceedArgs)?;
@@ -132,9 +148,13 @@ impl SetCommand {
                         _ => return Err(CommandError::Syntax),
                     }
                 }
-                SetCommand::InterCard(keys, limit)
+                SetCommand::Read(SetRead::InterCard(keys, limit))
             }
-            "sscan" => SetCommand::Scan(key(), scan_cursor(&args[1])?, args[2..].to_vec()),
+            "sscan" => SetCommand::Read(SetRead::Scan(
+                key(),
+                scan_cursor(&args[1])?,
+                args[2..].to_vec(),
+            )),
             _ => unreachable!("set family dispatched an unknown name: {name}"),
         })
     }

@@ -105,11 +105,28 @@ impl UncheckedExpiry {
     }
 }
 
-/// A typed string command.
+/// A string command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum StringCommand {
+pub enum StringRead {
     /// GET key
     Get(Bytes),
+    /// MGET key...
+    MGet(Vec<Bytes>),
+    /// STRLEN key
+    StrLen(Bytes),
+    /// GETRANGE key start end
+    GetRange(Bytes, i64, i64),
+    /// GETBIT key offset
+    GetBit(Bytes, u64),
+    /// `BITCOUNT key [start end [BYTE|BIT]]` (the range is parsed at execution, after the key lookup)
+    BitCount(Bytes, Vec<Bytes>),
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`
+    BitPos(Bytes, bool, Vec<Bytes>),
+}
+
+/// A string command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum StringWrite {
     /// SET and its variants SETEX, PSETEX, GETSET.
     Set {
         /// Key.
@@ -131,8 +148,6 @@ pub enum StringCommand {
     GetDel(Bytes),
     /// `GETEX key [option]`
     GetEx(Bytes, GetExUpdate),
-    /// MGET key...
-    MGet(Vec<Bytes>),
     /// MSET / MSETNX
     MSet {
         /// Key/value pairs in argument order.
@@ -146,20 +161,19 @@ pub enum StringCommand {
     IncrByFloat(Bytes, Bytes),
     /// APPEND key value
     Append(Bytes, Bytes),
-    /// STRLEN key
-    StrLen(Bytes),
-    /// GETRANGE key start end
-    GetRange(Bytes, i64, i64),
     /// SETRANGE key offset value (offset >= 0)
     SetRange(Bytes, i64, Bytes),
     /// SETBIT key offset bit
     SetBit(Bytes, u64, bool),
-    /// GETBIT key offset
-    GetBit(Bytes, u64),
-    /// `BITCOUNT key [start end [BYTE|BIT]]` (the range is parsed at execution, after the key lookup)
-    BitCount(Bytes, Vec<Bytes>),
-    /// `BITPOS key bit [start [end [BYTE|BIT]]]`
-    BitPos(Bytes, bool, Vec<Bytes>),
+}
+
+/// A typed string command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StringCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(StringRead),
+    /// Writes.
+    Write(StringWrite),
 }
 
 /// Largest string Redis accepts (`proto-max-bulk-len`).
@@ -279,7 +293,7 @@ impl StringCommand {
     pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
         let key = || args[0].clone();
         Ok(match name {
-            "get" => StringCommand::Get(key()),
+            "get" => StringCommand::Read(StringRead::Get(key())),
             "set" => {
                 let o = parse_set_options(&args[2..], true)?;
                 let ttl = match &o.expire {
@@ -294,37 +308,37 @@ impl StringCommand {
                 } else {
                     SetCondition::Always
                 };
-                StringCommand::Set {
+                StringCommand::Write(StringWrite::Set {
                     key: key(),
                     value: args[1].clone(),
                     condition,
                     get: o.get,
                     ttl,
                     command: "set",
-                }
+                })
             }
             "setex" | "psetex" => {
                 let command = if name == "setex" { "setex" } else { "psetex" };
                 let ms = expire_arg(&args[1], name == "setex", command)?;
-                StringCommand::Set {
+                StringCommand::Write(StringWrite::Set {
                     key: key(),
                     value: args[2].clone(),
                     condition: SetCondition::Always,
                     get: false,
                     ttl: TtlUpdate::Set(Expiry::In(ms)),
                     command,
-                }
+                })
             }
-            "getset" => StringCommand::Set {
+            "getset" => StringCommand::Write(StringWrite::Set {
                 key: key(),
                 value: args[1].clone(),
                 condition: SetCondition::Always,
                 get: true,
                 ttl: TtlUpdate::Clear,
                 command: "getset",
-            },
-            "setnx" => StringCommand::SetNx(key(), args[1].clone()),
-            "getdel" => StringCommand::GetDel(key()),
+            }),
+            "setnx" => StringCommand::Write(StringWrite::SetNx(key(), args[1].clone())),
+            "getdel" => StringCommand::Write(StringWrite::GetDel(key())),
             "getex" => {
                 let o = parse_set_options(&args[1..], false)?;
                 let update = match o.expire {
@@ -332,9 +346,9 @@ impl StringCommand {
                     None if o.persist => GetExUpdate::Persist,
                     None => GetExUpdate::None,
                 };
-                StringCommand::GetEx(key(), update)
+                StringCommand::Write(StringWrite::GetEx(key(), update))
             }
-            "mget" => StringCommand::MGet(args.to_vec()),
+            "mget" => StringCommand::Read(StringRead::MGet(args.to_vec())),
             "mset" | "msetnx" => {
                 if !args.len().is_multiple_of(2) {
                     return Err(CommandError::WrongArity(name.to_string()));
@@ -343,31 +357,33 @@ impl StringCommand {
                     .chunks(2)
                     .map(|p| (p[0].clone(), p[1].clone()))
                     .collect();
-                StringCommand::MSet {
+                StringCommand::Write(StringWrite::MSet {
                     pairs,
                     only_if_none_exist: name == "msetnx",
-                }
+                })
             }
-            "incr" => StringCommand::IncrBy(key(), 1),
-            "decr" => StringCommand::IncrBy(key(), -1),
-            "incrby" => StringCommand::IncrBy(key(), int(&args[1])?),
+            "incr" => StringCommand::Write(StringWrite::IncrBy(key(), 1)),
+            "decr" => StringCommand::Write(StringWrite::IncrBy(key(), -1)),
+            "incrby" => StringCommand::Write(StringWrite::IncrBy(key(), int(&args[1])?)),
             "decrby" => {
                 let by = int(&args[1])?;
                 if by == i64::MIN {
                     return Err(CommandError::DecrementOverflow);
                 }
-                StringCommand::IncrBy(key(), -by)
+                StringCommand::Write(StringWrite::IncrBy(key(), -by))
             }
-            "incrbyfloat" => StringCommand::IncrByFloat(key(), args[1].clone()),
-            "append" => StringCommand::Append(key(), args[1].clone()),
-            "strlen" => StringCommand::StrLen(key()),
-            "getrange" => StringCommand::GetRange(key(), int(&args[1])?, int(&args[2])?),
+            "incrbyfloat" => StringCommand::Write(StringWrite::IncrByFloat(key(), args[1].clone())),
+            "append" => StringCommand::Write(StringWrite::Append(key(), args[1].clone())),
+            "strlen" => StringCommand::Read(StringRead::StrLen(key())),
+            "getrange" => {
+                StringCommand::Read(StringRead::GetRange(key(), int(&args[1])?, int(&args[2])?))
+            }
             "setrange" => {
                 let offset = int(&args[1])?;
                 if offset < 0 {
                     return Err(CommandError::OffsetOutOfRange);
                 }
-                StringCommand::SetRange(key(), offset, args[2].clone())
+                StringCommand::Write(StringWrite::SetRange(key(), offset, args[2].clone()))
             }
             "setbit" => {
                 let offset = bit_offset(&args[1])?;
@@ -376,17 +392,17 @@ impl StringCommand {
                     Some(1) => true,
                     _ => return Err(CommandError::BitValue),
                 };
-                StringCommand::SetBit(key(), offset, bit)
+                StringCommand::Write(StringWrite::SetBit(key(), offset, bit))
             }
-            "getbit" => StringCommand::GetBit(key(), bit_offset(&args[1])?),
-            "bitcount" => StringCommand::BitCount(key(), args[1..].to_vec()),
+            "getbit" => StringCommand::Read(StringRead::GetBit(key(), bit_offset(&args[1])?)),
+            "bitcount" => StringCommand::Read(StringRead::BitCount(key(), args[1..].to_vec())),
             "bitpos" => {
                 let bit = match int(&args[1])? {
                     0 => false,
                     1 => true,
                     _ => return Err(CommandError::BitArgument),
                 };
-                StringCommand::BitPos(key(), bit, args[2..].to_vec())
+                StringCommand::Read(StringRead::BitPos(key(), bit, args[2..].to_vec()))
             }
             _ => unreachable!("string family dispatched an unknown name: {name}"),
         })

@@ -322,20 +322,9 @@ pub struct AddFlags {
     pub incr: bool,
 }
 
-/// A typed sorted-set command.
+/// A sorted-set command that only reads (served from a replica's state, never replicated).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ZsetCommand {
-    /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...` and ZINCRBY (INCR).
-    Add {
-        /// Key.
-        key: Bytes,
-        /// Flags.
-        flags: AddFlags,
-        /// (score, member) pairs.
-        pairs: Vec<(f64, Bytes)>,
-    },
-    /// ZREM key member...
-    Rem(Bytes, Vec<Bytes>),
+pub enum ZsetRead {
     /// ZCARD key
     Card(Bytes),
     /// ZSCORE key member
@@ -350,6 +339,30 @@ pub enum ZsetCommand {
     Rank(Bytes, Bytes, bool),
     /// ZRANGE and its older forms
     Range(Bytes, RangeQuery),
+    /// `ZRANDMEMBER key [count [WITHSCORES]]`
+    RandMember(Bytes, RandFieldCount),
+    /// `ZUNION/ZINTER/ZDIFF numkeys key... [options]`; options raw (see [`combine_options`]).
+    Combine(SetOp, Vec<Bytes>, Vec<Bytes>),
+    /// `ZINTERCARD numkeys key... [LIMIT n]`; options raw (see [`intercard_limit`]).
+    InterCard(Vec<Bytes>, Vec<Bytes>),
+    /// `ZSCAN key cursor [MATCH p] [COUNT n]`; options raw, as for HSCAN.
+    Scan(Bytes, u64, Vec<Bytes>),
+}
+
+/// A sorted-set command that writes (replicated through raft).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZsetWrite {
+    /// `ZADD key [NX|XX] [GT|LT] [CH] [INCR] score member ...` and ZINCRBY (INCR).
+    Add {
+        /// Key.
+        key: Bytes,
+        /// Flags.
+        flags: AddFlags,
+        /// (score, member) pairs.
+        pairs: Vec<(f64, Bytes)>,
+    },
+    /// ZREM key member...
+    Rem(Bytes, Vec<Bytes>),
     /// ZRANGESTORE dst src ...
     RangeStore(Bytes, Bytes, RangeQuery),
     /// ZREMRANGEBYRANK/SCORE/LEX key a b
@@ -358,16 +371,17 @@ pub enum ZsetCommand {
     Pop(Bytes, bool, Option<u64>),
     /// `ZMPOP numkeys key... MIN|MAX [COUNT n]`
     MPop(Vec<Bytes>, bool, u64),
-    /// `ZRANDMEMBER key [count [WITHSCORES]]`
-    RandMember(Bytes, RandFieldCount),
-    /// `ZUNION/ZINTER/ZDIFF numkeys key... [options]`; options raw (see [`combine_options`]).
-    Combine(SetOp, Vec<Bytes>, Vec<Bytes>),
     /// `ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE dst numkeys key... [options]`
     Store(SetOp, Bytes, Vec<Bytes>, Vec<Bytes>),
-    /// `ZINTERCARD numkeys key... [LIMIT n]`; options raw (see [`intercard_limit`]).
-    InterCard(Vec<Bytes>, Vec<Bytes>),
-    /// `ZSCAN key cursor [MATCH p] [COUNT n]`; options raw, as for HSCAN.
-    Scan(Bytes, u64, Vec<Bytes>),
+}
+
+/// A typed sorted-set command.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ZsetCommand {
+    /// Reads only: the type says which executor may run it.
+    Read(ZsetRead),
+    /// Writes.
+    Write(ZsetWrite),
 }
 
 /// What a ZRANGE-family command fixes before its options.
@@ -529,13 +543,13 @@ impl ZsetCommand {
         Ok(match name {
             "zadd" => {
                 let (flags, pairs) = add(&args[1..])?;
-                ZsetCommand::Add {
+                ZsetCommand::Write(ZsetWrite::Add {
                     key: key(),
                     flags,
                     pairs,
-                }
+                })
             }
-            "zincrby" => ZsetCommand::Add {
+            "zincrby" => ZsetCommand::Write(ZsetWrite::Add {
                 key: key(),
                 flags: AddFlags {
                     incr: true,
@@ -545,19 +559,30 @@ impl ZsetCommand {
                     parse_double(&args[1]).ok_or(CommandError::NotFloat)?,
                     args[2].clone(),
                 )],
-            },
-            "zrem" => ZsetCommand::Rem(key(), args[1..].to_vec()),
-            "zcard" => ZsetCommand::Card(key()),
-            "zscore" => ZsetCommand::Score(key(), args[1].clone()),
-            "zmscore" => ZsetCommand::MScore(key(), args[1..].to_vec()),
-            "zcount" => ZsetCommand::Count(key(), ScoreRange::parse(&args[1], &args[2])?),
-            "zlexcount" => ZsetCommand::LexCount(key(), LexRange::parse(&args[1], &args[2])?),
-            "zrank" | "zrevrank" => ZsetCommand::Rank(key(), args[1].clone(), name == "zrevrank"),
-            "zrange" => ZsetCommand::Range(key(), range_query(&args[1..], Preset::Any, false)?),
-            "zrevrange" => ZsetCommand::Range(
+            }),
+            "zrem" => ZsetCommand::Write(ZsetWrite::Rem(key(), args[1..].to_vec())),
+            "zcard" => ZsetCommand::Read(ZsetRead::Card(key())),
+            "zscore" => ZsetCommand::Read(ZsetRead::Score(key(), args[1].clone())),
+            "zmscore" => ZsetCommand::Read(ZsetRead::MScore(key(), args[1..].to_vec())),
+            "zcount" => ZsetCommand::Read(ZsetRead::Count(
+                key(),
+                ScoreRange::parse(&args[1], &args[2])?,
+            )),
+            "zlexcount" => ZsetCommand::Read(ZsetRead::LexCount(
+                key(),
+                LexRange::parse(&args[1], &args[2])?,
+            )),
+            "zrank" | "zrevrank" => {
+                ZsetCommand::Read(ZsetRead::Rank(key(), args[1].clone(), name == "zrevrank"))
+            }
+            "zrange" => ZsetCommand::Read(ZsetRead::Range(
+                key(),
+                range_query(&args[1..], Preset::Any, false)?,
+            )),
+            "zrevrange" => ZsetCommand::Read(ZsetRead::Range(
                 key(),
                 range_query(&args[1..], Preset::Fixed(Kind::Rank, true), false)?,
-            ),
+            )),
             "zrangebyscore" | "zrevrangebyscore" | "zrangebylex" | "zrevrangebylex" => {
                 let kind = if name.ends_with("score") {
                     Kind::Score
@@ -565,56 +590,65 @@ impl ZsetCommand {
                     Kind::Lex
                 };
                 let preset = Preset::Fixed(kind, name.starts_with("zrev"));
-                ZsetCommand::Range(key(), range_query(&args[1..], preset, false)?)
+                ZsetCommand::Read(ZsetRead::Range(
+                    key(),
+                    range_query(&args[1..], preset, false)?,
+                ))
             }
-            "zrangestore" => ZsetCommand::RangeStore(
+            "zrangestore" => ZsetCommand::Write(ZsetWrite::RangeStore(
                 key(),
                 args[1].clone(),
                 range_query(&args[2..], Preset::Any, true)?,
-            ),
-            "zremrangebyrank" => ZsetCommand::RemRange(
+            )),
+            "zremrangebyrank" => ZsetCommand::Write(ZsetWrite::RemRange(
                 key(),
                 RangeBy::Rank(
                     parse_i64(&args[1]).ok_or(CommandError::NotInteger)?,
                     parse_i64(&args[2]).ok_or(CommandError::NotInteger)?,
                 ),
-            ),
-            "zremrangebyscore" => ZsetCommand::RemRange(
+            )),
+            "zremrangebyscore" => ZsetCommand::Write(ZsetWrite::RemRange(
                 key(),
                 RangeBy::Score(ScoreRange::parse(&args[1], &args[2])?),
-            ),
-            "zremrangebylex" => {
-                ZsetCommand::RemRange(key(), RangeBy::Lex(LexRange::parse(&args[1], &args[2])?))
-            }
+            )),
+            "zremrangebylex" => ZsetCommand::Write(ZsetWrite::RemRange(
+                key(),
+                RangeBy::Lex(LexRange::parse(&args[1], &args[2])?),
+            )),
             "zpopmin" | "zpopmax" => {
                 let count = match &args[1..] {
                     [] => None,
                     [c] => Some(positive_count(c)?),
                     _ => return Err(CommandError::Syntax),
                 };
-                ZsetCommand::Pop(key(), name == "zpopmax", count)
+                ZsetCommand::Write(ZsetWrite::Pop(key(), name == "zpopmax", count))
             }
             "zmpop" => {
                 let (keys, rest) = numkeys_and_keys(args, 1, CommandError::Syntax)?;
                 let max = min_or_max(&rest[0])?;
-                ZsetCommand::MPop(keys, max, mpop_count(&rest[1..])?)
+                ZsetCommand::Write(ZsetWrite::MPop(keys, max, mpop_count(&rest[1..])?))
             }
-            "zrandmember" => {
-                ZsetCommand::RandMember(key(), crate::hash::rand_count(&args[1..], b"withscores")?)
-            }
+            "zrandmember" => ZsetCommand::Read(ZsetRead::RandMember(
+                key(),
+                crate::hash::rand_count(&args[1..], b"withscores")?,
+            )),
             "zunion" | "zinter" | "zdiff" => {
                 let (keys, opts) = combine_keys(name, args)?;
-                ZsetCommand::Combine(set_op(name), keys, opts)
+                ZsetCommand::Read(ZsetRead::Combine(set_op(name), keys, opts))
             }
             "zunionstore" | "zinterstore" | "zdiffstore" => {
                 let (keys, opts) = combine_keys(name, &args[1..])?;
-                ZsetCommand::Store(set_op(name), key(), keys, opts)
+                ZsetCommand::Write(ZsetWrite::Store(set_op(name), key(), keys, opts))
             }
             "zintercard" => {
                 let (keys, opts) = combine_keys(name, args)?;
-                ZsetCommand::InterCard(keys, opts)
+                ZsetCommand::Read(ZsetRead::InterCard(keys, opts))
             }
-            "zscan" => ZsetCommand::Scan(key(), scan_cursor(&args[1])?, args[2..].to_vec()),
+            "zscan" => ZsetCommand::Read(ZsetRead::Scan(
+                key(),
+                scan_cursor(&args[1])?,
+                args[2..].to_vec(),
+            )),
             _ => unreachable!("sorted-set family dispatched an unknown name: {name}"),
         })
     }

@@ -2,13 +2,13 @@
 //! element key per field under that version.
 
 use bytes::Bytes;
-use zankv_commands::hash::{hscan_options, HashCommand, RandFieldCount};
+use zankv_commands::hash::{hscan_options, HashRead, HashWrite, RandFieldCount};
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::{CommandError, Reply};
 
 use super::{
-    collection_for_write, len_of, not_here, typed_meta, version_of, with_len, ExecError,
-    ExecResult, ReadCtx, Txn, View,
+    collection_for_write, len_of, typed_meta, version_of, with_len, ExecError, ExecResult, ReadCtx,
+    Txn, View,
 };
 use crate::engine::EngineError;
 use crate::keys;
@@ -40,16 +40,16 @@ fn all_fields(
 }
 
 /// Executes a read-only hash command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashRead) -> ExecResult {
     let view = ctx.view;
     let now = ctx.now_ms;
     let meta_of = |key: &[u8]| typed_meta(view, key, now, KeyType::Hash);
     match cmd {
-        HashCommand::Get(key, f) => Ok(match meta_of(key)? {
+        HashRead::Get(key, f) => Ok(match meta_of(key)? {
             Some(m) => Reply::bulk_or_nil(field(view, version_of(&m), f)?),
             None => Reply::Nil,
         }),
-        HashCommand::MGet(key, fields) => {
+        HashRead::MGet(key, fields) => {
             let meta = meta_of(key)?;
             let mut out = Vec::with_capacity(fields.len());
             for f in fields {
@@ -60,27 +60,27 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        HashCommand::Len(key) => Ok(Reply::Integer(
+        HashRead::Len(key) => Ok(Reply::Integer(
             meta_of(key)?.map_or(0, |m| len_of(&m) as i64),
         )),
-        HashCommand::StrLen(key, f) => Ok(Reply::Integer(match meta_of(key)? {
+        HashRead::StrLen(key, f) => Ok(Reply::Integer(match meta_of(key)? {
             Some(m) => field(view, version_of(&m), f)?.map_or(0, |v| v.len() as i64),
             None => 0,
         })),
-        HashCommand::Exists(key, f) => Ok(Reply::Integer(match meta_of(key)? {
+        HashRead::Exists(key, f) => Ok(Reply::Integer(match meta_of(key)? {
             Some(m) => i64::from(field(view, version_of(&m), f)?.is_some()),
             None => 0,
         })),
-        HashCommand::Keys(key) | HashCommand::Vals(key) | HashCommand::GetAll(key) => {
+        HashRead::Keys(key) | HashRead::Vals(key) | HashRead::GetAll(key) => {
             let fields = match meta_of(key)? {
                 Some(m) => all_fields(view, version_of(&m))?,
                 None => Vec::new(),
             };
             Ok(match cmd {
-                HashCommand::Keys(_) => {
+                HashRead::Keys(_) => {
                     Reply::Array(fields.into_iter().map(|(f, _)| Reply::Bulk(f)).collect())
                 }
-                HashCommand::Vals(_) => {
+                HashRead::Vals(_) => {
                     Reply::Array(fields.into_iter().map(|(_, v)| Reply::Bulk(v)).collect())
                 }
                 _ => Reply::Map(
@@ -91,8 +91,8 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
                 ),
             })
         }
-        HashCommand::RandField(key, count) => rand_field(view, meta_of(key)?, *count),
-        HashCommand::Scan(key, cursor, opts) => {
+        HashRead::RandField(key, count) => rand_field(view, meta_of(key)?, *count),
+        HashRead::Scan(key, cursor, opts) => {
             let Some(meta) = meta_of(key)? else {
                 return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
             };
@@ -100,7 +100,6 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &HashCommand) -> ExecResult {
             let prefix = keys::element_prefix(keys::HASH, version_of(&meta));
             super::scan_elements(ctx, &prefix, &args, Some(Reply::bulk_from))
         }
-        _ => Err(not_here("hash write on the read path")),
     }
 }
 
@@ -125,9 +124,9 @@ fn hash_for_write(txn: &mut Txn<'_>, key: &[u8]) -> Result<KeyMeta, ExecError> {
 }
 
 /// Executes a hash command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
     match cmd {
-        HashCommand::Set {
+        HashWrite::Set {
             key,
             pairs,
             reply_ok,
@@ -150,7 +149,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
                 Reply::Integer(added as i64)
             })
         }
-        HashCommand::SetNx(key, f, v) => {
+        HashWrite::SetNx(key, f, v) => {
             let meta = hash_for_write(txn, key)?;
             let k = keys::element_key(keys::HASH, version_of(&meta), f);
             if txn.get(&k)?.is_some() {
@@ -161,7 +160,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
             txn.set_meta(key, &with_len(meta, len))?;
             Ok(Reply::Integer(1))
         }
-        HashCommand::Del(key, fields) => {
+        HashWrite::Del(key, fields) => {
             let Some(meta) = txn.typed_meta(key, KeyType::Hash)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -180,7 +179,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
             }
             Ok(Reply::Integer(removed as i64))
         }
-        HashCommand::IncrBy(key, f, by) => {
+        HashWrite::IncrBy(key, f, by) => {
             let meta = hash_for_write(txn, key)?;
             let k = keys::element_key(keys::HASH, version_of(&meta), f);
             let old = txn.get(&k)?;
@@ -194,7 +193,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
             txn.set_meta(key, &with_len(meta, len))?;
             Ok(Reply::Integer(next))
         }
-        HashCommand::IncrByFloat(key, f, by) => {
+        HashWrite::IncrByFloat(key, f, by) => {
             let meta = hash_for_write(txn, key)?;
             let k = keys::element_key(keys::HASH, version_of(&meta), f);
             let old = txn.get(&k)?;
@@ -208,6 +207,5 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashCommand) -> ExecResult {
             txn.set_meta(key, &with_len(meta, len))?;
             Ok(Reply::bulk(next))
         }
-        _ => Err(not_here("hash read on the write path")),
     }
 }

@@ -2,20 +2,20 @@
 //! flushing.
 
 use bytes::Bytes;
-use zankv_commands::keyspace::{KeyspaceCommand, ObjectQuery, ScanArgs, TimeUnit};
+use zankv_commands::keyspace::{KeyspaceRead, KeyspaceWrite, ObjectQuery, ScanArgs, TimeUnit};
 use zankv_commands::number::parse_i64;
 use zankv_commands::pattern::glob_match;
 use zankv_commands::{CommandError, Reply};
 
-use super::{live_meta, not_here, ExecError, ExecResult, ReadCtx, Txn};
+use super::{live_meta, ExecError, ExecResult, ReadCtx, Txn};
 use crate::keys;
 use crate::records::{KeyBody, KeyMeta, KeyType};
 
 /// Executes a read-only keyspace command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceRead) -> ExecResult {
     let now = ctx.now_ms;
     match cmd {
-        KeyspaceCommand::Exists(keys) | KeyspaceCommand::Touch(keys) => {
+        KeyspaceRead::Exists(keys) | KeyspaceRead::Touch(keys) => {
             let mut n = 0;
             for key in keys {
                 if live_meta(ctx.view, key, now)?.is_some() {
@@ -24,29 +24,27 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             Ok(Reply::Integer(n))
         }
-        KeyspaceCommand::Type(key) => Ok(Reply::Status(match live_meta(ctx.view, key, now)? {
+        KeyspaceRead::Type(key) => Ok(Reply::Status(match live_meta(ctx.view, key, now)? {
             Some(m) => m.key_type().name(),
             None => "none",
         })),
-        KeyspaceCommand::Ttl(key, unit) => {
-            Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
-                None => -2,
-                Some(KeyMeta {
-                    expire_at: None, ..
-                }) => -1,
-                Some(KeyMeta {
-                    expire_at: Some(at),
-                    ..
-                }) => {
-                    let left = (at as i64 - now).max(0);
-                    match unit {
-                        TimeUnit::Millis => left,
-                        TimeUnit::Seconds => (left + 500) / 1000,
-                    }
+        KeyspaceRead::Ttl(key, unit) => Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
+            None => -2,
+            Some(KeyMeta {
+                expire_at: None, ..
+            }) => -1,
+            Some(KeyMeta {
+                expire_at: Some(at),
+                ..
+            }) => {
+                let left = (at as i64 - now).max(0);
+                match unit {
+                    TimeUnit::Millis => left,
+                    TimeUnit::Seconds => (left + 500) / 1000,
                 }
-            }))
-        }
-        KeyspaceCommand::ExpireTime(key, unit) => {
+            }
+        })),
+        KeyspaceRead::ExpireTime(key, unit) => {
             Ok(Reply::Integer(match live_meta(ctx.view, key, now)? {
                 None => -2,
                 Some(KeyMeta {
@@ -62,8 +60,8 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
                 },
             }))
         }
-        KeyspaceCommand::Scan(args) => scan(ctx, args),
-        KeyspaceCommand::Keys(pattern) => {
+        KeyspaceRead::Scan(args) => scan(ctx, args),
+        KeyspaceRead::Keys(pattern) => {
             let mut out = Vec::new();
             let (start, end) = keys::space(keys::META);
             let mut bad = None;
@@ -86,8 +84,8 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        KeyspaceCommand::RandomKey => random_key(ctx),
-        KeyspaceCommand::Object(query, key) => {
+        KeyspaceRead::RandomKey => random_key(ctx),
+        KeyspaceRead::Object(query, key) => {
             let Some(meta) = live_meta(ctx.view, key, now)? else {
                 return Ok(Reply::Nil);
             };
@@ -107,12 +105,11 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceCommand) -> ExecResult {
                 })),
             }
         }
-        KeyspaceCommand::DbSize => Ok(Reply::Integer(ctx.state.keys as i64)),
-        KeyspaceCommand::PartitionKeyspace => Ok(Reply::Array(vec![
+        KeyspaceRead::DbSize => Ok(Reply::Integer(ctx.state.keys as i64)),
+        KeyspaceRead::PartitionKeyspace => Ok(Reply::Array(vec![
             Reply::Integer(ctx.state.keys as i64),
             Reply::Integer(ctx.state.expires as i64),
         ])),
-        _ => Err(not_here("keyspace write on the read path")),
     }
 }
 
@@ -278,9 +275,9 @@ fn random_key(ctx: &mut ReadCtx<'_>) -> ExecResult {
 }
 
 /// Executes a keyspace command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
     match cmd {
-        KeyspaceCommand::Del(keys) => {
+        KeyspaceWrite::Del(keys) => {
             let mut n = 0;
             for key in keys {
                 if txn.delete_key(key)? {
@@ -289,7 +286,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             Ok(Reply::Integer(n))
         }
-        KeyspaceCommand::Expire {
+        KeyspaceWrite::Expire {
             key,
             when_ms,
             relative,
@@ -319,7 +316,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             Ok(Reply::Integer(1))
         }
-        KeyspaceCommand::Persist(key) => match txn.live_meta(key)? {
+        KeyspaceWrite::Persist(key) => match txn.live_meta(key)? {
             Some(mut meta) if meta.expire_at.is_some() => {
                 meta.expire_at = None;
                 txn.set_meta(key, &meta)?;
@@ -327,7 +324,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             }
             _ => Ok(Reply::Integer(0)),
         },
-        KeyspaceCommand::Rename {
+        KeyspaceWrite::Rename {
             src,
             dst,
             only_if_missing,
@@ -357,7 +354,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
                 Reply::OK
             })
         }
-        KeyspaceCommand::Copy { src, dst, replace } => {
+        KeyspaceWrite::Copy { src, dst, replace } => {
             if src == dst {
                 return Err(CommandError::SameObject.into());
             }
@@ -370,7 +367,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             copy_value(txn, &meta, dst)?;
             Ok(Reply::Integer(1))
         }
-        KeyspaceCommand::Flush => {
+        KeyspaceWrite::Flush => {
             let tags = [keys::META, keys::EXPIRY, keys::RECLAIM]
                 .into_iter()
                 .chain(KeyType::element_tags());
@@ -383,7 +380,6 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceCommand) -> ExecResult {
             txn.state.reclaims = 0;
             Ok(Reply::OK)
         }
-        _ => Err(not_here("keyspace read on the write path")),
     }
 }
 

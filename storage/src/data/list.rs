@@ -11,13 +11,11 @@
 //! - LTRIM drops each trimmed end with one range deletion.
 
 use bytes::Bytes;
-use zankv_commands::list::{End, ListCommand, PosOptions};
+use zankv_commands::list::{End, ListRead, ListWrite, PosOptions};
 use zankv_commands::number::parse_i64;
 use zankv_commands::{CommandError, Reply};
 
-use super::{
-    collection_for_write, not_here, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View,
-};
+use super::{collection_for_write, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
 use crate::engine::EngineError;
 use crate::keys;
 use crate::records::{KeyBody, KeyMeta, KeyType};
@@ -128,15 +126,15 @@ pub fn elements_of(view: &(impl View + ?Sized), meta: &KeyMeta) -> Result<Vec<By
 }
 
 /// Executes a read-only list command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListRead) -> ExecResult {
     let view = ctx.view;
     let now = ctx.now_ms;
     let shape_of = |key: &[u8]| -> Result<Option<Shape>, ExecError> {
         Ok(typed_meta(view, key, now, KeyType::List)?.map(|m| Shape::of(&m)))
     };
     match cmd {
-        ListCommand::Len(key) => Ok(Reply::Integer(shape_of(key)?.map_or(0, |s| s.len as i64))),
-        ListCommand::Index(key, index) => {
+        ListRead::Len(key) => Ok(Reply::Integer(shape_of(key)?.map_or(0, |s| s.len as i64))),
+        ListRead::Index(key, index) => {
             let Some(shape) = shape_of(key)? else {
                 return Ok(Reply::Nil);
             };
@@ -146,7 +144,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListCommand) -> ExecResult {
                 None => Reply::Nil,
             })
         }
-        ListCommand::Range(key, start, stop) => {
+        ListRead::Range(key, start, stop) => {
             let found = match shape_of(key)? {
                 Some(shape) => match shape.range(*start, *stop) {
                     Some((from, to)) => elements(view, &shape, from, to, false)?,
@@ -156,7 +154,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListCommand) -> ExecResult {
             };
             Ok(Reply::Array(found.into_iter().map(Reply::Bulk).collect()))
         }
-        ListCommand::Pos(key, element, opts) => {
+        ListRead::Pos(key, element, opts) => {
             let Some(shape) = shape_of(key)? else {
                 return Ok(match opts.count {
                     Some(_) => Reply::Array(vec![]),
@@ -165,7 +163,6 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ListCommand) -> ExecResult {
             };
             position(view, &shape, element, opts)
         }
-        _ => Err(not_here("list write on the read path")),
     }
 }
 
@@ -362,9 +359,9 @@ fn rewrite(
 }
 
 /// Executes a list command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
     match cmd {
-        ListCommand::Push {
+        ListWrite::Push {
             key,
             end,
             only_existing,
@@ -380,7 +377,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             };
             Ok(Reply::Integer(push(txn, key, meta, *end, elements)? as i64))
         }
-        ListCommand::Pop { key, end, count } => {
+        ListWrite::Pop { key, end, count } => {
             let Some(meta) = txn.typed_meta(key, KeyType::List)? else {
                 return Ok(match count {
                     Some(_) => Reply::NilArray,
@@ -393,7 +390,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
                 None => Reply::bulk_or_nil(popped.into_iter().next()),
             })
         }
-        ListCommand::Set(key, index, element) => {
+        ListWrite::Set(key, index, element) => {
             let Some(meta) = txn.typed_meta(key, KeyType::List)? else {
                 return Err(CommandError::NoSuchKey.into());
             };
@@ -403,7 +400,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             txn.put(shape.key_at(i), element.to_vec());
             Ok(Reply::OK)
         }
-        ListCommand::Trim(key, start, stop) => {
+        ListWrite::Trim(key, start, stop) => {
             let Some(meta) = txn.typed_meta(key, KeyType::List)? else {
                 return Ok(Reply::OK);
             };
@@ -430,7 +427,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             }
             Ok(Reply::OK)
         }
-        ListCommand::Insert {
+        ListWrite::Insert {
             key,
             after,
             pivot,
@@ -450,7 +447,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             rewrite(txn, key, meta, &all, at as u64, at as u64)?;
             Ok(Reply::Integer(all.len() as i64))
         }
-        ListCommand::Rem(key, count, element) => {
+        ListWrite::Rem(key, count, element) => {
             let Some(meta) = txn.typed_meta(key, KeyType::List)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -488,7 +485,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             rewrite(txn, key, meta, &kept, first as u64, last as u64)?;
             Ok(Reply::Integer(doomed.len() as i64))
         }
-        ListCommand::Move { src, dst, from, to } => {
+        ListWrite::Move { src, dst, from, to } => {
             let Some(meta) = txn.typed_meta(src, KeyType::List)? else {
                 return Ok(Reply::Nil);
             };
@@ -504,7 +501,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             push(txn, dst, dst_meta, *to, &popped)?;
             Ok(Reply::bulk_or_nil(popped.into_iter().next()))
         }
-        ListCommand::MPop { keys, end, count } => {
+        ListWrite::MPop { keys, end, count } => {
             for key in keys {
                 if let Some(meta) = txn.typed_meta(key, KeyType::List)? {
                     let popped = pop(txn, key, meta, *end, *count)?;
@@ -516,6 +513,5 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListCommand) -> ExecResult {
             }
             Ok(Reply::NilArray)
         }
-        _ => Err(not_here("list read on the write path")),
     }
 }

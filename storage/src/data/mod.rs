@@ -28,7 +28,7 @@ use bytes::Bytes;
 use zankv_commands::hash::{RandFieldCount, MAX_RANDOM_PICKS};
 use zankv_commands::keyspace::ScanArgs;
 use zankv_commands::pattern::glob_match;
-use zankv_commands::{Command, CommandError, Reply};
+use zankv_commands::{CommandError, ReadCommand, Reply, WriteCommand};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
 use crate::keys;
@@ -172,37 +172,30 @@ pub struct ReadCtx<'a> {
     pub cursors: &'a mut ScanCursors,
 }
 
-/// Executes a read command.
-pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &Command) -> ExecResult {
+/// Executes a read command (its type admits no write: [`zankv_commands::Command::route`]).
+pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &ReadCommand) -> ExecResult {
     match cmd {
-        Command::Keyspace(c) => keyspace::read(ctx, c),
-        Command::String(c) => string::read(ctx, c),
-        Command::Hash(c) => hash::read(ctx, c),
-        Command::List(c) => list::read(ctx, c),
-        Command::Set(c) => set::read(ctx, c),
-        Command::Zset(c) => zset::read(ctx, c),
-        Command::Sort(c) => sort::read(ctx, c),
-        Command::Connection(_) => Err(not_here("connection command sent to a partition")),
+        ReadCommand::Keyspace(c) => keyspace::read(ctx, c),
+        ReadCommand::String(c) => string::read(ctx, c),
+        ReadCommand::Hash(c) => hash::read(ctx, c),
+        ReadCommand::List(c) => list::read(ctx, c),
+        ReadCommand::Set(c) => set::read(ctx, c),
+        ReadCommand::Zset(c) => zset::read(ctx, c),
+        ReadCommand::Sort(c) => sort::read(ctx, c),
     }
 }
 
 /// Executes a write command inside `txn`.
-pub fn execute_write(txn: &mut Txn<'_>, cmd: &Command) -> ExecResult {
+pub fn execute_write(txn: &mut Txn<'_>, cmd: &WriteCommand) -> ExecResult {
     match cmd {
-        Command::Keyspace(c) => keyspace::write(txn, c),
-        Command::String(c) => string::write(txn, c),
-        Command::Hash(c) => hash::write(txn, c),
-        Command::List(c) => list::write(txn, c),
-        Command::Set(c) => set::write(txn, c),
-        Command::Zset(c) => zset::write(txn, c),
-        Command::Sort(c) => sort::write(txn, c),
-        Command::Connection(_) => Err(not_here("connection command sent to a partition")),
+        WriteCommand::Keyspace(c) => keyspace::write(txn, c),
+        WriteCommand::String(c) => string::write(txn, c),
+        WriteCommand::Hash(c) => hash::write(txn, c),
+        WriteCommand::List(c) => list::write(txn, c),
+        WriteCommand::Set(c) => set::write(txn, c),
+        WriteCommand::Zset(c) => zset::write(txn, c),
+        WriteCommand::Sort(c) => sort::write(txn, c),
     }
-}
-
-/// An internal routing mistake (a read sent down the write path or the reverse).
-pub(crate) fn not_here(what: &str) -> ExecError {
-    ExecError::Command(CommandError::Internal(what.to_string()))
 }
 
 /// Cursor numbers stay below this.

@@ -11,12 +11,12 @@ use std::collections::BTreeSet;
 use bytes::Bytes;
 use zankv_commands::hash::RandFieldCount;
 use zankv_commands::keyspace::scan_options;
-use zankv_commands::set::{SetCommand, SetOp};
+use zankv_commands::set::{SetOp, SetRead, SetWrite};
 use zankv_commands::Reply;
 
 use super::{
-    collection_for_write, len_of, not_here, store_collection, typed_meta, version_of, ExecError,
-    ExecResult, ReadCtx, Txn, View,
+    collection_for_write, len_of, store_collection, typed_meta, version_of, ExecError, ExecResult,
+    ReadCtx, Txn, View,
 };
 use crate::engine::EngineError;
 use crate::keys;
@@ -115,19 +115,19 @@ fn combine(
 }
 
 /// Executes a read-only set command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetRead) -> ExecResult {
     let view = ctx.view;
     let now = ctx.now_ms;
     let meta_of = |key: &[u8]| typed_meta(view, key, now, KeyType::Set);
     match cmd {
-        SetCommand::Card(key) => Ok(Reply::Integer(
+        SetRead::Card(key) => Ok(Reply::Integer(
             meta_of(key)?.map_or(0, |m| len_of(&m) as i64),
         )),
-        SetCommand::IsMember(key, member) => Ok(Reply::Integer(match meta_of(key)? {
+        SetRead::IsMember(key, member) => Ok(Reply::Integer(match meta_of(key)? {
             Some(m) => i64::from(has_member(view, &m, member)?),
             None => 0,
         })),
-        SetCommand::MIsMember(key, wanted) => {
+        SetRead::MIsMember(key, wanted) => {
             let meta = meta_of(key)?;
             let mut out = Vec::with_capacity(wanted.len());
             for member in wanted {
@@ -139,19 +139,19 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        SetCommand::Members(key) => Ok(set_reply(match meta_of(key)? {
+        SetRead::Members(key) => Ok(set_reply(match meta_of(key)? {
             Some(m) => members(view, &m)?,
             None => Vec::new(),
         })),
-        SetCommand::RandMember(key, count) => rand_member(view, meta_of(key)?, *count),
-        SetCommand::Combine(op, keys) => Ok(set_reply(combine(view, now, *op, keys, 0)?)),
-        SetCommand::InterCard(keys, limit) => {
+        SetRead::RandMember(key, count) => rand_member(view, meta_of(key)?, *count),
+        SetRead::Combine(op, keys) => Ok(set_reply(combine(view, now, *op, keys, 0)?)),
+        SetRead::InterCard(keys, limit) => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
             Ok(Reply::Integer(
                 combine(view, now, SetOp::Inter, keys, limit)?.len() as i64,
             ))
         }
-        SetCommand::Scan(key, cursor, opts) => {
+        SetRead::Scan(key, cursor, opts) => {
             let Some(meta) = meta_of(key)? else {
                 return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
             };
@@ -159,7 +159,6 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetCommand) -> ExecResult {
             let prefix = keys::element_prefix(keys::SET, version_of(&meta));
             super::scan_elements(ctx, &prefix, &args, None)
         }
-        _ => Err(not_here("set write on the read path")),
     }
 }
 
@@ -202,9 +201,9 @@ fn store_set(txn: &mut Txn<'_>, dst: &[u8], members: BTreeSet<Bytes>) -> Result<
 }
 
 /// Executes a set command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
     match cmd {
-        SetCommand::Add(key, new) => {
+        SetWrite::Add(key, new) => {
             let meta = collection_for_write(txn, key, KeyType::Set)?;
             let version = version_of(&meta);
             let mut added = 0u64;
@@ -221,7 +220,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
             }
             Ok(Reply::Integer(added as i64))
         }
-        SetCommand::Rem(key, gone) => {
+        SetWrite::Rem(key, gone) => {
             let Some(meta) = txn.typed_meta(key, KeyType::Set)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -240,7 +239,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
             }
             Ok(Reply::Integer(removed as i64))
         }
-        SetCommand::Pop(key, count) => {
+        SetWrite::Pop(key, count) => {
             let Some(meta) = txn.typed_meta(key, KeyType::Set)? else {
                 return Ok(match count {
                     Some(_) => Reply::Set(vec![]),
@@ -269,7 +268,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
                 None => Reply::bulk_or_nil(all.into_iter().next()),
             })
         }
-        SetCommand::Move(src, dst, member) => {
+        SetWrite::Move(src, dst, member) => {
             let Some(src_meta) = txn.typed_meta(src, KeyType::Set)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -298,10 +297,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetCommand) -> ExecResult {
             }
             Ok(Reply::Integer(1))
         }
-        SetCommand::Store(op, dst, keys) => {
+        SetWrite::Store(op, dst, keys) => {
             let result = combine(&*txn, txn.now_ms, *op, keys, 0)?;
             Ok(Reply::Integer(store_set(txn, dst, result)? as i64))
         }
-        _ => Err(not_here("set read on the write path")),
     }
 }

@@ -3,12 +3,12 @@
 use bytes::Bytes;
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::string::{
-    parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringCommand,
-    TtlUpdate, MAX_STRING_LEN,
+    parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringRead,
+    StringWrite, TtlUpdate, MAX_STRING_LEN,
 };
 use zankv_commands::{CommandError, Reply};
 
-use super::{not_here, typed_meta, ExecResult, ReadCtx, Txn};
+use super::{typed_meta, ExecResult, ReadCtx, Txn};
 use crate::records::{KeyBody, KeyMeta, KeyType};
 
 fn string_value(meta: &KeyMeta) -> &[u8] {
@@ -27,14 +27,14 @@ fn into_string_value(meta: KeyMeta) -> Vec<u8> {
 }
 
 /// Executes a read-only string command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringRead) -> ExecResult {
     let get = |key: &[u8]| typed_meta(ctx.view, key, ctx.now_ms, KeyType::String);
     match cmd {
-        StringCommand::Get(key) => Ok(match get(key)? {
+        StringRead::Get(key) => Ok(match get(key)? {
             Some(m) => Reply::bulk(into_string_value(m)),
             None => Reply::Nil,
         }),
-        StringCommand::MGet(keys) => {
+        StringRead::MGet(keys) => {
             let mut out = Vec::with_capacity(keys.len());
             for key in keys {
                 out.push(match super::live_meta(ctx.view, key, ctx.now_ms)? {
@@ -47,20 +47,20 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        StringCommand::StrLen(key) => Ok(Reply::Integer(
+        StringRead::StrLen(key) => Ok(Reply::Integer(
             get(key)?.map_or(0, |m| string_value(&m).len() as i64),
         )),
-        StringCommand::GetRange(key, start, end) => {
+        StringRead::GetRange(key, start, end) => {
             let Some(m) = get(key)? else {
                 return Ok(Reply::bulk(Bytes::new()));
             };
             Ok(Reply::bulk_from(get_range(string_value(&m), *start, *end)))
         }
-        StringCommand::GetBit(key, offset) => {
+        StringRead::GetBit(key, offset) => {
             let bit = get(key)?.map_or(0, |m| bit_at(string_value(&m), *offset));
             Ok(Reply::Integer(i64::from(bit)))
         }
-        StringCommand::BitCount(key, args) => {
+        StringRead::BitCount(key, args) => {
             let Some(m) = get(key)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -70,21 +70,20 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringCommand) -> ExecResult {
                 Err(Some(e)) => Err(e.into()),
             }
         }
-        StringCommand::BitPos(key, bit, args) => {
+        StringRead::BitPos(key, bit, args) => {
             let Some(m) = get(key)? else {
                 return Ok(Reply::Integer(if *bit { -1 } else { 0 }));
             };
             let range = parse_bitpos_range(args)?;
             Ok(Reply::Integer(bit_pos(string_value(&m), *bit, range)))
         }
-        _ => Err(not_here("string write on the read path")),
     }
 }
 
 /// Executes a string command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
     match cmd {
-        StringCommand::Set {
+        StringWrite::Set {
             key,
             value,
             condition,
@@ -129,21 +128,21 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(reply)
         }
-        StringCommand::SetNx(key, value) => {
+        StringWrite::SetNx(key, value) => {
             if txn.live_meta(key)?.is_some() {
                 return Ok(Reply::Integer(0));
             }
             txn.set_meta(key, &KeyMeta::string(value.to_vec()))?;
             Ok(Reply::Integer(1))
         }
-        StringCommand::GetDel(key) => {
+        StringWrite::GetDel(key) => {
             let Some(m) = txn.typed_meta(key, KeyType::String)? else {
                 return Ok(Reply::Nil);
             };
             txn.delete_key(key)?;
             Ok(Reply::bulk_from(string_value(&m)))
         }
-        StringCommand::GetEx(key, update) => {
+        StringWrite::GetEx(key, update) => {
             let Some(mut m) = txn.typed_meta(key, KeyType::String)? else {
                 return Ok(Reply::Nil);
             };
@@ -173,7 +172,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             }
             Ok(reply)
         }
-        StringCommand::MSet {
+        StringWrite::MSet {
             pairs,
             only_if_none_exist,
         } => {
@@ -193,7 +192,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
                 Reply::OK
             })
         }
-        StringCommand::IncrBy(key, by) => {
+        StringWrite::IncrBy(key, by) => {
             let old = txn.typed_meta(key, KeyType::String)?;
             let current = match &old {
                 Some(m) => parse_i64(string_value(m)).ok_or(CommandError::NotInteger)?,
@@ -210,7 +209,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(Reply::Integer(next))
         }
-        StringCommand::IncrByFloat(key, by) => {
+        StringWrite::IncrByFloat(key, by) => {
             let old = txn.typed_meta(key, KeyType::String)?;
             let base = old.as_ref().map(string_value);
             let next = long_double_add(base, by).map_err(|e| match e {
@@ -229,7 +228,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(Reply::bulk(next))
         }
-        StringCommand::Append(key, suffix) => {
+        StringWrite::Append(key, suffix) => {
             let old = txn.typed_meta(key, KeyType::String)?;
             let (mut value, expire_at) = match old {
                 Some(m) => (string_value(&m).to_vec(), m.expire_at),
@@ -249,7 +248,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(Reply::Integer(len))
         }
-        StringCommand::SetRange(key, offset, patch) => {
+        StringWrite::SetRange(key, offset, patch) => {
             let offset = *offset as u64;
             let old = txn.typed_meta(key, KeyType::String)?;
             let (mut value, expire_at) = match old {
@@ -278,7 +277,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(Reply::Integer(len))
         }
-        StringCommand::SetBit(key, offset, bit) => {
+        StringWrite::SetBit(key, offset, bit) => {
             let old = txn.typed_meta(key, KeyType::String)?;
             let (mut value, expire_at) = match old {
                 Some(m) => (string_value(&m).to_vec(), m.expire_at),
@@ -304,7 +303,6 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringCommand) -> ExecResult {
             )?;
             Ok(Reply::Integer(i64::from(previous)))
         }
-        _ => Err(not_here("string read on the write path")),
     }
 }
 

@@ -25,14 +25,13 @@ use zankv_commands::keyspace::scan_options;
 use zankv_commands::number::format_double;
 use zankv_commands::set::SetOp;
 use zankv_commands::zset::{
-    combine_options, intercard_limit, AddFlags, Aggregate, LexRange, RangeBy, ScoreRange,
-    ZsetCommand,
+    combine_options, intercard_limit, AddFlags, Aggregate, LexRange, RangeBy, ScoreRange, ZsetRead,
+    ZsetWrite,
 };
 use zankv_commands::{CommandError, Reply};
 
 use super::{
-    collection_for_write, live_meta, not_here, typed_meta, ExecError, ExecResult, ReadCtx, Txn,
-    View,
+    collection_for_write, live_meta, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View,
 };
 use crate::engine::EngineError;
 use crate::keys;
@@ -443,19 +442,19 @@ fn combine(
 }
 
 /// Executes a read-only sorted-set command.
-pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
+pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetRead) -> ExecResult {
     let view = ctx.view;
     let now = ctx.now_ms;
     let shape_of = |key: &[u8]| -> Result<Option<Shape>, ExecError> {
         Ok(typed_meta(view, key, now, KeyType::ZSet)?.map(|m| Shape::of(&m)))
     };
     match cmd {
-        ZsetCommand::Card(key) => Ok(Reply::Integer(shape_of(key)?.map_or(0, |z| z.len as i64))),
-        ZsetCommand::Score(key, member) => Ok(match shape_of(key)? {
+        ZsetRead::Card(key) => Ok(Reply::Integer(shape_of(key)?.map_or(0, |z| z.len as i64))),
+        ZsetRead::Score(key, member) => Ok(match shape_of(key)? {
             Some(z) => score_of(view, &z, member)?.map_or(Reply::Nil, Reply::Double),
             None => Reply::Nil,
         }),
-        ZsetCommand::MScore(key, members) => {
+        ZsetRead::MScore(key, members) => {
             let z = shape_of(key)?;
             let mut out = Vec::with_capacity(members.len());
             for m in members {
@@ -466,15 +465,15 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
             }
             Ok(Reply::Array(out))
         }
-        ZsetCommand::Count(key, range) => Ok(Reply::Integer(match shape_of(key)? {
+        ZsetRead::Count(key, range) => Ok(Reply::Integer(match shape_of(key)? {
             Some(z) => count_scores(view, &z, range)? as i64,
             None => 0,
         })),
-        ZsetCommand::LexCount(key, range) => Ok(Reply::Integer(match shape_of(key)? {
+        ZsetRead::LexCount(key, range) => Ok(Reply::Integer(match shape_of(key)? {
             Some(z) => lex_count(view, &z, range)? as i64,
             None => 0,
         })),
-        ZsetCommand::Rank(key, member, rev) => {
+        ZsetRead::Rank(key, member, rev) => {
             let Some(z) = shape_of(key)? else {
                 return Ok(Reply::Nil);
             };
@@ -496,14 +495,14 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
                 below as i64
             }))
         }
-        ZsetCommand::Range(key, query) => Ok(match shape_of(key)? {
+        ZsetRead::Range(key, query) => Ok(match shape_of(key)? {
             Some(z) => entries_reply(
                 select(view, &z, &query.by, query.rev, query.limit)?,
                 query.with_scores,
             ),
             None => Reply::Array(vec![]),
         }),
-        ZsetCommand::RandMember(key, count) => {
+        ZsetRead::RandMember(key, count) => {
             let Some(z) = shape_of(key)? else {
                 return Ok(match count {
                     RandFieldCount::One => Reply::Nil,
@@ -516,11 +515,11 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
                 .collect();
             super::random_entries(&entries, *count)
         }
-        ZsetCommand::Combine(op, keys, opts) => {
+        ZsetRead::Combine(op, keys, opts) => {
             let (entries, with_scores) = combine(view, now, *op, keys, opts, false)?;
             Ok(entries_reply(entries, with_scores))
         }
-        ZsetCommand::InterCard(keys, opts) => {
+        ZsetRead::InterCard(keys, opts) => {
             let mut inputs = Vec::with_capacity(keys.len());
             for key in keys {
                 inputs.push(input(view, now, key)?);
@@ -545,7 +544,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
             }
             Ok(Reply::Integer(n as i64))
         }
-        ZsetCommand::Scan(key, cursor, opts) => {
+        ZsetRead::Scan(key, cursor, opts) => {
             let Some(z) = shape_of(key)? else {
                 return Ok(Reply::Array(vec![Reply::bulk("0"), Reply::Array(vec![])]));
             };
@@ -558,7 +557,6 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetCommand) -> ExecResult {
                 Some(|v| Reply::bulk(format_double(decoded(v)))),
             )
         }
-        _ => Err(not_here("sorted-set write on the read path")),
     }
 }
 
@@ -739,13 +737,13 @@ fn pop_entries(
 }
 
 /// Executes a sorted-set command that writes.
-pub fn write(txn: &mut Txn<'_>, cmd: &ZsetCommand) -> ExecResult {
+pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
     match cmd {
-        ZsetCommand::Add { key, flags, pairs } => {
+        ZsetWrite::Add { key, flags, pairs } => {
             let pairs: Vec<Entry> = pairs.iter().map(|(s, m)| (*s, m.clone())).collect();
             add(txn, key, flags, &pairs)
         }
-        ZsetCommand::Rem(key, members) => {
+        ZsetWrite::Rem(key, members) => {
             let Some(meta) = txn.typed_meta(key, KeyType::ZSet)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -764,7 +762,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetCommand) -> ExecResult {
                 remove_entries(txn, key, meta, &gone, false)? as i64,
             ))
         }
-        ZsetCommand::RemRange(key, by) => {
+        ZsetWrite::RemRange(key, by) => {
             let Some(meta) = txn.typed_meta(key, KeyType::ZSet)? else {
                 return Ok(Reply::Integer(0));
             };
@@ -773,7 +771,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetCommand) -> ExecResult {
                 remove_entries(txn, key, meta, &gone, true)? as i64
             ))
         }
-        ZsetCommand::Pop(key, max, count) => {
+        ZsetWrite::Pop(key, max, count) => {
             let Some(meta) = txn.typed_meta(key, KeyType::ZSet)? else {
                 return Ok(Reply::Array(vec![]));
             };
@@ -788,7 +786,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetCommand) -> ExecResult {
                 ),
             })
         }
-        ZsetCommand::MPop(keys, max, count) => {
+        ZsetWrite::MPop(keys, max, count) => {
             for key in keys {
                 if let Some(meta) = txn.typed_meta(key, KeyType::ZSet)? {
                     let popped = pop_entries(txn, key, meta, *max, *count)?;
@@ -805,18 +803,17 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetCommand) -> ExecResult {
             }
             Ok(Reply::NilArray)
         }
-        ZsetCommand::RangeStore(dst, src, query) => {
+        ZsetWrite::RangeStore(dst, src, query) => {
             let entries = match txn.typed_meta(src, KeyType::ZSet)? {
                 Some(meta) => select(txn, &Shape::of(&meta), &query.by, query.rev, query.limit)?,
                 None => Vec::new(),
             };
             Ok(Reply::Integer(store_zset(txn, dst, &entries)? as i64))
         }
-        ZsetCommand::Store(op, dst, keys, opts) => {
+        ZsetWrite::Store(op, dst, keys, opts) => {
             let (entries, _) = combine(&*txn, txn.now_ms, *op, keys, opts, true)?;
             Ok(Reply::Integer(store_zset(txn, dst, &entries)? as i64))
         }
-        _ => Err(not_here("sorted-set read on the write path")),
     }
 }
 

@@ -31,7 +31,7 @@ use raft::eraftpb::MessageType;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{error, info, warn};
-use zankv_commands::{Command, CommandError, Reply};
+use zankv_commands::{CommandError, ReadCommand, Reply};
 use zankv_pd_api::node_of;
 
 use super::log_store::GroupId;
@@ -158,7 +158,7 @@ pub enum StoreRequest {
         /// The group.
         group: GroupId,
         /// The reads.
-        items: Vec<Command>,
+        items: Vec<ReadCommand>,
         /// Where the replies go.
         reply: oneshot::Sender<Vec<Reply>>,
     },
@@ -264,7 +264,7 @@ impl StoreHandle {
     pub async fn stale_reads(
         &self,
         group: GroupId,
-        items: Vec<Command>,
+        items: Vec<ReadCommand>,
     ) -> oneshot::Receiver<Vec<Reply>> {
         let (tx, rx) = oneshot::channel();
         let _ = self

@@ -22,8 +22,11 @@ use tracing::{debug, info, warn};
 use zankv_commands::config::Config;
 use zankv_commands::connection::{auth_without_password, ClientSession};
 use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
+use zankv_commands::keyspace::KeyspaceRead;
 use zankv_commands::request::{self, RequestLimits};
-use zankv_commands::{Command, CommandError, ConnectionCommand, KeyspaceCommand, Protocol, Reply};
+use zankv_commands::{
+    Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
+};
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 use zankv_process::usage;
 
@@ -405,7 +408,7 @@ fn dispatch_on_partition(
         {
             return Dispatch::Data(
                 layout.id,
-                BatchItem::Read(Command::Keyspace(KeyspaceCommand::PartitionKeyspace)),
+                BatchItem::Read(ReadCommand::Keyspace(KeyspaceRead::PartitionKeyspace)),
                 spec.name,
             );
         }
@@ -424,7 +427,8 @@ fn dispatch_on_partition(
     data(inner, cmd, spec, layout.id, max_write_bytes)
 }
 
-/// A data command for `group`.
+/// A data command for `group`: a write is replicated as its arguments, a read runs as
+/// parsed (which one it is, its type says).
 fn data(
     argv: Vec<Bytes>,
     cmd: Command,
@@ -432,16 +436,18 @@ fn data(
     group: GroupId,
     max_write_bytes: usize,
 ) -> Dispatch {
-    if spec.is_write() && Change::command_size(&argv) > max_write_bytes {
-        return Dispatch::Reply(Reply::Error(CommandError::WriteTooLarge(
-            Change::command_size(&argv),
-            max_write_bytes,
-        )));
-    }
-    if spec.is_write() {
-        Dispatch::Data(group, BatchItem::Write(argv), spec.name)
-    } else {
-        Dispatch::Data(group, BatchItem::Read(cmd), spec.name)
+    match cmd.route() {
+        Routed::Write(_) if Change::command_size(&argv) > max_write_bytes => {
+            Dispatch::Reply(Reply::Error(CommandError::WriteTooLarge(
+                Change::command_size(&argv),
+                max_write_bytes,
+            )))
+        }
+        Routed::Write(_) => Dispatch::Data(group, BatchItem::Write(argv), spec.name),
+        Routed::Read(read) => Dispatch::Data(group, BatchItem::Read(read), spec.name),
+        Routed::Connection(_) => Dispatch::Reply(Reply::Error(CommandError::Internal(
+            "a connection command taken for a data command".into(),
+        ))),
     }
 }
 
