@@ -123,6 +123,22 @@ fn hash_for_write(txn: &mut Txn<'_>, key: &[u8]) -> Result<KeyMeta, ExecError> {
     collection_for_write(txn, key, KeyType::Hash)
 }
 
+/// Counts `added` new fields in the hash `meta` describes. Its metadata is rewritten only
+/// when the count changes: overwriting fields (most HSETs of a busy hash) leaves it as it
+/// is, which spares a metadata read and write per command.
+fn count_added(
+    txn: &mut Txn<'_>,
+    key: &[u8],
+    meta: KeyMeta,
+    added: u64,
+) -> Result<(), EngineError> {
+    if added > 0 {
+        let len = len_of(&meta) + added;
+        txn.set_meta(key, &with_len(meta, len))?;
+    }
+    Ok(())
+}
+
 /// Executes a hash command that writes.
 pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
     match cmd {
@@ -141,8 +157,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
                 }
                 txn.put(k, v.to_vec());
             }
-            let len = len_of(&meta) + added;
-            txn.set_meta(key, &with_len(meta, len))?;
+            count_added(txn, key, meta, added)?;
             Ok(if *reply_ok {
                 Reply::OK
             } else {
@@ -156,8 +171,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
                 return Ok(Reply::Integer(0));
             }
             txn.put(k, v.to_vec());
-            let len = len_of(&meta) + 1;
-            txn.set_meta(key, &with_len(meta, len))?;
+            count_added(txn, key, meta, 1)?;
             Ok(Reply::Integer(1))
         }
         HashWrite::Del(key, fields) => {
@@ -189,8 +203,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
             };
             let next = current.checked_add(*by).ok_or(CommandError::Overflow)?;
             txn.put(k, next.to_string().into_bytes());
-            let len = len_of(&meta) + u64::from(old.is_none());
-            txn.set_meta(key, &with_len(meta, len))?;
+            count_added(txn, key, meta, u64::from(old.is_none()))?;
             Ok(Reply::Integer(next))
         }
         HashWrite::IncrByFloat(key, f, by) => {
@@ -203,8 +216,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
                 FloatIncrError::NanOrInfinity => CommandError::NanOrInfinity,
             })?;
             txn.put(k, next.clone());
-            let len = len_of(&meta) + u64::from(old.is_none());
-            txn.set_meta(key, &with_len(meta, len))?;
+            count_added(txn, key, meta, u64::from(old.is_none()))?;
             Ok(Reply::bulk(next))
         }
     }
