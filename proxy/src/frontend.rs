@@ -630,6 +630,11 @@ fn authenticate(
     }
     match ctx.passwords.check(user, password) {
         Some(access) => {
+            // CLIENT LIST's `user`: the namespace a password restricts the connection to.
+            session.handle.set_user(match &access {
+                Access::Namespace(ns) => ns,
+                _ => "default",
+            });
             session.access = access;
             Reply::OK
         }

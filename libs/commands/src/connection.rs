@@ -576,7 +576,8 @@ pub struct ClientFilter {
     pub addr: Option<Bytes>,
     /// Only connections to this server address.
     pub laddr: Option<Bytes>,
-    /// Only this user (every connection is `default`).
+    /// Only this user (`default`, or on the proxy the namespace a password restricts the
+    /// connection to).
     pub user: Option<Bytes>,
     /// TYPE was given and is not `normal` (master, replica, pubsub): no connection here
     /// is of those types.
@@ -587,7 +588,7 @@ pub struct ClientFilter {
 
 impl ClientFilter {
     /// Whether a connection with these attributes passes (`me`: it is the one asking).
-    pub fn admits(&self, id: u64, addr: &str, laddr: &str, me: bool) -> bool {
+    pub fn admits(&self, id: u64, addr: &str, laddr: &str, user: &str, me: bool) -> bool {
         let excluded = self.other_type || (self.skip_me && me);
         !excluded
             && self.ids.as_ref().is_none_or(|ids| ids.contains(&id))
@@ -599,7 +600,10 @@ impl ClientFilter {
                 .laddr
                 .as_ref()
                 .is_none_or(|a| a.as_ref() == laddr.as_bytes())
-            && self.user.as_ref().is_none_or(|u| u.as_ref() == b"default")
+            && self
+                .user
+                .as_ref()
+                .is_none_or(|u| u.as_ref() == user.as_bytes())
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ClientHandle {
     last_ms: AtomicU64,
     last_cmd: Mutex<&'static str>,
     name: Mutex<String>,
+    /// The user it authenticated as (`default` unless told otherwise).
+    user: Mutex<String>,
     resp: AtomicU8,
     killed: AtomicBool,
     kill: Notify,
@@ -55,12 +57,22 @@ impl ClientHandle {
         self.resp.store(resp, Ordering::Relaxed);
     }
 
+    /// Records the user the connection authenticated as.
+    pub fn set_user(&self, user: &str) {
+        *lock(&self.user) = user.to_string();
+    }
+
+    /// The user the connection authenticated as.
+    pub fn user(&self) -> String {
+        lock(&self.user).clone()
+    }
+
     /// Its CLIENT LIST line (the fields this server knows), without the newline.
     pub fn line(&self) -> String {
         let age = self.connected.elapsed();
         let idle_ms = (age.as_millis() as u64).saturating_sub(self.last_ms.load(Ordering::Relaxed));
         format!(
-            "id={} addr={} laddr={} name={} age={} idle={} flags=N db=0 cmd={} user=default resp={}",
+            "id={} addr={} laddr={} name={} age={} idle={} flags=N db=0 cmd={} user={} resp={}",
             self.id,
             self.addr,
             self.laddr,
@@ -68,6 +80,7 @@ impl ClientHandle {
             age.as_secs(),
             idle_ms / 1000,
             lock(&self.last_cmd),
+            lock(&self.user),
             self.resp.load(Ordering::Relaxed)
         )
     }
@@ -117,6 +130,7 @@ impl ClientRegistry {
             last_ms: AtomicU64::new(0),
             last_cmd: Mutex::new("NULL"),
             name: Mutex::new(String::new()),
+            user: Mutex::new("default".into()),
             resp: AtomicU8::new(2),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
@@ -149,7 +163,7 @@ pub fn answer(
             let listed: Vec<Arc<ClientHandle>> = registry
                 .list()
                 .into_iter()
-                .filter(|c| filter.admits(c.id, &c.addr, &c.laddr, false))
+                .filter(|c| filter.admits(c.id, &c.addr, &c.laddr, &c.user(), false))
                 .collect();
             Reply::Verbatim(Bytes::from(lines(&listed)))
         }
@@ -170,7 +184,7 @@ pub fn answer(
             let matching: Vec<Arc<ClientHandle>> = registry
                 .list()
                 .into_iter()
-                .filter(|c| filter.admits(c.id, &c.addr, &c.laddr, c.id == me.id))
+                .filter(|c| filter.admits(c.id, &c.addr, &c.laddr, &c.user(), c.id == me.id))
                 .collect();
             matching.iter().for_each(|c| c.kill());
             Reply::Integer(matching.len() as i64)
@@ -202,5 +216,30 @@ mod tests {
         assert_eq!(registry.list().len(), 1, "gone with its registration");
         a.handle.kill();
         a.handle.killed().await;
+    }
+
+    #[test]
+    fn a_connection_shows_and_is_chosen_by_its_user() {
+        let registry = ClientRegistry::default();
+        let a = registry.register(1, "1.2.3.4:5".into(), "127.0.0.1:6379".into());
+        let b = registry.register(2, "1.2.3.4:6".into(), "127.0.0.1:6379".into());
+        b.handle.set_user("orders");
+        assert!(
+            b.handle.line().contains(" user=orders "),
+            "{}",
+            b.handle.line()
+        );
+        let kill = ConnectionCommand::parse(
+            "client|kill",
+            &[
+                Bytes::from("kill"),
+                Bytes::from("user"),
+                Bytes::from("orders"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(answer(&registry, &a.handle, &kill), Some(Reply::Integer(1)));
+        let list = ConnectionCommand::parse("client|list", &[Bytes::from("list")]).unwrap();
+        assert!(answer(&registry, &a.handle, &list).is_some());
     }
 }
