@@ -489,23 +489,21 @@ async fn update_namespace(
         (false, Some(_)) => None,
         _ => Some(number_in(&params, "replicator", 1, MAX_REPLICAS)?),
     };
-    let target = name.clone();
-    ctx.pd
-        .call_leader(move |c, now| {
-            if let Some(r) = replicator {
-                c.set_replicator(&target, r, now)?;
-            }
-            match stale_reads {
-                Some(on) => c.set_stale_reads(&target, on),
-                None => Ok(()),
-            }
-        })
-        .await??;
     let ns = ctx
         .pd
-        .call_leader(move |c, _| c.meta().namespace(&name).cloned())
-        .await?
-        .ok_or_else(|| ApiError(Refusal::not_found("the namespace was deleted meanwhile")))?;
+        .call_leader(move |c, now| {
+            if let Some(r) = replicator {
+                c.set_replicator(&name, r, now)?;
+            }
+            if let Some(on) = stale_reads {
+                c.set_stale_reads(&name, on)?;
+            }
+            c.meta()
+                .namespace(&name)
+                .cloned()
+                .ok_or_else(|| Refusal::not_found(format!("no namespace named {name}")))
+        })
+        .await??;
     Ok(Json(json!({
         "namespace": ns.name,
         "replicator": ns.replicator,

@@ -182,8 +182,6 @@ struct Session {
     handle: Arc<ClientHandle>,
     /// Whether it came in through the cluster address.
     cluster: bool,
-    /// READONLY: its reads of keys may be answered by any replica.
-    readonly: bool,
 }
 
 impl Session {
@@ -192,7 +190,7 @@ impl Session {
     fn reach(&self, ctx: &FrontendContext) -> Scope<'_> {
         Scope {
             namespace: self.scope(),
-            readonly: self.readonly,
+            readonly: self.client.readonly,
             share: match (&ctx.peers, self.cluster) {
                 (Some(peers), true) => Some(peers.share()),
                 _ => None,
@@ -306,7 +304,6 @@ async fn connection(
         },
         handle: registration.handle.clone(),
         cluster,
-        readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -682,14 +679,6 @@ fn connection_command(
         }
     }
     match cmd {
-        ConnectionCommand::ReadOnly => {
-            session.readonly = true;
-            Reply::OK
-        }
-        ConnectionCommand::ReadWrite => {
-            session.readonly = false;
-            Reply::OK
-        }
         ConnectionCommand::Info(_) => unreachable!("INFO is planned with the storage nodes"),
         ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
         ConnectionCommand::ConfigSet(pairs) => {

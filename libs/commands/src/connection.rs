@@ -841,6 +841,8 @@ pub struct ClientSession {
     pub protocol: Protocol,
     /// Whether the server speaks the cluster protocol (HELLO's `mode`).
     pub cluster: bool,
+    /// READONLY (until READWRITE): its reads of keys may be answered by any replica.
+    pub readonly: bool,
 }
 
 impl ClientSession {
@@ -851,16 +853,17 @@ impl ClientSession {
             name: None,
             protocol: Protocol::Resp2,
             cluster: false,
+            readonly: false,
         }
     }
 }
 
 impl ConnectionCommand {
     /// The reply to a command that depends only on the connection and the command table
-    /// (PING, ECHO, QUIT, HELLO, SELECT, CLIENT ID/GETNAME/SETNAME/HELP, COMMAND, TIME),
-    /// applying what it changes to `session`; `None` for AUTH, INFO, READONLY and
-    /// READWRITE, which each server answers itself. HELLO's AUTH must have been checked by
-    /// the caller.
+    /// (PING, ECHO, QUIT, HELLO, SELECT, READONLY/READWRITE, CLIENT ID/GETNAME/SETNAME/HELP,
+    /// COMMAND, TIME), applying what it changes to `session`; `None` for AUTH, INFO and the
+    /// commands on shared server state, which each server answers itself. HELLO's AUTH must
+    /// have been checked by the caller.
     pub fn answer(&self, session: &mut ClientSession) -> Option<Reply> {
         Some(match self {
             ConnectionCommand::Ping(None) => Reply::Status("PONG"),
@@ -902,6 +905,14 @@ impl ConnectionCommand {
                     (Reply::bulk("role"), Reply::bulk("master")),
                     (Reply::bulk("modules"), Reply::Array(vec![])),
                 ])
+            }
+            ConnectionCommand::ReadOnly => {
+                session.readonly = true;
+                Reply::OK
+            }
+            ConnectionCommand::ReadWrite => {
+                session.readonly = false;
+                Reply::OK
             }
             ConnectionCommand::Select(0) => Reply::OK,
             ConnectionCommand::Select(_) => Reply::Error(CommandError::DbIndexOutOfRange),
@@ -1056,8 +1067,6 @@ impl ConnectionCommand {
             ]),
             ConnectionCommand::Auth { .. }
             | ConnectionCommand::Info(_)
-            | ConnectionCommand::ReadOnly
-            | ConnectionCommand::ReadWrite
             | ConnectionCommand::ConfigGet(_)
             | ConnectionCommand::ConfigSet(_)
             | ConnectionCommand::ConfigResetStat

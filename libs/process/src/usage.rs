@@ -51,7 +51,7 @@ pub fn new_run_id() -> String {
             .unwrap_or_default()
             .as_nanos()
             ^ u128::from(std::process::id());
-        bytes.copy_from_slice(&seed.to_le_bytes()[..16].repeat(2)[..20]);
+        bytes.copy_from_slice(&seed.to_le_bytes().repeat(2)[..20]);
     }
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -88,8 +88,6 @@ struct Session {
     client: ClientSession,
     /// Its entry among the connected clients.
     handle: Arc<ClientHandle>,
-    /// READONLY: reads are served from this node's replica, whatever its role.
-    readonly: bool,
 }
 
 /// Replies that are known now or will come from a store loop.
@@ -160,7 +158,6 @@ async fn connection(
     let mut session = Session {
         client: ClientSession::new(id),
         handle: registration.handle.clone(),
-        readonly: false,
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = request::RequestReader::default();
@@ -199,7 +196,8 @@ async fn connection(
                     match dispatch(argv, &routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item, name) => {
                             last_data_command = Some(name);
-                            let stale = session.readonly && matches!(item, BatchItem::Read(_));
+                            let stale =
+                                session.client.readonly && matches!(item, BatchItem::Read(_));
                             if batch.group != Some(group) || batch.stale != stale {
                                 send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
                                     .await;
@@ -464,14 +462,6 @@ async fn connection_command(
             auth: Some((user, _)),
             ..
         } if user.as_ref() != b"default" => Reply::Error(CommandError::WrongPass),
-        ConnectionCommand::ReadOnly => {
-            session.readonly = true;
-            Reply::OK
-        }
-        ConnectionCommand::ReadWrite => {
-            session.readonly = false;
-            Reply::OK
-        }
         ConnectionCommand::Info(sections) => {
             Reply::Verbatim(Bytes::from(info(&sections, ctx).await))
         }
