@@ -74,6 +74,9 @@ pub enum Merge {
     Info(Box<crate::info::ClusterInfo>),
     /// SCAN: a page filled from the partitions in turn ([`crate::scan`]).
     Scan(ScanPage),
+    /// EXEC: the transaction's replies put back in queue order among the connection
+    /// commands' encoded replies (`None` in each data command's place).
+    Exec(Vec<Option<Bytes>>),
 }
 
 /// The internal command a storage node runs on one named partition (its
@@ -616,6 +619,16 @@ impl Plan {
         if let Merge::Info(info) = merge {
             return crate::info::merge(*info, &replies, protocol);
         }
+        if let Merge::Exec(answers) = merge {
+            // A watched key changed (a null reply), or the transaction's replies.
+            let reply = replies.swap_remove(0);
+            if error_text(&reply).is_some() || is_nil(&reply) {
+                return reply;
+            }
+            return array_items(&reply, protocol)
+                .and_then(|items| zankv_commands::transaction::in_queue_order(answers, items))
+                .map_or_else(|| unexpected(protocol), |all| array(&all));
+        }
         // The first error of any part is the answer.
         if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {
             return e.clone();
@@ -632,7 +645,7 @@ impl Plan {
                 }
                 encode(&Reply::Integer(total), protocol)
             }
-            Merge::Info(_) => unreachable!("merged above"),
+            Merge::Info(_) | Merge::Exec(_) => unreachable!("merged above"),
             Merge::Concat => {
                 let mut all = Vec::new();
                 for r in &replies {

@@ -27,9 +27,10 @@ use tokio::sync::watch;
 use tracing::{debug, info, warn};
 use zankv_commands::config::Config;
 use zankv_commands::connection::ClientSession;
-use zankv_commands::info::{ErrorStats, InfoFacts};
+use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::request::{RequestLimits, RequestReader};
 use zankv_commands::slowlog::SlowLog;
+use zankv_commands::transaction::{self, Queued, Step, Watched};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
@@ -38,6 +39,7 @@ use zankv_process::usage;
 use crate::config::NamespacePassword;
 use crate::forward::{plan, Forwarder, LaterRequests, Part, PartitionKey, Plan, Scope};
 use crate::peers::Peers;
+use crate::reply_frames::{array_items, bulk_text, error_text};
 
 /// Most requests read from one connection before their replies are written.
 const MAX_PIPELINE: usize = 1024;
@@ -222,6 +224,8 @@ enum Pending {
         command: &'static str,
         started: Instant,
         protocol: Protocol,
+        /// A WATCH: its keys, whose tokens the reply carries.
+        watch: Option<Vec<Bytes>>,
     },
 }
 
@@ -242,7 +246,12 @@ impl Pending {
             command,
             started,
             protocol,
+            watch: None,
         }
+    }
+
+    fn is_watch(&self) -> bool {
+        matches!(self, Pending::Forwarded { watch: Some(_), .. })
     }
 }
 
@@ -355,7 +364,55 @@ async fn connection(
                 Ok(Some(argv)) => {
                     let started = read_at;
                     let protocol = session.client.protocol;
-                    match zankv_commands::parse(&argv) {
+                    let parsed = zankv_commands::parse(&argv);
+                    // Nothing is queued before AUTH: MULTI too answers NOAUTH.
+                    let (argv, parsed) = if session.authenticated() {
+                        match transaction::step(&mut session.client, argv, parsed) {
+                            Step::Run(argv, parsed) => (argv, parsed),
+                            Step::Reply(reply) => {
+                                pending.push_back(ready(&reply, protocol));
+                                (Vec::new(), Err(CommandError::Syntax))
+                            }
+                            Step::Exec { queued, watched } => {
+                                outgoing.last_data_command = Some("exec");
+                                // The tokens of a WATCH of this pipeline must be in first.
+                                let mut watched = watched;
+                                if pending.iter().any(Pending::is_watch) {
+                                    if flush(
+                                        &mut socket,
+                                        &mut pending,
+                                        &mut outgoing,
+                                        ctx,
+                                        &mut session,
+                                    )
+                                    .await
+                                    .is_err()
+                                    {
+                                        return;
+                                    }
+                                    watched.append(&mut session.client.watched);
+                                }
+                                let p = exec(ctx, &mut session, &tables, queued, watched, started)
+                                    .await;
+                                pending.push_back(p);
+                                (Vec::new(), Err(CommandError::Syntax))
+                            }
+                        }
+                    } else {
+                        (argv, parsed)
+                    };
+                    // Answered by the transaction logic above.
+                    if argv.is_empty() {
+                        if pending.len() >= MAX_PIPELINE
+                            && flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
+                                .await
+                                .is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    match parsed {
                         // Before AUTH, only a command's name and arity are judged (as
                         // Redis does); its arguments are not looked at.
                         Err(e) if !session.authenticated() && !before_auth(&e, &argv[0]) => {
@@ -385,6 +442,27 @@ async fn connection(
                                 )
                                 .await,
                             );
+                        }
+                        // WATCH asks the keys' partition leader for tokens.
+                        Ok((Command::Connection(ConnectionCommand::Watch(keys)), spec))
+                            if session.authenticated() =>
+                        {
+                            outgoing.last_data_command = Some(spec.name);
+                            let plan =
+                                crate::transaction::watch_plan(&keys, &tables, session.reach(ctx));
+                            let mut p = Pending::sent(
+                                plan,
+                                &ctx.forwarder,
+                                argv,
+                                spec.name,
+                                started,
+                                protocol,
+                            )
+                            .await;
+                            if let Pending::Forwarded { watch, .. } = &mut p {
+                                *watch = Some(keys);
+                            }
+                            pending.push_back(p);
                         }
                         Ok((Command::Connection(c), spec)) => {
                             outgoing.last_data_command = None;
@@ -430,7 +508,7 @@ async fn connection(
                         }
                     }
                     if pending.len() >= MAX_PIPELINE
-                        && flush(&mut socket, &mut pending, &mut outgoing, ctx, &session)
+                        && flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
                             .await
                             .is_err()
                     {
@@ -446,7 +524,7 @@ async fn connection(
                 }
             }
         }
-        if flush(&mut socket, &mut pending, &mut outgoing, ctx, &session)
+        if flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
             .await
             .is_err()
             || close
@@ -501,9 +579,13 @@ fn before_auth(e: &CommandError, name: &[u8]) -> bool {
 }
 
 fn ready(reply: &Reply, protocol: Protocol) -> Pending {
+    Pending::Ready(ready_bytes(reply, protocol))
+}
+
+fn ready_bytes(reply: &Reply, protocol: Protocol) -> Bytes {
     let mut out = BytesMut::new();
     reply.encode(protocol, &mut out);
-    Pending::Ready(out.freeze())
+    out.freeze()
 }
 
 /// The requests still pending after the one being finished.
@@ -548,7 +630,7 @@ async fn flush(
     pending: &mut VecDeque<Pending>,
     outgoing: &mut Outgoing,
     ctx: &FrontendContext,
-    session: &Session,
+    session: &mut Session,
 ) -> std::io::Result<()> {
     if let Some(name) = outgoing.last_data_command.take() {
         session.handle.touch(name);
@@ -578,10 +660,14 @@ async fn flush(
                 command,
                 started,
                 protocol,
+                watch,
             } => {
-                let reply = plan
+                let mut reply = plan
                     .finish(&ctx.forwarder, protocol, &mut LaterInPipeline(pending))
                     .await;
+                if let Some(keys) = watch {
+                    reply = remember_watched(&mut session.client, keys, reply, protocol);
+                }
                 ctx.errors.record_encoded(&reply);
                 answered.push(Answered {
                     command,
@@ -613,6 +699,68 @@ async fn flush(
         out.clear();
     }
     Ok(())
+}
+
+/// A WATCH's reply: the tokens, kept by the connection, become OK; an error stays.
+fn remember_watched(
+    client: &mut ClientSession,
+    keys: Vec<Bytes>,
+    reply: Bytes,
+    protocol: Protocol,
+) -> Bytes {
+    let tokens: Option<Vec<Bytes>> = array_items(&reply, protocol)
+        .filter(|items| items.len() == keys.len())
+        .and_then(|items| items.iter().map(bulk_text).collect());
+    match tokens {
+        Some(tokens) => {
+            for (key, token) in keys.into_iter().zip(tokens) {
+                client.watched.push(Watched { key, token });
+            }
+            ready_bytes(&Reply::OK, protocol)
+        }
+        None if error_text(&reply).is_some() => reply,
+        None => crate::forward::unexpected(protocol),
+    }
+}
+
+/// EXEC: the connection commands answered now, in order; the data commands sent as one
+/// transaction to their partition ([`crate::transaction`]).
+async fn exec(
+    ctx: &FrontendContext,
+    session: &mut Session,
+    tables: &crate::routing::RoutingTables,
+    queued: Vec<Queued>,
+    watched: Vec<Watched>,
+    started: Instant,
+) -> Pending {
+    let protocol = session.client.protocol;
+    // Nothing runs, not even the connection commands, when the transaction is refused.
+    let mut answers = Vec::with_capacity(queued.len());
+    for q in &queued {
+        answers.push(match q {
+            Queued::Local(Ok(c)) => Some(match c {
+                // Inside a transaction, INFO shows the proxy's own measures.
+                ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(
+                    info_facts(ctx).render(&wanted_sections(sections)),
+                )),
+                c => connection_command(c.clone(), session, ctx),
+            }),
+            Queued::Local(Err(e)) => Some(Reply::Error(e.clone())),
+            Queued::Data { .. } => None,
+        });
+    }
+    let encoded = answers
+        .into_iter()
+        .map(|a| a.map(|r| ready_bytes(&r, protocol)))
+        .collect();
+    match crate::transaction::exec_plan(&queued, watched, encoded, tables, session.reach(ctx)) {
+        Ok(crate::transaction::Exec::Local(bytes)) => Pending::Ready(bytes),
+        Ok(crate::transaction::Exec::Remote(plan)) => {
+            let argv = vec![Bytes::from_static(b"EXEC")];
+            Pending::sent(plan, &ctx.forwarder, argv, "exec", started, protocol).await
+        }
+        Err(e) => ready(&Reply::Error(e), protocol),
+    }
 }
 
 /// AUTH's answer for `user` / `password`, marking the session authenticated on success.
@@ -713,6 +861,15 @@ fn connection_command(
         ConnectionCommand::SlowlogReset => {
             ctx.slow_log().reset();
             Reply::OK
+        }
+        // RESET also forgets the authentication, where a password is needed.
+        ConnectionCommand::Reset => {
+            if ctx.passwords.required() {
+                session.access = Access::Nothing;
+                session.handle.set_user("default");
+            }
+            cmd.answer(&mut session.client)
+                .expect("RESET has a common answer")
         }
         other => other
             .answer(&mut session.client)

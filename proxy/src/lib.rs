@@ -27,6 +27,7 @@ pub mod peers;
 pub mod reply_frames;
 pub mod routing;
 pub mod scan;
+pub mod transaction;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};

@@ -55,7 +55,10 @@ fn apply(c: &mut Criterion) {
         group.bench_function(name, |b| {
             b.iter_batched(
                 fresh,
-                |mut partition| black_box(partition.apply_all(changes).expect("applies")),
+                |mut partition| {
+                    let mut cursors = ScanCursors::new(16);
+                    black_box(partition.apply_all(changes, &mut cursors).expect("applies"))
+                },
                 BatchSize::SmallInput,
             )
         });
@@ -66,7 +69,9 @@ fn apply(c: &mut Criterion) {
     let fill: Vec<Change> = (0..10_000)
         .map(|n| command(&[b"SET", format!("key:{n}").as_bytes(), &value]))
         .collect();
-    partition.apply_all(&fill).expect("applies");
+    partition
+        .apply_all(&fill, &mut ScanCursors::new(16))
+        .expect("applies");
     let gets: Vec<ReadCommand> = (0..64)
         .map(|n| {
             let argv = [

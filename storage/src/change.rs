@@ -34,6 +34,19 @@ pub enum Change {
     /// No data change: raft's empty entries (a new leader's first entry) and membership
     /// changes. Applying it only advances the applied index. Encoded as zero bytes.
     Noop,
+    /// A MULTI/EXEC transaction: its commands (writes and reads) applied one after the
+    /// other as one change, each seeing the earlier ones' effects; the reply is the array
+    /// of their replies. It applies nothing and answers a null array when a watched key
+    /// expired after it was watched (the leader checked every other change of a watched
+    /// key before proposing it: [`crate::replication::watches`]).
+    Transaction {
+        /// Milliseconds since the Unix epoch, fixed by the leader.
+        now_ms: i64,
+        /// Each watched key with the time (ms) it was watched.
+        watched: Vec<(Bytes, i64)>,
+        /// The commands' arguments, each name first.
+        commands: Vec<Vec<Bytes>>,
+    },
     /// Background reclamation of the elements of dropped collection versions.
     Reclaim {
         /// Versions (with their element tag) to reclaim.
@@ -41,6 +54,28 @@ pub enum Change {
         /// Most element keys to delete in this change.
         budget: u32,
     },
+}
+
+/// The user keys a change may write.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Touches<'a> {
+    /// These keys (the keys of its write commands, or the keys it expires).
+    Keys(Vec<&'a [u8]>),
+    /// Every key: a keyless write (FLUSHDB, FLUSHALL).
+    Every,
+}
+
+/// The keys of one command, if it writes.
+fn command_touches<'a>(argv: &'a [Bytes], into: &mut Vec<&'a [u8]>) -> bool {
+    let Some(spec) = argv.first().and_then(|name| zankv_commands::lookup(name)) else {
+        return true;
+    };
+    if !spec.is_write() {
+        return true;
+    }
+    let before = into.len();
+    into.extend(spec.key_positions(argv).map(|pos| &argv[pos][..]));
+    into.len() > before
 }
 
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
@@ -97,6 +132,32 @@ impl<'a> Reader<'a> {
 }
 
 impl Change {
+    /// The user keys the change may write.
+    pub fn touches(&self) -> Touches<'_> {
+        let mut keys = Vec::new();
+        let keyed = match self {
+            Change::Expire { keys: expired, .. } => {
+                keys.extend(expired.iter().map(|(k, _)| &k[..]));
+                true
+            }
+            Change::Command { argv, .. } => command_touches(argv, &mut keys),
+            Change::Transaction { commands, .. } => {
+                // Every command's keys, even after a keyless one.
+                let keyed: Vec<bool> = commands
+                    .iter()
+                    .map(|argv| command_touches(argv, &mut keys))
+                    .collect();
+                keyed.into_iter().all(|k| k)
+            }
+            Change::Reclaim { .. } | Change::Noop => true,
+        };
+        if keyed {
+            Touches::Keys(keys)
+        } else {
+            Touches::Every
+        }
+    }
+
     /// Encodes the change.
     pub fn encode(&self) -> Vec<u8> {
         if *self == Change::Noop {
@@ -122,6 +183,26 @@ impl Change {
                     put_bytes(&mut out, k);
                 }
             }
+            Change::Transaction {
+                now_ms,
+                watched,
+                commands,
+            } => {
+                out.push(4);
+                out.extend_from_slice(&now_ms.to_be_bytes());
+                out.extend_from_slice(&(watched.len() as u32).to_be_bytes());
+                for (key, at) in watched {
+                    out.extend_from_slice(&at.to_be_bytes());
+                    put_bytes(&mut out, key);
+                }
+                out.extend_from_slice(&(commands.len() as u32).to_be_bytes());
+                for argv in commands {
+                    out.extend_from_slice(&(argv.len() as u32).to_be_bytes());
+                    for a in argv {
+                        put_bytes(&mut out, a);
+                    }
+                }
+            }
             Change::Reclaim { versions, budget } => {
                 out.push(3);
                 out.extend_from_slice(&budget.to_be_bytes());
@@ -138,6 +219,19 @@ impl Change {
     /// The encoded size of a command change with arguments `argv`.
     pub fn command_size(argv: &[Bytes]) -> usize {
         1 + 1 + 8 + 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>()
+    }
+
+    /// The encoded size of a transaction change with `watched` keys and `commands`.
+    pub fn transaction_size(watched: &[(Bytes, Bytes)], commands: &[Vec<Bytes>]) -> usize {
+        1 + 1
+            + 8
+            + 4
+            + watched.iter().map(|(k, _)| 8 + 4 + k.len()).sum::<usize>()
+            + 4
+            + commands
+                .iter()
+                .map(|argv| 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>())
+                .sum::<usize>()
     }
 
     /// Decodes [`Change::encode`]'s output.
@@ -179,6 +273,30 @@ impl Change {
                 }
                 Change::Reclaim { versions, budget }
             }
+            4 => {
+                let now_ms = r.u64()? as i64;
+                let n = r.count(12)?;
+                let mut watched = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let at = r.u64()? as i64;
+                    watched.push((r.bytes()?, at));
+                }
+                let n = r.count(4)?;
+                let mut commands = Vec::with_capacity(n);
+                for _ in 0..n {
+                    let argc = r.count(4)?;
+                    let mut argv = Vec::with_capacity(argc);
+                    for _ in 0..argc {
+                        argv.push(r.bytes()?);
+                    }
+                    commands.push(argv);
+                }
+                Change::Transaction {
+                    now_ms,
+                    watched,
+                    commands,
+                }
+            }
             kind => {
                 return Err(EngineError::Corruption(format!(
                     "unknown change kind {kind}"
@@ -217,6 +335,16 @@ mod tests {
                 any::<u32>()
             )
                 .prop_map(|(versions, budget)| Change::Reclaim { versions, budget }),
+            (
+                any::<i64>(),
+                proptest::collection::vec((bytes(), any::<i64>()), 0..3),
+                proptest::collection::vec(proptest::collection::vec(bytes(), 0..4), 0..4)
+            )
+                .prop_map(|(now_ms, watched, commands)| Change::Transaction {
+                    now_ms,
+                    watched,
+                    commands
+                }),
             Just(Change::Noop),
         ]
     }
@@ -234,6 +362,35 @@ mod tests {
     }
 
     #[test]
+    fn a_change_touches_the_keys_its_writes_name() {
+        let cmd = |words: &[&str]| -> Vec<Bytes> {
+            words.iter().map(|w| Bytes::from(w.to_string())).collect()
+        };
+        let txn = Change::Transaction {
+            now_ms: 1,
+            watched: vec![],
+            commands: vec![
+                cmd(&["set", "a", "1"]),
+                cmd(&["get", "b"]),
+                cmd(&["mset", "c", "1", "d", "2"]),
+            ],
+        };
+        assert_eq!(txn.touches(), Touches::Keys(vec![b"a", b"c", b"d"]));
+        let flush = Change::Command {
+            now_ms: 1,
+            argv: cmd(&["flushdb"]),
+        };
+        assert_eq!(flush.touches(), Touches::Every);
+        let txn = Change::Transaction {
+            now_ms: 1,
+            watched: vec![],
+            commands: vec![cmd(&["dbsize"]), cmd(&["flushall"])],
+        };
+        assert_eq!(txn.touches(), Touches::Every);
+        assert_eq!(Change::Noop.touches(), Touches::Keys(vec![]));
+    }
+
+    #[test]
     fn command_size_is_the_encoded_size() {
         let argv: Vec<Bytes> = vec!["set".into(), "k".into(), Bytes::from(vec![7u8; 300])];
         let encoded = Change::Command {
@@ -242,5 +399,14 @@ mod tests {
         }
         .encode();
         assert_eq!(Change::command_size(&argv), encoded.len());
+        let watched = vec![(Bytes::from_static(b"key"), Bytes::from_static(b"token"))];
+        let commands = vec![argv.clone(), vec!["get".into(), "k".into()]];
+        let encoded = Change::Transaction {
+            now_ms: 5,
+            watched: vec![(Bytes::from_static(b"key"), 9)],
+            commands: commands.clone(),
+        }
+        .encode();
+        assert_eq!(Change::transaction_size(&watched, &commands), encoded.len());
     }
 }

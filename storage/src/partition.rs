@@ -74,74 +74,49 @@ impl Partition {
             "change {index} applied out of order after {}",
             self.state.applied_index
         );
-        let mut replies = self.apply_all(std::slice::from_ref(change))?;
+        let mut cursors = ScanCursors::new(16);
+        let mut replies = self.apply_all(std::slice::from_ref(change), &mut cursors)?;
         Ok(replies.pop().expect("one reply per change"))
     }
 
     /// Applies `changes` as the next log entries, in order, and writes all their effects and
     /// the final applied state in **one** engine batch. Each change sees the effects of the
-    /// earlier ones. Returns one reply per change.
-    pub fn apply_all(&mut self, changes: &[Change]) -> Result<Vec<Reply>, EngineError> {
+    /// earlier ones. Returns one reply per change. A SCAN inside a transaction keeps its
+    /// cursor in `cursors`.
+    pub fn apply_all(
+        &mut self,
+        changes: &[Change],
+        cursors: &mut ScanCursors,
+    ) -> Result<Vec<Reply>, EngineError> {
         let committed = EngineView::new(self.engine.as_ref());
         let mut batch_txn = Txn::new(&committed, 0, self.state);
         let mut replies = Vec::with_capacity(changes.len());
         for change in changes {
             let now_ms = match change {
-                Change::Command { now_ms, .. } | Change::Expire { now_ms, .. } => *now_ms,
+                Change::Command { now_ms, .. }
+                | Change::Expire { now_ms, .. }
+                | Change::Transaction { now_ms, .. } => *now_ms,
                 Change::Reclaim { .. } | Change::Noop => 0,
             };
             let mut state = batch_txn.state;
             state.applied_index += 1;
-            let mut txn = Txn::new(&batch_txn, now_ms, state);
-            let outcome = match change {
-                // A bug that panics inside one command must not take the partition down: the
-                // command fails and changes nothing, the same way on every replica (its
-                // writes are still buffered in `txn`, which is dropped).
-                Change::Command { argv, .. } => {
-                    contain_panic(
-                        || match zankv_commands::parse(argv).map(|(c, _)| c.route()) {
-                            Ok(Routed::Write(cmd)) => data::execute_write(&mut txn, &cmd),
-                            // The log holds arguments: only a write was ever proposed.
-                            Ok(_) => Err(ExecError::Command(CommandError::Internal(
-                                "read command in a change".into(),
-                            ))),
-                            Err(e) => Err(ExecError::Command(e)),
-                        },
-                    )
-                }
-                Change::Expire { keys, .. } => {
-                    expire_keys(&mut txn, keys).map_err(ExecError::Engine)
-                }
-                Change::Reclaim { versions, budget } => {
-                    reclaim(&mut txn, versions, *budget).map_err(ExecError::Engine)
-                }
-                Change::Noop => Ok(Reply::Nil),
-            };
-            let outcome = outcome.and_then(|reply| {
-                txn.reap_expired()?;
-                Ok(reply)
-            });
-            match outcome {
-                Ok(reply) => {
-                    let (writes, state) = txn.finish();
-                    batch_txn.absorb(writes);
-                    batch_txn.state = state;
-                    replies.push(reply);
-                }
-                Err(ExecError::Command(e)) => {
-                    // A user error changes nothing but still consumes its index; only the
-                    // expired keys it looked up are deleted, as Redis does on access.
-                    let expired = txn.take_noted_expired();
-                    drop(txn);
-                    let mut reaper = Txn::new(&batch_txn, now_ms, state);
-                    reaper.reap(expired)?;
-                    let (writes, state) = reaper.finish();
-                    batch_txn.absorb(writes);
-                    batch_txn.state = state;
-                    replies.push(Reply::Error(e));
-                }
-                Err(ExecError::Engine(e)) => return Err(e),
-            }
+            let (reply, writes, state) =
+                run_contained(&batch_txn, now_ms, state, |txn| match change {
+                    Change::Command { argv, .. } => execute(txn, argv, cursors, false),
+                    Change::Transaction {
+                        watched, commands, ..
+                    } => transaction(txn, watched, commands, cursors),
+                    Change::Expire { keys, .. } => {
+                        expire_keys(txn, keys).map_err(ExecError::Engine)
+                    }
+                    Change::Reclaim { versions, budget } => {
+                        reclaim(txn, versions, *budget).map_err(ExecError::Engine)
+                    }
+                    Change::Noop => Ok(Reply::Nil),
+                })?;
+            batch_txn.absorb(writes);
+            batch_txn.state = state;
+            replies.push(reply);
         }
         let (mut batch, state) = batch_txn.finish();
         batch.put(keys::applied_state_key(), state.encode());
@@ -302,6 +277,98 @@ fn reclaim(txn: &mut Txn<'_>, versions: &[(u8, u64)], budget: u32) -> Result<Rep
         }
     }
     Ok(Reply::Integer((budget as usize - left) as i64))
+}
+
+/// Runs `exec` as one change on top of `base`, at `now_ms` from `state`: its reply, writes
+/// and bookkeeping. A user error (or a panic: a bug) changes nothing but the deletion of the
+/// expired keys it came across, as Redis deletes them on access; a storage error is
+/// returned.
+fn run_contained(
+    base: &Txn<'_>,
+    now_ms: i64,
+    state: AppliedState,
+    exec: impl FnOnce(&mut Txn<'_>) -> Result<Reply, ExecError>,
+) -> Result<(Reply, crate::engine::WriteBatch, AppliedState), EngineError> {
+    let mut txn = Txn::new(base, now_ms, state);
+    let outcome = contain_panic(|| exec(&mut txn)).and_then(|reply| {
+        txn.reap_expired()?;
+        Ok(reply)
+    });
+    match outcome {
+        Ok(reply) => {
+            let (writes, state) = txn.finish();
+            Ok((reply, writes, state))
+        }
+        Err(ExecError::Command(e)) => {
+            let expired = txn.take_noted_expired();
+            drop(txn);
+            let mut reaper = Txn::new(base, now_ms, state);
+            reaper.reap(expired)?;
+            let (writes, state) = reaper.finish();
+            Ok((Reply::Error(e), writes, state))
+        }
+        Err(ExecError::Engine(e)) => Err(e),
+    }
+}
+
+/// Executes one replicated command: a write, or (`reads`: inside a transaction) a read,
+/// which sees the transaction's earlier writes.
+fn execute(
+    txn: &mut Txn<'_>,
+    argv: &[bytes::Bytes],
+    cursors: &mut ScanCursors,
+    reads: bool,
+) -> Result<Reply, ExecError> {
+    match zankv_commands::parse(argv).map(|(c, _)| c.route()) {
+        Ok(Routed::Write(cmd)) => data::execute_write(txn, &cmd),
+        Ok(Routed::Read(cmd)) if reads => {
+            let mut ctx = ReadCtx {
+                view: &*txn,
+                now_ms: txn.now_ms,
+                state: txn.state,
+                cursors,
+            };
+            data::execute_read(&mut ctx, &cmd)
+        }
+        // The log holds arguments: only a write (or a transaction's commands) was ever
+        // proposed.
+        Ok(_) => Err(ExecError::Command(CommandError::Internal(
+            "read command in a change".into(),
+        ))),
+        Err(e) => Err(ExecError::Command(e)),
+    }
+}
+
+/// A MULTI/EXEC transaction: nothing when a watched key expired since its WATCH (a null
+/// array), else each command in turn on the effects of the ones before, an error answering
+/// in place of its command's reply without stopping the others (as Redis).
+fn transaction(
+    txn: &mut Txn<'_>,
+    watched: &[(bytes::Bytes, i64)],
+    commands: &[Vec<bytes::Bytes>],
+    cursors: &mut ScanCursors,
+) -> Result<Reply, ExecError> {
+    for (key, watched_at) in watched {
+        if let Some(KeyMeta {
+            expire_at: Some(at),
+            ..
+        }) = data::raw_meta(txn, key)?
+        {
+            if (at as i64) > *watched_at && (at as i64) <= txn.now_ms {
+                return Ok(Reply::NilArray);
+            }
+        }
+    }
+    let mut replies = Vec::with_capacity(commands.len());
+    for argv in commands {
+        let (reply, writes, state) = run_contained(txn, txn.now_ms, txn.state, |inner| {
+            execute(inner, argv, cursors, true)
+        })?;
+        txn.absorb(writes);
+        txn.state = state;
+        replies.push(reply);
+    }
+    Ok(Reply::Array(replies))
 }
 
 /// Runs one command's execution; a panic in it becomes that command's error.
@@ -472,7 +539,7 @@ mod tests {
             let mut rest = &changes[..];
             while !rest.is_empty() {
                 let n = rng.usize(1..=rest.len().min(40));
-                replies2.extend(p2.apply_all(&rest[..n]).unwrap());
+                replies2.extend(p2.apply_all(&rest[..n], &mut ScanCursors::new(16)).unwrap());
                 rest = &rest[n..];
             }
             assert_eq!(replies1, replies2, "seed {seed}");

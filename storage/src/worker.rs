@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use zankv_commands::{CommandError, ReadCommand, Reply};
 
-use crate::change::Change;
+use crate::change::{Change, Touches};
 use crate::clock::Clock;
 use crate::data::ScanCursors;
 use crate::engine::memory::MemoryEngine;
@@ -73,6 +73,15 @@ pub enum BatchItem {
     Read(ReadCommand),
     /// A write command's arguments (they become a [`Change`]).
     Write(Vec<Bytes>),
+    /// A MULTI/EXEC transaction, always alone in its batch: proposed as one
+    /// [`Change::Transaction`] if its watched keys are unchanged
+    /// ([`crate::replication::watches`]), else answered with a null array.
+    Transaction {
+        /// Each watched key with its WATCH token.
+        watched: Vec<(Bytes, Bytes)>,
+        /// The data commands, each name first.
+        commands: Vec<Vec<Bytes>>,
+    },
 }
 
 impl BatchItem {
@@ -82,7 +91,9 @@ impl BatchItem {
             .into_iter()
             .map(|i| match i {
                 BatchItem::Read(cmd) => cmd,
-                BatchItem::Write(_) => unreachable!("a batch of reads holds a write"),
+                BatchItem::Write(_) | BatchItem::Transaction { .. } => {
+                    unreachable!("a batch of reads holds a write")
+                }
             })
             .collect()
     }
@@ -694,7 +705,7 @@ impl Worker {
             Some(why) => Err(why.clone()),
             None => {
                 let started = Instant::now();
-                let applied = self.partition.apply_all(&changes);
+                let applied = self.partition.apply_all(&changes, &mut self.cursors);
                 self.stats.observe_apply(changes.len(), started.elapsed());
                 applied.map_err(|e| e.to_string())
             }
@@ -852,26 +863,13 @@ impl Worker {
         if self.expired_seen.is_empty() {
             return;
         }
-        match change {
-            Change::Expire { keys, .. } => {
-                for (key, _) in keys {
+        match change.touches() {
+            Touches::Every => self.expired_seen.clear(),
+            Touches::Keys(keys) => {
+                for key in keys {
                     self.expired_seen.remove(key);
                 }
             }
-            Change::Command { argv, .. } => {
-                let Some(spec) = argv.first().and_then(|name| zankv_commands::lookup(name)) else {
-                    return;
-                };
-                let mut positions = spec.key_positions(argv).peekable();
-                if positions.peek().is_none() {
-                    // FLUSHDB/FLUSHALL.
-                    self.expired_seen.clear();
-                }
-                for pos in positions {
-                    self.expired_seen.remove(&argv[pos]);
-                }
-            }
-            Change::Reclaim { .. } | Change::Noop => {}
         }
     }
 

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use crate::error::CommandError;
 use crate::number::parse_i64;
 use crate::reply::{Protocol, Reply};
-use crate::spec::{container, spec, Access, CommandSpec, NO_KEYS};
+use crate::spec::{container, spec, Access, CommandSpec, ALL_KEYS, NO_KEYS};
 
 /// The Redis version zankv reports (its command set and replies follow Redis 7.0).
 pub const REDIS_COMPAT_VERSION: &str = "7.0.0";
@@ -389,6 +389,79 @@ pub static SPECS: &[CommandSpec] = &[
         "Returns the server time.",
     ),
     spec(
+        "multi",
+        1,
+        C,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        &["fast", "transaction"],
+        "transactions",
+        "1.2.0",
+        "Starts a transaction.",
+    ),
+    spec(
+        "exec",
+        1,
+        C,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        NO_KEYS,
+        &["slow", "transaction"],
+        "transactions",
+        "1.2.0",
+        "Executes all commands in a transaction.",
+    ),
+    spec(
+        "discard",
+        1,
+        C,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        &["fast", "transaction"],
+        "transactions",
+        "2.0.0",
+        "Discards a transaction.",
+    ),
+    spec(
+        "watch",
+        -2,
+        C,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        ALL_KEYS,
+        &["fast", "transaction"],
+        "transactions",
+        "2.2.0",
+        "Monitors changes to keys to determine the execution of a transaction.",
+    ),
+    spec(
+        "unwatch",
+        1,
+        C,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+        &["fast", "transaction"],
+        "transactions",
+        "2.2.0",
+        "Forgets about watched keys of a transaction.",
+    ),
+    spec(
+        "reset",
+        1,
+        C,
+        &[
+            "noscript",
+            "loading",
+            "stale",
+            "fast",
+            "no_auth",
+            "allow_busy",
+        ],
+        NO_KEYS,
+        &["fast", "connection"],
+        "connection",
+        "6.2.0",
+        "Resets the connection.",
+    ),
+    spec(
         "readonly",
         1,
         C,
@@ -536,6 +609,18 @@ pub enum ConnectionCommand {
     ReadOnly,
     /// READWRITE: back to linearizable reads served by the leader.
     ReadWrite,
+    /// MULTI: starts queueing a transaction ([`crate::transaction`]).
+    Multi,
+    /// EXEC: runs the queued transaction.
+    Exec,
+    /// DISCARD: drops the queued transaction.
+    Discard,
+    /// `WATCH key [key ...]`: EXEC runs only if none of the keys changed meanwhile.
+    Watch(Vec<Bytes>),
+    /// UNWATCH: forgets the watched keys.
+    Unwatch,
+    /// RESET: the connection back to its state on connect.
+    Reset,
 }
 
 /// Which commands COMMAND LIST names.
@@ -824,6 +909,12 @@ impl ConnectionCommand {
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
             "readonly" => ConnectionCommand::ReadOnly,
+            "multi" => ConnectionCommand::Multi,
+            "exec" => ConnectionCommand::Exec,
+            "discard" => ConnectionCommand::Discard,
+            "watch" => ConnectionCommand::Watch(args.to_vec()),
+            "unwatch" => ConnectionCommand::Unwatch,
+            "reset" => ConnectionCommand::Reset,
             "readwrite" => ConnectionCommand::ReadWrite,
             _ => unreachable!("connection family dispatched an unknown name: {name}"),
         })
@@ -831,7 +922,7 @@ impl ConnectionCommand {
 }
 
 /// A client connection's own state, which connection commands read and change.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClientSession {
     /// CLIENT ID.
     pub id: u64,
@@ -843,6 +934,10 @@ pub struct ClientSession {
     pub cluster: bool,
     /// READONLY (until READWRITE): its reads of keys may be answered by any replica.
     pub readonly: bool,
+    /// The transaction being queued, between MULTI and EXEC or DISCARD.
+    pub multi: Option<crate::transaction::Multi>,
+    /// The keys WATCH was given since the last EXEC, DISCARD or UNWATCH.
+    pub watched: Vec<crate::transaction::Watched>,
 }
 
 impl ClientSession {
@@ -854,7 +949,18 @@ impl ClientSession {
             protocol: Protocol::Resp2,
             cluster: false,
             readonly: false,
+            multi: None,
+            watched: Vec::new(),
         }
+    }
+
+    /// RESET: no transaction, no watched keys, no name, RESP2, READWRITE (authentication
+    /// is the server's to reset).
+    pub fn reset(&mut self) {
+        *self = ClientSession {
+            cluster: self.cluster,
+            ..ClientSession::new(self.id)
+        };
     }
 }
 
@@ -909,6 +1015,15 @@ impl ConnectionCommand {
             ConnectionCommand::ReadOnly => {
                 session.readonly = true;
                 Reply::OK
+            }
+            // Queued in a transaction, it runs when its watches were already dropped by EXEC.
+            ConnectionCommand::Unwatch => {
+                session.watched.clear();
+                Reply::OK
+            }
+            ConnectionCommand::Reset => {
+                session.reset();
+                Reply::Status("RESET")
             }
             ConnectionCommand::ReadWrite => {
                 session.readonly = false;
@@ -1076,7 +1191,13 @@ impl ConnectionCommand {
             | ConnectionCommand::SlowlogReset
             | ConnectionCommand::ClientList(_)
             | ConnectionCommand::ClientInfo
-            | ConnectionCommand::ClientKill(_) => return None,
+            | ConnectionCommand::ClientKill(_)
+            // The transaction commands ([`crate::transaction::step`]) and WATCH, which each
+            // server sends to the keys' partition.
+            | ConnectionCommand::Multi
+            | ConnectionCommand::Exec
+            | ConnectionCommand::Discard
+            | ConnectionCommand::Watch(_) => return None,
         })
     }
 }

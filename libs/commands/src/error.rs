@@ -276,6 +276,21 @@ pub enum CommandError {
     /// The keys of one command belong to different partitions.
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,
+    /// MULTI inside MULTI.
+    #[error("ERR MULTI calls can not be nested")]
+    MultiNested,
+    /// EXEC outside MULTI.
+    #[error("ERR EXEC without MULTI")]
+    ExecWithoutMulti,
+    /// DISCARD outside MULTI.
+    #[error("ERR DISCARD without MULTI")]
+    DiscardWithoutMulti,
+    /// WATCH inside MULTI.
+    #[error("ERR WATCH inside MULTI is not allowed")]
+    WatchInMulti,
+    /// EXEC of a transaction in which a command was refused while queueing.
+    #[error("EXECABORT Transaction discarded because of previous errors.")]
+    ExecAbort,
     /// A keyless data command (DBSIZE, SCAN, KEYS, ...) sent to a node that hosts several
     /// partitions: only the proxy can combine them.
     #[error("ERR this command has no key and this node hosts several partitions; send it through the proxy")]
@@ -459,6 +474,11 @@ mod docs_table {
                 "not leader of default-0, leader is node 2 at 127.0.0.1:22381".into(),
             ),
             E::CrossSlot,
+            E::MultiNested,
+            E::ExecWithoutMulti,
+            E::DiscardWithoutMulti,
+            E::WatchInMulti,
+            E::ExecAbort,
             E::KeylessOnManyPartitions,
             E::WriteTimeout(10000),
             E::WriteTooLarge(70000000, 67108864),
@@ -547,6 +567,11 @@ mod docs_table {
                 | E::ShuttingDown
                 | E::ClusterChanged(_)
                 | E::CrossSlot
+                | E::MultiNested
+                | E::ExecWithoutMulti
+                | E::DiscardWithoutMulti
+                | E::WatchInMulti
+                | E::ExecAbort
                 | E::KeylessOnManyPartitions
                 | E::WriteTimeout(_)
                 | E::WriteTooLarge(..)

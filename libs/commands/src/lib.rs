@@ -37,6 +37,7 @@ pub mod slowlog;
 pub mod sort;
 pub mod spec;
 pub mod string;
+pub mod transaction;
 pub mod zset;
 
 use std::collections::HashMap;

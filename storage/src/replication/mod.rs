@@ -21,6 +21,7 @@ pub mod snapshot;
 pub mod store;
 pub mod store_loop;
 pub mod transport;
+pub mod watches;
 
 #[cfg(test)]
 mod sim;

@@ -41,7 +41,8 @@ use super::peer::ProposeError;
 use super::snapshot::SnapshotFiles;
 use super::store::{GroupMessage, RaftStore, Start, StoreOutput};
 use super::transport::Transport;
-use crate::change::Change;
+use super::watches::WatchTables;
+use crate::change::{Change, Touches};
 use crate::clock::Clock;
 use crate::node_stats::NodeStats;
 use crate::routing::SharedRouting;
@@ -83,6 +84,16 @@ pub enum StoreRequest {
         to: u64,
         /// Whether the follower stored it.
         delivered: bool,
+    },
+    /// WATCH `keys` of `group` (this node must lead it): answered with a token per key
+    /// ([`super::watches`]).
+    Watch {
+        /// The group.
+        group: GroupId,
+        /// The keys.
+        keys: Vec<Bytes>,
+        /// The tokens, or the refusal.
+        reply: oneshot::Sender<Reply>,
     },
     /// Report the raft status of every hosted group.
     Status {
@@ -272,6 +283,20 @@ impl StoreHandle {
             .send(StoreRequest::StaleReads {
                 group,
                 items,
+                reply: tx,
+            })
+            .await;
+        rx
+    }
+
+    /// WATCH `keys` of `group`: a token per key, or the refusal (`Reply::Error`).
+    pub async fn watch(&self, group: GroupId, keys: Vec<Bytes>) -> oneshot::Receiver<Reply> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self
+            .tx
+            .send(StoreRequest::Watch {
+                group,
+                keys,
                 reply: tx,
             })
             .await;
@@ -531,6 +556,8 @@ struct Runner {
     /// The loop's own request queue (transfers report back through it).
     handle: StoreHandle,
     pending_admin: Vec<PendingAdmin>,
+    /// The keys clients WATCH in the groups this node leads.
+    watches: WatchTables,
 }
 
 /// The runtime the store loop runs in: one thread, which also runs the raft transport's
@@ -570,6 +597,7 @@ pub fn spawn(
                 compacting: HashMap::new(),
                 handle,
                 pending_admin: Vec::new(),
+                watches: WatchTables::default(),
             };
             runtime.block_on(runner.run(raft_in, requests, stop));
         })
@@ -633,6 +661,9 @@ impl Runner {
 
     fn on_tick(&mut self) {
         self.ticks += 1;
+        if self.ticks.is_multiple_of(100) {
+            self.watches.prune(self.ticks);
+        }
         self.l.store.tick();
         let now = self.ticks;
         for ctx in self.pending_reads.late(now) {
@@ -669,6 +700,7 @@ impl Runner {
                     && self.l.store.propose(group, change.encode()).is_ok()
                 {
                     self.l.stats.raft_proposed();
+                    self.touch_watched(group, &change);
                 }
             }
             WorkerEvent::Durable { index } => {
@@ -806,6 +838,20 @@ impl Runner {
             } => self.l.store.report_snapshot(group, to, delivered),
             StoreRequest::Status { reply } => {
                 let _ = reply.send(self.status());
+            }
+            StoreRequest::Watch { group, keys, reply } => {
+                let answer = match self.l.store.peer(group) {
+                    None => Reply::Error(self.not_hosted(group)),
+                    Some(peer) if !peer.is_leader() => {
+                        Reply::Error(self.not_leader(group, peer.leader()))
+                    }
+                    Some(peer) => {
+                        let term = peer.term();
+                        let now_ms = self.clock.now_ms();
+                        self.watches.watch(group, term, &keys, now_ms, self.ticks)
+                    }
+                };
+                let _ = reply.send(answer);
             }
             StoreRequest::Admin { group, op, reply } => self.on_admin(group, op, reply),
             StoreRequest::Host {
@@ -1023,6 +1069,7 @@ impl Runner {
                 "cannot delete the raft log: {e}"
             )));
         }
+        self.watches.forget(group);
         if let Some(hosted) = self.l.groups.remove(&group) {
             info!(group, partition = %hosted.name, "replica removed from this node");
             hosted.worker.send(WorkerMsg::Destroy { done: deleted });
@@ -1117,51 +1164,80 @@ impl Runner {
                 slots.push(Slot::Done(Reply::Error(err.clone())));
                 continue;
             }
-            match item {
-                BatchItem::Read(cmd) => match last_write {
-                    Some(after) => slots.push(Slot::Read { cmd, after }),
-                    None => {
-                        leading.push(slots.len());
-                        slots.push(Slot::Read { cmd, after: 0 });
-                    }
-                },
-                BatchItem::Write(argv) => {
-                    let data = Change::Command { now_ms, argv }.encode();
-                    match self.l.store.propose(group, data) {
-                        Ok(()) => {
-                            self.l.stats.raft_proposed();
-                            let peer = self.l.store.peer(group).expect("hosted");
-                            let (index, term) = (peer.last_index(), peer.term());
-                            if last_write.is_none() {
-                                for &slot in &leading {
-                                    if let Slot::Read { after, .. } = &mut slots[slot] {
-                                        *after = index - 1;
-                                    }
-                                }
-                            }
-                            last_write = Some(index);
-                            slots.push(Slot::Write { index, term });
-                        }
-                        Err(e) => {
-                            let err = match e {
-                                ProposeError::NotLeader { leader } => self.not_leader(group, leader),
-                                ProposeError::Dropped | ProposeError::NotReady => CommandError::ClusterChanged(
-                                    "the leader refused the proposal (leadership transfer in progress); retry".into(),
-                                ),
-                            };
-                            if last_write.is_none() {
-                                for &slot in &leading {
-                                    slots[slot] = Slot::Done(Reply::Error(err.clone()));
-                                }
-                            }
-                            slots.push(Slot::Done(Reply::Error(err.clone())));
-                            failure = Some(err);
+            let change = match item {
+                BatchItem::Read(cmd) => {
+                    match last_write {
+                        Some(after) => slots.push(Slot::Read { cmd, after }),
+                        None => {
+                            leading.push(slots.len());
+                            slots.push(Slot::Read { cmd, after: 0 });
                         }
                     }
+                    continue;
+                }
+                BatchItem::Write(argv) => Change::Command { now_ms, argv },
+                BatchItem::Transaction { watched, commands } => {
+                    let term = self.l.store.peer(group).map_or(0, |p| p.term());
+                    match self.watches.unchanged(group, term, &watched) {
+                        Some(watched) => Change::Transaction {
+                            now_ms,
+                            watched,
+                            commands,
+                        },
+                        // A watched key changed: EXEC answers a null array.
+                        None => {
+                            slots.push(Slot::Done(Reply::NilArray));
+                            continue;
+                        }
+                    }
+                }
+            };
+            match self.l.store.propose(group, change.encode()) {
+                Ok(()) => {
+                    self.l.stats.raft_proposed();
+                    let peer = self.l.store.peer(group).expect("hosted");
+                    let (index, term) = (peer.last_index(), peer.term());
+                    if last_write.is_none() {
+                        for &slot in &leading {
+                            if let Slot::Read { after, .. } = &mut slots[slot] {
+                                *after = index - 1;
+                            }
+                        }
+                    }
+                    last_write = Some(index);
+                    slots.push(Slot::Write { index, term });
+                    self.touch_watched(group, &change);
+                }
+                Err(e) => {
+                    let err = match e {
+                        ProposeError::NotLeader { leader } => self.not_leader(group, leader),
+                        ProposeError::Dropped | ProposeError::NotReady => CommandError::ClusterChanged(
+                            "the leader refused the proposal (leadership transfer in progress); retry".into(),
+                        ),
+                    };
+                    if last_write.is_none() {
+                        for &slot in &leading {
+                            slots[slot] = Slot::Done(Reply::Error(err.clone()));
+                        }
+                    }
+                    slots.push(Slot::Done(Reply::Error(err.clone())));
+                    failure = Some(err);
                 }
             }
         }
         worker.send(WorkerMsg::Plan(Plan { slots, reply }));
+    }
+
+    /// A write `change` was proposed in `group`: the watched keys it names are touched.
+    fn touch_watched(&mut self, group: GroupId, change: &Change) {
+        if !self.watches.any(group) {
+            return;
+        }
+        let term = self.l.store.peer(group).map_or(0, |p| p.term());
+        match change.touches() {
+            Touches::Every => self.watches.touch(group, term, None::<Vec<&[u8]>>),
+            Touches::Keys(keys) => self.watches.touch(group, term, Some(keys)),
+        }
     }
 
     /// Registers one ReadIndex request per group for its waiting read batches. A group

@@ -24,6 +24,7 @@ use zankv_commands::connection::{auth_without_password, ClientSession};
 use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::keyspace::KeyspaceRead;
 use zankv_commands::request::{self, RequestLimits};
+use zankv_commands::transaction::{self, in_queue_order, Queued, Step, Watched};
 use zankv_commands::{
     Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
 };
@@ -94,6 +95,21 @@ struct Session {
 enum Pending {
     /// A reply produced by the connection itself, encoded for `Protocol`.
     Ready(Reply, Protocol),
+    /// WATCH's tokens; `remember`: a client's WATCH, which keeps them and answers OK (else
+    /// a proxy's `ZANKV.WATCH`, answered with the tokens).
+    Watch {
+        rx: oneshot::Receiver<Reply>,
+        keys: Vec<Bytes>,
+        remember: bool,
+        protocol: Protocol,
+    },
+    /// EXEC: the connection commands' answers (`None` in each data command's place) and
+    /// the transaction's reply.
+    Exec {
+        rx: oneshot::Receiver<Vec<Reply>>,
+        answers: Vec<Option<Reply>>,
+        protocol: Protocol,
+    },
     /// The replies of a batch of `len` data commands.
     Batch {
         rx: oneshot::Receiver<Vec<Reply>>,
@@ -110,6 +126,19 @@ enum Dispatch {
     Connection(ConnectionCommand, &'static str),
     /// A data command for the group's leader.
     Data(GroupId, BatchItem, &'static str),
+    /// A transaction, sent alone to the group's leader.
+    Transaction(GroupId, BatchItem),
+    /// WATCH of keys of a group (`remember`: see [`Pending::Watch`]).
+    Watch {
+        group: GroupId,
+        keys: Vec<Bytes>,
+        remember: bool,
+    },
+    /// EXEC of the connection's queued transaction.
+    Exec {
+        queued: Vec<Queued>,
+        watched: Vec<Watched>,
+    },
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -193,7 +222,7 @@ async fn connection(
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
-                    match dispatch(argv, &routing, ctx.max_write_bytes) {
+                    match dispatch(argv, &mut session.client, &routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item, name) => {
                             last_data_command = Some(name);
                             let stale =
@@ -211,6 +240,61 @@ async fn connection(
                                 .await;
                             pending.push_back(Pending::Ready(reply, session.client.protocol));
                         }
+                        Dispatch::Transaction(group, item) => {
+                            last_data_command = Some("exec");
+                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                .await;
+                            let rx = ctx.store.batch(group, vec![item]).await;
+                            pending.push_back(Pending::Batch {
+                                rx,
+                                len: 1,
+                                protocol: session.client.protocol,
+                            });
+                        }
+                        Dispatch::Watch {
+                            group,
+                            keys,
+                            remember,
+                        } => {
+                            last_data_command = Some("watch");
+                            // Earlier writes are proposed before the keys are watched.
+                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                .await;
+                            let rx = ctx.store.watch(group, keys.clone()).await;
+                            pending.push_back(Pending::Watch {
+                                rx,
+                                keys,
+                                remember,
+                                protocol: session.client.protocol,
+                            });
+                        }
+                        Dispatch::Exec { queued, watched } => {
+                            last_data_command = Some("exec");
+                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
+                                .await;
+                            // The tokens of a WATCH of this pipeline must be in first.
+                            let watching = pending
+                                .iter()
+                                .any(|p| matches!(p, Pending::Watch { remember: true, .. }));
+                            let mut watched = watched;
+                            if watching {
+                                if flush(
+                                    &mut socket,
+                                    &mut pending,
+                                    &mut output,
+                                    &ctx.errors,
+                                    &mut session.client,
+                                )
+                                .await
+                                .is_err()
+                                {
+                                    return;
+                                }
+                                watched.append(&mut session.client.watched);
+                            }
+                            let p = exec(ctx, &mut session, &routing, queued, watched).await;
+                            pending.push_back(p);
+                        }
                         Dispatch::Connection(c, name) => {
                             last_data_command = None;
                             session.handle.touch(name);
@@ -219,9 +303,15 @@ async fn connection(
                             send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
                                 .await;
                             if matches!(c, ConnectionCommand::Info(_))
-                                && flush(&mut socket, &mut pending, &mut output, &ctx.errors)
-                                    .await
-                                    .is_err()
+                                && flush(
+                                    &mut socket,
+                                    &mut pending,
+                                    &mut output,
+                                    &ctx.errors,
+                                    &mut session.client,
+                                )
+                                .await
+                                .is_err()
                             {
                                 return;
                             }
@@ -247,9 +337,15 @@ async fn connection(
                             session.handle.touch(name);
                         }
                         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-                        if flush(&mut socket, &mut pending, &mut output, &ctx.errors)
-                            .await
-                            .is_err()
+                        if flush(
+                            &mut socket,
+                            &mut pending,
+                            &mut output,
+                            &ctx.errors,
+                            &mut session.client,
+                        )
+                        .await
+                        .is_err()
                         {
                             return;
                         }
@@ -270,9 +366,15 @@ async fn connection(
             session.handle.touch(name);
         }
         send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-        if flush(&mut socket, &mut pending, &mut output, &ctx.errors)
-            .await
-            .is_err()
+        if flush(
+            &mut socket,
+            &mut pending,
+            &mut output,
+            &ctx.errors,
+            &mut session.client,
+        )
+        .await
+        .is_err()
             || close
         {
             return;
@@ -327,6 +429,7 @@ async fn flush(
     pending: &mut VecDeque<Pending>,
     out: &mut BytesMut,
     errors: &ErrorStats,
+    session: &mut ClientSession,
 ) -> std::io::Result<()> {
     let count = |reply: &Reply| {
         if let Reply::Error(e) = reply {
@@ -336,6 +439,46 @@ async fn flush(
     while let Some(p) = pending.pop_front() {
         match p {
             Pending::Ready(reply, protocol) => {
+                count(&reply);
+                reply.encode(protocol, out);
+            }
+            Pending::Watch {
+                rx,
+                keys,
+                remember,
+                protocol,
+            } => {
+                let reply = match rx.await {
+                    Ok(Reply::Array(tokens)) if remember && tokens.len() == keys.len() => {
+                        for (key, token) in keys.into_iter().zip(tokens) {
+                            if let Reply::Bulk(token) = token {
+                                session.watched.push(Watched { key, token });
+                            }
+                        }
+                        Reply::OK
+                    }
+                    Ok(reply) => reply,
+                    Err(_) => Reply::Error(CommandError::ShuttingDown),
+                };
+                count(&reply);
+                reply.encode(protocol, out);
+            }
+            Pending::Exec {
+                rx,
+                answers,
+                protocol,
+            } => {
+                let reply = match rx.await.map(|mut r| r.pop()) {
+                    Ok(Some(Reply::Array(data))) => in_queue_order(answers, data)
+                        .map(Reply::Array)
+                        .unwrap_or_else(|| {
+                            Reply::Error(CommandError::Internal(
+                                "a transaction answered a different number of replies".into(),
+                            ))
+                        }),
+                    Ok(Some(reply)) => reply,
+                    Ok(None) | Err(_) => Reply::Error(CommandError::ShuttingDown),
+                };
                 count(&reply);
                 reply.encode(protocol, out);
             }
@@ -361,13 +504,51 @@ async fn flush(
     Ok(())
 }
 
-/// Parses one request and decides who answers it.
-fn dispatch(argv: Vec<Bytes>, routing: &Routing, max_write_bytes: usize) -> Dispatch {
+/// Parses one request and decides who answers it, through the connection's transaction
+/// state.
+fn dispatch(
+    argv: Vec<Bytes>,
+    session: &mut ClientSession,
+    routing: &Routing,
+    max_write_bytes: usize,
+) -> Dispatch {
     if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
         return dispatch_on_partition(argv, routing, max_write_bytes);
     }
-    let (cmd, spec) = match zankv_commands::parse(&argv) {
+    if argv[0].eq_ignore_ascii_case(transaction::TXN_COMMAND) {
+        return match super::transaction::remote(&argv, routing, max_write_bytes) {
+            Ok((group, item)) => Dispatch::Transaction(group, item),
+            Err(e) => Dispatch::Reply(Reply::Error(e)),
+        };
+    }
+    if argv[0].eq_ignore_ascii_case(transaction::WATCH_COMMAND) {
+        return match super::transaction::remote_watch(&argv, routing) {
+            Ok((group, keys)) => Dispatch::Watch {
+                group,
+                keys,
+                remember: false,
+            },
+            Err(e) => Dispatch::Reply(Reply::Error(e)),
+        };
+    }
+    let parsed = zankv_commands::parse(&argv);
+    let (argv, parsed) = match transaction::step(session, argv, parsed) {
+        Step::Run(argv, parsed) => (argv, parsed),
+        Step::Reply(reply) => return Dispatch::Reply(reply),
+        Step::Exec { queued, watched } => return Dispatch::Exec { queued, watched },
+    };
+    let (cmd, spec) = match parsed {
         Err(e) => return Dispatch::Reply(Reply::Error(e)),
+        Ok((Command::Connection(ConnectionCommand::Watch(keys)), _)) => {
+            return match super::transaction::watch_group(&keys, routing) {
+                Ok(group) => Dispatch::Watch {
+                    group,
+                    keys,
+                    remember: true,
+                },
+                Err(e) => Dispatch::Reply(Reply::Error(e)),
+            }
+        }
         Ok((Command::Connection(c), spec)) => return Dispatch::Connection(c, spec.name),
         Ok(parsed) => parsed,
     };
@@ -446,6 +627,43 @@ fn data(
         Routed::Connection(_) => Dispatch::Reply(Reply::Error(CommandError::Internal(
             "a connection command taken for a data command".into(),
         ))),
+    }
+}
+
+/// EXEC of a connection's transaction: its connection commands answered now, in order, and
+/// its data commands sent as one transaction to their partition's leader.
+async fn exec(
+    ctx: &ServerContext,
+    session: &mut Session,
+    routing: &Routing,
+    queued: Vec<Queued>,
+    watched: Vec<Watched>,
+) -> Pending {
+    let protocol = session.client.protocol;
+    // Nothing runs, not even the connection commands, when the transaction is refused.
+    let transaction =
+        match super::transaction::local(&queued, watched, routing, ctx.max_write_bytes) {
+            Ok(transaction) => transaction,
+            Err(e) => return Pending::Ready(Reply::Error(e), protocol),
+        };
+    let mut answers = Vec::with_capacity(queued.len());
+    for q in queued {
+        answers.push(match q {
+            Queued::Local(Ok(c)) => Some(connection_command(c, session, ctx).await),
+            Queued::Local(Err(e)) => Some(Reply::Error(e)),
+            Queued::Data { .. } => None,
+        });
+    }
+    match transaction {
+        None => Pending::Ready(
+            Reply::Array(answers.into_iter().flatten().collect()),
+            protocol,
+        ),
+        Some((group, item)) => Pending::Exec {
+            rx: ctx.store.batch(group, vec![item]).await,
+            answers,
+            protocol,
+        },
     }
 }
 
