@@ -734,7 +734,8 @@ async fn exec(
     started: Instant,
 ) -> Pending {
     let protocol = session.client.protocol;
-    // Nothing runs, not even the connection commands, when the transaction is refused.
+    // The connection commands are answered before the partition is checked: a transaction
+    // refused with CROSSSLOT has still run them (a storage node checks first).
     let mut answers = Vec::with_capacity(queued.len());
     for q in &queued {
         answers.push(match q {
