@@ -354,6 +354,14 @@ async fn connection(
         // Every request of this read arrived now: one clock read for all of them.
         let read_at = Instant::now();
         loop {
+            // At most MAX_PIPELINE replies wait before they are written.
+            if pending.len() >= MAX_PIPELINE
+                && flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
+                    .await
+                    .is_err()
+            {
+                return;
+            }
             // Before AUTH, Redis's small request limits apply.
             let limits = RequestLimits {
                 unauthenticated: !session.authenticated(),
@@ -366,52 +374,44 @@ async fn connection(
                     let protocol = session.client.protocol;
                     let parsed = zankv_commands::parse(&argv);
                     // Nothing is queued before AUTH: MULTI too answers NOAUTH.
-                    let (argv, parsed) = if session.authenticated() {
-                        match transaction::step(&mut session.client, argv, parsed) {
-                            Step::Run(argv, parsed) => (argv, parsed),
-                            Step::Reply(reply) => {
-                                pending.push_back(ready(&reply, protocol));
-                                (Vec::new(), Err(CommandError::Syntax))
-                            }
-                            Step::Exec { queued, watched } => {
-                                outgoing.last_data_command = Some("exec");
-                                // The tokens of a WATCH of this pipeline must be in first.
-                                let mut watched = watched;
-                                if pending.iter().any(Pending::is_watch) {
-                                    if flush(
-                                        &mut socket,
-                                        &mut pending,
-                                        &mut outgoing,
-                                        ctx,
-                                        &mut session,
-                                    )
-                                    .await
-                                    .is_err()
-                                    {
-                                        return;
-                                    }
-                                    watched.append(&mut session.client.watched);
-                                }
-                                let p = exec(ctx, &mut session, &tables, queued, watched, started)
-                                    .await;
-                                pending.push_back(p);
-                                (Vec::new(), Err(CommandError::Syntax))
-                            }
-                        }
+                    let step = if session.authenticated() {
+                        transaction::step(&mut session.client, argv, parsed)
                     } else {
-                        (argv, parsed)
+                        Step::Run(argv, parsed)
                     };
-                    // Answered by the transaction logic above.
-                    if argv.is_empty() {
-                        if pending.len() >= MAX_PIPELINE
-                            && flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
+                    let (argv, parsed) = match step {
+                        Step::Run(argv, parsed) => (argv, parsed),
+                        Step::Reply(reply) => {
+                            pending.push_back(ready(&reply, protocol));
+                            continue;
+                        }
+                        Step::Exec {
+                            queued,
+                            mut watched,
+                        } => {
+                            outgoing.last_data_command = Some("exec");
+                            // The tokens of a WATCH of this pipeline must be in first.
+                            if pending.iter().any(Pending::is_watch) {
+                                if flush(
+                                    &mut socket,
+                                    &mut pending,
+                                    &mut outgoing,
+                                    ctx,
+                                    &mut session,
+                                )
                                 .await
                                 .is_err()
-                        {
-                            return;
+                                {
+                                    return;
+                                }
+                                watched.append(&mut session.client.watched);
+                            }
+                            let p =
+                                exec(ctx, &mut session, &tables, queued, watched, started).await;
+                            pending.push_back(p);
+                            continue;
                         }
-                        continue;
-                    }
+                    };
                     match parsed {
                         // Before AUTH, only a command's name and arity are judged (as
                         // Redis does); its arguments are not looked at.
@@ -506,13 +506,6 @@ async fn connection(
                                 .await,
                             );
                         }
-                    }
-                    if pending.len() >= MAX_PIPELINE
-                        && flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
-                            .await
-                            .is_err()
-                    {
-                        return;
                     }
                 }
                 Ok(None) => break,

@@ -65,7 +65,8 @@ pub enum Touches<'a> {
     Every,
 }
 
-/// The keys of one command, if it writes.
+/// Adds the keys of one command to `into` if it writes; false for a keyless write
+/// (FLUSHDB, FLUSHALL), which touches every key.
 fn command_touches<'a>(argv: &'a [Bytes], into: &mut Vec<&'a [u8]>) -> bool {
     let Some(spec) = argv.first().and_then(|name| zankv_commands::lookup(name)) else {
         return true;
@@ -142,12 +143,11 @@ impl Change {
             }
             Change::Command { argv, .. } => command_touches(argv, &mut keys),
             Change::Transaction { commands, .. } => {
-                // Every command's keys, even after a keyless one.
-                let keyed: Vec<bool> = commands
-                    .iter()
-                    .map(|argv| command_touches(argv, &mut keys))
-                    .collect();
-                keyed.into_iter().all(|k| k)
+                let mut keyed = true;
+                for argv in commands {
+                    keyed &= command_touches(argv, &mut keys);
+                }
+                keyed
             }
             Change::Reclaim { .. } | Change::Noop => true,
         };
