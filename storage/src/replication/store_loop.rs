@@ -238,30 +238,34 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
-    /// Queues a client batch (waiting while the loop's queue is full: back-pressure) and
-    /// returns a receiver for its replies (closed without replies if the node stops).
+    /// Queues `make(reply)` (waiting while the loop's queue is full: back-pressure) and
+    /// returns the receiver of its answer (closed without one if the node stops).
+    async fn queue<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> StoreRequest,
+    ) -> oneshot::Receiver<T> {
+        let (tx, rx) = oneshot::channel();
+        let _ = self.tx.send(make(tx)).await;
+        rx
+    }
+
+    /// Queues a client batch and returns a receiver for its replies.
     pub async fn batch(
         &self,
         group: GroupId,
         items: Vec<BatchItem>,
     ) -> oneshot::Receiver<Vec<Reply>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self
-            .tx
-            .send(StoreRequest::Batch {
-                group,
-                items,
-                reply: tx,
-            })
-            .await;
-        rx
+        self.queue(|reply| StoreRequest::Batch {
+            group,
+            items,
+            reply,
+        })
+        .await
     }
 
     /// Sends `make(reply)` and waits for the answer; `None` if the loop is gone.
     pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> StoreRequest) -> Option<T> {
-        let (tx, rx) = oneshot::channel();
-        self.tx.send(make(tx)).await.ok()?;
-        rx.await.ok()
+        self.queue(make).await.await.ok()
     }
 
     /// The hosted partitions' workers (group, name, worker).
@@ -277,40 +281,23 @@ impl StoreHandle {
         group: GroupId,
         items: Vec<ReadCommand>,
     ) -> oneshot::Receiver<Vec<Reply>> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self
-            .tx
-            .send(StoreRequest::StaleReads {
-                group,
-                items,
-                reply: tx,
-            })
-            .await;
-        rx
+        self.queue(|reply| StoreRequest::StaleReads {
+            group,
+            items,
+            reply,
+        })
+        .await
     }
 
     /// WATCH `keys` of `group`: a token per key, or the refusal (`Reply::Error`).
     pub async fn watch(&self, group: GroupId, keys: Vec<Bytes>) -> oneshot::Receiver<Reply> {
-        let (tx, rx) = oneshot::channel();
-        let _ = self
-            .tx
-            .send(StoreRequest::Watch {
-                group,
-                keys,
-                reply: tx,
-            })
-            .await;
-        rx
+        self.queue(|reply| StoreRequest::Watch { group, keys, reply })
+            .await
     }
 
     /// The raft status of every hosted group.
     pub async fn status(&self) -> Option<Vec<GroupStatus>> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(StoreRequest::Status { reply: tx })
-            .await
-            .ok()?;
-        rx.await.ok()
+        self.ask(|reply| StoreRequest::Status { reply }).await
     }
 
     /// The way `group`'s worker reaches the loop. Changes to propose are dropped when the
