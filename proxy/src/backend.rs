@@ -75,9 +75,19 @@ impl Backend {
         timeout: Duration,
         metrics: Arc<ProxyMetrics>,
     ) -> Backend {
+        Backend::spawn(addr, protocol, readonly, timeout, metrics).0
+    }
+
+    fn spawn(
+        addr: SocketAddr,
+        protocol: Protocol,
+        readonly: bool,
+        timeout: Duration,
+        metrics: Arc<ProxyMetrics>,
+    ) -> (Backend, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(addr, protocol, readonly, rx, timeout, metrics));
-        Backend { tx }
+        let task = tokio::spawn(run(addr, protocol, readonly, rx, timeout, metrics));
+        (Backend { tx }, task)
     }
 
     /// Queues `request` (one encoded RESP request) and answers where its reply will come.
@@ -93,6 +103,37 @@ impl Backend {
 
     fn is_closed(&self) -> bool {
         self.tx.is_closed()
+    }
+}
+
+/// A connection of one client's own, for requests that wait as long as they must (a
+/// blocking pop holds its connection until answered, so it cannot share one): no reply
+/// timeout, and closed at once when dropped, answered or not, so that the node ends the
+/// wait of a client that left.
+pub struct Dedicated {
+    /// The node it goes to.
+    pub addr: SocketAddr,
+    /// The protocol it speaks.
+    pub protocol: Protocol,
+    backend: Backend,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dedicated {
+    /// Queues `request` (see [`Backend::send`]).
+    pub async fn send(&self, request: Bytes) -> ReplyReceiver {
+        self.backend.send(request).await
+    }
+
+    /// Whether it failed (a new one is needed).
+    pub fn is_closed(&self) -> bool {
+        self.backend.is_closed() || self.task.is_finished()
+    }
+}
+
+impl Drop for Dedicated {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -121,6 +162,23 @@ impl BackendPool {
             timeout,
             metrics,
         }
+    }
+
+    /// A new connection of one client's own to `addr` ([`Dedicated`]).
+    pub fn dedicated(&self, addr: SocketAddr, protocol: Protocol) -> Dedicated {
+        let (backend, task) =
+            Backend::spawn(addr, protocol, false, Duration::MAX, self.metrics.clone());
+        Dedicated {
+            addr,
+            protocol,
+            backend,
+            task,
+        }
+    }
+
+    /// How long a shared connection waits for a reply.
+    pub fn reply_timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Lets go of the connections idle too long (the cache does this only when it is used,

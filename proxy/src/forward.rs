@@ -83,6 +83,9 @@ pub enum Merge {
 /// `server/resp.rs`).
 const ON_PARTITION: &[u8] = b"ZANKV.ON";
 
+/// The internal prefix that names a blocking pop (the storage node's `server/resp.rs`).
+const POP_ID: &[u8] = b"ZANKV.POPID";
+
 /// A request (or part of one) for one partition.
 pub struct Part {
     request: Bytes,
@@ -107,6 +110,61 @@ pub struct Part {
     /// Where a stale read goes first (a replica picked at random); later tries go to the
     /// leader.
     replica: Option<SocketAddr>,
+    /// A blocking pop: sent on a connection of its own, with the time left.
+    blocking: Option<Box<Blocking>>,
+}
+
+/// A blocking pop (BLPOP, BZMPOP, ...) as a part sends it: each try waits on the
+/// partition's leader for the time left of the client's timeout, on a connection of its
+/// own (a wait holds its connection), closed when the part is dropped (the client left),
+/// which ends the wait on the node too. Every try carries the same random id
+/// (`ZANKV.POPID <id> ...`), with which the partition runs the pop once however often it
+/// is sent: a try whose connection failed is sent again like a refused one, and answers
+/// what the first one took if it ran.
+pub struct Blocking {
+    id: Bytes,
+    argv: Vec<Bytes>,
+    spec: &'static CommandSpec,
+    timeout_ms: u64,
+    /// Set by the first try, when there is a timeout.
+    deadline: Option<Instant>,
+    /// Sent as `ZANKV.ON <partition> ...` (a connection restricted to a namespace).
+    on_partition: bool,
+    link: Option<crate::backend::Dedicated>,
+}
+
+impl Blocking {
+    /// The request for a try at `now` to `target`: the command with the time left; None
+    /// once the timeout has passed.
+    fn request(&mut self, target: &KeyTarget, now: Instant) -> Option<Bytes> {
+        let timeout_ms = self.timeout_ms;
+        let deadline = self
+            .deadline
+            .get_or_insert_with(|| now + Duration::from_millis(timeout_ms));
+        let left = match timeout_ms {
+            0 => 0,
+            _ => {
+                let left = deadline.saturating_duration_since(now);
+                if left.is_zero() {
+                    return None;
+                }
+                // Whole milliseconds, rounded up: a wait never ends early.
+                u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
+            }
+        };
+        let mut argv = zankv_commands::blocking::with_timeout(self.spec, &self.argv, left);
+        if self.on_partition {
+            argv.splice(
+                0..0,
+                [
+                    Bytes::from_static(ON_PARTITION),
+                    Bytes::from(target.namespace.partition_name(target.partition)),
+                ],
+            );
+        }
+        argv.splice(0..0, [Bytes::from_static(POP_ID), self.id.clone()]);
+        Some(encode_request(&argv))
+    }
 }
 
 /// A partition as seen in one table snapshot, to compare requests of one pipeline.
@@ -255,8 +313,12 @@ pub fn plan<'a>(
     };
     let first = &targets[0];
     if targets.iter().all(|t| t.same_partition(first)) {
+        let mut whole = part(request(first, argv), first.clone(), vec![]);
+        if let Some(Ok(timeout_ms)) = zankv_commands::blocking::timeout_ms(spec, argv) {
+            whole = whole.blocking(argv, spec, timeout_ms, scope.namespace.is_some());
+        }
         return Plan::Forward {
-            parts: vec![part(request(first, argv), first.clone(), vec![])],
+            parts: vec![whole],
             merge: None,
             keys: positions.len(),
         };
@@ -378,7 +440,28 @@ impl Part {
             retries: None,
             stale: false,
             replica: None,
+            blocking: None,
         }
+    }
+
+    /// The part, as the blocking pop `argv` (see [`Blocking`]).
+    fn blocking(
+        mut self,
+        argv: &[Bytes],
+        spec: &'static CommandSpec,
+        timeout_ms: u64,
+        on_partition: bool,
+    ) -> Part {
+        self.blocking = Some(Box::new(Blocking {
+            id: Bytes::from(format!("{:032x}", fastrand::u128(..))),
+            argv: argv.to_vec(),
+            spec,
+            timeout_ms,
+            deadline: None,
+            on_partition,
+            link: None,
+        }));
+        self
     }
 
     /// The part, as a read any replica of its partition may answer.
@@ -452,6 +535,25 @@ impl Part {
             Some(replica) => Some(replica),
             None => self.target.leader(),
         };
+        if let Some(b) = &mut self.blocking {
+            // A try after the timeout passed is not sent: `finish` answers the timeout.
+            let (Some(addr), Some(request)) = (to, b.request(&self.target, now)) else {
+                self.pending = None;
+                return;
+            };
+            fwd.metrics.namespace_command(&self.target.namespace.name);
+            let link = match b.link.take() {
+                Some(link)
+                    if link.addr == addr && link.protocol == protocol && !link.is_closed() =>
+                {
+                    link
+                }
+                _ => fwd.backends.dedicated(addr, protocol),
+            };
+            self.pending = Some((link.send(request).await, now));
+            b.link = Some(link);
+            return;
+        }
         self.pending = match to {
             Some(addr) => {
                 fwd.metrics.namespace_command(&self.target.namespace.name);
@@ -493,6 +595,10 @@ impl Part {
                     Err(why),
                 ),
                 Err(BackendError::Lost(why)) if !self.write => ("lost_read", None, Err(why)),
+                // Its id makes a pop safe to send again: it runs once.
+                Err(BackendError::Lost(why)) if self.blocking.is_some() => {
+                    ("lost_pop", None, Err(why))
+                }
                 Err(BackendError::Lost(why)) => {
                     return encode(
                         &Reply::Error(CommandError::WriteOutcomeUnknown(why)),
@@ -500,6 +606,14 @@ impl Part {
                     )
                 }
             };
+            if self
+                .blocking
+                .as_ref()
+                .is_some_and(|b| b.deadline.is_some_and(|d| d <= Instant::now()))
+            {
+                // Refused after its time was up: the wait is over.
+                return encode(&zankv_commands::blocking::timed_out(), protocol);
+            }
             let max_retries = self
                 .retries
                 .map_or(fwd.max_retries, |n| n.min(fwd.max_retries));

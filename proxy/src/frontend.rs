@@ -491,6 +491,36 @@ async fn connection(
                         Ok(_) if !session.authenticated() => {
                             pending.push_back(ready(&Reply::Error(CommandError::NoAuth), protocol));
                         }
+                        Ok((_, spec)) if spec.timeout_at.is_some() => {
+                            // A blocking pop: earlier replies leave first, later requests
+                            // run once it is answered (as in Redis), and a client that
+                            // leaves meanwhile ends its wait.
+                            if flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                            session.handle.touch(spec.name);
+                            let _blocked = ctx.forwarder.metrics.client_blocked();
+                            let mut plan = plan(&argv, spec, &tables, session.reach(ctx));
+                            plan.send(&ctx.forwarder, protocol, Instant::now()).await;
+                            let mut later = LaterInPipeline(&mut pending);
+                            let reply = tokio::select! {
+                                reply = plan.finish(&ctx.forwarder, protocol, &mut later) => reply,
+                                () = zankv_process::read_while_blocked(&mut socket, &mut input, ctx.max_query_buffer) => return,
+                                _ = session.handle.killed() => return,
+                                _ = shutdown.changed() => return,
+                            };
+                            ctx.errors.record_encoded(&reply);
+                            let error = matches!(reply.first(), Some(b'-' | b'!'));
+                            // Its latency includes the time it waited; the slow log leaves
+                            // it out, as Redis's does.
+                            ctx.forwarder
+                                .metrics
+                                .command(spec.name, error, started.elapsed());
+                            pending.push_back(Pending::Ready(reply));
+                        }
                         Ok((_, spec)) => {
                             outgoing.last_data_command = Some(spec.name);
                             let plan = plan(&argv, spec, &tables, session.reach(ctx));
@@ -889,6 +919,7 @@ fn info_facts(ctx: &FrontendContext) -> InfoFacts {
         config_file: String::new(),
         cluster_enabled: ctx.peers.is_some(),
         connected_clients: counters.connected_clients.max(0) as u64,
+        blocked_clients: counters.blocked_clients.max(0) as u64,
         maxclients: ctx.max_clients as u64,
         used_memory: rss,
         used_memory_rss: rss,

@@ -26,6 +26,7 @@ pub struct ProxyMetrics {
     /// Each namespace's series once a command was sent to it.
     namespace_series: LabelCache<IntCounter>,
     clients: IntGauge,
+    blocked_clients: IntGauge,
     connections_received: IntCounter,
     connections_rejected: IntCounter,
     backend_connections: IntGauge,
@@ -76,11 +77,22 @@ struct CommandSeries {
     seconds: Histogram,
 }
 
+/// Counts a blocked client while it lives ([`ProxyMetrics::client_blocked`]).
+pub struct BlockedGuard(IntGauge);
+
+impl Drop for BlockedGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// What INFO shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct InfoCounters {
     /// Clients connected now.
     pub connected_clients: i64,
+    /// Clients waiting in a blocking command now.
+    pub blocked_clients: i64,
     /// Connections accepted since start.
     pub total_connections: u64,
     /// Connections refused (max clients).
@@ -150,6 +162,10 @@ impl Default for ProxyMetrics {
             ),
             namespace_series: LabelCache::default(),
             clients: gauge("zankv_proxy_connected_clients", "Client connections open."),
+            blocked_clients: gauge(
+                "zankv_proxy_blocked_clients",
+                "Clients waiting in a blocking command (BLPOP, ...).",
+            ),
             connections_received: counter(
                 "zankv_proxy_connections_received_total",
                 "Client connections accepted.",
@@ -245,6 +261,12 @@ impl ProxyMetrics {
         self.clients.dec();
     }
 
+    /// A client waits in a blocking command until the guard drops.
+    pub fn client_blocked(&self) -> BlockedGuard {
+        self.blocked_clients.inc();
+        BlockedGuard(self.blocked_clients.clone())
+    }
+
     /// A client was refused (max clients).
     pub fn client_rejected(&self) {
         self.connections_rejected.inc();
@@ -271,7 +293,8 @@ impl ProxyMetrics {
         self.backend_requests.inc_by(requests as u64);
     }
 
-    /// A command is sent again (`reason`: `moved`, `unreachable`, `no_leader`, `lost_read`).
+    /// A command is sent again (`reason`: `moved`, `unreachable`, `no_leader`, `lost_read`,
+    /// `lost_pop`).
     pub fn retry(&self, reason: &'static str) {
         self.retries.with_label_values(&[reason]).inc();
     }
@@ -305,6 +328,7 @@ impl ProxyMetrics {
         let base = *self.baseline();
         InfoCounters {
             connected_clients: now.connected_clients,
+            blocked_clients: now.blocked_clients,
             total_connections: now.total_connections - base.total_connections,
             rejected_connections: now.rejected_connections - base.rejected_connections,
             total_commands: now.total_commands - base.total_commands,
@@ -314,6 +338,7 @@ impl ProxyMetrics {
     fn info_since_start(&self) -> InfoCounters {
         InfoCounters {
             connected_clients: self.clients.get(),
+            blocked_clients: self.blocked_clients.get(),
             total_connections: self.connections_received.get(),
             rejected_connections: self.connections_rejected.get(),
             total_commands: self.total_commands.get(),

@@ -47,6 +47,23 @@ pub enum Change {
         /// The commands' arguments, each name first.
         commands: Vec<Vec<Bytes>>,
     },
+    /// A blocked client's pop (BLPOP, BZMPOP, ...) as the partition leader's blocked
+    /// clients propose it ([`crate::replication::blocking`]): it runs as the command
+    /// `argv`, unless a pop with the same non-empty `id` (named by the proxy that sent it)
+    /// ran already, whose reply it then answers without popping again (a proxy sends a
+    /// pop again, with its id, when the connection failed before the reply came:
+    /// [`crate::data::pops`]).
+    Pop {
+        /// Milliseconds since the Unix epoch, fixed by the leader.
+        now_ms: i64,
+        /// The pop's id; empty: none.
+        id: Bytes,
+        /// A try after a write woke the client, not its first: source keys of another
+        /// type are passed over ([`crate::data::Txn::waiting`]).
+        retry: bool,
+        /// The command's arguments, name first.
+        argv: Vec<Bytes>,
+    },
     /// Background reclamation of the elements of dropped collection versions.
     Reclaim {
         /// Versions (with their element tag) to reclaim.
@@ -141,7 +158,9 @@ impl Change {
                 keys.extend(expired.iter().map(|(k, _)| &k[..]));
                 true
             }
-            Change::Command { argv, .. } => command_touches(argv, &mut keys),
+            Change::Command { argv, .. } | Change::Pop { argv, .. } => {
+                command_touches(argv, &mut keys)
+            }
             Change::Transaction { commands, .. } => {
                 let mut keyed = true;
                 for argv in commands {
@@ -201,6 +220,21 @@ impl Change {
                     for a in argv {
                         put_bytes(&mut out, a);
                     }
+                }
+            }
+            Change::Pop {
+                now_ms,
+                id,
+                retry,
+                argv,
+            } => {
+                out.push(5);
+                out.extend_from_slice(&now_ms.to_be_bytes());
+                out.push(u8::from(*retry));
+                put_bytes(&mut out, id);
+                out.extend_from_slice(&(argv.len() as u32).to_be_bytes());
+                for a in argv {
+                    put_bytes(&mut out, a);
                 }
             }
             Change::Reclaim { versions, budget } => {
@@ -297,6 +331,26 @@ impl Change {
                     commands,
                 }
             }
+            5 => {
+                let now_ms = r.u64()? as i64;
+                let retry = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    flag => return Err(EngineError::Corruption(format!("pop retry flag {flag}"))),
+                };
+                let id = r.bytes()?;
+                let n = r.count(4)?;
+                let mut argv = Vec::with_capacity(n);
+                for _ in 0..n {
+                    argv.push(r.bytes()?);
+                }
+                Change::Pop {
+                    now_ms,
+                    id,
+                    retry,
+                    argv,
+                }
+            }
             kind => {
                 return Err(EngineError::Corruption(format!(
                     "unknown change kind {kind}"
@@ -325,6 +379,18 @@ mod tests {
         prop_oneof![
             (any::<i64>(), proptest::collection::vec(bytes(), 0..5))
                 .prop_map(|(now_ms, argv)| Change::Command { now_ms, argv }),
+            (
+                any::<i64>(),
+                bytes(),
+                any::<bool>(),
+                proptest::collection::vec(bytes(), 0..5)
+            )
+                .prop_map(|(now_ms, id, retry, argv)| Change::Pop {
+                    now_ms,
+                    id,
+                    retry,
+                    argv
+                }),
             (
                 any::<i64>(),
                 proptest::collection::vec((bytes(), any::<u64>()), 0..5)

@@ -13,6 +13,8 @@
 //! | `Z` | `Z` u64-BE(version) score member | empty: the score index |
 //! | `x` | `x` u64-BE(expire-at ms) user-key | empty: the expiry index |
 //! | `g` | `g` u64-BE(version) | element tag: a collection version to reclaim |
+//! | `0x00` | `0x00` `p` pop-id | [`crate::records::PopRecord`]: what a blocking pop took |
+//! | `0x00` | `0x00` `P` u64-BE(at ms) pop-id | empty: those records by age, to drop them |
 //!
 //! Elements are keyed by their collection's version, not by the user key: versions are
 //! unique within a partition, so RENAME moves only the metadata record, and dropping a
@@ -38,6 +40,30 @@ pub const RECLAIM: u8 = b'g';
 /// Key of the applied-state record.
 pub fn applied_state_key() -> Vec<u8> {
     vec![SYSTEM, b'a', b'p', b'p', b'l', b'i', b'e', b'd']
+}
+
+/// Key of the record of the blocking pop `id` ([`crate::records::PopRecord`]).
+pub fn pop_record_key(id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + id.len());
+    k.extend_from_slice(&[SYSTEM, b'p']);
+    k.extend_from_slice(id);
+    k
+}
+
+/// Key of the blocking pop `id` recorded at `at_ms` in the records' age index.
+pub fn pop_age_key(at_ms: u64, id: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + id.len());
+    k.extend_from_slice(&[SYSTEM, b'P']);
+    k.extend_from_slice(&at_ms.to_be_bytes());
+    k.extend_from_slice(id);
+    k
+}
+
+/// Splits a key of the pops' age index into (recorded at, pop id).
+pub fn parse_pop_age_key(key: &[u8]) -> Option<(u64, &[u8])> {
+    let rest = key.strip_prefix(&[SYSTEM, b'P'])?;
+    let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
+    Some((at, &rest[8..]))
 }
 
 /// Metadata key of a user key.

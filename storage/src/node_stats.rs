@@ -18,6 +18,7 @@ pub struct NodeStats {
     pub started: Instant,
     registry: Registry,
     connected_clients: IntGauge,
+    blocked_clients: IntGauge,
     total_connections: IntCounter,
     rejected_connections: IntCounter,
     total_commands: IntCounter,
@@ -51,11 +52,22 @@ pub struct NodeStats {
     info_baseline: Mutex<Option<StatsSnapshot>>,
 }
 
+/// Counts a blocked client while it lives ([`NodeStats::client_blocked`]).
+pub struct BlockedGuard(IntGauge);
+
+impl Drop for BlockedGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// A snapshot of the counters INFO shows.
 #[derive(Debug, Clone, Copy)]
 pub struct StatsSnapshot {
     /// Open client connections.
     pub connected_clients: u64,
+    /// Clients waiting in a blocking command.
+    pub blocked_clients: u64,
     /// Connections accepted since start.
     pub total_connections: u64,
     /// Connections refused at the client limit.
@@ -100,6 +112,10 @@ impl Default for NodeStats {
             connected_clients: gauge(
                 "zankv_storage_clients_connected",
                 "Open client connections.",
+            ),
+            blocked_clients: gauge(
+                "zankv_storage_clients_blocked",
+                "Clients waiting in a blocking command (BLPOP, ...).",
             ),
             total_connections: counter(
                 "zankv_storage_connections_total",
@@ -241,6 +257,12 @@ impl NodeStats {
         self.connected_clients.dec();
     }
 
+    /// A client waits in a blocking command until the guard drops.
+    pub fn client_blocked(&self) -> BlockedGuard {
+        self.blocked_clients.inc();
+        BlockedGuard(self.blocked_clients.clone())
+    }
+
     /// A connection was refused at the limit.
     pub fn connection_rejected(&self) {
         self.rejected_connections.inc();
@@ -352,6 +374,7 @@ impl NodeStats {
             None => now,
             Some(base) => StatsSnapshot {
                 connected_clients: now.connected_clients,
+                blocked_clients: now.blocked_clients,
                 total_connections: now.total_connections - base.total_connections,
                 rejected_connections: now.rejected_connections - base.rejected_connections,
                 total_commands: now.total_commands - base.total_commands,
@@ -375,6 +398,7 @@ impl NodeStats {
     fn since_start(&self) -> StatsSnapshot {
         StatsSnapshot {
             connected_clients: self.connected_clients.get().max(0) as u64,
+            blocked_clients: self.blocked_clients.get().max(0) as u64,
             total_connections: self.total_connections.get(),
             rejected_connections: self.rejected_connections.get(),
             total_commands: self.total_commands.get(),

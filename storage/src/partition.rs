@@ -94,6 +94,7 @@ impl Partition {
         for change in changes {
             let now_ms = match change {
                 Change::Command { now_ms, .. }
+                | Change::Pop { now_ms, .. }
                 | Change::Expire { now_ms, .. }
                 | Change::Transaction { now_ms, .. } => *now_ms,
                 Change::Reclaim { .. } | Change::Noop => 0,
@@ -103,6 +104,11 @@ impl Partition {
             let (reply, writes, state) =
                 run_contained(&batch_txn, now_ms, state, |txn| match change {
                     Change::Command { argv, .. } => execute(txn, argv, cursors, false),
+                    Change::Pop {
+                        id, retry, argv, ..
+                    } => data::pops::pop_once(txn, id, *retry, |txn| {
+                        execute(txn, argv, cursors, false)
+                    }),
                     Change::Transaction {
                         watched, commands, ..
                     } => transaction(txn, watched, commands, cursors),
@@ -570,6 +576,52 @@ mod tests {
             Reply::Array(items) => assert_eq!(items.len(), 3),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_pop_sent_again_with_its_id_pops_once() {
+        let mem = Arc::new(MemoryEngine::new());
+        let mut p = Partition::open(Box::new(mem.clone())).unwrap();
+        let words =
+            |w: &[&str]| -> Vec<Bytes> { w.iter().map(|s| Bytes::from(s.to_string())).collect() };
+        let push = Change::Command {
+            now_ms: 1,
+            argv: words(&["rpush", "q", "a", "b"]),
+        };
+        p.apply(1, &push).unwrap();
+        let pop = |id: &str, now_ms: i64| Change::Pop {
+            now_ms,
+            id: Bytes::from(id.to_string()),
+            retry: false,
+            argv: words(&["blpop", "q", "0"]),
+        };
+        let took_a = Reply::Array(vec![Reply::bulk("q"), Reply::bulk("a")]);
+        assert_eq!(p.apply(2, &pop("x", 10)).unwrap(), took_a);
+        // Sent again: the same reply, nothing popped.
+        assert_eq!(p.apply(3, &pop("x", 20)).unwrap(), took_a);
+        let took_b = Reply::Array(vec![Reply::bulk("q"), Reply::bulk("b")]);
+        assert_eq!(p.apply(4, &pop("y", 30)).unwrap(), took_b);
+        // A pop that found nothing is not recorded: sent again, it tries again.
+        assert_eq!(p.apply(5, &pop("z", 40)).unwrap(), Reply::NilArray);
+        p.apply(6, &push).unwrap();
+        assert_eq!(p.apply(7, &pop("z", 50)).unwrap(), took_a);
+        // Records go once their time is up (dropped by later pops).
+        let later = 50 + data::pops::RETENTION_MS as i64 + 1;
+        assert_eq!(p.apply(8, &pop("w", later)).unwrap(), took_b);
+        let mut records = 0;
+        p.engine()
+            .scan(
+                &[keys::SYSTEM, b'p'],
+                &[keys::SYSTEM, b'q'],
+                false,
+                &mut |_, _| {
+                    records += 1;
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(records, 1, "only w's record is left");
+        assert_eq!(p.apply(9, &pop("x", later)).unwrap(), Reply::NilArray);
     }
 
     #[test]

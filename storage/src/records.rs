@@ -1,6 +1,8 @@
 //! Value encodings of the records named in [`crate::keys`]: key metadata and the partition's
 //! applied state. Decoding never panics: malformed bytes become `EngineError::Corruption`.
 
+use zankv_commands::Reply;
+
 use crate::engine::EngineError;
 
 /// The Redis type of a key.
@@ -320,6 +322,103 @@ impl ReclaimRecord {
     }
 }
 
+/// What a blocking pop with an id (a proxy's BLPOP, BZMPOP, ...) took, kept for a while
+/// so that the same pop sent again (its connection failed before the reply came) answers
+/// this instead of popping again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PopRecord {
+    /// When it was applied (ms since the Unix epoch, the change's time).
+    pub at_ms: u64,
+    /// Its reply: bulk strings, doubles and arrays of them.
+    pub reply: Reply,
+}
+
+impl PopRecord {
+    /// Encodes as the time u64-BE, then the reply (`b` u32-BE length bytes, `d` f64 bits,
+    /// `i` i64, `n` null, `N` null array, `a` u32-BE count items).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = self.at_ms.to_be_bytes().to_vec();
+        put_reply(&mut out, &self.reply);
+        out
+    }
+
+    /// Decodes [`PopRecord::encode`]'s output.
+    pub fn decode(bytes: &[u8]) -> Result<Self, EngineError> {
+        let corrupt = || EngineError::Corruption("malformed pop record".into());
+        let (at, mut rest) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+        let reply = take_reply(&mut rest, 0).ok_or_else(corrupt)?;
+        if !rest.is_empty() {
+            return Err(corrupt());
+        }
+        Ok(PopRecord {
+            at_ms: u64::from_be_bytes(at.try_into().expect("8 bytes")),
+            reply,
+        })
+    }
+}
+
+fn put_reply(out: &mut Vec<u8>, reply: &Reply) {
+    match reply {
+        Reply::Bulk(b) => {
+            out.push(b'b');
+            out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+        Reply::Double(d) => {
+            out.push(b'd');
+            out.extend_from_slice(&d.to_bits().to_be_bytes());
+        }
+        Reply::Integer(i) => {
+            out.push(b'i');
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+        Reply::Array(items) => {
+            out.push(b'a');
+            out.extend_from_slice(&(items.len() as u32).to_be_bytes());
+            for item in items {
+                put_reply(out, item);
+            }
+        }
+        Reply::NilArray => out.push(b'N'),
+        // A pop answers nothing else; anything else is kept as a null.
+        _ => out.push(b'n'),
+    }
+}
+
+/// Nesting deeper than any pop's reply is corruption (and bounds the recursion).
+const MAX_DEPTH: usize = 4;
+
+fn take_reply(rest: &mut &[u8], depth: usize) -> Option<Reply> {
+    let (&tag, tail) = rest.split_first()?;
+    *rest = tail;
+    let mut take = |n: usize| -> Option<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n)?;
+        *rest = tail;
+        Some(head)
+    };
+    Some(match tag {
+        b'b' => {
+            let len = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+            Reply::Bulk(bytes::Bytes::copy_from_slice(take(len)?))
+        }
+        b'd' => Reply::Double(f64::from_bits(u64::from_be_bytes(
+            take(8)?.try_into().ok()?,
+        ))),
+        b'i' => Reply::Integer(i64::from_be_bytes(take(8)?.try_into().ok()?)),
+        b'a' if depth < MAX_DEPTH => {
+            let n = u32::from_be_bytes(take(4)?.try_into().ok()?) as usize;
+            let mut items = Vec::with_capacity(n.min(rest.len()));
+            for _ in 0..n {
+                items.push(take_reply(rest, depth + 1)?);
+            }
+            Reply::Array(items)
+        }
+        b'N' => Reply::NilArray,
+        b'n' => Reply::Nil,
+        _ => return None,
+    })
+}
+
 /// The partition's bookkeeping, written in the same batch as every applied change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct AppliedState {
@@ -385,7 +484,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// Replies as pops give them: bulks, doubles (not NaN: it never equals itself),
+    /// integers, nulls, nested arrays.
+    fn pop_reply() -> impl Strategy<Value = Reply> {
+        let leaf = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..8)
+                .prop_map(|b| Reply::Bulk(bytes::Bytes::from(b))),
+            any::<f64>()
+                .prop_filter("not NaN", |d| !d.is_nan())
+                .prop_map(Reply::Double),
+            any::<i64>().prop_map(Reply::Integer),
+            Just(Reply::Nil),
+            Just(Reply::NilArray),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            proptest::collection::vec(inner, 0..4).prop_map(Reply::Array)
+        })
+    }
+
     proptest! {
+        #[test]
+        fn pop_record_round_trip(at_ms in any::<u64>(), reply in pop_reply()) {
+            let record = PopRecord { at_ms, reply };
+            prop_assert_eq!(PopRecord::decode(&record.encode()).unwrap(), record);
+        }
+
+        #[test]
+        fn pop_records_never_panic_on_garbage(bytes in proptest::collection::vec(any::<u8>(), 0..40)) {
+            let _ = PopRecord::decode(&bytes);
+        }
+
         #[test]
         fn meta_round_trip(value in proptest::collection::vec(any::<u8>(), 0..20), at in proptest::option::of(1u64..), version in any::<u64>(), len in any::<u64>(), head in any::<i64>(), bounds in any::<(u64, u64)>(), kind in 0..TYPES.len()) {
             let body = match TYPES[kind].kind {

@@ -146,6 +146,12 @@ pub enum CommandError {
     /// A numkeys argument below 1 or not a number.
     #[error("ERR numkeys should be greater than 0")]
     NumkeysNotPositive,
+    /// A blocking command's timeout that is not a number.
+    #[error("ERR timeout is not a float or out of range")]
+    TimeoutNotFloat,
+    /// A blocking command's timeout below 0 (or too large to count in milliseconds).
+    #[error("ERR timeout is negative")]
+    TimeoutNegative,
     /// SINTERCARD numkeys beyond the arguments given.
     #[error("ERR Number of keys can't be greater than number of args")]
     NumkeysExceedArgs,
@@ -431,6 +437,8 @@ mod docs_table {
             E::MaxlenNegative,
             E::CountNotPositive,
             E::NumkeysNotPositive,
+            E::TimeoutNotFloat,
+            E::TimeoutNegative,
             E::NumkeysExceedArgs,
             E::LimitNegative,
             E::MinMaxNotFloat,
@@ -526,6 +534,8 @@ mod docs_table {
                 | E::MaxlenNegative
                 | E::CountNotPositive
                 | E::NumkeysNotPositive
+                | E::TimeoutNotFloat
+                | E::TimeoutNegative
                 | E::NumkeysExceedArgs
                 | E::LimitNegative
                 | E::MinMaxNotFloat

@@ -65,6 +65,8 @@ pub struct InfoFacts {
     pub cluster_enabled: bool,
     /// Clients connected now.
     pub connected_clients: u64,
+    /// Clients waiting in a blocking command (BLPOP, ...) now.
+    pub blocked_clients: u64,
     /// Most simultaneous clients.
     pub maxclients: u64,
     /// Bytes in use: the process's resident memory plus, for a storage node, the memory
@@ -219,7 +221,7 @@ impl InfoFacts {
                 field("maxclients", self.maxclients),
                 field("client_recent_max_input_buffer", 0),
                 field("client_recent_max_output_buffer", 0),
-                field("blocked_clients", 0),
+                field("blocked_clients", self.blocked_clients),
                 field("tracking_clients", 0),
                 field("clients_in_timeout_table", 0),
             ],

@@ -19,6 +19,7 @@
 //! change's arguments and must get the same command); every error a client sees is a
 //! [`CommandError`].
 
+pub mod blocking;
 pub mod cluster;
 pub mod config;
 pub mod connection;
@@ -409,6 +410,9 @@ mod tests {
             &["1", "k"],
             &["1", "k", "left"],
             &["1", "k", "min"],
+            &["0", "1", "k", "left"],
+            &["0", "1", "k", "min"],
+            &["k", "k2", "left", "right", "0"],
             &["d", "1", "k"],
             &["d", "k", "0", "-1"],
             &["0"],

@@ -6,9 +6,10 @@
 
 use bytes::Bytes;
 
+use crate::blocking::parse_timeout;
 use crate::error::CommandError;
 use crate::number::parse_i64;
-use crate::spec::{spec, Access, CommandSpec, NO_KEYS, ONE_KEY, TWO_KEYS};
+use crate::spec::{spec, Access, CommandSpec, TimeoutAt, ALL_BUT_LAST, NO_KEYS, ONE_KEY, TWO_KEYS};
 
 const W: Access = Access::Write;
 const R: Access = Access::Read;
@@ -33,6 +34,11 @@ pub static SPECS: &[CommandSpec] = &[
     spec("lmove", 5, W, &["write", "denyoom"], TWO_KEYS, &["write", "list", "slow"], G, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved."),
     spec("rpoplpush", 3, W, &["write", "denyoom"], TWO_KEYS, &["write", "list", "slow"], G, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped."),
     spec("lmpop", -4, W, &["write", "movablekeys"], NO_KEYS, &["write", "list", "slow"], G, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.").with_numkeys_at(1),
+    spec("blpop", -3, W, &["write", "noscript", "blocking"], ALL_BUT_LAST, &["write", "list", "slow", "blocking"], G, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.").with_timeout_at(TimeoutAt::Last),
+    spec("brpop", -3, W, &["write", "noscript", "blocking"], ALL_BUT_LAST, &["write", "list", "slow", "blocking"], G, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.").with_timeout_at(TimeoutAt::Last),
+    spec("brpoplpush", 4, W, &["write", "denyoom", "noscript", "blocking"], TWO_KEYS, &["write", "list", "slow", "blocking"], G, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was popped.").with_timeout_at(TimeoutAt::Last),
+    spec("blmove", 6, W, &["write", "denyoom", "noscript", "blocking"], TWO_KEYS, &["write", "list", "slow", "blocking"], G, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.").with_timeout_at(TimeoutAt::Last),
+    spec("blmpop", -5, W, &["write", "blocking", "movablekeys"], NO_KEYS, &["write", "list", "slow", "blocking"], G, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.").with_numkeys_at(2).with_timeout_at(TimeoutAt::Index(1)),
 ];
 
 /// An end of a list.
@@ -121,7 +127,8 @@ pub enum ListWrite {
     },
     /// LREM key count element
     Rem(Bytes, i64, Bytes),
-    /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination
+    /// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination (and
+    /// their blocking forms)
     Move {
         /// Source key.
         src: Bytes,
@@ -132,7 +139,15 @@ pub enum ListWrite {
         /// End pushed to.
         to: End,
     },
-    /// `LMPOP numkeys key... LEFT|RIGHT [COUNT count]`
+    /// `BLPOP/BRPOP key... timeout` as it runs once (inside MULTI, or each time a blocked
+    /// client tries): one element from the first non-empty list, with its key.
+    BPop {
+        /// Keys, tried in order.
+        keys: Vec<Bytes>,
+        /// Which end.
+        end: End,
+    },
+    /// `LMPOP numkeys key... LEFT|RIGHT [COUNT count]` (and BLMPOP's)
     MPop {
         /// Keys, tried in order.
         keys: Vec<Bytes>,
@@ -298,16 +313,50 @@ impl ListCommand {
                 from: End::Right,
                 to: End::Left,
             }),
-            "lmpop" => {
-                let (keys, rest) = numkeys_and_keys(args, 1, CommandError::Syntax)?;
+            "lmpop" | "blmpop" => {
+                let blocking = name == "blmpop";
+                let (keys, rest) =
+                    numkeys_and_keys(&args[usize::from(blocking)..], 1, CommandError::Syntax)?;
                 let (end, rest) = match rest.split_first() {
                     Some((end, rest)) => (End::parse(end)?, rest),
                     None => return Err(CommandError::Syntax),
                 };
-                ListCommand::Write(ListWrite::MPop {
-                    keys,
-                    end,
-                    count: mpop_count(rest)?,
+                let count = mpop_count(rest)?;
+                if blocking {
+                    // Checked after the other arguments, as Redis does.
+                    parse_timeout(&args[0])?;
+                }
+                ListCommand::Write(ListWrite::MPop { keys, end, count })
+            }
+            "blpop" | "brpop" => {
+                let (timeout, keys) = args.split_last().expect("arity checked");
+                parse_timeout(timeout)?;
+                ListCommand::Write(ListWrite::BPop {
+                    keys: keys.to_vec(),
+                    end: if name == "blpop" {
+                        End::Left
+                    } else {
+                        End::Right
+                    },
+                })
+            }
+            "brpoplpush" => {
+                parse_timeout(&args[2])?;
+                ListCommand::Write(ListWrite::Move {
+                    src: key(),
+                    dst: args[1].clone(),
+                    from: End::Right,
+                    to: End::Left,
+                })
+            }
+            "blmove" => {
+                let (from, to) = (End::parse(&args[2])?, End::parse(&args[3])?);
+                parse_timeout(&args[4])?;
+                ListCommand::Write(ListWrite::Move {
+                    src: key(),
+                    dst: args[1].clone(),
+                    from,
+                    to,
                 })
             }
             _ => unreachable!("list family dispatched an unknown name: {name}"),

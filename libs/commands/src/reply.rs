@@ -93,9 +93,10 @@ impl Reply {
         // Encoding a well-formed frame into a growable buffer cannot fail: the encoder only
         // reports buffers that are too small, and `extend_encode` grows the buffer first.
         match protocol {
-            // The RESP2 frame type has no null array: it is written here (only a top-level
-            // reply can be one).
+            // The RESP2 frame type has no null array: it is written here, and so are the
+            // arrays that hold one (EXEC's reply to a BLPOP that found nothing).
             Protocol::Resp2 if *self == Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
+            Protocol::Resp2 if self.holds_nil_array() => self.encode_resp2_container(out),
             Protocol::Resp2 => {
                 let frame = self.to_resp2();
                 redis_protocol::resp2::encode::extend_encode(out, &frame, false)
@@ -109,6 +110,42 @@ impl Reply {
                 redis_protocol::resp3::encode::complete::extend_encode(out, &frame, false)
                     .expect("encoding into a growable buffer");
             }
+        }
+    }
+
+    /// Whether a null array is nested in this reply.
+    fn holds_nil_array(&self) -> bool {
+        match self {
+            Reply::Array(items) | Reply::Set(items) => items
+                .iter()
+                .any(|i| *i == Reply::NilArray || i.holds_nil_array()),
+            Reply::Map(pairs) | Reply::Pairs(pairs) => pairs.iter().any(|(k, v)| {
+                *k == Reply::NilArray
+                    || *v == Reply::NilArray
+                    || k.holds_nil_array()
+                    || v.holds_nil_array()
+            }),
+            _ => false,
+        }
+    }
+
+    /// Writes an array or map in RESP2 item by item (each item encoded on its own).
+    fn encode_resp2_container(&self, out: &mut BytesMut) {
+        match self {
+            Reply::Array(items) | Reply::Set(items) => {
+                out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
+                for item in items {
+                    item.encode(Protocol::Resp2, out);
+                }
+            }
+            Reply::Map(pairs) | Reply::Pairs(pairs) => {
+                out.extend_from_slice(format!("*{}\r\n", pairs.len() * 2).as_bytes());
+                for (k, v) in pairs {
+                    k.encode(Protocol::Resp2, out);
+                    v.encode(Protocol::Resp2, out);
+                }
+            }
+            other => other.encode(Protocol::Resp2, out),
         }
     }
 
@@ -303,6 +340,17 @@ mod tests {
         assert_eq!(enc(&Reply::Nil, Protocol::Resp2), "$-1\r\n");
         assert_eq!(enc(&Reply::Nil, Protocol::Resp3), "_\r\n");
         assert_eq!(enc(&Reply::NilArray, Protocol::Resp2), "*-1\r\n");
+        // Nested, as in EXEC's reply to a BLPOP that found nothing.
+        let exec = Reply::Array(vec![
+            Reply::NilArray,
+            Reply::Nil,
+            Reply::Array(vec![Reply::NilArray]),
+        ]);
+        assert_eq!(
+            enc(&exec, Protocol::Resp2),
+            "*3\r\n*-1\r\n$-1\r\n*1\r\n*-1\r\n"
+        );
+        assert_eq!(enc(&exec, Protocol::Resp3), "*3\r\n_\r\n_\r\n*1\r\n_\r\n");
         assert_eq!(enc(&Reply::NilArray, Protocol::Resp3), "_\r\n");
         let scored = Reply::Pairs(vec![(Reply::bulk_from(b"m"), Reply::Double(0.1))]);
         assert_eq!(

@@ -104,6 +104,17 @@ pub struct CommandSpec {
     pub movable: Movable,
     /// How it spreads over partitions.
     pub fanout: Fanout,
+    /// Where a blocking command's timeout is (BLPOP, BZMPOP, ...); None for the others.
+    pub timeout_at: Option<TimeoutAt>,
+}
+
+/// Where a blocking command's timeout argument is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutAt {
+    /// The last argument (BLPOP, BLMOVE, BZPOPMIN, ...).
+    Last,
+    /// The argument at this position, the command name being 0 (BLMPOP and BZMPOP: 1).
+    Index(usize),
 }
 
 impl CommandSpec {
@@ -194,6 +205,7 @@ pub(crate) const fn spec(
         subcommands: &[],
         movable: Movable::None,
         fanout: Fanout::OnePartition,
+        timeout_at: None,
     }
 }
 
@@ -207,6 +219,12 @@ impl CommandSpec {
     /// This spec with other keys found in the arguments as `movable` says.
     pub(crate) const fn with_movable(mut self, movable: Movable) -> Self {
         self.movable = movable;
+        self
+    }
+
+    /// This spec for a blocking command whose timeout is at `at`.
+    pub(crate) const fn with_timeout_at(mut self, at: TimeoutAt) -> Self {
+        self.timeout_at = Some(at);
         self
     }
 
@@ -241,6 +259,7 @@ pub(crate) const fn container(
         subcommands,
         movable: Movable::None,
         fanout: Fanout::OnePartition,
+        timeout_at: None,
     }
 }
 
@@ -250,5 +269,7 @@ pub(crate) const NO_KEYS: (i32, i32, i32) = (0, 0, 0);
 pub(crate) const ONE_KEY: (i32, i32, i32) = (1, 1, 1);
 /// Every argument is a key.
 pub(crate) const ALL_KEYS: (i32, i32, i32) = (1, -1, 1);
+/// Every argument but the last (a blocking command's timeout) is a key.
+pub(crate) const ALL_BUT_LAST: (i32, i32, i32) = (1, -2, 1);
 /// Arguments 1 and 2 are keys.
 pub(crate) const TWO_KEYS: (i32, i32, i32) = (1, 2, 1);

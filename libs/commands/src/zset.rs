@@ -7,13 +7,14 @@
 
 use bytes::Bytes;
 
+use crate::blocking::parse_timeout;
 use crate::error::CommandError;
 use crate::hash::RandFieldCount;
 use crate::keyspace::scan_cursor;
 use crate::list::{mpop_count, non_negative, numkeys_and_keys, positive_count};
 use crate::number::{parse_double, parse_i64, parse_range_double};
 use crate::set::SetOp;
-use crate::spec::{spec, Access, CommandSpec, NO_KEYS, ONE_KEY, TWO_KEYS};
+use crate::spec::{spec, Access, CommandSpec, TimeoutAt, ALL_BUT_LAST, NO_KEYS, ONE_KEY, TWO_KEYS};
 
 const W: Access = Access::Write;
 const R: Access = Access::Read;
@@ -46,6 +47,9 @@ pub static SPECS: &[CommandSpec] = &[
     spec("zpopmin", -2, W, &["write", "fast"], ONE_KEY, &["write", "sortedset", "fast"], G, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
     spec("zpopmax", -2, W, &["write", "fast"], ONE_KEY, &["write", "sortedset", "fast"], G, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped."),
     spec("zmpop", -4, W, &["write", "movablekeys"], NO_KEYS, &["write", "sortedset", "slow"], G, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.").with_numkeys_at(1),
+    spec("bzpopmin", -3, W, &["write", "noscript", "blocking", "fast"], ALL_BUT_LAST, &["write", "sortedset", "fast", "blocking"], G, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.").with_timeout_at(TimeoutAt::Last),
+    spec("bzpopmax", -3, W, &["write", "noscript", "blocking", "fast"], ALL_BUT_LAST, &["write", "sortedset", "fast", "blocking"], G, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.").with_timeout_at(TimeoutAt::Last),
+    spec("bzmpop", -5, W, &["write", "blocking", "movablekeys"], NO_KEYS, &["write", "sortedset", "slow", "blocking"], G, "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.").with_numkeys_at(2).with_timeout_at(TimeoutAt::Index(1)),
     spec("zrandmember", -2, R, &["readonly"], ONE_KEY, &["read", "sortedset", "slow"], G, "6.2.0", "Returns one or more random members from a sorted set."),
     spec("zunion", -3, R, &["readonly", "movablekeys"], NO_KEYS, &["read", "sortedset", "slow"], G, "6.2.0", "Returns the union of multiple sorted sets.").with_numkeys_at(1),
     spec("zinter", -3, R, &["readonly", "movablekeys"], NO_KEYS, &["read", "sortedset", "slow"], G, "6.2.0", "Returns the intersect of multiple sorted sets.").with_numkeys_at(1),
@@ -369,8 +373,12 @@ pub enum ZsetWrite {
     RemRange(Bytes, RangeBy),
     /// `ZPOPMIN/ZPOPMAX key [count]`: whether the highest scores, and the count if given.
     Pop(Bytes, bool, Option<u64>),
-    /// `ZMPOP numkeys key... MIN|MAX [COUNT n]`
+    /// `ZMPOP numkeys key... MIN|MAX [COUNT n]` (and BZMPOP's)
     MPop(Vec<Bytes>, bool, u64),
+    /// `BZPOPMIN/BZPOPMAX key... timeout` as it runs once (inside MULTI, or each time a
+    /// blocked client tries): the lowest (highest: true) member of the first non-empty
+    /// sorted set, with its key and score.
+    BPop(Vec<Bytes>, bool),
     /// `ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE dst numkeys key... [options]`
     Store(SetOp, Bytes, Vec<Bytes>, Vec<Bytes>),
 }
@@ -623,10 +631,22 @@ impl ZsetCommand {
                 };
                 ZsetCommand::Write(ZsetWrite::Pop(key(), name == "zpopmax", count))
             }
-            "zmpop" => {
-                let (keys, rest) = numkeys_and_keys(args, 1, CommandError::Syntax)?;
+            "zmpop" | "bzmpop" => {
+                let blocking = name == "bzmpop";
+                let (keys, rest) =
+                    numkeys_and_keys(&args[usize::from(blocking)..], 1, CommandError::Syntax)?;
                 let max = min_or_max(&rest[0])?;
-                ZsetCommand::Write(ZsetWrite::MPop(keys, max, mpop_count(&rest[1..])?))
+                let count = mpop_count(&rest[1..])?;
+                if blocking {
+                    // Checked after the other arguments, as Redis does.
+                    parse_timeout(&args[0])?;
+                }
+                ZsetCommand::Write(ZsetWrite::MPop(keys, max, count))
+            }
+            "bzpopmin" | "bzpopmax" => {
+                let (timeout, keys) = args.split_last().expect("arity checked");
+                parse_timeout(timeout)?;
+                ZsetCommand::Write(ZsetWrite::BPop(keys.to_vec(), name == "bzpopmax"))
             }
             "zrandmember" => ZsetCommand::Read(ZsetRead::RandMember(
                 key(),

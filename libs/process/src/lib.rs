@@ -1,6 +1,7 @@
 //! What every zankv process (storage node, PD, proxy) does at its edges, written once:
 //! setting up logging ([`init_logging`]), waiting for SIGINT/SIGTERM ([`wait_for_signal`]),
-//! accepting RESP clients within a connection limit ([`serve_clients`]) and serving an
+//! accepting RESP clients within a connection limit ([`serve_clients`]) and noticing one
+//! leave while it waits on a blocking command ([`read_while_blocked`]), serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
 //! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the
 //! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]); and what
@@ -25,11 +26,28 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
-use tokio::io::AsyncWriteExt;
+use bytes::BytesMut;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+
+/// While a client waits on a blocking command (BLPOP, ...), reads what it sends meanwhile
+/// into `input` (those requests run once it is answered), up to `limit` bytes; returns
+/// when the client is gone, so that its wait can end with it.
+pub async fn read_while_blocked(socket: &mut TcpStream, input: &mut BytesMut, limit: usize) {
+    loop {
+        if input.len() > limit {
+            return std::future::pending().await;
+        }
+        input.reserve(4096);
+        match socket.read_buf(input).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
 
 /// The multi-threaded async runtime a process serves its sockets on, its threads named
 /// `thread_name`: `threads` of them, or one per CPU when 0.

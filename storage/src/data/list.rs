@@ -486,7 +486,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             Ok(Reply::Integer(doomed.len() as i64))
         }
         ListWrite::Move { src, dst, from, to } => {
-            let Some(meta) = txn.typed_meta(src, KeyType::List)? else {
+            let Some(meta) = txn.source_meta(src, KeyType::List)? else {
                 return Ok(Reply::Nil);
             };
             // The destination's type is checked before anything is popped.
@@ -501,9 +501,23 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             push(txn, dst, dst_meta, *to, &popped)?;
             Ok(Reply::bulk_or_nil(popped.into_iter().next()))
         }
+        ListWrite::BPop { keys, end } => {
+            for key in keys {
+                if let Some(meta) = txn.source_meta(key, KeyType::List)? {
+                    let popped = pop(txn, key, meta, *end, 1)?;
+                    return Ok(Reply::Array(
+                        std::iter::once(key.clone())
+                            .chain(popped)
+                            .map(Reply::Bulk)
+                            .collect(),
+                    ));
+                }
+            }
+            Ok(Reply::NilArray)
+        }
         ListWrite::MPop { keys, end, count } => {
             for key in keys {
-                if let Some(meta) = txn.typed_meta(key, KeyType::List)? {
+                if let Some(meta) = txn.source_meta(key, KeyType::List)? {
                     let popped = pop(txn, key, meta, *end, *count)?;
                     return Ok(Reply::Array(vec![
                         Reply::Bulk(key.clone()),

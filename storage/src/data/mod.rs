@@ -16,6 +16,7 @@
 pub mod hash;
 pub mod keyspace;
 pub mod list;
+pub mod pops;
 pub mod set;
 pub mod sort;
 pub mod string;
@@ -280,6 +281,10 @@ pub struct Txn<'a> {
     pub now_ms: i64,
     /// Bookkeeping, updated as the change proceeds.
     pub state: AppliedState,
+    /// A blocked client's pop tried again after a write woke it: source keys of another
+    /// type are passed over ([`Txn::source_meta`]), as Redis serves a waiter only from a
+    /// key of its type.
+    pub waiting: bool,
 }
 
 impl View for Txn<'_> {
@@ -397,6 +402,7 @@ impl<'a> Txn<'a> {
             batch: WriteBatch::default(),
             now_ms,
             state,
+            waiting: false,
         }
     }
 
@@ -447,6 +453,16 @@ impl<'a> Txn<'a> {
     /// Live metadata, WRONGTYPE unless of `kind`.
     pub fn typed_meta(&self, key: &[u8], kind: KeyType) -> Result<Option<KeyMeta>, ExecError> {
         typed_meta(self, key, self.now_ms, kind)
+    }
+
+    /// Live metadata of a key a pop takes from: as [`Txn::typed_meta`], except that for a
+    /// blocked client's pop tried again ([`Txn::waiting`]) a key of another type is as good
+    /// as missing.
+    pub fn source_meta(&self, key: &[u8], kind: KeyType) -> Result<Option<KeyMeta>, ExecError> {
+        match self.typed_meta(key, kind) {
+            Err(ExecError::Command(CommandError::WrongType)) if self.waiting => Ok(None),
+            other => other,
+        }
     }
 
     /// Removes what an old metadata record implies (expiry index entry, elements of another

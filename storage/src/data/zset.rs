@@ -788,7 +788,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
         }
         ZsetWrite::MPop(keys, max, count) => {
             for key in keys {
-                if let Some(meta) = txn.typed_meta(key, KeyType::ZSet)? {
+                if let Some(meta) = txn.source_meta(key, KeyType::ZSet)? {
                     let popped = pop_entries(txn, key, meta, *max, *count)?;
                     return Ok(Reply::Array(vec![
                         Reply::Bulk(key.clone()),
@@ -799,6 +799,18 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
                                 .collect(),
                         ),
                     ]));
+                }
+            }
+            Ok(Reply::NilArray)
+        }
+        ZsetWrite::BPop(keys, max) => {
+            for key in keys {
+                if let Some(meta) = txn.source_meta(key, KeyType::ZSet)? {
+                    let mut reply = vec![Reply::Bulk(key.clone())];
+                    for (score, member) in pop_entries(txn, key, meta, *max, 1)? {
+                        reply.extend([Reply::Bulk(member), Reply::Double(score)]);
+                    }
+                    return Ok(Reply::Array(reply));
                 }
             }
             Ok(Reply::NilArray)

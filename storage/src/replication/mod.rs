@@ -10,10 +10,13 @@
 //!   leadership;
 //! - [`store_loop`]: the thread that drives the store with real time, the transport and the
 //!   partition workers, and turns client batches into proposals and ReadIndex reads;
+//!   [`watches`] and [`blocking`]: the WATCHed keys and the clients blocked in BLPOP and
+//!   its kin, in the groups this node leads, which the store loop owns;
 //! - [`transport`]: batched raft messages between nodes; [`snapshot`]: partition
 //!   checkpoints streamed to lagging followers and swapped in there. (raft-rs's logs go to
 //!   `tracing` through the `zankv-raft-tracing` crate.)
 
+pub mod blocking;
 pub mod log_store;
 pub mod membership;
 pub mod peer;

@@ -34,6 +34,7 @@ use tracing::{error, info, warn};
 use zankv_commands::{CommandError, ReadCommand, Reply};
 use zankv_pd_api::node_of;
 
+use super::blocking::{BlockedClients, BlockedPop, Popped, WaiterId};
 use super::log_store::GroupId;
 use super::log_store::INIT_INDEX;
 use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
@@ -94,6 +95,26 @@ pub enum StoreRequest {
         keys: Vec<Bytes>,
         /// The tokens, or the refusal.
         reply: oneshot::Sender<Reply>,
+    },
+    /// A blocking pop (BLPOP, BZMPOP, ...) of `group` (this node must lead it): answered
+    /// when a pop finds something or `timeout_ms` (0: never) passes
+    /// ([`super::blocking`]).
+    Block {
+        /// The group.
+        group: GroupId,
+        /// The pop.
+        pop: BlockedPop,
+        /// How long it may wait, in milliseconds; 0: for ever.
+        timeout_ms: u64,
+        /// The reply.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A blocked client's pop answered (sent by the loop to itself).
+    Popped {
+        /// The waiter.
+        id: WaiterId,
+        /// The pop's reply.
+        reply: Reply,
     },
     /// Report the raft status of every hosted group.
     Status {
@@ -293,6 +314,22 @@ impl StoreHandle {
     pub async fn watch(&self, group: GroupId, keys: Vec<Bytes>) -> oneshot::Receiver<Reply> {
         self.queue(|reply| StoreRequest::Watch { group, keys, reply })
             .await
+    }
+
+    /// A blocking pop of `group` (see [`StoreRequest::Block`]).
+    pub async fn block(
+        &self,
+        group: GroupId,
+        pop: BlockedPop,
+        timeout_ms: u64,
+    ) -> oneshot::Receiver<Reply> {
+        self.queue(|reply| StoreRequest::Block {
+            group,
+            pop,
+            timeout_ms,
+            reply,
+        })
+        .await
     }
 
     /// The raft status of every hosted group.
@@ -545,6 +582,8 @@ struct Runner {
     pending_admin: Vec<PendingAdmin>,
     /// The keys clients WATCH in the groups this node leads.
     watches: WatchTables,
+    /// The clients blocked in the groups this node leads.
+    blocked: BlockedClients,
 }
 
 /// The runtime the store loop runs in: one thread, which also runs the raft transport's
@@ -585,6 +624,7 @@ pub fn spawn(
                 handle,
                 pending_admin: Vec::new(),
                 watches: WatchTables::default(),
+                blocked: BlockedClients::default(),
             };
             runtime.block_on(runner.run(raft_in, requests, stop));
         })
@@ -605,10 +645,14 @@ impl Runner {
         let mut interval = tokio::time::interval(self.l.settings.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let deadline = self.blocked.next_deadline();
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 _ = interval.tick() => self.on_tick(),
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
+                    self.blocked.expire(Instant::now());
+                }
                 Some(m) = raft_in.recv() => self.l.store.step(m),
                 r = requests.recv() => match r {
                     Some(r) => self.on_request(r),
@@ -651,6 +695,15 @@ impl Runner {
         if self.ticks.is_multiple_of(100) {
             self.watches.prune(self.ticks);
         }
+        self.blocked.expire(Instant::now());
+        for (group, term) in self.blocked.terms() {
+            let refusal = match self.l.store.peer(group) {
+                None => self.not_hosted(group),
+                Some(p) if p.is_leader() && p.term() == term => continue,
+                Some(p) => self.not_leader(group, p.leader()),
+            };
+            self.blocked.refuse(group, term, &refusal);
+        }
         self.l.store.tick();
         let now = self.ticks;
         for ctx in self.pending_reads.late(now) {
@@ -683,11 +736,8 @@ impl Runner {
     fn on_worker_event(&mut self, group: GroupId, event: WorkerEvent) {
         match event {
             WorkerEvent::Propose(change) => {
-                if self.l.store.peer(group).is_some_and(|p| p.is_leader())
-                    && self.l.store.propose(group, change.encode()).is_ok()
-                {
-                    self.l.stats.raft_proposed();
-                    self.touch_watched(group, &change);
+                if self.l.store.peer(group).is_some_and(|p| p.is_leader()) {
+                    let _ = self.propose(group, &change);
                 }
             }
             WorkerEvent::Durable { index } => {
@@ -839,6 +889,37 @@ impl Runner {
                     }
                 };
                 let _ = reply.send(answer);
+            }
+            StoreRequest::Block {
+                group,
+                pop,
+                timeout_ms,
+                reply,
+            } => {
+                let term = match self.l.store.peer(group) {
+                    None => Err(self.not_hosted(group)),
+                    Some(peer) if !peer.is_leader() => Err(self.not_leader(group, peer.leader())),
+                    Some(peer) => Ok(peer.term()),
+                };
+                match term {
+                    Ok(term) => {
+                        let deadline = (timeout_ms > 0)
+                            .then(|| Instant::now().checked_add(Duration::from_millis(timeout_ms)))
+                            .flatten();
+                        let id = self.blocked.block(group, term, pop, deadline, reply);
+                        self.propose_pops(vec![id]);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Reply::Error(e));
+                    }
+                }
+            }
+            StoreRequest::Popped { id, reply } => {
+                match self.blocked.popped(id, reply, Instant::now()) {
+                    Popped::Answered(next) => self.propose_pops(next),
+                    Popped::TryAgain => self.propose_pops(vec![id]),
+                    Popped::Waiting => {}
+                }
             }
             StoreRequest::Admin { group, op, reply } => self.on_admin(group, op, reply),
             StoreRequest::Host {
@@ -1179,11 +1260,8 @@ impl Runner {
                     }
                 }
             };
-            match self.l.store.propose(group, change.encode()) {
-                Ok(()) => {
-                    self.l.stats.raft_proposed();
-                    let peer = self.l.store.peer(group).expect("hosted");
-                    let (index, term) = (peer.last_index(), peer.term());
+            match self.propose(group, &change) {
+                Ok((index, term)) => {
                     if last_write.is_none() {
                         for &slot in &leading {
                             if let Slot::Read { after, .. } = &mut slots[slot] {
@@ -1193,15 +1271,11 @@ impl Runner {
                     }
                     last_write = Some(index);
                     slots.push(Slot::Write { index, term });
-                    self.touch_watched(group, &change);
+                    // Clients blocked on its keys try their pops right after it, as Redis
+                    // serves them after each command.
+                    self.wake_blocked(group, &change);
                 }
-                Err(e) => {
-                    let err = match e {
-                        ProposeError::NotLeader { leader } => self.not_leader(group, leader),
-                        ProposeError::Dropped | ProposeError::NotReady => CommandError::ClusterChanged(
-                            "the leader refused the proposal (leadership transfer in progress); retry".into(),
-                        ),
-                    };
+                Err(err) => {
                     if last_write.is_none() {
                         for &slot in &leading {
                             slots[slot] = Slot::Done(Reply::Error(err.clone()));
@@ -1213,6 +1287,91 @@ impl Runner {
             }
         }
         worker.send(WorkerMsg::Plan(Plan { slots, reply }));
+    }
+
+    /// Proposes `change` in `group` (whose leader this node must be) and touches the watched
+    /// keys it names; answers its log index and term.
+    fn propose(&mut self, group: GroupId, change: &Change) -> Result<(u64, u64), CommandError> {
+        match self.l.store.propose(group, change.encode()) {
+            Ok(()) => {
+                self.l.stats.raft_proposed();
+                let peer = self.l.store.peer(group).expect("hosted");
+                let at = (peer.last_index(), peer.term());
+                self.touch_watched(group, change);
+                Ok(at)
+            }
+            Err(ProposeError::NotLeader { leader }) => Err(self.not_leader(group, leader)),
+            Err(ProposeError::Dropped | ProposeError::NotReady) => {
+                Err(CommandError::ClusterChanged(
+                    "the leader refused the proposal (leadership transfer in progress); retry"
+                        .into(),
+                ))
+            }
+        }
+    }
+
+    /// A client's write `change` was proposed in `group`: the clients blocked on its keys
+    /// try their pops.
+    fn wake_blocked(&mut self, group: GroupId, change: &Change) {
+        if !self.blocked.any(group) {
+            return;
+        }
+        let wake = match change.touches() {
+            Touches::Every => self.blocked.touched(group, None::<Vec<&[u8]>>),
+            Touches::Keys(keys) => self.blocked.touched(group, Some(keys)),
+        };
+        self.propose_pops(wake);
+    }
+
+    /// Proposes the pops of blocked clients `ids`; each pop's reply comes back to the loop
+    /// as [`StoreRequest::Popped`].
+    fn propose_pops(&mut self, mut ids: Vec<WaiterId>) {
+        while let Some(id) = ids.pop() {
+            let Some(try_) = self.blocked.pop_of(id) else {
+                continue;
+            };
+            let group = try_.group;
+            let change = Change::Pop {
+                now_ms: self.clock.now_ms(),
+                id: try_.id.unwrap_or_default(),
+                retry: try_.retry,
+                argv: try_.argv,
+            };
+            let proposed = match self.l.groups.get(&group) {
+                Some(hosted) => {
+                    let worker = hosted.worker.clone();
+                    self.propose(group, &change).map(|at| (worker, at))
+                }
+                None => Err(self.not_hosted(group)),
+            };
+            match proposed {
+                Ok((worker, (index, term))) => {
+                    let (reply, rx) = oneshot::channel();
+                    worker.send(WorkerMsg::Plan(Plan {
+                        slots: vec![Slot::Write { index, term }],
+                        reply,
+                    }));
+                    let handle = self.handle.clone();
+                    tokio::spawn(async move {
+                        let reply = match rx.await {
+                            Ok(mut replies) => replies.pop(),
+                            Err(_) => None,
+                        };
+                        let reply = reply.unwrap_or(Reply::Error(CommandError::ShuttingDown));
+                        let _ = handle.tx.send(StoreRequest::Popped { id, reply }).await;
+                    });
+                }
+                Err(e) => match self.blocked.popped(id, Reply::Error(e), Instant::now()) {
+                    Popped::Answered(next) => ids.extend(next),
+                    // Refused before it was proposed (a leader change is under way): it
+                    // waits for the next write, or for the refusal of its clients.
+                    Popped::TryAgain => {
+                        let _ = self.blocked.popped(id, Reply::NilArray, Instant::now());
+                    }
+                    Popped::Waiting => {}
+                },
+            }
+        }
     }
 
     /// A write `change` was proposed in `group`: the watched keys it names are touched.

@@ -26,7 +26,7 @@ use zankv_commands::keyspace::KeyspaceRead;
 use zankv_commands::request::{self, RequestLimits};
 use zankv_commands::transaction::{self, in_queue_order, Queued, Step, Watched};
 use zankv_commands::{
-    Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
+    blocking, Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
 };
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 use zankv_process::usage;
@@ -34,6 +34,7 @@ use zankv_process::usage;
 use crate::change::Change;
 use crate::engine::rocks::RocksOptions;
 use crate::node_stats::NodeStats;
+use crate::replication::blocking::BlockedPop;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::{Routing, SharedRouting};
@@ -139,6 +140,13 @@ enum Dispatch {
         queued: Vec<Queued>,
         watched: Vec<Watched>,
     },
+    /// A blocking pop for the group's leader, which holds the connection until answered.
+    Block {
+        group: GroupId,
+        pop: BlockedPop,
+        timeout_ms: u64,
+        name: &'static str,
+    },
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -190,10 +198,11 @@ async fn connection(
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = request::RequestReader::default();
-    let mut output = BytesMut::with_capacity(4 * 1024);
-    let mut pending: VecDeque<Pending> = VecDeque::new();
-    // Consecutive data commands of one group, sent to the store loop as one batch.
-    let mut batch = OpenBatch::default();
+    let mut out = Outbox {
+        batch: OpenBatch::default(),
+        pending: VecDeque::new(),
+        output: BytesMut::with_capacity(4 * 1024),
+    };
     loop {
         // Keep room for a full-sized read (a full buffer would otherwise be refilled a few
         // bytes at a time); BytesMut reuses its allocation once consumed input is released.
@@ -227,25 +236,23 @@ async fn connection(
                             last_data_command = Some(name);
                             let stale =
                                 session.client.readonly && matches!(item, BatchItem::Read(_));
-                            if batch.group != Some(group) || batch.stale != stale {
-                                send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                    .await;
-                                batch.group = Some(group);
-                                batch.stale = stale;
+                            if out.batch.group != Some(group) || out.batch.stale != stale {
+                                out.send_batch(ctx, session.client.protocol).await;
+                                out.batch.group = Some(group);
+                                out.batch.stale = stale;
                             }
-                            batch.items.push(item);
+                            out.batch.items.push(item);
                         }
                         Dispatch::Reply(reply) => {
-                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                .await;
-                            pending.push_back(Pending::Ready(reply, session.client.protocol));
+                            out.send_batch(ctx, session.client.protocol).await;
+                            out.pending
+                                .push_back(Pending::Ready(reply, session.client.protocol));
                         }
                         Dispatch::Transaction(group, item) => {
                             last_data_command = Some("exec");
-                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                .await;
+                            out.send_batch(ctx, session.client.protocol).await;
                             let rx = ctx.store.batch(group, vec![item]).await;
-                            pending.push_back(Pending::Batch {
+                            out.pending.push_back(Pending::Batch {
                                 rx,
                                 len: 1,
                                 protocol: session.client.protocol,
@@ -258,10 +265,9 @@ async fn connection(
                         } => {
                             last_data_command = Some("watch");
                             // Earlier writes are proposed before the keys are watched.
-                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                .await;
+                            out.send_batch(ctx, session.client.protocol).await;
                             let rx = ctx.store.watch(group, keys.clone()).await;
-                            pending.push_back(Pending::Watch {
+                            out.pending.push_back(Pending::Watch {
                                 rx,
                                 keys,
                                 remember,
@@ -270,48 +276,65 @@ async fn connection(
                         }
                         Dispatch::Exec { queued, watched } => {
                             last_data_command = Some("exec");
-                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                .await;
+                            out.send_batch(ctx, session.client.protocol).await;
                             // The tokens of a WATCH of this pipeline must be in first.
-                            let watching = pending
+                            let watching = out
+                                .pending
                                 .iter()
                                 .any(|p| matches!(p, Pending::Watch { remember: true, .. }));
                             let mut watched = watched;
                             if watching {
-                                if flush(
-                                    &mut socket,
-                                    &mut pending,
-                                    &mut output,
-                                    &ctx.errors,
-                                    &mut session.client,
-                                )
-                                .await
-                                .is_err()
+                                if out
+                                    .flush(ctx, &mut socket, &mut session.client)
+                                    .await
+                                    .is_err()
                                 {
                                     return;
                                 }
                                 watched.append(&mut session.client.watched);
                             }
                             let p = exec(ctx, &mut session, &routing, queued, watched).await;
-                            pending.push_back(p);
+                            out.pending.push_back(p);
+                        }
+                        Dispatch::Block {
+                            group,
+                            pop,
+                            timeout_ms,
+                            name,
+                        } => {
+                            last_data_command = None;
+                            session.handle.touch(name);
+                            // Earlier replies leave first; later commands run once it is
+                            // answered, as in Redis.
+                            if out
+                                .flush(ctx, &mut socket, &mut session.client)
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                            let _blocked = ctx.stats.client_blocked();
+                            let rx = ctx.store.block(group, pop, timeout_ms).await;
+                            let reply = tokio::select! {
+                                reply = rx => reply.unwrap_or(Reply::Error(CommandError::ShuttingDown)),
+                                () = zankv_process::read_while_blocked(&mut socket, &mut input, ctx.max_query_buffer) => return,
+                                _ = shutdown.changed() => return,
+                                _ = session.handle.killed() => return,
+                            };
+                            out.pending
+                                .push_back(Pending::Ready(reply, session.client.protocol));
                         }
                         Dispatch::Connection(c, name) => {
                             last_data_command = None;
                             session.handle.touch(name);
                             // Earlier data commands go first; INFO must see their effects,
                             // so it waits for their replies.
-                            send_batch(ctx, &mut batch, &mut pending, session.client.protocol)
-                                .await;
+                            out.send_batch(ctx, session.client.protocol).await;
                             if matches!(c, ConnectionCommand::Info(_))
-                                && flush(
-                                    &mut socket,
-                                    &mut pending,
-                                    &mut output,
-                                    &ctx.errors,
-                                    &mut session.client,
-                                )
-                                .await
-                                .is_err()
+                                && out
+                                    .flush(ctx, &mut socket, &mut session.client)
+                                    .await
+                                    .is_err()
                             {
                                 return;
                             }
@@ -325,27 +348,22 @@ async fn connection(
                             session
                                 .handle
                                 .set_identity(session.client.name.as_deref(), resp);
-                            pending.push_back(Pending::Ready(reply, session.client.protocol));
+                            out.pending
+                                .push_back(Pending::Ready(reply, session.client.protocol));
                             if quit {
                                 close = true;
                                 break;
                             }
                         }
                     }
-                    if pending.len() + batch.items.len() >= MAX_PIPELINE {
+                    if out.pending.len() + out.batch.items.len() >= MAX_PIPELINE {
                         if let Some(name) = last_data_command.take() {
                             session.handle.touch(name);
                         }
-                        send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-                        if flush(
-                            &mut socket,
-                            &mut pending,
-                            &mut output,
-                            &ctx.errors,
-                            &mut session.client,
-                        )
-                        .await
-                        .is_err()
+                        if out
+                            .flush(ctx, &mut socket, &mut session.client)
+                            .await
+                            .is_err()
                         {
                             return;
                         }
@@ -354,8 +372,9 @@ async fn connection(
                 Ok(None) => break,
                 Err(e) => {
                     debug!(client = session.client.id, error = %e, "protocol error; closing connection");
-                    send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-                    pending.push_back(Pending::Ready(Reply::Error(e), session.client.protocol));
+                    out.send_batch(ctx, session.client.protocol).await;
+                    out.pending
+                        .push_back(Pending::Ready(Reply::Error(e), session.client.protocol));
                     close = true;
                     break;
                 }
@@ -365,16 +384,10 @@ async fn connection(
         if let Some(name) = last_data_command {
             session.handle.touch(name);
         }
-        send_batch(ctx, &mut batch, &mut pending, session.client.protocol).await;
-        if flush(
-            &mut socket,
-            &mut pending,
-            &mut output,
-            &ctx.errors,
-            &mut session.client,
-        )
-        .await
-        .is_err()
+        if out
+            .flush(ctx, &mut socket, &mut session.client)
+            .await
+            .is_err()
             || close
         {
             return;
@@ -387,6 +400,40 @@ async fn connection(
             );
             return;
         }
+    }
+}
+
+/// What a connection owes its client: the open batch of data commands, the replies to
+/// come in request order, and the bytes to write.
+struct Outbox {
+    /// Consecutive data commands of one group, sent to the store loop as one batch.
+    batch: OpenBatch,
+    pending: VecDeque<Pending>,
+    output: BytesMut,
+}
+
+impl Outbox {
+    /// Sends the open batch, if any (see [`send_batch`]).
+    async fn send_batch(&mut self, ctx: &ServerContext, protocol: Protocol) {
+        send_batch(ctx, &mut self.batch, &mut self.pending, protocol).await;
+    }
+
+    /// Sends the open batch, then waits for every pending reply and writes them.
+    async fn flush(
+        &mut self,
+        ctx: &ServerContext,
+        socket: &mut TcpStream,
+        session: &mut ClientSession,
+    ) -> std::io::Result<()> {
+        self.send_batch(ctx, session.protocol).await;
+        flush(
+            socket,
+            &mut self.pending,
+            &mut self.output,
+            &ctx.errors,
+            session,
+        )
+        .await
     }
 }
 
@@ -515,6 +562,9 @@ fn dispatch(
     if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
         return dispatch_on_partition(argv, routing, max_write_bytes);
     }
+    if argv[0].eq_ignore_ascii_case(POP_ID) {
+        return dispatch_with_pop_id(argv, session, routing, max_write_bytes);
+    }
     if argv[0].eq_ignore_ascii_case(transaction::TXN_COMMAND) {
         return match super::transaction::remote(&argv, routing, max_write_bytes) {
             Ok((group, item)) => Dispatch::Transaction(group, item),
@@ -606,6 +656,46 @@ fn dispatch_on_partition(
     data(inner, cmd, spec, layout.id, max_write_bytes)
 }
 
+/// A proxy's blocking pop named by an id, which it sends again (with the same id) when its
+/// connection failed before the reply came, so that the pop runs once
+/// ([`crate::data::pops`]): `ZANKV.POPID <id> <command> [arg ...]`, the command possibly a
+/// `ZANKV.ON` one. Not in the command table: clients of the proxy cannot send it.
+const POP_ID: &[u8] = b"zankv.popid";
+/// Longest pop id.
+const MAX_POP_ID: usize = 64;
+
+fn dispatch_with_pop_id(
+    mut argv: Vec<Bytes>,
+    session: &mut ClientSession,
+    routing: &Routing,
+    max_write_bytes: usize,
+) -> Dispatch {
+    if argv.len() < 3 || argv[1].len() > MAX_POP_ID {
+        return Dispatch::Reply(Reply::Error(CommandError::Syntax));
+    }
+    let inner = argv.split_off(2);
+    let id = argv.pop().expect("checked");
+    match dispatch(inner, session, routing, max_write_bytes) {
+        Dispatch::Block {
+            group,
+            mut pop,
+            timeout_ms,
+            name,
+        } => {
+            pop.id = Some(id);
+            Dispatch::Block {
+                group,
+                pop,
+                timeout_ms,
+                name,
+            }
+        }
+        // Only a blocking pop outside MULTI carries an id.
+        Dispatch::Reply(reply) => Dispatch::Reply(reply),
+        _ => Dispatch::Reply(Reply::Error(CommandError::Syntax)),
+    }
+}
+
 /// A data command for `group`: a write is replicated as its arguments, a read runs as
 /// parsed (which one it is, its type says).
 fn data(
@@ -622,7 +712,22 @@ fn data(
                 max_write_bytes,
             )))
         }
-        Routed::Write(_) => Dispatch::Data(group, BatchItem::Write(argv), spec.name),
+        Routed::Write(_) => match blocking::timeout_ms(spec, &argv) {
+            Some(timeout) => Dispatch::Block {
+                group,
+                pop: BlockedPop {
+                    keys: blocking::source_positions(spec, &argv)
+                        .into_iter()
+                        .map(|i| argv[i].clone())
+                        .collect(),
+                    argv,
+                    id: None,
+                },
+                timeout_ms: timeout.unwrap_or(0),
+                name: spec.name,
+            },
+            None => Dispatch::Data(group, BatchItem::Write(argv), spec.name),
+        },
         Routed::Read(read) => Dispatch::Data(group, BatchItem::Read(read), spec.name),
         Routed::Connection(_) => Dispatch::Reply(Reply::Error(CommandError::Internal(
             "a connection command taken for a data command".into(),
@@ -763,6 +868,7 @@ async fn info(sections: &[Bytes], ctx: &ServerContext) -> String {
         config_file: String::new(),
         cluster_enabled: false,
         connected_clients: stats.connected_clients,
+        blocked_clients: stats.blocked_clients,
         maxclients: ctx.max_clients as u64,
         used_memory: used,
         used_memory_rss: rss,
