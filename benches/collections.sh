@@ -35,8 +35,6 @@ started_at=$(date +%s)
 cargo build --release --locked --bins >&2
 # shellcheck source=benches/common.sh
 . benches/common.sh
-results="$work/results.jsonl"
-: > "$results"
 
 start_redis_mem
 start_redis_repl
@@ -70,12 +68,6 @@ done
 $py benches/bigkeys.py --port "$zport" --members "$big" --churn-seconds "$churn" \
   --load "$bin/zankv-load" --seconds "$secs" --clients "$clients" >> "$results"
 
-run_meta "{\"seconds\": $secs, \"clients\": $clients, \"value\": $value, \"keys\": $keys,
+write_report collections benches/collections_report.py "{\"seconds\": $secs, \"clients\": $clients, \"value\": $value, \"keys\": $keys,
   \"big_members\": $big, \"churn_seconds\": $churn, \"rounds\": $rounds,
-  \"elapsed_s\": $(( $(date +%s) - started_at ))}" > "$work/meta.json"
-mkdir -p benches/results
-cp "$results" benches/results/collections.jsonl
-cp "$work/meta.json" benches/results/collections-meta.json
-$py benches/collections_report.py "$results" "$work/meta.json" > "$out.tmp"
-mv "$out.tmp" "$out"
-say "wrote $out in $(( $(date +%s) - started_at )) s"
+  \"elapsed_s\": $(( $(date +%s) - started_at ))}"

@@ -3,11 +3,13 @@
 #
 # Expects `set -euo pipefail` and the working directory at the repository's root. Sets
 # `work` (a temporary directory, removed at exit), `pids` (processes stopped at exit),
-# `bin` (release binaries) and `py`.
+# `bin` (release binaries), `py` and `results` (an empty file for the runs' JSON lines).
 
 bin="$PWD/target/release"
 py=/usr/bin/python3
 work="$(mktemp -d /tmp/zankv-bench.XXXXXX)"
+results="$work/results.jsonl"
+: > "$results"
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
@@ -154,4 +156,18 @@ meta = {
 meta.update(json.loads(sys.argv[1]))
 print(json.dumps(meta))
 PY
+}
+
+# write_report NAME RENDERER META: keeps the raw results beside the scripts
+# (benches/results/NAME.jsonl and NAME-meta.json, so the page can be rendered again without
+# measuring again) and renders $out from them with the Python script RENDERER; META is a
+# JSON object of the run's knobs for run_meta. Expects out and started_at set.
+write_report() {
+  run_meta "$3" > "$work/meta.json"
+  mkdir -p benches/results
+  cp "$results" "benches/results/$1.jsonl"
+  cp "$work/meta.json" "benches/results/$1-meta.json"
+  $py "$2" "$results" "$work/meta.json" > "$out.tmp"
+  mv "$out.tmp" "$out"
+  say "wrote $out in $(( $(date +%s) - started_at )) s"
 }

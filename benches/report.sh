@@ -41,8 +41,6 @@ started_at=$(date +%s)
 cargo build --release --locked --bins >&2
 # shellcheck source=benches/common.sh
 . benches/common.sh
-results="$work/results.jsonl"
-: > "$results"
 
 # redis-server, in memory and with every write fsynced.
 start_redis_mem

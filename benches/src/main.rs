@@ -16,6 +16,10 @@
 //!   WAIT that reports fewer counts the writes it followed as errors.
 //! - `--op lpush|rpop|lrange|sadd|sismember|hset|zadd|zrange|zrangebyscore` (RESP): the
 //!   collection operations, on keys drawn as above and members `m<n>` below `--members`.
+//! - `--op publish --subscribers N` (RESP): PUBLISH of a `--value-size` message to a
+//!   channel drawn as a key, while N more connections (spread over `--subscriber-addrs`,
+//!   or `--addrs`) subscribe to every channel of the keyspace and count what they receive
+//!   (`delivered` in the report, during the measured time).
 //!
 //! Prints one JSON line on stdout: label, protocol, op, clients, pipeline, ops, seconds,
 //! ops_per_sec, p50_ms, p99_ms, max_ms (per operation: every command of a pipeline gets
@@ -67,6 +71,8 @@ enum Op {
     Zrangebyscore,
     /// LRANGE key 0 9
     Lrange,
+    /// PUBLISH channel message (the channel drawn as a key)
+    Publish,
 }
 
 impl Op {
@@ -104,6 +110,7 @@ impl Op {
             }
             Op::Zrange => encode(request, &[b"ZRANGE", key, b"0", b"9"]),
             Op::Lrange => encode(request, &[b"LRANGE", key, b"0", b"9"]),
+            Op::Publish => encode(request, &[b"PUBLISH", key, value]),
             Op::Zrangebyscore => encode(
                 request,
                 &[
@@ -186,6 +193,12 @@ struct Args {
     /// A name for this run, copied into the report.
     #[arg(long, default_value = "")]
     label: String,
+    /// Connections that subscribe to every channel of the keyspace (`--op publish`).
+    #[arg(long, default_value_t = 0)]
+    subscribers: usize,
+    /// Where the subscribers connect, in turn (default: `--addrs`).
+    #[arg(long, value_delimiter = ',')]
+    subscriber_addrs: Vec<SocketAddr>,
 }
 
 fn parse_watch(s: &str) -> Result<(String, u32), String> {
@@ -414,6 +427,46 @@ async fn fill_client(shared: Arc<Shared>, index: usize) -> ClientResult {
     result
 }
 
+/// A subscriber to every channel of the keyspace at `addr`: reports once subscribed, then
+/// counts the messages it receives while `counting`, until `stop`.
+async fn subscriber(
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    ready: tokio::sync::mpsc::Sender<()>,
+    counting: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+) -> u64 {
+    let args = &shared.args;
+    let Ok(mut conn) = RespConn::connect(addr).await else {
+        return 0;
+    };
+    let channels: Vec<String> = (0..args.keyspace).map(|n| shared.key(n)).collect();
+    let mut request = Vec::new();
+    let mut argv: Vec<&[u8]> = vec![b"SUBSCRIBE"];
+    argv.extend(channels.iter().map(|c| c.as_bytes()));
+    encode(&mut request, &argv);
+    let mut replies = Vec::new();
+    if conn
+        .call(&request, channels.len(), &mut replies)
+        .await
+        .is_err()
+    {
+        return 0;
+    }
+    let _ = ready.send(()).await;
+    let mut delivered = 0;
+    while !stop.load(Ordering::Relaxed) {
+        match tokio::time::timeout(Duration::from_millis(100), conn.call(&[], 1, &mut replies))
+            .await
+        {
+            Ok(Ok(())) => delivered += u64::from(counting.load(Ordering::Relaxed)),
+            Ok(Err(_)) => break,
+            Err(_) => {}
+        }
+    }
+    delivered
+}
+
 /// How long a `WAIT` waits for the replicas, in milliseconds.
 const WAIT_TIMEOUT_MS: &[u8] = b"1000";
 
@@ -487,8 +540,30 @@ fn main() {
     } else {
         Duration::from_secs_f64(args.warmup)
     };
-    let (results, cpu, seconds) = runtime.block_on(async {
+    let (results, cpu, seconds, delivered) = runtime.block_on(async {
         let stop = Arc::new(AtomicBool::new(false));
+        // Subscribers first, every one subscribed before the load starts.
+        let (ready_tx, mut ready) = tokio::sync::mpsc::channel(args.subscribers.max(1));
+        let sub_addrs = if args.subscriber_addrs.is_empty() {
+            &args.addrs
+        } else {
+            &args.subscriber_addrs
+        };
+        let counting = Arc::new(AtomicBool::new(false));
+        let subscribers: Vec<_> = (0..args.subscribers)
+            .map(|i| {
+                let addr = sub_addrs[i % sub_addrs.len()];
+                let (shared, stop) = (shared.clone(), stop.clone());
+                let (ready, counting) = (ready_tx.clone(), counting.clone());
+                tokio::spawn(subscriber(shared, addr, ready, counting, stop))
+            })
+            .collect();
+        drop(ready_tx);
+        for _ in 0..args.subscribers {
+            if ready.recv().await.is_none() {
+                break;
+            }
+        }
         let measure_from = Instant::now() + warmup;
         let tasks: Vec<_> = (0..args.clients)
             .map(|i| {
@@ -508,8 +583,10 @@ fn main() {
         tokio::time::sleep(warmup).await;
         let cpu_before = cpu_now(&args.watch);
         let started = Instant::now();
+        counting.store(true, Ordering::Relaxed);
         if !fill {
             tokio::time::sleep(Duration::from_secs_f64(args.seconds)).await;
+            counting.store(false, Ordering::Relaxed);
             stop.store(true, Ordering::Relaxed);
         }
         let mut out = Vec::new();
@@ -522,6 +599,10 @@ fn main() {
             args.seconds
         };
         let cpu_after = cpu_now(&args.watch);
+        let mut delivered = 0;
+        for s in subscribers {
+            delivered += s.await.expect("a subscriber task panicked");
+        }
         let cpu: serde_json::Map<String, serde_json::Value> = args
             .watch
             .iter()
@@ -534,7 +615,7 @@ fn main() {
                 (name.clone(), used)
             })
             .collect();
-        (out, cpu, seconds)
+        (out, cpu, seconds, delivered)
     });
     let mut latencies: Vec<u32> = results
         .iter()
@@ -561,6 +642,8 @@ fn main() {
         "redirects": redirects,
         "all_ops": ops + warmup_ops,
         "cpu_s": cpu,
+        "subscribers": args.subscribers,
+        "delivered": delivered,
     });
     println!("{report}");
 }

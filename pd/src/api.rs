@@ -28,6 +28,7 @@
 //! | GET, POST | `/stable/nodenum[?number=N]` | read / set the stable node number (1..=registered nodes) |
 //! | POST | `/proxy/heartbeat?id=&addr=` | a proxy reports itself (every member takes it, leader or not); answers `{"proxies": [...]}`, the live proxies |
 //! | GET | `/proxies` | `{"proxies": [...]}`: the proxies heard from in the last 3 s, by id |
+//! | POST | `/proxy/peers/heartbeat?id=&addr=` | a proxy reports where the other proxies reach it (for Pub/Sub); answers `{"proxies": [...]}`, the live ones, as `/proxy/heartbeat` does for cluster addresses |
 //! | POST | `/storage/heartbeat` | a storage node's heartbeat (JSON); answers the catalog when newer |
 //! | POST | `/raft/messages` | raft messages from another PD member (length-prefixed protobufs) |
 //! | GET | `/routing/watch[?namespace=a,b]` | the routing stream: newline-delimited JSON `RoutingEvent`s, every watched table first, then each change as it is published, a keepalive every 10 s |
@@ -75,8 +76,10 @@ pub struct ApiContext {
     pub raft: Option<MemberHandle>,
     /// The namespace of keys that name none; it takes hash tags unless told otherwise.
     pub default_namespace: String,
-    /// The proxies heard from.
+    /// The proxies heard from, at their cluster addresses.
     pub proxies: ProxyRegistry,
+    /// The proxies heard from, at the addresses the other proxies reach them at (Pub/Sub).
+    pub proxy_peers: ProxyRegistry,
 }
 
 type Ctx = State<Arc<ApiContext>>;
@@ -151,6 +154,7 @@ pub fn router(ctx: Arc<ApiContext>) -> Router {
         .route("/routing/watch", get(watch_routing))
         .route("/storage/heartbeat", post(heartbeat))
         .route("/proxy/heartbeat", post(proxy_heartbeat))
+        .route("/proxy/peers/heartbeat", post(proxy_peer_heartbeat))
         .route("/proxies", get(proxies))
         .route("/raft/messages", post(raft_messages))
         .route("/metrics", get(metrics))
@@ -271,20 +275,35 @@ async fn proxy_heartbeat(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     authorize(&ctx, &headers)?;
-    only(&params, &["id", "addr"])?;
-    let id = required(&params, "id")?;
+    report_proxy(&ctx.proxies, &params)
+}
+
+async fn proxy_peer_heartbeat(
+    State(ctx): Ctx,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    authorize(&ctx, &headers)?;
+    report_proxy(&ctx.proxy_peers, &params)
+}
+
+/// Records the proxy `params` name in `registry`; answers the live ones.
+fn report_proxy(
+    registry: &ProxyRegistry,
+    params: &HashMap<String, String>,
+) -> Result<Json<Value>, ApiError> {
+    only(params, &["id", "addr"])?;
+    let id = required(params, "id")?;
     if !valid_proxy_id(id) {
         return Err(bad(format!(
             "INVALID_ARG_ID: {id:?} is not 40 lowercase hex digits"
         )));
     }
-    let addr = required(&params, "addr")?;
+    let addr = required(params, "addr")?;
     let addr: SocketAddr = addr
         .parse()
         .map_err(|_| bad(format!("INVALID_ARG_ADDR: {addr:?} is not IP:PORT")))?;
-    let live = ctx
-        .proxies
-        .report(id.to_string(), addr, std::time::Instant::now());
+    let live = registry.report(id.to_string(), addr, std::time::Instant::now());
     Ok(Json(json!({ "proxies": live })))
 }
 

@@ -93,6 +93,7 @@ pub fn run(config: PdConfig) -> Result<(), String> {
             raft: raft.clone(),
             default_namespace: config.default_namespace.clone(),
             proxies: Default::default(),
+            proxy_peers: Default::default(),
         });
         info!(http_addr = %local, data_dir = %config.data_dir.display(), "zankv pd ready");
         axum::serve(listener, api::router(ctx))

@@ -53,6 +53,17 @@ pub enum BackendError {
     Lost(String),
 }
 
+/// How a connection introduces itself before its first request.
+#[derive(Clone)]
+struct Greeting {
+    /// `HELLO 3` for RESP3, `PING` for RESP2.
+    protocol: Protocol,
+    /// READONLY after it.
+    readonly: bool,
+    /// AUTH first (a connection to another proxy that requires a password).
+    password: Option<Bytes>,
+}
+
 /// What a request waits on.
 pub type ReplyReceiver = oneshot::Receiver<Result<Bytes, BackendError>>;
 
@@ -68,25 +79,14 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn start(
-        addr: SocketAddr,
-        protocol: Protocol,
-        readonly: bool,
-        timeout: Duration,
-        metrics: Arc<ProxyMetrics>,
-    ) -> Backend {
-        Backend::spawn(addr, protocol, readonly, timeout, metrics).0
-    }
-
     fn spawn(
         addr: SocketAddr,
-        protocol: Protocol,
-        readonly: bool,
+        greeting: Greeting,
         timeout: Duration,
         metrics: Arc<ProxyMetrics>,
     ) -> (Backend, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(run(addr, protocol, readonly, rx, timeout, metrics));
+        let task = tokio::spawn(run(addr, greeting, rx, timeout, metrics));
         (Backend { tx }, task)
     }
 
@@ -166,8 +166,12 @@ impl BackendPool {
 
     /// A new connection of one client's own to `addr` ([`Dedicated`]).
     pub fn dedicated(&self, addr: SocketAddr, protocol: Protocol) -> Dedicated {
-        let (backend, task) =
-            Backend::spawn(addr, protocol, false, Duration::MAX, self.metrics.clone());
+        let greeting = Greeting {
+            protocol,
+            readonly: false,
+            password: None,
+        };
+        let (backend, task) = Backend::spawn(addr, greeting, Duration::MAX, self.metrics.clone());
         Dedicated {
             addr,
             protocol,
@@ -200,7 +204,29 @@ impl BackendPool {
     ) -> Backend {
         let mut h = DefaultHasher::new();
         (namespace, partition, readonly).hash(&mut h);
-        let key = (addr, protocol, h.finish());
+        let greeting = Greeting {
+            protocol,
+            readonly,
+            password: None,
+        };
+        self.cached((addr, protocol, h.finish()), greeting)
+    }
+
+    /// The connection to the proxy at `addr` that passes Pub/Sub messages on (RESP2,
+    /// authenticated with `password` when given).
+    pub fn peer(&self, addr: SocketAddr, password: Option<Bytes>) -> Backend {
+        let greeting = Greeting {
+            protocol: Protocol::Resp2,
+            readonly: false,
+            password,
+        };
+        // No partition's connection hashes to this.
+        self.cached((addr, Protocol::Resp2, u64::MAX), greeting)
+    }
+
+    /// The live connection cached under `key`, opened now (greeted with `greeting`) if
+    /// there is none or the last one failed.
+    fn cached(&self, key: (SocketAddr, Protocol, u64), greeting: Greeting) -> Backend {
         if let Some(b) = self.connections.get(&key) {
             if !b.is_closed() {
                 return b;
@@ -209,7 +235,8 @@ impl BackendPool {
         // None, or a failed one: replaced under the key's lock, so that two requests never
         // open two live connections for one partition (their requests could then run out
         // of order).
-        let start = || Backend::start(addr, protocol, readonly, self.timeout, self.metrics.clone());
+        let start =
+            || Backend::spawn(key.0, greeting.clone(), self.timeout, self.metrics.clone()).0;
         self.connections
             .entry(key)
             .and_compute_with(|entry| match entry {
@@ -231,13 +258,13 @@ struct InFlight {
 
 async fn run(
     addr: SocketAddr,
-    protocol: Protocol,
-    readonly: bool,
+    greeting: Greeting,
     mut rx: mpsc::Receiver<Job>,
     timeout: Duration,
     metrics: Arc<ProxyMetrics>,
 ) {
-    let why = match connect(addr, protocol, readonly).await {
+    let protocol = greeting.protocol;
+    let why = match connect(addr, &greeting).await {
         Ok((stream, leftover)) => {
             metrics.backend_connected();
             debug!(%addr, "connected to storage node");
@@ -260,11 +287,8 @@ async fn run(
     }
 }
 
-async fn connect(
-    addr: SocketAddr,
-    protocol: Protocol,
-    readonly: bool,
-) -> Result<(TcpStream, BytesMut), String> {
+async fn connect(addr: SocketAddr, greeting: &Greeting) -> Result<(TcpStream, BytesMut), String> {
+    let (protocol, readonly) = (greeting.protocol, greeting.readonly);
     let mut stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
         .await
         .map_err(|_| format!("no connection within {CONNECT_TIMEOUT:?}"))?
@@ -273,18 +297,25 @@ async fn connect(
     let mut input = BytesMut::with_capacity(16 * 1024);
     // Every connection is greeted before use, so a refusal (too many clients) is never
     // taken for the reply to a request.
-    let mut greeting: Vec<u8> = match protocol {
-        Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n".to_vec(),
-        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n".to_vec(),
-    };
-    if readonly {
-        greeting.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
+    let mut hello: Vec<u8> = Vec::new();
+    if let Some(password) = &greeting.password {
+        hello.extend_from_slice(&crate::forward::encode_request(&[
+            Bytes::from_static(b"AUTH"),
+            password.clone(),
+        ]));
     }
-    let mut replies_due = 1 + usize::from(readonly);
+    hello.extend_from_slice(match protocol {
+        Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
+        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n",
+    });
+    if readonly {
+        hello.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
+    }
+    let mut replies_due = 1 + usize::from(readonly) + usize::from(greeting.password.is_some());
     {
         let greet = async {
             stream
-                .write_all(&greeting)
+                .write_all(&hello)
                 .await
                 .map_err(|e| format!("greeting: {e}"))?;
             loop {
@@ -479,10 +510,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
     async fn requests_of_clients_ready_together_go_out_in_one_write() {
         let metrics = Arc::new(ProxyMetrics::default());
-        let backend = Backend::start(
+        let greeting = Greeting {
+            protocol: Protocol::Resp2,
+            readonly: false,
+            password: None,
+        };
+        let (backend, _task) = Backend::spawn(
             pong_node().await,
-            Protocol::Resp2,
-            false,
+            greeting,
             Duration::from_secs(5),
             metrics.clone(),
         );

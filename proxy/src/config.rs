@@ -73,6 +73,10 @@ pub struct ProxyConfig {
     /// Sent with the proxy's reports to PD, which requires it when PD has an
     /// `admin_token`. Never logged.
     pub admin_token: Option<Secret>,
+    /// Where the other proxies reach this one to pass Pub/Sub messages on (reported to PD
+    /// each second); unset: `redis_addr`, unless it binds a wildcard address (then this
+    /// proxy's subscribers get only the messages published through it).
+    pub peer_announce_addr: Option<SocketAddr>,
 }
 
 /// A password restricted to one namespace.
@@ -110,6 +114,7 @@ impl Default for ProxyConfig {
             cluster_addr: None,
             cluster_announce_addr: None,
             admin_token: None,
+            peer_announce_addr: None,
         }
     }
 }

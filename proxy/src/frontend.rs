@@ -34,6 +34,7 @@ use zankv_commands::transaction::{self, Queued, Step, Watched};
 use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
 use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
+use zankv_process::pubsub::{self, Hub, Subscriptions};
 use zankv_process::usage;
 
 use crate::config::NamespacePassword;
@@ -76,6 +77,11 @@ pub struct FrontendContext {
     pub errors: ErrorStats,
     /// The most memory INFO has seen the proxy use.
     pub peak_memory: AtomicU64,
+    /// The Pub/Sub subscriptions of this proxy's clients.
+    pub pubsub: Arc<Hub>,
+    /// The other proxies, which PUBLISH reaches too (none: a proxy that announces no
+    /// address to them).
+    pub mesh: Option<crate::mesh::Mesh>,
 }
 
 static NEXT_CLIENT_ID: AtomicU64 = AtomicU64::new(1);
@@ -184,6 +190,8 @@ struct Session {
     handle: Arc<ClientHandle>,
     /// Whether it came in through the cluster address.
     cluster: bool,
+    /// Its Pub/Sub subscriptions.
+    subs: Subscriptions,
 }
 
 impl Session {
@@ -216,6 +224,16 @@ impl Session {
 enum Pending {
     /// Known now, encoded.
     Ready(Bytes),
+    /// PUBLISH or PUBSUB's introspection: this proxy's part and the other proxies'
+    /// replies ([`crate::mesh`]).
+    Gathered {
+        gather: crate::mesh::Gather,
+        replies: Vec<crate::backend::ReplyReceiver>,
+        command: &'static str,
+        started: Instant,
+        argv: Vec<Bytes>,
+        protocol: Protocol,
+    },
     /// Sent to storage nodes.
     Forwarded {
         plan: Plan,
@@ -313,6 +331,7 @@ async fn connection(
         },
         handle: registration.handle.clone(),
         cluster,
+        subs: Subscriptions::new(ctx.pubsub.clone(), id),
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = RequestReader::default();
@@ -348,6 +367,20 @@ async fn connection(
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             },
+            message = session.subs.next() => {
+                // A subscriber cut off for falling behind is closed.
+                let Some(message) = message else { return };
+                let protocol = session.client.protocol;
+                message.write(protocol, &mut outgoing.bytes);
+                for m in session.subs.ready() {
+                    m.write(protocol, &mut outgoing.bytes);
+                }
+                if socket.write_all(&outgoing.bytes).await.is_err() {
+                    return;
+                }
+                outgoing.bytes.clear();
+                continue;
+            }
         }
         let mut close = false;
         let tables = ctx.forwarder.tables.load();
@@ -372,7 +405,23 @@ async fn connection(
                 Ok(Some(argv)) => {
                     let started = read_at;
                     let protocol = session.client.protocol;
+                    // Messages published before this request arrived go out before its
+                    // reply.
+                    if let Some(pushes) = session.subs.ready_encoded(protocol) {
+                        pending.push_back(Pending::Ready(pushes));
+                    }
+                    if session.authenticated() && crate::mesh::is_peer_request(&argv) {
+                        let reply = crate::mesh::answer_peer(&argv, &ctx.pubsub);
+                        pending.push_back(ready(&reply, protocol));
+                        continue;
+                    }
                     let parsed = zankv_commands::parse(&argv);
+                    if let Some(reply) =
+                        pubsub::while_subscribed(&session.subs, protocol, &argv, &parsed)
+                    {
+                        pending.push_back(ready(&reply, protocol));
+                        continue;
+                    }
                     // Nothing is queued before AUTH: MULTI too answers NOAUTH.
                     let step = if session.authenticated() {
                         transaction::step(&mut session.client, argv, parsed)
@@ -464,11 +513,45 @@ async fn connection(
                             }
                             pending.push_back(p);
                         }
+                        // PUBLISH and PUBSUB's introspection reach every proxy.
+                        Ok((Command::Connection(ConnectionCommand::PubSub(cmd)), spec))
+                            if session.authenticated() && ctx.mesh.is_some() =>
+                        {
+                            outgoing.last_data_command = None;
+                            session.handle.touch(spec.name);
+                            let mesh = ctx.mesh.as_ref().expect("checked");
+                            let backends = &ctx.forwarder.backends;
+                            let started_here =
+                                crate::mesh::start(&cmd, &ctx.pubsub, mesh, backends).await;
+                            // A PUBLISH to the connection's own channels: its messages come
+                            // before its reply, as in Redis.
+                            if let Some(pushes) = session.subs.ready_encoded(protocol) {
+                                pending.push_back(Pending::Ready(pushes));
+                            }
+                            match started_here {
+                                Some((gather, replies)) => pending.push_back(Pending::Gathered {
+                                    gather,
+                                    replies,
+                                    command: spec.name,
+                                    started,
+                                    argv,
+                                    protocol,
+                                }),
+                                None => {
+                                    let c = ConnectionCommand::PubSub(cmd);
+                                    let reply = connection_command(c, &mut session, ctx);
+                                    pending.push_back(ready(&reply, protocol));
+                                }
+                            }
+                        }
                         Ok((Command::Connection(c), spec)) => {
                             outgoing.last_data_command = None;
                             session.handle.touch(spec.name);
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx);
+                            if let Some(pushes) = session.subs.ready_encoded(protocol) {
+                                pending.push_back(Pending::Ready(pushes));
+                            }
                             let resp = if session.client.protocol == Protocol::Resp3 {
                                 3
                             } else {
@@ -620,7 +703,7 @@ impl LaterRequests for LaterInPipeline<'_> {
             .iter_mut()
             .filter_map(|p| match p {
                 Pending::Forwarded { plan, .. } => Some(plan),
-                Pending::Ready(_) => None,
+                Pending::Ready(_) | Pending::Gathered { .. } => None,
             })
             .flat_map(|plan| plan.parts_on(key))
             .collect()
@@ -676,6 +759,24 @@ async fn flush(
             Pending::Ready(bytes) => {
                 ctx.errors.record_encoded(&bytes);
                 out.extend_from_slice(&bytes);
+            }
+            Pending::Gathered {
+                gather,
+                replies,
+                command,
+                started,
+                argv,
+                protocol,
+            } => {
+                let reply = crate::mesh::finish(gather, replies, protocol).await;
+                ctx.errors.record_encoded(&reply);
+                answered.push(Answered {
+                    command,
+                    error: false,
+                    started,
+                    argv,
+                });
+                out.extend_from_slice(&reply);
             }
             Pending::Forwarded {
                 plan,
@@ -886,8 +987,10 @@ fn connection_command(
             ctx.slow_log().reset();
             Reply::OK
         }
+        ConnectionCommand::PubSub(cmd) => pubsub::answer(&cmd, &mut session.subs, &ctx.pubsub),
         // RESET also forgets the authentication, where a password is needed.
         ConnectionCommand::Reset => {
+            session.subs.clear();
             if ctx.passwords.required() {
                 session.access = Access::Nothing;
                 session.handle.set_user("default");

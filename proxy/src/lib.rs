@@ -21,6 +21,7 @@ pub mod forward;
 pub mod frontend;
 pub mod http;
 pub mod info;
+pub mod mesh;
 pub mod metrics;
 pub mod pd_watch;
 pub mod peers;
@@ -33,9 +34,10 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tracing::info;
+use tracing::{info, warn};
 use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
 use zankv_commands::request::RequestLimits;
 use zankv_commands::slowlog::SlowLog;
@@ -175,12 +177,38 @@ pub async fn serve(
         run_id: zankv_process::usage::new_run_id(),
         errors: Default::default(),
         peak_memory: Default::default(),
+        pubsub: Default::default(),
+        mesh: match config.peer_announce_addr {
+            Some(addr) => Some(addr),
+            None if !local.ip().is_unspecified() => Some(local),
+            None => {
+                warn!("redis_addr binds a wildcard address and peer_announce_addr is unset: messages published through other proxies will not reach this proxy's subscribers");
+                None
+            }
+        }
+        .map(|addr| mesh::Mesh {
+            peers: Arc::new(Peers::new(addr)),
+            password: config
+                .requirepass
+                .as_ref()
+                .map(|p| Bytes::copy_from_slice(p.expose().as_bytes())),
+        }),
     });
     let reporter = peers.clone().map(|peers| {
         tokio::spawn(peers::follow(
             peers,
             config.pd_addrs.clone(),
             config.admin_token.clone(),
+            "/proxy/heartbeat",
+            stop_rx.clone(),
+        ))
+    });
+    let mesh_reporter = ctx.mesh.as_ref().map(|mesh| {
+        tokio::spawn(peers::follow(
+            mesh.peers.clone(),
+            config.pd_addrs.clone(),
+            config.admin_token.clone(),
+            "/proxy/peers/heartbeat",
             stop_rx.clone(),
         ))
     });
@@ -216,7 +244,7 @@ pub async fn serve(
     if let Some(task) = cluster_front {
         let _ = task.await;
     }
-    if let Some(task) = reporter {
+    for task in [reporter, mesh_reporter].into_iter().flatten() {
         let _ = task.await;
     }
     let _ = sweeper.await;

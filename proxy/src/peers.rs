@@ -1,6 +1,7 @@
-//! The proxy's place among the live proxies, for Redis Cluster clients: its id, the
-//! address it announces, and the proxies PD last listed ([`follow`] reports this proxy to
-//! every PD member each second and takes their lists).
+//! The proxy's place among the live proxies: its id, the address it announces, and the
+//! proxies PD last listed ([`follow`] reports this proxy to every PD member each second and
+//! takes their lists). Two such lists are kept: the cluster addresses, for Redis Cluster
+//! clients, and the addresses proxies reach each other at, for Pub/Sub ([`crate::mesh`]).
 //!
 //! From the list come the [`ClusterView`] CLUSTER SLOTS/SHARDS/NODES answer (the slots
 //! shared evenly, in id order) and this proxy's [`Share`] of the partitions for the keyless
@@ -105,16 +106,18 @@ impl Peers {
     }
 }
 
-/// Reports this proxy to every PD member each second and takes the live proxies they
-/// list (the longest answer: a member that just started may not have heard of all yet),
+/// Reports this proxy to every PD member each second at `route` (`/proxy/heartbeat` for
+/// cluster addresses, `/proxy/peers/heartbeat` for the proxies' own links) and takes the
+/// live proxies they list (the longest answer: a member that just started may not have heard of all yet),
 /// until `shutdown` turns true. While no member answers, the last list stays.
 pub async fn follow(
     peers: Arc<Peers>,
     members: Vec<SocketAddr>,
     token: Option<Secret>,
+    route: &'static str,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let path = format!("/proxy/heartbeat?id={}&addr={}", peers.me.id, peers.me.addr);
+    let path = format!("{route}?id={}&addr={}", peers.me.id, peers.me.addr);
     let mut failing = false;
     loop {
         let reports = members.iter().map(|&member| {

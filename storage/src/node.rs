@@ -403,6 +403,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             errors: Default::default(),
             peak_memory: Default::default(),
             rocks: rocks.clone(),
+            pubsub: Default::default(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

@@ -528,6 +528,8 @@ pub static SPECS: &[CommandSpec] = &[
 pub enum ConnectionCommand {
     /// `PING [message]`
     Ping(Option<Bytes>),
+    /// A Pub/Sub command, answered by the server's subscriptions ([`crate::pubsub`]).
+    PubSub(crate::pubsub::PubSubCommand),
     /// ECHO message
     Echo(Bytes),
     /// QUIT
@@ -916,6 +918,14 @@ impl ConnectionCommand {
             "unwatch" => ConnectionCommand::Unwatch,
             "reset" => ConnectionCommand::Reset,
             "readwrite" => ConnectionCommand::ReadWrite,
+            pubsub
+                if crate::pubsub::SPECS
+                    .iter()
+                    .chain(crate::pubsub::PUBSUB_SUBCOMMANDS)
+                    .any(|s| s.name == pubsub) =>
+            {
+                ConnectionCommand::PubSub(crate::pubsub::PubSubCommand::parse(pubsub, args)?)
+            }
             _ => unreachable!("connection family dispatched an unknown name: {name}"),
         })
     }
@@ -1197,7 +1207,9 @@ impl ConnectionCommand {
             | ConnectionCommand::Multi
             | ConnectionCommand::Exec
             | ConnectionCommand::Discard
-            | ConnectionCommand::Watch(_) => return None,
+            | ConnectionCommand::Watch(_)
+            // Pub/Sub, answered from the server's subscriptions.
+            | ConnectionCommand::PubSub(_) => return None,
         })
     }
 }

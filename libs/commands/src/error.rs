@@ -282,6 +282,10 @@ pub enum CommandError {
     /// The keys of one command belong to different partitions.
     #[error("CROSSSLOT Keys in request don't hash to the same slot")]
     CrossSlot,
+    /// A RESP2 connection with subscriptions sent a command other than the subscription
+    /// commands, PING, QUIT and RESET.
+    #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
+    SubscribedContext(String),
     /// MULTI inside MULTI.
     #[error("ERR MULTI calls can not be nested")]
     MultiNested,
@@ -482,6 +486,7 @@ mod docs_table {
                 "not leader of default-0, leader is node 2 at 127.0.0.1:22381".into(),
             ),
             E::CrossSlot,
+            E::SubscribedContext("get".into()),
             E::MultiNested,
             E::ExecWithoutMulti,
             E::DiscardWithoutMulti,
@@ -577,6 +582,7 @@ mod docs_table {
                 | E::ShuttingDown
                 | E::ClusterChanged(_)
                 | E::CrossSlot
+                | E::SubscribedContext(_)
                 | E::MultiNested
                 | E::ExecWithoutMulti
                 | E::DiscardWithoutMulti

@@ -31,6 +31,7 @@ pub mod list;
 pub mod number;
 pub mod partitioning;
 pub mod pattern;
+pub mod pubsub;
 pub mod reply;
 pub mod request;
 pub mod set;
@@ -178,9 +179,10 @@ enum Family {
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 8] {
+fn families() -> [(Family, &'static [CommandSpec]); 9] {
     [
         (Family::Connection, connection::SPECS),
+        (Family::Connection, pubsub::SPECS),
         (Family::Keyspace, keyspace::SPECS),
         (Family::String, string::SPECS),
         (Family::Hash, hash::SPECS),
@@ -260,6 +262,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                         "CONFIG" => "CONFIG",
                         "SLOWLOG" => "SLOWLOG",
                         "OBJECT" => "OBJECT",
+                        "PUBSUB" => "PUBSUB",
                         _ => "COMMAND",
                     },
                 })

@@ -65,8 +65,12 @@ fn class_matches(body: &[u8], c: u8) -> bool {
     false
 }
 
-/// Whether `subject` matches the glob `pattern`.
+/// Whether `subject` matches the glob `pattern`, as Redis's `stringmatchlen`: the empty
+/// string matches only the empty pattern (not even `*`).
 pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
+    if subject.is_empty() {
+        return pattern.is_empty();
+    }
     let (mut p, mut s) = (0usize, 0usize);
     let mut backtrack: Option<(usize, usize)> = None;
     loop {
@@ -108,14 +112,23 @@ pub fn glob_match(pattern: &[u8], subject: &[u8]) -> bool {
     }
 }
 
+/// Whether a key or field matches the `pattern` of KEYS or of a SCAN's MATCH, which take
+/// a lone `*` for everything, the empty string included.
+pub fn keys_match(pattern: &[u8], subject: &[u8]) -> bool {
+    pattern == b"*" || glob_match(pattern, subject)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::glob_match;
+    use super::{glob_match, keys_match};
 
     #[test]
     fn globs() {
         let cases: &[(&str, &str, bool)] = &[
-            ("*", "", true),
+            ("*", "", false),
+            ("**", "", false),
+            ("", "", true),
+            ("a*", "a", true),
             ("*", "abc", true),
             ("a*c", "abbbc", true),
             ("a*c", "abbb", false),
@@ -133,5 +146,8 @@ mod tests {
         for (p, s, want) in cases {
             assert_eq!(glob_match(p.as_bytes(), s.as_bytes()), *want, "{p} ~ {s}");
         }
+        assert!(keys_match(b"*", b""));
+        assert!(!keys_match(b"**", b""));
+        assert!(keys_match(b"a?", b"ab"));
     }
 }

@@ -53,6 +53,12 @@ pub enum Reply {
     /// A double (RESP3 `,`); a bulk string in RESP2. Both are printed as Redis 7.0 prints
     /// them (`%.17g`, see [`crate::number::format_double`]).
     Double(f64),
+    /// Out-of-band data (RESP3 `>`): a Pub/Sub message or subscription confirmation; an
+    /// array in RESP2.
+    Push(Vec<Reply>),
+    /// Several top-level replies to one request, one after the other (SUBSCRIBE confirms
+    /// each channel with one).
+    Frames(Vec<Reply>),
 }
 
 impl Reply {
@@ -92,11 +98,19 @@ impl Reply {
     pub fn encode(&self, protocol: Protocol, out: &mut BytesMut) {
         // Encoding a well-formed frame into a growable buffer cannot fail: the encoder only
         // reports buffers that are too small, and `extend_encode` grows the buffer first.
+        if let Reply::Frames(frames) = self {
+            for frame in frames {
+                frame.encode(protocol, out);
+            }
+            return;
+        }
         match protocol {
             // The RESP2 frame type has no null array: it is written here, and so are the
             // arrays that hold one (EXEC's reply to a BLPOP that found nothing).
             Protocol::Resp2 if *self == Reply::NilArray => out.extend_from_slice(b"*-1\r\n"),
-            Protocol::Resp2 if self.holds_nil_array() => self.encode_resp2_container(out),
+            Protocol::Resp2 if self.holds(&|r| matches!(r, Reply::NilArray | Reply::Frames(_))) => {
+                self.encode_resp2_container(out)
+            }
             Protocol::Resp2 => {
                 let frame = self.to_resp2();
                 redis_protocol::resp2::encode::extend_encode(out, &frame, false)
@@ -104,7 +118,12 @@ impl Reply {
             }
             // The RESP3 encoder prints doubles its own way: a reply holding one is written
             // here, its other parts still by the encoder.
-            Protocol::Resp3 if self.has_double() => self.encode_resp3_with_doubles(out),
+            Protocol::Resp3
+                if matches!(self, Reply::Double(_))
+                    || self.holds(&|r| matches!(r, Reply::Double(_) | Reply::Frames(_))) =>
+            {
+                self.encode_resp3_with_doubles(out)
+            }
             Protocol::Resp3 => {
                 let frame = self.to_resp3();
                 redis_protocol::resp3::encode::complete::extend_encode(out, &frame, false)
@@ -113,18 +132,19 @@ impl Reply {
         }
     }
 
-    /// Whether a null array is nested in this reply.
-    fn holds_nil_array(&self) -> bool {
+    /// Whether a reply nested in this one (not this one itself) is one `what` picks: a
+    /// null array (RESP2 has no frame for it), a double (the RESP3 encoder prints it its
+    /// own way) or several frames (written inline, as Redis writes SUBSCRIBE's
+    /// confirmations inside EXEC's reply).
+    fn holds(&self, what: &dyn Fn(&Reply) -> bool) -> bool {
+        let nested = |r: &Reply| what(r) || r.holds(what);
         match self {
-            Reply::Array(items) | Reply::Set(items) => items
-                .iter()
-                .any(|i| *i == Reply::NilArray || i.holds_nil_array()),
-            Reply::Map(pairs) | Reply::Pairs(pairs) => pairs.iter().any(|(k, v)| {
-                *k == Reply::NilArray
-                    || *v == Reply::NilArray
-                    || k.holds_nil_array()
-                    || v.holds_nil_array()
-            }),
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) | Reply::Frames(items) => {
+                items.iter().any(nested)
+            }
+            Reply::Map(pairs) | Reply::Pairs(pairs) => {
+                pairs.iter().any(|(k, v)| nested(k) || nested(v))
+            }
             _ => false,
         }
     }
@@ -132,7 +152,7 @@ impl Reply {
     /// Writes an array or map in RESP2 item by item (each item encoded on its own).
     fn encode_resp2_container(&self, out: &mut BytesMut) {
         match self {
-            Reply::Array(items) | Reply::Set(items) => {
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
                 out.extend_from_slice(format!("*{}\r\n", items.len()).as_bytes());
                 for item in items {
                     item.encode(Protocol::Resp2, out);
@@ -146,17 +166,6 @@ impl Reply {
                 }
             }
             other => other.encode(Protocol::Resp2, out),
-        }
-    }
-
-    fn has_double(&self) -> bool {
-        match self {
-            Reply::Double(_) => true,
-            Reply::Array(items) | Reply::Set(items) => items.iter().any(Reply::has_double),
-            Reply::Map(pairs) | Reply::Pairs(pairs) => {
-                pairs.iter().any(|(k, v)| k.has_double() || v.has_double())
-            }
-            _ => false,
         }
     }
 
@@ -174,13 +183,13 @@ impl Reply {
                 out.extend_from_slice(crate::number::format_double(*d).as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
-            Reply::Array(items) | Reply::Set(items) => {
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
                 header(
                     out,
-                    if matches!(self, Reply::Set(_)) {
-                        b'~'
-                    } else {
-                        b'*'
+                    match self {
+                        Reply::Set(_) => b'~',
+                        Reply::Push(_) => b'>',
+                        _ => b'*',
                     },
                     items.len(),
                 );
@@ -217,7 +226,7 @@ impl Reply {
             Reply::Nil => Resp2Frame::Null,
             Reply::Double(d) => Resp2Frame::BulkString(crate::number::format_double(*d).into()),
             Reply::NilArray => Resp2Frame::Null,
-            Reply::Array(items) | Reply::Set(items) => {
+            Reply::Array(items) | Reply::Set(items) | Reply::Push(items) | Reply::Frames(items) => {
                 Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
             }
             Reply::Map(pairs) | Reply::Pairs(pairs) => Resp2Frame::Array(
@@ -262,7 +271,12 @@ impl Reply {
                 data: *d,
                 attributes: None,
             },
-            Reply::Array(items) => Resp3Frame::Array {
+            // Frames are written one by one by `encode`.
+            Reply::Array(items) | Reply::Frames(items) => Resp3Frame::Array {
+                data: items.iter().map(Reply::to_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Push(items) => Resp3Frame::Push {
                 data: items.iter().map(Reply::to_resp3).collect(),
                 attributes: None,
             },
@@ -351,6 +365,23 @@ mod tests {
             "*3\r\n*-1\r\n$-1\r\n*1\r\n*-1\r\n"
         );
         assert_eq!(enc(&exec, Protocol::Resp3), "*3\r\n_\r\n_\r\n*1\r\n_\r\n");
+        // Pub/Sub: pushes, and one request answered by several of them.
+        let push = |ch: &'static str| {
+            Reply::Push(vec![
+                Reply::bulk("subscribe"),
+                Reply::bulk(ch),
+                Reply::Integer(1),
+            ])
+        };
+        let frames = Reply::Frames(vec![push("a"), push("b")]);
+        assert_eq!(
+            enc(&frames, Protocol::Resp2),
+            "*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:1\r\n"
+        );
+        assert_eq!(
+            enc(&frames, Protocol::Resp3),
+            ">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n>3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:1\r\n"
+        );
         assert_eq!(enc(&Reply::NilArray, Protocol::Resp3), "_\r\n");
         let scored = Reply::Pairs(vec![(Reply::bulk_from(b"m"), Reply::Double(0.1))]);
         assert_eq!(

@@ -4,8 +4,8 @@
 //! leave while it waits on a blocking command ([`read_while_blocked`]), serving an
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
 //! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the
-//! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]); and what
-//! the process uses, for INFO ([`usage`]).
+//! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]); Pub/Sub
+//! subscriptions ([`pubsub`]); and what the process uses, for INFO ([`usage`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
@@ -14,6 +14,7 @@
 
 pub mod clients;
 mod limits;
+pub mod pubsub;
 pub mod usage;
 
 pub use limits::raise_open_files;

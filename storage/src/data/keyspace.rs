@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use zankv_commands::keyspace::{KeyspaceRead, KeyspaceWrite, ObjectQuery, ScanArgs, TimeUnit};
 use zankv_commands::number::parse_i64;
-use zankv_commands::pattern::glob_match;
+use zankv_commands::pattern::keys_match;
 use zankv_commands::{CommandError, Reply};
 
 use super::{live_meta, ExecError, ExecResult, ReadCtx, Txn};
@@ -67,7 +67,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &KeyspaceRead) -> ExecResult {
             let mut bad = None;
             ctx.view.scan(&start, &end, false, &mut |k, v| {
                 let user_key = keys::user_key_of_meta(k);
-                if glob_match(pattern, user_key) {
+                if keys_match(pattern, user_key) {
                     match KeyMeta::decode(v) {
                         Ok(m) if !m.is_expired(now) => out.push(Reply::bulk_from(user_key)),
                         Ok(_) => {}
@@ -200,7 +200,7 @@ fn scan(ctx: &mut ReadCtx<'_>, args: &ScanArgs) -> ExecResult {
         if args
             .pattern
             .as_ref()
-            .is_some_and(|p| !glob_match(p, user_key))
+            .is_some_and(|p| !keys_match(p, user_key))
         {
             return true;
         }

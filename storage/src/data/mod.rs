@@ -28,7 +28,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 use zankv_commands::hash::{RandFieldCount, MAX_RANDOM_PICKS};
 use zankv_commands::keyspace::ScanArgs;
-use zankv_commands::pattern::glob_match;
+use zankv_commands::pattern::keys_match;
 use zankv_commands::{CommandError, ReadCommand, Reply, WriteCommand};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
@@ -660,7 +660,7 @@ pub fn scan_elements(
             seen += 1;
             last = Some(k.to_vec());
             let name = &k[prefix.len()..];
-            if args.pattern.as_ref().is_none_or(|p| glob_match(p, name)) {
+            if args.pattern.as_ref().is_none_or(|p| keys_match(p, name)) {
                 out.push(Reply::bulk_from(name));
                 if let Some(show) = value {
                     out.push(show(v));

@@ -29,6 +29,7 @@ use zankv_commands::{
     blocking, Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
 };
 use zankv_process::clients::{ClientHandle, ClientRegistry};
+use zankv_process::pubsub::{self, Hub, Subscriptions};
 use zankv_process::usage;
 
 use crate::change::Change;
@@ -73,6 +74,8 @@ pub struct ServerContext {
     pub peak_memory: AtomicU64,
     /// RocksDB's settings (its shared block cache), for INFO's memory section.
     pub rocks: RocksOptions,
+    /// The node's Pub/Sub subscriptions (a node's own: its clients', not the proxies').
+    pub pubsub: Arc<Hub>,
 }
 
 impl ServerContext {
@@ -90,12 +93,16 @@ struct Session {
     client: ClientSession,
     /// Its entry among the connected clients.
     handle: Arc<ClientHandle>,
+    /// Its Pub/Sub subscriptions.
+    subs: Subscriptions,
 }
 
 /// Replies that are known now or will come from a store loop.
 enum Pending {
     /// A reply produced by the connection itself, encoded for `Protocol`.
     Ready(Reply, Protocol),
+    /// Bytes to write as they are (Pub/Sub messages, encoded once for their subscribers).
+    Encoded(Bytes),
     /// WATCH's tokens; `remember`: a client's WATCH, which keeps them and answers OK (else
     /// a proxy's `ZANKV.WATCH`, answered with the tokens).
     Watch {
@@ -195,6 +202,7 @@ async fn connection(
     let mut session = Session {
         client: ClientSession::new(id),
         handle: registration.handle.clone(),
+        subs: Subscriptions::new(ctx.pubsub.clone(), id),
     };
     let mut input = BytesMut::with_capacity(4 * 1024);
     let mut reader = request::RequestReader::default();
@@ -216,6 +224,19 @@ async fn connection(
             },
             _ = shutdown.changed() => return,
             _ = session.handle.killed() => return,
+            message = session.subs.next() => {
+                // A subscriber cut off for falling behind is closed.
+                let Some(message) = message else { return };
+                message.write(session.client.protocol, &mut out.output);
+                for m in session.subs.ready() {
+                    m.write(session.client.protocol, &mut out.output);
+                }
+                if socket.write_all(&out.output).await.is_err() {
+                    return;
+                }
+                out.output.clear();
+                continue;
+            }
         }
         // Let the other connections that became readable run first, so that their batches
         // reach the store loop close together and share its next iteration.
@@ -231,7 +252,13 @@ async fn connection(
                 Ok(Some(argv)) if argv.is_empty() => continue,
                 Ok(Some(argv)) => {
                     commands += 1;
-                    match dispatch(argv, &mut session.client, &routing, ctx.max_write_bytes) {
+                    // Messages published before this request arrived go out before its
+                    // reply.
+                    if let Some(pushes) = session.subs.ready_encoded(session.client.protocol) {
+                        out.send_batch(ctx, session.client.protocol).await;
+                        out.pending.push_back(Pending::Encoded(pushes));
+                    }
+                    match dispatch(argv, &mut session, &routing, ctx.max_write_bytes) {
                         Dispatch::Data(group, item, name) => {
                             last_data_command = Some(name);
                             let stale =
@@ -340,6 +367,13 @@ async fn connection(
                             }
                             let quit = c == ConnectionCommand::Quit;
                             let reply = connection_command(c, &mut session, ctx).await;
+                            // A PUBLISH to the connection's own channels: its messages come
+                            // before its reply, as in Redis.
+                            if let Some(pushes) =
+                                session.subs.ready_encoded(session.client.protocol)
+                            {
+                                out.pending.push_back(Pending::Encoded(pushes));
+                            }
                             let resp = if session.client.protocol == Protocol::Resp3 {
                                 3
                             } else {
@@ -489,6 +523,7 @@ async fn flush(
                 count(&reply);
                 reply.encode(protocol, out);
             }
+            Pending::Encoded(bytes) => out.extend_from_slice(&bytes),
             Pending::Watch {
                 rx,
                 keys,
@@ -555,7 +590,7 @@ async fn flush(
 /// state.
 fn dispatch(
     argv: Vec<Bytes>,
-    session: &mut ClientSession,
+    session: &mut Session,
     routing: &Routing,
     max_write_bytes: usize,
 ) -> Dispatch {
@@ -582,7 +617,12 @@ fn dispatch(
         };
     }
     let parsed = zankv_commands::parse(&argv);
-    let (argv, parsed) = match transaction::step(session, argv, parsed) {
+    if let Some(reply) =
+        pubsub::while_subscribed(&session.subs, session.client.protocol, &argv, &parsed)
+    {
+        return Dispatch::Reply(reply);
+    }
+    let (argv, parsed) = match transaction::step(&mut session.client, argv, parsed) {
         Step::Run(argv, parsed) => (argv, parsed),
         Step::Reply(reply) => return Dispatch::Reply(reply),
         Step::Exec { queued, watched } => return Dispatch::Exec { queued, watched },
@@ -666,7 +706,7 @@ const MAX_POP_ID: usize = 64;
 
 fn dispatch_with_pop_id(
     mut argv: Vec<Bytes>,
-    session: &mut ClientSession,
+    session: &mut Session,
     routing: &Routing,
     max_write_bytes: usize,
 ) -> Dispatch {
@@ -808,6 +848,12 @@ async fn connection_command(
         | ConnectionCommand::ClientKill(_) => {
             zankv_process::clients::answer(&ctx.clients, &session.handle, &cmd)
                 .expect("a CLIENT command the registry answers")
+        }
+        ConnectionCommand::PubSub(cmd) => pubsub::answer(&cmd, &mut session.subs, &ctx.pubsub),
+        ConnectionCommand::Reset => {
+            session.subs.clear();
+            cmd.answer(&mut session.client)
+                .expect("RESET has a common answer")
         }
         ConnectionCommand::SlowlogGet(_) => Reply::Array(vec![]),
         ConnectionCommand::SlowlogLen => Reply::Integer(0),
