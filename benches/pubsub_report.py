@@ -85,8 +85,10 @@ def main():
     w("A PUBLISH through a zankv proxy never reaches a storage node: the proxy delivers to "
       "its own subscribers and passes the message to every other proxy on one pipelined "
       "connection, then answers the sum of the receivers (docs/pubsub.md). The cost per "
-      "publish is the proxy's: parsing, one push frame encoded per subscriber and written "
-      "to its socket, and with two proxies the hop to the other one and its reply.")
+      "publish is the proxy's: the message is encoded once, then queued to each subscriber's "
+      "connection task, which wakes and writes it to its socket (one wake-up and one write "
+      "per subscriber, where redis-server writes from its one thread); with two proxies, "
+      "the hop to the other one and its reply.")
     w("")
     w("Commands (the `--watch` arguments that name the processes are left out):")
     w("")

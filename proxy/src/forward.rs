@@ -583,6 +583,11 @@ impl Part {
                     Some(text) if text.starts_with(b"ERR_CLUSTER_CHANGED") => {
                         ("moved", leader_hint(text), Ok(reply))
                     }
+                    // A pop whose outcome the node does not know: its id makes it safe
+                    // to send again.
+                    Some(text) if self.blocking.is_some() && text.starts_with(b"TIMEOUT") => {
+                        ("lost_pop", None, Ok(reply))
+                    }
                     _ => return reply,
                 },
                 Err(BackendError::NotSent(why)) => (

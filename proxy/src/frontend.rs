@@ -858,27 +858,37 @@ async fn exec(
     started: Instant,
 ) -> Pending {
     let protocol = session.client.protocol;
-    // The connection commands are answered before the partition is checked: a transaction
-    // refused with CROSSSLOT has still run them (a storage node checks first).
-    let mut answers = Vec::with_capacity(queued.len());
-    for q in &queued {
-        answers.push(match q {
-            Queued::Local(Ok(c)) => Some(match c {
-                // Inside a transaction, INFO shows the proxy's own measures.
-                ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(
-                    info_facts(ctx).render(&wanted_sections(sections)),
-                )),
-                c => connection_command(c.clone(), session, ctx),
-            }),
-            Queued::Local(Err(e)) => Some(Reply::Error(e.clone())),
-            Queued::Data { .. } => None,
-        });
-    }
-    let encoded = answers
-        .into_iter()
-        .map(|a| a.map(|r| ready_bytes(&r, protocol)))
-        .collect();
-    match crate::transaction::exec_plan(&queued, watched, encoded, tables, session.reach(ctx)) {
+    // The scope outlives this borrow of the session (the connection commands change it).
+    let reach = session.reach(ctx);
+    let (namespace, share, readonly) = (
+        reach.namespace.map(str::to_owned),
+        reach.share,
+        reach.readonly,
+    );
+    let scope = Scope {
+        namespace: namespace.as_deref(),
+        share,
+        readonly,
+    };
+    // The connection commands run only once the transaction is accepted.
+    let answers = || {
+        queued
+            .iter()
+            .map(|q| match q {
+                Queued::Local(Ok(c)) => Some(match c {
+                    // Inside a transaction, INFO shows the proxy's own measures.
+                    ConnectionCommand::Info(sections) => Reply::Verbatim(Bytes::from(
+                        info_facts(ctx).render(&wanted_sections(sections)),
+                    )),
+                    c => connection_command(c.clone(), session, ctx),
+                }),
+                Queued::Local(Err(e)) => Some(Reply::Error(e.clone())),
+                Queued::Data { .. } => None,
+            })
+            .map(|a| a.map(|r| ready_bytes(&r, protocol)))
+            .collect()
+    };
+    match crate::transaction::exec_plan(&queued, watched, answers, tables, scope) {
         Ok(crate::transaction::Exec::Local(bytes)) => Pending::Ready(bytes),
         Ok(crate::transaction::Exec::Remote(plan)) => {
             let argv = vec![Bytes::from_static(b"EXEC")];

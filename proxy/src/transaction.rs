@@ -70,12 +70,13 @@ pub enum Exec {
     Remote(Plan),
 }
 
-/// EXEC of `queued` with `watched` keys; `answers` holds the connection commands' encoded
-/// replies (None for each data command).
+/// EXEC of `queued` with `watched` keys; `answers` runs the connection commands and gives
+/// their encoded replies (None for each data command), only once the transaction is known
+/// to be accepted (refused with CROSSSLOT, it runs nothing, as on a storage node).
 pub fn exec_plan(
     queued: &[Queued],
     watched: Vec<Watched>,
-    answers: Vec<Option<Bytes>>,
+    answers: impl FnOnce() -> Vec<Option<Bytes>>,
     tables: &RoutingTables,
     scope: Scope,
 ) -> Result<Exec, CommandError> {
@@ -102,6 +103,7 @@ pub fn exec_plan(
             None => target = Some(only.clone()),
         }
     }
+    let answers = answers();
     let Some(target) = target else {
         let replies: Vec<Bytes> = answers.into_iter().flatten().collect();
         return Ok(Exec::Local(array(&replies)));

@@ -955,8 +955,21 @@ impl Worker {
                 "the partition is no longer hosted on this node".into(),
             ))
         };
+        // A write proposed but not confirmed may still commit on the other replicas: its
+        // outcome is unknown (a refusal would let the proxy send it again). Reads and
+        // answered slots are safe.
         for (_, plan) in self.plans.drain() {
-            let _ = plan.reply.send(vec![gone(); plan.is_read.len()]);
+            let replies = plan
+                .replies
+                .into_iter()
+                .zip(plan.is_read)
+                .map(|(reply, is_read)| match reply {
+                    Some(reply) => reply,
+                    None if is_read => gone(),
+                    None => Reply::Error(CommandError::WriteAbandoned),
+                })
+                .collect();
+            let _ = plan.reply.send(replies);
         }
         self.drop_read_batches(gone);
         let placeholder = Partition::open(Box::new(MemoryEngine::new()))

@@ -457,12 +457,18 @@ fn transactions_across_partitions_and_a_watch_race() {
     let mut c = cluster.proxy.client();
     let (k1, k2) = keys_in_two_partitions(&mut c);
     let crossslot = Frame::error("CROSSSLOT Keys in request don't hash to the same slot");
-    // Keys of two partitions: refused at EXEC, and nothing ran.
+    // Keys of two partitions: refused at EXEC, and nothing ran, not even the connection
+    // commands queued with them.
     assert_eq!(c.cmd_str(&["MULTI"]), Frame::simple("OK"));
     assert_eq!(c.cmd_str(&["SET", &k1, "1"]), Frame::simple("QUEUED"));
+    assert_eq!(
+        c.cmd_str(&["CLIENT", "SETNAME", "refused"]),
+        Frame::simple("QUEUED")
+    );
     assert_eq!(c.cmd_str(&["SET", &k2, "1"]), Frame::simple("QUEUED"));
     assert_eq!(c.cmd_str(&["EXEC"]), crossslot);
     assert_eq!(c.cmd_str(&["EXISTS", &k1, &k2]), Frame::Integer(0));
+    assert_eq!(c.cmd_str(&["CLIENT", "GETNAME"]), Frame::Null);
     // A watched key of another partition too.
     assert_eq!(c.cmd_str(&["WATCH", &k1]), Frame::simple("OK"));
     c.cmd_str(&["MULTI"]);

@@ -311,6 +311,11 @@ pub enum CommandError {
         "TIMEOUT the write was not confirmed within {0} ms; it may or may not have been applied"
     )]
     WriteTimeout(u64),
+    /// A write proposed on a replica that stopped hosting its partition (it was moved or
+    /// removed) before the write was confirmed: it may or may not have been applied, so it
+    /// must not be retried blindly.
+    #[error("TIMEOUT the partition left this node before the write was confirmed; it may or may not have been applied")]
+    WriteAbandoned,
     /// A write whose replicated form exceeds the node's limit on raft entries.
     #[error("ERR the write is {0} bytes, over the {1} bytes one replicated write may take (raft.max_entry_mb)")]
     WriteTooLarge(usize, usize),
@@ -478,6 +483,7 @@ mod docs_table {
             E::NoPerm,
             E::NoPermCommand("config|set".into()),
             E::WriteOutcomeUnknown("writing: broken pipe".into()),
+            E::WriteAbandoned,
             E::NotAcrossPartitions("dbsize".into()),
             E::AuthNotConfigured,
             E::Protocol("invalid bulk length".into()),
@@ -576,6 +582,7 @@ mod docs_table {
                 | E::NoPerm
                 | E::NoPermCommand(_)
                 | E::WriteOutcomeUnknown(_)
+                | E::WriteAbandoned
                 | E::NotAcrossPartitions(_)
                 | E::AuthNotConfigured
                 | E::Protocol(_)
