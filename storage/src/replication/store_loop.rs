@@ -645,14 +645,19 @@ impl Runner {
         let mut interval = tokio::time::interval(self.l.settings.tick);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // The earliest blocked client's timeout (no clock read without one).
             let deadline = self.blocked.next_deadline();
+            let timeout = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 _ = stop.changed() => break,
                 _ = interval.tick() => self.on_tick(),
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now).into()), if deadline.is_some() => {
-                    self.blocked.expire(Instant::now());
-                }
+                () = timeout => self.blocked.expire(Instant::now()),
                 Some(m) = raft_in.recv() => self.l.store.step(m),
                 r = requests.recv() => match r {
                     Some(r) => self.on_request(r),
