@@ -128,28 +128,38 @@ pub struct Blocking {
     timeout_ms: u64,
     /// Set by the first try, when there is a timeout.
     deadline: Option<Instant>,
+    /// A try's outcome is unknown (it may have popped): one more try must collect it,
+    /// even once the timeout has passed.
+    unsettled: bool,
     /// Sent as `ZANKV.ON <partition> ...` (a connection restricted to a namespace).
     on_partition: bool,
     link: Option<crate::backend::Dedicated>,
 }
 
 impl Blocking {
-    /// The request for a try at `now` to `target`: the command with the time left; None
-    /// once the timeout has passed.
+    /// Whether the timeout has passed and no earlier try is left to collect.
+    fn over(&self, now: Instant) -> bool {
+        !self.unsettled && self.deadline.is_some_and(|d| d <= now)
+    }
+
+    /// The request for a try at `now` to `target`: the command with the time left (0: for
+    /// ever); None once the timeout has passed, unless an earlier try is to be collected
+    /// (then the shortest wait, 1 ms: the partition answers what that try took, if any).
     fn request(&mut self, target: &KeyTarget, now: Instant) -> Option<Bytes> {
-        let timeout_ms = self.timeout_ms;
-        let deadline = self
-            .deadline
-            .get_or_insert_with(|| now + Duration::from_millis(timeout_ms));
-        let left = match timeout_ms {
-            0 => 0,
-            _ => {
+        if self.deadline.is_none() && self.timeout_ms > 0 {
+            self.deadline = now.checked_add(Duration::from_millis(self.timeout_ms));
+        }
+        let left = match self.deadline {
+            None => 0,
+            Some(deadline) => {
                 let left = deadline.saturating_duration_since(now);
-                if left.is_zero() {
+                if left.is_zero() && !self.unsettled {
                     return None;
                 }
                 // Whole milliseconds, rounded up: a wait never ends early.
-                u64::try_from(left.as_micros().div_ceil(1000)).unwrap_or(u64::MAX)
+                u64::try_from(left.as_micros().div_ceil(1000))
+                    .unwrap_or(u64::MAX)
+                    .max(1)
             }
         };
         let mut argv = zankv_commands::blocking::with_timeout(self.spec, &self.argv, left);
@@ -458,6 +468,7 @@ impl Part {
             spec,
             timeout_ms,
             deadline: None,
+            unsettled: false,
             on_partition,
             link: None,
         }));
@@ -611,13 +622,18 @@ impl Part {
                     )
                 }
             };
-            if self
-                .blocking
-                .as_ref()
-                .is_some_and(|b| b.deadline.is_some_and(|d| d <= Instant::now()))
-            {
-                // Refused after its time was up: the wait is over.
-                return encode(&zankv_commands::blocking::timed_out(), protocol);
+            if let Some(b) = &mut self.blocking {
+                b.unsettled |= reason == "lost_pop";
+                if b.over(Instant::now()) {
+                    // Refused after its time was up, nothing to collect: the wait is over.
+                    return encode(&zankv_commands::blocking::timed_out(), protocol);
+                }
+                if sent_at.elapsed() > Duration::from_secs(1) {
+                    // It waited before this failure: a new one, with retries of its own
+                    // (a long wait may live through many leader changes).
+                    attempt = 0;
+                    backoff = fwd.retry_backoff;
+                }
             }
             let max_retries = self
                 .retries

@@ -345,7 +345,11 @@ async fn connection(
         if input.capacity() - input.len() < 4096 {
             input.reserve(16 * 1024);
         }
-        let idle_s = ctx.idle_timeout_s.load(Ordering::Relaxed);
+        // A subscriber is never idle (Redis exempts Pub/Sub clients from `timeout`).
+        let idle_s = match session.subs.active() {
+            true => 0,
+            false => ctx.idle_timeout_s.load(Ordering::Relaxed),
+        };
         let idle = async {
             match idle_s {
                 0 => std::future::pending().await,

@@ -179,6 +179,12 @@ pub async fn serve(
         peak_memory: Default::default(),
         pubsub: Default::default(),
         mesh: match config.peer_announce_addr {
+            // The other proxies authenticate with requirepass: with only namespace
+            // passwords they could not.
+            _ if config.requirepass.is_none() && !config.namespace_passwords.is_empty() => {
+                warn!("namespace passwords without requirepass: Pub/Sub stays within this proxy (the proxies authenticate to each other with requirepass)");
+                None
+            }
             Some(addr) => Some(addr),
             None if !local.ip().is_unspecified() => Some(local),
             None => {

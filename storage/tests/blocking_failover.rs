@@ -60,7 +60,11 @@ fn blocked_pops_are_served_after_their_leader_is_killed() {
         })
         .expect("three nodes");
     let key = key_led_by(&cluster, victim);
-    let mut waiters: Vec<Client> = (0..3).map(|_| block(&cluster, &key, "45")).collect();
+    // Waits for ever (timeout 0) and a long timeout: both survive the failover.
+    let mut waiters: Vec<Client> = ["0", "45", "0"]
+        .iter()
+        .map(|timeout| block(&cluster, &key, timeout))
+        .collect();
     // Let the node register them before it dies.
     std::thread::sleep(Duration::from_millis(500));
     cluster.nodes.kill9(victim);
@@ -92,6 +96,19 @@ fn blocked_pops_are_served_after_their_leader_is_killed() {
     all.insert(left[0].as_bytes().expect("an element").to_vec());
     let pushed: BTreeSet<Vec<u8>> = elements.iter().map(|e| e.as_bytes().to_vec()).collect();
     assert_eq!(all, pushed);
+}
+
+#[test]
+fn a_nested_pop_id_is_refused_and_the_node_serves_on() {
+    let cluster = ProxiedCluster::must_start(1, 3, "");
+    let mut direct = cluster.nodes.client(0);
+    let mut nested: Vec<&[u8]> = Vec::new();
+    for _ in 0..10_000 {
+        nested.extend([&b"ZANKV.POPID"[..], b"x"]);
+    }
+    nested.extend([&b"BLPOP"[..], b"q", b"0"]);
+    assert!(matches!(direct.cmd(&nested), Frame::Error(_)));
+    assert_eq!(direct.cmd_str(&["PING"]), Frame::simple("PONG"));
 }
 
 #[test]

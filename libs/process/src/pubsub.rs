@@ -289,6 +289,11 @@ impl Subscriptions {
 
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: one confirmation per name.
     pub fn subscribe(&mut self, kind: Kind, names: &[Bytes]) -> Reply {
+        if self.cut.load(Ordering::Relaxed) {
+            // Cut off (its connection closes once it notices): what it held is gone from
+            // the hub, so it starts again from nothing.
+            self.names.clear();
+        }
         let mut registry = self.hub.lock();
         if let std::collections::hash_map::Entry::Vacant(entry) =
             registry.subscribers.entry(self.id)

@@ -31,9 +31,67 @@ use super::log_store::GroupId;
 /// A waiter's number: waiters block in increasing order.
 pub type WaiterId = u64;
 
+/// What a blocking pop takes from: lists (BLPOP, BLMOVE, BLMPOP, ...) or sorted sets
+/// (BZPOPMIN, BZMPOP, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// Lists.
+    List,
+    /// Sorted sets.
+    SortedSet,
+}
+
+impl Family {
+    /// The family a command's keys are of, by its spec's group.
+    fn of_command(name: &[u8]) -> Option<Family> {
+        match zankv_commands::lookup(name)?.group {
+            "list" => Some(Family::List),
+            "sorted-set" => Some(Family::SortedSet),
+            _ => None,
+        }
+    }
+}
+
+/// Which waiters a write may give something to pop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakes {
+    /// None: it writes strings, hashes or sets, or only removes.
+    Nothing,
+    /// Those of one family (a list or sorted-set command).
+    Family(Family),
+    /// Any (a generic command: RENAME, COPY, SORT ... STORE, ...).
+    Any,
+}
+
+impl Wakes {
+    /// Which waiters the write command `argv` may give something to pop.
+    pub fn of(argv: &[Bytes]) -> Wakes {
+        let Some(spec) = argv.first().and_then(|n| zankv_commands::lookup(n)) else {
+            return Wakes::Nothing;
+        };
+        match spec.group {
+            "list" => Wakes::Family(Family::List),
+            "sorted-set" => Wakes::Family(Family::SortedSet),
+            "generic" => Wakes::Any,
+            _ => Wakes::Nothing,
+        }
+    }
+
+    fn families(self) -> &'static [Family] {
+        match self {
+            Wakes::Nothing => &[],
+            Wakes::Family(Family::List) => &[Family::List],
+            Wakes::Family(Family::SortedSet) => &[Family::SortedSet],
+            Wakes::Any => &[Family::List, Family::SortedSet],
+        }
+    }
+}
+
 /// One blocked client.
 struct Waiter {
     group: GroupId,
+    /// What it pops from.
+    family: Family,
     /// The leader's term when it blocked: a new term means this node lost the lead since.
     term: u64,
     keys: Vec<Bytes>,
@@ -53,6 +111,8 @@ struct Waiter {
     /// Its first pop was applied: later ones are tries after a wake-up, which pass over
     /// keys of another type ([`crate::data::Txn::waiting`]).
     tried: bool,
+    /// `tried` before the pop answered last.
+    tried_before: bool,
 }
 
 /// A blocking pop as a client sent it.
@@ -129,14 +189,15 @@ impl BlockedClients {
                 .or_default()
                 .insert(id);
         }
-        if let Some(at) = deadline {
-            self.deadlines.insert((at, id));
-        }
+        // Its deadline counts once it is idle (one with a pop in flight is answered when
+        // the pop is back).
         *self.per_group.entry(group).or_default() += 1;
+        let family = Family::of_command(&argv[0]).unwrap_or(Family::List);
         self.waiters.insert(
             id,
             Waiter {
                 group,
+                family,
                 term,
                 keys,
                 argv,
@@ -147,6 +208,7 @@ impl BlockedClients {
                 woken_by: None,
                 again: None,
                 tried: false,
+                tried_before: false,
             },
         );
         id
@@ -167,49 +229,72 @@ impl BlockedClients {
         })
     }
 
-    /// A write naming `keys` (None: every key) was proposed in `group`: the waiters whose
-    /// pops are to be proposed now, each marked in flight.
+    /// A write naming `keys` that `wakes` those waiters was proposed in `group`: the
+    /// waiters whose pops are to be proposed now, each marked in flight.
     pub fn touched<'a>(
         &mut self,
         group: GroupId,
-        keys: Option<impl IntoIterator<Item = &'a [u8]>>,
+        keys: impl IntoIterator<Item = &'a [u8]>,
+        wakes: Wakes,
     ) -> Vec<WaiterId> {
-        let keys: Vec<Bytes> = match keys {
-            Some(keys) => keys.into_iter().map(Bytes::copy_from_slice).collect(),
-            None => self
-                .by_key
-                .keys()
-                .filter(|(g, _)| *g == group)
-                .map(|(_, k)| k.clone())
-                .collect(),
-        };
         let mut wake = Vec::new();
         for key in keys {
-            self.wake_first(group, &key, &mut wake);
+            let key = Bytes::copy_from_slice(key);
+            for &family in wakes.families() {
+                self.wake_first(group, &key, family, &mut wake);
+            }
         }
         wake
     }
 
-    /// Wakes the oldest idle waiter of `key` into `wake`, or, when every waiter of the key
-    /// has a pop in flight, marks them to try again.
-    fn wake_first(&mut self, group: GroupId, key: &Bytes, wake: &mut Vec<WaiterId>) {
+    /// Wakes the oldest idle waiter of `family` on `key` into `wake`, or, when every such
+    /// waiter has a pop in flight, marks them to try again. Waiters whose client is gone
+    /// are forgotten on the way (none of them may take an element).
+    fn wake_first(
+        &mut self,
+        group: GroupId,
+        key: &Bytes,
+        family: Family,
+        wake: &mut Vec<WaiterId>,
+    ) {
         let Some(ids) = self.by_key.get(&(group, key.clone())) else {
             return;
         };
-        let idle = ids
-            .iter()
-            .copied()
-            .find(|id| self.waiters.get(id).is_some_and(|w| !w.in_flight));
+        let mut gone = Vec::new();
+        let mut idle = None;
+        let mut busy = Vec::new();
+        for &id in ids {
+            let Some(w) = self.waiters.get(&id) else {
+                continue;
+            };
+            if w.family != family {
+                continue;
+            }
+            if w.in_flight {
+                busy.push(id);
+            } else if w.reply.is_closed() {
+                gone.push(id);
+            } else {
+                idle = Some(id);
+                break;
+            }
+        }
+        for id in gone {
+            self.remove(id);
+        }
         match idle {
             Some(id) => {
                 if let Some(w) = self.waiters.get_mut(&id) {
                     w.in_flight = true;
                     w.woken_by = Some(key.clone());
+                    if let Some(at) = w.deadline {
+                        self.deadlines.remove(&(at, id));
+                    }
                 }
                 wake.push(id);
             }
             None => {
-                for id in ids.clone() {
+                for id in busy {
                     if let Some(w) = self.waiters.get_mut(&id) {
                         w.again = Some(key.clone());
                     }
@@ -229,19 +314,22 @@ impl BlockedClients {
             Reply::Error(CommandError::ClusterChanged(_)) => true,
             _ => false,
         };
+        w.tried_before = w.tried;
         w.tried |= !matches!(reply, Reply::Error(CommandError::ClusterChanged(_)));
         if !nothing {
+            let retry = w.tried_before;
             let took = !matches!(reply, Reply::Error(_));
             let w = self.remove(id).expect("present");
             let _ = w.reply.send(reply);
             let mut wake = Vec::new();
-            if took {
-                // Its keys may hold more, and BLMOVE's destination got an element.
-                let written = zankv_commands::lookup(&w.argv[0])
+            if took || retry {
+                // Its keys may hold more (or, when a retry failed, still hold what woke
+                // it), and BLMOVE's destination got an element: the next waiters try.
+                let named = zankv_commands::lookup(&w.argv[0])
                     .map(|spec| spec.key_positions(&w.argv).collect::<Vec<_>>())
                     .unwrap_or_default();
-                for key in written.into_iter().map(|i| &w.argv[i]) {
-                    self.wake_first(w.group, key, &mut wake);
+                for key in named.into_iter().map(|i| &w.argv[i]) {
+                    self.wake_first(w.group, key, w.family, &mut wake);
                 }
             }
             return Popped::Answered(wake);
@@ -251,9 +339,15 @@ impl BlockedClients {
             return Popped::TryAgain;
         }
         w.in_flight = false;
-        if w.deadline.is_some_and(|at| at <= now) {
-            let w = self.remove(id).expect("present");
-            let _ = w.reply.send(blocking::timed_out());
+        match w.deadline {
+            Some(at) if at <= now => {
+                let w = self.remove(id).expect("present");
+                let _ = w.reply.send(blocking::timed_out());
+            }
+            Some(at) => {
+                self.deadlines.insert((at, id));
+            }
+            None => {}
         }
         Popped::Waiting
     }
@@ -365,7 +459,7 @@ mod tests {
     }
 
     fn touch(c: &mut BlockedClients, key: &str) -> Vec<WaiterId> {
-        c.touched(1, Some([key.as_bytes()]))
+        c.touched(1, [key.as_bytes()], Wakes::Family(Family::List))
     }
 
     fn element(key: &str, e: &str) -> Reply {
@@ -417,8 +511,8 @@ mod tests {
         let soon = now + Duration::from_millis(10);
         let mut c = BlockedClients::default();
         let (a, mut ra) = block(&mut c, &["q"], Some(soon));
-        assert_eq!(c.next_deadline(), Some(soon));
-        // Due, but its pop is in flight: not answered yet.
+        // Its first pop is in flight: no deadline to sleep for yet.
+        assert_eq!(c.next_deadline(), None);
         c.expire(soon);
         assert!(ra.try_recv().is_err());
         // The pop came back empty after the deadline: the timeout is answered.
@@ -428,6 +522,7 @@ mod tests {
         // An idle waiter times out at its deadline.
         let (b_, mut rb) = block(&mut c, &["q"], Some(soon));
         assert_eq!(c.popped(b_, Reply::NilArray, now), Popped::Waiting);
+        assert_eq!(c.next_deadline(), Some(soon));
         c.expire(now);
         assert!(rb.try_recv().is_err());
         c.expire(soon);
@@ -474,15 +569,57 @@ mod tests {
     }
 
     #[test]
-    fn writes_to_every_key_wake_each_keys_first_waiter() {
+    fn writes_wake_only_waiters_of_their_family_and_skip_gone_clients() {
         let now = Instant::now();
         let mut c = BlockedClients::default();
-        let (a, _ra) = block(&mut c, &["q"], None);
-        let (b_, _rb) = block(&mut c, &["r", "q"], None);
+        let (a, _ra) = block(&mut c, &["k"], None);
+        let (z, _rz) = {
+            let (tx, rx) = oneshot::channel();
+            let pop = BlockedPop {
+                keys: vec![b("k")],
+                argv: vec![b("bzpopmin"), b("k"), b("0")],
+                id: None,
+            };
+            (c.block(1, 7, pop, None, tx), rx)
+        };
+        c.popped(a, Reply::NilArray, now);
+        c.popped(z, Reply::NilArray, now);
+        // A hash write gives nothing to pop; a ZADD only to the sorted-set waiter, even
+        // behind an older list waiter; a generic write to both.
+        let hset = [b("hset"), b("k"), b("f"), b("v")];
+        assert_eq!(
+            c.touched(1, [&b"k"[..]], Wakes::of(&hset)),
+            Vec::<WaiterId>::new()
+        );
+        let zadd = [b("zadd"), b("k"), b("1"), b("m")];
+        assert_eq!(c.touched(1, [&b"k"[..]], Wakes::of(&zadd)), vec![z]);
+        c.popped(z, Reply::NilArray, now);
+        let rename = [b("rename"), b("x"), b("k")];
+        let mut woken = c.touched(1, [&b"k"[..]], Wakes::of(&rename));
+        woken.sort_unstable();
+        assert_eq!(woken, vec![a, z]);
+        c.popped(a, Reply::NilArray, now);
+        // A client gone while idle is never woken (it could not receive an element).
+        let (gone, rgone) = block(&mut c, &["q"], None);
+        c.popped(gone, Reply::NilArray, now);
+        drop(rgone);
+        let (next, _rnext) = block(&mut c, &["q"], None);
+        c.popped(next, Reply::NilArray, now);
+        assert_eq!(touch(&mut c, "q"), vec![next]);
+    }
+
+    #[test]
+    fn a_retry_that_fails_wakes_the_next_waiter() {
+        let now = Instant::now();
+        let mut c = BlockedClients::default();
+        let (a, mut ra) = block(&mut c, &["src"], None);
+        let (b_, _rb) = block(&mut c, &["src"], None);
         c.popped(a, Reply::NilArray, now);
         c.popped(b_, Reply::NilArray, now);
-        let mut woken = c.touched(1, None::<Vec<&[u8]>>);
-        woken.sort_unstable();
-        assert_eq!(woken, vec![a, b_]);
+        assert_eq!(touch(&mut c, "src"), vec![a]);
+        // A BLMOVE into a destination of another type: answered, element left in place.
+        let wrong = Reply::Error(CommandError::WrongType);
+        assert_eq!(c.popped(a, wrong.clone(), now), Popped::Answered(vec![b_]));
+        assert_eq!(ra.try_recv().unwrap(), wrong);
     }
 }

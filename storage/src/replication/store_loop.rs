@@ -34,7 +34,7 @@ use tracing::{error, info, warn};
 use zankv_commands::{CommandError, ReadCommand, Reply};
 use zankv_pd_api::node_of;
 
-use super::blocking::{BlockedClients, BlockedPop, Popped, WaiterId};
+use super::blocking::{BlockedClients, BlockedPop, Popped, WaiterId, Wakes};
 use super::log_store::GroupId;
 use super::log_store::INIT_INDEX;
 use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
@@ -1316,15 +1316,28 @@ impl Runner {
     }
 
     /// A client's write `change` was proposed in `group`: the clients blocked on its keys
-    /// try their pops.
+    /// that it may give something to pop try their pops.
     fn wake_blocked(&mut self, group: GroupId, change: &Change) {
         if !self.blocked.any(group) {
             return;
         }
-        let wake = match change.touches() {
-            Touches::Every => self.blocked.touched(group, None::<Vec<&[u8]>>),
-            Touches::Keys(keys) => self.blocked.touched(group, Some(keys)),
+        let commands: Vec<&[Bytes]> = match change {
+            Change::Command { argv, .. } => vec![argv],
+            Change::Transaction { commands, .. } => commands.iter().map(Vec::as_slice).collect(),
+            // Expiry, reclamation and pops never add elements (a pop's BLMOVE destination
+            // wakes its waiters when the pop is answered).
+            Change::Expire { .. } | Change::Reclaim { .. } | Change::Pop { .. } | Change::Noop => {
+                return
+            }
         };
+        let mut wake = Vec::new();
+        for argv in commands {
+            let Some(spec) = argv.first().and_then(|n| zankv_commands::lookup(n)) else {
+                continue;
+            };
+            let keys = spec.key_positions(argv).map(|i| &argv[i][..]);
+            wake.extend(self.blocked.touched(group, keys, Wakes::of(argv)));
+        }
         self.propose_pops(wake);
     }
 

@@ -710,7 +710,8 @@ fn dispatch_with_pop_id(
     routing: &Routing,
     max_write_bytes: usize,
 ) -> Dispatch {
-    if argv.len() < 3 || argv[1].len() > MAX_POP_ID {
+    // One id per pop: a nested one is refused (it would also let a request recurse).
+    if argv.len() < 3 || argv[1].len() > MAX_POP_ID || argv[2].eq_ignore_ascii_case(POP_ID) {
         return Dispatch::Reply(Reply::Error(CommandError::Syntax));
     }
     let inner = argv.split_off(2);
