@@ -8,12 +8,12 @@
 //!   the connection's [`Subscriptions`] holds it (dropping the subscriptions, or RESET,
 //!   removes every entry);
 //! - messages published by one caller reach each subscriber in publish order;
-//! - a subscriber that does not keep up (its queue of [`QUEUE`] messages is full) is cut
-//!   off: the hub forgets it and its connection is closed, as Redis closes a client over
-//!   its Pub/Sub output buffer limit; nobody else waits for it.
+//! - a subscriber that does not keep up (its queue holds [`QUEUE`] messages or
+//!   [`QUEUE_BYTES`] bytes) is cut off: the hub forgets it and its connection is closed, as
+//!   Redis closes a client over its Pub/Sub output buffer limit; nobody else waits for it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -24,6 +24,9 @@ use zankv_commands::{Command, CommandError, CommandSpec, ConnectionCommand, Prot
 
 /// Messages waiting for one subscriber before it is cut off.
 pub const QUEUE: usize = 8192;
+/// Bytes of messages waiting for one subscriber before it is cut off (Redis's default
+/// hard limit for Pub/Sub clients).
+pub const QUEUE_BYTES: usize = 32 << 20;
 
 /// A message on its way to a subscriber, encoded once for all the subscribers it reaches
 /// the same way.
@@ -57,24 +60,58 @@ impl Message {
 /// One connection as the hub knows it.
 struct Subscriber {
     tx: mpsc::Sender<Message>,
+    /// Bytes queued for it and not yet taken.
+    queued: Arc<AtomicUsize>,
     /// Set when it fell behind and was cut off.
     cut: Arc<AtomicBool>,
+    /// What it subscribes to (so that forgetting it touches only those names).
+    names: HashSet<(Kind, Bytes)>,
 }
 
 #[derive(Default)]
 struct Registry {
     subscribers: HashMap<u64, Subscriber>,
-    /// Per kind, each name's subscribers.
-    names: HashMap<(Kind, Bytes), HashSet<u64>>,
+    /// Per kind, each name's subscribers (patterns apart: a publish walks them all).
+    names: HashMap<Kind, HashMap<Bytes, HashSet<u64>>>,
 }
 
 impl Registry {
+    fn of(&self, kind: Kind) -> impl Iterator<Item = (&Bytes, &HashSet<u64>)> {
+        self.names.get(&kind).into_iter().flatten()
+    }
+
+    fn add(&mut self, id: u64, kind: Kind, name: &Bytes) {
+        self.names
+            .entry(kind)
+            .or_default()
+            .entry(name.clone())
+            .or_default()
+            .insert(id);
+        if let Some(s) = self.subscribers.get_mut(&id) {
+            s.names.insert((kind, name.clone()));
+        }
+    }
+
+    fn remove(&mut self, id: u64, kind: Kind, name: &Bytes) {
+        if let Some(of_kind) = self.names.get_mut(&kind) {
+            if let Some(ids) = of_kind.get_mut(name) {
+                ids.remove(&id);
+                if ids.is_empty() {
+                    of_kind.remove(name);
+                }
+            }
+        }
+        if let Some(s) = self.subscribers.get_mut(&id) {
+            s.names.remove(&(kind, name.clone()));
+        }
+    }
+
     fn forget(&mut self, id: u64) {
-        self.subscribers.remove(&id);
-        self.names.retain(|_, ids| {
-            ids.remove(&id);
-            !ids.is_empty()
-        });
+        if let Some(s) = self.subscribers.remove(&id) {
+            for (kind, name) in s.names {
+                self.remove(id, kind, &name);
+            }
+        }
     }
 }
 
@@ -98,13 +135,13 @@ impl Hub {
         let mut registry = self.lock();
         let mut deliveries: Vec<(u64, Message)> = Vec::new();
         let kind = if shard { Kind::Shard } else { Kind::Channel };
-        if let Some(ids) = registry.names.get(&(kind, channel.clone())) {
+        if let Some(ids) = registry.names.get(&kind).and_then(|n| n.get(channel)) {
             let message = Message::new(kind, None, channel, payload);
             deliveries.extend(ids.iter().map(|&id| (id, message.clone())));
         }
         if !shard {
-            for ((k, pattern), ids) in &registry.names {
-                if *k == Kind::Pattern && glob_match(pattern, channel) {
+            for (pattern, ids) in registry.of(Kind::Pattern) {
+                if glob_match(pattern, channel) {
                     let message = Message::new(Kind::Pattern, Some(pattern), channel, payload);
                     deliveries.extend(ids.iter().map(|&id| (id, message.clone())));
                 }
@@ -116,7 +153,9 @@ impl Hub {
             let Some(s) = registry.subscribers.get(&id) else {
                 continue;
             };
-            if s.tx.try_send(message).is_err() {
+            let size = message.resp2.len();
+            let queued = s.queued.fetch_add(size, Ordering::Relaxed) + size;
+            if queued > QUEUE_BYTES || s.tx.try_send(message).is_err() {
                 s.cut.store(true, Ordering::Relaxed);
                 behind.push(id);
             }
@@ -132,10 +171,10 @@ impl Hub {
         let kind = if shard { Kind::Shard } else { Kind::Channel };
         let mut channels: Vec<Bytes> = self
             .lock()
-            .names
-            .keys()
-            .filter(|(k, name)| *k == kind && pattern.is_none_or(|p| glob_match(p, name)))
-            .map(|(_, name)| name.clone())
+            .of(kind)
+            .map(|(name, _)| name)
+            .filter(|name| pattern.is_none_or(|p| glob_match(p, name)))
+            .cloned()
             .collect();
         channels.sort();
         channels
@@ -150,7 +189,8 @@ impl Hub {
             .map(|c| {
                 registry
                     .names
-                    .get(&(kind, c.clone()))
+                    .get(&kind)
+                    .and_then(|n| n.get(c))
                     .map_or(0, HashSet::len)
             })
             .collect()
@@ -159,20 +199,14 @@ impl Hub {
     /// The patterns with subscribers.
     pub fn patterns(&self) -> Vec<Bytes> {
         self.lock()
-            .names
-            .keys()
-            .filter(|(k, _)| *k == Kind::Pattern)
-            .map(|(_, p)| p.clone())
+            .of(Kind::Pattern)
+            .map(|(p, _)| p.clone())
             .collect()
     }
 
     /// PUBSUB NUMPAT: the patterns with subscribers.
     pub fn numpat(&self) -> usize {
-        self.lock()
-            .names
-            .keys()
-            .filter(|(k, _)| *k == Kind::Pattern)
-            .count()
+        self.lock().of(Kind::Pattern).count()
     }
 }
 
@@ -253,6 +287,8 @@ pub struct Subscriptions {
     /// Per kind, in the order they were made (UNSUBSCRIBE without names ends them in it).
     names: HashMap<Kind, Vec<Bytes>>,
     rx: Option<mpsc::Receiver<Message>>,
+    /// Bytes queued for it (shared with the hub's entry).
+    queued: Arc<AtomicUsize>,
     cut: Arc<AtomicBool>,
 }
 
@@ -264,6 +300,7 @@ impl Subscriptions {
             id,
             names: HashMap::new(),
             rx: None,
+            queued: Arc::new(AtomicUsize::new(0)),
             cut: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -301,9 +338,12 @@ impl Subscriptions {
             let (tx, rx) = mpsc::channel(QUEUE);
             self.rx = Some(rx);
             self.cut = Arc::new(AtomicBool::new(false));
+            self.queued = Arc::new(AtomicUsize::new(0));
             entry.insert(Subscriber {
                 tx,
+                queued: self.queued.clone(),
                 cut: self.cut.clone(),
+                names: HashSet::new(),
             });
         }
         let mut confirmations = Vec::with_capacity(names.len());
@@ -311,11 +351,7 @@ impl Subscriptions {
             let mine = self.names.entry(kind).or_default();
             if !mine.contains(name) {
                 mine.push(name.clone());
-                registry
-                    .names
-                    .entry((kind, name.clone()))
-                    .or_default()
-                    .insert(self.id);
+                registry.add(self.id, kind, name);
             }
             confirmations.push(pubsub::confirmation(
                 kind,
@@ -344,13 +380,7 @@ impl Subscriptions {
             let mine = self.names.entry(kind).or_default();
             if let Some(at) = mine.iter().position(|n| *n == name) {
                 mine.remove(at);
-                let key = (kind, name.clone());
-                if let Some(ids) = registry.names.get_mut(&key) {
-                    ids.remove(&self.id);
-                    if ids.is_empty() {
-                        registry.names.remove(&key);
-                    }
-                }
+                registry.remove(self.id, kind, &name);
             }
             confirmations.push(pubsub::confirmation(
                 kind,
@@ -372,6 +402,7 @@ impl Subscriptions {
         let mut out = Vec::new();
         if let Some(rx) = &mut self.rx {
             while let Ok(m) = rx.try_recv() {
+                self.queued.fetch_sub(m.resp2.len(), Ordering::Relaxed);
                 out.push(m);
             }
         }
@@ -398,7 +429,10 @@ impl Subscriptions {
         loop {
             match &mut self.rx {
                 Some(rx) => match rx.recv().await {
-                    Some(m) => return Some(m),
+                    Some(m) => {
+                        self.queued.fetch_sub(m.resp2.len(), Ordering::Relaxed);
+                        return Some(m);
+                    }
                     // Every sender gone: cut off, or no subscription left.
                     None if self.cut.load(Ordering::Relaxed) => return None,
                     None => self.rx = None,
@@ -493,6 +527,26 @@ mod tests {
         a.clear();
         assert!(!a.active());
         assert_eq!(hub.numsub(true, &[b("s")]), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_holding_too_many_bytes_is_cut_off() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = Subscriptions::new(hub.clone(), 1);
+        slow.subscribe(Kind::Channel, &[b("c")]);
+        let big = Bytes::from(vec![b'x'; 1 << 20]);
+        let fits = QUEUE_BYTES / (big.len() + 64);
+        for _ in 0..fits {
+            assert_eq!(hub.publish(&b("c"), &big, false), 1);
+        }
+        // Taking them frees their room.
+        assert_eq!(slow.ready().len(), fits);
+        for _ in 0..fits {
+            hub.publish(&b("c"), &big, false);
+        }
+        assert_eq!(hub.numsub(false, &[b("c")]), vec![1]);
+        hub.publish(&b("c"), &big, false);
+        assert_eq!(hub.numsub(false, &[b("c")]), vec![0], "over the byte limit");
     }
 
     #[tokio::test]
