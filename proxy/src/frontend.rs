@@ -593,12 +593,17 @@ async fn connection(
                             let mut plan = plan(&argv, spec, &tables, session.reach(ctx));
                             plan.send(&ctx.forwarder, protocol, Instant::now()).await;
                             let mut later = LaterInPipeline(&mut pending);
+                            session.handle.set_blocked(true);
                             let reply = tokio::select! {
                                 reply = plan.finish(&ctx.forwarder, protocol, &mut later) => reply,
+                                // CLIENT UNBLOCK: dropping the plan closes its connection,
+                                // and the storage node forgets the waiter.
+                                reply = session.handle.unblocked() => ready_bytes(&reply, protocol),
                                 () = zankv_process::read_while_blocked(&mut socket, &mut input, ctx.max_query_buffer) => return,
                                 _ = session.handle.killed() => return,
                                 _ = shutdown.changed() => return,
                             };
+                            session.handle.set_blocked(false);
                             ctx.errors.record_encoded(&reply);
                             let error = matches!(reply.first(), Some(b'-' | b'!'));
                             // Its latency includes the time it waited; the slow log leaves
@@ -959,6 +964,7 @@ fn connection_command(
             ConnectionCommand::SlowlogReset => Some("slowlog|reset"),
             ConnectionCommand::ClientList(_) => Some("client|list"),
             ConnectionCommand::ClientKill(_) => Some("client|kill"),
+            ConnectionCommand::ClientUnblock { .. } => Some("client|unblock"),
             _ => None,
         };
         if let Some(name) = shared {
@@ -991,7 +997,8 @@ fn connection_command(
         },
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo
-        | ConnectionCommand::ClientKill(_) => {
+        | ConnectionCommand::ClientKill(_)
+        | ConnectionCommand::ClientUnblock { .. } => {
             zankv_process::clients::answer(&ctx.clients, &session.handle, &cmd)
                 .expect("a CLIENT command the registry answers")
         }

@@ -133,3 +133,45 @@ fn a_client_that_leaves_while_blocked_takes_nothing() {
         Some(Frame::Array(vec![Frame::bulk(key), Frame::bulk("kept")]))
     );
 }
+
+/// CLIENT UNBLOCK on redis-server and on zankv (a node, then through a proxy): the replies
+/// of the unblocking and of the unblocked client, compared.
+#[test]
+fn client_unblock_ends_a_wait_as_in_redis() {
+    use support::diff::{must_start_pair_on, Target};
+    let cluster = ProxiedCluster::must_start(1, 3, "");
+    for target in [Target::Node, Target::Proxy(cluster.proxy.port)] {
+        let pair = must_start_pair_on(false, target);
+        let ports = [pair.redis.port(), pair.zankv.port()];
+        let runs: Vec<Vec<Frame>> = ports
+            .iter()
+            .map(|&port| {
+                let mut waiter = Client::connect(port);
+                let mut other = Client::connect(port);
+                let id = match waiter.cmd_str(&["CLIENT", "ID"]) {
+                    Frame::Integer(id) => id.to_string(),
+                    other => panic!("CLIENT ID: {other}"),
+                };
+                let mut seen = Vec::new();
+                for reason in [None, Some("TIMEOUT"), Some("ERROR")] {
+                    waiter.send_raw(&Client::encode(&[b"BLPOP", b"unblock-me", b"0"]));
+                    std::thread::sleep(Duration::from_millis(200));
+                    let mut unblock = vec!["CLIENT", "UNBLOCK", &id];
+                    unblock.extend(reason);
+                    seen.push(other.cmd_str(&unblock));
+                    seen.push(waiter.read_frame().expect("the waiter's reply"));
+                }
+                // Not blocked, unknown, malformed.
+                seen.push(other.cmd_str(&["CLIENT", "UNBLOCK", &id]));
+                seen.push(other.cmd_str(&["CLIENT", "UNBLOCK", "999999"]));
+                seen.push(other.cmd_str(&["CLIENT", "UNBLOCK", "x"]));
+                seen.push(other.cmd_str(&["CLIENT", "UNBLOCK", &id, "later"]));
+                // The wait is over for the node too: a push stays for the next pop.
+                seen.push(other.cmd_str(&["RPUSH", "unblock-me", "kept"]));
+                seen.push(other.cmd_str(&["LPOP", "unblock-me"]));
+                seen
+            })
+            .collect();
+        assert_eq!(runs[0], runs[1], "redis-server, then zankv");
+    }
+}

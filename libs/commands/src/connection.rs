@@ -77,6 +77,17 @@ pub static CLIENT_SUBCOMMANDS: &[CommandSpec] = &[
         "Terminates open connections.",
     ),
     spec(
+        "client|unblock",
+        -3,
+        C,
+        &["admin", "noscript", "loading", "stale"],
+        NO_KEYS,
+        &["admin", "slow", "dangerous", "connection"],
+        "connection",
+        "5.0.0",
+        "Unblocks a client blocked by a blocking command from a different connection.",
+    ),
+    spec(
         "client|setname",
         3,
         C,
@@ -588,6 +599,14 @@ pub enum ConnectionCommand {
     ClientInfo,
     /// `CLIENT KILL addr` (`Err`: the old form) or `CLIENT KILL filter ...`
     ClientKill(Result<ClientFilter, Bytes>),
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: end the wait of client `id` if it is blocked,
+    /// as a timeout or (`error`) with an error.
+    ClientUnblock {
+        /// The client.
+        id: i64,
+        /// ERROR (else TIMEOUT).
+        error: bool,
+    },
     /// COMMAND (all infos)
     CommandAll,
     /// COMMAND COUNT
@@ -847,6 +866,22 @@ impl ConnectionCommand {
             "client|help" => ConnectionCommand::ClientHelp,
             "client|list" => ConnectionCommand::ClientList(parse_client_list(&args[1..])?),
             "client|info" => ConnectionCommand::ClientInfo,
+            "client|unblock" => {
+                let id = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
+                let error = match &args[2..] {
+                    [] => false,
+                    [reason] if reason.eq_ignore_ascii_case(b"timeout") => false,
+                    [reason] if reason.eq_ignore_ascii_case(b"error") => true,
+                    [_] => return Err(CommandError::UnblockReason),
+                    _ => {
+                        return Err(CommandError::SubcommandArgs {
+                            sub: "unblock".into(),
+                            command: "CLIENT",
+                        })
+                    }
+                };
+                ConnectionCommand::ClientUnblock { id, error }
+            }
             "client|kill" => ConnectionCommand::ClientKill(match &args[1..] {
                 [addr] => Err(addr.clone()),
                 rest => Ok(parse_client_kill(rest)?),
@@ -1094,6 +1129,8 @@ impl ConnectionCommand {
                 "      Return clients of specified type.",
                 "SETNAME <name>",
                 "    Assign the name <name> to the current connection.",
+                "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+                "    Unblock the specified blocked client.",
                 "HELP",
                 "    Print this help.",
             ]),
@@ -1202,6 +1239,7 @@ impl ConnectionCommand {
             | ConnectionCommand::ClientList(_)
             | ConnectionCommand::ClientInfo
             | ConnectionCommand::ClientKill(_)
+            | ConnectionCommand::ClientUnblock { .. }
             // The transaction commands ([`crate::transaction::step`]) and WATCH, which each
             // server sends to the keys' partition.
             | ConnectionCommand::Multi

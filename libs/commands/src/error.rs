@@ -286,6 +286,12 @@ pub enum CommandError {
     /// commands, PING, QUIT and RESET.
     #[error("ERR Can't execute '{0}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context")]
     SubscribedContext(String),
+    /// CLIENT UNBLOCK with a reason other than TIMEOUT or ERROR.
+    #[error("ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR")]
+    UnblockReason,
+    /// The reply of a blocked client that CLIENT UNBLOCK ... ERROR ended.
+    #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
+    Unblocked,
     /// MULTI inside MULTI.
     #[error("ERR MULTI calls can not be nested")]
     MultiNested,
@@ -493,6 +499,8 @@ mod docs_table {
             ),
             E::CrossSlot,
             E::SubscribedContext("get".into()),
+            E::UnblockReason,
+            E::Unblocked,
             E::MultiNested,
             E::ExecWithoutMulti,
             E::DiscardWithoutMulti,
@@ -590,6 +598,8 @@ mod docs_table {
                 | E::ClusterChanged(_)
                 | E::CrossSlot
                 | E::SubscribedContext(_)
+                | E::UnblockReason
+                | E::Unblocked
                 | E::MultiNested
                 | E::ExecWithoutMulti
                 | E::DiscardWithoutMulti

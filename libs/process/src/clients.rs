@@ -33,6 +33,11 @@ pub struct ClientHandle {
     resp: AtomicU8,
     killed: AtomicBool,
     kill: Notify,
+    /// Waiting in a blocking command.
+    blocked: AtomicBool,
+    /// How CLIENT UNBLOCK ended its wait: 0 it did not, 1 as a timeout, 2 with an error.
+    unblocked_as: AtomicU8,
+    unblock: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -65,6 +70,38 @@ impl ClientHandle {
     /// The user the connection authenticated as.
     pub fn user(&self) -> String {
         lock(&self.user).clone()
+    }
+
+    /// Marks the connection as waiting in a blocking command (`true`) or not.
+    pub fn set_blocked(&self, blocked: bool) {
+        self.unblocked_as.store(0, Ordering::Relaxed);
+        self.blocked.store(blocked, Ordering::Relaxed);
+    }
+
+    /// CLIENT UNBLOCK: ends the connection's wait, as a timeout or (`error`) with an error;
+    /// whether it was waiting.
+    pub fn unblock(&self, error: bool) -> bool {
+        if !self.blocked.swap(false, Ordering::Relaxed) {
+            return false;
+        }
+        self.unblocked_as
+            .store(if error { 2 } else { 1 }, Ordering::Relaxed);
+        self.unblock.notify_one();
+        true
+    }
+
+    /// Completes when CLIENT UNBLOCK ends the wait (marked with [`ClientHandle::set_blocked`]),
+    /// with the reply the blocked command then answers.
+    pub async fn unblocked(&self) -> Reply {
+        loop {
+            self.unblock.notified().await;
+            // A wake-up left over from an earlier wait has no reason: waits on.
+            match self.unblocked_as.swap(0, Ordering::Relaxed) {
+                0 => continue,
+                1 => return zankv_commands::blocking::timed_out(),
+                _ => return Reply::Error(CommandError::Unblocked),
+            }
+        }
     }
 
     /// Its CLIENT LIST line (the fields this server knows), without the newline.
@@ -134,6 +171,9 @@ impl ClientRegistry {
             resp: AtomicU8::new(2),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblocked_as: AtomicU8::new(0),
+            unblock: Notify::new(),
         });
         lock(&self.clients).insert(id, handle.clone());
         Registration {
@@ -179,6 +219,14 @@ pub fn answer(
             }
             matching.iter().for_each(|c| c.kill());
             Reply::OK
+        }
+        ConnectionCommand::ClientUnblock { id, error } => {
+            let unblocked = registry
+                .list()
+                .into_iter()
+                .find(|c| i64::try_from(c.id).is_ok_and(|c| c == *id))
+                .is_some_and(|c| c.unblock(*error));
+            Reply::Integer(i64::from(unblocked))
         }
         ConnectionCommand::ClientKill(Ok(filter)) => {
             let matching: Vec<Arc<ClientHandle>> = registry

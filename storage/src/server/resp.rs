@@ -341,13 +341,18 @@ async fn connection(
                                 return;
                             }
                             let _blocked = ctx.stats.client_blocked();
+                            session.handle.set_blocked(true);
                             let rx = ctx.store.block(group, pop, timeout_ms).await;
                             let reply = tokio::select! {
                                 reply = rx => reply.unwrap_or(Reply::Error(CommandError::ShuttingDown)),
+                                // CLIENT UNBLOCK: the store loop forgets the waiter once
+                                // its reply channel is dropped.
+                                reply = session.handle.unblocked() => reply,
                                 () = zankv_process::read_while_blocked(&mut socket, &mut input, ctx.max_query_buffer) => return,
                                 _ = shutdown.changed() => return,
                                 _ = session.handle.killed() => return,
                             };
+                            session.handle.set_blocked(false);
                             out.pending
                                 .push_back(Pending::Ready(reply, session.client.protocol));
                         }
@@ -846,7 +851,8 @@ async fn connection_command(
         // A storage node keeps no slow log (slowlog-log-slower-than is -1): the proxy does.
         ConnectionCommand::ClientList(_)
         | ConnectionCommand::ClientInfo
-        | ConnectionCommand::ClientKill(_) => {
+        | ConnectionCommand::ClientKill(_)
+        | ConnectionCommand::ClientUnblock { .. } => {
             zankv_process::clients::answer(&ctx.clients, &session.handle, &cmd)
                 .expect("a CLIENT command the registry answers")
         }
