@@ -628,9 +628,11 @@ impl Part {
                     // Refused after its time was up, nothing to collect: the wait is over.
                     return encode(&zankv_commands::blocking::timed_out(), protocol);
                 }
-                if sent_at.elapsed() > Duration::from_secs(1) {
-                    // It waited before this failure: a new one, with retries of its own
-                    // (a long wait may live through many leader changes).
+                // A try that a node held for a while (not one that failed to connect):
+                // a new failure, with retries of its own (a long wait may live through
+                // many leader changes).
+                let held = matches!(reason, "moved" | "lost_pop");
+                if held && sent_at.elapsed() > Duration::from_secs(1) {
                     attempt = 0;
                     backoff = fwd.retry_backoff;
                 }

@@ -326,12 +326,12 @@ impl Subscriptions {
 
     /// SUBSCRIBE, PSUBSCRIBE, SSUBSCRIBE: one confirmation per name.
     pub fn subscribe(&mut self, kind: Kind, names: &[Bytes]) -> Reply {
-        if self.cut.load(Ordering::Relaxed) {
-            // Cut off (its connection closes once it notices): what it held is gone from
-            // the hub, so it starts again from nothing.
-            self.names.clear();
-        }
         let mut registry = self.hub.lock();
+        // Cut off (set under the hub's lock): nothing more is registered, and the
+        // connection closes once it has written what was queued ([`Subscriptions::next`]).
+        if self.cut.load(Ordering::Relaxed) {
+            return Reply::Frames(Vec::new());
+        }
         if let std::collections::hash_map::Entry::Vacant(entry) =
             registry.subscribers.entry(self.id)
         {
@@ -527,6 +527,25 @@ mod tests {
         a.clear();
         assert!(!a.active());
         assert_eq!(hub.numsub(true, &[b("s")]), vec![0]);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_cut_off_cannot_subscribe_again() {
+        let hub = Arc::new(Hub::default());
+        let mut slow = Subscriptions::new(hub.clone(), 1);
+        slow.subscribe(Kind::Channel, &[b("c")]);
+        for i in 0..=QUEUE {
+            hub.publish(&b("c"), &Bytes::from(i.to_string()), false);
+        }
+        assert_eq!(
+            slow.subscribe(Kind::Channel, &[b("d")]),
+            Reply::Frames(vec![])
+        );
+        assert_eq!(hub.numsub(false, &[b("c"), b("d")]), vec![0, 0]);
+        for _ in 0..QUEUE {
+            assert!(slow.next().await.is_some());
+        }
+        assert_eq!(slow.next().await, None, "its connection closes");
     }
 
     #[tokio::test]

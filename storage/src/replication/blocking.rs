@@ -52,10 +52,28 @@ impl Family {
     }
 }
 
+/// The list and sorted-set writes that only take away (or change in place): they never
+/// give a waiter something to pop.
+const REMOVE_ONLY: &[&str] = &[
+    "lpop",
+    "rpop",
+    "lmpop",
+    "lrem",
+    "ltrim",
+    "lset",
+    "zpopmin",
+    "zpopmax",
+    "zmpop",
+    "zrem",
+    "zremrangebyscore",
+    "zremrangebyrank",
+    "zremrangebylex",
+];
+
 /// Which waiters a write may give something to pop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakes {
-    /// None: it writes strings, hashes or sets, or only removes.
+    /// None: it writes strings, hashes or sets, or only removes ([`REMOVE_ONLY`]).
     Nothing,
     /// Those of one family (a list or sorted-set command).
     Family(Family),
@@ -69,6 +87,9 @@ impl Wakes {
         let Some(spec) = argv.first().and_then(|n| zankv_commands::lookup(n)) else {
             return Wakes::Nothing;
         };
+        if REMOVE_ONLY.contains(&spec.name) {
+            return Wakes::Nothing;
+        }
         match spec.group {
             "list" => Wakes::Family(Family::List),
             "sorted-set" => Wakes::Family(Family::SortedSet),
@@ -334,7 +355,9 @@ impl BlockedClients {
             }
             return Popped::Answered(wake);
         }
-        if let Some(key) = w.again.take() {
+        // Past its deadline, it is answered whatever was written meanwhile.
+        let late = w.deadline.is_some_and(|at| at <= now);
+        if let Some(key) = w.again.take().filter(|_| !late) {
             w.woken_by = Some(key);
             return Popped::TryAgain;
         }
@@ -487,6 +510,23 @@ mod tests {
         assert_eq!(c.popped(b_, Reply::NilArray, now), Popped::Waiting);
         assert!(rb.try_recv().is_err());
         assert!(c.any(1));
+    }
+
+    #[test]
+    fn a_waiter_kept_busy_by_writes_still_times_out() {
+        let now = Instant::now();
+        let soon = now + Duration::from_millis(10);
+        let mut c = BlockedClients::default();
+        let (a, mut ra) = block(&mut c, &["q"], Some(soon));
+        assert_eq!(touch(&mut c, "q"), Vec::<WaiterId>::new());
+        // A write came in during its pop, but its time is up: answered, not tried again.
+        assert_eq!(c.popped(a, Reply::NilArray, soon), Popped::Waiting);
+        assert_eq!(ra.try_recv().unwrap(), Reply::NilArray);
+        // Pops and removals wake nobody.
+        let lpop = [b("lpop"), b("q")];
+        assert_eq!(Wakes::of(&lpop), Wakes::Nothing);
+        let lpush = [b("lpush"), b("q"), b("x")];
+        assert_eq!(Wakes::of(&lpush), Wakes::Family(Family::List));
     }
 
     #[test]

@@ -1343,8 +1343,10 @@ impl Runner {
 
     /// Proposes the pops of blocked clients `ids`; each pop's reply comes back to the loop
     /// as [`StoreRequest::Popped`].
-    fn propose_pops(&mut self, mut ids: Vec<WaiterId>) {
-        while let Some(id) = ids.pop() {
+    fn propose_pops(&mut self, ids: Vec<WaiterId>) {
+        // In the order given (the order the waiters blocked in), chained ones after.
+        let mut ids: std::collections::VecDeque<WaiterId> = ids.into();
+        while let Some(id) = ids.pop_front() {
             let Some(try_) = self.blocked.pop_of(id) else {
                 continue;
             };
