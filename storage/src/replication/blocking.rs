@@ -73,7 +73,7 @@ const REMOVE_ONLY: &[&str] = &[
 /// Which waiters a write may give something to pop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wakes {
-    /// None: it writes strings, hashes or sets, or only removes ([`REMOVE_ONLY`]).
+    /// None: it writes strings, hashes or sets, or only removes (`REMOVE_ONLY`).
     Nothing,
     /// Those of one family (a list or sorted-set command).
     Family(Family),
