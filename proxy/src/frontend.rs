@@ -1044,6 +1044,7 @@ fn info_facts(ctx: &FrontendContext) -> InfoFacts {
         cluster_enabled: ctx.peers.is_some(),
         connected_clients: counters.connected_clients.max(0) as u64,
         blocked_clients: counters.blocked_clients.max(0) as u64,
+        pubsub: ctx.pubsub.counts(),
         maxclients: ctx.max_clients as u64,
         used_memory: rss,
         used_memory_rss: rss,

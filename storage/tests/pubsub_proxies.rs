@@ -140,6 +140,19 @@ fn messages_published_through_one_proxy_reach_subscribers_of_another() {
         ])
     );
     assert_eq!(first.cmd_str(&["PUBSUB", "NUMPAT"]), Frame::Integer(1));
+    // INFO counts each proxy's own.
+    for (c, channels, patterns) in [(&mut first, 1, 0), (&mut publisher, 0, 1)] {
+        let info = c.cmd_str(&["INFO", "stats"]);
+        let text = String::from_utf8_lossy(info.as_bytes().expect("INFO's text")).into_owned();
+        assert!(
+            text.contains(&format!("pubsub_channels:{channels}\r\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("pubsub_patterns:{patterns}\r\n")),
+            "{text}"
+        );
+    }
     assert_eq!(
         publisher.cmd_str(&["PUBSUB", "CHANNELS"]),
         Frame::Array(vec![Frame::bulk("news")])

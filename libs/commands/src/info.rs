@@ -67,6 +67,8 @@ pub struct InfoFacts {
     pub connected_clients: u64,
     /// Clients waiting in a blocking command (BLPOP, ...) now.
     pub blocked_clients: u64,
+    /// Channels, patterns and shard channels with subscribers on this process.
+    pub pubsub: (u64, u64, u64),
     /// Most simultaneous clients.
     pub maxclients: u64,
     /// Bytes in use: the process's resident memory plus, for a storage node, the memory
@@ -349,9 +351,16 @@ impl InfoFacts {
                 "current_eviction_exceeded_time",
                 "keyspace_hits",
                 "keyspace_misses",
-                "pubsub_channels",
-                "pubsub_patterns",
-                "pubsubshard_channels",
+            ]
+            .map(zero),
+        );
+        lines.extend([
+            field("pubsub_channels", self.pubsub.0),
+            field("pubsub_patterns", self.pubsub.1),
+            field("pubsubshard_channels", self.pubsub.2),
+        ]);
+        lines.extend(
+            [
                 "latest_fork_usec",
                 "total_forks",
                 "migrate_cached_sockets",

@@ -204,6 +204,13 @@ impl Hub {
             .collect()
     }
 
+    /// INFO's counts: the channels, patterns and shard channels with subscribers.
+    pub fn counts(&self) -> (u64, u64, u64) {
+        let registry = self.lock();
+        let n = |kind| registry.of(kind).count() as u64;
+        (n(Kind::Channel), n(Kind::Pattern), n(Kind::Shard))
+    }
+
     /// PUBSUB NUMPAT: the patterns with subscribers.
     pub fn numpat(&self) -> usize {
         self.lock().of(Kind::Pattern).count()
@@ -504,6 +511,7 @@ mod tests {
         assert_eq!(hub.channels(false, None), vec![b("news")]);
         assert_eq!(hub.numsub(false, &[b("news"), b("zz")]), vec![1, 0]);
         assert_eq!(hub.numpat(), 2);
+        assert_eq!(hub.counts(), (1, 2, 0));
         drop(p);
         assert_eq!(hub.numpat(), 0, "a dropped connection leaves the hub");
     }

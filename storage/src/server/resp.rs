@@ -922,6 +922,7 @@ async fn info(sections: &[Bytes], ctx: &ServerContext) -> String {
         cluster_enabled: false,
         connected_clients: stats.connected_clients,
         blocked_clients: stats.blocked_clients,
+        pubsub: ctx.pubsub.counts(),
         maxclients: ctx.max_clients as u64,
         used_memory: used,
         used_memory_rss: rss,
