@@ -33,7 +33,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use support::diff::{
-    b, compare_final_state, must_start_pair_on, seed_from_env, Pair, Rand, RunLog, Suite, Target,
+    b, compare_final_state, must_start_pair_on, seeds, words, Pair, Rand, RunLog, Suite, Target,
 };
 use support::{escape, show_cmd, Client, Frame, ReadOutcome};
 use Step::{Block, Collect, Raw, Run, TimesOut};
@@ -440,33 +440,6 @@ const REDIS_7_0_SERVING: &[Scenario] = &[
     ),
 ];
 
-/// The arguments of a command line: words separated by spaces; a word in double quotes
-/// may be empty or hold spaces (`BLPOP k " 1"`).
-fn words(line: &str) -> Vec<Vec<u8>> {
-    let mut args = Vec::new();
-    let mut rest = line.trim_start_matches(' ');
-    while !rest.is_empty() {
-        let (word, after) = match rest.strip_prefix('"') {
-            Some(quoted) => {
-                let end = quoted
-                    .find('"')
-                    .unwrap_or_else(|| panic!("no closing quote in {line:?}"));
-                (&quoted[..end], &quoted[end + 1..])
-            }
-            None => rest.split_at(rest.find(' ').unwrap_or(rest.len())),
-        };
-        args.push(b(word));
-        rest = after.trim_start_matches(' ');
-    }
-    args
-}
-
-/// `args` as one RESP request.
-fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    Client::encode(&refs)
-}
-
 /// One reply of `server` (named in messages) to `what`; panics if none comes within the
 /// client's read timeout, or if the connection closes.
 fn answer(client: &mut Client, server: &str, what: &str) -> Frame {
@@ -487,7 +460,10 @@ fn raw_replies(port: u16, commands: &[Vec<Vec<u8>>]) -> Vec<u8> {
     stream
         .set_read_timeout(Some(RAW_READ_TIMEOUT))
         .expect("set read timeout");
-    let wire: Vec<u8> = commands.iter().flat_map(|args| encode(args)).collect();
+    let wire: Vec<u8> = commands
+        .iter()
+        .flat_map(|args| Client::encode_owned(args))
+        .collect();
     stream
         .write_all(&wire)
         .unwrap_or_else(|e| panic!("write to port {port}: {e}"));
@@ -575,7 +551,10 @@ impl<'a> Clients<'a> {
             }
             Block(who, lines) => {
                 let commands: Vec<Vec<Vec<u8>>> = lines.iter().map(|line| words(line)).collect();
-                let wire: Vec<u8> = commands.iter().flat_map(|args| encode(args)).collect();
+                let wire: Vec<u8> = commands
+                    .iter()
+                    .flat_map(|args| Client::encode_owned(args))
+                    .collect();
                 let (redis, zankv) = self.of(who);
                 redis.send_raw(&wire);
                 zankv.send_raw(&wire);
@@ -596,7 +575,7 @@ impl<'a> Clients<'a> {
             TimesOut(who, line, ms) => {
                 let args = words(line);
                 let what = format!("{at}: client {who}, {}", show_cmd(&args));
-                let wire = encode(&args);
+                let wire = Client::encode_owned(&args);
                 let (redis, zankv) = self.of(who);
                 let started = Instant::now();
                 zankv.send_raw(&wire);
@@ -857,7 +836,7 @@ fn check(log: &mut RunLog, i: usize, cmd: &str, args: &[Vec<u8>], a: &Frame, z: 
 /// reply is read, so a wait that times out costs its time once.
 fn run_logged(clients: &mut Clients<'_>, log: &mut RunLog, i: usize, who: usize, args: &[Vec<u8>]) {
     let cmd = format!("client {who}: {}", show_cmd(args));
-    let wire = encode(args);
+    let wire = Client::encode_owned(args);
     let (redis, zankv) = clients.of(who);
     redis.send_raw(&wire);
     zankv.send_raw(&wire);
@@ -909,7 +888,7 @@ fn serve(
         del.extend(in_the_way);
         run_logged(clients, log, i, other, &del);
     }
-    let wire = encode(&wait.args);
+    let wire = Client::encode_owned(&wait.args);
     let (redis, zankv) = clients.of(waiter);
     redis.send_raw(&wire);
     zankv.send_raw(&wire);
@@ -983,15 +962,10 @@ fn run_random(seed: u64, steps: usize, target: Target, resp3: bool) {
     );
 }
 
-/// `ZANKV_DIFF_SEED` alone, or the `fixed` seeds (one run in RESP2, one in RESP3).
-fn seeds(fixed: [u64; 2]) -> Vec<u64> {
-    seed_from_env().map_or_else(|| fixed.to_vec(), |seed| vec![seed])
-}
-
 #[test]
 fn blocking_commands_match_redis_on_a_node() {
     run_scenarios(SCENARIOS, Target::Node);
-    for seed in seeds([1, 2]) {
+    for seed in seeds(&[1, 2]) {
         run_random(seed, 300, Target::Node, seed % 2 == 0);
     }
 }
@@ -1001,7 +975,7 @@ fn blocking_commands_match_redis_through_the_proxy() {
     let cluster = support::proxy::ProxiedCluster::must_start(1, 3, "");
     let target = Target::Proxy(cluster.proxy.port);
     run_scenarios(SCENARIOS, target);
-    for seed in seeds([3, 4]) {
+    for seed in seeds(&[3, 4]) {
         run_random(seed, 200, target, seed % 2 == 0);
     }
     let metrics = cluster.proxy.metrics();

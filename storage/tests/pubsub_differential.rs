@@ -36,7 +36,7 @@ use std::ops::RangeInclusive;
 use std::time::{Duration, Instant};
 
 use support::diff::{
-    b, must_start_pair_on, seed_from_env, sorted_items, Pair, Rand, RunLog, Suite, Target,
+    b, must_start_pair_on, seeds, sorted_items, words, Pair, Rand, RunLog, Suite, Target,
 };
 use support::{show_cmd, Client, Frame, ReadOutcome};
 
@@ -263,54 +263,6 @@ const SCENARIOS: &[Scenario] = &[
         ],
     ),
 ];
-
-/// The arguments of a command line: words separated by spaces. A word in double quotes may
-/// be empty, hold spaces, and spell bytes as `\xNN`, `\r`, `\n`, `\"` or `\\`.
-fn words(line: &str) -> Vec<Vec<u8>> {
-    let mut args = Vec::new();
-    let mut chars = line.chars().peekable();
-    let mut utf8 = [0u8; 4];
-    loop {
-        while chars.next_if_eq(&' ').is_some() {}
-        let Some(&first) = chars.peek() else {
-            return args;
-        };
-        let mut word = Vec::new();
-        if first == '"' {
-            chars.next();
-            loop {
-                match chars.next() {
-                    None => panic!("no closing quote in {line:?}"),
-                    Some('"') => break,
-                    Some('\\') => match chars.next() {
-                        Some('x') => {
-                            let hex: String = chars.by_ref().take(2).collect();
-                            let byte = u8::from_str_radix(&hex, 16)
-                                .unwrap_or_else(|_| panic!("bad \\x{hex} in {line:?}"));
-                            word.push(byte);
-                        }
-                        Some('r') => word.push(b'\r'),
-                        Some('n') => word.push(b'\n'),
-                        Some(c @ ('"' | '\\')) => word.push(c as u8),
-                        other => panic!("bad escape \\{other:?} in {line:?}"),
-                    },
-                    Some(c) => word.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
-                }
-            }
-        } else {
-            while let Some(c) = chars.next_if(|&c| c != ' ') {
-                word.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
-            }
-        }
-        args.push(word);
-    }
-}
-
-/// `args` as one RESP request.
-fn encode(args: &[Vec<u8>]) -> Vec<u8> {
-    let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
-    Client::encode(&refs)
-}
 
 // ---------------------------------------------------------------------------------------
 // Reading what a client received
@@ -567,7 +519,7 @@ impl Clients {
     /// compared, then what every other client received meanwhile. Returns the frames redis
     /// sent the sender, or what differs.
     fn exchange(&mut self, who: usize, args: &[Vec<u8>]) -> Result<Vec<Frame>, String> {
-        let wire = encode(args);
+        let wire = Client::encode_owned(args);
         let quit = args[0].eq_ignore_ascii_case(b"quit");
         let (redis, zankv) = self.conns[who]
             .as_mut()
@@ -836,15 +788,10 @@ fn run_random(seed: u64, steps: usize, target: Target, resp3: bool) {
     );
 }
 
-/// `ZANKV_DIFF_SEED` alone, or the `fixed` seeds (one run in RESP2, one in RESP3).
-fn seeds(fixed: [u64; 2]) -> Vec<u64> {
-    seed_from_env().map_or_else(|| fixed.to_vec(), |seed| vec![seed])
-}
-
 #[test]
 fn pubsub_matches_redis_on_a_node() {
     run_scenarios(Target::Node);
-    for seed in seeds([1, 2]) {
+    for seed in seeds(&[1, 2]) {
         run_random(seed, 300, Target::Node, seed % 2 == 0);
     }
 }
@@ -854,7 +801,7 @@ fn pubsub_matches_redis_through_the_proxy() {
     let cluster = support::proxy::ProxiedCluster::must_start(1, 3, "");
     let target = Target::Proxy(cluster.proxy.port);
     run_scenarios(target);
-    for seed in seeds([3, 4]) {
+    for seed in seeds(&[3, 4]) {
         run_random(seed, 300, target, seed % 2 == 0);
     }
 }

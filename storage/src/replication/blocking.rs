@@ -42,9 +42,9 @@ pub enum Family {
 }
 
 impl Family {
-    /// The family a command's keys are of, by its spec's group.
-    fn of_command(name: &[u8]) -> Option<Family> {
-        match zankv_commands::lookup(name)?.group {
+    /// The family of a spec's group (`list`, `sorted-set`), if any.
+    fn of_group(group: &str) -> Option<Family> {
+        match group {
             "list" => Some(Family::List),
             "sorted-set" => Some(Family::SortedSet),
             _ => None,
@@ -90,11 +90,10 @@ impl Wakes {
         if REMOVE_ONLY.contains(&spec.name) {
             return Wakes::Nothing;
         }
-        match spec.group {
-            "list" => Wakes::Family(Family::List),
-            "sorted-set" => Wakes::Family(Family::SortedSet),
-            "generic" => Wakes::Any,
-            _ => Wakes::Nothing,
+        match Family::of_group(spec.group) {
+            Some(family) => Wakes::Family(family),
+            None if spec.group == "generic" => Wakes::Any,
+            None => Wakes::Nothing,
         }
     }
 
@@ -213,7 +212,9 @@ impl BlockedClients {
         // Its deadline counts once it is idle (one with a pop in flight is answered when
         // the pop is back).
         *self.per_group.entry(group).or_default() += 1;
-        let family = Family::of_command(&argv[0]).unwrap_or(Family::List);
+        let family = zankv_commands::lookup(&argv[0])
+            .and_then(|spec| Family::of_group(spec.group))
+            .unwrap_or(Family::List);
         self.waiters.insert(
             id,
             Waiter {

@@ -51,6 +51,53 @@ pub fn seed_from_env() -> Option<u64> {
     )
 }
 
+/// `ZANKV_DIFF_SEED` alone, or the `fixed` seeds.
+pub fn seeds(fixed: &[u64]) -> Vec<u64> {
+    seed_from_env().map_or_else(|| fixed.to_vec(), |seed| vec![seed])
+}
+
+/// The arguments of a command line: words separated by spaces. A word in double quotes may
+/// be empty, hold spaces, and spell bytes as `\xNN`, `\r`, `\n`, `\"` or `\\`.
+pub fn words(line: &str) -> Vec<Vec<u8>> {
+    let mut args = Vec::new();
+    let mut chars = line.chars().peekable();
+    let mut utf8 = [0u8; 4];
+    loop {
+        while chars.next_if_eq(&' ').is_some() {}
+        let Some(&first) = chars.peek() else {
+            return args;
+        };
+        let mut word = Vec::new();
+        if first == '"' {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => panic!("no closing quote in {line:?}"),
+                    Some('"') => break,
+                    Some('\\') => match chars.next() {
+                        Some('x') => {
+                            let hex: String = chars.by_ref().take(2).collect();
+                            let byte = u8::from_str_radix(&hex, 16)
+                                .unwrap_or_else(|_| panic!("bad \\x{hex} in {line:?}"));
+                            word.push(byte);
+                        }
+                        Some('r') => word.push(b'\r'),
+                        Some('n') => word.push(b'\n'),
+                        Some(c @ ('"' | '\\')) => word.push(c as u8),
+                        other => panic!("bad escape \\{other:?} in {line:?}"),
+                    },
+                    Some(c) => word.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes()),
+                }
+            }
+        } else {
+            while let Some(c) = chars.next_if(|&c| c != ' ') {
+                word.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            }
+        }
+        args.push(word);
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // Random primitives
 // ---------------------------------------------------------------------------------------

@@ -423,6 +423,12 @@ impl Client {
         out
     }
 
+    /// Like [`Client::encode`] with owned arguments.
+    pub fn encode_owned(args: &[Vec<u8>]) -> Vec<u8> {
+        let refs: Vec<&[u8]> = args.iter().map(Vec::as_slice).collect();
+        Client::encode(&refs)
+    }
+
     /// Sends one command and reads one reply; panics if the server closed the connection or
     /// did not answer in time.
     pub fn cmd(&mut self, args: &[&[u8]]) -> Frame {
