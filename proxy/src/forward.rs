@@ -74,6 +74,11 @@ pub enum Merge {
     Info(Box<crate::info::ClusterInfo>),
     /// SCAN: a page filled from the partitions in turn ([`crate::scan`]).
     Scan(ScanPage),
+    /// SCRIPT EXISTS: 1 where every part answers 1.
+    AllOf,
+    /// SCRIPT KILL: OK if a part killed a script, else UNKILLABLE if one could not, else
+    /// NOTBUSY.
+    Kill,
     /// EXEC: the transaction's replies put back in queue order among the connection
     /// commands' encoded replies (`None` in each data command's place).
     Exec(Vec<Option<Bytes>>),
@@ -242,7 +247,7 @@ fn splittable(spec: &CommandSpec) -> Option<(Merge, usize)> {
             },
             per_key,
         )),
-        Fanout::OnePartition | Fanout::EveryPartition(_) => None,
+        Fanout::OnePartition | Fanout::AnyPartition | Fanout::EveryPartition(_) => None,
     }
 }
 
@@ -408,15 +413,29 @@ fn every_partition(argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarge
             vec![],
         )
     };
-    let Fanout::EveryPartition(combine) = spec.fanout else {
-        return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
-            spec.name.to_string(),
-        )));
+    let combine = match spec.fanout {
+        Fanout::EveryPartition(combine) => combine,
+        // A script that names no keys runs on one partition, picked at random.
+        Fanout::AnyPartition => {
+            return Plan::Forward {
+                parts: vec![on(&all[fastrand::usize(..all.len())], &argv)],
+                merge: None,
+                keys: 0,
+            }
+        }
+        Fanout::OnePartition | Fanout::SplitByKey { .. } => {
+            return Plan::Reply(Reply::Error(CommandError::NotAcrossPartitions(
+                spec.name.to_string(),
+            )))
+        }
     };
     let merge = match combine {
         Combine::Sum => Merge::Sum,
         Combine::Concat => Merge::Concat,
-        Combine::AllOk => Merge::AllOk,
+        // Every part answers alike: the first answer, or the first error.
+        Combine::AllOk | Combine::Same => Merge::AllOk,
+        Combine::AllOf => Merge::AllOf,
+        Combine::Kill => Merge::Kill,
         Combine::AnyKey => Merge::AnyKey,
         Combine::Scan => {
             return match ScanPage::start(argv, all) {
@@ -766,6 +785,11 @@ impl Plan {
                 .and_then(|items| zankv_commands::transaction::in_queue_order(answers, items))
                 .map_or_else(|| unexpected(protocol), |all| array(&all));
         }
+        if let Merge::Kill = merge {
+            let killed = replies.iter().position(|r| r.as_ref() == b"+OK\r\n");
+            let unkillable = replies.iter().position(|r| r.starts_with(b"-UNKILLABLE"));
+            return replies.swap_remove(killed.or(unkillable).unwrap_or(0));
+        }
         // The first error of any part is the answer.
         if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {
             return e.clone();
@@ -782,7 +806,31 @@ impl Plan {
                 }
                 encode(&Reply::Integer(total), protocol)
             }
-            Merge::Info(_) | Merge::Exec(_) => unreachable!("merged above"),
+            Merge::Info(_) | Merge::Exec(_) | Merge::Kill => unreachable!("merged above"),
+            Merge::AllOf => {
+                let mut all: Option<Vec<i64>> = None;
+                for r in &replies {
+                    let Some(flags) = array_items(r, protocol).and_then(|items| {
+                        items.iter().map(|i| integer(i)).collect::<Option<Vec<_>>>()
+                    }) else {
+                        return unexpected(protocol);
+                    };
+                    all = Some(match all {
+                        None => flags,
+                        Some(so_far) if so_far.len() == flags.len() => so_far
+                            .into_iter()
+                            .zip(flags)
+                            .map(|(a, b)| i64::from(a == 1 && b == 1))
+                            .collect(),
+                        Some(_) => return unexpected(protocol),
+                    });
+                }
+                let flags = all.unwrap_or_default();
+                encode(
+                    &Reply::Array(flags.into_iter().map(Reply::Integer).collect()),
+                    protocol,
+                )
+            }
             Merge::Concat => {
                 let mut all = Vec::new();
                 for r in &replies {

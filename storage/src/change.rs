@@ -64,6 +64,20 @@ pub enum Change {
         /// The command's arguments, name first.
         argv: Vec<Bytes>,
     },
+    /// The writes a script made on the partition leader ([`crate::script`]), replayed in
+    /// order as one change; replicas never run the script itself. The leader ran the
+    /// script on the state at log index `base` while it held the partition's other
+    /// proposals, so the change applies only as the entry right after `base`; anywhere
+    /// else (an entry slipped in between, or a new leader appended first) it applies
+    /// nothing and answers ERR_CLUSTER_CHANGED, on every replica alike.
+    Effects {
+        /// Milliseconds since the Unix epoch: the time the script ran at.
+        now_ms: i64,
+        /// The log index whose state the script read.
+        base: u64,
+        /// The script's write commands, each name first.
+        commands: Vec<Vec<Bytes>>,
+    },
     /// Background reclamation of the elements of dropped collection versions.
     Reclaim {
         /// Versions (with their element tag) to reclaim.
@@ -96,9 +110,28 @@ fn command_touches<'a>(argv: &'a [Bytes], into: &mut Vec<&'a [u8]>) -> bool {
     into.len() > before
 }
 
+/// The encoded size of a list of commands ([`put_commands`]).
+fn commands_size(commands: &[Vec<Bytes>]) -> usize {
+    4 + commands
+        .iter()
+        .map(|argv| 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>())
+        .sum::<usize>()
+}
+
 fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
+}
+
+/// Appends a list of commands: their count, then each one's argument count and arguments.
+fn put_commands(out: &mut Vec<u8>, commands: &[Vec<Bytes>]) {
+    out.extend_from_slice(&(commands.len() as u32).to_be_bytes());
+    for argv in commands {
+        out.extend_from_slice(&(argv.len() as u32).to_be_bytes());
+        for a in argv {
+            put_bytes(out, a);
+        }
+    }
 }
 
 struct Reader<'a> {
@@ -136,6 +169,21 @@ impl<'a> Reader<'a> {
         Ok(Bytes::copy_from_slice(self.take(n)?))
     }
 
+    /// A list of commands, each a list of arguments.
+    fn commands(&mut self) -> Result<Vec<Vec<Bytes>>, EngineError> {
+        let n = self.count(4)?;
+        let mut commands = Vec::with_capacity(n);
+        for _ in 0..n {
+            let argc = self.count(4)?;
+            let mut argv = Vec::with_capacity(argc);
+            for _ in 0..argc {
+                argv.push(self.bytes()?);
+            }
+            commands.push(argv);
+        }
+        Ok(commands)
+    }
+
     /// A count of items that each take at least `min_item` bytes, checked against what is
     /// left so a corrupt count cannot make us allocate.
     fn count(&mut self, min_item: usize) -> Result<usize, EngineError> {
@@ -161,7 +209,7 @@ impl Change {
             Change::Command { argv, .. } | Change::Pop { argv, .. } => {
                 command_touches(argv, &mut keys)
             }
-            Change::Transaction { commands, .. } => {
+            Change::Transaction { commands, .. } | Change::Effects { commands, .. } => {
                 let mut keyed = true;
                 for argv in commands {
                     keyed &= command_touches(argv, &mut keys);
@@ -214,13 +262,17 @@ impl Change {
                     out.extend_from_slice(&at.to_be_bytes());
                     put_bytes(&mut out, key);
                 }
-                out.extend_from_slice(&(commands.len() as u32).to_be_bytes());
-                for argv in commands {
-                    out.extend_from_slice(&(argv.len() as u32).to_be_bytes());
-                    for a in argv {
-                        put_bytes(&mut out, a);
-                    }
-                }
+                put_commands(&mut out, commands);
+            }
+            Change::Effects {
+                now_ms,
+                base,
+                commands,
+            } => {
+                out.push(6);
+                out.extend_from_slice(&now_ms.to_be_bytes());
+                out.extend_from_slice(&base.to_be_bytes());
+                put_commands(&mut out, commands);
             }
             Change::Pop {
                 now_ms,
@@ -255,17 +307,18 @@ impl Change {
         1 + 1 + 8 + 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>()
     }
 
+    /// The encoded size of a script's effects change with `commands`.
+    pub fn effects_size(commands: &[Vec<Bytes>]) -> usize {
+        1 + 1 + 8 + 8 + commands_size(commands)
+    }
+
     /// The encoded size of a transaction change with `watched` keys and `commands`.
     pub fn transaction_size(watched: &[(Bytes, Bytes)], commands: &[Vec<Bytes>]) -> usize {
         1 + 1
             + 8
             + 4
             + watched.iter().map(|(k, _)| 8 + 4 + k.len()).sum::<usize>()
-            + 4
-            + commands
-                .iter()
-                .map(|argv| 4 + argv.iter().map(|a| 4 + a.len()).sum::<usize>())
-                .sum::<usize>()
+            + commands_size(commands)
     }
 
     /// Decodes [`Change::encode`]'s output.
@@ -315,22 +368,17 @@ impl Change {
                     let at = r.u64()? as i64;
                     watched.push((r.bytes()?, at));
                 }
-                let n = r.count(4)?;
-                let mut commands = Vec::with_capacity(n);
-                for _ in 0..n {
-                    let argc = r.count(4)?;
-                    let mut argv = Vec::with_capacity(argc);
-                    for _ in 0..argc {
-                        argv.push(r.bytes()?);
-                    }
-                    commands.push(argv);
-                }
                 Change::Transaction {
                     now_ms,
                     watched,
-                    commands,
+                    commands: r.commands()?,
                 }
             }
+            6 => Change::Effects {
+                now_ms: r.u64()? as i64,
+                base: r.u64()?,
+                commands: r.commands()?,
+            },
             5 => {
                 let now_ms = r.u64()? as i64;
                 let retry = match r.u8()? {
@@ -411,6 +459,16 @@ mod tests {
                     watched,
                     commands
                 }),
+            (
+                any::<i64>(),
+                any::<u64>(),
+                proptest::collection::vec(proptest::collection::vec(bytes(), 0..4), 0..4)
+            )
+                .prop_map(|(now_ms, base, commands)| Change::Effects {
+                    now_ms,
+                    base,
+                    commands
+                }),
             Just(Change::Noop),
         ]
     }
@@ -474,5 +532,12 @@ mod tests {
         }
         .encode();
         assert_eq!(Change::transaction_size(&watched, &commands), encoded.len());
+        let encoded = Change::Effects {
+            now_ms: 5,
+            base: 77,
+            commands: commands.clone(),
+        }
+        .encode();
+        assert_eq!(Change::effects_size(&commands), encoded.len());
     }
 }

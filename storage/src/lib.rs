@@ -31,5 +31,6 @@ pub mod records;
 pub mod replicas;
 pub mod replication;
 pub mod routing;
+pub mod script;
 pub mod server;
 pub mod worker;

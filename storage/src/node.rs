@@ -404,6 +404,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             peak_memory: Default::default(),
             rocks: rocks.clone(),
             pubsub: Default::default(),
+            scripts: Default::default(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

@@ -27,6 +27,7 @@ pub struct NodeStats {
     entries_committed: IntCounter,
     apply_batch_changes: Histogram,
     apply_seconds: Histogram,
+    script_seconds: Histogram,
     raft_log_sync_seconds: Histogram,
     groups_per_sync: Histogram,
     raft_proposals: IntCounter,
@@ -158,6 +159,11 @@ impl Default for NodeStats {
             apply_seconds: histogram(
                 "zankv_storage_apply_seconds",
                 "Time to apply one batch of changes.",
+                seconds.clone(),
+            ),
+            script_seconds: histogram(
+                "zankv_storage_script_seconds",
+                "Time one Lua script ran on its partition leader (its effects not included).",
                 seconds.clone(),
             ),
             raft_log_sync_seconds: histogram(
@@ -297,6 +303,11 @@ impl NodeStats {
     pub fn observe_apply(&self, changes: usize, took: Duration) {
         self.apply_batch_changes.observe(changes as f64);
         self.apply_seconds.observe(took.as_secs_f64());
+    }
+
+    /// A script ran for `took`.
+    pub fn observe_script(&self, took: Duration) {
+        self.script_seconds.observe(took.as_secs_f64());
     }
 
     /// A raft-log write and sync took `took`.

@@ -96,7 +96,8 @@ impl Partition {
                 Change::Command { now_ms, .. }
                 | Change::Pop { now_ms, .. }
                 | Change::Expire { now_ms, .. }
-                | Change::Transaction { now_ms, .. } => *now_ms,
+                | Change::Transaction { now_ms, .. }
+                | Change::Effects { now_ms, .. } => *now_ms,
                 Change::Reclaim { .. } | Change::Noop => 0,
             };
             let mut state = batch_txn.state;
@@ -112,6 +113,9 @@ impl Partition {
                     Change::Transaction {
                         watched, commands, ..
                     } => transaction(txn, watched, commands, cursors),
+                    Change::Effects { base, commands, .. } => {
+                        effects(txn, *base, state.applied_index, commands, cursors)
+                    }
                     Change::Expire { keys, .. } => {
                         expire_keys(txn, keys).map_err(ExecError::Engine)
                     }
@@ -367,17 +371,45 @@ fn transaction(
     }
     let mut replies = Vec::with_capacity(commands.len());
     for argv in commands {
-        let (reply, writes, state) = run_contained(txn, txn.now_ms, txn.state, |inner| {
-            execute(inner, argv, cursors, true)
-        })?;
-        txn.absorb(writes);
-        txn.state = state;
-        replies.push(reply);
+        replies.push(run_in(txn, |inner| execute(inner, argv, cursors, true))?);
     }
     Ok(Reply::Array(replies))
 }
 
+/// Runs one command of a transaction or script inside `txn`: its writes join the
+/// transaction only if it succeeds (a failing one still deletes the expired keys it came
+/// across), and a user error is its reply.
+pub(crate) fn run_in(
+    txn: &mut Txn<'_>,
+    exec: impl FnOnce(&mut Txn<'_>) -> Result<Reply, ExecError>,
+) -> Result<Reply, EngineError> {
+    let (reply, writes, state) = run_contained(txn, txn.now_ms, txn.state, exec)?;
+    txn.absorb(writes);
+    txn.state = state;
+    Ok(reply)
+}
+
 /// Runs one command's execution; a panic in it becomes that command's error.
+/// Applies a script's effects as log entry `index`: its write commands one after the
+/// other, if the entry directly follows the state the script ran on (`base`). Answers OK
+/// (the script's own reply is the leader's to give), or ERR_CLUSTER_CHANGED having
+/// applied nothing.
+fn effects(
+    txn: &mut Txn<'_>,
+    base: u64,
+    index: u64,
+    commands: &[Vec<bytes::Bytes>],
+    cursors: &mut ScanCursors,
+) -> Result<Reply, ExecError> {
+    if index != base + 1 {
+        return Err(ExecError::Command(CommandError::ClusterChanged(
+            "the partition changed while the script ran; it was not applied".into(),
+        )));
+    }
+    transaction(txn, &[], commands, cursors)?;
+    Ok(Reply::OK)
+}
+
 fn contain_panic(run: impl FnOnce() -> Result<Reply, ExecError>) -> Result<Reply, ExecError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         tracing::error!("a command panicked; it was answered with an error and changed nothing");

@@ -57,6 +57,7 @@ use crate::partition::{Partition, RECLAIM_BUDGET};
 use crate::records::AppliedState;
 use crate::replication::log_store::GroupId;
 use crate::replication::snapshot::{self, SnapshotDirs, SnapshotStats};
+use crate::script::{self, Outcome, ScriptJob};
 
 /// Most keys expired by one background change.
 const EXPIRE_BATCH: usize = 256;
@@ -82,6 +83,10 @@ pub enum BatchItem {
         /// The data commands, each name first.
         commands: Vec<Vec<Bytes>>,
     },
+    /// A Lua script, always alone in its batch: the leader holds the partition's other
+    /// proposals while the worker runs it, then proposes its effects
+    /// ([`crate::script`]).
+    Script(Box<ScriptJob>),
 }
 
 impl BatchItem {
@@ -91,7 +96,7 @@ impl BatchItem {
             .into_iter()
             .map(|i| match i {
                 BatchItem::Read(cmd) => cmd,
-                BatchItem::Write(_) | BatchItem::Transaction { .. } => {
+                BatchItem::Write(_) | BatchItem::Transaction { .. } | BatchItem::Script(_) => {
                     unreachable!("a batch of reads holds a write")
                 }
             })
@@ -109,6 +114,16 @@ pub enum Slot {
         index: u64,
         /// The leader's term when it was proposed.
         term: u64,
+    },
+    /// A script's effects proposed as log entry `index` in `term`: once applied, the plan
+    /// answers the script's `reply` (or the entry's refusal).
+    Script {
+        /// Its log index.
+        index: u64,
+        /// The leader's term when it was proposed.
+        term: u64,
+        /// What the script answered.
+        reply: Reply,
     },
     /// A read to run right after entry `after` is applied, before entry `after + 1`.
     Read {
@@ -165,6 +180,16 @@ pub enum WorkerMsg {
     },
     /// Reads to run now on whatever is applied (stale reads).
     StaleReads(Vec<ReadBatch>),
+    /// Run a script once entry `after` is applied (the leader proposes nothing meanwhile),
+    /// then hand its outcome to the store loop ([`WorkerEvent::ScriptRan`]).
+    Script {
+        /// The log index whose state the script reads.
+        after: u64,
+        /// The script.
+        job: Box<ScriptJob>,
+        /// Where the client's reply goes.
+        reply: oneshot::Sender<Vec<Reply>>,
+    },
     /// Time passed. `leader`: whether this replica leads (then it proposes background
     /// expiry and reclamation).
     Tick {
@@ -214,6 +239,16 @@ pub enum WorkerEvent {
     Durable {
         /// The durable applied index.
         index: u64,
+    },
+    /// A script ran on the state at log index `base`: its effects are to be proposed (and
+    /// the partition's held proposals let go).
+    ScriptRan {
+        /// The log index whose state it read.
+        base: u64,
+        /// Its reply, effects and time.
+        outcome: Outcome,
+        /// Where the client's reply goes.
+        reply: oneshot::Sender<Vec<Reply>>,
     },
 }
 
@@ -380,6 +415,7 @@ impl Worker {
             confirmed_reads: HashSet::new(),
             held: VecDeque::new(),
             applied_term: 0,
+            scripts: VecDeque::new(),
         }
     }
 }
@@ -393,6 +429,8 @@ struct PlanState {
     lost: bool,
     reply: oneshot::Sender<Vec<Reply>>,
     deadline: Instant,
+    /// A script's reply, answered in place of its effects entry's OK.
+    script: Option<Reply>,
 }
 
 /// One partition's worker: its state machine and the client requests waiting on it.
@@ -431,6 +469,8 @@ pub(crate) struct Worker {
     held: VecDeque<Entry>,
     /// Term of the last applied entry.
     applied_term: u64,
+    /// Scripts waiting for the entry they run after, in order.
+    scripts: VecDeque<(u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>)>,
 }
 
 fn lost_write() -> Reply {
@@ -487,6 +527,10 @@ impl Worker {
                     self.answer_reads(b);
                 }
             }
+            WorkerMsg::Script { after, job, reply } => {
+                self.scripts.push_back((after, job, reply));
+                self.run_scripts();
+            }
             WorkerMsg::Tick { leader } => {
                 self.ticking.store(false, Ordering::Release);
                 self.expire_plans();
@@ -524,6 +568,9 @@ impl Worker {
             ]);
         }
         self.drop_read_batches(|| Reply::Error(CommandError::ShuttingDown));
+        for (_, _, reply) in self.scripts.drain(..) {
+            let _ = reply.send(vec![Reply::Error(CommandError::ShuttingDown)]);
+        }
         if let Err(e) = self.partition.sync() {
             error!(partition = %self.name, error = %e, "final sync failed");
         }
@@ -547,6 +594,7 @@ impl Worker {
                 lost: false,
                 reply: plan.reply,
                 deadline: Instant::now() + self.write_timeout,
+                script: None,
             },
         );
         let applied = self.applied();
@@ -554,6 +602,12 @@ impl Worker {
             match s {
                 Slot::Done(reply) => self.fill(id, slot, reply),
                 Slot::Write { index, term } => {
+                    self.writes.insert(index, (id, slot, term));
+                }
+                Slot::Script { index, term, reply } => {
+                    if let Some(state) = self.plans.get_mut(&id) {
+                        state.script = Some(reply);
+                    }
                     self.writes.insert(index, (id, slot, term));
                 }
                 Slot::Read { cmd, after } if after == applied => {
@@ -586,16 +640,16 @@ impl Worker {
             return;
         }
         let state = self.plans.remove(&plan).expect("present");
+        let mut script = state.script;
         let replies = state
             .replies
             .into_iter()
             .zip(state.is_read)
-            .map(|(r, is_read)| {
-                if is_read && state.lost {
-                    unconfirmed_read()
-                } else {
-                    r.expect("every slot filled")
-                }
+            .map(|(r, is_read)| match r.expect("every slot filled") {
+                _ if is_read && state.lost => unconfirmed_read(),
+                // The script's effects applied: its own reply is the answer.
+                r if !r.is_error() => script.take().unwrap_or(r),
+                r => r,
             })
             .collect();
         let _ = state.reply.send(replies);
@@ -687,6 +741,41 @@ impl Worker {
         }
         self.apply_run(&mut run);
         self.serve_read_batches();
+        self.run_scripts();
+    }
+
+    /// Runs the scripts whose entry is applied, and hands their outcomes to the store loop.
+    fn run_scripts(&mut self) {
+        while self
+            .scripts
+            .front()
+            .is_some_and(|(after, _, _)| *after <= self.applied())
+        {
+            let (base, job, reply) = self.scripts.pop_front().expect("checked");
+            let outcome = match &self.failed {
+                Some(why) => script::Outcome {
+                    reply: Reply::Error(CommandError::Internal(why.clone())),
+                    commands: Vec::new(),
+                    now_ms: 0,
+                },
+                None => {
+                    let started = Instant::now();
+                    let outcome = script::run(
+                        &job,
+                        &self.partition,
+                        self.clock.now_ms(),
+                        &mut self.cursors,
+                    );
+                    self.stats.observe_script(started.elapsed());
+                    outcome
+                }
+            };
+            (self.to_store)(WorkerEvent::ScriptRan {
+                base,
+                outcome,
+                reply,
+            });
+        }
     }
 
     /// Applies a run of consecutive entries as one engine batch, then answers what waited
@@ -972,6 +1061,9 @@ impl Worker {
             let _ = plan.reply.send(replies);
         }
         self.drop_read_batches(gone);
+        for (_, _, reply) in self.scripts.drain(..) {
+            let _ = reply.send(vec![gone()]);
+        }
         let placeholder = Partition::open(Box::new(MemoryEngine::new()))
             .expect("an empty in-memory partition opens");
         drop(std::mem::replace(&mut self.partition, placeholder));

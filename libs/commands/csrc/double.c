@@ -47,3 +47,8 @@ int zankv_format_double(double d, char *out, size_t out_len) {
     if (isinf(d)) return snprintf(out, out_len, "%s", d > 0 ? "inf" : "-inf");
     return snprintf(out, out_len, "%.17g", d);
 }
+
+/* Formats d as printf's "%.<precision>g" (Lua's and lua-cjson's number format). */
+int zankv_format_double_g(double d, int precision, char *out, size_t out_len) {
+    return snprintf(out, out_len, "%.*g", precision, d);
+}

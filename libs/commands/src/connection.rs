@@ -621,6 +621,8 @@ pub enum ConnectionCommand {
     CommandHelp,
     /// OBJECT HELP (the other OBJECT subcommands read a key: keyspace family)
     ObjectHelp,
+    /// SCRIPT HELP (the other SCRIPT subcommands: scripting family)
+    ScriptHelp,
     /// `INFO [section...]`
     Info(Vec<Bytes>),
     /// TIME
@@ -943,6 +945,7 @@ impl ConnectionCommand {
             "command|help" => ConnectionCommand::CommandHelp,
             "command|getkeys" => ConnectionCommand::CommandGetKeys(args[1..].to_vec()),
             "object|help" => ConnectionCommand::ObjectHelp,
+            "script|help" => ConnectionCommand::ScriptHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
             "readonly" => ConnectionCommand::ReadOnly,
@@ -1082,6 +1085,7 @@ impl ConnectionCommand {
                 session.name = (!name.is_empty()).then(|| name.clone());
                 Reply::OK
             }
+            ConnectionCommand::ScriptHelp => crate::scripting::help(),
             ConnectionCommand::ObjectHelp => help(&[
                 "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "ENCODING <key>",

@@ -292,6 +292,49 @@ pub enum CommandError {
     /// The reply of a blocked client that CLIENT UNBLOCK ... ERROR ended.
     #[error("UNBLOCKED client unblocked via CLIENT UNBLOCK")]
     Unblocked,
+    /// EVAL with a negative `numkeys`.
+    #[error("ERR Number of keys can't be negative")]
+    NumkeysNegative,
+    /// EVAL with a `numkeys` past its arguments.
+    #[error("ERR Number of keys can't be greater than number of args")]
+    NumkeysOverArgs,
+    /// EVALSHA of a script the server does not have.
+    #[error("NOSCRIPT No matching script. Please use EVAL.")]
+    NoScript,
+    /// SCRIPT KILL with no script running.
+    #[error("NOTBUSY No scripts in execution right now.")]
+    NotBusy,
+    /// SCRIPT KILL of a script that wrote already.
+    #[error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.")]
+    Unkillable,
+    /// A command sent while a script has run past `busy-reply-threshold`.
+    #[error(
+        "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+    )]
+    Busy,
+    /// SCRIPT FLUSH with an option other than ASYNC or SYNC.
+    #[error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")]
+    ScriptFlushOption,
+    /// A script's shebang line names another engine than Lua.
+    #[error("ERR Unexpected engine in script shebang: {0}")]
+    ShebangEngine(String),
+    /// A script's shebang line has a flag Redis does not know.
+    #[error("ERR Unexpected flag in script shebang: {0}")]
+    ShebangFlag(String),
+    /// A script's shebang line has an option other than `flags=`.
+    #[error("ERR Unknown lua shebang option: {0}")]
+    ShebangOption(String),
+    /// A script that does not compile.
+    #[error("ERR Error compiling script (new function): {0}")]
+    ScriptCompile(String),
+    /// An error a script raised or returned, or one of `redis.call`'s: the text as Redis
+    /// shapes it (its code first; for a raised one, the script and line it came from).
+    #[error("{0}")]
+    Script(String),
+    /// EVAL or SCRIPT queued in MULTI: a transaction is replayed by every replica, a
+    /// script runs on the partition leader only.
+    #[error("ERR scripts cannot run inside MULTI on zankv; run the script on its own")]
+    ScriptInMulti,
     /// MULTI inside MULTI.
     #[error("ERR MULTI calls can not be nested")]
     MultiNested,
@@ -501,6 +544,18 @@ mod docs_table {
             E::SubscribedContext("get".into()),
             E::UnblockReason,
             E::Unblocked,
+            E::NumkeysNegative,
+            E::NumkeysOverArgs,
+            E::NoScript,
+            E::NotBusy,
+            E::Unkillable,
+            E::Busy,
+            E::ScriptFlushOption,
+            E::ShebangEngine("#!python".into()),
+            E::ShebangFlag("bogus".into()),
+            E::ShebangOption("name=x".into()),
+            E::ScriptCompile("user_script:1: '=' expected near '1'".into()),
+            E::ScriptInMulti,
             E::MultiNested,
             E::ExecWithoutMulti,
             E::DiscardWithoutMulti,
@@ -600,6 +655,19 @@ mod docs_table {
                 | E::SubscribedContext(_)
                 | E::UnblockReason
                 | E::Unblocked
+                | E::NumkeysNegative
+                | E::NumkeysOverArgs
+                | E::NoScript
+                | E::NotBusy
+                | E::Unkillable
+                | E::Busy
+                | E::ScriptFlushOption
+                | E::ShebangEngine(_)
+                | E::ShebangFlag(_)
+                | E::ShebangOption(_)
+                | E::ScriptCompile(_)
+                | E::Script(_)
+                | E::ScriptInMulti
                 | E::MultiNested
                 | E::ExecWithoutMulti
                 | E::DiscardWithoutMulti

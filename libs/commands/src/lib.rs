@@ -34,6 +34,7 @@ pub mod pattern;
 pub mod pubsub;
 pub mod reply;
 pub mod request;
+pub mod scripting;
 pub mod set;
 pub mod slowlog;
 pub mod sort;
@@ -79,6 +80,8 @@ pub enum Command {
     Zset(ZsetCommand),
     /// SORT and SORT_RO.
     Sort(sort::SortCommand),
+    /// Scripts and the script cache.
+    Script(scripting::ScriptCommand),
 }
 
 /// A data command that only reads: a storage node runs it on a replica's state and never
@@ -129,6 +132,9 @@ pub enum Routed {
     Read(ReadCommand),
     /// Replicated, then applied.
     Write(WriteCommand),
+    /// A script, run by the partition leader (its writes replicated), or a command of the
+    /// script cache.
+    Script(scripting::ScriptCommand),
 }
 
 impl Command {
@@ -153,6 +159,7 @@ impl Command {
             // SORT writes only with STORE: without, it is a read like SORT_RO.
             Command::Sort(c) if c.store.is_some() => Write(WriteCommand::Sort(c)),
             Command::Sort(c) => Read(ReadCommand::Sort(c)),
+            Command::Script(c) => Routed::Script(c),
         }
     }
 
@@ -175,11 +182,12 @@ enum Family {
     Set,
     Zset,
     Sort,
+    Script,
 }
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 9] {
+fn families() -> [(Family, &'static [CommandSpec]); 10] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Connection, pubsub::SPECS),
@@ -190,6 +198,7 @@ fn families() -> [(Family, &'static [CommandSpec]); 9] {
         (Family::Set, set::SPECS),
         (Family::Zset, zset::SPECS),
         (Family::Sort, sort::SPECS),
+        (Family::Script, scripting::SPECS),
     ]
 }
 
@@ -263,6 +272,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                         "SLOWLOG" => "SLOWLOG",
                         "OBJECT" => "OBJECT",
                         "PUBSUB" => "PUBSUB",
+                        "SCRIPT" => "SCRIPT",
                         _ => "COMMAND",
                     },
                 })
@@ -286,8 +296,32 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::Set => Command::Set(SetCommand::parse(full_name, args)?),
         Family::Zset => Command::Zset(ZsetCommand::parse(full_name, args)?),
         Family::Sort => Command::Sort(sort::SortCommand::parse(args, full_name == "sort_ro")?),
+        Family::Script => Command::Script(scripting::ScriptCommand::parse(full_name, args)?),
     };
     Ok((command, spec))
+}
+
+/// Whether `argv` may run while a script is busy (its spec, or its subcommand's, has
+/// Redis's `allow_busy` flag: AUTH, HELLO, MULTI, SCRIPT KILL, ...).
+pub fn allowed_while_busy(argv: &[Bytes]) -> bool {
+    let Some(spec) = lookup(&argv[0]) else {
+        return false;
+    };
+    let spec = match argv.get(1) {
+        Some(sub) if !spec.subcommands.is_empty() => {
+            let wanted = format!(
+                "{}|{}",
+                spec.name,
+                String::from_utf8_lossy(sub).to_ascii_lowercase()
+            );
+            match spec.subcommands.iter().find(|s| s.name == wanted) {
+                Some(sub) => sub,
+                None => return false,
+            }
+        }
+        _ => spec,
+    };
+    spec.flags.contains(&"allow_busy")
 }
 
 /// COMMAND GETKEYS: the keys of the full command `argv`, as its spec (and, for a
@@ -434,7 +468,9 @@ mod tests {
         let mut checked = 0;
         let mut unparsed = Vec::new();
         for spec in all_specs().flat_map(|s| std::iter::once(s).chain(s.subcommands)) {
-            if spec.access == Access::Connection || !spec.subcommands.is_empty() {
+            if matches!(spec.access, Access::Connection | Access::Script)
+                || !spec.subcommands.is_empty()
+            {
                 continue;
             }
             let Some(sample) = some_valid_argv(spec.name) else {
@@ -554,6 +590,11 @@ mod tests {
         let all = all_specs().flat_map(|s| std::iter::once(s).chain(s.subcommands));
         for spec in all.filter(|s| s.access != Access::Connection && s.subcommands.is_empty()) {
             let keyless = spec.first_key == 0 && spec.movable == Movable::None;
+            if spec.fanout == Fanout::AnyPartition {
+                // Keys only when it names some (a script's numkeys).
+                assert!(!keyless, "{}: AnyPartition without movable keys", spec.name);
+                continue;
+            }
             let every = matches!(spec.fanout, Fanout::EveryPartition(_));
             assert_eq!(
                 keyless, every,

@@ -46,6 +46,7 @@ mod ffi {
         pub fn zankv_ld_classify(s: *const u8, len: usize) -> i32;
         pub fn zankv_parse_double(s: *const u8, len: usize, mode: i32, out: *mut f64) -> i32;
         pub fn zankv_format_double(d: f64, out: *mut u8, out_len: usize) -> i32;
+        pub fn zankv_format_double_g(d: f64, precision: i32, out: *mut u8, out_len: usize) -> i32;
         pub fn zankv_ld_add(
             base: *const u8,
             base_len: usize,
@@ -89,6 +90,17 @@ pub fn format_double(d: f64) -> String {
     let mut out = [0u8; 64];
     // SAFETY: `out` is writable for its length; snprintf never writes past it.
     let n = unsafe { ffi::zankv_format_double(d, out.as_mut_ptr(), out.len()) };
+    let n = usize::try_from(n).unwrap_or(0).min(out.len() - 1);
+    String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+/// Formats a double as C's `%.<precision>g` (Lua prints numbers with 14 digits).
+pub fn format_double_g(d: f64, precision: u8) -> String {
+    let mut out = [0u8; 64];
+    // SAFETY: `out` is writable for its length; snprintf never writes past it.
+    let n = unsafe {
+        ffi::zankv_format_double_g(d, i32::from(precision.min(40)), out.as_mut_ptr(), out.len())
+    };
     let n = usize::try_from(n).unwrap_or(0).min(out.len() - 1);
     String::from_utf8_lossy(&out[..n]).into_owned()
 }
@@ -146,6 +158,9 @@ mod tests {
         assert_eq!(format_double(1e300), "1.0000000000000001e+300");
         assert_eq!(format_double(-0.0), "-0");
         assert_eq!(format_double(1.5), "1.5");
+        assert_eq!(format_double_g(0.1, 14), "0.1");
+        assert_eq!(format_double_g(1e20, 14), "1e+20");
+        assert_eq!(format_double_g(123456.0, 14), "123456");
         assert_eq!(format_double(f64::INFINITY), "inf");
         assert_eq!(format_double(f64::NEG_INFINITY), "-inf");
         assert_eq!(parse_double(b"0x10"), Some(16.0));

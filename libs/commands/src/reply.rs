@@ -53,6 +53,12 @@ pub enum Reply {
     /// A double (RESP3 `,`); a bulk string in RESP2. Both are printed as Redis 7.0 prints
     /// them (`%.17g`, see [`crate::number::format_double`]).
     Double(f64),
+    /// A boolean (RESP3 `#t`/`#f`); the integer 1 or 0 in RESP2 (a script's `true` or
+    /// `false` after `redis.setresp(3)`).
+    Boolean(bool),
+    /// A big number (RESP3 `(`), its decimal digits; a bulk string in RESP2 (a script's
+    /// `{big_number = "..."}`).
+    BigNumber(Bytes),
     /// Out-of-band data (RESP3 `>`): a Pub/Sub message or subscription confirmation; an
     /// array in RESP2.
     Push(Vec<Reply>),
@@ -225,6 +231,8 @@ impl Reply {
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Nil => Resp2Frame::Null,
             Reply::Double(d) => Resp2Frame::BulkString(crate::number::format_double(*d).into()),
+            Reply::Boolean(b) => Resp2Frame::Integer(i64::from(*b)),
+            Reply::BigNumber(digits) => Resp2Frame::BulkString(digits.clone()),
             Reply::NilArray => Resp2Frame::Null,
             Reply::Array(items) | Reply::Set(items) | Reply::Push(items) | Reply::Frames(items) => {
                 Resp2Frame::Array(items.iter().map(Reply::to_resp2).collect())
@@ -266,6 +274,14 @@ impl Reply {
                 attributes: None,
             },
             Reply::Nil | Reply::NilArray => Resp3Frame::Null,
+            Reply::Boolean(b) => Resp3Frame::Boolean {
+                data: *b,
+                attributes: None,
+            },
+            Reply::BigNumber(digits) => Resp3Frame::BigNumber {
+                data: digits.clone(),
+                attributes: None,
+            },
             // Written by `encode_resp3_with_doubles` instead (this form prints differently).
             Reply::Double(d) => Resp3Frame::Double {
                 data: *d,

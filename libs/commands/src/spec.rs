@@ -13,6 +13,9 @@ pub enum Access {
     Write,
     /// Touches only the connection or server state (PING, HELLO, CLIENT).
     Connection,
+    /// A script (EVAL, ...) or the script cache (SCRIPT LOAD, ...): a script runs on its
+    /// partition's leader, reading and writing; the cache is the node's.
+    Script,
 }
 
 /// Keys whose positions depend on the arguments.
@@ -34,6 +37,9 @@ pub enum Fanout {
     /// Its keys must share one partition (`CROSSSLOT` otherwise); without keys it runs
     /// only where there is a single partition.
     OnePartition,
+    /// Its keys must share one partition (`CROSSSLOT` otherwise); without keys it runs on
+    /// any one partition (a script that declares no keys).
+    AnyPartition,
     /// Its keys may span partitions: the request is split per partition, each key with the
     /// `per_key - 1` arguments after it, and the replies merged.
     SplitByKey {
@@ -70,6 +76,14 @@ pub enum Combine {
     AnyKey,
     /// One partition after the other, the cursor naming the partition (SCAN).
     Scan,
+    /// Every partition answers the same: that answer, or the first error (SCRIPT LOAD).
+    Same,
+    /// Arrays of 0/1, element by element: 1 where every partition answers 1 (SCRIPT
+    /// EXISTS).
+    AllOf,
+    /// OK if any partition answers OK, else UNKILLABLE if one does, else NOTBUSY (SCRIPT
+    /// KILL).
+    Kill,
 }
 
 /// One command's static description, mirroring what `COMMAND INFO` and `COMMAND DOCS` report.
@@ -129,9 +143,10 @@ impl CommandSpec {
         }
     }
 
-    /// Whether the command changes data.
+    /// Whether the command changes data (a script may: it is treated as a write, run by
+    /// the leader and never retried blindly).
     pub fn is_write(&self) -> bool {
-        self.access == Access::Write
+        matches!(self.access, Access::Write | Access::Script)
     }
 
     /// Indexes of the key arguments of `argv` (the command name first): the fixed range of

@@ -155,6 +155,13 @@ pub fn step(
                 multi.queued.push(Queued::Local(Ok(c)));
                 Step::Reply(Reply::Status("QUEUED"))
             }
+            // A transaction is replayed by every replica; a script runs on the leader only.
+            Ok((Command::Script(_), _)) => {
+                multi
+                    .queued
+                    .push(Queued::Local(Err(CommandError::ScriptInMulti)));
+                Step::Reply(Reply::Status("QUEUED"))
+            }
             Ok((_, spec)) => {
                 multi.queued.push(Queued::Data { argv, spec });
                 Step::Reply(Reply::Status("QUEUED"))

@@ -20,6 +20,7 @@ pub mod blocking;
 pub mod log_store;
 pub mod membership;
 pub mod peer;
+pub mod scripts;
 pub mod snapshot;
 pub mod store;
 pub mod store_loop;

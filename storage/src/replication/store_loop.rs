@@ -39,6 +39,7 @@ use super::log_store::GroupId;
 use super::log_store::INIT_INDEX;
 use super::membership::{self, AdminError, AdminOp, AdminOutcome, Step};
 use super::peer::ProposeError;
+use super::scripts::{Hold, ScriptHolds};
 use super::snapshot::SnapshotFiles;
 use super::store::{GroupMessage, RaftStore, Start, StoreOutput};
 use super::transport::Transport;
@@ -47,6 +48,7 @@ use crate::change::{Change, Touches};
 use crate::clock::Clock;
 use crate::node_stats::NodeStats;
 use crate::routing::SharedRouting;
+use crate::script::Outcome;
 use crate::worker::{
     BatchItem, Plan, ReadBatch, Slot, ToStore, WorkerEvent, WorkerHandle, WorkerMsg,
 };
@@ -584,6 +586,8 @@ struct Runner {
     watches: WatchTables,
     /// The clients blocked in the groups this node leads.
     blocked: BlockedClients,
+    /// The groups held while a script runs.
+    holds: ScriptHolds,
 }
 
 /// The runtime the store loop runs in: one thread, which also runs the raft transport's
@@ -625,6 +629,7 @@ pub fn spawn(
                 pending_admin: Vec::new(),
                 watches: WatchTables::default(),
                 blocked: BlockedClients::default(),
+                holds: ScriptHolds::default(),
             };
             runtime.block_on(runner.run(raft_in, requests, stop));
         })
@@ -740,6 +745,13 @@ impl Runner {
 
     fn on_worker_event(&mut self, group: GroupId, event: WorkerEvent) {
         match event {
+            WorkerEvent::ScriptRan {
+                base,
+                outcome,
+                reply,
+            } => self.script_ran(group, base, outcome, reply),
+            // Proposed again on a later tick if the group is held for a script.
+            WorkerEvent::Propose(_) if self.holds.is_held(group) => {}
             WorkerEvent::Propose(change) => {
                 if self.l.store.peer(group).is_some_and(|p| p.is_leader()) {
                     let _ = self.propose(group, &change);
@@ -866,6 +878,14 @@ impl Runner {
     }
 
     fn on_request(&mut self, r: StoreRequest) {
+        // A group held for a script takes its client requests only once the script ran.
+        let r = match held_group(&r) {
+            Some(group) => match self.holds.defer(group, r) {
+                Some(r) => r,
+                None => return,
+            },
+            None => r,
+        };
         match r {
             StoreRequest::Batch {
                 group,
@@ -1143,6 +1163,11 @@ impl Runner {
             )));
         }
         self.watches.forget(group);
+        if let Some(hold) = self.holds.release(group) {
+            // Its worker answers the script; what waited is refused as not hosted.
+            self.l.groups.remove(&group);
+            self.let_go(hold);
+        }
         if let Some(hosted) = self.l.groups.remove(&group) {
             info!(group, partition = %hosted.name, "replica removed from this node");
             hosted.worker.send(WorkerMsg::Destroy { done: deleted });
@@ -1200,6 +1225,17 @@ impl Runner {
             let err = self.not_leader(group, peer.leader());
             return refuse(err, reply, items.len());
         }
+        if let [BatchItem::Script(_)] = items.as_slice() {
+            let Some(BatchItem::Script(job)) = items.into_iter().next() else {
+                unreachable!("matched above")
+            };
+            // The script reads everything proposed so far; nothing else is proposed in
+            // the group until its effects are.
+            let after = peer.last_index();
+            self.holds.hold(group, after, peer.term());
+            hosted.worker.send(WorkerMsg::Script { after, job, reply });
+            return;
+        }
         if all_reads {
             // Runs after everything this leader has proposed so far, once a ReadIndex
             // request registered from now on confirms the leadership. All batches of a
@@ -1249,6 +1285,13 @@ impl Runner {
                     continue;
                 }
                 BatchItem::Write(argv) => Change::Command { now_ms, argv },
+                // Alone in its batch (above).
+                BatchItem::Script(_) => {
+                    slots.push(Slot::Done(Reply::Error(CommandError::Internal(
+                        "a script batched with other commands".into(),
+                    ))));
+                    continue;
+                }
                 BatchItem::Transaction { watched, commands } => {
                     let term = self.l.store.peer(group).map_or(0, |p| p.term());
                     match self.watches.unchanged(group, term, &watched) {
@@ -1294,6 +1337,71 @@ impl Runner {
         worker.send(WorkerMsg::Plan(Plan { slots, reply }));
     }
 
+    /// A script ran on `group`'s state at `base`: its effects are proposed as the next
+    /// entry (if this node still leads in the same term and nothing was appended since),
+    /// the client answered once that entry is applied, and the group let go.
+    fn script_ran(
+        &mut self,
+        group: GroupId,
+        base: u64,
+        outcome: Outcome,
+        reply: oneshot::Sender<Vec<Reply>>,
+    ) {
+        let hold = self.holds.release(group);
+        let unchanged = match (&hold, self.l.store.peer(group)) {
+            (Some(hold), Some(peer)) => {
+                peer.is_leader()
+                    && peer.term() == hold.term
+                    && peer.last_index() == base
+                    && hold.base == base
+            }
+            _ => false,
+        };
+        let proposed = if !unchanged {
+            Err(CommandError::ClusterChanged(
+                "leadership changed while the script ran; it was not applied".into(),
+            ))
+        } else {
+            let change = Change::Effects {
+                now_ms: outcome.now_ms,
+                base,
+                commands: outcome.commands,
+            };
+            self.propose(group, &change).inspect(|_| {
+                self.wake_blocked(group, &change);
+            })
+        };
+        match (proposed, self.l.groups.get(&group)) {
+            (Ok((index, term)), Some(hosted)) => {
+                hosted.worker.send(WorkerMsg::Plan(Plan {
+                    slots: vec![Slot::Script {
+                        index,
+                        term,
+                        reply: outcome.reply,
+                    }],
+                    reply,
+                }));
+            }
+            (Ok(_), None) => {
+                let _ = reply.send(vec![Reply::Error(CommandError::WriteAbandoned)]);
+            }
+            (Err(e), _) => {
+                let _ = reply.send(vec![Reply::Error(e)]);
+            }
+        }
+        if let Some(hold) = hold {
+            self.let_go(hold);
+        }
+    }
+
+    /// Handles, in order, what waited while a group was held.
+    fn let_go(&mut self, hold: Hold) {
+        for request in hold.requests {
+            self.on_request(request);
+        }
+        self.propose_pops(hold.pops);
+    }
+
     /// Proposes `change` in `group` (whose leader this node must be) and touches the watched
     /// keys it names; answers its log index and term.
     fn propose(&mut self, group: GroupId, change: &Change) -> Result<(u64, u64), CommandError> {
@@ -1323,7 +1431,9 @@ impl Runner {
         }
         let commands: Vec<&[Bytes]> = match change {
             Change::Command { argv, .. } => vec![argv],
-            Change::Transaction { commands, .. } => commands.iter().map(Vec::as_slice).collect(),
+            Change::Transaction { commands, .. } | Change::Effects { commands, .. } => {
+                commands.iter().map(Vec::as_slice).collect()
+            }
             // Expiry, reclamation and pops never add elements (a pop's BLMOVE destination
             // wakes its waiters when the pop is answered).
             Change::Expire { .. } | Change::Reclaim { .. } | Change::Pop { .. } | Change::Noop => {
@@ -1351,6 +1461,9 @@ impl Runner {
                 continue;
             };
             let group = try_.group;
+            if self.holds.defer_pop(group, id) {
+                continue;
+            }
             let change = Change::Pop {
                 now_ms: self.clock.now_ms(),
                 id: try_.id.unwrap_or_default(),
@@ -1608,6 +1721,16 @@ impl Runner {
             .collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
+    }
+}
+
+/// The group of a client request that must wait while its group is held for a script.
+fn held_group(r: &StoreRequest) -> Option<GroupId> {
+    match r {
+        StoreRequest::Batch { group, .. }
+        | StoreRequest::Watch { group, .. }
+        | StoreRequest::Block { group, .. } => Some(*group),
+        _ => None,
     }
 }
 

@@ -24,6 +24,7 @@ use zankv_commands::connection::{auth_without_password, ClientSession};
 use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::keyspace::KeyspaceRead;
 use zankv_commands::request::{self, RequestLimits};
+use zankv_commands::scripting::{self, ScriptCommand, Source};
 use zankv_commands::transaction::{self, in_queue_order, Queued, Step, Watched};
 use zankv_commands::{
     blocking, Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
@@ -39,6 +40,7 @@ use crate::replication::blocking::BlockedPop;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::{Routing, SharedRouting};
+use crate::script::{ScriptJob, Scripts};
 use crate::worker::BatchItem;
 
 /// Most requests parsed from one connection before their replies are written.
@@ -76,6 +78,8 @@ pub struct ServerContext {
     pub rocks: RocksOptions,
     /// The node's Pub/Sub subscriptions (a node's own: its clients', not the proxies').
     pub pubsub: Arc<Hub>,
+    /// The script cache and the scripts running now.
+    pub scripts: Arc<Scripts>,
 }
 
 impl ServerContext {
@@ -146,6 +150,11 @@ enum Dispatch {
     Exec {
         queued: Vec<Queued>,
         watched: Vec<Watched>,
+    },
+    /// A script (for the group's leader) or a command of the script cache (`group`: None).
+    Script {
+        group: Option<GroupId>,
+        cmd: ScriptCommand,
     },
     /// A blocking pop for the group's leader, which holds the connection until answered.
     Block {
@@ -258,7 +267,11 @@ async fn connection(
                         out.send_batch(ctx, session.client.protocol).await;
                         out.pending.push_back(Pending::Encoded(pushes));
                     }
-                    match dispatch(argv, &mut session, &routing, ctx.max_write_bytes) {
+                    let dispatched = match busy_refusal(ctx, &argv) {
+                        Some(refusal) => Dispatch::Reply(refusal),
+                        None => dispatch(argv, &mut session, &routing, ctx.max_write_bytes),
+                    };
+                    match dispatched {
                         Dispatch::Data(group, item, name) => {
                             last_data_command = Some(name);
                             let stale =
@@ -355,6 +368,24 @@ async fn connection(
                             session.handle.set_blocked(false);
                             out.pending
                                 .push_back(Pending::Ready(reply, session.client.protocol));
+                        }
+                        Dispatch::Script { group, cmd } => {
+                            last_data_command = Some("eval");
+                            out.send_batch(ctx, session.client.protocol).await;
+                            match script_request(ctx, &routing, group, cmd) {
+                                Ok((group, job)) => {
+                                    let rx =
+                                        ctx.store.batch(group, vec![BatchItem::Script(job)]).await;
+                                    out.pending.push_back(Pending::Batch {
+                                        rx,
+                                        len: 1,
+                                        protocol: session.client.protocol,
+                                    });
+                                }
+                                Err(reply) => out
+                                    .pending
+                                    .push_back(Pending::Ready(reply, session.client.protocol)),
+                            }
                         }
                         Dispatch::Connection(c, name) => {
                             last_data_command = None;
@@ -645,6 +676,10 @@ fn dispatch(
             }
         }
         Ok((Command::Connection(c), spec)) => return Dispatch::Connection(c, spec.name),
+        // The script cache is the node's: no partition.
+        Ok((Command::Script(cmd), _)) if !matches!(cmd, ScriptCommand::Eval(_)) => {
+            return Dispatch::Script { group: None, cmd }
+        }
         Ok(parsed) => parsed,
     };
     match routing.route(spec, &argv) {
@@ -775,10 +810,84 @@ fn data(
             None => Dispatch::Data(group, BatchItem::Write(argv), spec.name),
         },
         Routed::Read(read) => Dispatch::Data(group, BatchItem::Read(read), spec.name),
+        Routed::Script(cmd) => Dispatch::Script {
+            group: Some(group),
+            cmd,
+        },
         Routed::Connection(_) => Dispatch::Reply(Reply::Error(CommandError::Internal(
             "a connection command taken for a data command".into(),
         ))),
     }
+}
+
+/// While a script has run past `busy-reply-threshold`, the refusal of a command that may
+/// not run then (Redis's BUSY; a proxy's internal commands are judged by what they carry).
+fn busy_refusal(ctx: &ServerContext, argv: &[Bytes]) -> Option<Reply> {
+    if !ctx.scripts.busy() {
+        return None;
+    }
+    let inner = if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
+        argv.get(2..).unwrap_or_default()
+    } else {
+        argv
+    };
+    (!inner.is_empty() && !zankv_commands::allowed_while_busy(inner))
+        .then_some(Reply::Error(CommandError::Busy))
+}
+
+/// A script for its partition's leader, or the answer of a command of the script cache.
+fn script_request(
+    ctx: &ServerContext,
+    routing: &Arc<Routing>,
+    group: Option<GroupId>,
+    cmd: ScriptCommand,
+) -> Result<(GroupId, Box<ScriptJob>), Reply> {
+    let scripts = &ctx.scripts;
+    let eval = match cmd {
+        ScriptCommand::Eval(eval) => eval,
+        ScriptCommand::Load(body) => {
+            return Err(scripts.load(&body).map_or_else(Reply::Error, Reply::bulk))
+        }
+        ScriptCommand::Exists(shas) => return Err(scripts.exists(&shas)),
+        ScriptCommand::Flush => {
+            scripts.flush();
+            return Err(Reply::OK);
+        }
+        ScriptCommand::Kill => {
+            return Err(scripts.kill().map_or_else(Reply::Error, |()| Reply::OK))
+        }
+    };
+    let Some(group) = group else {
+        return Err(Reply::Error(CommandError::Internal(
+            "a script without a partition".into(),
+        )));
+    };
+    let (sha, body) = match eval.source {
+        Source::Body(body) => match scripts.load(&body) {
+            Ok(sha) => (sha, body),
+            Err(e) => return Err(Reply::Error(e)),
+        },
+        Source::Sha(sha) => match scripts.get(&sha) {
+            Some(body) => (sha, body),
+            None => return Err(Reply::Error(CommandError::NoScript)),
+        },
+    };
+    let flags = scripting::shebang(&body).map_err(Reply::Error)?;
+    Ok((
+        group,
+        Box::new(ScriptJob {
+            sha,
+            read_only: eval.read_only || flags.no_writes,
+            flags,
+            body,
+            keys: eval.keys,
+            args: eval.args,
+            group,
+            routing: routing.clone(),
+            scripts: scripts.clone(),
+            max_write_bytes: ctx.max_write_bytes,
+        }),
+    ))
 }
 
 /// EXEC of a connection's transaction: its connection commands answered now, in order, and

@@ -1,0 +1,413 @@
+//! Lua scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT's subcommands.
+//!
+//! This module owns what does not depend on where a script runs: the specs, parsing
+//! (`numkeys`, the shebang line of Redis 7's scripts), the SHA1 names of script bodies
+//! and SCRIPT HELP. A storage node runs scripts (`zankv_storage::script`); the proxy
+//! routes them by their keys like any command of one partition (a keyless script goes to
+//! one partition of its choice: [`Fanout::AnyPartition`]) and spreads SCRIPT's
+//! subcommands over every partition ([`Combine`]).
+//!
+//! Invariant: a script's keys are the `numkeys` arguments after it, as the spec's
+//! [`crate::spec::Movable::NumKeysAt`] says, so COMMAND GETKEYS, the proxy's routing
+//! and the node's CROSSSLOT check agree.
+
+use bytes::Bytes;
+
+use crate::error::CommandError;
+use crate::reply::Reply;
+use crate::request::parse_i64;
+use crate::spec::{container, spec, Access, Combine, CommandSpec, Fanout, NO_KEYS};
+
+const S: Access = Access::Script;
+const G: &str = "scripting";
+const EVAL_FLAGS: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const EVAL_RO_FLAGS: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const EVAL_ACL: &[&str] = &["slow", "scripting"];
+
+/// Specs of the scripting family.
+pub static SPECS: &[CommandSpec] = &[
+    spec(
+        "eval",
+        -3,
+        S,
+        EVAL_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Executes a server-side Lua script.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    spec(
+        "evalsha",
+        -3,
+        S,
+        EVAL_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Executes a server-side Lua script by SHA1 digest.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    spec(
+        "eval_ro",
+        -3,
+        S,
+        EVAL_RO_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "7.0.0",
+        "Executes a read-only server-side Lua script.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    spec(
+        "evalsha_ro",
+        -3,
+        S,
+        EVAL_RO_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "7.0.0",
+        "Executes a read-only server-side Lua script by SHA1 digest.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    container(
+        "script",
+        "A container for Lua scripts management commands.",
+        G,
+        "2.6.0",
+        SCRIPT_SUBCOMMANDS,
+    ),
+];
+
+/// SCRIPT's subcommands.
+pub static SCRIPT_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "script|exists",
+        -3,
+        S,
+        &["noscript"],
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Determines whether server-side Lua scripts exist in the script cache.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::AllOf)),
+    spec(
+        "script|flush",
+        -2,
+        S,
+        &["noscript"],
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Removes all server-side Lua scripts from the script cache.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "script|kill",
+        2,
+        S,
+        &["noscript", "allow_busy"],
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Terminates a server-side Lua script during execution.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Kill)),
+    spec(
+        "script|load",
+        3,
+        S,
+        &["noscript", "stale"],
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "2.6.0",
+        "Loads a server-side Lua script to the script cache.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "script|help",
+        2,
+        Access::Connection,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow"],
+        G,
+        "5.0.0",
+        "Returns helpful text about the different subcommands.",
+    ),
+];
+
+/// Where a script's body comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// EVAL's body.
+    Body(Bytes),
+    /// EVALSHA's SHA1 name, in lower case.
+    Sha(String),
+}
+
+/// EVAL and its variants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Eval {
+    /// The script.
+    pub source: Source,
+    /// `KEYS`.
+    pub keys: Vec<Bytes>,
+    /// `ARGV`.
+    pub args: Vec<Bytes>,
+    /// EVAL_RO/EVALSHA_RO: the script may not write.
+    pub read_only: bool,
+}
+
+/// A scripting command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScriptCommand {
+    /// EVAL, EVALSHA, EVAL_RO, EVALSHA_RO.
+    Eval(Eval),
+    /// SCRIPT LOAD body.
+    Load(Bytes),
+    /// SCRIPT EXISTS sha [sha ...].
+    Exists(Vec<Bytes>),
+    /// SCRIPT FLUSH [ASYNC|SYNC].
+    Flush,
+    /// SCRIPT KILL.
+    Kill,
+}
+
+impl ScriptCommand {
+    /// Parses a scripting command; `name` is lower case (`script|load` for a subcommand)
+    /// and arity has been checked.
+    pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
+        Ok(match name {
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
+                let numkeys = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
+                if numkeys < 0 {
+                    return Err(CommandError::NumkeysNegative);
+                }
+                let rest = &args[2..];
+                let n = usize::try_from(numkeys).unwrap_or(usize::MAX);
+                if n > rest.len() {
+                    return Err(CommandError::NumkeysOverArgs);
+                }
+                let source = if name.starts_with("evalsha") {
+                    Source::Sha(String::from_utf8_lossy(&args[0]).to_ascii_lowercase())
+                } else {
+                    Source::Body(args[0].clone())
+                };
+                ScriptCommand::Eval(Eval {
+                    source,
+                    keys: rest[..n].to_vec(),
+                    args: rest[n..].to_vec(),
+                    read_only: name.ends_with("_ro"),
+                })
+            }
+            "script|load" => ScriptCommand::Load(args[1].clone()),
+            "script|exists" => ScriptCommand::Exists(args[1..].to_vec()),
+            "script|flush" => match &args[1..] {
+                [] => ScriptCommand::Flush,
+                [mode]
+                    if mode.eq_ignore_ascii_case(b"sync")
+                        || mode.eq_ignore_ascii_case(b"async") =>
+                {
+                    ScriptCommand::Flush
+                }
+                _ => return Err(CommandError::ScriptFlushOption),
+            },
+            "script|kill" => ScriptCommand::Kill,
+            _ => unreachable!("scripting family dispatched an unknown name: {name}"),
+        })
+    }
+}
+
+/// SCRIPT HELP's text.
+pub fn help() -> Reply {
+    Reply::Array(
+        [
+            "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "EXISTS <sha1> [<sha1> ...]",
+            "    Return information about the existence of the scripts in the script cache.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Flush the Lua scripts cache. Very dangerous on replicas.",
+            "    When called without the optional mode argument, the behavior is determined by the",
+            "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+            "    * ASYNC: Asynchronously flush the scripts cache.",
+            "    * SYNC: Synchronously flush the scripts cache.",
+            "KILL",
+            "    Kill the currently executing Lua script.",
+            "LOAD <script>",
+            "    Load a script into the scripts cache without executing it.",
+            "HELP",
+            "    Prints this help.",
+        ]
+        .iter()
+        .map(|l| Reply::Status(l))
+        .collect(),
+    )
+}
+
+/// The SHA1 of `body` in lower-case hex: a script's name in the cache.
+pub fn sha1_hex(body: &[u8]) -> String {
+    sha1_smol::Sha1::from(body).digest().to_string()
+}
+
+/// What a script's shebang line (`#!lua flags=...`, Redis 7) declares.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScriptFlags {
+    /// The script has a shebang line (then only the flags it names apply).
+    pub shebang: bool,
+    /// `no-writes`: the script may not write.
+    pub no_writes: bool,
+}
+
+/// Reads a script's shebang line, if it has one; the body Lua compiles is the script with
+/// that line blanked (so line numbers stay those of the script).
+pub fn shebang(body: &[u8]) -> Result<ScriptFlags, CommandError> {
+    if !body.starts_with(b"#!") {
+        return Ok(ScriptFlags::default());
+    }
+    let line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(&body[..line_end]);
+    let mut words = line.split(' ').filter(|w| !w.is_empty());
+    let engine = words.next().unwrap_or("#!");
+    if engine != "#!lua" {
+        return Err(CommandError::ShebangEngine(engine.to_string()));
+    }
+    let mut flags = ScriptFlags {
+        shebang: true,
+        no_writes: false,
+    };
+    for word in words {
+        let Some(list) = word.strip_prefix("flags=") else {
+            return Err(CommandError::ShebangOption(word.to_string()));
+        };
+        for flag in list.split(',').filter(|f| !f.is_empty()) {
+            match flag {
+                "no-writes" => flags.no_writes = true,
+                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                other => return Err(CommandError::ShebangFlag(other.to_string())),
+            }
+        }
+    }
+    Ok(flags)
+}
+
+/// The part of a script Lua compiles: without its shebang line (the line break stays, so
+/// line numbers are the script's).
+pub fn lua_source(body: &[u8]) -> &[u8] {
+    if body.starts_with(b"#!") {
+        let line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+        &body[line_end..]
+    } else {
+        body
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{argv, parse, Command};
+
+    fn eval(words: &[&str]) -> Result<Eval, CommandError> {
+        match parse(&argv(words))? {
+            (Command::Script(ScriptCommand::Eval(e)), _) => Ok(e),
+            other => panic!("not an eval: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn numkeys_errors_match_redis() {
+        let text = |w: &[&str]| eval(w).unwrap_err().to_string();
+        assert_eq!(
+            text(&["eval", "return 1", "-1"]),
+            "ERR Number of keys can't be negative"
+        );
+        assert_eq!(
+            text(&["eval", "return 1", "2", "a"]),
+            "ERR Number of keys can't be greater than number of args"
+        );
+        assert_eq!(
+            text(&["eval", "return 1", "x"]),
+            "ERR value is not an integer or out of range"
+        );
+        let e = eval(&["evalsha_ro", "ABC", "1", "k", "a1", "a2"]).unwrap();
+        assert_eq!(e.source, Source::Sha("abc".into()));
+        assert_eq!(e.keys, argv(&["k"]));
+        assert_eq!(e.args, argv(&["a1", "a2"]));
+        assert!(e.read_only);
+    }
+
+    #[test]
+    fn keys_are_the_numkeys_arguments() {
+        let v = argv(&["eval", "s", "2", "a", "b", "c"]);
+        let (_, spec) = parse(&v).unwrap();
+        assert_eq!(spec.key_positions(&v).collect::<Vec<_>>(), vec![3, 4]);
+        assert_eq!(spec.fanout, Fanout::AnyPartition);
+    }
+
+    #[test]
+    fn sha1_names_match_redis() {
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            sha1_hex(b"return 1"),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+
+    #[test]
+    fn shebang_lines() {
+        assert_eq!(shebang(b"return 1").unwrap(), ScriptFlags::default());
+        let f = shebang(b"#!lua flags=no-writes,allow-stale\nreturn 1").unwrap();
+        assert!(f.shebang && f.no_writes);
+        assert_eq!(
+            shebang(b"#!python\nreturn 1").unwrap_err().to_string(),
+            "ERR Unexpected engine in script shebang: #!python"
+        );
+        assert_eq!(
+            shebang(b"#!lua flags=bogus\n").unwrap_err().to_string(),
+            "ERR Unexpected flag in script shebang: bogus"
+        );
+        assert_eq!(
+            shebang(b"#!lua name=x\n").unwrap_err().to_string(),
+            "ERR Unknown lua shebang option: name=x"
+        );
+        assert_eq!(lua_source(b"#!lua\nreturn 1"), b"\nreturn 1");
+    }
+
+    #[test]
+    fn script_flush_modes() {
+        assert!(parse(&argv(&["script", "flush", "ASYNC"])).is_ok());
+        assert_eq!(
+            parse(&argv(&["script", "flush", "foo"]))
+                .unwrap_err()
+                .to_string(),
+            "ERR SCRIPT FLUSH only support SYNC|ASYNC option"
+        );
+    }
+}

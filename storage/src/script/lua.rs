@@ -1,0 +1,830 @@
+//! The Lua 5.1 states scripts run in: one per apply thread, sandboxed as Redis 7.0's, with
+//! the `redis` library, `bit`, and Redis's conversions between replies and Lua values.
+//!
+//! Sandbox: only Redis's allowed globals exist; reading a missing global or writing any
+//! global is an error (`KEYS` and `ARGV` are set for each run, bypassing that). Errors a
+//! script raises come back as Redis shapes them: their text (with `ERR ` before a plain
+//! string), then ` script: <sha>, on @user_script:<line>.`.
+//!
+//! A count hook checks SCRIPT KILL every [`HOOK_EVERY`] instructions; once killed, the
+//! script keeps failing at every check (and `pcall` does not catch it) until it ends.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use mlua::{
+    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
+};
+use tracing::{debug, info, warn};
+use zankv_commands::number::format_double;
+use zankv_commands::{CommandError, Reply};
+
+use super::call::{CallCtx, BAD_ARGUMENT, NO_ARGUMENTS};
+use super::{Running, ScriptJob};
+
+/// Instructions between two checks of SCRIPT KILL.
+const HOOK_EVERY: u32 = 10_000;
+/// Most memory one Lua state may take.
+const MEMORY_LIMIT: usize = 512 << 20;
+/// Deepest nesting of tables converted to a reply.
+const MAX_DEPTH: usize = 1000;
+/// The error a killed script fails with.
+const KILLED: &str = "Script killed by user with SCRIPT KILL...";
+/// The chunk name of scripts, which error positions show.
+const SCRIPT_SOURCE: &str = "@user_script";
+/// The Redis version scripts see (`redis.REDIS_VERSION`).
+const VERSION: (u32, u32, u32) = (7, 0, 0);
+
+/// Globals a script can see (Redis 7.0's allow list).
+const ALLOWED_GLOBALS: &[&str] = &[
+    "string",
+    "math",
+    "table",
+    "bit",
+    "redis",
+    "xpcall",
+    "tostring",
+    "setmetatable",
+    "next",
+    "assert",
+    "tonumber",
+    "rawequal",
+    "collectgarbage",
+    "getmetatable",
+    "rawset",
+    "pcall",
+    "coroutine",
+    "type",
+    "_G",
+    "select",
+    "unpack",
+    "gcinfo",
+    "pairs",
+    "loadstring",
+    "ipairs",
+    "error",
+    "newproxy",
+];
+
+/// Marks the error `redis.call` raises: its text follows, already `CODE message`.
+const CALL_ERROR: &str = "\u{0}redis.call:";
+
+/// Written in Lua, with the untouched builtins: a `pcall` that hands the errors of
+/// `redis.call` and `{err=...}` errors back as their text and never catches a kill, and
+/// the protection of the globals: the global table stays empty and reads through to the
+/// table of allowed globals (`KEYS` and `ARGV` are set there), so every assignment to a
+/// global fails; libraries are read through read-only views. Returns that table.
+const PRELUDE: &str = r#"
+local native = ...
+local error, type, pcall, rawset, tostring, setmetatable, next =
+  error, type, pcall, rawset, tostring, setmetatable, next
+local G = _G
+local function readonly() error('Attempt to modify a readonly table', 2) end
+local function caught(ok, ...)
+  if not ok then
+    if native.killed() then error((...), 0) end
+    local e = ...
+    if type(e) == 'table' and type(e.err) == 'string' then return false, e.err end
+    local text = native.call_error(e)
+    if text then return false, text end
+  end
+  return ok, ...
+end
+local env = {}
+for k, v in next, G do env[k] = v end
+for k in next, env do G[k] = nil end
+env._G = G
+env.pcall = function(f, ...) return caught(pcall(f, ...)) end
+local protected = { [G] = true, [env] = true }
+env.rawset = function(t, k, v)
+  if protected[t] then error('Attempt to modify a readonly table', 0) end
+  return rawset(t, k, v)
+end
+for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'coroutine' } do
+  local lib = env[name]
+  if lib then
+    local view = setmetatable({}, { __index = lib, __newindex = readonly, __metatable = false })
+    protected[view] = true
+    env[name] = view
+  end
+end
+setmetatable(env, {
+  __index = function(_, k)
+    error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
+  end,
+  __metatable = false,
+})
+setmetatable(G, { __index = env, __newindex = readonly, __metatable = false })
+return env
+"#;
+
+thread_local! {
+    static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
+    /// The script running on this thread, for the kill hook.
+    static CURRENT: RefCell<Option<Arc<Running>>> = const { RefCell::new(None) };
+    /// The RESP version of the running script's conversions (`redis.setresp`).
+    static RESP: Cell<u8> = const { Cell::new(2) };
+    /// A bare state that only compiles (SCRIPT LOAD and EVAL check a new body with it).
+    static COMPILER: RefCell<Option<Lua>> = const { RefCell::new(None) };
+}
+
+fn killed() -> bool {
+    CURRENT.with(|c| c.borrow().as_ref().is_some_and(|r| r.killed()))
+}
+
+/// Compiles `source` as a script, for its errors only.
+pub(super) fn compile_check(source: &[u8]) -> Result<(), CommandError> {
+    COMPILER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            let lua = Lua::new_with(StdLib::NONE, LuaOptions::new())
+                .map_err(|e| CommandError::Internal(format!("starting Lua: {e}")))?;
+            *slot = Some(lua);
+        }
+        let lua = slot.as_ref().expect("set above");
+        match lua.load(source).set_name(SCRIPT_SOURCE).into_function() {
+            Ok(_) => Ok(()),
+            Err(e) => Err(compile_error(e)),
+        }
+    })
+}
+
+fn compile_error(e: mlua::Error) -> CommandError {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => CommandError::ScriptCompile(message),
+        other => CommandError::ScriptCompile(other.to_string()),
+    }
+}
+
+/// Runs `job` on this thread's Lua state (made anew after SCRIPT FLUSH: `generation`).
+pub(super) fn run(
+    job: &ScriptJob,
+    generation: u64,
+    running: &Arc<Running>,
+    ctx: &mut CallCtx<'_>,
+) -> Reply {
+    VM.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.as_ref().is_none_or(|vm| vm.generation != generation) {
+            *slot = None;
+            match Vm::new(generation) {
+                Ok(vm) => *slot = Some(vm),
+                Err(e) => {
+                    return Reply::Error(CommandError::Internal(format!("starting Lua: {e}")))
+                }
+            }
+        }
+        let vm = slot.as_mut().expect("set above");
+        CURRENT.with(|c| *c.borrow_mut() = Some(running.clone()));
+        RESP.with(|r| r.set(2));
+        let reply = vm.run(job, ctx).unwrap_or_else(|e| {
+            Reply::Error(CommandError::Script(format!(
+                "ERR {} script: {}",
+                root_message(&e),
+                job.sha
+            )))
+        });
+        CURRENT.with(|c| *c.borrow_mut() = None);
+        // A script that left much garbage behind is collected now, not in the next one.
+        let _ = vm.lua.gc_collect();
+        reply
+    })
+}
+
+/// One thread's Lua state.
+struct Vm {
+    lua: Lua,
+    generation: u64,
+    /// Compiled scripts by SHA1.
+    functions: HashMap<String, Function>,
+    /// The `redis` table, whose `call` and `pcall` are set for each run.
+    redis: Table,
+    /// The allowed globals, behind the (empty, read-only) global table.
+    env: Table,
+    /// `xpcall(f, error_info)`.
+    runner: Function,
+}
+
+impl Vm {
+    fn new(generation: u64) -> mlua::Result<Vm> {
+        let lua = Lua::new_with(
+            StdLib::TABLE | StdLib::STRING | StdLib::MATH,
+            LuaOptions::new(),
+        )?;
+        lua.set_memory_limit(MEMORY_LIMIT)?;
+        let globals = lua.globals();
+        let redis = redis_library(&lua)?;
+        globals.raw_set("redis", redis.clone())?;
+        globals.raw_set("bit", bit_library(&lua)?)?;
+        let native = lua.create_table()?;
+        native.raw_set("killed", lua.create_function(|_, ()| Ok(killed()))?)?;
+        native.raw_set(
+            "call_error",
+            lua.create_function(|_, e: Value| {
+                Ok(match &e {
+                    Value::Error(e) => root_message(e).strip_prefix(CALL_ERROR).map(str::to_string),
+                    _ => None,
+                })
+            })?,
+        )?;
+        let handler = lua.create_function(error_info)?;
+        let runner: Function = lua
+            .load("local h, xpcall = ... return function(f) return xpcall(f, h) end")
+            .set_name("=zankv")
+            .call((handler, globals.raw_get::<Value>("xpcall")?))?;
+        let names: Vec<Value> = globals
+            .clone()
+            .pairs::<Value, Value>()
+            .filter_map(|pair| pair.ok().map(|(k, _)| k))
+            .collect();
+        for name in names {
+            let allowed = match &name {
+                Value::String(s) => ALLOWED_GLOBALS.iter().any(|a| s.as_bytes() == a.as_bytes()),
+                _ => false,
+            };
+            if !allowed {
+                globals.raw_set(name, Value::Nil)?;
+            }
+        }
+        let env: Table = lua.load(PRELUDE).set_name("=zankv").call(native)?;
+        lua.set_hook(
+            HookTriggers::new().every_nth_instruction(HOOK_EVERY),
+            |_, _| {
+                if killed() {
+                    Err(mlua::Error::RuntimeError(KILLED.into()))
+                } else {
+                    Ok(VmState::Continue)
+                }
+            },
+        )?;
+        Ok(Vm {
+            lua,
+            generation,
+            functions: HashMap::new(),
+            redis,
+            env,
+            runner,
+        })
+    }
+
+    fn run(&mut self, job: &ScriptJob, ctx: &mut CallCtx<'_>) -> mlua::Result<Reply> {
+        let function = match self.functions.get(&job.sha) {
+            Some(f) => f.clone(),
+            None => {
+                let source = zankv_commands::scripting::lua_source(&job.body);
+                match self
+                    .lua
+                    .load(source)
+                    .set_name(SCRIPT_SOURCE)
+                    .into_function()
+                {
+                    Ok(f) => {
+                        self.functions.insert(job.sha.clone(), f.clone());
+                        f
+                    }
+                    Err(e) => return Ok(Reply::Error(compile_error(e))),
+                }
+            }
+        };
+        self.env.raw_set("KEYS", strings(&self.lua, &job.keys)?)?;
+        self.env.raw_set("ARGV", strings(&self.lua, &job.args)?)?;
+        let redis = self.redis.clone();
+        let runner = self.runner.clone();
+        let ctx = RefCell::new(ctx);
+        let run_command = |args: MultiValue| match arguments(args) {
+            Ok(argv) => ctx.borrow_mut().call(argv),
+            Err(text) => Err(text.to_string()),
+        };
+        self.lua.scope(|scope| {
+            // Native functions, so the error position is the caller's line even in
+            // `return redis.call(...)` (a tail call to a Lua function would drop it).
+            let call = scope.create_function(|lua, args: MultiValue| match run_command(args) {
+                Ok(reply) => to_lua(lua, &reply, resp()),
+                Err(text) => Err(mlua::Error::RuntimeError(format!(
+                    "{CALL_ERROR}{}",
+                    error_text(&text)
+                ))),
+            })?;
+            let pcall = scope.create_function(|lua, args: MultiValue| match run_command(args) {
+                Ok(reply) => to_lua(lua, &reply, resp()),
+                Err(text) => Ok(Value::Table(error_table(lua, &text)?)),
+            })?;
+            redis.raw_set("call", call)?;
+            redis.raw_set("pcall", pcall)?;
+            let out: MultiValue = runner.call(function)?;
+            let mut out = out.into_iter();
+            let ok = matches!(out.next(), Some(Value::Boolean(true)));
+            let value = out.next().unwrap_or(Value::Nil);
+            Ok(if ok {
+                from_lua(&value, resp(), 0)
+            } else {
+                raised(&value, &job.sha)
+            })
+        })
+    }
+}
+
+fn resp() -> u8 {
+    RESP.with(Cell::get)
+}
+
+/// A Lua array of strings (KEYS, ARGV).
+fn strings(lua: &Lua, items: &[Bytes]) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(items.len(), 0)?;
+    for (i, item) in items.iter().enumerate() {
+        t.raw_set(i + 1, lua.create_string(item)?)?;
+    }
+    Ok(t)
+}
+
+/// `redis.call`'s arguments as a command: strings, and numbers as Redis prints them.
+fn arguments(args: MultiValue) -> Result<Vec<Bytes>, &'static str> {
+    if args.is_empty() {
+        return Err(NO_ARGUMENTS);
+    }
+    args.iter()
+        .map(|a| match a {
+            Value::String(s) => Ok(Bytes::copy_from_slice(&s.as_bytes())),
+            Value::Integer(i) => Ok(Bytes::from(format_double(*i as f64))),
+            Value::Number(n) => Ok(Bytes::from(format_double(*n))),
+            _ => Err(BAD_ARGUMENT),
+        })
+        .collect()
+}
+
+/// Redis's Lua error table `{err = "CODE message"}` for an error text: a leading `-`
+/// names the code (`ERR` when the text has no space), otherwise the code is `ERR`.
+fn error_table(lua: &Lua, text: &str) -> mlua::Result<Table> {
+    let t = lua.create_table()?;
+    t.raw_set("err", error_text(text))?;
+    Ok(t)
+}
+
+fn error_text(text: &str) -> String {
+    let (code, message) = match text.strip_prefix('-') {
+        Some(rest) => match rest.split_once(' ') {
+            Some((code, message)) => (code, message),
+            None => ("ERR", rest),
+        },
+        None => match text.split_once(' ') {
+            // Already "CODE message" (the command errors of this server).
+            Some((code, message)) if is_error_code(code) => (code, message),
+            _ => ("ERR", text),
+        },
+    };
+    format!("{code} {}", message.trim_matches(['\r', '\n']))
+}
+
+/// Whether `word` reads as an error code (upper-case letters, digits and `_`).
+fn is_error_code(word: &str) -> bool {
+    !word.is_empty()
+        && word
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// The handler of a script's errors: Redis's `{err = text, line = n}`, the line being
+/// where in the script the error was raised.
+fn error_info(lua: &Lua, err: Value) -> mlua::Result<Table> {
+    let text = match &err {
+        Value::Table(t) => match t.raw_get::<Value>("err")? {
+            Value::String(s) => s.to_string_lossy(),
+            _ => "ERR unknown error".to_string(),
+        },
+        Value::String(s) => format!("ERR {}", s.to_string_lossy()),
+        Value::Error(e) => {
+            let message = root_message(e);
+            match message.strip_prefix(CALL_ERROR) {
+                Some(text) => text.to_string(),
+                None => format!("ERR {message}"),
+            }
+        }
+        Value::Nil => "ERR nil".to_string(),
+        Value::Boolean(b) => format!("ERR {b}"),
+        Value::Integer(i) => format!("ERR {i}"),
+        Value::Number(n) => format!("ERR {n}"),
+        other => format!("ERR {}", other.type_name()),
+    };
+    let info = lua.create_table()?;
+    info.raw_set("err", text)?;
+    if let Some(line) = script_line(lua) {
+        info.raw_set("line", line)?;
+    }
+    Ok(info)
+}
+
+/// The line of the innermost frame of the script's own code.
+fn script_line(lua: &Lua) -> Option<usize> {
+    for level in 1..256 {
+        let frame = lua.inspect_stack(level, |d| {
+            let source = d.source().source.map(|s| s.into_owned());
+            (source, d.current_line())
+        })?;
+        if let (Some(source), Some(line)) = frame {
+            if source == SCRIPT_SOURCE {
+                return Some(line);
+            }
+        }
+    }
+    None
+}
+
+/// The message of the error at the root of `e` (a callback's error is wrapped).
+fn root_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::CallbackError { cause, .. } => root_message(cause),
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The reply to a script that raised an error (`info` from [`error_info`]).
+fn raised(info: &Value, sha: &str) -> Reply {
+    let (text, line) = match info {
+        Value::Table(t) => (
+            t.raw_get::<Option<String>>("err").ok().flatten(),
+            t.raw_get::<Option<usize>>("line").ok().flatten(),
+        ),
+        _ => (None, None),
+    };
+    let text = text.unwrap_or_else(|| "ERR unknown error".into());
+    Reply::Error(CommandError::Script(match line {
+        Some(line) => format!("{text} script: {sha}, on {SCRIPT_SOURCE}:{line}."),
+        None => format!("{text} script: {sha}"),
+    }))
+}
+
+/// A Lua number as Redis makes it an integer reply (C's conversion: out of range and NaN
+/// give the smallest integer).
+fn lua_integer(n: f64) -> i64 {
+    const TWO_TO_63: f64 = 9_223_372_036_854_775_808.0;
+    if n.is_nan() || !(-TWO_TO_63..TWO_TO_63).contains(&n) {
+        i64::MIN
+    } else {
+        n.trunc() as i64
+    }
+}
+
+/// A Lua value returned by a script, as its reply (Redis 7.0's conversion).
+fn from_lua(value: &Value, resp: u8, depth: usize) -> Reply {
+    if depth > MAX_DEPTH {
+        return Reply::Error(CommandError::Script("ERR reached lua stack limit".into()));
+    }
+    match value {
+        Value::Nil => Reply::Nil,
+        Value::Boolean(b) if resp == 3 => Reply::Boolean(*b),
+        Value::Boolean(true) => Reply::Integer(1),
+        Value::Boolean(false) => Reply::Nil,
+        Value::Integer(i) => Reply::Integer(*i),
+        Value::Number(n) => Reply::Integer(lua_integer(*n)),
+        Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
+        Value::Table(t) => table_reply(t, resp, depth),
+        _ => Reply::Nil,
+    }
+}
+
+fn table_reply(t: &Table, resp: u8, depth: usize) -> Reply {
+    let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
+    if let Value::String(err) = field("err") {
+        return Reply::Error(CommandError::Script(err.to_string_lossy()));
+    }
+    if let Value::String(ok) = field("ok") {
+        return Reply::StatusOwned(one_line(&ok.to_string_lossy()));
+    }
+    match field("double") {
+        Value::Number(n) => return Reply::Double(n),
+        Value::Integer(i) => return Reply::Double(i as f64),
+        _ => {}
+    }
+    if let Value::String(digits) = field("big_number") {
+        return Reply::BigNumber(Bytes::from(one_line(&digits.to_string_lossy())));
+    }
+    if let Value::Table(map) = field("map") {
+        let pairs = map
+            .pairs::<Value, Value>()
+            .filter_map(Result::ok)
+            .map(|(k, v)| (from_lua(&k, resp, depth + 1), from_lua(&v, resp, depth + 1)))
+            .collect();
+        return Reply::Map(pairs);
+    }
+    if let Value::Table(set) = field("set") {
+        let items = set
+            .pairs::<Value, Value>()
+            .filter_map(Result::ok)
+            .map(|(k, _)| from_lua(&k, resp, depth + 1))
+            .collect();
+        return Reply::Set(items);
+    }
+    if let Value::Table(v) = field("verbatim_string") {
+        if let Ok(Value::String(s)) = v.raw_get::<Value>("string") {
+            return Reply::Verbatim(Bytes::copy_from_slice(&s.as_bytes()));
+        }
+    }
+    let mut items = Vec::new();
+    for i in 1.. {
+        match t.raw_get::<Value>(i) {
+            Ok(Value::Nil) | Err(_) => break,
+            Ok(v) => items.push(from_lua(&v, resp, depth + 1)),
+        }
+    }
+    Reply::Array(items)
+}
+
+/// A status or big number on one line (Redis turns line breaks into spaces).
+fn one_line(s: &str) -> String {
+    s.replace(['\r', '\n'], " ")
+}
+
+/// A command's reply as `redis.call` hands it to the script (Redis 7.0's conversion for
+/// the script's RESP version).
+fn to_lua(lua: &Lua, reply: &Reply, resp: u8) -> mlua::Result<Value> {
+    let table_with = |key: &str, value: Value| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        t.raw_set(key, value)?;
+        Ok(Value::Table(t))
+    };
+    let array = |items: &mut dyn Iterator<Item = mlua::Result<Value>>| -> mlua::Result<Value> {
+        let t = lua.create_table()?;
+        for (i, item) in items.enumerate() {
+            t.raw_set(i + 1, item?)?;
+        }
+        Ok(Value::Table(t))
+    };
+    let string = |b: &[u8]| lua.create_string(b).map(Value::String);
+    let nested = |r: &Reply| to_lua(lua, r, resp);
+    Ok(match reply {
+        Reply::Status(s) => table_with("ok", string(s.as_bytes())?)?,
+        Reply::StatusOwned(s) => table_with("ok", string(s.as_bytes())?)?,
+        Reply::Error(e) => Value::Table(error_table(lua, &e.to_string())?),
+        Reply::Integer(i) => Value::Number(*i as f64),
+        Reply::Bulk(b) => string(b)?,
+        Reply::Nil | Reply::NilArray if resp == 3 => Value::Nil,
+        Reply::Nil | Reply::NilArray => Value::Boolean(false),
+        Reply::Verbatim(b) if resp == 3 => {
+            let v = lua.create_table()?;
+            v.raw_set("format", "txt")?;
+            v.raw_set("string", lua.create_string(b)?)?;
+            table_with("verbatim_string", Value::Table(v))?
+        }
+        Reply::Verbatim(b) => string(b)?,
+        Reply::Double(d) if resp == 3 => table_with("double", Value::Number(*d))?,
+        Reply::Double(d) => string(format_double(*d).as_bytes())?,
+        Reply::Boolean(b) if resp == 3 => Value::Boolean(*b),
+        Reply::Boolean(b) => Value::Number(f64::from(u8::from(*b))),
+        Reply::BigNumber(digits) if resp == 3 => table_with("big_number", string(digits)?)?,
+        Reply::BigNumber(digits) => string(digits)?,
+        Reply::Set(items) if resp == 3 => {
+            let set = lua.create_table()?;
+            for item in items {
+                set.raw_set(nested(item)?, true)?;
+            }
+            table_with("set", Value::Table(set))?
+        }
+        Reply::Array(items) | Reply::Set(items) | Reply::Push(items) | Reply::Frames(items) => {
+            array(&mut items.iter().map(nested))?
+        }
+        Reply::Map(pairs) if resp == 3 => {
+            let map = lua.create_table()?;
+            for (k, v) in pairs {
+                map.raw_set(nested(k)?, nested(v)?)?;
+            }
+            table_with("map", Value::Table(map))?
+        }
+        Reply::Pairs(pairs) if resp == 3 => array(&mut pairs.iter().map(|(k, v)| {
+            let pair = lua.create_table()?;
+            pair.raw_set(1, nested(k)?)?;
+            pair.raw_set(2, nested(v)?)?;
+            Ok(Value::Table(pair))
+        }))?,
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
+            array(&mut pairs.iter().flat_map(|(k, v)| [nested(k), nested(v)]))?
+        }
+    })
+}
+
+/// The `redis` library, but for `call` and `pcall` (written in Lua by [`PRELUDE`]).
+fn redis_library(lua: &Lua) -> mlua::Result<Table> {
+    let redis = lua.create_table()?;
+    redis.raw_set(
+        "sha1hex",
+        lua.create_function(|_, args: Variadic<Value>| {
+            let [value] = args.as_slice() else {
+                return Err(mlua::Error::RuntimeError(
+                    "wrong number of arguments".into(),
+                ));
+            };
+            let body = match value {
+                Value::String(s) => s.as_bytes().to_vec(),
+                Value::Integer(i) => format_double(*i as f64).into_bytes(),
+                Value::Number(n) => format_double(*n).into_bytes(),
+                _ => Vec::new(),
+            };
+            Ok(zankv_commands::scripting::sha1_hex(&body))
+        })?,
+    )?;
+    redis.raw_set(
+        "error_reply",
+        lua.create_function(|lua, args: Variadic<Value>| {
+            let text = match args.as_slice() {
+                [Value::String(s)] => {
+                    let s = s.to_string_lossy();
+                    if s.starts_with('-') {
+                        s
+                    } else {
+                        format!("-{s}")
+                    }
+                }
+                _ => "wrong number or type of arguments".to_string(),
+            };
+            error_table(lua, &text)
+        })?,
+    )?;
+    redis.raw_set(
+        "status_reply",
+        lua.create_function(|lua, args: Variadic<Value>| match args.as_slice() {
+            [Value::String(s)] => {
+                let t = lua.create_table()?;
+                t.raw_set("ok", s.clone())?;
+                Ok(t)
+            }
+            _ => error_table(lua, "wrong number or type of arguments"),
+        })?,
+    )?;
+    redis.raw_set(
+        "log",
+        lua.create_function(|_, args: Variadic<Value>| {
+            if args.len() < 2 {
+                return Err(mlua::Error::RuntimeError(
+                    "redis.log() requires two arguments or more.".into(),
+                ));
+            }
+            let level = match &args[0] {
+                Value::Integer(i) => *i,
+                Value::Number(n) => *n as i64,
+                _ => {
+                    return Err(mlua::Error::RuntimeError(
+                        "First argument must be a number.".into(),
+                    ))
+                }
+            };
+            if !(0..=3).contains(&level) {
+                return Err(mlua::Error::RuntimeError("Invalid debug level.".into()));
+            }
+            let words: Vec<String> = args
+                .iter()
+                .skip(1)
+                .map(|v| match v {
+                    Value::String(s) => s.to_string_lossy(),
+                    Value::Integer(i) => i.to_string(),
+                    Value::Number(n) => n.to_string(),
+                    other => other.type_name().to_string(),
+                })
+                .collect();
+            let message = words.join(" ");
+            match level {
+                0 | 1 => debug!(target: "zankv::script", "{message}"),
+                2 => info!(target: "zankv::script", "{message}"),
+                _ => warn!(target: "zankv::script", "{message}"),
+            }
+            Ok(())
+        })?,
+    )?;
+    redis.raw_set(
+        "setresp",
+        lua.create_function(|_, args: Variadic<Value>| {
+            let [version] = args.as_slice() else {
+                return Err(mlua::Error::RuntimeError(
+                    "redis.setresp() requires one argument.".into(),
+                ));
+            };
+            match version {
+                Value::Integer(v @ (2 | 3)) => {
+                    RESP.with(|r| r.set(*v as u8));
+                    Ok(())
+                }
+                _ => Err(mlua::Error::RuntimeError(
+                    "RESP version must be 2 or 3.".into(),
+                )),
+            }
+        })?,
+    )?;
+    redis.raw_set(
+        "set_repl",
+        lua.create_function(|_, args: Variadic<Value>| match args.as_slice() {
+            // Effects are always replicated: the flags are accepted and change nothing.
+            [Value::Integer(0..=3)] => Ok(()),
+            [_] => Err(mlua::Error::RuntimeError(
+                "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
+                    .into(),
+            )),
+            _ => Err(mlua::Error::RuntimeError(
+                "redis.set_repl() requires one argument.".into(),
+            )),
+        })?,
+    )?;
+    redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;
+    redis.raw_set("breakpoint", lua.create_function(|_, ()| Ok(false))?)?;
+    redis.raw_set("debug", lua.create_function(|_, _: MultiValue| Ok(()))?)?;
+    for (name, value) in [
+        ("LOG_DEBUG", 0),
+        ("LOG_VERBOSE", 1),
+        ("LOG_NOTICE", 2),
+        ("LOG_WARNING", 3),
+        ("REPL_NONE", 0),
+        ("REPL_AOF", 1),
+        ("REPL_SLAVE", 2),
+        ("REPL_REPLICA", 2),
+        ("REPL_ALL", 3),
+    ] {
+        redis.raw_set(name, value)?;
+    }
+    let (major, minor, patch) = VERSION;
+    redis.raw_set("REDIS_VERSION", format!("{major}.{minor}.{patch}"))?;
+    redis.raw_set("REDIS_VERSION_NUM", (major << 16) | (minor << 8) | patch)?;
+    Ok(redis)
+}
+
+/// LuaBitOp's `bit` library: 32-bit operations on numbers.
+fn bit_library(lua: &Lua) -> mlua::Result<Table> {
+    fn tobit(v: &Value) -> mlua::Result<i32> {
+        let n = match v {
+            Value::Integer(i) => *i as f64,
+            Value::Number(n) => *n,
+            Value::String(s) => s
+                .to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<f64>().ok())
+                .ok_or_else(|| bad_number(v))?,
+            other => return Err(bad_number(other)),
+        };
+        // LuaBitOp's normalisation: round to an integer, keep the low 32 bits.
+        Ok((n + 6_755_399_441_055_744.0).to_bits() as u32 as i32)
+    }
+    fn bad_number(v: &Value) -> mlua::Error {
+        mlua::Error::RuntimeError(format!(
+            "bad argument #1 (number expected, got {})",
+            v.type_name()
+        ))
+    }
+    fn arg(args: &Variadic<Value>, i: usize) -> mlua::Result<i32> {
+        tobit(args.get(i).unwrap_or(&Value::Nil))
+    }
+    let bit = lua.create_table()?;
+    let fold = |lua: &Lua, name: &str, op: fn(i32, i32) -> i32| -> mlua::Result<()> {
+        let f = lua.create_function(move |_, args: Variadic<Value>| {
+            let mut acc = arg(&args, 0)?;
+            for i in 1..args.len() {
+                acc = op(acc, arg(&args, i)?);
+            }
+            Ok(f64::from(acc))
+        })?;
+        bit.raw_set(name, f)
+    };
+    fold(lua, "band", |a, b| a & b)?;
+    fold(lua, "bor", |a, b| a | b)?;
+    fold(lua, "bxor", |a, b| a ^ b)?;
+    let shift = |lua: &Lua, name: &str, op: fn(i32, u32) -> i32| -> mlua::Result<()> {
+        let f = lua.create_function(move |_, args: Variadic<Value>| {
+            let n = (arg(&args, 1)? & 31) as u32;
+            Ok(f64::from(op(arg(&args, 0)?, n)))
+        })?;
+        bit.raw_set(name, f)
+    };
+    shift(lua, "lshift", |x, n| ((x as u32) << n) as i32)?;
+    shift(lua, "rshift", |x, n| ((x as u32) >> n) as i32)?;
+    shift(lua, "arshift", |x, n| x >> n)?;
+    shift(lua, "rol", |x, n| (x as u32).rotate_left(n) as i32)?;
+    shift(lua, "ror", |x, n| (x as u32).rotate_right(n) as i32)?;
+    bit.raw_set(
+        "tobit",
+        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(arg(&args, 0)?)))?,
+    )?;
+    bit.raw_set(
+        "bnot",
+        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(!arg(&args, 0)?)))?,
+    )?;
+    bit.raw_set(
+        "bswap",
+        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(arg(&args, 0)?.swap_bytes())))?,
+    )?;
+    bit.raw_set(
+        "tohex",
+        lua.create_function(|_, args: Variadic<Value>| {
+            let x = arg(&args, 0)? as u32;
+            let n = match args.get(1) {
+                None | Some(Value::Nil) => 8,
+                Some(_) => arg(&args, 1)?,
+            };
+            let (upper, width) = (n < 0, n.unsigned_abs().min(8) as usize);
+            let hex = if upper {
+                format!("{x:08X}")
+            } else {
+                format!("{x:08x}")
+            };
+            Ok(hex[8 - width..].to_string())
+        })?,
+    )?;
+    Ok(bit)
+}

@@ -1,0 +1,253 @@
+//! Lua scripts on a storage node: the node's script cache, the scripts running now
+//! (SCRIPT KILL, BUSY), and running one script against a partition.
+//!
+//! How a script runs (Redis 7's effects replication, on raft):
+//! 1. the connection resolves the body (EVALSHA from the cache; EVAL adds it) and sends a
+//!    [`ScriptJob`] to the partition leader's store loop;
+//! 2. the store loop holds the partition's other proposals and asks the worker to run the
+//!    script once everything proposed so far is applied (`replication::scripts`);
+//! 3. the worker runs it ([`run`]) on the applied state, its `redis.call` writes going
+//!    into a transaction that is never written: what the script wrote is kept as the list
+//!    of its write commands;
+//! 4. the store loop proposes those commands as one [`crate::change::Change::Effects`]
+//!    entry right after the state the script read, then lets the held proposals go; the
+//!    client gets the script's reply once that entry is applied. Replicas replay the
+//!    commands; they never run the script, so scripts may be non-deterministic.
+//!
+//! Invariants: a script's effects are all or nothing (one entry); a script that was
+//! killed or failed before writing proposes no command; the cache holds only bodies that
+//! compile.
+
+mod call;
+mod lua;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use zankv_commands::scripting::{self, ScriptFlags};
+use zankv_commands::{CommandError, Reply};
+
+use crate::change::Change;
+use crate::data::{EngineView, ScanCursors};
+use crate::partition::Partition;
+use crate::replication::log_store::GroupId;
+use crate::routing::Routing;
+
+/// Default `busy-reply-threshold` (Redis's `lua-time-limit`), in milliseconds.
+pub const DEFAULT_BUSY_MS: u64 = 5000;
+
+/// The node's scripts: the cache of bodies by SHA1 and the scripts running now.
+pub struct Scripts {
+    cache: Mutex<HashMap<String, Bytes>>,
+    /// Bumped by SCRIPT FLUSH: the Lua states drop what they compiled.
+    generation: AtomicU64,
+    running: Mutex<HashMap<u64, Arc<Running>>>,
+    next_run: AtomicU64,
+    busy_ms: AtomicU64,
+}
+
+/// A script running now.
+#[derive(Debug)]
+pub struct Running {
+    started: Instant,
+    /// Set by SCRIPT KILL: the script stops at its next check.
+    kill: AtomicBool,
+    /// The script wrote: SCRIPT KILL refuses to stop it (UNKILLABLE), as Redis does.
+    wrote: AtomicBool,
+}
+
+impl Running {
+    /// Whether SCRIPT KILL asked it to stop.
+    pub fn killed(&self) -> bool {
+        self.kill.load(Ordering::Relaxed)
+    }
+}
+
+/// Removes a running script from the registry when dropped.
+struct RunGuard<'a> {
+    scripts: &'a Scripts,
+    id: u64,
+}
+
+impl Drop for RunGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.scripts.running).remove(&self.id);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            cache: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            running: Mutex::new(HashMap::new()),
+            next_run: AtomicU64::new(1),
+            busy_ms: AtomicU64::new(DEFAULT_BUSY_MS),
+        }
+    }
+}
+
+impl Scripts {
+    /// Adds `body` to the cache if its shebang line is valid and it compiles; answers its
+    /// SHA1 name.
+    pub fn load(&self, body: &Bytes) -> Result<String, CommandError> {
+        let sha = scripting::sha1_hex(body);
+        if lock(&self.cache).contains_key(&sha) {
+            return Ok(sha);
+        }
+        scripting::shebang(body)?;
+        lua::compile_check(scripting::lua_source(body))?;
+        lock(&self.cache).insert(sha.clone(), body.clone());
+        Ok(sha)
+    }
+
+    /// The body named `sha`.
+    pub fn get(&self, sha: &str) -> Option<Bytes> {
+        lock(&self.cache).get(sha).cloned()
+    }
+
+    /// SCRIPT EXISTS: 1 or 0 for each name.
+    pub fn exists(&self, shas: &[Bytes]) -> Reply {
+        let cache = lock(&self.cache);
+        Reply::Array(
+            shas.iter()
+                .map(|sha| {
+                    let sha = String::from_utf8_lossy(sha).to_ascii_lowercase();
+                    Reply::Integer(i64::from(cache.contains_key(&sha)))
+                })
+                .collect(),
+        )
+    }
+
+    /// SCRIPT FLUSH.
+    pub fn flush(&self) {
+        lock(&self.cache).clear();
+        self.generation.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Scripts in the cache.
+    pub fn cached(&self) -> usize {
+        lock(&self.cache).len()
+    }
+
+    /// SCRIPT KILL: stops the running scripts that have not written.
+    pub fn kill(&self) -> Result<(), CommandError> {
+        let running = lock(&self.running);
+        if running.is_empty() {
+            return Err(CommandError::NotBusy);
+        }
+        if running.values().any(|r| r.wrote.load(Ordering::Relaxed)) {
+            return Err(CommandError::Unkillable);
+        }
+        for r in running.values() {
+            r.kill.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Whether a script has run longer than `busy-reply-threshold`: then the node answers
+    /// BUSY to most commands, as Redis does.
+    pub fn busy(&self) -> bool {
+        let limit = Duration::from_millis(self.busy_ms.load(Ordering::Relaxed));
+        lock(&self.running)
+            .values()
+            .any(|r| r.started.elapsed() >= limit)
+    }
+
+    /// Scripts running now.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+
+    /// Sets `busy-reply-threshold` (milliseconds).
+    pub fn set_busy_ms(&self, ms: u64) {
+        self.busy_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// `busy-reply-threshold` (milliseconds).
+    pub fn busy_ms(&self) -> u64 {
+        self.busy_ms.load(Ordering::Relaxed)
+    }
+
+    fn begin(&self) -> (RunGuard<'_>, Arc<Running>) {
+        let id = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let running = Arc::new(Running {
+            started: Instant::now(),
+            kill: AtomicBool::new(false),
+            wrote: AtomicBool::new(false),
+        });
+        lock(&self.running).insert(id, running.clone());
+        (RunGuard { scripts: self, id }, running)
+    }
+}
+
+/// A script to run on a partition's leader.
+pub struct ScriptJob {
+    /// Its SHA1 name.
+    pub sha: String,
+    /// Its body.
+    pub body: Bytes,
+    /// What its shebang line declares.
+    pub flags: ScriptFlags,
+    /// `KEYS`.
+    pub keys: Vec<Bytes>,
+    /// `ARGV`.
+    pub args: Vec<Bytes>,
+    /// EVAL_RO, EVALSHA_RO, or `flags=no-writes`: it may not write.
+    pub read_only: bool,
+    /// The partition it runs on: every key it touches must be there.
+    pub group: GroupId,
+    /// Where keys belong.
+    pub routing: Arc<Routing>,
+    /// The node's scripts.
+    pub scripts: Arc<Scripts>,
+    /// Largest replicated write, encoded (`raft.max_entry_mb`): the most its effects may
+    /// take.
+    pub max_write_bytes: usize,
+}
+
+/// What running a script gave.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The script's reply.
+    pub reply: Reply,
+    /// Its write commands that succeeded, in order: its effects.
+    pub commands: Vec<Vec<Bytes>>,
+    /// The time it ran at (its effects are applied at that time).
+    pub now_ms: i64,
+}
+
+/// Runs `job` on `partition`'s applied state at `now_ms`.
+pub fn run(
+    job: &ScriptJob,
+    partition: &Partition,
+    now_ms: i64,
+    cursors: &mut ScanCursors,
+) -> Outcome {
+    let (_guard, running) = job.scripts.begin();
+    let generation = job.scripts.generation.load(Ordering::Relaxed);
+    let view = EngineView::new(partition.engine());
+    let mut ctx = call::CallCtx::new(job, &view, partition, now_ms, cursors, &running);
+    let reply = lua::run(job, generation, &running, &mut ctx);
+    let commands = ctx.into_commands();
+    let size = Change::effects_size(&commands);
+    if size > job.max_write_bytes {
+        return Outcome {
+            reply: Reply::Error(CommandError::WriteTooLarge(size, job.max_write_bytes)),
+            commands: Vec::new(),
+            now_ms,
+        };
+    }
+    Outcome {
+        reply,
+        commands,
+        now_ms,
+    }
+}
