@@ -43,6 +43,8 @@ const ALLOWED_GLOBALS: &[&str] = &[
     "math",
     "table",
     "bit",
+    "cjson",
+    "cmsgpack",
     "redis",
     "xpcall",
     "tostring",
@@ -102,7 +104,7 @@ env.rawset = function(t, k, v)
   if protected[t] then error('Attempt to modify a readonly table', 0) end
   return rawset(t, k, v)
 end
-for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'coroutine' } do
+for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'cmsgpack', 'coroutine' } do
   local lib = env[name]
   if lib then
     local view = setmetatable({}, { __index = lib, __newindex = readonly, __metatable = false })
@@ -218,6 +220,8 @@ impl Vm {
         let redis = redis_library(&lua)?;
         globals.raw_set("redis", redis.clone())?;
         globals.raw_set("bit", bit_library(&lua)?)?;
+        globals.raw_set("cjson", super::cjson::library(&lua)?)?;
+        globals.raw_set("cmsgpack", super::cmsgpack::library(&lua)?)?;
         let native = lua.create_table()?;
         native.raw_set("killed", lua.create_function(|_, ()| Ok(killed()))?)?;
         native.raw_set(
@@ -429,6 +433,21 @@ fn script_line(lua: &Lua) -> Option<usize> {
         }
     }
     None
+}
+
+/// An error raised by a library function, placed as Lua places them: `user_script:7: `
+/// before the message when a script's line called it.
+pub(super) fn located(lua: &Lua, message: &str) -> mlua::Error {
+    let place = lua
+        .inspect_stack(1, |d| {
+            let source = d.source();
+            match (source.short_src, d.current_line()) {
+                (Some(src), Some(line)) if line > 0 => format!("{src}:{line}: "),
+                _ => String::new(),
+            }
+        })
+        .unwrap_or_default();
+    mlua::Error::RuntimeError(format!("{place}{message}"))
 }
 
 /// The message of the error at the root of `e` (a callback's error is wrapped).

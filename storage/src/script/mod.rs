@@ -19,6 +19,8 @@
 //! compile.
 
 mod call;
+mod cjson;
+mod cmsgpack;
 mod lua;
 
 use std::collections::HashMap;
