@@ -253,3 +253,251 @@ pub fn run(
         now_ms,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::NamespaceConfig;
+    use crate::engine::memory::MemoryEngine;
+    use crate::routing::{group_id, NamespaceLayout};
+
+    fn routing(partitions: u32) -> Arc<Routing> {
+        let ns = NamespaceLayout::from(&NamespaceConfig {
+            name: "default".into(),
+            id: 1,
+            partitions,
+            replicas: vec![1, 2, 3],
+            stale_reads: false,
+        });
+        Arc::new(Routing::new(vec![ns], "default"))
+    }
+
+    fn b(words: &[&str]) -> Vec<Bytes> {
+        words
+            .iter()
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    fn job(scripts: &Arc<Scripts>, body: &str, keys: &[&str], args: &[&str]) -> ScriptJob {
+        let body = Bytes::copy_from_slice(body.as_bytes());
+        let sha = scripts.load(&body).expect("compiles");
+        ScriptJob {
+            sha,
+            flags: scripting::shebang(&body).expect("valid"),
+            body,
+            keys: b(keys),
+            args: b(args),
+            read_only: false,
+            group: group_id(1, 0),
+            routing: routing(1),
+            scripts: scripts.clone(),
+            max_write_bytes: 1 << 20,
+        }
+    }
+
+    fn partition() -> Partition {
+        Partition::open(Box::new(MemoryEngine::new())).expect("opens")
+    }
+
+    fn run_on(partition: &Partition, job: &ScriptJob) -> Outcome {
+        run(job, partition, 1_000, &mut ScanCursors::new(4))
+    }
+
+    fn get(partition: &Partition, key: &str) -> Reply {
+        let (cmd, _) = zankv_commands::parse(&b(&["get", key])).expect("parses");
+        let read = cmd.into_read().expect("a read");
+        partition.read(&read, 1_000, 0, &mut ScanCursors::new(4)).0
+    }
+
+    #[test]
+    fn a_script_reads_its_own_writes_and_its_effects_replay_them() {
+        let scripts = Arc::new(Scripts::default());
+        let mut p = partition();
+        let j = job(
+            &scripts,
+            "redis.call('set', KEYS[1], ARGV[1]); redis.call('incr', KEYS[2]); \
+             redis.call('get', KEYS[1]); return {redis.call('get', KEYS[1]), redis.call('incr', KEYS[2])}",
+            &["a", "n"],
+            &["v"],
+        );
+        let outcome = run_on(&p, &j);
+        assert_eq!(
+            outcome.reply,
+            Reply::Array(vec![Reply::bulk("v"), Reply::Integer(2)])
+        );
+        // Writes only, in order; the partition itself is untouched until they apply.
+        assert_eq!(
+            outcome.commands,
+            vec![b(&["set", "a", "v"]), b(&["incr", "n"]), b(&["incr", "n"])]
+        );
+        assert_eq!(get(&p, "a"), Reply::Nil);
+        let base = p.state().applied_index;
+        let change = Change::Effects {
+            now_ms: outcome.now_ms,
+            base,
+            commands: outcome.commands,
+        };
+        assert_eq!(p.apply(base + 1, &change).expect("applies"), Reply::OK);
+        assert_eq!(get(&p, "a"), Reply::bulk("v"));
+        assert_eq!(get(&p, "n"), Reply::bulk("2"));
+    }
+
+    #[test]
+    fn effects_apply_nowhere_but_right_after_the_state_they_were_made_on() {
+        let scripts = Arc::new(Scripts::default());
+        let mut p = partition();
+        let outcome = run_on(
+            &p,
+            &job(
+                &scripts,
+                "return redis.call('set', KEYS[1], 'x')",
+                &["a"],
+                &[],
+            ),
+        );
+        let stale = Change::Effects {
+            now_ms: outcome.now_ms,
+            base: p.state().applied_index + 1,
+            commands: outcome.commands,
+        };
+        let index = p.state().applied_index + 1;
+        match p.apply(index, &stale).expect("applies") {
+            Reply::Error(CommandError::ClusterChanged(_)) => {}
+            other => panic!("stale effects applied: {other:?}"),
+        }
+        assert_eq!(get(&p, "a"), Reply::Nil);
+    }
+
+    #[test]
+    fn a_failed_write_is_kept_for_replay_and_the_earlier_ones_stay() {
+        let scripts = Arc::new(Scripts::default());
+        let p = partition();
+        let outcome = run_on(
+            &p,
+            &job(
+                &scripts,
+                "redis.call('set', KEYS[1], '1'); return redis.call('lpush', KEYS[1], 'x')",
+                &["a"],
+                &[],
+            ),
+        );
+        let Reply::Error(CommandError::Script(text)) = &outcome.reply else {
+            panic!("{:?}", outcome.reply)
+        };
+        assert!(
+            text.starts_with(
+                "WRONGTYPE Operation against a key holding the wrong kind of value script: "
+            ),
+            "{text}"
+        );
+        assert_eq!(
+            outcome.commands,
+            vec![b(&["set", "a", "1"]), b(&["lpush", "a", "x"])]
+        );
+    }
+
+    #[test]
+    fn read_only_scripts_and_other_partitions_keys_are_refused() {
+        let scripts = Arc::new(Scripts::default());
+        let p = partition();
+        let mut ro = job(
+            &scripts,
+            "return redis.call('set', KEYS[1], 'x')",
+            &["a"],
+            &[],
+        );
+        ro.read_only = true;
+        let outcome = run_on(&p, &ro);
+        assert!(
+            matches!(&outcome.reply, Reply::Error(CommandError::Script(t)) if t.starts_with("ERR Write commands are not allowed from read-only scripts.")),
+            "{:?}",
+            outcome.reply
+        );
+        assert!(outcome.commands.is_empty());
+        let mut wide = job(&scripts, "return redis.call('get', ARGV[1])", &[], &["k0"]);
+        wide.routing = routing(8);
+        let outside = (0..100)
+            .map(|i| format!("k{i}"))
+            .find(|k| wide.routing.key_group(k.as_bytes()).ok() != Some(wide.group))
+            .expect("a key of another partition");
+        wide.args = b(&[&outside]);
+        let outcome = run_on(&p, &wide);
+        assert!(
+            matches!(&outcome.reply, Reply::Error(CommandError::Script(t)) if t.starts_with("ERR Script attempted to access a non local key in a cluster node")),
+            "{:?}",
+            outcome.reply
+        );
+    }
+
+    #[test]
+    fn script_kill_stops_a_script_that_has_not_written_only() {
+        let scripts = Arc::new(Scripts::default());
+        assert_eq!(scripts.kill(), Err(CommandError::NotBusy));
+        let endless = job(&scripts, "while true do end", &[], &[]);
+        let runner = std::thread::spawn(move || {
+            let p = partition();
+            run_on(&p, &endless)
+        });
+        while scripts.running() == 0 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        scripts.set_busy_ms(0);
+        assert!(scripts.busy());
+        scripts.kill().expect("killed");
+        let outcome = runner.join().expect("script thread");
+        match &outcome.reply {
+            Reply::Error(CommandError::Script(t)) => assert!(
+                t.starts_with("ERR Script killed by user with SCRIPT KILL... script: ")
+                    && t.ends_with(", on @user_script:1."),
+                "{t}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(scripts.running(), 0);
+        // A script that wrote keeps running: SCRIPT KILL refuses, as Redis does.
+        let writer = job(
+            &scripts,
+            "redis.call('set', KEYS[1], 'x'); local i = 0; while i < 20000000 do i = i + 1 end; return i",
+            &["a"],
+            &[],
+        );
+        let scripts2 = scripts.clone();
+        let runner = std::thread::spawn(move || {
+            let p = partition();
+            run_on(&p, &writer)
+        });
+        let mut refused = false;
+        while !runner.is_finished() {
+            if scripts2.running() > 0 && scripts2.kill() == Err(CommandError::Unkillable) {
+                refused = true;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let outcome = runner.join().expect("script thread");
+        assert_eq!(outcome.reply, Reply::Integer(20_000_000));
+        assert!(
+            refused,
+            "SCRIPT KILL was never refused while the writer ran"
+        );
+    }
+
+    #[test]
+    fn the_cache_holds_what_compiles_and_flush_empties_it() {
+        let scripts = Scripts::default();
+        let sha = scripts.load(&Bytes::from_static(b"return 1")).unwrap();
+        assert_eq!(sha, "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");
+        assert!(matches!(
+            scripts.load(&Bytes::from_static(b"retur 1")),
+            Err(CommandError::ScriptCompile(_))
+        ));
+        assert_eq!(
+            scripts.exists(&b(&[&sha.to_ascii_uppercase(), "x"])),
+            Reply::Array(vec![Reply::Integer(1), Reply::Integer(0)])
+        );
+        assert_eq!(scripts.cached(), 1);
+        scripts.flush();
+        assert_eq!(scripts.cached(), 0);
+        assert!(scripts.get(&sha).is_none());
+    }
+}

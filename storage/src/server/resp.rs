@@ -945,9 +945,19 @@ async fn connection_command(
         }
         ConnectionCommand::ConfigGet(patterns) => ctx.config().get(&patterns),
         // A storage node's own settings come from its configuration file; the rest are
-        // only shown.
+        // only shown, but for busy-reply-threshold.
         ConnectionCommand::ConfigSet(pairs) => match ctx.config().set(&pairs) {
-            Ok(_) => Reply::OK,
+            Ok(changed) => {
+                for (name, value) in changed {
+                    // The one setting a node applies at run time: when a script is BUSY.
+                    if name == "busy-reply-threshold" {
+                        if let Ok(ms) = value.parse() {
+                            ctx.scripts.set_busy_ms(ms);
+                        }
+                    }
+                }
+                Reply::OK
+            }
             Err(e) => Reply::Error(e),
         },
         ConnectionCommand::ConfigResetStat => {
