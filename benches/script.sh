@@ -25,8 +25,12 @@
 # Knobs (environment): ZANKV_BENCH_SECONDS (seconds per run, 4), ZANKV_BENCH_CLIENTS (32),
 # ZANKV_BENCH_KEYS (keys drawn from, 100000), ZANKV_BENCH_REQUESTS (scripts per run, the
 # same for every system; default: sized to the seconds), ZANKV_BENCH_TTL_MS (the rate
-# limiter's window, 1000), ZANKV_BENCH_ROUNDS (3), ZANKV_BENCH_OUT
-# (docs/benchmarks-scripts.md). About two and a half minutes here after the build.
+# limiter's window, 100: short beside the time between two calls on one key, keys / rate,
+# so that nearly every call creates its key, sets its expiry and the key later expires, on
+# the fastest system as on the slowest), ZANKV_BENCH_ROUNDS (3), ZANKV_BENCH_OUT
+# (docs/benchmarks-scripts.md). With the defaults the measuring takes about a minute and a
+# half (18 runs of about 4 s, the warm-ups and the writing of the keys), on top of the
+# build and the cluster's start.
 # Everything binds loopback on free ports, lives in a temporary directory and is stopped
 # at exit.
 set -euo pipefail
@@ -35,7 +39,7 @@ secs="${ZANKV_BENCH_SECONDS:-4}"
 clients="${ZANKV_BENCH_CLIENTS:-32}"
 keys="${ZANKV_BENCH_KEYS:-100000}"
 requests="${ZANKV_BENCH_REQUESTS:-}"
-ttl_ms="${ZANKV_BENCH_TTL_MS:-1000}"
+ttl_ms="${ZANKV_BENCH_TTL_MS:-100}"
 rounds="${ZANKV_BENCH_ROUNDS:-3}"
 out="${ZANKV_BENCH_OUT:-docs/benchmarks-scripts.md}"
 value=100
@@ -58,8 +62,6 @@ evalsha_args() {
     get) echo "1 key:__rand_int__" ;;
   esac
 }
-# The longest a redis-benchmark run may take before the script gives up on it.
-run_timeout=$(( secs * 10 > 60 ? secs * 10 : 60 ))
 
 start_redis_mem
 start_redis_repl
@@ -80,7 +82,7 @@ fill() {
 import socket, sys
 port, n, size = (int(a) for a in sys.argv[1:4])
 value = b"x" * size
-s = socket.create_connection(("127.0.0.1", port))
+s = socket.create_connection(("127.0.0.1", port), timeout=60)
 f = s.makefile("rb")
 for start in range(0, n, 500):
     parts = [b"MSET"]
@@ -95,11 +97,11 @@ PY
 
 # One redis-benchmark run, its JSON line (in the shape of zankv-load's: ops, ops_per_sec,
 # p50_ms, p99_ms, max_ms, cpu_s of each watched process) on stdout:
-#   run_rb LABEL REQUESTS [--watch NAME=PID ...] -- REDIS-BENCHMARK-ARGV...
+#   run_rb TIMEOUT LABEL REQUESTS [--watch NAME=PID ...] -- REDIS-BENCHMARK-ARGV...
 # Fails (exit 1) if redis-benchmark fails, which redis-benchmark 7 does at the first error
-# reply, or outlasts $run_timeout seconds.
+# reply, or outlasts TIMEOUT seconds (it is then killed).
 run_rb() {
-  $py - "$run_timeout" "$@" <<'PY'
+  $py - "$@" <<'PY'
 import csv, json, os, subprocess, sys
 timeout, label, requests = float(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 rest, watch = sys.argv[4:], []
@@ -148,11 +150,12 @@ print(json.dumps({
 PY
 }
 
-# bench LABEL SYSTEM SCRIPT REQUESTS: one run of EVALSHA of SCRIPT on SYSTEM, its JSON line
-# kept in $results (and printed), and, unless LABEL is a warm-up, the command that ran it
-# (without the --watch arguments, which only name the processes whose CPU time is counted).
+# bench LABEL SYSTEM SCRIPT REQUESTS [TIMEOUT]: one run of EVALSHA of SCRIPT on SYSTEM,
+# given up after TIMEOUT seconds (60); its JSON line kept in $results and in bench_line,
+# and, unless LABEL is a warm-up, the command that ran it (without the --watch arguments,
+# which only name the processes whose CPU time is counted).
 bench() {
-  local label=$1 system=$2 script=$3 n=$4 watch=() words=()
+  local label=$1 system=$2 script=$3 n=$4 timeout=${5:-60} watch=() words=()
   case "$system" in
     redis-mem) watch=(--watch "redis=$mem_pid") ;;
     redis-repl) watch=("${repl_watch[@]}") ;;
@@ -167,10 +170,8 @@ bench() {
     *) $py -c 'import json, sys; print(json.dumps({"label": sys.argv[1], "argv": sys.argv[2:]}))' \
          "command/$label/$system" "${argv[@]}" >> "$results" ;;
   esac
-  local line
-  line=$(run_rb "$label/$system" "$n" "${watch[@]}" -- "${argv[@]}")
-  echo "$line" >> "$results"
-  echo "$line"
+  bench_line=$(run_rb "$timeout" "$label/$system" "$n" "${watch[@]}" -- "${argv[@]}") || exit 1
+  echo "$bench_line" >> "$results"
 }
 
 # The expected SHA1 of each body, which SCRIPT LOAD must answer on every system.
@@ -183,35 +184,36 @@ for s in "${systems[@]}"; do
   fill "$port"
   for script in "${scripts[@]}"; do
     sha=$(sha_of "$script")
-    loaded=$(redis-cli -p "$port" script load "$(body "$script")" 2>&1) || true
+    loaded=$(timeout 30 redis-cli -p "$port" script load "$(body "$script")" 2>&1) || true
     if [ "$loaded" != "$sha" ]; then
       say "SCRIPT LOAD of $script on $s answered: $loaded (expected $sha)"; exit 1
     fi
     # One EVALSHA by hand: an error reply (NOSCRIPT, a script error) stops the run here.
     case "$script" in
-      incr) reply=$(redis-cli -p "$port" evalsha "$sha" 1 "rl:probe:$s" "$ttl_ms" 2>&1) || true
+      incr) reply=$(timeout 30 redis-cli -p "$port" evalsha "$sha" 1 "rl:probe:$s" "$ttl_ms" 2>&1) || true
             [[ "$reply" =~ ^[0-9]+$ ]] || { say "EVALSHA of $script on $s answered: $reply"; exit 1; } ;;
-      get) reply=$(redis-cli -p "$port" evalsha "$sha" 1 key:000000000000 2>&1) || true
+      get) reply=$(timeout 30 redis-cli -p "$port" evalsha "$sha" 1 key:000000000000 2>&1) || true
            [ "$reply" = "$value_text" ] || { say "EVALSHA of $script on $s answered: $reply"; exit 1; } ;;
     esac
   done
-  $py -c 'import json, sys; print(json.dumps({"label": "probe/" + sys.argv[1], "ok": True}))' "$s" >> "$results"
 done
 for script in "${scripts[@]}"; do
+  # shellcheck disable=SC2046
   $py -c 'import json, sys; print(json.dumps({"label": "script/" + sys.argv[1], "body": sys.argv[2], "sha": sys.argv[3], "argv": sys.argv[4:]}))' \
     "$script" "$(body "$script")" "$(sha_of "$script")" $(evalsha_args "$script") >> "$results"
 done
 
 # Warm-up, and each run's size: 1000 scripts, then four times as many until a run lasts a
 # second; a run then holds as many as the last warm-up's rate gives in $secs seconds (or
-# ZANKV_BENCH_REQUESTS). Warm-up runs are kept in the results but not shown.
-declare -A size
+# ZANKV_BENCH_REQUESTS), and is given up after ten times as long as that rate gives it (at
+# least a minute). Warm-up runs are kept in the results but not shown.
+declare -A size limit
 for script in "${scripts[@]}"; do
   for s in "${systems[@]}"; do
     n=1000
     while :; do
-      line=$(bench "warmup/$script" "$s" "$script" "$n")
-      rate=$($py -c 'import json, sys; print(json.loads(sys.argv[1])["ops_per_sec"])' "$line")
+      bench "warmup/$script" "$s" "$script" "$n"
+      rate=$($py -c 'import json, sys; print(json.loads(sys.argv[1])["ops_per_sec"])' "$bench_line")
       if awk -v n="$n" -v r="$rate" 'BEGIN { exit !(r > 0 && n / r < 1) }' && [ "$n" -lt 4096000 ]; then
         n=$((n * 4))
       else
@@ -219,13 +221,15 @@ for script in "${scripts[@]}"; do
       fi
     done
     size[$script/$s]=${requests:-$(awk -v r="$rate" -v t="$secs" 'BEGIN { n = int(r * t); print (n < 1000 ? 1000 : n) }')}
+    limit[$script/$s]=$(awk -v n="${size[$script/$s]}" -v r="$rate" \
+      'BEGIN { t = r > 0 ? int(10 * n / r) + 1 : 60; print (t < 60 ? 60 : t) }')
   done
 done
 
 for _ in $(seq "$rounds"); do
   for script in "${scripts[@]}"; do
     for s in "${systems[@]}"; do
-      bench "$script" "$s" "$script" "${size[$script/$s]}" >/dev/null
+      bench "$script" "$s" "$script" "${size[$script/$s]}" "${limit[$script/$s]}"
     done
   done
 done

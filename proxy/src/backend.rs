@@ -8,7 +8,7 @@
 //! time share the write), and replies come back in order, each to the request that waits
 //! for it. Replies are passed on as the raw RESP
 //! bytes the node sent, in the protocol the client speaks (a connection greets the node
-//! first: `HELLO 3` for RESP3, `PING` for RESP2, then `READONLY` for a connection whose
+//! first: `HELLO 3` for RESP3, `HELLO 2` for RESP2, then `READONLY` for a connection whose
 //! reads any replica answers). The reply timeout is per connection (the oldest request waiting longer than it fails every request in flight on
 //! that connection). Idle connections are closed by the pool (after their last
 //! replies), also to nodes that no longer lead their partition (`backend_idle_s`).
@@ -56,12 +56,25 @@ pub enum BackendError {
 /// How a connection introduces itself before its first request.
 #[derive(Clone)]
 struct Greeting {
-    /// `HELLO 3` for RESP3, `PING` for RESP2.
+    /// `HELLO 3` for RESP3, `HELLO 2` for RESP2.
     protocol: Protocol,
     /// READONLY after it.
     readonly: bool,
     /// AUTH first (a connection to another proxy that requires a password).
     password: Option<Bytes>,
+}
+
+/// Which of a partition's connections to a node a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lane {
+    /// The partition's requests.
+    Shared,
+    /// Reads any replica answers: a connection that sent READONLY.
+    ReadOnly,
+    /// Scripts: one may run long, and the requests behind it on its connection wait as
+    /// long, so they have a connection of their own (the partition's other requests,
+    /// SCRIPT KILL among them, reach the node meanwhile and meet its BUSY).
+    Scripts,
 }
 
 /// What a request waits on.
@@ -70,6 +83,9 @@ pub type ReplyReceiver = oneshot::Receiver<Result<Bytes, BackendError>>;
 struct Job {
     request: Bytes,
     reply: oneshot::Sender<Result<Bytes, BackendError>>,
+    /// Waits for its reply however long it takes (a script: it may run long, and SCRIPT
+    /// KILL is how it ends early).
+    patient: bool,
 }
 
 /// One pipelined connection to a storage node.
@@ -92,8 +108,23 @@ impl Backend {
 
     /// Queues `request` (one encoded RESP request) and answers where its reply will come.
     pub async fn send(&self, request: Bytes) -> ReplyReceiver {
+        self.queue(request, false).await
+    }
+
+    /// Like [`Backend::send`], for a request that waits for its reply however long it
+    /// takes (the requests behind it on the connection wait as long).
+    pub async fn send_patient(&self, request: Bytes) -> ReplyReceiver {
+        self.queue(request, true).await
+    }
+
+    async fn queue(&self, request: Bytes, patient: bool) -> ReplyReceiver {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(Job { request, reply }).await {
+        let job = Job {
+            request,
+            reply,
+            patient,
+        };
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(job).await {
             let _ = job.reply.send(Err(BackendError::NotSent(
                 "the connection to the storage node closed".into(),
             )));
@@ -191,22 +222,21 @@ impl BackendPool {
         self.connections.run_pending_tasks();
     }
 
-    /// The connection to `addr` for `protocol` that serves `partition` of `namespace`
-    /// (opened now if there is none or the last one failed); `readonly`: one that sent
-    /// READONLY, so the node answers its reads from its own replica.
+    /// The connection to `addr` for `protocol` that serves `lane` of `partition` of
+    /// `namespace` (opened now if there is none or the last one failed).
     pub fn get(
         &self,
         addr: SocketAddr,
         protocol: Protocol,
         namespace: &str,
         partition: u32,
-        readonly: bool,
+        lane: Lane,
     ) -> Backend {
         let mut h = DefaultHasher::new();
-        (namespace, partition, readonly).hash(&mut h);
+        (namespace, partition, lane).hash(&mut h);
         let greeting = Greeting {
             protocol,
-            readonly,
+            readonly: lane == Lane::ReadOnly,
             password: None,
         };
         self.cached((addr, protocol, h.finish()), greeting)
@@ -249,9 +279,16 @@ impl BackendPool {
 }
 
 /// The replies a connection waits for, oldest first, with when each request was queued.
+/// Where a request's reply goes, and when it was queued (None: a patient request, which
+/// no timeout ends).
+type Waiter = (
+    Option<Instant>,
+    oneshot::Sender<Result<Bytes, BackendError>>,
+);
+
 #[derive(Default)]
 struct InFlight {
-    waiting: VecDeque<(Instant, oneshot::Sender<Result<Bytes, BackendError>>)>,
+    waiting: VecDeque<Waiter>,
     /// How many of the last `waiting` are not written yet (gathered for the next write).
     unwritten: usize,
 }
@@ -306,7 +343,8 @@ async fn connect(addr: SocketAddr, greeting: &Greeting) -> Result<(TcpStream, By
     }
     hello.extend_from_slice(match protocol {
         Protocol::Resp3 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n3\r\n",
-        Protocol::Resp2 => b"*1\r\n$4\r\nPING\r\n",
+        // HELLO, not PING: a node busy with a script still answers it (allow_busy).
+        Protocol::Resp2 => b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n",
     });
     if readonly {
         hello.extend_from_slice(b"*1\r\n$8\r\nREADONLY\r\n");
@@ -378,7 +416,8 @@ async fn serve(
             let queue = |job: Job, out: &mut BytesMut| {
                 out.extend_from_slice(&job.request);
                 let mut f = lock();
-                f.waiting.push_back((now, job.reply));
+                f.waiting
+                    .push_back(((!job.patient).then_some(now), job.reply));
                 f.unwritten += 1;
             };
             queue(job, &mut out);
@@ -404,7 +443,10 @@ async fn serve(
         loop {
             match tokio::time::timeout(TIMEOUT_CHECK, rd.read_buf(&mut input)).await {
                 Err(_) => {
-                    let oldest = lock().waiting.front().map(|(at, _)| at.elapsed());
+                    let oldest = lock()
+                        .waiting
+                        .front()
+                        .and_then(|(at, _)| at.map(|at| at.elapsed()));
                     if oldest.is_some_and(|age| age > timeout) {
                         return format!("no reply within {timeout:?}");
                     }
@@ -469,8 +511,9 @@ mod tests {
     use tokio::net::TcpListener;
 
     const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+    const HELLO2: &[u8] = b"*2\r\n$5\r\nHELLO\r\n$1\r\n2\r\n";
 
-    /// A storage node that answers every PING (the greeting too) with PONG.
+    /// A storage node that answers the greeting (HELLO 2) and every PING (with PONG).
     async fn pong_node() -> SocketAddr {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -483,9 +526,16 @@ mod tests {
                     Ok(_) => {}
                 }
                 let mut out = Vec::new();
-                while input.starts_with(PING) {
-                    let _ = input.split_to(PING.len());
-                    out.extend_from_slice(b"+PONG\r\n");
+                loop {
+                    if input.starts_with(PING) {
+                        let _ = input.split_to(PING.len());
+                        out.extend_from_slice(b"+PONG\r\n");
+                    } else if input.starts_with(HELLO2) {
+                        let _ = input.split_to(HELLO2.len());
+                        out.extend_from_slice(b"*2\r\n$5\r\nproto\r\n:2\r\n");
+                    } else {
+                        break;
+                    }
                 }
                 if socket.write_all(&out).await.is_err() {
                     return;

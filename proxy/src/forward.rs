@@ -33,7 +33,7 @@ use bytes::{Bytes, BytesMut};
 use futures_util::future::join_all;
 use zankv_commands::{Combine, CommandError, CommandSpec, Fanout, KeyMerge, Protocol, Reply};
 
-use crate::backend::{BackendError, BackendPool, ReplyReceiver};
+use crate::backend::{BackendError, BackendPool, Lane, ReplyReceiver};
 use crate::metrics::ProxyMetrics;
 use crate::pd_watch::Refresher;
 use crate::reply_frames::{array, array_items, error_text, integer};
@@ -117,6 +117,8 @@ pub struct Part {
     replica: Option<SocketAddr>,
     /// A blocking pop: sent on a connection of its own, with the time left.
     blocking: Option<Box<Blocking>>,
+    /// A script: no reply timeout ([`crate::backend::Backend::send_patient`]).
+    patient: bool,
 }
 
 /// A blocking pop (BLPOP, BZMPOP, ...) as a part sends it: each try waits on the
@@ -328,7 +330,7 @@ pub fn plan<'a>(
     };
     let first = &targets[0];
     if targets.iter().all(|t| t.same_partition(first)) {
-        let mut whole = part(request(first, argv), first.clone(), vec![]);
+        let mut whole = part(request(first, argv), first.clone(), vec![]).patient(spec);
         if let Some(Ok(timeout_ms)) = zankv_commands::blocking::timeout_ms(spec, argv) {
             whole = whole.blocking(argv, spec, timeout_ms, scope.namespace.is_some());
         }
@@ -418,7 +420,7 @@ fn every_partition(argv: Vec<Bytes>, spec: &'static CommandSpec, all: &[KeyTarge
         // A script that names no keys runs on one partition, picked at random.
         Fanout::AnyPartition => {
             return Plan::Forward {
-                parts: vec![on(&all[fastrand::usize(..all.len())], &argv)],
+                parts: vec![on(&all[fastrand::usize(..all.len())], &argv).patient(spec)],
                 merge: None,
                 keys: 0,
             }
@@ -470,7 +472,14 @@ impl Part {
             stale: false,
             replica: None,
             blocking: None,
+            patient: false,
         }
+    }
+
+    /// The part, as a script (it waits for its reply however long the script runs).
+    fn patient(mut self, spec: &CommandSpec) -> Part {
+        self.patient = spec.access == zankv_commands::Access::Script;
+        self
     }
 
     /// The part, as the blocking pop `argv` (see [`Blocking`]).
@@ -587,14 +596,27 @@ impl Part {
         self.pending = match to {
             Some(addr) => {
                 fwd.metrics.namespace_command(&self.target.namespace.name);
+                let lane = if self.patient {
+                    Lane::Scripts
+                } else if self.stale {
+                    Lane::ReadOnly
+                } else {
+                    Lane::Shared
+                };
                 let backend = fwd.backends.get(
                     addr,
                     protocol,
                     &self.target.namespace.name,
                     self.target.partition,
-                    self.stale,
+                    lane,
                 );
-                Some((backend.send(self.request.clone()).await, now))
+                let request = self.request.clone();
+                let rx = if self.patient {
+                    backend.send_patient(request).await
+                } else {
+                    backend.send(request).await
+                };
+                Some((rx, now))
             }
             None => None,
         };

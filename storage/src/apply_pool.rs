@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
@@ -20,7 +20,7 @@ use tracing::{error, info};
 
 use crate::partition::Partition;
 use crate::replication::log_store::GroupId;
-use crate::worker::{PoolMsg, Worker, WorkerHandle, WorkerSettings};
+use crate::worker::{PoolMsg, Worker, WorkerHandle, WorkerSettings, WorkerShared};
 
 /// The apply threads.
 pub struct ApplyPool {
@@ -59,11 +59,11 @@ impl ApplyPool {
     ) -> WorkerHandle {
         let i = self.next.fetch_add(1, Ordering::Relaxed) % self.senders.len();
         let tx = self.senders[i].clone();
-        let ticking = Arc::new(AtomicBool::new(false));
-        let worker = Box::new(Worker::new(partition, settings, ticking.clone()));
+        let shared = Arc::new(WorkerShared::default());
+        let worker = Box::new(Worker::new(partition, settings, shared.clone()));
         // A stopped thread drops the worker, closing what waits on it.
         let _ = tx.send(PoolMsg::Add(group, worker));
-        WorkerHandle::new(tx, group, ticking)
+        WorkerHandle::new(tx, group, shared)
     }
 
     /// Lets every thread finish what is queued, close its partitions and end; waits for

@@ -216,7 +216,7 @@ impl PdLink {
             let Some(g) = raft.iter().find(|g| g.group == group) else {
                 continue;
             };
-            let state = worker.state().await;
+            let state = worker.state();
             out.push(ReplicaReport {
                 partition: name,
                 group,

@@ -196,11 +196,6 @@ pub enum WorkerMsg {
         /// Whether this replica is the leader.
         leader: bool,
     },
-    /// Report the applied state.
-    State {
-        /// Where it goes.
-        reply: oneshot::Sender<AppliedState>,
-    },
     /// Write a checkpoint of the database at the applied index for a lagging follower;
     /// answered with [`WorkerEvent::CheckpointReady`].
     Checkpoint,
@@ -323,23 +318,32 @@ pub(crate) enum PoolMsg {
 pub struct WorkerHandle {
     tx: mpsc::UnboundedSender<PoolMsg>,
     group: GroupId,
+    shared: Arc<WorkerShared>,
+}
+
+/// What a worker shares with its handles.
+#[derive(Default)]
+pub(crate) struct WorkerShared {
     /// Set while a tick is queued and not yet handled.
-    ticking: Arc<AtomicBool>,
+    ticking: AtomicBool,
+    /// The applied state as of the last message handled (keys known expired left out),
+    /// so reading it never waits on a worker busy with a long script or apply.
+    state: std::sync::Mutex<AppliedState>,
 }
 
 impl WorkerHandle {
     pub(crate) fn new(
         tx: mpsc::UnboundedSender<PoolMsg>,
         group: GroupId,
-        ticking: Arc<AtomicBool>,
+        shared: Arc<WorkerShared>,
     ) -> Self {
-        WorkerHandle { tx, group, ticking }
+        WorkerHandle { tx, group, shared }
     }
 
     /// Queues a tick unless one is queued already: a worker that falls behind sees one tick
     /// for all the time it missed, rather than a growing backlog of them.
     pub fn tick(&self, leader: bool) {
-        if !self.ticking.swap(true, Ordering::AcqRel) {
+        if !self.shared.ticking.swap(true, Ordering::AcqRel) {
             self.send(WorkerMsg::Tick { leader });
         }
     }
@@ -351,13 +355,13 @@ impl WorkerHandle {
         self.tx.send(PoolMsg::Worker(self.group, msg)).is_ok()
     }
 
-    /// The partition's applied state.
-    pub async fn state(&self) -> Option<AppliedState> {
-        let (tx, rx) = oneshot::channel();
-        if !self.send(WorkerMsg::State { reply: tx }) {
+    /// The partition's applied state as the worker last published it (None once the
+    /// worker is gone).
+    pub fn state(&self) -> Option<AppliedState> {
+        if self.tx.is_closed() {
             return None;
         }
-        rx.await.ok()
+        Some(*self.shared.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 }
 
@@ -379,11 +383,11 @@ pub struct WorkerSettings {
 
 impl Worker {
     /// A worker for `partition`, to run on an apply thread ([`crate::apply_pool`]);
-    /// `ticking` is shared with its handles.
+    /// `shared` is shared with its handles.
     pub(crate) fn new(
         partition: Partition,
         settings: WorkerSettings,
-        ticking: Arc<AtomicBool>,
+        shared: Arc<WorkerShared>,
     ) -> Worker {
         let WorkerSettings {
             name,
@@ -394,6 +398,7 @@ impl Worker {
             snapshot_stats,
         } = settings;
         info!(partition = %name, applied = partition.state().applied_index, "partition worker started");
+        *shared.state.lock().unwrap_or_else(|p| p.into_inner()) = partition.state();
         Worker {
             name,
             partition,
@@ -409,7 +414,7 @@ impl Worker {
             next_plan: 0,
             writes: BTreeMap::new(),
             anchored: BTreeMap::new(),
-            ticking,
+            shared,
             expired_seen: HashSet::new(),
             read_batches: BTreeMap::new(),
             confirmed_reads: HashSet::new(),
@@ -453,8 +458,8 @@ pub(crate) struct Worker {
     writes: BTreeMap<u64, (u64, usize, u64)>,
     /// Reads waiting for an entry to be applied: index → (plan, slot, command).
     anchored: BTreeMap<u64, Vec<(u64, usize, ReadCommand)>>,
-    /// Shared with the handles: set while a tick is queued.
-    ticking: Arc<AtomicBool>,
+    /// Shared with the handles: the tick flag, the published state.
+    shared: Arc<WorkerShared>,
     /// Keys a read found expired, whose deletion is proposed but not applied yet. Each
     /// still has its (expired) metadata record, so DBSIZE and INFO leave them out, as
     /// Redis, which deletes such a key on access, does. A key leaves the set as soon as
@@ -532,16 +537,11 @@ impl Worker {
                 self.run_scripts();
             }
             WorkerMsg::Tick { leader } => {
-                self.ticking.store(false, Ordering::Release);
+                self.shared.ticking.store(false, Ordering::Release);
                 self.expire_plans();
                 if leader {
                     self.background();
                 }
-            }
-            WorkerMsg::State { reply } => {
-                let mut state = self.partition.state();
-                state.keys = state.keys.saturating_sub(self.expired_seen.len() as u64);
-                let _ = reply.send(state);
             }
             WorkerMsg::Checkpoint => self.checkpoint(),
             WorkerMsg::InstallSnapshot { index, term } => self.install_snapshot(index, term),
@@ -556,7 +556,15 @@ impl Worker {
                 }
             },
         }
+        self.publish();
         true
+    }
+
+    /// Publishes the applied state for the handles ([`WorkerHandle::state`]).
+    fn publish(&self) {
+        let mut state = self.partition.state();
+        state.keys = state.keys.saturating_sub(self.expired_seen.len() as u64);
+        *self.shared.state.lock().unwrap_or_else(|p| p.into_inner()) = state;
     }
 
     /// The node is stopping: answers whoever still waits and makes the data durable.

@@ -315,6 +315,9 @@ pub enum CommandError {
     /// SCRIPT FLUSH with an option other than ASYNC or SYNC.
     #[error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")]
     ScriptFlushOption,
+    /// A script that is a shebang line without a line break.
+    #[error("ERR Invalid script shebang")]
+    ShebangInvalid,
     /// A script's shebang line names another engine than Lua.
     #[error("ERR Unexpected engine in script shebang: {0}")]
     ShebangEngine(String),
@@ -551,6 +554,7 @@ mod docs_table {
             E::Unkillable,
             E::Busy,
             E::ScriptFlushOption,
+            E::ShebangInvalid,
             E::ShebangEngine("#!python".into()),
             E::ShebangFlag("bogus".into()),
             E::ShebangOption("name=x".into()),
@@ -662,6 +666,7 @@ mod docs_table {
                 | E::Unkillable
                 | E::Busy
                 | E::ScriptFlushOption
+                | E::ShebangInvalid
                 | E::ShebangEngine(_)
                 | E::ShebangFlag(_)
                 | E::ShebangOption(_)

@@ -292,7 +292,10 @@ pub fn shebang(body: &[u8]) -> Result<ScriptFlags, CommandError> {
     if !body.starts_with(b"#!") {
         return Ok(ScriptFlags::default());
     }
-    let line_end = body.iter().position(|&b| b == b'\n').unwrap_or(body.len());
+    // Redis wants the line to end: a script cannot be its shebang alone.
+    let Some(line_end) = body.iter().position(|&b| b == b'\n') else {
+        return Err(CommandError::ShebangInvalid);
+    };
     let line = String::from_utf8_lossy(&body[..line_end]);
     let mut words = line.split(' ').filter(|w| !w.is_empty());
     let engine = words.next().unwrap_or("#!");
@@ -398,6 +401,10 @@ mod tests {
             "ERR Unknown lua shebang option: name=x"
         );
         assert_eq!(lua_source(b"#!lua\nreturn 1"), b"\nreturn 1");
+        assert_eq!(
+            shebang(b"#!lua").unwrap_err().to_string(),
+            "ERR Invalid script shebang"
+        );
     }
 
     #[test]

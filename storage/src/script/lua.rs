@@ -18,7 +18,7 @@ use mlua::{
     Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
 };
 use tracing::{debug, info, warn};
-use zankv_commands::number::format_double;
+use zankv_commands::number::{format_double, format_double_g};
 use zankv_commands::{CommandError, Reply};
 
 use super::call::{CallCtx, BAD_ARGUMENT, NO_ARGUMENTS};
@@ -37,37 +37,39 @@ const SCRIPT_SOURCE: &str = "@user_script";
 /// The Redis version scripts see (`redis.REDIS_VERSION`).
 const VERSION: (u32, u32, u32) = (7, 0, 0);
 
-/// Globals a script can see (Redis 7.0's allow list).
+/// Globals a script can see (those Redis 7.0 leaves; `struct` is not there yet).
 const ALLOWED_GLOBALS: &[&str] = &[
     "string",
     "math",
     "table",
+    "coroutine",
     "bit",
     "cjson",
     "cmsgpack",
     "redis",
-    "xpcall",
-    "tostring",
-    "setmetatable",
-    "next",
-    "assert",
-    "tonumber",
-    "rawequal",
-    "collectgarbage",
-    "getmetatable",
-    "rawset",
-    "pcall",
-    "coroutine",
-    "type",
     "_G",
-    "select",
-    "unpack",
-    "gcinfo",
-    "pairs",
-    "loadstring",
-    "ipairs",
+    "_VERSION",
+    "assert",
+    "collectgarbage",
     "error",
-    "newproxy",
+    "gcinfo",
+    "getmetatable",
+    "ipairs",
+    "load",
+    "loadstring",
+    "next",
+    "pairs",
+    "pcall",
+    "rawequal",
+    "rawget",
+    "rawset",
+    "select",
+    "setmetatable",
+    "tonumber",
+    "tostring",
+    "type",
+    "unpack",
+    "xpcall",
 ];
 
 /// Marks the error `redis.call` raises: its text follows, already `CODE message`.
@@ -103,6 +105,10 @@ local protected = { [G] = true, [env] = true }
 env.rawset = function(t, k, v)
   if protected[t] then error('Attempt to modify a readonly table', 0) end
   return rawset(t, k, v)
+end
+env.setmetatable = function(t, mt)
+  if protected[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(t, mt)
 end
 for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'cmsgpack', 'coroutine' } do
   local lib = env[name]
@@ -636,8 +642,9 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
             };
             let body = match value {
                 Value::String(s) => s.as_bytes().to_vec(),
-                Value::Integer(i) => format_double(*i as f64).into_bytes(),
-                Value::Number(n) => format_double(*n).into_bytes(),
+                // Lua's own text for a number (14 digits).
+                Value::Integer(i) => format_double_g(*i as f64, 14).into_bytes(),
+                Value::Number(n) => format_double_g(*n, 14).into_bytes(),
                 _ => Vec::new(),
             };
             Ok(zankv_commands::scripting::sha1_hex(&body))
@@ -684,7 +691,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
                 Value::Number(n) => *n as i64,
                 _ => {
                     return Err(mlua::Error::RuntimeError(
-                        "First argument must be a number.".into(),
+                        "First argument must be a number (log level).".into(),
                     ))
                 }
             };
@@ -718,9 +725,16 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
                     "redis.setresp() requires one argument.".into(),
                 ));
             };
+            // A number, or a string that reads as one (Lua's conversion).
+            let version = match version {
+                Value::String(s) => s.to_str().ok().and_then(|s| s.trim().parse::<f64>().ok()),
+                Value::Integer(i) => Some(*i as f64),
+                Value::Number(n) => Some(*n),
+                _ => None,
+            };
             match version {
-                Value::Integer(v @ (2 | 3)) => {
-                    RESP.with(|r| r.set(*v as u8));
+                Some(v) if v == 2.0 || v == 3.0 => {
+                    RESP.with(|r| r.set(v as u8));
                     Ok(())
                 }
                 _ => Err(mlua::Error::RuntimeError(

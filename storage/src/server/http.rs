@@ -64,7 +64,7 @@ async fn status(State(ctx): State<Arc<HttpContext>>) -> Response {
     };
     let mut partitions = Vec::new();
     for (_, name, worker) in ctx.store.workers().await {
-        let Some(state) = worker.state().await else {
+        let Some(state) = worker.state() else {
             return error(StatusCode::SERVICE_UNAVAILABLE, "partition worker stopped");
         };
         let (namespace, partition) = name.rsplit_once('-').unwrap_or((&name, "0"));

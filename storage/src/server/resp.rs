@@ -1002,7 +1002,7 @@ async fn info(sections: &[Bytes], ctx: &ServerContext) -> String {
     if wanted.contains(&"keyspace") {
         let (mut keys, mut expires) = (0, 0);
         for (_, _, p) in ctx.store.workers().await {
-            if let Some(state) = p.state().await {
+            if let Some(state) = p.state() {
                 keys += state.keys;
                 expires += state.expires;
             }

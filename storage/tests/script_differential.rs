@@ -1,0 +1,1988 @@
+//! Lua scripting against `redis-server` 7.0, on a storage node and through the proxy,
+//! compared reply by reply in RESP2 and RESP3: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and
+//! SCRIPT LOAD/EXISTS/FLUSH/KILL.
+//!
+//! Scripted scenarios, each on emptied databases and emptied script caches, every one run
+//! with the client in RESP2 and again after HELLO 3:
+//! - conversions: what a script returns (integers, floats truncated, strings, booleans,
+//!   nil, nested arrays stopping at the first nil, `{ok=...}`, `{err=...}`,
+//!   `{double=...}`, `{big_number=...}`, `{map=...}`, `{set=...}`,
+//!   `{verbatim_string=...}`, and tables whose field has the wrong type), in the script's
+//!   default RESP2 and after `redis.setresp(3)`; what `redis.call` hands the script for
+//!   strings, hashes (HGETALL), sorted sets (ZSCORE, ZRANGE WITHSCORES), lists, sets, MGET
+//!   with a hole, status replies and missing keys, in both of the script's protocols; the
+//!   libraries a script may use (`bit`, `string`, `table`, `math`, `loadstring`).
+//! - errors: raised (`error('x')`, `error({err=...})`, `error(redis.error_reply(...))`,
+//!   `error()`, `error(42)`, runtime errors, with the line of a multi-line script, inside
+//!   a local function too), caught (`pcall`, `xpcall`, `pcall(redis.call, ...)` giving the
+//!   error's text), met in `redis.call` and `redis.pcall` (unknown command, wrong arity,
+//!   arguments that are tables, booleans or nil, WRONGTYPE, the command's own errors),
+//!   returned (`redis.error_reply` and `redis.status_reply` with empty, `-CODE`, code-less
+//!   and non-string arguments); compile errors (EVAL and SCRIPT LOAD); `numkeys` errors;
+//!   shebang lines (`#!lua`, `flags=no-writes` and a write, unknown flags, engines and
+//!   options); EVAL_RO with a write; the commands a script may not run (BLPOP, BRPOPLPUSH,
+//!   MULTI, EXEC, WATCH, EVAL, EVALSHA, SCRIPT, SUBSCRIBE, UNSUBSCRIBE, CLIENT, HELLO); the
+//!   sandbox (assigning a global, `_G.x`, `rawset(_G, ...)`, `setmetatable(_G, ...)`,
+//!   writing into a library, reading an undefined global, `os`, `print`, `dofile`); the
+//!   argument checks of `redis.log`, `redis.setresp`, `redis.sha1hex` and
+//!   `redis.set_repl`.
+//! - the script cache: EVAL then EVALSHA of its SHA1 in lower and upper case, EVAL_RO
+//!   caching too, EVALSHA and EVALSHA_RO of unknown names (NOSCRIPT), a body that does not
+//!   compile is not cached, SCRIPT LOAD and SCRIPT EXISTS of several names (cached and
+//!   not, mixed case), SCRIPT FLUSH without an option, ASYNC, SYNC and a bad option (which
+//!   keeps the cache), EVALSHA after it (NOSCRIPT), SCRIPT KILL with nothing running
+//!   (NOTBUSY), SCRIPT's arity errors and unknown subcommands.
+//! - effects: a script writing keys of every type (SET, INCR, RPUSH, HSET, SADD, ZADD,
+//!   DEL, EXPIRE with relative times, PERSIST, HDEL, LPOP) read back with plain commands
+//!   (TTL too); a script that fails halfway keeps its earlier writes, as Redis does,
+//!   whether a command, the Lua code or `error()` stops it, and `redis.pcall` lets it go on
+//!   past a failed write; read-only scripts write nothing; scripts read their own writes.
+//!
+//! A scenario stops at its first difference (what follows may depend on it); the others
+//! still run, and the test then fails listing every scenario's first difference.
+//!
+//! Seeded random sequences mix a few script templates (a rate-limiting counter with a cap
+//! and an expiration, a lock taken with SET NX EX and released by compare-and-delete,
+//! LPUSH + LTRIM, HINCRBY, ZADD + ZRANGE in RESP2 and in RESP3, a read-only inspection
+//! sent with EVAL_RO, a string moved to a list, a keyless script) sent as EVAL, EVALSHA
+//! (lower or upper case), EVAL_RO or EVALSHA_RO, with SCRIPT LOAD and SCRIPT FLUSH now and
+//! then, over a few keys, interleaved with plain commands (GET, SET, DEL, LRANGE, HGETALL,
+//! ZRANGE WITHSCORES, TTL, EXPIRE, TYPE), and end with a comparison of the two databases.
+//! `ZANKV_DIFF_SEED=N` runs only seed N; `ZANKV_DIFF_STATS=1` prints what ran.
+//!
+//! Compared as sets or maps where the order is Redis's hash tables' or Lua's: SMEMBERS,
+//! HGETALL, `{set=...}` and `{map=...}` with several elements. TTL may be 1 s apart (each
+//! server counts from its own clock).
+//!
+//! Every key a script touches is passed in KEYS. The node's standalone namespace and the
+//! proxy's namespace have one partition each (as in the other differential tests), so a
+//! keyless script runs where the keyed ones do and scripts over several keys need no hash
+//! tags.
+//!
+//! Not compared (known differences, or not deterministic): SCRIPT HELP (zankv has no
+//! SCRIPT DEBUG), `redis.call('select', 1)` (zankv has only database 0), the `cjson`,
+//! `cmsgpack` and `struct` libraries, `error({x=1})` (which crashes redis-server 7.0),
+//! SCRIPT KILL of a running script and BUSY (timing), what `redis.log` writes,
+//! `math.random`, `redis.call('time')`, `redis.REDIS_VERSION`, and scripts inside MULTI.
+
+mod support;
+
+use std::time::Instant;
+
+use support::diff::{
+    b, compare_final_state, must_start_pair_on, seeds, sorted_items, sorted_pairs, Pair, Rand,
+    RunLog, Suite, Target,
+};
+use support::{show_cmd, Client, Frame};
+use Norm::{Exact, Items, Pairs, Ttl};
+
+/// How two replies to the same command are compared.
+#[derive(Clone, Copy)]
+enum Norm {
+    /// Exactly.
+    Exact,
+    /// As sets: the elements of an array or set reply sorted first.
+    Items,
+    /// As maps: the pairs of a map or a flat field/value array sorted first.
+    Pairs,
+    /// As TTLs: two integers both ≥ 0 may be 1 apart; anything else exactly.
+    Ttl,
+}
+
+/// One step of a scenario: a command sent alike to both servers, and how its replies are
+/// compared.
+type Step = (Norm, &'static [&'static str]);
+
+/// A scenario: its name and steps. Each starts on emptied databases and script caches.
+type Scenario = (&'static str, &'static [Step]);
+
+/// The SHA1 of `return 1`.
+const SHA_RETURN_1: &str = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
+
+const CONVERSIONS: &[Scenario] = &[
+    (
+        "return values in the script's default RESP2",
+        &[
+            (Exact, &["EVAL", "return 42", "0"]),
+            (Exact, &["EVAL", "return 3.7", "0"]),
+            (Exact, &["EVAL", "return -3.9", "0"]),
+            (Exact, &["EVAL", "return 3.0", "0"]),
+            (Exact, &["EVAL", "return -0.0", "0"]),
+            (Exact, &["EVAL", "return 1e300", "0"]),
+            (Exact, &["EVAL", "return 9007199254740993", "0"]),
+            (Exact, &["EVAL", "return tonumber(ARGV[1]) * 2", "0", "21"]),
+            (Exact, &["EVAL", "return 'hello'", "0"]),
+            (Exact, &["EVAL", "return ''", "0"]),
+            (Exact, &["EVAL", "return '3.7'", "0"]),
+            (Exact, &["EVAL", "return tostring(3.7)", "0"]),
+            (Exact, &["EVAL", "return ARGV[1]", "0", "a\u{0}b\r\nc"]),
+            (Exact, &["EVAL", "return true", "0"]),
+            (Exact, &["EVAL", "return false", "0"]),
+            (Exact, &["EVAL", "return nil", "0"]),
+            (Exact, &["EVAL", "return", "0"]),
+            (Exact, &["EVAL", "local x = 1", "0"]),
+            (Exact, &["EVAL", "return {1, 2, 3.7, 'x', nil, 4}", "0"]),
+            (Exact, &["EVAL", "return {1, {2, {3, nil, 5}}, 'z'}", "0"]),
+            (Exact, &["EVAL", "return {true, false, 'after false'}", "0"]),
+            (Exact, &["EVAL", "return {}", "0"]),
+            (Exact, &["EVAL", "return {a = 1}", "0"]),
+            (Exact, &["EVAL", "return {1, 2, a = 3}", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {KEYS[1], ARGV[1], ARGV[2], #KEYS, #ARGV}",
+                    "1",
+                    "k",
+                    "a1",
+                    "a2",
+                ],
+            ),
+            (Exact, &["EVAL", "return {#KEYS, #ARGV}", "0"]),
+            (Exact, &["EVAL", "return KEYS[2]", "1", "k", "a"]),
+            (Exact, &["eval", "return 'lower case'", "0"]),
+        ],
+    ),
+    (
+        "status, error, double, big number, map, set and verbatim tables",
+        &[
+            (Exact, &["EVAL", "return {ok='fine'}", "0"]),
+            (Exact, &["EVAL", "return {ok=''}", "0"]),
+            (Exact, &["EVAL", "return {err='MY own error'}", "0"]),
+            (Exact, &["EVAL", "return {err='nocode'}", "0"]),
+            (Exact, &["EVAL", "return {ok='a', err='b'}", "0"]),
+            (Exact, &["EVAL", "return {ok=5}", "0"]),
+            (Exact, &["EVAL", "return {err=5}", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {1, 'two', {3, 'four'}, {ok='five'}, {err='SIX seven'}}",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return {double=3.5}", "0"]),
+            (Exact, &["EVAL", "return {double=3}", "0"]),
+            (Exact, &["EVAL", "return {double=-2.5}", "0"]),
+            (Exact, &["EVAL", "return {double=0.1}", "0"]),
+            (Exact, &["EVAL", "return {double=1e20}", "0"]),
+            (Exact, &["EVAL", "return {double=1/0}", "0"]),
+            (Exact, &["EVAL", "return {double=-1/0}", "0"]),
+            (Exact, &["EVAL", "return {double='2.5'}", "0"]),
+            (Exact, &["EVAL", "return {big_number='123'}", "0"]),
+            (
+                Exact,
+                &["EVAL", "return {big_number='-12345678901234567890'}", "0"],
+            ),
+            (Exact, &["EVAL", "return {big_number=123}", "0"]),
+            (Exact, &["EVAL", "return {map={a=1}}", "0"]),
+            (Pairs, &["EVAL", "return {map={a=1, b='two', c={1, 2}}}", "0"]),
+            (Exact, &["EVAL", "return {map={}}", "0"]),
+            (Exact, &["EVAL", "return {map={[1]='one'}}", "0"]),
+            (Exact, &["EVAL", "return {set={a=true}}", "0"]),
+            (Items, &["EVAL", "return {set={a=true, b=true, c=false}}", "0"]),
+            (Exact, &["EVAL", "return {set={}}", "0"]),
+            (Exact, &["EVAL", "return {set={[2]=true}}", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {verbatim_string={format='txt', string='hi'}}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {1, {double=2.5}, {map={k={set={x=true}}}}}", "0"],
+            ),
+        ],
+    ),
+    (
+        "return values after redis.setresp(3)",
+        &[
+            (Exact, &["EVAL", "redis.setresp(3) return true", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return false", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return nil", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return 7.9", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return {1, true, false, 'z'}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return {double=0.1}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return {big_number='123'}", "0"]),
+            (Pairs, &["EVAL", "redis.setresp(3) return {map={a=1, b=2}}", "0"]),
+            (Items, &["EVAL", "redis.setresp(3) return {set={x=true, y=true}}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return {ok='status'}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return {err='E3 error'}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) redis.setresp(2) return true", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) redis.setresp(2) return false", "0"]),
+        ],
+    ),
+    (
+        "libraries a script may use",
+        &[
+            (Exact, &["EVAL", "return bit.band(0xff, 0x0f)", "0"]),
+            (Exact, &["EVAL", "return bit.bor(1, 2, 4)", "0"]),
+            (Exact, &["EVAL", "return bit.tohex(255)", "0"]),
+            (Exact, &["EVAL", "return string.format('%d-%s', 5, 'x')", "0"]),
+            (Exact, &["EVAL", "return string.rep('ab', 3)", "0"]),
+            (Exact, &["EVAL", "return {string.byte('A'), string.char(66)}", "0"]),
+            (Exact, &["EVAL", "return string.upper(ARGV[1])", "0", "abc"]),
+            (Exact, &["EVAL", "return table.concat({'a', 'b'}, ',')", "0"]),
+            (Exact, &["EVAL", "return math.floor(2.7)", "0"]),
+            (Exact, &["EVAL", "return math.max(3, 9, 4)", "0"]),
+            (Exact, &["EVAL", "return loadstring('return 1')()", "0"]),
+            (
+                Exact,
+                &["EVAL", "local f = loadstring('return ...') return f(7)", "0"],
+            ),
+            (Exact, &["EVAL", "return loadstring('x=')", "0"]),
+            (Exact, &["EVAL", "return type(loadstring)", "0"]),
+            (Exact, &["EVAL", "return type(redis.call)", "0"]),
+        ],
+    ),
+    (
+        "redis.call results in RESP2 and after redis.setresp(3)",
+        &[
+            (Exact, &["SET", "str", "hello"]),
+            (Exact, &["HSET", "h", "f1", "v1", "f2", "v2"]),
+            (Exact, &["HSET", "h1", "only", "one"]),
+            (Exact, &["ZADD", "z", "0.1", "m", "2", "n", "1.5", "o"]),
+            (Exact, &["RPUSH", "l", "a", "b", "c"]),
+            (Exact, &["SADD", "s", "x", "y", "z"]),
+            (Exact, &["SET", "a", "1"]),
+            (Exact, &["SET", "c", "3"]),
+            // Strings and missing keys.
+            (Exact, &["EVAL", "return redis.call('get', KEYS[1])", "1", "str"]),
+            (Exact, &["EVAL", "return redis.call('GET', KEYS[1])", "1", "str"]),
+            (Exact, &["EVAL", "return redis.call('get', KEYS[1])", "1", "missing"]),
+            (
+                Exact,
+                &["EVAL", "return type(redis.call('get', KEYS[1]))", "1", "missing"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('get', KEYS[1])",
+                    "1",
+                    "missing",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return type(redis.call('get', KEYS[1]))",
+                    "1",
+                    "missing",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('set', KEYS[1], 'v')", "1", "str2"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local r = redis.call('set', KEYS[1], 'v') return {type(r), r.ok}",
+                    "1",
+                    "str2",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('set', KEYS[1], 'w', 'GET')",
+                    "1",
+                    "str2",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], 0.1) return redis.call('get', KEYS[1])",
+                    "1",
+                    "f",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], 1e20) return redis.call('get', KEYS[1])",
+                    "1",
+                    "f",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], -7) return redis.call('get', KEYS[1])",
+                    "1",
+                    "f",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('incrbyfloat', KEYS[1], '1.5')",
+                    "1",
+                    "fl",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('exists', KEYS[1], KEYS[2])",
+                    "2",
+                    "str",
+                    "missing",
+                ],
+            ),
+            // MGET with a hole: false in RESP2, nil (which ends the array) in RESP3.
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('mget', KEYS[1], KEYS[2], KEYS[3])",
+                    "3",
+                    "a",
+                    "b",
+                    "c",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('mget', KEYS[1], KEYS[2], KEYS[3])",
+                    "3",
+                    "a",
+                    "b",
+                    "c",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) local r = redis.call('mget', KEYS[1], KEYS[2], KEYS[3]) return r[3]",
+                    "3",
+                    "a",
+                    "b",
+                    "c",
+                ],
+            ),
+            // Hashes.
+            (Pairs, &["EVAL", "return redis.call('hgetall', KEYS[1])", "1", "h"]),
+            (
+                Pairs,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('hgetall', KEYS[1])",
+                    "1",
+                    "h",
+                ],
+            ),
+            (Exact, &["EVAL", "return redis.call('hgetall', KEYS[1])", "1", "h1"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('hgetall', KEYS[1])",
+                    "1",
+                    "h1",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) local m = redis.call('hgetall', KEYS[1]) return {type(m.map), m.map.f1, m.map.f2}",
+                    "1",
+                    "h",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('hgetall', KEYS[1])", "1", "missing"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('hgetall', KEYS[1])",
+                    "1",
+                    "missing",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('hget', KEYS[1], 'f2')", "1", "h"],
+            ),
+            // Sorted sets.
+            (
+                Exact,
+                &["EVAL", "return redis.call('zscore', KEYS[1], 'm')", "1", "z"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('zscore', KEYS[1], 'm')",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) local d = redis.call('zscore', KEYS[1], 'o') return {type(d), tostring(d.double)}",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('zscore', KEYS[1], 'nope')", "1", "z"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('zscore', KEYS[1], 'nope')",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('zrange', KEYS[1], 0, -1)",
+                    "1",
+                    "z",
+                ],
+            ),
+            // Lists.
+            (
+                Exact,
+                &["EVAL", "return redis.call('lrange', KEYS[1], 0, -1)", "1", "l"],
+            ),
+            (Exact, &["EVAL", "return redis.call('llen', KEYS[1])", "1", "l"]),
+            (
+                Exact,
+                &["EVAL", "return redis.call('lindex', KEYS[1], 10)", "1", "l"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('lpop', KEYS[1], 5)", "1", "missing"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('lpop', KEYS[1], 5)",
+                    "1",
+                    "missing",
+                ],
+            ),
+            // Sets.
+            (Items, &["EVAL", "return redis.call('smembers', KEYS[1])", "1", "s"]),
+            (
+                Items,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('smembers', KEYS[1])",
+                    "1",
+                    "s",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) local s = redis.call('smembers', KEYS[1]) return {type(s.set), s.set.x, s.set.nope}",
+                    "1",
+                    "s",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('sismember', KEYS[1], 'x')", "1", "s"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('sismember', KEYS[1], 'x')",
+                    "1",
+                    "s",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('sismember', KEYS[1], 'nope')",
+                    "1",
+                    "s",
+                ],
+            ),
+            // Status replies.
+            (Exact, &["EVAL", "return redis.call('type', KEYS[1])", "1", "z"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.setresp(3) return redis.call('type', KEYS[1])",
+                    "1",
+                    "missing",
+                ],
+            ),
+            (Exact, &["EVAL", "return redis.call('ping')", "0"]),
+            (Exact, &["EVAL", "return redis.call('ping', 'a')", "0"]),
+            (Exact, &["EVAL", "return {redis.call('ping')}", "0"]),
+            (Exact, &["EVAL", "redis.setresp(3) return redis.call('ping')", "0"]),
+            (Exact, &["EVAL", "return redis.call('echo', 'hi')", "0"]),
+        ],
+    ),
+];
+
+const ERRORS: &[Scenario] = &[
+    (
+        "errors a script raises, with the line they come from",
+        &[
+            (Exact, &["EVAL", "error('x')", "0"]),
+            (Exact, &["EVAL", "error('x', 0)", "0"]),
+            (Exact, &["EVAL", "error()", "0"]),
+            (Exact, &["EVAL", "error(42)", "0"]),
+            (Exact, &["EVAL", "error({err='FOO bar'})", "0"]),
+            (Exact, &["EVAL", "error(redis.error_reply('MY x'))", "0"]),
+            (Exact, &["EVAL", "error(redis.error_reply('-X y'))", "0"]),
+            (
+                Exact,
+                &["EVAL", "local function f()\n  error('deep')\nend\nf()", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local function f()\n  return redis.call('nosuch')\nend\nreturn f()",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "local t = nil\nreturn t.x", "0"]),
+            (Exact, &["EVAL", "return 1 + {}", "0"]),
+            (Exact, &["EVAL", "local a = 1\nlocal b = 2\nreturn a .. {}", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(function() error('boom') end) return e",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return {pcall(error, {err='X y'})}", "0"]),
+            (Exact, &["EVAL", "return {pcall(error, 'plain')}", "0"]),
+            (
+                Exact,
+                &["EVAL", "return {pcall(function() return 1, 2 end)}", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {xpcall(function() error('x') end, function(e) return 'handled: ' .. e end)}",
+                    "0",
+                ],
+            ),
+        ],
+    ),
+    (
+        "errors of redis.call and redis.pcall",
+        &[
+            (Exact, &["SET", "k", "abc"]),
+            (Exact, &["RPUSH", "l", "a"]),
+            (Exact, &["EVAL", "return redis.call('nosuch')", "0"]),
+            (Exact, &["EVAL", "return redis.call('nosuch', KEYS[1])", "1", "k"]),
+            (Exact, &["EVAL", "return redis.pcall('nosuch')", "0"]),
+            (
+                Exact,
+                &["EVAL", "local r = redis.pcall('nosuch') return r['err']", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(redis.call, 'nosuch') return {ok, e}",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return redis.call()", "0"]),
+            (Exact, &["EVAL", "return redis.pcall()", "0"]),
+            (Exact, &["EVAL", "return redis.call('get')", "0"]),
+            (
+                Exact,
+                &["EVAL", "return redis.call('get', KEYS[1], 'extra')", "1", "k"],
+            ),
+            (Exact, &["EVAL", "return redis.call('lpush', KEYS[1])", "1", "l"]),
+            (Exact, &["EVAL", "return redis.call('get', {})", "0"]),
+            (Exact, &["EVAL", "return redis.call('get', true)", "0"]),
+            (Exact, &["EVAL", "return redis.call('get', nil)", "0"]),
+            (Exact, &["EVAL", "return redis.call({})", "0"]),
+            (Exact, &["EVAL", "return redis.pcall('get', {})", "0"]),
+            (Exact, &["EVAL", "return redis.call('incr', KEYS[1])", "1", "k"]),
+            (Exact, &["EVAL", "return redis.pcall('incr', KEYS[1])", "1", "k"]),
+            (
+                Exact,
+                &["EVAL", "return {pcall(redis.call, 'incr', KEYS[1])}", "1", "k"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('lpush', KEYS[1], 'x')", "1", "k"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.pcall('lpush', KEYS[1], 'x')", "1", "k"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local r = redis.pcall('lpush', KEYS[1], 'x') return r.err",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(redis.call, 'lpush', KEYS[1], 'x') return {ok, e}",
+                    "1",
+                    "k",
+                ],
+            ),
+            (Exact, &["EVAL", "return redis.call('get', KEYS[1])", "1", "l"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('set', KEYS[1], 'v', 'BOGUS')",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('expire', KEYS[1], 'abc')", "1", "k"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.pcall('lpush', KEYS[1], 'x')\nreturn redis.call('get', KEYS[1])",
+                    "1",
+                    "k",
+                ],
+            ),
+            (Exact, &["GET", "k"]),
+            (Exact, &["LRANGE", "l", "0", "-1"]),
+        ],
+    ),
+    (
+        "redis.error_reply and redis.status_reply",
+        &[
+            (Exact, &["EVAL", "return redis.error_reply('')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('-X y')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('X')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('-X')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('My error text')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('WRONGTYPE custom')", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply(1)", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply()", "0"]),
+            (Exact, &["EVAL", "return redis.error_reply('a', 'b')", "0"]),
+            (
+                Exact,
+                &["EVAL", "local e = redis.error_reply('-X y') return e.err", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "local e = redis.error_reply('plain') return e.err", "0"],
+            ),
+            (Exact, &["EVAL", "return redis.status_reply('')", "0"]),
+            (Exact, &["EVAL", "return redis.status_reply('OK')", "0"]),
+            (Exact, &["EVAL", "return redis.status_reply('a b')", "0"]),
+            (Exact, &["EVAL", "return redis.status_reply(1)", "0"]),
+            (Exact, &["EVAL", "return redis.status_reply()", "0"]),
+            (Exact, &["EVAL", "return redis.status_reply('a', 'b')", "0"]),
+            (
+                Exact,
+                &["EVAL", "local s = redis.status_reply('fine') return s.ok", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {redis.error_reply('E1 one'), redis.status_reply('s')}",
+                    "0",
+                ],
+            ),
+        ],
+    ),
+    (
+        "compile errors, numkeys errors and arity",
+        &[
+            (Exact, &["EVAL", "return 1 +", "0"]),
+            (Exact, &["EVAL", "x = = 1", "0"]),
+            (Exact, &["EVAL", "return 'unfinished", "0"]),
+            (Exact, &["SCRIPT", "LOAD", "return 1 +"]),
+            (Exact, &["SCRIPT", "LOAD", "x = = 1"]),
+            (Exact, &["EVAL", "return 1", "-1"]),
+            (Exact, &["EVAL", "return 1 +", "-1"]),
+            (Exact, &["EVAL", "return 1", "2", "a"]),
+            (Exact, &["EVAL", "return 1", "1"]),
+            (Exact, &["EVAL", "return 1", "x"]),
+            (Exact, &["EVAL", "return 1", "1.5", "a"]),
+            (Exact, &["EVAL", "return 1", ""]),
+            (Exact, &["EVAL", "return 1", " 1", "a"]),
+            (Exact, &["EVAL", "return 1", "99999999999999999999"]),
+            (Exact, &["EVAL_RO", "return 1", "-1"]),
+            (
+                Exact,
+                &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "-1"],
+            ),
+            (
+                Exact,
+                &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "x"],
+            ),
+            (
+                Exact,
+                &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "2", "a"],
+            ),
+            (
+                Exact,
+                &["EVALSHA_RO", "ffffffffffffffffffffffffffffffffffffffff", "5"],
+            ),
+            (Exact, &["EVAL"]),
+            (Exact, &["EVAL", "return 1"]),
+            (Exact, &["EVALSHA", "x"]),
+            (Exact, &["EVAL_RO", "return 1"]),
+            (Exact, &["EVALSHA_RO", "x"]),
+            (Exact, &["EVAL", "return 1", "0", "extra"]),
+        ],
+    ),
+    (
+        "shebang lines, flags=no-writes and EVAL_RO",
+        &[
+            (Exact, &["SET", "k", "v"]),
+            (Exact, &["EVAL", "#!lua\nreturn 1", "0"]),
+            (Exact, &["EVAL", "#!lua\nerror('on line two')", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "#!lua flags=no-writes\nreturn redis.call('get', KEYS[1])",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'w')",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "#!lua flags=no-writes\nreturn redis.pcall('set', KEYS[1], 'w')",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "#!lua flags=no-writes,allow-stale\nreturn 2", "0"],
+            ),
+            (Exact, &["EVAL", "#!lua flags=\nreturn 3", "0"]),
+            (Exact, &["GET", "k"]),
+            (Exact, &["EVAL", "#!lua flags=bogus\nreturn 1", "0"]),
+            (Exact, &["EVAL", "#!python\nreturn 1", "0"]),
+            (Exact, &["EVAL", "#!lua name=x\nreturn 1", "0"]),
+            (Exact, &["EVAL", "#!lua", "0"]),
+            (Exact, &["SCRIPT", "LOAD", "#!lua flags=bogus\nreturn 1"]),
+            (Exact, &["SCRIPT", "LOAD", "#!python\nreturn 1"]),
+            (
+                Exact,
+                &["EVAL_RO", "return redis.call('set', KEYS[1], 'w')", "1", "k"],
+            ),
+            (
+                Exact,
+                &["EVAL_RO", "return redis.pcall('set', KEYS[1], 'w')", "1", "k"],
+            ),
+            (
+                Exact,
+                &["EVAL_RO", "return redis.call('incr', KEYS[1])", "1", "missing"],
+            ),
+            (
+                Exact,
+                &["EVAL_RO", "return redis.call('get', KEYS[1])", "1", "k"],
+            ),
+            (Exact, &["GET", "k"]),
+            (Exact, &["EXISTS", "missing"]),
+        ],
+    ),
+    (
+        "commands a script may not run",
+        &[
+            (
+                Exact,
+                &["EVAL", "return redis.call('blpop', KEYS[1], 0)", "1", "l"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.pcall('blpop', KEYS[1], 0)", "1", "l"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('brpoplpush', KEYS[1], KEYS[2], 0)",
+                    "2",
+                    "l",
+                    "m",
+                ],
+            ),
+            (Exact, &["EVAL", "return redis.call('multi')", "0"]),
+            (Exact, &["EVAL", "return redis.call('exec')", "0"]),
+            (Exact, &["EVAL", "return redis.call('watch', KEYS[1])", "1", "l"]),
+            (
+                Exact,
+                &["EVAL", "return redis.call('eval', 'return 1', '0')", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('evalsha', 'e0e1f9fabfc9d4800c877a703b823ac0578ff8db', '0')",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return redis.call('script', 'exists', 'x')", "0"],
+            ),
+            (Exact, &["EVAL", "return redis.call('script')", "0"]),
+            (Exact, &["EVAL", "return redis.call('subscribe', 'ch')", "0"]),
+            (Exact, &["EVAL", "return redis.call('unsubscribe')", "0"]),
+            (Exact, &["EVAL", "return redis.call('client', 'id')", "0"]),
+            (Exact, &["EVAL", "return redis.pcall('client', 'id')", "0"]),
+            (Exact, &["EVAL", "return redis.call('client', 'list')", "0"]),
+            (Exact, &["EVAL", "return redis.call('client')", "0"]),
+            (Exact, &["EVAL", "return redis.call('hello')", "0"]),
+            (Exact, &["EXISTS", "l", "m"]),
+        ],
+    ),
+    (
+        "the sandbox",
+        &[
+            (Exact, &["EVAL", "x = 1", "0"]),
+            (Exact, &["EVAL", "_G.x = 1", "0"]),
+            (Exact, &["EVAL", "rawset(_G, 'x', 1)", "0"]),
+            (Exact, &["EVAL", "setmetatable(_G, nil)", "0"]),
+            (Exact, &["EVAL", "local a = 1\nlocal b = 2\nc = a + b", "0"]),
+            (Exact, &["EVAL", "string.x = 1", "0"]),
+            (Exact, &["EVAL", "redis.call = nil", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(function() x = 1 end) return e",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return undefined_thing", "0"]),
+            (Exact, &["EVAL", "return _G.undefined", "0"]),
+            (Exact, &["EVAL", "return rawget(_G, 'undefined')", "0"]),
+            (Exact, &["EVAL", "return os.time()", "0"]),
+            (Exact, &["EVAL", "print('hi')", "0"]),
+            (Exact, &["EVAL", "dofile('/etc/passwd')", "0"]),
+            (Exact, &["EVAL", "local x = 5 return x", "0"]),
+            // Nothing a script assigned stays for the next one.
+            (Exact, &["EVAL", "return x", "0"]),
+        ],
+    ),
+    (
+        "argument checks of the redis library",
+        &[
+            (Exact, &["EVAL", "redis.log(redis.LOG_WARNING)", "0"]),
+            (Exact, &["EVAL", "redis.log('x', 'y')", "0"]),
+            (Exact, &["EVAL", "redis.log(99, 'y')", "0"]),
+            (Exact, &["EVAL", "redis.log()", "0"]),
+            (
+                Exact,
+                &["EVAL", "return redis.log(redis.LOG_DEBUG, 'hello')", "0"],
+            ),
+            (Exact, &["EVAL", "return redis.setresp(4)", "0"]),
+            (Exact, &["EVAL", "return redis.setresp()", "0"]),
+            (Exact, &["EVAL", "return redis.setresp(2, 3)", "0"]),
+            (Exact, &["EVAL", "return redis.setresp('3')", "0"]),
+            (Exact, &["EVAL", "return redis.setresp(3)", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex('')", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex('return 1')", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex(1)", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex(0.1)", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex({})", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex()", "0"]),
+            (Exact, &["EVAL", "return redis.sha1hex('a', 'b')", "0"]),
+            (Exact, &["EVAL", "return redis.set_repl(redis.REPL_ALL)", "0"]),
+            (Exact, &["EVAL", "return redis.set_repl(99)", "0"]),
+            (Exact, &["EVAL", "return redis.replicate_commands()", "0"]),
+            (Exact, &["EVAL", "return redis.breakpoint()", "0"]),
+        ],
+    ),
+];
+
+const CACHE: &[Scenario] = &[
+    (
+        "EVAL caches its body; EVALSHA runs it, in either letter case",
+        &[
+            (Exact, &["SCRIPT", "EXISTS", SHA_RETURN_1]),
+            (Exact, &["EVALSHA", SHA_RETURN_1, "0"]),
+            (Exact, &["EVAL", "return 1", "0"]),
+            (Exact, &["SCRIPT", "EXISTS", SHA_RETURN_1]),
+            (Exact, &["EVALSHA", SHA_RETURN_1, "0"]),
+            (
+                Exact,
+                &["EVALSHA", "E0E1F9FABFC9D4800C877A703B823AC0578FF8DB", "0"],
+            ),
+            (Exact, &["evalsha", SHA_RETURN_1, "1", "k", "arg"]),
+            (Exact, &["EVALSHA_RO", SHA_RETURN_1, "0"]),
+            (
+                Exact,
+                &["EVALSHA", "ffffffffffffffffffffffffffffffffffffffff", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVALSHA_RO",
+                    "ffffffffffffffffffffffffffffffffffffffff",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVALSHA", "abc", "0"]),
+            (Exact, &["EVALSHA", "", "0"]),
+            // A body that does not compile is not cached.
+            (Exact, &["EVAL", "return 1 +", "0"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    "2b1542794fdd1688e17864bfe9b6bd02547420a8",
+                ],
+            ),
+            (
+                Exact,
+                &["EVALSHA", "2b1542794fdd1688e17864bfe9b6bd02547420a8", "0"],
+            ),
+            // EVAL_RO caches too.
+            (Exact, &["EVAL_RO", "return 2", "0"]),
+            (
+                Exact,
+                &["EVALSHA", "7f923f79fe76194c868d7e1d0820de36700eb649", "0"],
+            ),
+        ],
+    ),
+    (
+        "SCRIPT LOAD and SCRIPT EXISTS",
+        &[
+            (Exact, &["SCRIPT", "LOAD", "return 1"]),
+            (Exact, &["SCRIPT", "LOAD", "return 1"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "LOAD",
+                    "return redis.call('set', KEYS[1], ARGV[1])",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVALSHA",
+                    "55b22c0d0cedf3866879ce7c854970626dcef0c3",
+                    "1",
+                    "k",
+                    "v",
+                ],
+            ),
+            (Exact, &["GET", "k"]),
+            (
+                Exact,
+                &[
+                    "EVALSHA_RO",
+                    "55b22c0d0cedf3866879ce7c854970626dcef0c3",
+                    "1",
+                    "k",
+                    "w",
+                ],
+            ),
+            (Exact, &["GET", "k"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    SHA_RETURN_1,
+                    "ffffffffffffffffffffffffffffffffffffffff",
+                    "E0E1F9FABFC9D4800C877A703B823AC0578FF8DB",
+                    "55b22c0d0cedf3866879ce7c854970626dcef0c3",
+                    "x",
+                ],
+            ),
+            (Exact, &["script", "load", "return 2"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    "7f923f79fe76194c868d7e1d0820de36700eb649",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "LOAD",
+                    "#!lua flags=no-writes\nreturn redis.call('set', KEYS[1], 'v')",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVALSHA",
+                    "34506ea5aa699a74b84d4fdd3eb056b6880221a7",
+                    "1",
+                    "k",
+                ],
+            ),
+            (Exact, &["SCRIPT", "LOAD", ""]),
+            (
+                Exact,
+                &["EVALSHA", "da39a3ee5e6b4b0d3255bfef95601890afd80709", "0"],
+            ),
+        ],
+    ),
+    (
+        "SCRIPT FLUSH in every form, then NOSCRIPT",
+        &[
+            (Exact, &["EVAL", "return 1", "0"]),
+            (Exact, &["SCRIPT", "LOAD", "return 2"]),
+            (Exact, &["SCRIPT", "FLUSH"]),
+            (Exact, &["EVALSHA", SHA_RETURN_1, "0"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    SHA_RETURN_1,
+                    "7f923f79fe76194c868d7e1d0820de36700eb649",
+                ],
+            ),
+            (Exact, &["EVAL", "return 1", "0"]),
+            (Exact, &["SCRIPT", "FLUSH", "ASYNC"]),
+            (Exact, &["EVALSHA", SHA_RETURN_1, "0"]),
+            (Exact, &["SCRIPT", "LOAD", "return 2"]),
+            (Exact, &["SCRIPT", "FLUSH", "SYNC"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    "7f923f79fe76194c868d7e1d0820de36700eb649",
+                ],
+            ),
+            (Exact, &["SCRIPT", "LOAD", "return 2"]),
+            (Exact, &["script", "flush", "async"]),
+            (
+                Exact,
+                &["EVALSHA", "7f923f79fe76194c868d7e1d0820de36700eb649", "0"],
+            ),
+            // A refused FLUSH keeps the cache.
+            (Exact, &["SCRIPT", "LOAD", "return 2"]),
+            (Exact, &["SCRIPT", "FLUSH", "bad"]),
+            (Exact, &["SCRIPT", "FLUSH", "SYNC", "ASYNC"]),
+            (
+                Exact,
+                &[
+                    "SCRIPT",
+                    "EXISTS",
+                    "7f923f79fe76194c868d7e1d0820de36700eb649",
+                ],
+            ),
+            (
+                Exact,
+                &["EVALSHA", "7f923f79fe76194c868d7e1d0820de36700eb649", "0"],
+            ),
+        ],
+    ),
+    (
+        "SCRIPT KILL with nothing running, and SCRIPT's argument errors",
+        &[
+            (Exact, &["SCRIPT", "KILL"]),
+            (Exact, &["script", "kill"]),
+            (Exact, &["SCRIPT", "KILL", "x"]),
+            (Exact, &["SCRIPT", "EXISTS"]),
+            (Exact, &["SCRIPT", "LOAD"]),
+            (Exact, &["SCRIPT", "LOAD", "a", "b"]),
+            (Exact, &["SCRIPT"]),
+            (Exact, &["SCRIPT", "NOSUCH"]),
+        ],
+    ),
+];
+
+const EFFECTS: &[Scenario] = &[
+    (
+        "a script writes keys of every type; plain commands read them back",
+        &[
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], 'v1')\n\
+                     redis.call('incr', KEYS[2])\n\
+                     redis.call('incrby', KEYS[2], 10)\n\
+                     redis.call('rpush', KEYS[3], 'a', 'b', 'c')\n\
+                     redis.call('hset', KEYS[4], 'f1', 'x', 'f2', 'y')\n\
+                     redis.call('sadd', KEYS[5], 'm1', 'm2', 'm3')\n\
+                     redis.call('zadd', KEYS[6], 1, 'one', 2.5, 'two')\n\
+                     redis.call('expire', KEYS[1], 100)\n\
+                     redis.call('expire', KEYS[3], 1000)\n\
+                     return redis.call('exists', KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])",
+                    "6",
+                    "str",
+                    "cnt",
+                    "list",
+                    "hash",
+                    "set",
+                    "zset",
+                ],
+            ),
+            (Exact, &["GET", "str"]),
+            (Exact, &["GET", "cnt"]),
+            (Exact, &["LRANGE", "list", "0", "-1"]),
+            (Pairs, &["HGETALL", "hash"]),
+            (Items, &["SMEMBERS", "set"]),
+            (Exact, &["ZRANGE", "zset", "0", "-1", "WITHSCORES"]),
+            (Exact, &["TYPE", "str"]),
+            (Exact, &["TYPE", "list"]),
+            (Exact, &["TYPE", "hash"]),
+            (Exact, &["TYPE", "set"]),
+            (Exact, &["TYPE", "zset"]),
+            (Ttl, &["TTL", "str"]),
+            (Ttl, &["TTL", "list"]),
+            (Ttl, &["TTL", "hash"]),
+            (Ttl, &["TTL", "missing"]),
+            (Items, &["KEYS", "*"]),
+            (Exact, &["DBSIZE"]),
+            (Ttl, &["EVAL", "return redis.call('ttl', KEYS[1])", "1", "str"]),
+            (
+                Ttl,
+                &[
+                    "EVAL",
+                    "redis.call('expire', KEYS[1], 500) return redis.call('ttl', KEYS[1])",
+                    "1",
+                    "hash",
+                ],
+            ),
+            (Ttl, &["TTL", "hash"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('persist', KEYS[1]) return redis.call('ttl', KEYS[1])",
+                    "1",
+                    "str",
+                ],
+            ),
+            (Ttl, &["TTL", "str"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('expire', KEYS[1], -1) return redis.call('exists', KEYS[1])",
+                    "1",
+                    "zset",
+                ],
+            ),
+            (Exact, &["EXISTS", "zset"]),
+            (Exact, &["TYPE", "zset"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return redis.call('del', KEYS[1], KEYS[2], KEYS[3])",
+                    "3",
+                    "cnt",
+                    "set",
+                    "missing",
+                ],
+            ),
+            (Exact, &["EXISTS", "cnt", "set"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('hdel', KEYS[1], 'f1')\n\
+                     redis.call('lpop', KEYS[2])\n\
+                     return {redis.call('hlen', KEYS[1]), redis.call('llen', KEYS[2])}",
+                    "2",
+                    "hash",
+                    "list",
+                ],
+            ),
+            (Exact, &["HGETALL", "hash"]),
+            (Exact, &["LRANGE", "list", "0", "-1"]),
+            (Items, &["KEYS", "*"]),
+            (Exact, &["DBSIZE"]),
+        ],
+    ),
+    (
+        "a script that fails halfway keeps the writes before the failure",
+        &[
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], '1') redis.call('lpush', KEYS[1], 'x')",
+                    "1",
+                    "a",
+                ],
+            ),
+            (Exact, &["GET", "a"]),
+            (Exact, &["TYPE", "a"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], '2')\n\
+                     redis.call('incr', KEYS[2])\n\
+                     error('stop here')\n\
+                     redis.call('set', KEYS[1], 'never')",
+                    "2",
+                    "a",
+                    "b",
+                ],
+            ),
+            (Exact, &["MGET", "a", "b"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('rpush', KEYS[1], 'x')\n\
+                     local r = redis.pcall('incr', KEYS[1])\n\
+                     redis.call('rpush', KEYS[1], 'y')\n\
+                     return {r.err, redis.call('lrange', KEYS[1], 0, -1)}",
+                    "1",
+                    "l",
+                ],
+            ),
+            (Exact, &["LRANGE", "l", "0", "-1"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('hset', KEYS[1], 'f', 'v')\n\
+                     return redis.call('hincrby', KEYS[1], 'f', 1)",
+                    "1",
+                    "h",
+                ],
+            ),
+            (Exact, &["HGETALL", "h"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('sadd', KEYS[1], 'm')\nlocal t = nil\nreturn t.x",
+                    "1",
+                    "s",
+                ],
+            ),
+            (Exact, &["SMEMBERS", "s"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('incr', KEYS[1])\n\
+                     return redis.call('set', KEYS[1], 'v', 'BOGUS')",
+                    "1",
+                    "b",
+                ],
+            ),
+            (Exact, &["GET", "b"]),
+            // Read-only scripts write nothing.
+            (
+                Exact,
+                &["EVAL_RO", "return redis.call('set', KEYS[1], 'ro')", "1", "a"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "#!lua flags=no-writes\nreturn redis.call('del', KEYS[1])",
+                    "1",
+                    "a",
+                ],
+            ),
+            (Exact, &["GET", "a"]),
+            (Items, &["KEYS", "*"]),
+            (Exact, &["DBSIZE"]),
+        ],
+    ),
+    (
+        "a script reads its own writes",
+        &[
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], 'v')\n\
+                     local before = redis.call('get', KEYS[1])\n\
+                     redis.call('append', KEYS[1], '2')\n\
+                     return {before, redis.call('get', KEYS[1]), redis.call('strlen', KEYS[1])}",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('del', KEYS[1])\n\
+                     local before = redis.call('exists', KEYS[1])\n\
+                     redis.call('hset', KEYS[1], 'f', 1)\n\
+                     redis.call('hincrby', KEYS[1], 'f', 5)\n\
+                     return {before, redis.call('hget', KEYS[1], 'f'), redis.call('type', KEYS[1])}",
+                    "1",
+                    "k",
+                ],
+            ),
+            (Exact, &["HGETALL", "k"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('zadd', KEYS[1], 1, 'a')\n\
+                     redis.call('zincrby', KEYS[1], 2, 'a')\n\
+                     redis.call('zadd', KEYS[1], 2, 'b')\n\
+                     return redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')",
+                    "1",
+                    "z",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('sadd', KEYS[1], 'x', 'y')\n\
+                     redis.call('srem', KEYS[1], 'x')\n\
+                     return {redis.call('scard', KEYS[1]), redis.call('sismember', KEYS[1], 'y')}",
+                    "1",
+                    "s",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('rpush', KEYS[1], 1, 2, 3)\n\
+                     redis.call('lpop', KEYS[1])\n\
+                     return redis.call('lrange', KEYS[1], 0, -1)",
+                    "1",
+                    "l",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local n = 0\nfor i = 1, 50 do n = redis.call('incr', KEYS[1]) end\nreturn n",
+                    "1",
+                    "c",
+                ],
+            ),
+            (Exact, &["GET", "c"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], 'x', 'EX', 100)\n\
+                     redis.call('del', KEYS[1])\n\
+                     redis.call('set', KEYS[1], 'y')\n\
+                     return {redis.call('get', KEYS[1]), redis.call('ttl', KEYS[1])}",
+                    "1",
+                    "t",
+                ],
+            ),
+            (Ttl, &["TTL", "t"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('rpush', KEYS[2], 'moved')\n\
+                     redis.call('rename', KEYS[2], KEYS[1])\n\
+                     return {redis.call('exists', KEYS[2]), redis.call('lrange', KEYS[1], 0, -1)}",
+                    "2",
+                    "dst",
+                    "src",
+                ],
+            ),
+            (Exact, &["LRANGE", "dst", "0", "-1"]),
+            (Items, &["KEYS", "*"]),
+            (Exact, &["DBSIZE"]),
+        ],
+    ),
+];
+
+/// Every area of scenarios, named for a report.
+const AREAS: &[(&str, &[Scenario])] = &[
+    ("conversions", CONVERSIONS),
+    ("errors", ERRORS),
+    ("script cache", CACHE),
+    ("effects", EFFECTS),
+];
+
+/// Whether redis's reply `a` and zankv's reply `z` agree, as `norm` compares them.
+fn same(norm: Norm, a: &Frame, z: &Frame) -> bool {
+    match norm {
+        Norm::Exact => a == z,
+        Norm::Items => sorted_items(a.clone()) == sorted_items(z.clone()),
+        Norm::Pairs => sorted_pairs(a.clone()) == sorted_pairs(z.clone()),
+        Norm::Ttl => match (a, z) {
+            (Frame::Integer(x), Frame::Integer(y)) if *x >= 0 && *y >= 0 => (x - y).abs() <= 1,
+            _ => a == z,
+        },
+    }
+}
+
+/// Empties both databases and both script caches (a proxy's nodes keep theirs between
+/// pairs).
+fn reset(pair: &mut Pair) {
+    let commands: [&[&str]; 2] = [&["SCRIPT", "FLUSH"], &["FLUSHALL"]];
+    for client in [&mut pair.redis, &mut pair.zankv] {
+        for command in commands {
+            assert_eq!(
+                client.cmd_str(command),
+                Frame::simple("OK"),
+                "{} on port {}",
+                command.join(" "),
+                client.port()
+            );
+        }
+    }
+}
+
+/// Runs `scenarios` on a fresh pair of `target` with the client in RESP2, then on another
+/// in RESP3. Returns the first difference of every scenario that has one: a scenario stops
+/// there (what follows may depend on it), the next one starts afresh.
+fn run_scenarios(scenarios: &[Scenario], target: Target) -> Vec<String> {
+    let mut mismatches = Vec::new();
+    for resp3 in [false, true] {
+        let proto = if resp3 { "RESP3" } else { "RESP2" };
+        let mut pair = must_start_pair_on(resp3, target);
+        for (name, steps) in scenarios {
+            reset(&mut pair);
+            for (i, (norm, words)) in steps.iter().enumerate() {
+                let args: Vec<Vec<u8>> = words.iter().map(|w| b(w)).collect();
+                let a = pair.redis.cmd_vec(&args);
+                let z = pair.zankv.cmd_vec(&args);
+                if !same(*norm, &a, &z) {
+                    mismatches.push(format!(
+                        "scenario {name:?} ({proto}), step {i}: {}\n    redis: {a}\n    zankv: {z}",
+                        show_cmd(&args)
+                    ));
+                    break;
+                }
+            }
+        }
+    }
+    mismatches
+}
+
+/// Panics listing `mismatches`, if there are any.
+fn assert_none(what: &str, mismatches: &[String]) {
+    assert!(
+        mismatches.is_empty(),
+        "script differential ({what}): {} scenario(s) differ from redis-server:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+#[test]
+fn conversions_match_redis_on_a_node() {
+    assert_none("conversions", &run_scenarios(CONVERSIONS, Target::Node));
+}
+
+#[test]
+fn errors_match_redis_on_a_node() {
+    assert_none("errors", &run_scenarios(ERRORS, Target::Node));
+}
+
+#[test]
+fn the_script_cache_matches_redis_on_a_node() {
+    assert_none("script cache", &run_scenarios(CACHE, Target::Node));
+}
+
+#[test]
+fn effects_match_redis_on_a_node() {
+    assert_none("effects", &run_scenarios(EFFECTS, Target::Node));
+}
+
+// ---------------------------------------------------------------------------------------
+// Seeded random sequences
+// ---------------------------------------------------------------------------------------
+
+const SUITE: Suite = Suite {
+    name: "script differential",
+    target: "script_differential",
+    skips: false,
+};
+
+/// The keys of the random sequences: each template has its usual keys, and now and then
+/// takes any key (then meets WRONGTYPE).
+const STRING_KEYS: &[&str] = &["s1", "s2"];
+const LIST_KEYS: &[&str] = &["l1", "l2"];
+const HASH_KEYS: &[&str] = &["h1", "h2"];
+const ZSET_KEYS: &[&str] = &["z1"];
+const ALL_KEYS: &[&str] = &["s1", "s2", "l1", "l2", "h1", "h2", "z1"];
+/// Values of plain SETs: counters, lock tokens, and a string INCR refuses.
+const VALUES: &[&str] = &["1", "7", "t1", "x", ""];
+const TOKENS: &[&str] = &["t1", "t2"];
+const ELEMENTS: &[&str] = &["a", "b", ""];
+const FIELDS: &[&str] = &["f1", "f2", "f3"];
+const SCORES: &[&str] = &["1", "2.5", "-1", "0.1", "10", "inf"];
+const MEMBERS: &[&str] = &["m", "n", "o", "p"];
+
+/// The scripts of the random sequences.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Template {
+    /// A rate limiter: INCR, EXPIRE on the first hit, 0 past the cap.
+    RateLimit,
+    /// A lock taken: SET NX EX.
+    Acquire,
+    /// A lock released: DEL if the value is the caller's token (compare-and-delete).
+    Release,
+    /// LPUSH then LTRIM to a length, answering the list.
+    PushTrim,
+    /// HINCRBY, answering the new value and HLEN.
+    HashIncr,
+    /// ZADD then ZRANGE WITHSCORES.
+    ZsetRange,
+    /// ZADD, ZSCORE and ZRANGE WITHSCORES after `redis.setresp(3)`.
+    ZsetRangeResp3,
+    /// Reads a key by its TYPE; sent with EVAL_RO or EVALSHA_RO.
+    Inspect,
+    /// A string moved to the end of a list (two keys).
+    Move,
+    /// No keys: its arguments and a SHA1.
+    Keyless,
+}
+
+/// Every template, in the order they are loaded at the start of a run.
+const TEMPLATES: &[Template] = &[
+    Template::RateLimit,
+    Template::Acquire,
+    Template::Release,
+    Template::PushTrim,
+    Template::HashIncr,
+    Template::ZsetRange,
+    Template::ZsetRangeResp3,
+    Template::Inspect,
+    Template::Move,
+    Template::Keyless,
+];
+
+impl Template {
+    fn body(self) -> &'static str {
+        match self {
+            Template::RateLimit => {
+                "local n = redis.call('incr', KEYS[1])\n\
+                 if n == 1 then redis.call('expire', KEYS[1], ARGV[2]) end\n\
+                 if n > tonumber(ARGV[1]) then return 0 end\n\
+                 return n"
+            }
+            Template::Acquire => "return redis.call('set', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2])",
+            Template::Release => {
+                "if redis.call('get',KEYS[1]) == ARGV[1] then return redis.call('del',KEYS[1]) else return 0 end"
+            }
+            Template::PushTrim => {
+                "redis.call('lpush', KEYS[1], ARGV[1])\n\
+                 redis.call('ltrim', KEYS[1], 0, tonumber(ARGV[2]) - 1)\n\
+                 return redis.call('lrange', KEYS[1], 0, -1)"
+            }
+            Template::HashIncr => {
+                "local v = redis.call('hincrby', KEYS[1], ARGV[1], ARGV[2])\n\
+                 return {v, redis.call('hlen', KEYS[1])}"
+            }
+            Template::ZsetRange => {
+                "redis.call('zadd', KEYS[1], ARGV[1], ARGV[2])\n\
+                 return redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')"
+            }
+            Template::ZsetRangeResp3 => {
+                "redis.setresp(3)\n\
+                 redis.call('zadd', KEYS[1], ARGV[1], ARGV[2])\n\
+                 return {redis.call('zscore', KEYS[1], ARGV[2]), redis.call('zrange', KEYS[1], 0, -1, 'WITHSCORES')}"
+            }
+            Template::Inspect => {
+                "local t = redis.call('type', KEYS[1]).ok\n\
+                 if t == 'string' then return {t, redis.call('get', KEYS[1])} end\n\
+                 if t == 'list' then return {t, redis.call('llen', KEYS[1]), redis.call('lindex', KEYS[1], -1)} end\n\
+                 if t == 'hash' then return {t, redis.call('hlen', KEYS[1]), redis.call('hget', KEYS[1], 'f1')} end\n\
+                 if t == 'zset' then return {t, redis.call('zcard', KEYS[1]), redis.call('zrange', KEYS[1], 0, 0)} end\n\
+                 return {t, redis.call('exists', KEYS[1])}"
+            }
+            Template::Move => {
+                "local v = redis.call('get', KEYS[1])\n\
+                 if not v then return false end\n\
+                 redis.call('rpush', KEYS[2], v)\n\
+                 redis.call('del', KEYS[1])\n\
+                 return redis.call('llen', KEYS[2])"
+            }
+            Template::Keyless => "return {ARGV[1], #ARGV, redis.sha1hex(ARGV[1])}",
+        }
+    }
+
+    /// Whether it only reads (it is sent with EVAL_RO or EVALSHA_RO).
+    fn read_only(self) -> bool {
+        self == Template::Inspect
+    }
+
+    /// The KEYS and ARGV of one run.
+    fn arguments(self, rng: &mut Rand) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+        match self {
+            Template::RateLimit => {
+                let key = random_key(rng, STRING_KEYS);
+                let cap = rng.small_int(1, 4);
+                (vec![key], vec![cap, rel_secs(rng)])
+            }
+            Template::Acquire => {
+                let key = random_key(rng, STRING_KEYS);
+                let token = b(rng.pick(TOKENS));
+                (vec![key], vec![token, rel_secs(rng)])
+            }
+            Template::Release => {
+                let key = random_key(rng, STRING_KEYS);
+                (vec![key], vec![b(rng.pick(TOKENS))])
+            }
+            Template::PushTrim => {
+                let key = random_key(rng, LIST_KEYS);
+                let element = b(rng.pick(ELEMENTS));
+                // Now and then a length that is no number: the script fails after LPUSH.
+                let keep = if rng.chance(5) {
+                    b("x")
+                } else {
+                    rng.small_int(0, 4)
+                };
+                (vec![key], vec![element, keep])
+            }
+            Template::HashIncr => {
+                let key = random_key(rng, HASH_KEYS);
+                let field = b(rng.pick(FIELDS));
+                let by = if rng.chance(5) {
+                    b("1.5")
+                } else {
+                    rng.small_int(-3, 5)
+                };
+                (vec![key], vec![field, by])
+            }
+            Template::ZsetRange | Template::ZsetRangeResp3 => {
+                let key = random_key(rng, ZSET_KEYS);
+                let score = if rng.chance(4) {
+                    b("x")
+                } else {
+                    b(rng.pick(SCORES))
+                };
+                (vec![key], vec![score, b(rng.pick(MEMBERS))])
+            }
+            Template::Inspect => (vec![b(rng.pick(ALL_KEYS))], vec![]),
+            Template::Move => {
+                let from = random_key(rng, STRING_KEYS);
+                let to = random_key(rng, LIST_KEYS);
+                (vec![from, to], vec![])
+            }
+            Template::Keyless => {
+                let count = rng.usize(0..3);
+                let argv: Vec<Vec<u8>> = (0..count).map(|_| b(rng.pick(VALUES))).collect();
+                (vec![], argv)
+            }
+        }
+    }
+}
+
+/// One of `usual`, or now and then any key.
+fn random_key(rng: &mut Rand, usual: &[&str]) -> Vec<u8> {
+    if rng.chance(10) {
+        b(rng.pick(ALL_KEYS))
+    } else {
+        b(rng.pick(usual))
+    }
+}
+
+/// A distinct relative expiration in seconds, in decimal.
+fn rel_secs(rng: &mut Rand) -> Vec<u8> {
+    rng.fresh_rel_secs().to_string().into_bytes()
+}
+
+/// What a random step does.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// Runs a template.
+    Script(Template),
+    /// A plain command.
+    Plain,
+    /// SCRIPT LOAD of a template.
+    Load,
+    /// SCRIPT FLUSH: EVALSHA answers NOSCRIPT until EVAL or SCRIPT LOAD caches the body.
+    Flush,
+}
+
+const MENU: &[(Kind, u32)] = &[
+    (Kind::Script(Template::RateLimit), 8),
+    (Kind::Script(Template::Acquire), 6),
+    (Kind::Script(Template::Release), 6),
+    (Kind::Script(Template::PushTrim), 7),
+    (Kind::Script(Template::HashIncr), 7),
+    (Kind::Script(Template::ZsetRange), 5),
+    (Kind::Script(Template::ZsetRangeResp3), 4),
+    (Kind::Script(Template::Inspect), 8),
+    (Kind::Script(Template::Move), 5),
+    (Kind::Script(Template::Keyless), 2),
+    (Kind::Plain, 38),
+    (Kind::Load, 2),
+    (Kind::Flush, 1),
+];
+
+/// A run of `template`: EVAL or EVALSHA (its name `sha` in lower or upper case), their
+/// `_RO` forms for a read-only template or now and then for one that writes.
+fn script_call(rng: &mut Rand, template: Template, sha: &str) -> Vec<Vec<u8>> {
+    let (keys, argv) = template.arguments(rng);
+    let read_only = template.read_only() || rng.chance(3);
+    let by_sha = rng.chance(45);
+    let name = match (by_sha, read_only) {
+        (false, false) => "EVAL",
+        (false, true) => "EVAL_RO",
+        (true, false) => "EVALSHA",
+        (true, true) => "EVALSHA_RO",
+    };
+    let name = rng.name(name);
+    let script = if !by_sha {
+        b(template.body())
+    } else if rng.chance(10) {
+        sha.to_ascii_uppercase().into_bytes()
+    } else {
+        b(sha)
+    };
+    let mut args = vec![name, script, keys.len().to_string().into_bytes()];
+    args.extend(keys);
+    args.extend(argv);
+    args
+}
+
+/// A plain command, and how its replies are compared.
+fn plain(rng: &mut Rand) -> (Norm, Vec<Vec<u8>>) {
+    let key = b(rng.pick(ALL_KEYS));
+    match rng.usize(0..11) {
+        0 | 1 => (Exact, vec![rng.name("GET"), key]),
+        2 => {
+            let name = rng.name("SET");
+            (Exact, vec![name, key, b(rng.pick(VALUES))])
+        }
+        3 => (Exact, vec![rng.name("DEL"), key]),
+        4 => (Exact, vec![rng.name("LRANGE"), key, b("0"), b("-1")]),
+        5 => (Pairs, vec![rng.name("HGETALL"), key]),
+        6 => {
+            let name = rng.name("ZRANGE");
+            let withscores = rng.word("WITHSCORES");
+            (Exact, vec![name, key, b("0"), b("-1"), withscores])
+        }
+        7 | 8 => (Ttl, vec![rng.name("TTL"), key]),
+        9 => {
+            let name = rng.name("EXPIRE");
+            (Exact, vec![name, key, rel_secs(rng)])
+        }
+        _ => (Exact, vec![rng.name("TYPE"), key]),
+    }
+}
+
+/// One random step, and how its replies are compared; `shas` names every template.
+fn random_step(rng: &mut Rand, shas: &[(Template, String)]) -> (Norm, Vec<Vec<u8>>) {
+    match rng.weighted(MENU) {
+        Kind::Script(template) => {
+            let sha = shas
+                .iter()
+                .find(|(t, _)| *t == template)
+                .map(|(_, sha)| sha.as_str())
+                .expect("every template is loaded first");
+            (Exact, script_call(rng, template, sha))
+        }
+        Kind::Plain => plain(rng),
+        Kind::Load => {
+            let template = TEMPLATES[rng.usize(..TEMPLATES.len())];
+            let name = rng.name("SCRIPT");
+            let load = rng.word("LOAD");
+            (Exact, vec![name, load, b(template.body())])
+        }
+        Kind::Flush => {
+            let mut args = vec![rng.name("SCRIPT"), rng.word("FLUSH")];
+            match rng.usize(0..3) {
+                0 => args.push(rng.word("ASYNC")),
+                1 => args.push(rng.word("SYNC")),
+                _ => {}
+            }
+            (Exact, args)
+        }
+    }
+}
+
+/// Sends command `#i` to both servers, compares the replies as `norm` says (panicking with
+/// `log`'s report if they differ), records it; returns redis's reply.
+fn run_step(pair: &mut Pair, log: &mut RunLog, i: usize, norm: Norm, args: &[Vec<u8>]) -> Frame {
+    let cmd = show_cmd(args);
+    let a = pair.redis.cmd_vec(args);
+    let z = pair.zankv.cmd_vec(args);
+    if !same(norm, &a, &z) {
+        panic!(
+            "{}",
+            log.report(&i.to_string(), &cmd, &format!("redis: {a}\n  zankv: {z}"))
+        );
+    }
+    log.record(i, args, &cmd, &a);
+    a
+}
+
+/// A key's contents for the end-of-run comparison.
+fn content(client: &mut Client, key: &[u8], kind: Option<&[u8]>) -> Frame {
+    match kind {
+        Some(b"string") => client.cmd(&[b"GET", key]),
+        Some(b"list") => client.cmd(&[b"LRANGE", key, b"0", b"-1"]),
+        Some(b"hash") => sorted_pairs(client.cmd(&[b"HGETALL", key])),
+        Some(b"set") => sorted_items(client.cmd(&[b"SMEMBERS", key])),
+        Some(b"zset") => client.cmd(&[b"ZRANGE", key, b"0", b"-1", b"WITHSCORES"]),
+        _ => Frame::Null,
+    }
+}
+
+/// One seeded sequence of `steps` random steps on a fresh pair of `target`, after every
+/// template is loaded into both caches; then the two databases are compared.
+fn run_random(seed: u64, steps: usize, target: Target, resp3: bool) {
+    let started = Instant::now();
+    let mut pair = must_start_pair_on(resp3, target);
+    reset(&mut pair);
+    let mut rng = Rand::new(seed);
+    let mut log = RunLog::new(SUITE, seed, resp3);
+    eprintln!(
+        "script differential: seed {seed}, {steps} steps, {}",
+        log.proto()
+    );
+    // Every template in both caches, named by redis's answer.
+    let mut shas = Vec::with_capacity(TEMPLATES.len());
+    for (i, &template) in TEMPLATES.iter().enumerate() {
+        let args = [b("SCRIPT"), b("LOAD"), b(template.body())];
+        let reply = run_step(&mut pair, &mut log, i, Exact, &args);
+        let sha = match reply.as_bytes() {
+            Some(sha) => String::from_utf8_lossy(sha).into_owned(),
+            None => panic!("seed {seed}: SCRIPT LOAD answered {reply}"),
+        };
+        shas.push((template, sha));
+    }
+    for i in TEMPLATES.len()..TEMPLATES.len() + steps {
+        let (norm, args) = random_step(&mut rng, &shas);
+        run_step(&mut pair, &mut log, i, norm, &args);
+    }
+    compare_final_state(&mut pair, &log, content, |tolerance, a, z| {
+        let close = match (tolerance, a, z) {
+            (Some(ms), Frame::Integer(x), Frame::Integer(y)) => {
+                *x >= 0 && *y >= 0 && (x - y).abs() <= ms
+            }
+            _ => false,
+        };
+        if close || a == z {
+            Ok(())
+        } else {
+            Err("the two differ".to_string())
+        }
+    });
+    log.print_stats();
+    eprintln!(
+        "script differential: seed {seed} ({}): {steps} steps in {:?}",
+        log.proto(),
+        started.elapsed()
+    );
+}
+
+#[test]
+fn random_scripts_match_redis_on_a_node() {
+    for seed in seeds(&[1, 2]) {
+        run_random(seed, 300, Target::Node, seed % 2 == 0);
+    }
+}
+
+/// Every scenario and two seeds through a proxy in front of PD and three storage nodes
+/// holding a one-partition namespace with three replicas.
+#[test]
+fn scripts_match_redis_through_the_proxy() {
+    let cluster = support::proxy::ProxiedCluster::must_start(1, 3, "");
+    let target = Target::Proxy(cluster.proxy.port);
+    let mut mismatches = Vec::new();
+    for (area, scenarios) in AREAS {
+        mismatches.extend(
+            run_scenarios(scenarios, target)
+                .into_iter()
+                .map(|m| format!("{area}: {m}")),
+        );
+    }
+    assert_none("through the proxy", &mismatches);
+    for seed in seeds(&[3, 4]) {
+        run_random(seed, 200, target, seed % 2 == 0);
+    }
+    let metrics = cluster.proxy.metrics();
+    for command in ["eval", "evalsha", "eval_ro"] {
+        assert!(
+            metrics.contains(&format!(
+                "zankv_proxy_commands_total{{command=\"{command}\"}}"
+            )),
+            "the proxy forwarded {command}: {metrics}"
+        );
+    }
+}
