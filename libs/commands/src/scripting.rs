@@ -99,6 +99,156 @@ pub static SPECS: &[CommandSpec] = &[
         "2.6.0",
         SCRIPT_SUBCOMMANDS,
     ),
+    spec(
+        "fcall",
+        -3,
+        S,
+        EVAL_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "7.0.0",
+        "Invokes a function.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    spec(
+        "fcall_ro",
+        -3,
+        S,
+        EVAL_RO_FLAGS,
+        NO_KEYS,
+        EVAL_ACL,
+        G,
+        "7.0.0",
+        "Invokes a read-only function.",
+    )
+    .with_numkeys_at(2)
+    .with_fanout(Fanout::AnyPartition),
+    container(
+        "function",
+        "A container for function commands.",
+        G,
+        "7.0.0",
+        FUNCTION_SUBCOMMANDS,
+    ),
+];
+
+const FUNCTION_WRITE: &[&str] = &["noscript", "write"];
+const FUNCTION_READ: &[&str] = &["noscript"];
+const FUNCTION_ACL_WRITE: &[&str] = &["write", "slow", "scripting"];
+const FUNCTION_ACL_READ: &[&str] = &["slow", "scripting"];
+
+/// FUNCTION's subcommands. The libraries are stored in every partition (replicated like
+/// data), so the proxy sends the changes to every partition and reads from any.
+pub static FUNCTION_SUBCOMMANDS: &[CommandSpec] = &[
+    spec(
+        "function|delete",
+        3,
+        S,
+        FUNCTION_WRITE,
+        NO_KEYS,
+        FUNCTION_ACL_WRITE,
+        G,
+        "7.0.0",
+        "Deletes a library and its functions.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|dump",
+        2,
+        S,
+        FUNCTION_READ,
+        NO_KEYS,
+        FUNCTION_ACL_READ,
+        G,
+        "7.0.0",
+        "Dumps all libraries into a serialized binary payload.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|flush",
+        -2,
+        S,
+        FUNCTION_WRITE,
+        NO_KEYS,
+        FUNCTION_ACL_WRITE,
+        G,
+        "7.0.0",
+        "Deletes all libraries and functions.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|help",
+        2,
+        Access::Connection,
+        &["loading", "stale"],
+        NO_KEYS,
+        &["slow"],
+        G,
+        "7.0.0",
+        "Returns helpful text about the different subcommands.",
+    ),
+    spec(
+        "function|kill",
+        2,
+        S,
+        &["noscript", "allow_busy"],
+        NO_KEYS,
+        FUNCTION_ACL_READ,
+        G,
+        "7.0.0",
+        "Terminates a function during execution.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Kill)),
+    spec(
+        "function|list",
+        -2,
+        S,
+        FUNCTION_READ,
+        NO_KEYS,
+        FUNCTION_ACL_READ,
+        G,
+        "7.0.0",
+        "Returns information about all libraries.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|load",
+        -3,
+        S,
+        &["noscript", "write", "denyoom"],
+        NO_KEYS,
+        FUNCTION_ACL_WRITE,
+        G,
+        "7.0.0",
+        "Creates a library.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|restore",
+        -3,
+        S,
+        &["noscript", "write", "denyoom"],
+        NO_KEYS,
+        FUNCTION_ACL_WRITE,
+        G,
+        "7.0.0",
+        "Restores all libraries from a payload.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
+    spec(
+        "function|stats",
+        2,
+        S,
+        &["noscript", "allow_busy"],
+        NO_KEYS,
+        FUNCTION_ACL_READ,
+        G,
+        "7.0.0",
+        "Returns information about a function during execution.",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
 ];
 
 /// SCRIPT's subcommands.
@@ -171,6 +321,8 @@ pub enum Source {
     Body(Bytes),
     /// EVALSHA's SHA1 name, in lower case.
     Sha(String),
+    /// FCALL's function name.
+    Function(Bytes),
 }
 
 /// EVAL and its variants.
@@ -182,8 +334,42 @@ pub struct Eval {
     pub keys: Vec<Bytes>,
     /// `ARGV`.
     pub args: Vec<Bytes>,
-    /// EVAL_RO/EVALSHA_RO: the script may not write.
+    /// EVAL_RO/EVALSHA_RO/FCALL_RO: the script may not write.
     pub read_only: bool,
+}
+
+/// What FUNCTION RESTORE does with the libraries already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestorePolicy {
+    /// Deletes them first.
+    Flush,
+    /// Adds the payload's; a name taken fails the whole restore.
+    Append,
+    /// Adds the payload's, replacing libraries of the same name.
+    Replace,
+}
+
+/// A change to the libraries of functions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FunctionWrite {
+    /// FUNCTION LOAD [REPLACE] code.
+    Load {
+        /// REPLACE.
+        replace: bool,
+        /// The library's code, its `#!lua name=...` line first.
+        code: Bytes,
+    },
+    /// FUNCTION DELETE library.
+    Delete(Bytes),
+    /// FUNCTION FLUSH [ASYNC|SYNC].
+    Flush,
+    /// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE].
+    Restore {
+        /// FUNCTION DUMP's payload.
+        payload: Bytes,
+        /// What happens to the libraries there.
+        policy: RestorePolicy,
+    },
 }
 
 /// A scripting command.
@@ -197,8 +383,21 @@ pub enum ScriptCommand {
     Exists(Vec<Bytes>),
     /// SCRIPT FLUSH [ASYNC|SYNC].
     Flush,
-    /// SCRIPT KILL.
+    /// SCRIPT KILL, FUNCTION KILL.
     Kill,
+    /// FUNCTION LOAD, DELETE, FLUSH, RESTORE.
+    FunctionWrite(FunctionWrite),
+    /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
+    FunctionList {
+        /// LIBRARYNAME's pattern.
+        pattern: Option<Bytes>,
+        /// WITHCODE.
+        with_code: bool,
+    },
+    /// FUNCTION DUMP.
+    FunctionDump,
+    /// FUNCTION STATS.
+    FunctionStats,
 }
 
 impl ScriptCommand {
@@ -206,7 +405,7 @@ impl ScriptCommand {
     /// and arity has been checked.
     pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
         Ok(match name {
-            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => {
+            "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
                 let numkeys = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
                 if numkeys < 0 {
                     return Err(CommandError::NumkeysNegative);
@@ -218,6 +417,8 @@ impl ScriptCommand {
                 }
                 let source = if name.starts_with("evalsha") {
                     Source::Sha(String::from_utf8_lossy(&args[0]).to_ascii_lowercase())
+                } else if name.starts_with("fcall") {
+                    Source::Function(args[0].clone())
                 } else {
                     Source::Body(args[0].clone())
                 };
@@ -240,7 +441,72 @@ impl ScriptCommand {
                 }
                 _ => return Err(CommandError::ScriptFlushOption),
             },
-            "script|kill" => ScriptCommand::Kill,
+            "script|kill" | "function|kill" => ScriptCommand::Kill,
+            "function|stats" => ScriptCommand::FunctionStats,
+            "function|dump" => ScriptCommand::FunctionDump,
+            "function|delete" => ScriptCommand::FunctionWrite(FunctionWrite::Delete(args[1].clone())),
+            "function|flush" => match &args[1..] {
+                [] => ScriptCommand::FunctionWrite(FunctionWrite::Flush),
+                [mode]
+                    if mode.eq_ignore_ascii_case(b"sync") || mode.eq_ignore_ascii_case(b"async") =>
+                {
+                    ScriptCommand::FunctionWrite(FunctionWrite::Flush)
+                }
+                _ => return Err(CommandError::FunctionFlushOption),
+            },
+            "function|load" => {
+                let mut replace = false;
+                let mut rest = &args[1..];
+                while rest.len() > 1 {
+                    if rest[0].eq_ignore_ascii_case(b"replace") {
+                        replace = true;
+                        rest = &rest[1..];
+                    } else {
+                        return Err(CommandError::UnknownOptionGiven(
+                            String::from_utf8_lossy(&rest[0]).into_owned(),
+                        ));
+                    }
+                }
+                ScriptCommand::FunctionWrite(FunctionWrite::Load {
+                    replace,
+                    code: rest[0].clone(),
+                })
+            }
+            "function|restore" => {
+                let policy = match &args[2..] {
+                    [] => RestorePolicy::Append,
+                    [p] if p.eq_ignore_ascii_case(b"flush") => RestorePolicy::Flush,
+                    [p] if p.eq_ignore_ascii_case(b"append") => RestorePolicy::Append,
+                    [p] if p.eq_ignore_ascii_case(b"replace") => RestorePolicy::Replace,
+                    [_] => return Err(CommandError::RestorePolicy),
+                    _ => return Err(CommandError::Syntax),
+                };
+                ScriptCommand::FunctionWrite(FunctionWrite::Restore {
+                    payload: args[1].clone(),
+                    policy,
+                })
+            }
+            "function|list" => {
+                let (mut pattern, mut with_code) = (None, false);
+                let mut rest = &args[1..];
+                while let Some(word) = rest.first() {
+                    if word.eq_ignore_ascii_case(b"withcode") && !with_code {
+                        with_code = true;
+                        rest = &rest[1..];
+                    } else if word.eq_ignore_ascii_case(b"libraryname")
+                        && pattern.is_none()
+                        && rest.len() > 1
+                    {
+                        pattern = Some(rest[1].clone());
+                        rest = &rest[2..];
+                    } else {
+                        return Err(CommandError::UnknownArgument(
+                            String::from_utf8_lossy(word).into_owned(),
+                        ));
+                    }
+                }
+                ScriptCommand::FunctionList { pattern, with_code }
+            }
             _ => unreachable!("scripting family dispatched an unknown name: {name}"),
         })
     }
@@ -263,6 +529,57 @@ pub fn help() -> Reply {
             "    Kill the currently executing Lua script.",
             "LOAD <script>",
             "    Load a script into the scripts cache without executing it.",
+            "HELP",
+            "    Prints this help.",
+        ]
+        .iter()
+        .map(|l| Reply::Status(l))
+        .collect(),
+    )
+}
+
+/// FUNCTION HELP's text.
+pub fn function_help() -> Reply {
+    Reply::Array(
+        [
+            "FUNCTION <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+            "LOAD [REPLACE] <FUNCTION CODE>",
+            "    Create a new library with the given library name and code.",
+            "DELETE <LIBRARY NAME>",
+            "    Delete the given library.",
+            "LIST [LIBRARYNAME PATTERN] [WITHCODE]",
+            "    Return general information on all the libraries:",
+            "    * Library name",
+            "    * The engine used to run the Library",
+            "    * Library description",
+            "    * Functions list",
+            "    * Library code (if WITHCODE is given)",
+            "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+            "STATS",
+            "    Return information about the current function running:",
+            "    * Function name",
+            "    * Command used to run the function",
+            "    * Duration in MS that the function is running",
+            "    If no function is running, return nil",
+            "    In addition, returns a list of available engines.",
+            "KILL",
+            "    Kill the current running function.",
+            "FLUSH [ASYNC|SYNC]",
+            "    Delete all the libraries.",
+            "    When called without the optional mode argument, the behavior is determined by the",
+            "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+            "    * ASYNC: Asynchronously flush the libraries.",
+            "    * SYNC: Synchronously flush the libraries.",
+            "DUMP",
+            "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+            "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+            "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+            "    control how to handle existing libraries (default APPEND):",
+            "    * FLUSH: delete all existing libraries.",
+            "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+            "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+            "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+            "      in case of functions name collision with another library).",
             "HELP",
             "    Prints this help.",
         ]
