@@ -8,6 +8,7 @@
 
 use bytes::Bytes;
 
+use crate::data::functions::FunctionChange;
 use crate::engine::EngineError;
 
 /// Format version written as the first byte of every encoded change.
@@ -78,6 +79,10 @@ pub enum Change {
         /// The script's write commands, each name first.
         commands: Vec<Vec<Bytes>>,
     },
+    /// A change to the partition's libraries of functions (FUNCTION LOAD, DELETE, FLUSH,
+    /// RESTORE), each library as the node that took the command loaded it
+    /// ([`crate::data::functions`]).
+    Functions(FunctionChange),
     /// Background reclamation of the elements of dropped collection versions.
     Reclaim {
         /// Versions (with their element tag) to reclaim.
@@ -216,7 +221,7 @@ impl Change {
                 }
                 keyed
             }
-            Change::Reclaim { .. } | Change::Noop => true,
+            Change::Reclaim { .. } | Change::Noop | Change::Functions(_) => true,
         };
         if keyed {
             Touches::Keys(keys)
@@ -288,6 +293,10 @@ impl Change {
                 for a in argv {
                     put_bytes(&mut out, a);
                 }
+            }
+            Change::Functions(change) => {
+                out.push(7);
+                change.encode(&mut out);
             }
             Change::Reclaim { versions, budget } => {
                 out.push(3);
@@ -379,6 +388,7 @@ impl Change {
                 base: r.u64()?,
                 commands: r.commands()?,
             },
+            7 => Change::Functions(FunctionChange::decode(std::mem::take(&mut r.buf))?),
             5 => {
                 let now_ms = r.u64()? as i64;
                 let retry = match r.u8()? {
@@ -469,6 +479,8 @@ mod tests {
                     base,
                     commands
                 }),
+            Just(Change::Functions(FunctionChange::Flush)),
+            bytes().prop_map(|name| Change::Functions(FunctionChange::Delete(name))),
             Just(Change::Noop),
         ]
     }

@@ -15,6 +15,7 @@
 //! | `g` | `g` u64-BE(version) | element tag: a collection version to reclaim |
 //! | `0x00` | `0x00` `p` pop-id | [`crate::records::PopRecord`]: what a blocking pop took |
 //! | `0x00` | `0x00` `P` u64-BE(at ms) pop-id | empty: those records by age, to drop them |
+//! | `0x00` | `0x00` `F` library-name | [`crate::data::functions::Library`]: a library of functions |
 //!
 //! Elements are keyed by their collection's version, not by the user key: versions are
 //! unique within a partition, so RENAME moves only the metadata record, and dropping a
@@ -64,6 +65,19 @@ pub fn parse_pop_age_key(key: &[u8]) -> Option<(u64, &[u8])> {
     let rest = key.strip_prefix(&[SYSTEM, b'P'])?;
     let at = u64::from_be_bytes(rest.get(..8)?.try_into().ok()?);
     Some((at, &rest[8..]))
+}
+
+/// Key of the library of functions `name` ([`crate::data::functions::Library`]).
+pub fn library_key(name: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(2 + name.len());
+    k.extend_from_slice(&[SYSTEM, b'F']);
+    k.extend_from_slice(name);
+    k
+}
+
+/// The range of the libraries' keys.
+pub fn library_space() -> (Vec<u8>, Vec<u8>) {
+    (vec![SYSTEM, b'F'], vec![SYSTEM, b'F' + 1])
 }
 
 /// Metadata key of a user key.

@@ -98,7 +98,7 @@ impl Partition {
                 | Change::Expire { now_ms, .. }
                 | Change::Transaction { now_ms, .. }
                 | Change::Effects { now_ms, .. } => *now_ms,
-                Change::Reclaim { .. } | Change::Noop => 0,
+                Change::Reclaim { .. } | Change::Noop | Change::Functions(_) => 0,
             };
             let mut state = batch_txn.state;
             state.applied_index += 1;
@@ -122,6 +122,7 @@ impl Partition {
                     Change::Reclaim { versions, budget } => {
                         reclaim(txn, versions, *budget).map_err(ExecError::Engine)
                     }
+                    Change::Functions(change) => data::functions::apply(txn, change),
                     Change::Noop => Ok(Reply::Nil),
                 })?;
             batch_txn.absorb(writes);

@@ -49,6 +49,7 @@ use zankv_commands::{CommandError, ReadCommand, Reply};
 
 use crate::change::{Change, Touches};
 use crate::clock::Clock;
+use crate::data::functions::FunctionChange;
 use crate::data::ScanCursors;
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{Engine, EngineError};
@@ -87,6 +88,8 @@ pub enum BatchItem {
     /// proposals while the worker runs it, then proposes its effects
     /// ([`crate::script`]).
     Script(Box<ScriptJob>),
+    /// A change to the libraries of functions, checked by the node that took it.
+    Functions(FunctionChange),
 }
 
 impl BatchItem {
@@ -96,7 +99,10 @@ impl BatchItem {
             .into_iter()
             .map(|i| match i {
                 BatchItem::Read(cmd) => cmd,
-                BatchItem::Write(_) | BatchItem::Transaction { .. } | BatchItem::Script(_) => {
+                BatchItem::Write(_)
+                | BatchItem::Transaction { .. }
+                | BatchItem::Script(_)
+                | BatchItem::Functions(_) => {
                     unreachable!("a batch of reads holds a write")
                 }
             })
@@ -329,6 +335,9 @@ pub(crate) struct WorkerShared {
     /// The applied state as of the last message handled (keys known expired left out),
     /// so reading it never waits on a worker busy with a long script or apply.
     state: std::sync::Mutex<AppliedState>,
+    /// The partition's libraries of functions and their functions, counted after each
+    /// change to them (FUNCTION STATS).
+    functions: std::sync::Mutex<(usize, usize)>,
 }
 
 impl WorkerHandle {
@@ -353,6 +362,15 @@ impl WorkerHandle {
     /// store loop's admission limit).
     pub fn send(&self, msg: WorkerMsg) -> bool {
         self.tx.send(PoolMsg::Worker(self.group, msg)).is_ok()
+    }
+
+    /// How many libraries of functions, and functions, the partition holds.
+    pub fn function_counts(&self) -> (usize, usize) {
+        *self
+            .shared
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The partition's applied state as the worker last published it (None once the
@@ -399,6 +417,7 @@ impl Worker {
         } = settings;
         info!(partition = %name, applied = partition.state().applied_index, "partition worker started");
         *shared.state.lock().unwrap_or_else(|p| p.into_inner()) = partition.state();
+        *shared.functions.lock().unwrap_or_else(|p| p.into_inner()) = count_functions(&partition);
         Worker {
             name,
             partition,
@@ -423,6 +442,15 @@ impl Worker {
             scripts: VecDeque::new(),
         }
     }
+}
+
+/// How many libraries of functions, and functions, `partition` holds.
+fn count_functions(partition: &Partition) -> (usize, usize) {
+    let view = crate::data::EngineView::new(partition.engine());
+    crate::data::functions::libraries(&view).map_or((0, 0), |libraries| {
+        let functions = libraries.iter().map(|l| l.functions.len()).sum();
+        (libraries.len(), functions)
+    })
 }
 
 /// A plan being answered.
@@ -812,6 +840,13 @@ impl Worker {
                 for change in &changes {
                     self.forget_expired(change);
                 }
+                if changes.iter().any(|c| matches!(c, Change::Functions(_))) {
+                    *self
+                        .shared
+                        .functions
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = count_functions(&self.partition);
+                }
                 for (((index, term), reply), change) in meta.into_iter().zip(replies).zip(&changes)
                 {
                     if let (Change::Expire { .. }, Reply::Integer(n)) = (change, &reply) {
@@ -1025,6 +1060,11 @@ impl Worker {
         self.expired_seen.clear();
         self.note_term(term);
         self.stats.set_keys(&self.name, self.partition.state().keys);
+        *self
+            .shared
+            .functions
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = count_functions(&self.partition);
         info!(partition = %self.name, index, "snapshot installed");
         // Reads anchored in a log this replica no longer follows cannot run where they
         // were meant to; entries up to the snapshot are in it.

@@ -623,6 +623,8 @@ pub enum ConnectionCommand {
     ObjectHelp,
     /// SCRIPT HELP (the other SCRIPT subcommands: scripting family)
     ScriptHelp,
+    /// FUNCTION HELP (the other FUNCTION subcommands: scripting family)
+    FunctionHelp,
     /// `INFO [section...]`
     Info(Vec<Bytes>),
     /// TIME
@@ -946,6 +948,7 @@ impl ConnectionCommand {
             "command|getkeys" => ConnectionCommand::CommandGetKeys(args[1..].to_vec()),
             "object|help" => ConnectionCommand::ObjectHelp,
             "script|help" => ConnectionCommand::ScriptHelp,
+            "function|help" => ConnectionCommand::FunctionHelp,
             "info" => ConnectionCommand::Info(args.to_vec()),
             "time" => ConnectionCommand::Time,
             "readonly" => ConnectionCommand::ReadOnly,
@@ -1086,6 +1089,7 @@ impl ConnectionCommand {
                 Reply::OK
             }
             ConnectionCommand::ScriptHelp => crate::scripting::help(),
+            ConnectionCommand::FunctionHelp => crate::scripting::function_help(),
             ConnectionCommand::ObjectHelp => help(&[
                 "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
                 "ENCODING <key>",

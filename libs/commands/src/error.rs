@@ -334,6 +334,63 @@ pub enum CommandError {
     /// shapes it (its code first; for a raised one, the script and line it came from).
     #[error("{0}")]
     Script(String),
+    /// FUNCTION FLUSH with an option other than ASYNC or SYNC.
+    #[error("ERR FUNCTION FLUSH only supports SYNC|ASYNC option")]
+    FunctionFlushOption,
+    /// FUNCTION LOAD with an option other than REPLACE.
+    #[error("ERR Unknown option given: {0}")]
+    UnknownOptionGiven(String),
+    /// FUNCTION LIST with an argument it does not take.
+    #[error("ERR Unknown argument {0}")]
+    UnknownArgument(String),
+    /// FUNCTION RESTORE with a policy other than FLUSH, APPEND or REPLACE.
+    #[error("ERR Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.")]
+    RestorePolicy,
+    /// FUNCTION RESTORE of a payload that is not FUNCTION DUMP's.
+    #[error("ERR DUMP payload version or checksum are wrong")]
+    DumpPayload,
+    /// A library's code without its `#!lua name=...` line.
+    #[error("ERR Missing library metadata")]
+    MissingLibraryMetadata,
+    /// A library's `#!lua` line without `name=`.
+    #[error("ERR Library name was not given")]
+    LibraryNameMissing,
+    /// A library's `#!` line naming an engine other than Lua.
+    #[error("ERR Engine '{0}' not found")]
+    EngineNotFound(String),
+    /// A library's `#!lua` line with `name=` twice.
+    #[error("ERR Invalid metadata value, name argument was given multiple times")]
+    LibraryNameTwice,
+    /// A library or function name with other characters than letters, digits and `_`.
+    #[error("ERR Library names can only contain letters, numbers, or underscores(_) and must be at least one character long")]
+    LibraryNameInvalid,
+    /// A library's `#!lua` line with an option other than `name=`.
+    #[error("ERR Invalid metadata value given: {0}")]
+    LibraryMetadata(String),
+    /// A library's code that does not compile.
+    #[error("ERR Error compiling function: {0}")]
+    FunctionCompile(String),
+    /// A library whose code failed while registering its functions (the reason follows).
+    #[error("ERR Error registering functions: {0}")]
+    RegisteringFunctions(String),
+    /// A library that registers no function.
+    #[error("ERR No functions registered")]
+    NoFunctionsRegistered,
+    /// FUNCTION LOAD (without REPLACE) or RESTORE APPEND of a library name in use.
+    #[error("ERR Library '{0}' already exists")]
+    LibraryExists(String),
+    /// A library registering a function another library has.
+    #[error("ERR Function {0} already exists")]
+    FunctionExists(String),
+    /// FUNCTION DELETE of a library that does not exist.
+    #[error("ERR Library not found")]
+    LibraryNotFound,
+    /// FCALL of a function no library registered.
+    #[error("ERR Function not found")]
+    FunctionNotFound,
+    /// FCALL_RO of a function without the `no-writes` flag.
+    #[error("ERR Can not execute a script with write flag using *_ro command.")]
+    WriteFunctionReadOnly,
     /// EVAL or SCRIPT queued in MULTI: a transaction is replayed by every replica, a
     /// script runs on the partition leader only.
     #[error("ERR scripts cannot run inside MULTI on zankv; run the script on its own")]
@@ -559,6 +616,25 @@ mod docs_table {
             E::ShebangFlag("bogus".into()),
             E::ShebangOption("name=x".into()),
             E::ScriptCompile("user_script:1: '=' expected near '1'".into()),
+            E::FunctionFlushOption,
+            E::UnknownOptionGiven("foo".into()),
+            E::UnknownArgument("foo".into()),
+            E::RestorePolicy,
+            E::DumpPayload,
+            E::MissingLibraryMetadata,
+            E::LibraryNameMissing,
+            E::LibraryMetadata("foo=y".into()),
+            E::EngineNotFound("python".into()),
+            E::LibraryNameTwice,
+            E::LibraryNameInvalid,
+            E::FunctionCompile("user_function:2: '=' expected near '1'".into()),
+            E::RegisteringFunctions("ERR unknown flag given".into()),
+            E::NoFunctionsRegistered,
+            E::LibraryExists("lib1".into()),
+            E::FunctionExists("f1".into()),
+            E::LibraryNotFound,
+            E::FunctionNotFound,
+            E::WriteFunctionReadOnly,
             E::ScriptInMulti,
             E::MultiNested,
             E::ExecWithoutMulti,
@@ -672,6 +748,25 @@ mod docs_table {
                 | E::ShebangOption(_)
                 | E::ScriptCompile(_)
                 | E::Script(_)
+                | E::FunctionFlushOption
+                | E::UnknownOptionGiven(_)
+                | E::UnknownArgument(_)
+                | E::RestorePolicy
+                | E::DumpPayload
+                | E::MissingLibraryMetadata
+                | E::LibraryNameMissing
+                | E::LibraryMetadata(_)
+                | E::EngineNotFound(_)
+                | E::LibraryNameTwice
+                | E::LibraryNameInvalid
+                | E::FunctionCompile(_)
+                | E::RegisteringFunctions(_)
+                | E::NoFunctionsRegistered
+                | E::LibraryExists(_)
+                | E::FunctionExists(_)
+                | E::LibraryNotFound
+                | E::FunctionNotFound
+                | E::WriteFunctionReadOnly
                 | E::ScriptInMulti
                 | E::MultiNested
                 | E::ExecWithoutMulti

@@ -102,6 +102,8 @@ pub enum ReadCommand {
     Zset(zset::ZsetRead),
     /// SORT without STORE, and SORT_RO.
     Sort(sort::SortCommand),
+    /// FUNCTION LIST and DUMP: the partition's libraries.
+    Functions(scripting::FunctionRead),
 }
 
 /// A data command that writes: replicated through raft, then applied by every replica.
@@ -273,6 +275,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
                         "OBJECT" => "OBJECT",
                         "PUBSUB" => "PUBSUB",
                         "SCRIPT" => "SCRIPT",
+                        "FUNCTION" => "FUNCTION",
                         _ => "COMMAND",
                     },
                 })

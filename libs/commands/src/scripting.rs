@@ -338,6 +338,20 @@ pub struct Eval {
     pub read_only: bool,
 }
 
+/// A read of the libraries of functions, which every partition stores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FunctionRead {
+    /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
+    List {
+        /// LIBRARYNAME's pattern.
+        pattern: Option<Bytes>,
+        /// WITHCODE.
+        with_code: bool,
+    },
+    /// FUNCTION DUMP.
+    Dump,
+}
+
 /// What FUNCTION RESTORE does with the libraries already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RestorePolicy {
@@ -387,15 +401,8 @@ pub enum ScriptCommand {
     Kill,
     /// FUNCTION LOAD, DELETE, FLUSH, RESTORE.
     FunctionWrite(FunctionWrite),
-    /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
-    FunctionList {
-        /// LIBRARYNAME's pattern.
-        pattern: Option<Bytes>,
-        /// WITHCODE.
-        with_code: bool,
-    },
-    /// FUNCTION DUMP.
-    FunctionDump,
+    /// FUNCTION LIST and DUMP.
+    FunctionRead(FunctionRead),
     /// FUNCTION STATS.
     FunctionStats,
 }
@@ -443,12 +450,15 @@ impl ScriptCommand {
             },
             "script|kill" | "function|kill" => ScriptCommand::Kill,
             "function|stats" => ScriptCommand::FunctionStats,
-            "function|dump" => ScriptCommand::FunctionDump,
-            "function|delete" => ScriptCommand::FunctionWrite(FunctionWrite::Delete(args[1].clone())),
+            "function|dump" => ScriptCommand::FunctionRead(FunctionRead::Dump),
+            "function|delete" => {
+                ScriptCommand::FunctionWrite(FunctionWrite::Delete(args[1].clone()))
+            }
             "function|flush" => match &args[1..] {
                 [] => ScriptCommand::FunctionWrite(FunctionWrite::Flush),
                 [mode]
-                    if mode.eq_ignore_ascii_case(b"sync") || mode.eq_ignore_ascii_case(b"async") =>
+                    if mode.eq_ignore_ascii_case(b"sync")
+                        || mode.eq_ignore_ascii_case(b"async") =>
                 {
                     ScriptCommand::FunctionWrite(FunctionWrite::Flush)
                 }
@@ -505,7 +515,7 @@ impl ScriptCommand {
                         ));
                     }
                 }
-                ScriptCommand::FunctionList { pattern, with_code }
+                ScriptCommand::FunctionRead(FunctionRead::List { pattern, with_code })
             }
             _ => unreachable!("scripting family dispatched an unknown name: {name}"),
         })
@@ -536,6 +546,20 @@ pub fn help() -> Reply {
         .map(|l| Reply::Status(l))
         .collect(),
     )
+}
+
+impl ScriptCommand {
+    /// Whether it needs a partition: a script runs on one, and the libraries of functions
+    /// are stored in every one; the script cache, SCRIPT KILL and FUNCTION STATS are the
+    /// node's.
+    pub fn on_partition(&self) -> bool {
+        matches!(
+            self,
+            ScriptCommand::Eval(_)
+                | ScriptCommand::FunctionWrite(_)
+                | ScriptCommand::FunctionRead(_)
+        )
+    }
 }
 
 /// FUNCTION HELP's text.

@@ -13,6 +13,7 @@
 //!   replaying the same changes gives byte-identical data;
 //! - a key whose expiry is at or before "now" is invisible to every command.
 
+pub mod functions;
 pub mod hash;
 pub mod keyspace;
 pub mod list;
@@ -183,6 +184,7 @@ pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &ReadCommand) -> ExecResult {
         ReadCommand::Set(c) => set::read(ctx, c),
         ReadCommand::Zset(c) => zset::read(ctx, c),
         ReadCommand::Sort(c) => sort::read(ctx, c),
+        ReadCommand::Functions(c) => functions::read(ctx, c),
     }
 }
 

@@ -1285,6 +1285,7 @@ impl Runner {
                     continue;
                 }
                 BatchItem::Write(argv) => Change::Command { now_ms, argv },
+                BatchItem::Functions(change) => Change::Functions(change),
                 // Alone in its batch (above).
                 BatchItem::Script(_) => {
                     slots.push(Slot::Done(Reply::Error(CommandError::Internal(
@@ -1436,9 +1437,11 @@ impl Runner {
             }
             // Expiry, reclamation and pops never add elements (a pop's BLMOVE destination
             // wakes its waiters when the pop is answered).
-            Change::Expire { .. } | Change::Reclaim { .. } | Change::Pop { .. } | Change::Noop => {
-                return
-            }
+            Change::Expire { .. }
+            | Change::Reclaim { .. }
+            | Change::Pop { .. }
+            | Change::Functions(_)
+            | Change::Noop => return,
         };
         let mut wake = Vec::new();
         for argv in commands {

@@ -32,6 +32,7 @@ pub(super) struct CallCtx<'a> {
     job: &'a ScriptJob,
     cursors: &'a mut ScanCursors,
     running: &'a Running,
+    read_only: bool,
     commands: Vec<Vec<Bytes>>,
 }
 
@@ -39,8 +40,10 @@ pub(super) struct CallCtx<'a> {
 pub(super) type CallResult = Result<Reply, String>;
 
 impl<'a> CallCtx<'a> {
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         job: &'a ScriptJob,
+        read_only: bool,
         view: &'a EngineView<'a>,
         partition: &Partition,
         now_ms: i64,
@@ -52,6 +55,7 @@ impl<'a> CallCtx<'a> {
             job,
             cursors,
             running,
+            read_only,
             commands: Vec::new(),
         }
     }
@@ -81,7 +85,7 @@ impl<'a> CallCtx<'a> {
             Err(e) => return Err(e.to_string()),
         };
         let routed = cmd.route();
-        if matches!(routed, Routed::Write(_)) && self.job.read_only {
+        if matches!(routed, Routed::Write(_)) && self.read_only {
             return Err(READ_ONLY.into());
         }
         if spec.key_positions(&argv).next().is_some() {

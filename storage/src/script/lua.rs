@@ -22,7 +22,9 @@ use zankv_commands::number::{format_double, format_double_g};
 use zankv_commands::{CommandError, Reply};
 
 use super::call::{CallCtx, BAD_ARGUMENT, NO_ARGUMENTS};
+use super::library::LIBRARY_SOURCE;
 use super::{Running, ScriptJob};
+use crate::data::functions::Library;
 
 /// Instructions between two checks of SCRIPT KILL.
 const HOOK_EVERY: u32 = 10_000;
@@ -35,7 +37,7 @@ const KILLED: &str = "Script killed by user with SCRIPT KILL...";
 /// The chunk name of scripts, which error positions show.
 const SCRIPT_SOURCE: &str = "@user_script";
 /// The Redis version scripts see (`redis.REDIS_VERSION`).
-const VERSION: (u32, u32, u32) = (7, 0, 0);
+pub(super) const VERSION: (u32, u32, u32) = (7, 0, 0);
 
 /// Globals a script can see (those Redis 7.0 leaves; `struct` is not there yet).
 const ALLOWED_GLOBALS: &[&str] = &[
@@ -166,9 +168,23 @@ fn compile_error(e: mlua::Error) -> CommandError {
     }
 }
 
+/// What a job runs.
+pub(super) enum Target<'a> {
+    /// Its script (EVAL, EVALSHA).
+    Script,
+    /// A function of a library (FCALL).
+    Function {
+        /// The library, as stored in the partition.
+        library: &'a Library,
+        /// The function.
+        name: &'a Bytes,
+    },
+}
+
 /// Runs `job` on this thread's Lua state (made anew after SCRIPT FLUSH: `generation`).
 pub(super) fn run(
     job: &ScriptJob,
+    target: Target<'_>,
     generation: u64,
     running: &Arc<Running>,
     ctx: &mut CallCtx<'_>,
@@ -187,7 +203,7 @@ pub(super) fn run(
         let vm = slot.as_mut().expect("set above");
         CURRENT.with(|c| *c.borrow_mut() = Some(running.clone()));
         RESP.with(|r| r.set(2));
-        let reply = vm.run(job, ctx).unwrap_or_else(|e| {
+        let reply = vm.run(job, target, ctx).unwrap_or_else(|e| {
             Reply::Error(CommandError::Script(format!(
                 "ERR {} script: {}",
                 root_message(&e),
@@ -211,8 +227,15 @@ struct Vm {
     redis: Table,
     /// The allowed globals, behind the (empty, read-only) global table.
     env: Table,
-    /// `xpcall(f, error_info)`.
+    /// `xpcall(f, error_info)` with the arguments after `f`.
     runner: Function,
+    /// Runs a library's registration ([`super::library`]).
+    loader: Function,
+    /// `setfenv`, kept from before the sandbox: a library's callbacks run with the
+    /// script globals.
+    setfenv: Function,
+    /// Libraries loaded, by the SHA1 of their code: their callbacks by function name.
+    libraries: HashMap<String, Vec<(Bytes, Function)>>,
 }
 
 impl Vm {
@@ -241,9 +264,22 @@ impl Vm {
         )?;
         let handler = lua.create_function(error_info)?;
         let runner: Function = lua
-            .load("local h, xpcall = ... return function(f) return xpcall(f, h) end")
+            .load(
+                "local h, xpcall, select, unpack = ...
+                 return function(f, ...)
+                   local n, args = select('#', ...), { ... }
+                   return xpcall(function() return f(unpack(args, 1, n)) end, h)
+                 end",
+            )
             .set_name("=zankv")
-            .call((handler, globals.raw_get::<Value>("xpcall")?))?;
+            .call((
+                handler,
+                globals.raw_get::<Value>("xpcall")?,
+                globals.raw_get::<Value>("select")?,
+                globals.raw_get::<Value>("unpack")?,
+            ))?;
+        let loader = super::library::loader(&lua, redis.raw_get("log")?)?;
+        let setfenv: Function = globals.raw_get("setfenv")?;
         let names: Vec<Value> = globals
             .clone()
             .pairs::<Value, Value>()
@@ -276,30 +312,63 @@ impl Vm {
             redis,
             env,
             runner,
+            loader,
+            setfenv,
+            libraries: HashMap::new(),
         })
     }
 
-    fn run(&mut self, job: &ScriptJob, ctx: &mut CallCtx<'_>) -> mlua::Result<Reply> {
-        let function = match self.functions.get(&job.sha) {
-            Some(f) => f.clone(),
-            None => {
-                let source = zankv_commands::scripting::lua_source(&job.body);
-                match self
-                    .lua
-                    .load(source)
-                    .set_name(SCRIPT_SOURCE)
-                    .into_function()
-                {
-                    Ok(f) => {
-                        self.functions.insert(job.sha.clone(), f.clone());
-                        f
-                    }
-                    Err(e) => return Ok(Reply::Error(compile_error(e))),
-                }
+    /// The callback of `name` in `library`, loading the library the first time.
+    fn callback(&mut self, library: &Library, name: &Bytes) -> Result<Function, CommandError> {
+        let key = zankv_commands::scripting::sha1_hex(&library.code);
+        if !self.libraries.contains_key(&key) {
+            let loaded = super::library::load(&self.lua, &self.loader, &library.code, false)?;
+            for (_, callback) in &loaded.callbacks {
+                // Callbacks run with the script globals, not the loading sandbox.
+                self.setfenv
+                    .call::<()>((callback.clone(), self.lua.globals()))
+                    .map_err(|e| CommandError::Internal(format!("loading a library: {e}")))?;
+            }
+            self.libraries.insert(key.clone(), loaded.callbacks);
+        }
+        self.libraries[&key]
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, f)| f.clone())
+            .ok_or(CommandError::FunctionNotFound)
+    }
+
+    fn run(
+        &mut self,
+        job: &ScriptJob,
+        target: Target<'_>,
+        ctx: &mut CallCtx<'_>,
+    ) -> mlua::Result<Reply> {
+        let (function, arguments_of_call, source) = match target {
+            Target::Script => {
+                let function = match self.script(job) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Reply::Error(e)),
+                };
+                self.env.raw_set("KEYS", strings(&self.lua, &job.keys)?)?;
+                self.env.raw_set("ARGV", strings(&self.lua, &job.args)?)?;
+                (function, MultiValue::new(), SCRIPT_SOURCE)
+            }
+            Target::Function { library, name } => {
+                let function = match self.callback(library, name) {
+                    Ok(f) => f,
+                    Err(e) => return Ok(Reply::Error(e)),
+                };
+                // A function gets its keys and arguments as parameters; KEYS and ARGV
+                // do not exist for it.
+                self.env.raw_set("KEYS", Value::Nil)?;
+                self.env.raw_set("ARGV", Value::Nil)?;
+                let mut args = MultiValue::new();
+                args.push_back(Value::Table(strings(&self.lua, &job.keys)?));
+                args.push_back(Value::Table(strings(&self.lua, &job.args)?));
+                (function, args, LIBRARY_SOURCE)
             }
         };
-        self.env.raw_set("KEYS", strings(&self.lua, &job.keys)?)?;
-        self.env.raw_set("ARGV", strings(&self.lua, &job.args)?)?;
         let redis = self.redis.clone();
         let runner = self.runner.clone();
         let ctx = RefCell::new(ctx);
@@ -323,15 +392,40 @@ impl Vm {
             })?;
             redis.raw_set("call", call)?;
             redis.raw_set("pcall", pcall)?;
-            let out: MultiValue = runner.call(function)?;
+            let mut call_args = MultiValue::new();
+            call_args.push_back(Value::Function(function));
+            call_args.extend(arguments_of_call);
+            let out: MultiValue = runner.call(call_args)?;
             let mut out = out.into_iter();
             let ok = matches!(out.next(), Some(Value::Boolean(true)));
             let value = out.next().unwrap_or(Value::Nil);
             Ok(if ok {
                 from_lua(&value, resp(), 0)
             } else {
-                raised(&value, &job.sha)
+                raised(&value, &job.sha, source)
             })
+        })
+    }
+
+    /// The compiled script of `job`, compiling it the first time.
+    fn script(&mut self, job: &ScriptJob) -> Result<Function, CommandError> {
+        Ok(match self.functions.get(&job.sha) {
+            Some(f) => f.clone(),
+            None => {
+                let source = zankv_commands::scripting::lua_source(&job.body);
+                match self
+                    .lua
+                    .load(source)
+                    .set_name(SCRIPT_SOURCE)
+                    .into_function()
+                {
+                    Ok(f) => {
+                        self.functions.insert(job.sha.clone(), f.clone());
+                        f
+                    }
+                    Err(e) => return Err(compile_error(e)),
+                }
+            }
         })
     }
 }
@@ -433,7 +527,7 @@ fn script_line(lua: &Lua) -> Option<usize> {
             (source, d.current_line())
         })?;
         if let (Some(source), Some(line)) = frame {
-            if source == SCRIPT_SOURCE {
+            if source == SCRIPT_SOURCE || source == LIBRARY_SOURCE {
                 return Some(line);
             }
         }
@@ -456,17 +550,26 @@ pub(super) fn located(lua: &Lua, message: &str) -> mlua::Error {
     mlua::Error::RuntimeError(format!("{place}{message}"))
 }
 
+/// The text Redis gives an error raised while loading a library: `ERR ` and its message.
+pub(super) fn error_message_of(e: &mlua::Error) -> String {
+    format!("ERR {}", root_message(e))
+}
+
 /// The message of the error at the root of `e` (a callback's error is wrapped).
 fn root_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => root_message(cause),
-        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m.clone(),
+        // A Lua error that left Lua carries its traceback: Redis shows the message only.
+        mlua::Error::RuntimeError(m) | mlua::Error::MemoryError(m) => m
+            .split_once("\nstack traceback:")
+            .map_or(m.as_str(), |(message, _)| message)
+            .to_string(),
         other => other.to_string(),
     }
 }
 
 /// The reply to a script that raised an error (`info` from [`error_info`]).
-fn raised(info: &Value, sha: &str) -> Reply {
+fn raised(info: &Value, sha: &str, source: &str) -> Reply {
     let (text, line) = match info {
         Value::Table(t) => (
             t.raw_get::<Option<String>>("err").ok().flatten(),
@@ -476,7 +579,7 @@ fn raised(info: &Value, sha: &str) -> Reply {
     };
     let text = text.unwrap_or_else(|| "ERR unknown error".into());
     Reply::Error(CommandError::Script(match line {
-        Some(line) => format!("{text} script: {sha}, on {SCRIPT_SOURCE}:{line}."),
+        Some(line) => format!("{text} script: {sha}, on {source}:{line}."),
         None => format!("{text} script: {sha}"),
     }))
 }
@@ -629,6 +732,46 @@ fn to_lua(lua: &Lua, reply: &Reply, resp: u8) -> mlua::Result<Value> {
     })
 }
 
+/// `redis.log`: to the node's log (target `zankv::script`) at the level given.
+pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
+    lua.create_function(|_, args: Variadic<Value>| {
+        if args.len() < 2 {
+            return Err(mlua::Error::RuntimeError(
+                "redis.log() requires two arguments or more.".into(),
+            ));
+        }
+        let level = match &args[0] {
+            Value::Integer(i) => *i,
+            Value::Number(n) => *n as i64,
+            _ => {
+                return Err(mlua::Error::RuntimeError(
+                    "First argument must be a number (log level).".into(),
+                ))
+            }
+        };
+        if !(0..=3).contains(&level) {
+            return Err(mlua::Error::RuntimeError("Invalid debug level.".into()));
+        }
+        let words: Vec<String> = args
+            .iter()
+            .skip(1)
+            .map(|v| match v {
+                Value::String(s) => s.to_string_lossy(),
+                Value::Integer(i) => i.to_string(),
+                Value::Number(n) => n.to_string(),
+                other => other.type_name().to_string(),
+            })
+            .collect();
+        let message = words.join(" ");
+        match level {
+            0 | 1 => debug!(target: "zankv::script", "{message}"),
+            2 => info!(target: "zankv::script", "{message}"),
+            _ => warn!(target: "zankv::script", "{message}"),
+        }
+        Ok(())
+    })
+}
+
 /// The `redis` library, but for `call` and `pcall` (written in Lua by [`PRELUDE`]).
 fn redis_library(lua: &Lua) -> mlua::Result<Table> {
     let redis = lua.create_table()?;
@@ -678,45 +821,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
             _ => error_table(lua, "wrong number or type of arguments"),
         })?,
     )?;
-    redis.raw_set(
-        "log",
-        lua.create_function(|_, args: Variadic<Value>| {
-            if args.len() < 2 {
-                return Err(mlua::Error::RuntimeError(
-                    "redis.log() requires two arguments or more.".into(),
-                ));
-            }
-            let level = match &args[0] {
-                Value::Integer(i) => *i,
-                Value::Number(n) => *n as i64,
-                _ => {
-                    return Err(mlua::Error::RuntimeError(
-                        "First argument must be a number (log level).".into(),
-                    ))
-                }
-            };
-            if !(0..=3).contains(&level) {
-                return Err(mlua::Error::RuntimeError("Invalid debug level.".into()));
-            }
-            let words: Vec<String> = args
-                .iter()
-                .skip(1)
-                .map(|v| match v {
-                    Value::String(s) => s.to_string_lossy(),
-                    Value::Integer(i) => i.to_string(),
-                    Value::Number(n) => n.to_string(),
-                    other => other.type_name().to_string(),
-                })
-                .collect();
-            let message = words.join(" ");
-            match level {
-                0 | 1 => debug!(target: "zankv::script", "{message}"),
-                2 => info!(target: "zankv::script", "{message}"),
-                _ => warn!(target: "zankv::script", "{message}"),
-            }
-            Ok(())
-        })?,
-    )?;
+    redis.raw_set("log", log_function(lua)?)?;
     redis.raw_set(
         "setresp",
         lua.create_function(|_, args: Variadic<Value>| {

@@ -21,6 +21,7 @@
 mod call;
 mod cjson;
 mod cmsgpack;
+pub mod library;
 mod lua;
 
 use std::collections::HashMap;
@@ -33,7 +34,7 @@ use zankv_commands::scripting::{self, ScriptFlags};
 use zankv_commands::{CommandError, Reply};
 
 use crate::change::Change;
-use crate::data::{EngineView, ScanCursors};
+use crate::data::{functions, EngineView, ScanCursors};
 use crate::partition::Partition;
 use crate::replication::log_store::GroupId;
 use crate::routing::Routing;
@@ -55,6 +56,10 @@ pub struct Scripts {
 #[derive(Debug)]
 pub struct Running {
     started: Instant,
+    /// The script's SHA1, or the function's name.
+    name: String,
+    /// The command that runs it, its arguments left out.
+    command: Vec<Bytes>,
     /// Set by SCRIPT KILL: the script stops at its next check.
     kill: AtomicBool,
     /// The script wrote: SCRIPT KILL refuses to stop it (UNKILLABLE), as Redis does.
@@ -168,6 +173,21 @@ impl Scripts {
         lock(&self.running).len()
     }
 
+    /// The script running longest: its name, the command that runs it (name, script or
+    /// function, numkeys, keys), and for how long it has run in ms (FUNCTION STATS).
+    pub fn running_info(&self) -> Option<(String, Vec<Bytes>, u128)> {
+        lock(&self.running)
+            .values()
+            .max_by_key(|r| r.started.elapsed())
+            .map(|r| {
+                (
+                    r.name.clone(),
+                    r.command.clone(),
+                    r.started.elapsed().as_millis(),
+                )
+            })
+    }
+
     /// Sets `busy-reply-threshold` (milliseconds).
     pub fn set_busy_ms(&self, ms: u64) {
         self.busy_ms.store(ms, Ordering::Relaxed);
@@ -178,10 +198,24 @@ impl Scripts {
         self.busy_ms.load(Ordering::Relaxed)
     }
 
-    fn begin(&self) -> (RunGuard<'_>, Arc<Running>) {
+    fn begin(&self, job: &ScriptJob) -> (RunGuard<'_>, Arc<Running>) {
         let id = self.next_run.fetch_add(1, Ordering::Relaxed);
+        let (verb, what) = match &job.function {
+            Some(name) if job.read_only => ("fcall_ro", name.clone()),
+            Some(name) => ("fcall", name.clone()),
+            None if job.read_only => ("evalsha_ro", Bytes::from(job.sha.clone())),
+            None => ("evalsha", Bytes::from(job.sha.clone())),
+        };
+        let mut command = vec![
+            Bytes::from_static(verb.as_bytes()),
+            what,
+            Bytes::from(job.keys.len().to_string()),
+        ];
+        command.extend(job.keys.iter().cloned());
         let running = Arc::new(Running {
             started: Instant::now(),
+            name: job.sha.clone(),
+            command,
             kill: AtomicBool::new(false),
             wrote: AtomicBool::new(false),
         });
@@ -202,8 +236,11 @@ pub struct ScriptJob {
     pub keys: Vec<Bytes>,
     /// `ARGV`.
     pub args: Vec<Bytes>,
-    /// EVAL_RO, EVALSHA_RO, or `flags=no-writes`: it may not write.
+    /// EVAL_RO, EVALSHA_RO, FCALL_RO, or `flags=no-writes`: it may not write.
     pub read_only: bool,
+    /// FCALL's function (then `sha` is its name and `body` is empty): found in the
+    /// partition's libraries when the job runs.
+    pub function: Option<Bytes>,
     /// The partition it runs on: every key it touches must be there.
     pub group: GroupId,
     /// Where keys belong.
@@ -233,11 +270,37 @@ pub fn run(
     now_ms: i64,
     cursors: &mut ScanCursors,
 ) -> Outcome {
-    let (_guard, running) = job.scripts.begin();
+    let (_guard, running) = job.scripts.begin(job);
     let generation = job.scripts.generation.load(Ordering::Relaxed);
     let view = EngineView::new(partition.engine());
-    let mut ctx = call::CallCtx::new(job, &view, partition, now_ms, cursors, &running);
-    let reply = lua::run(job, generation, &running, &mut ctx);
+    let refused = |e: CommandError| Outcome {
+        reply: Reply::Error(e),
+        commands: Vec::new(),
+        now_ms,
+    };
+    let found = match &job.function {
+        None => None,
+        Some(name) => match functions::find(&view, name) {
+            Ok(Some(found)) => Some(found),
+            Ok(None) => return refused(CommandError::FunctionNotFound),
+            Err(e) => return refused(CommandError::Internal(e.to_string())),
+        },
+    };
+    let read_only = match &found {
+        // FCALL_RO runs only functions that declared they do not write; FCALL of one
+        // that did runs it read-only.
+        Some((_, info)) if job.read_only && !info.no_writes() => {
+            return refused(CommandError::WriteFunctionReadOnly)
+        }
+        Some((_, info)) => job.read_only || info.no_writes(),
+        None => job.read_only,
+    };
+    let target = match (&found, &job.function) {
+        (Some((library, _)), Some(name)) => lua::Target::Function { library, name },
+        _ => lua::Target::Script,
+    };
+    let mut ctx = call::CallCtx::new(job, read_only, &view, partition, now_ms, cursors, &running);
+    let reply = lua::run(job, target, generation, &running, &mut ctx);
     let commands = ctx.into_commands();
     let size = Change::effects_size(&commands);
     if size > job.max_write_bytes {
@@ -293,6 +356,7 @@ mod tests {
             routing: routing(1),
             scripts: scripts.clone(),
             max_write_bytes: 1 << 20,
+            function: None,
         }
     }
 

@@ -24,7 +24,7 @@ use zankv_commands::connection::{auth_without_password, ClientSession};
 use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::keyspace::KeyspaceRead;
 use zankv_commands::request::{self, RequestLimits};
-use zankv_commands::scripting::{self, ScriptCommand, Source};
+use zankv_commands::scripting::{self, Eval, FunctionWrite, ScriptCommand, Source};
 use zankv_commands::transaction::{self, in_queue_order, Queued, Step, Watched};
 use zankv_commands::{
     blocking, Command, CommandError, ConnectionCommand, Protocol, ReadCommand, Reply, Routed,
@@ -34,13 +34,14 @@ use zankv_process::pubsub::{self, Hub, Subscriptions};
 use zankv_process::usage;
 
 use crate::change::Change;
+use crate::data::functions::{self, FunctionChange};
 use crate::engine::rocks::RocksOptions;
 use crate::node_stats::NodeStats;
 use crate::replication::blocking::BlockedPop;
 use crate::replication::log_store::GroupId;
 use crate::replication::store_loop::StoreHandle;
 use crate::routing::{Routing, SharedRouting};
-use crate::script::{ScriptJob, Scripts};
+use crate::script::{self, ScriptJob, Scripts};
 use crate::worker::BatchItem;
 
 /// Most requests parsed from one connection before their replies are written.
@@ -372,10 +373,9 @@ async fn connection(
                         Dispatch::Script { group, cmd } => {
                             last_data_command = Some("eval");
                             out.send_batch(ctx, session.client.protocol).await;
-                            match script_request(ctx, &routing, group, cmd) {
-                                Ok((group, job)) => {
-                                    let rx =
-                                        ctx.store.batch(group, vec![BatchItem::Script(job)]).await;
+                            match script_request(ctx, &routing, group, cmd).await {
+                                Ok((group, item)) => {
+                                    let rx = ctx.store.batch(group, vec![item]).await;
                                     out.pending.push_back(Pending::Batch {
                                         rx,
                                         len: 1,
@@ -677,7 +677,7 @@ fn dispatch(
         }
         Ok((Command::Connection(c), spec)) => return Dispatch::Connection(c, spec.name),
         // The script cache is the node's: no partition.
-        Ok((Command::Script(cmd), _)) if !matches!(cmd, ScriptCommand::Eval(_)) => {
+        Ok((Command::Script(cmd), _)) if !cmd.on_partition() => {
             return Dispatch::Script { group: None, cmd }
         }
         Ok(parsed) => parsed,
@@ -835,16 +835,17 @@ fn busy_refusal(ctx: &ServerContext, argv: &[Bytes]) -> Option<Reply> {
         .then_some(Reply::Error(CommandError::Busy))
 }
 
-/// A script for its partition's leader, or the answer of a command of the script cache.
-fn script_request(
+/// What a scripting command becomes: a script or a change or read of the libraries of
+/// functions for its partition's leader, or the answer of a command of the node (the
+/// script cache, SCRIPT KILL, FUNCTION STATS).
+async fn script_request(
     ctx: &ServerContext,
     routing: &Arc<Routing>,
     group: Option<GroupId>,
     cmd: ScriptCommand,
-) -> Result<(GroupId, Box<ScriptJob>), Reply> {
+) -> Result<(GroupId, BatchItem), Reply> {
     let scripts = &ctx.scripts;
-    let eval = match cmd {
-        ScriptCommand::Eval(eval) => eval,
+    let item = match cmd {
         ScriptCommand::Load(body) => {
             return Err(scripts.load(&body).map_or_else(Reply::Error, Reply::bulk))
         }
@@ -856,38 +857,117 @@ fn script_request(
         ScriptCommand::Kill => {
             return Err(scripts.kill().map_or_else(Reply::Error, |()| Reply::OK))
         }
+        ScriptCommand::FunctionStats => return Err(function_stats(ctx).await),
+        ScriptCommand::FunctionRead(read) => BatchItem::Read(ReadCommand::Functions(read)),
+        ScriptCommand::FunctionWrite(write) => {
+            BatchItem::Functions(function_change(write).map_err(Reply::Error)?)
+        }
+        ScriptCommand::Eval(eval) => BatchItem::Script(script_job(ctx, routing, group, eval)?),
     };
-    let Some(group) = group else {
-        return Err(Reply::Error(CommandError::Internal(
-            "a script without a partition".into(),
-        )));
-    };
-    let (sha, body) = match eval.source {
+    match group {
+        Some(group) => Ok((group, item)),
+        None => Err(Reply::Error(CommandError::Internal(
+            "a partition command without a partition".into(),
+        ))),
+    }
+}
+
+/// EVAL, EVALSHA, FCALL and their `_RO` forms as a job for the partition's leader.
+fn script_job(
+    ctx: &ServerContext,
+    routing: &Arc<Routing>,
+    group: Option<GroupId>,
+    eval: Eval,
+) -> Result<Box<ScriptJob>, Reply> {
+    let scripts = &ctx.scripts;
+    let (sha, body, function) = match eval.source {
         Source::Body(body) => match scripts.load(&body) {
-            Ok(sha) => (sha, body),
+            Ok(sha) => (sha, body, None),
             Err(e) => return Err(Reply::Error(e)),
         },
         Source::Sha(sha) => match scripts.get(&sha) {
-            Some(body) => (sha, body),
+            Some(body) => (sha, body, None),
             None => return Err(Reply::Error(CommandError::NoScript)),
         },
+        Source::Function(name) => (
+            String::from_utf8_lossy(&name).into_owned(),
+            Bytes::new(),
+            Some(name),
+        ),
     };
     let flags = scripting::shebang(&body).map_err(Reply::Error)?;
-    Ok((
-        group,
-        Box::new(ScriptJob {
-            sha,
-            read_only: eval.read_only || flags.no_writes,
-            flags,
-            body,
-            keys: eval.keys,
-            args: eval.args,
-            group,
-            routing: routing.clone(),
-            scripts: scripts.clone(),
-            max_write_bytes: ctx.max_write_bytes,
-        }),
-    ))
+    Ok(Box::new(ScriptJob {
+        sha,
+        read_only: eval.read_only || flags.no_writes,
+        flags,
+        body,
+        keys: eval.keys,
+        args: eval.args,
+        group: group.unwrap_or_default(),
+        routing: routing.clone(),
+        scripts: scripts.clone(),
+        max_write_bytes: ctx.max_write_bytes,
+        function,
+    }))
+}
+
+/// FUNCTION LOAD, DELETE, FLUSH and RESTORE as a change of the libraries: the code of a
+/// library is compiled and registered here (Lua runs on this node only; replicas store
+/// what it registered).
+fn function_change(write: FunctionWrite) -> Result<FunctionChange, CommandError> {
+    Ok(match write {
+        FunctionWrite::Load { replace, code } => FunctionChange::Load {
+            replace,
+            library: script::library::check(&code)?,
+        },
+        FunctionWrite::Delete(name) => FunctionChange::Delete(name),
+        FunctionWrite::Flush => FunctionChange::Flush,
+        FunctionWrite::Restore { payload, policy } => FunctionChange::Restore {
+            policy,
+            libraries: functions::payload_codes(&payload)?
+                .iter()
+                .map(script::library::check)
+                .collect::<Result<_, _>>()?,
+        },
+    })
+}
+
+/// FUNCTION STATS: the script running on this node, and the libraries its partitions hold
+/// (every partition holds them all).
+async fn function_stats(ctx: &ServerContext) -> Reply {
+    let (mut libraries, mut functions) = (0, 0);
+    for (_, _, worker) in ctx.store.workers().await {
+        let (l, f) = worker.function_counts();
+        libraries = libraries.max(l);
+        functions = functions.max(f);
+    }
+    let running = ctx
+        .scripts
+        .running_info()
+        .map_or(Reply::Nil, |(name, command, ms)| {
+            Reply::Map(vec![
+                (Reply::bulk("name"), Reply::bulk(name)),
+                (Reply::bulk("command"), Reply::bulk_array(command)),
+                (Reply::bulk("duration_ms"), Reply::Integer(ms as i64)),
+            ])
+        });
+    let counts = Reply::Map(vec![
+        (
+            Reply::bulk("libraries_count"),
+            Reply::Integer(libraries as i64),
+        ),
+        (
+            Reply::bulk("functions_count"),
+            Reply::Integer(functions as i64),
+        ),
+    ]);
+    Reply::Map(vec![
+        (Reply::bulk("running_script"), running),
+        (
+            Reply::bulk("engines"),
+            Reply::Map(vec![(Reply::bulk("LUA"), counts)]),
+        ),
+    ])
 }
 
 /// EXEC of a connection's transaction: its connection commands answered now, in order, and
