@@ -50,8 +50,12 @@ impl<'a> CallCtx<'a> {
         cursors: &'a mut ScanCursors,
         running: &'a Running,
     ) -> Self {
+        // The effects apply as the entry after the state read: what depends on the log
+        // index there (SPOP's random choice) must be drawn here as it will be there.
+        let mut state = partition.state();
+        state.applied_index += 1;
         CallCtx {
-            txn: Txn::new(view, now_ms, partition.state()),
+            txn: Txn::new(view, now_ms, state),
             job,
             cursors,
             running,

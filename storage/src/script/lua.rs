@@ -30,6 +30,8 @@ use crate::data::functions::Library;
 const HOOK_EVERY: u32 = 10_000;
 /// Most memory one Lua state may take.
 const MEMORY_LIMIT: usize = 512 << 20;
+/// Memory a Lua state may grow to before a full collection after a script.
+const GC_FLOOR: usize = 32 << 20;
 /// Deepest nesting of tables converted to a reply.
 const MAX_DEPTH: usize = 1000;
 /// The error a killed script fails with.
@@ -211,8 +213,12 @@ pub(super) fn run(
             )))
         });
         CURRENT.with(|c| *c.borrow_mut() = None);
-        // A script that left much garbage behind is collected now, not in the next one.
-        let _ = vm.lua.gc_collect();
+        // Lua's incremental collector keeps up with small scripts; one that left much
+        // garbage behind is collected now, not in the middle of the next one.
+        if vm.lua.used_memory() > vm.baseline_memory.saturating_mul(4).max(GC_FLOOR) {
+            let _ = vm.lua.gc_collect();
+            vm.baseline_memory = vm.lua.used_memory();
+        }
         reply
     })
 }
@@ -236,6 +242,8 @@ struct Vm {
     setfenv: Function,
     /// Libraries loaded, by the SHA1 of their code: their callbacks by function name.
     libraries: HashMap<String, Vec<(Bytes, Function)>>,
+    /// Memory in use after the last full collection.
+    baseline_memory: usize,
 }
 
 impl Vm {
@@ -315,6 +323,7 @@ impl Vm {
             loader,
             setfenv,
             libraries: HashMap::new(),
+            baseline_memory: 0,
         })
     }
 

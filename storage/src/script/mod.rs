@@ -408,6 +408,53 @@ mod tests {
     }
 
     #[test]
+    fn random_choices_of_a_script_are_those_its_effects_replay() {
+        let scripts = Arc::new(Scripts::default());
+        let mut p = partition();
+        let fill = Change::Command {
+            now_ms: 1_000,
+            argv: b(&["sadd", "s", "a", "b", "c", "d", "e", "f", "g", "h"]),
+        };
+        let index = p.state().applied_index + 1;
+        p.apply(index, &fill).expect("applies");
+        let outcome = run_on(
+            &p,
+            &job(
+                &scripts,
+                "return redis.call('spop', KEYS[1], 3)",
+                &["s"],
+                &[],
+            ),
+        );
+        let Reply::Array(popped) = outcome.reply else {
+            panic!("{:?}", outcome.reply)
+        };
+        let base = p.state().applied_index;
+        let change = Change::Effects {
+            now_ms: outcome.now_ms,
+            base,
+            commands: outcome.commands,
+        };
+        p.apply(base + 1, &change).expect("applies");
+        for member in popped {
+            let Reply::Bulk(m) = member else { panic!() };
+            let (cmd, _) = zankv_commands::parse(&[
+                Bytes::from_static(b"sismember"),
+                Bytes::from_static(b"s"),
+                m,
+            ])
+            .expect("parses");
+            let read = cmd.into_read().expect("a read");
+            let (reply, _) = p.read(&read, 1_000, 0, &mut ScanCursors::new(4));
+            assert_eq!(
+                reply,
+                Reply::Integer(0),
+                "the script popped it, the replay did not"
+            );
+        }
+    }
+
+    #[test]
     fn effects_apply_nowhere_but_right_after_the_state_they_were_made_on() {
         let scripts = Arc::new(Scripts::default());
         let mut p = partition();
