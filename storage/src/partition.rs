@@ -377,6 +377,19 @@ fn transaction(
     Ok(Reply::Array(replies))
 }
 
+/// Replays a script's effects inside `txn` (an entry not applied yet, under a script that
+/// follows it on the leader), as [`Change::Effects`] applies them.
+pub(crate) fn replay_effects(
+    txn: &mut Txn<'_>,
+    commands: &[Vec<bytes::Bytes>],
+    cursors: &mut ScanCursors,
+) -> Result<(), EngineError> {
+    for argv in commands {
+        run_in(txn, |inner| execute(inner, argv, cursors, true))?;
+    }
+    Ok(())
+}
+
 /// Runs one command of a transaction or script inside `txn`: its writes join the
 /// transaction only if it succeeds (a failing one still deletes the expired keys it came
 /// across), and a user error is its reply.

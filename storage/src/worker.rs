@@ -130,6 +130,11 @@ pub enum Slot {
         term: u64,
         /// What the script answered.
         reply: Reply,
+        /// The effects' time: a script that follows may run on top of them before they
+        /// are applied ([`Worker::run_scripts`]).
+        now_ms: i64,
+        /// The effects' commands.
+        commands: Vec<Vec<Bytes>>,
     },
     /// A read to run right after entry `after` is applied, before entry `after + 1`.
     Read {
@@ -191,6 +196,8 @@ pub enum WorkerMsg {
     Script {
         /// The log index whose state the script reads.
         after: u64,
+        /// The leader's term when the script was handed over.
+        term: u64,
         /// The script.
         job: Box<ScriptJob>,
         /// Where the client's reply goes.
@@ -440,6 +447,7 @@ impl Worker {
             held: VecDeque::new(),
             applied_term: 0,
             scripts: VecDeque::new(),
+            pending_effects: BTreeMap::new(),
         }
     }
 }
@@ -502,8 +510,11 @@ pub(crate) struct Worker {
     held: VecDeque<Entry>,
     /// Term of the last applied entry.
     applied_term: u64,
-    /// Scripts waiting for the entry they run after, in order.
-    scripts: VecDeque<(u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>)>,
+    /// Scripts waiting for the entry they run after, in order, with the leader's term.
+    scripts: VecDeque<(u64, u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>)>,
+    /// Effects of this leader's scripts proposed and not applied yet, by log index: (term,
+    /// time, commands).
+    pending_effects: BTreeMap<u64, (u64, i64, Vec<Vec<Bytes>>)>,
 }
 
 fn lost_write() -> Reply {
@@ -560,8 +571,13 @@ impl Worker {
                     self.answer_reads(b);
                 }
             }
-            WorkerMsg::Script { after, job, reply } => {
-                self.scripts.push_back((after, job, reply));
+            WorkerMsg::Script {
+                after,
+                term,
+                job,
+                reply,
+            } => {
+                self.scripts.push_back((after, term, job, reply));
                 self.run_scripts();
             }
             WorkerMsg::Tick { leader } => {
@@ -604,7 +620,7 @@ impl Worker {
             ]);
         }
         self.drop_read_batches(|| Reply::Error(CommandError::ShuttingDown));
-        for (_, _, reply) in self.scripts.drain(..) {
+        for (_, _, _, reply) in self.scripts.drain(..) {
             let _ = reply.send(vec![Reply::Error(CommandError::ShuttingDown)]);
         }
         if let Err(e) = self.partition.sync() {
@@ -640,11 +656,20 @@ impl Worker {
                 Slot::Write { index, term } => {
                     self.writes.insert(index, (id, slot, term));
                 }
-                Slot::Script { index, term, reply } => {
+                Slot::Script {
+                    index,
+                    term,
+                    reply,
+                    now_ms,
+                    commands,
+                } => {
                     if let Some(state) = self.plans.get_mut(&id) {
                         state.script = Some(reply);
                     }
                     self.writes.insert(index, (id, slot, term));
+                    if index > applied {
+                        self.pending_effects.insert(index, (term, now_ms, commands));
+                    }
                 }
                 Slot::Read { cmd, after } if after == applied => {
                     let reply = self.read(&cmd);
@@ -780,14 +805,31 @@ impl Worker {
         self.run_scripts();
     }
 
-    /// Runs the scripts whose entry is applied, and hands their outcomes to the store loop.
+    /// Runs the scripts whose entry is applied, or whose entries not applied yet are all
+    /// effects of this leader's earlier scripts in the same term (the script then runs on
+    /// top of them: the scripts of a partition follow each other without waiting for a
+    /// raft round each; if those effects never commit, neither can this script's, proposed
+    /// after them in that term). Hands their outcomes to the store loop.
     fn run_scripts(&mut self) {
-        while self
-            .scripts
-            .front()
-            .is_some_and(|(after, _, _)| *after <= self.applied())
-        {
-            let (base, job, reply) = self.scripts.pop_front().expect("checked");
+        let applied = self.applied();
+        self.pending_effects.retain(|index, _| *index > applied);
+        while let Some(&(after, term, _, _)) = self.scripts.front() {
+            let on_top: Option<Vec<(i64, &[Vec<Bytes>])>> = if after <= applied {
+                Some(Vec::new())
+            } else {
+                (applied + 1..=after)
+                    .map(|i| match self.pending_effects.get(&i) {
+                        Some((t, now_ms, commands)) if *t == term => {
+                            Some((*now_ms, commands.as_slice()))
+                        }
+                        _ => None,
+                    })
+                    .collect()
+            };
+            let Some(on_top) = on_top else {
+                break;
+            };
+            let (base, _, job, reply) = self.scripts.pop_front().expect("checked");
             let outcome = match &self.failed {
                 Some(why) => script::Outcome {
                     reply: Reply::Error(CommandError::Internal(why.clone())),
@@ -799,6 +841,7 @@ impl Worker {
                     let outcome = script::run(
                         &job,
                         &self.partition,
+                        &on_top,
                         self.clock.now_ms(),
                         &mut self.cursors,
                     );
@@ -1109,9 +1152,10 @@ impl Worker {
             let _ = plan.reply.send(replies);
         }
         self.drop_read_batches(gone);
-        for (_, _, reply) in self.scripts.drain(..) {
+        for (_, _, _, reply) in self.scripts.drain(..) {
             let _ = reply.send(vec![gone()]);
         }
+        self.pending_effects.clear();
         let placeholder = Partition::open(Box::new(MemoryEngine::new()))
             .expect("an empty in-memory partition opens");
         drop(std::mem::replace(&mut self.partition, placeholder));

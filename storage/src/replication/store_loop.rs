@@ -1231,9 +1231,14 @@ impl Runner {
             };
             // The script reads everything proposed so far; nothing else is proposed in
             // the group until its effects are.
-            let after = peer.last_index();
-            self.holds.hold(group, after, peer.term());
-            hosted.worker.send(WorkerMsg::Script { after, job, reply });
+            let (after, term) = (peer.last_index(), peer.term());
+            self.holds.hold(group, after, term);
+            hosted.worker.send(WorkerMsg::Script {
+                after,
+                term,
+                job,
+                reply,
+            });
             return;
         }
         if all_reads {
@@ -1358,27 +1363,34 @@ impl Runner {
             }
             _ => false,
         };
+        let now_ms = outcome.now_ms;
         let proposed = if !unchanged {
             Err(CommandError::ClusterChanged(
                 "leadership changed while the script ran; it was not applied".into(),
             ))
         } else {
             let change = Change::Effects {
-                now_ms: outcome.now_ms,
+                now_ms,
                 base,
                 commands: outcome.commands,
             };
-            self.propose(group, &change).inspect(|_| {
+            self.propose(group, &change).map(|at| {
                 self.wake_blocked(group, &change);
+                let Change::Effects { commands, .. } = change else {
+                    unreachable!("built above")
+                };
+                (at, commands)
             })
         };
         match (proposed, self.l.groups.get(&group)) {
-            (Ok((index, term)), Some(hosted)) => {
+            (Ok(((index, term), commands)), Some(hosted)) => {
                 hosted.worker.send(WorkerMsg::Plan(Plan {
                     slots: vec![Slot::Script {
                         index,
                         term,
                         reply: outcome.reply,
+                        now_ms,
+                        commands,
                     }],
                     reply,
                 }));

@@ -12,6 +12,7 @@ use zankv_commands::{Access, CommandError, ConnectionCommand, Reply, Routed};
 
 use super::{Running, ScriptJob};
 use crate::data::{self, EngineView, ExecError, ReadCtx, ScanCursors, Txn};
+use crate::engine::EngineError;
 use crate::partition::{self, Partition};
 
 /// Errors `redis.call` raises itself, before a command runs (Redis 7.0's texts).
@@ -62,6 +63,23 @@ impl<'a> CallCtx<'a> {
             read_only,
             commands: Vec::new(),
         }
+    }
+
+    /// Replays the effects of earlier scripts not applied yet (time, commands, in log
+    /// order) before this script runs, as replicas will apply them: each as the next
+    /// entry, at its own time.
+    pub(super) fn replay(&mut self, on_top: &[(i64, &[Vec<Bytes>])]) -> Result<(), EngineError> {
+        let (now_ms, index) = (self.txn.now_ms, self.txn.state.applied_index);
+        // The state read is `on_top.len()` entries further on.
+        self.txn.state.applied_index = index - 1;
+        for (at, commands) in on_top {
+            self.txn.state.applied_index += 1;
+            self.txn.now_ms = *at;
+            partition::replay_effects(&mut self.txn, commands, self.cursors)?;
+        }
+        self.txn.state.applied_index = index + on_top.len() as u64;
+        self.txn.now_ms = now_ms;
+        Ok(())
     }
 
     /// The write commands run so far.

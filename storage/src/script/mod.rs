@@ -263,10 +263,12 @@ pub struct Outcome {
     pub now_ms: i64,
 }
 
-/// Runs `job` on `partition`'s applied state at `now_ms`.
+/// Runs `job` at `now_ms` on `partition`'s applied state with `on_top` after it: the
+/// effects (time, commands) of earlier scripts proposed but not applied yet, in log order.
 pub fn run(
     job: &ScriptJob,
     partition: &Partition,
+    on_top: &[(i64, &[Vec<Bytes>])],
     now_ms: i64,
     cursors: &mut ScanCursors,
 ) -> Outcome {
@@ -300,6 +302,9 @@ pub fn run(
         _ => lua::Target::Script,
     };
     let mut ctx = call::CallCtx::new(job, read_only, &view, partition, now_ms, cursors, &running);
+    if let Err(e) = ctx.replay(on_top) {
+        return refused(CommandError::Internal(e.to_string()));
+    }
     let reply = lua::run(job, target, generation, &running, &mut ctx);
     let commands = ctx.into_commands();
     let size = Change::effects_size(&commands);
@@ -365,7 +370,7 @@ mod tests {
     }
 
     fn run_on(partition: &Partition, job: &ScriptJob) -> Outcome {
-        run(job, partition, 1_000, &mut ScanCursors::new(4))
+        run(job, partition, &[], 1_000, &mut ScanCursors::new(4))
     }
 
     fn get(partition: &Partition, key: &str) -> Reply {
