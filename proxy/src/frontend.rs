@@ -31,7 +31,7 @@ use zankv_commands::info::{wanted_sections, ErrorStats, InfoFacts};
 use zankv_commands::request::{RequestLimits, RequestReader};
 use zankv_commands::slowlog::SlowLog;
 use zankv_commands::transaction::{self, Queued, Step, Watched};
-use zankv_commands::{Command, CommandError, ConnectionCommand, Protocol, Reply};
+use zankv_commands::{Command, CommandError, ConnectionCommand, Fanout, Protocol, Reply};
 use zankv_pd_api::Secret;
 use zankv_process::clients::{ClientHandle, ClientRegistry};
 use zankv_process::pubsub::{self, Hub, Subscriptions};
@@ -611,6 +611,33 @@ async fn connection(
                             ctx.forwarder
                                 .metrics
                                 .command(spec.name, error, started.elapsed());
+                            pending.push_back(Pending::Ready(reply));
+                        }
+                        Ok((_, spec)) if spec.fanout == Fanout::AnyPartition => {
+                            // A script (EVAL, FCALL, ...) goes on a connection of its own
+                            // (it may run long): so that it sees the client's earlier
+                            // commands and its later ones see it, as in Redis, earlier
+                            // replies leave first and later requests go once it answers.
+                            if flush(&mut socket, &mut pending, &mut outgoing, ctx, &mut session)
+                                .await
+                                .is_err()
+                            {
+                                return;
+                            }
+                            session.handle.touch(spec.name);
+                            let mut plan = plan(&argv, spec, &tables, session.reach(ctx));
+                            plan.send(&ctx.forwarder, protocol, Instant::now()).await;
+                            let mut later = LaterInPipeline(&mut pending);
+                            let reply = tokio::select! {
+                                reply = plan.finish(&ctx.forwarder, protocol, &mut later) => reply,
+                                _ = session.handle.killed() => return,
+                                _ = shutdown.changed() => return,
+                            };
+                            ctx.errors.record_encoded(&reply);
+                            let error = matches!(reply.first(), Some(b'-' | b'!'));
+                            let took = started.elapsed();
+                            ctx.forwarder.metrics.command(spec.name, error, took);
+                            ctx.record_slow(took, &argv, &session);
                             pending.push_back(Pending::Ready(reply));
                         }
                         Ok((_, spec)) => {

@@ -253,6 +253,8 @@ pub enum WorkerEvent {
     ScriptRan {
         /// The log index whose state it read.
         base: u64,
+        /// The leader's term when it was handed over.
+        term: u64,
         /// Its reply, effects and time.
         outcome: Outcome,
         /// Where the client's reply goes.
@@ -371,6 +373,11 @@ impl WorkerHandle {
         self.tx.send(PoolMsg::Worker(self.group, msg)).is_ok()
     }
 
+    /// Whether the worker is gone (its thread stopped or it was destroyed).
+    pub fn is_gone(&self) -> bool {
+        self.tx.is_closed()
+    }
+
     /// How many libraries of functions, and functions, the partition holds.
     pub fn function_counts(&self) -> (usize, usize) {
         *self
@@ -452,6 +459,13 @@ impl Worker {
     }
 }
 
+/// A script waiting for its entry: the log index it runs after, the leader's term then,
+/// the script, where its client's reply goes.
+type WaitingScript = (u64, u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>);
+
+/// Earlier scripts' effects a script runs on top of: (time, commands) each.
+type OnTop<'a> = Vec<(i64, &'a [Vec<Bytes>])>;
+
 /// How many libraries of functions, and functions, `partition` holds.
 fn count_functions(partition: &Partition) -> (usize, usize) {
     let view = crate::data::EngineView::new(partition.engine());
@@ -510,8 +524,8 @@ pub(crate) struct Worker {
     held: VecDeque<Entry>,
     /// Term of the last applied entry.
     applied_term: u64,
-    /// Scripts waiting for the entry they run after, in order, with the leader's term.
-    scripts: VecDeque<(u64, u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>)>,
+    /// Scripts waiting for the entry they run after, in order.
+    scripts: VecDeque<WaitingScript>,
     /// Effects of this leader's scripts proposed and not applied yet, by log index: (term,
     /// time, commands).
     pending_effects: BTreeMap<u64, (u64, i64, Vec<Vec<Bytes>>)>,
@@ -814,7 +828,7 @@ impl Worker {
         let applied = self.applied();
         self.pending_effects.retain(|index, _| *index > applied);
         while let Some(&(after, term, _, _)) = self.scripts.front() {
-            let on_top: Option<Vec<(i64, &[Vec<Bytes>])>> = if after <= applied {
+            let on_top: Option<OnTop> = if after <= applied {
                 Some(Vec::new())
             } else {
                 (applied + 1..=after)
@@ -829,7 +843,7 @@ impl Worker {
             let Some(on_top) = on_top else {
                 break;
             };
-            let (base, _, job, reply) = self.scripts.pop_front().expect("checked");
+            let (base, term, job, reply) = self.scripts.pop_front().expect("checked");
             let outcome = match &self.failed {
                 Some(why) => script::Outcome {
                     reply: Reply::Error(CommandError::Internal(why.clone())),
@@ -838,19 +852,24 @@ impl Worker {
                 },
                 None => {
                     let started = Instant::now();
-                    let outcome = script::run(
-                        &job,
-                        &self.partition,
-                        &on_top,
-                        self.clock.now_ms(),
-                        &mut self.cursors,
-                    );
+                    let now_ms = self.clock.now_ms();
+                    let (partition, cursors) = (&self.partition, &mut self.cursors);
+                    // A panic in a script's commands answers an error; the worker goes on.
+                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        script::run(&job, partition, &on_top, now_ms, cursors)
+                    }))
+                    .unwrap_or_else(|_| script::Outcome {
+                        reply: Reply::Error(CommandError::Internal("the script panicked".into())),
+                        commands: Vec::new(),
+                        now_ms,
+                    });
                     self.stats.observe_script(started.elapsed());
                     outcome
                 }
             };
             (self.to_store)(WorkerEvent::ScriptRan {
                 base,
+                term,
                 outcome,
                 reply,
             });

@@ -352,6 +352,19 @@ pub enum CommandError {
     /// A library's code without its `#!lua name=...` line.
     #[error("ERR Missing library metadata")]
     MissingLibraryMetadata,
+    /// A library whose `#!` line does not end (no line break).
+    #[error("ERR Invalid library metadata")]
+    LibraryMetadataInvalid,
+    /// FUNCTION LIST LIBRARYNAME without its pattern.
+    #[error("ERR library name argument was not given")]
+    LibraryNameArgMissing,
+    /// FCALL or FCALL_RO with a `numkeys` that is not a number.
+    #[error("ERR Bad number of keys provided")]
+    BadNumberOfKeys,
+    /// FUNCTION RESTORE APPEND of a library whose name is in use (Redis words it without
+    /// quotes there).
+    #[error("ERR Library {0} already exists")]
+    LibraryExistsRestore(String),
     /// A library's `#!lua` line without `name=`.
     #[error("ERR Library name was not given")]
     LibraryNameMissing,
@@ -385,6 +398,9 @@ pub enum CommandError {
     /// FUNCTION DELETE of a library that does not exist.
     #[error("ERR Library not found")]
     LibraryNotFound,
+    /// A script or function flagged `no-cluster`: zankv is a cluster.
+    #[error("ERR Can not run script on cluster, 'no-cluster' flag is set.")]
+    NoClusterFlag,
     /// FCALL of a function no library registered.
     #[error("ERR Function not found")]
     FunctionNotFound,
@@ -623,6 +639,10 @@ mod docs_table {
             E::DumpPayload,
             E::MissingLibraryMetadata,
             E::LibraryNameMissing,
+            E::LibraryMetadataInvalid,
+            E::LibraryNameArgMissing,
+            E::BadNumberOfKeys,
+            E::LibraryExistsRestore("liba".into()),
             E::LibraryMetadata("foo=y".into()),
             E::EngineNotFound("python".into()),
             E::LibraryNameTwice,
@@ -634,6 +654,7 @@ mod docs_table {
             E::FunctionExists("f1".into()),
             E::LibraryNotFound,
             E::FunctionNotFound,
+            E::NoClusterFlag,
             E::WriteFunctionReadOnly,
             E::ScriptInMulti,
             E::MultiNested,
@@ -755,6 +776,10 @@ mod docs_table {
                 | E::DumpPayload
                 | E::MissingLibraryMetadata
                 | E::LibraryNameMissing
+                | E::LibraryMetadataInvalid
+                | E::LibraryNameArgMissing
+                | E::BadNumberOfKeys
+                | E::LibraryExistsRestore(_)
                 | E::LibraryMetadata(_)
                 | E::EngineNotFound(_)
                 | E::LibraryNameTwice
@@ -766,6 +791,7 @@ mod docs_table {
                 | E::FunctionExists(_)
                 | E::LibraryNotFound
                 | E::FunctionNotFound
+                | E::NoClusterFlag
                 | E::WriteFunctionReadOnly
                 | E::ScriptInMulti
                 | E::MultiNested

@@ -413,7 +413,11 @@ impl ScriptCommand {
     pub fn parse(name: &str, args: &[Bytes]) -> Result<Self, CommandError> {
         Ok(match name {
             "eval" | "evalsha" | "eval_ro" | "evalsha_ro" | "fcall" | "fcall_ro" => {
-                let numkeys = parse_i64(&args[1]).ok_or(CommandError::NotInteger)?;
+                let numkeys = parse_i64(&args[1]).ok_or(if name.starts_with("fcall") {
+                    CommandError::BadNumberOfKeys
+                } else {
+                    CommandError::NotInteger
+                })?;
                 if numkeys < 0 {
                     return Err(CommandError::NumkeysNegative);
                 }
@@ -462,7 +466,13 @@ impl ScriptCommand {
                 {
                     ScriptCommand::FunctionWrite(FunctionWrite::Flush)
                 }
-                _ => return Err(CommandError::FunctionFlushOption),
+                [_] => return Err(CommandError::FunctionFlushOption),
+                _ => {
+                    return Err(CommandError::SubcommandArgs {
+                        sub: String::from_utf8_lossy(&args[0]).into_owned(),
+                        command: "FUNCTION",
+                    })
+                }
             },
             "function|load" => {
                 let mut replace = false;
@@ -489,7 +499,12 @@ impl ScriptCommand {
                     [p] if p.eq_ignore_ascii_case(b"append") => RestorePolicy::Append,
                     [p] if p.eq_ignore_ascii_case(b"replace") => RestorePolicy::Replace,
                     [_] => return Err(CommandError::RestorePolicy),
-                    _ => return Err(CommandError::Syntax),
+                    _ => {
+                        return Err(CommandError::SubcommandArgs {
+                            sub: String::from_utf8_lossy(&args[0]).into_owned(),
+                            command: "FUNCTION",
+                        })
+                    }
                 };
                 ScriptCommand::FunctionWrite(FunctionWrite::Restore {
                     payload: args[1].clone(),
@@ -503,11 +518,11 @@ impl ScriptCommand {
                     if word.eq_ignore_ascii_case(b"withcode") && !with_code {
                         with_code = true;
                         rest = &rest[1..];
-                    } else if word.eq_ignore_ascii_case(b"libraryname")
-                        && pattern.is_none()
-                        && rest.len() > 1
-                    {
-                        pattern = Some(rest[1].clone());
+                    } else if word.eq_ignore_ascii_case(b"libraryname") && pattern.is_none() {
+                        let Some(p) = rest.get(1) else {
+                            return Err(CommandError::LibraryNameArgMissing);
+                        };
+                        pattern = Some(p.clone());
                         rest = &rest[2..];
                     } else {
                         return Err(CommandError::UnknownArgument(
@@ -625,6 +640,8 @@ pub struct ScriptFlags {
     pub shebang: bool,
     /// `no-writes`: the script may not write.
     pub no_writes: bool,
+    /// `no-cluster`: the script refuses to run in a cluster (zankv is one).
+    pub no_cluster: bool,
 }
 
 /// Reads a script's shebang line, if it has one; the body Lua compiles is the script with
@@ -646,6 +663,7 @@ pub fn shebang(body: &[u8]) -> Result<ScriptFlags, CommandError> {
     let mut flags = ScriptFlags {
         shebang: true,
         no_writes: false,
+        no_cluster: false,
     };
     for word in words {
         let Some(list) = word.strip_prefix("flags=") else {
@@ -654,7 +672,8 @@ pub fn shebang(body: &[u8]) -> Result<ScriptFlags, CommandError> {
         for flag in list.split(',').filter(|f| !f.is_empty()) {
             match flag {
                 "no-writes" => flags.no_writes = true,
-                "allow-oom" | "allow-stale" | "no-cluster" | "allow-cross-slot-keys" => {}
+                "no-cluster" => flags.no_cluster = true,
+                "allow-oom" | "allow-stale" | "allow-cross-slot-keys" => {}
                 other => return Err(CommandError::ShebangFlag(other.to_string())),
             }
         }

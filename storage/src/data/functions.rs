@@ -272,10 +272,11 @@ pub fn find(
     function: &[u8],
 ) -> Result<Option<(Library, FunctionInfo)>, EngineError> {
     for library in libraries(view)? {
+        // Function names are found in any case, as Redis finds them.
         if let Some(f) = library
             .functions
             .iter()
-            .find(|f| f.name.as_ref() == function)
+            .find(|f| f.name.eq_ignore_ascii_case(function))
             .cloned()
         {
             return Ok(Some((library, f)));
@@ -317,7 +318,15 @@ pub fn apply(txn: &mut Txn<'_>, change: &FunctionChange) -> ExecResult {
             // ones of the payload) before writing any.
             let mut after = existing.clone();
             for library in restored {
-                check(&after, library, *policy == RestorePolicy::Replace)?;
+                check(&after, library, *policy == RestorePolicy::Replace).map_err(|e| {
+                    // RESTORE words the taken name its own way.
+                    match e {
+                        ExecError::Command(CommandError::LibraryExists(name)) => {
+                            CommandError::LibraryExistsRestore(name).into()
+                        }
+                        other => other,
+                    }
+                })?;
                 after.retain(|l| l.name != library.name);
                 after.push(library.clone());
             }
@@ -342,11 +351,12 @@ fn check(existing: &[Library], library: &Library, replace: bool) -> Result<(), E
         .into());
     }
     for other in existing.iter().filter(|l| l.name != library.name) {
-        if let Some(f) = library
-            .functions
-            .iter()
-            .find(|f| other.functions.iter().any(|o| o.name == f.name))
-        {
+        if let Some(f) = library.functions.iter().find(|f| {
+            other
+                .functions
+                .iter()
+                .any(|o| o.name.eq_ignore_ascii_case(&f.name))
+        }) {
             return Err(CommandError::FunctionExists(
                 String::from_utf8_lossy(&f.name).into_owned(),
             )
@@ -379,7 +389,10 @@ pub fn read(ctx: &mut ReadCtx<'_>, read: &FunctionRead) -> ExecResult {
 pub fn list(view: &(impl View + ?Sized), pattern: Option<&[u8]>, with_code: bool) -> ExecResult {
     let mut out = Vec::new();
     for library in libraries(view)? {
-        if pattern.is_some_and(|p| !keys_match(p, &library.name)) {
+        // The pattern ignores case, as Redis's does here.
+        if pattern.is_some_and(|p| {
+            !keys_match(&p.to_ascii_lowercase(), &library.name.to_ascii_lowercase())
+        }) {
             continue;
         }
         let functions = library
@@ -526,9 +539,16 @@ fn rdb_take_string(buf: &mut &[u8]) -> Option<Bytes> {
     lzf_decompress(compressed, olen).map(Bytes::from)
 }
 
-/// LZF decompression (the format Redis writes compressed RDB strings in).
+/// Largest library code a payload may hold once decompressed.
+const MAX_CODE: usize = 64 << 20;
+
+/// LZF decompression (the format Redis writes compressed RDB strings in); None for a
+/// malformed input or a length past [`MAX_CODE`].
 fn lzf_decompress(input: &[u8], expected: usize) -> Option<Vec<u8>> {
-    let mut out: Vec<u8> = Vec::with_capacity(expected);
+    if expected > MAX_CODE {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(expected.min(input.len().saturating_mul(4)));
     let mut i = 0;
     while i < input.len() {
         let ctrl = usize::from(input[i]);

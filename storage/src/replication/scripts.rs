@@ -78,6 +78,16 @@ impl ScriptHolds {
         }
     }
 
+    /// The hold of `group`, if held.
+    pub fn get(&self, group: GroupId) -> Option<&Hold> {
+        self.held.get(&group)
+    }
+
+    /// Every held group with the term it was held in.
+    pub fn held(&self) -> Vec<(GroupId, u64)> {
+        self.held.iter().map(|(g, h)| (*g, h.term)).collect()
+    }
+
     /// Lets `group` go: what waited, to be handled in order.
     pub fn release(&mut self, group: GroupId) -> Option<Hold> {
         self.held.remove(&group)

@@ -706,6 +706,7 @@ impl Runner {
             self.watches.prune(self.ticks);
         }
         self.blocked.expire(Instant::now());
+        self.release_stale_holds();
         for (group, term) in self.blocked.terms() {
             let refusal = match self.l.store.peer(group) {
                 None => self.not_hosted(group),
@@ -747,9 +748,10 @@ impl Runner {
         match event {
             WorkerEvent::ScriptRan {
                 base,
+                term,
                 outcome,
                 reply,
-            } => self.script_ran(group, base, outcome, reply),
+            } => self.script_ran(group, (base, term), outcome, reply),
             // Proposed again on a later tick if the group is held for a script.
             WorkerEvent::Propose(_) if self.holds.is_held(group) => {}
             WorkerEvent::Propose(change) => {
@@ -1163,14 +1165,14 @@ impl Runner {
             )));
         }
         self.watches.forget(group);
-        if let Some(hold) = self.holds.release(group) {
-            // Its worker answers the script; what waited is refused as not hosted.
-            self.l.groups.remove(&group);
-            self.let_go(hold);
-        }
+        let hold = self.holds.release(group);
         if let Some(hosted) = self.l.groups.remove(&group) {
             info!(group, partition = %hosted.name, "replica removed from this node");
             hosted.worker.send(WorkerMsg::Destroy { done: deleted });
+        }
+        // Its worker answers the script; what waited is refused as not hosted.
+        if let Some(hold) = hold {
+            self.let_go(hold);
         }
         self.checkpoints.remove(&group);
         self.compacting.remove(&group);
@@ -1349,11 +1351,16 @@ impl Runner {
     fn script_ran(
         &mut self,
         group: GroupId,
-        base: u64,
+        (base, term): (u64, u64),
         outcome: Outcome,
         reply: oneshot::Sender<Vec<Reply>>,
     ) {
-        let hold = self.holds.release(group);
+        // Only the hold this script made: one let go meanwhile (a leader change) may
+        // have been followed by another script's.
+        let hold = match self.holds.get(group) {
+            Some(h) if h.base == base && h.term == term => self.holds.release(group),
+            _ => None,
+        };
         let unchanged = match (&hold, self.l.store.peer(group)) {
             (Some(hold), Some(peer)) => {
                 peer.is_leader()
@@ -1404,6 +1411,26 @@ impl Runner {
         }
         if let Some(hold) = hold {
             self.let_go(hold);
+        }
+    }
+
+    /// Lets go of the groups held for a script whose leadership this node lost (or whose
+    /// worker is gone): the script's effects could not be proposed anyway, and what waited
+    /// is answered now (refused, or served by whoever leads) instead of when the script
+    /// ends. The script's own client is answered when its outcome comes back.
+    fn release_stale_holds(&mut self) {
+        for (group, term) in self.holds.held() {
+            let stale = match (self.l.store.peer(group), self.l.groups.get(&group)) {
+                (Some(peer), Some(hosted)) => {
+                    !peer.is_leader() || peer.term() != term || hosted.worker.is_gone()
+                }
+                _ => true,
+            };
+            if stale {
+                if let Some(hold) = self.holds.release(group) {
+                    self.let_go(hold);
+                }
+            }
         }
     }
 

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use zankv_commands::{Access, CommandError, ConnectionCommand, Reply, Routed};
 
 use super::{Running, ScriptJob};
+use crate::change::Change;
 use crate::data::{self, EngineView, ExecError, ReadCtx, ScanCursors, Txn};
 use crate::engine::EngineError;
 use crate::partition::{self, Partition};
@@ -26,6 +27,8 @@ const NOT_ALLOWED: &str = "ERR This Redis command is not allowed from script";
 const READ_ONLY: &str = "ERR Write commands are not allowed from read-only scripts.";
 const NON_LOCAL_KEY: &str = "ERR Script attempted to access a non local key in a cluster node";
 const CROSS_SLOT: &str = "ERR Script attempted to access keys that do not hash to the same slot";
+/// A write of a script SCRIPT KILL stopped.
+const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
 
 /// What a script's commands run against.
 pub(super) struct CallCtx<'a> {
@@ -35,6 +38,8 @@ pub(super) struct CallCtx<'a> {
     running: &'a Running,
     read_only: bool,
     commands: Vec<Vec<Bytes>>,
+    /// The encoded size of `commands` (they must fit one raft entry).
+    size: usize,
 }
 
 /// A command's outcome for the script: its reply, or an error (its text, code first).
@@ -62,6 +67,7 @@ impl<'a> CallCtx<'a> {
             running,
             read_only,
             commands: Vec::new(),
+            size: 0,
         }
     }
 
@@ -135,6 +141,16 @@ impl<'a> CallCtx<'a> {
                 outcome(result)
             }
             Routed::Write(write) => {
+                if !self.running.begin_write() {
+                    return Err(KILLED.into());
+                }
+                self.size += Change::command_size(&argv);
+                if self.size > self.job.max_write_bytes {
+                    return Err(
+                        CommandError::WriteTooLarge(self.size, self.job.max_write_bytes)
+                            .to_string(),
+                    );
+                }
                 // Every write is recorded, even one that fails: replaying it does exactly
                 // what it did here (a failing command may still delete keys it found
                 // expired).
@@ -145,11 +161,7 @@ impl<'a> CallCtx<'a> {
                     Ok(reply) => Ok(reply),
                     Err(e) => Err(ExecError::Engine(e)),
                 };
-                let reply = outcome(result)?;
-                self.running
-                    .wrote
-                    .store(true, std::sync::atomic::Ordering::Relaxed);
-                Ok(reply)
+                outcome(result)
             }
         }
     }

@@ -12,6 +12,8 @@ use zankv_commands::number::format_double_g;
 
 use super::lua::located;
 
+/// Most values one `encode` writes.
+const MAX_VALUES: usize = 1_000_000;
 /// Deepest nesting either direction accepts.
 const MAX_DEPTH: usize = 1000;
 
@@ -28,7 +30,8 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
                 ));
             };
             let mut out = Vec::new();
-            encode(value, 0, &mut out).map_err(|e| located(lua, &e))?;
+            let mut left = MAX_VALUES;
+            encode(value, 0, &mut left, &mut out).map_err(|e| located(lua, &e))?;
             lua.create_string(&out)
         })?,
     )?;
@@ -89,7 +92,15 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
 }
 
-fn encode(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn encode(value: &Value, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
+    // A table that holds itself would expand without end.
+    if *left == 0 {
+        return Err(format!(
+            "Cannot serialise, excessive nesting ({})",
+            depth + 1
+        ));
+    }
+    *left -= 1;
     match value {
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(p) if p.0.is_null() => out.extend_from_slice(b"null"),
@@ -104,7 +115,7 @@ fn encode(value: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> 
                     depth + 1
                 ));
             }
-            table(t, depth + 1, out)?;
+            table(t, depth + 1, left, out)?;
         }
         other => {
             return Err(format!(
@@ -135,7 +146,7 @@ fn array_length(t: &Table) -> Result<Option<usize>, String> {
     Ok((max > 0).then_some(max))
 }
 
-fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn table(t: &Table, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
     if let Some(len) = array_length(t)? {
         out.push(b'[');
         for i in 1..=len {
@@ -143,7 +154,7 @@ fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
                 out.push(b',');
             }
             let v: Value = t.raw_get(i).map_err(|e| e.to_string())?;
-            encode(&v, depth, out)?;
+            encode(&v, depth, left, out)?;
         }
         out.push(b']');
         return Ok(());
@@ -168,7 +179,7 @@ fn table(t: &Table, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
             }
         }
         out.push(b':');
-        encode(&value, depth, out)?;
+        encode(&value, depth, left, out)?;
     }
     out.push(b'}');
     Ok(())

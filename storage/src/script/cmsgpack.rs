@@ -13,6 +13,8 @@ use mlua::{Lua, LuaString, Table, Value, Variadic};
 
 use super::lua::located;
 
+/// Most values one `pack` writes.
+const MAX_VALUES: usize = 1_000_000;
 /// Deepest table nesting packed (deeper ones become nil).
 const MAX_NESTING: usize = 16;
 /// Deepest nesting unpacked.
@@ -31,8 +33,9 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
                 ));
             }
             let mut out = Vec::new();
+            let mut left = MAX_VALUES;
             for v in args.iter() {
-                pack(v, 0, &mut out)?;
+                pack(v, 0, &mut left, &mut out).map_err(|e| located(lua, &e))?;
             }
             lua.create_string(&out)
         })?,
@@ -82,7 +85,12 @@ fn limited(
     Ok(Variadic::from(out))
 }
 
-fn pack(value: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn pack(value: &Value, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
+    // Tables that hold themselves would expand without end.
+    if *left == 0 {
+        return Err("MessagePack pack input too large.".into());
+    }
+    *left -= 1;
     match value {
         Value::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
         Value::Integer(i) => pack_number(*i as f64, out),
@@ -103,7 +111,9 @@ fn pack(value: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
             }
             out.extend_from_slice(&s);
         }
-        Value::Table(t) if depth < MAX_NESTING => pack_table(t, depth + 1, out)?,
+        Value::Table(t) if depth < MAX_NESTING => {
+            pack_table(t, depth + 1, left, out).map_err(|e| e.to_string())?
+        }
         _ => out.push(0xc0),
     }
     Ok(())
@@ -182,19 +192,23 @@ fn header(out: &mut Vec<u8>, len: usize, fix: u8, wide16: u8, wide32: u8) {
     }
 }
 
-fn pack_table(t: &Table, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
-    if let Some(len) = array_length(t)? {
+fn pack_table(t: &Table, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let lua_error = |e: mlua::Error| e.to_string();
+    if let Some(len) = array_length(t).map_err(lua_error)? {
         header(out, len, 0x90, 0xdc, 0xdd);
         for i in 1..=len {
-            pack(&t.raw_get::<Value>(i)?, depth, out)?;
+            pack(&t.raw_get::<Value>(i).map_err(lua_error)?, depth, left, out)?;
         }
         return Ok(());
     }
-    let pairs: Vec<(Value, Value)> = t.pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
+    let pairs: Vec<(Value, Value)> = t
+        .pairs::<Value, Value>()
+        .collect::<mlua::Result<_>>()
+        .map_err(lua_error)?;
     header(out, pairs.len(), 0x80, 0xde, 0xdf);
     for (k, v) in &pairs {
-        pack(k, depth, out)?;
-        pack(v, depth, out)?;
+        pack(k, depth, left, out)?;
+        pack(v, depth, left, out)?;
     }
     Ok(())
 }

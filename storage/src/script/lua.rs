@@ -15,7 +15,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use mlua::{
-    Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value, Variadic, VmState,
+    chunk::ChunkMode, Function, HookTriggers, Lua, LuaOptions, MultiValue, StdLib, Table, Value,
+    Variadic, VmState,
 };
 use tracing::{debug, info, warn};
 use zankv_commands::number::{format_double, format_double_g};
@@ -32,6 +33,8 @@ const HOOK_EVERY: u32 = 10_000;
 const MEMORY_LIMIT: usize = 512 << 20;
 /// Memory a Lua state may grow to before a full collection after a script.
 const GC_FLOOR: usize = 32 << 20;
+/// Most tables converted into one reply.
+const MAX_REPLY_ITEMS: usize = 1_000_000;
 /// Deepest nesting of tables converted to a reply.
 const MAX_DEPTH: usize = 1000;
 /// The error a killed script fails with.
@@ -86,10 +89,16 @@ const CALL_ERROR: &str = "\u{0}redis.call:";
 /// global fails; libraries are read through read-only views. Returns that table.
 const PRELUDE: &str = r#"
 local native = ...
-local error, type, pcall, rawset, tostring, setmetatable, next =
-  error, type, pcall, rawset, tostring, setmetatable, next
+local error, type, pcall, xpcall, rawset, tostring, setmetatable, getmetatable, next =
+  error, type, pcall, xpcall, rawset, tostring, setmetatable, getmetatable, next
+local loadstring, load = loadstring, load
 local G = _G
 local function readonly() error('Attempt to modify a readonly table', 2) end
+-- A kill is never caught: whatever catches errors raises it again.
+local function unless_killed(ok, ...)
+  if not ok and native.killed() then error((...), 0) end
+  return ok, ...
+end
 local function caught(ok, ...)
   if not ok then
     if native.killed() then error((...), 0) end
@@ -105,6 +114,30 @@ for k, v in next, G do env[k] = v end
 for k in next, env do G[k] = nil end
 env._G = G
 env.pcall = function(f, ...) return caught(pcall(f, ...)) end
+env.xpcall = function(f, h) return unless_killed(xpcall(f, h)) end
+local coroutine = {}
+for k, v in next, env.coroutine do coroutine[k] = v end
+local resume = coroutine.resume
+coroutine.resume = function(...) return unless_killed(resume(...)) end
+env.coroutine = coroutine
+-- Source only: Lua 5.1's bytecode loader can be fooled into memory corruption.
+local function binary(s) return type(s) == 'string' and s:byte(1) == 27 end
+env.loadstring = function(s, name)
+  if binary(s) then return nil, 'binary chunks are not allowed' end
+  return loadstring(s, '=(load)')
+end
+env.load = function(f, name)
+  if type(f) ~= 'function' then return load(f, name) end
+  local first = true
+  return load(function()
+    local piece = f()
+    if first and type(piece) == 'string' and piece ~= '' then
+      first = false
+      if binary(piece) then error('binary chunks are not allowed', 0) end
+    end
+    return piece
+  end, '=(load)')
+end
 local protected = { [G] = true, [env] = true }
 env.rawset = function(t, k, v)
   if protected[t] then error('Attempt to modify a readonly table', 0) end
@@ -122,6 +155,10 @@ for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'cmsg
     env[name] = view
   end
 end
+-- Strings' methods read through the read-only view too, and their metatable is hidden.
+local strings = getmetatable('')
+strings.__index = env.string
+strings.__metatable = false
 setmetatable(env, {
   __index = function(_, k)
     error("Script attempted to access nonexistent global variable '" .. tostring(k) .. "'", 2)
@@ -156,7 +193,12 @@ pub(super) fn compile_check(source: &[u8]) -> Result<(), CommandError> {
             *slot = Some(lua);
         }
         let lua = slot.as_ref().expect("set above");
-        match lua.load(source).set_name(SCRIPT_SOURCE).into_function() {
+        match lua
+            .load(source)
+            .set_name(SCRIPT_SOURCE)
+            .set_mode(ChunkMode::Text)
+            .into_function()
+        {
             Ok(_) => Ok(()),
             Err(e) => Err(compile_error(e)),
         }
@@ -237,9 +279,6 @@ struct Vm {
     runner: Function,
     /// Runs a library's registration ([`super::library`]).
     loader: Function,
-    /// `setfenv`, kept from before the sandbox: a library's callbacks run with the
-    /// script globals.
-    setfenv: Function,
     /// Libraries loaded, by the SHA1 of their code: their callbacks by function name.
     libraries: HashMap<String, Vec<(Bytes, Function)>>,
     /// Memory in use after the last full collection.
@@ -287,7 +326,6 @@ impl Vm {
                 globals.raw_get::<Value>("unpack")?,
             ))?;
         let loader = super::library::loader(&lua, redis.raw_get("log")?)?;
-        let setfenv: Function = globals.raw_get("setfenv")?;
         let names: Vec<Value> = globals
             .clone()
             .pairs::<Value, Value>()
@@ -303,7 +341,8 @@ impl Vm {
             }
         }
         let env: Table = lua.load(PRELUDE).set_name("=zankv").call(native)?;
-        lua.set_hook(
+        // Global: coroutines are checked too.
+        lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
             |_, _| {
                 if killed() {
@@ -321,7 +360,6 @@ impl Vm {
             env,
             runner,
             loader,
-            setfenv,
             libraries: HashMap::new(),
             baseline_memory: 0,
         })
@@ -331,13 +369,13 @@ impl Vm {
     fn callback(&mut self, library: &Library, name: &Bytes) -> Result<Function, CommandError> {
         let key = zankv_commands::scripting::sha1_hex(&library.code);
         if !self.libraries.contains_key(&key) {
-            let loaded = super::library::load(&self.lua, &self.loader, &library.code, false)?;
-            for (_, callback) in &loaded.callbacks {
-                // Callbacks run with the script globals, not the loading sandbox.
-                self.setfenv
-                    .call::<()>((callback.clone(), self.lua.globals()))
-                    .map_err(|e| CommandError::Internal(format!("loading a library: {e}")))?;
-            }
+            let loaded = super::library::load(
+                &self.lua,
+                &self.loader,
+                &library.code,
+                false,
+                Some(self.lua.globals()),
+            )?;
             self.libraries.insert(key.clone(), loaded.callbacks);
         }
         self.libraries[&key]
@@ -409,7 +447,7 @@ impl Vm {
             let ok = matches!(out.next(), Some(Value::Boolean(true)));
             let value = out.next().unwrap_or(Value::Nil);
             Ok(if ok {
-                from_lua(&value, resp(), 0)
+                from_lua(&value, resp(), 0, &Cell::new(MAX_REPLY_ITEMS))
             } else {
                 raised(&value, &job.sha, source)
             })
@@ -426,6 +464,7 @@ impl Vm {
                     .lua
                     .load(source)
                     .set_name(SCRIPT_SOURCE)
+                    .set_mode(ChunkMode::Text)
                     .into_function()
                 {
                     Ok(f) => {
@@ -605,8 +644,9 @@ fn lua_integer(n: f64) -> i64 {
 }
 
 /// A Lua value returned by a script, as its reply (Redis 7.0's conversion).
-fn from_lua(value: &Value, resp: u8, depth: usize) -> Reply {
-    if depth > MAX_DEPTH {
+fn from_lua(value: &Value, resp: u8, depth: usize, left: &Cell<usize>) -> Reply {
+    // A table that holds itself would expand without end: depth and size are bounded.
+    if depth > MAX_DEPTH || left.get() == 0 {
         return Reply::Error(CommandError::Script("ERR reached lua stack limit".into()));
     }
     match value {
@@ -617,15 +657,27 @@ fn from_lua(value: &Value, resp: u8, depth: usize) -> Reply {
         Value::Integer(i) => Reply::Integer(*i),
         Value::Number(n) => Reply::Integer(lua_integer(*n)),
         Value::String(s) => Reply::Bulk(Bytes::copy_from_slice(&s.as_bytes())),
-        Value::Table(t) => table_reply(t, resp, depth),
+        Value::Table(t) => {
+            left.set(left.get() - 1);
+            table_reply(t, resp, depth, left)
+        }
         _ => Reply::Nil,
     }
 }
 
-fn table_reply(t: &Table, resp: u8, depth: usize) -> Reply {
+fn table_reply(t: &Table, resp: u8, depth: usize, left: &Cell<usize>) -> Reply {
     let field = |name: &str| t.raw_get::<Value>(name).unwrap_or(Value::Nil);
     if let Value::String(err) = field("err") {
-        return Reply::Error(CommandError::Script(err.to_string_lossy()));
+        let text = err.to_string_lossy();
+        // The proxy takes ERR_CLUSTER_CHANGED for "not applied" and sends the request
+        // again: a script that wrote must never answer it.
+        return Reply::Error(CommandError::Script(
+            if text.starts_with("ERR_CLUSTER_CHANGED") {
+                format!("ERR {text}")
+            } else {
+                text
+            },
+        ));
     }
     if let Value::String(ok) = field("ok") {
         return Reply::StatusOwned(one_line(&ok.to_string_lossy()));
@@ -642,7 +694,12 @@ fn table_reply(t: &Table, resp: u8, depth: usize) -> Reply {
         let pairs = map
             .pairs::<Value, Value>()
             .filter_map(Result::ok)
-            .map(|(k, v)| (from_lua(&k, resp, depth + 1), from_lua(&v, resp, depth + 1)))
+            .map(|(k, v)| {
+                (
+                    from_lua(&k, resp, depth + 1, left),
+                    from_lua(&v, resp, depth + 1, left),
+                )
+            })
             .collect();
         return Reply::Map(pairs);
     }
@@ -650,7 +707,7 @@ fn table_reply(t: &Table, resp: u8, depth: usize) -> Reply {
         let items = set
             .pairs::<Value, Value>()
             .filter_map(Result::ok)
-            .map(|(k, _)| from_lua(&k, resp, depth + 1))
+            .map(|(k, _)| from_lua(&k, resp, depth + 1, left))
             .collect();
         return Reply::Set(items);
     }
@@ -663,7 +720,7 @@ fn table_reply(t: &Table, resp: u8, depth: usize) -> Reply {
     for i in 1.. {
         match t.raw_get::<Value>(i) {
             Ok(Value::Nil) | Err(_) => break,
-            Ok(v) => items.push(from_lua(&v, resp, depth + 1)),
+            Ok(v) => items.push(from_lua(&v, resp, depth + 1, left)),
         }
     }
     Reply::Array(items)

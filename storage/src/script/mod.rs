@@ -25,7 +25,7 @@ pub mod library;
 mod lua;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -60,16 +60,45 @@ pub struct Running {
     name: String,
     /// The command that runs it, its arguments left out.
     command: Vec<Bytes>,
-    /// Set by SCRIPT KILL: the script stops at its next check.
-    kill: AtomicBool,
-    /// The script wrote: SCRIPT KILL refuses to stop it (UNKILLABLE), as Redis does.
-    wrote: AtomicBool,
+    /// [`RUNNING`], [`WROTE`] (SCRIPT KILL refuses to stop it, UNKILLABLE, as Redis
+    /// does) or [`KILLED`] (it stops at its next check and may not write): one atomic, so
+    /// a kill and a first write cannot both succeed.
+    state: AtomicU8,
 }
+
+/// A script that has neither written nor been killed.
+const RUNNING: u8 = 0;
+/// A script that has started a write.
+const WROTE: u8 = 1;
+/// A script SCRIPT KILL stopped.
+const KILLED: u8 = 2;
 
 impl Running {
     /// Whether SCRIPT KILL asked it to stop.
     pub fn killed(&self) -> bool {
-        self.kill.load(Ordering::Relaxed)
+        self.state.load(Ordering::Acquire) == KILLED
+    }
+
+    /// Marks that the script writes; false if it was killed (it must not write).
+    fn begin_write(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, WROTE, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == WROTE,
+        }
+    }
+
+    /// Kills the script unless it has written; false if it has.
+    fn kill(&self) -> bool {
+        match self
+            .state
+            .compare_exchange(RUNNING, KILLED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(current) => current == KILLED,
+        }
     }
 }
 
@@ -150,11 +179,14 @@ impl Scripts {
         if running.is_empty() {
             return Err(CommandError::NotBusy);
         }
-        if running.values().any(|r| r.wrote.load(Ordering::Relaxed)) {
-            return Err(CommandError::Unkillable);
-        }
+        // Each script is killed unless it has written (one atomic step, so a script never
+        // both writes and is killed); any that has written makes the answer UNKILLABLE.
+        let mut unkillable = false;
         for r in running.values() {
-            r.kill.store(true, Ordering::Relaxed);
+            unkillable |= !r.kill();
+        }
+        if unkillable {
+            return Err(CommandError::Unkillable);
         }
         Ok(())
     }
@@ -216,8 +248,7 @@ impl Scripts {
             started: Instant::now(),
             name: job.sha.clone(),
             command,
-            kill: AtomicBool::new(false),
-            wrote: AtomicBool::new(false),
+            state: AtomicU8::new(RUNNING),
         });
         lock(&self.running).insert(id, running.clone());
         (RunGuard { scripts: self, id }, running)
@@ -291,15 +322,22 @@ pub fn run(
     let read_only = match &found {
         // FCALL_RO runs only functions that declared they do not write; FCALL of one
         // that did runs it read-only.
+        Some((_, info)) if info.flags.iter().any(|f| f.as_ref() == b"no-cluster") => {
+            return refused(CommandError::NoClusterFlag)
+        }
         Some((_, info)) if job.read_only && !info.no_writes() => {
             return refused(CommandError::WriteFunctionReadOnly)
         }
         Some((_, info)) => job.read_only || info.no_writes(),
         None => job.read_only,
     };
-    let target = match (&found, &job.function) {
-        (Some((library, _)), Some(name)) => lua::Target::Function { library, name },
-        _ => lua::Target::Script,
+    let target = match &found {
+        // The function's own name: FCALL finds it in any case.
+        Some((library, info)) => lua::Target::Function {
+            library,
+            name: &info.name,
+        },
+        None => lua::Target::Script,
     };
     let mut ctx = call::CallCtx::new(job, read_only, &view, partition, now_ms, cursors, &running);
     if let Err(e) = ctx.replay(on_top) {
@@ -585,7 +623,9 @@ mod tests {
         });
         let mut refused = false;
         while !runner.is_finished() {
-            if scripts2.running() > 0 && scripts2.kill() == Err(CommandError::Unkillable) {
+            // Once it has run a while, its first statement (the write) is behind it.
+            let long = scripts2.running_info().is_some_and(|(_, _, ms)| ms >= 20);
+            if long && scripts2.kill() == Err(CommandError::Unkillable) {
                 refused = true;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -596,6 +636,57 @@ mod tests {
             refused,
             "SCRIPT KILL was never refused while the writer ran"
         );
+    }
+
+    #[test]
+    fn the_sandbox_refuses_bytecode_and_shares_nothing_between_scripts() {
+        let scripts = Arc::new(Scripts::default());
+        let p = partition();
+        let reply = |body: &str| run_on(&p, &job(&scripts, body, &[], &[])).reply;
+        assert_eq!(
+            reply("local f, e = loadstring(string.dump(function() return 1 end)); return {tostring(f), e}"),
+            Reply::Array(vec![
+                Reply::bulk("nil"),
+                Reply::bulk("binary chunks are not allowed")
+            ])
+        );
+        assert_eq!(
+            reply("local f = load(function() return nil end); return type(f)"),
+            Reply::bulk("function")
+        );
+        // The string library behind strings' methods is the read-only one.
+        assert_eq!(
+            reply("return tostring(getmetatable(''))"),
+            Reply::bulk("false")
+        );
+        assert!(matches!(
+            reply("string.format = nil"),
+            Reply::Error(CommandError::Script(t)) if t.contains("Attempt to modify a readonly table")
+        ));
+        assert_eq!(reply("return ('%d'):format(7)"), Reply::bulk("7"));
+    }
+
+    #[test]
+    fn script_kill_reaches_into_coroutines_and_past_xpcall() {
+        for body in [
+            "coroutine.wrap(function() while true do end end)()",
+            "while true do xpcall(function() while true do end end, function(e) return e end) end",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+        ] {
+            let scripts = Arc::new(Scripts::default());
+            let endless = job(&scripts, body, &[], &[]);
+            let runner = std::thread::spawn(move || run_on(&partition(), &endless));
+            while scripts.running() == 0 {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            scripts.kill().expect("killed");
+            let outcome = runner.join().expect("script thread");
+            assert!(
+                matches!(&outcome.reply, Reply::Error(CommandError::Script(t)) if t.starts_with("ERR Script killed by user with SCRIPT KILL...")),
+                "{body}: {:?}",
+                outcome.reply
+            );
+        }
     }
 
     #[test]

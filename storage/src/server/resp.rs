@@ -860,7 +860,11 @@ async fn script_request(
         ScriptCommand::FunctionStats => return Err(function_stats(ctx).await),
         ScriptCommand::FunctionRead(read) => BatchItem::Read(ReadCommand::Functions(read)),
         ScriptCommand::FunctionWrite(write) => {
-            BatchItem::Functions(function_change(write).map_err(Reply::Error)?)
+            // Loading runs Lua (500 ms at most per library): not on the async runtime.
+            let change = tokio::task::spawn_blocking(move || function_change(write))
+                .await
+                .unwrap_or_else(|e| Err(CommandError::Internal(format!("loading: {e}"))));
+            BatchItem::Functions(change.map_err(Reply::Error)?)
         }
         ScriptCommand::Eval(eval) => BatchItem::Script(script_job(ctx, routing, group, eval)?),
     };
@@ -896,6 +900,13 @@ fn script_job(
         ),
     };
     let flags = scripting::shebang(&body).map_err(Reply::Error)?;
+    if flags.no_cluster {
+        return Err(Reply::Error(CommandError::NoClusterFlag));
+    }
+    // A script that declares its flags must declare no-writes to run as read-only.
+    if eval.read_only && flags.shebang && !flags.no_writes {
+        return Err(Reply::Error(CommandError::WriteFunctionReadOnly));
+    }
     Ok(Box::new(ScriptJob {
         sha,
         read_only: eval.read_only || flags.no_writes,
