@@ -138,11 +138,18 @@ def main():
     w("")
     w("How zankv runs a script (storage/src/script/mod.rs): the proxy sends the EVALSHA to "
       "the leader of its key's partition; the leader holds the partition's other proposals, "
-      "runs the script once everything proposed so far is applied, and proposes "
+      "runs the script once everything proposed so far is applied (or on top of the "
+      "effects of its earlier scripts not applied yet), and proposes "
       "what it wrote (its write commands, none for the GET script) as one log entry, "
       "answering once that entry is applied; the replicas replay the commands and never run "
       "the script. So even the read-only script costs a replicated log entry, and each "
-      "partition runs one script at a time, from its start until its effects are proposed.")
+      "partition runs one script at a time, from its start until its effects are proposed. "
+      "Where the rest goes: per script, a store-loop round to hand it to the partition's "
+      "worker and one to propose its effects (two thread hops each way), the raft entry's "
+      "replication and fsync shared with the other partitions' entries of that round, and "
+      "the replay of the commands on each replica; the Lua call itself is a few "
+      "microseconds. Running read-only scripts as reads (no entry, no hold) and letting a "
+      "partition's scripts and writes share a round are the next steps (issue 20's work).")
     w("")
     w("## Rounds")
     w("")
