@@ -147,8 +147,7 @@ def main():
       "Where the rest goes: per script, a store-loop round to hand it to the partition's "
       "worker and one to propose its effects (two thread hops each way), the raft entry's "
       "replication and fsync shared with the other partitions' entries of that round, and "
-      "the replay of the commands on each replica; the Lua call itself is a few "
-      "microseconds. Running read-only scripts as reads (no entry, no hold) and letting a "
+      "the replay of the commands on each replica (not profiled further yet). Running read-only scripts as reads (no entry, no hold) and letting a "
       "partition's scripts and writes share a round are the next steps (issue 20's work).")
     w("")
     w("## Rounds")
