@@ -33,6 +33,8 @@ const HOOK_EVERY: u32 = 10_000;
 const MEMORY_LIMIT: usize = 512 << 20;
 /// Memory a Lua state may grow to before a full collection after a script.
 const GC_FLOOR: usize = 32 << 20;
+/// Most compiled scripts, and most loaded libraries, a Lua state keeps.
+const MAX_LOADED: usize = 10_000;
 /// Most tables converted into one reply.
 const MAX_REPLY_ITEMS: usize = 1_000_000;
 /// Deepest nesting of tables converted to a reply.
@@ -369,6 +371,10 @@ impl Vm {
     fn callback(&mut self, library: &Library, name: &Bytes) -> Result<Function, CommandError> {
         let key = zankv_commands::scripting::sha1_hex(&library.code);
         if !self.libraries.contains_key(&key) {
+            // Libraries replaced or deleted stay loaded until the state forgets them all.
+            if self.libraries.len() >= MAX_LOADED {
+                self.libraries.clear();
+            }
             let loaded = super::library::load(
                 &self.lua,
                 &self.loader,
@@ -468,6 +474,11 @@ impl Vm {
                     .into_function()
                 {
                     Ok(f) => {
+                        // Compiled scripts are dropped wholesale past a bound (the node's
+                        // cache keeps the bodies; they compile again when run).
+                        if self.functions.len() >= MAX_LOADED {
+                            self.functions.clear();
+                        }
                         self.functions.insert(job.sha.clone(), f.clone());
                         f
                     }
