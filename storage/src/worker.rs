@@ -131,7 +131,7 @@ pub enum Slot {
         /// What the script answered.
         reply: Reply,
         /// The effects' time: a script that follows may run on top of them before they
-        /// are applied ([`Worker::run_scripts`]).
+        /// are applied (the worker's `run_scripts`).
         now_ms: i64,
         /// The effects' commands.
         commands: Vec<Vec<Bytes>>,

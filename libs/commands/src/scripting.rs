@@ -341,7 +341,7 @@ pub struct Eval {
 /// A read of the libraries of functions, which every partition stores.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FunctionRead {
-    /// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
+    /// `FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]`.
     List {
         /// LIBRARYNAME's pattern.
         pattern: Option<Bytes>,
@@ -366,7 +366,7 @@ pub enum RestorePolicy {
 /// A change to the libraries of functions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FunctionWrite {
-    /// FUNCTION LOAD [REPLACE] code.
+    /// `FUNCTION LOAD [REPLACE] code`.
     Load {
         /// REPLACE.
         replace: bool,
@@ -375,9 +375,9 @@ pub enum FunctionWrite {
     },
     /// FUNCTION DELETE library.
     Delete(Bytes),
-    /// FUNCTION FLUSH [ASYNC|SYNC].
+    /// `FUNCTION FLUSH [ASYNC|SYNC]`.
     Flush,
-    /// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE].
+    /// `FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE]`.
     Restore {
         /// FUNCTION DUMP's payload.
         payload: Bytes,
@@ -395,7 +395,7 @@ pub enum ScriptCommand {
     Load(Bytes),
     /// SCRIPT EXISTS sha [sha ...].
     Exists(Vec<Bytes>),
-    /// SCRIPT FLUSH [ASYNC|SYNC].
+    /// `SCRIPT FLUSH [ASYNC|SYNC]`.
     Flush,
     /// SCRIPT KILL, FUNCTION KILL.
     Kill,

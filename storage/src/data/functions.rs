@@ -53,7 +53,7 @@ pub struct Library {
 /// A change to the libraries.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FunctionChange {
-    /// FUNCTION LOAD [REPLACE].
+    /// `FUNCTION LOAD [REPLACE]`.
     Load {
         /// REPLACE: a library of the same name is replaced.
         replace: bool,
@@ -385,7 +385,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, read: &FunctionRead) -> ExecResult {
     }
 }
 
-/// FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE].
+/// `FUNCTION LIST [LIBRARYNAME pattern] [WITHCODE]`.
 pub fn list(view: &(impl View + ?Sized), pattern: Option<&[u8]>, with_code: bool) -> ExecResult {
     let mut out = Vec::new();
     for library in libraries(view)? {

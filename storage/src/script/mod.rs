@@ -25,7 +25,7 @@ pub mod library;
 mod lua;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,8 @@ pub struct Scripts {
     /// Bumped by SCRIPT FLUSH: the Lua states drop what they compiled.
     generation: AtomicU64,
     running: Mutex<HashMap<u64, Arc<Running>>>,
+    /// How many scripts run now (the BUSY check reads it first).
+    running_count: AtomicUsize,
     next_run: AtomicU64,
     busy_ms: AtomicU64,
 }
@@ -111,6 +113,7 @@ struct RunGuard<'a> {
 impl Drop for RunGuard<'_> {
     fn drop(&mut self) {
         lock(&self.scripts.running).remove(&self.id);
+        self.scripts.running_count.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -124,6 +127,7 @@ impl Default for Scripts {
             cache: Mutex::new(HashMap::new()),
             generation: AtomicU64::new(0),
             running: Mutex::new(HashMap::new()),
+            running_count: AtomicUsize::new(0),
             next_run: AtomicU64::new(1),
             busy_ms: AtomicU64::new(DEFAULT_BUSY_MS),
         }
@@ -194,6 +198,10 @@ impl Scripts {
     /// Whether a script has run longer than `busy-reply-threshold`: then the node answers
     /// BUSY to most commands, as Redis does.
     pub fn busy(&self) -> bool {
+        // Every command asks: without a script running, no lock is taken.
+        if self.running_count.load(Ordering::Acquire) == 0 {
+            return false;
+        }
         let limit = Duration::from_millis(self.busy_ms.load(Ordering::Relaxed));
         lock(&self.running)
             .values()
@@ -251,6 +259,7 @@ impl Scripts {
             state: AtomicU8::new(RUNNING),
         });
         lock(&self.running).insert(id, running.clone());
+        self.running_count.fetch_add(1, Ordering::AcqRel);
         (RunGuard { scripts: self, id }, running)
     }
 }

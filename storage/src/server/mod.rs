@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod http;
 pub mod resp;
+pub mod scripting;
 pub mod transaction;
