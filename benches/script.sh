@@ -163,7 +163,7 @@ bench() {
   esac
   read -ra words <<< "$(evalsha_args "$script")"
   local argv=(redis-benchmark -h 127.0.0.1 -p "$(port_of "$system")" -n "$n" -c "$clients"
-    -r "$keys" --csv EVALSHA "$(sha_of "$script")" "${words[@]}")
+    -r "$keys" --csv "$(verb_of "$script")" "$(sha_of "$script")" "${words[@]}")
   say "$label on $system ($n scripts)"
   case "$label" in
     warmup/*) ;;
@@ -173,6 +173,10 @@ bench() {
   bench_line=$(run_rb "$timeout" "$label/$system" "$n" "${watch[@]}" -- "${argv[@]}") || exit 1
   echo "$bench_line" >> "$results"
 }
+
+# The command that runs each script: the read runs as a read-only script (EVALSHA_RO), as
+# an application that only reads would send it.
+verb_of() { case "$1" in get) echo EVALSHA_RO ;; *) echo EVALSHA ;; esac; }
 
 # The expected SHA1 of each body, which SCRIPT LOAD must answer on every system.
 sha_of() { printf '%s' "$(body "$1")" | sha1sum | cut -d' ' -f1; }
@@ -192,15 +196,15 @@ for s in "${systems[@]}"; do
     case "$script" in
       incr) reply=$(timeout 30 redis-cli -p "$port" evalsha "$sha" 1 "rl:probe:$s" "$ttl_ms" 2>&1) || true
             [[ "$reply" =~ ^[0-9]+$ ]] || { say "EVALSHA of $script on $s answered: $reply"; exit 1; } ;;
-      get) reply=$(timeout 30 redis-cli -p "$port" evalsha "$sha" 1 key:000000000000 2>&1) || true
+      get) reply=$(timeout 30 redis-cli -p "$port" evalsha_ro "$sha" 1 key:000000000000 2>&1) || true
            [ "$reply" = "$value_text" ] || { say "EVALSHA of $script on $s answered: $reply"; exit 1; } ;;
     esac
   done
 done
 for script in "${scripts[@]}"; do
   # shellcheck disable=SC2046
-  $py -c 'import json, sys; print(json.dumps({"label": "script/" + sys.argv[1], "body": sys.argv[2], "sha": sys.argv[3], "argv": sys.argv[4:]}))' \
-    "$script" "$(body "$script")" "$(sha_of "$script")" $(evalsha_args "$script") >> "$results"
+  $py -c 'import json, sys; print(json.dumps({"label": "script/" + sys.argv[1], "verb": sys.argv[2], "body": sys.argv[3], "sha": sys.argv[4], "argv": sys.argv[5:]}))' \
+    "$script" "$(verb_of "$script")" "$(body "$script")" "$(sha_of "$script")" $(evalsha_args "$script") >> "$results"
 done
 
 # Warm-up, and each run's size: 1000 scripts, then four times as many until a run lasts a

@@ -82,7 +82,7 @@ def main():
         f = facts.get(f"script/{name}")
         if f is None:
             continue
-        w(f"- {shown}, `EVALSHA {f['sha']} {' '.join(f['argv'])}`:")
+        w(f"- {shown}, `{f.get('verb', 'EVALSHA')} {f['sha']} {' '.join(f['argv'])}`:")
         w("")
         w("  ```lua")
         w(f"  {f['body']}")
@@ -136,19 +136,19 @@ def main():
                 for proc, v in sorted(r.get("cpu_s", {}).items()) if v is not None)
             w(f"- {shown}, {system_shown}: {parts}")
     w("")
-    w("How zankv runs a script (storage/src/script/mod.rs): the proxy sends the EVALSHA to "
-      "the leader of its key's partition; the leader holds the partition's other proposals, "
-      "runs the script once everything proposed so far is applied (or on top of the "
-      "effects of its earlier scripts not applied yet), and proposes "
-      "what it wrote (its write commands, none for the GET script) as one log entry, "
-      "answering once that entry is applied; the replicas replay the commands and never run "
-      "the script. So even the read-only script costs a replicated log entry, and each "
-      "partition runs one script at a time, from its start until its effects are proposed. "
-      "Where the rest goes: per script, a store-loop round to hand it to the partition's "
-      "worker and one to propose its effects (two thread hops each way), the raft entry's "
-      "replication and fsync shared with the other partitions' entries of that round, and "
-      "the replay of the commands on each replica (not profiled further yet). Running read-only scripts as reads (no entry, no hold) and letting a "
-      "partition's scripts and writes share a round are the next steps (issue 20's work).")
+    w("How zankv runs a script (storage/src/script/mod.rs): the proxy sends it to the "
+      "leader of its key's partition. A script that may write (the rate limiter, EVALSHA) "
+      "holds the partition's other proposals, runs once everything proposed so far is "
+      "applied (or on top of the effects of its earlier scripts not applied yet), and its "
+      "write commands become one log entry, answered once applied; the replicas replay the "
+      "commands and never run the script; each partition runs one such script at a time, "
+      "from its start until its effects are proposed. A script that cannot write "
+      "(EVALSHA_RO, the GET script) runs as a read: after a ReadIndex round, no hold, no "
+      "entry. Where the rest goes for the rate limiter: a store-loop round to hand it to "
+      "the partition's worker and one to propose its effects (thread hops each way), the "
+      "raft entry's replication and fsync shared with the other partitions' entries of "
+      "that round, and the replay on each replica (not profiled further yet); letting a "
+      "partition's scripts and writes share a round is the next step (issue 20's work).")
     w("")
     w("## Rounds")
     w("")

@@ -92,6 +92,18 @@ pub enum BatchItem {
     Functions(FunctionChange),
 }
 
+impl ReadBatch {
+    /// How many replies it takes.
+    pub fn len(&self) -> usize {
+        self.items.len() + usize::from(self.script.is_some())
+    }
+
+    /// Whether it takes no reply.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 impl BatchItem {
     /// The commands of a batch known to hold reads only.
     pub fn into_reads(items: Vec<BatchItem>) -> Vec<ReadCommand> {
@@ -157,6 +169,8 @@ pub struct Plan {
 pub struct ReadBatch {
     /// The reads, in order.
     pub items: Vec<ReadCommand>,
+    /// Or a script that cannot write (EVAL_RO, ...), alone: it runs as a read.
+    pub script: Option<Box<ScriptJob>>,
     /// Where the replies go.
     pub reply: oneshot::Sender<Vec<Reply>>,
 }
@@ -459,6 +473,29 @@ impl Worker {
     }
 }
 
+/// Runs a script on `partition` (on top of `on_top`), timed; a panic in its commands
+/// answers an error and the worker goes on.
+fn run_contained_script(
+    job: &ScriptJob,
+    partition: &Partition,
+    on_top: &[(i64, &[Vec<Bytes>])],
+    now_ms: i64,
+    cursors: &mut ScanCursors,
+    stats: &NodeStats,
+) -> script::Outcome {
+    let started = Instant::now();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        script::run(job, partition, on_top, now_ms, cursors)
+    }))
+    .unwrap_or_else(|_| script::Outcome {
+        reply: Reply::Error(CommandError::Internal("the script panicked".into())),
+        commands: Vec::new(),
+        now_ms,
+    });
+    stats.observe_script(started.elapsed());
+    outcome
+}
+
 /// A script waiting for its entry: the log index it runs after, the leader's term then,
 /// the script, where its client's reply goes.
 type WaitingScript = (u64, u64, Box<ScriptJob>, oneshot::Sender<Vec<Reply>>);
@@ -572,9 +609,8 @@ impl Worker {
             WorkerMsg::ReadFailed { ctx, error } => {
                 for batches in self.read_batches.values_mut() {
                     for (_, b) in batches.extract_if(.., |(c, _)| *c == ctx) {
-                        let _ = b
-                            .reply
-                            .send(vec![Reply::Error(error.clone()); b.items.len()]);
+                        let n = b.len();
+                        let _ = b.reply.send(vec![Reply::Error(error.clone()); n]);
                     }
                 }
                 self.read_batches.retain(|_, b| !b.is_empty());
@@ -851,20 +887,10 @@ impl Worker {
                     now_ms: 0,
                 },
                 None => {
-                    let started = Instant::now();
                     let now_ms = self.clock.now_ms();
-                    let (partition, cursors) = (&self.partition, &mut self.cursors);
-                    // A panic in a script's commands answers an error; the worker goes on.
-                    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        script::run(&job, partition, &on_top, now_ms, cursors)
-                    }))
-                    .unwrap_or_else(|_| script::Outcome {
-                        reply: Reply::Error(CommandError::Internal("the script panicked".into())),
-                        commands: Vec::new(),
-                        now_ms,
-                    });
-                    self.stats.observe_script(started.elapsed());
-                    outcome
+                    let (partition, cursors, stats) =
+                        (&self.partition, &mut self.cursors, &self.stats);
+                    run_contained_script(&job, partition, &on_top, now_ms, cursors, stats)
                 }
             };
             (self.to_store)(WorkerEvent::ScriptRan {
@@ -1020,6 +1046,25 @@ impl Worker {
     fn answer_reads(&mut self, batch: ReadBatch) {
         // The batch runs between two applied entries, as of one instant.
         let now_ms = self.clock.now_ms();
+        if let Some(job) = batch.script {
+            let outcome = run_contained_script(
+                &job,
+                &self.partition,
+                &[],
+                now_ms,
+                &mut self.cursors,
+                &self.stats,
+            );
+            let reply = if outcome.commands.is_empty() {
+                outcome.reply
+            } else {
+                Reply::Error(CommandError::Internal(
+                    "a read-only script wrote".into(),
+                ))
+            };
+            let _ = batch.reply.send(vec![reply]);
+            return;
+        }
         let replies = batch
             .items
             .iter()
@@ -1142,7 +1187,8 @@ impl Worker {
             .into_values()
             .flatten()
         {
-            let _ = batch.reply.send(vec![reply(); batch.items.len()]);
+            let n = batch.len();
+            let _ = batch.reply.send(vec![reply(); n]);
         }
         self.confirmed_reads.clear();
     }

@@ -1001,7 +1001,11 @@ impl Runner {
             } => match self.l.groups.get(&group) {
                 Some(g) => {
                     g.worker
-                        .send(WorkerMsg::StaleReads(vec![ReadBatch { items, reply }]));
+                        .send(WorkerMsg::StaleReads(vec![ReadBatch {
+                            items,
+                            script: None,
+                            reply,
+                        }]));
                 }
                 None => {
                     let err = self.not_hosted(group);
@@ -1219,7 +1223,11 @@ impl Runner {
             let items = BatchItem::into_reads(items);
             hosted
                 .worker
-                .send(WorkerMsg::StaleReads(vec![ReadBatch { items, reply }]));
+                .send(WorkerMsg::StaleReads(vec![ReadBatch {
+                    items,
+                    script: None,
+                    reply,
+                }]));
             return;
         }
         if !peer.is_leader() {
@@ -1231,11 +1239,22 @@ impl Runner {
             let Some(BatchItem::Script(job)) = items.into_iter().next() else {
                 unreachable!("matched above")
             };
+            let (after, term, worker) = (peer.last_index(), peer.term(), hosted.worker.clone());
+            if job.read_only {
+                // A script that cannot write is a read: it runs where a read would, with
+                // no hold and no entry of its own.
+                let batch = ReadBatch {
+                    items: Vec::new(),
+                    script: Some(job),
+                    reply,
+                };
+                self.send_reads(group, after, &worker, batch);
+                return;
+            }
             // The script reads everything proposed so far; nothing else is proposed in
             // the group until its effects are.
-            let (after, term) = (peer.last_index(), peer.term());
             self.holds.hold(group, after, term);
-            hosted.worker.send(WorkerMsg::Script {
+            worker.send(WorkerMsg::Script {
                 after,
                 term,
                 job,
@@ -1244,28 +1263,13 @@ impl Runner {
             return;
         }
         if all_reads {
-            // Runs after everything this leader has proposed so far, once a ReadIndex
-            // request registered from now on confirms the leadership. All batches of a
-            // group until the request is registered share it.
-            let after = peer.last_index();
-            let deadline = self.ticks + self.l.settings.read_timeout_ticks;
-            let next_read = &mut self.next_read;
-            let ctx = self
-                .new_reads
-                .entry(group)
-                .or_insert_with(|| {
-                    *next_read += 1;
-                    HeldReads {
-                        ctx: *next_read,
-                        deadline,
-                    }
-                })
-                .ctx;
+            let (after, worker) = (peer.last_index(), hosted.worker.clone());
             let batch = ReadBatch {
                 items: BatchItem::into_reads(items),
+                script: None,
                 reply,
             };
-            hosted.worker.send(WorkerMsg::Reads { ctx, after, batch });
+            self.send_reads(group, after, &worker, batch);
             return;
         }
         let worker = hosted.worker.clone();
@@ -1343,6 +1347,26 @@ impl Runner {
             }
         }
         worker.send(WorkerMsg::Plan(Plan { slots, reply }));
+    }
+
+    /// Sends a batch of reads alone to run after entry `after` (everything this leader has
+    /// proposed so far), once a ReadIndex request registered from now on confirms the
+    /// leadership. All batches of a group until the request is registered share it.
+    fn send_reads(&mut self, group: GroupId, after: u64, worker: &WorkerHandle, batch: ReadBatch) {
+        let deadline = self.ticks + self.l.settings.read_timeout_ticks;
+        let next_read = &mut self.next_read;
+        let ctx = self
+            .new_reads
+            .entry(group)
+            .or_insert_with(|| {
+                *next_read += 1;
+                HeldReads {
+                    ctx: *next_read,
+                    deadline,
+                }
+            })
+            .ctx;
+        worker.send(WorkerMsg::Reads { ctx, after, batch });
     }
 
     /// A script ran on `group`'s state at `base`: its effects are proposed as the next
