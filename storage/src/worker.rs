@@ -1058,9 +1058,7 @@ impl Worker {
             let reply = if outcome.commands.is_empty() {
                 outcome.reply
             } else {
-                Reply::Error(CommandError::Internal(
-                    "a read-only script wrote".into(),
-                ))
+                Reply::Error(CommandError::Internal("a read-only script wrote".into()))
             };
             let _ = batch.reply.send(vec![reply]);
             return;

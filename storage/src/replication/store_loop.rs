@@ -1000,12 +1000,11 @@ impl Runner {
                 reply,
             } => match self.l.groups.get(&group) {
                 Some(g) => {
-                    g.worker
-                        .send(WorkerMsg::StaleReads(vec![ReadBatch {
-                            items,
-                            script: None,
-                            reply,
-                        }]));
+                    g.worker.send(WorkerMsg::StaleReads(vec![ReadBatch {
+                        items,
+                        script: None,
+                        reply,
+                    }]));
                 }
                 None => {
                     let err = self.not_hosted(group);
@@ -1221,13 +1220,11 @@ impl Runner {
         if !peer.is_leader() && hosted.stale_reads && all_reads {
             // The namespace accepts reads from followers: answered at what is applied here.
             let items = BatchItem::into_reads(items);
-            hosted
-                .worker
-                .send(WorkerMsg::StaleReads(vec![ReadBatch {
-                    items,
-                    script: None,
-                    reply,
-                }]));
+            hosted.worker.send(WorkerMsg::StaleReads(vec![ReadBatch {
+                items,
+                script: None,
+                reply,
+            }]));
             return;
         }
         if !peer.is_leader() {
