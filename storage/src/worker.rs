@@ -928,6 +928,9 @@ impl Worker {
                 for change in &changes {
                     self.forget_expired(change);
                 }
+                // Published before any client hears of these changes: an INFO sent after
+                // their replies must count them.
+                self.publish();
                 if changes.iter().any(|c| matches!(c, Change::Functions(_))) {
                     *self
                         .shared
@@ -1086,11 +1089,15 @@ impl Worker {
                 self.expired_seen.insert(key.clone());
             }
         }
-        if !expired.is_empty() && self.failed.is_none() {
-            (self.to_store)(WorkerEvent::Propose(Change::Expire {
-                now_ms,
-                keys: expired,
-            }));
+        if !expired.is_empty() {
+            // Keys found expired leave the published count before the reply goes.
+            self.publish();
+            if self.failed.is_none() {
+                (self.to_store)(WorkerEvent::Propose(Change::Expire {
+                    now_ms,
+                    keys: expired,
+                }));
+            }
         }
         reply
     }
