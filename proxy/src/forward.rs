@@ -808,9 +808,12 @@ impl Plan {
                 .map_or_else(|| unexpected(protocol), |all| array(&all));
         }
         if let Merge::Kill = merge {
+            // OK where a script stopped, else what says the most: UNKILLABLE, then BUSY
+            // (only the other kind runs), then NOTBUSY.
             let killed = replies.iter().position(|r| r.as_ref() == b"+OK\r\n");
             let unkillable = replies.iter().position(|r| r.starts_with(b"-UNKILLABLE"));
-            return replies.swap_remove(killed.or(unkillable).unwrap_or(0));
+            let busy = replies.iter().position(|r| r.starts_with(b"-BUSY"));
+            return replies.swap_remove(killed.or(unkillable).or(busy).unwrap_or(0));
         }
         // The first error of any part is the answer.
         if let Some(e) = replies.iter().find(|r| error_text(r).is_some()) {

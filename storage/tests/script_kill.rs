@@ -74,6 +74,13 @@ fn a_long_script_is_stopped_by_script_kill_through_the_proxy() {
     );
     must_see_busy(&cluster, "{s}key");
     let mut killer = cluster.proxy.client();
+    // FUNCTION KILL does not stop a script (EVAL): Redis answers that only SCRIPT KILL may.
+    assert_eq!(
+        killer.cmd_str(&["FUNCTION", "KILL"]),
+        Frame::error(
+            "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
+        )
+    );
     assert_eq!(killer.cmd_str(&["SCRIPT", "KILL"]), Frame::simple("OK"));
     match runner.read_frame() {
         Some(Frame::Error(e)) => {

@@ -307,11 +307,16 @@ pub enum CommandError {
     /// SCRIPT KILL of a script that wrote already.
     #[error("UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.")]
     Unkillable,
-    /// A command sent while a script has run past `busy-reply-threshold`.
+    /// A command sent while a script (EVAL, ...) has run past `busy-reply-threshold`.
     #[error(
         "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE."
     )]
     Busy,
+    /// A command sent while a function (FCALL) has run past `busy-reply-threshold`.
+    #[error(
+        "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE."
+    )]
+    BusyFunction,
     /// SCRIPT FLUSH with an option other than ASYNC or SYNC.
     #[error("ERR SCRIPT FLUSH only support SYNC|ASYNC option")]
     ScriptFlushOption,
@@ -626,6 +631,7 @@ mod docs_table {
             E::NotBusy,
             E::Unkillable,
             E::Busy,
+            E::BusyFunction,
             E::ScriptFlushOption,
             E::ShebangInvalid,
             E::ShebangEngine("#!python".into()),
@@ -762,6 +768,7 @@ mod docs_table {
                 | E::NotBusy
                 | E::Unkillable
                 | E::Busy
+                | E::BusyFunction
                 | E::ScriptFlushOption
                 | E::ShebangInvalid
                 | E::ShebangEngine(_)

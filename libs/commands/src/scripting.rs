@@ -397,8 +397,11 @@ pub enum ScriptCommand {
     Exists(Vec<Bytes>),
     /// `SCRIPT FLUSH [ASYNC|SYNC]`.
     Flush,
-    /// SCRIPT KILL, FUNCTION KILL.
-    Kill,
+    /// SCRIPT KILL (`function`: false) and FUNCTION KILL (true): each stops its own kind.
+    Kill {
+        /// FUNCTION KILL.
+        function: bool,
+    },
     /// FUNCTION LOAD, DELETE, FLUSH, RESTORE.
     FunctionWrite(FunctionWrite),
     /// FUNCTION LIST and DUMP.
@@ -452,7 +455,8 @@ impl ScriptCommand {
                 }
                 _ => return Err(CommandError::ScriptFlushOption),
             },
-            "script|kill" | "function|kill" => ScriptCommand::Kill,
+            "script|kill" => ScriptCommand::Kill { function: false },
+            "function|kill" => ScriptCommand::Kill { function: true },
             "function|stats" => ScriptCommand::FunctionStats,
             "function|dump" => ScriptCommand::FunctionRead(FunctionRead::Dump),
             "function|delete" => {

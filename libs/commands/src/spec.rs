@@ -81,7 +81,8 @@ pub enum Combine {
     /// Arrays of 0/1, element by element: 1 where every partition answers 1 (SCRIPT
     /// EXISTS).
     AllOf,
-    /// OK if any partition answers OK, else UNKILLABLE if one does, else NOTBUSY (SCRIPT
+    /// OK if any partition answers OK, else UNKILLABLE if one does, else BUSY if one does
+    /// (only the other kind of script runs there), else NOTBUSY (SCRIPT KILL, FUNCTION
     /// KILL).
     Kill,
 }

@@ -62,6 +62,8 @@ pub struct Running {
     name: String,
     /// The command that runs it, its arguments left out.
     command: Vec<Bytes>,
+    /// A function (FCALL), not a script.
+    function: bool,
     /// [`RUNNING`], [`WROTE`] (SCRIPT KILL refuses to stop it, UNKILLABLE, as Redis
     /// does) or [`KILLED`] (it stops at its next check and may not write): one atomic, so
     /// a kill and a first write cannot both succeed.
@@ -101,6 +103,15 @@ impl Running {
             Ok(_) => true,
             Err(current) => current == KILLED,
         }
+    }
+}
+
+/// The BUSY answer while a script (`function`: false) or a function runs.
+pub fn busy_error(function: bool) -> CommandError {
+    if function {
+        CommandError::BusyFunction
+    } else {
+        CommandError::Busy
     }
 }
 
@@ -177,16 +188,21 @@ impl Scripts {
         lock(&self.cache).len()
     }
 
-    /// SCRIPT KILL: stops the running scripts that have not written.
-    pub fn kill(&self) -> Result<(), CommandError> {
+    /// SCRIPT KILL (`function`: false) or FUNCTION KILL (true): stops the running scripts
+    /// of that kind that have not written. While only the other kind runs, the answer is
+    /// that kind's BUSY, as Redis answers.
+    pub fn kill(&self, function: bool) -> Result<(), CommandError> {
         let running = lock(&self.running);
         if running.is_empty() {
             return Err(CommandError::NotBusy);
         }
+        if running.values().all(|r| r.function != function) {
+            return Err(busy_error(!function));
+        }
         // Each script is killed unless it has written (one atomic step, so a script never
         // both writes and is killed); any that has written makes the answer UNKILLABLE.
         let mut unkillable = false;
-        for r in running.values() {
+        for r in running.values().filter(|r| r.function == function) {
             unkillable |= !r.kill();
         }
         if unkillable {
@@ -195,17 +211,18 @@ impl Scripts {
         Ok(())
     }
 
-    /// Whether a script has run longer than `busy-reply-threshold`: then the node answers
-    /// BUSY to most commands, as Redis does.
-    pub fn busy(&self) -> bool {
+    /// Whether a script has run longer than `busy-reply-threshold` (then the node answers
+    /// BUSY to most commands, as Redis does), and if so whether it is a function.
+    pub fn busy(&self) -> Option<bool> {
         // Every command asks: without a script running, no lock is taken.
         if self.running_count.load(Ordering::Acquire) == 0 {
-            return false;
+            return None;
         }
         let limit = Duration::from_millis(self.busy_ms.load(Ordering::Relaxed));
         lock(&self.running)
             .values()
-            .any(|r| r.started.elapsed() >= limit)
+            .find(|r| r.started.elapsed() >= limit)
+            .map(|r| r.function)
     }
 
     /// Scripts running now.
@@ -256,6 +273,7 @@ impl Scripts {
             started: Instant::now(),
             name: job.sha.clone(),
             command,
+            function: job.function.is_some(),
             state: AtomicU8::new(RUNNING),
         });
         lock(&self.running).insert(id, running.clone());
@@ -596,7 +614,7 @@ mod tests {
     #[test]
     fn script_kill_stops_a_script_that_has_not_written_only() {
         let scripts = Arc::new(Scripts::default());
-        assert_eq!(scripts.kill(), Err(CommandError::NotBusy));
+        assert_eq!(scripts.kill(false), Err(CommandError::NotBusy));
         let endless = job(&scripts, "while true do end", &[], &[]);
         let runner = std::thread::spawn(move || {
             let p = partition();
@@ -606,8 +624,10 @@ mod tests {
             std::thread::sleep(Duration::from_millis(5));
         }
         scripts.set_busy_ms(0);
-        assert!(scripts.busy());
-        scripts.kill().expect("killed");
+        assert_eq!(scripts.busy(), Some(false));
+        // FUNCTION KILL does not stop a script, as in Redis.
+        assert_eq!(scripts.kill(true), Err(CommandError::Busy));
+        scripts.kill(false).expect("killed");
         let outcome = runner.join().expect("script thread");
         match &outcome.reply {
             Reply::Error(CommandError::Script(t)) => assert!(
@@ -634,7 +654,7 @@ mod tests {
         while !runner.is_finished() {
             // Once it has run a while, its first statement (the write) is behind it.
             let long = scripts2.running_info().is_some_and(|(_, _, ms)| ms >= 20);
-            if long && scripts2.kill() == Err(CommandError::Unkillable) {
+            if long && scripts2.kill(false) == Err(CommandError::Unkillable) {
                 refused = true;
             }
             std::thread::sleep(Duration::from_millis(1));
@@ -688,7 +708,7 @@ mod tests {
             while scripts.running() == 0 {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            scripts.kill().expect("killed");
+            scripts.kill(false).expect("killed");
             let outcome = runner.join().expect("script thread");
             assert!(
                 matches!(&outcome.reply, Reply::Error(CommandError::Script(t)) if t.starts_with("ERR Script killed by user with SCRIPT KILL...")),

@@ -21,16 +21,25 @@ use crate::worker::BatchItem;
 /// While a script has run past `busy-reply-threshold`, the refusal of a command that may
 /// not run then (Redis's BUSY; a proxy's internal commands are judged by what they carry).
 pub(super) fn busy_refusal(ctx: &ServerContext, argv: &[Bytes]) -> Option<Reply> {
-    if !ctx.scripts.busy() {
-        return None;
-    }
+    let function = ctx.scripts.busy()?;
     let inner = if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
         argv.get(2..).unwrap_or_default()
     } else {
         argv
     };
-    (!inner.is_empty() && !zankv_commands::allowed_while_busy(inner))
-        .then_some(Reply::Error(CommandError::Busy))
+    let [name, rest @ ..] = inner else {
+        return None;
+    };
+    // The other kind's KILL (and FUNCTION STATS while a script runs) is refused too, as
+    // Redis refuses it.
+    let sub = |s: &[u8]| rest.first().is_some_and(|a| a.eq_ignore_ascii_case(s));
+    let other_kind = if function {
+        name.eq_ignore_ascii_case(b"script") && sub(b"kill")
+    } else {
+        name.eq_ignore_ascii_case(b"function") && (sub(b"kill") || sub(b"stats"))
+    };
+    (other_kind || !zankv_commands::allowed_while_busy(inner))
+        .then(|| Reply::Error(script::busy_error(function)))
 }
 
 /// What a scripting command becomes: a script or a change or read of the libraries of
@@ -52,8 +61,10 @@ pub(super) async fn request(
             scripts.flush();
             return Err(Reply::OK);
         }
-        ScriptCommand::Kill => {
-            return Err(scripts.kill().map_or_else(Reply::Error, |()| Reply::OK))
+        ScriptCommand::Kill { function } => {
+            return Err(scripts
+                .kill(function)
+                .map_or_else(Reply::Error, |()| Reply::OK))
         }
         ScriptCommand::FunctionStats => return Err(function_stats(ctx).await),
         ScriptCommand::FunctionRead(read) => BatchItem::Read(ReadCommand::Functions(read)),
