@@ -384,10 +384,11 @@ pub(crate) fn replay_effects(
     commands: &[Vec<bytes::Bytes>],
     cursors: &mut ScanCursors,
 ) -> Result<(), EngineError> {
-    for argv in commands {
-        run_in(txn, |inner| execute(inner, argv, cursors, true))?;
+    match transaction(txn, &[], commands, cursors) {
+        Err(ExecError::Engine(e)) => Err(e),
+        // Without watched keys a transaction fails on storage errors only.
+        Ok(_) | Err(ExecError::Command(_)) => Ok(()),
     }
-    Ok(())
 }
 
 /// Runs one command of a transaction or script inside `txn`: its writes join the

@@ -650,11 +650,12 @@ impl Worker {
                 }
             },
         }
-        self.publish();
         true
     }
 
-    /// Publishes the applied state for the handles ([`WorkerHandle::state`]).
+    /// Publishes the applied state for the handles ([`WorkerHandle::state`]): wherever it
+    /// changes (entries applied, keys found expired, a snapshot installed), before anyone
+    /// is answered.
     fn publish(&self) {
         let mut state = self.partition.state();
         state.keys = state.keys.saturating_sub(self.expired_seen.len() as u64);
@@ -1177,6 +1178,7 @@ impl Worker {
             .functions
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = count_functions(&self.partition);
+        self.publish();
         info!(partition = %self.name, index, "snapshot installed");
         // Reads anchored in a log this replica no longer follows cannot run where they
         // were meant to; entries up to the snapshot are in it.

@@ -53,12 +53,7 @@ fn must_push(cluster: &ProxiedCluster, key: &str, element: &str) {
 #[test]
 fn blocked_pops_are_served_after_their_leader_is_killed() {
     let mut cluster = ProxiedCluster::must_start(4, 3, "");
-    let victim = (0..3)
-        .max_by_key(|n| {
-            let replicas = cluster.nodes.replicas(*n).unwrap_or_default();
-            replicas.iter().filter(|r| r.role == "leader").count()
-        })
-        .expect("three nodes");
+    let victim = cluster.nodes.busiest_leader();
     let key = key_led_by(&cluster, victim);
     // Waits for ever (timeout 0) and a long timeout: both survive the failover.
     let mut waiters: Vec<Client> = ["0", "45", "0"]

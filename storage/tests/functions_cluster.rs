@@ -75,21 +75,7 @@ fn client(port: u16) -> Client {
 /// without being applied: while partitions elect new leaders, or the proxy learns them),
 /// for at most [`WAIT`]; returns that answer.
 fn settled(c: &mut Client, args: &[&str]) -> Frame {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        match c.cmd_str(args) {
-            Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED") => {
-                assert!(
-                    Instant::now() < deadline,
-                    "{} still answered {} after {WAIT:?}",
-                    args.join(" "),
-                    String::from_utf8_lossy(&e)
-                );
-                std::thread::sleep(Duration::from_millis(200));
-            }
-            other => return other,
-        }
-    }
+    c.cmd_settled(args, WAIT)
 }
 
 /// The library names of a FUNCTION LIST reply (RESP2), in its order.
@@ -219,20 +205,12 @@ fn libraries_reach_every_partition_through_every_proxy_and_survive_a_failover_an
     }
 
     // The node leading the most partitions dies.
-    let victim = {
-        let leads = |n: usize| {
-            cluster
-                .nodes
-                .replicas(n)
-                .unwrap_or_default()
-                .iter()
-                .filter(|r| r.role == "leader")
-                .count()
-        };
-        let victim = (0..3).max_by_key(|&n| leads(n)).expect("three nodes");
-        assert!(leads(victim) > 0, "no node leads a partition");
-        victim
-    };
+    let victim = cluster.nodes.busiest_leader();
+    let leads = cluster.nodes.replicas(victim).unwrap_or_default();
+    assert!(
+        leads.iter().any(|r| r.role == "leader"),
+        "no node leads a partition"
+    );
     let id = victim as u64 + 1;
     cluster.nodes.kill9(victim);
     let killed = Instant::now();

@@ -352,16 +352,7 @@ fn a_partition_leader_killed_under_write_load_loses_no_acknowledged_write() {
     while started.elapsed() < Duration::from_secs(12) {
         if killed_at.is_none() && started.elapsed() > Duration::from_secs(3) {
             // The node leading the most partitions dies.
-            let leads = |n: usize| {
-                cluster
-                    .nodes
-                    .replicas(n)
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|r| r.role == "leader")
-                    .count()
-            };
-            let victim = (0..3).max_by_key(|n| leads(*n)).unwrap();
+            let victim = cluster.nodes.busiest_leader();
             cluster.nodes.kill9(victim);
             killed_at = Some(Instant::now());
         }

@@ -252,6 +252,21 @@ impl TestCluster {
         (code == 200).then(|| serde_json::from_str(&body).expect("status is JSON"))
     }
 
+    /// The node leading the most partitions now (the first such, counting a node that
+    /// does not answer as leading none).
+    pub fn busiest_leader(&self) -> usize {
+        let leads = |n: usize| {
+            self.replicas(n)
+                .unwrap_or_default()
+                .iter()
+                .filter(|r| r.role == "leader")
+                .count()
+        };
+        (0..self.len())
+            .max_by_key(|&n| leads(n))
+            .expect("a cluster has nodes")
+    }
+
     /// The replicas node `i` hosts, or `None` if it does not answer.
     pub fn replicas(&self, i: usize) -> Option<Vec<ReplicaView>> {
         let status = self.status(i)?;

@@ -455,6 +455,27 @@ impl Client {
         self.cmd(&refs)
     }
 
+    /// Sends `args` until the answer is something other than ERR_CLUSTER_CHANGED (refused
+    /// without being applied: while partitions elect new leaders, or a proxy learns them),
+    /// for at most `wait`; returns that answer.
+    pub fn cmd_settled(&mut self, args: &[&str], wait: Duration) -> Frame {
+        let deadline = Instant::now() + wait;
+        loop {
+            match self.cmd_str(args) {
+                Frame::Error(e) if e.starts_with(b"ERR_CLUSTER_CHANGED") => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{} still answered {} after {wait:?}",
+                        args.join(" "),
+                        String::from_utf8_lossy(&e)
+                    );
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// Writes bytes as they are. Panics on a write error.
     pub fn send_raw(&mut self, bytes: &[u8]) {
         self.stream
