@@ -30,8 +30,7 @@ pub mod routing;
 pub mod scan;
 pub mod transaction;
 
-use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -40,7 +39,6 @@ use tokio::sync::watch;
 use tracing::{info, warn};
 use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
 use zankv_commands::request::RequestLimits;
-use zankv_commands::slowlog::SlowLog;
 
 use crate::backend::BackendPool;
 use crate::config::ProxyConfig;
@@ -137,6 +135,17 @@ pub async fn serve(
         stop_rx.clone(),
     ));
     let ctx = Arc::new(FrontendContext {
+        base: zankv_process::session::Base::new(
+            Config::new(&proxy_overrides(&config, local, peers.is_some())),
+            RequestLimits {
+                max_bulk_len: config.max_bulk_len,
+                max_inline_len: config.max_inline_len,
+                ..RequestLimits::default()
+            },
+            config.max_query_buffer,
+            config.max_clients,
+            Default::default(),
+        ),
         forwarder: Forwarder {
             tables: tables.clone(),
             backends: BackendPool::new(
@@ -149,35 +158,14 @@ pub async fn serve(
             max_retries: config.max_retries,
             retry_backoff: Duration::from_millis(config.retry_backoff_ms),
         },
-        limits: RequestLimits {
-            max_bulk_len: config.max_bulk_len,
-            max_inline_len: config.max_inline_len,
-            ..RequestLimits::default()
-        },
-        max_query_buffer: config.max_query_buffer,
-        max_clients: config.max_clients,
-        idle_timeout_s: AtomicU64::new(config.idle_timeout_s),
-        clients: zankv_process::clients::ClientRegistry::default(),
-        slow_threshold_us: std::sync::atomic::AtomicI64::new(config.slowlog_log_slower_than),
-        slowlog: Mutex::new(SlowLog::new(
-            config.slowlog_log_slower_than,
-            config.slowlog_max_len,
-        )),
         passwords: frontend::Passwords {
             requirepass: config.requirepass.clone(),
             namespaces: config.namespace_passwords.clone(),
         },
         port: local.port(),
-        config: Mutex::new(Config::new(&proxy_overrides(
-            &config,
-            local,
-            peers.is_some(),
-        ))),
         peers: peers.clone(),
         run_id: zankv_process::usage::new_run_id(),
-        errors: Default::default(),
         peak_memory: Default::default(),
-        pubsub: Default::default(),
         mesh: match config.peer_announce_addr {
             // The other proxies authenticate with requirepass: with only namespace
             // passwords they could not.

@@ -70,16 +70,23 @@ pub enum Exec {
     Remote(Plan),
 }
 
-/// EXEC of `queued` with `watched` keys; `answers` runs the connection commands and gives
-/// their encoded replies (None for each data command), only once the transaction is known
-/// to be accepted (refused with CROSSSLOT, it runs nothing, as on a storage node).
-pub fn exec_plan(
+/// An EXEC its partitions accept: where it runs and what.
+pub struct Accepted {
+    /// The one partition of its data commands and watched keys (None: neither).
+    target: Option<KeyTarget>,
+    watched: Vec<Watched>,
+    commands: Vec<Vec<Bytes>>,
+}
+
+/// EXEC of `queued` with `watched` keys, accepted if they share a partition in the
+/// connection's reach; refused with CROSSSLOT, it runs nothing, as on a storage node (its
+/// connection commands are answered only once it is accepted).
+pub fn exec_target(
     queued: &[Queued],
     watched: Vec<Watched>,
-    answers: impl FnOnce() -> Vec<Option<Bytes>>,
     tables: &RoutingTables,
     scope: Scope,
-) -> Result<Exec, CommandError> {
+) -> Result<Accepted, CommandError> {
     let mut target = None;
     let mut keyless = false;
     let mut commands = Vec::new();
@@ -103,24 +110,40 @@ pub fn exec_plan(
             None => target = Some(only.clone()),
         }
     }
-    let answers = answers();
-    let Some(target) = target else {
-        let replies: Vec<Bytes> = answers.into_iter().flatten().collect();
-        return Ok(Exec::Local(array(&replies)));
-    };
-    let remote = Remote {
-        partition: Bytes::from(target.namespace.partition_name(target.partition)),
-        watched: watched.into_iter().map(|w| (w.key, w.token)).collect(),
+    Ok(Accepted {
+        target,
+        watched,
         commands,
-    };
-    Ok(Exec::Remote(Plan::Forward {
-        parts: vec![Part::new(
-            encode_request(&remote.encode()),
+    })
+}
+
+impl Accepted {
+    /// What the EXEC becomes, with `answers`: the connection commands' encoded replies
+    /// (None for each data command).
+    pub fn plan(self, answers: Vec<Option<Bytes>>) -> Exec {
+        let Accepted {
             target,
-            true,
-            vec![],
-        )],
-        merge: Some(Merge::Exec(answers)),
-        keys: 0,
-    }))
+            watched,
+            commands,
+        } = self;
+        let Some(target) = target else {
+            let replies: Vec<Bytes> = answers.into_iter().flatten().collect();
+            return Exec::Local(array(&replies));
+        };
+        let remote = Remote {
+            partition: Bytes::from(target.namespace.partition_name(target.partition)),
+            watched: watched.into_iter().map(|w| (w.key, w.token)).collect(),
+            commands,
+        };
+        Exec::Remote(Plan::Forward {
+            parts: vec![Part::new(
+                encode_request(&remote.encode()),
+                target,
+                true,
+                vec![],
+            )],
+            merge: Some(Merge::Exec(answers)),
+            keys: 0,
+        })
+    }
 }

@@ -385,25 +385,25 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             tokio::spawn(link.run(stop_front.clone()))
         });
         let ctx = Arc::new(ServerContext {
+            base: zankv_process::session::Base::new(
+                Config::new(&node_overrides(&config, local)),
+                RequestLimits {
+                    max_bulk_len: config.limits.max_bulk_len,
+                    max_inline_len: config.limits.max_inline_len,
+                    ..RequestLimits::default()
+                },
+                config.limits.max_query_buffer,
+                config.max_clients,
+                Default::default(),
+            ),
             store: store_handle,
             routing,
             stats,
-            limits: RequestLimits {
-                max_bulk_len: config.limits.max_bulk_len,
-                max_inline_len: config.limits.max_inline_len,
-                ..RequestLimits::default()
-            },
-            max_query_buffer: config.limits.max_query_buffer,
             max_write_bytes: config.raft.max_entry_mb << 20,
-            max_clients: config.max_clients,
             port: local.port(),
-            clients: zankv_process::clients::ClientRegistry::default(),
-            config: std::sync::Mutex::new(Config::new(&node_overrides(&config, local))),
             run_id: zankv_process::usage::new_run_id(),
-            errors: Default::default(),
             peak_memory: Default::default(),
             rocks: rocks.clone(),
-            pubsub: Default::default(),
             scripts: Default::default(),
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));

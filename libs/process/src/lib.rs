@@ -5,7 +5,8 @@
 //! HTTP router until shutdown ([`serve_http`], [`json_error`]), and raising the open-file
 //! limit ([`raise_open_files`]), building the async runtime ([`io_runtime`]); and the
 //! registry of connected clients behind CLIENT LIST, INFO and KILL ([`clients`]); Pub/Sub
-//! subscriptions ([`pubsub`]); and what the process uses, for INFO ([`usage`]).
+//! subscriptions ([`pubsub`]); the RESP session the proxy and the storage node share, whose
+//! executor each supplies ([`session`]); and what the process uses, for INFO ([`usage`]).
 //!
 //! Invariants: [`serve_clients`] never serves more than `max_clients` connections at once
 //! (one more is sent Redis's error and closed) and returns only after every connection task
@@ -15,6 +16,7 @@
 pub mod clients;
 mod limits;
 pub mod pubsub;
+pub mod session;
 pub mod usage;
 
 pub use limits::raise_open_files;
