@@ -58,6 +58,9 @@ pub struct ProxyConfig {
     pub slowlog_log_slower_than: i64,
     /// Most slow log entries kept (Redis's `slowlog-max-len`); CONFIG SET changes it.
     pub slowlog_max_len: usize,
+    /// Keyspace notifications for the proxy's subscribers (Redis's `notify-keyspace-events`,
+    /// e.g. `KEA`; empty: none); CONFIG SET changes it.
+    pub notify_keyspace_events: String,
     /// Threads of the async runtime (0 = one per CPU). Where the proxy shares a machine's
     /// cores with storage nodes, 1 spends less CPU on waking threads.
     pub io_threads: usize,
@@ -109,6 +112,7 @@ impl Default for ProxyConfig {
             retry_backoff_ms: 25,
             slowlog_log_slower_than: 10_000,
             slowlog_max_len: 128,
+            notify_keyspace_events: String::new(),
             io_threads: 0,
             log_level: "info".into(),
             cluster_addr: None,
@@ -159,6 +163,8 @@ impl ProxyConfig {
         if self.slowlog_log_slower_than < -1 {
             return Err("slowlog_log_slower_than must be -1 (off) or more".into());
         }
+        zankv_commands::notify::parse(&self.notify_keyspace_events)
+            .map_err(|e| format!("notify_keyspace_events: {e}"))?;
         if self.idle_timeout_s > i32::MAX as u64 {
             return Err(format!("idle_timeout_s must be at most {}", i32::MAX));
         }

@@ -56,6 +56,8 @@ pub struct FrontendContext {
     /// The other proxies, which PUBLISH reaches too (none: a proxy that announces no
     /// address to them).
     pub mesh: Option<crate::mesh::Mesh>,
+    /// The keyspace notifications the proxy relays to its subscribers.
+    pub events: crate::events::EventSetting,
 }
 
 /// The passwords of the proxy.
@@ -558,6 +560,14 @@ impl Executor for Frontend {
             _ => return Ok(()),
         };
         Err(CommandError::NoPermCommand(shared.to_string()))
+    }
+
+    /// Keyspace notifications are in effect once the proxy listens to every node.
+    async fn setting_changed(&self, name: &str, value: &str) {
+        if name == "notify-keyspace-events" {
+            let flags = zankv_commands::notify::parse(value).unwrap_or(0);
+            self.ctx.events.set(flags).await;
+        }
     }
 
     fn reset_stats(&self) {

@@ -17,6 +17,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod events;
 pub mod forward;
 pub mod frontend;
 pub mod http;
@@ -38,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{info, warn};
 use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
+use zankv_commands::notify;
 use zankv_commands::request::RequestLimits;
 
 use crate::backend::BackendPool;
@@ -85,9 +87,15 @@ fn proxy_overrides(
         Override::settable("timeout", config.idle_timeout_s),
         Override::settable("slowlog-log-slower-than", config.slowlog_log_slower_than),
         Override::settable("slowlog-max-len", config.slowlog_max_len),
+        Override::settable("notify-keyspace-events", notify::text(notify_flags(config))),
         Override::fixed("cluster-enabled", if cluster { "yes" } else { "no" }),
     ]);
     overrides
+}
+
+/// The keyspace notification classes of the configuration.
+fn notify_flags(config: &ProxyConfig) -> u16 {
+    notify::parse(&config.notify_keyspace_events).unwrap_or(0)
 }
 
 /// Serves until `stop` completes.
@@ -134,6 +142,14 @@ pub async fn serve(
         }),
         stop_rx.clone(),
     ));
+    let pubsub = Arc::new(zankv_process::pubsub::Hub::default());
+    let (event_setting, followed) = events::EventSetting::new(notify_flags(&config));
+    let relay = tokio::spawn(events::follow(
+        tables.clone(),
+        pubsub.clone(),
+        followed,
+        stop_rx.clone(),
+    ));
     let ctx = Arc::new(FrontendContext {
         base: zankv_process::session::Base::new(
             Config::new(&proxy_overrides(&config, local, peers.is_some())),
@@ -144,8 +160,9 @@ pub async fn serve(
             },
             config.max_query_buffer,
             config.max_clients,
-            Default::default(),
+            pubsub,
         ),
+        events: event_setting,
         forwarder: Forwarder {
             tables: tables.clone(),
             backends: BackendPool::new(
@@ -242,6 +259,7 @@ pub async fn serve(
         let _ = task.await;
     }
     let _ = sweeper.await;
+    let _ = relay.await;
     let _ = http.await;
     let _ = watcher.await;
     Ok(())

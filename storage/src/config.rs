@@ -21,6 +21,9 @@ pub struct StorageConfig {
     pub http_addr: Option<SocketAddr>,
     /// Most simultaneous client connections (Redis's `maxclients`).
     pub max_clients: usize,
+    /// Keyspace notifications for the node's own clients (Redis's
+    /// `notify-keyspace-events`, e.g. `KEA`; empty: none). Proxies ask for their own.
+    pub notify_keyspace_events: String,
     /// Log filter (`error`, `warn`, `info`, `debug`, `trace`, or a tracing directive).
     pub log_level: String,
     /// Request-size limits.
@@ -177,6 +180,7 @@ impl Default for StorageConfig {
             redis_addr: SocketAddr::from(([127, 0, 0, 1], 12381)),
             http_addr: None,
             max_clients: 10_000,
+            notify_keyspace_events: String::new(),
             log_level: "info".into(),
             limits: LimitsConfig::default(),
             rocksdb: RocksConfig::default(),
@@ -429,6 +433,8 @@ impl StorageConfig {
         if self.max_clients == 0 {
             return Err("max_clients must be at least 1".into());
         }
+        zankv_commands::notify::parse(&self.notify_keyspace_events)
+            .map_err(|e| format!("notify_keyspace_events: {e}"))?;
         if self.limits.max_bulk_len == 0 || self.limits.max_inline_len == 0 {
             return Err("limits must be positive".into());
         }

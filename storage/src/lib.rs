@@ -21,6 +21,7 @@ pub mod clock;
 pub mod config;
 pub mod data;
 pub mod engine;
+pub mod events;
 pub mod hosting;
 pub mod keys;
 pub mod node;

@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tracing::{info, warn};
 use zankv_commands::config::{process_overrides, Config, Override, ProcessFacts};
+use zankv_commands::notify;
 use zankv_commands::request::RequestLimits;
 
 use zankv_pd_api::NodeInfo;
@@ -22,6 +23,7 @@ use zankv_pd_api::NodeInfo;
 use crate::apply_pool::ApplyPool;
 use crate::config::{ReadMode, StorageConfig};
 use crate::engine::rocks::{RocksEngine, RocksOptions};
+use crate::events::Notifier;
 use crate::hosting::Hosting;
 use crate::node_stats::NodeStats;
 use crate::pd_link::{LinkSettings, PdLink};
@@ -133,6 +135,10 @@ fn node_overrides(config: &StorageConfig, local: SocketAddr) -> Vec<Override> {
         Override::fixed("timeout", 0),
         Override::fixed("slowlog-log-slower-than", -1),
         Override::fixed("slowlog-max-len", 0),
+        Override::settable(
+            "notify-keyspace-events",
+            notify::text(notify::parse(&config.notify_keyspace_events).unwrap_or(0)),
+        ),
     ]);
     overrides
 }
@@ -210,6 +216,12 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             "the open-file limit is low for this many partitions; raise it (ulimit -n)"
         );
     }
+    // The node's Pub/Sub, which its clients subscribe to and its keyspace events reach.
+    let pubsub = Arc::new(zankv_process::pubsub::Hub::default());
+    let events = Arc::new(Notifier::new(
+        pubsub.clone(),
+        notify::parse(&config.notify_keyspace_events).unwrap_or(0),
+    ));
     let factory = Arc::new(ReplicaFactory {
         data_dir: config.data_dir.clone(),
         // The partitions share the memtable budget.
@@ -221,6 +233,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
         write_timeout,
         stats: stats.clone(),
         snapshot_stats: snapshot_stats.clone(),
+        events: events.clone(),
         pool: ApplyPool::new(config.apply_threads())
             .map_err(|e| format!("cannot start the apply threads: {e}"))?,
     });
@@ -394,7 +407,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
                 },
                 config.limits.max_query_buffer,
                 config.max_clients,
-                Default::default(),
+                pubsub,
             ),
             store: store_handle,
             routing,
@@ -405,6 +418,7 @@ pub fn run(config: StorageConfig) -> Result<(), String> {
             peak_memory: Default::default(),
             rocks: rocks.clone(),
             scripts: Default::default(),
+            events,
         });
         let server = tokio::spawn(resp::serve(listener, ctx, stop_front));
         info!(

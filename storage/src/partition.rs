@@ -14,6 +14,7 @@ use zankv_commands::{CommandError, ReadCommand, Reply, Routed};
 use crate::change::Change;
 use crate::data::{self, EngineView, ExecError, ReadCtx, ScanCursors, Txn, View};
 use crate::engine::{Engine, EngineError};
+use crate::events::Event;
 use crate::keys;
 use crate::records::{AppliedState, KeyMeta, KeyType, ReclaimRecord};
 
@@ -24,6 +25,10 @@ pub const RECLAIM_BUDGET: u32 = 1024;
 pub struct Partition {
     engine: Box<dyn Engine>,
     state: AppliedState,
+    /// The keyspace event classes to record while applying (0: none).
+    pub notify: u16,
+    /// The events of the changes applied since they were last taken.
+    events: Vec<Event>,
 }
 
 impl Partition {
@@ -37,7 +42,12 @@ impl Partition {
                 ..AppliedState::default()
             },
         };
-        Ok(Partition { engine, state })
+        Ok(Partition {
+            engine,
+            state,
+            notify: 0,
+            events: Vec::new(),
+        })
     }
 
     /// The applied state.
@@ -59,6 +69,11 @@ impl Partition {
         self.engine.write(batch, true)?;
         self.state = state;
         Ok(())
+    }
+
+    /// The keyspace events of the changes applied since the last call, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
     }
 
     /// The engine, for reads.
@@ -90,6 +105,7 @@ impl Partition {
     ) -> Result<Vec<Reply>, EngineError> {
         let committed = EngineView::new(self.engine.as_ref());
         let mut batch_txn = Txn::new(&committed, 0, self.state);
+        batch_txn.notify = self.notify;
         let mut replies = Vec::with_capacity(changes.len());
         for change in changes {
             let now_ms = match change {
@@ -102,37 +118,37 @@ impl Partition {
             };
             let mut state = batch_txn.state;
             state.applied_index += 1;
-            let (reply, writes, state) =
-                run_contained(&batch_txn, now_ms, state, |txn| match change {
-                    Change::Command { argv, .. } => execute(txn, argv, cursors, false),
-                    Change::Pop {
-                        id, retry, argv, ..
-                    } => data::pops::pop_once(txn, id, *retry, |txn| {
-                        execute(txn, argv, cursors, false)
-                    }),
-                    Change::Transaction {
-                        watched, commands, ..
-                    } => transaction(txn, watched, commands, cursors),
-                    Change::Effects { base, commands, .. } => {
-                        effects(txn, *base, state.applied_index, commands, cursors)
-                    }
-                    Change::Expire { keys, .. } => {
-                        expire_keys(txn, keys).map_err(ExecError::Engine)
-                    }
-                    Change::Reclaim { versions, budget } => {
-                        reclaim(txn, versions, *budget).map_err(ExecError::Engine)
-                    }
-                    Change::Functions(change) => data::functions::apply(txn, change),
-                    Change::Noop => Ok(Reply::Nil),
-                })?;
-            batch_txn.absorb(writes);
-            batch_txn.state = state;
-            replies.push(reply);
+            let contained = run_contained(&batch_txn, now_ms, state, |txn| match change {
+                Change::Command { argv, .. } => execute(txn, argv, cursors, false),
+                Change::Pop {
+                    id, retry, argv, ..
+                } => {
+                    data::pops::pop_once(txn, id, *retry, |txn| execute(txn, argv, cursors, false))
+                }
+                Change::Transaction {
+                    watched, commands, ..
+                } => transaction(txn, watched, commands, cursors),
+                Change::Effects { base, commands, .. } => {
+                    effects(txn, *base, state.applied_index, commands, cursors)
+                }
+                Change::Expire { keys, .. } => expire_keys(txn, keys).map_err(ExecError::Engine),
+                Change::Reclaim { versions, budget } => {
+                    reclaim(txn, versions, *budget).map_err(ExecError::Engine)
+                }
+                Change::Functions(change) => data::functions::apply(txn, change),
+                Change::Noop => Ok(Reply::Nil),
+            })?;
+            batch_txn.absorb(contained.writes);
+            batch_txn.state = contained.state;
+            batch_txn.extend_events(contained.events);
+            replies.push(contained.reply);
         }
+        let events = batch_txn.take_events();
         let (mut batch, state) = batch_txn.finish();
         batch.put(keys::applied_state_key(), state.encode());
         self.engine.write(batch, false)?;
         self.state = state;
+        self.events.extend(events);
         Ok(replies)
     }
 
@@ -299,27 +315,51 @@ fn run_contained(
     now_ms: i64,
     state: AppliedState,
     exec: impl FnOnce(&mut Txn<'_>) -> Result<Reply, ExecError>,
-) -> Result<(Reply, crate::engine::WriteBatch, AppliedState), EngineError> {
+) -> Result<Contained, EngineError> {
     let mut txn = Txn::new(base, now_ms, state);
+    txn.notify = base.notify;
     let outcome = contain_panic(|| exec(&mut txn)).and_then(|reply| {
         txn.reap_expired()?;
         Ok(reply)
     });
     match outcome {
         Ok(reply) => {
+            let events = txn.take_events();
             let (writes, state) = txn.finish();
-            Ok((reply, writes, state))
+            Ok(Contained {
+                reply,
+                writes,
+                state,
+                events,
+            })
         }
         Err(ExecError::Command(e)) => {
             let expired = txn.take_noted_expired();
             drop(txn);
             let mut reaper = Txn::new(base, now_ms, state);
+            reaper.notify = base.notify;
             reaper.reap(expired)?;
+            let events = reaper.take_events();
             let (writes, state) = reaper.finish();
-            Ok((Reply::Error(e), writes, state))
+            Ok(Contained {
+                reply: Reply::Error(e),
+                writes,
+                state,
+                events,
+            })
         }
         Err(ExecError::Engine(e)) => Err(e),
     }
+}
+
+/// What one command's contained run leaves: its reply, its writes, the bookkeeping after
+/// them and its keyspace events (a failed command's are only those of the expired keys
+/// it deleted).
+struct Contained {
+    reply: Reply,
+    writes: crate::engine::WriteBatch,
+    state: AppliedState,
+    events: Vec<Event>,
 }
 
 /// Executes one replicated command: a write, or (`reads`: inside a transaction) a read,
@@ -398,13 +438,13 @@ pub(crate) fn run_in(
     txn: &mut Txn<'_>,
     exec: impl FnOnce(&mut Txn<'_>) -> Result<Reply, ExecError>,
 ) -> Result<Reply, EngineError> {
-    let (reply, writes, state) = run_contained(txn, txn.now_ms, txn.state, exec)?;
-    txn.absorb(writes);
-    txn.state = state;
-    Ok(reply)
+    let contained = run_contained(txn, txn.now_ms, txn.state, exec)?;
+    txn.absorb(contained.writes);
+    txn.state = contained.state;
+    txn.extend_events(contained.events);
+    Ok(contained.reply)
 }
 
-/// Runs one command's execution; a panic in it becomes that command's error.
 /// Applies a script's effects as log entry `index`: its write commands one after the
 /// other, if the entry directly follows the state the script ran on (`base`). Answers OK
 /// (the script's own reply is the leader's to give), or ERR_CLUSTER_CHANGED having
@@ -425,6 +465,7 @@ fn effects(
     Ok(Reply::OK)
 }
 
+/// Runs one command's execution; a panic in it becomes that command's error.
 fn contain_panic(run: impl FnOnce() -> Result<Reply, ExecError>) -> Result<Reply, ExecError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run)).unwrap_or_else(|_| {
         tracing::error!("a command panicked; it was answered with an error and changed nothing");
@@ -623,6 +664,55 @@ mod tests {
             Reply::Array(items) => assert_eq!(items.len(), 3),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn applied_changes_record_the_wanted_events_in_order_and_failed_ones_none() {
+        let mut p = Partition::open(Box::new(MemoryEngine::new())).unwrap();
+        let words = |line: &str| -> Vec<Bytes> {
+            line.split(' ')
+                .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+                .collect()
+        };
+        let mut index = 0;
+        let mut apply = |p: &mut Partition, now_ms: i64, line: &str| {
+            index += 1;
+            let argv = words(line);
+            p.apply(index, &Change::Command { now_ms, argv }).unwrap()
+        };
+        apply(&mut p, 1, "set quiet v");
+        assert!(
+            p.take_events().is_empty(),
+            "nothing recorded while nobody wants it"
+        );
+        p.notify = zankv_commands::notify::ALL | zankv_commands::notify::NEW;
+        apply(&mut p, 1, "set s v ex 1");
+        apply(&mut p, 1, "rpush l a");
+        apply(&mut p, 1, "lpop l");
+        // A failed command records nothing.
+        apply(&mut p, 1, "lpush s x");
+        // At 5 s, `s` expired: writing it deletes it first.
+        apply(&mut p, 5_000, "set s w");
+        let events: Vec<String> = p
+            .take_events()
+            .iter()
+            .map(|e| format!("{} {}", e.name, String::from_utf8_lossy(&e.key)))
+            .collect();
+        assert_eq!(
+            events,
+            [
+                "new s",
+                "set s",
+                "expire s",
+                "new l",
+                "rpush l",
+                "lpop l",
+                "del l",
+                "expired s",
+                "new s",
+                "set s"
+            ]
+        );
     }
 
     #[test]

@@ -42,6 +42,8 @@ pub struct ReplicaFactory {
     pub stats: Arc<NodeStats>,
     /// Snapshot counters.
     pub snapshot_stats: Arc<SnapshotStats>,
+    /// Where keyspace events go.
+    pub events: Arc<crate::events::Notifier>,
     /// The apply threads the workers run on.
     pub pool: ApplyPool,
 }
@@ -119,6 +121,7 @@ impl ReplicaFactory {
             write_timeout: self.write_timeout,
             stats: self.stats.clone(),
             snapshot_stats: self.snapshot_stats.clone(),
+            events: self.events.clone(),
         };
         Ok(self.pool.start(layout.id, partition, settings))
     }

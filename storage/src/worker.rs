@@ -53,6 +53,7 @@ use crate::data::functions::FunctionChange;
 use crate::data::ScanCursors;
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{Engine, EngineError};
+use crate::events::Notifier;
 use crate::node_stats::NodeStats;
 use crate::partition::{Partition, RECLAIM_BUDGET};
 use crate::records::AppliedState;
@@ -425,6 +426,8 @@ pub struct WorkerSettings {
     pub stats: Arc<NodeStats>,
     /// Snapshot counters.
     pub snapshot_stats: Arc<SnapshotStats>,
+    /// Where keyspace events go.
+    pub events: Arc<Notifier>,
 }
 
 impl Worker {
@@ -442,6 +445,7 @@ impl Worker {
             write_timeout,
             stats,
             snapshot_stats,
+            events,
         } = settings;
         info!(partition = %name, applied = partition.state().applied_index, "partition worker started");
         *shared.state.lock().unwrap_or_else(|p| p.into_inner()) = partition.state();
@@ -469,6 +473,8 @@ impl Worker {
             applied_term: 0,
             scripts: VecDeque::new(),
             pending_effects: BTreeMap::new(),
+            events,
+            leading: false,
         }
     }
 }
@@ -566,6 +572,10 @@ pub(crate) struct Worker {
     /// Effects of this leader's scripts proposed and not applied yet, by log index: (term,
     /// time, commands).
     pending_effects: BTreeMap<u64, (u64, i64, Vec<Vec<Bytes>>)>,
+    /// Where keyspace events go: the leader publishes those of what it applies.
+    events: Arc<Notifier>,
+    /// Whether this replica led at its last tick.
+    leading: bool,
 }
 
 fn lost_write() -> Reply {
@@ -632,6 +642,7 @@ impl Worker {
             }
             WorkerMsg::Tick { leader } => {
                 self.shared.ticking.store(false, Ordering::Release);
+                self.leading = leader;
                 self.expire_plans();
                 if leader {
                     self.background();
@@ -919,6 +930,12 @@ impl Worker {
             Some(why) => Err(why.clone()),
             None => {
                 let started = Instant::now();
+                // Only the leader records keyspace events, and only those someone wants.
+                self.partition.notify = if self.leading {
+                    self.events.wanted()
+                } else {
+                    0
+                };
                 let applied = self.partition.apply_all(&changes, &mut self.cursors);
                 self.stats.observe_apply(changes.len(), started.elapsed());
                 applied.map_err(|e| e.to_string())
@@ -932,6 +949,10 @@ impl Worker {
                 // Published before any client hears of these changes: an INFO sent after
                 // their replies must count them.
                 self.publish();
+                let events = self.partition.take_events();
+                if !events.is_empty() {
+                    self.events.publish(&events);
+                }
                 if changes.iter().any(|c| matches!(c, Change::Functions(_))) {
                     *self
                         .shared

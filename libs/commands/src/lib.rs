@@ -28,6 +28,7 @@ pub mod hash;
 pub mod info;
 pub mod keyspace;
 pub mod list;
+pub mod notify;
 pub mod number;
 pub mod partitioning;
 pub mod pattern;

@@ -3,6 +3,7 @@
 
 use bytes::Bytes;
 use zankv_commands::hash::{hscan_options, HashRead, HashWrite, RandFieldCount};
+use zankv_commands::notify;
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::{CommandError, Reply};
 
@@ -158,6 +159,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
                 txn.put(k, v.to_vec());
             }
             count_added(txn, key, meta, added)?;
+            // Even when every field was only overwritten (with the same value or not).
+            txn.notify(notify::HASH, "hset", key);
             Ok(if *reply_ok {
                 Reply::OK
             } else {
@@ -172,6 +175,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
             }
             txn.put(k, v.to_vec());
             count_added(txn, key, meta, 1)?;
+            txn.notify(notify::HASH, "hset", key);
             Ok(Reply::Integer(1))
         }
         HashWrite::Del(key, fields) => {
@@ -190,6 +194,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
             let left = len_of(&meta).saturating_sub(removed);
             if removed > 0 {
                 super::store_collection(txn, key, meta, left)?;
+                txn.notify(notify::HASH, "hdel", key);
+                txn.notify_emptied(key, left);
             }
             Ok(Reply::Integer(removed as i64))
         }
@@ -204,6 +210,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
             let next = current.checked_add(*by).ok_or(CommandError::Overflow)?;
             txn.put(k, next.to_string().into_bytes());
             count_added(txn, key, meta, u64::from(old.is_none()))?;
+            txn.notify(notify::HASH, "hincrby", key);
             Ok(Reply::Integer(next))
         }
         HashWrite::IncrByFloat(key, f, by) => {
@@ -217,6 +224,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HashWrite) -> ExecResult {
             })?;
             txn.put(k, next.clone());
             count_added(txn, key, meta, u64::from(old.is_none()))?;
+            txn.notify(notify::HASH, "hincrbyfloat", key);
             Ok(Reply::bulk(next))
         }
     }

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use zankv_commands::keyspace::{KeyspaceRead, KeyspaceWrite, ObjectQuery, ScanArgs, TimeUnit};
 use zankv_commands::number::parse_i64;
 use zankv_commands::pattern::keys_match;
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::{notify, CommandError, Reply};
 
 use super::{live_meta, ExecError, ExecResult, ReadCtx, Txn};
 use crate::keys;
@@ -281,6 +281,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
             let mut n = 0;
             for key in keys {
                 if txn.delete_key(key)? {
+                    txn.notify(notify::GENERIC, "del", key);
                     n += 1;
                 }
             }
@@ -310,9 +311,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
             }
             if at <= txn.now_ms {
                 txn.delete_key(key)?;
+                txn.notify(notify::GENERIC, "del", key);
             } else {
                 meta.expire_at = Some(at as u64);
                 txn.set_meta(key, &meta)?;
+                txn.notify(notify::GENERIC, "expire", key);
             }
             Ok(Reply::Integer(1))
         }
@@ -320,6 +323,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
             Some(mut meta) if meta.expire_at.is_some() => {
                 meta.expire_at = None;
                 txn.set_meta(key, &meta)?;
+                txn.notify(notify::GENERIC, "persist", key);
                 Ok(Reply::Integer(1))
             }
             _ => Ok(Reply::Integer(0)),
@@ -347,7 +351,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
                 KeyBody::Collection { version, .. } => txn.detach_key(src, version)?,
                 KeyBody::String(_) => txn.delete_key(src)?,
             };
+            // Redis deletes an existing destination and adds the key anew (so "new" fires).
+            txn.delete_key(dst)?;
             txn.set_meta(dst, &meta)?;
+            txn.notify(notify::GENERIC, "rename_from", src);
+            txn.notify(notify::GENERIC, "rename_to", dst);
             Ok(if *only_if_missing {
                 Reply::Integer(1)
             } else {
@@ -364,7 +372,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
             if !*replace && txn.live_meta(dst)?.is_some() {
                 return Ok(Reply::Integer(0));
             }
+            // Redis deletes an existing destination and adds the copy anew (so "new" fires).
+            txn.delete_key(dst)?;
             copy_value(txn, &meta, dst)?;
+            txn.notify(notify::GENERIC, "copy_to", dst);
             Ok(Reply::Integer(1))
         }
         KeyspaceWrite::Flush => {

@@ -12,6 +12,7 @@
 
 use bytes::Bytes;
 use zankv_commands::list::{End, ListRead, ListWrite, PosOptions};
+use zankv_commands::notify;
 use zankv_commands::number::parse_i64;
 use zankv_commands::{CommandError, Reply};
 
@@ -254,33 +255,55 @@ pub fn replace_with_list(
     key: &[u8],
     elements: &[Bytes],
 ) -> Result<(), EngineError> {
-    txn.delete_key(key)?;
-    if !elements.is_empty() {
-        let version = txn.new_version();
-        push(
-            txn,
-            key,
-            KeyMeta::collection(KeyType::List, version),
-            End::Right,
-            elements,
-        )?;
+    if elements.is_empty() {
+        txn.delete_key(key)?;
+        return Ok(());
     }
+    // Written over the old key (its record retired by the new one), so that a key that
+    // existed is not announced as new.
+    let version = txn.new_version();
+    push(
+        txn,
+        key,
+        KeyMeta::collection(KeyType::List, version),
+        End::Right,
+        elements,
+    )?;
     Ok(())
 }
 
+/// The event of a push at `end`.
+fn push_event(end: End) -> &'static str {
+    match end {
+        End::Left => "lpush",
+        End::Right => "rpush",
+    }
+}
+
+/// Records the events of a pop from `end` of `key` that left `left` elements: `lpop` or
+/// `rpop`, then `del` if the list is gone.
+fn notify_pop(txn: &mut Txn<'_>, key: &[u8], end: End, left: u64) {
+    let event = match end {
+        End::Left => "lpop",
+        End::Right => "rpop",
+    };
+    txn.notify(notify::LIST, event, key);
+    txn.notify_emptied(key, left);
+}
+
 /// Pops up to `count` elements from `end` of the list `meta` describes, storing what is
-/// left (or deleting the key). Returns them in pop order.
+/// left (or deleting the key). Returns them in pop order, and the length left.
 fn pop(
     txn: &mut Txn<'_>,
     key: &[u8],
     meta: KeyMeta,
     end: End,
     count: u64,
-) -> Result<Vec<Bytes>, EngineError> {
+) -> Result<(Vec<Bytes>, u64), EngineError> {
     let mut shape = Shape::of(&meta);
     let n = count.min(shape.len);
     if n == 0 {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), shape.len));
     }
     let (from, to) = match end {
         End::Left => (0, n - 1),
@@ -295,7 +318,7 @@ fn pop(
     }
     shape.len -= n;
     super::store_collection(txn, key, shape.apply(meta), shape.len)?;
-    Ok(popped)
+    Ok((popped, shape.len))
 }
 
 /// Replaces the list's elements by `new` (what is left after removals or an insertion)
@@ -375,7 +398,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             } else {
                 collection_for_write(txn, key, KeyType::List)?
             };
-            Ok(Reply::Integer(push(txn, key, meta, *end, elements)? as i64))
+            let len = push(txn, key, meta, *end, elements)?;
+            txn.notify(notify::LIST, push_event(*end), key);
+            Ok(Reply::Integer(len as i64))
         }
         ListWrite::Pop { key, end, count } => {
             let Some(meta) = txn.typed_meta(key, KeyType::List)? else {
@@ -384,7 +409,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
                     None => Reply::Nil,
                 });
             };
-            let popped = pop(txn, key, meta, *end, count.unwrap_or(1))?;
+            let (popped, left) = pop(txn, key, meta, *end, count.unwrap_or(1))?;
+            // LPOP key 0 changes nothing.
+            if !popped.is_empty() {
+                notify_pop(txn, key, *end, left);
+            }
             Ok(match count {
                 Some(_) => Reply::Array(popped.into_iter().map(Reply::Bulk).collect()),
                 None => Reply::bulk_or_nil(popped.into_iter().next()),
@@ -398,6 +427,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             let shape = Shape::of(&meta);
             let i = shape.index(index).ok_or(CommandError::IndexOutOfRange)?;
             txn.put(shape.key_at(i), element.to_vec());
+            txn.notify(notify::LIST, "lset", key);
             Ok(Reply::OK)
         }
         ListWrite::Trim(key, start, stop) => {
@@ -405,9 +435,12 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
                 return Ok(Reply::OK);
             };
             let shape = Shape::of(&meta);
+            // Redis notifies `ltrim` even when nothing was trimmed.
+            txn.notify(notify::LIST, "ltrim", key);
             match shape.range(*start, *stop) {
                 None => {
                     txn.delete_key(key)?;
+                    txn.notify_emptied(key, 0);
                 }
                 Some((from, to)) if from > 0 || to + 1 < shape.len => {
                     if from > 0 {
@@ -445,6 +478,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             // Seen from the head, the elements from `at` on moved; seen from the tail,
             // those before `at` did (and `at` is new).
             rewrite(txn, key, meta, &all, at as u64, at as u64)?;
+            txn.notify(notify::LIST, "linsert", key);
             Ok(Reply::Integer(all.len() as i64))
         }
         ListWrite::Rem(key, count, element) => {
@@ -483,6 +517,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
                 .map(|(_, e)| e.clone())
                 .collect();
             rewrite(txn, key, meta, &kept, first as u64, last as u64)?;
+            txn.notify(notify::LIST, "lrem", key);
+            txn.notify_emptied(key, kept.len() as u64);
             Ok(Reply::Integer(doomed.len() as i64))
         }
         ListWrite::Move { src, dst, from, to } => {
@@ -493,18 +529,25 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
             txn.typed_meta(dst, KeyType::List)?;
             let shape = Shape::of(&meta);
             if src == dst && shape.len == 1 {
-                // Rotating a one-element list changes nothing (and keeps its TTL).
+                // Rotating a one-element list changes nothing (and keeps its TTL), but
+                // Redis notifies it as any move: the push, then the pop.
+                txn.notify(notify::LIST, push_event(*to), dst);
+                notify_pop(txn, src, *from, 1);
                 return Ok(Reply::bulk_or_nil(txn.get(&shape.key_at(0))?));
             }
-            let popped = pop(txn, src, meta, *from, 1)?;
+            let (popped, left) = pop(txn, src, meta, *from, 1)?;
             let dst_meta = collection_for_write(txn, dst, KeyType::List)?;
             push(txn, dst, dst_meta, *to, &popped)?;
+            // Redis notifies the push before the pop (and the source's deletion).
+            txn.notify(notify::LIST, push_event(*to), dst);
+            notify_pop(txn, src, *from, left);
             Ok(Reply::bulk_or_nil(popped.into_iter().next()))
         }
         ListWrite::BPop { keys, end } => {
             for key in keys {
                 if let Some(meta) = txn.source_meta(key, KeyType::List)? {
-                    let popped = pop(txn, key, meta, *end, 1)?;
+                    let (popped, left) = pop(txn, key, meta, *end, 1)?;
+                    notify_pop(txn, key, *end, left);
                     return Ok(Reply::Array(
                         std::iter::once(key.clone())
                             .chain(popped)
@@ -518,7 +561,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ListWrite) -> ExecResult {
         ListWrite::MPop { keys, end, count } => {
             for key in keys {
                 if let Some(meta) = txn.source_meta(key, KeyType::List)? {
-                    let popped = pop(txn, key, meta, *end, *count)?;
+                    let (popped, left) = pop(txn, key, meta, *end, *count)?;
+                    notify_pop(txn, key, *end, left);
                     return Ok(Reply::Array(vec![
                         Reply::Bulk(key.clone()),
                         Reply::Array(popped.into_iter().map(Reply::Bulk).collect()),

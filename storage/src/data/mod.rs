@@ -29,10 +29,12 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 use bytes::Bytes;
 use zankv_commands::hash::{RandFieldCount, MAX_RANDOM_PICKS};
 use zankv_commands::keyspace::ScanArgs;
+use zankv_commands::notify;
 use zankv_commands::pattern::keys_match;
 use zankv_commands::{CommandError, ReadCommand, Reply, WriteCommand};
 
 use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
+use crate::events::Event;
 use crate::keys;
 use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType, ReclaimRecord};
 
@@ -287,6 +289,11 @@ pub struct Txn<'a> {
     /// type are passed over ([`Txn::source_meta`]), as Redis serves a waiter only from a
     /// key of its type.
     pub waiting: bool,
+    /// The keyspace event classes wanted (`zankv_commands::notify`); 0: events are not
+    /// even recorded.
+    pub notify: u16,
+    /// The keyspace events of this change so far, in order.
+    events: Vec<Event>,
 }
 
 impl View for Txn<'_> {
@@ -405,7 +412,39 @@ impl<'a> Txn<'a> {
             now_ms,
             state,
             waiting: false,
+            notify: 0,
+            events: Vec::new(),
         }
+    }
+
+    /// Records keyspace event `event` of `class` on `key`, if that class is wanted (as
+    /// Redis's `notifyKeyspaceEvent`, called where Redis calls it).
+    pub fn notify(&mut self, class: u16, event: &'static str, key: &[u8]) {
+        if self.notify & class != 0 {
+            self.events.push(Event {
+                class,
+                name: event,
+                key: Bytes::copy_from_slice(key),
+            });
+        }
+    }
+
+    /// After a command's own event on a collection it left with `len` elements: `del` if
+    /// none are left (the key is gone), as Redis notifies.
+    pub fn notify_emptied(&mut self, key: &[u8], len: u64) {
+        if len == 0 {
+            self.notify(notify::GENERIC, "del", key);
+        }
+    }
+
+    /// The events recorded so far, in order.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Records events that happened in a change nested in this one.
+    pub fn extend_events(&mut self, events: Vec<Event>) {
+        self.events.extend(events);
     }
 
     fn in_deleted_range(&self, key: &[u8]) -> bool {
@@ -503,8 +542,17 @@ impl<'a> Txn<'a> {
             KeyBody::Collection { version, .. } => Some(version),
             KeyBody::String(_) => None,
         };
-        if self.retire(key, keep)?.is_none() {
-            self.state.keys += 1;
+        match self.retire(key, keep)? {
+            None => {
+                self.state.keys += 1;
+                self.notify(notify::NEW, "new", key);
+            }
+            // An expired key replaced is deleted first, as Redis does on access.
+            Some(old) if old.is_expired(self.now_ms) => {
+                self.notify(notify::EXPIRED, "expired", key);
+                self.notify(notify::NEW, "new", key);
+            }
+            Some(_) => {}
         }
         if let Some(at) = meta.expire_at {
             self.put(keys::expiry_key(at, key), Vec::new());
@@ -530,7 +578,11 @@ impl<'a> Txn<'a> {
             Some(old) => {
                 self.delete(keys::meta_key(key));
                 self.state.keys = self.state.keys.saturating_sub(1);
-                Ok(!old.is_expired(self.now_ms))
+                let live = !old.is_expired(self.now_ms);
+                if !live {
+                    self.notify(notify::EXPIRED, "expired", key);
+                }
+                Ok(live)
             }
             None => Ok(false),
         }

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use zankv_commands::hash::RandFieldCount;
 use zankv_commands::keyspace::scan_options;
 use zankv_commands::set::{SetOp, SetRead, SetWrite};
-use zankv_commands::Reply;
+use zankv_commands::{notify, Reply};
 
 use super::{
     collection_for_write, len_of, store_collection, typed_meta, version_of, ExecError, ExecResult,
@@ -185,18 +185,31 @@ fn rand_member(view: &dyn View, meta: Option<KeyMeta>, count: Option<i64>) -> Ex
     super::random_entries(&entries, count)
 }
 
-/// Replaces whatever `dst` holds by a new set of `members` (deletes it when empty).
-fn store_set(txn: &mut Txn<'_>, dst: &[u8], members: BTreeSet<Bytes>) -> Result<u64, EngineError> {
+/// SINTERSTORE/SUNIONSTORE/SDIFFSTORE: replaces whatever `dst` holds by a new set of
+/// `members` and notifies `event`, or deletes `dst` when there are none (`del` if it
+/// existed).
+fn store_set(
+    txn: &mut Txn<'_>,
+    dst: &[u8],
+    members: BTreeSet<Bytes>,
+    event: &'static str,
+) -> Result<u64, EngineError> {
     let n = members.len() as u64;
-    txn.delete_key(dst)?;
-    if n > 0 {
-        let version = txn.new_version();
-        for m in &members {
-            txn.put(member_key(version, m), Vec::new());
+    if n == 0 {
+        if txn.delete_key(dst)? {
+            txn.notify(notify::GENERIC, "del", dst);
         }
-        let meta = super::with_len(KeyMeta::collection(KeyType::Set, version), n);
-        txn.set_meta(dst, &meta)?;
+        return Ok(0);
     }
+    let version = txn.new_version();
+    for m in &members {
+        txn.put(member_key(version, m), Vec::new());
+    }
+    // Written over the old record (set_meta retires it), so that replacing a key is not
+    // notified as a new one.
+    let meta = super::with_len(KeyMeta::collection(KeyType::Set, version), n);
+    txn.set_meta(dst, &meta)?;
+    txn.notify(notify::SET, event, dst);
     Ok(n)
 }
 
@@ -217,6 +230,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
             if added > 0 {
                 let len = len_of(&meta) + added;
                 store_collection(txn, key, meta, len)?;
+                txn.notify(notify::SET, "sadd", key);
             }
             Ok(Reply::Integer(added as i64))
         }
@@ -236,6 +250,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
             if removed > 0 {
                 let left = len_of(&meta).saturating_sub(removed);
                 store_collection(txn, key, meta, left)?;
+                txn.notify(notify::SET, "srem", key);
+                txn.notify_emptied(key, left);
             }
             Ok(Reply::Integer(removed as i64))
         }
@@ -263,6 +279,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
             }
             let left = len_of(&meta).saturating_sub(all.len() as u64);
             store_collection(txn, key, meta, left)?;
+            // One "spop" whatever the count.
+            txn.notify(notify::SET, "spop", key);
+            txn.notify_emptied(key, left);
             Ok(match count {
                 Some(_) => set_reply(all),
                 None => Reply::bulk_or_nil(all.into_iter().next()),
@@ -285,6 +304,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
             txn.delete(k);
             let left = len_of(&src_meta) - 1;
             store_collection(txn, src, src_meta, left)?;
+            txn.notify(notify::SET, "srem", src);
+            txn.notify_emptied(src, left);
             let dst_meta = match dst_meta {
                 Some(m) => m,
                 None => collection_for_write(txn, dst, KeyType::Set)?,
@@ -294,12 +315,18 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
                 txn.put(k, Vec::new());
                 let len = len_of(&dst_meta) + 1;
                 store_collection(txn, dst, dst_meta, len)?;
+                txn.notify(notify::SET, "sadd", dst);
             }
             Ok(Reply::Integer(1))
         }
         SetWrite::Store(op, dst, keys) => {
             let result = combine(&*txn, txn.now_ms, *op, keys, 0)?;
-            Ok(Reply::Integer(store_set(txn, dst, result)? as i64))
+            let event = match op {
+                SetOp::Inter => "sinterstore",
+                SetOp::Union => "sunionstore",
+                SetOp::Diff => "sdiffstore",
+            };
+            Ok(Reply::Integer(store_set(txn, dst, result, event)? as i64))
         }
     }
 }

@@ -10,7 +10,7 @@ use std::cmp::Ordering;
 use bytes::Bytes;
 use zankv_commands::number::parse_sort_double;
 use zankv_commands::sort::SortCommand;
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::{notify, CommandError, Reply};
 
 use super::{live_meta, ExecError, ExecResult, ReadCtx, Txn, View};
 use crate::engine::EngineError;
@@ -35,7 +35,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SortCommand) -> ExecResult {
         ));
     };
     let elements: Vec<Bytes> = values.into_iter().map(Option::unwrap_or_default).collect();
+    let existed = txn.live_meta(dst)?.is_some();
     super::list::replace_with_list(txn, dst, &elements)?;
+    if !elements.is_empty() {
+        txn.notify(notify::LIST, "sortstore", dst);
+    } else if existed {
+        txn.notify(notify::GENERIC, "del", dst);
+    }
     Ok(Reply::Integer(elements.len() as i64))
 }
 

@@ -6,7 +6,7 @@ use zankv_commands::string::{
     parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringRead,
     StringWrite, TtlUpdate, MAX_STRING_LEN,
 };
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::{notify, CommandError, Reply};
 
 use super::{typed_meta, ExecResult, ReadCtx, Txn};
 use crate::records::{KeyBody, KeyMeta, KeyType};
@@ -126,6 +126,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(value.to_vec()),
                 },
             )?;
+            txn.notify(notify::STRING, "set", key);
+            if let TtlUpdate::Set(_) = ttl {
+                txn.notify(notify::GENERIC, "expire", key);
+            }
             Ok(reply)
         }
         StringWrite::SetNx(key, value) => {
@@ -133,6 +137,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 return Ok(Reply::Integer(0));
             }
             txn.set_meta(key, &KeyMeta::string(value.to_vec()))?;
+            txn.notify(notify::STRING, "set", key);
             Ok(Reply::Integer(1))
         }
         StringWrite::GetDel(key) => {
@@ -140,6 +145,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 return Ok(Reply::Nil);
             };
             txn.delete_key(key)?;
+            txn.notify(notify::GENERIC, "del", key);
             Ok(Reply::bulk_from(string_value(&m)))
         }
         StringWrite::GetEx(key, update) => {
@@ -159,14 +165,17 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             match (update, new_at) {
                 (GetExUpdate::Set(_), Some(at)) if at <= txn.now_ms => {
                     txn.delete_key(key)?;
+                    txn.notify(notify::GENERIC, "del", key);
                 }
                 (GetExUpdate::Set(_), Some(at)) => {
                     m.expire_at = Some(at as u64);
                     txn.set_meta(key, &m)?;
+                    txn.notify(notify::GENERIC, "expire", key);
                 }
                 (GetExUpdate::Persist, _) if m.expire_at.is_some() => {
                     m.expire_at = None;
                     txn.set_meta(key, &m)?;
+                    txn.notify(notify::GENERIC, "persist", key);
                 }
                 _ => {}
             }
@@ -185,6 +194,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             }
             for (key, value) in pairs {
                 txn.set_meta(key, &KeyMeta::string(value.to_vec()))?;
+                txn.notify(notify::STRING, "set", key);
             }
             Ok(if *only_if_none_exist {
                 Reply::Integer(1)
@@ -207,6 +217,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(next.to_string().into_bytes()),
                 },
             )?;
+            txn.notify(notify::STRING, "incrby", key);
             Ok(Reply::Integer(next))
         }
         StringWrite::IncrByFloat(key, by) => {
@@ -226,6 +237,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(next.clone()),
                 },
             )?;
+            txn.notify(notify::STRING, "incrbyfloat", key);
             Ok(Reply::bulk(next))
         }
         StringWrite::Append(key, suffix) => {
@@ -246,6 +258,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(value),
                 },
             )?;
+            txn.notify(notify::STRING, "append", key);
             Ok(Reply::Integer(len))
         }
         StringWrite::SetRange(key, offset, patch) => {
@@ -275,6 +288,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(value),
                 },
             )?;
+            txn.notify(notify::STRING, "setrange", key);
             Ok(Reply::Integer(len))
         }
         StringWrite::SetBit(key, offset, bit) => {
@@ -284,7 +298,8 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 None => (Vec::new(), None),
             };
             let byte = (*offset >> 3) as usize;
-            if value.len() <= byte {
+            let grew = value.len() <= byte;
+            if grew {
                 value.resize(byte + 1, 0);
             }
             let mask = 1u8 << (7 - (*offset & 7) as u8);
@@ -301,6 +316,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                     body: KeyBody::String(value),
                 },
             )?;
+            // Redis 7.0 notifies only when the key was created or grown, or the bit changed.
+            if grew || previous != *bit {
+                txn.notify(notify::STRING, "setbit", key);
+            }
             Ok(Reply::Integer(i64::from(previous)))
         }
     }

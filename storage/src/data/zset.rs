@@ -28,7 +28,7 @@ use zankv_commands::zset::{
     combine_options, intercard_limit, AddFlags, Aggregate, LexRange, RangeBy, ScoreRange, ZsetRead,
     ZsetWrite,
 };
-use zankv_commands::{CommandError, Reply};
+use zankv_commands::{notify, CommandError, Reply};
 
 use super::{
     collection_for_write, live_meta, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View,
@@ -568,16 +568,18 @@ fn count_scores(
     Ok(select(view, z, &RangeBy::Score(*range), false, None)?.len() as u64)
 }
 
-/// Removes `gone` (entries of the set `meta` describes, ascending) and stores what is
-/// left. When `gone` is a contiguous span of the index, a removal that reaches the lowest
-/// (highest) live entry moves the floor (ceiling) to the entry just past it, found by one
-/// step of the index from the removed edge.
+/// Removes `gone` (entries of the set `meta` describes, ascending), stores what is left
+/// and, if it removed any, notifies `event` (and `del` when none are left). When `gone`
+/// is a contiguous span of the index, a removal that reaches the lowest (highest) live
+/// entry moves the floor (ceiling) to the entry just past it, found by one step of the
+/// index from the removed edge.
 fn remove_entries(
     txn: &mut Txn<'_>,
     key: &[u8],
     meta: KeyMeta,
     gone: &[Entry],
     contiguous: bool,
+    event: &'static str,
 ) -> Result<u64, EngineError> {
     let mut z = Shape::of(&meta);
     let (Some(lowest), Some(highest)) = (gone.first(), gone.last()) else {
@@ -605,6 +607,8 @@ fn remove_entries(
     }
     z.len -= n;
     super::store_collection(txn, key, z.apply(meta), z.len)?;
+    txn.notify(notify::ZSET, event, key);
+    txn.notify_emptied(key, z.len);
     Ok(n)
 }
 
@@ -634,10 +638,19 @@ fn neighbour(
     Ok(found)
 }
 
-/// Replaces whatever `dst` holds by a new sorted set of `entries` (deletes it when empty).
-fn store_zset(txn: &mut Txn<'_>, dst: &[u8], entries: &[Entry]) -> Result<u64, EngineError> {
-    txn.delete_key(dst)?;
+/// ZRANGESTORE/ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE: replaces whatever `dst` holds by a new
+/// sorted set of `entries` and notifies `event`, or deletes `dst` when there are none
+/// (`del` if it existed).
+fn store_zset(
+    txn: &mut Txn<'_>,
+    dst: &[u8],
+    entries: &[Entry],
+    event: &'static str,
+) -> Result<u64, EngineError> {
     if entries.is_empty() {
+        if txn.delete_key(dst)? {
+            txn.notify(notify::GENERIC, "del", dst);
+        }
         return Ok(0);
     }
     let version = txn.new_version();
@@ -649,7 +662,10 @@ fn store_zset(txn: &mut Txn<'_>, dst: &[u8], entries: &[Entry]) -> Result<u64, E
         z.cover(*score);
     }
     z.len = entries.len() as u64;
+    // Written over the old record (set_meta retires it), so that replacing a key is not
+    // notified as a new one.
     txn.set_meta(dst, &z.apply(meta))?;
+    txn.notify(notify::ZSET, event, dst);
     Ok(z.len)
 }
 
@@ -698,6 +714,7 @@ fn add(txn: &mut Txn<'_>, key: &[u8], flags: &AddFlags, pairs: &[Entry]) -> Exec
     if added > 0 || changed > 0 {
         z.len += added as u64;
         txn.set_meta(key, &z.apply(meta))?;
+        txn.notify(notify::ZSET, if flags.incr { "zincr" } else { "zadd" }, key);
     }
     Ok(if flags.incr {
         if processed > 0 {
@@ -732,7 +749,8 @@ fn pop_entries(
     if max {
         ascending.reverse();
     }
-    remove_entries(txn, key, meta, &ascending, true)?;
+    let event = if max { "zpopmax" } else { "zpopmin" };
+    remove_entries(txn, key, meta, &ascending, true, event)?;
     Ok(out)
 }
 
@@ -759,7 +777,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
                 .map(|(s, m)| (keys::decode_score(s.to_be_bytes()), m))
                 .collect();
             Ok(Reply::Integer(
-                remove_entries(txn, key, meta, &gone, false)? as i64,
+                remove_entries(txn, key, meta, &gone, false, "zrem")? as i64,
             ))
         }
         ZsetWrite::RemRange(key, by) => {
@@ -767,8 +785,13 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
                 return Ok(Reply::Integer(0));
             };
             let gone = select(txn, &Shape::of(&meta), by, false, None)?;
+            let event = match by {
+                RangeBy::Rank(..) => "zremrangebyrank",
+                RangeBy::Score(_) => "zremrangebyscore",
+                RangeBy::Lex(_) => "zremrangebylex",
+            };
             Ok(Reply::Integer(
-                remove_entries(txn, key, meta, &gone, true)? as i64
+                remove_entries(txn, key, meta, &gone, true, event)? as i64,
             ))
         }
         ZsetWrite::Pop(key, max, count) => {
@@ -820,11 +843,18 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
                 Some(meta) => select(txn, &Shape::of(&meta), &query.by, query.rev, query.limit)?,
                 None => Vec::new(),
             };
-            Ok(Reply::Integer(store_zset(txn, dst, &entries)? as i64))
+            Ok(Reply::Integer(
+                store_zset(txn, dst, &entries, "zrangestore")? as i64,
+            ))
         }
         ZsetWrite::Store(op, dst, keys, opts) => {
             let (entries, _) = combine(&*txn, txn.now_ms, *op, keys, opts, true)?;
-            Ok(Reply::Integer(store_zset(txn, dst, &entries)? as i64))
+            let event = match op {
+                SetOp::Union => "zunionstore",
+                SetOp::Inter => "zinterstore",
+                SetOp::Diff => "zdiffstore",
+            };
+            Ok(Reply::Integer(store_zset(txn, dst, &entries, event)? as i64))
         }
     }
 }

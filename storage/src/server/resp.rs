@@ -20,6 +20,8 @@ use tokio::sync::{oneshot, watch};
 use zankv_commands::connection::ClientSession;
 use zankv_commands::info::{wanted_sections, InfoFacts};
 use zankv_commands::keyspace::KeyspaceRead;
+use zankv_commands::notify;
+use zankv_commands::pubsub::Kind;
 use zankv_commands::scripting::ScriptCommand;
 use zankv_commands::transaction::{self, in_queue_order, Queued, Watched};
 use zankv_commands::{
@@ -32,6 +34,7 @@ use zankv_process::usage;
 use super::scripting;
 use crate::change::Change;
 use crate::engine::rocks::RocksOptions;
+use crate::events::{Listening, Notifier};
 use crate::node_stats::NodeStats;
 use crate::replication::blocking::BlockedPop;
 use crate::replication::log_store::GroupId;
@@ -62,6 +65,8 @@ pub struct ServerContext {
     pub rocks: RocksOptions,
     /// The script cache and the scripts running now.
     pub scripts: Arc<Scripts>,
+    /// Keyspace notifications: the node's setting and the proxies listening.
+    pub events: Arc<Notifier>,
 }
 
 /// Serves RESP on `listener` until `shutdown` turns true, then waits for every connection
@@ -82,6 +87,8 @@ pub struct NodeConn {
     routing: Arc<Routing>,
     /// Consecutive data commands of one group, sent to the store loop as one batch.
     batch: OpenBatch,
+    /// A proxy's connection listening to keyspace events (`ZANKV.EVENTS`).
+    listening: Option<Listening>,
 }
 
 /// Consecutive data commands of one group.
@@ -175,6 +182,7 @@ impl Executor for ServerContext {
         NodeConn {
             routing: self.routing.load(),
             batch: OpenBatch::default(),
+            listening: None,
         }
     }
 
@@ -197,6 +205,8 @@ impl Executor for ServerContext {
             dispatch_on_partition(argv, &routing, self.max_write_bytes)
         } else if argv[0].eq_ignore_ascii_case(POP_ID) {
             dispatch_with_pop_id(argv, &routing, self.max_write_bytes)
+        } else if argv[0].eq_ignore_ascii_case(EVENTS) {
+            return Ok(Run::Reply(self.listen(s, &argv)));
         } else if argv[0].eq_ignore_ascii_case(transaction::TXN_COMMAND) {
             match super::transaction::remote(&argv, &routing, self.max_write_bytes) {
                 Ok((group, item)) => Dispatch::Transaction(group, item),
@@ -409,12 +419,19 @@ impl Executor for ServerContext {
         }
     }
 
-    fn setting_changed(&self, name: &str, value: &str) {
-        // The one setting of its own a node applies at run time: when a script is BUSY.
-        if name == "busy-reply-threshold" {
-            if let Ok(ms) = value.parse() {
-                self.scripts.set_busy_ms(ms);
+    async fn setting_changed(&self, name: &str, value: &str) {
+        // The settings of its own a node applies at run time: when a script is BUSY, and
+        // the keyspace events its clients hear of.
+        match name {
+            "busy-reply-threshold" => {
+                if let Ok(ms) = value.parse() {
+                    self.scripts.set_busy_ms(ms);
+                }
             }
+            "notify-keyspace-events" => {
+                self.events.set_flags(notify::parse(value).unwrap_or(0));
+            }
+            _ => {}
         }
     }
 
@@ -440,6 +457,27 @@ impl Executor for ServerContext {
 }
 
 impl ServerContext {
+    /// `ZANKV.EVENTS <class letters>`: the connection (a proxy's) listens to the keyspace
+    /// events of those classes, subscribed to their internal channels
+    /// ([`crate::events`]); once per connection.
+    fn listen(&self, s: &mut Session, argv: &[Bytes]) -> Reply {
+        let [_, letters] = argv else {
+            return Reply::Error(CommandError::WrongArity("zankv.events".into()));
+        };
+        let classes = match std::str::from_utf8(letters).ok().map(notify::parse) {
+            Some(Ok(classes)) => classes & !(notify::KEYSPACE | notify::KEYEVENT),
+            _ => return Reply::Error(CommandError::Syntax),
+        };
+        if s.conn.listening.is_some() {
+            return Reply::Error(CommandError::Syntax);
+        }
+        let channels: Vec<Bytes> = notify::letters(classes)
+            .map(crate::events::listen_channel)
+            .collect();
+        s.conn.listening = Some(self.events.listen(s.client.id, classes));
+        s.subs.subscribe(Kind::Shard, &channels)
+    }
+
     /// Sends `item` to the store loop as a batch of its own, after the open batch.
     async fn send_alone(&self, s: &mut Session, group: GroupId, item: BatchItem) -> Run<Job> {
         self.seal(s).await;
@@ -565,6 +603,10 @@ fn dispatch_on_partition(
     }
     data(inner, cmd, spec, layout.id, max_write_bytes)
 }
+
+/// A proxy's connection listening to keyspace events: `ZANKV.EVENTS <class letters>`
+/// ([`crate::events`]). Not in the command table: clients of the proxy cannot send it.
+const EVENTS: &[u8] = b"zankv.events";
 
 /// A proxy's blocking pop named by an id, which it sends again (with the same id) when its
 /// connection failed before the reply came, so that the pop runs once

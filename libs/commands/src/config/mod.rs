@@ -599,68 +599,8 @@ fn client_output_buffer_limit(text: &str, current: &str) -> Result<String, Strin
         .join(" "))
 }
 
-/// Event class letters: each letter and its bit; `A` is all the type classes.
-const EVENT_CLASSES: [(char, u16); 14] = [
-    ('g', 1 << 2),
-    ('$', 1 << 3),
-    ('l', 1 << 4),
-    ('s', 1 << 5),
-    ('h', 1 << 6),
-    ('z', 1 << 7),
-    ('x', 1 << 8),
-    ('e', 1 << 9),
-    ('t', 1 << 10),
-    ('d', 1 << 13),
-    ('n', 1 << 14),
-    ('K', 1 << 0),
-    ('E', 1 << 1),
-    ('m', 1 << 12),
-];
-/// `A`: g$lshzxetd.
-const ALL_EVENTS: u16 = (1 << 2)
-    | (1 << 3)
-    | (1 << 4)
-    | (1 << 5)
-    | (1 << 6)
-    | (1 << 7)
-    | (1 << 8)
-    | (1 << 9)
-    | (1 << 10)
-    | (1 << 13);
-
 fn keyspace_events(text: &str) -> Result<String, String> {
-    let mut flags = 0u16;
-    for c in text.chars() {
-        flags |= if c == 'A' {
-            ALL_EVENTS
-        } else {
-            EVENT_CLASSES
-                .iter()
-                .find(|(l, _)| *l == c)
-                .map(|(_, bit)| *bit)
-                .ok_or("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.")?
-        };
-    }
-    let mut out = String::new();
-    let type_letters = &EVENT_CLASSES[..11];
-    if flags & ALL_EVENTS == ALL_EVENTS {
-        // As Redis prints it: `A` stands for the type classes and hides `n`.
-        out.push('A');
-    } else {
-        out.extend(
-            type_letters
-                .iter()
-                .filter(|(_, b)| flags & b != 0)
-                .map(|(l, _)| *l),
-        );
-    }
-    out.extend(
-        EVENT_CLASSES[11..]
-            .iter()
-            .filter(|(_, b)| flags & b != 0)
-            .map(|(l, _)| *l),
-    );
-    Ok(out)
+    Ok(crate::notify::text(crate::notify::parse(text)?))
 }
 
 /// `text` split at every space as Redis's `sdssplitlen` does: nothing for empty text, and

@@ -48,7 +48,15 @@ pub async fn answer<E: Executor>(exec: &E, s: &mut Session<E>, cmd: ConnectionCo
                 Ok(changes) => {
                     for (name, value) in changes {
                         base.apply_setting(name, &value);
-                        exec.setting_changed(name, &value);
+                        // The value as given: what CONFIG GET shows may say less (Redis
+                        // prints `notify-keyspace-events` KEAn as AKE, yet applies `n`).
+                        let given = pairs
+                            .iter()
+                            .rev()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+                            .map(|(_, v)| String::from_utf8_lossy(v).into_owned());
+                        exec.setting_changed(name, given.as_deref().unwrap_or(&value))
+                            .await;
                         info!(setting = name, value, "setting changed by CONFIG SET");
                     }
                     Reply::OK

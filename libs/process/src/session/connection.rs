@@ -413,13 +413,15 @@ async fn flush<E: Executor>(exec: &E, s: &mut Session<E>, io: &mut Io) -> std::i
     }
     exec.flushed(s);
     if !io.output.is_empty() {
-        // A client that stopped reading is still closed at once when CLIENT KILL names it.
+        // The replies go out first (a client that kills itself hears CLIENT KILL's
+        // reply), but a client that stopped reading is still closed at once when CLIENT
+        // KILL names it.
         tokio::select! {
             biased;
+            written = io.socket.write_all(&io.output) => written?,
             _ = s.handle.killed() => {
                 return Err(std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "killed"));
             }
-            written = io.socket.write_all(&io.output) => written?,
         }
         io.output.clear();
     }

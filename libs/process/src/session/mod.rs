@@ -368,8 +368,13 @@ pub trait Executor: Send + Sync + Sized + 'static {
         Ok(())
     }
 
-    /// A setting CONFIG SET changed (the session applied what it owns already).
-    fn setting_changed(&self, _name: &str, _value: &str) {}
+    /// A setting CONFIG SET changed (the session applied what it owns already), with its
+    /// value as the client gave it (an alias's change comes with the stored form).
+    /// The reply waits for it: a setting that takes a moment to be in effect (the
+    /// proxy's keyspace notifications) is in effect when CONFIG SET answers.
+    fn setting_changed(&self, _name: &str, _value: &str) -> impl Future<Output = ()> + Send {
+        std::future::ready(())
+    }
 
     /// CONFIG RESETSTAT: the server's own counters (the session resets the error counts).
     fn reset_stats(&self) {}
