@@ -5,15 +5,16 @@
 //! `__keyspace@0__:<key>` and `__keyevent@0__:<event>`, as Redis would. Each proxy listens
 //! for itself, so an event reaches the subscribers of every proxy once.
 //!
-//! Invariants: the listeners follow the setting (a change restarts them with the new
-//! classes, and CONFIG SET answers once every node is listened to, or after 2 s) and the
-//! tables (a node gone from them is no longer listened to, a new one is); a node that
-//! cannot be reached is tried again every second; events of one partition arrive in the
-//! order its leader applied them.
+//! Invariants: the listeners follow the setting (a change of its classes restarts them,
+//! and CONFIG SET answers once every node is listened to, or after 2 s; a change of K/E
+//! alone applies at once) and the tables (a node gone from them is no longer listened
+//! to, a new one is); a node that cannot be reached, or whose connection stays silent past
+//! a PING, is tried again every second; events of one partition arrive in the order its
+//! leader applied them.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,9 +34,11 @@ use crate::routing::{RoutingTables, SharedTables};
 const FOLLOW: Duration = Duration::from_secs(1);
 /// Wait before a listener tries a node again.
 const RETRY: Duration = Duration::from_secs(1);
-/// Longest event message read (a key is at most `max_bulk_len` on the node).
+/// A listener that heard nothing for this long sends a PING; one that heard nothing for
+/// twice as long (the node is gone without closing) starts again.
+const QUIET: Duration = Duration::from_secs(5);
+/// Longest message read (a batch of events is at most about 1 MiB beyond its last key).
 const MAX_FRAME: usize = 1 << 30;
-
 /// Longest a change of the setting waits for the nodes to be listened to.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -82,6 +85,15 @@ impl EventSetting {
     }
 }
 
+/// The classes the nodes are asked for (0: none, the setting publishes nothing).
+fn classes(flags: u16) -> u16 {
+    if notify::active(flags) {
+        flags & !(notify::KEYSPACE | notify::KEYEVENT)
+    } else {
+        0
+    }
+}
+
 /// Listens to the storage nodes of `tables` as the setting says, publishing to `hub`,
 /// until `shutdown` turns true.
 pub async fn follow(
@@ -90,21 +102,36 @@ pub async fn follow(
     setting: Followed,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let Followed {
-        mut flags,
-        ready: ready_tx,
-    } = setting;
-    let ready = Arc::new(ready_tx);
+    let Followed { mut flags, ready } = setting;
+    let ready = Arc::new(ready);
+    // What the listeners publish with: the whole setting, K and E included.
+    let relayed = Arc::new(AtomicU16::new(0));
     let mut listeners: HashMap<SocketAddr, JoinHandle<()>> = HashMap::new();
-    // The nodes not yet listened to for the latest change.
+    // The classes the listeners ask for, and the nodes a change still waits for.
+    let mut asked: Option<u16> = None;
     let mut waiting: Option<Arc<Waiting>> = None;
     loop {
         let (change, current) = *flags.borrow_and_update();
-        let wanted: HashSet<SocketAddr> = if notify::active(current) {
-            nodes(&tables.load())
-        } else {
-            HashSet::new()
+        relayed.store(current, Ordering::Relaxed);
+        let wanted: HashSet<SocketAddr> = match classes(current) {
+            0 => HashSet::new(),
+            _ => nodes(&tables.load()),
         };
+        if asked != Some(classes(current)) {
+            if asked.is_some() {
+                info!(flags = %notify::text(current), "keyspace notifications changed");
+            }
+            // New classes: every listener starts again with them.
+            for (_, task) in listeners.drain() {
+                task.abort();
+            }
+            asked = Some(classes(current));
+            waiting = Some(Arc::new(Waiting {
+                change,
+                left: AtomicUsize::new(wanted.len()),
+                ready: ready.clone(),
+            }));
+        }
         listeners.retain(|addr, task| {
             let keep = wanted.contains(addr) && !task.is_finished();
             if !keep {
@@ -112,36 +139,31 @@ pub async fn follow(
             }
             keep
         });
-        let wait = waiting.get_or_insert_with(|| {
-            Arc::new(Waiting {
-                change,
-                left: AtomicUsize::new(wanted.len()),
-                ready: ready.clone(),
-            })
-        });
-        if wanted.is_empty() {
-            ready.send_replace(change);
+        let wait = waiting.get_or_insert_with(|| Arc::new(Waiting::done(change, &ready)));
+        if wanted.is_empty() || wait.left.load(Ordering::Acquire) == 0 {
+            // Nothing to wait for (also a change of K or E alone).
+            wait.finish_at(change);
         }
         for addr in wanted {
-            let wait = wait.clone();
-            listeners
-                .entry(addr)
-                .or_insert_with(|| tokio::spawn(listen(addr, current, hub.clone(), wait)));
+            listeners.entry(addr).or_insert_with(|| {
+                tokio::spawn(listen(
+                    addr,
+                    classes(current),
+                    relayed.clone(),
+                    hub.clone(),
+                    wait.clone(),
+                ))
+            });
         }
         tokio::select! {
-            _ = tokio::time::sleep(FOLLOW) => {}
+            biased;
+            _ = shutdown.changed() => break,
             changed = flags.changed() => {
                 if changed.is_err() {
                     break;
                 }
-                // New classes: every listener starts again with them.
-                info!(flags = %notify::text(flags.borrow().1), "keyspace notifications changed");
-                for (_, task) in listeners.drain() {
-                    task.abort();
-                }
-                waiting = None;
             }
-            _ = shutdown.changed() => break,
+            _ = tokio::time::sleep(FOLLOW) => {}
         }
     }
     for (_, task) in listeners {
@@ -157,18 +179,32 @@ struct Waiting {
 }
 
 impl Waiting {
+    /// Nothing left to wait for.
+    fn done(change: u64, ready: &Arc<watch::Sender<u64>>) -> Waiting {
+        Waiting {
+            change,
+            left: AtomicUsize::new(0),
+            ready: ready.clone(),
+        }
+    }
+
     /// One more node listened to.
     fn listened(&self) {
         let before = self
             .left
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
         if before == Ok(1) {
-            self.ready.send_if_modified(|r| {
-                let newer = *r < self.change;
-                *r = (*r).max(self.change);
-                newer
-            });
+            self.finish_at(self.change);
         }
+    }
+
+    /// Every change up to `change` is in effect.
+    fn finish_at(&self, change: u64) {
+        self.ready.send_if_modified(|r| {
+            let newer = *r < change;
+            *r = (*r).max(change);
+            newer
+        });
     }
 }
 
@@ -187,12 +223,18 @@ fn nodes(tables: &RoutingTables) -> HashSet<SocketAddr> {
         .collect()
 }
 
-/// Listens to node `addr` for the classes of `flags`, for ever (it is aborted); tells
-/// `waiting` once it first does.
-async fn listen(addr: SocketAddr, flags: u16, hub: Arc<Hub>, waiting: Arc<Waiting>) {
+/// Listens to node `addr` for `classes`, for ever (it is aborted); tells `waiting` once it
+/// first does.
+async fn listen(
+    addr: SocketAddr,
+    classes: u16,
+    flags: Arc<AtomicU16>,
+    hub: Arc<Hub>,
+    waiting: Arc<Waiting>,
+) {
     let mut waiting = Some(waiting);
     loop {
-        match listen_once(addr, flags, &hub, &mut waiting).await {
+        match listen_once(addr, classes, &flags, &hub, &mut waiting).await {
             Ok(()) => debug!(%addr, "keyspace events connection closed"),
             Err(e) => debug!(%addr, error = %e, "keyspace events connection failed"),
         }
@@ -202,7 +244,8 @@ async fn listen(addr: SocketAddr, flags: u16, hub: Arc<Hub>, waiting: Arc<Waitin
 
 async fn listen_once(
     addr: SocketAddr,
-    flags: u16,
+    classes: u16,
+    flags: &AtomicU16,
     hub: &Hub,
     waiting: &mut Option<Arc<Waiting>>,
 ) -> Result<(), String> {
@@ -211,7 +254,7 @@ async fn listen_once(
         .map_err(|_| "connect timed out".to_string())?
         .map_err(|e| e.to_string())?;
     let _ = socket.set_nodelay(true);
-    let letters: String = notify::letters(flags).collect();
+    let letters: String = notify::letters(classes).collect();
     let request = format!(
         "*2\r\n$12\r\nZANKV.EVENTS\r\n${}\r\n{letters}\r\n",
         letters.len()
@@ -221,26 +264,33 @@ async fn listen_once(
         .await
         .map_err(|e| e.to_string())?;
     let mut input = BytesMut::with_capacity(16 * 1024);
+    let mut pinged = false;
     loop {
         while let Some(len) = frame_len(&input, Protocol::Resp2)? {
             let frame = input.split_to(len).freeze();
-            if relay(&frame, flags, hub)? == Heard::Subscribed {
+            if relay(&frame, flags.load(Ordering::Relaxed), hub)? == Heard::Subscribed {
                 if let Some(waiting) = waiting.take() {
                     waiting.listened();
                 }
             }
         }
         if input.len() > MAX_FRAME {
-            return Err("an event larger than any key".into());
+            return Err("a message larger than any batch of events".into());
         }
         input.reserve(16 * 1024);
-        if socket
-            .read_buf(&mut input)
-            .await
-            .map_err(|e| e.to_string())?
-            == 0
-        {
-            return Ok(());
+        match tokio::time::timeout(QUIET, socket.read_buf(&mut input)).await {
+            Ok(Ok(0)) => return Ok(()),
+            Ok(Ok(_)) => pinged = false,
+            Ok(Err(e)) => return Err(e.to_string()),
+            Err(_) if pinged => return Err("the node stopped answering".into()),
+            Err(_) => {
+                // A subscribed connection may PING; its answer proves the node is there.
+                socket
+                    .write_all(b"*1\r\n$4\r\nPING\r\n")
+                    .await
+                    .map_err(|e| e.to_string())?;
+                pinged = true;
+            }
         }
     }
 }
@@ -250,12 +300,12 @@ async fn listen_once(
 enum Heard {
     /// A confirmation that the connection listens.
     Subscribed,
-    /// An event (published) or anything else (ignored).
+    /// Events (published) or anything else (ignored).
     Other,
 }
 
-/// Publishes the event a node's message carries (`smessage <channel> <event> <key>`);
-/// a subscription confirmation is told apart, an error ends the connection.
+/// Publishes the events a node's message carries (`smessage <channel> <batch>`); a
+/// subscription confirmation is told apart, an error ends the connection.
 fn relay(frame: &Bytes, flags: u16, hub: &Hub) -> Result<Heard, String> {
     if frame.first() == Some(&b'-') {
         return Err(String::from_utf8_lossy(frame).trim_end().to_string());
@@ -263,7 +313,7 @@ fn relay(frame: &Bytes, flags: u16, hub: &Hub) -> Result<Heard, String> {
     let Some(items) = array_items(frame, Protocol::Resp2) else {
         return Ok(Heard::Other);
     };
-    let [kind, channel, message] = items.as_slice() else {
+    let [kind, _channel, batch] = items.as_slice() else {
         return Ok(Heard::Other);
     };
     match bulk_text(kind).as_deref() {
@@ -271,23 +321,17 @@ fn relay(frame: &Bytes, flags: u16, hub: &Hub) -> Result<Heard, String> {
         Some(b"smessage") => {}
         _ => return Ok(Heard::Other),
     }
-    let (Some(channel), Some(message)) = (bulk_text(channel), bulk_text(message)) else {
+    let Some(batch) = bulk_text(batch) else {
         return Ok(Heard::Other);
     };
-    let class = std::str::from_utf8(channel.rsplit(|&b| b == b':').next().unwrap_or(&[]))
-        .ok()
-        .and_then(|letter| notify::parse(letter).ok())
-        .unwrap_or(0);
-    let Some(space) = message.iter().position(|&b| b == b' ') else {
-        return Ok(Heard::Other);
-    };
-    let Ok(event) = std::str::from_utf8(&message[..space]) else {
-        return Ok(Heard::Other);
-    };
-    let key = message.slice(space + 1..);
-    notify::publish(flags, class, event, &key, |channel, message| {
-        hub.publish(&channel, &message, false);
+    let whole = notify::read_events(&batch, |class, event, key| {
+        notify::publish(flags, class, event, &key, |channel, message| {
+            hub.publish(&channel, &message, false);
+        });
     });
+    if !whole {
+        return Err("a malformed batch of events".into());
+    }
     Ok(Heard::Other)
 }
 
@@ -297,24 +341,24 @@ mod tests {
     use zankv_process::pubsub::Subscriptions;
 
     #[test]
-    fn a_node_message_becomes_the_redis_channels_the_setting_asks_for() {
+    fn a_node_batch_becomes_the_redis_channels_the_setting_asks_for() {
         let hub = Arc::new(Hub::default());
         let mut subs = Subscriptions::new(hub.clone(), 1);
         subs.subscribe(
             zankv_commands::pubsub::Kind::Pattern,
             &[Bytes::from_static(b"__key*__:*")],
         );
-        let frame = |channel: &str, message: &str| {
-            Bytes::from(format!(
-                "*3\r\n$8\r\nsmessage\r\n${}\r\n{channel}\r\n${}\r\n{message}\r\n",
-                channel.len(),
-                message.len()
-            ))
-        };
-        let flags = notify::parse("KEl").unwrap();
-        relay(&frame("__zankv_events__:l", "lpush my key"), flags, &hub).unwrap();
+        let mut batch = BytesMut::new();
+        notify::append_event(&mut batch, notify::LIST, "lpush", b"my key");
         // A class the setting does not name is not published.
-        relay(&frame("__zankv_events__:s", "sadd k"), flags, &hub).unwrap();
+        notify::append_event(&mut batch, notify::SET, "sadd", b"k");
+        let frame = Bytes::from(format!(
+            "*3\r\n$8\r\nsmessage\r\n$16\r\n__zankv_events__\r\n${}\r\n{}\r\n",
+            batch.len(),
+            String::from_utf8_lossy(&batch)
+        ));
+        let flags = notify::parse("KEl").unwrap();
+        assert_eq!(relay(&frame, flags, &hub).unwrap(), Heard::Other);
         let mut out = BytesMut::new();
         for m in subs.ready() {
             m.write(Protocol::Resp2, &mut out);
@@ -330,5 +374,17 @@ mod tests {
         );
         assert!(!text.contains("sadd"), "{text}");
         assert!(relay(&Bytes::from_static(b"-ERR nope\r\n"), flags, &hub).is_err());
+        let confirmation =
+            Bytes::from_static(b"*3\r\n$10\r\nssubscribe\r\n$16\r\n__zankv_events__\r\n:1\r\n");
+        assert_eq!(
+            relay(&confirmation, flags, &hub).unwrap(),
+            Heard::Subscribed
+        );
+    }
+
+    #[test]
+    fn only_a_setting_that_publishes_asks_the_nodes() {
+        assert_eq!(classes(notify::parse("A").unwrap()), 0);
+        assert_eq!(classes(notify::parse("KEl").unwrap()), notify::LIST);
     }
 }

@@ -532,6 +532,8 @@ impl Executor for Frontend {
                         None
                     }
                 };
+                // Keyspace notifications name the keys of every namespace.
+                s.subs.allow_keyspace_events(s.conn.namespace.is_none());
                 Ok(())
             }
             None => Err(CommandError::WrongPass),
@@ -540,6 +542,7 @@ impl Executor for Frontend {
 
     fn deauthenticate(&self, s: &mut Session) {
         s.conn.namespace = None;
+        s.subs.allow_keyspace_events(true);
     }
 
     /// A connection restricted to a namespace may not read or change what all share.

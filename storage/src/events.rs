@@ -6,9 +6,10 @@
 //! them on to their own subscribers.
 //!
 //! A proxy's listening connection sends `ZANKV.EVENTS <class letters>` (not in the command
-//! table) and is subscribed to one internal shard channel per class, `__zankv_events__:<letter>`,
-//! whose messages are `<event> <key>` (an event name has no space). Shard channels keep
-//! them from clients' patterns.
+//! table) and is subscribed to the internal shard channel `__zankv_events__`, whose
+//! messages are batches of the events of the classes any listener asked for, one batch
+//! per applied run of changes (so that a burst of events does not make a listener fall
+//! behind); a shard channel keeps them from clients' patterns.
 //!
 //! Invariants: events are recorded only for the classes someone wants ([`Notifier::wanted`]:
 //! the node's own setting when it publishes anything, and every listener's classes), so a
@@ -22,7 +23,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use zankv_commands::notify;
 use zankv_process::pubsub::Hub;
 
@@ -37,26 +38,8 @@ pub struct Event {
     pub key: Bytes,
 }
 
-/// The prefix of the internal shard channels events reach proxies on.
-const LISTEN_PREFIX: &[u8] = b"__zankv_events__:";
-
-/// The internal shard channel of class `letter`.
-pub fn listen_channel(letter: char) -> Bytes {
-    let mut out = BytesMut::with_capacity(LISTEN_PREFIX.len() + 1);
-    out.put_slice(LISTEN_PREFIX);
-    let mut buf = [0u8; 4];
-    out.put_slice(letter.encode_utf8(&mut buf).as_bytes());
-    out.freeze()
-}
-
-/// A message on an internal channel: `<event> <key>`.
-fn listen_message(event: &Event) -> Bytes {
-    let mut out = BytesMut::with_capacity(event.name.len() + 1 + event.key.len());
-    out.put_slice(event.name.as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(&event.key);
-    out.freeze()
-}
+/// Largest batch of events sent to the listeners in one message.
+const MAX_BATCH: usize = 1 << 20;
 
 /// The node's keyspace notifications: its setting, the proxies listening, and its hub.
 pub struct Notifier {
@@ -111,10 +94,12 @@ impl Notifier {
     }
 
     /// Publishes applied events: to the node's subscribers as its setting says, and to the
-    /// listeners of their classes.
+    /// listeners, in batches ([`notify::LISTEN_CHANNEL`]).
     pub fn publish(&self, events: &[Event]) {
         let flags = self.flags.load(Ordering::Relaxed);
         let listened = self.listened.load(Ordering::Relaxed);
+        let channel = Bytes::from_static(notify::LISTEN_CHANNEL);
+        let mut batch = BytesMut::new();
         for event in events {
             notify::publish(
                 flags,
@@ -126,11 +111,14 @@ impl Notifier {
                 },
             );
             if listened & event.class != 0 {
-                if let Some(letter) = notify::letter(event.class) {
-                    self.hub
-                        .publish(&listen_channel(letter), &listen_message(event), true);
+                notify::append_event(&mut batch, event.class, event.name, &event.key);
+                if batch.len() >= MAX_BATCH {
+                    self.hub.publish(&channel, &batch.split().freeze(), true);
                 }
             }
+        }
+        if !batch.is_empty() {
+            self.hub.publish(&channel, &batch.freeze(), true);
         }
     }
 }
@@ -181,16 +169,20 @@ mod tests {
             let _listening = notifier.listen(7, notify::SET | notify::HASH);
             assert_eq!(notifier.wanted(), notify::SET | notify::HASH);
             let mut subs = Subscriptions::new(hub.clone(), 7);
-            subs.subscribe(zankv_commands::pubsub::Kind::Shard, &[listen_channel('s')]);
+            subs.subscribe(
+                zankv_commands::pubsub::Kind::Shard,
+                &[Bytes::from_static(notify::LISTEN_CHANNEL)],
+            );
             notifier.publish(&[
                 event(notify::SET, "sadd", "k 1"),
+                event(notify::ZSET, "zadd", "z"),
                 event(notify::HASH, "hset", "h"),
             ]);
             let got = subs.ready();
-            assert_eq!(got.len(), 1, "only the subscribed class");
+            assert_eq!(got.len(), 1, "one batch");
             let mut out = BytesMut::new();
             got[0].write(zankv_commands::Protocol::Resp2, &mut out);
-            assert!(out.ends_with(b"$8\r\nsadd k 1\r\n"), "{out:?}");
+            assert!(out.ends_with(b"$20\r\nssadd 3 k 1hhset 1 h\r\n"), "{out:?}");
         }
         assert_eq!(notifier.wanted(), 0, "the listener is gone");
     }

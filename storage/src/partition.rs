@@ -693,6 +693,10 @@ mod tests {
         apply(&mut p, 1, "lpush s x");
         // At 5 s, `s` expired: writing it deletes it first.
         apply(&mut p, 5_000, "set s w");
+        // A key found expired by a lookup is announced then, before the command's events.
+        apply(&mut p, 5_000, "sadd t a");
+        apply(&mut p, 5_000, "pexpire t 10");
+        apply(&mut p, 6_000, "sunionstore t2 t l");
         let events: Vec<String> = p
             .take_events()
             .iter()
@@ -710,7 +714,11 @@ mod tests {
                 "del l",
                 "expired s",
                 "new s",
-                "set s"
+                "set s",
+                "new t",
+                "sadd t",
+                "expire t",
+                "expired t"
             ]
         );
     }

@@ -157,6 +157,61 @@ pub fn publish(
     }
 }
 
+/// The internal shard channel a storage node sends its events to listening proxies on;
+/// each message a batch of events ([`append_event`], [`read_events`]).
+pub const LISTEN_CHANNEL: &[u8] = b"__zankv_events__";
+
+/// Appends one event to a batch: its class letter, its name, a space, the key's length in
+/// decimal, a space, the key.
+pub fn append_event(out: &mut BytesMut, class: u16, event: &str, key: &[u8]) {
+    let Some(letter) = letter(class) else {
+        return;
+    };
+    let mut buf = [0u8; 4];
+    out.put_slice(letter.encode_utf8(&mut buf).as_bytes());
+    out.put_slice(event.as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(key.len().to_string().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(key);
+}
+
+/// Reads a batch of events, calling `visit(class, event, key)` for each, in order; stops
+/// at the first malformed one (returning false).
+pub fn read_events(batch: &Bytes, mut visit: impl FnMut(u16, &str, Bytes)) -> bool {
+    let mut rest = &batch[..];
+    while let Some(&first) = rest.first() {
+        let class = match LETTERS.iter().find(|(l, _)| *l as u32 == u32::from(first)) {
+            Some((_, class)) if *class & (KEYSPACE | KEYEVENT) == 0 => *class,
+            _ => return false,
+        };
+        rest = &rest[1..];
+        let Some(space) = rest.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let Ok(event) = std::str::from_utf8(&rest[..space]) else {
+            return false;
+        };
+        rest = &rest[space + 1..];
+        let Some(space) = rest.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let Some(len) = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|l| l.parse::<usize>().ok())
+        else {
+            return false;
+        };
+        rest = &rest[space + 1..];
+        let Some(key) = rest.get(..len) else {
+            return false;
+        };
+        visit(class, event, batch.slice_ref(key));
+        rest = &rest[len..];
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -213,5 +268,35 @@ mod tests {
             "g$lshzxetdm"
         );
         assert_eq!(letter(KEYSPACE), None);
+    }
+
+    #[test]
+    fn a_batch_of_events_reads_back_as_written() {
+        let events: [(u16, &str, &[u8]); 4] = [
+            (LIST, "lpush", b"my list"),
+            (GENERIC, "del", b""),
+            (STRING, "set", b"k \r\n 9 x"),
+            (NEW, "new", b"\xff\x00"),
+        ];
+        let mut out = BytesMut::new();
+        for (class, event, key) in events {
+            append_event(&mut out, class, event, key);
+        }
+        let mut read = Vec::new();
+        assert!(read_events(&out.freeze(), |c, e, k| read.push((
+            c,
+            e.to_string(),
+            k
+        ))));
+        let expected: Vec<(u16, String, Bytes)> = events
+            .iter()
+            .map(|(c, e, k)| (*c, e.to_string(), Bytes::copy_from_slice(k)))
+            .collect();
+        assert_eq!(read, expected);
+        assert!(!read_events(
+            &Bytes::from_static(b"lpush 9 short"),
+            |_, _, _| {}
+        ));
+        assert!(!read_events(&Bytes::from_static(b"Kset 1 k"), |_, _, _| {}));
     }
 }

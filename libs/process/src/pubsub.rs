@@ -64,6 +64,9 @@ struct Subscriber {
     queued: Arc<AtomicUsize>,
     /// Set when it fell behind and was cut off.
     cut: Arc<AtomicBool>,
+    /// Whether it may hear keyspace notifications (a connection restricted to one
+    /// namespace may not: they name every namespace's keys).
+    keyspace_events: Arc<AtomicBool>,
     /// What it subscribes to (so that forgetting it touches only those names).
     names: HashSet<(Kind, Bytes)>,
 }
@@ -147,12 +150,18 @@ impl Hub {
                 }
             }
         }
-        let reached = deliveries.len();
+        let keyspace =
+            !shard && (channel.starts_with(b"__keyspace@") || channel.starts_with(b"__keyevent@"));
+        let mut reached = 0;
         let mut behind = Vec::new();
         for (id, message) in deliveries {
             let Some(s) = registry.subscribers.get(&id) else {
                 continue;
             };
+            if keyspace && !s.keyspace_events.load(Ordering::Relaxed) {
+                continue;
+            }
+            reached += 1;
             let size = message.resp2.len();
             let queued = s.queued.fetch_add(size, Ordering::Relaxed) + size;
             if queued > QUEUE_BYTES || s.tx.try_send(message).is_err() {
@@ -297,6 +306,8 @@ pub struct Subscriptions {
     /// Bytes queued for it (shared with the hub's entry).
     queued: Arc<AtomicUsize>,
     cut: Arc<AtomicBool>,
+    /// Whether it may hear keyspace notifications (shared with the hub's entry).
+    keyspace_events: Arc<AtomicBool>,
 }
 
 impl Subscriptions {
@@ -309,7 +320,15 @@ impl Subscriptions {
             rx: None,
             queued: Arc::new(AtomicUsize::new(0)),
             cut: Arc::new(AtomicBool::new(false)),
+            keyspace_events: Arc::new(AtomicBool::new(true)),
         }
+    }
+
+    /// Whether the connection may hear keyspace notifications (`__keyspace@...`,
+    /// `__keyevent@...`): not while its password restricts it to one namespace, since they
+    /// name the keys of every namespace.
+    pub fn allow_keyspace_events(&self, allowed: bool) {
+        self.keyspace_events.store(allowed, Ordering::Relaxed);
     }
 
     fn of(&self, kind: Kind) -> &[Bytes] {
@@ -350,6 +369,7 @@ impl Subscriptions {
                 tx,
                 queued: self.queued.clone(),
                 cut: self.cut.clone(),
+                keyspace_events: self.keyspace_events.clone(),
                 names: HashSet::new(),
             });
         }
@@ -514,6 +534,26 @@ mod tests {
         assert_eq!(hub.counts(), (1, 2, 0));
         drop(p);
         assert_eq!(hub.numpat(), 0, "a dropped connection leaves the hub");
+    }
+
+    #[tokio::test]
+    async fn a_connection_kept_from_keyspace_events_hears_only_other_channels() {
+        let hub = Arc::new(Hub::default());
+        let mut restricted = Subscriptions::new(hub.clone(), 1);
+        restricted.allow_keyspace_events(false);
+        restricted.subscribe(Kind::Pattern, &[Bytes::from_static(b"*")]);
+        let mut open = Subscriptions::new(hub.clone(), 2);
+        open.subscribe(Kind::Pattern, &[Bytes::from_static(b"*")]);
+        let event = Bytes::from_static(b"__keyspace@0__:secret");
+        assert_eq!(hub.publish(&event, &Bytes::from_static(b"set"), false), 1);
+        assert_eq!(
+            hub.publish(&Bytes::from_static(b"news"), &Bytes::new(), false),
+            2
+        );
+        assert_eq!(restricted.ready().len(), 1, "the plain channel only");
+        assert_eq!(open.ready().len(), 2);
+        restricted.allow_keyspace_events(true);
+        assert_eq!(hub.publish(&event, &Bytes::from_static(b"set"), false), 2);
     }
 
     #[tokio::test]

@@ -249,15 +249,14 @@ fn push(
 }
 
 /// Replaces whatever `key` holds by a new list of `elements` (deletes it when there are
-/// none).
+/// none: returns whether a live key was deleted then).
 pub fn replace_with_list(
     txn: &mut Txn<'_>,
     key: &[u8],
     elements: &[Bytes],
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     if elements.is_empty() {
-        txn.delete_key(key)?;
-        return Ok(());
+        return txn.delete_key(key);
     }
     // Written over the old key (its record retired by the new one), so that a key that
     // existed is not announced as new.
@@ -269,7 +268,7 @@ pub fn replace_with_list(
         End::Right,
         elements,
     )?;
-    Ok(())
+    Ok(false)
 }
 
 /// The event of a push at `end`.

@@ -24,7 +24,7 @@ pub mod string;
 pub mod zset;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
 use zankv_commands::hash::{RandFieldCount, MAX_RANDOM_PICKS};
@@ -292,13 +292,17 @@ pub struct Txn<'a> {
     /// The keyspace event classes wanted (`zankv_commands::notify`); 0: events are not
     /// even recorded.
     pub notify: u16,
-    /// The keyspace events of this change so far, in order.
-    events: Vec<Event>,
+    /// The keyspace events of this change so far, in order (also recorded while a key is
+    /// looked up: `expired`).
+    events: RefCell<Vec<Event>>,
+    /// The keys whose `expired` event is recorded.
+    announced: RefCell<HashSet<Vec<u8>>>,
 }
 
 impl View for Txn<'_> {
     fn note_expired(&self, key: &[u8], _expire_at: u64) {
         self.expired.borrow_mut().push(key.to_vec());
+        self.announce_expired(key);
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
@@ -413,7 +417,8 @@ impl<'a> Txn<'a> {
             state,
             waiting: false,
             notify: 0,
-            events: Vec::new(),
+            events: RefCell::new(Vec::new()),
+            announced: RefCell::new(HashSet::new()),
         }
     }
 
@@ -421,7 +426,7 @@ impl<'a> Txn<'a> {
     /// Redis's `notifyKeyspaceEvent`, called where Redis calls it).
     pub fn notify(&mut self, class: u16, event: &'static str, key: &[u8]) {
         if self.notify & class != 0 {
-            self.events.push(Event {
+            self.events.get_mut().push(Event {
                 class,
                 name: event,
                 key: Bytes::copy_from_slice(key),
@@ -437,14 +442,26 @@ impl<'a> Txn<'a> {
         }
     }
 
+    /// `expired` for `key`, once per change: when a lookup first finds it expired, as
+    /// Redis deletes such a key on access, before the command's own events.
+    fn announce_expired(&self, key: &[u8]) {
+        if self.notify & notify::EXPIRED != 0 && self.announced.borrow_mut().insert(key.to_vec()) {
+            self.events.borrow_mut().push(Event {
+                class: notify::EXPIRED,
+                name: "expired",
+                key: Bytes::copy_from_slice(key),
+            });
+        }
+    }
+
     /// The events recorded so far, in order.
     pub fn take_events(&mut self) -> Vec<Event> {
-        std::mem::take(&mut self.events)
+        std::mem::take(self.events.get_mut())
     }
 
     /// Records events that happened in a change nested in this one.
     pub fn extend_events(&mut self, events: Vec<Event>) {
-        self.events.extend(events);
+        self.events.get_mut().extend(events);
     }
 
     fn in_deleted_range(&self, key: &[u8]) -> bool {
@@ -549,7 +566,7 @@ impl<'a> Txn<'a> {
             }
             // An expired key replaced is deleted first, as Redis does on access.
             Some(old) if old.is_expired(self.now_ms) => {
-                self.notify(notify::EXPIRED, "expired", key);
+                self.announce_expired(key);
                 self.notify(notify::NEW, "new", key);
             }
             Some(_) => {}
@@ -580,7 +597,7 @@ impl<'a> Txn<'a> {
                 self.state.keys = self.state.keys.saturating_sub(1);
                 let live = !old.is_expired(self.now_ms);
                 if !live {
-                    self.notify(notify::EXPIRED, "expired", key);
+                    self.announce_expired(key);
                 }
                 Ok(live)
             }

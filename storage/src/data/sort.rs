@@ -35,11 +35,10 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SortCommand) -> ExecResult {
         ));
     };
     let elements: Vec<Bytes> = values.into_iter().map(Option::unwrap_or_default).collect();
-    let existed = txn.live_meta(dst)?.is_some();
-    super::list::replace_with_list(txn, dst, &elements)?;
+    let deleted = super::list::replace_with_list(txn, dst, &elements)?;
     if !elements.is_empty() {
         txn.notify(notify::LIST, "sortstore", dst);
-    } else if existed {
+    } else if deleted {
         txn.notify(notify::GENERIC, "del", dst);
     }
     Ok(Reply::Integer(elements.len() as i64))

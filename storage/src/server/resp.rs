@@ -458,8 +458,8 @@ impl Executor for ServerContext {
 
 impl ServerContext {
     /// `ZANKV.EVENTS <class letters>`: the connection (a proxy's) listens to the keyspace
-    /// events of those classes, subscribed to their internal channels
-    /// ([`crate::events`]); once per connection.
+    /// events of those classes, subscribed to the internal channel ([`crate::events`]);
+    /// once per connection.
     fn listen(&self, s: &mut Session, argv: &[Bytes]) -> Reply {
         let [_, letters] = argv else {
             return Reply::Error(CommandError::WrongArity("zankv.events".into()));
@@ -471,11 +471,9 @@ impl ServerContext {
         if s.conn.listening.is_some() {
             return Reply::Error(CommandError::Syntax);
         }
-        let channels: Vec<Bytes> = notify::letters(classes)
-            .map(crate::events::listen_channel)
-            .collect();
         s.conn.listening = Some(self.events.listen(s.client.id, classes));
-        s.subs.subscribe(Kind::Shard, &channels)
+        s.subs
+            .subscribe(Kind::Shard, &[Bytes::from_static(notify::LISTEN_CHANNEL)])
     }
 
     /// Sends `item` to the store loop as a batch of its own, after the open batch.
