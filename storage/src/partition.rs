@@ -9,6 +9,8 @@
 //! - a storage error while applying writes nothing and is returned: the caller must stop
 //!   serving writes on this partition rather than let replicas diverge.
 
+use zankv_commands::keyspace::KeyspaceRead;
+use zankv_commands::notify;
 use zankv_commands::{CommandError, ReadCommand, Reply, Routed};
 
 use crate::change::Change;
@@ -161,14 +163,20 @@ impl Partition {
     /// (keys known expired whose deletion is pending). Also returns the expired keys the
     /// read came across, which the caller should delete with an expiry change (Redis
     /// deletes expired keys on access).
+    /// Notes the keys it looked up and did not find when `self.notify` asks for key
+    /// misses (and the command is one whose misses Redis announces).
     pub fn read(
         &self,
         cmd: &ReadCommand,
         now_ms: i64,
         hidden_keys: u64,
         cursors: &mut ScanCursors,
-    ) -> (Reply, Vec<(bytes::Bytes, u64)>) {
-        let view = EngineView::new(self.engine.as_ref());
+    ) -> ReadOutcome {
+        let view = if self.notify & notify::KEY_MISS != 0 && announces_misses(cmd) {
+            EngineView::noting_misses(self.engine.as_ref())
+        } else {
+            EngineView::new(self.engine.as_ref())
+        };
         let mut state = self.state;
         state.keys = state.keys.saturating_sub(hidden_keys);
         let mut ctx = ReadCtx {
@@ -182,7 +190,11 @@ impl Partition {
             Err(ExecError::Command(e)) => Reply::Error(e),
             Err(ExecError::Engine(e)) => Reply::Error(CommandError::Internal(e.to_string())),
         };
-        (reply, view.take_expired())
+        ReadOutcome {
+            reply,
+            expired: view.take_expired(),
+            missed: view.take_missed(),
+        }
     }
 
     /// Up to `limit` (key, expire-at) entries of the expiry index that are due at `now_ms`.
@@ -335,11 +347,16 @@ fn run_contained(
         }
         Err(ExecError::Command(e)) => {
             let expired = txn.take_noted_expired();
+            // A failed command changed nothing, but the keys it found expired are deleted
+            // and its lookups happened: their events stand, as in Redis.
+            let events: Vec<Event> = txn
+                .take_events()
+                .into_iter()
+                .filter(|e| e.class & (notify::EXPIRED | notify::KEY_MISS) != 0)
+                .collect();
             drop(txn);
             let mut reaper = Txn::new(base, now_ms, state);
-            reaper.notify = base.notify;
             reaper.reap(expired)?;
-            let events = reaper.take_events();
             let (writes, state) = reaper.finish();
             Ok(Contained {
                 reply: Reply::Error(e),
@@ -352,9 +369,36 @@ fn run_contained(
     }
 }
 
+/// What a read leaves.
+pub struct ReadOutcome {
+    /// Its reply.
+    pub reply: Reply,
+    /// The keys it found expired (and their expiry), to be deleted.
+    pub expired: Vec<(bytes::Bytes, u64)>,
+    /// The keys it looked up and did not find, when noted ([`Partition::read`]).
+    pub missed: Vec<bytes::Bytes>,
+}
+
+/// Whether Redis announces a read's key misses (`keymiss`): every read of keys but those
+/// that look without notifying (OBJECT) or do not look keys up (KEYS, SCAN, RANDOMKEY,
+/// DBSIZE, ...).
+fn announces_misses(cmd: &ReadCommand) -> bool {
+    !matches!(
+        cmd,
+        ReadCommand::Keyspace(
+            KeyspaceRead::Object(..)
+                | KeyspaceRead::Scan(_)
+                | KeyspaceRead::Keys(_)
+                | KeyspaceRead::RandomKey
+                | KeyspaceRead::DbSize
+                | KeyspaceRead::PartitionKeyspace
+        )
+    )
+}
+
 /// What one command's contained run leaves: its reply, its writes, the bookkeeping after
 /// them and its keyspace events (a failed command's are only those of the expired keys
-/// it deleted).
+/// it deleted and of its key misses).
 struct Contained {
     reply: Reply,
     writes: crate::engine::WriteBatch,
@@ -373,13 +417,16 @@ fn execute(
     match zankv_commands::parse(argv).map(|(c, _)| c.route()) {
         Ok(Routed::Write(cmd)) => data::execute_write(txn, &cmd),
         Ok(Routed::Read(cmd)) if reads => {
+            txn.reading.set(announces_misses(&cmd));
             let mut ctx = ReadCtx {
                 view: &*txn,
                 now_ms: txn.now_ms,
                 state: txn.state,
                 cursors,
             };
-            data::execute_read(&mut ctx, &cmd)
+            let reply = data::execute_read(&mut ctx, &cmd);
+            txn.reading.set(false);
+            reply
         }
         // The log holds arguments: only a write (or a transaction's commands) was ever
         // proposed.
@@ -654,7 +701,7 @@ mod tests {
                 Bytes::from(count.to_string()),
             ];
             let cmd = zankv_commands::parse(&argv).unwrap().0.into_read().unwrap();
-            p.read(&cmd, 1, 0, &mut ScanCursors::new(10)).0
+            p.read(&cmd, 1, 0, &mut ScanCursors::new(10)).reply
         };
         assert_eq!(
             read(&p, "-20000000"),
@@ -930,7 +977,7 @@ mod tests {
         let read = |words: &[&str]| {
             let argv: Vec<Bytes> = words.iter().map(|w| Bytes::from(w.to_string())).collect();
             let cmd = zankv_commands::parse(&argv).unwrap().0.into_read().unwrap();
-            p.read(&cmd, 1_000, 0, &mut ScanCursors::new(10)).0
+            p.read(&cmd, 1_000, 0, &mut ScanCursors::new(10)).reply
         };
         assert_eq!(read(&["get", "s"]), Reply::bulk("v"));
         assert_eq!(read(&["pexpiretime", "s"]), Reply::Integer(at as i64));

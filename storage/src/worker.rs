@@ -45,6 +45,7 @@ use bytes::Bytes;
 use raft::eraftpb::{Entry, EntryType};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
+use zankv_commands::notify;
 use zankv_commands::{CommandError, ReadCommand, Reply};
 
 use crate::change::{Change, Touches};
@@ -53,7 +54,7 @@ use crate::data::functions::FunctionChange;
 use crate::data::ScanCursors;
 use crate::engine::memory::MemoryEngine;
 use crate::engine::{Engine, EngineError};
-use crate::events::Notifier;
+use crate::events::{Event, Notifier};
 use crate::node_stats::NodeStats;
 use crate::partition::{Partition, RECLAIM_BUDGET};
 use crate::records::AppliedState;
@@ -1105,7 +1106,22 @@ impl Worker {
     /// [`Worker::read`] as of `now_ms`.
     fn read_at(&mut self, cmd: &ReadCommand, now_ms: i64) -> Reply {
         let hidden = self.expired_seen.len() as u64;
-        let (reply, expired) = self.partition.read(cmd, now_ms, hidden, &mut self.cursors);
+        // Key misses are announced by the replica that serves the read.
+        self.partition.notify = self.events.wanted();
+        let outcome = self.partition.read(cmd, now_ms, hidden, &mut self.cursors);
+        let (reply, expired) = (outcome.reply, outcome.expired);
+        if !outcome.missed.is_empty() {
+            let misses: Vec<Event> = outcome
+                .missed
+                .into_iter()
+                .map(|key| Event {
+                    class: notify::KEY_MISS,
+                    name: "keymiss",
+                    key,
+                })
+                .collect();
+            self.events.publish(&misses);
+        }
         for (key, _) in &expired {
             if self.expired_seen.len() < EXPIRED_SEEN {
                 self.expired_seen.insert(key.clone());

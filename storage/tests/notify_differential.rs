@@ -3,11 +3,12 @@
 //! message by message (pattern, channel, payload).
 //!
 //! - On a storage node (one partition: one total order of events): seeded random writes
-//!   over strings, keys, lists, hashes, sets, sorted sets and SORT ... STORE, under several
-//!   settings (every class; a few classes on one kind of channel; with `n`). Replies are
-//!   compared as they come, the two streams whole at the end. zankv may deliver an event
-//!   after the write's reply, so each stream is read until a sentinel write's last event
-//!   arrives (bounded in time).
+//!   over strings, keys, lists, hashes, sets, sorted sets and SORT ... STORE, and reads of
+//!   the same keys, under several settings (every class; a few classes on one kind of
+//!   channel; with `n`; with `m`: a lookup that finds no key publishes `keymiss`, as reads
+//!   and some writes do, OBJECT not). Replies are compared as they come, the two streams
+//!   whole at the end. zankv may deliver an event after the command's reply, so each
+//!   stream is read until a sentinel command's last event arrives (bounded in time).
 //! - Active expiry: a key set with `PX 100` and never read again publishes `expired`
 //!   within 3 s.
 //! - A RESP3 subscriber receives the events as push frames, as Redis sends them.
@@ -27,8 +28,8 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use support::diff::{b, must_start_pair_on, seed_from_env, seeds, sorted_items, words};
-use support::diff::{Pair, Rand, Target};
+use support::diff::{b, must_start_pair_on, seed_from_env, seeds, sorted_items, sorted_pairs};
+use support::diff::{words, Pair, Rand, Target};
 use support::proxy::ProxiedCluster;
 use support::{escape, show_cmd, Client, Frame, ReadOutcome, RedisServer};
 
@@ -48,9 +49,9 @@ const SENTINEL: &str = "zz-sentinel";
 const BAD_FLAGS: &str = "ERR CONFIG SET failed (possibly related to argument \
      'notify-keyspace-events') - Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
 
-/// The settings of the node rounds; each must publish SET's or DEL's events (see
-/// [`sentinel`]).
-const NODE_FLAGS: &[&str] = &["KEA", "Kl$", "Egx", "KEAn"];
+/// The settings of the node rounds; each must publish SET's or DEL's events, or key misses
+/// (see [`sentinel`]).
+const NODE_FLAGS: &[&str] = &["KEA", "Kl$", "Egx", "KEAn", "KEAm", "Em"];
 
 /// Hash tags for the proxy run: every step's keys share one, so multi-key commands stay in
 /// one partition; the tags reach several.
@@ -140,20 +141,27 @@ fn last_message(flags: &str, key: &[u8], event: &str) -> Message {
     }
 }
 
-/// The sentinel's writes on `key` (SET, then DEL) and the last message they publish under
-/// `flags`, which must publish generic or string events.
-fn sentinel(flags: &str, key: &[u8]) -> ([Vec<Vec<u8>>; 2], Message) {
-    let event = if flags.contains(['A', 'g']) {
-        "del"
-    } else {
-        assert!(flags.contains('$'), "{flags} publishes neither SET nor DEL");
-        "set"
-    };
-    let writes = [
+/// The sentinel's commands on `key` (SET, then DEL, then with `m` a GET of the key gone)
+/// and the last message they publish under `flags`, which must publish generic or string
+/// events, or key misses.
+fn sentinel(flags: &str, key: &[u8]) -> (Vec<Vec<Vec<u8>>>, Message) {
+    let mut commands = vec![
         vec![b("SET"), key.to_vec(), b("1")],
         vec![b("DEL"), key.to_vec()],
     ];
-    (writes, last_message(flags, key, event))
+    let event = if flags.contains('m') {
+        commands.push(vec![b("GET"), key.to_vec()]);
+        "keymiss"
+    } else if flags.contains(['A', 'g']) {
+        "del"
+    } else {
+        assert!(
+            flags.contains('$'),
+            "{flags} publishes neither SET, DEL nor key misses"
+        );
+        "set"
+    };
+    (commands, last_message(flags, key, event))
 }
 
 /// What a subscriber received, and what went wrong if anything did.
@@ -235,12 +243,10 @@ impl Run {
         }
     }
 
-    /// Sends `args` to redis and to zankv; the replies must be equal (SPOP's as sets).
+    /// Sends `args` to redis and to zankv; the replies must be equal (as [`comparable`]).
     fn both(&mut self, redis: &mut Client, zankv: &mut Client, args: &[Vec<u8>]) {
-        let (mut a, mut z) = (redis.cmd_vec(args), zankv.cmd_vec(args));
-        if args[0].eq_ignore_ascii_case(b"spop") {
-            (a, z) = (sorted_items(a), sorted_items(z));
-        }
+        let (a, z) = (redis.cmd_vec(args), zankv.cmd_vec(args));
+        let (a, z) = (comparable(args, a), comparable(args, z));
         self.log.push(format!("{} -> {a}", show_cmd(args)));
         if a != z {
             self.fail(&format!("replies differ\n  redis: {a}\n  zankv: {z}"));
@@ -293,6 +299,21 @@ impl Run {
     }
 }
 
+/// A reply of `args` as the servers' are compared: members of sets (SPOP's too) and a
+/// hash's fields sorted (each server has its own order), a TTL left as 1 (the servers'
+/// clocks run apart).
+fn comparable(args: &[Vec<u8>], reply: Frame) -> Frame {
+    match args[0].to_ascii_uppercase().as_slice() {
+        b"SPOP" | b"SMEMBERS" | b"SINTER" | b"SUNION" => sorted_items(reply),
+        b"HGETALL" => sorted_pairs(reply),
+        b"TTL" | b"PTTL" => match reply {
+            Frame::Integer(left) if left > 0 => Frame::Integer(1),
+            other => other,
+        },
+        _ => reply,
+    }
+}
+
 /// ` WORD` (one of `choices`) `percent` times in 100, else nothing.
 fn opt(rng: &mut Rand, percent: u32, choices: &[&str]) -> String {
     if rng.chance(percent) {
@@ -302,7 +323,7 @@ fn opt(rng: &mut Rand, percent: u32, choices: &[&str]) -> String {
     }
 }
 
-/// One random step: its writes in order. Every key starts with `tag`.
+/// One random step: its commands in order, writes or reads. Every key starts with `tag`.
 fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
     let key = |rng: &mut Rand, kind: &str| format!("{tag}{kind}{}", rng.usize(1..=2));
     let any = |rng: &mut Rand| {
@@ -318,7 +339,7 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
     let ttl = rng.fresh_rel_secs();
     let cond = opt(rng, 50, &["NX", "XX", "GT", "LT"]);
     // Commands separated by "; " are sent in turn.
-    let line = match rng.usize(0..43) {
+    let line = match rng.usize(0..65) {
         0 => {
             let ex = match rng.usize(0..4) {
                 0 => format!(" EX {ttl}"),
@@ -388,9 +409,51 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
         39 => format!("ZREMRANGEBYSCORE {z} {} {}", rng.i64(0..=2), rng.i64(1..=3)),
         40 => format!("ZUNIONSTORE {k} 2 {z} {z2}"),
         41 => format!("ZRANGESTORE {k} {z} 0 {}", rng.i64(0..=2)),
-        _ => {
+        42 => {
             let source = [&l, &t, &z][rng.usize(0..3)];
             format!("SORT {source}{} STORE {k}", opt(rng, 80, &["ALPHA"]))
+        }
+        // Reads: each lookup of a key that is not there publishes `keymiss` (a key of
+        // another type is no miss), OBJECT's none.
+        43 => format!("GET {}", [&s, &k][rng.usize(0..2)]),
+        44 => format!("MGET {s} {k} {s2}"),
+        45 => format!("STRLEN {s}"),
+        46 => format!("GETRANGE {s} {} -1", rng.i64(0..=1)),
+        47 => format!("EXISTS {k} {k2}"),
+        48 => format!("TYPE {k}"),
+        49 => format!("{} {k}", rng.pick(&["TTL", "PTTL"])),
+        50 => format!("HGET {h} {m}"),
+        51 => format!("HMGET {h} {m} {m2}"),
+        52 => format!("{} {h}", rng.pick(&["HGETALL", "HLEN"])),
+        53 => format!("HEXISTS {h} {m}"),
+        54 => match rng.usize(0..3) {
+            0 => format!("LLEN {l}"),
+            1 => format!("LINDEX {l} {}", rng.i64(-1..=1)),
+            _ => format!("LRANGE {l} 0 {}", rng.i64(-1..=1)),
+        },
+        55 => format!("{} {t}", rng.pick(&["SMEMBERS", "SCARD"])),
+        56 => format!("SISMEMBER {t} {m}"),
+        57 => format!("{} {t} {t2}", rng.pick(&["SINTER", "SUNION"])),
+        58 => format!("ZRANGE {z} 0 -1{}", opt(rng, 50, &["WITHSCORES"])),
+        59 => format!("{} {z} {m}", rng.pick(&["ZSCORE", "ZRANK"])),
+        60 => format!("ZCARD {z}"),
+        61 => format!("ZUNION 2 {z} {z2}"),
+        // Looks the key up without announcing a miss.
+        62 => format!("OBJECT FREQ {k}"),
+        // GET's keys (never there) are looked up in the sorted order, by the write too. Not
+        // through a proxy: a pattern's keys could be in another partition.
+        63 if tag.is_empty() => {
+            let source = [&l, &t, &z][rng.usize(0..3)];
+            let store = if rng.chance(50) {
+                format!(" STORE {k}")
+            } else {
+                String::new()
+            };
+            format!("SORT {source} ALPHA GET # GET w*{store}")
+        }
+        _ => {
+            let source = [&l, &t, &z, &k][rng.usize(0..4)];
+            format!("SORT {source}{}", opt(rng, 80, &["ALPHA"]))
         }
     };
     line.split("; ").map(words).collect()
@@ -421,8 +484,8 @@ fn run_node(seed: u64, flags: &str, resp3: bool, steps: usize) {
             run.both(redis, zankv, &args);
         }
     }
-    let (writes, end) = sentinel(flags, SENTINEL.as_bytes());
-    for args in &writes {
+    let (commands, end) = sentinel(flags, SENTINEL.as_bytes());
+    for args in &commands {
         run.both(redis, zankv, args);
     }
     run.compare(collect_both(&mut subs, &[end], DELIVERY), false);
@@ -503,8 +566,8 @@ fn proxy_subscribers_receive_every_partitions_events() {
     // A sentinel per tag: the events of each partition arrive in order.
     let mut ends = Vec::new();
     for tag in TAGS {
-        let (writes, end) = sentinel("KEA", format!("{tag}{SENTINEL}").as_bytes());
-        for args in &writes {
+        let (commands, end) = sentinel("KEA", format!("{tag}{SENTINEL}").as_bytes());
+        for args in &commands {
             run.both(&mut redis, &mut proxy, args);
         }
         ends.push(end);

@@ -12,7 +12,12 @@
 //!   default RESP2 and after `redis.setresp(3)`; what `redis.call` hands the script for
 //!   strings, hashes (HGETALL), sorted sets (ZSCORE, ZRANGE WITHSCORES), lists, sets, MGET
 //!   with a hole, status replies and missing keys, in both of the script's protocols; the
-//!   libraries a script may use (`bit`, `string`, `table`, `math`, `loadstring`).
+//!   libraries a script may use (`bit`, `string`, `table`, `math`, `loadstring`), and
+//!   `struct`: packing every option (endianness, `!` alignment of widths that are no power
+//!   of two too, integers of 1 to 12 bytes, numbers out of range and NaN, floats, `c0`,
+//!   `s`), unpacking (sign extension, `c0` after a number or a numeric string, a start
+//!   position, NaN and infinities through `tostring`, a packed value stored and read back),
+//!   `size`, and nearly as many results as Lua lets a C function return.
 //! - errors: raised (`error('x')`, `error({err=...})`, `error(redis.error_reply(...))`,
 //!   `error()`, `error(42)`, runtime errors, with the line of a multi-line script, inside
 //!   a local function too), caught (`pcall`, `xpcall`, `pcall(redis.call, ...)` giving the
@@ -26,7 +31,9 @@
 //!   sandbox (assigning a global, `_G.x`, `rawset(_G, ...)`, `setmetatable(_G, ...)`,
 //!   writing into a library, reading an undefined global, `os`, `print`, `dofile`); the
 //!   argument checks of `redis.log`, `redis.setresp`, `redis.sha1hex` and
-//!   `redis.set_repl`.
+//!   `redis.set_repl`; `struct`'s errors (invalid options, integral sizes, alignments,
+//!   arguments missing or of the wrong type and how the function was named, data too
+//!   short, `c0` without a size, too many results, writing into the library).
 //! - the script cache: EVAL then EVALSHA of its SHA1 in lower and upper case, EVAL_RO
 //!   caching too, EVALSHA and EVALSHA_RO of unknown names (NOSCRIPT), a body that does not
 //!   compile is not cached, SCRIPT LOAD and SCRIPT EXISTS of several names (cached and
@@ -104,8 +111,10 @@
 //! tags.
 //!
 //! Not compared (known differences, or not deterministic): SCRIPT HELP (zankv has no
-//! SCRIPT DEBUG), `redis.call('select', 1)` (zankv has only database 0), the `cjson`,
-//! `cmsgpack` and `struct` libraries, `error({x=1})` (which crashes redis-server 7.0),
+//! SCRIPT DEBUG), `redis.call('select', 1)` (zankv has only database 0), the `cjson` and
+//! `cmsgpack` libraries' encodings at large (only their errors and limits are compared),
+//! `struct.unpack` of the last two results below Lua's limit (which zankv refuses),
+//! `error({x=1})` (which crashes redis-server 7.0),
 //! SCRIPT KILL of a running script and BUSY (timing), what `redis.log` writes,
 //! `math.random`, `redis.call('time')`, `redis.REDIS_VERSION`, and scripts inside MULTI;
 //! for functions, FUNCTION STATS and FUNCTION KILL while a function runs (timing), the
@@ -292,6 +301,223 @@ const CONVERSIONS: &[Scenario] = &[
             (Exact, &["EVAL", "return loadstring('x=')", "0"]),
             (Exact, &["EVAL", "return type(loadstring)", "0"]),
             (Exact, &["EVAL", "return type(redis.call)", "0"]),
+        ],
+    ),
+    (
+        "the struct library: pack, unpack and size",
+        &[
+            (Exact, &["EVAL", "return struct.pack('>I2', 258)", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return struct.pack('<i4 >h b B', -2, 513, -1, 255)",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return struct.pack('<L', -1)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('<i9', -1)", "0"]),
+            // Numbers out of range, NaN and fractions, as C converts them.
+            (Exact, &["EVAL", "return struct.pack('I', 1e20)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('<L', 0/0)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('<L', 2^63 + 2^62)", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('<b b B', 3.7, -3.7, 256)", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('B', ARGV[1])", "0", "12"],
+            ),
+            // Alignment, of widths that are no power of two too.
+            (Exact, &["EVAL", "return struct.pack('!4 b i', 1, 2)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('!b d', 1, 2)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('!i3', 1)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('!bi6', 1, 2)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('<!4 b c2 i', 1, 'ab', 7)", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('f d', 1.5, -2.25)", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('>f f', 0.1, 0/0)", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return struct.pack('c3 c0 s x', 'abcdef', 'xyz', 'z')",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('c0 s', 2^53, 42)", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.pack('b\\0b', 1, 2)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('>I2 b', '\\1\\2\\3')}", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('<l', ('\\255'):rep(8))}",
+                    "0",
+                ],
+            ),
+            // 2^64 - 1: a float, which the reply makes the smallest integer.
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('<L', ('\\255'):rep(8))}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return tostring((struct.unpack('<L', ('\\255'):rep(8))))",
+                    "0",
+                ],
+            ),
+            // Wider than 8 bytes: the low 8 bytes, the sign where lua-struct's shift lands.
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('<i9', '\\128' .. ('\\0'):rep(8))}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('<i12', '\\0\\0\\0\\128' .. ('\\0'):rep(8))}",
+                    "0",
+                ],
+            ),
+            // c0 reads as many bytes as the value before it says, in its place.
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('bc0b', '\\2abc')}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('c1c0', '3abcd')}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('sc0', '2\\0abc')}", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('!4bi', 'x\\1\\0\\0\\0\\2\\0\\0\\0', 2)}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('ss', 'ab\\0cd\\0')}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('', 'abc', -5)}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {struct.unpack('', 'abc', 1e30)}", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('b', ARGV[1], ARGV[2])}",
+                    "0",
+                    "xyz",
+                    "3",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return tostring((struct.unpack('>f', struct.pack('>f', 0.1))))",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return tostring((struct.unpack('f', '\\0\\0\\192\\255')))",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return tostring((struct.unpack('d', '\\0\\0\\0\\0\\0\\0\\240\\127')))",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "redis.call('set', KEYS[1], struct.pack('>I4 s', 7, 'x'))",
+                    "1",
+                    "k",
+                ],
+            ),
+            (Exact, &["GET", "k"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.unpack('>I4 s', redis.call('get', KEYS[1]))}",
+                    "1",
+                    "k",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return select('#', struct.unpack(('b'):rep(7995), ('a'):rep(8000)))",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.size('bhilT'), struct.size('!bhilT'), struct.size('!i7')}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return {struct.size('Z'), struct.size('c2147483647c2147483647')}",
+                    "0",
+                ],
+            ),
         ],
     ),
     (
@@ -995,6 +1221,118 @@ const ERRORS: &[Scenario] = &[
             (Exact, &["EVAL", "local x = 5 return x", "0"]),
             // Nothing a script assigned stays for the next one.
             (Exact, &["EVAL", "return x", "0"]),
+        ],
+    ),
+    (
+        "errors of the native libraries as a script that catches them sees them",
+        &[
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = pcall(cjson.decode, '{') return {tostring(ok), type(e), e}",
+                    "0",
+                ],
+            ),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(cjson.encode) return {type(e), e}", "0"],
+            ),
+            (Exact, &["EVAL", "return cjson.decode(12)", "0"]),
+            (Exact, &["EVAL", "return cjson.decode({})", "0"]),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(cmsgpack.pack) return e", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(cmsgpack.unpack_one, 'x', 5) return e", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(cmsgpack.unpack_one, 'x', -1) return e", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 0)}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 0, 1)}", "0"],
+            ),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(bit.tohex) return {type(e), e}", "0"],
+            ),
+            (Exact, &["EVAL", "return bit.band(1, 'x')", "0"]),
+            (Exact, &["EVAL", "return bit.tohex('0x10')", "0"]),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(redis.sha1hex) return {type(e), e}", "0"],
+            ),
+            (Exact, &["EVAL", "return redis.setresp(5)", "0"]),
+            (
+                Exact,
+                &["EVAL", "local ok, e = pcall(redis.log) return e", "0"],
+            ),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "local ok, e = xpcall(function() return cjson.decode('[') end, function(e) return type(e) .. ':' .. e end) return e",
+                    "0",
+                ],
+            ),
+        ],
+    ),
+    (
+        "errors of the struct library",
+        &[
+            (Exact, &["EVAL", "return struct.pack('Z', 1)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('=I2', 258)", "0"]),
+            (Exact, &["EVAL", "return struct.pack('i33', 1)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('c99999999999', 'ab')", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.pack('!3', 1)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.pack('bbb', 1, 'x', 3)", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.pack('bc2', 1, 'a')", "0"]),
+            (Exact, &["EVAL", "return struct.pack()", "0"]),
+            (Exact, &["EVAL", "return struct:pack('b', 1)", "0"]),
+            (
+                Exact,
+                &["EVAL", "local p = struct.pack\nreturn p('Z')", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.unpack('b', '')", "0"]),
+            (Exact, &["EVAL", "return struct.unpack('b', 'abc', 0)", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.unpack('b', 'abc', 'z')", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.unpack('c0', 'abc')", "0"]),
+            (
+                Exact,
+                &["EVAL", "return struct.unpack('bc0', '\\255abc')", "0"],
+            ),
+            (Exact, &["EVAL", "return struct.unpack('s', 'abc')", "0"]),
+            (Exact, &["EVAL", "return struct.unpack('b')", "0"]),
+            (
+                Exact,
+                &[
+                    "EVAL",
+                    "return struct.unpack(('b'):rep(7998), ('a'):rep(8000))",
+                    "0",
+                ],
+            ),
+            (Exact, &["EVAL", "return struct.size('s')", "0"]),
+            (Exact, &["EVAL", "return struct.size('c0')", "0"]),
+            (Exact, &["EVAL", "return struct.size('=')", "0"]),
+            (Exact, &["EVAL", "struct.x = 1", "0"]),
+            (Exact, &["EVAL", "struct.pack = nil", "0"]),
         ],
     ),
     (

@@ -366,7 +366,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &KeyspaceWrite) -> ExecResult {
             if src == dst {
                 return Err(CommandError::SameObject.into());
             }
+            // The source is read (a miss is announced), the destination only written.
             let Some(meta) = txn.live_meta(src)? else {
+                txn.notify(notify::KEY_MISS, "keymiss", src);
                 return Ok(Reply::Integer(0));
             };
             if !*replace && txn.live_meta(dst)?.is_some() {

@@ -79,12 +79,18 @@ pub trait View {
     /// deletes such keys on access; views remember them so they are deleted right after
     /// the command (by a replicated expiry change, so replicas stay identical).
     fn note_expired(&self, _key: &[u8], _expire_at: u64) {}
+
+    /// Called when a command looked up `key` and found nothing (missing or expired):
+    /// Redis's key miss, which a read announces (`keymiss`) when asked to.
+    fn note_missing(&self, _key: &[u8]) {}
 }
 
 /// A [`View`] of an engine's committed data, for reads.
 pub struct EngineView<'a> {
     engine: &'a dyn Engine,
     expired: RefCell<Vec<(Bytes, u64)>>,
+    /// The keys looked up and not found, when they are wanted.
+    missed: Option<RefCell<Vec<Bytes>>>,
 }
 
 impl<'a> EngineView<'a> {
@@ -93,12 +99,29 @@ impl<'a> EngineView<'a> {
         EngineView {
             engine,
             expired: RefCell::new(Vec::new()),
+            missed: None,
+        }
+    }
+
+    /// A view of `engine` that remembers the keys looked up and not found.
+    pub fn noting_misses(engine: &'a dyn Engine) -> Self {
+        EngineView {
+            missed: Some(RefCell::new(Vec::new())),
+            ..EngineView::new(engine)
         }
     }
 
     /// The expired keys reads came across, to be deleted.
     pub fn take_expired(&self) -> Vec<(Bytes, u64)> {
         std::mem::take(&mut self.expired.borrow_mut())
+    }
+
+    /// The keys looked up and not found, in order (none unless noted).
+    pub fn take_missed(&self) -> Vec<Bytes> {
+        self.missed
+            .as_ref()
+            .map(|m| std::mem::take(&mut *m.borrow_mut()))
+            .unwrap_or_default()
     }
 }
 
@@ -111,6 +134,12 @@ impl View for EngineView<'_> {
         self.expired
             .borrow_mut()
             .push((Bytes::copy_from_slice(key), expire_at));
+    }
+
+    fn note_missing(&self, key: &[u8]) {
+        if let Some(missed) = &self.missed {
+            missed.borrow_mut().push(Bytes::copy_from_slice(key));
+        }
     }
 
     fn scan(
@@ -145,9 +174,14 @@ pub fn live_meta(
             ..
         }) if (at as i64) <= now_ms => {
             view.note_expired(key, at);
+            view.note_missing(key);
             Ok(None)
         }
-        other => Ok(other),
+        None => {
+            view.note_missing(key);
+            Ok(None)
+        }
+        live => Ok(live),
     }
 }
 
@@ -297,12 +331,25 @@ pub struct Txn<'a> {
     events: RefCell<Vec<Event>>,
     /// The keys whose `expired` event is recorded.
     announced: RefCell<HashSet<Vec<u8>>>,
+    /// Set while a read command runs inside the change (MULTI): its lookups that find
+    /// nothing are key misses (`keymiss`), as a write's are not.
+    pub reading: std::cell::Cell<bool>,
 }
 
 impl View for Txn<'_> {
     fn note_expired(&self, key: &[u8], _expire_at: u64) {
         self.expired.borrow_mut().push(key.to_vec());
         self.announce_expired(key);
+    }
+
+    fn note_missing(&self, key: &[u8]) {
+        if self.reading.get() && self.notify & notify::KEY_MISS != 0 {
+            self.events.borrow_mut().push(Event {
+                class: notify::KEY_MISS,
+                name: "keymiss",
+                key: Bytes::copy_from_slice(key),
+            });
+        }
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
@@ -419,6 +466,7 @@ impl<'a> Txn<'a> {
             notify: 0,
             events: RefCell::new(Vec::new()),
             announced: RefCell::new(HashSet::new()),
+            reading: std::cell::Cell::new(false),
         }
     }
 

@@ -49,20 +49,29 @@ fn set_reply(members: impl IntoIterator<Item = Bytes>) -> Reply {
     Reply::Set(members.into_iter().map(Reply::Bulk).collect())
 }
 
-/// SINTER/SUNION/SDIFF of `keys`: every key's type is checked first (WRONGTYPE even when
-/// an intersection is empty because of a missing key). Stops early once `limit` members
-/// are found (0 = no limit; SINTERCARD).
-fn combine(
+/// The sets of SINTER/SUNION/SDIFF's `keys` (`None`: missing), looked up in turn: every
+/// key's type is checked first (WRONGTYPE even when an intersection is empty because of a
+/// missing key).
+fn lookup_sets(
     view: &(impl View + ?Sized),
     now_ms: i64,
-    op: SetOp,
     keys: &[Bytes],
-    limit: usize,
-) -> Result<BTreeSet<Bytes>, ExecError> {
+) -> Result<Vec<Option<KeyMeta>>, ExecError> {
     let mut sets = Vec::with_capacity(keys.len());
     for key in keys {
         sets.push(typed_meta(view, key, now_ms, KeyType::Set)?);
     }
+    Ok(sets)
+}
+
+/// SINTER/SUNION/SDIFF of `sets` ([`lookup_sets`]). Stops early once `limit` members are
+/// found (0 = no limit; SINTERCARD).
+fn combine(
+    view: &(impl View + ?Sized),
+    op: SetOp,
+    sets: &[Option<KeyMeta>],
+    limit: usize,
+) -> Result<BTreeSet<Bytes>, ExecError> {
     if op == SetOp::Inter && sets.iter().any(Option::is_none) {
         return Ok(BTreeSet::new());
     }
@@ -144,11 +153,15 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SetRead) -> ExecResult {
             None => Vec::new(),
         })),
         SetRead::RandMember(key, count) => rand_member(view, meta_of(key)?, *count),
-        SetRead::Combine(op, keys) => Ok(set_reply(combine(view, now, *op, keys, 0)?)),
+        SetRead::Combine(op, keys) => {
+            let sets = lookup_sets(view, now, keys)?;
+            Ok(set_reply(combine(view, *op, &sets, 0)?))
+        }
         SetRead::InterCard(keys, limit) => {
             let limit = usize::try_from(*limit).unwrap_or(usize::MAX);
+            let sets = lookup_sets(view, now, keys)?;
             Ok(Reply::Integer(
-                combine(view, now, SetOp::Inter, keys, limit)?.len() as i64,
+                combine(view, SetOp::Inter, &sets, limit)?.len() as i64,
             ))
         }
         SetRead::Scan(key, cursor, opts) => {
@@ -320,7 +333,17 @@ pub fn write(txn: &mut Txn<'_>, cmd: &SetWrite) -> ExecResult {
             Ok(Reply::Integer(1))
         }
         SetWrite::Store(op, dst, keys) => {
-            let result = combine(&*txn, txn.now_ms, *op, keys, 0)?;
+            // As [`lookup_sets`], announcing each source key missed (Redis reads them), in
+            // turn, before a later key's WRONGTYPE.
+            let mut sets = Vec::with_capacity(keys.len());
+            for key in keys {
+                let meta = txn.typed_meta(key, KeyType::Set)?;
+                if meta.is_none() {
+                    txn.notify(notify::KEY_MISS, "keymiss", key);
+                }
+                sets.push(meta);
+            }
+            let result = combine(&*txn, *op, &sets, 0)?;
             let event = match op {
                 SetOp::Inter => "sinterstore",
                 SetOp::Union => "sunionstore",

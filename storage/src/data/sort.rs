@@ -28,7 +28,13 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &SortCommand) -> ExecResult {
 /// Executes SORT: the reply, or with STORE the result stored as a list (GET's missing
 /// values as empty strings) and its length.
 pub fn write(txn: &mut Txn<'_>, cmd: &SortCommand) -> ExecResult {
-    let values = sorted(&*txn, txn.now_ms, cmd)?;
+    // SORT reads its key and the BY and GET keys as a read command does (Redis's
+    // lookupKeyRead): each lookup that finds nothing is a key miss, announced in turn (after
+    // the key's `expired`), before the STORE's events.
+    let reading = txn.reading.replace(true);
+    let values = sorted(&*txn, txn.now_ms, cmd);
+    txn.reading.set(reading);
+    let values = values?;
     let Some(dst) = &cmd.store else {
         return Ok(Reply::Array(
             values.into_iter().map(Reply::bulk_or_nil).collect(),
@@ -143,6 +149,7 @@ fn sorted(
         }
     } else {
         let mut keyed = Vec::with_capacity(elements.len());
+        let mut not_double = false;
         for e in elements {
             let value = match by {
                 Some(pattern) => lookup(view, now_ms, pattern, &e)?,
@@ -151,14 +158,21 @@ fn sorted(
             let key = if alpha {
                 SortKey::Text(value)
             } else {
-                match value {
+                match value.map(|v| parse_sort_double(&v)) {
                     None => SortKey::Number(0.0),
-                    Some(v) => {
-                        SortKey::Number(parse_sort_double(&v).ok_or(CommandError::SortNotDouble)?)
+                    Some(Some(n)) => SortKey::Number(n),
+                    Some(None) => {
+                        not_double = true;
+                        SortKey::Number(0.0)
                     }
                 }
             };
             keyed.push((key, e));
+        }
+        // As Redis: every BY key is looked up (a miss is announced) before a value that is
+        // not a number fails the sort.
+        if not_double {
+            return Err(CommandError::SortNotDouble.into());
         }
         keyed.sort_by(|(ka, ea), (kb, eb)| {
             let order = match (ka, kb) {

@@ -105,7 +105,12 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 reply = match &old {
                     Some(m) if m.key_type() == KeyType::String => Reply::bulk_from(string_value(m)),
                     Some(_) => return Err(CommandError::WrongType.into()),
-                    None => Reply::Nil,
+                    // GET reads the key first (Redis's lookupKeyRead): a miss is announced
+                    // before SET's own events, set or not.
+                    None => {
+                        txn.notify(notify::KEY_MISS, "keymiss", key);
+                        Reply::Nil
+                    }
                 };
             }
             let found = old.is_some();
@@ -142,6 +147,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
         }
         StringWrite::GetDel(key) => {
             let Some(m) = txn.typed_meta(key, KeyType::String)? else {
+                txn.notify(notify::KEY_MISS, "keymiss", key);
                 return Ok(Reply::Nil);
             };
             txn.delete_key(key)?;
@@ -149,7 +155,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             Ok(Reply::bulk_from(string_value(&m)))
         }
         StringWrite::GetEx(key, update) => {
+            // A missing key answers nil (and is a key miss) before the expiry is checked.
             let Some(mut m) = txn.typed_meta(key, KeyType::String)? else {
+                txn.notify(notify::KEY_MISS, "keymiss", key);
                 return Ok(Reply::Nil);
             };
             let new_at = match update {

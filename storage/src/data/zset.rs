@@ -359,22 +359,29 @@ fn aggregate(how: Aggregate, a: f64, b: f64) -> f64 {
     }
 }
 
-/// ZUNION/ZINTER/ZDIFF of `keys`: every key's type is checked before the options are read
-/// (as Redis does); the result is in (score, member) order. `limit` stops an intersection
-/// early (ZINTERCARD; 0 = none).
-fn combine(
+/// The inputs of ZUNION/ZINTER/ZDIFF's `keys`, looked up in turn (WRONGTYPE at the first
+/// key of another type).
+fn lookup_inputs(
     view: &(impl View + ?Sized),
     now_ms: i64,
-    op: SetOp,
     keys: &[Bytes],
-    opts: &[Bytes],
-    store: bool,
-) -> Result<(Vec<Entry>, bool), ExecError> {
+) -> Result<Vec<Option<HashMap<Bytes, f64>>>, ExecError> {
     let mut inputs = Vec::with_capacity(keys.len());
     for key in keys {
         inputs.push(input(view, now_ms, key)?);
     }
-    let options = combine_options(op, keys.len(), store, opts)?;
+    Ok(inputs)
+}
+
+/// ZUNION/ZINTER/ZDIFF of `inputs` ([`lookup_inputs`]: every key's type is checked before
+/// the options are read, as Redis does); the result is in (score, member) order.
+fn combine(
+    op: SetOp,
+    inputs: &[Option<HashMap<Bytes, f64>>],
+    opts: &[Bytes],
+    store: bool,
+) -> Result<(Vec<Entry>, bool), ExecError> {
+    let options = combine_options(op, inputs.len(), store, opts)?;
     let mut result: HashMap<Bytes, f64> = HashMap::new();
     match op {
         SetOp::Diff => {
@@ -516,14 +523,12 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetRead) -> ExecResult {
             super::random_entries(&entries, *count)
         }
         ZsetRead::Combine(op, keys, opts) => {
-            let (entries, with_scores) = combine(view, now, *op, keys, opts, false)?;
+            let inputs = lookup_inputs(view, now, keys)?;
+            let (entries, with_scores) = combine(*op, &inputs, opts, false)?;
             Ok(entries_reply(entries, with_scores))
         }
         ZsetRead::InterCard(keys, opts) => {
-            let mut inputs = Vec::with_capacity(keys.len());
-            for key in keys {
-                inputs.push(input(view, now, key)?);
-            }
+            let inputs = lookup_inputs(view, now, keys)?;
             let limit = usize::try_from(intercard_limit(opts)?).unwrap_or(usize::MAX);
             let mut sets: Vec<&HashMap<Bytes, f64>> = Vec::with_capacity(inputs.len());
             for set in &inputs {
@@ -841,14 +846,28 @@ pub fn write(txn: &mut Txn<'_>, cmd: &ZsetWrite) -> ExecResult {
         ZsetWrite::RangeStore(dst, src, query) => {
             let entries = match txn.typed_meta(src, KeyType::ZSet)? {
                 Some(meta) => select(txn, &Shape::of(&meta), &query.by, query.rev, query.limit)?,
-                None => Vec::new(),
+                // The source is read: its miss is announced, before the destination's events.
+                None => {
+                    txn.notify(notify::KEY_MISS, "keymiss", src);
+                    Vec::new()
+                }
             };
             Ok(Reply::Integer(
                 store_zset(txn, dst, &entries, "zrangestore")? as i64,
             ))
         }
         ZsetWrite::Store(op, dst, keys, opts) => {
-            let (entries, _) = combine(&*txn, txn.now_ms, *op, keys, opts, true)?;
+            // As [`lookup_inputs`], announcing each source key missed (Redis reads them), in
+            // turn, before a later key's WRONGTYPE or a bad option.
+            let mut inputs = Vec::with_capacity(keys.len());
+            for key in keys {
+                let found = input(&*txn, txn.now_ms, key)?;
+                if found.is_none() {
+                    txn.notify(notify::KEY_MISS, "keymiss", key);
+                }
+                inputs.push(found);
+            }
+            let (entries, _) = combine(*op, &inputs, opts, true)?;
             let event = match op {
                 SetOp::Union => "zunionstore",
                 SetOp::Inter => "zinterstore",

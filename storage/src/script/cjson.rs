@@ -10,6 +10,7 @@
 use mlua::{LightUserData, Lua, Table, Value, Variadic};
 use zankv_commands::number::format_double_g;
 
+use super::args::{raise, string_arg, Fault};
 use super::lua::located;
 
 /// Most values one `encode` writes.
@@ -24,10 +25,7 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
         "encode",
         lua.create_function(|lua, args: Variadic<Value>| {
             let [value] = args.as_slice() else {
-                return Err(located(
-                    lua,
-                    "bad argument #1 to 'encode' (expected 1 argument)",
-                ));
+                return Err(raise(lua, Fault::Arg(1, "expected 1 argument".into())));
             };
             let mut out = Vec::new();
             let mut left = MAX_VALUES;
@@ -38,13 +36,11 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
     cjson.raw_set(
         "decode",
         lua.create_function(|lua, args: Variadic<Value>| {
-            let [Value::String(text)] = args.as_slice() else {
-                return Err(located(
-                    lua,
-                    "bad argument #1 to 'decode' (expected 1 argument)",
-                ));
-            };
-            let bytes = text.as_bytes().to_vec();
+            if args.len() != 1 {
+                return Err(raise(lua, Fault::Arg(1, "expected 1 argument".into())));
+            }
+            // A number decodes as the text Lua writes it.
+            let bytes = string_arg(lua, &args, 0, "no value").map_err(|f| raise(lua, f))?;
             let mut parser = Parser {
                 lua,
                 text: &bytes,

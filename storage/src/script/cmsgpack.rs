@@ -7,10 +7,11 @@
 //! deeper than 16 and values of other types as nil. `pack(a, b, ...)` concatenates.
 //! Unpacking reads every value (`unpack`), one (`unpack_one`) or up to a limit
 //! (`unpack_limit`), the last two answering first the offset to continue from (-1 at
-//! the end).
+//! the end), but for a limit and offset of 0, which reads every value as `unpack`.
 
 use mlua::{Lua, LuaString, Table, Value, Variadic};
 
+use super::args::{raise, Fault};
 use super::lua::located;
 
 /// Most values one `pack` writes.
@@ -27,9 +28,9 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
         "pack",
         lua.create_function(|lua, args: Variadic<Value>| {
             if args.is_empty() {
-                return Err(located(
+                return Err(raise(
                     lua,
-                    "bad argument #0 to 'pack' (MessagePack pack needs input.)",
+                    Fault::Arg(0, "MessagePack pack needs input.".into()),
                 ));
             }
             let mut out = Vec::new();
@@ -58,7 +59,6 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
         "unpack_limit",
         lua.create_function(
             |lua, (data, limit, offset): (LuaString, i64, Option<i64>)| {
-                let limit = usize::try_from(limit).unwrap_or(0);
                 limited(lua, &data, limit, offset.unwrap_or(0))
             },
         )?,
@@ -66,18 +66,29 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
     Ok(lib)
 }
 
-/// `unpack_one`/`unpack_limit`: the offset to go on from (-1 at the end), then the values.
-fn limited(
-    lua: &Lua,
-    data: &LuaString,
-    limit: usize,
-    offset: i64,
-) -> mlua::Result<Variadic<Value>> {
+/// `unpack_one`/`unpack_limit`: the offset to go on from (-1 at the end), then the values
+/// (a limit and an offset of 0: every value, without the offset, as `unpack`).
+fn limited(lua: &Lua, data: &LuaString, limit: i64, offset: i64) -> mlua::Result<Variadic<Value>> {
     let bytes = data.as_bytes().to_vec();
-    let start = usize::try_from(offset)
-        .ok()
-        .filter(|&o| o <= bytes.len())
-        .ok_or_else(|| located(lua, "Start offset is greater than input length."))?;
+    let len = bytes.len();
+    if offset < 0 || limit < 0 {
+        return Err(located(
+            lua,
+            &format!("Invalid request to unpack with offset of {offset} and limit of {len}."),
+        ));
+    }
+    let start = usize::try_from(offset).unwrap_or(usize::MAX);
+    if start > len {
+        return Err(located(
+            lua,
+            &format!("Start offset {offset} greater than input length {len}."),
+        ));
+    }
+    if limit == 0 && offset == 0 {
+        let (values, _) = unpack_values(lua, &bytes, 0, usize::MAX)?;
+        return Ok(Variadic::from(values));
+    }
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let (values, end) = unpack_values(lua, &bytes, start, limit)?;
     let next = if end >= bytes.len() { -1 } else { end as i64 };
     let mut out = vec![Value::Integer(next)];

@@ -46,7 +46,7 @@ const SCRIPT_SOURCE: &str = "@user_script";
 /// The Redis version scripts see (`redis.REDIS_VERSION`).
 pub(super) const VERSION: (u32, u32, u32) = (7, 0, 0);
 
-/// Globals a script can see (those Redis 7.0 leaves; `struct` is not there yet).
+/// Globals a script can see (those Redis 7.0 leaves).
 const ALLOWED_GLOBALS: &[&str] = &[
     "string",
     "math",
@@ -55,6 +55,7 @@ const ALLOWED_GLOBALS: &[&str] = &[
     "bit",
     "cjson",
     "cmsgpack",
+    "struct",
     "redis",
     "_G",
     "_VERSION",
@@ -84,8 +85,9 @@ const ALLOWED_GLOBALS: &[&str] = &[
 /// Marks the error `redis.call` raises: its text follows, already `CODE message`.
 const CALL_ERROR: &str = "\u{0}redis.call:";
 
-/// Written in Lua, with the untouched builtins: a `pcall` that hands the errors of
-/// `redis.call` and `{err=...}` errors back as their text and never catches a kill, and
+/// Written in Lua, with the untouched builtins: a `pcall` (and `xpcall`'s handler) that
+/// hands the errors of `redis.call`, of the native libraries and `{err=...}` errors back
+/// as their text and never catches a kill, and
 /// the protection of the globals: the global table stays empty and reads through to the
 /// table of allowed globals (`KEYS` and `ARGV` are set there), so every assignment to a
 /// global fails; libraries are read through read-only views. Returns that table.
@@ -106,7 +108,7 @@ local function caught(ok, ...)
     if native.killed() then error((...), 0) end
     local e = ...
     if type(e) == 'table' and type(e.err) == 'string' then return false, e.err end
-    local text = native.call_error(e)
+    local text = native.error_text(e)
     if text then return false, text end
   end
   return ok, ...
@@ -116,7 +118,9 @@ for k, v in next, G do env[k] = v end
 for k in next, env do G[k] = nil end
 env._G = G
 env.pcall = function(f, ...) return caught(pcall(f, ...)) end
-env.xpcall = function(f, h) return unless_killed(xpcall(f, h)) end
+env.xpcall = function(f, h)
+  return unless_killed(xpcall(f, function(e) return h(native.error_text(e) or e) end))
+end
 local coroutine = {}
 for k, v in next, env.coroutine do coroutine[k] = v end
 local resume = coroutine.resume
@@ -149,7 +153,7 @@ env.setmetatable = function(t, mt)
   if protected[t] then error('Attempt to modify a readonly table', 0) end
   return setmetatable(t, mt)
 end
-for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'cmsgpack', 'coroutine' } do
+for _, name in next, { 'redis', 'string', 'math', 'table', 'bit', 'cjson', 'cmsgpack', 'struct', 'coroutine' } do
   local lib = env[name]
   if lib then
     local view = setmetatable({}, { __index = lib, __newindex = readonly, __metatable = false })
@@ -297,16 +301,25 @@ impl Vm {
         let globals = lua.globals();
         let redis = redis_library(&lua)?;
         globals.raw_set("redis", redis.clone())?;
-        globals.raw_set("bit", bit_library(&lua)?)?;
+        globals.raw_set("bit", super::bit::library(&lua)?)?;
         globals.raw_set("cjson", super::cjson::library(&lua)?)?;
         globals.raw_set("cmsgpack", super::cmsgpack::library(&lua)?)?;
+        globals.raw_set("struct", super::structlib::library(&lua)?)?;
         let native = lua.create_table()?;
         native.raw_set("killed", lua.create_function(|_, ()| Ok(killed()))?)?;
+        // The text of an error raised by native code (redis.call's, a library's), which
+        // a script that catches it sees as a string, as in Redis.
         native.raw_set(
-            "call_error",
+            "error_text",
             lua.create_function(|_, e: Value| {
                 Ok(match &e {
-                    Value::Error(e) => root_message(e).strip_prefix(CALL_ERROR).map(str::to_string),
+                    Value::Error(e) => {
+                        let message = root_message(e);
+                        Some(match message.strip_prefix(CALL_ERROR) {
+                            Some(text) => text.to_string(),
+                            None => message,
+                        })
+                    }
                     _ => None,
                 })
             })?,
@@ -561,7 +574,7 @@ fn error_info(lua: &Lua, err: Value) -> mlua::Result<Table> {
             let message = root_message(e);
             match message.strip_prefix(CALL_ERROR) {
                 Some(text) => text.to_string(),
-                None => format!("ERR {message}"),
+                None => with_code(message),
             }
         }
         Value::Nil => "ERR nil".to_string(),
@@ -611,7 +624,17 @@ pub(super) fn located(lua: &Lua, message: &str) -> mlua::Error {
 
 /// The text Redis gives an error raised while loading a library: `ERR ` and its message.
 pub(super) fn error_message_of(e: &mlua::Error) -> String {
-    format!("ERR {}", root_message(e))
+    with_code(root_message(e))
+}
+
+/// An error's text with Redis's `ERR` code, unless it carries it (the `redis` library's
+/// own errors do).
+fn with_code(message: String) -> String {
+    if message.starts_with("ERR ") {
+        message
+    } else {
+        format!("ERR {message}")
+    }
 }
 
 /// The message of the error at the root of `e` (a callback's error is wrapped).
@@ -814,7 +837,7 @@ pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
     lua.create_function(|_, args: Variadic<Value>| {
         if args.len() < 2 {
             return Err(mlua::Error::RuntimeError(
-                "redis.log() requires two arguments or more.".into(),
+                "ERR redis.log() requires two arguments or more.".into(),
             ));
         }
         let level = match &args[0] {
@@ -822,12 +845,12 @@ pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
             Value::Number(n) => *n as i64,
             _ => {
                 return Err(mlua::Error::RuntimeError(
-                    "First argument must be a number (log level).".into(),
+                    "ERR First argument must be a number (log level).".into(),
                 ))
             }
         };
         if !(0..=3).contains(&level) {
-            return Err(mlua::Error::RuntimeError("Invalid debug level.".into()));
+            return Err(mlua::Error::RuntimeError("ERR Invalid debug level.".into()));
         }
         let words: Vec<String> = args
             .iter()
@@ -857,7 +880,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|_, args: Variadic<Value>| {
             let [value] = args.as_slice() else {
                 return Err(mlua::Error::RuntimeError(
-                    "wrong number of arguments".into(),
+                    "ERR wrong number of arguments".into(),
                 ));
             };
             let body = match value {
@@ -904,7 +927,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|_, args: Variadic<Value>| {
             let [version] = args.as_slice() else {
                 return Err(mlua::Error::RuntimeError(
-                    "redis.setresp() requires one argument.".into(),
+                    "ERR redis.setresp() requires one argument.".into(),
                 ));
             };
             // A number, or a string that reads as one (Lua's conversion).
@@ -920,7 +943,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
                     Ok(())
                 }
                 _ => Err(mlua::Error::RuntimeError(
-                    "RESP version must be 2 or 3.".into(),
+                    "ERR RESP version must be 2 or 3.".into(),
                 )),
             }
         })?,
@@ -931,11 +954,11 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
             // Effects are always replicated: the flags are accepted and change nothing.
             [Value::Integer(0..=3)] => Ok(()),
             [_] => Err(mlua::Error::RuntimeError(
-                "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
+                "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
                     .into(),
             )),
             _ => Err(mlua::Error::RuntimeError(
-                "redis.set_repl() requires one argument.".into(),
+                "ERR redis.set_repl() requires one argument.".into(),
             )),
         })?,
     )?;
@@ -959,87 +982,4 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
     redis.raw_set("REDIS_VERSION", format!("{major}.{minor}.{patch}"))?;
     redis.raw_set("REDIS_VERSION_NUM", (major << 16) | (minor << 8) | patch)?;
     Ok(redis)
-}
-
-/// LuaBitOp's `bit` library: 32-bit operations on numbers.
-fn bit_library(lua: &Lua) -> mlua::Result<Table> {
-    fn tobit(v: &Value) -> mlua::Result<i32> {
-        let n = match v {
-            Value::Integer(i) => *i as f64,
-            Value::Number(n) => *n,
-            Value::String(s) => s
-                .to_str()
-                .ok()
-                .and_then(|s| s.trim().parse::<f64>().ok())
-                .ok_or_else(|| bad_number(v))?,
-            other => return Err(bad_number(other)),
-        };
-        // LuaBitOp's normalisation: round to an integer, keep the low 32 bits.
-        Ok((n + 6_755_399_441_055_744.0).to_bits() as u32 as i32)
-    }
-    fn bad_number(v: &Value) -> mlua::Error {
-        mlua::Error::RuntimeError(format!(
-            "bad argument #1 (number expected, got {})",
-            v.type_name()
-        ))
-    }
-    fn arg(args: &Variadic<Value>, i: usize) -> mlua::Result<i32> {
-        tobit(args.get(i).unwrap_or(&Value::Nil))
-    }
-    let bit = lua.create_table()?;
-    let fold = |lua: &Lua, name: &str, op: fn(i32, i32) -> i32| -> mlua::Result<()> {
-        let f = lua.create_function(move |_, args: Variadic<Value>| {
-            let mut acc = arg(&args, 0)?;
-            for i in 1..args.len() {
-                acc = op(acc, arg(&args, i)?);
-            }
-            Ok(f64::from(acc))
-        })?;
-        bit.raw_set(name, f)
-    };
-    fold(lua, "band", |a, b| a & b)?;
-    fold(lua, "bor", |a, b| a | b)?;
-    fold(lua, "bxor", |a, b| a ^ b)?;
-    let shift = |lua: &Lua, name: &str, op: fn(i32, u32) -> i32| -> mlua::Result<()> {
-        let f = lua.create_function(move |_, args: Variadic<Value>| {
-            let n = (arg(&args, 1)? & 31) as u32;
-            Ok(f64::from(op(arg(&args, 0)?, n)))
-        })?;
-        bit.raw_set(name, f)
-    };
-    shift(lua, "lshift", |x, n| ((x as u32) << n) as i32)?;
-    shift(lua, "rshift", |x, n| ((x as u32) >> n) as i32)?;
-    shift(lua, "arshift", |x, n| x >> n)?;
-    shift(lua, "rol", |x, n| (x as u32).rotate_left(n) as i32)?;
-    shift(lua, "ror", |x, n| (x as u32).rotate_right(n) as i32)?;
-    bit.raw_set(
-        "tobit",
-        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(arg(&args, 0)?)))?,
-    )?;
-    bit.raw_set(
-        "bnot",
-        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(!arg(&args, 0)?)))?,
-    )?;
-    bit.raw_set(
-        "bswap",
-        lua.create_function(|_, args: Variadic<Value>| Ok(f64::from(arg(&args, 0)?.swap_bytes())))?,
-    )?;
-    bit.raw_set(
-        "tohex",
-        lua.create_function(|_, args: Variadic<Value>| {
-            let x = arg(&args, 0)? as u32;
-            let n = match args.get(1) {
-                None | Some(Value::Nil) => 8,
-                Some(_) => arg(&args, 1)?,
-            };
-            let (upper, width) = (n < 0, n.unsigned_abs().min(8) as usize);
-            let hex = if upper {
-                format!("{x:08X}")
-            } else {
-                format!("{x:08x}")
-            };
-            Ok(hex[8 - width..].to_string())
-        })?,
-    )?;
-    Ok(bit)
 }

@@ -18,11 +18,14 @@
 //! killed or failed before writing proposes no command; the cache holds only bodies that
 //! compile.
 
+mod args;
+mod bit;
 mod call;
 mod cjson;
 mod cmsgpack;
 pub mod library;
 mod lua;
+mod structlib;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -441,7 +444,9 @@ mod tests {
     fn get(partition: &Partition, key: &str) -> Reply {
         let (cmd, _) = zankv_commands::parse(&b(&["get", key])).expect("parses");
         let read = cmd.into_read().expect("a read");
-        partition.read(&read, 1_000, 0, &mut ScanCursors::new(4)).0
+        partition
+            .read(&read, 1_000, 0, &mut ScanCursors::new(4))
+            .reply
     }
 
     #[test]
@@ -515,7 +520,7 @@ mod tests {
             ])
             .expect("parses");
             let read = cmd.into_read().expect("a read");
-            let (reply, _) = p.read(&read, 1_000, 0, &mut ScanCursors::new(4));
+            let reply = p.read(&read, 1_000, 0, &mut ScanCursors::new(4)).reply;
             assert_eq!(
                 reply,
                 Reply::Integer(0),
