@@ -11,6 +11,8 @@
 # them: --clients publishers, each with one PUBLISH in flight, of a 100-byte message to one
 # channel that --subscribers connections subscribe to. It reports publishes and deliveries
 # per second, latency, and the CPU seconds every server process spent per 100k publishes.
+# Then what keyspace notifications cost: SET throughput and CPU per write on redis-server
+# and zankv with notify-keyspace-events off, and with KEA and one subscriber to every event.
 #
 # Knobs (environment): ZANKV_BENCH_SECONDS (measured seconds per run, 8),
 # ZANKV_BENCH_CLIENTS (publishers, 8), ZANKV_BENCH_SUBSCRIBERS (100), ZANKV_BENCH_ROUNDS (3),
@@ -57,6 +59,32 @@ for _ in $(seq "$rounds"); do
   load publish zankv --op publish --subscribers "$subscribers"
   load publish-2-proxies zankv --op publish --subscribers "$subscribers" \
     --subscriber-addrs "127.0.0.1:$zport,127.0.0.1:$p2_port" --watch "proxy-2=$p2_pid"
+done
+
+# Keyspace notifications: what they cost a write. SET of --value-size values over
+# $event_keys keys with notify-keyspace-events off, then with KEA and one connection
+# subscribed to every event (redis-cli psubscribe, its output thrown away; its CPU is not
+# counted, as the load generator's is not).
+event_keys=100000
+events_on() { # PORT: KEA and a subscriber, whose pid is left in $listener
+  redis-cli -p "$1" config set notify-keyspace-events KEA >/dev/null
+  redis-cli -p "$1" psubscribe '__key*__:*' >/dev/null & listener=$!
+  sleep 0.5
+}
+events_off() { # PORT
+  kill "$listener" 2>/dev/null || true
+  wait "$listener" 2>/dev/null || true
+  redis-cli -p "$1" config set notify-keyspace-events "" >/dev/null
+}
+for _ in $(seq "$rounds"); do
+  for system in redis-mem zankv; do
+    port=$mem_port
+    [ "$system" = zankv ] && port=$zport
+    load set-events-off "$system" --keyspace "$event_keys" --op set
+    events_on "$port"
+    load set-events-kea "$system" --keyspace "$event_keys" --op set
+    events_off "$port"
+  done
 done
 
 write_report pubsub benches/pubsub_report.py "{\"seconds\": $secs, \"clients\": $clients, \"subscribers\": $subscribers,

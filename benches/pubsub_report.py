@@ -8,6 +8,13 @@ import sys
 
 from collections_report import median_run
 
+EVENT_ROWS = [
+    ("set-events-off/redis-mem", "redis-server, in memory, notifications off"),
+    ("set-events-kea/redis-mem", "redis-server, in memory, KEA and a subscriber"),
+    ("set-events-off/zankv", "zankv, one proxy, notifications off"),
+    ("set-events-kea/zankv", "zankv, one proxy, KEA and a subscriber"),
+]
+
 ROWS = [
     ("publish/redis-mem", "redis-server, in memory"),
     ("publish/zankv", "zankv, one proxy"),
@@ -90,13 +97,45 @@ def main():
       "per subscriber, where redis-server writes from its one thread); with two proxies, "
       "the hop to the other one and its reply.")
     w("")
+    events_table(w, med, meta)
     w("Commands (the `--watch` arguments that name the processes are left out):")
     w("")
-    for label, _ in ROWS:
+    for label, _ in ROWS + EVENT_ROWS:
         if label in commands:
             w(f"- `{commands[label]}`")
     w("")
     print("\n".join(out))
+
+
+def events_table(w, med, meta):
+    """What keyspace notifications cost a write, beside redis-server."""
+    if not any(label in med for label, _ in EVENT_ROWS):
+        return
+    w("## Keyspace notifications")
+    w("")
+    w(f"SET of {meta['value']}-byte values over 100,000 keys, {meta['clients']} clients with one "
+      "SET in flight each, with `notify-keyspace-events` off, then `KEA` with one connection "
+      "subscribed to `__key*__:*` (each SET publishes two events: `set` on the keyspace and "
+      "on the keyevent channel). CPU is that of the server processes per 100k SETs.")
+    w("")
+    w("| system | SET/s | p50 ms | p99 ms | CPU s / 100k SETs | SET/s vs off |")
+    w("|---|---|---|---|---|---|")
+    for label, shown in EVENT_ROWS:
+        r = med.get(label)
+        if r is None:
+            continue
+        off = med.get(label.replace("set-events-kea", "set-events-off"))
+        ratio = r["ops_per_sec"] / off["ops_per_sec"] if off else None
+        cpu = cpu_per_100k(r)
+        w(f"| {shown} | {r['ops_per_sec']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
+          f"{'n/a' if cpu is None else f'{cpu:.1f}'} | "
+          f"{'n/a' if ratio is None else f'{ratio:.2f}x'} |")
+    w("")
+    w("With notifications on, a zankv SET records its events while its partition's leader "
+      "applies it (only the classes someone asked for; none while nobody listens), the "
+      "leader's node sends them to the proxy in one message per applied batch, and the proxy "
+      "publishes them to its subscriber (docs/pubsub.md).")
+    w("")
 
 
 if __name__ == "__main__":
