@@ -23,7 +23,7 @@ pub mod sort;
 pub mod string;
 pub mod zset;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 use bytes::Bytes;
@@ -333,7 +333,7 @@ pub struct Txn<'a> {
     announced: RefCell<HashSet<Vec<u8>>>,
     /// Set while a read command runs inside the change (MULTI): its lookups that find
     /// nothing are key misses (`keymiss`), as a write's are not.
-    pub reading: std::cell::Cell<bool>,
+    pub reading: Cell<bool>,
 }
 
 impl View for Txn<'_> {
@@ -466,7 +466,7 @@ impl<'a> Txn<'a> {
             notify: 0,
             events: RefCell::new(Vec::new()),
             announced: RefCell::new(HashSet::new()),
-            reading: std::cell::Cell::new(false),
+            reading: Cell::new(false),
         }
     }
 

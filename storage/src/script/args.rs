@@ -49,7 +49,10 @@ fn argument_error(lua: &Lua, arg: usize, message: &str) -> String {
     let name = name.unwrap_or_else(|| "?".to_string());
     match (method, arg) {
         (true, 1) => format!("calling '{name}' on bad self ({message})"),
-        (true, _) => format!("bad argument #{} to '{name}' ({message})", arg - 1),
+        (true, _) => format!(
+            "bad argument #{} to '{name}' ({message})",
+            arg.saturating_sub(1)
+        ),
         (false, _) => format!("bad argument #{arg} to '{name}' ({message})"),
     }
 }

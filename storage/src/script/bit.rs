@@ -20,8 +20,9 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
     let bit = lua.create_table()?;
     let fold = |name: &str, op: fn(i32, i32) -> i32| -> mlua::Result<()> {
         let f = lua.create_function(move |lua, args: Variadic<Value>| {
+            // LuaBitOp reads the first argument, then the others from the last.
             let mut acc = arg(lua, &args, 0)?;
-            for i in 1..args.len() {
+            for i in (1..args.len()).rev() {
                 acc = op(acc, arg(lua, &args, i)?);
             }
             Ok(f64::from(acc))
@@ -57,8 +58,9 @@ pub(super) fn library(lua: &Lua) -> mlua::Result<Table> {
         "tohex",
         lua.create_function(|lua, args: Variadic<Value>| {
             let x = arg(lua, &args, 0)? as u32;
+            // Only an absent count is the default: an explicit nil is refused.
             let n = match args.get(1) {
-                None | Some(Value::Nil) => 8,
+                None => 8,
                 Some(_) => arg(lua, &args, 1)?,
             };
             let (upper, width) = (n < 0, n.unsigned_abs().min(8) as usize);

@@ -11,7 +11,7 @@ use mlua::{LightUserData, Lua, Table, Value, Variadic};
 use zankv_commands::number::format_double_g;
 
 use super::args::{raise, string_arg, Fault};
-use super::lua::located;
+use super::lua::{located, MEMORY_LIMIT};
 
 /// Most values one `encode` writes.
 const MAX_VALUES: usize = 1_000_000;
@@ -89,8 +89,9 @@ fn string(s: &[u8], out: &mut Vec<u8>) {
 }
 
 fn encode(value: &Value, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
-    // A table that holds itself would expand without end.
-    if *left == 0 {
+    // A table that holds itself would expand without end (and a table holding a long
+    // string many times, in memory Lua does not count).
+    if *left == 0 || out.len() > MEMORY_LIMIT {
         return Err(format!(
             "Cannot serialise, excessive nesting ({})",
             depth + 1

@@ -12,7 +12,7 @@
 use mlua::{Lua, LuaString, Table, Value, Variadic};
 
 use super::args::{raise, Fault};
-use super::lua::located;
+use super::lua::{located, MEMORY_LIMIT};
 
 /// Most values one `pack` writes.
 const MAX_VALUES: usize = 1_000_000;
@@ -97,8 +97,9 @@ fn limited(lua: &Lua, data: &LuaString, limit: i64, offset: i64) -> mlua::Result
 }
 
 fn pack(value: &Value, depth: usize, left: &mut usize, out: &mut Vec<u8>) -> Result<(), String> {
-    // Tables that hold themselves would expand without end.
-    if *left == 0 {
+    // Tables that hold themselves would expand without end (and a table holding a long
+    // string many times, in memory Lua does not count).
+    if *left == 0 || out.len() > MEMORY_LIMIT {
         return Err("MessagePack pack input too large.".into());
     }
     *left -= 1;

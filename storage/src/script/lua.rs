@@ -1,5 +1,8 @@
 //! The Lua 5.1 states scripts run in: one per apply thread, sandboxed as Redis 7.0's, with
-//! the `redis` library, `bit`, and Redis's conversions between replies and Lua values.
+//! the `redis` library, `bit`, `cjson`, `cmsgpack` and `struct` (each in a module of its
+//! own), and Redis's conversions between replies and Lua values. The errors of these
+//! native libraries reach a script that catches them (`pcall`, `xpcall`'s handler,
+//! `coroutine.resume`) as strings, as Redis's C libraries raise them.
 //!
 //! Sandbox: only Redis's allowed globals exist; reading a missing global or writing any
 //! global is an error (`KEYS` and `ARGV` are set for each run, bypassing that). Errors a
@@ -30,7 +33,7 @@ use crate::data::functions::Library;
 /// Instructions between two checks of SCRIPT KILL.
 const HOOK_EVERY: u32 = 10_000;
 /// Most memory one Lua state may take.
-const MEMORY_LIMIT: usize = 512 << 20;
+pub(super) const MEMORY_LIMIT: usize = 512 << 20;
 /// Memory a Lua state may grow to before a full collection after a script.
 const GC_FLOOR: usize = 32 << 20;
 /// Most compiled scripts, and most loaded libraries, a Lua state keeps.
@@ -82,7 +85,8 @@ const ALLOWED_GLOBALS: &[&str] = &[
     "xpcall",
 ];
 
-/// Marks the error `redis.call` raises: its text follows, already `CODE message`.
+/// Marks the errors `redis.call` and the `redis` library raise: their text follows,
+/// already `CODE message`.
 const CALL_ERROR: &str = "\u{0}redis.call:";
 
 /// Written in Lua, with the untouched builtins: a `pcall` (and `xpcall`'s handler) that
@@ -100,12 +104,12 @@ local G = _G
 local function readonly() error('Attempt to modify a readonly table', 2) end
 -- A kill is never caught: whatever catches errors raises it again.
 local function unless_killed(ok, ...)
-  if not ok and native.killed() then error((...), 0) end
+  if not ok and native.killed() then native.kill() end
   return ok, ...
 end
 local function caught(ok, ...)
   if not ok then
-    if native.killed() then error((...), 0) end
+    if native.killed() then native.kill() end
     local e = ...
     if type(e) == 'table' and type(e.err) == 'string' then return false, e.err end
     local text = native.error_text(e)
@@ -119,12 +123,21 @@ for k in next, env do G[k] = nil end
 env._G = G
 env.pcall = function(f, ...) return caught(pcall(f, ...)) end
 env.xpcall = function(f, h)
+  if type(h) ~= 'function' then return unless_killed(xpcall(f, h)) end
   return unless_killed(xpcall(f, function(e) return h(native.error_text(e) or e) end))
 end
 local coroutine = {}
 for k, v in next, env.coroutine do coroutine[k] = v end
 local resume = coroutine.resume
-coroutine.resume = function(...) return unless_killed(resume(...)) end
+local function resumed(ok, ...)
+  if not ok then
+    if native.killed() then native.kill() end
+    local text = native.error_text((...))
+    if text then return false, text end
+  end
+  return ok, ...
+end
+coroutine.resume = function(...) return resumed(resume(...)) end
 env.coroutine = coroutine
 -- Source only: Lua 5.1's bytecode loader can be fooled into memory corruption.
 local function binary(s) return type(s) == 'string' and s:byte(1) == 27 end
@@ -307,6 +320,11 @@ impl Vm {
         globals.raw_set("struct", super::structlib::library(&lua)?)?;
         let native = lua.create_table()?;
         native.raw_set("killed", lua.create_function(|_, ()| Ok(killed()))?)?;
+        // Raises the kill again (whatever a handler made of it).
+        native.raw_set(
+            "kill",
+            lua.create_function(|_, ()| Err::<(), _>(mlua::Error::RuntimeError(KILLED.into())))?,
+        )?;
         // The text of an error raised by native code (redis.call's, a library's), which
         // a script that catches it sees as a string, as in Redis.
         native.raw_set(
@@ -572,10 +590,7 @@ fn error_info(lua: &Lua, err: Value) -> mlua::Result<Table> {
         Value::String(s) => format!("ERR {}", s.to_string_lossy()),
         Value::Error(e) => {
             let message = root_message(e);
-            match message.strip_prefix(CALL_ERROR) {
-                Some(text) => text.to_string(),
-                None => with_code(message),
-            }
+            with_code(message)
         }
         Value::Nil => "ERR nil".to_string(),
         Value::Boolean(b) => format!("ERR {b}"),
@@ -627,14 +642,18 @@ pub(super) fn error_message_of(e: &mlua::Error) -> String {
     with_code(root_message(e))
 }
 
-/// An error's text with Redis's `ERR` code, unless it carries it (the `redis` library's
-/// own errors do).
+/// An error's text with its Redis code: as `redis.call` and the `redis` library raise
+/// it (marked, the code in it), else `ERR ` and the message.
 fn with_code(message: String) -> String {
-    if message.starts_with("ERR ") {
-        message
-    } else {
-        format!("ERR {message}")
+    match message.strip_prefix(CALL_ERROR) {
+        Some(text) => text.to_string(),
+        None => format!("ERR {message}"),
     }
+}
+
+/// An error of the `redis` library, whose `text` carries its code (`ERR ...`).
+fn coded(text: &str) -> mlua::Error {
+    mlua::Error::RuntimeError(format!("{CALL_ERROR}{text}"))
 }
 
 /// The message of the error at the root of `e` (a callback's error is wrapped).
@@ -836,21 +855,15 @@ fn to_lua(lua: &Lua, reply: &Reply, resp: u8) -> mlua::Result<Value> {
 pub(super) fn log_function(lua: &Lua) -> mlua::Result<Function> {
     lua.create_function(|_, args: Variadic<Value>| {
         if args.len() < 2 {
-            return Err(mlua::Error::RuntimeError(
-                "ERR redis.log() requires two arguments or more.".into(),
-            ));
+            return Err(coded("ERR redis.log() requires two arguments or more."));
         }
         let level = match &args[0] {
             Value::Integer(i) => *i,
             Value::Number(n) => *n as i64,
-            _ => {
-                return Err(mlua::Error::RuntimeError(
-                    "ERR First argument must be a number (log level).".into(),
-                ))
-            }
+            _ => return Err(coded("ERR First argument must be a number (log level).")),
         };
         if !(0..=3).contains(&level) {
-            return Err(mlua::Error::RuntimeError("ERR Invalid debug level.".into()));
+            return Err(coded("ERR Invalid debug level."));
         }
         let words: Vec<String> = args
             .iter()
@@ -879,9 +892,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
         "sha1hex",
         lua.create_function(|_, args: Variadic<Value>| {
             let [value] = args.as_slice() else {
-                return Err(mlua::Error::RuntimeError(
-                    "ERR wrong number of arguments".into(),
-                ));
+                return Err(coded("ERR wrong number of arguments"));
             };
             let body = match value {
                 Value::String(s) => s.as_bytes().to_vec(),
@@ -926,9 +937,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
         "setresp",
         lua.create_function(|_, args: Variadic<Value>| {
             let [version] = args.as_slice() else {
-                return Err(mlua::Error::RuntimeError(
-                    "ERR redis.setresp() requires one argument.".into(),
-                ));
+                return Err(coded("ERR redis.setresp() requires one argument."));
             };
             // A number, or a string that reads as one (Lua's conversion).
             let version = match version {
@@ -942,9 +951,7 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
                     RESP.with(|r| r.set(v as u8));
                     Ok(())
                 }
-                _ => Err(mlua::Error::RuntimeError(
-                    "ERR RESP version must be 2 or 3.".into(),
-                )),
+                _ => Err(coded("ERR RESP version must be 2 or 3.")),
             }
         })?,
     )?;
@@ -953,13 +960,10 @@ fn redis_library(lua: &Lua) -> mlua::Result<Table> {
         lua.create_function(|_, args: Variadic<Value>| match args.as_slice() {
             // Effects are always replicated: the flags are accepted and change nothing.
             [Value::Integer(0..=3)] => Ok(()),
-            [_] => Err(mlua::Error::RuntimeError(
-                "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
-                    .into(),
+            [_] => Err(coded(
+                "ERR Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.",
             )),
-            _ => Err(mlua::Error::RuntimeError(
-                "ERR redis.set_repl() requires one argument.".into(),
-            )),
+            _ => Err(coded("ERR redis.set_repl() requires one argument.")),
         })?,
     )?;
     redis.raw_set("replicate_commands", lua.create_function(|_, ()| Ok(true))?)?;

@@ -32,6 +32,7 @@
 use mlua::{IntoLua, Lua, Table, Value, Variadic};
 
 use super::args::{number_arg, raise, string_arg, type_name, Fault};
+use super::lua::MEMORY_LIMIT;
 
 /// Widest integer (`in`, `In`), in bytes.
 const MAX_INT_SIZE: u64 = 32;
@@ -294,6 +295,10 @@ fn pack(lua: &Lua, args: &[Value]) -> Result<Vec<u8>, Fault> {
     // one is that nil.
     let mut next = 1;
     while let Some(opt) = format.next_option() {
+        // The packed string is built outside Lua's memory: bounded by Lua's own limit.
+        if out.len() > MEMORY_LIMIT {
+            return Err(Fault::Plain("not enough memory".into()));
+        }
         let size = format.size(opt)?;
         let padding = format.padding(out.len() as u64, opt, size);
         out.resize(out.len() + padding as usize, 0);
