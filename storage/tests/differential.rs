@@ -278,6 +278,8 @@ enum Kind {
     Append,
     Strlen,
     GetRange,
+    Substr,
+    Lcs,
     SetRange,
     SetBit,
     GetBit,
@@ -350,6 +352,8 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::Append, 8),
     (Kind::Strlen, 6),
     (Kind::GetRange, 8),
+    (Kind::Substr, 2),
+    (Kind::Lcs, 6),
     (Kind::SetRange, 8),
     (Kind::SetBit, 8),
     (Kind::GetBit, 6),
@@ -807,6 +811,35 @@ impl Gen {
                 self.range_arg(),
                 self.range_arg(),
             ]),
+            Kind::Substr => exact(vec![
+                self.rng.name("SUBSTR"),
+                self.string_key(),
+                self.range_arg(),
+                self.range_arg(),
+            ]),
+            Kind::Lcs => {
+                let mut args = vec![self.rng.name("LCS"), self.string_key(), self.string_key()];
+                for _ in 0..self.rng.usize(0..4) {
+                    match self.rng.u32(0..6) {
+                        0 => args.push(self.rng.word("IDX")),
+                        1 => args.push(self.rng.word("LEN")),
+                        2 => args.push(self.rng.word("WITHMATCHLEN")),
+                        3 => {
+                            args.push(self.rng.word("MINMATCHLEN"));
+                            if self.rng.chance(90) {
+                                args.push(b(self.rng.pick(&["0", "1", "2", "3", "-1", "x"])));
+                            }
+                        }
+                        4 => {
+                            // IDX with its companions, the common shape.
+                            args.push(self.rng.word("IDX"));
+                            args.push(self.rng.word("WITHMATCHLEN"));
+                        }
+                        _ => args.push(b(self.rng.pick(&["FOO", ""]))),
+                    }
+                }
+                exact(args)
+            }
             Kind::SetRange => {
                 let value = if self.rng.chance(10) {
                     Vec::new()

@@ -211,6 +211,15 @@ pub enum CommandError {
     /// BITPOS bit other than 0 or 1.
     #[error("ERR The bit argument must be 1 or 0.")]
     BitArgument,
+    /// LCS of a key holding something other than a string.
+    #[error("ERR The specified keys must contain string values")]
+    LcsNotStrings,
+    /// LCS with both LEN and IDX.
+    #[error("ERR If you want both the length and indexes, please just use IDX.")]
+    LcsLenAndIdx,
+    /// LCS whose table would pass proto-max-bulk-len.
+    #[error("ERR Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len")]
+    LcsTooLarge,
     /// SETRANGE with a negative offset.
     #[error("ERR offset is out of range")]
     OffsetOutOfRange,
@@ -597,6 +606,9 @@ mod docs_table {
             E::BitOffset,
             E::BitValue,
             E::BitArgument,
+            E::LcsNotStrings,
+            E::LcsLenAndIdx,
+            E::LcsTooLarge,
             E::OffsetOutOfRange,
             E::StringTooLong,
             E::HashNotInteger,
@@ -736,6 +748,9 @@ mod docs_table {
                 | E::BitOffset
                 | E::BitValue
                 | E::BitArgument
+                | E::LcsNotStrings
+                | E::LcsLenAndIdx
+                | E::LcsTooLarge
                 | E::OffsetOutOfRange
                 | E::StringTooLong
                 | E::HashNotInteger

@@ -31,6 +31,8 @@ pub static SPECS: &[CommandSpec] = &[
     spec("append", 3, W, &["write", "denyoom", "fast"], ONE_KEY, &["write", "string", "fast"], G, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist."),
     spec("strlen", 2, R, &["readonly", "fast"], ONE_KEY, &["read", "string", "fast"], G, "2.2.0", "Returns the length of a string value."),
     spec("getrange", 4, R, &["readonly"], ONE_KEY, &["read", "string", "slow"], G, "2.4.0", "Returns a substring of the string stored at a key."),
+    spec("substr", 4, R, &["readonly"], ONE_KEY, &["read", "string", "slow"], G, "1.0.0", "Returns a substring from string stored at key."),
+    spec("lcs", -3, R, &["readonly"], (1, 2, 1), &["read", "string", "slow"], G, "7.0.0", "Finds the longest common substring."),
     spec("setrange", 4, W, &["write", "denyoom"], ONE_KEY, &["write", "string", "slow"], G, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist."),
     spec("setbit", 4, W, &["write", "denyoom"], ONE_KEY, &["write", "bitmap", "slow"], "bitmap", "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist."),
     spec("getbit", 3, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "2.2.0", "Returns a bit value by offset."),
@@ -122,6 +124,10 @@ pub enum StringRead {
     BitCount(Bytes, Vec<Bytes>),
     /// `BITPOS key bit [start [end [BYTE|BIT]]]`
     BitPos(Bytes, bool, Vec<Bytes>),
+    /// `LCS key1 key2 [LEN] [IDX] [MINMATCHLEN len] [WITHMATCHLEN]` (the options are read
+    /// at execution, after the keys' types are checked, as Redis orders its errors:
+    /// [`lcs_options`]).
+    Lcs(Bytes, Bytes, Vec<Bytes>),
 }
 
 /// A string command that writes (replicated through raft).
@@ -375,8 +381,11 @@ impl StringCommand {
             "incrbyfloat" => StringCommand::Write(StringWrite::IncrByFloat(key(), args[1].clone())),
             "append" => StringCommand::Write(StringWrite::Append(key(), args[1].clone())),
             "strlen" => StringCommand::Read(StringRead::StrLen(key())),
-            "getrange" => {
+            "getrange" | "substr" => {
                 StringCommand::Read(StringRead::GetRange(key(), int(&args[1])?, int(&args[2])?))
+            }
+            "lcs" => {
+                StringCommand::Read(StringRead::Lcs(key(), args[1].clone(), args[2..].to_vec()))
             }
             "setrange" => {
                 let offset = int(&args[1])?;
@@ -467,4 +476,140 @@ pub fn parse_bitpos_range(args: &[Bytes]) -> Result<Option<BitRange>, CommandErr
         }
         _ => Err(CommandError::Syntax),
     }
+}
+
+/// What LCS is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LcsOptions {
+    /// LEN: the length only.
+    pub len: bool,
+    /// IDX: the matching ranges.
+    pub idx: bool,
+    /// MINMATCHLEN: ranges shorter than this are left out (0: none).
+    pub min_match_len: u64,
+    /// WITHMATCHLEN: each range with its length.
+    pub with_match_len: bool,
+}
+
+/// LCS's options (its arguments after the two keys).
+pub fn lcs_options(args: &[Bytes]) -> Result<LcsOptions, CommandError> {
+    let mut o = LcsOptions::default();
+    let mut i = 0;
+    while i < args.len() {
+        let word = args[i].to_ascii_lowercase();
+        match word.as_slice() {
+            b"idx" => o.idx = true,
+            b"len" => o.len = true,
+            b"withmatchlen" => o.with_match_len = true,
+            b"minmatchlen" if i + 1 < args.len() => {
+                let n = parse_i64(&args[i + 1]).ok_or(CommandError::NotInteger)?;
+                o.min_match_len = n.max(0) as u64;
+                i += 1;
+            }
+            _ => return Err(CommandError::Syntax),
+        }
+        i += 1;
+    }
+    if o.idx && o.len {
+        return Err(CommandError::LcsLenAndIdx);
+    }
+    Ok(o)
+}
+
+/// LCS of `a` and `b` as Redis answers it: the longest common subsequence, its length
+/// (LEN), or (IDX) a map of the matching ranges, from the end of the strings back, each
+/// `[[a_start, a_end], [b_start, b_end]]` (and its length with WITHMATCHLEN), and the
+/// length. The table it builds takes (len(a)+1) x (len(b)+1) x 4 bytes, refused past
+/// `max_table_bytes` (Redis's proto-max-bulk-len).
+pub fn lcs(
+    a: &[u8],
+    b: &[u8],
+    o: &LcsOptions,
+    max_table_bytes: u64,
+) -> Result<crate::reply::Reply, CommandError> {
+    use crate::reply::Reply;
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1).saturating_mul(blen as u64 + 1);
+    if cells.saturating_mul(4) > max_table_bytes {
+        return Err(CommandError::LcsTooLarge);
+    }
+    let width = blen + 1;
+    // table[i * width + j]: the LCS length of a[..i] and b[..j].
+    let mut table = vec![0u32; cells as usize];
+    for i in 1..=alen {
+        for j in 1..=blen {
+            table[i * width + j] = if a[i - 1] == b[j - 1] {
+                table[(i - 1) * width + j - 1] + 1
+            } else {
+                table[(i - 1) * width + j].max(table[i * width + j - 1])
+            };
+        }
+    }
+    let total = table[alen * width + blen];
+    if o.len {
+        return Ok(Reply::Integer(i64::from(total)));
+    }
+    // Walk back from the end: the common bytes, and the runs they form in both strings.
+    let mut common = vec![0u8; total as usize];
+    let mut left = total as usize;
+    let mut ranges = Vec::new();
+    // The run being followed: (a_start, a_end, b_start, b_end).
+    let mut run: Option<(usize, usize, usize, usize)> = None;
+    let (mut i, mut j) = (alen, blen);
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        if a[i - 1] == b[j - 1] {
+            common[left - 1] = a[i - 1];
+            left -= 1;
+            match &mut run {
+                None => run = Some((i - 1, i - 1, j - 1, j - 1)),
+                // Contiguous in both: the run grows backwards.
+                Some((a_start, _, b_start, _)) if *a_start == i && *b_start == j => {
+                    *a_start -= 1;
+                    *b_start -= 1;
+                }
+                Some(_) => emit = true,
+            }
+            if run.is_some_and(|(a_start, _, b_start, _)| a_start == 0 || b_start == 0) {
+                emit = true;
+            }
+            i -= 1;
+            j -= 1;
+        } else {
+            if table[(i - 1) * width + j] > table[i * width + j - 1] {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            emit |= run.is_some();
+        }
+        if emit {
+            if let Some((a_start, a_end, b_start, b_end)) = run.take() {
+                let len = (a_end - a_start + 1) as u64;
+                if o.min_match_len == 0 || len >= o.min_match_len {
+                    let mut range = vec![
+                        Reply::Array(vec![
+                            Reply::Integer(a_start as i64),
+                            Reply::Integer(a_end as i64),
+                        ]),
+                        Reply::Array(vec![
+                            Reply::Integer(b_start as i64),
+                            Reply::Integer(b_end as i64),
+                        ]),
+                    ];
+                    if o.with_match_len {
+                        range.push(Reply::Integer(len as i64));
+                    }
+                    ranges.push(Reply::Array(range));
+                }
+            }
+        }
+    }
+    if !o.idx {
+        return Ok(Reply::bulk(common));
+    }
+    Ok(Reply::Map(vec![
+        (Reply::bulk("matches"), Reply::Array(ranges)),
+        (Reply::bulk("len"), Reply::Integer(i64::from(total))),
+    ]))
 }

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::string::{
-    parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate, SetCondition, StringRead,
-    StringWrite, TtlUpdate, MAX_STRING_LEN,
+    lcs, lcs_options, parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate,
+    SetCondition, StringRead, StringWrite, TtlUpdate, MAX_STRING_LEN,
 };
 use zankv_commands::{notify, CommandError, Reply};
 
@@ -25,6 +25,9 @@ fn into_string_value(meta: KeyMeta) -> Vec<u8> {
         KeyBody::Collection { .. } => Vec::new(),
     }
 }
+
+/// The largest table LCS builds: Redis's default proto-max-bulk-len.
+const LCS_MAX_TABLE: u64 = 512 << 20;
 
 /// Executes a read-only string command.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringRead) -> ExecResult {
@@ -69,6 +72,27 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringRead) -> ExecResult {
                 Err(None) => Ok(Reply::Integer(0)),
                 Err(Some(e)) => Err(e.into()),
             }
+        }
+        StringRead::Lcs(first, second, args) => {
+            // Both keys are looked up before either's type is judged, as Redis does; a
+            // missing key is an empty string.
+            let metas = [
+                super::live_meta(ctx.view, first, ctx.now_ms)?,
+                super::live_meta(ctx.view, second, ctx.now_ms)?,
+            ];
+            let mut values = Vec::with_capacity(2);
+            for meta in metas {
+                values.push(match meta {
+                    None => Vec::new(),
+                    Some(KeyMeta {
+                        body: KeyBody::String(v),
+                        ..
+                    }) => v,
+                    Some(_) => return Err(CommandError::LcsNotStrings.into()),
+                });
+            }
+            let options = lcs_options(args)?;
+            Ok(lcs(&values[0], &values[1], &options, LCS_MAX_TABLE)?)
         }
         StringRead::BitPos(key, bit, args) => {
             let Some(m) = get(key)? else {
