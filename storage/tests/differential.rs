@@ -280,6 +280,7 @@ enum Kind {
     GetRange,
     Substr,
     Lcs,
+    BitOp,
     SetRange,
     SetBit,
     GetBit,
@@ -354,6 +355,7 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::GetRange, 8),
     (Kind::Substr, 2),
     (Kind::Lcs, 6),
+    (Kind::BitOp, 5),
     (Kind::SetRange, 8),
     (Kind::SetBit, 8),
     (Kind::GetBit, 6),
@@ -837,6 +839,19 @@ impl Gen {
                         }
                         _ => args.push(b(self.rng.pick(&["FOO", ""]))),
                     }
+                }
+                exact(args)
+            }
+            Kind::BitOp => {
+                let op = if self.rng.chance(90) {
+                    let op = self.rng.pick(&["AND", "OR", "XOR", "NOT"]);
+                    self.rng.word(op)
+                } else {
+                    b("NAND")
+                };
+                let mut args = vec![self.rng.name("BITOP"), op, self.string_key()];
+                for _ in 0..self.rng.usize(1..4) {
+                    args.push(self.string_key());
                 }
                 exact(args)
             }

@@ -211,6 +211,9 @@ pub enum CommandError {
     /// BITPOS bit other than 0 or 1.
     #[error("ERR The bit argument must be 1 or 0.")]
     BitArgument,
+    /// BITOP NOT of more than one key.
+    #[error("ERR BITOP NOT must be called with a single source key.")]
+    BitOpNotOneKey,
     /// LCS of a key holding something other than a string.
     #[error("ERR The specified keys must contain string values")]
     LcsNotStrings,
@@ -606,6 +609,7 @@ mod docs_table {
             E::BitOffset,
             E::BitValue,
             E::BitArgument,
+            E::BitOpNotOneKey,
             E::LcsNotStrings,
             E::LcsLenAndIdx,
             E::LcsTooLarge,
@@ -748,6 +752,7 @@ mod docs_table {
                 | E::BitOffset
                 | E::BitValue
                 | E::BitArgument
+                | E::BitOpNotOneKey
                 | E::LcsNotStrings
                 | E::LcsLenAndIdx
                 | E::LcsTooLarge

@@ -38,6 +38,7 @@ pub static SPECS: &[CommandSpec] = &[
     spec("getbit", 3, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "2.2.0", "Returns a bit value by offset."),
     spec("bitcount", -2, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string."),
     spec("bitpos", -3, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string."),
+    spec("bitop", -4, W, &["write", "denyoom"], (2, -1, 1), &["write", "bitmap", "slow"], "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result."),
 ];
 
 /// When a SET-like command makes the key expire.
@@ -171,6 +172,15 @@ pub enum StringWrite {
     SetRange(Bytes, i64, Bytes),
     /// SETBIT key offset bit
     SetBit(Bytes, u64, bool),
+    /// `BITOP AND|OR|XOR|NOT destkey key [key ...]` (NOT: one key).
+    BitOp {
+        /// The operation.
+        op: BitOperation,
+        /// Where the result goes.
+        dest: Bytes,
+        /// The operands.
+        sources: Vec<Bytes>,
+    },
 }
 
 /// A typed string command.
@@ -404,6 +414,24 @@ impl StringCommand {
                 StringCommand::Write(StringWrite::SetBit(key(), offset, bit))
             }
             "getbit" => StringCommand::Read(StringRead::GetBit(key(), bit_offset(&args[1])?)),
+            "bitop" => {
+                let op = match args[0].to_ascii_lowercase().as_slice() {
+                    b"and" => BitOperation::And,
+                    b"or" => BitOperation::Or,
+                    b"xor" => BitOperation::Xor,
+                    b"not" => BitOperation::Not,
+                    _ => return Err(CommandError::Syntax),
+                };
+                let sources = args[2..].to_vec();
+                if op == BitOperation::Not && sources.len() != 1 {
+                    return Err(CommandError::BitOpNotOneKey);
+                }
+                StringCommand::Write(StringWrite::BitOp {
+                    op,
+                    dest: args[1].clone(),
+                    sources,
+                })
+            }
             "bitcount" => StringCommand::Read(StringRead::BitCount(key(), args[1..].to_vec())),
             "bitpos" => {
                 let bit = match int(&args[1])? {
@@ -476,6 +504,34 @@ pub fn parse_bitpos_range(args: &[Bytes]) -> Result<Option<BitRange>, CommandErr
         }
         _ => Err(CommandError::Syntax),
     }
+}
+
+/// BITOP's operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BitOperation {
+    /// AND
+    And,
+    /// OR
+    Or,
+    /// XOR
+    Xor,
+    /// NOT (of one operand)
+    Not,
+}
+
+/// BITOP of `operands` (a missing key is an empty string): as long as the longest, the
+/// shorter ones read as zero bytes past their end.
+pub fn bit_operation(op: BitOperation, operands: &[Vec<u8>]) -> Vec<u8> {
+    let len = operands.iter().map(Vec::len).max().unwrap_or(0);
+    let byte = |v: &Vec<u8>, i: usize| v.get(i).copied().unwrap_or(0);
+    (0..len)
+        .map(|i| match op {
+            BitOperation::Not => !byte(&operands[0], i),
+            BitOperation::And => operands.iter().fold(0xff, |acc, v| acc & byte(v, i)),
+            BitOperation::Or => operands.iter().fold(0, |acc, v| acc | byte(v, i)),
+            BitOperation::Xor => operands.iter().fold(0, |acc, v| acc ^ byte(v, i)),
+        })
+        .collect()
 }
 
 /// What LCS is asked for.

@@ -3,8 +3,8 @@
 use bytes::Bytes;
 use zankv_commands::number::{long_double_add, parse_i64, FloatIncrError};
 use zankv_commands::string::{
-    lcs, lcs_options, parse_bitcount_range, parse_bitpos_range, BitRange, GetExUpdate,
-    SetCondition, StringRead, StringWrite, TtlUpdate, MAX_STRING_LEN,
+    bit_operation, lcs, lcs_options, parse_bitcount_range, parse_bitpos_range, BitRange,
+    GetExUpdate, SetCondition, StringRead, StringWrite, TtlUpdate, MAX_STRING_LEN,
 };
 use zankv_commands::{notify, CommandError, Reply};
 
@@ -353,6 +353,31 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 txn.notify(notify::STRING, "setbit", key);
             }
             Ok(Reply::Integer(i64::from(previous)))
+        }
+        StringWrite::BitOp { op, dest, sources } => {
+            // Each operand is read as a read command reads it (a miss is announced), and
+            // one of another type stops everything before anything is written.
+            let mut operands = Vec::with_capacity(sources.len());
+            for source in sources {
+                operands.push(match txn.typed_meta(source, KeyType::String)? {
+                    Some(m) => into_string_value(m),
+                    None => {
+                        txn.notify(notify::KEY_MISS, "keymiss", source);
+                        Vec::new()
+                    }
+                });
+            }
+            let result = bit_operation(*op, &operands);
+            let len = result.len() as i64;
+            if result.is_empty() {
+                if txn.delete_key(dest)? {
+                    txn.notify(notify::GENERIC, "del", dest);
+                }
+            } else {
+                txn.set_meta(dest, &KeyMeta::string(result))?;
+                txn.notify(notify::STRING, "set", dest);
+            }
+            Ok(Reply::Integer(len))
         }
     }
 }
