@@ -456,6 +456,7 @@ mod tests {
             &["k", "k2", "left", "right", "0"],
             &["d", "1", "k"],
             &["d", "k", "0", "-1"],
+            &["and", "d", "k"],
             &["0"],
         ];
         TAILS.iter().find_map(|tail| {
