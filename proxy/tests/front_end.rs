@@ -7,12 +7,13 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `N` distinct free ports (held together while they are chosen, so that no two are the
+/// same).
+fn free_ports<const N: usize>() -> [u16; N] {
+    let listeners: Vec<TcpListener> = (0..N)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    std::array::from_fn(|i| listeners[i].local_addr().unwrap().port())
 }
 
 struct Proxy {
@@ -30,12 +31,12 @@ impl Drop for Proxy {
 
 impl Proxy {
     fn start(extra: &[&str]) -> Proxy {
-        let (port, http_port) = (free_port(), free_port());
+        let [port, http_port, pd_port] = free_ports();
         let child = Command::new(env!("CARGO_BIN_EXE_zankv-proxy"))
             .args(["--redis-addr", &format!("127.0.0.1:{port}")])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
             // Nothing listens there: the proxy has no routing tables.
-            .args(["--pd", &format!("127.0.0.1:{}", free_port())])
+            .args(["--pd", &format!("127.0.0.1:{pd_port}")])
             .args(extra)
             .env_remove("ZANKV_REQUIREPASS")
             .stdin(Stdio::null())
@@ -43,13 +44,16 @@ impl Proxy {
             .stderr(Stdio::null())
             .spawn()
             .expect("start zankv-proxy");
-        let proxy = Proxy {
+        let mut proxy = Proxy {
             child,
             port,
             http_port,
         };
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = proxy.child.try_wait() {
+                panic!("zankv-proxy exited before serving: {status}");
+            }
             assert!(Instant::now() < deadline, "zankv-proxy did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
