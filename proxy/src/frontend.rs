@@ -269,8 +269,7 @@ impl Executor for Frontend {
         spec: &'static CommandSpec,
         started: Instant,
     ) -> Run<Job> {
-        let tables = s.conn.tables.clone();
-        let plan = plan(&argv, spec, &tables, self.reach(s));
+        let plan = plan(&argv, spec, &s.conn.tables, self.reach(s));
         // A blocking pop waits alone, and a client that leaves meanwhile ends its wait; a
         // script (EVAL, FCALL, ...) runs alone on a connection of its own.
         let blocking = spec.timeout_at.is_some();
@@ -296,8 +295,7 @@ impl Executor for Frontend {
         argv: Vec<Bytes>,
         started: Instant,
     ) -> Run<Job> {
-        let tables = s.conn.tables.clone();
-        let plan = crate::transaction::watch_plan(&keys, &tables, self.reach(s));
+        let plan = crate::transaction::watch_plan(&keys, &s.conn.tables, self.reach(s));
         self.send(s, plan, argv, "watch", started, Some(keys)).await
     }
 
@@ -315,12 +313,15 @@ impl Executor for Frontend {
         started: Instant,
     ) -> Run<Job> {
         let protocol = s.client.protocol;
-        let tables = s.conn.tables.clone();
-        let accepted =
-            match crate::transaction::exec_target(&queued, watched, &tables, self.reach(s)) {
-                Ok(accepted) => accepted,
-                Err(e) => return Run::Reply(Reply::Error(e)),
-            };
+        let accepted = match crate::transaction::exec_target(
+            &queued,
+            watched,
+            &s.conn.tables,
+            self.reach(s),
+        ) {
+            Ok(accepted) => accepted,
+            Err(e) => return Run::Reply(Reply::Error(e)),
+        };
         // The connection commands run only once the transaction is accepted.
         let mut answers = Vec::with_capacity(queued.len());
         for q in queued {
@@ -353,8 +354,12 @@ impl Executor for Frontend {
         argv: Vec<Bytes>,
         started: Instant,
     ) -> Run<Job> {
-        let tables = s.conn.tables.clone();
-        let plan = crate::info::plan(&sections, info_facts(&self.ctx), &tables, self.reach(s));
+        let plan = crate::info::plan(
+            &sections,
+            info_facts(&self.ctx),
+            &s.conn.tables,
+            self.reach(s),
+        );
         self.send(s, plan, argv, "info", started, None).await
     }
 

@@ -79,12 +79,17 @@ impl Notifier {
     pub fn listen(self: &Arc<Self>, id: u64, classes: u16) -> Listening {
         let mut listeners = self.lock();
         listeners.insert(id, classes);
-        self.listened
-            .store(listeners.values().fold(0, |a, c| a | c), Ordering::Relaxed);
+        self.recount(&listeners);
         Listening {
             notifier: self.clone(),
             id,
         }
+    }
+
+    /// Keeps `listened` the union of the listeners' classes.
+    fn recount(&self, listeners: &HashMap<u64, u16>) {
+        self.listened
+            .store(listeners.values().fold(0, |a, c| a | c), Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, u16>> {
@@ -133,9 +138,7 @@ impl Drop for Listening {
     fn drop(&mut self) {
         let mut listeners = self.notifier.lock();
         listeners.remove(&self.id);
-        self.notifier
-            .listened
-            .store(listeners.values().fold(0, |a, c| a | c), Ordering::Relaxed);
+        self.notifier.recount(&listeners);
     }
 }
 

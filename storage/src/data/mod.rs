@@ -343,12 +343,8 @@ impl View for Txn<'_> {
     }
 
     fn note_missing(&self, key: &[u8]) {
-        if self.reading.get() && self.notify & notify::KEY_MISS != 0 {
-            self.events.borrow_mut().push(Event {
-                class: notify::KEY_MISS,
-                name: "keymiss",
-                key: Bytes::copy_from_slice(key),
-            });
+        if self.reading.get() {
+            self.record(notify::KEY_MISS, "keymiss", key);
         }
     }
 
@@ -473,8 +469,14 @@ impl<'a> Txn<'a> {
     /// Records keyspace event `event` of `class` on `key`, if that class is wanted (as
     /// Redis's `notifyKeyspaceEvent`, called where Redis calls it).
     pub fn notify(&mut self, class: u16, event: &'static str, key: &[u8]) {
+        self.record(class, event, key);
+    }
+
+    /// Records event `event` of `class` on `key` if that class is wanted (also while the
+    /// change is only looked at: lookups announce `expired` and `keymiss`).
+    fn record(&self, class: u16, event: &'static str, key: &[u8]) {
         if self.notify & class != 0 {
-            self.events.get_mut().push(Event {
+            self.events.borrow_mut().push(Event {
                 class,
                 name: event,
                 key: Bytes::copy_from_slice(key),
@@ -494,11 +496,7 @@ impl<'a> Txn<'a> {
     /// Redis deletes such a key on access, before the command's own events.
     fn announce_expired(&self, key: &[u8]) {
         if self.notify & notify::EXPIRED != 0 && self.announced.borrow_mut().insert(key.to_vec()) {
-            self.events.borrow_mut().push(Event {
-                class: notify::EXPIRED,
-                name: "expired",
-                key: Bytes::copy_from_slice(key),
-            });
+            self.record(notify::EXPIRED, "expired", key);
         }
     }
 

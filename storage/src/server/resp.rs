@@ -200,20 +200,21 @@ impl Executor for ServerContext {
         if let Some(refusal) = scripting::busy_refusal(self, &argv) {
             return Ok(Run::Reply(refusal));
         }
-        let routing = s.conn.routing.clone();
-        let dispatch = if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
-            dispatch_on_partition(argv, &routing, self.max_write_bytes)
-        } else if argv[0].eq_ignore_ascii_case(POP_ID) {
-            dispatch_with_pop_id(argv, &routing, self.max_write_bytes)
-        } else if argv[0].eq_ignore_ascii_case(EVENTS) {
+        if argv[0].eq_ignore_ascii_case(EVENTS) {
             return Ok(Run::Reply(self.listen(s, &argv)));
+        }
+        let routing = &s.conn.routing;
+        let dispatch = if argv[0].eq_ignore_ascii_case(ON_PARTITION) {
+            dispatch_on_partition(argv, routing, self.max_write_bytes)
+        } else if argv[0].eq_ignore_ascii_case(POP_ID) {
+            dispatch_with_pop_id(argv, routing, self.max_write_bytes)
         } else if argv[0].eq_ignore_ascii_case(transaction::TXN_COMMAND) {
-            match super::transaction::remote(&argv, &routing, self.max_write_bytes) {
+            match super::transaction::remote(&argv, routing, self.max_write_bytes) {
                 Ok((group, item)) => Dispatch::Transaction(group, item),
                 Err(e) => Dispatch::Reply(Reply::Error(e)),
             }
         } else if argv[0].eq_ignore_ascii_case(transaction::WATCH_COMMAND) {
-            match super::transaction::remote_watch(&argv, &routing) {
+            match super::transaction::remote_watch(&argv, routing) {
                 Ok((group, keys)) => Dispatch::Watch {
                     group,
                     keys,
@@ -530,8 +531,7 @@ impl ServerContext {
             Dispatch::Script { group, cmd } => {
                 s.last_command.get_or_insert("eval");
                 self.seal(s).await;
-                let routing = s.conn.routing.clone();
-                match scripting::request(self, &routing, group, cmd).await {
+                match scripting::request(self, &s.conn.routing, group, cmd).await {
                     Ok((group, item)) => self.send_alone(s, group, item).await,
                     Err(reply) => Run::Reply(reply),
                 }
