@@ -281,6 +281,7 @@ enum Kind {
     Substr,
     Lcs,
     BitOp,
+    BitField,
     SetRange,
     SetBit,
     GetBit,
@@ -356,6 +357,7 @@ const MENU: &[(Kind, u32)] = &[
     (Kind::Substr, 2),
     (Kind::Lcs, 6),
     (Kind::BitOp, 5),
+    (Kind::BitField, 10),
     (Kind::SetRange, 8),
     (Kind::SetBit, 8),
     (Kind::GetBit, 6),
@@ -568,6 +570,64 @@ impl Gen {
                 let bad = ["-1", "4294967296", "abc", "1.0", "", "9223372036854775807"];
                 b(self.rng.pick(&bad))
             }
+        }
+    }
+
+    /// One BITFIELD subcommand: mostly valid (BITFIELD_RO: mostly GET), sometimes a bad
+    /// type, offset, value or overflow mode.
+    fn bitfield_op(&mut self, args: &mut Vec<Vec<u8>>, read_only: bool) {
+        let op = match self.rng.u32(0..100) {
+            0..=39 => "GET",
+            _ if read_only && self.rng.chance(80) => "GET",
+            40..=64 => "INCRBY",
+            65..=84 => "SET",
+            85..=97 => "OVERFLOW",
+            _ => "FOO",
+        };
+        args.push(self.rng.word(op));
+        if op == "OVERFLOW" {
+            let mode = self
+                .rng
+                .pick(&["WRAP", "SAT", "FAIL", "fail", "sat", "NONE"]);
+            args.push(self.rng.word(mode));
+            return;
+        }
+        let signed = self.rng.chance(50);
+        let ty = match self.rng.u32(0..100) {
+            0..=94 => {
+                let max = if signed { 64 } else { 63 };
+                let bits = match self.rng.u32(0..4) {
+                    0 => max,
+                    1 => self.rng.u32(1..4),
+                    _ => self.rng.u32(1..max + 1),
+                };
+                format!("{}{bits}", if signed { "i" } else { "u" })
+            }
+            _ => self
+                .rng
+                .pick(&["u64", "i65", "i0", "x8", "i", "U8"])
+                .to_string(),
+        };
+        args.push(ty.into_bytes());
+        args.push(match self.rng.u32(0..100) {
+            0..=69 => self.rng.small_int(0, 80),
+            70..=89 => format!("#{}", self.rng.u32(0..8)).into_bytes(),
+            90..=95 => self.rng.small_int(80, 300),
+            _ => b(self.rng.pick(&["-1", "#-1", "4294967296", "x", "#"])),
+        });
+        if op == "SET" || op == "INCRBY" {
+            args.push(match self.rng.u32(0..100) {
+                0..=59 => self.rng.small_int(-20, 300),
+                60..=89 => b(self.rng.pick(&[
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "127",
+                    "-128",
+                    "255",
+                    "4611686018427387904",
+                ])),
+                _ => b(self.rng.pick(&["1.5", "x", "9223372036854775808"])),
+            });
         }
     }
 
@@ -858,6 +918,15 @@ impl Gen {
                 let mut args = vec![self.rng.name("BITOP"), op, self.string_key()];
                 for _ in 0..self.rng.usize(1..4) {
                     args.push(self.string_key());
+                }
+                exact(args)
+            }
+            Kind::BitField => {
+                let read_only = self.rng.chance(25);
+                let name = if read_only { "BITFIELD_RO" } else { "BITFIELD" };
+                let mut args = vec![self.rng.name(name), self.string_key()];
+                for _ in 0..self.rng.usize(0..5) {
+                    self.bitfield_op(&mut args, read_only);
                 }
                 exact(args)
             }

@@ -214,6 +214,15 @@ pub enum CommandError {
     /// BITOP NOT of more than one key.
     #[error("ERR BITOP NOT must be called with a single source key.")]
     BitOpNotOneKey,
+    /// BITFIELD OVERFLOW with a mode other than WRAP, SAT or FAIL.
+    #[error("ERR Invalid OVERFLOW type specified")]
+    BitfieldOverflowType,
+    /// BITFIELD with a type other than i1..i64 or u1..u63.
+    #[error("ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.")]
+    BitfieldType,
+    /// BITFIELD_RO with SET or INCRBY.
+    #[error("ERR BITFIELD_RO only supports the GET subcommand")]
+    BitfieldReadOnly,
     /// LCS of a key holding something other than a string.
     #[error("ERR The specified keys must contain string values")]
     LcsNotStrings,
@@ -610,6 +619,9 @@ mod docs_table {
             E::BitValue,
             E::BitArgument,
             E::BitOpNotOneKey,
+            E::BitfieldOverflowType,
+            E::BitfieldType,
+            E::BitfieldReadOnly,
             E::LcsNotStrings,
             E::LcsLenAndIdx,
             E::LcsTooLarge,
@@ -753,6 +765,9 @@ mod docs_table {
                 | E::BitValue
                 | E::BitArgument
                 | E::BitOpNotOneKey
+                | E::BitfieldOverflowType
+                | E::BitfieldType
+                | E::BitfieldReadOnly
                 | E::LcsNotStrings
                 | E::LcsLenAndIdx
                 | E::LcsTooLarge

@@ -19,6 +19,7 @@
 //! change's arguments and must get the same command); every error a client sees is a
 //! [`CommandError`].
 
+pub mod bitfield;
 pub mod blocking;
 pub mod cluster;
 pub mod config;

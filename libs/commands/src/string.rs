@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 
+use crate::bitfield::BitField;
 use crate::error::CommandError;
 use crate::number::parse_i64;
 use crate::spec::{spec, Access, CommandSpec, Fanout, KeyMerge, ALL_KEYS, ONE_KEY};
@@ -38,6 +39,8 @@ pub static SPECS: &[CommandSpec] = &[
     spec("getbit", 3, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "2.2.0", "Returns a bit value by offset."),
     spec("bitcount", -2, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string."),
     spec("bitpos", -3, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string."),
+    spec("bitfield", -2, W, &["write", "denyoom"], ONE_KEY, &["write", "bitmap", "slow"], "bitmap", "3.2.0", "Performs arbitrary bitfield integer operations on strings."),
+    spec("bitfield_ro", -2, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "6.0.0", "Performs arbitrary read-only bitfield integer operations on strings."),
     spec("bitop", -4, W, &["write", "denyoom"], (2, -1, 1), &["write", "bitmap", "slow"], "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result."),
 ];
 
@@ -129,6 +132,8 @@ pub enum StringRead {
     /// at execution, after the keys' types are checked, as Redis orders its errors:
     /// [`lcs_options`]).
     Lcs(Bytes, Bytes, Vec<Bytes>),
+    /// `BITFIELD_RO key [GET type offset ...]`
+    BitField(Bytes, BitField),
 }
 
 /// A string command that writes (replicated through raft).
@@ -172,6 +177,8 @@ pub enum StringWrite {
     SetRange(Bytes, i64, Bytes),
     /// SETBIT key offset bit
     SetBit(Bytes, u64, bool),
+    /// `BITFIELD key [GET ...] [SET ...] [INCRBY ...] [OVERFLOW ...]`
+    BitField(Bytes, BitField),
     /// `BITOP AND|OR|XOR|NOT destkey key [key ...]` (NOT: one key).
     BitOp {
         /// The operation.
@@ -432,6 +439,14 @@ impl StringCommand {
                     sources,
                 })
             }
+            "bitfield" => StringCommand::Write(StringWrite::BitField(
+                key(),
+                BitField::parse(&args[1..], false)?,
+            )),
+            "bitfield_ro" => StringCommand::Read(StringRead::BitField(
+                key(),
+                BitField::parse(&args[1..], true)?,
+            )),
             "bitcount" => StringCommand::Read(StringRead::BitCount(key(), args[1..].to_vec())),
             "bitpos" => {
                 let bit = match int(&args[1])? {

@@ -94,6 +94,10 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &StringRead) -> ExecResult {
             let options = lcs_options(args)?;
             Ok(lcs(&values[0], &values[1], &options, LCS_MAX_TABLE)?)
         }
+        StringRead::BitField(key, field) => {
+            let mut value = get(key)?.map(into_string_value).unwrap_or_default();
+            Ok(Reply::Array(field.run(&mut value).0))
+        }
         StringRead::BitPos(key, bit, args) => {
             let Some(m) = get(key)? else {
                 return Ok(Reply::Integer(if *bit { -1 } else { 0 }));
@@ -274,9 +278,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
         }
         StringWrite::Append(key, suffix) => {
             let old = txn.typed_meta(key, KeyType::String)?;
-            let (mut value, expire_at) = match old {
-                Some(m) => (string_value(&m).to_vec(), m.expire_at),
-                None => (Vec::new(), None),
+            let (expire_at, mut value) = match old {
+                Some(m) => (m.expire_at, into_string_value(m)),
+                None => (None, Vec::new()),
             };
             if (value.len() + suffix.len()) as u64 > MAX_STRING_LEN {
                 return Err(CommandError::StringTooLong.into());
@@ -325,9 +329,9 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
         }
         StringWrite::SetBit(key, offset, bit) => {
             let old = txn.typed_meta(key, KeyType::String)?;
-            let (mut value, expire_at) = match old {
-                Some(m) => (string_value(&m).to_vec(), m.expire_at),
-                None => (Vec::new(), None),
+            let (expire_at, mut value) = match old {
+                Some(m) => (m.expire_at, into_string_value(m)),
+                None => (None, Vec::new()),
             };
             let byte = (*offset >> 3) as usize;
             let grew = value.len() <= byte;
@@ -353,6 +357,42 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 txn.notify(notify::STRING, "setbit", key);
             }
             Ok(Reply::Integer(i64::from(previous)))
+        }
+        StringWrite::BitField(key, field) => {
+            let old = txn.typed_meta(key, KeyType::String)?;
+            let Some(end) = field.write_end() else {
+                // Only GETs: a read (a miss is announced as one).
+                if old.is_none() {
+                    txn.notify(notify::KEY_MISS, "keymiss", key);
+                }
+                let mut value = old.map(into_string_value).unwrap_or_default();
+                return Ok(Reply::Array(field.run(&mut value).0));
+            };
+            let created = old.is_none();
+            let (expire_at, mut value) = match old {
+                Some(m) => (m.expire_at, into_string_value(m)),
+                None => (None, Vec::new()),
+            };
+            // Created or grown: the key changed whatever the subcommands do (Redis keeps a
+            // key it created even when every subcommand failed).
+            let grew = created || (value.len() as u64) < end;
+            if grew {
+                value.resize(value.len().max(end as usize), 0);
+            }
+            let (replies, written, changed) = field.run(&mut value);
+            if grew || changed > 0 {
+                txn.set_meta(
+                    key,
+                    &KeyMeta {
+                        expire_at,
+                        body: KeyBody::String(value),
+                    },
+                )?;
+            }
+            if (grew && written > 0) || changed > 0 {
+                txn.notify(notify::STRING, "setbit", key);
+            }
+            Ok(Reply::Array(replies))
         }
         StringWrite::BitOp { op, dest, sources } => {
             // Each operand is read as a read command reads it (a miss is announced), and
