@@ -339,7 +339,7 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
     let ttl = rng.fresh_rel_secs();
     let cond = opt(rng, 50, &["NX", "XX", "GT", "LT"]);
     // Commands separated by "; " are sent in turn.
-    let line = match rng.usize(0..65) {
+    let line = match rng.usize(0..71) {
         0 => {
             let ex = match rng.usize(0..4) {
                 0 => format!(" EX {ttl}"),
@@ -440,6 +440,19 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
         61 => format!("ZUNION 2 {z} {z2}"),
         // Looks the key up without announcing a miss.
         62 => format!("OBJECT FREQ {k}"),
+        65 => format!("PFADD {s} {m} {m2}"),
+        66 => format!("PFCOUNT {s}{}", opt(rng, 50, &[s2.as_str()])),
+        67 => format!("PFMERGE {s} {s2}"),
+        68 => {
+            let (offset, value) = (rng.usize(0..16), rng.usize(0..3));
+            match rng.usize(0..3) {
+                0 => format!("BITFIELD {s} GET u8 {offset}"),
+                1 => format!("BITFIELD {s} SET u8 {offset} {value}"),
+                _ => format!("BITFIELD {s} INCRBY u8 {offset} {value}"),
+            }
+        }
+        69 => format!("BITFIELD_RO {s} GET i4 {}", rng.usize(0..12)),
+        70 => format!("BITFIELD {s} OVERFLOW FAIL INCRBY u2 0 {}", rng.usize(0..5)),
         // GET's keys (never there) are looked up in the sorted order, by the write too. Not
         // through a proxy: a pattern's keys could be in another partition.
         63 if tag.is_empty() => {

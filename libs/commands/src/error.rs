@@ -223,6 +223,12 @@ pub enum CommandError {
     /// BITFIELD_RO with SET or INCRBY.
     #[error("ERR BITFIELD_RO only supports the GET subcommand")]
     BitfieldReadOnly,
+    /// A HyperLogLog command on a string that is not a sketch.
+    #[error("WRONGTYPE Key is not a valid HyperLogLog string value.")]
+    NotHll,
+    /// A sketch whose registers are inconsistent.
+    #[error("INVALIDOBJ Corrupted HLL object detected")]
+    CorruptHll,
     /// LCS of a key holding something other than a string.
     #[error("ERR The specified keys must contain string values")]
     LcsNotStrings,
@@ -619,6 +625,8 @@ mod docs_table {
             E::BitValue,
             E::BitArgument,
             E::BitOpNotOneKey,
+            E::NotHll,
+            E::CorruptHll,
             E::BitfieldOverflowType,
             E::BitfieldType,
             E::BitfieldReadOnly,
@@ -765,6 +773,8 @@ mod docs_table {
                 | E::BitValue
                 | E::BitArgument
                 | E::BitOpNotOneKey
+                | E::NotHll
+                | E::CorruptHll
                 | E::BitfieldOverflowType
                 | E::BitfieldType
                 | E::BitfieldReadOnly

@@ -3,12 +3,13 @@
 //! This crate owns everything about a command that does not depend on where it runs:
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
-//! - one module per command family ([`connection`], [`keyspace`], [`string`], [`hash`],
-//!   [`list`], [`set`], [`zset`], [`sort`]) with a typed command enum and its parser; a
-//!   data family's enum is split into its reads and its writes (`ListRead`, `ListWrite`),
-//!   so which commands write is decided by their types: [`Command::route`] gives a storage
-//!   node a [`ReadCommand`] or a [`WriteCommand`], and its read executors cannot be handed a
-//!   write (a test checks every spec's flags agree);
+//! - one module per command family ([`connection`], [`keyspace`], [`string`] with
+//!   [`bitfield`], [`hash`], [`list`], [`set`], [`zset`], [`hyperloglog`], [`sort`]) with a
+//!   typed command enum and its parser; a data family's enum is split into its reads and
+//!   its writes (`ListRead`, `ListWrite`), so which commands write is decided by their
+//!   types: [`Command::route`] gives a storage node a [`ReadCommand`] or a [`WriteCommand`],
+//!   and its read executors cannot be handed a write (a test checks every spec's flags
+//!   agree);
 //! - [`reply`]: typed replies and their RESP2/RESP3 encoding;
 //! - [`error`]: the one mapping from errors to Redis error text;
 //! - [`partitioning`]: which namespace partition a key belongs to; [`cluster`]: Redis
@@ -26,6 +27,7 @@ pub mod config;
 pub mod connection;
 pub mod error;
 pub mod hash;
+pub mod hyperloglog;
 pub mod info;
 pub mod keyspace;
 pub mod list;
@@ -80,6 +82,8 @@ pub enum Command {
     Set(SetCommand),
     /// Sorted-set commands.
     Zset(ZsetCommand),
+    /// HyperLogLog commands.
+    HyperLogLog(hyperloglog::HllCommand),
     /// SORT and SORT_RO.
     Sort(sort::SortCommand),
     /// Scripts and the script cache.
@@ -123,6 +127,8 @@ pub enum WriteCommand {
     Set(set::SetWrite),
     /// Sorted-set commands.
     Zset(zset::ZsetWrite),
+    /// HyperLogLog commands (all write: PFCOUNT stores the cardinality it computed).
+    HyperLogLog(hyperloglog::HllCommand),
     /// SORT with STORE.
     Sort(sort::SortCommand),
 }
@@ -160,6 +166,7 @@ impl Command {
             Command::Set(SetCommand::Write(c)) => Write(WriteCommand::Set(c)),
             Command::Zset(ZsetCommand::Read(c)) => Read(ReadCommand::Zset(c)),
             Command::Zset(ZsetCommand::Write(c)) => Write(WriteCommand::Zset(c)),
+            Command::HyperLogLog(c) => Write(WriteCommand::HyperLogLog(c)),
             // SORT writes only with STORE: without, it is a read like SORT_RO.
             Command::Sort(c) if c.store.is_some() => Write(WriteCommand::Sort(c)),
             Command::Sort(c) => Read(ReadCommand::Sort(c)),
@@ -185,13 +192,14 @@ enum Family {
     List,
     Set,
     Zset,
+    HyperLogLog,
     Sort,
     Script,
 }
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 10] {
+fn families() -> [(Family, &'static [CommandSpec]); 11] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Connection, pubsub::SPECS),
@@ -201,6 +209,7 @@ fn families() -> [(Family, &'static [CommandSpec]); 10] {
         (Family::List, list::SPECS),
         (Family::Set, set::SPECS),
         (Family::Zset, zset::SPECS),
+        (Family::HyperLogLog, hyperloglog::SPECS),
         (Family::Sort, sort::SPECS),
         (Family::Script, scripting::SPECS),
     ]
@@ -300,6 +309,9 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::List => Command::List(ListCommand::parse(full_name, args)?),
         Family::Set => Command::Set(SetCommand::parse(full_name, args)?),
         Family::Zset => Command::Zset(ZsetCommand::parse(full_name, args)?),
+        Family::HyperLogLog => {
+            Command::HyperLogLog(hyperloglog::HllCommand::parse(full_name, args))
+        }
         Family::Sort => Command::Sort(sort::SortCommand::parse(args, full_name == "sort_ro")?),
         Family::Script => Command::Script(scripting::ScriptCommand::parse(full_name, args)?),
     };

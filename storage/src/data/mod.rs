@@ -3,7 +3,8 @@
 //! Reads run against a [`View`] of the current state; writes run inside a [`Txn`] that
 //! buffers every change into one write batch and also serves reads of its own writes, so a
 //! command that touches the same key twice sees its first touch. The family modules
-//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`], [`sort`]) hold one
+//! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`], [`sort`],
+//! [`hyperloglog`] on [`hll`] sketches) hold one
 //! function per command.
 //!
 //! Invariants:
@@ -15,6 +16,8 @@
 
 pub mod functions;
 pub mod hash;
+pub mod hll;
+pub mod hyperloglog;
 pub mod keyspace;
 pub mod list;
 pub mod pops;
@@ -233,6 +236,7 @@ pub fn execute_write(txn: &mut Txn<'_>, cmd: &WriteCommand) -> ExecResult {
         WriteCommand::List(c) => list::write(txn, c),
         WriteCommand::Set(c) => set::write(txn, c),
         WriteCommand::Zset(c) => zset::write(txn, c),
+        WriteCommand::HyperLogLog(c) => hyperloglog::write(txn, c),
         WriteCommand::Sort(c) => sort::write(txn, c),
     }
 }

@@ -1,0 +1,72 @@
+//! HyperLogLog commands (PFADD, PFCOUNT, PFMERGE): typed forms, parsers and specs.
+//!
+//! Every one of them writes: PFCOUNT of one key stores the cardinality it computed in the
+//! value's header, as Redis does (Redis flags it `may_replicate` and propagates that), so
+//! that the value stays byte for byte Redis's. The sketches themselves are the storage
+//! node's (`zankv_storage::data::hll`).
+
+use bytes::Bytes;
+
+use crate::spec::{spec, Access, CommandSpec, ALL_KEYS, ONE_KEY};
+
+const G: &str = "hyperloglog";
+
+/// Specs of the HyperLogLog family.
+pub static SPECS: &[CommandSpec] = &[
+    spec(
+        "pfadd",
+        -2,
+        Access::Write,
+        &["write", "denyoom", "fast"],
+        ONE_KEY,
+        &["write", "hyperloglog", "fast"],
+        G,
+        "2.8.9",
+        "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.",
+    ),
+    spec(
+        "pfcount",
+        -2,
+        Access::Write,
+        &["readonly", "may_replicate"],
+        ALL_KEYS,
+        &["read", "hyperloglog", "slow"],
+        G,
+        "2.8.9",
+        "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).",
+    ),
+    spec(
+        "pfmerge",
+        -2,
+        Access::Write,
+        &["write", "denyoom"],
+        ALL_KEYS,
+        &["write", "hyperloglog", "slow"],
+        G,
+        "2.8.9",
+        "Merges one or more HyperLogLog values into a single key.",
+    ),
+];
+
+/// A parsed HyperLogLog command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HllCommand {
+    /// `PFADD key [element ...]`
+    Add(Bytes, Vec<Bytes>),
+    /// `PFCOUNT key [key ...]`
+    Count(Vec<Bytes>),
+    /// `PFMERGE destkey [sourcekey ...]` (the destination is merged too).
+    Merge(Bytes, Vec<Bytes>),
+}
+
+impl HllCommand {
+    /// Parses a HyperLogLog command; `name` is lower case and arity has been checked.
+    pub fn parse(name: &str, args: &[Bytes]) -> Self {
+        match name {
+            "pfadd" => HllCommand::Add(args[0].clone(), args[1..].to_vec()),
+            "pfcount" => HllCommand::Count(args.to_vec()),
+            "pfmerge" => HllCommand::Merge(args[0].clone(), args[1..].to_vec()),
+            _ => unreachable!("hyperloglog family dispatched an unknown name: {name}"),
+        }
+    }
+}
