@@ -52,3 +52,9 @@ int zankv_format_double(double d, char *out, size_t out_len) {
 int zankv_format_double_g(double d, int precision, char *out, size_t out_len) {
     return snprintf(out, out_len, "%.*g", precision, d);
 }
+
+/* Formats d as printf's "%.<precision>f" (GEODIST's "%.4f"; GEOPOS's coordinates, which
+ * Redis prints as "%.17Lf" of the same value as a long double: the same digits). */
+int zankv_format_double_f(double d, int precision, char *out, size_t out_len) {
+    return snprintf(out, out_len, "%.*f", precision, d);
+}

@@ -229,6 +229,39 @@ pub enum CommandError {
     /// A sketch whose registers are inconsistent.
     #[error("INVALIDOBJ Corrupted HLL object detected")]
     CorruptHll,
+    /// A geo unit other than M, KM, FT or MI.
+    #[error("ERR unsupported unit provided. please use M, KM, FT, MI")]
+    GeoUnit,
+    /// A position outside ±180 longitude, ±85.05112878 latitude (printed with `%f`).
+    #[error("ERR invalid longitude,latitude pair {0},{1}")]
+    GeoInvalidPosition(String, String),
+    /// A radius, width or height that is not a number.
+    #[error("ERR need numeric {0}")]
+    GeoNeedNumeric(&'static str),
+    /// A negative radius.
+    #[error("ERR radius cannot be negative")]
+    GeoRadiusNegative,
+    /// BYBOX with a negative width or height.
+    #[error("ERR height or width cannot be negative")]
+    GeoBoxNegative,
+    /// A search from a member the set does not have.
+    #[error("ERR could not decode requested zset member")]
+    GeoMemberUnknown,
+    /// A search's COUNT below 1.
+    #[error("ERR COUNT must be > 0")]
+    GeoCountNotPositive,
+    /// STORE (or GEOSEARCHSTORE) with WITHDIST, WITHHASH or WITHCOORD.
+    #[error("ERR {0} is not compatible with WITHDIST, WITHHASH and WITHCOORD options")]
+    GeoStoreWith(&'static str),
+    /// GEOSEARCH without FROMMEMBER or FROMLONLAT (the command's name as sent).
+    #[error("ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for {0}")]
+    GeoNeedFrom(String),
+    /// GEOSEARCH without BYRADIUS or BYBOX.
+    #[error("ERR exactly one of BYRADIUS and BYBOX can be specified for {0}")]
+    GeoNeedBy(String),
+    /// ANY without COUNT.
+    #[error("ERR the ANY argument requires COUNT argument")]
+    GeoAnyNeedsCount,
     /// LCS of a key holding something other than a string.
     #[error("ERR The specified keys must contain string values")]
     LcsNotStrings,
@@ -625,6 +658,17 @@ mod docs_table {
             E::BitValue,
             E::BitArgument,
             E::BitOpNotOneKey,
+            E::GeoUnit,
+            E::GeoInvalidPosition("200.000000".into(), "100.000000".into()),
+            E::GeoNeedNumeric("radius"),
+            E::GeoRadiusNegative,
+            E::GeoBoxNegative,
+            E::GeoMemberUnknown,
+            E::GeoCountNotPositive,
+            E::GeoStoreWith("GEOSEARCHSTORE"),
+            E::GeoNeedFrom("geosearch".into()),
+            E::GeoNeedBy("geosearch".into()),
+            E::GeoAnyNeedsCount,
             E::NotHll,
             E::CorruptHll,
             E::BitfieldOverflowType,
@@ -773,6 +817,17 @@ mod docs_table {
                 | E::BitValue
                 | E::BitArgument
                 | E::BitOpNotOneKey
+                | E::GeoUnit
+                | E::GeoInvalidPosition(..)
+                | E::GeoNeedNumeric(_)
+                | E::GeoRadiusNegative
+                | E::GeoBoxNegative
+                | E::GeoMemberUnknown
+                | E::GeoCountNotPositive
+                | E::GeoStoreWith(_)
+                | E::GeoNeedFrom(_)
+                | E::GeoNeedBy(_)
+                | E::GeoAnyNeedsCount
                 | E::NotHll
                 | E::CorruptHll
                 | E::BitfieldOverflowType

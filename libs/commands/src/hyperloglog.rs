@@ -1,8 +1,8 @@
 //! HyperLogLog commands (PFADD, PFCOUNT, PFMERGE): typed forms, parsers and specs.
 //!
 //! Every one of them writes: PFCOUNT of one key stores the cardinality it computed in the
-//! value's header, as Redis does (Redis flags it `may_replicate` and propagates that), so
-//! that the value stays byte for byte Redis's. The sketches themselves are the storage
+//! value's header, as Redis does (and propagates to its replicas), so that the value stays
+//! byte for byte Redis's. The sketches themselves are the storage
 //! node's (`zankv_storage::data::hll`).
 
 use bytes::Bytes;
@@ -22,18 +22,18 @@ pub static SPECS: &[CommandSpec] = &[
         &["write", "hyperloglog", "fast"],
         G,
         "2.8.9",
-        "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.",
+        "Adds the specified elements to the specified HyperLogLog.",
     ),
     spec(
         "pfcount",
         -2,
         Access::Write,
-        &["readonly", "may_replicate"],
+        &["readonly"],
         ALL_KEYS,
         &["read", "hyperloglog", "slow"],
         G,
         "2.8.9",
-        "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).",
+        "Return the approximated cardinality of the set(s) observed by the HyperLogLog at key(s).",
     ),
     spec(
         "pfmerge",
@@ -44,7 +44,7 @@ pub static SPECS: &[CommandSpec] = &[
         &["write", "hyperloglog", "slow"],
         G,
         "2.8.9",
-        "Merges one or more HyperLogLog values into a single key.",
+        "Merge N different HyperLogLogs into a single one.",
     ),
 ];
 

@@ -4,7 +4,7 @@
 //! - [`request`]: reading requests off the wire (RESP multibulk and inline);
 //! - [`spec`] and each family's `SPECS`: arity, flags, key positions, docs;
 //! - one module per command family ([`connection`], [`keyspace`], [`string`] with
-//!   [`bitfield`], [`hash`], [`list`], [`set`], [`zset`], [`hyperloglog`], [`sort`]) with a
+//!   [`bitfield`], [`hash`], [`list`], [`set`], [`zset`], [`hyperloglog`], [`geo`], [`sort`]) with a
 //!   typed command enum and its parser; a data family's enum is split into its reads and
 //!   its writes (`ListRead`, `ListWrite`), so which commands write is decided by their
 //!   types: [`Command::route`] gives a storage node a [`ReadCommand`] or a [`WriteCommand`],
@@ -26,6 +26,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod error;
+pub mod geo;
 pub mod hash;
 pub mod hyperloglog;
 pub mod info;
@@ -84,6 +85,8 @@ pub enum Command {
     Zset(ZsetCommand),
     /// HyperLogLog commands.
     HyperLogLog(hyperloglog::HllCommand),
+    /// Geo commands.
+    Geo(geo::GeoCommand),
     /// SORT and SORT_RO.
     Sort(sort::SortCommand),
     /// Scripts and the script cache.
@@ -106,6 +109,8 @@ pub enum ReadCommand {
     Set(set::SetRead),
     /// Sorted-set commands.
     Zset(zset::ZsetRead),
+    /// Geo commands.
+    Geo(geo::GeoRead),
     /// SORT without STORE, and SORT_RO.
     Sort(sort::SortCommand),
     /// FUNCTION LIST and DUMP: the partition's libraries.
@@ -129,6 +134,8 @@ pub enum WriteCommand {
     Zset(zset::ZsetWrite),
     /// HyperLogLog commands (all write: PFCOUNT stores the cardinality it computed).
     HyperLogLog(hyperloglog::HllCommand),
+    /// Geo commands.
+    Geo(geo::GeoWrite),
     /// SORT with STORE.
     Sort(sort::SortCommand),
 }
@@ -167,6 +174,8 @@ impl Command {
             Command::Zset(ZsetCommand::Read(c)) => Read(ReadCommand::Zset(c)),
             Command::Zset(ZsetCommand::Write(c)) => Write(WriteCommand::Zset(c)),
             Command::HyperLogLog(c) => Write(WriteCommand::HyperLogLog(c)),
+            Command::Geo(geo::GeoCommand::Read(c)) => Read(ReadCommand::Geo(c)),
+            Command::Geo(geo::GeoCommand::Write(c)) => Write(WriteCommand::Geo(c)),
             // SORT writes only with STORE: without, it is a read like SORT_RO.
             Command::Sort(c) if c.store.is_some() => Write(WriteCommand::Sort(c)),
             Command::Sort(c) => Read(ReadCommand::Sort(c)),
@@ -193,13 +202,14 @@ enum Family {
     Set,
     Zset,
     HyperLogLog,
+    Geo,
     Sort,
     Script,
 }
 
 /// The registry of command families: a new family is one line here (and its arm in
 /// [`parse`]).
-fn families() -> [(Family, &'static [CommandSpec]); 11] {
+fn families() -> [(Family, &'static [CommandSpec]); 12] {
     [
         (Family::Connection, connection::SPECS),
         (Family::Connection, pubsub::SPECS),
@@ -210,6 +220,7 @@ fn families() -> [(Family, &'static [CommandSpec]); 11] {
         (Family::Set, set::SPECS),
         (Family::Zset, zset::SPECS),
         (Family::HyperLogLog, hyperloglog::SPECS),
+        (Family::Geo, geo::SPECS),
         (Family::Sort, sort::SPECS),
         (Family::Script, scripting::SPECS),
     ]
@@ -312,6 +323,7 @@ pub fn parse(argv: &[Bytes]) -> Result<(Command, &'static CommandSpec), CommandE
         Family::HyperLogLog => {
             Command::HyperLogLog(hyperloglog::HllCommand::parse(full_name, args))
         }
+        Family::Geo => Command::Geo(geo::GeoCommand::parse(full_name, name, args)?),
         Family::Sort => Command::Sort(sort::SortCommand::parse(args, full_name == "sort_ro")?),
         Family::Script => Command::Script(scripting::ScriptCommand::parse(full_name, args)?),
     };

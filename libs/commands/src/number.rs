@@ -47,6 +47,7 @@ mod ffi {
         pub fn zankv_parse_double(s: *const u8, len: usize, mode: i32, out: *mut f64) -> i32;
         pub fn zankv_format_double(d: f64, out: *mut u8, out_len: usize) -> i32;
         pub fn zankv_format_double_g(d: f64, precision: i32, out: *mut u8, out_len: usize) -> i32;
+        pub fn zankv_format_double_f(d: f64, precision: i32, out: *mut u8, out_len: usize) -> i32;
         pub fn zankv_ld_add(
             base: *const u8,
             base_len: usize,
@@ -92,6 +93,18 @@ pub fn format_double(d: f64) -> String {
     let n = unsafe { ffi::zankv_format_double(d, out.as_mut_ptr(), out.len()) };
     let n = usize::try_from(n).unwrap_or(0).min(out.len() - 1);
     String::from_utf8_lossy(&out[..n]).into_owned()
+}
+
+/// Formats a double as C's `%.<precision>f` (GEODIST's distances, GEOPOS's coordinates).
+pub fn format_double_f(d: f64, precision: u8) -> String {
+    // The longest is a 309-digit integer part, a point and the decimals.
+    let mut out = vec![0u8; 330 + usize::from(precision)];
+    // SAFETY: `out` is writable for its length; snprintf never writes past it.
+    let n =
+        unsafe { ffi::zankv_format_double_f(d, i32::from(precision), out.as_mut_ptr(), out.len()) };
+    let n = usize::try_from(n).unwrap_or(0).min(out.len() - 1);
+    out.truncate(n);
+    String::from_utf8(out).unwrap_or_default()
 }
 
 /// Formats a double as C's `%.<precision>g` (Lua prints numbers with 14 digits).

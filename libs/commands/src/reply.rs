@@ -53,6 +53,9 @@ pub enum Reply {
     /// A double (RESP3 `,`); a bulk string in RESP2. Both are printed as Redis 7.0 prints
     /// them (`%.17g`, see [`crate::number::format_double`]).
     Double(f64),
+    /// A coordinate (GEOPOS, WITHCOORD): a double (RESP3 `,`), a bulk string in RESP2, both
+    /// printed as Redis prints a "human" long double: 17 decimals, trailing zeros dropped.
+    Coordinate(f64),
     /// A boolean (RESP3 `#t`/`#f`); the integer 1 or 0 in RESP2 (a script's `true` or
     /// `false` after `redis.setresp(3)`).
     Boolean(bool),
@@ -65,6 +68,20 @@ pub enum Reply {
     /// Several top-level replies to one request, one after the other (SUBSCRIBE confirms
     /// each channel with one).
     Frames(Vec<Reply>),
+}
+
+/// Redis's "human" long double (`%.17Lf` without trailing zeros, `-0` as `0`): GEOPOS's
+/// coordinates.
+pub fn human_coordinate(value: f64) -> String {
+    let mut s = crate::number::format_double_f(value, 17);
+    if s.contains('.') {
+        let kept = s.trim_end_matches('0').trim_end_matches('.').len();
+        s.truncate(kept);
+    }
+    if s == "-0" {
+        s = "0".into();
+    }
+    s
 }
 
 impl Reply {
@@ -125,8 +142,13 @@ impl Reply {
             // The RESP3 encoder prints doubles its own way: a reply holding one is written
             // here, its other parts still by the encoder.
             Protocol::Resp3
-                if matches!(self, Reply::Double(_))
-                    || self.holds(&|r| matches!(r, Reply::Double(_) | Reply::Frames(_))) =>
+                if matches!(self, Reply::Double(_) | Reply::Coordinate(_))
+                    || self.holds(&|r| {
+                        matches!(
+                            r,
+                            Reply::Double(_) | Reply::Coordinate(_) | Reply::Frames(_)
+                        )
+                    }) =>
             {
                 self.encode_resp3_with_doubles(out)
             }
@@ -189,6 +211,11 @@ impl Reply {
                 out.extend_from_slice(crate::number::format_double(*d).as_bytes());
                 out.extend_from_slice(b"\r\n");
             }
+            Reply::Coordinate(d) => {
+                out.extend_from_slice(b",");
+                out.extend_from_slice(human_coordinate(*d).as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
             Reply::Array(items) | Reply::Set(items) | Reply::Push(items) => {
                 header(
                     out,
@@ -231,6 +258,7 @@ impl Reply {
             Reply::Bulk(b) | Reply::Verbatim(b) => Resp2Frame::BulkString(b.clone()),
             Reply::Nil => Resp2Frame::Null,
             Reply::Double(d) => Resp2Frame::BulkString(crate::number::format_double(*d).into()),
+            Reply::Coordinate(d) => Resp2Frame::BulkString(human_coordinate(*d).into()),
             Reply::Boolean(b) => Resp2Frame::Integer(i64::from(*b)),
             Reply::BigNumber(digits) => Resp2Frame::BulkString(digits.clone()),
             Reply::NilArray => Resp2Frame::Null,
@@ -283,7 +311,7 @@ impl Reply {
                 attributes: None,
             },
             // Written by `encode_resp3_with_doubles` instead (this form prints differently).
-            Reply::Double(d) => Resp3Frame::Double {
+            Reply::Double(d) | Reply::Coordinate(d) => Resp3Frame::Double {
                 data: *d,
                 attributes: None,
             },

@@ -28,6 +28,8 @@ pub enum Movable {
     NumKeysAt(usize),
     /// SORT's `STORE destination` (the last one given).
     SortStore,
+    /// GEORADIUS's and GEORADIUSBYMEMBER's `STORE`/`STOREDIST destination`.
+    GeoStore,
 }
 
 /// How a data command spreads over a namespace's partitions. The proxy plans every request
@@ -171,8 +173,13 @@ impl CommandSpec {
                 Some(at) => at..at + 1,
                 None => 0..0,
             },
+            Movable::GeoStore => 0..0,
         };
-        fixed.chain(counted)
+        let stores = match self.movable {
+            Movable::GeoStore => crate::geo::store_positions(argv),
+            _ => [None, None],
+        };
+        fixed.chain(counted).chain(stores.into_iter().flatten())
     }
 
     /// Indexes of the keys named by `first_key`/`last_key`/`step` among `argc` arguments.

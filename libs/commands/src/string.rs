@@ -39,8 +39,8 @@ pub static SPECS: &[CommandSpec] = &[
     spec("getbit", 3, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "2.2.0", "Returns a bit value by offset."),
     spec("bitcount", -2, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.6.0", "Counts the number of set bits (population counting) in a string."),
     spec("bitpos", -3, R, &["readonly"], ONE_KEY, &["read", "bitmap", "slow"], "bitmap", "2.8.7", "Finds the first set (1) or clear (0) bit in a string."),
-    spec("bitfield", -2, W, &["write", "denyoom"], ONE_KEY, &["write", "bitmap", "slow"], "bitmap", "3.2.0", "Performs arbitrary bitfield integer operations on strings."),
-    spec("bitfield_ro", -2, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "6.0.0", "Performs arbitrary read-only bitfield integer operations on strings."),
+    spec("bitfield", -2, W, &["write", "denyoom"], ONE_KEY, &["write", "bitmap", "slow"], "bitmap", "3.2.0", "Perform arbitrary bitfield integer operations on strings"),
+    spec("bitfield_ro", -2, R, &["readonly", "fast"], ONE_KEY, &["read", "bitmap", "fast"], "bitmap", "6.0.0", "Perform arbitrary bitfield integer operations on strings. Read-only variant of BITFIELD"),
     spec("bitop", -4, W, &["write", "denyoom"], (2, -1, 1), &["write", "bitmap", "slow"], "bitmap", "2.6.0", "Performs bitwise operations on multiple strings, and stores the result."),
 ];
 

@@ -4,8 +4,8 @@
 //! buffers every change into one write batch and also serves reads of its own writes, so a
 //! command that touches the same key twice sees its first touch. The family modules
 //! ([`keyspace`], [`string`], [`hash`], [`list`], [`set`], [`zset`], [`sort`],
-//! [`hyperloglog`] on [`hll`] sketches) hold one
-//! function per command.
+//! [`hyperloglog`] on [`hll`] sketches, [`geo`] on [`geohash`] scores) hold one function
+//! per command.
 //!
 //! Invariants:
 //! - every metadata change goes through [`Txn::set_meta`] / [`Txn::delete_key`], which keep
@@ -15,6 +15,8 @@
 //! - a key whose expiry is at or before "now" is invisible to every command.
 
 pub mod functions;
+pub mod geo;
+pub mod geohash;
 pub mod hash;
 pub mod hll;
 pub mod hyperloglog;
@@ -222,6 +224,7 @@ pub fn execute_read(ctx: &mut ReadCtx<'_>, cmd: &ReadCommand) -> ExecResult {
         ReadCommand::List(c) => list::read(ctx, c),
         ReadCommand::Set(c) => set::read(ctx, c),
         ReadCommand::Zset(c) => zset::read(ctx, c),
+        ReadCommand::Geo(c) => geo::read(ctx, c),
         ReadCommand::Sort(c) => sort::read(ctx, c),
         ReadCommand::Functions(c) => functions::read(ctx, c),
     }
@@ -237,6 +240,7 @@ pub fn execute_write(txn: &mut Txn<'_>, cmd: &WriteCommand) -> ExecResult {
         WriteCommand::Set(c) => set::write(txn, c),
         WriteCommand::Zset(c) => zset::write(txn, c),
         WriteCommand::HyperLogLog(c) => hyperloglog::write(txn, c),
+        WriteCommand::Geo(c) => geo::write(txn, c),
         WriteCommand::Sort(c) => sort::write(txn, c),
     }
 }

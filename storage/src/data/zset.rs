@@ -38,11 +38,11 @@ use crate::keys;
 use crate::records::{KeyBody, KeyMeta, KeyType};
 
 /// One member and its score.
-type Entry = (f64, Bytes);
+pub(super) type Entry = (f64, Bytes);
 
 /// Where a sorted set's records are and the bounds of its index.
 #[derive(Debug, Clone, Copy)]
-struct Shape {
+pub(super) struct Shape {
     version: u64,
     len: u64,
     floor: u64,
@@ -50,7 +50,7 @@ struct Shape {
 }
 
 impl Shape {
-    fn of(meta: &KeyMeta) -> Self {
+    pub(super) fn of(meta: &KeyMeta) -> Self {
         match meta.body {
             KeyBody::Collection {
                 version,
@@ -105,7 +105,7 @@ fn decoded(bytes: &[u8]) -> f64 {
     keys::decode_score(bytes.try_into().unwrap_or([0; 8]))
 }
 
-fn score_of(
+pub(super) fn score_of(
     view: &(impl View + ?Sized),
     z: &Shape,
     member: &[u8],
@@ -115,7 +115,7 @@ fn score_of(
 
 /// Walks the index between the scores `lo` and `hi` (clamped to the set's bounds), upwards
 /// or downwards, until `visit` returns false.
-fn walk(
+pub(super) fn walk(
     view: &(impl View + ?Sized),
     z: &Shape,
     lo: Option<f64>,
@@ -646,7 +646,7 @@ fn neighbour(
 /// ZRANGESTORE/ZUNIONSTORE/ZINTERSTORE/ZDIFFSTORE: replaces whatever `dst` holds by a new
 /// sorted set of `entries` and notifies `event`, or deletes `dst` when there are none
 /// (`del` if it existed).
-fn store_zset(
+pub(super) fn store_zset(
     txn: &mut Txn<'_>,
     dst: &[u8],
     entries: &[Entry],
@@ -675,7 +675,7 @@ fn store_zset(
 }
 
 /// ZADD (and ZINCRBY, which is ZADD INCR).
-fn add(txn: &mut Txn<'_>, key: &[u8], flags: &AddFlags, pairs: &[Entry]) -> ExecResult {
+pub(super) fn add(txn: &mut Txn<'_>, key: &[u8], flags: &AddFlags, pairs: &[Entry]) -> ExecResult {
     let meta = collection_for_write(txn, key, KeyType::ZSet)?;
     let mut z = Shape::of(&meta);
     let (mut added, mut changed, mut processed) = (0i64, 0i64, 0i64);

@@ -818,6 +818,8 @@ fn to_lua(lua: &Lua, reply: &Reply, resp: u8) -> mlua::Result<Value> {
         Reply::Verbatim(b) => string(b)?,
         Reply::Double(d) if resp == 3 => table_with("double", Value::Number(*d))?,
         Reply::Double(d) => string(format_double(*d).as_bytes())?,
+        Reply::Coordinate(d) if resp == 3 => table_with("double", Value::Number(*d))?,
+        Reply::Coordinate(d) => string(zankv_commands::reply::human_coordinate(*d).as_bytes())?,
         Reply::Boolean(b) if resp == 3 => Value::Boolean(*b),
         Reply::Boolean(b) => Value::Number(f64::from(u8::from(*b))),
         Reply::BigNumber(digits) if resp == 3 => table_with("big_number", string(digits)?)?,
