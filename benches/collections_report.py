@@ -18,14 +18,16 @@ SYSTEMS = ["redis-mem", "redis-repl", "zankv"]
 WRITE_TARGETS = {"lpush": 0.8, "sadd": 0.8, "hset": 0.8, "zadd": 0.6}
 
 
-def load(path):
+def load(path, ops=None):
+    """Runs of `ops` (default: the collection operations) by label, and the other facts."""
+    ops = OPS if ops is None else ops
     runs, facts = {}, {}
     for line in open(path):
         d = json.loads(line)
         label = d["label"]
         if label.startswith("command/"):
             continue
-        if "ops_per_sec" in d and "/" in label and label.split("/")[0] in OPS:
+        if "ops_per_sec" in d and "/" in label and label.split("/")[0] in ops:
             runs.setdefault(label, []).append(d)
         else:
             facts[label] = d
@@ -41,6 +43,43 @@ def median_run(runs):
 def cpu_per_100k(run):
     total = sum(run.get("cpu_s", {}).values())
     return total / max(run["ops"], 1) * 100_000
+
+
+def side_by_side(w, med, ops, shown, targets):
+    """The side-by-side throughput table and the CPU table of `ops` (labels `op/system`)."""
+    w("## Side by side")
+    w("")
+    w("| command | redis in memory | redis replicated | zankv | zankv / redis | "
+      "zankv / replicated | zankv / zankv SET | zankv p50 / p99 ms |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    zset_ops = med.get("set/zankv", {}).get("ops_per_sec")
+    for op in ops:
+        r = {s: med.get(f"{op}/{s}") for s in SYSTEMS}
+        z = r["zankv"]
+        if z is None:
+            continue
+        cell = lambda x: f"{x['ops_per_sec']:,.0f}" if x else "-"
+        ratio = lambda a, b: f"{a['ops_per_sec'] / b['ops_per_sec']:.2f}x" if a and b else "-"
+        own = "-"
+        if zset_ops and op != "set":
+            v = z["ops_per_sec"] / zset_ops
+            target = targets.get(op)
+            own = f"{v:.2f}x" + (f" (target {target}x)" if target else "")
+        w(f"| {shown[op]} | {cell(r['redis-mem'])} | {cell(r['redis-repl'])} | "
+          f"{cell(z)} | {ratio(z, r['redis-mem'])} | {ratio(z, r['redis-repl'])} | {own} | "
+          f"{z['p50_ms']:.2f} / {z['p99_ms']:.2f} |")
+    w("")
+    w("CPU seconds per 100k operations, every process of the system (the median round):")
+    w("")
+    w("| command | redis in memory | redis replicated | zankv |")
+    w("|---|---:|---:|---:|")
+    for op in ops:
+        cells = []
+        for s in SYSTEMS:
+            x = med.get(f"{op}/{s}")
+            cells.append(f"{cpu_per_100k(x):.2f}" if x else "-")
+        w(f"| {shown[op]} | " + " | ".join(cells) + " |")
+    w("")
 
 
 def main():
@@ -64,39 +103,7 @@ def main():
       "each write followed by `WAIT 1` (the replicated reference); `zankv` is `zankv "
       "playground` (three storage nodes, 8 partitions x 3 replicas, through the proxy).")
     w("")
-    w("## Side by side")
-    w("")
-    w("| command | redis in memory | redis replicated | zankv | zankv / redis | "
-      "zankv / replicated | zankv / zankv SET | zankv p50 / p99 ms |")
-    w("|---|---:|---:|---:|---:|---:|---:|---:|")
-    zset_ops = med.get("set/zankv", {}).get("ops_per_sec")
-    for op in OPS:
-        r = {s: med.get(f"{op}/{s}") for s in SYSTEMS}
-        z = r["zankv"]
-        if z is None:
-            continue
-        cell = lambda x: f"{x['ops_per_sec']:,.0f}" if x else "-"
-        ratio = lambda a, b: f"{a['ops_per_sec'] / b['ops_per_sec']:.2f}x" if a and b else "-"
-        own = "-"
-        if zset_ops and op != "set":
-            v = z["ops_per_sec"] / zset_ops
-            target = WRITE_TARGETS.get(op)
-            own = f"{v:.2f}x" + (f" (target {target}x)" if target else "")
-        w(f"| {SHOWN[op]} | {cell(r['redis-mem'])} | {cell(r['redis-repl'])} | "
-          f"{cell(z)} | {ratio(z, r['redis-mem'])} | {ratio(z, r['redis-repl'])} | {own} | "
-          f"{z['p50_ms']:.2f} / {z['p99_ms']:.2f} |")
-    w("")
-    w("CPU seconds per 100k operations, every process of the system (the median round):")
-    w("")
-    w("| command | redis in memory | redis replicated | zankv |")
-    w("|---|---:|---:|---:|")
-    for op in OPS:
-        cells = []
-        for s in SYSTEMS:
-            x = med.get(f"{op}/{s}")
-            cells.append(f"{cpu_per_100k(x):.2f}" if x else "-")
-        w(f"| {SHOWN[op]} | " + " | ".join(cells) + " |")
-    w("")
+    side_by_side(w, med, OPS, SHOWN, WRITE_TARGETS)
     w("## Big keys (zankv)")
     w("")
     kinds = ["set", "hash", "list", "zset"]

@@ -73,6 +73,14 @@ enum Op {
     Lrange,
     /// PUBLISH channel message (the channel drawn as a key)
     Publish,
+    /// PFADD key member
+    Pfadd,
+    /// PFCOUNT key
+    Pfcount,
+    /// GEOADD key longitude latitude member (a position within about 10 km of 13.5, 38.5)
+    Geoadd,
+    /// GEOSEARCH key FROMLONLAT 13.5 38.5 BYRADIUS 5 km ASC COUNT 10
+    Geosearch,
 }
 
 impl Op {
@@ -80,7 +88,15 @@ impl Op {
     fn writes(self) -> bool {
         matches!(
             self,
-            Op::Set | Op::Fill | Op::Lpush | Op::Rpop | Op::Sadd | Op::Hset | Op::Zadd
+            Op::Set
+                | Op::Fill
+                | Op::Lpush
+                | Op::Rpop
+                | Op::Sadd
+                | Op::Hset
+                | Op::Zadd
+                | Op::Pfadd
+                | Op::Geoadd
         )
     }
 
@@ -111,6 +127,32 @@ impl Op {
             Op::Zrange => encode(request, &[b"ZRANGE", key, b"0", b"9"]),
             Op::Lrange => encode(request, &[b"LRANGE", key, b"0", b"9"]),
             Op::Publish => encode(request, &[b"PUBLISH", key, value]),
+            Op::Pfadd => encode(request, &[b"PFADD", key, m]),
+            Op::Pfcount => encode(request, &[b"PFCOUNT", key]),
+            Op::Geoadd => {
+                let long = format!("{:.6}", 13.5 + (rng.f64() - 0.5) * 0.2);
+                let lat = format!("{:.6}", 38.5 + (rng.f64() - 0.5) * 0.2);
+                encode(
+                    request,
+                    &[b"GEOADD", key, long.as_bytes(), lat.as_bytes(), m],
+                )
+            }
+            Op::Geosearch => encode(
+                request,
+                &[
+                    b"GEOSEARCH",
+                    key,
+                    b"FROMLONLAT",
+                    b"13.5",
+                    b"38.5",
+                    b"BYRADIUS",
+                    b"5",
+                    b"km",
+                    b"ASC",
+                    b"COUNT",
+                    b"10",
+                ],
+            ),
             Op::Zrangebyscore => encode(
                 request,
                 &[

@@ -9,7 +9,9 @@
 
 mod support;
 
-use support::diff::{b, must_start_pair_on, seed_from_env, seeds, Pair, Rand, RunLog, Suite};
+use support::diff::{
+    b, both_alike, must_start_pair_on, seed_from_env, seeds, Pair, Rand, RunLog, Suite,
+};
 use support::{show_cmd, Frame};
 
 const SUITE: Suite = Suite {
@@ -102,34 +104,23 @@ fn ends_inside_xzero(value: &[u8]) -> bool {
 }
 
 /// The same command on both; panics with the seed's report when the replies differ.
+/// The same command on both; on a difference, the report shows the sketches named.
 fn both(pair: &mut Pair, log: &mut RunLog, i: usize, args: &[Vec<u8>]) -> Frame {
-    let want = pair.redis.cmd_vec(args);
-    let got = pair.zankv.cmd_vec(args);
-    let cmd = show_cmd(args);
-    if want != got {
-        // The values of the keys named, on each side: a sketch's bytes tell what differs.
+    both_alike(pair, log, i, args, |pair| {
         let mut values = String::new();
-        for arg in &args[1..] {
-            if arg.starts_with(b"h") && arg.len() == 2 {
-                let get = [b("GET"), arg.clone()];
-                let (r, z) = (pair.redis.cmd_vec(&get), pair.zankv.cmd_vec(&get));
-                values.push_str(&format!(
-                    "\n  {}: redis {r}\n      zankv {z}",
-                    show_cmd(&get)
-                ));
-            }
+        for arg in args[1..]
+            .iter()
+            .filter(|a| a.starts_with(b"h") && a.len() == 2)
+        {
+            let get = [b("GET"), arg.clone()];
+            let (r, z) = (pair.redis.cmd_vec(&get), pair.zankv.cmd_vec(&get));
+            values.push_str(&format!(
+                "\n  {}: redis {r}\n      zankv {z}",
+                show_cmd(&get)
+            ));
         }
-        panic!(
-            "{}",
-            log.report(
-                &i.to_string(),
-                &cmd,
-                &format!("redis: {want}\n  zankv: {got}{values}")
-            )
-        );
-    }
-    log.record(i, args, &cmd, &want);
-    want
+        values
+    })
 }
 
 fn run_seed(seed: u64, resp3: bool) {

@@ -316,38 +316,35 @@ fn estimate_steps(range_m: f64, lat: f64) -> u8 {
     step.clamp(1, 26) as u8
 }
 
-/// Moves a cell along the longitude axis (`d` = ±1).
-fn move_x(cell: Cell, d: i8) -> Cell {
+const LONG_BITS: u64 = 0xaaaa_aaaa_aaaa_aaaa;
+const LAT_BITS: u64 = 0x5555_5555_5555_5555;
+
+/// Moves a cell one cell along the axis whose bits `axis` selects (`LONG_BITS` east/west,
+/// `LAT_BITS` north/south), `d` = ±1, wrapping around.
+fn shift(cell: Cell, axis: u64, d: i8) -> Cell {
     let width = 64 - u32::from(cell.step) * 2;
-    let x = cell.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = cell.bits & 0x5555_5555_5555_5555;
-    let zz = 0x5555_5555_5555_5555u64 >> width;
-    let x = if d > 0 {
-        x.wrapping_add(zz + 1)
+    let moving = cell.bits & axis;
+    let kept = cell.bits & !axis;
+    // The other axis's bits, within the cell's width: adding one past them carries into
+    // the next bit of this axis.
+    let zz = !axis >> width;
+    let moved = if d > 0 {
+        moving.wrapping_add(zz + 1)
     } else {
-        (x | zz).wrapping_sub(zz + 1)
-    } & (0xaaaa_aaaa_aaaa_aaaau64 >> width);
+        (moving | zz).wrapping_sub(zz + 1)
+    } & (axis >> width);
     Cell {
-        bits: x | y,
+        bits: moved | kept,
         step: cell.step,
     }
 }
 
-/// Moves a cell along the latitude axis (`d` = ±1).
+fn move_x(cell: Cell, d: i8) -> Cell {
+    shift(cell, LONG_BITS, d)
+}
+
 fn move_y(cell: Cell, d: i8) -> Cell {
-    let width = 64 - u32::from(cell.step) * 2;
-    let x = cell.bits & 0xaaaa_aaaa_aaaa_aaaa;
-    let y = cell.bits & 0x5555_5555_5555_5555;
-    let zz = 0xaaaa_aaaa_aaaa_aaaau64 >> width;
-    let y = if d > 0 {
-        y.wrapping_add(zz + 1)
-    } else {
-        (y | zz).wrapping_sub(zz + 1)
-    } & (0x5555_5555_5555_5555u64 >> width);
-    Cell {
-        bits: x | y,
-        step: cell.step,
-    }
+    shift(cell, LAT_BITS, d)
 }
 
 /// The cell and its eight neighbours: [centre, N, S, E, W, NE, NW, SE, SW].

@@ -26,6 +26,14 @@ fn into_string_value(meta: KeyMeta) -> Vec<u8> {
     }
 }
 
+/// A string key's expiry and value (none and empty when there is no key).
+fn expiry_and_value(meta: Option<KeyMeta>) -> (Option<u64>, Vec<u8>) {
+    match meta {
+        Some(m) => (m.expire_at, into_string_value(m)),
+        None => (None, Vec::new()),
+    }
+}
+
 /// The largest table LCS builds: Redis's default proto-max-bulk-len.
 const LCS_MAX_TABLE: u64 = 512 << 20;
 
@@ -278,10 +286,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
         }
         StringWrite::Append(key, suffix) => {
             let old = txn.typed_meta(key, KeyType::String)?;
-            let (expire_at, mut value) = match old {
-                Some(m) => (m.expire_at, into_string_value(m)),
-                None => (None, Vec::new()),
-            };
+            let (expire_at, mut value) = expiry_and_value(old);
             if (value.len() + suffix.len()) as u64 > MAX_STRING_LEN {
                 return Err(CommandError::StringTooLong.into());
             }
@@ -329,10 +334,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
         }
         StringWrite::SetBit(key, offset, bit) => {
             let old = txn.typed_meta(key, KeyType::String)?;
-            let (expire_at, mut value) = match old {
-                Some(m) => (m.expire_at, into_string_value(m)),
-                None => (None, Vec::new()),
-            };
+            let (expire_at, mut value) = expiry_and_value(old);
             let byte = (*offset >> 3) as usize;
             let grew = value.len() <= byte;
             if grew {
@@ -369,10 +371,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
                 return Ok(Reply::Array(field.run(&mut value).0));
             };
             let created = old.is_none();
-            let (expire_at, mut value) = match old {
-                Some(m) => (m.expire_at, into_string_value(m)),
-                None => (None, Vec::new()),
-            };
+            let (expire_at, mut value) = expiry_and_value(old);
             // Created or grown: the key changed whatever the subcommands do (Redis keeps a
             // key it created even when every subcommand failed).
             let grew = created || (value.len() as u64) < end;

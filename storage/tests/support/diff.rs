@@ -544,6 +544,34 @@ fn dump(client: &mut Client, content: Content) -> Vec<(String, Frame)> {
     out
 }
 
+/// Sends `args` (command `#i`) to both servers and returns redis's reply; when the replies
+/// differ, panics with the run's report, adding what `context` finds on the two servers
+/// (the values of the keys involved, say).
+pub fn both_alike(
+    pair: &mut Pair,
+    log: &mut RunLog,
+    i: usize,
+    args: &[Vec<u8>],
+    context: impl FnOnce(&mut Pair) -> String,
+) -> Frame {
+    let want = pair.redis.cmd_vec(args);
+    let got = pair.zankv.cmd_vec(args);
+    let cmd = show_cmd(args);
+    if want != got {
+        let more = context(pair);
+        panic!(
+            "{}",
+            log.report(
+                &i.to_string(),
+                &cmd,
+                &format!("redis: {want}\n  zankv: {got}{more}")
+            )
+        );
+    }
+    log.record(i, args, &cmd, &want);
+    want
+}
+
 /// Compares the two databases after a seed's last command (see [`dump`]): `compare` judges
 /// each part (redis's, zankv's), given the tolerance it allows: `Some(ms)` for a PTTL
 /// (integers both ≥ 0 may be that far apart), `None` for the rest (exactly equal). Panics
