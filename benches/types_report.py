@@ -41,6 +41,20 @@ def main():
       "does and propagates).")
     w("")
     side_by_side(w, med, OPS, SHOWN, {})
+    w("## Where the time goes")
+    w("")
+    w("- PFCOUNT is replicated like a write in zankv (it may store the cardinality it "
+      "computed in the sketch's header, which keeps the value byte for byte Redis's), so "
+      "it costs a raft round and an fsync even when the cached count is valid; redis "
+      "answers it from memory. Answering it as a read when the cache is valid (and only "
+      "then proposing the write) would make it cost what a GET costs.")
+    w("- GEOSEARCH scans up to nine geohash cells, each a seek of its own into the sorted "
+      "set's score index (a RocksDB iterator per cell); with the members of these runs "
+      "within about 10 km of the centre, most of the nine are scanned. One iterator "
+      "walking the cells' ranges in score order (merging adjacent ones) would take most "
+      "of that cost away.")
+    w("- PFADD and GEOADD cost what SET costs (one raft write); a dense sketch is a "
+      "12 KiB value rewritten by each PFADD that raises a register.")
     sys.stdout.write("\n".join(out).rstrip("\n") + "\n")
 
 

@@ -39,20 +39,26 @@ pub static SPECS: &[CommandSpec] = &[
     spec("geosearchstore", -8, RW, &["write", "denyoom"], (1, 2, 1), &["write", "geo", "slow"], G, "6.2.0", "Query a sorted set representing a geospatial index to fetch members inside an area of a box or a circle, and store the result in another key."),
 ];
 
-/// The destinations GEORADIUS or GEORADIUSBYMEMBER names, as Redis's key specs find them:
-/// the argument after the first STORE, and the one after the first STOREDIST, looking from
-/// the first option on (both count as keys; the command stores to the last one given).
-pub fn store_positions(argv: &[Bytes]) -> [Option<usize>; 2] {
+/// The destinations GEORADIUS or GEORADIUSBYMEMBER names: the argument after the first
+/// STORE and the one after the first STOREDIST from the first option on (Redis's key specs,
+/// so COMMAND GETKEYS answers as Redis), and the one after the last of them, which the
+/// command writes (so routing and WATCH see it when STORE is given twice).
+pub fn store_positions(argv: &[Bytes]) -> [Option<usize>; 3] {
     let by_member = argv
         .first()
         .is_some_and(|name| name.to_ascii_lowercase().starts_with(b"georadiusbymember"));
     let start = if by_member { 5 } else { 6 };
-    let after = |word: &[u8]| {
-        (start..argv.len().saturating_sub(1))
-            .find(|&i| argv[i].eq_ignore_ascii_case(word))
-            .map(|i| i + 1)
-    };
-    [after(b"store"), after(b"storedist")]
+    let options = start..argv.len().saturating_sub(1);
+    let is = |i: usize, word: &[u8]| argv[i].eq_ignore_ascii_case(word);
+    let first = |word: &[u8]| options.clone().find(|&i| is(i, word)).map(|i| i + 1);
+    let [store, dist] = [first(b"store"), first(b"storedist")];
+    let last = options
+        .clone()
+        .rev()
+        .find(|&i| is(i, b"store") || is(i, b"storedist"))
+        .map(|i| i + 1)
+        .filter(|&at| Some(at) != store && Some(at) != dist);
+    [store, dist, last]
 }
 
 /// Which search command.
@@ -433,5 +439,31 @@ impl GeoCommand {
             }
             _ => unreachable!("geo family dispatched an unknown name: {name}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(line: &str) -> Vec<Bytes> {
+        line.split(' ')
+            .map(|w| Bytes::copy_from_slice(w.as_bytes()))
+            .collect()
+    }
+
+    #[test]
+    fn store_keys_as_redis_finds_them_and_the_one_written() {
+        let a = argv("georadius k 1 2 3 m store a storedist b");
+        assert_eq!(store_positions(&a), [Some(7), Some(9), None]);
+        let a = argv("georadius k 1 2 3 m STORE a STORE c");
+        assert_eq!(store_positions(&a), [Some(7), None, Some(9)]);
+        let a = argv("georadiusbymember k m 3 m storedist x");
+        assert_eq!(store_positions(&a), [None, Some(6), None]);
+        assert_eq!(store_positions(&argv("georadius k 1 2 3 m")), [None; 3]);
+        assert_eq!(
+            store_positions(&argv("georadius k 1 2 3 m store")),
+            [None; 3]
+        );
     }
 }

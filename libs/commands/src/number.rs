@@ -95,6 +95,17 @@ pub fn format_double(d: f64) -> String {
     String::from_utf8_lossy(&out[..n]).into_owned()
 }
 
+/// C's `(long long)` of a double as x86-64 converts it (`cvttsd2si`): truncated, and
+/// `i64::MIN` when out of range (Redis's geohash decoding and HLL estimate rely on it).
+pub fn c_i64(x: f64) -> i64 {
+    const TWO_63: f64 = (1u64 << 63) as f64;
+    if (-TWO_63..TWO_63).contains(&x) {
+        x as i64
+    } else {
+        i64::MIN
+    }
+}
+
 /// Formats a double as C's `%.<precision>f` (GEODIST's distances, GEOPOS's coordinates).
 pub fn format_double_f(d: f64, precision: u8) -> String {
     // The longest is a 309-digit integer part, a point and the decimals.

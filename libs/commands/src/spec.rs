@@ -177,7 +177,7 @@ impl CommandSpec {
         };
         let stores = match self.movable {
             Movable::GeoStore => crate::geo::store_positions(argv),
-            _ => [None, None],
+            _ => [None; 3],
         };
         fixed.chain(counted).chain(stores.into_iter().flatten())
     }

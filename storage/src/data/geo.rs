@@ -8,7 +8,7 @@
 
 use bytes::Bytes;
 use zankv_commands::geo::{GeoQuery, GeoRead, GeoSearch, GeoWrite, SearchKind, SortOrder};
-use zankv_commands::number::format_double_f;
+use zankv_commands::number::{c_i64, format_double_f};
 use zankv_commands::zset::AddFlags;
 use zankv_commands::{notify, Reply};
 
@@ -42,13 +42,21 @@ fn coordinates(long: f64, lat: f64) -> Reply {
     Reply::Array(vec![Reply::Coordinate(long), Reply::Coordinate(lat)])
 }
 
-/// The source's sorted set shape (WRONGTYPE for another type), then the search.
-fn run_search(
+/// The source's sorted set (WRONGTYPE for another type; `None` when missing).
+fn source(
     view: &(impl View + ?Sized),
     now_ms: i64,
     search: &GeoSearch,
+) -> Result<Option<zset::Shape>, ExecError> {
+    Ok(typed_meta(view, search.source(), now_ms, KeyType::ZSet)?.map(|m| zset::Shape::of(&m)))
+}
+
+/// The search of source `z`: its options read, then the members found.
+fn run_search(
+    view: &(impl View + ?Sized),
+    z: Option<zset::Shape>,
+    search: &GeoSearch,
 ) -> Result<Found, ExecError> {
-    let z = typed_meta(view, search.source(), now_ms, KeyType::ZSet)?.map(|m| zset::Shape::of(&m));
     let mut failure: Option<EngineError> = None;
     let query = GeoQuery::parse(search, z.is_some(), |member| {
         let z = z.as_ref()?;
@@ -140,7 +148,7 @@ fn search_reply(found: Found) -> Reply {
                     item.push(distance_reply(p.dist, q.to_meters));
                 }
                 if q.with_hash {
-                    item.push(Reply::Integer(geohash::c_i64(p.score)));
+                    item.push(Reply::Integer(c_i64(p.score)));
                 }
                 if q.with_coord {
                     item.push(coordinates(p.long, p.lat));
@@ -191,7 +199,10 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &GeoRead) -> ExecResult {
                 _ => Ok(Reply::Nil),
             }
         }
-        GeoRead::Search(search) => Ok(search_reply(run_search(view, ctx.now_ms, search)?)),
+        GeoRead::Search(search) => {
+            let z = source(view, ctx.now_ms, search)?;
+            Ok(search_reply(run_search(view, z, search)?))
+        }
     }
 }
 
@@ -222,10 +233,12 @@ pub fn write(txn: &mut Txn<'_>, cmd: &GeoWrite) -> ExecResult {
             zset::add(txn, key, &flags, &pairs)
         }
         GeoWrite::Search(search) => {
-            let found = run_search(&*txn, txn.now_ms, search)?;
-            if found.points.is_none() {
+            let z = source(&*txn, txn.now_ms, search)?;
+            if z.is_none() {
+                // Announced as Redis's lookup does, before any error of the options.
                 txn.notify(notify::KEY_MISS, "keymiss", search.source());
             }
+            let found = run_search(&*txn, z, search)?;
             let Some((dest, store_dist)) = found.query.store.clone() else {
                 return Ok(search_reply(found));
             };

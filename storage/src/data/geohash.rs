@@ -12,6 +12,7 @@
 /// Steps (bits per axis) of a stored position.
 pub const STEP_MAX: u8 = 26;
 use zankv_commands::geo::{Shape, LAT_MAX, LAT_MIN, LONG_MAX, LONG_MIN};
+use zankv_commands::number::c_i64;
 const EARTH_RADIUS_M: f64 = 6372797.560856;
 const MERCATOR_MAX: f64 = 20037726.37;
 
@@ -102,16 +103,6 @@ fn decode_area(cell: Cell) -> Area {
             LONG_MIN + (f64::from(long) / scale) * long_span,
             LONG_MIN + (f64::from(long.wrapping_add(1)) / scale) * long_span,
         ),
-    }
-}
-
-/// C's `(long long)` of a double on x86-64 (`cvttsd2si`): out of range is `i64::MIN`.
-pub fn c_i64(x: f64) -> i64 {
-    const TWO_63: f64 = (1u64 << 63) as f64;
-    if (-TWO_63..TWO_63).contains(&x) {
-        x as i64
-    } else {
-        i64::MIN
     }
 }
 

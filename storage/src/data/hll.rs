@@ -19,6 +19,8 @@
 //! sparse body that does not cover exactly 16384 registers is reported as
 //! [`Corrupt`], never a panic.
 
+use zankv_commands::number::c_i64;
+
 /// The header's length.
 const HDR: usize = 16;
 /// Registers per sketch (2^14).
@@ -431,7 +433,9 @@ impl Hll {
             let mut index = 0;
             self.runs(|run_len, value| {
                 index += run_len;
-                histogram[usize::from(value)] += run_len as u32;
+                // Wrapping: a damaged body may claim more runs than fit (refused below).
+                let slot = &mut histogram[usize::from(value)];
+                *slot = slot.wrapping_add(run_len as u32);
                 true
             });
             if index != REGISTERS {
@@ -469,7 +473,9 @@ fn estimate(histogram: &[u32; 64]) -> u64 {
         z *= 0.5;
     }
     z += m * sigma(f64::from(histogram[0]) / m);
-    (ALPHA_INF * m * m / z).round() as u64
+    // As Redis's `(uint64_t)llroundl(...)`: past i64's range (an infinite estimate of a
+    // saturated sketch, say) the conversion gives i64::MIN, so the count reads 2^63.
+    c_i64((ALPHA_INF * m * m / z).round()) as u64
 }
 
 fn sigma(mut x: f64) -> f64 {
@@ -608,6 +614,24 @@ mod tests {
         let mut max = [0u8; REGISTERS];
         assert_eq!(h.merge_into(&mut max), Err(Corrupt));
         assert_eq!(h.clone().raise(REGISTERS - 1, 1), Err(Corrupt));
+    }
+
+    #[test]
+    fn a_saturated_sketch_counts_as_redis_converts_infinity() {
+        // Every register at 51 or more: the estimate is infinite (or past i64), and Redis's
+        // conversion makes it 2^63, which PFCOUNT replies as i64::MIN.
+        for value in [50u8, 51, 63] {
+            let mut h = Hll::new();
+            h.to_dense().unwrap();
+            for i in 0..REGISTERS {
+                set_register(&mut h.0[HDR..], i, value);
+            }
+            let count = h.count().unwrap();
+            if value >= 51 {
+                assert_eq!(count, 1 << 63);
+            }
+            assert!(count >= 1 << 63, "{value}: {count}");
+        }
     }
 
     #[test]

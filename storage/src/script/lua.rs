@@ -818,7 +818,11 @@ fn to_lua(lua: &Lua, reply: &Reply, resp: u8) -> mlua::Result<Value> {
         Reply::Verbatim(b) => string(b)?,
         Reply::Double(d) if resp == 3 => table_with("double", Value::Number(*d))?,
         Reply::Double(d) => string(format_double(*d).as_bytes())?,
-        Reply::Coordinate(d) if resp == 3 => table_with("double", Value::Number(*d))?,
+        // Redis builds the double from the printed text (17 decimals), not the exact value.
+        Reply::Coordinate(d) if resp == 3 => {
+            let printed = zankv_commands::reply::human_coordinate(*d);
+            table_with("double", Value::Number(printed.parse().unwrap_or(*d)))?
+        }
         Reply::Coordinate(d) => string(zankv_commands::reply::human_coordinate(*d).as_bytes())?,
         Reply::Boolean(b) if resp == 3 => Value::Boolean(*b),
         Reply::Boolean(b) => Value::Number(f64::from(u8::from(*b))),
