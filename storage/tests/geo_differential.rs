@@ -3,7 +3,8 @@
 //! exactly (members found in Redis's order, distances, hashes, coordinates, errors), in
 //! RESP2 and RESP3, and each stored result compared with ZRANGE WITHSCORES.
 //!
-//! Positions are drawn around a few centres (so searches find something), anywhere on
+//! Positions are drawn at and around a few centres (so searches find something, and find
+//! members at equal distances), anywhere on
 //! Earth, and near the poles' limits and the antimeridian (where the cells a search scans
 //! wrap or are dropped). `ZANKV_DIFF_SEED=N` runs only seed N.
 
@@ -41,7 +42,10 @@ fn number(v: f64) -> Vec<u8> {
 /// A position: near a centre, anywhere, at the limits, or (rarely) outside them.
 fn position(rng: &mut Rand) -> (Vec<u8>, Vec<u8>) {
     let (long, lat) = match rng.u32(0..100) {
-        0..=69 => {
+        // Shared positions: members at equal distances, which COUNT picks among as Redis's
+        // partial sort does.
+        0..=14 => CENTRES[rng.usize(0..2)],
+        15..=69 => {
             let (cl, ca) = CENTRES[rng.usize(0..CENTRES.len())];
             let spread = [0.01, 0.5, 3.0][rng.usize(0..3)];
             (

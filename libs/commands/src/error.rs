@@ -262,6 +262,15 @@ pub enum CommandError {
     /// ANY without COUNT.
     #[error("ERR the ANY argument requires COUNT argument")]
     GeoAnyNeedsCount,
+    /// PFDEBUG of a missing key.
+    #[error("ERR The specified key does not exist")]
+    HllDebugNoKey,
+    /// PFDEBUG DECODE of a dense sketch.
+    #[error("ERR HLL encoding is not sparse")]
+    HllNotSparse,
+    /// PFDEBUG with another subcommand (as sent).
+    #[error("ERR Unknown PFDEBUG subcommand '{0}'")]
+    HllDebugUnknown(String),
     /// LCS of a key holding something other than a string.
     #[error("ERR The specified keys must contain string values")]
     LcsNotStrings,
@@ -670,6 +679,9 @@ mod docs_table {
             E::GeoNeedBy("geosearch".into()),
             E::GeoAnyNeedsCount,
             E::NotHll,
+            E::HllDebugNoKey,
+            E::HllNotSparse,
+            E::HllDebugUnknown("foo".into()),
             E::CorruptHll,
             E::BitfieldOverflowType,
             E::BitfieldType,
@@ -829,6 +841,9 @@ mod docs_table {
                 | E::GeoNeedBy(_)
                 | E::GeoAnyNeedsCount
                 | E::NotHll
+                | E::HllDebugNoKey
+                | E::HllNotSparse
+                | E::HllDebugUnknown(_)
                 | E::CorruptHll
                 | E::BitfieldOverflowType
                 | E::BitfieldType

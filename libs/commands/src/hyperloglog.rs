@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use crate::spec::{spec, Access, CommandSpec, ALL_KEYS, ONE_KEY};
+use crate::spec::{spec, Access, Combine, CommandSpec, Fanout, ALL_KEYS, NO_KEYS, ONE_KEY};
 
 const G: &str = "hyperloglog";
 
@@ -46,6 +46,29 @@ pub static SPECS: &[CommandSpec] = &[
         "2.8.9",
         "Merge N different HyperLogLogs into a single one.",
     ),
+    spec(
+        "pfdebug",
+        3,
+        Access::Write,
+        &["write", "denyoom", "admin"],
+        (2, 2, 1),
+        &["write", "hyperloglog", "admin", "slow", "dangerous"],
+        G,
+        "2.8.9",
+        "Internal commands for debugging HyperLogLog values",
+    ),
+    spec(
+        "pfselftest",
+        1,
+        Access::Write,
+        &["admin"],
+        NO_KEYS,
+        &["hyperloglog", "admin", "slow", "dangerous"],
+        G,
+        "2.8.9",
+        "An internal command for testing HyperLogLog values",
+    )
+    .with_fanout(Fanout::EveryPartition(Combine::Same)),
 ];
 
 /// A parsed HyperLogLog command.
@@ -57,6 +80,11 @@ pub enum HllCommand {
     Count(Vec<Bytes>),
     /// `PFMERGE destkey [sourcekey ...]` (the destination is merged too).
     Merge(Bytes, Vec<Bytes>),
+    /// `PFDEBUG GETREG|DECODE|ENCODING|TODENSE key`: the subcommand as sent (checked after
+    /// the key, as Redis does), and the key.
+    Debug(Bytes, Bytes),
+    /// `PFSELFTEST`: checks the sketch code on generated data.
+    SelfTest,
 }
 
 impl HllCommand {
@@ -66,6 +94,8 @@ impl HllCommand {
             "pfadd" => HllCommand::Add(args[0].clone(), args[1..].to_vec()),
             "pfcount" => HllCommand::Count(args.to_vec()),
             "pfmerge" => HllCommand::Merge(args[0].clone(), args[1..].to_vec()),
+            "pfdebug" => HllCommand::Debug(args[0].clone(), args[1].clone()),
+            "pfselftest" => HllCommand::SelfTest,
             _ => unreachable!("hyperloglog family dispatched an unknown name: {name}"),
         }
     }

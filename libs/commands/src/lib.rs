@@ -483,6 +483,9 @@ mod tests {
             &["d", "k", "0", "-1"],
             &["and", "d", "k"],
             &["0"],
+            &["k", "1", "2", "m"],
+            &["k", "frommember", "m", "byradius", "1", "m"],
+            &["d", "k", "frommember", "m", "byradius", "1", "m"],
         ];
         TAILS.iter().find_map(|tail| {
             let mut words = vec![container];

@@ -13,6 +13,7 @@ use zankv_commands::zset::AddFlags;
 use zankv_commands::{notify, Reply};
 
 use super::geohash::{self, Search};
+use super::pqsort::pqsort;
 use super::zset::{self, Entry};
 use super::{typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
 use crate::engine::EngineError;
@@ -117,14 +118,26 @@ fn run_search(
             },
         )?;
     }
-    match query.sort {
-        SortOrder::None => {}
-        SortOrder::Asc => points.sort_by(|a, b| a.dist.total_cmp(&b.dist)),
-        SortOrder::Desc => points.sort_by(|a, b| b.dist.total_cmp(&a.dist)),
+    let returned = match usize::try_from(query.count) {
+        Ok(count) if count > 0 => count.min(points.len()),
+        _ => points.len(),
+    };
+    let by_distance = |a: &Point, b: &Point| a.dist.total_cmp(&b.dist);
+    let cmp = |a: &Point, b: &Point| match query.sort {
+        SortOrder::Desc => by_distance(b, a),
+        _ => by_distance(a, b),
+    };
+    if query.sort != SortOrder::None {
+        // As Redis: a full sort (the C library's, a stable merge sort here) when every
+        // member found is returned, else its partial quicksort, whose order of equally
+        // distant members is its own.
+        if returned == points.len() {
+            points.sort_by(cmp);
+        } else if returned > 0 {
+            pqsort(&mut points, 0, returned - 1, &cmp);
+        }
     }
-    if query.count > 0 {
-        points.truncate(usize::try_from(query.count).unwrap_or(usize::MAX));
-    }
+    points.truncate(returned);
     Ok(Found {
         query,
         points: Some(points),

@@ -111,6 +111,11 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HllCommand) -> ExecResult {
             }
             Ok(Reply::Integer(count_registers(&max) as i64))
         }
+        HllCommand::Debug(sub, key) => debug(txn, sub, key),
+        HllCommand::SelfTest => match super::hll::self_test() {
+            Ok(()) => Ok(Reply::OK),
+            Err(failure) => Err(CommandError::Internal(format!("TESTFAILED {failure}")).into()),
+        },
         HllCommand::Merge(dest, sources) => {
             let mut max = [0u8; REGISTERS];
             let mut dense = false;
@@ -141,4 +146,47 @@ pub fn write(txn: &mut Txn<'_>, cmd: &HllCommand) -> ExecResult {
             Ok(Reply::OK)
         }
     }
+}
+
+/// PFDEBUG: the key must exist and hold a sketch before the subcommand is looked at.
+fn debug(txn: &mut Txn<'_>, sub: &Bytes, key: &Bytes) -> ExecResult {
+    let Some((mut hll, expire_at)) = sketch(txn, key, false)? else {
+        return Err(CommandError::HllDebugNoKey.into());
+    };
+    match sub.to_ascii_lowercase().as_slice() {
+        b"getreg" => {
+            if !hll.is_dense() {
+                hll.to_dense().map_err(CommandError::from)?;
+                let registers = hll.registers();
+                store(txn, key, hll, expire_at)?;
+                return Ok(register_reply(registers));
+            }
+            Ok(register_reply(hll.registers()))
+        }
+        b"decode" if hll.is_dense() => Err(CommandError::HllNotSparse.into()),
+        b"decode" => Ok(Reply::bulk(hll.describe_runs())),
+        b"encoding" => Ok(Reply::Status(if hll.is_dense() {
+            "dense"
+        } else {
+            "sparse"
+        })),
+        b"todense" => {
+            if hll.is_dense() {
+                return Ok(Reply::Integer(0));
+            }
+            hll.to_dense().map_err(CommandError::from)?;
+            store(txn, key, hll, expire_at)?;
+            Ok(Reply::Integer(1))
+        }
+        _ => Err(CommandError::HllDebugUnknown(String::from_utf8_lossy(sub).into_owned()).into()),
+    }
+}
+
+fn register_reply(registers: Vec<u8>) -> Reply {
+    Reply::Array(
+        registers
+            .into_iter()
+            .map(|r| Reply::Integer(i64::from(r)))
+            .collect(),
+    )
 }

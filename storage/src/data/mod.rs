@@ -23,6 +23,7 @@ pub mod hyperloglog;
 pub mod keyspace;
 pub mod list;
 pub mod pops;
+pub mod pqsort;
 pub mod set;
 pub mod sort;
 pub mod string;
