@@ -95,8 +95,10 @@ pub enum Change {
 /// The user keys a change may write.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Touches<'a> {
-    /// These keys (the keys of its write commands, or the keys it expires).
+    /// These keys (the keys of its write commands).
     Keys(Vec<&'a [u8]>),
+    /// These keys, deleted by background expiry, each with the expiry it had.
+    Expired(Vec<(&'a [u8], u64)>),
     /// Every key: a keyless write (FLUSHDB, FLUSHALL).
     Every,
 }
@@ -208,8 +210,7 @@ impl Change {
         let mut keys = Vec::new();
         let keyed = match self {
             Change::Expire { keys: expired, .. } => {
-                keys.extend(expired.iter().map(|(k, _)| &k[..]));
-                true
+                return Touches::Expired(expired.iter().map(|(k, at)| (&k[..], *at)).collect());
             }
             Change::Command { argv, .. } | Change::Pop { argv, .. } => {
                 command_touches(argv, &mut keys)

@@ -1152,6 +1152,11 @@ impl Worker {
                     self.expired_seen.remove(key);
                 }
             }
+            Touches::Expired(keys) => {
+                for (key, _) in keys {
+                    self.expired_seen.remove(key);
+                }
+            }
         }
     }
 

@@ -270,6 +270,25 @@ fn run_expiry(target: Target) {
             "port {}",
             client.port()
         );
+        client.cmd_str(&["SET", "gone2", "v", "PX", "1"]);
+    }
+    // Watched already expired, then deleted by the background expiry before EXEC: still no
+    // change (a CI run once saw that deletion fail EXEC).
+    std::thread::sleep(Duration::from_millis(50));
+    for client in [&mut pair.redis, &mut pair.zankv] {
+        client.cmd_str(&["WATCH", "gone2"]);
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    let redis_port = pair.redis.port();
+    for client in [&mut pair.redis, &mut pair.zankv] {
+        client.cmd_str(&["MULTI"]);
+        client.cmd_str(&["SET", "x", "2"]);
+        assert_eq!(
+            client.cmd_str(&["EXEC"]),
+            Frame::Array(vec![Frame::simple("OK")]),
+            "port {} (redis on {redis_port})",
+            client.port()
+        );
     }
 }
 

@@ -1579,6 +1579,7 @@ impl Runner {
         match change.touches() {
             Touches::Every => self.watches.touch(group, term, None::<Vec<&[u8]>>),
             Touches::Keys(keys) => self.watches.touch(group, term, Some(keys)),
+            Touches::Expired(keys) => self.watches.expire(group, term, keys),
         }
     }
 

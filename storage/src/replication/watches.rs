@@ -78,6 +78,9 @@ struct KeyWatch {
     touched: u64,
     /// The tick of its last WATCH.
     watched_at: u64,
+    /// When background expiry last deleted it (the clock then, and the expiry it had): a
+    /// client that watched it already expired sees no change in that (as in Redis).
+    expired: Option<(u64, u64)>,
 }
 
 #[derive(Debug, Default)]
@@ -136,6 +139,7 @@ impl WatchTables {
                     since: seq,
                     touched: 0,
                     watched_at: tick,
+                    expired: None,
                 });
         }
         let token = Token {
@@ -182,6 +186,32 @@ impl WatchTables {
         }
     }
 
+    /// Background expiry deleting `keys` (each with the expiry it had) was proposed in
+    /// `group` in `term`: a change for the clients that watched a key while it was live,
+    /// none for those that watched it already expired (judged per token by
+    /// [`WatchTables::unchanged`]).
+    pub fn expire<'k>(
+        &mut self,
+        group: GroupId,
+        term: u64,
+        keys: impl IntoIterator<Item = (&'k [u8], u64)>,
+    ) {
+        let Some(table) = self.groups.get_mut(&group) else {
+            return;
+        };
+        let table = table.in_term(term);
+        if table.keys.is_empty() {
+            return;
+        }
+        table.clock += 1;
+        let now = table.clock;
+        for (key, expire_at) in keys {
+            if let Some(w) = table.keys.get_mut(key) {
+                w.expired = Some((now, expire_at));
+            }
+        }
+    }
+
     /// For a transaction of `group` led in `term`: the WATCH time of each watched key when
     /// none changed since its token, `None` otherwise (EXEC fails).
     pub fn unchanged(
@@ -202,8 +232,11 @@ impl WatchTables {
                 (token.group == group
                     && token.term == term
                     && w.since <= token.seq
-                    && w.touched < token.seq)
-                    .then(|| (key.clone(), token.at_ms))
+                    && w.touched < token.seq
+                    && w.expired.is_none_or(|(clock, expire_at)| {
+                        clock < token.seq || expire_at as i64 <= token.at_ms
+                    }))
+                .then(|| (key.clone(), token.at_ms))
             })
             .collect()
     }
@@ -277,6 +310,24 @@ mod tests {
         // Watched again: a new token is good.
         let t = tokens(w.watch(1, 5, &[key("b")], 200, 1));
         assert!(w.unchanged(1, 5, &[(key("b"), t[0].clone())]).is_some());
+    }
+
+    #[test]
+    fn expiry_deleting_a_key_changes_it_only_for_those_who_watched_it_live() {
+        let mut w = WatchTables::default();
+        // Watched at 100 ms: "gone" had expired at 50, "live" expires at 150.
+        let t = tokens(w.watch(1, 5, &[key("gone"), key("live")], 100, 0));
+        w.expire(1, 5, [(&b"gone"[..], 50)]);
+        let gone = vec![(key("gone"), t[0].clone())];
+        assert!(
+            w.unchanged(1, 5, &gone).is_some(),
+            "already expired at WATCH"
+        );
+        w.expire(1, 5, [(&b"live"[..], 150)]);
+        assert_eq!(w.unchanged(1, 5, &[(key("live"), t[1].clone())]), None);
+        // Recreated after its deletion: a change again.
+        w.touch(1, 5, Some([&b"gone"[..]]));
+        assert_eq!(w.unchanged(1, 5, &gone), None);
     }
 
     #[test]
