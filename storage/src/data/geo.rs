@@ -16,7 +16,7 @@ use super::geohash::{self, Search};
 use super::pqsort::pqsort;
 use super::zset::{self, Entry};
 use super::{typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Flow};
 use crate::records::KeyType;
 
 /// A member found by a search.
@@ -88,36 +88,31 @@ fn run_search(
     let limit = if query.any { query.count } else { 0 };
     let full = |points: &Vec<Point>| limit > 0 && points.len() as u64 >= limit;
     let mut points = Vec::new();
-    for cell in area.cells() {
-        if full(&points) {
-            break;
+    let ranges: Vec<(f64, f64)> = area
+        .cells()
+        .into_iter()
+        .map(|cell| {
+            let (min, max) = cell.score_range();
+            (min as f64, max as f64)
+        })
+        .collect();
+    zset::walk_ranges(view, &z, &ranges, &mut |score, member| {
+        let (plong, plat) = geohash::position_of(score);
+        if let Some(dist) = area.distance_if_within(plong, plat) {
+            points.push(Point {
+                member: Bytes::copy_from_slice(member),
+                score,
+                long: plong,
+                lat: plat,
+                dist,
+            });
         }
-        let (min, max) = cell.score_range();
-        let (min, max) = (min as f64, max as f64);
-        zset::walk(
-            view,
-            &z,
-            Some(min),
-            Some(max),
-            false,
-            &mut |score, member| {
-                if score >= max {
-                    return false;
-                }
-                let (plong, plat) = geohash::position_of(score);
-                if let Some(dist) = area.distance_if_within(plong, plat) {
-                    points.push(Point {
-                        member: Bytes::copy_from_slice(member),
-                        score,
-                        long: plong,
-                        lat: plat,
-                        dist,
-                    });
-                }
-                !full(&points)
-            },
-        )?;
-    }
+        if full(&points) {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    })?;
     let returned = match usize::try_from(query.count) {
         Ok(count) if count > 0 => count.min(points.len()),
         _ => points.len(),

@@ -39,7 +39,7 @@ use zankv_commands::notify;
 use zankv_commands::pattern::keys_match;
 use zankv_commands::{CommandError, ReadCommand, Reply, WriteCommand};
 
-use crate::engine::{Engine, EngineError, Visit, WriteBatch, WriteOp};
+use crate::engine::{Engine, EngineError, RangeVisit, Visit, WriteBatch, WriteOp};
 use crate::events::Event;
 use crate::keys;
 use crate::records::{AppliedState, KeyBody, KeyMeta, KeyType, ReclaimRecord};
@@ -80,6 +80,15 @@ pub trait View {
         reverse: bool,
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError>;
+
+    /// Visits each of `ranges` in the order given (see [`Engine::scan_ranges`]).
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut RangeVisit<'_>,
+    ) -> Result<(), EngineError> {
+        crate::engine::scan_ranges_one_by_one(|s, e, v| self.scan(s, e, false, v), ranges, visit)
+    }
 
     /// Called when a command looked up `key` and found it expired (at `expire_at`). Redis
     /// deletes such keys on access; views remember them so they are deleted right after
@@ -156,6 +165,14 @@ impl View for EngineView<'_> {
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError> {
         self.engine.scan(start, end, reverse, visit)
+    }
+
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut RangeVisit<'_>,
+    ) -> Result<(), EngineError> {
+        self.engine.scan_ranges(ranges, visit)
     }
 }
 

@@ -33,7 +33,7 @@ use zankv_commands::{notify, CommandError, Reply};
 use super::{
     collection_for_write, live_meta, typed_meta, ExecError, ExecResult, ReadCtx, Txn, View,
 };
-use crate::engine::EngineError;
+use crate::engine::{EngineError, Flow};
 use crate::keys;
 use crate::records::{KeyBody, KeyMeta, KeyType};
 
@@ -115,7 +115,7 @@ pub(super) fn score_of(
 
 /// Walks the index between the scores `lo` and `hi` (clamped to the set's bounds), upwards
 /// or downwards, until `visit` returns false.
-pub(super) fn walk(
+fn walk(
     view: &(impl View + ?Sized),
     z: &Shape,
     lo: Option<f64>,
@@ -137,6 +137,41 @@ pub(super) fn walk(
     view.scan(&start, &end, reverse, &mut |k, _| match k.get(9..17) {
         Some(score) => visit(decoded(score), &k[17..]),
         None => true,
+    })
+}
+
+/// Walks the index over each score range `[lo, hi)` of `ranges` in the order given, with
+/// one engine pass ([`View::scan_ranges`]); `visit` says whether to go on, skip to the next
+/// range or stop.
+pub(super) fn walk_ranges(
+    view: &(impl View + ?Sized),
+    z: &Shape,
+    ranges: &[(f64, f64)],
+    visit: &mut dyn FnMut(f64, &[u8]) -> Flow,
+) -> Result<(), EngineError> {
+    let prefix = keys::element_prefix(keys::ZSET_SCORE, z.version);
+    let key = |score: u64| {
+        let mut k = prefix.clone();
+        k.extend_from_slice(&score.to_be_bytes());
+        k
+    };
+    let keyed: Vec<(Vec<u8>, Vec<u8>)> = ranges
+        .iter()
+        .map(|&(lo, hi)| {
+            let (lo, hi) = (encoded(lo).max(z.floor), encoded(hi));
+            // Past the set's bounds the range is empty; below its ceiling it ends before
+            // `hi`, else just after the ceiling's entries.
+            let end = if hi > z.ceil {
+                keys::prefix_end(&key(z.ceil))
+            } else {
+                key(hi)
+            };
+            (key(lo), end)
+        })
+        .collect();
+    view.scan_ranges(&keyed, &mut |_, k, _| match k.get(9..17) {
+        Some(score) => visit(decoded(score), &k[17..]),
+        None => Flow::Continue,
     })
 }
 

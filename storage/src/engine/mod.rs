@@ -66,6 +66,43 @@ impl WriteBatch {
 /// Visitor for scans: called with each key and value in order; return `false` to stop.
 pub type Visit<'a> = dyn FnMut(&[u8], &[u8]) -> bool + 'a;
 
+/// What a visit of [`Engine::scan_ranges`] wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// The next key of this range.
+    Continue,
+    /// The next range.
+    NextRange,
+    /// Nothing more.
+    Stop,
+}
+
+/// Visitor for [`Engine::scan_ranges`]: the range's index, then each key and value.
+pub type RangeVisit<'a> = dyn FnMut(usize, &[u8], &[u8]) -> Flow + 'a;
+
+/// [`Engine::scan_ranges`] by one [`Engine::scan`] per range (engines without a cheaper way).
+pub fn scan_ranges_one_by_one(
+    scan: impl Fn(&[u8], &[u8], &mut Visit<'_>) -> Result<(), EngineError>,
+    ranges: &[(Vec<u8>, Vec<u8>)],
+    visit: &mut RangeVisit<'_>,
+) -> Result<(), EngineError> {
+    for (i, (start, end)) in ranges.iter().enumerate() {
+        let mut stop = false;
+        scan(start, end, &mut |k, v| match visit(i, k, v) {
+            Flow::Continue => true,
+            Flow::NextRange => false,
+            Flow::Stop => {
+                stop = true;
+                false
+            }
+        })?;
+        if stop {
+            break;
+        }
+    }
+    Ok(())
+}
+
 /// An ordered key-value store for one partition.
 pub trait Engine: Send + Sync {
     /// Reads one key.
@@ -79,6 +116,17 @@ pub trait Engine: Send + Sync {
         reverse: bool,
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError>;
+
+    /// Visits each of `ranges` (`[start, end)`, ascending) in the order given, as `visit`
+    /// directs; an engine may serve them all from one iterator (RocksDB: one iterator,
+    /// sought to each range, where a scan per range would build an iterator each).
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut RangeVisit<'_>,
+    ) -> Result<(), EngineError> {
+        scan_ranges_one_by_one(|s, e, v| self.scan(s, e, false, v), ranges, visit)
+    }
 
     /// Applies a batch atomically. With `sync`, the batch is durable on return.
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError>;
@@ -106,6 +154,14 @@ impl<E: Engine + ?Sized> Engine for std::sync::Arc<E> {
         visit: &mut Visit<'_>,
     ) -> Result<(), EngineError> {
         (**self).scan(start, end, reverse, visit)
+    }
+
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut RangeVisit<'_>,
+    ) -> Result<(), EngineError> {
+        (**self).scan_ranges(ranges, visit)
     }
 
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError> {

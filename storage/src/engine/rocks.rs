@@ -19,7 +19,7 @@ use rocksdb::{
     WriteOptions, DB,
 };
 
-use super::{Engine, EngineError, Visit, WriteBatch, WriteOp};
+use super::{Engine, EngineError, Flow, RangeVisit, Visit, WriteBatch, WriteOp};
 
 /// Smallest and largest memtable a database gets from the node's budget.
 const MIN_WRITE_BUFFER: usize = 1 << 20;
@@ -185,6 +185,42 @@ impl Engine for RocksEngine {
         Ok(())
     }
 
+    fn scan_ranges(
+        &self,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+        visit: &mut RangeVisit<'_>,
+    ) -> Result<(), EngineError> {
+        let ranges: Vec<_> = ranges
+            .iter()
+            .enumerate()
+            .filter(|(_, (s, e))| s < e)
+            .collect();
+        let (Some(low), Some(high)) = (
+            ranges.iter().map(|(_, (s, _))| s).min(),
+            ranges.iter().map(|(_, (_, e))| e).max(),
+        ) else {
+            return Ok(());
+        };
+        let mut read = ReadOptions::default();
+        read.set_iterate_lower_bound(low.clone());
+        read.set_iterate_upper_bound(high.clone());
+        let mut it = self.db.raw_iterator_opt(read);
+        'ranges: for (i, (start, end)) in ranges {
+            it.seek(start);
+            while let (Some(k), Some(v)) = (it.key(), it.value()) {
+                if k >= end.as_slice() {
+                    break;
+                }
+                match visit(i, k, v) {
+                    Flow::Continue => it.next(),
+                    Flow::NextRange => break,
+                    Flow::Stop => break 'ranges,
+                }
+            }
+        }
+        it.status().map_err(backend)
+    }
+
     fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), EngineError> {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops {
@@ -220,5 +256,70 @@ impl Engine for RocksEngine {
         rocksdb::checkpoint::Checkpoint::new(&self.db)
             .and_then(|c| c.create_checkpoint(dir))
             .map_err(backend)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::scan_ranges_one_by_one;
+
+    /// Every (range, key) a scan of `ranges` visits, with a visit that skips to the next
+    /// range after two keys of a range starting with `b` and stops at key `k5`.
+    fn visited(
+        scan: impl Fn(&[(Vec<u8>, Vec<u8>)], &mut RangeVisit<'_>) -> Result<(), EngineError>,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+    ) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        let mut in_range = (usize::MAX, 0);
+        scan(ranges, &mut |i, k, _| {
+            in_range = if in_range.0 == i {
+                (i, in_range.1 + 1)
+            } else {
+                (i, 1)
+            };
+            out.push((i, String::from_utf8_lossy(k).into_owned()));
+            if k == b"k5" {
+                Flow::Stop
+            } else if ranges[i].0.starts_with(b"b") && in_range.1 == 2 {
+                Flow::NextRange
+            } else {
+                Flow::Continue
+            }
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn one_iterator_visits_ranges_as_separate_scans_do() {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = RocksOptions::new(8 << 20, 4 << 20).unwrap();
+        let engine = RocksEngine::open_unlogged(dir.path(), &opts).unwrap();
+        let mut batch = WriteBatch::default();
+        for k in ["a1", "a2", "b1", "b2", "b3", "c1", "k1", "k5", "k9"] {
+            batch.put(k.as_bytes().to_vec(), b"v".to_vec());
+        }
+        engine.write(batch, false).unwrap();
+        let r = |s: &str, e: &str| (s.as_bytes().to_vec(), e.as_bytes().to_vec());
+        // Out of order, overlapping, empty and inverted ranges, and a stop.
+        let ranges = [
+            r("c", "d"),
+            r("a", "b3"),
+            r("b", "c"),
+            r("x", "y"),
+            r("b", "a"),
+            r("a1", "a2"),
+            r("k", "l"),
+            r("a", "z"),
+        ];
+        let one = visited(|rs, v| engine.scan_ranges(rs, v), &ranges);
+        let each = visited(
+            |rs, v| scan_ranges_one_by_one(|s, e, v| engine.scan(s, e, false, v), rs, v),
+            &ranges,
+        );
+        assert_eq!(one, each);
+        assert_eq!(one.first(), Some(&(0, "c1".to_string())));
+        assert_eq!(one.last(), Some(&(6, "k5".to_string())));
     }
 }
