@@ -217,6 +217,8 @@ impl Engine for RocksEngine {
                     Flow::Stop => break 'ranges,
                 }
             }
+            // A read error ends the range like its end would; the next seek would clear it.
+            it.status().map_err(backend)?;
         }
         it.status().map_err(backend)
     }
