@@ -9,6 +9,7 @@ use zankv_commands::string::{
 use zankv_commands::{notify, CommandError, Reply};
 
 use super::{typed_meta, ExecResult, ReadCtx, Txn};
+use crate::engine::EngineError;
 use crate::records::{KeyBody, KeyMeta, KeyType};
 
 fn string_value(meta: &KeyMeta) -> &[u8] {
@@ -32,6 +33,22 @@ fn expiry_and_value(meta: Option<KeyMeta>) -> (Option<u64>, Vec<u8>) {
         Some(m) => (m.expire_at, into_string_value(m)),
         None => (None, Vec::new()),
     }
+}
+
+/// Writes a string key's value, with its expiry.
+fn store_string(
+    txn: &mut Txn<'_>,
+    key: &[u8],
+    expire_at: Option<u64>,
+    value: Vec<u8>,
+) -> Result<(), EngineError> {
+    txn.set_meta(
+        key,
+        &KeyMeta {
+            expire_at,
+            body: KeyBody::String(value),
+        },
+    )
 }
 
 /// The largest table LCS builds: Redis's default proto-max-bulk-len.
@@ -292,13 +309,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             }
             value.extend_from_slice(suffix);
             let len = value.len() as i64;
-            txn.set_meta(
-                key,
-                &KeyMeta {
-                    expire_at,
-                    body: KeyBody::String(value),
-                },
-            )?;
+            store_string(txn, key, expire_at, value)?;
             txn.notify(notify::STRING, "append", key);
             Ok(Reply::Integer(len))
         }
@@ -322,13 +333,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             }
             value[offset..offset + patch.len()].copy_from_slice(patch);
             let len = value.len() as i64;
-            txn.set_meta(
-                key,
-                &KeyMeta {
-                    expire_at,
-                    body: KeyBody::String(value),
-                },
-            )?;
+            store_string(txn, key, expire_at, value)?;
             txn.notify(notify::STRING, "setrange", key);
             Ok(Reply::Integer(len))
         }
@@ -347,13 +352,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             } else {
                 value[byte] &= !mask;
             }
-            txn.set_meta(
-                key,
-                &KeyMeta {
-                    expire_at,
-                    body: KeyBody::String(value),
-                },
-            )?;
+            store_string(txn, key, expire_at, value)?;
             // Redis 7.0 notifies only when the key was created or grown, or the bit changed.
             if grew || previous != *bit {
                 txn.notify(notify::STRING, "setbit", key);
@@ -380,13 +379,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &StringWrite) -> ExecResult {
             }
             let (replies, written, changed) = field.run(&mut value);
             if grew || changed > 0 {
-                txn.set_meta(
-                    key,
-                    &KeyMeta {
-                        expire_at,
-                        body: KeyBody::String(value),
-                    },
-                )?;
+                store_string(txn, key, expire_at, value)?;
             }
             if (grew && written > 0) || changed > 0 {
                 txn.notify(notify::STRING, "setbit", key);

@@ -157,6 +157,18 @@ impl WatchTables {
         self.groups.get(&group).is_some_and(|t| !t.keys.is_empty())
     }
 
+    /// For a write proposed in `group` in `term`: its table (if it watches any key) and the
+    /// clock's next value, which the write's touches carry.
+    fn advance(&mut self, group: GroupId, term: u64) -> Option<(&mut GroupWatches, u64)> {
+        let table = self.groups.get_mut(&group)?.in_term(term);
+        if table.keys.is_empty() {
+            return None;
+        }
+        table.clock += 1;
+        let now = table.clock;
+        Some((table, now))
+    }
+
     /// A write naming `keys` was proposed in `group` in `term`; `None`: a keyless write,
     /// which touches every watched key.
     pub fn touch<'k>(
@@ -165,15 +177,9 @@ impl WatchTables {
         term: u64,
         keys: Option<impl IntoIterator<Item = &'k [u8]>>,
     ) {
-        let Some(table) = self.groups.get_mut(&group) else {
+        let Some((table, now)) = self.advance(group, term) else {
             return;
         };
-        let table = table.in_term(term);
-        if table.keys.is_empty() {
-            return;
-        }
-        table.clock += 1;
-        let now = table.clock;
         match keys {
             None => table.keys.values_mut().for_each(|w| w.touched = now),
             Some(keys) => {
@@ -196,15 +202,9 @@ impl WatchTables {
         term: u64,
         keys: impl IntoIterator<Item = (&'k [u8], u64)>,
     ) {
-        let Some(table) = self.groups.get_mut(&group) else {
+        let Some((table, now)) = self.advance(group, term) else {
             return;
         };
-        let table = table.in_term(term);
-        if table.keys.is_empty() {
-            return;
-        }
-        table.clock += 1;
-        let now = table.clock;
         for (key, expire_at) in keys {
             if let Some(w) = table.keys.get_mut(key) {
                 w.expired = Some((now, expire_at));
