@@ -339,7 +339,7 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
     let ttl = rng.fresh_rel_secs();
     let cond = opt(rng, 50, &["NX", "XX", "GT", "LT"]);
     // Commands separated by "; " are sent in turn.
-    let line = match rng.usize(0..71) {
+    let line = match rng.usize(0..75) {
         0 => {
             let ex = match rng.usize(0..4) {
                 0 => format!(" EX {ttl}"),
@@ -453,6 +453,13 @@ fn random_step(rng: &mut Rand, tag: &str) -> Vec<Vec<Vec<u8>>> {
         }
         69 => format!("BITFIELD_RO {s} GET i4 {}", rng.usize(0..12)),
         70 => format!("BITFIELD {s} OVERFLOW FAIL INCRBY u2 0 {}", rng.usize(0..5)),
+        71 => format!(
+            "GEOADD {z}{} 13.36 38.11 {m}",
+            opt(rng, 40, &["NX", "XX", "CH"])
+        ),
+        72 => format!("GEOSEARCHSTORE {z2} {z} FROMLONLAT 13.3 38.1 BYRADIUS 50 km"),
+        73 => format!("GEORADIUS {z} 13.3 38.1 50 km STORE {z2}"),
+        74 => format!("GEOSEARCH {z} FROMMEMBER {m} BYBOX 10 10 km"),
         // GET's keys (never there) are looked up in the sorted order, by the write too. Not
         // through a proxy: a pattern's keys could be in another partition.
         63 if tag.is_empty() => {
