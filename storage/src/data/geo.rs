@@ -15,9 +15,8 @@ use zankv_commands::{notify, Reply};
 use super::geohash::{self, Search};
 use super::pqsort::pqsort;
 use super::zset::{self, Entry};
-use super::{typed_meta, ExecError, ExecResult, ReadCtx, Txn, View};
+use super::{ExecError, ExecResult, ReadCtx, Txn, View};
 use crate::engine::{EngineError, Flow};
-use crate::records::KeyType;
 
 /// A member found by a search.
 struct Point {
@@ -41,15 +40,6 @@ fn distance_reply(meters: f64, to_meters: f64) -> Reply {
 
 fn coordinates(long: f64, lat: f64) -> Reply {
     Reply::Array(vec![Reply::Coordinate(long), Reply::Coordinate(lat)])
-}
-
-/// The source's sorted set (WRONGTYPE for another type; `None` when missing).
-fn source(
-    view: &(impl View + ?Sized),
-    now_ms: i64,
-    search: &GeoSearch,
-) -> Result<Option<zset::Shape>, ExecError> {
-    Ok(typed_meta(view, search.source(), now_ms, KeyType::ZSet)?.map(|m| zset::Shape::of(&m)))
 }
 
 /// The search of source `z`: its options read, then the members found.
@@ -170,9 +160,7 @@ fn search_reply(found: Found) -> Reply {
 /// Executes a geo command that only reads.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &GeoRead) -> ExecResult {
     let view = ctx.view;
-    let shape = |key: &[u8]| -> Result<Option<zset::Shape>, ExecError> {
-        Ok(typed_meta(view, key, ctx.now_ms, KeyType::ZSet)?.map(|m| zset::Shape::of(&m)))
-    };
+    let shape = |key: &[u8]| zset::shape_at(view, key, ctx.now_ms);
     match cmd {
         GeoRead::Pos(key, members) | GeoRead::Hash(key, members) => {
             let z = shape(key)?;
@@ -208,7 +196,7 @@ pub fn read(ctx: &mut ReadCtx<'_>, cmd: &GeoRead) -> ExecResult {
             }
         }
         GeoRead::Search(search) => {
-            let z = source(view, ctx.now_ms, search)?;
+            let z = zset::shape_at(view, search.source(), ctx.now_ms)?;
             Ok(search_reply(run_search(view, z, search)?))
         }
     }
@@ -241,7 +229,7 @@ pub fn write(txn: &mut Txn<'_>, cmd: &GeoWrite) -> ExecResult {
             zset::add(txn, key, &flags, &pairs)
         }
         GeoWrite::Search(search) => {
-            let z = source(&*txn, txn.now_ms, search)?;
+            let z = zset::shape_at(&*txn, search.source(), txn.now_ms)?;
             if z.is_none() {
                 // Announced as Redis's lookup does, before any error of the options.
                 txn.notify(notify::KEY_MISS, "keymiss", search.source());

@@ -128,16 +128,16 @@ fn walk(
     if lo > hi {
         return Ok(());
     }
-    let prefix = keys::element_prefix(keys::ZSET_SCORE, z.version);
-    let mut start = prefix.clone();
-    start.extend_from_slice(&lo.to_be_bytes());
-    let mut end = prefix;
-    end.extend_from_slice(&hi.to_be_bytes());
-    let end = keys::prefix_end(&end);
-    view.scan(&start, &end, reverse, &mut |k, _| match k.get(9..17) {
-        Some(score) => visit(decoded(score), &k[17..]),
-        None => true,
-    })
+    let end = keys::prefix_end(&index_bound(z, hi));
+    view.scan(
+        &index_bound(z, lo),
+        &end,
+        reverse,
+        &mut |k, _| match index_entry(k) {
+            Some((score, member)) => visit(score, member),
+            None => true,
+        },
+    )
 }
 
 /// Walks the index over each score range `[lo, hi)` of `ranges` in the order given, with
@@ -149,12 +149,7 @@ pub(super) fn walk_ranges(
     ranges: &[(f64, f64)],
     visit: &mut dyn FnMut(f64, &[u8]) -> Flow,
 ) -> Result<(), EngineError> {
-    let prefix = keys::element_prefix(keys::ZSET_SCORE, z.version);
-    let key = |score: u64| {
-        let mut k = prefix.clone();
-        k.extend_from_slice(&score.to_be_bytes());
-        k
-    };
+    let key = |score: u64| index_bound(z, score);
     let keyed: Vec<(Vec<u8>, Vec<u8>)> = ranges
         .iter()
         .map(|&(lo, hi)| {
@@ -169,10 +164,22 @@ pub(super) fn walk_ranges(
             (key(lo), end)
         })
         .collect();
-    view.scan_ranges(&keyed, &mut |_, k, _| match k.get(9..17) {
-        Some(score) => visit(decoded(score), &k[17..]),
+    view.scan_ranges(&keyed, &mut |_, k, _| match index_entry(k) {
+        Some((score, member)) => visit(score, member),
         None => Flow::Continue,
     })
+}
+
+/// The first index key of encoded score `score` (the entries of that score follow it).
+fn index_bound(z: &Shape, score: u64) -> Vec<u8> {
+    let mut key = keys::element_prefix(keys::ZSET_SCORE, z.version);
+    key.extend_from_slice(&score.to_be_bytes());
+    key
+}
+
+/// An index key's score and member.
+fn index_entry(key: &[u8]) -> Option<(f64, &[u8])> {
+    Some((decoded(key.get(9..17)?), &key[17..]))
 }
 
 /// The entries `by` selects, in walking order (highest first when `rev`), after LIMIT.
@@ -483,13 +490,21 @@ fn combine(
     Ok((entries, options.with_scores))
 }
 
+/// The sorted set at `key` live at `now_ms` (WRONGTYPE for another type; `None` when
+/// missing).
+pub(super) fn shape_at(
+    view: &(impl View + ?Sized),
+    key: &[u8],
+    now_ms: i64,
+) -> Result<Option<Shape>, ExecError> {
+    Ok(typed_meta(view, key, now_ms, KeyType::ZSet)?.map(|m| Shape::of(&m)))
+}
+
 /// Executes a read-only sorted-set command.
 pub fn read(ctx: &mut ReadCtx<'_>, cmd: &ZsetRead) -> ExecResult {
     let view = ctx.view;
     let now = ctx.now_ms;
-    let shape_of = |key: &[u8]| -> Result<Option<Shape>, ExecError> {
-        Ok(typed_meta(view, key, now, KeyType::ZSet)?.map(|m| Shape::of(&m)))
-    };
+    let shape_of = |key: &[u8]| shape_at(view, key, now);
     match cmd {
         ZsetRead::Card(key) => Ok(Reply::Integer(shape_of(key)?.map_or(0, |z| z.len as i64))),
         ZsetRead::Score(key, member) => Ok(match shape_of(key)? {
